@@ -1,0 +1,191 @@
+"""The one boundary between the agent and a container runtime.
+
+The pod workers speak only this protocol. Two implementations sit behind it:
+`agent.runtime.linux.LinuxRuntime` (ours, on the kernel: namespaces, cgroups,
+overlay + pivot_root) and `agent.runtime.fake.FakeRuntime` (in memory, for
+unit-testing the pod workers without root). The real one has its own tests as
+root under tests/agent/runtime/.
+
+Lifecycle of a container, as this protocol sees it:
+
+      create_sandbox(pod)          (pod-level: net/ipc/uts namespaces, pod cgroup)
+            │
+            ▼
+      start(ContainerConfig) ──► RUNNING ──(process exits / OOM / killed)──► EXITED
+                                    │                                           │
+                                 stop(id, grace)  ─────────────────────────────►│
+                                                                                ▼
+                                                                           remove(id)
+      remove_sandbox(pod_id)       (after every container of the pod is removed)
+
+Guarantees every implementation keeps:
+- `stop`, `remove` and `remove_sandbox` are idempotent: calling them for
+  something already gone is not an error.
+- Containers outlive the agent process: a new runtime object created after a
+  crash finds them again through `list_containers()`, and the exit status of
+  a container that ended meanwhile is still reported.
+- `remove_sandbox` and `cleanup_orphans` leave no mount, cgroup, namespace or
+  process behind.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import AsyncIterator, Protocol, Sequence, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Limits in Kubernetes' terms; the cgroup driver turns them into files."""
+    cpu_request_millis: int | None = None   # -> cpu.shares (v1) / cpu.weight (v2)
+    cpu_limit_millis: int | None = None     # -> cfs quota over a 100 ms period
+    memory_limit_bytes: int | None = None   # -> memory.limit_in_bytes / memory.max
+    pids_limit: int | None = None           # -> pids.max
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A mount inside the container. kind: "bind" (source is a host path) or "tmpfs"."""
+    target: str
+    source: str = ""
+    kind: str = "bind"
+    read_only: bool = False
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    uid: int = 0
+    gid: int = 0
+    supplemental_gids: tuple[int, ...] = ()
+    privileged: bool = False
+    read_only_rootfs: bool = False
+    no_new_privileges: bool = True
+    # Effective capability names ("CAP_NET_BIND_SERVICE"); None = Docker's default set.
+    capabilities: frozenset[str] | None = None
+    seccomp: str = "RuntimeDefault"         # or "Unconfined"
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """What a pod holds in common for its containers."""
+    pod_id: str              # the pod's uid
+    namespace: str
+    name: str
+    hostname: str
+    resources: Resources = Resources()      # pod-level cgroup limits (sum of containers)
+    share_process_namespace: bool = False
+    host_network: bool = False
+    dns_search: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    pod_id: str
+    netns_path: Path | None   # where the pod's network namespace is pinned
+    state_dir: Path           # per-pod files (hosts, hostname, resolv.conf, volumes)
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """Everything needed to run one container; built by the pod worker from the
+    pod spec and the image config (entrypoint/cmd already merged)."""
+    id: str                          # unique per start attempt
+    pod_id: str
+    name: str                        # the container's name in the pod
+    image: str                       # the reference, for status
+    image_id: str                    # the image's config digest
+    lower_dirs: tuple[Path, ...]     # image layers, lowest first
+    args: tuple[str, ...]            # argv; args[0] is looked up in PATH of env
+    env: tuple[tuple[str, str], ...] = ()
+    working_dir: str = "/"
+    resources: Resources = Resources()
+    mounts: tuple[Mount, ...] = ()
+    security: SecurityConfig = SecurityConfig()
+    log_path: Path | None = None     # stdout+stderr appended here
+    stop_signal: int = 15
+    tty: bool = False
+    stdin: bool = False
+
+
+class State(enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    EXITED = "exited"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    id: str
+    pod_id: str
+    name: str
+    state: State
+    pid: int | None = None           # host pid of the container's init
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None     # 128+N for a signal, as a shell reports it
+    signal: int | None = None
+    oom_killed: bool = False
+    reason: str = ""                 # "Completed", "Error", "OOMKilled", "StartError"
+    message: str = ""
+    image: str = ""
+    image_id: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerStats:
+    id: str
+    cpu_usage_seconds: float
+    memory_working_set_bytes: int
+    pids: int
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+
+
+class StartError(Exception):
+    """The container could not be started; str(exc) is the user-facing reason
+    (e.g. 'exec: "nosuch": executable file not found in $PATH')."""
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    async def create_sandbox(self, config: SandboxConfig) -> Sandbox: ...
+
+    async def remove_sandbox(self, pod_id: str) -> None: ...
+
+    async def start(self, config: ContainerConfig) -> ContainerStatus:
+        """Create and start; returns once the process runs (or raises StartError)."""
+
+    async def wait(self, container_id: str) -> ContainerStatus:
+        """Returns when the container has exited, with its final status."""
+
+    async def status(self, container_id: str) -> ContainerStatus: ...
+
+    async def stop(self, container_id: str, grace_seconds: float) -> None:
+        """The stop signal, then SIGKILL after grace_seconds; returns once exited."""
+
+    async def remove(self, container_id: str) -> None: ...
+
+    async def list_containers(self) -> Sequence[ContainerStatus]: ...
+
+    async def list_sandboxes(self) -> Sequence[Sandbox]: ...
+
+    async def stats(self, container_id: str) -> ContainerStats: ...
+
+    async def exec(self, container_id: str, argv: Sequence[str], *, tty: bool = False,
+                   stdin: AsyncIterator[bytes] | None = None,
+                   output: "ExecOutput") -> ExecResult: ...
+
+    async def cleanup_orphans(self, keep_pod_ids: set[str]) -> None:
+        """Remove every sandbox and container not in keep_pod_ids (after a crash)."""
+
+
+class ExecOutput(Protocol):
+    async def stdout(self, data: bytes) -> None: ...
+    async def stderr(self, data: bytes) -> None: ...
