@@ -105,6 +105,10 @@ class ContainerConfig:
     mounts: tuple[Mount, ...] = ()
     security: SecurityConfig = SecurityConfig()
     log_path: Path | None = None     # stdout+stderr appended here
+    # The overlay upper dir. None: the runtime makes one and removes it with the
+    # container. Given (the image builder's RUN): the caller owns it, and it is
+    # kept after remove() so the caller can turn the diff into a layer.
+    upper_dir: Path | None = None
     stop_signal: int = 15
     tty: bool = False
     stdin: bool = False
