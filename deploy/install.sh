@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Install everything Skiff needs on a Debian 12 machine, as root.
+#
+#   deploy/install.sh            # runtime dependencies + Skiff in <repo>/.venv, `skiff` on PATH
+#   deploy/install.sh --test     # ... plus what the test suite needs
+#
+# Idempotent: a second run only checks. Services that Debian's packages would
+# start on their own (etcd, prometheus) are kept from starting: Skiff starts
+# its own etcd with its own data dir (`skiff up`).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+with_tests=0
+[[ "${1:-}" == "--test" ]] && with_tests=1
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "deploy/install.sh: run as root (Skiff creates namespaces, cgroups and mounts)" >&2
+  exit 1
+fi
+
+packages=(python3 python3-venv python3-pip etcd-server busybox-static nftables iproute2 debootstrap)
+[[ $with_tests -eq 1 ]] && packages+=(prometheus)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "==> apt-get install ${missing[*]}"
+  # Keep Debian's maintainer scripts from starting etcd/prometheus services
+  # (policy-rc.d is the Debian-sanctioned switch); Skiff runs its own etcd.
+  had_policy=0; [[ -e /usr/sbin/policy-rc.d ]] && had_policy=1
+  if [[ $had_policy -eq 0 ]]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  [[ $had_policy -eq 0 ]] && rm -f /usr/sbin/policy-rc.d
+fi
+
+venv="$here/.venv"
+if [[ ! -x "$venv/bin/python" ]]; then
+  echo "==> python3 -m venv $venv"
+  python3 -m venv "$venv"
+fi
+extra=""; [[ $with_tests -eq 1 ]] && extra="[test]"
+echo "==> pip install -e .$extra"
+"$venv/bin/pip" install -q --disable-pip-version-check -e "$here$extra"
+
+ln -sf "$venv/bin/skiff" /usr/local/bin/skiff
+echo "==> skiff installed: $(command -v skiff)"
