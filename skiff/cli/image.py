@@ -1,0 +1,196 @@
+"""`skiff image ...`: manage the node's local image store.
+
+Wiring only: each sub-command maps to one function over agent.images. Like
+`nerdctl image` / `k3s ctr images`, it works on the local store (DATA/images)
+directly, as root, with no control plane.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("/var/lib/skiff")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("image", aliases=["images"], help="manage local images",
+                              description="Manage the images in this node's local store.")
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    sub = p.add_subparsers(dest="image_command", metavar="COMMAND")
+    p.set_defaults(func=_cmd_ls, all=False, quiet=False, format="table")
+
+    def add(name: str, func, help: str, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, aliases=list(aliases))
+        # Accepted after the sub-command too ("skiff image ls --data-dir D").
+        sp.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("ls", _cmd_ls, "list images", aliases=("list",))
+    sp.add_argument("-q", "--quiet", action="store_true", help="only image ids")
+    sp.add_argument("--format", choices=("table", "json"), default="table")
+    sp = add("inspect", _cmd_inspect, "show an image's manifest and config as JSON")
+    sp.add_argument("refs", nargs="+", metavar="REF")
+    sp = add("rm", _cmd_rm, "remove image references", aliases=("rmi",))
+    sp.add_argument("refs", nargs="+", metavar="REF")
+    sp = add("tag", _cmd_tag, "add a reference to an image")
+    sp.add_argument("src", metavar="SOURCE")
+    sp.add_argument("dst", metavar="TARGET")
+    sp = add("prune", _cmd_prune, "remove unreferenced blobs and layers")
+    sp = add("import", _cmd_import, "make a one-layer image from a root filesystem tarball")
+    sp.add_argument("tarball", metavar="ROOTFS.tar")
+    sp.add_argument("ref", metavar="NAME[:TAG]")
+    sp.add_argument("-c", "--change", action="append", default=[],
+                    help="Dockerfile instruction applied to the config (CMD, ENV, ...)")
+    sp = add("load", _cmd_load, "load a docker-save or OCI archive")
+    sp.add_argument("-i", "--input", required=True, metavar="FILE")
+    sp = add("save", _cmd_save, "write images to an OCI/docker-compatible archive")
+    sp.add_argument("-o", "--output", required=True, metavar="FILE")
+    sp.add_argument("refs", nargs="+", metavar="REF")
+    sp = add("bootstrap", _cmd_bootstrap, "make an offline base image (busybox, debian)")
+    sp.add_argument("base", choices=("busybox", "debian"))
+    sp.add_argument("--include", action="append", default=[],
+                    help="extra package for debian (python3 -> python3-minimal)")
+    sp.add_argument("--suite", default="bookworm")
+    sp.add_argument("-t", "--tag", help="reference to tag (default busybox:latest / debian[-python]:SUITE)")
+    sp.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
+
+
+def _store(args: argparse.Namespace):
+    from agent.images.store import ImageStore
+    return ImageStore(root=Path(args.data_dir) / "images")
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.3g}{unit}"
+        n /= 1000
+    return f"{n}"
+
+
+def _ago(ts: float) -> str:
+    delta = max(0, time.time() - ts)
+    for size, unit in ((86400 * 365, "year"), (86400 * 30, "month"), (86400 * 7, "week"),
+                       (86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if delta >= size:
+            n = int(delta // size)
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "Less than a second ago"
+
+
+def _run(func) -> int:
+    from agent.images.errors import ImageError
+    try:
+        return func()
+    except ImageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    def go() -> int:
+        rows = _store(args).list()
+        if args.format == "json":
+            for r in rows:
+                print(json.dumps({"Repository": r.repository, "Tag": r.tag, "ID": r.image_id,
+                                  "Digest": r.manifest_digest, "Created": r.created,
+                                  "Size": r.size}))
+            return 0
+        if args.quiet:
+            seen: list[str] = []
+            for r in rows:
+                short = r.image_id.removeprefix("sha256:")[:12]
+                if short not in seen:
+                    seen.append(short)
+                    print(short)
+            return 0
+        table = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")]
+        for r in rows:
+            table.append((r.repository, r.tag, r.image_id.removeprefix("sha256:")[:12],
+                          _ago(r.created_ts) if r.created_ts else "N/A", _human_size(r.size)))
+        widths = [max(len(row[i]) for row in table) for i in range(5)]
+        for row in table:
+            print("   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        return 0
+    return _run(go)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    def go() -> int:
+        store = _store(args)
+        print(json.dumps([store.inspect(r) for r in args.refs], indent=2))
+        return 0
+    return _run(go)
+
+
+def _cmd_rm(args: argparse.Namespace) -> int:
+    def go() -> int:
+        store = _store(args)
+        for ref in args.refs:
+            for line in store.remove(ref):
+                print(line)
+        return 0
+    return _run(go)
+
+
+def _cmd_tag(args: argparse.Namespace) -> int:
+    return _run(lambda: (_store(args).tag(args.src, args.dst), 0)[1])
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    def go() -> int:
+        result = _store(args).prune()
+        print(f"Deleted {result.blobs} blob(s) and {result.layers} layer(s); "
+              f"reclaimed {_human_size(result.bytes)}")
+        return 0
+    return _run(go)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    def go() -> int:
+        from agent.images.archive import import_rootfs
+        image_id = import_rootfs(store=_store(args), tarball=Path(args.tarball), ref=args.ref,
+                                 changes=tuple(args.change))
+        print(image_id)
+        return 0
+    return _run(go)
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    def go() -> int:
+        from agent.images.archive import load_archive
+        for ref, image_id in load_archive(store=_store(args), path=Path(args.input)):
+            print(f"Loaded image: {ref}" if ref else f"Loaded image ID: {image_id}")
+        return 0
+    return _run(go)
+
+
+def _cmd_save(args: argparse.Namespace) -> int:
+    def go() -> int:
+        from agent.images.archive import save_archive
+        save_archive(store=_store(args), refs=tuple(args.refs), path=Path(args.output))
+        return 0
+    return _run(go)
+
+
+def _cmd_bootstrap(args: argparse.Namespace) -> int:
+    def go() -> int:
+        from agent.images import bootstrap
+        store = _store(args)
+        if args.base == "busybox":
+            ref = bootstrap.bootstrap_busybox(store=store, ref=args.tag or "busybox:latest",
+                                              force=args.force, log=sys.stderr)
+        else:
+            ref = bootstrap.bootstrap_debian(store=store, suite=args.suite,
+                                             include=tuple(args.include), ref=args.tag,
+                                             force=args.force, log=sys.stderr)
+        print(ref)
+        return 0
+    return _run(go)
