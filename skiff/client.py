@@ -1,0 +1,288 @@
+"""The async client of the control plane's `Api` gRPC service.
+
+Everything that talks to the control plane goes through `ApiClient`: the CLI,
+the node agent and the control plane's own controllers and scheduler (which
+reach their API server over loopback, like any client). Objects travel typed
+(`types_pb2.Pod`, `types_pb2.Node`, ...) and are put in and taken out of the
+`Object` envelope here, through `skiff.api.kinds`.
+
+gRPC status codes come back as exceptions, so callers write
+`except NotFound:` instead of inspecting codes:
+
+    NOT_FOUND         -> NotFound
+    ALREADY_EXISTS    -> AlreadyExists
+    ABORTED           -> Conflict      (stale resourceVersion)
+    INVALID_ARGUMENT  -> Invalid       (.field_path from trailing metadata)
+    OUT_OF_RANGE      -> Gone          (watch from a compacted revision)
+    UNAVAILABLE       -> Unavailable   (message names the address)
+    anything else     -> ApiError
+"""
+from __future__ import annotations
+
+from typing import AsyncIterable, AsyncIterator
+
+import grpc
+from google.protobuf.message import Message
+
+from proto.skiff.v1 import api_pb2, api_pb2_grpc
+from skiff.api import kinds
+
+FIELD_PATH_METADATA = "skiff-field-path"
+
+
+class ApiError(Exception):
+    """An error returned by the Skiff API (or the failure to reach it)."""
+
+    code: grpc.StatusCode | None = None
+
+    def __init__(self, message: str, *, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class NotFound(ApiError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(ApiError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class Conflict(ApiError):
+    """The object changed since the resourceVersion the caller sent."""
+    code = grpc.StatusCode.ABORTED
+
+
+class Invalid(ApiError):
+    """The object failed validation; `field_path` names the offending field."""
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, message: str, *, field_path: str = "", code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message, code=code)
+        self.field_path = field_path
+
+
+class Gone(ApiError):
+    """The requested watch revision has been compacted: list again."""
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class Unavailable(ApiError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+_BY_CODE: dict[grpc.StatusCode, type[ApiError]] = {
+    cls.code: cls for cls in (NotFound, AlreadyExists, Conflict, Invalid, Gone, Unavailable)
+}
+
+
+def _short_reason(details: str) -> str:
+    """gRPC's connection failures are long ("failed to connect to all addresses;
+    last error: UNKNOWN: ipv4:...: Failed to connect to remote host: Connection
+    refused"); a user needs the last clause."""
+    lowered = details.lower()
+    for reason in ("connection refused", "deadline exceeded", "no route to host",
+                   "connection reset", "name resolution", "timed out"):
+        if reason in lowered:
+            return reason
+    return details.rsplit(": ", 1)[-1] if details else "unavailable"
+
+
+def error_from_rpc(exc: grpc.RpcError, *, address: str) -> ApiError:
+    """The ApiError subclass for a failed call."""
+    code = exc.code()
+    details = exc.details() or code.name
+    if code == grpc.StatusCode.UNAVAILABLE:
+        # The server itself may say UNAVAILABLE (etcd down) with its own message.
+        lowered = details.lower()
+        if any(w in lowered for w in ("failed to connect", "connection refused", "connect failed",
+                                      "socket closed", "dns resolution", "no route")):
+            return Unavailable(f"cannot reach the Skiff API at {address}: {_short_reason(details)}")
+        return Unavailable(details)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ApiError(f"the Skiff API at {address} did not answer in time: {details}", code=code)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        field_path = ""
+        for key, value in (exc.trailing_metadata() or ()):
+            if key == FIELD_PATH_METADATA:
+                field_path = value if isinstance(value, str) else value.decode()
+        return Invalid(details, field_path=field_path)
+    cls = _BY_CODE.get(code)
+    if cls is not None:
+        return cls(details)
+    return ApiError(details, code=code)
+
+
+def _kind_name(kind: str) -> str:
+    """Accept "Pod", "pod", "pods", "po": send the canonical kind name."""
+    try:
+        return kinds.kind_named(kind).name
+    except kinds.UnknownKind:
+        return kinds.kind_for_resource(kind).name
+
+
+class ApiClient:
+    """An async client of one control plane.
+
+    The gRPC channel is opened on first use (inside the running event loop) and
+    closed by `close()`; also usable as `async with ApiClient(addr) as c:`.
+    """
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: api_pb2_grpc.ApiStub | None = None
+
+    # ------------------------------------------------------------ plumbing
+
+    @property
+    def stub(self) -> api_pb2_grpc.ApiStub:
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(
+                self.address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+            self._stub = api_pb2_grpc.ApiStub(self._channel)
+        return self._stub
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel = None
+        self._stub = None
+
+    async def __aenter__(self) -> "ApiClient":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _call(self, method: str, request: Message, timeout: float | None) -> Message:
+        try:
+            return await getattr(self.stub, method)(request, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, address=self.address) from None
+
+    # ------------------------------------------------------------ objects
+
+    async def apply(self, obj: Message, *, dry_run: bool = False,
+                    timeout: float | None = 30) -> tuple[Message, str]:
+        """Create or update; returns the stored object and "created",
+        "configured" or "unchanged"."""
+        response = await self._call("Apply", api_pb2.ApplyRequest(object=kinds.wrap(obj), dry_run=dry_run),
+                                    timeout)
+        return kinds.unwrap(response.object), response.result
+
+    async def create(self, obj: Message, *, timeout: float | None = 30) -> Message:
+        response = await self._call("Create", api_pb2.CreateRequest(object=kinds.wrap(obj)), timeout)
+        return kinds.unwrap(response)
+
+    async def update(self, obj: Message, *, timeout: float | None = 30) -> Message:
+        """Replace the object; compare-and-swap on metadata.resourceVersion
+        when it is set (Conflict if stale)."""
+        response = await self._call("Update", api_pb2.UpdateRequest(object=kinds.wrap(obj)), timeout)
+        return kinds.unwrap(response)
+
+    async def update_status(self, obj: Message, *, timeout: float | None = 30) -> Message:
+        """Replace only the status of the object (CAS as `update`)."""
+        response = await self._call("UpdateStatus", api_pb2.UpdateRequest(object=kinds.wrap(obj)), timeout)
+        return kinds.unwrap(response)
+
+    async def get(self, kind: str, name: str, namespace: str = "default", *,
+                  timeout: float | None = 30) -> Message:
+        key = api_pb2.ObjectKey(kind=_kind_name(kind), namespace=namespace, name=name)
+        response = await self._call("Get", api_pb2.GetRequest(key=key), timeout)
+        return kinds.unwrap(response)
+
+    async def list(self, kind: str, namespace: str = "", label_selector: str = "",
+                   field_selector: str = "", *, timeout: float | None = 60) -> tuple[list[Message], str]:
+        """All matching objects and the store revision they were read at
+        (the resource_version to start a watch from)."""
+        request = api_pb2.ListRequest(kind=_kind_name(kind), namespace=namespace,
+                                      label_selector=label_selector, field_selector=field_selector)
+        response = await self._call("List", request, timeout)
+        return [kinds.unwrap(item) for item in response.items], response.resource_version
+
+    async def delete(self, kind: str, name: str, namespace: str = "default",
+                     grace_period_seconds: int | None = None, *, precondition_uid: str = "",
+                     timeout: float | None = 30) -> Message:
+        """Delete; a pod bound to a node is only marked (deletionTimestamp) until
+        its agent confirms with grace_period_seconds=0. Returns the object as
+        deleted or as marked."""
+        request = api_pb2.DeleteRequest(key=api_pb2.ObjectKey(kind=_kind_name(kind), namespace=namespace,
+                                                               name=name),
+                                        precondition_uid=precondition_uid)
+        if grace_period_seconds is not None:
+            request.grace_period_seconds = grace_period_seconds
+        response = await self._call("Delete", request, timeout)
+        return kinds.unwrap(response)
+
+    async def bind(self, name: str, node_name: str, namespace: str = "default", *,
+                   resource_version: str = "", timeout: float | None = 30) -> Message:
+        """Bind a pod to a node (spec.nodeName + condition PodScheduled=True)."""
+        request = api_pb2.BindRequest(namespace=namespace, name=name, node_name=node_name,
+                                      resource_version=resource_version)
+        return kinds.unwrap(await self._call("Bind", request, timeout))
+
+    async def watch(self, kind: str, namespace: str = "", label_selector: str = "",
+                    field_selector: str = "", resource_version: str = ""
+                    ) -> AsyncIterator[tuple[str, Message, str]]:
+        """Yield (type, object, resource_version) for every change after
+        `resource_version` (empty: the current objects first, as ADDED).
+        Raises Gone when that revision has been compacted."""
+        request = api_pb2.WatchRequest(kind=_kind_name(kind), namespace=namespace,
+                                       label_selector=label_selector, field_selector=field_selector,
+                                       resource_version=resource_version)
+        call = self.stub.Watch(request)
+        try:
+            async for event in call:
+                yield event.type, kinds.unwrap(event.object) if event.HasField("object") else None, \
+                    event.resource_version
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, address=self.address) from None
+        finally:
+            call.cancel()
+
+    # ------------------------------------------------------------ proxied to agents
+
+    async def logs(self, name: str, namespace: str = "default", *, container: str = "",
+                   follow: bool = False, tail_lines: int = 0, previous: bool = False) -> AsyncIterator[bytes]:
+        request = api_pb2.LogsRequest(namespace=namespace, name=name, container=container,
+                                      follow=follow, tail_lines=tail_lines, previous=previous)
+        call = self.stub.Logs(request)
+        try:
+            async for chunk in call:
+                yield chunk.data
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, address=self.address) from None
+        finally:
+            call.cancel()
+
+    async def exec(self, name: str, command: list[str], namespace: str = "default", *,
+                   container: str = "", stdin: AsyncIterable[bytes] | None = None,
+                   tty: bool = False) -> AsyncIterator[tuple[str, bytes | int]]:
+        """Run a command in a pod's container. Yields ("stdout", bytes),
+        ("stderr", bytes) and finally ("exit_code", int)."""
+        start = api_pb2.ExecStart(namespace=namespace, name=name, container=container,
+                                  command=list(command), stdin=stdin is not None, tty=tty)
+
+        async def requests() -> AsyncIterator[api_pb2.ExecInput]:
+            yield api_pb2.ExecInput(start=start)
+            if stdin is not None:
+                async for data in stdin:
+                    yield api_pb2.ExecInput(stdin=data)
+                yield api_pb2.ExecInput(close_stdin=True)
+
+        call = self.stub.Exec(requests())
+        try:
+            async for out in call:
+                which = out.WhichOneof("output")
+                if which is not None:
+                    yield which, getattr(out, which)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, address=self.address) from None
+        finally:
+            call.cancel()
+
+    async def stats(self, node_name: str, *, timeout: float | None = 30) -> api_pb2.NodeStats:
+        return await self._call("Stats", api_pb2.StatsRequest(node_name=node_name), timeout)
