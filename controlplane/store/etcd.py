@@ -1,0 +1,289 @@
+"""The object store: the only code in Skiff that talks to etcd.
+
+Layout: one key per object, `/skiff/<resource>/<namespace>/<name>` (cluster-
+scoped kinds use the namespace segment `_`), the value the serialized typed
+protobuf message. `metadata.resourceVersion` is never stored: it is filled from
+the key's `mod_revision` on every read, so it can never disagree with etcd.
+
+Every write is one etcd transaction whose guard makes it safe without locks:
+create = "the key does not exist"; update and delete with a resourceVersion =
+"mod_revision is still that" (otherwise `Conflict`, never a lost update).
+`list` returns the revision it read at and `watch` resumes from any later
+revision; a revision that etcd has compacted away raises `Compacted`, and the
+caller lists again (what Kubernetes calls 410 Gone).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
+
+import aetcd
+import aetcd.exceptions
+from aetcd import rpc
+from google.protobuf.message import Message
+
+from skiff.api import kinds
+
+log = logging.getLogger(__name__)
+
+CLUSTER_SCOPE = "_"
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    """The object changed since the resourceVersion the caller read."""
+
+
+class Compacted(StoreError):
+    """The requested revision is older than etcd's compaction point: list again."""
+
+
+class Unavailable(StoreError):
+    """etcd did not answer."""
+
+
+@dataclass(frozen=True)
+class StoreEvent:
+    type: str                   # ADDED, MODIFIED, DELETED
+    obj: Message                # for DELETED: the last state, resourceVersion = the delete's revision
+    revision: int
+    prev: Message | None = None  # the state before (MODIFIED, DELETED), when etcd still has it
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """etcd's range end for "every key starting with prefix"."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+class Store:
+    """Typed objects over etcd; see the module docstring for the guarantees."""
+
+    def __init__(self, *, endpoint: str, root: str = "/skiff", timeout: float = 10.0) -> None:
+        host, _, port = endpoint.rpartition(":")
+        self.endpoint = endpoint
+        self.root = root.rstrip("/")
+        self._client = aetcd.Client(host=host or "127.0.0.1", port=int(port), timeout=timeout)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    # ------------------------------------------------------------ keys
+
+    def key(self, kind: kinds.Kind, namespace: str, name: str) -> bytes:
+        ns = namespace if kind.namespaced else CLUSTER_SCOPE
+        return f"{self.root}/{kind.resource}/{ns}/{name}".encode()
+
+    def prefix(self, kind: kinds.Kind, namespace: str = "") -> bytes:
+        if namespace and kind.namespaced:
+            return f"{self.root}/{kind.resource}/{namespace}/".encode()
+        return f"{self.root}/{kind.resource}/".encode()
+
+    def _decode(self, kind: kinds.Kind, kv: object, revision: int | None = None) -> Message:
+        obj = kind.message()
+        obj.ParseFromString(kv.value)
+        obj.metadata.resource_version = str(revision if revision is not None else kv.mod_revision)
+        return obj
+
+    def _from_key(self, kind: kinds.Kind, key: bytes) -> Message:
+        ns, _, name = key.decode()[len(self.prefix(kind)):].partition("/")
+        obj = kind.message()
+        obj.metadata.name = name
+        obj.metadata.namespace = "" if ns == CLUSTER_SCOPE else ns
+        return obj
+
+    @staticmethod
+    def _encode(obj: Message) -> bytes:
+        stored = type(obj)()
+        stored.CopyFrom(obj)
+        stored.metadata.resource_version = ""
+        return stored.SerializeToString(deterministic=True)
+
+    async def _kv(self) -> rpc.KVStub:
+        await self._client.connect()
+        return self._client.kvstub
+
+    async def _txn(self, request: rpc.TxnRequest) -> rpc.TxnResponse:
+        try:
+            kv = await self._kv()
+            return await kv.Txn(request, timeout=self._client._timeout)
+        except (rpc.AioRpcError, aetcd.exceptions.ClientError, OSError) as exc:
+            raise Unavailable(f"etcd at {self.endpoint}: {_reason(exc)}") from exc
+
+    async def _range(self, request: rpc.RangeRequest) -> rpc.RangeResponse:
+        try:
+            kv = await self._kv()
+            return await kv.Range(request, timeout=self._client._timeout)
+        except (rpc.AioRpcError, aetcd.exceptions.ClientError, OSError) as exc:
+            raise Unavailable(f"etcd at {self.endpoint}: {_reason(exc)}") from exc
+
+    # ------------------------------------------------------------ reads
+
+    async def get(self, kind: kinds.Kind, namespace: str, name: str) -> Message:
+        response = await self._range(rpc.RangeRequest(key=self.key(kind, namespace, name)))
+        if not response.kvs:
+            raise NotFound(_what(kind, namespace, name) + " not found")
+        return self._decode(kind, response.kvs[0])
+
+    async def list(self, kind: kinds.Kind, namespace: str = "") -> tuple[list[Message], int]:
+        """Every object of `kind` (in `namespace`, or all), and the revision read at."""
+        prefix = self.prefix(kind, namespace)
+        response = await self._range(rpc.RangeRequest(key=prefix, range_end=_prefix_end(prefix)))
+        return [self._decode(kind, kv) for kv in response.kvs], response.header.revision
+
+    async def revision(self) -> int:
+        response = await self._range(rpc.RangeRequest(key=f"{self.root}/".encode(), limit=1))
+        return response.header.revision
+
+    # ------------------------------------------------------------ writes
+
+    async def create(self, obj: Message) -> Message:
+        kind = kinds.kind_of(obj)
+        key = self.key(kind, obj.metadata.namespace, obj.metadata.name)
+        response = await self._txn(rpc.TxnRequest(
+            compare=[rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL,
+                                 create_revision=0)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=self._encode(obj)))]))
+        if not response.succeeded:
+            raise AlreadyExists(_what(kind, obj.metadata.namespace, obj.metadata.name) + " already exists")
+        created = type(obj)()
+        created.CopyFrom(obj)
+        created.metadata.resource_version = str(response.header.revision)
+        return created
+
+    async def update(self, obj: Message) -> Message:
+        """Replace the stored object. With metadata.resourceVersion set, only if
+        it is still current (else Conflict); without, only if the key exists."""
+        kind = kinds.kind_of(obj)
+        ns, name = obj.metadata.namespace, obj.metadata.name
+        key = self.key(kind, ns, name)
+        rv = obj.metadata.resource_version
+        if rv:
+            guard = rpc.Compare(key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=int(rv))
+        else:
+            guard = rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.GREATER, create_revision=0)
+        response = await self._txn(rpc.TxnRequest(
+            compare=[guard],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=self._encode(obj)))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key, keys_only=True))]))
+        if not response.succeeded:
+            if not response.responses[0].response_range.kvs:
+                raise NotFound(_what(kind, ns, name) + " not found")
+            current = response.responses[0].response_range.kvs[0].mod_revision
+            raise Conflict(f"{_what(kind, ns, name)} was modified (resourceVersion {current}, "
+                           f"request had {rv}); read it again and retry")
+        updated = type(obj)()
+        updated.CopyFrom(obj)
+        updated.metadata.resource_version = str(response.header.revision)
+        return updated
+
+    async def delete(self, kind: kinds.Kind, namespace: str, name: str, *,
+                     resource_version: str = "") -> Message:
+        """Remove the object (only at `resource_version` if given); returns its last state."""
+        key = self.key(kind, namespace, name)
+        compare = []
+        if resource_version:
+            compare = [rpc.Compare(key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL,
+                                   mod_revision=int(resource_version))]
+        response = await self._txn(rpc.TxnRequest(
+            compare=compare,
+            success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key, prev_kv=True))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key, keys_only=True))]))
+        if not response.succeeded:
+            if not response.responses[0].response_range.kvs:
+                raise NotFound(_what(kind, namespace, name) + " not found")
+            raise Conflict(f"{_what(kind, namespace, name)} was modified since resourceVersion "
+                           f"{resource_version}; read it again and retry")
+        deleted = response.responses[0].response_delete_range
+        if not deleted.prev_kvs:
+            raise NotFound(_what(kind, namespace, name) + " not found")
+        return self._decode(kind, deleted.prev_kvs[0], response.header.revision)
+
+    async def guaranteed_update(self, kind: kinds.Kind, namespace: str, name: str,
+                                mutate: Callable[[Message], Message | None], *, attempts: int = 10) -> Message:
+        """Read, apply `mutate` to a copy, write with CAS; on Conflict read again.
+        `mutate` returning None means "no change" (nothing is written)."""
+        for _ in range(attempts):
+            current = await self.get(kind, namespace, name)
+            changed = mutate(_copy(current))
+            if changed is None:
+                return current
+            changed.metadata.resource_version = current.metadata.resource_version
+            try:
+                return await self.update(changed)
+            except Conflict:
+                continue
+        raise Conflict(f"{_what(kind, namespace, name)} kept changing; gave up after {attempts} attempts")
+
+    async def compact(self, revision: int) -> None:
+        """Drop history before `revision` (tests use this to force a re-list)."""
+        try:
+            await self._client.compact(revision, physical=True)
+        except aetcd.exceptions.ClientError as exc:
+            raise Unavailable(f"etcd at {self.endpoint}: compact: {_reason(exc)}") from exc
+
+    # ------------------------------------------------------------ watch
+
+    async def watch(self, kind: kinds.Kind, namespace: str = "", *,
+                    after_revision: int) -> AsyncIterator[StoreEvent]:
+        """Every change of `kind` objects after `after_revision`, in order.
+        Raises Compacted when etcd no longer has that history."""
+        prefix = self.prefix(kind, namespace)
+        try:
+            watch = await self._client.watch(prefix, range_end=_prefix_end(prefix),
+                                             start_revision=after_revision + 1, prev_kv=True)
+        except aetcd.exceptions.RevisionCompactedError as exc:
+            raise Compacted(f"revision {after_revision} has been compacted "
+                            f"(oldest available: {exc.compacted_revision})") from None
+        except (aetcd.exceptions.ClientError, rpc.AioRpcError) as exc:
+            raise Unavailable(f"etcd at {self.endpoint}: watch: {_reason(exc)}") from exc
+        try:
+            async for event in watch:
+                prev = self._decode(kind, event.prev_kv) if event.prev_kv is not None else None
+                if event.kind == "DELETE":
+                    # Without the old value (compacted away) the key still names the object.
+                    last = _copy(prev) if prev is not None else self._from_key(kind, event.kv.key)
+                    last.metadata.resource_version = str(event.kv.mod_revision)
+                    yield StoreEvent("DELETED", last, event.kv.mod_revision, prev)
+                else:
+                    kind_of_change = "ADDED" if event.kv.version == 1 else "MODIFIED"
+                    yield StoreEvent(kind_of_change, self._decode(kind, event.kv), event.kv.mod_revision, prev)
+        except aetcd.exceptions.RevisionCompactedError as exc:
+            raise Compacted(f"revision {after_revision} has been compacted "
+                            f"(oldest available: {exc.compacted_revision})") from None
+        except (aetcd.exceptions.ClientError, rpc.AioRpcError) as exc:
+            raise Unavailable(f"etcd at {self.endpoint}: watch: {_reason(exc)}") from exc
+        finally:
+            try:
+                await watch.cancel()
+            except Exception:  # the stream may already be gone; nothing to cancel
+                pass
+
+
+def _copy(obj: Message) -> Message:
+    out = type(obj)()
+    out.CopyFrom(obj)
+    return out
+
+
+def _what(kind: kinds.Kind, namespace: str, name: str) -> str:
+    if kind.namespaced:
+        return f'{kind.name} "{name}" in namespace "{namespace}"'
+    return f'{kind.name} "{name}"'
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, rpc.AioRpcError):
+        return exc.details() or exc.code().name
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,154 @@
+"""Shared fixtures: a real etcd and a real control plane on free loopback ports.
+
+`etcd` (session): /usr/bin/etcd in a private temp dir; yields "127.0.0.1:PORT".
+`etcd_prefix` (function): a fresh key root ("/skiff-test-<random>") so tests
+    sharing the session's etcd never see each other's objects.
+`controlplane` (function): `python -m controlplane.main` against that etcd and a
+    fresh prefix; yields its API address "127.0.0.1:PORT" (also
+    `.metrics_address` via the `controlplane_info` fixture).
+Every process is stopped by its PID and every directory removed, even when the
+test fails.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ETCD = "/usr/bin/etcd"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen, *, grace: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _wait_until(check, *, proc: subprocess.Popen, what: str, log: Path, deadline_s: float = 30.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
+        if check():
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready after {deadline_s}s:\n{log.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def etcd():
+    """A real etcd on free loopback ports; yields its client endpoint "127.0.0.1:PORT"."""
+    if not os.path.exists(ETCD):
+        pytest.skip(f"{ETCD} is not installed (Debian package etcd-server)")
+    workdir = Path(tempfile.mkdtemp(prefix="skiff-test-etcd-"))
+    client_port, peer_port = free_port(), free_port()
+    endpoint = f"127.0.0.1:{client_port}"
+    log = workdir / "etcd.log"
+    proc = None
+    try:
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [ETCD, "--name", "skiff-test", "--data-dir", str(workdir / "data"),
+                 "--listen-client-urls", f"http://{endpoint}", "--advertise-client-urls", f"http://{endpoint}",
+                 "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+                 "--initial-cluster", f"skiff-test=http://127.0.0.1:{peer_port}",
+                 "--log-level", "warn", "--logger", "zap"],
+                stdout=out, stderr=subprocess.STDOUT)
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://{endpoint}/health", timeout=1) as r:
+                    return b'"true"' in r.read()
+            except OSError:
+                return False
+
+        _wait_until(healthy, proc=proc, what="etcd", log=log)
+        yield endpoint
+    finally:
+        if proc is not None:
+            _stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def etcd_prefix() -> str:
+    """A key root of its own for one test, so tests sharing etcd stay apart."""
+    return f"/skiff-test-{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class ControlPlaneInfo:
+    address: str          # the gRPC API, "127.0.0.1:PORT"
+    metrics_address: str  # the /metrics HTTP endpoint, "127.0.0.1:PORT"
+    etcd: str
+    etcd_prefix: str
+    pid: int
+
+
+def _api_answers(address: str) -> bool:
+    from skiff.client import ApiClient, ApiError
+
+    async def probe() -> bool:
+        client = ApiClient(address)
+        try:
+            await client.list("Node", timeout=2)
+            return True
+        except ApiError:
+            return False
+        finally:
+            await client.close()
+
+    return asyncio.run(probe())
+
+
+@pytest.fixture
+def controlplane_info(etcd, etcd_prefix, tmp_path):
+    """Start `python -m controlplane.main` on free ports; yields ControlPlaneInfo."""
+    api_port, metrics_port = free_port(), free_port()
+    log = tmp_path / "controlplane.log"
+    args = [sys.executable, "-m", "controlplane.main", "--etcd", etcd, "--etcd-prefix", etcd_prefix,
+            "--listen", f"127.0.0.1:{api_port}", "--metrics-listen", f"127.0.0.1:{metrics_port}",
+            "--log-level", "debug"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        address = f"127.0.0.1:{api_port}"
+        _wait_until(lambda: _api_answers(address), proc=proc, what="skiff-controlplane", log=log)
+        yield ControlPlaneInfo(address=address, metrics_address=f"127.0.0.1:{metrics_port}",
+                               etcd=etcd, etcd_prefix=etcd_prefix, pid=proc.pid)
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture
+def controlplane(controlplane_info) -> str:
+    """The API address "127.0.0.1:PORT" of a real control plane (fresh, empty)."""
+    return controlplane_info.address
