@@ -1,0 +1,52 @@
+"""v1 `memory` controller: the limit, swap held at zero, working set, OOM kills.
+
+Swap is kept at zero (Kubernetes' default) by setting memory+swap
+(memory.memsw.limit_in_bytes, present when swap accounting is on) equal to
+the memory limit. The kernel insists memsw >= memory at every moment, so
+which file is written first depends on whether the limit goes up or down.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.runtime.interface import Resources
+from agent.runtime.linux.cgroups.fs import read_int, read_keyed, write_file
+
+NAME = "memory"
+UNLIMITED = -1
+
+
+def apply(*, path: Path, resources: Resources) -> None:
+    limit = resources.memory_limit_bytes
+    if limit is not None and limit <= 0:
+        raise ValueError(f"memory limit {limit} must be positive")
+    new = UNLIMITED if limit is None else limit
+    memory = path / "memory.limit_in_bytes"
+    memsw = path / "memory.memsw.limit_in_bytes"
+    if not memsw.exists():
+        write_file(memory, str(new))
+        return
+    raising = new == UNLIMITED or new > read_int(memory)
+    if raising:
+        write_file(memsw, str(new))
+        write_file(memory, str(new))
+    else:
+        write_file(memory, str(new))
+        write_file(memsw, str(new))
+
+
+def working_set_bytes(*, path: Path) -> int:
+    """usage - total_inactive_file, as cAdvisor computes it (page cache the
+    kernel would drop first does not count against the container)."""
+    usage = read_int(path / "memory.usage_in_bytes")
+    inactive = read_keyed(path / "memory.stat").get("total_inactive_file", 0)
+    return max(0, usage - inactive)
+
+
+def oom_killed(*, path: Path) -> bool:
+    """memory.oom_control counts OOM kills (Linux ≥ 4.13). Older kernels only
+    say how often the limit was hit (memory.failcnt), which is the best there is."""
+    control = read_keyed(path / "memory.oom_control")
+    if "oom_kill" in control:
+        return control["oom_kill"] > 0
+    return read_int(path / "memory.failcnt") > 0

@@ -1,0 +1,23 @@
+"""v2 `pids` controller: a ceiling on tasks, which stops fork bombs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.runtime.interface import Resources
+from agent.runtime.linux.cgroups.fs import read_int, write_file
+
+NAME = "pids"
+
+
+def apply(*, path: Path, resources: Resources) -> None:
+    limit = resources.pids_limit
+    if limit is not None and limit < 1:
+        raise ValueError(f"pids limit {limit} must be at least 1")
+    if limit is not None or (path / "pids.max").exists():
+        write_file(path / "pids.max", "max" if limit is None else str(limit))
+
+
+def current(*, path: Path) -> int | None:
+    """None without the controller (the caller then counts cgroup.procs)."""
+    file = path / "pids.current"
+    return read_int(file) if file.exists() else None
