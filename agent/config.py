@@ -1,0 +1,113 @@
+"""The node agent's configuration: a frozen dataclass, its validator and the
+command line that fills it.
+
+Imports nothing heavy on purpose: `agent.main` parses the command line and
+spawns the runtime's zygote before grpc is imported or any thread started
+(fork from a threaded process is unsafe), so this module must stay free of grpc.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+RUNTIMES = ("linux", "fake")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the flag."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    server: str = "127.0.0.1:6443"          # the control plane's API address
+    node_name: str = ""
+    node_ip: str = "127.0.0.1"              # the node's InternalIP
+    listen: str = "127.0.0.1:10250"         # the Agent gRPC service (logs, exec, stats)
+    metrics_listen: str = "127.0.0.1:10255"
+    data_dir: Path = Path("/var/lib/skiff")
+    run_dir: Path = Path("/run/skiff")
+    cgroup_parent: str = "skiff"
+    pids_limit: int = 4096
+    log_level: str = "info"
+    runtime: str = "linux"                  # "fake": in-memory runtime, for tests of the agent process
+    heartbeat_seconds: float = 10.0
+    resync_seconds: float = 30.0
+    network: bool = True                    # pod networking (bridge, veth, IPAM, hostPort)
+
+    @property
+    def pods_dir(self) -> Path:
+        """Per-pod files: logs and emptyDir volumes, as kubelet's /var/log/pods."""
+        return self.data_dir / "pods"
+
+
+def split_host_port(address: str, *, flag: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{flag}: expected HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def validate(config: AgentConfig) -> AgentConfig:
+    """Return config unchanged, or raise ConfigError naming the flag at fault."""
+    if not config.node_name:
+        raise ConfigError("--node-name: must not be empty")
+    if len(config.node_name) > 253 or config.node_name != config.node_name.lower():
+        raise ConfigError(f"--node-name: {config.node_name!r} is not a lowercase DNS name")
+    try:
+        ipaddress.ip_address(config.node_ip)
+    except ValueError:
+        raise ConfigError(f"--node-ip: {config.node_ip!r} is not an IP address") from None
+    split_host_port(config.server, flag="--server")
+    split_host_port(config.listen, flag="--listen")
+    if config.metrics_listen:
+        split_host_port(config.metrics_listen, flag="--metrics-listen")
+    for flag, path in (("--data-dir", config.data_dir), ("--run-dir", config.run_dir)):
+        if not path.is_absolute():
+            raise ConfigError(f"{flag}: {str(path)!r} must be an absolute path")
+    if "skiff" not in config.cgroup_parent or "/" in config.cgroup_parent.strip("/"):
+        raise ConfigError(f"--cgroup-parent: {config.cgroup_parent!r} must be one cgroup name containing 'skiff'")
+    if config.pids_limit < 1:
+        raise ConfigError(f"--pids-limit: must be positive, got {config.pids_limit}")
+    if config.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"--log-level: {config.log_level!r} is not one of debug, info, warning, error")
+    if config.runtime not in RUNTIMES:
+        raise ConfigError(f"--runtime: {config.runtime!r} is not one of {', '.join(RUNTIMES)}")
+    if config.heartbeat_seconds <= 0 or config.resync_seconds <= 0:
+        raise ConfigError("heartbeat and resync periods must be positive")
+    return config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="skiff-agent", description="Skiff's node agent: runs the pods bound to this node.")
+    p.add_argument("--server", default=AgentConfig.server, help="control plane API address (HOST:PORT)")
+    p.add_argument("--node-name", default="", help="this node's name (default: the hostname)")
+    p.add_argument("--node-ip", default=AgentConfig.node_ip, help="this node's InternalIP")
+    p.add_argument("--listen", default=AgentConfig.listen, help="the agent's gRPC service (logs, exec, stats)")
+    p.add_argument("--metrics-listen", default=AgentConfig.metrics_listen,
+                   help="Prometheus /metrics address (HOST:PORT; empty: off)")
+    p.add_argument("--data-dir", default=str(AgentConfig.data_dir))
+    p.add_argument("--run-dir", default=str(AgentConfig.run_dir))
+    p.add_argument("--cgroup-parent", default=AgentConfig.cgroup_parent)
+    p.add_argument("--pids-limit", type=int, default=AgentConfig.pids_limit, help="per-pod pids limit")
+    p.add_argument("--log-level", default=AgentConfig.log_level)
+    p.add_argument("--runtime", default=AgentConfig.runtime, choices=RUNTIMES,
+                   help="container runtime: linux (real) or fake (in memory, for tests)")
+    p.add_argument("--no-network", action="store_true", help="no pod networking (pods get no IP)")
+    p.add_argument("--heartbeat-seconds", type=float, default=AgentConfig.heartbeat_seconds,
+                   help=argparse.SUPPRESS)
+    return p
+
+
+def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
+    """Parse the command line into a validated AgentConfig (ConfigError if invalid)."""
+    args = build_parser().parse_args(argv)
+    node_name = args.node_name or socket.gethostname().lower()
+    return validate(AgentConfig(
+        server=args.server, node_name=node_name, node_ip=args.node_ip, listen=args.listen,
+        metrics_listen=args.metrics_listen, data_dir=Path(args.data_dir), run_dir=Path(args.run_dir),
+        cgroup_parent=args.cgroup_parent, pids_limit=args.pids_limit, log_level=args.log_level,
+        runtime=args.runtime, network=not args.no_network, heartbeat_seconds=args.heartbeat_seconds))
