@@ -88,6 +88,17 @@ class Document:
     name: str = ""
     obj: Message | None = None
     errors: tuple[ManifestError, ...] = ()
+    # field path -> line, so errors found later (by the API server) point at lines too
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, path: str) -> int:
+        """The line of `path`, or of its nearest ancestor that was written."""
+        return _line_of(self.lines, path, default=self.line)
+
+    def error(self, path: str, message: str) -> ManifestError:
+        """An error about this document found after parsing (e.g. by the server)."""
+        return ManifestError(self.source, self.index, self.total, self.line_of(path) if path else self.line,
+                             path, message)
 
     @property
     def ok(self) -> bool:
@@ -192,7 +203,7 @@ def _parse_document(body: str, *, source: str, index: int, total: int,
     doc_line = walker.line(root)
 
     def result(obj: Message | None) -> Document:
-        return Document(source, index, total, doc_line, kind_name, name, obj, tuple(errors))
+        return Document(source, index, total, doc_line, kind_name, name, obj, tuple(errors), walker.lines)
 
     kind_node, version_node = top.get("kind"), top.get("apiVersion")
     if not kind_name:
@@ -269,12 +280,7 @@ class _Walker:
         return self.offset + node.start_mark.line
 
     def line_of(self, path: str, *, default: int) -> int:
-        """The line of `path`, or of its nearest ancestor that was written."""
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = re.sub(r"(\[[^\[\]]*\]|\.?[^.\[\]]+)$", "", path)
-        return default
+        return _line_of(self.lines, path, default=default)
 
     def error(self, path: str, node: yaml.Node, message: str) -> None:
         self.lines.setdefault(path, self.line(node))
@@ -406,6 +412,15 @@ class _Walker:
             return node.value
         self.error(path, node, f"unsupported field type {f.type}")  # pragma: no cover
         return None
+
+
+def _line_of(lines: dict[str, int], path: str, *, default: int) -> int:
+    while path:
+        if path in lines:
+            return lines[path]
+        # Drop the last segment: "[0]", "[key]" or ".name".
+        path = re.sub(r"(\[[^\[\]]*\]|\.?[^.\[\]]+)$", "", path)
+    return default
 
 
 def _construct(node: yaml.ScalarNode) -> Any:

@@ -1,0 +1,83 @@
+"""`skiff apply -f FILE|DIR|-`: create or update the objects of manifests.
+
+Every document is parsed first (skiff.api.manifest); the bad ones are listed
+with file, document, field path and line and are not sent; the good ones are
+applied in order, as kubectl does. Exit code 1 if anything failed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from skiff.api import kinds, manifest
+from skiff.api.printers import name_of
+from skiff.cli._common import add_namespace_flags, call_api
+from skiff.client import ApiClient, ApiError, Invalid, Unavailable
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "apply", help="create or update objects from manifests",
+        description="Create or update the objects in YAML/JSON manifests. Prints "
+                    "'pod/NAME created|configured|unchanged' per object; documents with errors "
+                    "are listed (file:line: document N of M: field.path: problem) and not applied, "
+                    "the others still are. Exit code 1 if any document failed.")
+    p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE|DIR|-",
+                   help="a manifest file, a directory of *.yaml/*.yml/*.json, or - for stdin (repeatable)")
+    add_namespace_flags(p)
+    p.add_argument("--dry-run", action="store_true", help="validate on the server, store nothing")
+    p.set_defaults(func=run)
+
+
+def load_documents(paths: list[str], *, namespace: str | None) -> tuple[list[manifest.Document], bool]:
+    """The valid documents, after printing the errors of the others; and whether any failed."""
+    good: list[manifest.Document] = []
+    failed = False
+    for item in manifest.load(paths):
+        if isinstance(item, manifest.ManifestError):
+            print(f"error: {item}", file=sys.stderr)
+            failed = True
+            continue
+        if item.errors:
+            for error in item.errors:
+                print(f"error: {error}", file=sys.stderr)
+            failed = True
+            continue
+        if namespace and kinds.kind_of(item.obj).namespaced:
+            if item.obj.metadata.namespace and item.obj.metadata.namespace != namespace:
+                print(f"error: {item.error('metadata.namespace', f'{item.obj.metadata.namespace!r} does not match --namespace {namespace!r}')}",
+                      file=sys.stderr)
+                failed = True
+                continue
+            item.obj.metadata.namespace = namespace
+        good.append(item)
+    return good, failed
+
+
+def run(args: argparse.Namespace) -> int:
+    documents, failed = load_documents(args.filename, namespace=args.namespace)
+
+    async def apply_all(client: ApiClient) -> int:
+        nonlocal failed
+        for doc in documents:
+            try:
+                stored, result = await client.apply(doc.obj, dry_run=args.dry_run)
+            except Unavailable:
+                raise  # nothing else will get through either: one line from main
+            except Invalid as exc:
+                message = exc.message
+                if exc.field_path and message.startswith(exc.field_path + ": "):
+                    message = message[len(exc.field_path) + 2:]
+                print(f"error: {doc.error(exc.field_path, message)}", file=sys.stderr)
+                failed = True
+                continue
+            except ApiError as exc:
+                print(f"error: {doc.label}: {exc.message}", file=sys.stderr)
+                failed = True
+                continue
+            print(f"{name_of(stored)} {result}{' (server dry run)' if args.dry_run else ''}", flush=True)
+        return 1 if failed else 0
+
+    if not documents:
+        return 1 if failed else 0
+    return call_api(args, apply_all)

@@ -1,0 +1,97 @@
+"""`skiff delete pod|node NAME` and `skiff delete -f FILE`: delete objects and,
+like kubectl, wait until they are gone.
+
+A pod bound to a node is first only marked for deletion; its agent stops the
+containers (SIGTERM, then SIGKILL after the grace period) and then removes it.
+Waiting watches from the revision of a list that still held the object, so
+the DELETED event cannot slip between checking and watching.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from skiff.api import kinds
+from skiff.cli._common import CliError, add_namespace_flags, call_api, kind_arg, namespace_of, parse_duration, scope
+from skiff.cli.apply import load_documents
+from skiff.client import ApiClient, NotFound
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "delete", help="delete objects by name or by manifest",
+        description="Delete `RESOURCE NAME...` or the objects in manifests (-f). By default waits "
+                    "until each object is gone, as kubectl does.")
+    p.add_argument("resource", metavar="RESOURCE", nargs="?", help="pod or node")
+    p.add_argument("names", metavar="NAME", nargs="*")
+    p.add_argument("-f", "--filename", action="append", metavar="FILE|DIR|-",
+                   help="delete the objects in these manifests (repeatable)")
+    add_namespace_flags(p)
+    p.add_argument("--grace-period", type=int, metavar="N",
+                   help="seconds the containers get between SIGTERM and SIGKILL (default: the pod's own)")
+    p.add_argument("--now", action="store_true", help="no grace period: same as --grace-period 0")
+    p.add_argument("--ignore-not-found", action="store_true", help="a missing object is not an error")
+    p.add_argument("--wait", dest="wait", action="store_true", default=True,
+                   help="wait until the objects are gone (default)")
+    p.add_argument("--no-wait", dest="wait", action="store_false", help="return once deletion is requested")
+    p.add_argument("--timeout", type=parse_duration, metavar="DURATION",
+                   help="give up waiting after this long (e.g. 60s, 5m; default: wait forever)")
+    p.set_defaults(func=run)
+
+
+def _targets(args: argparse.Namespace) -> tuple[list[tuple[kinds.Kind, str, str]], bool]:
+    if args.filename:
+        if args.resource:
+            raise CliError("give either -f FILE or RESOURCE NAME, not both")
+        documents, failed = load_documents(args.filename, namespace=args.namespace)
+        return [(kinds.kind_of(d.obj), d.obj.metadata.namespace or namespace_of(args), d.obj.metadata.name)
+                for d in documents], failed
+    if not args.resource or not args.names:
+        raise CliError("name what to delete: `skiff delete pod NAME` or `skiff delete -f FILE`")
+    kind = kind_arg(args.resource)
+    return [(kind, namespace_of(args), name) for name in args.names], False
+
+
+def run(args: argparse.Namespace) -> int:
+    targets, failed = _targets(args)
+    grace = 0 if args.now else args.grace_period
+    if grace is not None and grace < 0:
+        raise CliError("--grace-period must not be negative")
+
+    async def delete_all(client: ApiClient) -> int:
+        nonlocal failed
+        pending: list[tuple[kinds.Kind, str, str]] = []
+        for kind, namespace, name in targets:
+            label = f"{kind.name.lower()}/{name}"
+            try:
+                await client.delete(kind.name, name, scope(kind, namespace), grace)
+            except NotFound:
+                if not args.ignore_not_found:
+                    print(f"error: {label} not found", file=sys.stderr)
+                    failed = True
+                continue
+            print(f"{label} deleted", flush=True)
+            pending.append((kind, namespace, name))
+        if args.wait:
+            for kind, namespace, name in pending:
+                try:
+                    await asyncio.wait_for(wait_gone(client, kind=kind, namespace=scope(kind, namespace),
+                                                     name=name), timeout=args.timeout)
+                except asyncio.TimeoutError:
+                    raise CliError(f"timed out waiting for {kind.name.lower()}/{name} to be deleted") from None
+        return 1 if failed else 0
+
+    if not targets:
+        return 1 if failed else 0
+    return call_api(args, delete_all)
+
+
+async def wait_gone(client: ApiClient, *, kind: kinds.Kind, namespace: str, name: str) -> None:
+    """Return once `name` no longer exists."""
+    objs, revision = await client.list(kind.name, namespace)
+    if not any(o.metadata.name == name for o in objs):
+        return
+    async for event_type, obj, _rv in client.watch(kind.name, namespace, resource_version=revision):
+        if event_type == "DELETED" and obj is not None and obj.metadata.name == name:
+            return

@@ -1,0 +1,80 @@
+"""`skiff`: the command line of a Skiff cluster. Wiring only.
+
+Each command lives in its own module exposing `register(subparsers)`, which
+adds its subparser and sets `func(args) -> exit code`. This module builds the
+parser from those modules, runs the chosen command, and turns every failure
+into one line on stderr with a non-zero exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from skiff.cli._common import CliError, describe_api_error
+from skiff.client import ApiError
+from skiff.config import DEFAULT_SERVER, ConfigError
+
+# Order is the order of `skiff --help`.
+COMMAND_MODULES = (
+    "apply", "get", "describe", "delete", "logs", "exec", "run", "wait",
+    "build", "image", "up", "version",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skiff",
+        description="Manage a Skiff cluster: apply manifests, inspect and delete objects, "
+                    "run and exec into pods, build images, start the all-in-one cluster.",
+        epilog="The control plane is found from --server, else $SKIFF_SERVER, else the config "
+               f"that `skiff up` writes (~/.skiff/config, or $SKIFF_CONFIG), else {DEFAULT_SERVER}.")
+    parser.add_argument("--server", metavar="HOST:PORT",
+                        help="the control plane's API address")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        module_name = f"skiff.cli.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            raise SystemExit(f"skiff: the command module {module_name} is missing from this installation")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is a command line for a container
+    # (`exec POD -- CMD`, `run NAME --image I -- CMD`); argparse cannot mix a
+    # greedy positional with options that come after it, so split it off here.
+    trailing: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, trailing = argv[:at], argv[at + 1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if trailing and not getattr(args, "takes_command", False):
+        parser.error(f"`skiff {args.command}` takes no command after --")
+    args.trailing = trailing
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except ApiError as exc:
+        print(f"error: {describe_api_error(exc)}", file=sys.stderr)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `skiff get pods | head`: the reader left; not an error worth a message.
+        sys.stderr.close()
+        return 1
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

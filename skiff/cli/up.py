@@ -1,0 +1,404 @@
+"""`skiff up` / `skiff down`: the all-in-one cluster as background processes on this machine.
+
+`up` starts, in order, etcd, `python -m controlplane.main` and `python -m
+agent.main`, each in its own session (so a Ctrl-C in the terminal reaches
+only `skiff up`, which then stops them in reverse order), with its output in
+DATA/logs/<component>.log and its PID in DATA/run/<component>.pid. Each must
+be healthy before the next starts: etcd answers /health, the API answers a
+List, the node reports Ready. A component that dies or never gets healthy is
+reported with the last line of its log and the log's path, and everything
+already started is stopped again.
+
+`down` stops what the pid files name: SIGTERM, then SIGKILL after a timeout,
+and only processes whose start time still matches the pid file, so a PID
+the kernel has reused since is never signalled. `--purge` removes DATA.
+
+Every address is an option, so a test can run a private cluster beside a
+real one.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from skiff.cli._common import CliError
+from skiff.client import ApiClient, ApiError, NotFound
+from skiff.config import ClientConfig, config_path, write_config
+
+ROOT = Path(__file__).resolve().parents[2]  # the source tree, for PYTHONPATH of the components
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    data_dir: Path
+    run_dir: Path
+    node_name: str
+    etcd_binary: str = "/usr/bin/etcd"
+    etcd_port: int = 2379
+    etcd_peer_port: int = 2380
+    api_port: int = 6443
+    controlplane_metrics_port: int = 10257
+    agent_port: int = 10250
+    agent_metrics_port: int = 10255
+    with_agent: bool = True
+    start_timeout: float = 60.0
+    stop_timeout: float = 15.0
+
+    @property
+    def api_address(self) -> str:
+        return f"127.0.0.1:{self.api_port}"
+
+    @property
+    def pid_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str          # etcd, controlplane, agent
+    argv: tuple[str, ...]
+    marker: str        # must appear in /proc/PID/cmdline before down signals it
+
+
+def components(config: ClusterConfig) -> list[Component]:
+    etcd = f"127.0.0.1:{config.etcd_port}"
+    peer = f"http://127.0.0.1:{config.etcd_peer_port}"
+    out = [
+        Component("etcd", (
+            config.etcd_binary, "--name", "skiff", "--data-dir", str(config.data_dir / "etcd"),
+            "--listen-client-urls", f"http://{etcd}", "--advertise-client-urls", f"http://{etcd}",
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"skiff={peer}"), marker=str(config.data_dir / "etcd")),
+        Component("controlplane", (
+            sys.executable, "-m", "controlplane.main", "--etcd", etcd, "--listen", config.api_address,
+            "--metrics-listen", f"127.0.0.1:{config.controlplane_metrics_port}"), marker="controlplane.main"),
+    ]
+    if config.with_agent:
+        out.append(Component("agent", (
+            sys.executable, "-m", "agent.main", "--server", config.api_address, "--node-name", config.node_name,
+            "--listen", f"127.0.0.1:{config.agent_port}",
+            "--metrics-listen", f"127.0.0.1:{config.agent_metrics_port}",
+            "--data-dir", str(config.data_dir), "--run-dir", str(config.run_dir)), marker="agent.main"))
+    return out
+
+
+# ---------------------------------------------------------------- processes and pid files
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] == "Z":  # a zombie has exited already
+        return None
+    return fields[19]
+
+
+def running_pid(config: ClusterConfig, component: Component) -> int | None:
+    """The PID in the component's pid file if that very process still runs."""
+    try:
+        pid_text, started = (config.pid_dir / f"{component.name}.pid").read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if _start_time(pid) != started:
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+    return pid if component.marker in cmdline else None
+
+
+def _write_pid(config: ClusterConfig, component: Component, pid: int) -> None:
+    started = _start_time(pid) or "0"
+    path = config.pid_dir / f"{component.name}.pid"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{pid} {started}\n")
+    os.replace(tmp, path)
+
+
+def _last_log_line(log: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def stop_pid(pid: int, *, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; waits until the process is gone."""
+    started = _start_time(pid)
+    if started is None:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while _start_time(pid) == started:
+        if proc is not None and proc.poll() is not None:
+            return
+        if time.monotonic() > deadline:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            deadline = float("inf")
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- health checks
+
+def _etcd_healthy(config: ClusterConfig) -> bool:
+    try:
+        # No proxy: an http_proxy in the environment must not intercept loopback.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{config.etcd_port}/health", timeout=1) as r:
+            return b'"true"' in r.read()
+    except OSError:
+        return False
+
+
+async def _api_answers(config: ClusterConfig) -> bool:
+    async with ApiClient(config.api_address) as client:
+        try:
+            await client.list("Node", "", timeout=2)
+            return True
+        except ApiError:
+            return False
+
+
+async def _node_ready(config: ClusterConfig) -> bool:
+    async with ApiClient(config.api_address) as client:
+        try:
+            node = await client.get("Node", config.node_name, "", timeout=2)
+        except (NotFound, ApiError):
+            return False
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+
+def _healthy(config: ClusterConfig, component: Component) -> bool:
+    if component.name == "etcd":
+        return _etcd_healthy(config)
+    if component.name == "controlplane":
+        return asyncio.run(_api_answers(config))
+    return asyncio.run(_node_ready(config))
+
+
+# ---------------------------------------------------------------- up
+
+class Cluster:
+    """The processes `up` started, in start order."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.started: list[tuple[Component, subprocess.Popen]] = []
+
+    def start(self, component: Component) -> None:
+        config = self.config
+        log_path = config.log_dir / f"{component.name}.log"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(component.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=config.data_dir, env=env, start_new_session=True)
+        self.started.append((component, proc))
+        _write_pid(config, component, proc.pid)
+        deadline = time.monotonic() + config.start_timeout
+        while not _healthy(config, component):
+            if proc.poll() is not None:
+                last = _last_log_line(log_path)
+                raise CliError(f"{component.name} exited at start (exit code {proc.returncode})"
+                               + (f": {last}" if last else "") + f"; full log: {log_path}")
+            if time.monotonic() > deadline:
+                what = "did not report Ready" if component.name == "agent" else "did not become healthy"
+                raise CliError(f"{component.name} {what} within {config.start_timeout:g}s; see its log: {log_path}")
+            time.sleep(0.2)
+
+    def first_exited(self) -> tuple[Component, subprocess.Popen] | None:
+        for component, proc in self.started:
+            if proc.poll() is not None:
+                return component, proc
+        return None
+
+    def stop(self) -> None:
+        """Stop in reverse order (the agent before the API it reports to, etcd last)."""
+        for component, proc in reversed(self.started):
+            print(f"stopping {component.name} (pid {proc.pid}) ...", end=" ", flush=True)
+            stop_pid(proc.pid, timeout=self.config.stop_timeout, proc=proc)
+            proc.wait()
+            (self.config.pid_dir / f"{component.name}.pid").unlink(missing_ok=True)
+            print("ok", flush=True)
+        self.started.clear()
+
+
+def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
+    wanted = components(config)
+    running = {c.name: pid for c in wanted if (pid := running_pid(config, c)) is not None}
+    if running:
+        listed = ", ".join(f"{name} pid {pid}" for name, pid in running.items())
+        if len(running) == len(wanted):
+            print(f"the cluster is already running ({listed}); `skiff down` stops it")
+            return 0
+        raise CliError(f"part of a cluster is running ({listed}); run `skiff down` first")
+    ports = [("etcd", config.etcd_port), ("etcd peer", config.etcd_peer_port), ("API", config.api_port),
+             ("control plane metrics", config.controlplane_metrics_port)]
+    if config.with_agent:
+        ports += [("agent", config.agent_port), ("agent metrics", config.agent_metrics_port)]
+    for what, port in ports:
+        if _port_taken(port):
+            raise CliError(f"127.0.0.1:{port} (the {what} port) is already in use by another program")
+    for d in (config.data_dir, config.pid_dir, config.log_dir):
+        d.mkdir(parents=True, exist_ok=True)
+
+    cluster = Cluster(config)
+    try:
+        for component in wanted:
+            label = {"agent": f"agent (node {config.node_name})"}.get(component.name, component.name)
+            print(f"starting {label} ...", end=" ", flush=True)
+            try:
+                cluster.start(component)
+            except CliError:
+                print("failed", flush=True)
+                raise
+            print("ok", flush=True)
+        write_config(path=client_config, config=ClientConfig(server=config.api_address))
+        print(f"cluster is up: API at {config.api_address}, client config {client_config}, "
+              f"logs in {config.log_dir}")
+        if detach:
+            cluster.started.clear()  # they keep running; `skiff down` stops them
+            return 0
+        print("running in the foreground; press Ctrl-C to stop")
+        _supervise(cluster)
+        return 0
+    except BaseException:
+        cluster.stop()
+        raise
+
+
+def _supervise(cluster: Cluster) -> None:
+    """Block until Ctrl-C, SIGTERM or a component exiting; then stop everything."""
+    def terminate(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        while (exited := cluster.first_exited()) is None:
+            time.sleep(0.5)
+        component, proc = exited
+        log = cluster.config.log_dir / f"{component.name}.log"
+        raise CliError(f"{component.name} exited (exit code {proc.returncode}); see its log: {log}")
+    except KeyboardInterrupt:
+        print()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        cluster.stop()
+
+
+def down(config: ClusterConfig, *, purge: bool) -> int:
+    stopped = 0
+    for component in reversed(components(config)):
+        pid_file = config.pid_dir / f"{component.name}.pid"
+        pid = running_pid(config, component)
+        if pid is not None:
+            print(f"stopping {component.name} (pid {pid}) ...", end=" ", flush=True)
+            stop_pid(pid, timeout=config.stop_timeout)
+            print("ok", flush=True)
+            stopped += 1
+        pid_file.unlink(missing_ok=True)
+    if not stopped:
+        print(f"no cluster is running from {config.data_dir}")
+    if purge and config.data_dir.exists():
+        shutil.rmtree(config.data_dir)
+        print(f"removed {config.data_dir}")
+    return 0
+
+
+# ---------------------------------------------------------------- wiring
+
+def _common_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=Path("/var/lib/skiff"), metavar="DIR",
+                   help="etcd data, images, logs (DIR/logs) and pid files (DIR/run); default /var/lib/skiff")
+    p.add_argument("--run-dir", type=Path, default=Path("/run/skiff"), metavar="DIR",
+                   help="the agent's volatile state; default /run/skiff")
+    p.add_argument("--stop-timeout", type=float, default=ClusterConfig.stop_timeout, metavar="SECONDS",
+                   help="how long a component gets after SIGTERM before SIGKILL")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "up", help="start the all-in-one cluster on this machine",
+        description="Start etcd, the control plane and a node agent on this machine, wait until each is "
+                    "healthy, and write the client config. Stays in the foreground (Ctrl-C stops "
+                    "everything) unless --detach.")
+    p.add_argument("-d", "--detach", action="store_true", help="return once the node is Ready")
+    p.add_argument("--node-name", default=socket.gethostname(), metavar="NAME",
+                   help="this node's name (default: the host name)")
+    _common_flags(p)
+    p.add_argument("--etcd-binary", default=ClusterConfig.etcd_binary, metavar="PATH", help="the etcd to run")
+    for flag, attr, what in (("--etcd-port", "etcd_port", "etcd clients"),
+                             ("--etcd-peer-port", "etcd_peer_port", "etcd peers"),
+                             ("--api-port", "api_port", "the control plane's API"),
+                             ("--controlplane-metrics-port", "controlplane_metrics_port", "control plane /metrics"),
+                             ("--agent-port", "agent_port", "the agent's service"),
+                             ("--agent-metrics-port", "agent_metrics_port", "agent /metrics")):
+        p.add_argument(flag, type=int, dest=attr, default=getattr(ClusterConfig, attr), metavar="PORT",
+                       help=f"loopback port for {what} (default %(default)s)")
+    p.add_argument("--no-agent", action="store_true",
+                   help="start only etcd and the control plane (no node)")
+    p.add_argument("--start-timeout", type=float, default=ClusterConfig.start_timeout, metavar="SECONDS",
+                   help="how long each component may take to become healthy")
+    p.set_defaults(func=run_up)
+
+    d = subparsers.add_parser(
+        "down", help="stop the all-in-one cluster",
+        description="Stop the processes `skiff up` started (by the PIDs in DATA/run): SIGTERM, then "
+                    "SIGKILL after --stop-timeout. --purge also removes the data directory.")
+    d.add_argument("--purge", action="store_true", help="also remove the data directory")
+    _common_flags(d)
+    d.set_defaults(func=run_down)
+
+
+def _config(args: argparse.Namespace) -> ClusterConfig:
+    extra = {}
+    if hasattr(args, "detach"):
+        extra = dict(node_name=args.node_name, etcd_binary=args.etcd_binary, etcd_port=args.etcd_port,
+                     etcd_peer_port=args.etcd_peer_port, api_port=args.api_port,
+                     controlplane_metrics_port=args.controlplane_metrics_port, agent_port=args.agent_port,
+                     agent_metrics_port=args.agent_metrics_port, with_agent=not args.no_agent,
+                     start_timeout=args.start_timeout)
+    else:
+        extra = dict(node_name="")
+    return ClusterConfig(data_dir=args.data_dir.absolute(), run_dir=args.run_dir.absolute(),
+                         stop_timeout=args.stop_timeout, **extra)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    return up(_config(args), detach=args.detach, client_config=config_path())
+
+
+def run_down(args: argparse.Namespace) -> int:
+    return down(_config(args), purge=args.purge)

@@ -1,0 +1,106 @@
+"""`skiff wait pod NAME --for=condition=Ready|--for=delete|--for=jsonpath=...`:
+block until an object reaches a state, as `kubectl wait` does.
+
+The object is read once and then watched from that list's revision, so a
+change between reading and watching is not missed.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+from typing import Any, Callable
+
+from google.protobuf.message import Message
+
+from skiff.api import printers
+from skiff.cli._common import CliError, add_namespace_flags, call_api, kind_arg, namespace_of, parse_duration, scope
+from skiff.client import ApiClient
+
+_INDEX = re.compile(r"^(?P<key>[^\[\]]*)((?:\[\d+\])*)$")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "wait", help="wait until an object reaches a condition",
+        description="Wait until a pod or node has a condition (--for=condition=Ready, "
+                    "--for=condition=Ready=False), is deleted (--for=delete), or a field has a value "
+                    "(--for=jsonpath='{.status.phase}'=Succeeded).")
+    p.add_argument("resource", metavar="RESOURCE", help="pod or node")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--for", dest="condition", required=True, metavar="CONDITION",
+                   help="condition=TYPE[=STATUS], delete, or jsonpath={.path}=VALUE")
+    p.add_argument("--timeout", type=parse_duration, default=30.0, metavar="DURATION",
+                   help="give up after this long (default 30s)")
+    add_namespace_flags(p)
+    p.set_defaults(func=run)
+
+
+def predicate(spec: str) -> Callable[[Message | None], bool]:
+    """A test on the object (None once it is deleted) for a --for value."""
+    if spec == "delete":
+        return lambda obj: obj is None
+    if spec.startswith("condition="):
+        ctype, _, status = spec[len("condition="):].partition("=")
+        status = status or "True"
+
+        def has_condition(obj: Message | None) -> bool:
+            return obj is not None and any(c.type.lower() == ctype.lower() and c.status.lower() == status.lower()
+                                           for c in obj.status.conditions)
+        return has_condition
+    if spec.startswith("jsonpath="):
+        expr = spec[len("jsonpath="):]
+        if expr.startswith("{"):
+            path, _, rest = expr[1:].partition("}")
+            sep, want = rest[:1], rest[1:]
+        else:
+            path, sep, want = expr.partition("=")
+        if sep != "=" or not path.strip("."):
+            raise CliError(f"--for {spec}: expected jsonpath={{.status.phase}}=VALUE")
+        keys = path.strip().strip(".").split(".")
+        return lambda obj: obj is not None and str(_lookup(printers.to_dict(obj), keys)) == want
+    raise CliError(f"--for {spec}: expected condition=TYPE[=STATUS], delete, or jsonpath={{.path}}=VALUE")
+
+
+def _lookup(data: Any, keys: list[str]) -> Any:
+    for key in keys:
+        m = _INDEX.match(key)
+        if not m:
+            return None
+        if m["key"]:
+            data = data.get(m["key"]) if isinstance(data, dict) else None
+        for index in re.findall(r"\[(\d+)\]", key):
+            data = data[int(index)] if isinstance(data, list) and int(index) < len(data) else None
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    kind = kind_arg(args.resource)
+    test = predicate(args.condition)
+    namespace = scope(kind, namespace_of(args))
+    label = f"{kind.resource}/{args.name}"
+
+    async def wait_for(client: ApiClient) -> None:
+        objs, revision = await client.list(kind.name, namespace)
+        current = next((o for o in objs if o.metadata.name == args.name), None)
+        if current is None and args.condition != "delete":
+            raise CliError(f'{kind.resource} "{args.name}" not found')
+        if test(current):
+            return
+        async for event_type, obj, _rv in client.watch(kind.name, namespace, resource_version=revision):
+            if obj is None or obj.metadata.name != args.name:
+                continue
+            if test(None if event_type == "DELETED" else obj):
+                return
+            if event_type == "DELETED":
+                raise CliError(f"{label} was deleted while waiting for {args.condition}")
+
+    async def main(client: ApiClient) -> int:
+        try:
+            await asyncio.wait_for(wait_for(client), timeout=args.timeout)
+        except asyncio.TimeoutError:
+            raise CliError(f"timed out waiting for the condition on {label}") from None
+        print(f"{label} condition met")
+        return 0
+
+    return call_api(args, main)

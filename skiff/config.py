@@ -1,0 +1,66 @@
+"""The client's configuration: where the `skiff` CLI finds the control plane.
+
+`skiff up` writes ~/.skiff/config (YAML, `server: HOST:PORT`); every other
+command resolves the address in kubectl's order of precedence: the `--server`
+flag, then the SKIFF_SERVER environment variable, then the config file
+(SKIFF_CONFIG names another one), then the default 127.0.0.1:6443.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import yaml
+
+DEFAULT_SERVER = "127.0.0.1:6443"
+
+
+class ConfigError(Exception):
+    """The config file exists but cannot be used; the message names the file."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    server: str = DEFAULT_SERVER
+
+
+def config_path(*, env: Mapping[str, str] = os.environ) -> Path:
+    """SKIFF_CONFIG, else ~/.skiff/config."""
+    if env.get("SKIFF_CONFIG"):
+        return Path(env["SKIFF_CONFIG"])
+    return Path(env.get("HOME") or Path.home()) / ".skiff" / "config"
+
+
+def load_config(*, path: Path) -> ClientConfig | None:
+    """The config in `path`, or None when there is no such file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the client config {path}: {exc}") from None
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("server", ""), str):
+        raise ConfigError(f"the client config {path} must be a mapping like 'server: 127.0.0.1:6443'")
+    return ClientConfig(server=data.get("server") or DEFAULT_SERVER)
+
+
+def write_config(*, path: Path, config: ClientConfig) -> None:
+    """Write atomically (rename), so a concurrent reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump({"server": config.server}, default_flow_style=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def resolve_server(*, flag: str | None, env: Mapping[str, str] = os.environ) -> str:
+    """The control plane address to use, by precedence (see the module docstring)."""
+    if flag:
+        return flag
+    if env.get("SKIFF_SERVER"):
+        return env["SKIFF_SERVER"]
+    config = load_config(path=config_path(env=env))
+    return config.server if config else DEFAULT_SERVER
