@@ -1,0 +1,24 @@
+"""Process security for a container: identity, capabilities, no_new_privs, seccomp, rlimits.
+
+Everything here runs inside the container's process, after its rootfs is set
+up and right before execve (see process.py for the order and why):
+
+    apply_rlimits()                       # while CAP_SYS_RESOURCE is still held
+    apply_process_security(cfg)           # groups, gid, uid, caps, no_new_privs, seccomp
+    os.execvpe(...)
+
+Helpers the runtime uses before that point: `effective_capabilities` (a
+securityContext's add/drop → the set), `DEFAULT_CAPABILITIES` (Docker's), and
+`resolve_user` (an image's User against its own /etc/passwd, safely).
+"""
+from agent.runtime.linux.security.capabilities import (ALL_CAPABILITIES, CAPABILITIES, DEFAULT_CAPABILITIES,
+                                                       CapabilityError, cap_name, effective_capabilities)
+from agent.runtime.linux.security.process import apply_process_security
+from agent.runtime.linux.security.rlimits import DEFAULT_NOFILE, apply_rlimits
+from agent.runtime.linux.security.seccomp import RUNTIME_DEFAULT, UNCONFINED, SeccompError
+from agent.runtime.linux.security.users import ResolvedUser, UserLookupError, resolve_user
+
+__all__ = ["ALL_CAPABILITIES", "CAPABILITIES", "DEFAULT_CAPABILITIES", "DEFAULT_NOFILE", "RUNTIME_DEFAULT",
+           "UNCONFINED", "CapabilityError", "ResolvedUser", "SeccompError", "UserLookupError",
+           "apply_process_security", "apply_rlimits", "cap_name", "effective_capabilities",
+           "resolve_user"]
