@@ -1,0 +1,535 @@
+"""Pod workers: one reconcile loop per pod, desired (the API) against actual (the runtime).
+
+    informer event (ns, name) ──► enqueue(uid) ──► the pod's loop ──► reconcile(uid)
+    container exit (runtime.wait) ──┘     ▲                             │
+    resync timer, back-off timer ─────────┴────── requeue after N s ◄───┘
+
+`reconcile(uid)` is idempotent and trusts no event: it re-reads the pod from
+the informer's cache and each container from the runtime, then does the one
+next thing — create the sandbox and network, start or restart a container
+(with kubelet's back-off), write the status when it changed, or tear the pod
+down. The pod's state in this process (`PodRecord`) is only a memo of what the
+runtime holds and can be rebuilt from it: `recover()` does so at start, so
+containers outlive the agent (adopted, restartCount from the container id,
+exits meanwhile reported) and whatever a dead pod left is removed.
+
+Pod lifecycle on this node:
+
+    new ─► Pending (ContainerCreating) ─► sandbox + network ─► containers started ─► Running
+    Running ─► exit ─► restart per restartPolicy (CrashLoopBackOff while backing off)
+            └► all done (Never / OnFailure+0) ─► Succeeded|Failed ─► release (containers,
+                                                  network, sandbox; logs kept)
+    deletionTimestamp or gone from the API ─► stop (grace) ─► remove ─► detach ─► remove
+                                                  sandbox ─► delete the object (grace 0)
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Protocol
+
+from agent.backoff import RestartBackoff
+from agent.clock import Clock, SystemClock
+from agent.containers import (ContainerConfigError, PodPaths, build_container_config, restart_of,
+                              sandbox_config)
+from agent.images.types import Image
+from agent.metrics import AgentMetrics
+from agent.runtime.interface import ContainerStatus, Runtime, Sandbox, StartError, State
+from agent.status import TERMINAL_PHASES, ContainerView, PodCondition, pod_status, same_status
+from agent.volumes import container_mounts, prepare_volumes, release_volumes
+from proto.skiff.v1 import types_pb2
+from skiff.client import ApiError, Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+DEFAULT_GRACE_SECONDS = 30
+RETRY_SECONDS = 10.0  # a pod that cannot progress yet (image missing, port taken) is retried
+
+
+class PodSource(Protocol):
+    """The informer's cache of the pods bound to this node."""
+    def get(self, key: Key) -> types_pb2.Pod | None: ...
+    def list(self) -> list[types_pb2.Pod]: ...
+
+
+class ImageResolver(Protocol):
+    def resolve(self, ref: str) -> Image | None: ...
+
+
+@dataclass
+class ContainerRecord:
+    restart: int = 0                          # the current attempt's restart count
+    current: ContainerStatus | None = None
+    previous: ContainerStatus | None = None
+    waiting: tuple[str, str] | None = None    # why the next attempt has not started
+
+
+@dataclass
+class PodRecord:
+    uid: str
+    namespace: str
+    name: str
+    paths: PodPaths
+    sandbox: Sandbox | None = None
+    pod_ip: str = ""
+    network_error: str = ""
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+    containers: dict[str, ContainerRecord] = field(default_factory=dict)
+    waiters: dict[str, asyncio.Task] = field(default_factory=dict)
+    adopted: bool = False
+    released: bool = False                    # terminal: containers, network, sandbox freed
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class PodWorkers:
+    def __init__(self, *, node_name: str, node_ip: str, pods: PodSource, client: Any, runtime: Runtime,
+                 images: ImageResolver, pods_dir: Path, pids_limit: int, network: Any = None,
+                 clock: Clock | None = None, metrics: AgentMetrics | None = None,
+                 backoff: RestartBackoff | None = None) -> None:
+        self.node_name, self.node_ip = node_name, node_ip
+        self.pods, self.client, self.runtime, self.images = pods, client, runtime, images
+        self.pods_dir, self.pids_limit, self.network = pods_dir, pids_limit, network
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or AgentMetrics(node_name=node_name)
+        self.backoff = backoff or RestartBackoff()
+        self.records: dict[str, PodRecord] = {}
+        self._key_by_uid: dict[str, Key] = {}
+        # uid -> (resourceVersion, status, the stored pod) of our last status write
+        self._written: dict[str, tuple[int, types_pb2.PodStatus, types_pb2.Pod]] = {}
+        self._terminated: set[str] = set()
+        self._phases: dict[str, str] = {}
+        self._dirty: dict[str, asyncio.Event] = {}
+        self._loops: dict[str, asyncio.Task] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._running = False
+        self.pending: set[str] = set()  # enqueued while not running (tests drive reconcile by hand)
+
+    # ------------------------------------------------------------ queue
+
+    def enqueue(self, uid: str) -> None:
+        if not self._running:
+            self.pending.add(uid)
+            return
+        event = self._dirty.setdefault(uid, asyncio.Event())
+        event.set()
+        if uid not in self._loops or self._loops[uid].done():
+            self._loops[uid] = asyncio.create_task(self._pod_loop(uid), name=f"pod-{uid}")
+
+    async def on_pod_event(self, key: Key) -> None:
+        """Informer handler: wake the worker of every pod uid this key means now or meant before."""
+        pod = self.pods.get(key)
+        if pod is not None:
+            self._key_by_uid[pod.metadata.uid] = key
+            self.enqueue(pod.metadata.uid)
+        for uid, k in list(self._key_by_uid.items()):
+            if k == key and (pod is None or uid != pod.metadata.uid):
+                self.enqueue(uid)
+
+    def start(self) -> None:
+        """Process the queue in the background (one task per pod)."""
+        self._running = True
+        for uid in list(self.pending) + list(self.records) + [p.metadata.uid for p in self.pods.list()]:
+            self.enqueue(uid)
+        self.pending.clear()
+
+    async def shutdown(self) -> None:
+        """Stop working WITHOUT touching containers: they outlive the agent."""
+        self._running = False
+        for timer in self._timers.values():
+            timer.cancel()
+        tasks = list(self._loops.values()) + [t for r in self.records.values() for t in r.waiters.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _requeue_after(self, uid: str, seconds: float) -> None:
+        if uid in self._timers:
+            self._timers[uid].cancel()
+        self._timers[uid] = asyncio.get_running_loop().call_later(seconds, self.enqueue, uid)
+
+    async def _pod_loop(self, uid: str) -> None:
+        event = self._dirty[uid]
+        failures = 0
+        while True:
+            await event.wait()
+            event.clear()
+            try:
+                requeue = await self.reconcile(uid)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pod %s: reconcile failed", self._describe(uid))
+                requeue = min(60.0, 0.5 * 2 ** failures)
+                failures += 1
+            if requeue is not None:
+                self._requeue_after(uid, requeue)
+            if uid not in self.records and self._desired(uid) is None and not event.is_set():
+                self._dirty.pop(uid, None)
+                self._loops.pop(uid, None)
+                return
+
+    def _describe(self, uid: str) -> str:
+        rec = self.records.get(uid)
+        return f"{rec.namespace}/{rec.name} ({uid})" if rec else uid
+
+    # ------------------------------------------------------------ lookups
+
+    def _desired(self, uid: str) -> types_pb2.Pod | None:
+        key = self._key_by_uid.get(uid)
+        pod = self.pods.get(key) if key is not None else None
+        if pod is not None and pod.metadata.uid == uid:
+            return pod
+        for pod in self.pods.list():
+            if pod.metadata.uid == uid:
+                self._key_by_uid[uid] = (pod.metadata.namespace, pod.metadata.name)
+                return pod
+        return None
+
+    def lookup(self, namespace: str, name: str) -> PodRecord | None:
+        """The record of the pod called namespace/name on this node (for logs, exec, stats)."""
+        pod = self.pods.get((namespace, name))
+        if pod is not None and pod.metadata.uid in self.records:
+            return self.records[pod.metadata.uid]
+        for rec in self.records.values():
+            if rec.namespace == namespace and rec.name == name:
+                return rec
+        return None
+
+    async def _rt(self, operation: str, call: Awaitable[Any]) -> Any:
+        with self.metrics.time_runtime(operation):
+            return await call
+
+    # ------------------------------------------------------------ reconcile
+
+    async def reconcile(self, uid: str) -> float | None:
+        """Converge one pod; returns seconds after which to look again (None: on events only)."""
+        pod = self._desired(uid)
+        rec = self.records.get(uid)
+        if pod is None or pod.metadata.HasField("deletion_timestamp"):
+            if rec is not None or (pod is not None and uid not in self._terminated):
+                await self._terminate(uid, pod, rec)
+            return None
+        if rec is None:
+            rec = self.records[uid] = self._new_record(pod)
+        if rec.released or pod.status.phase in TERMINAL_PHASES:
+            await self._release(rec)
+            return None
+        if pod.spec.HasField("termination_grace_period_seconds"):
+            rec.grace_seconds = pod.spec.termination_grace_period_seconds
+        requeues: list[float] = []
+        if rec.sandbox is None:
+            if not pod.status.phase:
+                await self._write_status(pod, rec)  # Pending / ContainerCreating before any slow work
+            config = sandbox_config(pod, pids_limit=self.pids_limit)
+            rec.sandbox = await self._rt("create_sandbox", self.runtime.create_sandbox(config))
+        prepare_volumes(pod=pod, paths=rec.paths)
+        if await self._ensure_network(pod, rec):
+            for container in pod.spec.containers:
+                after = await self._sync_container(pod, rec, container)
+                if after is not None:
+                    requeues.append(after)
+        else:
+            requeues.append(RETRY_SECONDS)
+        status = await self._write_status(pod, rec)
+        if status is not None and status.phase in TERMINAL_PHASES:
+            await self._release(rec)
+            return None
+        return min(requeues) if requeues else None
+
+    def _new_record(self, pod: types_pb2.Pod) -> PodRecord:
+        m = pod.metadata
+        self._key_by_uid[m.uid] = (m.namespace, m.name)
+        return PodRecord(uid=m.uid, namespace=m.namespace, name=m.name,
+                         paths=PodPaths.of(pods_dir=self.pods_dir, namespace=m.namespace, name=m.name, uid=m.uid))
+
+    async def _ensure_network(self, pod: types_pb2.Pod, rec: PodRecord) -> bool:
+        """Attach the pod's network once; False while it cannot be (the port is taken ...)."""
+        if (self.network is None or rec.pod_ip or pod.spec.host_network or rec.sandbox is None
+                or rec.sandbox.netns_path is None):
+            if pod.spec.host_network:
+                rec.pod_ip = self.node_ip
+            return True
+        HostPortInUse, PortMapping = _network_types()
+        ports = [PortMapping(host_port=p.host_port, container_port=p.container_port,
+                             protocol=p.protocol or "TCP", host_ip=p.host_ip)
+                 for c in pod.spec.containers for p in c.ports if p.host_port]
+        try:
+            address = await self._rt("network_attach", _maybe_await(self.network.attach(
+                pod_id=rec.uid, netns_path=rec.sandbox.netns_path, ports=ports)))
+        except HostPortInUse as exc:
+            rec.network_error = str(exc)
+            return False
+        rec.pod_ip, rec.network_error = str(address.ip), ""
+        return True
+
+    async def _sync_container(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container) -> float | None:
+        cr = rec.containers.setdefault(spec.name, ContainerRecord())
+        cur = cr.current
+        if cur is not None and cur.state is not State.EXITED:
+            try:
+                cur = cr.current = await self.runtime.status(cur.id)
+            except Exception as exc:  # the runtime lost it: report it as kubelet does
+                log.warning("pod %s: container %s: status failed: %s", self._describe(rec.uid), cur.id, exc)
+                cur = cr.current = ContainerStatus(
+                    id=cur.id, pod_id=cur.pod_id, name=cur.name, state=State.EXITED, started_at=cur.started_at,
+                    finished_at=self.clock.now(), exit_code=137, reason="ContainerStatusUnknown",
+                    message="The container could not be located when the pod was terminated")
+        if cur is None:
+            return await self._start(pod, rec, spec, restart=cr.restart)
+        if cur.state is not State.EXITED:
+            cr.waiting = None
+            self._watch(rec, cur.id)
+            return None
+        policy = pod.spec.restart_policy or "Always"
+        if policy == "Never" or (policy == "OnFailure" and cur.exit_code == 0):
+            cr.waiting = None
+            return None
+        key = (rec.uid, spec.name)
+        finished = cur.finished_at or self.clock.now()
+        left = self.backoff.remaining(key, finished_at=finished, now=self.clock.now())
+        if left > 0:
+            cr.waiting = ("CrashLoopBackOff", f"back-off {self.backoff.current(key):g}s restarting failed "
+                                              f"container={spec.name} pod={rec.name}_{rec.namespace}({rec.uid})")
+            return left
+        self.backoff.next(key, finished_at=finished)
+        return await self._start(pod, rec, spec, restart=cr.restart + 1)
+
+    async def _start(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container, *,
+                     restart: int) -> float | None:
+        cr = rec.containers[spec.name]
+        image = await asyncio.to_thread(self.images.resolve, spec.image)
+        if image is None:
+            policy = spec.image_pull_policy or _default_pull_policy(spec.image)
+            cr.waiting = ("ErrImageNeverPull",
+                          f'Container image "{spec.image}" is not present with pull policy of {policy}')
+            return RETRY_SECONDS
+        try:
+            mounts = container_mounts(pod=pod, container=spec, paths=rec.paths)
+            config = build_container_config(pod=pod, container=spec, image=image, restart=restart,
+                                            paths=rec.paths, pids_limit=self.pids_limit, mounts=mounts)
+        except ContainerConfigError as exc:
+            cr.waiting = (exc.reason, exc.message)
+            return RETRY_SECONDS
+        if config.log_path is not None:
+            config.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.metrics.container_starts.labels(node=self.node_name).inc()
+        try:
+            status = await self._rt("start", self.runtime.start(config))
+        except StartError as exc:
+            now = self.clock.now()
+            status = ContainerStatus(id=config.id, pod_id=rec.uid, name=spec.name, state=State.EXITED,
+                                     started_at=now, finished_at=now, exit_code=128, reason="StartError",
+                                     message=str(exc), image=spec.image, image_id=image.id)
+        if cr.current is not None and cr.current.id != status.id:
+            if cr.previous is not None:  # keep one dead attempt (lastState); older ones go
+                await self._rt("remove", self.runtime.remove(cr.previous.id))
+            cr.previous = cr.current
+        cr.current, cr.restart, cr.waiting = status, restart, None
+        if status.state is not State.EXITED:
+            self._watch(rec, status.id)
+        return None
+
+    def _watch(self, rec: PodRecord, container_id: str) -> None:
+        """Wake the pod's worker when this container exits."""
+        task = rec.waiters.get(container_id)
+        if task is not None and not task.done():
+            return
+
+        async def wait() -> None:
+            try:
+                await self.runtime.wait(container_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("pod %s: wait for %s failed: %s", self._describe(rec.uid), container_id, exc)
+            self.enqueue(rec.uid)
+
+        rec.waiters[container_id] = asyncio.create_task(wait(), name=f"wait-{container_id}")
+
+    # ------------------------------------------------------------ status
+
+    def _views(self, pod: types_pb2.Pod, rec: PodRecord) -> list[ContainerView]:
+        views = []
+        for spec in pod.spec.containers:
+            cr = rec.containers.get(spec.name) or ContainerRecord()
+            waiting = cr.waiting
+            if waiting is None and cr.current is None:
+                waiting = ("ContainerCreating", rec.network_error)
+            views.append(ContainerView(name=spec.name, image=spec.image, restart_count=cr.restart,
+                                       current=cr.current, previous=cr.previous, waiting=waiting))
+        return views
+
+    async def _write_status(self, pod: types_pb2.Pod, rec: PodRecord) -> types_pb2.PodStatus | None:
+        """Write the pod's status if it changed (CAS, re-read on conflict); returns it."""
+        extra = ()
+        if rec.network_error:
+            extra = (PodCondition("PodReadyToStartContainers", False, "HostPortInUse", rec.network_error),)
+        status = pod_status(pod=pod, views=self._views(pod, rec), host_ip=self.node_ip, pod_ip=rec.pod_ip,
+                            now=self.clock.now(), extra_conditions=extra)
+        self._note_phase(rec, pod, status)
+        if same_status(status, pod.status):
+            return status
+        written = self._written.get(rec.uid)
+        base = pod
+        if written is not None and int(pod.metadata.resource_version or 0) < written[0]:
+            if same_status(written[1], status):
+                return status  # our cache has not caught up with our own write yet
+            base = written[2]  # newer than the cache: saves a conflict
+        for _ in range(5):
+            obj = types_pb2.Pod()
+            obj.CopyFrom(base)
+            obj.status.CopyFrom(status)
+            try:
+                stored = await self.client.update_status(obj)
+            except Conflict:
+                try:
+                    base = await self.client.get("Pod", rec.name, rec.namespace)
+                except NotFound:
+                    return None
+                if base.metadata.uid != rec.uid:
+                    return None
+                continue
+            except NotFound:
+                return None
+            self._written[rec.uid] = (int(stored.metadata.resource_version or 0), status, stored)
+            return status
+        raise ApiError(f"pod {rec.namespace}/{rec.name}: status update kept conflicting")
+
+    def _note_phase(self, rec: PodRecord, pod: types_pb2.Pod, status: types_pb2.PodStatus) -> None:
+        before = self._phases.get(rec.uid)
+        self._phases[rec.uid] = status.phase
+        if status.phase == "Running" and before != "Running" and not rec.adopted \
+                and pod.status.phase != "Running" and pod.metadata.HasField("creation_timestamp"):
+            created = pod.metadata.creation_timestamp.ToDatetime().timestamp()
+            latency = self.clock.now().timestamp() - created
+            self.metrics.pod_start_latency.labels(node=self.node_name).observe(max(0.0, latency))
+        self.metrics.set_pod_phases(list(self._phases.values()))
+
+    # ------------------------------------------------------------ teardown
+
+    async def _free(self, uid: str, rec: PodRecord | None, *, grace: float) -> None:
+        """Stop and remove every container of the pod, detach it, remove its sandbox."""
+        ids = [c for c in await self._rt("list_containers", self.runtime.list_containers()) if c.pod_id == uid]
+        await asyncio.gather(*(self._rt("stop", self.runtime.stop(c.id, grace)) for c in ids
+                               if c.state is not State.EXITED))
+        for c in ids:
+            await self._rt("remove", self.runtime.remove(c.id))
+        if rec is not None:
+            for task in rec.waiters.values():
+                task.cancel()
+            rec.waiters.clear()
+        if self.network is not None:
+            await self._rt("network_detach", _maybe_await(self.network.detach(pod_id=uid)))
+        if rec is not None:
+            release_volumes(paths=rec.paths)
+        await self._rt("remove_sandbox", self.runtime.remove_sandbox(uid))
+
+    async def _release(self, rec: PodRecord) -> None:
+        """A pod that reached Succeeded/Failed: free what it holds; logs and status stay."""
+        if rec.released:
+            return
+        await self._free(rec.uid, rec, grace=rec.grace_seconds)
+        rec.released, rec.sandbox = True, None
+
+    async def _terminate(self, uid: str, pod: types_pb2.Pod | None, rec: PodRecord | None) -> None:
+        grace = float(rec.grace_seconds if rec else DEFAULT_GRACE_SECONDS)
+        if pod is not None:
+            if pod.metadata.deletion_grace_period_seconds > 0:
+                grace = pod.metadata.deletion_grace_period_seconds
+            elif pod.spec.HasField("termination_grace_period_seconds"):
+                grace = pod.spec.termination_grace_period_seconds
+        if rec is None and pod is not None:
+            rec = self._new_record(pod)
+        await self._free(uid, rec, grace=grace)
+        if rec is not None:
+            shutil.rmtree(rec.paths.root, ignore_errors=True)
+        if pod is not None:
+            try:
+                await self.client.delete("Pod", pod.metadata.name, pod.metadata.namespace,
+                                         grace_period_seconds=0, precondition_uid=uid)
+            except NotFound:
+                pass
+        self._terminated.add(uid)
+        self.records.pop(uid, None)
+        self._written.pop(uid, None)
+        self._phases.pop(uid, None)
+        self._key_by_uid.pop(uid, None)
+        self.backoff.forget(uid)
+        self.metrics.set_pod_phases(list(self._phases.values()))
+
+    # ------------------------------------------------------------ recovery
+
+    async def recover(self) -> None:
+        """At start, with the pod cache synced: adopt the containers of pods still
+        bound here (no restart), remove whatever else a previous run left."""
+        desired = {p.metadata.uid: p for p in self.pods.list()}
+        containers = await self._rt("list_containers", self.runtime.list_containers())
+        sandboxes = {s.pod_id: s for s in await self._rt("list_sandboxes", self.runtime.list_sandboxes())}
+        by_pod: dict[str, list[ContainerStatus]] = {}
+        for c in containers:
+            by_pod.setdefault(c.pod_id, []).append(c)
+        for uid in (set(by_pod) | set(sandboxes)) & set(desired):
+            pod = desired[uid]
+            rec = self.records[uid] = self._new_record(pod)
+            rec.adopted, rec.sandbox, rec.pod_ip = True, sandboxes.get(uid), pod.status.pod_ip
+            by_name: dict[str, list[ContainerStatus]] = {}
+            for c in by_pod.get(uid, []):
+                by_name.setdefault(c.name, []).append(c)
+            for name, attempts in by_name.items():
+                attempts.sort(key=lambda c: restart_of(c.id))
+                cr = rec.containers[name] = ContainerRecord(restart=restart_of(attempts[-1].id),
+                                                            current=attempts[-1])
+                if len(attempts) > 1:
+                    cr.previous = attempts[-2]
+                if cr.current.state is not State.EXITED:
+                    self._watch(rec, cr.current.id)
+            log.info("adopted pod %s/%s (%s): %d container(s)", rec.namespace, rec.name, uid, len(by_pod.get(uid, [])))
+        keep = set(desired)
+        await self._rt("cleanup_orphans", self.runtime.cleanup_orphans(keep))
+        if self.network is not None:
+            await _maybe_await(self.network.cleanup_orphans(keep))
+        if self.pods_dir.is_dir():
+            for d in self.pods_dir.iterdir():
+                if d.is_dir() and d.name.rsplit("_", 1)[-1] not in keep:
+                    release_volumes(paths=PodPaths(root=d))
+                    shutil.rmtree(d, ignore_errors=True)
+        for uid in keep:
+            self.enqueue(uid)
+
+
+def _default_pull_policy(image: str) -> str:
+    """Kubernetes' default: Always for :latest or no tag, else IfNotPresent."""
+    name = image.split("@", 1)[0]
+    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
+    return "IfNotPresent" if "@" in image or (tag and tag != "latest") else "Always"
+
+
+@dataclass(frozen=True)
+class _PortMapping:
+    host_port: int
+    container_port: int
+    protocol: str = "TCP"
+    host_ip: str = ""
+
+
+class _NoHostPortError(Exception):
+    pass
+
+
+def _network_types() -> tuple[type[Exception], type]:
+    """agent.network's HostPortInUse and PortMapping; stand-ins of the same shape
+    while that package does not provide them (unit tests with a fake network)."""
+    try:
+        from agent.network import HostPortInUse, PortMapping
+    except ImportError:
+        return _NoHostPortError, _PortMapping
+    return HostPortInUse, PortMapping

@@ -1,0 +1,296 @@
+"""Pod worker reconcile tests over FakeRuntime, an in-memory API and a fake clock.
+
+Deterministic: the tests drive `reconcile(uid)` by hand (the workers are not
+started), end containers with the fake runtime's hooks and move the clock.
+"""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from agent.clock import FakeClock
+from agent.podworkers import PodWorkers
+from agent.runtime.fake import FakeImages, FakeRuntime
+from agent.runtime.interface import State
+from tests.agent.fakeapi import FakeApi, FakeClient
+
+
+class World:
+    def __init__(self, tmp_path: Path, *, missing_images: set[str] | None = None) -> None:
+        self.api = FakeApi()
+        self.client = FakeClient(self.api)
+        self.clock = FakeClock()
+        self.runtime = FakeRuntime(clock=self.clock, state_root=tmp_path / "rt")
+        self.images = FakeImages(missing=missing_images)
+        self.pods_dir = tmp_path / "pods"
+        self.workers = self.new_workers()
+
+    def new_workers(self) -> PodWorkers:
+        return PodWorkers(node_name="node-1", node_ip="10.0.0.5", pods=self.api, client=self.client,
+                          runtime=self.runtime, images=self.images, pods_dir=self.pods_dir, pids_limit=100,
+                          clock=self.clock)
+
+    def status(self, name: str, container: int = 0):
+        pod = self.api.pod(name)
+        return pod.status, pod.status.container_statuses[container]
+
+    def current(self, pod_uid: str, name: str = "main"):
+        return self.runtime.by_name(pod_uid, name)[-1]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_pod_runs_then_succeeds_with_exit_zero(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        pod = w.api.add_pod("hello", restart_policy="Never")
+        uid = pod.metadata.uid
+        await w.workers.reconcile(uid)
+        status, cs = w.status("hello")
+        assert status.phase == "Running"
+        assert cs.state.running.started_at.seconds > 0 and cs.ready
+        assert status.host_ip == "10.0.0.5" and status.start_time.seconds > 0
+        assert {c.type: c.status for c in status.conditions} == {
+            "Initialized": "True", "Ready": "True", "ContainersReady": "True", "PodScheduled": "True"}
+        container = w.current(uid)
+        assert cs.container_id == f"skiff://{container.id}"
+        log_path = w.runtime.containers[container.id].config.log_path
+        assert log_path == w.pods_dir / f"default_hello_{uid}" / "main" / "0.log"
+
+        w.clock.advance(5)
+        w.runtime.exit(container.id, 0)
+        await w.workers.reconcile(uid)
+        status, cs = w.status("hello")
+        assert status.phase == "Succeeded"
+        assert cs.state.terminated.exit_code == 0 and cs.state.terminated.reason == "Completed"
+        assert cs.state.terminated.finished_at.seconds - cs.state.terminated.started_at.seconds == 5
+        assert not cs.ready and cs.restart_count == 0
+        # A finished pod frees what it held; its status stays.
+        assert w.runtime.containers == {} and w.runtime.sandboxes == {}
+        await w.workers.reconcile(uid)
+        assert [c for c in w.runtime.calls if c[0] == "start"] == [("start", container.id)]
+    run(scenario())
+
+
+@pytest.mark.parametrize("how,reason,code", [("exit", "Error", 3), ("oom", "OOMKilled", 137)])
+def test_failed_container_with_restart_never_fails_the_pod(tmp_path, how, reason, code):
+    async def scenario():
+        w = World(tmp_path)
+        uid = w.api.add_pod("crash", restart_policy="Never").metadata.uid
+        await w.workers.reconcile(uid)
+        cid = w.current(uid).id
+        w.runtime.exit(cid, 3) if how == "exit" else w.runtime.oom(cid)
+        await w.workers.reconcile(uid)
+        status, cs = w.status("crash")
+        assert status.phase == "Failed"
+        assert (cs.state.terminated.reason, cs.state.terminated.exit_code) == (reason, code)
+    run(scenario())
+
+
+def test_on_failure_exit_zero_succeeds_and_always_restarts(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        ok = w.api.add_pod("ok", restart_policy="OnFailure").metadata.uid
+        always = w.api.add_pod("always", restart_policy="Always").metadata.uid
+        for uid in (ok, always):
+            await w.workers.reconcile(uid)
+            w.runtime.exit(w.current(uid).id, 0)
+            await w.workers.reconcile(uid)
+        assert w.status("ok")[0].phase == "Succeeded"
+        status, cs = w.status("always")
+        assert status.phase == "Running" and cs.restart_count == 1
+        assert cs.last_state.terminated.reason == "Completed"
+    run(scenario())
+
+
+def test_crash_loop_back_off_doubles_to_five_minutes(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        uid = w.api.add_pod("loop", restart_policy="Always").metadata.uid
+        await w.workers.reconcile(uid)
+        waits = []
+        for restart in range(1, 9):
+            w.runtime.exit(w.current(uid).id, 1)
+            requeue = await w.workers.reconcile(uid)
+            status, cs = w.status("loop")
+            if requeue is None:  # kubelet restarts the first crash at once
+                assert cs.state.HasField("running") and cs.restart_count == restart
+                continue
+            assert cs.state.waiting.reason == "CrashLoopBackOff"
+            assert cs.state.waiting.message.startswith(f"back-off {requeue:g}s restarting failed container=main")
+            assert cs.last_state.terminated.exit_code == 1 and cs.restart_count == restart - 1
+            assert status.phase == "Running"
+            waits.append(requeue)
+            w.clock.advance(requeue - 1)
+            assert await w.workers.reconcile(uid) == 1  # still backing off, nothing started
+            w.clock.advance(1)
+            await w.workers.reconcile(uid)
+            status, cs = w.status("loop")
+            assert cs.state.HasField("running") and cs.restart_count == restart
+        assert waits == [10, 20, 40, 80, 160, 300, 300]
+        # Only the current and the previous attempt are kept in the runtime.
+        assert len(w.runtime.by_name(uid, "main")) == 2
+    run(scenario())
+
+
+def test_missing_image_with_never_pull_stays_pending(tmp_path):
+    async def scenario():
+        w = World(tmp_path, missing_images={"nosuch:1.0"})
+        uid = w.api.add_pod("noimg", containers=[{"name": "main", "image": "nosuch:1.0",
+                                                  "image_pull_policy": "Never"}]).metadata.uid
+        await w.workers.reconcile(uid)
+        status, cs = w.status("noimg")
+        assert status.phase == "Pending"
+        assert cs.state.waiting.reason == "ErrImageNeverPull"
+        assert cs.state.waiting.message == 'Container image "nosuch:1.0" is not present with pull policy of Never'
+        assert not any(c[0] == "start" for c in w.runtime.calls)
+        # The image appears (e.g. `skiff image load`): the next pass starts it.
+        w.images.missing.clear()
+        await w.workers.reconcile(uid)
+        assert w.status("noimg")[0].phase == "Running"
+    run(scenario())
+
+
+def test_start_error_and_config_error_are_reported(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        w.runtime.fail_next_start("main", 'exec: "nosuch": executable file not found in $PATH')
+        uid = w.api.add_pod("bad", restart_policy="Never").metadata.uid
+        await w.workers.reconcile(uid)
+        status, cs = w.status("bad")
+        assert status.phase == "Failed"
+        assert cs.state.terminated.reason == "StartError" and "nosuch" in cs.state.terminated.message
+
+        root = w.api.add_pod("root", restart_policy="Never")
+        root_pod = w.api.pods[("default", "root")]
+        root_pod.spec.containers[0].security_context.run_as_non_root = True
+        await w.workers.reconcile(root.metadata.uid)
+        status, cs = w.status("root")
+        assert status.phase == "Pending"
+        assert cs.state.waiting.reason == "CreateContainerConfigError"
+        assert "runAsNonRoot and image will run as root" in cs.state.waiting.message
+    run(scenario())
+
+
+def test_status_is_written_only_when_it_changes(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        uid = w.api.add_pod("calm").metadata.uid
+        await w.workers.reconcile(uid)
+        writes = w.api.status_writes
+        w.clock.advance(60)
+        for _ in range(3):
+            await w.workers.reconcile(uid)
+        assert w.api.status_writes == writes
+    run(scenario())
+
+
+def test_status_write_survives_a_conflicting_change(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        uid = w.api.add_pod("busy", restart_policy="Never").metadata.uid
+        await w.workers.reconcile(uid)
+        stale = w.api.pod("busy")
+        w.api.pods[("default", "busy")].metadata.labels["touched"] = "yes"
+        w.api._bump(w.api.pods[("default", "busy")])  # someone else wrote meanwhile
+        w.runtime.exit(w.current(uid).id, 0)
+        w.workers.pods = _Frozen(stale)  # the cache still shows the old version
+        await w.workers.reconcile(uid)
+        pod = w.api.pod("busy")
+        assert pod.status.phase == "Succeeded" and pod.metadata.labels["touched"] == "yes"
+    run(scenario())
+
+
+class _Frozen:
+    def __init__(self, pod):
+        self.pod = pod
+
+    def get(self, key):
+        return self.pod if key == (self.pod.metadata.namespace, self.pod.metadata.name) else None
+
+    def list(self):
+        return [self.pod]
+
+
+def test_deletion_stops_removes_detaches_and_deletes_the_object(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        detached = []
+
+        class Net:
+            def attach(self, *, pod_id, netns_path, ports):
+                return type("PodAddress", (), {"ip": "10.88.0.7"})()
+
+            def detach(self, *, pod_id):
+                detached.append(pod_id)
+
+        w.workers.network = Net()
+        uid = w.api.add_pod("doomed", containers=[{"name": "a"}, {"name": "b"}], grace=7).metadata.uid
+        await w.workers.reconcile(uid)
+        ids = {w.current(uid, "a").id, w.current(uid, "b").id}
+        assert w.api.pod("doomed").status.pod_ip == "10.88.0.7"
+        assert (w.pods_dir / f"default_doomed_{uid}").exists()
+        w.api.mark_deleted("doomed", grace=7)
+        await w.workers.reconcile(uid)
+        stops = [c[1] for c in w.runtime.calls if c[0] == "stop"]
+        removes = [c[1] for c in w.runtime.calls if c[0] == "remove"]
+        assert set(stops) == ids and set(removes) == ids
+        order = [c[0] for c in w.runtime.calls]
+        assert max(order.index("stop"), order.index("stop")) < order.index("remove") < order.index("remove_sandbox")
+        assert detached == [uid]
+        assert w.runtime.containers == {} and w.runtime.sandboxes == {}
+        assert ("default", "doomed") in w.api.deleted and ("default", "doomed") not in w.api.pods
+        assert not (w.pods_dir / f"default_doomed_{uid}").exists()
+    run(scenario())
+
+
+def test_pod_vanished_from_the_api_is_cleaned(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        uid = w.api.add_pod("ghost").metadata.uid
+        await w.workers.reconcile(uid)
+        del w.api.pods[("default", "ghost")]
+        await w.workers.on_pod_event(("default", "ghost"))
+        assert uid in w.workers.pending
+        await w.workers.reconcile(uid)
+        assert w.runtime.containers == {} and w.runtime.sandboxes == {}
+        assert uid not in w.workers.records
+    run(scenario())
+
+
+def test_recovery_adopts_running_containers_without_restart(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        keep = w.api.add_pod("keep", restart_policy="Always").metadata.uid
+        done = w.api.add_pod("done", restart_policy="Never").metadata.uid
+        for uid in (keep, done):
+            await w.workers.reconcile(uid)
+        w.runtime.exit(w.current(keep).id, 1)   # one restart before the "crash"
+        await w.workers.reconcile(keep)
+        running_id = w.current(keep).id
+        await w.workers.shutdown()               # the agent goes away; containers stay
+
+        orphan = "0000-orphan"
+        from agent.runtime.interface import SandboxConfig
+        await w.runtime.create_sandbox(SandboxConfig(pod_id=orphan, namespace="default", name="old", hostname="old"))
+        w.clock.advance(30)
+        w.runtime.exit(w.current(done).id, 4)    # ended while no agent watched
+        starts_before = [c for c in w.runtime.calls if c[0] == "start"]
+
+        w.workers = w.new_workers()
+        await w.workers.recover()
+        for uid in (keep, done):
+            await w.workers.reconcile(uid)
+        assert [c for c in w.runtime.calls if c[0] == "start"] == starts_before
+        status, cs = w.status("keep")
+        assert status.phase == "Running" and cs.restart_count == 1
+        assert cs.container_id == f"skiff://{running_id}"
+        assert w.runtime.containers[running_id].status.state is State.RUNNING
+        status, cs = w.status("done")
+        assert status.phase == "Failed" and cs.state.terminated.exit_code == 4
+        assert orphan not in w.runtime.sandboxes
+    run(scenario())
