@@ -1,0 +1,103 @@
+"""Logs, Exec and Stats: passed through to the agent of the pod's node.
+
+The CLI only knows the control plane's address; the control plane finds the
+node (spec.nodeName), dials its InternalIP at
+status.daemonEndpoints.kubeletEndpoint.Port with the `Agent` service, and
+streams both ways. Channels to agents are kept open and reused.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+import grpc
+
+from controlplane import store as st
+from controlplane.api.errors import RpcAbort
+from proto.skiff.v1 import api_pb2, api_pb2_grpc, types_pb2
+from skiff.api import kinds
+
+DEFAULT_AGENT_PORT = 10250
+
+
+def agent_address(node: types_pb2.Node) -> str:
+    """host:port of a node's agent service."""
+    by_type = {a.type: a.address for a in node.status.addresses}
+    host = by_type.get("InternalIP") or by_type.get("Hostname") or node.metadata.name
+    port = node.status.daemon_endpoints.kubelet_endpoint.port or DEFAULT_AGENT_PORT
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class AgentProxy:
+    def __init__(self, *, store: st.Store) -> None:
+        self.store = store
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def close(self) -> None:
+        channels, self._channels = self._channels, {}
+        await asyncio.gather(*(c.close() for c in channels.values()), return_exceptions=True)
+
+    def _stub(self, address: str) -> api_pb2_grpc.AgentStub:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+        return api_pb2_grpc.AgentStub(channel)
+
+    async def _node_address(self, node_name: str) -> str:
+        node = await self.store.get(kinds.kind_named("Node"), "", node_name)
+        return agent_address(node)
+
+    async def _pod_agent(self, namespace: str, name: str) -> tuple[api_pb2_grpc.AgentStub, str]:
+        pod = await self.store.get(kinds.kind_named("Pod"), namespace or "default", name)
+        if not pod.spec.node_name:
+            raise RpcAbort(grpc.StatusCode.FAILED_PRECONDITION,
+                           f'pod "{name}" is not scheduled to a node yet (phase {pod.status.phase or "Pending"})')
+        address = await self._node_address(pod.spec.node_name)
+        return self._stub(address), address
+
+    @staticmethod
+    def _agent_error(exc: grpc.aio.AioRpcError, address: str) -> Exception:
+        """Keep the agent's own code (NOT_FOUND for a missing container ...);
+        an unreachable agent names its address."""
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            return st.Unavailable(f"cannot reach the node agent at {address}: {exc.details()}")
+        return RpcAbort(exc.code(), exc.details() or exc.code().name)
+
+    async def logs(self, request: api_pb2.LogsRequest) -> AsyncIterator[api_pb2.LogChunk]:
+        stub, address = await self._pod_agent(request.namespace, request.name)
+        call = stub.Logs(request)
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.aio.AioRpcError as exc:
+            raise self._agent_error(exc, address) from None
+        finally:
+            call.cancel()
+
+    async def exec(self, requests: AsyncIterator[api_pb2.ExecInput]) -> AsyncIterator[api_pb2.ExecOutput]:
+        first = await requests.__anext__()
+        if first.WhichOneof("input") != "start":
+            raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, "the first Exec message must be `start`",
+                           field_path="start")
+        stub, address = await self._pod_agent(first.start.namespace, first.start.name)
+
+        async def forward() -> AsyncIterator[api_pb2.ExecInput]:
+            yield first
+            async for message in requests:
+                yield message
+
+        call = stub.Exec(forward())
+        try:
+            async for out in call:
+                yield out
+        except grpc.aio.AioRpcError as exc:
+            raise self._agent_error(exc, address) from None
+        finally:
+            call.cancel()
+
+    async def stats(self, request: api_pb2.StatsRequest) -> api_pb2.NodeStats:
+        address = await self._node_address(request.node_name)
+        try:
+            return await self._stub(address).Stats(request, timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            raise self._agent_error(exc, address) from None

@@ -1,0 +1,36 @@
+"""Start and stop the gRPC server that carries the Api service."""
+from __future__ import annotations
+
+import grpc
+
+from controlplane import store as st
+from controlplane.api.proxy import AgentProxy
+from controlplane.api.service import ApiService
+from controlplane.metrics import Metrics
+from proto.skiff.v1 import api_pb2_grpc
+
+
+class ApiServer:
+    def __init__(self, *, store: st.Store, metrics: Metrics, listen: str) -> None:
+        self.proxy = AgentProxy(store=store)
+        self.service = ApiService(store=store, metrics=metrics, proxy=self.proxy)
+        self.listen = listen
+        self._server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                                                ("grpc.so_reuseport", 0)])
+        api_pb2_grpc.add_ApiServicer_to_server(self.service, self._server)
+        self.port = 0
+
+    async def start(self) -> int:
+        """Bind and serve; returns the bound port (useful with port 0)."""
+        try:
+            self.port = self._server.add_insecure_port(self.listen)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {self.listen}: {exc}") from None
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.listen}: address in use or not available")
+        await self._server.start()
+        return self.port
+
+    async def stop(self, *, grace: float = 2.0) -> None:
+        await self._server.stop(grace)
+        await self.proxy.close()

@@ -1,0 +1,1 @@
+"""Controllers: one per module, each shaped enqueue → process_next → reconcile(key) (base.py)."""

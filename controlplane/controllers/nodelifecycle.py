@@ -1,0 +1,70 @@
+"""Node lifecycle: a node whose agent stopped heartbeating gets Ready=Unknown.
+
+The agent renews its Ready condition's lastHeartbeatTime; when that is older
+than the grace period (default 40 s, as Kubernetes' node-monitor-grace-period)
+this controller sets Ready to Unknown, reason NodeStatusUnknown, so the
+scheduler stops placing pods there. Nodes are re-checked every grace/4 seconds
+as well as on every change. The clock is injected for tests.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable
+
+from proto.skiff.v1 import types_pb2
+from controlplane.controllers.base import Controller
+from skiff.api import meta
+from skiff.client import ApiClient, Conflict, NotFound
+from skiff.informer import Informer, Key
+
+log = logging.getLogger(__name__)
+REASON = "NodeStatusUnknown"
+MESSAGE = "Skiff agent stopped posting node status."
+
+
+def stale_ready(node: types_pb2.Node, *, now: float, grace_seconds: float) -> bool:
+    """Whether the node's Ready heartbeat is older than the grace period
+    (a node that never heartbeated counts from its creation)."""
+    ready = meta.get_condition(node.status.conditions, "Ready")
+    if ready is not None and ready.status == "Unknown":
+        return False  # already marked
+    if ready is not None and ready.HasField("last_heartbeat_time"):
+        last = meta.seconds(ready.last_heartbeat_time)
+    else:
+        last = meta.seconds(node.metadata.creation_timestamp)
+    return now - last > grace_seconds
+
+
+class NodeLifecycleController(Controller):
+    def __init__(self, *, client: ApiClient, grace_seconds: float = 40.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.client = client
+        self.grace_seconds = grace_seconds
+        self.clock = clock
+        self.informer = Informer(client, "Node")
+
+    async def extra_tasks(self) -> list[asyncio.Task]:
+        return [asyncio.create_task(self._tick(), name="node-lifecycle-tick")]
+
+    async def _tick(self) -> None:
+        while True:
+            for key in self.informer.keys():
+                self.enqueue(key)
+            await asyncio.sleep(max(0.5, self.grace_seconds / 4))
+
+    async def reconcile(self, key: Key) -> None:
+        node = self.informer.get(key)
+        if node is None or not stale_ready(node, now=self.clock(), grace_seconds=self.grace_seconds):
+            return
+        updated = meta.copy(node)
+        meta.set_condition(updated.status.conditions, type_="Ready", status="Unknown", reason=REASON,
+                           message=MESSAGE, now=meta.timestamp(self.clock()))
+        # Keep the last heartbeat as it was: it tells when the node was last heard of.
+        try:
+            await self.client.update_status(updated)
+            log.warning("node %s: no heartbeat for more than %.0fs; Ready=Unknown", key[1], self.grace_seconds)
+        except (Conflict, NotFound):
+            pass  # a heartbeat (or deletion) won the race: the informer brings it, and we look again

@@ -1,0 +1,143 @@
+"""`skiff-controlplane`: wiring only.
+
+One asyncio process: the gRPC API server over the etcd store, the /metrics
+endpoint, and the scheduler and controllers - which reach the API over
+loopback like any other client (k3s's model), so they see exactly what users
+and agents see. SIGTERM or SIGINT stops everything cleanly.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+
+from controlplane.api.server import ApiServer
+from controlplane.metrics import Metrics, MetricsServer
+from controlplane.store import Store
+from skiff.client import ApiClient
+
+log = logging.getLogger("skiff.controlplane")
+
+
+@dataclass(frozen=True)
+class Config:
+    etcd: str = "127.0.0.1:2379"
+    etcd_prefix: str = "/skiff"
+    listen: str = "127.0.0.1:6443"
+    metrics_listen: str = "127.0.0.1:10257"
+    cluster_cidr: str = "10.244.0.0/16"
+    node_cidr_mask_size: int = 24
+    node_monitor_grace_seconds: float = 40.0
+    run_controllers: bool = True
+
+
+def validate_config(config: Config) -> list[str]:
+    problems = []
+    for flag, value in (("--etcd", config.etcd), ("--listen", config.listen),
+                        ("--metrics-listen", config.metrics_listen)):
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            problems.append(f"{flag} {value!r}: expected HOST:PORT")
+    try:
+        network = ipaddress.ip_network(config.cluster_cidr)
+        if not network.prefixlen < config.node_cidr_mask_size <= network.max_prefixlen:
+            problems.append(f"--node-cidr-mask-size {config.node_cidr_mask_size}: must be longer than "
+                            f"the cluster CIDR's /{network.prefixlen} and at most /{network.max_prefixlen}")
+    except ValueError as exc:
+        problems.append(f"--cluster-cidr {config.cluster_cidr!r}: {exc}")
+    if not config.etcd_prefix.startswith("/"):
+        problems.append(f"--etcd-prefix {config.etcd_prefix!r}: must start with /")
+    return problems
+
+
+def parse_args(argv: list[str] | None) -> tuple[Config, str]:
+    p = argparse.ArgumentParser(prog="skiff-controlplane", description="The Skiff control plane.")
+    p.add_argument("--etcd", default=Config.etcd, help="etcd client endpoint HOST:PORT")
+    p.add_argument("--etcd-prefix", default=Config.etcd_prefix, help="root of Skiff's keys in etcd")
+    p.add_argument("--listen", default=Config.listen, help="gRPC API address HOST:PORT")
+    p.add_argument("--metrics-listen", default=Config.metrics_listen, help="/metrics address HOST:PORT")
+    p.add_argument("--cluster-cidr", default=Config.cluster_cidr, help="pod network; node pod CIDRs come from it")
+    p.add_argument("--node-cidr-mask-size", type=int, default=Config.node_cidr_mask_size)
+    p.add_argument("--node-monitor-grace-period", type=float, default=Config.node_monitor_grace_seconds,
+                   help="seconds without a heartbeat before a node's Ready becomes Unknown")
+    p.add_argument("--no-controllers", action="store_true", help="serve the API only (no scheduler, controllers)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    a = p.parse_args(argv)
+    config = Config(etcd=a.etcd, etcd_prefix=a.etcd_prefix, listen=a.listen, metrics_listen=a.metrics_listen,
+                    cluster_cidr=a.cluster_cidr, node_cidr_mask_size=a.node_cidr_mask_size,
+                    node_monitor_grace_seconds=a.node_monitor_grace_period, run_controllers=not a.no_controllers)
+    problems = validate_config(config)
+    if problems:
+        p.error("; ".join(problems))
+    return config, a.log_level
+
+
+async def run(config: Config, *, stop: asyncio.Event) -> None:
+    from controlplane.controllers.nodeipam import NodeIpamController
+    from controlplane.controllers.nodelifecycle import NodeLifecycleController
+    from controlplane.scheduler.scheduler import Scheduler
+
+    metrics = Metrics()
+    store = Store(endpoint=config.etcd, root=config.etcd_prefix)
+    api = ApiServer(store=store, metrics=metrics, listen=config.listen)
+    host, _, port = config.metrics_listen.rpartition(":")
+    metrics_server = MetricsServer(metrics=metrics, host=host.strip("[]"), port=int(port))
+    port = await api.start()
+    metrics_server.start()
+    log.info("serving the API on %s, metrics on %s:%d, etcd %s%s", config.listen, host, metrics_server.port,
+             config.etcd, config.etcd_prefix)
+    client = ApiClient(f"{config.listen.rpartition(':')[0]}:{port}")
+    components = []
+    if config.run_controllers:
+        components = [
+            Scheduler(client=client, metrics=metrics),
+            NodeIpamController(client=client, cluster_cidr=config.cluster_cidr,
+                               node_cidr_mask_size=config.node_cidr_mask_size),
+            NodeLifecycleController(client=client, grace_seconds=config.node_monitor_grace_seconds),
+        ]
+    tasks = [asyncio.create_task(c.run(), name=type(c).__name__) for c in components]
+    try:
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                log.error("%s failed: %s", task.get_name(), task.exception())
+                raise task.exception()
+    finally:
+        log.info("shutting down")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.close()
+        await api.stop()
+        await metrics_server.stop()
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, level = parse_args(argv)
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aetcd").setLevel(logging.WARNING)
+
+    async def entry() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(config, stop=stop)
+
+    try:
+        asyncio.run(entry())
+    except OSError as exc:
+        print(f"skiff-controlplane: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+"""The scheduler: filter and score plugins (framework.py, plugins/) and the
+loop that binds pending pods (scheduler.py)."""

@@ -1,0 +1,9 @@
+"""One plugin per module; importing this package registers them all.
+
+DEFAULT_FILTERS and DEFAULT_SCORES are the profile the scheduler runs, in order.
+"""
+from controlplane.scheduler.plugins import (least_allocated, node_name, node_ready, node_resources_fit,  # noqa: F401
+                                            node_selector, node_unschedulable)
+
+DEFAULT_FILTERS = ("NodeUnschedulable", "NodeReady", "NodeName", "NodeSelector", "NodeResourcesFit")
+DEFAULT_SCORES = ("LeastAllocated",)

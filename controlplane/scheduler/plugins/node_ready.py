@@ -1,0 +1,18 @@
+"""NodeReady: only nodes whose Ready condition is True take pods (Kubernetes
+does this with a not-ready taint; Skiff has no taints yet)."""
+from __future__ import annotations
+
+from controlplane.scheduler.framework import NodeInfo, Status, register
+from proto.skiff.v1 import types_pb2
+
+REASON = "node(s) were not ready"
+
+
+def fits(pod: types_pb2.Pod, node: types_pb2.Node) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+
+@register("NodeReady")
+class NodeReady:
+    def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
+        return Status.success() if fits(pod, node.node) else Status.unschedulable(REASON)
