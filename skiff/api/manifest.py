@@ -222,8 +222,9 @@ def _parse_document(body: str, *, source: str, index: int, total: int,
                                     f"{version!r} is not served for kind {kind.name}; use {kind.api_version!r}"))
 
     data = walker.message(root, kind.message.DESCRIPTOR, "")
-    for path, message in walker.errors + _required(kind, data or {}):
-        errors.append(ManifestError(source, index, total, walker.line_of(path, default=doc_line), path, message))
+    for path, message, line in walker.errors + [(p, m, None) for p, m in _required(kind, data or {})]:
+        line = line or walker.line_of(path, default=doc_line)
+        errors.append(ManifestError(source, index, total, line, path, message))
     if errors:
         return result(None)
     obj = kind.message()
@@ -273,7 +274,7 @@ class _Walker:
 
     def __init__(self, *, line_offset: int) -> None:
         self.offset = line_offset
-        self.errors: list[tuple[str, str]] = []
+        self.errors: list[tuple[str, str, int | None]] = []  # path, message, line
         self.lines: dict[str, int] = {}
 
     def line(self, node: yaml.Node) -> int:
@@ -284,7 +285,7 @@ class _Walker:
 
     def error(self, path: str, node: yaml.Node, message: str) -> None:
         self.lines.setdefault(path, self.line(node))
-        self.errors.append((path, message))
+        self.errors.append((path, message, self.line(node)))
 
     def message(self, node: yaml.Node, desc: Descriptor, path: str) -> dict[str, Any] | None:
         if not isinstance(node, yaml.MappingNode):
@@ -303,7 +304,7 @@ class _Walker:
             self.lines[child] = self.line(key)
             f = by_json.get(key.value)
             if f is None:
-                self.errors.append((child, _unknown_field(key.value, desc, by_json)))
+                self.errors.append((child, _unknown_field(key.value, desc, by_json), self.line(key)))
                 continue
             converted = self.field(value, f, child)
             if converted is not None:
