@@ -1,0 +1,182 @@
+"""Starting a container, as the zygote does it: three processes, one recipe.
+
+    zygote ─fork─► setup (A): setsid, enter the pod's namespaces, join the
+                   │          cgroup, unshare mnt+cgroup(+pid); reports init's
+                   │          pid, then exits (so init is reparented: it never
+                   │          depends on the zygote or the agent)
+                   └─fork─► init (B): PID 1 of the new pid namespace. Builds
+                            │  the rootfs, pivot_root, then stays as the reaper:
+                            │  forwards signals, reaps orphans, writes the main
+                            │  process's exit status, exits with it.
+                            └─fork─► main (C): stdio, security, execvpe.
+
+`run_start` is the recipe; each step is a function below or in rootfs.py /
+process.py. Nothing here returns to the zygote: every child ends in _exit.
+Failures go to the error pipe in words (the runtime raises StartError).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from agent.runtime.linux import namespaces, process, rootfs
+from agent.runtime.linux import syscalls as sc
+from agent.runtime.linux.state import proc_start_time
+
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+              signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+
+
+def run_start(req: dict, fds: dict[str, int], reply_fd: int) -> None:
+    """In process A (a fresh child of the zygote). Never returns."""
+    errfd = fds["err"]
+    try:
+        os.setsid()  # out of the zygote's session and process group
+        # 1. Enter the pod's namespaces first: setns(pid) only takes effect for
+        #    children, so it must precede the fork of init.
+        namespaces.enter_all({k: v for k, v in req["pod_ns"].items() if v})
+        # 2. Join the cgroup before unsharing the cgroup namespace (so the
+        #    container sees its own cgroup as its root) and before forking (so
+        #    every process of the container is counted from birth).
+        process.join_cgroup(req["cgroup_procs"])
+        # 3. New mount and cgroup namespaces (and pid, unless the pod shares one).
+        flags = sc.CLONE_NEWNS | sc.CLONE_NEWCGROUP
+        if not req["pod_ns"].get("pid"):
+            flags |= sc.CLONE_NEWPID
+        sc.unshare(flags)
+        pid = os.fork()
+        if pid == 0:
+            os.close(reply_fd)
+            _init(req, fds)   # never returns
+        # Report init's pid and start time while it is still our child (it
+        # cannot have been reaped by anyone else yet, so the pair is exact).
+        os.write(reply_fd, json.dumps({"pid": pid, "start_time": proc_start_time(pid)}).encode())
+    except BaseException as e:  # noqa: BLE001
+        process.report(errfd, f"container setup: {e}")
+        try:
+            os.write(reply_fd, json.dumps({"error": str(e)}).encode())
+        except OSError:
+            pass
+    finally:
+        os._exit(0)
+
+
+def _init(req: dict, fds: dict[str, int]) -> None:
+    """Process B: the container's PID 1."""
+    errfd = fds["err"]
+    shared_pid = bool(req["pod_ns"].get("pid"))
+    try:
+        sc.set_process_name("skiff-init")
+        if shared_pid:
+            # Not PID 1 of its namespace: become the reaper of our own subtree.
+            sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+        # Opened now, readable after pivot_root: how a shared-pid init finds
+        # what is left of its container to kill.
+        cg_procs = os.open(req["cgroup_procs"][0], os.O_RDONLY | os.O_CLOEXEC)
+        prepare_rootfs(req)
+        main = os.fork()
+        if main == 0:
+            _main(req, fds)   # never returns
+    except BaseException as e:  # noqa: BLE001
+        process.report(errfd, f"container init: {e}")
+        os._exit(1)
+    _reap_until_main_exits(main=main, exit_fd=fds["exit"], shared_pid=shared_pid,
+                           cg_procs=cg_procs, keep={fds["exit"]})
+
+
+def prepare_rootfs(req: dict) -> None:
+    """The rootfs recipe, in order; each ordering constraint said where it applies."""
+    rootfs_dir = req["rootfs"]
+    # Private first: nothing below may propagate to the host's mount table.
+    rootfs.make_mounts_private()
+    rootfs.mount_overlay(lower_dirs=req["lower_dirs"], upper=req["upper"], work=req["work"],
+                         target=rootfs_dir)
+    rootfd = os.open(rootfs_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # the overlay's root
+    try:
+        # /proc after the pid namespace exists (it shows the mounter's pid ns).
+        rootfs.mount_proc(rootfd)
+        rootfs.mount_dev(rootfd)
+        # sysfs shows the network namespace we are in: we entered the pod's.
+        rootfs.mount_sys(rootfd, own_netns=bool(req["pod_ns"].get("net")))
+        rootfs.mount_volumes(rootfd, req["mounts"])
+        rootfs.mount_pod_files(rootfd, req["pod_dir"])
+        # Masks after everything under /proc and /sys is mounted, so nothing
+        # mounted later can uncover a masked path.
+        rootfs.mask_paths(rootfd)
+    finally:
+        os.close(rootfd)
+    rootfs.pivot_root(rootfs_dir)
+    # The hostname is the pod's: set once in its uts namespace (sandbox), shared here.
+    if req["read_only_rootfs"]:
+        # After pivot_root, and after the volumes: only the root mount turns ro.
+        rootfs.make_root_readonly()
+
+
+def _main(req: dict, fds: dict[str, int]) -> None:
+    """Process C: stdio, then the program."""
+    os.setsid()
+    os.dup2(fds["stdin"], 0)
+    os.dup2(fds["log"], 1)
+    os.dup2(fds["log"], 2)
+    env = process.build_env(req["env"], hostname=req.get("hostname"))
+    process.exec_process(argv=req["args"], env=env, working_dir=req["working_dir"],
+                         security=process.security_from_dict(req["security"]), errfd=fds["err"])
+
+
+def _reap_until_main_exits(*, main: int, exit_fd: int, shared_pid: bool, cg_procs: int,
+                           keep: set[int]) -> None:
+    """The init's whole life after start: small, single-purpose, never raises."""
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(main, signum)
+        except ProcessLookupError:
+            pass
+    for sig in _FORWARDED:
+        signal.signal(sig, forward)
+    # Drop everything but the exit file: the error pipe must reach EOF once
+    # main has exec'd, and the log must not be held open by init.
+    for fd in range(3, 1024):
+        if fd not in keep and fd != cg_procs:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    nul = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(nul, fd)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid != main:
+            continue  # an orphan reparented to us: reaped, that is all
+        code = os.waitstatus_to_exitcode(status)
+        record = {"exit_code": code if code >= 0 else 128 - code,
+                  "signal": -code if code < 0 else None, "finished_at": time.time()}
+        os.pwrite(exit_fd, json.dumps(record).encode(), 0)
+        if shared_pid:
+            _kill_rest(cg_procs)
+        # As PID 1, exiting kills every other process of the pid namespace.
+        os._exit(0)
+
+
+def _kill_rest(cg_procs: int) -> None:
+    """In a shared pid namespace, ending init does not end the container's
+    other processes: kill what is left in its cgroup."""
+    me = os.getpid()
+    for _ in range(100):
+        # The kernel lists pids as seen from our (the pod's) pid namespace;
+        # 0 stands for one outside it.
+        pids = [int(p) for p in os.pread(cg_procs, 1 << 20, 0).split()]
+        others = [p for p in pids if p not in (0, me)]
+        if not others:
+            return
+        for p in others:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)

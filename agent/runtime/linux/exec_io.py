@@ -1,0 +1,123 @@
+"""The asyncio side of exec: pipes (or a pty) between the caller and the
+command the zygote started inside the container (exec_init.py).
+
+The status pipe carries two JSON lines from the exec's parent process: the
+command's pid, then its exit code. An exec that cannot start (no such
+program) is not an exception: like `docker exec`, its reason is written to
+stderr and the exit code is 127 (126 when it exists but cannot run).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from typing import AsyncIterator, Callable
+
+from agent.runtime.interface import ExecOutput
+from agent.runtime.linux import aio
+from agent.runtime.linux.zygote import Zygote
+
+
+async def run(*, zygote: Zygote, req: dict, tty: bool, stdin: AsyncIterator[bytes] | None,
+              output: ExecOutput, alive: Callable[[], bool]) -> int:
+    ours: list[int] = []      # our ends, closed at the end
+    theirs: dict[str, int] = {}  # the command's ends, closed once sent
+    pid: int | None = None
+    try:
+        if tty:
+            master, slave = os.openpty()
+            ours.append(master)
+            theirs.update(stdin=slave, stdout=os.dup(slave), stderr=os.dup(slave))
+            out_fds = {"stdout": master}
+            in_fd = master if stdin is not None else None
+        else:
+            if stdin is not None:
+                in_r, in_fd = os.pipe2(os.O_CLOEXEC)
+                ours.append(in_fd)
+            else:
+                in_r, in_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), None
+            theirs["stdin"] = in_r
+            out_fds = {}
+            for name in ("stdout", "stderr"):
+                r, w = os.pipe2(os.O_CLOEXEC)
+                ours.append(r)
+                theirs[name] = w
+                out_fds[name] = r
+        status_r, theirs["status"] = os.pipe2(os.O_CLOEXEC)
+        err_r, theirs["err"] = os.pipe2(os.O_CLOEXEC)
+        ours += [status_r, err_r]
+        try:
+            if not alive():
+                raise ProcessLookupError("container is not running")
+            reply = await zygote.request(req, theirs)
+        finally:
+            for fd in theirs.values():
+                os.close(fd)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        pumps = [asyncio.create_task(aio.pump(fd, getattr(output, name))) for name, fd in out_fds.items()]
+        feeder = None
+        if stdin is not None and in_fd is not None:
+            # Closing a pipe's write end is the command's EOF; a pty's master
+            # must stay open for the output.
+            if not tty:
+                ours.remove(in_fd)
+            feeder = asyncio.create_task(_feed(stdin, in_fd, close=not tty))
+        lines = _lines(status_r)
+        try:
+            first = await lines.__anext__()
+            pid = first.get("pid")
+            last = await lines.__anext__()
+            code = last["exit_code"]
+        except StopAsyncIteration:
+            code = None
+        finally:
+            if feeder:
+                feeder.cancel()
+        message = (await aio.read_all(err_r)).decode(errors="replace").strip()
+        if tty:
+            # The master gets EIO only once every slave fd is closed; the
+            # command has ended, so whatever remains is already buffered.
+            os.set_blocking(out_fds["stdout"], False)
+        await asyncio.gather(*pumps, return_exceptions=True)
+        if message:
+            await output.stderr((message + "\n").encode())
+            if code is None or code == 127:
+                return 126 if "permission denied" in message else 127
+        return code if code is not None else 126
+    except asyncio.CancelledError:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        for fd in ours:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+async def _feed(stdin: AsyncIterator[bytes], fd: int, *, close: bool) -> None:
+    """Copy stdin to fd; when close, the fd is ours to close (even if cancelled)."""
+    try:
+        async for chunk in stdin:
+            await aio.write_all(fd, chunk)
+    except OSError:
+        pass  # the command stopped reading
+    finally:
+        if close:
+            os.close(fd)
+
+
+async def _lines(fd: int) -> AsyncIterator[dict]:
+    os.set_blocking(fd, False)
+    buf = b""
+    while True:
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield json.loads(line)
+        chunk = await aio.read_chunk(fd)
+        if not chunk:
+            return
+        buf += chunk

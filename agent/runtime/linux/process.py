@@ -1,0 +1,135 @@
+"""The last steps of every process Skiff runs inside a container.
+
+Shared by a container's main process and by exec: join the cgroup, wire
+stdio, put signal dispositions back to the defaults a program expects,
+change directory, apply the security settings, execvpe. A failure before
+execve is written to a close-on-exec error pipe, so the runtime learns either
+"exec succeeded" (EOF) or the reason, in Docker's words, before start()
+returns.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from typing import Sequence
+
+from agent.runtime.interface import SecurityConfig
+from agent.runtime.linux import syscalls as sc
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def join_cgroup(procs_files: Sequence[str]) -> None:
+    """Move the calling process into the container's cgroup (every hierarchy).
+    Done before forking the container's processes, so each is born inside it
+    and counted against its pids and memory limits from the start."""
+    pid = str(os.getpid()).encode()
+    for path in procs_files:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, pid)
+        except OSError as e:
+            raise OSError(e.errno, f"joining cgroup: write {pid.decode()} to {path}: {e.strerror}") from None
+        finally:
+            os.close(fd)
+
+
+def reset_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ and installs handlers; an exec'd
+    program inherits ignored signals, which breaks `yes | head`."""
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def security_from_dict(d: dict) -> SecurityConfig:
+    caps = d.get("capabilities")
+    return SecurityConfig(
+        uid=d.get("uid", 0), gid=d.get("gid", 0),
+        supplemental_gids=tuple(d.get("supplemental_gids", ())),
+        privileged=d.get("privileged", False), read_only_rootfs=d.get("read_only_rootfs", False),
+        no_new_privileges=d.get("no_new_privileges", True),
+        capabilities=None if caps is None else frozenset(caps),
+        seccomp=d.get("seccomp", "RuntimeDefault"))
+
+
+def apply_security(cfg: SecurityConfig) -> None:
+    """Capabilities, ids, no_new_privs, seccomp — the security package's job;
+    this is the one call site."""
+    try:
+        from agent.runtime.linux.security import apply_process_security
+    except ImportError:
+        # Until the security package lands: ids and no_new_privs only.
+        if cfg.no_new_privileges:
+            sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+        os.setgroups(list(cfg.supplemental_gids))
+        os.setgid(cfg.gid)
+        os.setuid(cfg.uid)
+        return
+    apply_process_security(cfg)
+
+
+def build_env(env: Sequence[Sequence[str]], *, hostname: str | None) -> dict[str, str]:
+    out = {"PATH": DEFAULT_PATH}
+    if hostname:
+        out["HOSTNAME"] = hostname
+    out.update({k: v for k, v in env})
+    return out
+
+
+def exec_error_text(argv0: str, err: OSError) -> str:
+    """What Docker/runc say, so users recognize it."""
+    if "/" not in argv0 and err.errno == errno.ENOENT:
+        return f'exec: "{argv0}": executable file not found in $PATH'
+    if err.errno == errno.ENOENT:
+        return f'exec: "{argv0}": stat {argv0}: no such file or directory'
+    if err.errno == errno.EACCES:
+        return f'exec: "{argv0}": permission denied'
+    return f'exec: "{argv0}": {err.strerror}'
+
+
+def report(errfd: int, message: str) -> None:
+    """Write a failure to the error pipe (best effort: the reader may be gone)."""
+    try:
+        os.write(errfd, message.encode(errors="replace")[:65536])
+    except OSError:
+        pass
+
+
+def exec_process(*, argv: Sequence[str], env: dict[str, str], working_dir: str,
+                 security: SecurityConfig, errfd: int, keep_fds: Sequence[int] = ()) -> None:
+    """Become the container's program. Never returns: on failure the reason
+    goes to errfd (close-on-exec, so success is its EOF) and we _exit(127)."""
+    try:
+        reset_signals()
+        # Only 0, 1, 2 (and errfd until execve) reach the program.
+        keep = sorted({errfd, *keep_fds})
+        low = 3
+        for fd in keep:
+            if fd >= low:
+                os.closerange(low, fd)
+                low = fd + 1
+        os.closerange(low, 1 << 16)
+        os.set_inheritable(errfd, False)
+        if not argv:
+            raise ValueError("no command given (args is empty and the image has no entrypoint or cmd)")
+        try:
+            os.chdir(working_dir or "/")
+        except FileNotFoundError:
+            os.makedirs(working_dir, 0o755, exist_ok=True)
+            os.chdir(working_dir)
+        apply_security(security)   # last before exec: seccomp comes last inside it
+        try:
+            os.execvpe(argv[0], list(argv), env)
+        except OSError as e:
+            report(errfd, exec_error_text(argv[0], e))
+    except BaseException as e:  # noqa: BLE001 - everything must reach the runtime
+        report(errfd, f"{type(e).__name__}: {e}" if not isinstance(e, OSError) else str(e))
+    finally:
+        os._exit(127)

@@ -1,0 +1,295 @@
+"""LinuxRuntime: the Runtime protocol on the kernel, as the agent uses it.
+
+This is the asyncio side. It prepares what needs no fork (directories, the
+cgroup, the log and exit files, pipes), asks the zygote to fork (see
+zygote.py), and afterwards learns everything from files and fds: the error
+pipe says whether exec succeeded, a pidfd says when the container's init has
+exited, and the exit file the init wrote says how its main process ended.
+Everything it knows is on disk under run_dir (state.py), so a new
+LinuxRuntime after an agent crash carries on where the old one stopped.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import AsyncIterator, Sequence
+
+from agent.runtime.interface import (ContainerConfig, ContainerStats, ContainerStatus, ExecOutput,
+                                     ExecResult, Resources, Sandbox, SandboxConfig, StartError, State)
+from agent.runtime.linux import aio, cgroups, exec_io, sandboxes
+from agent.runtime.linux import syscalls as sc
+from agent.runtime.linux.state import RunDirs, is_alive, read_json, to_json_dict, write_json
+from agent.runtime.linux.zygote import Zygote
+
+
+def _ts(t: float | None) -> datetime | None:
+    return None if t is None else datetime.fromtimestamp(t, tz=timezone.utc)
+
+
+class LinuxRuntime:
+    """Containers in namespaces + cgroups + overlay, forked by a zygote."""
+
+    def __init__(self, *, run_dir: Path, cgroup_parent: str = "skiff",
+                 default_pids_limit: int = 4096, zygote: Zygote | None = None) -> None:
+        self.dirs = RunDirs(Path(run_dir))
+        self.cgroup_parent = cgroup_parent
+        self.default_pids_limit = default_pids_limit
+        for sub in ("containers", "pods", "netns", "ns"):
+            (self.dirs.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        self._own_zygote = zygote is None
+        self.zygote = zygote if zygote is not None else Zygote.spawn()
+        self.sandboxes = sandboxes.Sandboxes(dirs=self.dirs, zygote=self.zygote,
+                                             cgroup_parent=cgroup_parent,
+                                             default_pids_limit=default_pids_limit)
+
+    def close(self) -> None:
+        """Stop our own zygote. Containers keep running (they never needed it)."""
+        if self._own_zygote:
+            self.zygote.close()
+
+    # -- cgroups ------------------------------------------------------------
+
+    def _cgroup(self, pod_id: str, cid: str) -> cgroups.CgroupManager:
+        return cgroups.new_manager(parent=self.cgroup_parent, name_path=f"pod-{pod_id}/{cid}")
+
+    # -- sandboxes ----------------------------------------------------------
+
+    async def create_sandbox(self, config: SandboxConfig) -> Sandbox:
+        return await self.sandboxes.create(config)
+
+    async def remove_sandbox(self, pod_id: str) -> None:
+        for cid in self.dirs.container_ids():
+            cfg = read_json(self.dirs.container(cid) / "config.json")
+            if cfg is None or cfg["pod_id"] == pod_id:
+                await self.remove(cid)
+        self.sandboxes.remove(pod_id)
+
+    async def list_sandboxes(self) -> Sequence[Sandbox]:
+        return self.sandboxes.list()
+
+    # -- containers ---------------------------------------------------------
+
+    async def start(self, config: ContainerConfig) -> ContainerStatus:
+        sandbox = self.sandboxes.get(config.pod_id)
+        if sandbox is None:
+            raise StartError(f"pod {config.pod_id}: no sandbox (create_sandbox first)")
+        cdir = self.dirs.container(config.id)
+        try:
+            cdir.mkdir()
+        except FileExistsError:
+            raise StartError(f"container {config.id} already exists") from None
+        (cdir / "rootfs").mkdir()
+        upper, work = self._writable_layer(config, cdir)
+        record = to_json_dict(config)
+        record["work_dir"] = str(work)
+        record["created_at"] = time.time()
+        write_json(cdir / "config.json", record)
+        cg = self._cgroup(config.pod_id, config.id)
+        cg.create()
+        cg.set(config.resources)
+        req = {
+            "op": "start", "id": config.id, "rootfs": str(cdir / "rootfs"),
+            "lower_dirs": [str(d) for d in config.lower_dirs], "upper": str(upper), "work": str(work),
+            "pod_ns": self.sandboxes.namespace_paths(sandbox.pod_id),
+            "cgroup_procs": [str(p / "cgroup.procs") for p in dict.fromkeys(cg.paths().values())],
+            "pod_dir": str(sandbox.state_dir), "hostname": self.sandboxes.hostname(config.pod_id),
+            "mounts": record["mounts"], "security": record["security"],
+            "read_only_rootfs": config.security.read_only_rootfs,
+            "args": list(config.args), "env": [list(kv) for kv in config.env],
+            "working_dir": config.working_dir or "/",
+        }
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        fds = {"err": err_w}
+        try:
+            fds["exit"] = os.open(cdir / "exit", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fds["log"] = os.open(config.log_path or os.devnull,
+                                 os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            fds["stdin"] = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            started_at = time.time()
+            reply = await self.zygote.request(req, fds)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        try:
+            if "pid" in reply:
+                write_json(cdir / "state.json", {"pid": reply["pid"], "start_time": reply["start_time"],
+                                                 "started_at": started_at})
+            # EOF on the error pipe: every writer is gone, i.e. the main
+            # process exec'd (close-on-exec) or died trying and said why.
+            message = (await aio.read_all(err_r)).decode(errors="replace").strip()
+        finally:
+            os.close(err_r)
+        if not message and "error" in reply:
+            message = reply["error"]
+        if message:
+            (cdir / "start_error").write_text(message)
+            raise StartError(message)
+        return await self.status(config.id)
+
+    def _writable_layer(self, config: ContainerConfig, cdir: Path) -> tuple[Path, Path]:
+        if config.upper_dir is None:
+            upper, work = cdir / "upper", cdir / "work"
+            upper.mkdir()
+            work.mkdir()
+            return upper, work
+        upper = Path(config.upper_dir)
+        upper.mkdir(parents=True, exist_ok=True)
+        # overlay needs upper and work on one filesystem; ours if it is.
+        work = cdir / "work"
+        if os.stat(upper).st_dev != os.stat(cdir).st_dev:
+            work = upper.parent / f".{upper.name}.skiff-work"
+        work.mkdir(exist_ok=True)
+        return upper, work
+
+    async def status(self, container_id: str) -> ContainerStatus:
+        cdir = self.dirs.container(container_id)
+        cfg = read_json(cdir / "config.json")
+        if cfg is None:
+            raise KeyError(f"container {container_id}: not found")
+        base = dict(id=container_id, pod_id=cfg["pod_id"], name=cfg["name"],
+                    image=cfg["image"], image_id=cfg["image_id"])
+        st = read_json(cdir / "state.json")
+        start_error = cdir / "start_error"
+        if start_error.exists():
+            return ContainerStatus(**base, state=State.EXITED, exit_code=128, reason="StartError",
+                                   message=start_error.read_text(),
+                                   started_at=_ts(st and st["started_at"]),
+                                   finished_at=_ts(st and st["started_at"]))
+        if st is None:
+            return ContainerStatus(**base, state=State.CREATED)
+        if is_alive(st["pid"], st["start_time"]):
+            return ContainerStatus(**base, state=State.RUNNING, pid=st["pid"],
+                                   started_at=_ts(st["started_at"]))
+        ex = read_json(cdir / "exit")
+        if ex is None:
+            # The init died without writing: it was killed (stop's SIGKILL,
+            # or the OOM killer). Record that once, so the answer is stable.
+            ex = {"exit_code": 137, "signal": signal.SIGKILL, "finished_at": time.time()}
+            write_json(cdir / "exit", ex)
+        oom = False
+        try:
+            oom = self._cgroup(cfg["pod_id"], container_id).oom_killed()
+        except OSError:
+            pass
+        if oom:
+            reason = "OOMKilled"
+        else:
+            reason = "Completed" if ex["exit_code"] == 0 else "Error"
+        return ContainerStatus(**base, state=State.EXITED, pid=st["pid"],
+                               started_at=_ts(st["started_at"]), finished_at=_ts(ex["finished_at"]),
+                               exit_code=137 if oom else ex["exit_code"],
+                               signal=signal.SIGKILL if oom else ex.get("signal"),
+                               oom_killed=oom, reason=reason)
+
+    async def wait(self, container_id: str) -> ContainerStatus:
+        st = read_json(self.dirs.container(container_id) / "state.json")
+        if st is not None:
+            await aio.wait_pidfd(st["pid"], alive=lambda: is_alive(st["pid"], st["start_time"]))
+        return await self.status(container_id)
+
+    async def stop(self, container_id: str, grace_seconds: float) -> None:
+        cdir = self.dirs.container(container_id)
+        cfg, st = read_json(cdir / "config.json"), read_json(cdir / "state.json")
+        if cfg is None or st is None or not is_alive(st["pid"], st["start_time"]):
+            return
+        # The init forwards the stop signal to the main process.
+        self._signal_init(st, cfg.get("stop_signal") or signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.wait(container_id), timeout=max(grace_seconds, 0))
+            return
+        except asyncio.TimeoutError:
+            pass
+        # Every process of the container, wherever it sits in the pid tree.
+        await asyncio.to_thread(self._cgroup(cfg["pod_id"], container_id).kill_all)
+        self._signal_init(st, signal.SIGKILL)
+        await self.wait(container_id)
+
+    def _signal_init(self, st: dict, sig: int) -> None:
+        try:
+            pidfd = sc.pidfd_open(st["pid"])
+        except ProcessLookupError:
+            return
+        try:
+            if is_alive(st["pid"], st["start_time"]):
+                sc.pidfd_send_signal(pidfd, sig)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
+
+    async def remove(self, container_id: str) -> None:
+        cdir = self.dirs.container(container_id)
+        cfg = read_json(cdir / "config.json")
+        if cfg is None:
+            shutil.rmtree(cdir, ignore_errors=True)
+            return
+        st = read_json(cdir / "state.json")
+        cg = self._cgroup(cfg["pod_id"], container_id)
+        if st is not None and is_alive(st["pid"], st["start_time"]):
+            self._signal_init(st, signal.SIGKILL)
+            await self.wait(container_id)
+        # destroy() kills stragglers (an exec'd process outside the pid ns).
+        cg.destroy()
+        # The rootfs was mounted only inside the container's mount namespace,
+        # which died with its last process: there is nothing to unmount here.
+        shutil.rmtree(cdir, ignore_errors=True)
+        if cfg.get("upper_dir") and cfg.get("work_dir") and not cfg["work_dir"].startswith(str(cdir)):
+            shutil.rmtree(cfg["work_dir"], ignore_errors=True)
+
+    async def list_containers(self) -> Sequence[ContainerStatus]:
+        out = []
+        for cid in self.dirs.container_ids():
+            try:
+                out.append(await self.status(cid))
+            except KeyError:
+                continue  # half-created by a crashed start: cleanup_orphans removes it
+        return out
+
+    async def stats(self, container_id: str) -> ContainerStats:
+        cfg = read_json(self.dirs.container(container_id) / "config.json")
+        if cfg is None:
+            raise KeyError(f"container {container_id}: not found")
+        s = self._cgroup(cfg["pod_id"], container_id).stats()
+        return ContainerStats(id=container_id, cpu_usage_seconds=s[0],
+                              memory_working_set_bytes=s[1], pids=s[2])
+
+    async def exec(self, container_id: str, argv: Sequence[str], *, tty: bool = False,
+                   stdin: AsyncIterator[bytes] | None = None,
+                   output: ExecOutput) -> ExecResult:
+        cdir = self.dirs.container(container_id)
+        cfg, st = read_json(cdir / "config.json"), read_json(cdir / "state.json")
+        if cfg is None:
+            raise KeyError(f"container {container_id}: not found")
+        if st is None or not is_alive(st["pid"], st["start_time"]):
+            raise StartError(f"container {container_id} is not running")
+        cg = self._cgroup(cfg["pod_id"], container_id)
+        req = {
+            "op": "exec", "args": list(argv), "tty": tty,
+            "ns": {k: f"/proc/{st['pid']}/ns/{k}" for k in ("ipc", "uts", "net", "pid", "cgroup", "mnt")},
+            "cgroup_procs": [str(p / "cgroup.procs") for p in dict.fromkeys(cg.paths().values())],
+            "env": cfg["env"], "working_dir": cfg["working_dir"] or "/", "security": cfg["security"],
+        }
+        code = await exec_io.run(zygote=self.zygote, req=req, tty=tty, stdin=stdin, output=output,
+                                 alive=lambda: is_alive(st["pid"], st["start_time"]))
+        return ExecResult(exit_code=code)
+
+    async def cleanup_orphans(self, keep_pod_ids: set[str]) -> None:
+        for cid in self.dirs.container_ids():
+            cfg = read_json(self.dirs.container(cid) / "config.json")
+            if cfg is None or cfg["pod_id"] not in keep_pod_ids:
+                await self.remove(cid)
+        for pod_id in self.sandboxes.known_pod_ids():
+            if pod_id not in keep_pod_ids:
+                await self.remove_sandbox(pod_id)
+        # Cgroups of pods we have no record of at all (crash mid-create).
+        for name in cgroups.list_cgroups(parent=self.cgroup_parent):
+            if name.startswith("pod-") and name[4:] not in keep_pod_ids:
+                cgroups.new_manager(parent=self.cgroup_parent, name_path=name).destroy()
+
+
+__all__ = ["LinuxRuntime", "Resources"]

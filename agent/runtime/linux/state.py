@@ -1,0 +1,116 @@
+"""What the Linux runtime keeps on disk, so containers outlive the agent.
+
+Layout under the runtime's run_dir (volatile: /run/skiff by default):
+
+    containers/<id>/config.json   the ContainerConfig as started (JSON)
+    containers/<id>/state.json    init's host pid + its start time in clock
+                                  ticks (/proc/PID/stat field 22) to tell it
+                                  from a later process reusing the pid
+    containers/<id>/exit          written by the container's init, through an
+                                  fd opened before pivot_root: the main
+                                  process's exit status
+    containers/<id>/start_error   why start() failed (StartError's text)
+    containers/<id>/{upper,work}  the overlay's writable layer (if ours)
+    pods/<pod_id>/sandbox.json    the SandboxConfig
+    pods/<pod_id>/{hosts,hostname,resolv.conf}   bind-mounted into containers
+    netns/<pod_id>, ns/<pod_id>/{ipc,uts,pid}    pinned namespaces
+
+A new LinuxRuntime rebuilds everything it knows from these files; nothing is
+kept only in memory. Every write is write-to-temp + rename, so a crash never
+leaves a half-written record.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    if isinstance(o, enum.Enum):
+        return o.value
+    raise TypeError(f"not JSON-serializable: {type(o).__name__}")
+
+
+def to_json_dict(obj: Any) -> dict:
+    """A (frozen) dataclass as plain JSON data (Paths → str, sets → sorted lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(obj), default=_default))
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, default=_default))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except json.JSONDecodeError:
+        # The init writes the exit file in one pwrite; a torn read means it is
+        # being written right now, so treat it as not there yet.
+        return None
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks since boot), or
+    None if there is no such process. comm may hold spaces or ')', so split
+    after the last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = raw[raw.rindex(b")") + 2:].split()
+    return int(fields[19])
+
+
+def is_alive(pid: int, start_time: int) -> bool:
+    """True if pid is still the very process that was recorded (not a zombie
+    and not a new process that reused the number)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    fields = raw[raw.rindex(b")") + 2:].split()
+    return int(fields[19]) == start_time and fields[0] not in (b"Z", b"X")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDirs:
+    """Where one runtime keeps its records; all paths derive from run_dir."""
+    run_dir: Path
+
+    def container(self, cid: str) -> Path:
+        return self.run_dir / "containers" / cid
+
+    def pod(self, pod_id: str) -> Path:
+        return self.run_dir / "pods" / pod_id
+
+    def netns(self, pod_id: str) -> Path:
+        return self.run_dir / "netns" / pod_id
+
+    def ns_dir(self, pod_id: str) -> Path:
+        return self.run_dir / "ns" / pod_id
+
+    def container_ids(self) -> list[str]:
+        try:
+            return sorted(os.listdir(self.run_dir / "containers"))
+        except FileNotFoundError:
+            return []
+
+    def pod_ids(self) -> list[str]:
+        try:
+            return sorted(os.listdir(self.run_dir / "pods"))
+        except FileNotFoundError:
+            return []
