@@ -138,7 +138,7 @@ def describe_pod(pod: Message, *, events: list[Message], now: datetime) -> str:
         for title, items in (("Command", c.command), ("Args", c.args)):
             if items:
                 text.line(f"    {title}:")
-                text.lines.extend(f"      {item}" for item in items)
+                text.lines.extend(f"      {line}" for item in items for line in (item.splitlines() or [""]))
         if cs is not None:
             _state(text, "State", cs.state)
             if cs.HasField("last_state") and cs.last_state.ListFields():
