@@ -116,11 +116,16 @@ def error_from_rpc(exc: grpc.RpcError, *, address: str) -> ApiError:
 
 
 def _kind_name(kind: str) -> str:
-    """Accept "Pod", "pod", "pods", "po": send the canonical kind name."""
+    """Accept "Pod", "pod", "pods", "po": send the canonical kind name.
+    A kind this client does not know goes as typed: the server decides."""
     try:
         return kinds.kind_named(kind).name
     except kinds.UnknownKind:
+        pass
+    try:
         return kinds.kind_for_resource(kind).name
+    except kinds.UnknownKind:
+        return kind
 
 
 class ApiClient:

@@ -1,0 +1,205 @@
+"""The Api service end to end: a real control plane process on a real etcd,
+driven through skiff.client as the CLI and the agent drive it."""
+import asyncio
+
+import pytest
+
+from proto.skiff.v1 import types_pb2
+from skiff.api import meta
+from skiff.client import AlreadyExists, ApiClient, ApiError, Conflict, Gone, Invalid, NotFound
+
+pytestmark = pytest.mark.etcd
+
+
+def pod(name: str, *, image: str = "busybox", labels: dict | None = None, memory: str = "") -> types_pb2.Pod:
+    p = types_pb2.Pod(api_version="v1", kind="Pod")
+    p.metadata.name = name
+    p.metadata.labels.update(labels or {})
+    c = p.spec.containers.add(name="c", image=image)
+    if memory:
+        c.resources.requests["memory"] = memory
+    # Another scheduler's pod: the control plane's scheduler leaves it alone.
+    p.spec.scheduler_name = "skiff-test-scheduler"
+    return p
+
+
+def run(address: str, body):
+    async def main():
+        async with ApiClient(address) as client:
+            return await asyncio.wait_for(body(client), 60)
+    return asyncio.run(main())
+
+
+def test_apply_creates_then_reports_unchanged_then_configured(controlplane):
+    async def body(c: ApiClient):
+        created, result = await c.apply(pod("web"))
+        assert result == "created"
+        assert created.metadata.namespace == "default"
+        assert created.metadata.uid and created.metadata.generation == 1
+        assert created.metadata.HasField("creation_timestamp")
+        assert created.status.phase == "Pending"
+        same, result = await c.apply(pod("web"))
+        assert result == "unchanged"
+        assert same.metadata.resource_version == created.metadata.resource_version
+        changed, result = await c.apply(pod("web", image="busybox:2", labels={"app": "web"}))
+        assert result == "configured"
+        assert changed.spec.containers[0].image == "busybox:2"
+        assert changed.metadata.uid == created.metadata.uid
+        assert changed.metadata.generation == 2
+        got = await c.get("Pod", "web")
+        assert got.metadata.labels["app"] == "web"
+    run(controlplane, body)
+
+
+def test_invalid_object_is_refused_with_its_field_path(controlplane):
+    async def body(c: ApiClient):
+        bad = pod("web")
+        bad.spec.containers[0].resources.limits["memory"] = "12Gigs"
+        with pytest.raises(Invalid) as err:
+            await c.apply(bad)
+        assert err.value.field_path == "spec.containers[0].resources.limits.memory"
+        assert "12Gigs" in str(err.value)
+        with pytest.raises(NotFound):
+            await c.get("Pod", "web")
+    run(controlplane, body)
+
+
+def test_pod_spec_is_immutable_except_images(controlplane):
+    async def body(c: ApiClient):
+        await c.apply(pod("web"))
+        changed = pod("web")
+        changed.spec.containers[0].command.append("sleep")
+        with pytest.raises(Invalid, match="pod updates may not change fields") as err:
+            await c.apply(changed)
+        assert err.value.field_path == "spec"
+    run(controlplane, body)
+
+
+def test_create_update_conflict_and_update_status(controlplane):
+    async def body(c: ApiClient):
+        first = await c.create(pod("p"))
+        with pytest.raises(AlreadyExists):
+            await c.create(pod("p"))
+        one = await c.get("Pod", "p")
+        one.metadata.labels["who"] = "one"
+        await c.update(one)
+        stale = meta.copy(first)
+        stale.metadata.labels["who"] = "stale"
+        with pytest.raises(Conflict):
+            await c.update(stale)
+        assert (await c.get("Pod", "p")).metadata.labels["who"] == "one"
+        # update_status changes only the status; update never changes the status.
+        current = await c.get("Pod", "p")
+        current.status.phase = "Running"
+        current.metadata.labels["who"] = "ignored"
+        after = await c.update_status(current)
+        assert after.status.phase == "Running" and after.metadata.labels["who"] == "one"
+        after.status.phase = "Failed"
+        final = await c.update(after)
+        assert final.status.phase == "Running"
+    run(controlplane, body)
+
+
+def test_list_by_namespace_label_and_field_selector(controlplane):
+    async def body(c: ApiClient):
+        await c.apply(pod("a", labels={"app": "web"}))
+        await c.apply(pod("b", labels={"app": "db"}))
+        other = pod("c", labels={"app": "web"})
+        other.metadata.namespace = "other"
+        await c.apply(other)
+        names = lambda items: sorted(i.metadata.name for i in items)  # noqa: E731
+        items, rv = await c.list("Pod")
+        assert names(items) == ["a", "b", "c"] and int(rv) > 0
+        assert names((await c.list("Pod", namespace="default"))[0]) == ["a", "b"]
+        assert names((await c.list("Pod", label_selector="app=web"))[0]) == ["a", "c"]
+        assert names((await c.list("Pod", field_selector="metadata.name=b"))[0]) == ["b"]
+        assert names((await c.list("Pod", field_selector="spec.nodeName="))[0]) == ["a", "b", "c"]
+        with pytest.raises(Invalid, match="not supported"):
+            await c.list("Pod", field_selector="spec.bogus=x")
+    run(controlplane, body)
+
+
+def test_bind_then_graceful_delete_then_agent_confirms(controlplane):
+    async def body(c: ApiClient):
+        created = await c.create(pod("p"))
+        bound = await c.bind("p", "node-1", resource_version=created.metadata.resource_version)
+        assert bound.spec.node_name == "node-1"
+        cond = meta.get_condition(bound.status.conditions, "PodScheduled")
+        assert cond is not None and cond.status == "True"
+        with pytest.raises(Conflict, match="already assigned"):
+            await c.bind("p", "node-2")
+        marked = await c.delete("Pod", "p")
+        assert marked.metadata.HasField("deletion_timestamp")
+        assert marked.metadata.deletion_grace_period_seconds == 30
+        assert (await c.get("Pod", "p")).metadata.HasField("deletion_timestamp")
+        await c.delete("Pod", "p", grace_period_seconds=0)  # the agent, once containers stopped
+        with pytest.raises(NotFound):
+            await c.get("Pod", "p")
+        # An unbound pod goes at once.
+        await c.create(pod("q"))
+        await c.delete("Pod", "q")
+        with pytest.raises(NotFound):
+            await c.get("Pod", "q")
+    run(controlplane, body)
+
+
+def test_watch_initial_state_resume_and_selector_transitions(controlplane):
+    async def body(c: ApiClient):
+        await c.apply(pod("a", labels={"app": "web"}))
+        stream = c.watch("Pod", label_selector="app=web")
+        first = await stream.__anext__()
+        assert first[0] == "ADDED" and first[1].metadata.name == "a"
+        rv = first[2]
+        await c.apply(pod("b", labels={"app": "web"}))
+        await c.apply(pod("z", labels={"app": "other"}))  # never seen by this watcher
+        a = await c.get("Pod", "a")
+        a.metadata.labels["app"] = "db"  # leaves the selector: DELETED to this watcher
+        await c.update(a)
+        await c.delete("Pod", "b")
+        seen = [(t, o.metadata.name) for t, o, _ in [await stream.__anext__() for _ in range(3)]]
+        assert seen == [("ADDED", "b"), ("DELETED", "a"), ("DELETED", "b")]
+        await stream.aclose()
+        # Resume from the first event's revision: the same three, in order.
+        resumed = c.watch("Pod", label_selector="app=web", resource_version=rv)
+        again = [(t, o.metadata.name) for t, o, _ in [await resumed.__anext__() for _ in range(3)]]
+        assert again == seen
+        await resumed.aclose()
+    run(controlplane, body)
+
+
+def test_watch_from_compacted_revision_is_gone(controlplane_info):
+    from controlplane.store import Store
+
+    async def body(c: ApiClient):
+        created = await c.create(pod("a"))
+        for i in range(3):
+            cur = await c.get("Pod", "a")
+            cur.metadata.labels["i"] = str(i)
+            await c.update(cur)
+        store = Store(endpoint=controlplane_info.etcd, root=controlplane_info.etcd_prefix)
+        try:
+            await store.compact(await store.revision())
+        finally:
+            await store.close()
+        with pytest.raises(Gone):
+            async for _ in c.watch("Pod", resource_version=str(int(created.metadata.resource_version) - 1)):
+                pass
+    run(controlplane_info.address, body)
+
+
+def test_get_missing_and_unknown_kind(controlplane):
+    async def body(c: ApiClient):
+        with pytest.raises(NotFound, match='Pod "nope" in namespace "default" not found'):
+            await c.get("Pod", "nope")
+        with pytest.raises(ApiError, match="unknown kind"):
+            await c.get("Deployment", "x")
+    run(controlplane, body)
+
+
+def test_logs_of_an_unscheduled_pod_say_so(controlplane):
+    async def body(c: ApiClient):
+        await c.create(pod("p"))
+        with pytest.raises(ApiError, match="not scheduled"):
+            async for _ in c.logs("p"):
+                pass
+    run(controlplane, body)
