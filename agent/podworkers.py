@@ -456,7 +456,7 @@ class PodWorkers:
             try:
                 await self.client.delete("Pod", pod.metadata.name, pod.metadata.namespace,
                                          grace_period_seconds=0, precondition_uid=uid)
-            except NotFound:
+            except (NotFound, Conflict):  # gone already, or a new pod of the same name
                 pass
         self._terminated.add(uid)
         self.records.pop(uid, None)

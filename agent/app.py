@@ -1,0 +1,154 @@
+"""The running agent: puts node, network, pod workers, service and metrics together.
+
+Order matters and is the point of this module:
+1. register the Node and start the heartbeat (the scheduler can see us);
+2. with networking: wait for spec.podCIDR, then set up the node's bridge;
+3. start the pod informer and wait for its first list, then `recover()`
+   (adopt what the runtime still runs, remove the rest) BEFORE any event can
+   start a container — else a restart would start duplicates;
+4. start the pod workers, the Agent service and /metrics.
+`stop()` undoes 4..1 without stopping any container: they outlive the agent.
+
+`agent.main` builds the real parts (LinuxRuntime with the pre-forked zygote,
+ImageStore, PodNetworkManager); tests pass FakeRuntime and FakeImages.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+
+from agent.config import AgentConfig, split_host_port
+from agent.metrics import AgentMetrics
+from agent.node import NodeAgent, NodeIdentity
+from agent.podworkers import ImageResolver, PodWorkers
+from agent.runtime.interface import Runtime
+from agent.server import AgentService, node_stats, start_server
+from skiff.client import ApiClient
+from skiff.informer import Informer
+
+log = logging.getLogger(__name__)
+
+STATS_PERIOD_SECONDS = 15.0
+NetworkFactory = Callable[[str], Any]  # pod CIDR -> a PodNetworkManager
+
+
+class Agent:
+    def __init__(self, *, config: AgentConfig, runtime: Runtime, images: ImageResolver,
+                 network_factory: NetworkFactory | None = None) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.images = images
+        self.network_factory = network_factory
+        self.client = ApiClient(config.server)
+        self.metrics = AgentMetrics(node_name=config.node_name)
+        self.network: Any = None
+        self.informer: Informer | None = None
+        self.workers: PodWorkers | None = None
+        self.server = None
+        self.port = 0
+        self.metrics_server = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        cfg = self.config
+        host, port = split_host_port(cfg.listen, flag="--listen")
+        # The service port goes into the Node, so bind it first (port 0 in tests: a free one).
+        service_holder: dict[str, AgentService] = {}
+        self.server, self.port = await start_server(service=_LateService(service_holder), host=host, port=port)
+        node = NodeAgent(client=self.client, identity=NodeIdentity(cfg.node_name, cfg.node_ip, self.port),
+                         period_seconds=cfg.heartbeat_seconds)
+        await node.register()
+        self._tasks.append(asyncio.create_task(node.heartbeat(), name="heartbeat"))
+        if self.network_factory is not None:
+            cidr = await node.wait_for_pod_cidr()
+            log.info("node %s: pod CIDR %s", cfg.node_name, cidr)
+            self.network = self.network_factory(cidr)
+            await asyncio.to_thread(self.network.ensure_node_network)
+        self.informer = Informer(self.client, "Pod", field_selector=f"spec.nodeName={cfg.node_name}")
+        self.informer.start()
+        await self.informer.wait_synced()
+        self.workers = PodWorkers(node_name=cfg.node_name, node_ip=cfg.node_ip, pods=self.informer,
+                                  client=self.client, runtime=self.runtime, images=self.images,
+                                  pods_dir=cfg.pods_dir, pids_limit=cfg.pids_limit, network=self.network,
+                                  metrics=self.metrics)
+        await self.workers.recover()
+        self.informer.add_handler(self.workers.on_pod_event)
+        self.workers.start()
+        service_holder["service"] = AgentService(workers=self.workers, runtime=self.runtime,
+                                                 node_name=cfg.node_name)
+        self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        self._tasks.append(asyncio.create_task(self._stats(), name="stats"))
+        if cfg.metrics_listen:
+            mhost, mport = split_host_port(cfg.metrics_listen, flag="--metrics-listen")
+            self.metrics_server = self.metrics.serve(host=mhost, port=mport)
+        log.info("agent for node %s ready: service on %s:%d", cfg.node_name, host, self.port)
+
+    async def _resync(self) -> None:
+        """Level-triggered safety net: look at every pod now and then."""
+        while True:
+            await asyncio.sleep(self.config.resync_seconds)
+            for uid in {p.metadata.uid for p in self.informer.list()} | set(self.workers.records):
+                self.workers.enqueue(uid)
+
+    async def _stats(self) -> None:
+        while True:
+            try:
+                stats = await node_stats(workers=self.workers, runtime=self.runtime, node_name=self.config.node_name)
+                self.metrics.set_container_stats({
+                    (c.namespace, c.pod, c.container): (c.cpu_usage_seconds, c.memory_working_set_bytes, c.pids)
+                    for c in stats.containers})
+            except Exception:
+                log.exception("collecting container stats failed")
+            await asyncio.sleep(STATS_PERIOD_SECONDS)
+
+    async def stop(self) -> None:
+        """Stop the agent; containers keep running."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.workers is not None:
+            await self.workers.shutdown()
+        if self.informer is not None:
+            await self.informer.stop()
+        if self.server is not None:
+            await self.server.stop(grace=1)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+        await self.client.close()
+
+
+class _LateService(AgentService):
+    """The service bound before the pod workers exist: answers UNAVAILABLE until they do."""
+
+    def __init__(self, holder: dict[str, AgentService]) -> None:
+        self._holder = holder
+
+    async def Logs(self, request, context):
+        target = self._holder.get("service")
+        if target is None:
+            await _unavailable(context)
+            return
+        async for chunk in target.Logs(request, context):
+            yield chunk
+
+    async def Exec(self, request_iterator, context):
+        target = self._holder.get("service")
+        if target is None:
+            await _unavailable(context)
+            return
+        async for out in target.Exec(request_iterator, context):
+            yield out
+
+    async def Stats(self, request, context):
+        target = self._holder.get("service")
+        if target is None:
+            await _unavailable(context)
+            return None
+        return await target.Stats(request, context)
+
+
+async def _unavailable(context) -> None:
+    import grpc
+    await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is still starting")

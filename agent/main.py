@@ -1,0 +1,91 @@
+"""`skiff-agent` / `python -m agent.main`: wiring only.
+
+The order is the contract: parse the command line, fork the runtime's zygote
+while this process still has one thread and no grpc (fork from a threaded
+gRPC process is unsafe), and only then import everything else and run the
+agent (agent.app) under asyncio. SIGTERM/SIGINT end the agent gracefully and
+leave every container running: they outlive the agent.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Sequence
+
+from agent.config import AgentConfig, ConfigError, config_from_args
+
+
+def _spawn_zygote(config: AgentConfig):
+    if config.runtime != "linux":
+        return None
+    assert "grpc" not in sys.modules, "the zygote must be forked before grpc is imported"
+    from agent.runtime.linux.zygote import Zygote
+    return Zygote.spawn()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = config_from_args(argv)
+    except ConfigError as exc:
+        print(f"skiff-agent: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    zygote = _spawn_zygote(config)
+
+    import asyncio  # noqa: E402 - everything below may start threads
+    import signal
+
+    from agent.app import Agent
+
+    async def run() -> None:
+        runtime, images, network_factory = _build_parts(config, zygote)
+        agent = Agent(config=config, runtime=runtime, images=images, network_factory=network_factory)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        start = asyncio.create_task(agent.start())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if start.done() and start.exception() is not None:
+            stopped.cancel()
+            await agent.stop()
+            raise start.exception()
+        await stopped
+        start.cancel()
+        logging.getLogger("agent").info("stopping; containers keep running")
+        await agent.stop()
+
+    try:
+        asyncio.run(run())
+    finally:
+        if zygote is not None:
+            zygote.close()
+    return 0
+
+
+def _build_parts(config: AgentConfig, zygote):
+    """The runtime, the image resolver and the network factory the flags ask for."""
+    if config.runtime == "fake":
+        from agent.runtime.fake import FakeImages, FakeRuntime
+        return FakeRuntime(state_root=config.run_dir / "fake"), FakeImages(), None
+    from agent.images.store import ImageStore
+    from agent.runtime.linux.runtime import LinuxRuntime
+    runtime = LinuxRuntime(run_dir=config.run_dir, cgroup_parent=config.cgroup_parent,
+                           default_pids_limit=config.pids_limit, zygote=zygote)
+    images = ImageStore(root=config.data_dir / "images")
+    network_factory = None
+    if config.network:
+        try:
+            from agent.network import PodNetworkManager
+        except ImportError:
+            logging.getLogger("agent").warning("agent.network has no PodNetworkManager yet: pods get no network")
+        else:
+            def network_factory(pod_cidr: str):
+                return PodNetworkManager(pod_cidr=pod_cidr, state_dir=config.data_dir / "network", bridge="skiff0")
+    return runtime, images, network_factory
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The agent's Node object: registration, heartbeat, and waiting for a pod CIDR.
+
+`NodeAgent.register()` creates the Node (or takes over an existing one of
+the same name, keeping its spec: the control plane's IPAM owns spec.podCIDR)
+with what this machine is — addresses, capacity, nodeInfo and the port of the
+agent's own service — and `heartbeat()` then renews condition Ready=True with
+a fresh lastHeartbeatTime every period, each write a compare-and-swap retried
+on conflict, so the node-lifecycle controller can tell a live node from a
+dead one.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.clock import Clock, SystemClock
+from agent.status import timestamp
+from proto.skiff.v1 import types_pb2
+from skiff.client import AlreadyExists, ApiClient, ApiError, Conflict, NotFound
+from skiff.retry import Backoff
+
+log = logging.getLogger(__name__)
+
+RUNTIME_VERSION = "skiff://0.1.0"
+AGENT_VERSION = "v0.1.0"
+MAX_PODS = 110
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    name: str
+    internal_ip: str
+    agent_port: int
+
+
+def memory_total_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{meminfo}: no MemTotal line")
+
+
+def os_image(os_release: Path = Path("/etc/os-release")) -> str:
+    try:
+        for line in os_release.read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def cgroup_version() -> str:
+    """"v2" on a unified-only host, "v1" where the controllers sit in v1 hierarchies."""
+    return "v2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "v1"
+
+
+def machine_status(identity: NodeIdentity) -> types_pb2.NodeStatus:
+    """What this machine is: capacity, addresses, nodeInfo, the agent's endpoint."""
+    status = types_pb2.NodeStatus()
+    memory_kib = memory_total_bytes() // 1024
+    for field in (status.capacity, status.allocatable):
+        field["cpu"] = str(os.cpu_count() or 1)
+        field["memory"] = f"{memory_kib}Ki"
+        field["pods"] = str(MAX_PODS)
+    status.addresses.add(type="InternalIP", address=identity.internal_ip)
+    status.addresses.add(type="Hostname", address=identity.name)
+    uname = os.uname()
+    try:
+        machine_id = Path("/etc/machine-id").read_text().strip()
+    except OSError:
+        machine_id = ""
+    status.node_info.CopyFrom(types_pb2.NodeSystemInfo(
+        machine_id=machine_id, kernel_version=uname.release, os_image=os_image(),
+        architecture=_ARCH.get(uname.machine, uname.machine), operating_system=platform.system().lower(),
+        container_runtime_version=RUNTIME_VERSION, kubelet_version=AGENT_VERSION,
+        cgroup_version=cgroup_version()))
+    status.daemon_endpoints.kubelet_endpoint.port = identity.agent_port
+    return status
+
+
+def set_ready(status: types_pb2.NodeStatus, *, now_clock: Clock) -> None:
+    """Condition Ready=True with a new heartbeat; the transition time moves only on a change."""
+    now = timestamp(now_clock.now())
+    for cond in status.conditions:
+        if cond.type == "Ready":
+            if cond.status != "True":
+                cond.last_transition_time.CopyFrom(now)
+            cond.status, cond.reason = "True", "KubeletReady"
+            cond.message = "skiff agent is posting ready status"
+            cond.last_heartbeat_time.CopyFrom(now)
+            return
+    status.conditions.add(type="Ready", status="True", reason="KubeletReady",
+                          message="skiff agent is posting ready status",
+                          last_heartbeat_time=now, last_transition_time=now)
+
+
+class NodeAgent:
+    def __init__(self, *, client: ApiClient, identity: NodeIdentity, clock: Clock | None = None,
+                 period_seconds: float = 10.0) -> None:
+        self.client = client
+        self.identity = identity
+        self.clock = clock or SystemClock()
+        self.period_seconds = period_seconds
+        self.node: types_pb2.Node | None = None
+
+    async def register(self) -> types_pb2.Node:
+        """Create or take over this node's object; retried until the control plane answers."""
+        failures = 0
+        backoff = Backoff(initial=0.2, maximum=5.0)
+        while True:
+            try:
+                self.node = await self._register_once()
+                log.info("node %s registered", self.identity.name)
+                return self.node
+            except ApiError as exc:
+                delay = backoff.delay(failures)
+                failures += 1
+                log.warning("node %s: registration failed (%s); retrying in %.1fs", self.identity.name, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _register_once(self) -> types_pb2.Node:
+        node = types_pb2.Node(api_version="v1", kind="Node")
+        node.metadata.name = self.identity.name
+        node.metadata.labels.update({"kubernetes.io/hostname": self.identity.name, "kubernetes.io/os": "linux",
+                                     "kubernetes.io/arch": _ARCH.get(os.uname().machine, os.uname().machine)})
+        try:
+            created = await self.client.create(node)
+        except AlreadyExists:
+            created = await self.client.get("Node", self.identity.name, "")
+        return await self._write_status(created)
+
+    async def _write_status(self, node: types_pb2.Node) -> types_pb2.Node:
+        """Machine facts + Ready heartbeat onto the stored node; CAS, re-read on conflict."""
+        for _ in range(10):
+            updated = types_pb2.Node()
+            updated.CopyFrom(node)
+            conditions = list(node.status.conditions)
+            updated.status.CopyFrom(machine_status(self.identity))
+            updated.status.conditions.extend(conditions)
+            set_ready(updated.status, now_clock=self.clock)
+            try:
+                return await self.client.update_status(updated)
+            except Conflict:
+                node = await self.client.get("Node", self.identity.name, "")
+        raise ApiError(f"node {self.identity.name}: status update kept conflicting")
+
+    async def heartbeat_once(self) -> types_pb2.Node:
+        try:
+            current = await self.client.get("Node", self.identity.name, "")
+        except NotFound:  # deleted by someone: register again
+            return await self._register_once()
+        self.node = await self._write_status(current)
+        return self.node
+
+    async def heartbeat(self) -> None:
+        """Renew the Ready condition every period until cancelled."""
+        while True:
+            await asyncio.sleep(self.period_seconds)
+            try:
+                await self.heartbeat_once()
+            except ApiError as exc:
+                log.warning("node %s: heartbeat failed: %s", self.identity.name, exc)
+
+    async def wait_for_pod_cidr(self, *, poll_seconds: float = 1.0) -> str:
+        """spec.podCIDR once the control plane's node IPAM has assigned it."""
+        waited = 0.0
+        while True:
+            try:
+                node = await self.client.get("Node", self.identity.name, "")
+                if node.spec.pod_cidr:
+                    return node.spec.pod_cidr
+            except ApiError as exc:
+                log.warning("node %s: reading spec.podCIDR failed: %s", self.identity.name, exc)
+            if waited and waited % 30 < poll_seconds:
+                log.info("node %s: still waiting for spec.podCIDR from the control plane", self.identity.name)
+            await asyncio.sleep(poll_seconds)
+            waited += poll_seconds

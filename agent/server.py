@@ -1,0 +1,229 @@
+"""The agent's own gRPC service `Agent` (api.proto): Logs, Exec, Stats.
+
+The control plane is its client: it proxies `skiff logs/exec/top` to the
+agent of the pod's node at the node's InternalIP and daemonEndpoints port. The
+service finds containers through the pod workers' records (namespace/name →
+the current attempt), so it answers for exactly the pods this agent runs.
+
+Logs reads the attempt's log file (<pods>/<ns>_<name>_<uid>/<c>/<restart>.log);
+`previous` is the attempt before; `follow` keeps reading until the container
+has exited and the file is drained, or the client goes away.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from pathlib import Path
+from typing import AsyncIterator
+
+import grpc
+
+from agent.podworkers import PodRecord, PodWorkers
+from agent.runtime.interface import Runtime, StartError, State
+from proto.skiff.v1 import api_pb2, api_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+FOLLOW_POLL_SECONDS = 0.2
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def tail_bytes(path: Path, lines: int) -> tuple[bytes, int]:
+    """The last `lines` lines of a file and the offset its end was read at."""
+    with open(path, "rb") as f:
+        keep: deque[bytes] = deque(maxlen=lines)
+        for line in f:
+            keep.append(line)
+        return b"".join(keep), f.tell()
+
+
+class AgentService(api_pb2_grpc.AgentServicer):
+    def __init__(self, *, workers: PodWorkers, runtime: Runtime, node_name: str) -> None:
+        self.workers = workers
+        self.runtime = runtime
+        self.node_name = node_name
+
+    # ------------------------------------------------------------ lookups
+
+    def _pod(self, namespace: str, name: str) -> PodRecord:
+        rec = self.workers.lookup(namespace or "default", name)
+        if rec is None:
+            raise _Abort(grpc.StatusCode.NOT_FOUND, f"pod {namespace or 'default'}/{name} is not running on "
+                                                    f"node {self.node_name}")
+        return rec
+
+    def _container_name(self, rec: PodRecord, container: str) -> str:
+        pod = self.workers.pods.get((rec.namespace, rec.name))
+        names = [c.name for c in pod.spec.containers] if pod is not None else list(rec.containers)
+        if not container:
+            if len(names) == 1:
+                return names[0]
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"a container name must be specified for pod {rec.name}, choose one of: {names}")
+        if container not in names:
+            raise _Abort(grpc.StatusCode.NOT_FOUND, f"container {container} is not valid for pod {rec.name}")
+        return container
+
+    # ------------------------------------------------------------ Logs
+
+    async def Logs(self, request: api_pb2.LogsRequest, context) -> AsyncIterator[api_pb2.LogChunk]:
+        try:
+            rec = self._pod(request.namespace, request.name)
+            name = self._container_name(rec, request.container)
+            cr = rec.containers.get(name)
+            restart = cr.restart if cr is not None else 0
+            if request.previous:
+                if cr is None or cr.previous is None and restart == 0:
+                    raise _Abort(grpc.StatusCode.NOT_FOUND, f'previous terminated container "{name}" in pod '
+                                                            f'"{rec.name}" not found')
+                restart -= 1
+            path = rec.paths.log_path(name, restart)
+            if not path.exists():
+                raise _Abort(grpc.StatusCode.NOT_FOUND, f'container "{name}" in pod "{rec.name}" is waiting to '
+                                                        f'start: no log yet')
+        except _Abort as exc:
+            await context.abort(exc.code, exc.message)
+            return
+        if request.tail_lines > 0:
+            data, offset = tail_bytes(path, request.tail_lines)
+            if data:
+                yield api_pb2.LogChunk(data=data)
+        else:
+            offset = 0
+        follow_id = None
+        if request.follow and not request.previous and cr is not None and cr.current is not None:
+            follow_id = cr.current.id
+        while True:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                while chunk := f.read(CHUNK):
+                    offset += len(chunk)
+                    yield api_pb2.LogChunk(data=chunk)
+            if follow_id is None:
+                return
+            try:
+                done = (await self.runtime.status(follow_id)).state is State.EXITED
+            except Exception:
+                done = True
+            if done:
+                follow_id = None  # one more pass drains what the last moments wrote
+                continue
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+
+    # ------------------------------------------------------------ Exec
+
+    async def Exec(self, request_iterator, context) -> AsyncIterator[api_pb2.ExecOutput]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("input") != "start":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first Exec message must be ExecStart")
+            return
+        start = first.start
+        try:
+            rec = self._pod(start.namespace, start.name)
+            name = self._container_name(rec, start.container)
+            cr = rec.containers.get(name)
+            if cr is None or cr.current is None or cr.current.state is not State.RUNNING:
+                raise _Abort(grpc.StatusCode.FAILED_PRECONDITION,
+                             f"container {name} in pod {rec.name} is not running")
+            if not start.command:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "exec: a command is required")
+        except _Abort as exc:
+            await context.abort(exc.code, exc.message)
+            return
+        outputs: asyncio.Queue = asyncio.Queue()
+
+        class Output:
+            async def stdout(self, data: bytes) -> None:
+                await outputs.put(api_pb2.ExecOutput(stdout=data))
+
+            async def stderr(self, data: bytes) -> None:
+                await outputs.put(api_pb2.ExecOutput(stderr=data))
+
+        async def stdin() -> AsyncIterator[bytes]:
+            async for message in request_iterator:
+                which = message.WhichOneof("input")
+                if which == "stdin":
+                    yield message.stdin
+                elif which == "close_stdin":
+                    return
+
+        async def run() -> None:
+            try:
+                result = await self.runtime.exec(cr.current.id, list(start.command), tty=start.tty,
+                                                 stdin=stdin() if start.stdin else None, output=Output())
+                await outputs.put(api_pb2.ExecOutput(exit_code=result.exit_code))
+            except StartError as exc:
+                await outputs.put(api_pb2.ExecOutput(stderr=f"{exc}\n".encode()))
+                await outputs.put(api_pb2.ExecOutput(exit_code=126))
+            except Exception as exc:  # the client must hear why, not hang
+                log.exception("exec in %s failed", cr.current.id)
+                await outputs.put(exc)
+            await outputs.put(None)
+
+        task = asyncio.create_task(run())
+        try:
+            while (item := await outputs.get()) is not None:
+                if isinstance(item, Exception):
+                    await context.abort(grpc.StatusCode.INTERNAL, f"exec failed: {item}")
+                    return
+                yield item
+        finally:
+            task.cancel()
+
+    # ------------------------------------------------------------ Stats
+
+    async def Stats(self, request: api_pb2.StatsRequest, context) -> api_pb2.NodeStats:
+        return await node_stats(workers=self.workers, runtime=self.runtime, node_name=self.node_name)
+
+
+async def node_stats(*, workers: PodWorkers, runtime: Runtime, node_name: str) -> api_pb2.NodeStats:
+    """Per-container CPU, memory working set and pids of the running containers, and the node's."""
+    out = api_pb2.NodeStats(node_name=node_name)
+    for rec in list(workers.records.values()):
+        for name, cr in list(rec.containers.items()):
+            if cr.current is None or cr.current.state is not State.RUNNING:
+                continue
+            try:
+                st = await runtime.stats(cr.current.id)
+            except Exception as exc:  # it may have exited since
+                log.debug("stats %s: %s", cr.current.id, exc)
+                continue
+            out.containers.add(namespace=rec.namespace, pod=rec.name, container=name,
+                               cpu_usage_seconds=st.cpu_usage_seconds,
+                               memory_working_set_bytes=st.memory_working_set_bytes, pids=st.pids)
+    out.cpu_usage_seconds, out.memory_working_set_bytes = _host_usage()
+    return out
+
+
+def _host_usage() -> tuple[float, int]:
+    import os
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        ticks = [int(x) for x in fields]
+        busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # minus idle and iowait
+        cpu = busy / os.sysconf("SC_CLK_TCK")
+        mem = {}
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, value = line.split(":", 1)
+            mem[key] = int(value.split()[0]) * 1024
+        return cpu, mem["MemTotal"] - mem.get("MemAvailable", mem.get("MemFree", 0))
+    except (OSError, ValueError, KeyError, IndexError):
+        return 0.0, 0
+
+
+async def start_server(*, service: AgentService, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    """Serve the Agent service; returns the server and the port bound (port 0: a free one)."""
+    server = grpc.aio.server()
+    api_pb2_grpc.add_AgentServicer_to_server(service, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"agent: cannot listen on {host}:{port}")
+    await server.start()
+    return server, bound
