@@ -20,6 +20,12 @@ from google.protobuf.message import Message
 
 from skiff.api import kinds
 
+# Fields Kubernetes prints even at their zero value, which protobuf's JSON
+# mapping would leave out: a user (or a script) reads `exitCode: 0` as success.
+_ALWAYS = {
+    "skiff.v1.ContainerStateTerminated": {"exitCode": 0},
+    "skiff.v1.ContainerStatus": {"ready": False, "restartCount": 0},
+}
 _INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
           FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
 
@@ -29,7 +35,7 @@ _INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescript
 def to_dict(obj: Message) -> dict[str, Any]:
     """The object as Kubernetes prints it."""
     data = json_format.MessageToDict(obj)
-    _int64_as_numbers(data, obj.DESCRIPTOR)
+    _as_kubernetes(data, obj.DESCRIPTOR)
     kind = kinds.kind_of(obj)
     # apiVersion and kind first, as kubectl orders them.
     return {"apiVersion": kind.api_version, "kind": kind.name,
@@ -50,10 +56,13 @@ def dump_yaml(data: dict[str, Any]) -> str:
     return yaml.safe_dump(data, default_flow_style=False, sort_keys=False)
 
 
-def _int64_as_numbers(data: Any, desc: Descriptor) -> None:
-    """protobuf's JSON mapping writes int64 as strings; Kubernetes writes numbers."""
+def _as_kubernetes(data: Any, desc: Descriptor) -> None:
+    """protobuf's JSON mapping writes int64 as strings and omits zero values;
+    Kubernetes writes numbers and prints a few zeros that carry meaning."""
     if not isinstance(data, dict):
         return
+    for key, default in _ALWAYS.get(desc.full_name, {}).items():
+        data.setdefault(key, default)
     for f in desc.fields:
         if f.json_name not in data:
             continue
@@ -64,12 +73,12 @@ def _int64_as_numbers(data: Any, desc: Descriptor) -> None:
                 data[f.json_name] = {k: int(v) for k, v in value.items()}
             elif vf.message_type is not None:
                 for v in value.values():
-                    _int64_as_numbers(v, vf.message_type)
+                    _as_kubernetes(v, vf.message_type)
         elif f.type in _INT64:
             data[f.json_name] = [int(v) for v in value] if f.is_repeated else int(value)
         elif f.message_type is not None and f.message_type.full_name != "google.protobuf.Timestamp":
             for item in (value if f.is_repeated else [value]):
-                _int64_as_numbers(item, f.message_type)
+                _as_kubernetes(item, f.message_type)
 
 
 # ---------------------------------------------------------------- columns
