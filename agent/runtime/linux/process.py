@@ -15,7 +15,7 @@ import signal
 from typing import Sequence
 
 from agent.runtime.interface import SecurityConfig
-from agent.runtime.linux import syscalls as sc
+from agent.runtime.linux.security import apply_process_security, apply_rlimits
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -60,18 +60,10 @@ def security_from_dict(d: dict) -> SecurityConfig:
 
 
 def apply_security(cfg: SecurityConfig) -> None:
-    """Capabilities, ids, no_new_privs, seccomp — the security package's job;
-    this is the one call site."""
-    try:
-        from agent.runtime.linux.security import apply_process_security
-    except ImportError:
-        # Until the security package lands: ids and no_new_privs only.
-        if cfg.no_new_privileges:
-            sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-        os.setgroups(list(cfg.supplemental_gids))
-        os.setgid(cfg.gid)
-        os.setuid(cfg.uid)
-        return
+    """rlimits, ids, capabilities, no_new_privs, seccomp: the security
+    package's job (its order is explained there); this is the one call site.
+    rlimits first, while CAP_SYS_RESOURCE is still held."""
+    apply_rlimits()
     apply_process_security(cfg)
 
 

@@ -95,6 +95,31 @@ class RuntimeHarness:
         return st, Path(cfg.log_path).read_text(), cfg
 
 
+def leftovers(rt: LinuxRuntime, *, pids: list[int] = ()) -> list[str]:
+    """Everything of this runtime still present: mounts under its run dir,
+    cgroups under its parent, pinned namespaces, state dirs, live processes."""
+    found = []
+    run_dir = str(rt.dirs.run_dir)
+    with open("/proc/self/mountinfo") as f:
+        found += [f"mount {line.split()[4]}" for line in f if run_dir in line]
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        base = hierarchy / rt.cgroup_parent
+        if base.is_dir():
+            found += [f"cgroup {p}" for p in base.iterdir() if p.is_dir()]
+    for sub in ("containers", "pods", "netns", "ns"):
+        d = rt.dirs.run_dir / sub
+        if d.is_dir():
+            found += [f"state {d / n}" for n in os.listdir(d)]
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        if state != "Z":
+            found.append(f"process {pid}")
+    return found
+
+
 @pytest.fixture
 def runtime(busybox_layer):
     tmp = Path(tempfile.mkdtemp(prefix="skiff-test-rt-"))
