@@ -1,0 +1,98 @@
+"""The scheduler in a real control plane on real etcd: binds what fits, leaves
+the rest Pending with Kubernetes' message, and retries when a node appears."""
+import asyncio
+
+import pytest
+
+from proto.skiff.v1 import types_pb2
+from skiff.api import meta
+from skiff.client import ApiClient
+
+pytestmark = pytest.mark.etcd
+
+
+def node(name: str, memory: str) -> types_pb2.Node:
+    n = types_pb2.Node()
+    n.metadata.name = name
+    n.status.capacity.update({"cpu": "2", "memory": memory, "pods": "110"})
+    n.status.allocatable.update({"cpu": "2", "memory": memory, "pods": "110"})
+    meta.set_condition(n.status.conditions, type_="Ready", status="True", reason="AgentReady", heartbeat=True)
+    return n
+
+
+def pod(name: str, memory: str) -> types_pb2.Pod:
+    p = types_pb2.Pod()
+    p.metadata.name = name
+    p.spec.containers.add(name="c", image="busybox").resources.requests["memory"] = memory
+    return p
+
+
+async def eventually(check, *, what: str, timeout: float = 20.0):
+    """Poll `check` (async, returns a value or None) until it gives a value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def test_too_big_pod_stays_pending_fitting_one_is_bound(controlplane):
+    async def body(c: ApiClient):
+        await c.create(node("node-1", "1Gi"))  # as an agent registers: status included
+
+        await c.create(pod("big", "2Gi"))
+        await c.create(pod("small", "512Mi"))
+
+        async def small_bound():
+            p = await c.get("Pod", "small")
+            return p if p.spec.node_name else None
+        small = await eventually(small_bound, what="pod small to be bound")
+        assert small.spec.node_name == "node-1"
+        assert meta.get_condition(small.status.conditions, "PodScheduled").status == "True"
+
+        async def big_marked():
+            p = await c.get("Pod", "big")
+            cond = meta.get_condition(p.status.conditions, "PodScheduled")
+            return p if cond is not None and cond.status == "False" else None
+        big = await eventually(big_marked, what="pod big to get PodScheduled=False")
+        cond = meta.get_condition(big.status.conditions, "PodScheduled")
+        assert big.spec.node_name == "" and big.status.phase == "Pending"
+        assert cond.reason == "Unschedulable"
+        assert cond.message == "0/1 nodes are available: 1 Insufficient memory."
+
+        # A second node with room: the parked pod is retried and bound there.
+        await c.create(node("node-2", "4Gi"))
+
+        async def big_bound():
+            p = await c.get("Pod", "big")
+            return p if p.spec.node_name else None
+        assert (await eventually(big_bound, what="pod big to be bound")).spec.node_name == "node-2"
+
+    async def main():
+        async with ApiClient(controlplane) as c:
+            await asyncio.wait_for(body(c), 60)
+    asyncio.run(main())
+
+
+def test_pods_scheduled_back_to_back_do_not_overcommit(controlplane):
+    async def body(c: ApiClient):
+        await c.create(node("node-1", "1Gi"))
+        for i in range(4):
+            await c.create(pod(f"p{i}", "400Mi"))
+
+        async def settled():
+            items, _ = await c.list("Pod")
+            done = [p for p in items if p.spec.node_name or
+                    (meta.get_condition(p.status.conditions, "PodScheduled") or types_pb2.PodCondition()).status
+                    == "False"]
+            return items if len(done) == 4 else None
+        items = await eventually(settled, what="all four pods to be decided")
+        assert sum(1 for p in items if p.spec.node_name == "node-1") == 2  # 2 x 400Mi fit in 1Gi, 3 do not
+
+    async def main():
+        async with ApiClient(controlplane) as c:
+            await asyncio.wait_for(body(c), 60)
+    asyncio.run(main())
