@@ -4,14 +4,16 @@
 `etcd_prefix` (function): a fresh key root ("/skiff-test-<random>") so tests
     sharing the session's etcd never see each other's objects.
 `controlplane` (function): `python -m controlplane.main` against that etcd and a
-    fresh prefix; yields its API address "127.0.0.1:PORT" (also
-    `.metrics_address` via the `controlplane_info` fixture).
+    fresh prefix; yields its API address "127.0.0.1:PORT". `controlplane_info`
+    gives the same as a ControlPlaneInfo (metrics address, pid, log path);
+    `controlplane_factory` starts more, with extra command-line flags.
 Every process is stopped by its PID and every directory removed, even when the
 test fails.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -110,6 +112,7 @@ class ControlPlaneInfo:
     etcd: str
     etcd_prefix: str
     pid: int
+    log: Path             # its stderr, for debugging a failing test
 
 
 def _api_answers(address: str) -> bool:
@@ -128,14 +131,13 @@ def _api_answers(address: str) -> bool:
     return asyncio.run(probe())
 
 
-@pytest.fixture
-def controlplane_info(etcd, etcd_prefix, tmp_path):
-    """Start `python -m controlplane.main` on free ports; yields ControlPlaneInfo."""
+@contextlib.contextmanager
+def _running_controlplane(*, etcd: str, etcd_prefix: str, workdir: Path, extra_args: tuple[str, ...] = ()):
     api_port, metrics_port = free_port(), free_port()
-    log = tmp_path / "controlplane.log"
+    log = workdir / f"controlplane-{api_port}.log"
     args = [sys.executable, "-m", "controlplane.main", "--etcd", etcd, "--etcd-prefix", etcd_prefix,
             "--listen", f"127.0.0.1:{api_port}", "--metrics-listen", f"127.0.0.1:{metrics_port}",
-            "--log-level", "debug"]
+            "--log-level", "debug", *extra_args]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -143,9 +145,27 @@ def controlplane_info(etcd, etcd_prefix, tmp_path):
         address = f"127.0.0.1:{api_port}"
         _wait_until(lambda: _api_answers(address), proc=proc, what="skiff-controlplane", log=log)
         yield ControlPlaneInfo(address=address, metrics_address=f"127.0.0.1:{metrics_port}",
-                               etcd=etcd, etcd_prefix=etcd_prefix, pid=proc.pid)
+                               etcd=etcd, etcd_prefix=etcd_prefix, pid=proc.pid, log=log)
     finally:
         _stop(proc)
+
+
+@pytest.fixture
+def controlplane_factory(etcd, etcd_prefix, tmp_path):
+    """start(*extra_args, prefix=None) -> ControlPlaneInfo: more control planes
+    (e.g. a restart on the same etcd prefix); all stopped after the test."""
+    with contextlib.ExitStack() as stack:
+        def start(*extra_args: str, prefix: str | None = None) -> ControlPlaneInfo:
+            return stack.enter_context(_running_controlplane(
+                etcd=etcd, etcd_prefix=prefix or etcd_prefix, workdir=tmp_path, extra_args=extra_args))
+        yield start
+
+
+@pytest.fixture
+def controlplane_info(controlplane_factory):
+    """A real control plane (`python -m controlplane.main`) on free ports against
+    the session's etcd under a fresh prefix; yields ControlPlaneInfo."""
+    return controlplane_factory()
 
 
 @pytest.fixture

@@ -1,0 +1,53 @@
+"""Node lifecycle: a node without heartbeats becomes Ready=Unknown."""
+import asyncio
+
+import pytest
+
+from controlplane.controllers.nodelifecycle import REASON, stale_ready
+from proto.skiff.v1 import types_pb2
+from skiff.api import meta
+from skiff.client import ApiClient
+
+
+def _node(*, heartbeat: float | None, status: str = "True") -> types_pb2.Node:
+    n = types_pb2.Node()
+    n.metadata.name = "n"
+    n.metadata.creation_timestamp.CopyFrom(meta.timestamp(1000.0))
+    if heartbeat is not None:
+        meta.set_condition(n.status.conditions, type_="Ready", status=status, heartbeat=True,
+                           now=meta.timestamp(heartbeat))
+    return n
+
+
+def test_stale_ready_by_heartbeat_age():
+    assert not stale_ready(_node(heartbeat=1100.0), now=1130.0, grace_seconds=40)
+    assert stale_ready(_node(heartbeat=1100.0), now=1141.0, grace_seconds=40)
+    # Never heartbeated: counted from creation.
+    assert stale_ready(_node(heartbeat=None), now=1041.0, grace_seconds=40)
+    # Already Unknown: nothing more to do.
+    assert not stale_ready(_node(heartbeat=1100.0, status="Unknown"), now=9999.0, grace_seconds=40)
+
+
+@pytest.mark.etcd
+def test_silent_node_becomes_ready_unknown(controlplane_factory):
+    info = controlplane_factory("--node-monitor-grace-period", "1")
+
+    async def body():
+        async with ApiClient(info.address) as c:
+            n = types_pb2.Node()
+            n.metadata.name = "silent"
+            meta.set_condition(n.status.conditions, type_="Ready", status="True", heartbeat=True)
+            created = await c.create(n)
+            heartbeat = meta.get_condition(created.status.conditions, "Ready").last_heartbeat_time
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while True:
+                node = await c.get("Node", "silent")
+                ready = meta.get_condition(node.status.conditions, "Ready")
+                if ready.status == "Unknown":
+                    break
+                assert loop.time() < deadline, "node never became Ready=Unknown"
+                await asyncio.sleep(0.1)
+            assert ready.reason == REASON
+            assert ready.last_heartbeat_time == heartbeat  # when it was last heard of
+    asyncio.run(body())
