@@ -398,5 +398,15 @@ class Builder:
 
 def build(*, store: ImageStore, options: BuildOptions, out: TextIO | None = None,
           executor: RunExecutor | None = None) -> str:
-    """Build; returns the image id. Raises BuildError / DockerfileError."""
-    return Builder(store=store, options=options, out=out, executor=executor).build()
+    """Build; returns the image id. Raises BuildError / DockerfileError.
+    Without an executor, RUN uses Skiff's runtime, started on the first RUN
+    and stopped before this returns."""
+    own = None
+    if executor is None:
+        from agent.images.buildrun import RuntimeExecutor
+        executor = own = RuntimeExecutor()
+    try:
+        return Builder(store=store, options=options, out=out, executor=executor).build()
+    finally:
+        if own is not None:
+            own.close()

@@ -12,7 +12,9 @@ in `finally`, so a failing RUN leaves no container or mount.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import shutil
 import tempfile
 import uuid
@@ -58,7 +60,8 @@ def run_step(*, builder: "Builder", df: "Dockerfile", ins: "Instruction", state:
         uid, gid = lookup_owner(spec=user, lower_dirs=builder.lower_dirs(state))
     except CopyError as exc:
         raise df.error(ins, f"USER {user}: {exc}") from None
-    executor = builder.executor or RuntimeExecutor()
+    executor = builder.executor
+    assert executor is not None
     work = Path(tempfile.mkdtemp(dir=builder.store.tmp, prefix="build-run-"))
     try:
         upper = work / "upper"
@@ -74,11 +77,32 @@ def run_step(*, builder: "Builder", df: "Dockerfile", ins: "Instruction", state:
             raise BuildError(f"{df.filename}:{ins.line}: RUN: the command "
                              f"{' '.join(argv) if ins.json_form else ins.args[0]!r} "
                              f"returned a non-zero code: {code}")
+        _strip_runtime_artifacts(upper)
         builder._commit_layer(state=state, layer_dir=upper, key=key, history=history)
     finally:
         if work.exists():
             shutil.rmtree(work)
     return False
+
+
+# Mount targets the runtime creates for its per-pod bind mounts; empty files
+# in the upper dir that would otherwise shadow the image's own in every layer.
+_RUNTIME_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
+
+
+def _strip_runtime_artifacts(upper: Path) -> None:
+    for rel in _RUNTIME_FILES:
+        path = upper / rel
+        if path.is_file() and not path.is_symlink() and path.stat().st_size == 0:
+            path.unlink()
+    etc = upper / "etc"
+    if etc.is_dir() and not etc.is_symlink() and not any(etc.iterdir()):
+        try:
+            opaque = os.getxattr(etc, "trusted.overlay.opaque") == b"y"
+        except OSError:
+            opaque = False
+        if not opaque:
+            etc.rmdir()
 
 
 def env_of(c: dict) -> dict[str, str]:
@@ -91,27 +115,50 @@ def env_of(c: dict) -> dict[str, str]:
 
 
 class RuntimeExecutor:
-    """RunExecutor over agent.runtime.linux.LinuxRuntime (state under a private run dir)."""
+    """RunExecutor over agent.runtime.linux.LinuxRuntime.
 
-    def __init__(self, *, run_dir: Path | None = None) -> None:
-        self.run_dir = run_dir
+    One runtime (and so one zygote) and one event loop serve every RUN of a
+    build; its state lives in a private run dir that `close()` removes."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runtime = None
+        self._run_dir: Path | None = None
+
+    def _ensure(self):
+        if self._runtime is None:
+            try:
+                from agent.runtime.linux import LinuxRuntime
+            except ImportError as exc:
+                raise ImageError(f"RUN needs Skiff's runtime (agent.runtime.linux): {exc}") from None
+            self._run_dir = Path(tempfile.mkdtemp(prefix="skiff-build-run-"))
+            self._loop = asyncio.new_event_loop()
+            self._runtime = LinuxRuntime(run_dir=self._run_dir)
+        return self._runtime
+
+    def close(self) -> None:
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
 
     def run(self, *, request: "RunRequest", output: TextIO | None) -> int:
-        return asyncio.run(self._run(request=request, output=output))
+        runtime = self._ensure()
+        assert self._loop is not None
+        return self._loop.run_until_complete(self._run(runtime=runtime, request=request, output=output))
 
-    async def _run(self, *, request: "RunRequest", output: TextIO | None) -> int:
-        try:
-            from agent.runtime import linux
-            runtime_cls = getattr(linux, "LinuxRuntime")
-        except (ImportError, AttributeError) as exc:
-            raise ImageError(f"RUN needs Skiff's runtime (agent.runtime.linux.LinuxRuntime): {exc}") from None
-        from agent.runtime.interface import ContainerConfig, SandboxConfig, SecurityConfig
+    async def _run(self, *, runtime, request: "RunRequest", output: TextIO | None) -> int:
+        from agent.runtime.interface import ContainerConfig, SandboxConfig, SecurityConfig, StartError
 
-        run_dir = Path(tempfile.mkdtemp(prefix="skiff-build-run-"))
         build_id = "skiff-build-" + uuid.uuid4().hex[:12]
-        log = run_dir / "run.log"
+        assert self._run_dir is not None
+        log = self._run_dir / f"{build_id}.log"
         log.touch()
-        runtime = _make_runtime(runtime_cls, run_dir=self.run_dir or run_dir)
         sandbox_made = started = False
         try:
             await runtime.create_sandbox(SandboxConfig(
@@ -123,7 +170,10 @@ class RuntimeExecutor:
                 lower_dirs=request.lower_dirs, args=request.argv, env=request.env,
                 working_dir=request.working_dir, log_path=log, upper_dir=request.upper_dir,
                 security=SecurityConfig(uid=request.uid, gid=request.gid, no_new_privileges=False))
-            await runtime.start(config)
+            try:
+                await runtime.start(config)
+            except StartError as exc:
+                raise ImageError(f"the command could not start: {exc}") from None
             started = True
             waiter = asyncio.ensure_future(runtime.wait(config.id))
             with open(log, "rb") as f:
@@ -135,7 +185,7 @@ class RuntimeExecutor:
                         output.flush()
                     if done:
                         break
-                    await asyncio.sleep(0.05)
+                    await asyncio.wait({waiter}, timeout=0.05)
             status = waiter.result()
             return status.exit_code if status.exit_code is not None else 1
         finally:
@@ -143,14 +193,5 @@ class RuntimeExecutor:
                 await runtime.remove(build_id + "-run")
             if sandbox_made:
                 await runtime.remove_sandbox(build_id)
-            shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def _make_runtime(cls, *, run_dir: Path):
-    import inspect
-    params = inspect.signature(cls).parameters
-    if "run_dir" in params:
-        return cls(run_dir=run_dir)
-    if "config" in params:
-        return cls(config=None)
-    return cls()
+            with contextlib.suppress(FileNotFoundError):
+                log.unlink()
