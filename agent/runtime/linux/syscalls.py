@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -135,6 +136,12 @@ class _OpenHow(ctypes.Structure):
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    return _check(_libc.syscall(_SYS_openat2, ctypes.c_int(dirfd), _b(path),
-                                ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how))),
-                  f"openat2({dirfd}, {path!r}, {flags:#x}, resolve={resolve:#x})")
+    raw = _b(path)
+    for _ in range(1000):
+        ret = _libc.syscall(_SYS_openat2, ctypes.c_int(dirfd), raw, ctypes.byref(how),
+                            ctypes.c_size_t(ctypes.sizeof(how)))
+        # EAGAIN: a mount or rename anywhere on the machine raced a `..`
+        # lookup under RESOLVE_IN_ROOT; the kernel asks us to simply retry.
+        if ret >= 0 or ctypes.get_errno() != errno.EAGAIN:
+            break
+    return _check(ret, f"openat2({dirfd}, {path!r}, {flags:#x}, resolve={resolve:#x})")

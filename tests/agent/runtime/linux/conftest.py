@@ -82,8 +82,9 @@ class RuntimeHarness:
         self._n += 1
         cid = f"c{self._n}-{secrets.token_hex(4)}"
         kw.setdefault("log_path", self.tmp / f"{cid}.log")
+        kw.setdefault("lower_dirs", (self.layer,))
         return ContainerConfig(id=cid, pod_id=pod_id, name=kw.pop("name", "main"), image="busybox",
-                               image_id="sha256:test", lower_dirs=(self.layer,), args=args, **kw)
+                               image_id="sha256:test", args=args, **kw)
 
     async def run(self, args: tuple[str, ...], *, sandbox: SandboxConfig | None = None, **kw):
         """Sandbox + start + wait; returns (status, log text, config)."""
