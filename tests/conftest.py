@@ -63,6 +63,12 @@ def _wait_until(check, *, proc: subprocess.Popen, what: str, log: Path, deadline
         time.sleep(0.05)
 
 
+@pytest.fixture
+def unused_port() -> int:
+    """A free TCP port on 127.0.0.1 (nothing listens there)."""
+    return free_port()
+
+
 @pytest.fixture(scope="session")
 def etcd():
     """A real etcd on free loopback ports; yields its client endpoint "127.0.0.1:PORT"."""

@@ -1,0 +1,114 @@
+"""skiff.client and skiff.informer: error mapping, and an informer's cache
+following a real control plane (plus its re-list logic against a scripted client)."""
+import asyncio
+
+import pytest
+
+from proto.skiff.v1 import types_pb2
+from skiff.client import ApiClient, Gone, Unavailable
+from skiff.informer import Informer
+
+
+def pod(name: str, **labels: str) -> types_pb2.Pod:
+    p = types_pb2.Pod()
+    p.metadata.name = name
+    p.metadata.labels.update(labels)
+    p.spec.containers.add(name="c", image="busybox")
+    p.spec.scheduler_name = "skiff-test-scheduler"  # keep the real scheduler out of it
+    return p
+
+
+def test_unreachable_api_names_the_address(unused_port):
+    port = unused_port
+
+    async def body():
+        async with ApiClient(f"127.0.0.1:{port}") as c:
+            with pytest.raises(Unavailable) as err:
+                await c.get("Pod", "x", timeout=10)
+            return str(err.value)
+    assert asyncio.run(body()) == f"cannot reach the Skiff API at 127.0.0.1:{port}: connection refused"
+
+
+@pytest.mark.etcd
+def test_informer_follows_adds_updates_and_deletes(controlplane):
+    async def body():
+        async with ApiClient(controlplane) as c:
+            await c.create(pod("before", app="web"))
+            informer = Informer(c, "Pod", label_selector="app=web")
+            seen: asyncio.Queue = asyncio.Queue()
+
+            async def handler(key):
+                obj = informer.get(key)
+                await seen.put((key, None if obj is None else obj.metadata.labels.get("v", "")))
+            informer.add_handler(handler)
+            informer.start()
+            try:
+                await asyncio.wait_for(informer.wait_synced(), 20)
+                assert await asyncio.wait_for(seen.get(), 20) == (("default", "before"), "")
+                await c.create(pod("after", app="web"))
+                assert await asyncio.wait_for(seen.get(), 20) == (("default", "after"), "")
+                cur = await c.get("Pod", "after")
+                cur.metadata.labels["v"] = "2"
+                await c.update(cur)
+                assert await asyncio.wait_for(seen.get(), 20) == (("default", "after"), "2")
+                await c.delete("Pod", "before")
+                assert await asyncio.wait_for(seen.get(), 20) == (("default", "before"), None)
+                assert sorted(k[1] for k in informer.keys()) == ["after"]
+            finally:
+                await informer.stop()
+    asyncio.run(body())
+
+
+class ScriptedClient:
+    """Stands in for ApiClient: list answers from a script, watch raises Gone once."""
+
+    def __init__(self, lists, watch_events):
+        self.lists = list(lists)
+        self.watch_events = watch_events
+        self.watch_calls = 0
+
+    async def list(self, kind, namespace="", label_selector="", field_selector=""):
+        return self.lists.pop(0)
+
+    async def watch(self, kind, namespace="", label_selector="", field_selector="", resource_version=""):
+        self.watch_calls += 1
+        if self.watch_calls == 1:
+            raise Gone("compacted")
+        for event in self.watch_events:
+            yield event
+        await asyncio.Event().wait()  # then quiet, like an idle stream
+
+
+def _versioned(name: str, rv: str) -> types_pb2.Pod:
+    p = pod(name)
+    p.metadata.namespace = "default"
+    p.metadata.resource_version = rv
+    return p
+
+
+def test_informer_relists_on_gone_and_notices_what_changed_meanwhile():
+    async def body():
+        client = ScriptedClient(
+            lists=[([_versioned("a", "1"), _versioned("b", "2")], "2"),
+                   ([_versioned("a", "5"), _versioned("c", "6")], "6")],   # b deleted, a changed, c new
+            watch_events=[])
+        informer = Informer(client, "Pod")
+        notified = []
+
+        async def handler(key):
+            notified.append(key[1])
+        informer.add_handler(handler)
+        informer.start()
+        try:
+            for _ in range(200):
+                if client.watch_calls >= 2:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await informer.stop()
+        assert sorted(k[1] for k in informer.keys()) == ["a", "c"]
+        assert informer.get(("default", "a")).metadata.resource_version == "5"
+        assert informer.resource_version == "6"
+        # First list: a, b. Re-list: a (changed), c (new), b (gone).
+        assert notified[:2] == ["a", "b"] and sorted(notified[2:]) == ["a", "b", "c"]
+    asyncio.run(body())
