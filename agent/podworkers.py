@@ -221,6 +221,9 @@ class PodWorkers:
         if rec is None:
             rec = self.records[uid] = self._new_record(pod)
         if rec.released or pod.status.phase in TERMINAL_PHASES:
+            if pod.status.phase in TERMINAL_PHASES and self._phases.get(uid) != pod.status.phase:
+                self._phases[uid] = pod.status.phase
+                self.metrics.set_pod_phases(list(self._phases.values()))
             await self._release(rec)
             return None
         if pod.spec.HasField("termination_grace_period_seconds"):

@@ -20,6 +20,7 @@ from pathlib import Path
 from agent.containers import ContainerConfigError, PodPaths
 from agent.runtime.interface import Mount
 from proto.skiff.v1 import types_pb2
+from skiff.api.quantity import memory_bytes
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 MNT_DETACH = 2
@@ -27,7 +28,8 @@ TMPFS_SOURCE = "skiff-emptydir"
 
 
 def _mount_tmpfs(target: Path, *, size: str) -> None:
-    options = f"mode=0777,size={size}" if size else "mode=0777"
+    # tmpfs takes bytes (or k/m/g), not Kubernetes' "64Mi".
+    options = f"mode=0777,size={memory_bytes(size)}" if size else "mode=0777"
     if _libc.mount(TMPFS_SOURCE.encode(), str(target).encode(), b"tmpfs", 0, options.encode()) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount(tmpfs, {target}): {os.strerror(err)}")
