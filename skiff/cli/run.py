@@ -19,7 +19,7 @@ from skiff.api.quantity import QuantityError, parse_quantity
 from skiff.cli._common import CliError, add_namespace_flags, call_api, namespace_of
 from skiff.client import AlreadyExists, ApiClient
 
-_PORT = re.compile(r"^(?:(?P<ip>[0-9.]+):)?(?:(?P<host>\d+):)?(?P<container>\d+)(?:/(?P<proto>tcp|udp|TCP|UDP))?$")
+_PORT = re.compile(r"^(?:(?P<ip>\d+\.\d+\.\d+\.\d+):)?(?:(?P<host>\d+):)?(?P<container>\d+)(?:/(?P<proto>tcp|udp|TCP|UDP))?$")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
