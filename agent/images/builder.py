@@ -36,7 +36,12 @@ from agent.images.dockerfile import (Dockerfile, DockerfileError, Instruction, S
 from agent.images.errors import ImageError, ImageNotFound
 from agent.images.imageconfig import CONFIG_ONLY, DEFAULT_SHELL, apply_instruction, env_dict
 from agent.images.shellwords import SubstitutionError, expand_word
+from agent.images.reference import parse_reference
 from agent.images.store import ImageStore, Layer, _fsync_write
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -81,6 +86,9 @@ class _State:
     args: dict[str, str]
     chain: str
     cmd_set: bool = False
+    # When the newest layer was made (cached steps keep their original time),
+    # so an unchanged rebuild writes byte-identical config: the same image id.
+    created: str = "1970-01-01T00:00:00Z"
 
     def variables(self) -> dict[str, str]:
         return {**self.args, **env_dict(self.config)}
@@ -104,6 +112,7 @@ class Builder:
         self.step = 0
         self.total = 0
         self.used_args: set[str] = set()
+        self._hit_created = "1970-01-01T00:00:00Z"
 
     def say(self, text: str) -> None:
         if self.out is not None:
@@ -117,6 +126,7 @@ class Builder:
             entry = json.loads((self.cache_dir / f"{key}.json").read_text())
         except (FileNotFoundError, ValueError):
             return False, None
+        self._hit_created = entry.get("created", "1970-01-01T00:00:00Z")
         if entry.get("layer") is None:
             return True, None
         layer = Layer(**entry["layer"])
@@ -125,7 +135,7 @@ class Builder:
         return True, layer
 
     def cache_put(self, key: str, layer: Layer | None) -> None:
-        data = {"layer": layer.__dict__ if layer else None}
+        data = {"layer": layer.__dict__ if layer else None, "created": _now()}
         _fsync_write(self.cache_dir / f"{key}.json", json.dumps(data).encode())
 
     # ---- stages ----------------------------------------------------------
@@ -157,7 +167,7 @@ class Builder:
         final = built[target]
         config = dict(final.config)
         config.pop("rootfs", None)
-        config["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        config["created"] = final.created
         tags = list(self.options.tags)
         image_id = self.store.commit_image(config=config, layers=final.layers,
                                            ref=tags[0] if tags else None)
@@ -165,7 +175,7 @@ class Builder:
             self.store.tag(image_id, tag)
         self.say(f"Successfully built {image_id.removeprefix('sha256:')[:12]}")
         for tag in tags:
-            self.say(f"Successfully tagged {tag}")
+            self.say(f"Successfully tagged {parse_reference(tag).familiar()}")
         return image_id
 
     def _stage_ref(self, df: Dockerfile, ref: str) -> Stage | None:
@@ -212,7 +222,7 @@ class Builder:
         if base_stage is not None and base_stage.index < stage.index:
             parent = built[base_stage.index]
             state = _State(layers=list(parent.layers), config=json.loads(json.dumps(parent.config)),
-                           args={}, chain=parent.chain)
+                           args={}, chain=parent.chain, created=parent.created)
         elif base_name == "scratch":
             state = _State(layers=[], config={"config": {"Env": [f"PATH={DEFAULT_PATH}"]}},
                            args={}, chain=_key("scratch"))
@@ -240,7 +250,8 @@ class Builder:
         layers = [Layer(digest=l["digest"], diff_id=d, size=l["size"], media_type=l["mediaType"])
                   for l, d in zip(manifest["layers"], config["rootfs"]["diff_ids"])]
         keep = {k: v for k, v in config.items() if k in ("config", "history", "author")}
-        return _State(layers=layers, config=keep, args={}, chain=_key("image", manifest["config"]["digest"]))
+        return _State(layers=layers, config=keep, args={}, chain=_key("image", manifest["config"]["digest"]),
+                      created=config.get("created") or "1970-01-01T00:00:00Z")
 
     def lower_dirs(self, state: _State) -> tuple[Path, ...]:
         return tuple(self.store.layer_dir(l.diff_id) for l in state.layers)
@@ -300,7 +311,7 @@ class Builder:
         return state
 
     def _record(self, state: _State, history: dict) -> None:
-        history.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        history.setdefault("created", state.created)
         state.config["history"] = [*(state.config.get("history") or []), history]
 
     def _workdir(self, *, df: Dockerfile, ins: Instruction, state: _State,
@@ -314,6 +325,13 @@ class Builder:
             history["empty_layer"] = True
             return
         # Docker creates a missing WORKDIR; that is a (tiny) layer.
+        hit, cached = self.cache_get(state.chain)
+        if hit:
+            state.created = self._hit_created
+            if cached is not None:
+                state.layers.append(cached)
+            return
+        state.created = _now()
         with self._layer_dir() as layer:
             buildcontext._mkdirs(layer, wd.lstrip("/"))
             self._commit_layer(state=state, layer_dir=layer, key=state.chain, history=history)
@@ -379,11 +397,13 @@ class Builder:
         state.chain = key
         hit, layer = self.cache_get(key)
         if hit:
+            state.created = self._hit_created
             if layer is not None:
                 state.layers.append(layer)
             else:
                 history["empty_layer"] = True
             return True
+        state.created = _now()
         with self._layer_dir() as layer_dir:
             try:
                 buildcontext.copy_into(tree=tree, sources=sources, dest=dest, workdir=workdir,

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 def run_step(*, builder: "Builder", df: "Dockerfile", ins: "Instruction", state: "_State",
              variables: dict[str, str], history: dict) -> bool:
     """Execute one RUN (or reuse its cached layer); returns whether it was cached."""
-    from agent.images.builder import DEFAULT_PATH, BuildError, RunRequest, _key
+    from agent.images.builder import DEFAULT_PATH, BuildError, RunRequest, _key, _now
 
     c = state.config.get("config") or {}
     if ins.json_form:
@@ -51,6 +51,7 @@ def run_step(*, builder: "Builder", df: "Dockerfile", ins: "Instruction", state:
     state.chain = key
     hit, layer = builder.cache_get(key)
     if hit:
+        state.created = builder._hit_created
         if layer is not None:
             state.layers.append(layer)
         else:
@@ -62,6 +63,7 @@ def run_step(*, builder: "Builder", df: "Dockerfile", ins: "Instruction", state:
         raise df.error(ins, f"USER {user}: {exc}") from None
     executor = builder.executor
     assert executor is not None
+    state.created = _now()
     work = Path(tempfile.mkdtemp(dir=builder.store.tmp, prefix="build-run-"))
     try:
         upper = work / "upper"

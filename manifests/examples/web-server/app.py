@@ -1,0 +1,29 @@
+"""A small web server for Skiff's example: `skiff build -t my-web-server .`,
+then `skiff apply -f pod.yaml`, then `curl http://127.0.0.1:5000/`.
+
+Standard library only, so it runs on the debian-python base image.
+"""
+import os
+import socket
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PORT = int(os.environ.get("PORT", "5000"))
+
+
+class Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"Hello from Skiff! I am {socket.gethostname()}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt: str, *args) -> None:
+        # One line per request on stdout, so `skiff logs` shows the traffic.
+        print(f"{self.client_address[0]} {fmt % args}", flush=True)
+
+
+if __name__ == "__main__":
+    print(f"listening on 0.0.0.0:{PORT}", flush=True)
+    ThreadingHTTPServer(("0.0.0.0", PORT), Hello).serve_forever()
