@@ -1,0 +1,136 @@
+"""The Agent gRPC service (Logs, Exec, Stats) over real gRPC on loopback, FakeRuntime behind it."""
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from agent.server import AgentService, start_server
+from proto.skiff.v1 import api_pb2, api_pb2_grpc
+from tests.agent.test_podworkers import World
+
+
+async def serve(w: World):
+    service = AgentService(workers=w.workers, runtime=w.runtime, node_name="node-1")
+    server, port = await start_server(service=service, host="127.0.0.1", port=0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    return server, channel, api_pb2_grpc.AgentStub(channel)
+
+
+async def running_pod(w: World, name: str, **kw) -> str:
+    uid = w.api.add_pod(name, **kw).metadata.uid
+    await w.workers.reconcile(uid)
+    return uid
+
+
+def log_of(w: World, uid: str, name: str = "main"):
+    return w.runtime.containers[w.current(uid, name).id].config.log_path
+
+
+async def read_logs(stub, **kw) -> bytes:
+    return b"".join([c.data async for c in stub.Logs(api_pb2.LogsRequest(namespace="default", **kw))])
+
+
+def test_logs_all_tail_previous_and_errors(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        server, channel, stub = await serve(w)
+        try:
+            uid = await running_pod(w, "web", restart_policy="Always")
+            log_of(w, uid).write_bytes(b"one\ntwo\nthree\n")
+            assert await read_logs(stub, name="web") == b"one\ntwo\nthree\n"
+            assert await read_logs(stub, name="web", tail_lines=2) == b"two\nthree\n"
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await read_logs(stub, name="web", previous=True)
+            assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+
+            w.runtime.exit(w.current(uid).id, 1)
+            await w.workers.reconcile(uid)  # restarted at once: attempt 1
+            log_of(w, uid).write_bytes(b"second life\n")
+            assert await read_logs(stub, name="web") == b"second life\n"
+            assert await read_logs(stub, name="web", previous=True) == b"one\ntwo\nthree\n"
+
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await read_logs(stub, name="nosuch")
+            assert exc.value.code() == grpc.StatusCode.NOT_FOUND and "nosuch" in exc.value.details()
+            two = await running_pod(w, "two", containers=[{"name": "a"}, {"name": "b"}])
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await read_logs(stub, name="two")
+            assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "choose one of" in exc.value.details()
+            log_of(w, two, "b").write_bytes(b"from b\n")
+            assert await read_logs(stub, name="two", container="b") == b"from b\n"
+        finally:
+            await channel.close()
+            await server.stop(None)
+    asyncio.run(scenario())
+
+
+def test_logs_follow_streams_until_the_container_exits(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        server, channel, stub = await serve(w)
+        try:
+            uid = await running_pod(w, "tailer", restart_policy="Never")
+            path = log_of(w, uid)
+            path.write_bytes(b"first\n")
+            call = stub.Logs(api_pb2.LogsRequest(namespace="default", name="tailer", follow=True))
+            received = []
+            async for chunk in call:
+                received.append(chunk.data)
+                if chunk.data == b"first\n":
+                    with open(path, "ab") as f:
+                        f.write(b"last words\n")
+                    w.runtime.exit(w.current(uid).id, 0)
+            assert b"".join(received) == b"first\nlast words\n"
+        finally:
+            await channel.close()
+            await server.stop(None)
+    asyncio.run(scenario())
+
+
+def test_exec_passes_stdin_output_and_exit_code(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        w.runtime.exec_handler = lambda argv, stdin: (stdin.upper(), b"warn\n", 3)
+        server, channel, stub = await serve(w)
+        try:
+            await running_pod(w, "sh")
+
+            async def requests():
+                yield api_pb2.ExecInput(start=api_pb2.ExecStart(namespace="default", name="sh",
+                                                                command=["cat"], stdin=True))
+                yield api_pb2.ExecInput(stdin=b"abc\n")
+                yield api_pb2.ExecInput(close_stdin=True)
+            out = [o async for o in stub.Exec(requests())]
+            assert [(o.WhichOneof("output"), getattr(o, o.WhichOneof("output"))) for o in out] == [
+                ("stdout", b"ABC\n"), ("stderr", b"warn\n"), ("exit_code", 3)]
+
+            async def bad():
+                yield api_pb2.ExecInput(stdin=b"x")
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                [o async for o in stub.Exec(bad())]
+            assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        finally:
+            await channel.close()
+            await server.stop(None)
+    asyncio.run(scenario())
+
+
+def test_stats_lists_running_containers(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        server, channel, stub = await serve(w)
+        try:
+            await running_pod(w, "a")
+            done = await running_pod(w, "b", restart_policy="Never")
+            w.runtime.exit(w.current(done).id, 0)
+            await w.workers.reconcile(done)
+            stats = await stub.Stats(api_pb2.StatsRequest(node_name="node-1"))
+            assert [(c.namespace, c.pod, c.container) for c in stats.containers] == [("default", "a", "main")]
+            assert stats.containers[0].memory_working_set_bytes == 4 << 20 and stats.containers[0].pids == 1
+            assert stats.memory_working_set_bytes > 0
+        finally:
+            await channel.close()
+            await server.stop(None)
+    asyncio.run(scenario())
