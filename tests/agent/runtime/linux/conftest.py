@@ -25,6 +25,7 @@ from agent.runtime.interface import ContainerConfig, Resources, SandboxConfig, S
 from agent.runtime.linux import LinuxRuntime
 
 BUSYBOX = "/usr/bin/busybox"
+ROOT = Path(__file__).resolve().parents[4]   # the repository
 
 
 def make_busybox_layer(root: Path) -> Path:

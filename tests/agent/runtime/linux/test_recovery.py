@@ -1,0 +1,93 @@
+"""Containers outlive the agent: a process that owns a LinuxRuntime (and its
+zygote) is SIGKILLed; a new LinuxRuntime on the same run dir finds the
+containers, the running one untouched, and reports the exit code of the one
+that ended meanwhile."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agent.runtime.interface import State
+from agent.runtime.linux import LinuxRuntime
+from agent.runtime.linux import aio
+from agent.runtime.linux import syscalls as sc
+
+from .conftest import ROOT, leftovers
+
+pytestmark = pytest.mark.root
+
+AGENT = textwrap.dedent("""
+    import asyncio, json, sys
+    from pathlib import Path
+    from agent.runtime.interface import ContainerConfig, SandboxConfig
+    from agent.runtime.linux import LinuxRuntime
+    run_dir, parent, layer = sys.argv[1:4]
+    rt = LinuxRuntime(run_dir=Path(run_dir), cgroup_parent=parent)
+    async def main():
+        await rt.create_sandbox(SandboxConfig(pod_id="p1", namespace="default", name="p", hostname="p"))
+        ids = {}
+        for name, script in (("long", "sleep 60"), ("short", "while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 5")):
+            cfg = ContainerConfig(id=f"c-{name}", pod_id="p1", name=name, image="busybox", image_id="x",
+                                  lower_dirs=(Path(layer),), args=("sh", "-c", script))
+            ids[name] = (await rt.start(cfg)).pid
+        print(json.dumps({"zygote": rt.zygote.pid, **ids}), flush=True)
+        await asyncio.sleep(3600)
+    asyncio.run(main())
+""")
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def test_containers_survive_an_agent_kill_and_report_exit_codes(runtime):
+    rt_dir, parent = runtime.rt.dirs.run_dir / "agent", runtime.rt.cgroup_parent
+    # Orphans of the killed "agent" come to us, so they can be reaped here
+    # (this machine's PID 1 does not reap).
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    agent = subprocess.Popen([sys.executable, "-c", AGENT, str(rt_dir), parent, str(runtime.layer)],
+                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    pids = {}
+    rt2 = None
+    try:
+        pids = json.loads(agent.stdout.readline())
+        agent.kill()
+        agent.wait()
+        # The short one ends while no runtime exists at all.
+        (Path(f"/proc/{pids['short']}/root/tmp/go")).touch()
+        asyncio.run(aio.wait_pidfd(pids["short"], alive=lambda: True))
+        rt2 = LinuxRuntime(run_dir=rt_dir, cgroup_parent=parent)
+        found = {s.name: s for s in asyncio.run(rt2.list_containers())}
+        assert (found["long"].state, found["long"].pid) == (State.RUNNING, pids["long"])
+        assert (found["short"].state, found["short"].exit_code, found["short"].reason) == \
+            (State.EXITED, 5, "Error")
+        st = asyncio.run(rt2.wait("c-short"))
+        assert (st.state, st.exit_code) == (State.EXITED, 5)
+        after = asyncio.run(rt2.status("c-long"))
+        assert (after.state, after.pid) == (State.RUNNING, pids["long"])
+        asyncio.run(rt2.stop("c-long", 1))
+        assert asyncio.run(rt2.status("c-long")).exit_code == 143  # sleep dies of the TERM
+        asyncio.run(rt2.cleanup_orphans(set()))
+        assert leftovers(rt2, pids=[pids["long"], pids["short"]]) == []
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+        if rt2 is not None:
+            asyncio.run(rt2.cleanup_orphans(set()))
+            rt2.close()
+        for pid in (pids.get("zygote"), pids.get("long"), pids.get("short")):
+            if pid:
+                _reap(pid)
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 0)
