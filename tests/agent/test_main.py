@@ -1,0 +1,76 @@
+"""`python -m agent.main` as a process: flags, registration, /metrics, SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from skiff.client import ApiClient, ApiError
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+def test_main_imports_no_grpc_before_the_zygote():
+    # The zygote is forked in main() before grpc may exist: importing main must not pull grpc in.
+    code = "import sys, agent.main; assert 'grpc' not in sys.modules, sorted(m for m in sys.modules if 'grpc' in m)"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, check=True)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--node-ip", "not-an-ip"], "--node-ip"),
+    (["--server", "nohostport"], "--server"),
+    (["--data-dir", "relative"], "--data-dir"),
+    (["--pids-limit", "0"], "--pids-limit"),
+])
+def test_bad_flags_exit_2_naming_the_flag(flags, message):
+    proc = subprocess.run([sys.executable, "-m", "agent.main", "--node-name", "n1", *flags], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.etcd
+@pytest.mark.slow
+def test_agent_process_registers_serves_metrics_and_stops_on_sigterm(controlplane, tmp_path):
+    port, metrics_port = free_port(), free_port()
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.main", "--server", controlplane, "--node-name", "node-proc",
+             "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{metrics_port}",
+             "--data-dir", str(tmp_path / "data"), "--run-dir", str(tmp_path / "run"), "--runtime", "fake"],
+            cwd=ROOT, env=ENV, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        async def ready_node():
+            async with ApiClient(controlplane) as client:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    assert proc.poll() is None, log.read_text()
+                    try:
+                        node = await client.get("Node", "node-proc", "")
+                        if any(c.type == "Ready" and c.status == "True" for c in node.status.conditions):
+                            return node
+                    except ApiError:
+                        pass
+                    await asyncio.sleep(0.1)
+                raise AssertionError(f"node never Ready:\n{log.read_text()}")
+        node = asyncio.run(ready_node())
+        assert node.status.daemon_endpoints.kubelet_endpoint.port == port
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        assert 'skiff_agent_pods{node="node-proc",phase="Running"} 0.0' in text
+        assert "skiff_agent_runtime_operation_duration_seconds" in text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,109 @@
+"""Node registration facts, the Ready heartbeat with CAS retries, and the restart back-off."""
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import datetime, timedelta, timezone
+
+from agent.backoff import RestartBackoff
+from agent.clock import FakeClock
+from agent.node import NodeAgent, NodeIdentity, machine_status, memory_total_bytes
+from proto.skiff.v1 import types_pb2
+from skiff.client import AlreadyExists, Conflict, NotFound
+
+
+def test_machine_status_describes_this_machine():
+    status = machine_status(NodeIdentity("n1", "10.1.2.3", 12345))
+    assert status.capacity["cpu"] == str(os.cpu_count())
+    assert status.capacity["memory"] == f"{memory_total_bytes() // 1024}Ki" and status.capacity["pods"] == "110"
+    assert dict(status.allocatable) == dict(status.capacity)
+    assert [(a.type, a.address) for a in status.addresses] == [("InternalIP", "10.1.2.3"), ("Hostname", "n1")]
+    assert status.node_info.kernel_version == os.uname().release
+    assert status.node_info.container_runtime_version == "skiff://0.1.0"
+    assert status.node_info.cgroup_version in ("v1", "v2") and status.node_info.operating_system == "linux"
+    assert status.daemon_endpoints.kubelet_endpoint.port == 12345
+
+
+class NodeStore:
+    """A client holding one Node, with CAS, that can be told to conflict."""
+
+    def __init__(self) -> None:
+        self.node: types_pb2.Node | None = None
+        self.rv = 0
+        self.conflicts_left = 0
+
+    async def create(self, node):
+        if self.node is not None:
+            raise AlreadyExists("exists")
+        self.node = types_pb2.Node()
+        self.node.CopyFrom(node)
+        self.node.spec.pod_cidr = "10.88.1.0/24"  # as if IPAM had been quick
+        return await self._stored()
+
+    async def _stored(self):
+        self.rv += 1
+        self.node.metadata.resource_version = str(self.rv)
+        out = types_pb2.Node()
+        out.CopyFrom(self.node)
+        return out
+
+    async def get(self, kind, name, namespace=""):
+        if self.node is None:
+            raise NotFound(name)
+        out = types_pb2.Node()
+        out.CopyFrom(self.node)
+        return out
+
+    async def update_status(self, node):
+        if self.conflicts_left:
+            self.conflicts_left -= 1
+            self.rv += 1
+            self.node.metadata.resource_version = str(self.rv)
+        if node.metadata.resource_version != self.node.metadata.resource_version:
+            raise Conflict("stale")
+        self.node.status.CopyFrom(node.status)
+        return await self._stored()
+
+
+def test_register_keeps_spec_and_heartbeat_renews_through_conflicts():
+    async def scenario():
+        store, clock = NodeStore(), FakeClock()
+        agent = NodeAgent(client=store, identity=NodeIdentity("n1", "127.0.0.1", 10250), clock=clock)
+        node = await agent.register()
+        ready = {c.type: c for c in node.status.conditions}["Ready"]
+        assert ready.status == "True" and ready.reason == "KubeletReady"
+        first = ready.last_heartbeat_time.ToDatetime()
+
+        clock.advance(10)
+        store.conflicts_left = 2  # someone else writes twice meanwhile
+        node = await agent.heartbeat_once()
+        ready = {c.type: c for c in node.status.conditions}["Ready"]
+        assert ready.last_heartbeat_time.ToDatetime() - first == timedelta(seconds=10)
+        assert ready.last_transition_time.ToDatetime() == first  # no transition: still Ready
+        assert [c.type for c in node.status.conditions] == ["Ready"]
+        assert await agent.wait_for_pod_cidr() == "10.88.1.0/24"
+
+        # A second agent of the same name takes the node over without losing its spec.
+        again = await NodeAgent(client=store, identity=NodeIdentity("n1", "127.0.0.1", 10251), clock=clock).register()
+        assert again.spec.pod_cidr == "10.88.1.0/24"
+        assert again.status.daemon_endpoints.kubelet_endpoint.port == 10251
+    asyncio.run(scenario())
+
+
+def test_restart_backoff_resets_after_ten_quiet_minutes():
+    b = RestartBackoff()
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    key = ("uid", "c")
+    assert b.remaining(key, finished_at=t0, now=t0) == 0  # first crash: restart now
+    b.next(key, finished_at=t0)
+    t1 = t0 + timedelta(seconds=1)
+    assert b.remaining(key, finished_at=t1, now=t1) == 10
+    assert b.remaining(key, finished_at=t1, now=t1 + timedelta(seconds=4)) == 6
+    b.next(key, finished_at=t1)
+    assert b.current(key) == 20
+    late = t1 + timedelta(minutes=11)
+    assert b.remaining(key, finished_at=late, now=late) == 0
+    b.next(key, finished_at=late)
+    assert b.current(key) == 10
+    b.forget("uid")
+    assert b.current(key) == 0
