@@ -133,6 +133,23 @@ def test_memory_hog_is_oom_killed_and_reported(cgroup_parent, children):
     assert calm.poll() is None          # the neighbour is unharmed
 
 
+def test_pod_limit_oom_is_seen_by_the_container_and_the_pod(cgroup_parent, children):
+    pod = new_manager(parent=cgroup_parent, name_path="pod-p", driver="v1")
+    ctr = new_manager(parent=cgroup_parent, name_path="pod-p/c1", driver="v1")
+    pod.create()
+    pod.set(Resources(memory_limit_bytes=32 * MiB))      # only the pod is limited
+    ctr.create()
+    hog = children.start("import sys; sys.stdin.readline(); block = b'x' * (256 << 20); "
+                         "print('survived', flush=True)")
+    ctr.add_process(hog.pid)
+    assert not pod.oom_killed()
+    hog.stdin.write(b"\n")
+    hog.stdin.flush()
+    assert hog.wait() == -signal.SIGKILL
+    assert ctr.oom_killed()
+    assert pod.oom_killed()
+
+
 def test_freeze_and_thaw(cgroup_parent, children):
     mgr = new_manager(parent=cgroup_parent, name_path="pod-f", driver="v1")
     mgr.create()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.runtime.interface import Resources
-from agent.runtime.linux.cgroups.fs import read_int, read_keyed, write_file
+from agent.runtime.linux.cgroups.fs import read_int, read_keyed, subtree_dirs, write_file
 
 NAME = "memory"
 UNLIMITED = -1
@@ -44,9 +44,14 @@ def working_set_bytes(*, path: Path) -> int:
 
 
 def oom_killed(*, path: Path) -> bool:
-    """memory.oom_control counts OOM kills (Linux ≥ 4.13). Older kernels only
-    say how often the limit was hit (memory.failcnt), which is the best there is."""
-    control = read_keyed(path / "memory.oom_control")
-    if "oom_kill" in control:
-        return control["oom_kill"] > 0
-    return read_int(path / "memory.failcnt") > 0
+    """memory.oom_control counts OOM kills (Linux ≥ 4.13), but on v1 only in
+    the victim's own cgroup, so the subtree is summed: a pod sees the kills
+    in its containers, as on v2. Older kernels only say how often the limit
+    was hit (memory.failcnt), which is the best there is."""
+    for d in subtree_dirs(path):
+        control = read_keyed(d / "memory.oom_control")
+        if "oom_kill" not in control:
+            return read_int(path / "memory.failcnt") > 0
+        if control["oom_kill"] > 0:
+            return True
+    return False
