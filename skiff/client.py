@@ -28,6 +28,7 @@ from proto.skiff.v1 import api_pb2, api_pb2_grpc
 from skiff.api import kinds
 
 FIELD_PATH_METADATA = "skiff-field-path"
+ORIGIN_METADATA = "skiff-origin"  # set by the API server on every error it sends
 
 
 class ApiError(Exception):
@@ -94,20 +95,20 @@ def error_from_rpc(exc: grpc.RpcError, *, address: str) -> ApiError:
     """The ApiError subclass for a failed call."""
     code = exc.code()
     details = exc.details() or code.name
+    metadata = {key: value for key, value in (exc.trailing_metadata() or ())}
     if code == grpc.StatusCode.UNAVAILABLE:
         # The server itself may say UNAVAILABLE (etcd down) with its own message.
         lowered = details.lower()
-        if any(w in lowered for w in ("failed to connect", "connection refused", "connect failed",
+        if ORIGIN_METADATA not in metadata and any(w in lowered for w in ("failed to connect", "connection refused", "connect failed",
                                       "socket closed", "dns resolution", "no route")):
             return Unavailable(f"cannot reach the Skiff API at {address}: {_short_reason(details)}")
         return Unavailable(details)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ApiError(f"the Skiff API at {address} did not answer in time: {details}", code=code)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
-        field_path = ""
-        for key, value in (exc.trailing_metadata() or ()):
-            if key == FIELD_PATH_METADATA:
-                field_path = value if isinstance(value, str) else value.decode()
+        field_path = metadata.get(FIELD_PATH_METADATA, "")
+        if isinstance(field_path, bytes):
+            field_path = field_path.decode()
         return Invalid(details, field_path=field_path)
     cls = _BY_CODE.get(code)
     if cls is not None:

@@ -27,6 +27,7 @@ from skiff.api.selectors import SelectorError, parse_field_selector, parse_label
 
 log = logging.getLogger(__name__)
 FIELD_PATH_METADATA = "skiff-field-path"
+ORIGIN_METADATA = "skiff-origin"
 
 
 _STORE_CODES: dict[type[st.StoreError], grpc.StatusCode] = {
@@ -54,8 +55,10 @@ def _to_abort(exc: Exception) -> RpcAbort:
 
 
 async def _abort(context: grpc.aio.ServicerContext, abort: RpcAbort) -> None:
+    metadata = [(ORIGIN_METADATA, "apiserver")]  # tells clients the server answered (vs. unreachable)
     if abort.field_path:
-        context.set_trailing_metadata(((FIELD_PATH_METADATA, abort.field_path),))
+        metadata.append((FIELD_PATH_METADATA, abort.field_path))
+    context.set_trailing_metadata(tuple(metadata))
     await context.abort(abort.code, abort.message)
 
 

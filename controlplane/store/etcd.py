@@ -119,14 +119,14 @@ class Store:
             kv = await self._kv()
             return await kv.Txn(request, timeout=self._client._timeout)
         except (rpc.AioRpcError, aetcd.exceptions.ClientError, OSError) as exc:
-            raise Unavailable(f"etcd at {self.endpoint}: {_reason(exc)}") from exc
+            raise Unavailable(f"cannot reach etcd at {self.endpoint}: {_reason(exc)}") from exc
 
     async def _range(self, request: rpc.RangeRequest) -> rpc.RangeResponse:
         try:
             kv = await self._kv()
             return await kv.Range(request, timeout=self._client._timeout)
         except (rpc.AioRpcError, aetcd.exceptions.ClientError, OSError) as exc:
-            raise Unavailable(f"etcd at {self.endpoint}: {_reason(exc)}") from exc
+            raise Unavailable(f"cannot reach etcd at {self.endpoint}: {_reason(exc)}") from exc
 
     # ------------------------------------------------------------ reads
 
@@ -284,6 +284,12 @@ def _what(kind: kinds.Kind, namespace: str, name: str) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, rpc.AioRpcError):
-        return exc.details() or exc.code().name
-    return str(exc) or type(exc).__name__
+    """A short reason: gRPC's connection errors end in the part a person needs."""
+    text = (exc.details() or exc.code().name) if isinstance(exc, rpc.AioRpcError) else (str(exc) or "")
+    if not text and exc.__cause__ is not None:
+        return _reason(exc.__cause__)
+    lowered = text.lower()
+    for reason in ("connection refused", "deadline exceeded", "timed out", "no route to host"):
+        if reason in lowered:
+            return reason
+    return text or type(exc).__name__
