@@ -304,10 +304,11 @@ class Builder:
             return state
         else:
             raise df.error(ins, "not supported by the builder")
+        cached = False
         if name == "workdir":
-            self._workdir(df=df, ins=ins, state=state, variables=variables, history=history)
+            cached = self._workdir(df=df, ins=ins, state=state, variables=variables, history=history)
         self._record(state, history)
-        self._done(state, started)
+        self._done(state, started, cached=cached)
         return state
 
     def _record(self, state: _State, history: dict) -> None:
@@ -315,7 +316,7 @@ class Builder:
         state.config["history"] = [*(state.config.get("history") or []), history]
 
     def _workdir(self, *, df: Dockerfile, ins: Instruction, state: _State,
-                 variables: dict[str, str], history: dict) -> None:
+                 variables: dict[str, str], history: dict) -> bool:
         state.config = apply_instruction(config=state.config, ins=ins, variables=variables,
                                          escape=df.escape, df=df)
         wd = state.config["config"]["WorkingDir"]
@@ -323,18 +324,19 @@ class Builder:
         tree = buildcontext.SourceTree.layers(lower_dirs=self.lower_dirs(state), label="image")
         if tree.locate(wd.lstrip("/")) is not None:
             history["empty_layer"] = True
-            return
+            return False
         # Docker creates a missing WORKDIR; that is a (tiny) layer.
         hit, cached = self.cache_get(state.chain)
         if hit:
             state.created = self._hit_created
             if cached is not None:
                 state.layers.append(cached)
-            return
+            return True
         state.created = _now()
         with self._layer_dir() as layer:
             buildcontext._mkdirs(layer, wd.lstrip("/"))
             self._commit_layer(state=state, layer_dir=layer, key=state.chain, history=history)
+        return False
 
     @contextlib.contextmanager
     def _layer_dir(self):

@@ -1,0 +1,70 @@
+"""RUN in Skiff's own runtime (agent.runtime.linux): output streamed, the
+upper dir's diff (including deletions) becomes the layer, and a failing RUN
+shows its output and exit code and leaves no container, mount or cgroup."""
+from __future__ import annotations
+
+import glob
+import io
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from agent.images.bootstrap import bootstrap_busybox
+from agent.images.builder import BuildError, BuildOptions, build
+
+pytestmark = pytest.mark.root
+
+
+def leftovers() -> list[str]:
+    found = [line for line in open("/proc/self/mountinfo") if "skiff-build" in line]
+    found += glob.glob("/sys/fs/cgroup/*/skiff/pod-skiff-build-*")
+    found += glob.glob("/sys/fs/cgroup/unified/skiff/pod-skiff-build-*")
+    found += glob.glob("/tmp/skiff-build-run-*")
+    return found
+
+
+def test_run_layer_and_streamed_output(store, tmp_dir):
+    bootstrap_busybox(store=store)
+    before = leftovers()
+    (tmp_dir / "Dockerfile").write_text(
+        "FROM busybox\nENV GREETING=hello\n"
+        "RUN echo \"$GREETING from $(hostname)\"; echo made > /made.txt; rm /etc/group; id -u\n"
+        "USER nobody\nRUN id -u\n")
+    out = io.StringIO()
+    build(store=store, options=BuildOptions(context=tmp_dir, tags=("ran:1",)), out=out)
+    text = out.getvalue()
+    assert "hello from buildkitsandbox" in text
+    assert "\n0\n" in text and "\n65534\n" in text
+    img = store.resolve("ran:1")
+    top = img.lower_dirs[1]
+    assert (top / "made.txt").read_text() == "made\n"
+    st = os.lstat(top / "etc/group")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0      # the deletion, as a whiteout
+    assert not (top / "etc/hosts").exists()                   # runtime mount targets stripped
+    assert leftovers() == before
+
+
+def test_failing_run_shows_output_and_code_and_leaves_nothing(store, tmp_dir):
+    bootstrap_busybox(store=store)
+    before = leftovers()
+    (tmp_dir / "Dockerfile").write_text("FROM busybox\nRUN echo partial output; exit 42\n")
+    out = io.StringIO()
+    with pytest.raises(BuildError) as err:
+        build(store=store, options=BuildOptions(context=tmp_dir, tags=("bad:1",)), out=out)
+    assert "partial output" in out.getvalue()
+    assert str(err.value).startswith("Dockerfile:2: RUN: ")
+    assert str(err.value).endswith("returned a non-zero code: 42")
+    assert store.resolve("bad:1") is None
+    assert leftovers() == before
+    assert not any(store.tmp.iterdir())
+
+
+def test_run_network_none_has_only_loopback(store, tmp_dir):
+    bootstrap_busybox(store=store)
+    (tmp_dir / "Dockerfile").write_text("FROM busybox\nRUN ls /sys/class/net > /ifaces\n")
+    build(store=store, options=BuildOptions(context=tmp_dir, tags=("net:1",), network="none"),
+          out=io.StringIO())
+    top = store.resolve("net:1").lower_dirs[-1]
+    assert (top / "ifaces").read_text().split() == ["lo"]
