@@ -23,11 +23,11 @@ class CgroupError(OSError):
 
 def write_file(path: Path, value: str) -> None:
     """Write value to one interface file in a single write(2)."""
-    existed = path.exists()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        hint = "" if existed else " (no such interface file: is the controller enabled in this cgroup?)"
+        # On cgroupfs O_CREAT cannot create, so a failed open of an absent file is a missing controller.
+        hint = "" if path.exists() else " (no such interface file: is the controller enabled in this cgroup?)"
         raise CgroupError(exc.errno, f"open {path} for writing {value!r}: {exc.strerror}{hint}") from exc
     try:
         os.write(fd, value.encode())

@@ -200,6 +200,17 @@ def test_destroy_leaves_nothing_and_is_idempotent(cgroup_parent, children):
     assert list_cgroups(parent=cgroup_parent, driver="v1") == []
 
 
+def test_a_container_cpu_limit_above_the_pod_s_is_explained(cgroup_parent):
+    pod = new_manager(parent=cgroup_parent, name_path="pod-q", driver="v1")
+    ctr = new_manager(parent=cgroup_parent, name_path="pod-q/c1", driver="v1")
+    pod.create()
+    pod.set(Resources(cpu_limit_millis=500))
+    ctr.create()
+    with pytest.raises(CgroupError) as info:
+        ctr.set(Resources(cpu_limit_millis=1000))
+    assert "cpu.cfs_quota_us" in str(info.value) and "50000" in str(info.value)
+
+
 def test_writing_a_bad_value_names_the_file(cgroup_parent):
     mgr = new_manager(parent=cgroup_parent, name_path="pod-e", driver="v1")
     mgr.create()

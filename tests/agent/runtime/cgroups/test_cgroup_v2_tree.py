@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.runtime.interface import Resources
-from agent.runtime.linux.cgroups import CgroupV2Manager, detect_driver, list_cgroups, new_manager
+from agent.runtime.linux.cgroups import CgroupV2Manager, list_cgroups, new_manager
 
 MiB = 1 << 20
 
@@ -120,15 +120,3 @@ def test_freeze_writes_cgroup_freeze_and_waits_for_the_event(v2_tree):
     mgr.thaw()
     assert (leaf / "cgroup.freeze").read_text() == "0"
 
-
-def test_detect_driver_reads_mountinfo(tmp_path):
-    unified_host = tmp_path / "mountinfo-v2"
-    unified_host.write_text("35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - "
-                            "cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n")
-    hybrid_host = tmp_path / "mountinfo-v1"
-    hybrid_host.write_text(
-        "30 24 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755\n"
-        "31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw\n"
-        "34 30 0:31 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,memory\n")
-    assert detect_driver(mountinfo=unified_host) == "v2"
-    assert detect_driver(mountinfo=hybrid_host) == "v1"

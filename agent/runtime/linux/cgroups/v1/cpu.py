@@ -1,11 +1,12 @@
 """v1 `cpu` controller: requests → cpu.shares, limits → CFS quota over a 100 ms period."""
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 from agent.runtime.interface import Resources
 from agent.runtime.linux.cgroups.convert import CFS_PERIOD_US, DEFAULT_SHARES, cpu_quota, cpu_shares
-from agent.runtime.linux.cgroups.fs import write_file
+from agent.runtime.linux.cgroups.fs import CgroupError, read_file, write_file
 
 NAME = "cpu"
 
@@ -19,4 +20,11 @@ def apply(*, path: Path, resources: Resources) -> None:
     # -1 lifts the limit. v1 refuses a child quota above its parent's (EINVAL),
     # so the runtime sets the pod cgroup (the sum) before its containers.
     quota = -1 if resources.cpu_limit_millis is None else cpu_quota(millis=resources.cpu_limit_millis)
-    write_file(path / "cpu.cfs_quota_us", str(quota))
+    try:
+        write_file(path / "cpu.cfs_quota_us", str(quota))
+    except CgroupError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        raise CgroupError(errno.EINVAL, f"{exc.strerror} (a v1 CPU limit may not exceed its parent's: "
+                                        f"{path.parent}/cpu.cfs_quota_us is "
+                                        f"{read_file(path.parent / 'cpu.cfs_quota_us')})") from exc
