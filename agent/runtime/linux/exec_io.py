@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import signal
+import struct
 from typing import AsyncIterator, Callable
 
 from agent.runtime.interface import ExecOutput
@@ -20,14 +22,29 @@ from agent.runtime.linux import aio
 from agent.runtime.linux.zygote import Zygote
 
 
+def open_pty(init_pid: int) -> tuple[int, int]:
+    """A pty from the container's own devpts instance (so `tty` inside names
+    /dev/pts/N that exists there): its ptmx through the init's root, the
+    peer opened from the master (TIOCGPTPEER) rather than by path."""
+    TIOCSPTLCK, TIOCGPTPEER = 0x40045431, 0x5441
+    master = os.open(f"/proc/{init_pid}/root/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    except BaseException:
+        os.close(master)
+        raise
+    return master, slave
+
+
 async def run(*, zygote: Zygote, req: dict, tty: bool, stdin: AsyncIterator[bytes] | None,
-              output: ExecOutput, alive: Callable[[], bool]) -> int:
+              output: ExecOutput, alive: Callable[[], bool], init_pid: int) -> int:
     ours: list[int] = []      # our ends, closed at the end
     theirs: dict[str, int] = {}  # the command's ends, closed once sent
     pid: int | None = None
     try:
         if tty:
-            master, slave = os.openpty()
+            master, slave = open_pty(init_pid)
             ours.append(master)
             theirs.update(stdin=slave, stdout=os.dup(slave), stderr=os.dup(slave))
             out_fds = {"stdout": master}

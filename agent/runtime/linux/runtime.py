@@ -275,7 +275,7 @@ class LinuxRuntime:
             "env": cfg["env"], "working_dir": cfg["working_dir"] or "/", "security": cfg["security"],
         }
         code = await exec_io.run(zygote=self.zygote, req=req, tty=tty, stdin=stdin, output=output,
-                                 alive=lambda: is_alive(st["pid"], st["start_time"]))
+                                 alive=lambda: is_alive(st["pid"], st["start_time"]), init_pid=st["pid"])
         return ExecResult(exit_code=code)
 
     async def cleanup_orphans(self, keep_pod_ids: set[str]) -> None:
