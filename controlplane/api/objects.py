@@ -56,7 +56,10 @@ def prepare_create(obj: Message) -> Message:
     m.ClearField("deletion_timestamp")
     m.deletion_grace_period_seconds = 0
     if isinstance(obj, types_pb2.Pod):
-        obj.status.phase = obj.status.phase or "Pending"
+        # As in Kubernetes, a new pod's status is the server's, not the user's
+        # (nodes keep theirs: an agent registers with its capacity).
+        obj.ClearField("status")
+        obj.status.phase = "Pending"
     return obj
 
 

@@ -158,35 +158,47 @@ class ApiService(api_pb2_grpc.ApiServicer):
         obj = objects.prepare_create(self._incoming(request.object))
         return kinds.wrap(await self.store.create(obj))
 
+    async def _replace(self, incoming: Message, build: Callable[[Message], Message]) -> Message:
+        """Write build(existing) with CAS. With the caller's resourceVersion set,
+        a stale one is a Conflict; without, a concurrent writer only means: read
+        and build again (last writer wins on what the caller sends)."""
+        kind, ns, name = _key_of(incoming)
+        rv = incoming.metadata.resource_version
+        for _ in range(10):
+            existing = await self.store.get(kind, ns, name)
+            if rv and rv != existing.metadata.resource_version:
+                raise st.Conflict(f"{kind.name} {name!r} was modified (resourceVersion "
+                                  f"{existing.metadata.resource_version}, request had {rv}); read it again and retry")
+            updated = build(existing)
+            updated.metadata.resource_version = existing.metadata.resource_version
+            try:
+                return await self.store.update(updated)
+            except st.Conflict:
+                if rv:
+                    raise
+        raise st.Conflict(f"{kind.name} {name!r} kept changing; try again")
+
     @unary
     async def Update(self, request: api_pb2.UpdateRequest, context: Any) -> api_pb2.Object:
         incoming = self._incoming(request.object)
-        kind, ns, name = _key_of(incoming)
-        existing = await self.store.get(kind, ns, name)
-        rv = incoming.metadata.resource_version
-        if rv and rv != existing.metadata.resource_version:
-            raise st.Conflict(f"{kind.name} {name!r} was modified (resourceVersion "
-                              f"{existing.metadata.resource_version}, request had {rv}); read it again and retry")
-        merged = objects.merge_update(existing, incoming, keep_node_name=False)
-        merged.metadata.resource_version = existing.metadata.resource_version
-        return kinds.wrap(await self.store.update(merged))
+        return kinds.wrap(await self._replace(
+            incoming, lambda existing: objects.merge_update(existing, incoming, keep_node_name=False)))
 
     @unary
     async def UpdateStatus(self, request: api_pb2.UpdateRequest, context: Any) -> api_pb2.Object:
         incoming = objects.apply_defaults(kinds.unwrap(request.object))
-        kind, ns, name = _key_of(incoming)
+        kind = kinds.kind_of(incoming)
         if "status" not in type(incoming).DESCRIPTOR.fields_by_name:
             raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, f"{kind.name} has no status", field_path="status")
-        existing = await self.store.get(kind, ns, name)
-        rv = incoming.metadata.resource_version
-        if rv and rv != existing.metadata.resource_version:
-            raise st.Conflict(f"{kind.name} {name!r} was modified (resourceVersion "
-                              f"{existing.metadata.resource_version}, request had {rv}); read it again and retry")
-        updated = objects.with_status(existing, incoming)
-        errors = validation.validate(updated)
-        if errors:
-            raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(map(str, errors)), field_path=errors[0].path)
-        return kinds.wrap(await self.store.update(updated))
+
+        def build(existing: Message) -> Message:
+            updated = objects.with_status(existing, incoming)
+            errors = validation.validate(updated)
+            if errors:
+                raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(map(str, errors)),
+                               field_path=errors[0].path)
+            return updated
+        return kinds.wrap(await self._replace(incoming, build))
 
     @unary
     async def Delete(self, request: api_pb2.DeleteRequest, context: Any) -> api_pb2.Object:

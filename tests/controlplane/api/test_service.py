@@ -203,3 +203,23 @@ def test_logs_of_an_unscheduled_pod_say_so(controlplane):
             async for _ in c.logs("p"):
                 pass
     run(controlplane, body)
+
+
+def test_status_without_resource_version_is_merged_not_refused(controlplane):
+    """The agent writes status without a resourceVersion: it must land even if
+    the object changed since the agent read it, and must not undo that change."""
+    async def body(c: ApiClient):
+        given = pod("p")
+        given.status.phase = "Running"  # a user cannot create a pod "Running"
+        created = await c.create(given)
+        assert created.status.phase == "Pending"
+        other = await c.get("Pod", "p")
+        other.metadata.labels["changed"] = "meanwhile"
+        await c.update(other)
+        status_only = meta.copy(created)
+        status_only.metadata.resource_version = ""
+        status_only.status.phase = "Running"
+        after = await c.update_status(status_only)
+        assert after.status.phase == "Running"
+        assert after.metadata.labels["changed"] == "meanwhile"
+    run(controlplane, body)
