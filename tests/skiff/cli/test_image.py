@@ -1,0 +1,89 @@
+"""`skiff image ...` driven as a user runs it (the real command, a private --data-dir)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.root   # the store unpacks layers with their owners
+
+
+@pytest.fixture
+def data_dir():
+    d = Path(tempfile.mkdtemp(prefix="skiff-test-cli-image-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def skiff(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "skiff.cli.main", "image", "--data-dir", str(data_dir),
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_bootstrap_ls_tag_inspect_rm_prune(data_dir):
+    r = skiff(data_dir, "bootstrap", "busybox")
+    assert r.returncode == 0 and r.stdout.strip() == "busybox:latest", r.stderr
+    layers = os.listdir(data_dir / "images/layers")
+    again = skiff(data_dir, "bootstrap", "busybox")     # cached: nothing new
+    assert again.returncode == 0 and os.listdir(data_dir / "images/layers") == layers
+    assert skiff(data_dir, "tag", "busybox", "localhost:5000/tools/bb:v2").returncode == 0
+    ls = skiff(data_dir, "ls")
+    lines = ls.stdout.splitlines()
+    assert lines[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    rows = sorted(tuple(l.split()[:3]) for l in lines[1:])
+    image_id = rows[0][2]
+    assert rows == [("busybox", "latest", image_id), ("localhost:5000/tools/bb", "v2", image_id)]
+    assert len(image_id) == 12
+    assert skiff(data_dir, "ls", "-q").stdout.split() == [image_id]
+    info = json.loads(skiff(data_dir, "inspect", "busybox").stdout)[0]
+    assert info["Id"].startswith("sha256:" + image_id) and info["Config"]["Cmd"] == ["sh"]
+    assert sorted(info["RepoTags"]) == ["busybox:latest", "localhost:5000/tools/bb:v2"]
+    rm = skiff(data_dir, "rm", "busybox")
+    assert rm.stdout.splitlines() == ["Untagged: busybox:latest"]
+    rm = skiff(data_dir, "rm", "localhost:5000/tools/bb:v2")
+    assert rm.stdout.splitlines()[0] == "Untagged: localhost:5000/tools/bb:v2"
+    assert rm.stdout.splitlines()[1].startswith("Deleted: sha256:" + image_id)
+    pr = skiff(data_dir, "prune")
+    assert pr.returncode == 0 and "1 layer(s)" in pr.stdout
+    assert [p for p in os.listdir(data_dir / "images/layers") if not p.endswith(".lock")] == []
+
+
+def test_errors_are_one_line_and_exit_1(data_dir):
+    for args, message in ((("rm", "nosuch"), "error: no such image: nosuch:latest"),
+                          (("inspect", "Bad:Ref"), "error: invalid reference format"),
+                          (("load", "-i", str(data_dir / "missing.tar")), "error: "),
+                          (("tag", "nosuch", "x:1"), "error: no such image")):
+        r = skiff(data_dir, *args)
+        assert r.returncode == 1 and r.stderr.startswith(message), r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_save_load_import(data_dir):
+    assert skiff(data_dir, "bootstrap", "busybox").returncode == 0
+    archive = data_dir / "bb.tar"
+    r = skiff(data_dir, "save", "-o", str(archive), "busybox")
+    assert r.returncode == 0, r.stderr
+    other = data_dir / "other"
+    r = subprocess.run([sys.executable, "-m", "skiff.cli.main", "image", "load", "-i", str(archive),
+                        "--data-dir", str(other)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "Loaded image: busybox:latest", r.stderr
+    rootfs = data_dir / "rootfs.tar"
+    with tarfile.open(rootfs, "w") as tar:
+        ti = tarfile.TarInfo("hello.txt")
+        ti.size = 2
+        tar.addfile(ti, io.BytesIO(b"hi"))
+    r = skiff(data_dir, "import", "--change", 'CMD ["/hello"]', str(rootfs), "imported:1")
+    assert r.returncode == 0 and r.stdout.startswith("sha256:"), r.stderr
+    info = json.loads(skiff(data_dir, "inspect", "imported:1").stdout)[0]
+    assert info["Config"]["Cmd"] == ["/hello"] and len(info["RootFS"]["diff_ids"]) == 1
