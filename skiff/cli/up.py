@@ -291,7 +291,6 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
         if detach:
             cluster.started.clear()  # they keep running; `skiff down` stops them
             return 0
-        print("running in the foreground; press Ctrl-C to stop")
         _supervise(cluster)
         return 0
     except BaseException:
@@ -306,6 +305,8 @@ def _supervise(cluster: Cluster) -> None:
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
+        # Printed inside the try: a Ctrl-C right after it is a requested stop, not a failed start.
+        print("running in the foreground; press Ctrl-C to stop", flush=True)
         while (exited := cluster.first_exited()) is None:
             time.sleep(0.5)
         component, proc = exited

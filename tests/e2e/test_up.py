@@ -1,0 +1,99 @@
+"""`skiff up` / `skiff down` drive real etcd and control plane processes.
+
+These run with --no-agent: the node agent has its own end-to-end test
+(test_hello.py). What is checked here is what a user of `up`/`down` sees:
+progress, the client config, "already running", a clean stop by PID, a
+component that dies at start reported with its log, and Ctrl-C in the
+foreground stopping everything.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+
+import pytest
+
+from tests.e2e.conftest import alive
+
+pytestmark = [pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_up_detach_then_down_purge(private_cluster):
+    c = private_cluster
+    up = subprocess.run(c.up_args("--detach", "--no-agent"), env=c.env(), capture_output=True, text=True,
+                        timeout=180)
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.splitlines()[:2] == ["starting etcd ... ok", "starting controlplane ... ok"]
+    assert (c.base / "client-config").read_text() == f"server: {c.api_address}\n"
+    pids = c.pids()
+    assert set(pids) == {"etcd", "controlplane"} and all(alive(p) for p in pids.values())
+    assert (c.data_dir / "logs" / "etcd.log").exists() and (c.data_dir / "logs" / "controlplane.log").exists()
+
+    # The CLI finds the cluster from the config `up` wrote.
+    nodes = c.skiff("version")
+    assert nodes.returncode == 0 and f"Server: {c.api_address}" in nodes.stdout, nodes.stderr
+
+    again = subprocess.run(c.up_args("--detach", "--no-agent"), env=c.env(), capture_output=True, text=True,
+                           timeout=60)
+    assert again.returncode == 0 and "already running" in again.stdout
+    assert c.pids() == pids
+
+    down = c.skiff("down", "--data-dir", str(c.data_dir), "--purge")
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.splitlines() == [
+        f"stopping controlplane (pid {pids['controlplane']}) ... ok",
+        f"stopping etcd (pid {pids['etcd']}) ... ok",
+        f"removed {c.data_dir}"]
+    assert not any(alive(p) for p in pids.values())
+    assert not c.data_dir.exists()
+
+
+def test_component_dying_at_start_is_reported_and_nothing_is_left(private_cluster):
+    c = private_cluster
+    up = subprocess.run(c.up_args("--detach", "--no-agent", "--etcd-binary", "/bin/false"), env=c.env(),
+                        capture_output=True, text=True, timeout=60)
+    assert up.returncode == 1
+    log = c.data_dir / "logs" / "etcd.log"
+    assert up.stderr == f"error: etcd exited at start (exit code 1); full log: {log}\n"
+    assert up.stdout == "starting etcd ... failed\nstopping etcd (pid %d) ... ok\n" % int(
+        up.stdout.split("pid ")[1].split(")")[0])
+    assert list((c.data_dir / "run").glob("*.pid")) == []
+    assert not (c.base / "client-config").exists()
+
+
+def test_port_in_use_is_refused_before_starting_anything(private_cluster):
+    import socket
+
+    c = private_cluster
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", c.ports["api"]))
+        s.listen()
+        up = subprocess.run(c.up_args("--detach", "--no-agent"), env=c.env(), capture_output=True, text=True,
+                            timeout=60)
+    assert up.returncode == 1 and up.stdout == ""
+    assert up.stderr == f"error: 127.0.0.1:{c.ports['api']} (the API port) is already in use by another program\n"
+
+
+def test_foreground_up_stops_everything_on_ctrl_c(private_cluster):
+    c = private_cluster
+    proc = subprocess.Popen(c.up_args("--no-agent"), env=c.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        lines = []
+        while not lines or not lines[-1].startswith("running in the foreground"):
+            line = proc.stdout.readline()
+            assert line, f"up ended early: {lines} {proc.stderr.read()}"
+            lines.append(line)
+        pids = c.pids()
+        assert set(pids) == {"etcd", "controlplane"}
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err  # a requested stop is not a failure
+        assert f"stopping controlplane (pid {pids['controlplane']}) ... ok" in out
+        assert f"stopping etcd (pid {pids['etcd']}) ... ok" in out
+        assert not any(alive(p) for p in pids.values())
+        assert list((c.data_dir / "run").glob("*.pid")) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
