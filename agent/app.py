@@ -19,6 +19,7 @@ import logging
 from typing import Any, Callable
 
 from agent.config import AgentConfig, split_host_port
+from agent.events import EventRecorder
 from agent.metrics import AgentMetrics
 from agent.node import NodeAgent, NodeIdentity
 from agent.podworkers import ImageResolver, PodWorkers
@@ -71,7 +72,8 @@ class Agent:
         self.workers = PodWorkers(node_name=cfg.node_name, node_ip=cfg.node_ip, pods=self.informer,
                                   client=self.client, runtime=self.runtime, images=self.images,
                                   pods_dir=cfg.pods_dir, pids_limit=cfg.pids_limit, network=self.network,
-                                  metrics=self.metrics)
+                                  metrics=self.metrics,
+                                  events=EventRecorder(client=self.client, node_name=cfg.node_name))
         await self.workers.recover()
         self.informer.add_handler(self.workers.on_pod_event)
         self.workers.start()

@@ -34,6 +34,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from agent.backoff import RestartBackoff
 from agent.clock import Clock, SystemClock
+from agent.events import EventRecorder
 from agent.containers import (ContainerConfigError, PodPaths, build_container_config, restart_of,
                               sandbox_config)
 from agent.images.types import Image
@@ -93,13 +94,14 @@ class PodWorkers:
     def __init__(self, *, node_name: str, node_ip: str, pods: PodSource, client: Any, runtime: Runtime,
                  images: ImageResolver, pods_dir: Path, pids_limit: int, network: Any = None,
                  clock: Clock | None = None, metrics: AgentMetrics | None = None,
-                 backoff: RestartBackoff | None = None) -> None:
+                 backoff: RestartBackoff | None = None, events: EventRecorder | None = None) -> None:
         self.node_name, self.node_ip = node_name, node_ip
         self.pods, self.client, self.runtime, self.images = pods, client, runtime, images
         self.pods_dir, self.pids_limit, self.network = pods_dir, pids_limit, network
         self.clock = clock or SystemClock()
         self.metrics = metrics or AgentMetrics(node_name=node_name)
         self.backoff = backoff or RestartBackoff()
+        self.events = events
         self.records: dict[str, PodRecord] = {}
         self._key_by_uid: dict[str, Key] = {}
         # uid -> (resourceVersion, status, the stored pod) of our last status write
@@ -204,6 +206,10 @@ class PodWorkers:
                 return rec
         return None
 
+    def _event(self, pod: types_pb2.Pod | None, kind: str, reason: str, message: str) -> None:
+        if self.events is not None and pod is not None:
+            self.events.record(pod, type=kind, reason=reason, message=message)
+
     async def _rt(self, operation: str, call: Awaitable[Any]) -> Any:
         with self.metrics.time_runtime(operation):
             return await call
@@ -269,6 +275,8 @@ class PodWorkers:
             address = await self._rt("network_attach", _maybe_await(self.network.attach(
                 pod_id=rec.uid, netns_path=rec.sandbox.netns_path, ports=ports)))
         except HostPortInUse as exc:
+            if rec.network_error != str(exc):
+                self._event(pod, "Warning", "FailedCreatePodSandBox", str(exc))
             rec.network_error = str(exc)
             return False
         rec.pod_ip, rec.network_error = str(address.ip), ""
@@ -300,6 +308,9 @@ class PodWorkers:
         finished = cur.finished_at or self.clock.now()
         left = self.backoff.remaining(key, finished_at=finished, now=self.clock.now())
         if left > 0:
+            if cr.waiting is None or cr.waiting[0] != "CrashLoopBackOff":
+                self._event(pod, "Warning", "BackOff", f"Back-off restarting failed container {spec.name} in pod "
+                                                       f"{rec.name}_{rec.namespace}({rec.uid})")
             cr.waiting = ("CrashLoopBackOff", f"back-off {self.backoff.current(key):g}s restarting failed "
                                               f"container={spec.name} pod={rec.name}_{rec.namespace}({rec.uid})")
             return left
@@ -314,13 +325,16 @@ class PodWorkers:
             policy = spec.image_pull_policy or _default_pull_policy(spec.image)
             cr.waiting = ("ErrImageNeverPull",
                           f'Container image "{spec.image}" is not present with pull policy of {policy}')
+            self._event(pod, "Warning", "ErrImageNeverPull", cr.waiting[1])
             return RETRY_SECONDS
+        self._event(pod, "Normal", "Pulled", f'Container image "{spec.image}" already present on machine')
         try:
             mounts = container_mounts(pod=pod, container=spec, paths=rec.paths)
             config = build_container_config(pod=pod, container=spec, image=image, restart=restart,
                                             paths=rec.paths, pids_limit=self.pids_limit, mounts=mounts)
         except ContainerConfigError as exc:
             cr.waiting = (exc.reason, exc.message)
+            self._event(pod, "Warning", "Failed", f"Error: {exc.message}")
             return RETRY_SECONDS
         if config.log_path is not None:
             config.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -332,6 +346,10 @@ class PodWorkers:
             status = ContainerStatus(id=config.id, pod_id=rec.uid, name=spec.name, state=State.EXITED,
                                      started_at=now, finished_at=now, exit_code=128, reason="StartError",
                                      message=str(exc), image=spec.image, image_id=image.id)
+            self._event(pod, "Warning", "Failed", f"Error: {exc}")
+        else:
+            self._event(pod, "Normal", "Created", f"Created container {spec.name}")
+            self._event(pod, "Normal", "Started", f"Started container {spec.name}")
         if cr.current is not None and cr.current.id != status.id:
             if cr.previous is not None:  # keep one dead attempt (lastState); older ones go
                 await self._rt("remove", self.runtime.remove(cr.previous.id))
@@ -419,9 +437,13 @@ class PodWorkers:
 
     # ------------------------------------------------------------ teardown
 
-    async def _free(self, uid: str, rec: PodRecord | None, *, grace: float) -> None:
+    async def _free(self, uid: str, rec: PodRecord | None, *, grace: float,
+                    pod: types_pb2.Pod | None = None) -> None:
         """Stop and remove every container of the pod, detach it, remove its sandbox."""
         ids = [c for c in await self._rt("list_containers", self.runtime.list_containers()) if c.pod_id == uid]
+        for c in ids:
+            if c.state is not State.EXITED:
+                self._event(pod, "Normal", "Killing", f"Stopping container {c.name}")
         await asyncio.gather(*(self._rt("stop", self.runtime.stop(c.id, grace)) for c in ids
                                if c.state is not State.EXITED))
         for c in ids:
@@ -452,7 +474,9 @@ class PodWorkers:
                 grace = pod.spec.termination_grace_period_seconds
         if rec is None and pod is not None:
             rec = self._new_record(pod)
-        await self._free(uid, rec, grace=grace)
+        await self._free(uid, rec, grace=grace, pod=pod)
+        if self.events is not None:
+            self.events.forget(uid)
         if rec is not None:
             shutil.rmtree(rec.paths.root, ignore_errors=True)
         if pod is not None:

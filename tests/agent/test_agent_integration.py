@@ -91,6 +91,14 @@ def test_node_registers_ready_and_pod_runs_to_success(controlplane, tmp_path):
             out = [item async for item in client.exec("hello", ["echo", "x"])]
             assert out == [("stdout", b"echo x\n"), ("exit_code", 0)]
 
+            async def reasons():
+                events, _ = await client.list("Event", "default")
+                found = [(e.reason, e.message, e.source.host) for e in events if e.involved_object.uid == pod.metadata.uid]
+                return found if len(found) >= 3 else None
+            found = await eventually(reasons, what="the agent's events")
+            assert ("Started", "Started container main", "node-it") in found
+            assert ("Pulled", 'Container image "busybox" already present on machine', "node-it") in found
+
             runtime.exit(cid, 0)
             pod = await eventually(lambda: phase("Succeeded"), what="pod Succeeded")
             term = pod.status.container_statuses[0].state.terminated
