@@ -86,10 +86,23 @@ def subtree_dirs(path: Path) -> list[Path]:
     """path and every cgroup directory below it, deepest first (the rmdir order)."""
     if not path.is_dir():
         return []
-    found: list[Path] = []
-    for dirpath, dirnames, _ in os.walk(path):
-        found.append(Path(dirpath))
-    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+    found = [dirpath for dirpath, _, _ in os.walk(path)]
+    found.sort(key=lambda d: d.count("/"), reverse=True)
+    return [Path(d) for d in found]
+
+
+def try_rmdir(path: Path) -> bool:
+    """The fast path of destroy: an empty leaf cgroup goes in one rmdir.
+    False when it has tasks or children (EBUSY) or is not a cgroup (ENOTEMPTY)."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
+            return False
+        raise CgroupError(exc.errno, f"rmdir {path}: {exc.strerror}") from exc
+    return True
 
 
 def remove_dir(path: Path, *, attempts: int = 50) -> None:

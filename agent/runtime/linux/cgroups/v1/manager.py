@@ -20,7 +20,7 @@ from pathlib import Path
 from agent.runtime.interface import Resources
 from agent.runtime.linux.cgroups.base import CgroupStats
 from agent.runtime.linux.cgroups.fs import (CgroupError, make_dir, read_pids, remove_dir, subtree_dirs,
-                                            wait_until_empty, write_file)
+                                            try_rmdir, wait_until_empty, write_file)
 from agent.runtime.linux.cgroups.v1 import cpu, cpuacct, freezer, memory, pids
 
 CONTROLLERS = (memory.NAME, cpu.NAME, cpuacct.NAME, pids.NAME, freezer.NAME)
@@ -84,10 +84,13 @@ class CgroupV1Manager:
 
     def kill_all(self) -> None:
         # Frozen first, so nothing forks between reading the pids and the
-        # SIGKILLs; the kills land when the cgroup thaws.
+        # SIGKILLs; the kills land when the cgroup thaws. (A freezer cgroup
+        # already removed by a half-done destroy cannot be frozen; kill anyway.)
         if not self.procs():
             return
-        self.freeze()
+        frozen = self._paths[freezer.NAME].is_dir()
+        if frozen:
+            self.freeze()
         try:
             for pid in self.procs():
                 try:
@@ -95,13 +98,16 @@ class CgroupV1Manager:
                 except ProcessLookupError:
                     pass
         finally:
-            self.thaw()
+            if frozen:
+                self.thaw()
         wait_until_empty(procs=self.procs, what=repr(self))
 
     def destroy(self) -> None:
-        if any(path.exists() for path in self._dirs()) and self.procs():
+        left = [path for path in self._dirs() if not try_rmdir(path)]
+        if not left:
+            return
+        if self.procs():
             self.kill_all()
-        for path in self._dirs():
+        for path in left:
             for d in subtree_dirs(path):
                 remove_dir(d)
-

@@ -19,7 +19,7 @@ from pathlib import Path
 from agent.runtime.interface import Resources
 from agent.runtime.linux.cgroups.base import CgroupStats
 from agent.runtime.linux.cgroups.fs import (make_dir, read_file, read_pids, remove_dir, subtree_dirs,
-                                            wait_until_empty, write_file)
+                                            try_rmdir, wait_until_empty, write_file)
 from agent.runtime.linux.cgroups.v2 import cpu, freezer, memory, pids
 
 WANTED_CONTROLLERS = (cpu.NAME, memory.NAME, pids.NAME)
@@ -107,7 +107,9 @@ class CgroupV2Manager:
         wait_until_empty(procs=self.procs, what=repr(self))
 
     def destroy(self) -> None:
-        if self.path.exists() and self.procs():
+        if try_rmdir(self.path):
+            return
+        if self.procs():
             self.kill_all()
         for d in subtree_dirs(self.path):
             remove_dir(d)
