@@ -33,6 +33,9 @@ class Config:
     node_cidr_mask_size: int = 24
     node_monitor_grace_seconds: float = 40.0
     run_controllers: bool = True
+    leader_elect: bool = True
+    leader_lease_seconds: float = 15.0
+    identity: str = ""  # "" = hostname_random
 
 
 def validate_config(config: Config) -> list[str]:
@@ -49,6 +52,8 @@ def validate_config(config: Config) -> list[str]:
                             f"the cluster CIDR's /{network.prefixlen} and at most /{network.max_prefixlen}")
     except ValueError as exc:
         problems.append(f"--cluster-cidr {config.cluster_cidr!r}: {exc}")
+    if config.leader_lease_seconds < 1:
+        problems.append(f"--leader-lease-seconds {config.leader_lease_seconds}: must be at least 1")
     if not config.etcd_prefix.startswith("/"):
         problems.append(f"--etcd-prefix {config.etcd_prefix!r}: must start with /")
     return problems
@@ -65,11 +70,17 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     p.add_argument("--node-monitor-grace-period", type=float, default=Config.node_monitor_grace_seconds,
                    help="seconds without a heartbeat before a node's Ready becomes Unknown")
     p.add_argument("--no-controllers", action="store_true", help="serve the API only (no scheduler, controllers)")
+    p.add_argument("--leader-elect", default="true", choices=["true", "false"],
+                   help="run the scheduler and controllers only while holding the leader lease in etcd")
+    p.add_argument("--leader-lease-seconds", type=float, default=Config.leader_lease_seconds)
+    p.add_argument("--identity", default="", help="this replica's name in the leader lease")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     a = p.parse_args(argv)
     config = Config(etcd=a.etcd, etcd_prefix=a.etcd_prefix, listen=a.listen, metrics_listen=a.metrics_listen,
                     cluster_cidr=a.cluster_cidr, node_cidr_mask_size=a.node_cidr_mask_size,
-                    node_monitor_grace_seconds=a.node_monitor_grace_period, run_controllers=not a.no_controllers)
+                    node_monitor_grace_seconds=a.node_monitor_grace_period, run_controllers=not a.no_controllers,
+                    leader_elect=a.leader_elect == "true", leader_lease_seconds=a.leader_lease_seconds,
+                    identity=a.identity)
     problems = validate_config(config)
     if problems:
         p.error("; ".join(problems))
@@ -79,6 +90,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
 async def run(config: Config, *, stop: asyncio.Event) -> None:
     from controlplane.controllers.nodeipam import NodeIpamController
     from controlplane.controllers.nodelifecycle import NodeLifecycleController
+    from controlplane.leader import LeaderElector, default_identity
     from controlplane.scheduler.scheduler import Scheduler
 
     metrics = Metrics()
@@ -99,19 +111,30 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
                                node_cidr_mask_size=config.node_cidr_mask_size),
             NodeLifecycleController(client=client, grace_seconds=config.node_monitor_grace_seconds),
         ]
-    tasks = [asyncio.create_task(c.run(), name=type(c).__name__) for c in components]
+
+    async def lead() -> None:
+        # All or nothing: if one component dies, the others stop and the error surfaces.
+        await asyncio.gather(*(c.run() for c in components))
+
+    if not components:
+        work = asyncio.create_task(stop.wait(), name="api-only")
+    elif config.leader_elect:
+        elector = LeaderElector(client=client, identity=config.identity or default_identity(),
+                                lease_seconds=config.leader_lease_seconds)
+        work = asyncio.create_task(elector.run(lead), name="leader-election")
+    else:
+        work = asyncio.create_task(lead(), name="controllers")
     try:
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stopper and task.exception() is not None:
-                log.error("%s failed: %s", task.get_name(), task.exception())
-                raise task.exception()
+        done, _ = await asyncio.wait([stopper, work], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if work in done and work.exception() is not None:
+            log.error("%s failed: %s", work.get_name(), work.exception())
+            raise work.exception()
     finally:
         log.info("shutting down")
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
         await client.close()
         await api.stop()
         await metrics_server.stop()
