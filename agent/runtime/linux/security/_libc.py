@@ -7,7 +7,9 @@ container's setup says exactly which step the kernel refused.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
+from typing import Sequence
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.prctl.restype = ctypes.c_int
@@ -95,9 +97,14 @@ class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
 
 
-def install_seccomp_filter(program: list[tuple[int, int, int, int]]) -> None:
+@functools.lru_cache(maxsize=4)
+def _filter_array(program: tuple[tuple[int, int, int, int], ...]) -> ctypes.Array:
+    return (SockFilter * len(program))(*[SockFilter(*insn) for insn in program])
+
+
+def install_seccomp_filter(program: Sequence[tuple[int, int, int, int]]) -> None:
     """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog): the filter applies to
     this thread and everything it execs or forks from now on."""
-    filters = (SockFilter * len(program))(*[SockFilter(*insn) for insn in program])
+    filters = _filter_array(tuple(program))
     prog = SockFprog(len(program), filters)
     prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), name="PR_SET_SECCOMP")

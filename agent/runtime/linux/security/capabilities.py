@@ -15,6 +15,7 @@ Inheritable stays empty otherwise (the fix for CVE-2022-24769).
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Iterable
 
@@ -88,8 +89,10 @@ def effective_capabilities(*, add: Iterable[str] = (), drop: Iterable[str] = (),
     return frozenset(caps)
 
 
+@functools.lru_cache(maxsize=1)
 def last_cap() -> int:
-    """The highest capability this kernel knows (newer names may be unknown to it)."""
+    """The highest capability this kernel knows (newer names may be unknown to it).
+    Cached: it cannot change while the kernel runs, and /proc reads are slow."""
     try:
         return int(_CAP_LAST_CAP.read_text())
     except OSError:

@@ -8,6 +8,7 @@ the same thing `ulimit -n` does for an unprivileged shell.
 """
 from __future__ import annotations
 
+import functools
 import resource
 from pathlib import Path
 from typing import Mapping
@@ -15,6 +16,15 @@ from typing import Mapping
 # What containerd gives containers (Docker defaults to the daemon's, usually 1048576).
 DEFAULT_NOFILE = (1048576, 1048576)
 _NR_OPEN = Path("/proc/sys/fs/nr_open")
+
+
+@functools.lru_cache(maxsize=1)
+def nr_open() -> int | None:
+    """fs.nr_open, read once (the zygote warms this before forking containers)."""
+    try:
+        return int(_NR_OPEN.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _resource(name: str) -> int:
@@ -46,11 +56,9 @@ def apply_rlimits(*, nofile: tuple[int, int] | None = DEFAULT_NOFILE,
 def _set_one(*, name: str, which: int, soft: int, hard: int) -> tuple[int, int]:
     if which == resource.RLIMIT_NOFILE:
         # The kernel refuses a NOFILE hard limit above fs.nr_open even for root.
-        try:
-            ceiling = int(_NR_OPEN.read_text())
+        ceiling = nr_open()
+        if ceiling is not None:
             soft, hard = min(soft, ceiling), min(hard, ceiling)
-        except OSError:
-            pass
     try:
         resource.setrlimit(which, (soft, hard))
         return soft, hard

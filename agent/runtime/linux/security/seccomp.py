@@ -23,7 +23,9 @@ The program, in order:
 from __future__ import annotations
 
 import errno
+import functools
 import os
+from typing import Sequence
 
 from agent.runtime.linux.security import _libc, bpf
 from agent.runtime.linux.security.syscall_numbers import ARCHES, X32_SYSCALL_BIT
@@ -63,9 +65,14 @@ class SeccompError(OSError):
     """The profile cannot be built or installed here."""
 
 
-def default_program(*, machine: str | None = None) -> list[tuple[int, int, int, int]]:
+def default_program(*, machine: str | None = None) -> tuple[tuple[int, int, int, int], ...]:
     """The RuntimeDefault filter for `machine` (default: this one) as sock_filter tuples."""
-    machine = machine or os.uname().machine
+    return _default_program(machine or os.uname().machine)
+
+
+@functools.lru_cache(maxsize=4)
+def _default_program(machine: str) -> tuple[tuple[int, int, int, int], ...]:
+    # Cached: built once (in the zygote, by warm_up) rather than in every container's setup.
     if machine not in ARCHES:
         raise SeccompError(errno.ENOTSUP, f"seccomp RuntimeDefault: no syscall table for {machine!r}")
     audit_arch, numbers = ARCHES[machine]
@@ -102,7 +109,7 @@ def default_program(*, machine: str | None = None) -> list[tuple[int, int, int, 
         bpf.label("allow"),
         bpf.ret(bpf.SECCOMP_RET_ALLOW),
     ]
-    return bpf.assemble(prog)
+    return tuple(bpf.assemble(prog))
 
 
 def check_profile(profile: str) -> None:
@@ -110,7 +117,7 @@ def check_profile(profile: str) -> None:
         raise ValueError(f"seccomp profile {profile!r}: expected one of {', '.join(PROFILES)}")
 
 
-def install(program: list[tuple[int, int, int, int]]) -> None:
+def install(program: Sequence[tuple[int, int, int, int]]) -> None:
     """Install a filter on the calling process. Needs no_new_privs set first,
     or CAP_SYS_ADMIN in the effective set."""
     _libc.install_seccomp_filter(program)
