@@ -36,13 +36,17 @@ def warm_up() -> None:
     """Fill the caches (idempotent, never raises: each cached reader has its fallback)."""
     capabilities.last_cap()
     rlimits.nr_open()
+    if os.uname().machine not in seccomp.ARCHES:
+        return   # unsupported machine: the real calls will say so, with context
+    _libc._filter_array(seccomp.default_program())
     # First calls through ctypes build their argument converters; do it once
     # here with harmless reads instead of in every container.
-    _libc.capget()
-    _libc.prctl(_libc.PR_CAPBSET_READ, 0, name="PR_CAPBSET_READ")
-    _libc.prctl(_libc.PR_GET_NO_NEW_PRIVS, name="PR_GET_NO_NEW_PRIVS")
-    if os.uname().machine in seccomp.ARCHES:
-        _libc._filter_array(seccomp.default_program())
+    try:
+        _libc.capget()
+        _libc.prctl(_libc.PR_CAPBSET_READ, 0, name="PR_CAPBSET_READ")
+        _libc.prctl(_libc.PR_GET_NO_NEW_PRIVS, name="PR_GET_NO_NEW_PRIVS")
+    except OSError:
+        pass
 
 
 warm_up()
