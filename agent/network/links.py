@@ -1,0 +1,195 @@
+"""Netlink work for pod networking: the node bridge and each pod's veth pair.
+
+Everything goes through pyroute2 with one short-lived IPRoute per operation.
+Work inside a pod's network namespace uses a netlink socket opened *in* that
+namespace: the calling thread enters it with setns(2), opens the socket and
+returns at once (a socket stays bound to the namespace it was made in).
+pyroute2's own `netns=` option forks a helper process instead, which is unsafe
+in the agent's threaded gRPC process, so it is not used.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import ipaddress
+import os
+import random
+import socket
+from pathlib import Path
+from typing import Iterator
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from agent.network.types import VETH_PREFIX, NetworkError
+
+CLONE_NEWNET = 0x40000000
+NETLINK_ROUTE = 0
+POD_IFNAME = "eth0"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(*, fd: int, what: str) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NetworkError(f"setns(CLONE_NEWNET) into {what} failed: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def _iproute(netns_path: Path | None = None) -> Iterator[IPRoute]:
+    """An IPRoute on the node's namespace, or on the one pinned at netns_path."""
+    if netns_path is None:
+        with IPRoute(groups=0) as ipr:
+            yield ipr
+        return
+    try:
+        target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NetworkError(f"cannot open pod network namespace {netns_path}: {exc.strerror}") from exc
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(fd=target, what=str(netns_path))
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+        finally:
+            # A thread left in the pod's namespace would do the node's work there.
+            _setns(fd=home, what="the node's namespace (/proc/thread-self/ns/net)")
+    finally:
+        os.close(target)
+        os.close(home)
+    with IPRoute(use_socket=sock, groups=0) as ipr:
+        yield ipr
+
+
+def _index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def _random_mac() -> str:
+    # Locally administered unicast. Setting it explicitly stops the bridge from
+    # taking the lowest port MAC, which would change under the pods' ARP caches.
+    octets = [0x02] + [random.randrange(256) for _ in range(5)]
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+def set_interface_sysctl(*, interface: str, key: str, value: str) -> None:
+    """Write net.ipv4.conf.<interface>.<key>: one interface only, never all/default."""
+    path = Path("/proc/sys/net/ipv4/conf") / interface / key
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        raise NetworkError(f"cannot set sysctl net.ipv4.conf.{interface}.{key}={value}: {exc.strerror}") from exc
+
+
+def ensure_bridge(*, name: str, gateway: str, prefix_len: int) -> None:
+    """Create the bridge if absent, give it the gateway address, bring it up."""
+    with _iproute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            try:
+                ipr.link("add", ifname=name, kind="bridge", address=_random_mac())
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:  # a concurrent ensure made it
+                    raise NetworkError(f"cannot create bridge {name}: {exc}") from exc
+            index = _index(ipr, name)
+            if index is None:
+                raise NetworkError(f"bridge {name} vanished right after being created")
+        addresses = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=socket.AF_INET)}
+        if (gateway, prefix_len) not in addresses:
+            try:
+                ipr.addr("add", index=index, address=gateway, prefixlen=prefix_len)
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:
+                    raise NetworkError(f"cannot add {gateway}/{prefix_len} to bridge {name}: {exc}") from exc
+        ipr.link("set", index=index, state="up")
+
+
+def check_cidr_unused(*, pod_cidr: str, bridge: str) -> None:
+    """Refuse a pod CIDR that overlaps an address on any interface but our bridge."""
+    network = ipaddress.IPv4Network(pod_cidr)
+    with _iproute() as ipr:
+        names = {link["index"]: link.get("ifname") for link in ipr.get_links()}
+        for addr in ipr.get_addr(family=socket.AF_INET):
+            iface = ipaddress.IPv4Interface(f"{addr.get('address')}/{addr['prefixlen']}")
+            owner = names.get(addr["index"])
+            if owner != bridge and iface.network.overlaps(network):
+                raise NetworkError(f"pod CIDR {pod_cidr} overlaps {iface} on interface {owner}")
+
+
+def link_exists(*, name: str) -> bool:
+    with _iproute() as ipr:
+        return _index(ipr, name) is not None
+
+
+def delete_link(*, name: str) -> bool:
+    """Delete a link by name; False if it was not there."""
+    with _iproute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return False
+        try:
+            ipr.link("del", index=index)
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                return False
+            raise NetworkError(f"cannot delete link {name}: {exc}") from exc
+        return True
+
+
+def bridge_ports(*, bridge: str) -> list[str]:
+    """Names of Skiff veths enslaved to the bridge."""
+    with _iproute() as ipr:
+        master = _index(ipr, bridge)
+        if master is None:
+            return []
+        return [link.get("ifname") for link in ipr.get_links()
+                if link.get("master") == master and link.get("ifname", "").startswith(VETH_PREFIX)]
+
+
+def create_pod_veth(*, host_name: str, bridge: str, netns_path: Path) -> None:
+    """Create host_name <-> eth0 with eth0 born inside the pod's namespace, host end on the bridge."""
+    try:
+        ns_fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NetworkError(f"cannot open pod network namespace {netns_path}: {exc.strerror}") from exc
+    try:
+        with _iproute() as ipr:
+            master = _index(ipr, bridge)
+            if master is None:
+                raise NetworkError(f"bridge {bridge} does not exist; call ensure_node_network() first")
+            try:
+                ipr.link("add", ifname=host_name, kind="veth",
+                         peer={"ifname": POD_IFNAME, "net_ns_fd": ns_fd})
+            except NetlinkError as exc:
+                raise NetworkError(f"cannot create veth {host_name} with {POD_IFNAME} in {netns_path}: {exc}") from exc
+            index = _index(ipr, host_name)
+            if index is None:
+                raise NetworkError(f"veth {host_name} vanished right after being created")
+            ipr.link("set", index=index, master=master, state="up")
+    finally:
+        os.close(ns_fd)
+    # Hairpin lets a pod reach its own hostPort through the node's address: after
+    # DNAT the bridge must send the frame back out of the port it came in on.
+    try:
+        Path(f"/sys/class/net/{host_name}/brport/hairpin_mode").write_text("1")
+    except OSError as exc:
+        raise NetworkError(f"cannot enable hairpin mode on {host_name}: {exc.strerror}") from exc
+
+
+def configure_pod_interfaces(*, netns_path: Path, ip: str, prefix_len: int, gateway: str) -> None:
+    """Inside the pod: lo and eth0 up, the address on eth0, default route via the bridge."""
+    with _iproute(netns_path) as ipr:
+        lo, eth0 = _index(ipr, "lo"), _index(ipr, POD_IFNAME)
+        if lo is None or eth0 is None:
+            raise NetworkError(f"pod namespace {netns_path} lacks lo or {POD_IFNAME}")
+        try:
+            ipr.link("set", index=lo, state="up")
+            ipr.addr("add", index=eth0, address=ip, prefixlen=prefix_len)
+            ipr.link("set", index=eth0, state="up")
+            ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=eth0)
+        except NetlinkError as exc:
+            raise NetworkError(f"cannot configure {POD_IFNAME} ({ip}/{prefix_len} via {gateway}) "
+                               f"in {netns_path}: {exc}") from exc

@@ -1,0 +1,219 @@
+"""PodNetworkManager: the agent's one entry point to pod networking.
+
+The runtime pins each pod's network namespace; the agent then calls `attach`
+to give it an address, a veth into the node bridge and its hostPorts, and
+`detach` when the pod is deleted (the CNI split; see docs/architecture.md,
+decision 3). All methods are synchronous and blocking: the agent runs them in
+a thread executor. They are safe to call from several threads and processes
+at once (the state lock serialises them).
+
+Kernel objects, all named so a leak is visible:
+  bridge  `skiff0` (configurable) holding the pod CIDR's first address as gateway
+  veths   `skiffv<8 hex of sha256(pod_id)>` on the bridge; the pod end is `eth0`
+  nft     table `inet skiff` (configurable), see agent/network/nftables.py
+  sysctl  route_localnet=1 and forwarding=1 on the bridge only; the host-wide
+          ip_forward is never touched, and the table's forward chain drops
+          anything from the bridge bound for another interface, so pod traffic
+          never leaves the node.
+
+Ordering for crash safety (state first on the way in, last on the way out):
+  attach: record the allocation -> create veth -> configure the pod -> rules
+  detach: delete veth -> rules without the pod -> drop the allocation
+A failure inside attach undoes every step before re-raising.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from agent.network import links, nftables
+from agent.network.hostports import host_socket_holding
+from agent.network.state import (
+    NetworkState, PodRecord, StateLock, gateway_of, iter_host_ips, load_state, save_state,
+)
+from agent.network.types import (
+    HostPortInUse, NetworkError, PodAddress, PortMapping, validate_port_mapping, veth_name,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_IFNAME = 15
+
+
+class PodNetworkManager:
+    def __init__(self, *, pod_cidr: str, state_dir: Path, bridge: str = "skiff0",
+                 nft_table: str = "skiff", node_ip: str = "127.0.0.1") -> None:
+        try:
+            network = ipaddress.IPv4Network(pod_cidr)
+        except ValueError as exc:
+            raise ValueError(f"pod_cidr {pod_cidr!r} is not an IPv4 network: {exc}") from None
+        if network.prefixlen > 30:
+            raise ValueError(f"pod_cidr {pod_cidr} is too small: it needs at least a /30")
+        if not 0 < len(bridge) <= MAX_IFNAME or "skiff" not in bridge:
+            raise ValueError(f"bridge name {bridge!r} must contain 'skiff' and be at most {MAX_IFNAME} characters")
+        if not nft_table.startswith("skiff") or not nft_table.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"nft_table {nft_table!r} must start with 'skiff' and be alphanumeric, '_' or '-'")
+        ipaddress.IPv4Address(node_ip)
+        self.pod_cidr = str(network)
+        self.prefix_len = network.prefixlen
+        self.gateway = gateway_of(network)
+        self.state_dir = Path(state_dir)
+        self.bridge = bridge
+        self.nft_table = nft_table
+        self.node_ip = node_ip
+        self._spec = nftables.TableSpec(table=nft_table, bridge=bridge, pod_cidr=self.pod_cidr, node_ip=node_ip)
+
+    # -- node -------------------------------------------------------------
+
+    def ensure_node_network(self) -> None:
+        """Bridge with the gateway address, its sysctls, and the table with the recorded pods' rules."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        links.check_cidr_unused(pod_cidr=self.pod_cidr, bridge=self.bridge)
+        links.ensure_bridge(name=self.bridge, gateway=self.gateway, prefix_len=self.prefix_len)
+        # 127.0.0.1 hostPorts: after DNAT the packet leaves on the bridge with a
+        # loopback source, which the kernel drops as martian unless route_localnet.
+        links.set_interface_sysctl(interface=self.bridge, key="route_localnet", value="1")
+        # A pod calling the node's address:hostPort is routed back out of the
+        # bridge; forwarding on this interface only allows that.
+        links.set_interface_sysctl(interface=self.bridge, key="forwarding", value="1")
+        with StateLock(self.state_dir):
+            nftables.apply_rules(spec=self._spec, state=self._load())
+
+    def teardown_node(self) -> None:
+        """Remove every pod's veth and allocation, the table and the bridge. Idempotent."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with StateLock(self.state_dir):
+            state = self._load()
+            for pod_id in list(state.pods):
+                links.delete_link(name=state.pods[pod_id].veth)
+                del state.pods[pod_id]
+            for name in links.bridge_ports(bridge=self.bridge):
+                links.delete_link(name=name)
+            nftables.delete_table(table=self.nft_table)
+            links.delete_link(name=self.bridge)
+            save_state(state_dir=self.state_dir, state=state)
+
+    # -- pods -------------------------------------------------------------
+
+    def attach(self, *, pod_id: str, netns_path: Path, ports: Sequence[PortMapping] = ()) -> PodAddress:
+        """Give the pod at netns_path an address, a veth and its hostPorts.
+
+        Attaching a pod that is already attached (its veth exists) keeps the veth
+        and the address and only updates its hostPorts. Raises HostPortInUse (nothing changed) when a hostPort
+        is taken, NetworkError for anything else (everything undone).
+        """
+        if not pod_id:
+            raise ValueError("pod_id must not be empty")
+        mappings = [validate_port_mapping(p) for p in ports]
+        veth = veth_name(pod_id)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with StateLock(self.state_dir):
+            state = self._load()
+            self._check_host_ports(state=state, pod_id=pod_id, mappings=mappings)
+            previous = state.pods.get(pod_id)
+            if previous is not None and links.link_exists(name=previous.veth):
+                # Already attached (an agent restarted and adopted the pod): keep
+                # the veth and the address, so its connections live on; only the
+                # hostPorts may change.
+                state.pods[pod_id] = PodRecord(ip=previous.ip, veth=previous.veth, ports=mappings)
+                nftables.apply_rules(spec=self._spec, state=state)
+                save_state(state_dir=self.state_dir, state=state)
+                return PodAddress(ip=previous.ip, gateway=self.gateway, prefix_len=self.prefix_len)
+            ip = previous.ip if previous is not None else state.allocate_pod_ip()
+            state.pods[pod_id] = PodRecord(ip=ip, veth=veth, ports=mappings)
+            save_state(state_dir=self.state_dir, state=state)
+            try:
+                links.create_pod_veth(host_name=veth, bridge=self.bridge, netns_path=Path(netns_path))
+                links.configure_pod_interfaces(netns_path=Path(netns_path), ip=ip,
+                                               prefix_len=self.prefix_len, gateway=self.gateway)
+                nftables.apply_rules(spec=self._spec, state=state)
+            except BaseException:
+                self._undo_attach(state=state, pod_id=pod_id, veth=veth)
+                raise
+        return PodAddress(ip=ip, gateway=self.gateway, prefix_len=self.prefix_len)
+
+    def detach(self, pod_id: str) -> None:
+        """Remove the pod's veth, rules and address. Idempotent."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with StateLock(self.state_dir):
+            state = self._load()
+            record = state.pods.get(pod_id)
+            links.delete_link(name=record.veth if record else veth_name(pod_id))
+            if record is None:
+                return
+            del state.pods[pod_id]
+            if nftables.table_exists(table=self.nft_table):
+                nftables.apply_rules(spec=self._spec, state=state)
+            save_state(state_dir=self.state_dir, state=state)
+
+    def cleanup_orphans(self, keep_pod_ids: set[str]) -> list[str]:
+        """After a crash: remove veths, rules and allocations of pods not in keep_pod_ids.
+
+        Returns the pod ids whose allocations were removed.
+        """
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with StateLock(self.state_dir):
+            state = self._load()
+            removed = sorted(set(state.pods) - set(keep_pod_ids))
+            for pod_id in removed:
+                links.delete_link(name=state.pods[pod_id].veth)
+            kept_veths = {veth_name(p) for p in keep_pod_ids} | {state.pods[p].veth for p in set(state.pods) - set(removed)}
+            for name in links.bridge_ports(bridge=self.bridge):
+                if name not in kept_veths:
+                    log.info("removing veth %s on %s that belongs to no kept pod", name, self.bridge)
+                    links.delete_link(name=name)
+            for pod_id in removed:
+                del state.pods[pod_id]
+            if nftables.table_exists(table=self.nft_table):
+                nftables.apply_rules(spec=self._spec, state=state)
+            save_state(state_dir=self.state_dir, state=state)
+        return removed
+
+    def allocations(self) -> dict[str, str]:
+        """pod id -> IP of every recorded pod (for status reporting and tests)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with StateLock(self.state_dir):
+            return {pod_id: rec.ip for pod_id, rec in self._load().pods.items()}
+
+    # -- internals --------------------------------------------------------
+
+    def _load(self) -> NetworkState:
+        return load_state(state_dir=self.state_dir, pod_cidr=self.pod_cidr)
+
+    def _check_host_ports(self, *, state: NetworkState, pod_id: str, mappings: list[PortMapping]) -> None:
+        claimed: dict[tuple[str, int, str], str] = {}
+        for other_id, record in state.pods.items():
+            if other_id == pod_id:
+                continue
+            for m in record.ports:
+                for host_ip in iter_host_ips(m, node_ip=self.node_ip):
+                    claimed[(m.protocol, m.host_port, host_ip)] = f"pod {other_id}"
+        for m in mappings:
+            host_ips = set(iter_host_ips(m, node_ip=self.node_ip))
+            for host_ip in host_ips:
+                key = (m.protocol, m.host_port, host_ip)
+                if key in claimed:
+                    raise HostPortInUse(host_port=m.host_port, protocol=m.protocol, holder=claimed[key])
+                claimed[key] = f"another mapping of pod {pod_id}"
+            holder = host_socket_holding(protocol=m.protocol, port=m.host_port, host_ips=host_ips)
+            if holder is not None:
+                raise HostPortInUse(host_port=m.host_port, protocol=m.protocol, holder=holder)
+
+    def _undo_attach(self, *, state: NetworkState, pod_id: str, veth: str) -> None:
+        """Roll back a failed attach; errors here are logged so the original one surfaces."""
+        try:
+            links.delete_link(name=veth)
+        except Exception:
+            log.exception("rollback of pod %s: deleting veth %s failed", pod_id, veth)
+        state.pods.pop(pod_id, None)
+        try:
+            if nftables.table_exists(table=self.nft_table):
+                nftables.apply_rules(spec=self._spec, state=state)
+        except Exception:
+            log.exception("rollback of pod %s: restoring nftables table %s failed", pod_id, self.nft_table)
+        try:
+            save_state(state_dir=self.state_dir, state=state)
+        except Exception:
+            log.exception("rollback of pod %s: releasing its address failed", pod_id)

@@ -1,0 +1,111 @@
+"""Skiff's nftables table: hostPort DNAT, the masquerade it needs, and a fence.
+
+Everything lives in one table of family `inet` (default name `skiff`) that no
+one else writes; nothing outside it is ever touched. Every change is one
+`nft -f -` transaction that re-declares the table and its chains (a no-op when
+they exist), flushes Skiff's chains and re-adds their rules rendered from the
+persisted state, so the rules always equal the state and a half-applied change
+cannot exist. Rules carry the pod id in their comment so a person (or a test)
+can see whose they are.
+
+    prerouting  (nat, dstnat)  ─┐
+    output      (nat, dstnat)  ─┴─► hostports: ip daddr {node IP, 127.0.0.1} tcp dport P
+                                               dnat to podIP:containerPort  comment "skiff pod <id>"
+    postrouting (nat, srcnat)  masquerade DNAT'd packets leaving on the bridge whose source
+                               is 127.0.0.0/8 (the host calling 127.0.0.1:P; needs
+                               route_localnet on the bridge) or a pod (hairpin: a pod
+                               calling a hostPort that lands on itself or a neighbour)
+    forward     (filter)       drop what comes in on the bridge and would leave by another
+                               interface: pod networks are never routed off the node.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+
+from agent.network.state import NetworkState, iter_host_ips
+from agent.network.types import NetworkError
+
+NAT_DSTNAT = -100
+NAT_SRCNAT = 100
+FILTER = 0
+CHAINS = ("prerouting", "output", "postrouting", "forward", "hostports")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    table: str
+    bridge: str
+    pod_cidr: str
+    node_ip: str
+
+
+def _quote(text: str) -> str:
+    """nft strings are double-quoted with no escapes: keep to a safe alphabet."""
+    safe = "".join(c if c.isalnum() or c in "-_./:@" else "_" for c in text)
+    return f'"{safe[:100]}"'
+
+
+def render_script(*, spec: TableSpec, state: NetworkState) -> str:
+    t = f"inet {spec.table}"
+    bridge = _quote(spec.bridge)
+    lines = [
+        f"table {t} {{",
+        f"  chain prerouting {{ type nat hook prerouting priority {NAT_DSTNAT}; policy accept; }}",
+        f"  chain output {{ type nat hook output priority {NAT_DSTNAT}; policy accept; }}",
+        f"  chain postrouting {{ type nat hook postrouting priority {NAT_SRCNAT}; policy accept; }}",
+        f"  chain forward {{ type filter hook forward priority {FILTER}; policy accept; }}",
+        "  chain hostports { }",
+        "}",
+    ]
+    lines += [f"flush chain {t} {chain}" for chain in CHAINS]
+    lines += [
+        f"add rule {t} prerouting jump hostports",
+        f"add rule {t} output jump hostports",
+        f"add rule {t} postrouting oifname {bridge} ct status dnat ip saddr 127.0.0.0/8 masquerade",
+        f"add rule {t} postrouting oifname {bridge} ct status dnat ip saddr {spec.pod_cidr} masquerade",
+        f"add rule {t} forward iifname {bridge} oifname != {bridge} drop",
+    ]
+    for pod_id, record in sorted(state.pods.items()):
+        for mapping in record.ports:
+            daddrs = ", ".join(iter_host_ips(mapping, node_ip=spec.node_ip))
+            proto = mapping.protocol.lower()
+            lines.append(
+                f"add rule {t} hostports ip daddr {{ {daddrs} }} {proto} dport {mapping.host_port} "
+                f"dnat ip to {record.ip}:{mapping.container_port} comment {_quote('skiff pod ' + pod_id)}")
+    return "\n".join(lines) + "\n"
+
+
+def _nft(*, args: list[str], script: str | None = None) -> str:
+    try:
+        done = subprocess.run(["nft", *args], input=script, capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise NetworkError("nft (nftables) is not installed") from exc
+    if done.returncode != 0:
+        raise NetworkError(f"nft {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def apply_rules(*, spec: TableSpec, state: NetworkState) -> None:
+    """Make the table equal to the state, in one transaction."""
+    _nft(args=["-f", "-"], script=render_script(spec=spec, state=state))
+
+
+def table_exists(*, table: str) -> bool:
+    listing = json.loads(_nft(args=["-j", "list", "tables", "inet"]))
+    return any(item.get("table", {}).get("name") == table for item in listing.get("nftables", []))
+
+
+def delete_table(*, table: str) -> None:
+    """Remove Skiff's table; absent already is fine."""
+    if table_exists(table=table):
+        _nft(args=["delete", "table", "inet", table])
+
+
+def list_rules(*, table: str) -> list[dict]:
+    """The rules of the table as nft's JSON objects ([] when the table is absent)."""
+    if not table_exists(table=table):
+        return []
+    listing = json.loads(_nft(args=["-j", "list", "table", "inet", table]))
+    return [item["rule"] for item in listing.get("nftables", []) if "rule" in item]

@@ -1,0 +1,169 @@
+"""Persisted pod-network state: IP allocations and the hostPorts of each pod.
+
+One JSON file, `<state_dir>/pods.json`, is the truth for which addresses of the
+node's pod CIDR are taken and which hostPort rules belong to which pod; the
+nftables rules are rendered from it, so they can always be rebuilt exactly.
+
+Crash safety:
+- The file is replaced atomically (write a temp file, fsync, rename, fsync the
+  directory), so a reader sees the old or the new version, never half of one.
+- Callers hold `StateLock` (an exclusive flock on `<state_dir>/pods.lock`) from
+  reading to writing, so two managers (threads or processes) never hand out
+  the same address.
+- An allocation is recorded *before* the veth is created and dropped only
+  *after* it is deleted, so an agent crash in between leaves a record that
+  `cleanup_orphans` removes, never a live address that could be given twice.
+"""
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from agent.network.types import NetworkError, PortMapping
+
+STATE_FILE = "pods.json"
+LOCK_FILE = "pods.lock"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class PodRecord:
+    ip: str
+    veth: str
+    ports: list[PortMapping] = field(default_factory=list)
+
+
+@dataclass
+class NetworkState:
+    pod_cidr: str
+    last_allocated: str = ""
+    pods: dict[str, PodRecord] = field(default_factory=dict)
+
+    def allocate_pod_ip(self) -> str:
+        """Next free host address after the last one handed out (round robin, like
+        host-local IPAM), so a just-released address is not reused at once while
+        stale connections to it may still be in conntrack."""
+        network = ipaddress.IPv4Network(self.pod_cidr)
+        gateway = gateway_of(network)
+        first, last = int(network.network_address) + 1, int(network.broadcast_address) - 1
+        taken = {rec.ip for rec in self.pods.values()}
+        start = int(ipaddress.IPv4Address(self.last_allocated)) + 1 if self.last_allocated else first
+        size = last - first + 1
+        for step in range(size):
+            candidate = first + (start - first + step) % size
+            address = str(ipaddress.IPv4Address(candidate))
+            if address != gateway and address not in taken:
+                self.last_allocated = address
+                return address
+        raise NetworkError(f"pod CIDR {self.pod_cidr} is exhausted: {len(taken)} pods hold every address")
+
+
+def gateway_of(network: ipaddress.IPv4Network) -> str:
+    return str(network.network_address + 1)
+
+
+class StateLock:
+    """Exclusive lock over the state file, across threads and processes.
+
+    flock locks belong to the open file description, so every acquisition opens
+    the lock file afresh; the thread lock keeps one process's threads from
+    piling up on the kernel lock.
+    """
+
+    _thread_locks: dict[Path, threading.Lock] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, state_dir: Path) -> None:
+        self._path = state_dir / LOCK_FILE
+        with StateLock._guard:
+            self._thread_lock = StateLock._thread_locks.setdefault(self._path.resolve(), threading.Lock())
+        self._fd: int | None = None
+
+    def __enter__(self) -> "StateLock":
+        self._thread_lock.acquire()
+        try:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._thread_lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._fd is not None
+        os.close(self._fd)  # closing the last fd of the description drops the flock
+        self._fd = None
+        self._thread_lock.release()
+
+
+def load_state(*, state_dir: Path, pod_cidr: str) -> NetworkState:
+    """Read the state (call under StateLock); a missing file is an empty state."""
+    path = state_dir / STATE_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return NetworkState(pod_cidr=pod_cidr)
+    except (OSError, ValueError) as exc:
+        raise NetworkError(f"cannot read pod network state {path}: {exc}") from exc
+    if raw.get("version") != FORMAT_VERSION:
+        raise NetworkError(f"pod network state {path} has version {raw.get('version')!r}, expected {FORMAT_VERSION}")
+    pods = {
+        pod_id: PodRecord(ip=rec["ip"], veth=rec["veth"],
+                          ports=[PortMapping(**p) for p in rec.get("ports", [])])
+        for pod_id, rec in raw.get("pods", {}).items()
+    }
+    if raw.get("podCIDR") != pod_cidr:
+        if pods:
+            raise NetworkError(
+                f"pod network state {path} holds {len(pods)} allocations from pod CIDR {raw.get('podCIDR')}, "
+                f"but this node's pod CIDR is {pod_cidr}; remove those pods first")
+        return NetworkState(pod_cidr=pod_cidr)
+    return NetworkState(pod_cidr=pod_cidr, last_allocated=raw.get("lastAllocated", ""), pods=pods)
+
+
+def save_state(*, state_dir: Path, state: NetworkState) -> None:
+    """Replace the state file atomically (call under StateLock)."""
+    path = state_dir / STATE_FILE
+    doc = {
+        "version": FORMAT_VERSION,
+        "podCIDR": state.pod_cidr,
+        "lastAllocated": state.last_allocated,
+        "pods": {
+            pod_id: {"ip": rec.ip, "veth": rec.veth, "ports": [p.__dict__ for p in rec.ports]}
+            for pod_id, rec in sorted(state.pods.items())
+        },
+    }
+    tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise NetworkError(f"cannot write pod network state {path}: {exc}") from exc
+
+
+def iter_host_ips(mapping: PortMapping, *, node_ip: str) -> Iterator[str]:
+    """The host addresses a mapping publishes on ("" = node IP and loopback)."""
+    if mapping.host_ip:
+        yield mapping.host_ip
+        return
+    yield node_ip
+    if node_ip != "127.0.0.1":
+        yield "127.0.0.1"
