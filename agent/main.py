@@ -75,16 +75,22 @@ def _build_parts(config: AgentConfig, zygote):
     runtime = LinuxRuntime(run_dir=config.run_dir, cgroup_parent=config.cgroup_parent,
                            default_pids_limit=config.pids_limit, zygote=zygote)
     images = ImageStore(root=config.data_dir / "images")
-    network_factory = None
-    if config.network:
-        try:
-            from agent.network import PodNetworkManager
-        except ImportError:
-            logging.getLogger("agent").warning("agent.network has no PodNetworkManager yet: pods get no network")
-        else:
-            def network_factory(pod_cidr: str):
-                return PodNetworkManager(pod_cidr=pod_cidr, state_dir=config.data_dir / "network", bridge="skiff0")
-    return runtime, images, network_factory
+    return runtime, images, _network_factory(config)
+
+
+def _network_factory(config: AgentConfig):
+    """pod CIDR -> PodNetworkManager, or None without pod networking."""
+    if not config.network:
+        return None
+    try:
+        from agent.network import PodNetworkManager
+    except ImportError:
+        logging.getLogger("agent").warning("agent.network has no PodNetworkManager yet: pods get no network")
+        return None
+
+    def factory(pod_cidr: str):
+        return PodNetworkManager(pod_cidr=pod_cidr, state_dir=config.data_dir / "network", bridge="skiff0")
+    return factory
 
 
 if __name__ == "__main__":

@@ -25,30 +25,30 @@ Pod lifecycle on this node:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Protocol
 
 from agent.backoff import RestartBackoff
 from agent.clock import Clock, SystemClock
-from agent.events import EventRecorder
 from agent.containers import (ContainerConfigError, PodPaths, build_container_config, restart_of,
                               sandbox_config)
+from agent.events import EventRecorder
 from agent.images.types import Image
 from agent.metrics import AgentMetrics
-from agent.runtime.interface import ContainerStatus, Runtime, Sandbox, StartError, State
-from agent.status import TERMINAL_PHASES, ContainerView, PodCondition, pod_status, same_status
+from agent.podnetwork import attach_pod, maybe_await
+from agent.records import DEFAULT_GRACE_SECONDS, ContainerRecord, PodRecord
+from agent.runtime.interface import ContainerStatus, Runtime, StartError, State
+from agent.status import TERMINAL_PHASES
+from agent.statuswriter import StatusWriter
 from agent.volumes import container_mounts, prepare_volumes, release_volumes
 from proto.skiff.v1 import types_pb2
-from skiff.client import ApiError, Conflict, NotFound
+from skiff.client import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-DEFAULT_GRACE_SECONDS = 30
 RETRY_SECONDS = 10.0  # a pod that cannot progress yet (image missing, port taken) is retried
 
 
@@ -60,34 +60,6 @@ class PodSource(Protocol):
 
 class ImageResolver(Protocol):
     def resolve(self, ref: str) -> Image | None: ...
-
-
-@dataclass
-class ContainerRecord:
-    restart: int = 0                          # the current attempt's restart count
-    current: ContainerStatus | None = None
-    previous: ContainerStatus | None = None
-    waiting: tuple[str, str] | None = None    # why the next attempt has not started
-
-
-@dataclass
-class PodRecord:
-    uid: str
-    namespace: str
-    name: str
-    paths: PodPaths
-    sandbox: Sandbox | None = None
-    pod_ip: str = ""
-    network_error: str = ""
-    grace_seconds: float = DEFAULT_GRACE_SECONDS
-    containers: dict[str, ContainerRecord] = field(default_factory=dict)
-    waiters: dict[str, asyncio.Task] = field(default_factory=dict)
-    adopted: bool = False
-    released: bool = False                    # terminal: containers, network, sandbox freed
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
 
 
 class PodWorkers:
@@ -105,9 +77,9 @@ class PodWorkers:
         self.records: dict[str, PodRecord] = {}
         self._key_by_uid: dict[str, Key] = {}
         # uid -> (resourceVersion, status, the stored pod) of our last status write
-        self._written: dict[str, tuple[int, types_pb2.PodStatus, types_pb2.Pod]] = {}
+        self.status = StatusWriter(client=client, node_name=node_name, node_ip=node_ip, clock=self.clock,
+                                   metrics=self.metrics)
         self._terminated: set[str] = set()
-        self._phases: dict[str, str] = {}
         self._dirty: dict[str, asyncio.Event] = {}
         self._loops: dict[str, asyncio.Task] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -227,9 +199,8 @@ class PodWorkers:
         if rec is None:
             rec = self.records[uid] = self._new_record(pod)
         if rec.released or pod.status.phase in TERMINAL_PHASES:
-            if pod.status.phase in TERMINAL_PHASES and self._phases.get(uid) != pod.status.phase:
-                self._phases[uid] = pod.status.phase
-                self.metrics.set_pod_phases(list(self._phases.values()))
+            if pod.status.phase in TERMINAL_PHASES:
+                self.status.note_phase(uid, pod.status.phase)
             await self._release(rec)
             return None
         if pod.spec.HasField("termination_grace_period_seconds"):
@@ -237,7 +208,7 @@ class PodWorkers:
         requeues: list[float] = []
         if rec.sandbox is None:
             if not pod.status.phase:
-                await self._write_status(pod, rec)  # Pending / ContainerCreating before any slow work
+                await self.status.write(pod, rec)  # Pending / ContainerCreating before any slow work
             config = sandbox_config(pod, pids_limit=self.pids_limit)
             rec.sandbox = await self._rt("create_sandbox", self.runtime.create_sandbox(config))
         prepare_volumes(pod=pod, paths=rec.paths)
@@ -248,7 +219,7 @@ class PodWorkers:
                     requeues.append(after)
         else:
             requeues.append(RETRY_SECONDS)
-        status = await self._write_status(pod, rec)
+        status = await self.status.write(pod, rec)
         if status is not None and status.phase in TERMINAL_PHASES:
             await self._release(rec)
             return None
@@ -262,25 +233,12 @@ class PodWorkers:
 
     async def _ensure_network(self, pod: types_pb2.Pod, rec: PodRecord) -> bool:
         """Attach the pod's network once; False while it cannot be (the port is taken ...)."""
-        if (self.network is None or rec.pod_ip or pod.spec.host_network or rec.sandbox is None
-                or rec.sandbox.netns_path is None):
-            if pod.spec.host_network:
-                rec.pod_ip = self.node_ip
-            return True
-        HostPortInUse, PortMapping = _network_types()
-        ports = [PortMapping(host_port=p.host_port, container_port=p.container_port,
-                             protocol=p.protocol or "TCP", host_ip=p.host_ip)
-                 for c in pod.spec.containers for p in c.ports if p.host_port]
-        try:
-            address = await self._rt("network_attach", _maybe_await(self.network.attach(
-                pod_id=rec.uid, netns_path=rec.sandbox.netns_path, ports=ports)))
-        except HostPortInUse as exc:
-            if rec.network_error != str(exc):
-                self._event(pod, "Warning", "FailedCreatePodSandBox", str(exc))
-            rec.network_error = str(exc)
-            return False
-        rec.pod_ip, rec.network_error = str(address.ip), ""
-        return True
+        with self.metrics.time_runtime("network_attach"):
+            ready, error = await attach_pod(network=self.network, pod=pod, rec=rec, node_ip=self.node_ip)
+        if error and error != rec.network_error:
+            self._event(pod, "Warning", "FailedCreatePodSandBox", error)
+        rec.network_error = error
+        return ready
 
     async def _sync_container(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container) -> float | None:
         cr = rec.containers.setdefault(spec.name, ContainerRecord())
@@ -376,65 +334,6 @@ class PodWorkers:
 
         rec.waiters[container_id] = asyncio.create_task(wait(), name=f"wait-{container_id}")
 
-    # ------------------------------------------------------------ status
-
-    def _views(self, pod: types_pb2.Pod, rec: PodRecord) -> list[ContainerView]:
-        views = []
-        for spec in pod.spec.containers:
-            cr = rec.containers.get(spec.name) or ContainerRecord()
-            waiting = cr.waiting
-            if waiting is None and cr.current is None:
-                waiting = ("ContainerCreating", rec.network_error)
-            views.append(ContainerView(name=spec.name, image=spec.image, restart_count=cr.restart,
-                                       current=cr.current, previous=cr.previous, waiting=waiting))
-        return views
-
-    async def _write_status(self, pod: types_pb2.Pod, rec: PodRecord) -> types_pb2.PodStatus | None:
-        """Write the pod's status if it changed (CAS, re-read on conflict); returns it."""
-        extra = ()
-        if rec.network_error:
-            extra = (PodCondition("PodReadyToStartContainers", False, "HostPortInUse", rec.network_error),)
-        status = pod_status(pod=pod, views=self._views(pod, rec), host_ip=self.node_ip, pod_ip=rec.pod_ip,
-                            now=self.clock.now(), extra_conditions=extra)
-        self._note_phase(rec, pod, status)
-        if same_status(status, pod.status):
-            return status
-        written = self._written.get(rec.uid)
-        base = pod
-        if written is not None and int(pod.metadata.resource_version or 0) < written[0]:
-            if same_status(written[1], status):
-                return status  # our cache has not caught up with our own write yet
-            base = written[2]  # newer than the cache: saves a conflict
-        for _ in range(5):
-            obj = types_pb2.Pod()
-            obj.CopyFrom(base)
-            obj.status.CopyFrom(status)
-            try:
-                stored = await self.client.update_status(obj)
-            except Conflict:
-                try:
-                    base = await self.client.get("Pod", rec.name, rec.namespace)
-                except NotFound:
-                    return None
-                if base.metadata.uid != rec.uid:
-                    return None
-                continue
-            except NotFound:
-                return None
-            self._written[rec.uid] = (int(stored.metadata.resource_version or 0), status, stored)
-            return status
-        raise ApiError(f"pod {rec.namespace}/{rec.name}: status update kept conflicting")
-
-    def _note_phase(self, rec: PodRecord, pod: types_pb2.Pod, status: types_pb2.PodStatus) -> None:
-        before = self._phases.get(rec.uid)
-        self._phases[rec.uid] = status.phase
-        if status.phase == "Running" and before != "Running" and not rec.adopted \
-                and pod.status.phase != "Running" and pod.metadata.HasField("creation_timestamp"):
-            created = pod.metadata.creation_timestamp.ToDatetime().timestamp()
-            latency = self.clock.now().timestamp() - created
-            self.metrics.pod_start_latency.labels(node=self.node_name).observe(max(0.0, latency))
-        self.metrics.set_pod_phases(list(self._phases.values()))
-
     # ------------------------------------------------------------ teardown
 
     async def _free(self, uid: str, rec: PodRecord | None, *, grace: float,
@@ -453,7 +352,7 @@ class PodWorkers:
                 task.cancel()
             rec.waiters.clear()
         if self.network is not None:
-            await self._rt("network_detach", _maybe_await(self.network.detach(pod_id=uid)))
+            await self._rt("network_detach", maybe_await(self.network.detach(pod_id=uid)))
         if rec is not None:
             release_volumes(paths=rec.paths)
         await self._rt("remove_sandbox", self.runtime.remove_sandbox(uid))
@@ -487,11 +386,9 @@ class PodWorkers:
                 pass
         self._terminated.add(uid)
         self.records.pop(uid, None)
-        self._written.pop(uid, None)
-        self._phases.pop(uid, None)
+        self.status.forget(uid)
         self._key_by_uid.pop(uid, None)
         self.backoff.forget(uid)
-        self.metrics.set_pod_phases(list(self._phases.values()))
 
     # ------------------------------------------------------------ recovery
 
@@ -523,7 +420,7 @@ class PodWorkers:
         keep = set(desired)
         await self._rt("cleanup_orphans", self.runtime.cleanup_orphans(keep))
         if self.network is not None:
-            await _maybe_await(self.network.cleanup_orphans(keep))
+            await maybe_await(self.network.cleanup_orphans(keep))
         if self.pods_dir.is_dir():
             for d in self.pods_dir.iterdir():
                 if d.is_dir() and d.name.rsplit("_", 1)[-1] not in keep:
@@ -539,24 +436,3 @@ def _default_pull_policy(image: str) -> str:
     tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
     return "IfNotPresent" if "@" in image or (tag and tag != "latest") else "Always"
 
-
-@dataclass(frozen=True)
-class _PortMapping:
-    host_port: int
-    container_port: int
-    protocol: str = "TCP"
-    host_ip: str = ""
-
-
-class _NoHostPortError(Exception):
-    pass
-
-
-def _network_types() -> tuple[type[Exception], type]:
-    """agent.network's HostPortInUse and PortMapping; stand-ins of the same shape
-    while that package does not provide them (unit tests with a fake network)."""
-    try:
-        from agent.network import HostPortInUse, PortMapping
-    except ImportError:
-        return _NoHostPortError, _PortMapping
-    return HostPortInUse, PortMapping

@@ -294,3 +294,42 @@ def test_recovery_adopts_running_containers_without_restart(tmp_path):
         assert status.phase == "Failed" and cs.state.terminated.exit_code == 4
         assert orphan not in w.runtime.sandboxes
     run(scenario())
+
+
+def test_taken_host_port_is_a_pod_condition_not_a_crash(tmp_path, monkeypatch):
+    class PortTaken(Exception):
+        pass
+
+    monkeypatch.setattr("agent.podnetwork.network_types", lambda: (PortTaken, _Port))
+
+    class Net:
+        free = False
+
+        def attach(self, *, pod_id, netns_path, ports):
+            assert [(p.host_port, p.container_port, p.protocol) for p in ports] == [(5000, 5000, "TCP")]
+            if not self.free:
+                raise PortTaken("host port 5000/TCP is already in use on 0.0.0.0")
+            return type("PodAddress", (), {"ip": "10.88.0.9"})()
+
+    async def scenario():
+        w = World(tmp_path)
+        net = w.workers.network = Net()
+        uid = w.api.add_pod("web", containers=[{"name": "main", "host_ports": [5000]}]).metadata.uid
+        assert await w.workers.reconcile(uid) is not None  # retried later
+        status, cs = w.status("web")
+        cond = {c.type: c for c in status.conditions}["PodReadyToStartContainers"]
+        assert (cond.status, cond.reason) == ("False", "HostPortInUse") and "5000" in cond.message
+        assert status.phase == "Pending" and cs.state.waiting.reason == "ContainerCreating"
+        assert "5000" in cs.state.waiting.message
+        assert not any(c[0] == "start" for c in w.runtime.calls)
+        net.free = True
+        await w.workers.reconcile(uid)
+        status, _ = w.status("web")
+        assert status.phase == "Running" and status.pod_ip == "10.88.0.9"
+        assert "PodReadyToStartContainers" not in {c.type for c in status.conditions}
+    run(scenario())
+
+
+class _Port:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)

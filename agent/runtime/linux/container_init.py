@@ -24,6 +24,7 @@ import time
 from agent.runtime.linux import namespaces, process, rootfs
 from agent.runtime.linux import syscalls as sc
 from agent.runtime.linux.state import proc_start_time
+from agent.runtime.linux.trace import mark
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
               signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
@@ -33,6 +34,7 @@ def run_start(req: dict, fds: dict[str, int], reply_fd: int) -> None:
     """In process A (a fresh child of the zygote). Never returns."""
     errfd = fds["err"]
     try:
+        mark("A: forked")
         os.setsid()  # out of the zygote's session and process group
         # 1. Enter the pod's namespaces first: setns(pid) only takes effect for
         #    children, so it must precede the fork of init.
@@ -40,12 +42,15 @@ def run_start(req: dict, fds: dict[str, int], reply_fd: int) -> None:
         # 2. Join the cgroup before unsharing the cgroup namespace (so the
         #    container sees its own cgroup as its root) and before forking (so
         #    every process of the container is counted from birth).
+        mark("A: namespaces entered")
         process.join_cgroup(req["cgroup_procs"])
+        mark("A: cgroup joined")
         # 3. New mount and cgroup namespaces (and pid, unless the pod shares one).
         flags = sc.CLONE_NEWNS | sc.CLONE_NEWCGROUP
         if not req["pod_ns"].get("pid"):
             flags |= sc.CLONE_NEWPID
         sc.unshare(flags)
+        mark("A: unshared")
         pid = os.fork()
         if pid == 0:
             os.close(reply_fd)
@@ -75,7 +80,9 @@ def _init(req: dict, fds: dict[str, int]) -> None:
         # Opened now, readable after pivot_root: how a shared-pid init finds
         # what is left of its container to kill.
         cg_procs = os.open(req["cgroup_procs"][0], os.O_RDONLY | os.O_CLOEXEC)
+        mark("B: forked")
         prepare_rootfs(req)
+        mark("B: rootfs ready")
         main = os.fork()
         if main == 0:
             _main(req, fds)   # never returns
@@ -91,23 +98,30 @@ def prepare_rootfs(req: dict) -> None:
     rootfs_dir = req["rootfs"]
     # Private first: nothing below may propagate to the host's mount table.
     rootfs.make_mounts_private()
+    mark("B: private")
     rootfs.mount_overlay(lower_dirs=req["lower_dirs"], upper=req["upper"], work=req["work"],
                          target=rootfs_dir)
+    mark("B: overlay")
     rootfd = os.open(rootfs_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # the overlay's root
     try:
         # /proc after the pid namespace exists (it shows the mounter's pid ns).
         rootfs.mount_proc(rootfd)
+        mark("B: proc")
         rootfs.mount_dev(rootfd)
+        mark("B: dev")
         # sysfs shows the network namespace we are in: we entered the pod's.
         rootfs.mount_sys(rootfd, own_netns=bool(req["pod_ns"].get("net")))
         rootfs.mount_volumes(rootfd, req["mounts"])
         rootfs.mount_pod_files(rootfd, req["pod_dir"])
         # Masks after everything under /proc and /sys is mounted, so nothing
         # mounted later can uncover a masked path.
+        mark("B: sys, volumes, pod files")
         rootfs.mask_paths(rootfd)
+        mark("B: masked")
     finally:
         os.close(rootfd)
     rootfs.pivot_root(rootfs_dir)
+    mark("B: pivoted")
     # The hostname is the pod's: set once in its uts namespace (sandbox), shared here.
     if req["read_only_rootfs"]:
         # After pivot_root, and after the volumes: only the root mount turns ro.
@@ -116,6 +130,7 @@ def prepare_rootfs(req: dict) -> None:
 
 def _main(req: dict, fds: dict[str, int]) -> None:
     """Process C: stdio, then the program."""
+    mark("C: forked")
     os.setsid()
     os.dup2(fds["stdin"], 0)
     os.dup2(fds["log"], 1)

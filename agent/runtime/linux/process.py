@@ -16,6 +16,7 @@ from typing import Sequence
 
 from agent.runtime.interface import SecurityConfig
 from agent.runtime.linux.security import apply_process_security, apply_rlimits
+from agent.runtime.linux.trace import mark
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -100,6 +101,7 @@ def exec_process(*, argv: Sequence[str], env: dict[str, str], working_dir: str,
     goes to errfd (close-on-exec, so success is its EOF) and we _exit(127)."""
     try:
         reset_signals()
+        mark("C: signals reset")
         # Only 0, 1, 2 (and errfd until execve) reach the program.
         keep = sorted({errfd, *keep_fds})
         low = 3
@@ -117,6 +119,7 @@ def exec_process(*, argv: Sequence[str], env: dict[str, str], working_dir: str,
             os.makedirs(working_dir, 0o755, exist_ok=True)
             os.chdir(working_dir)
         apply_security(security)   # last before exec: seccomp comes last inside it
+        mark("C: security applied")
         try:
             os.execvpe(argv[0], list(argv), env)
         except OSError as e:

@@ -23,6 +23,7 @@ from agent.runtime.interface import (ContainerConfig, ContainerStats, ContainerS
                                      ExecResult, Resources, Sandbox, SandboxConfig, StartError, State)
 from agent.runtime.linux import aio, cgroups, exec_io, sandboxes
 from agent.runtime.linux import syscalls as sc
+from agent.runtime.linux.trace import mark
 from agent.runtime.linux.state import RunDirs, is_alive, read_json, to_json_dict, write_json
 from agent.runtime.linux.zygote import Zygote
 
@@ -75,6 +76,7 @@ class LinuxRuntime:
     # -- containers ---------------------------------------------------------
 
     async def start(self, config: ContainerConfig) -> ContainerStatus:
+        mark("start: called")
         sandbox = self.sandboxes.get(config.pod_id)
         if sandbox is None:
             raise StartError(f"pod {config.pod_id}: no sandbox (create_sandbox first)")
@@ -92,6 +94,7 @@ class LinuxRuntime:
         cg = self._cgroup(config.pod_id, config.id)
         cg.create()
         cg.set(config.resources)
+        mark("start: cgroup made")
         req = {
             "op": "start", "id": config.id, "rootfs": str(cdir / "rootfs"),
             "lower_dirs": [str(d) for d in config.lower_dirs], "upper": str(upper), "work": str(work),
@@ -112,6 +115,7 @@ class LinuxRuntime:
             fds["stdin"] = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             started_at = time.time()
             reply = await self.zygote.request(req, fds)
+            mark("start: zygote replied")
         finally:
             for fd in fds.values():
                 os.close(fd)
@@ -124,6 +128,7 @@ class LinuxRuntime:
             message = (await aio.read_all(err_r)).decode(errors="replace").strip()
         finally:
             os.close(err_r)
+        mark("start: error pipe at EOF")
         if not message and "error" in reply:
             message = reply["error"]
         if message:
@@ -190,6 +195,7 @@ class LinuxRuntime:
         st = read_json(self.dirs.container(container_id) / "state.json")
         if st is not None:
             await aio.wait_pidfd(st["pid"], alive=lambda: is_alive(st["pid"], st["start_time"]))
+        mark("wait: init exited")
         return await self.status(container_id)
 
     async def stop(self, container_id: str, grace_seconds: float) -> None:
@@ -233,13 +239,16 @@ class LinuxRuntime:
         if st is not None and is_alive(st["pid"], st["start_time"]):
             self._signal_init(st, signal.SIGKILL)
             await self.wait(container_id)
+        mark("remove: called")
         # destroy() kills stragglers (an exec'd process outside the pid ns).
         cg.destroy()
+        mark("remove: cgroup destroyed")
         # The rootfs was mounted only inside the container's mount namespace,
         # which died with its last process: there is nothing to unmount here.
         shutil.rmtree(cdir, ignore_errors=True)
         if cfg.get("upper_dir") and cfg.get("work_dir") and not cfg["work_dir"].startswith(str(cdir)):
             shutil.rmtree(cfg["work_dir"], ignore_errors=True)
+        mark("remove: done")
 
     async def list_containers(self) -> Sequence[ContainerStatus]:
         out = []

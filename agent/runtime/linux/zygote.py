@@ -29,6 +29,7 @@ import socket
 
 from agent.runtime.linux import container_init, exec_init, sandbox_init
 from agent.runtime.linux import syscalls as sc
+from agent.runtime.linux.trace import mark
 
 _HANDLERS = {"start": container_init.run_start, "sandbox": sandbox_init.run_sandbox,
              "exec": exec_init.run_exec}
@@ -113,6 +114,7 @@ def _serve(sock: socket.socket) -> None:
         import agent.runtime.linux.security  # noqa: F401
     except ImportError:
         pass
+    mark("zygote: serving")  # opens the trace file now, so every child inherits it
     gc.collect()
     gc.freeze()  # children then do not dirty the shared pages with gc bookkeeping
     poller = select.poll()
@@ -165,6 +167,7 @@ def _handle(req: dict, received: list[int], sock: socket.socket, wake_r: int, wa
     if len(names) != len(received):
         return {"error": f"zygote: expected {len(names)} fds, got {len(received)}"}
     fds = dict(zip(names, received))
+    mark(f"zygote: {req['op']} received")
     reply_r, reply_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
@@ -187,6 +190,7 @@ def _handle(req: dict, received: list[int], sock: socket.socket, wake_r: int, wa
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
+    mark(f"zygote: {req['op']} worker reaped")
     if not chunks:
         return {"error": f"zygote: worker for {req['op']!r} died without a reply"}
     return json.loads(b"".join(chunks))

@@ -1,0 +1,56 @@
+"""What the agent remembers of each pod it runs: a memo of the runtime's state.
+
+A `PodRecord` holds, per container name, the current and previous attempt as
+the runtime last reported them and why the next attempt has not started.
+Nothing here is the truth: the pod workers refresh it from the runtime on
+every reconcile and rebuild it from `runtime.list_containers()` after a
+restart (agent.podworkers.recover). `container_views` turns a record into the
+input of agent.status.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from agent.containers import PodPaths
+from agent.runtime.interface import ContainerStatus, Sandbox
+from agent.status import ContainerView
+from proto.skiff.v1 import types_pb2
+
+DEFAULT_GRACE_SECONDS = 30
+
+
+@dataclass
+class ContainerRecord:
+    restart: int = 0                          # the current attempt's restart count
+    current: ContainerStatus | None = None
+    previous: ContainerStatus | None = None
+    waiting: tuple[str, str] | None = None    # why the next attempt has not started
+
+
+@dataclass
+class PodRecord:
+    uid: str
+    namespace: str
+    name: str
+    paths: PodPaths
+    sandbox: Sandbox | None = None
+    pod_ip: str = ""
+    network_error: str = ""
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+    containers: dict[str, ContainerRecord] = field(default_factory=dict)
+    waiters: dict[str, asyncio.Task] = field(default_factory=dict)
+    adopted: bool = False
+    released: bool = False                    # terminal: containers, network, sandbox freed
+
+
+def container_views(pod: types_pb2.Pod, rec: PodRecord) -> list[ContainerView]:
+    views = []
+    for spec in pod.spec.containers:
+        cr = rec.containers.get(spec.name) or ContainerRecord()
+        waiting = cr.waiting
+        if waiting is None and cr.current is None:
+            waiting = ("ContainerCreating", rec.network_error)
+        views.append(ContainerView(name=spec.name, image=spec.image, restart_count=cr.restart,
+                                   current=cr.current, previous=cr.previous, waiting=waiting))
+    return views
