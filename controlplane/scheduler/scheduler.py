@@ -18,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from controlplane.events import EventRecorder
 from controlplane.metrics import Metrics
 from controlplane.scheduler import plugins
 from controlplane.scheduler.framework import REGISTRY, NodeInfo, unschedulable_message
@@ -77,6 +78,7 @@ class Scheduler:
         self.metrics = metrics
         self.retry_seconds = retry_seconds
         self.backoff = backoff
+        self.events = EventRecorder(client=client, component=SCHEDULER_NAME)
         self.pods = Informer(client, "Pod")
         self.nodes = Informer(client, "Node")
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
@@ -173,6 +175,9 @@ class Scheduler:
                 await self.client.bind(pod.metadata.name, decision.node_name, pod.metadata.namespace,
                                        resource_version=pod.metadata.resource_version)
                 log.info("bound %s/%s to %s", *key, decision.node_name)
+                await self.events.record(pod, type_="Normal", reason="Scheduled",
+                                         message=f"Successfully assigned {meta.namespaced_name(pod)} "
+                                                 f"to {decision.node_name}")
             except (Conflict, NotFound):
                 # The pod changed or went away meanwhile: the informer brings the news.
                 self._assumed.pop(key, None)
@@ -193,4 +198,5 @@ class Scheduler:
         try:
             await self.client.update_status(updated)
         except (Conflict, NotFound):
-            pass  # a newer version is on its way through the informer; it is scheduled again then
+            return  # a newer version is on its way through the informer; it is scheduled again then
+        await self.events.record(pod, type_="Warning", reason="FailedScheduling", message=message)

@@ -71,6 +71,12 @@ def test_too_big_pod_stays_pending_fitting_one_is_bound(controlplane):
             return p if p.spec.node_name else None
         assert (await eventually(big_bound, what="pod big to be bound")).spec.node_name == "node-2"
 
+        # What `describe pod big` shows: why it waited, then where it went.
+        events, _ = await c.list("Event", namespace="default")
+        about_big = [(e.reason, e.message) for e in events if e.involved_object.name == "big"]
+        assert ("FailedScheduling", "0/1 nodes are available: 1 Insufficient memory.") in about_big
+        assert ("Scheduled", "Successfully assigned default/big to node-2") in about_big
+
     async def main():
         async with ApiClient(controlplane) as c:
             await asyncio.wait_for(body(c), 60)
