@@ -18,7 +18,7 @@ import os
 from agent.runtime.interface import SecurityConfig
 from agent.runtime.linux.security import _libc, seccomp
 from agent.runtime.linux.security.capabilities import (DEFAULT_CAPABILITIES, apply_capabilities, bounding_set,
-                                                       cap_name)
+                                                       cap_name, names_of)
 
 
 def apply_process_security(cfg: SecurityConfig, *, ambient: frozenset[str] = frozenset()) -> None:
@@ -27,7 +27,7 @@ def apply_process_security(cfg: SecurityConfig, *, ambient: frozenset[str] = fro
     seccomp.check_profile(cfg.seccomp)
     if cfg.privileged:
         # Everything the runtime itself holds; asking for more would fail capset.
-        keep = bounding_set()
+        keep = names_of(_libc.capget()[1]) & bounding_set()
     else:
         keep = frozenset(cap_name(c) for c in (DEFAULT_CAPABILITIES if cfg.capabilities is None
                                                else cfg.capabilities))
