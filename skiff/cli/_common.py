@@ -38,7 +38,7 @@ def call_api(args: argparse.Namespace, fn: Callable[[ApiClient], Awaitable[int]]
 
 def describe_api_error(exc: ApiError) -> str:
     """One line for an API error; an unreachable server gets the hint to start one."""
-    if isinstance(exc, Unavailable) and exc.message.startswith("cannot reach"):
+    if isinstance(exc, Unavailable) and exc.message.startswith("cannot reach the Skiff API"):
         where, _, reason = exc.message.rpartition(": ")
         message = f"{where} ({reason})" if where else exc.message
         return f"{message}; is the cluster up? (skiff up)"
