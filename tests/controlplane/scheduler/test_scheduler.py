@@ -56,8 +56,9 @@ def test_too_big_pod_stays_pending_fitting_one_is_bound(controlplane):
         async def big_marked():
             p = await c.get("Pod", "big")
             cond = meta.get_condition(p.status.conditions, "PodScheduled")
-            return p if cond is not None and cond.status == "False" else None
-        big = await eventually(big_marked, what="pod big to get PodScheduled=False")
+            # (Until the scheduler has seen node-1 it may say "0/0 nodes"; wait for its verdict on node-1.)
+            return p if cond is not None and cond.status == "False" and cond.message.startswith("0/1") else None
+        big = await eventually(big_marked, what="pod big to get PodScheduled=False about node-1")
         cond = meta.get_condition(big.status.conditions, "PodScheduled")
         assert big.spec.node_name == "" and big.status.phase == "Pending"
         assert cond.reason == "Unschedulable"
