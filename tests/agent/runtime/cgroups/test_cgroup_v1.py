@@ -211,6 +211,13 @@ def test_a_container_cpu_limit_above_the_pod_s_is_explained(cgroup_parent):
     assert "cpu.cfs_quota_us" in str(info.value) and "50000" in str(info.value)
 
 
+def test_destroy_of_a_cgroup_never_created_is_quiet(cgroup_parent):
+    mgr = new_manager(parent=cgroup_parent, name_path="pod-never/c1", driver="v1")
+    mgr.destroy()
+    assert mgr.procs() == []
+    assert list_cgroups(parent=cgroup_parent, driver="v1") == []
+
+
 def test_writing_a_bad_value_names_the_file(cgroup_parent):
     mgr = new_manager(parent=cgroup_parent, name_path="pod-e", driver="v1")
     mgr.create()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,7 +56,7 @@ def scratch_dir():
     try:
         yield path
     finally:
-        os.rmdir(path)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _try_kernel_calls(scratch: str) -> dict[str, int]:
