@@ -37,6 +37,8 @@ class AgentConfig:
     heartbeat_seconds: float = 10.0
     resync_seconds: float = 30.0
     network: bool = True                    # pod networking (bridge, veth, IPAM, hostPort)
+    bridge: str = "skiff0"                  # the node bridge (tests and one-machine multi-node: unique ones)
+    nft_table: str = "skiff"                # the nftables table (inet) for hostPorts
 
     @property
     def pods_dir(self) -> Path:
@@ -76,6 +78,10 @@ def validate(config: AgentConfig) -> AgentConfig:
         raise ConfigError(f"--log-level: {config.log_level!r} is not one of debug, info, warning, error")
     if config.runtime not in RUNTIMES:
         raise ConfigError(f"--runtime: {config.runtime!r} is not one of {', '.join(RUNTIMES)}")
+    if "skiff" not in config.bridge or len(config.bridge) > 15:
+        raise ConfigError(f"--bridge: {config.bridge!r} must contain 'skiff' and be at most 15 characters")
+    if not config.nft_table.startswith("skiff"):
+        raise ConfigError(f"--nft-table: {config.nft_table!r} must start with 'skiff'")
     if config.heartbeat_seconds <= 0 or config.resync_seconds <= 0:
         raise ConfigError("heartbeat and resync periods must be positive")
     return config
@@ -97,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", default=AgentConfig.runtime, choices=RUNTIMES,
                    help="container runtime: linux (real) or fake (in memory, for tests)")
     p.add_argument("--no-network", action="store_true", help="no pod networking (pods get no IP)")
+    p.add_argument("--bridge", default=AgentConfig.bridge, help="the node bridge pods attach to")
+    p.add_argument("--nft-table", default=AgentConfig.nft_table, help="Skiff's nftables table (family inet)")
     p.add_argument("--heartbeat-seconds", type=float, default=AgentConfig.heartbeat_seconds,
                    help=argparse.SUPPRESS)
     return p
@@ -110,4 +118,5 @@ def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
         server=args.server, node_name=node_name, node_ip=args.node_ip, listen=args.listen,
         metrics_listen=args.metrics_listen, data_dir=Path(args.data_dir), run_dir=Path(args.run_dir),
         cgroup_parent=args.cgroup_parent, pids_limit=args.pids_limit, log_level=args.log_level,
-        runtime=args.runtime, network=not args.no_network, heartbeat_seconds=args.heartbeat_seconds))
+        runtime=args.runtime, network=not args.no_network,
+        bridge=args.bridge, nft_table=args.nft_table, heartbeat_seconds=args.heartbeat_seconds))

@@ -89,7 +89,8 @@ def _network_factory(config: AgentConfig):
         return None
 
     def factory(pod_cidr: str):
-        return PodNetworkManager(pod_cidr=pod_cidr, state_dir=config.data_dir / "network", bridge="skiff0")
+        return PodNetworkManager(pod_cidr=pod_cidr, state_dir=config.data_dir / "network", bridge=config.bridge,
+                                 nft_table=config.nft_table, node_ip=config.node_ip)
     return factory
 
 

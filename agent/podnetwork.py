@@ -4,10 +4,11 @@ agent.network (PodNetworkManager) owns the bridge, IPAM and nftables; this
 module only calls it for one pod — its netns and hostPorts — and turns a
 taken host port into the pod's network error (shown as a condition and a
 waiting message) instead of an exception. The manager's methods may be plain
-or async; both are awaited the same way.
+or async; they run in a thread either way (the real ones block).
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +17,11 @@ from agent.records import PodRecord
 from proto.skiff.v1 import types_pb2
 
 
-async def maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
+async def call_network(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """Call a PodNetworkManager method: they block (netlink, nft, a file lock),
+    so they run in a thread, off the event loop."""
+    result = await asyncio.to_thread(fn, *args, **kwargs)
+    return await result if inspect.isawaitable(result) else result
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,8 @@ async def attach_pod(*, network: Any, pod: types_pb2.Pod, rec: PodRecord, node_i
                           protocol=p.protocol or "TCP", host_ip=p.host_ip)
              for c in pod.spec.containers for p in c.ports if p.host_port]
     try:
-        address = await maybe_await(network.attach(pod_id=rec.uid, netns_path=rec.sandbox.netns_path, ports=ports))
+        address = await call_network(network.attach, pod_id=rec.uid, netns_path=rec.sandbox.netns_path,
+                                     ports=ports)
     except host_port_in_use as exc:
         return False, str(exc)
     rec.pod_ip = str(address.ip)

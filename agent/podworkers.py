@@ -37,7 +37,7 @@ from agent.containers import (ContainerConfigError, PodPaths, build_container_co
 from agent.events import EventRecorder
 from agent.images.types import Image
 from agent.metrics import AgentMetrics
-from agent.podnetwork import attach_pod, maybe_await
+from agent.podnetwork import attach_pod, call_network
 from agent.records import DEFAULT_GRACE_SECONDS, ContainerRecord, PodRecord
 from agent.runtime.interface import ContainerStatus, Runtime, StartError, State
 from agent.status import TERMINAL_PHASES
@@ -352,7 +352,7 @@ class PodWorkers:
                 task.cancel()
             rec.waiters.clear()
         if self.network is not None:
-            await self._rt("network_detach", maybe_await(self.network.detach(pod_id=uid)))
+            await self._rt("network_detach", call_network(self.network.detach, uid))
         if rec is not None:
             release_volumes(paths=rec.paths)
         await self._rt("remove_sandbox", self.runtime.remove_sandbox(uid))
@@ -420,7 +420,7 @@ class PodWorkers:
         keep = set(desired)
         await self._rt("cleanup_orphans", self.runtime.cleanup_orphans(keep))
         if self.network is not None:
-            await maybe_await(self.network.cleanup_orphans(keep))
+            await call_network(self.network.cleanup_orphans, keep)
         if self.pods_dir.is_dir():
             for d in self.pods_dir.iterdir():
                 if d.is_dir() and d.name.rsplit("_", 1)[-1] not in keep:

@@ -225,7 +225,7 @@ def test_deletion_stops_removes_detaches_and_deletes_the_object(tmp_path):
             def attach(self, *, pod_id, netns_path, ports):
                 return type("PodAddress", (), {"ip": "10.88.0.7"})()
 
-            def detach(self, *, pod_id):
+            def detach(self, pod_id):
                 detached.append(pod_id)
 
         w.workers.network = Net()
