@@ -138,8 +138,9 @@ def _api_answers(address: str) -> bool:
 
 
 @contextlib.contextmanager
-def _running_controlplane(*, etcd: str, etcd_prefix: str, workdir: Path, extra_args: tuple[str, ...] = ()):
-    api_port, metrics_port = free_port(), free_port()
+def _running_controlplane(*, etcd: str, etcd_prefix: str, workdir: Path, extra_args: tuple[str, ...] = (),
+                          api_port: int | None = None):
+    api_port, metrics_port = api_port or free_port(), free_port()
     log = workdir / f"controlplane-{api_port}.log"
     args = [sys.executable, "-m", "controlplane.main", "--etcd", etcd, "--etcd-prefix", etcd_prefix,
             "--listen", f"127.0.0.1:{api_port}", "--metrics-listen", f"127.0.0.1:{metrics_port}",
@@ -158,12 +159,24 @@ def _running_controlplane(*, etcd: str, etcd_prefix: str, workdir: Path, extra_a
 
 @pytest.fixture
 def controlplane_factory(etcd, etcd_prefix, tmp_path):
-    """start(*extra_args, prefix=None) -> ControlPlaneInfo: more control planes
-    (e.g. a restart on the same etcd prefix); all stopped after the test."""
+    """start(*extra_args, prefix=None, api_port=None) -> ControlPlaneInfo: more
+    control planes (e.g. a restart on the same etcd prefix and port; stop the
+    old one first with stop(info)); all stopped after the test."""
     with contextlib.ExitStack() as stack:
-        def start(*extra_args: str, prefix: str | None = None) -> ControlPlaneInfo:
-            return stack.enter_context(_running_controlplane(
-                etcd=etcd, etcd_prefix=prefix or etcd_prefix, workdir=tmp_path, extra_args=extra_args))
+        running: dict[int, contextlib.ExitStack] = {}
+
+        def start(*extra_args: str, prefix: str | None = None, api_port: int | None = None) -> ControlPlaneInfo:
+            own = stack.enter_context(contextlib.ExitStack())
+            info = own.enter_context(_running_controlplane(
+                etcd=etcd, etcd_prefix=prefix or etcd_prefix, workdir=tmp_path, extra_args=extra_args,
+                api_port=api_port))
+            running[info.pid] = own
+            return info
+
+        def stop(info: ControlPlaneInfo) -> None:
+            running.pop(info.pid).close()
+
+        start.stop = stop  # type: ignore[attr-defined]
         yield start
 
 

@@ -112,3 +112,33 @@ def test_informer_relists_on_gone_and_notices_what_changed_meanwhile():
         # First list: a, b. Re-list: a (changed), c (new), b (gone).
         assert notified[:2] == ["a", "b"] and sorted(notified[2:]) == ["a", "b", "c"]
     asyncio.run(body())
+
+
+@pytest.mark.etcd
+def test_informer_survives_a_control_plane_restart(controlplane_factory):
+    """The agent's situation: the control plane goes away and comes back on the
+    same address; what changed meanwhile reaches the cache."""
+    first = controlplane_factory()
+    port = int(first.address.rsplit(":", 1)[1])
+
+    async def body():
+        async with ApiClient(first.address) as c:
+            await c.create(pod("one"))
+            informer = Informer(c, "Pod")
+            informer.start()
+            try:
+                await asyncio.wait_for(informer.wait_synced(), 20)
+                assert [k[1] for k in informer.keys()] == ["one"]
+                await asyncio.to_thread(controlplane_factory.stop, first)
+                second = await asyncio.to_thread(controlplane_factory, api_port=port)
+                async with ApiClient(second.address) as other:
+                    await other.create(pod("two"))
+                    await other.delete("Pod", "one")
+                for _ in range(400):
+                    if sorted(k[1] for k in informer.keys()) == ["two"]:
+                        break
+                    await asyncio.sleep(0.05)
+                assert sorted(k[1] for k in informer.keys()) == ["two"]
+            finally:
+                await informer.stop()
+    asyncio.run(body())
