@@ -5,8 +5,10 @@
   under a second, so tests and the all-in-one can always have an image.
 - debian: `debootstrap --variant=minbase` of the machine's own apt sources
   (deb822 files under /etc/apt/sources.list.d or the classic sources.list),
-  optionally with packages (`python3` means python3-minimal), imported as one
-  layer. Cached: when the tag exists, nothing is done.
+  optionally with packages, imported as one layer. `python3` means
+  python3-minimal plus libpython3-stdlib: the minimal interpreter lacks
+  http.server, which the web-server example needs, and the full `python3`
+  package drags in more. Cached: when the tag exists, nothing is done.
 """
 from __future__ import annotations
 
@@ -108,7 +110,9 @@ def apt_mirror(*, suite: str, sources: Path = Path("/etc/apt")) -> str:
 def bootstrap_debian(*, store: ImageStore, suite: str = "bookworm", include: tuple[str, ...] = (),
                      ref: str | None = None, force: bool = False, log: TextIO | None = None) -> str:
     """debootstrap a minbase Debian (with `include`) into an image; returns the reference."""
-    packages = tuple("python3-minimal" if p == "python3" else p for p in include)
+    packages: tuple[str, ...] = ()
+    for p in include:
+        packages += ("python3-minimal", "libpython3-stdlib") if p == "python3" else (p,)
     if ref is None:
         ref = f"debian-python:{suite}" if "python3-minimal" in packages else f"debian:{suite}"
     if not force and _exists(store, ref):
