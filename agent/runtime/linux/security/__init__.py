@@ -21,14 +21,14 @@ import os
 from agent.runtime.linux.security import _libc, capabilities, rlimits, seccomp
 from agent.runtime.linux.security.capabilities import (ALL_CAPABILITIES, CAPABILITIES, DEFAULT_CAPABILITIES,
                                                        CapabilityError, cap_name, effective_capabilities)
-from agent.runtime.linux.security.process import apply_process_security
+from agent.runtime.linux.security.process import apply_process_security, check_security_config
 from agent.runtime.linux.security.rlimits import DEFAULT_NOFILE, apply_rlimits
 from agent.runtime.linux.security.seccomp import RUNTIME_DEFAULT, UNCONFINED, SeccompError
 from agent.runtime.linux.security.users import ResolvedUser, UserLookupError, resolve_user
 
 __all__ = ["ALL_CAPABILITIES", "CAPABILITIES", "DEFAULT_CAPABILITIES", "DEFAULT_NOFILE", "RUNTIME_DEFAULT",
            "UNCONFINED", "CapabilityError", "ResolvedUser", "SeccompError", "UserLookupError",
-           "apply_process_security", "apply_rlimits", "cap_name", "effective_capabilities",
+           "apply_process_security", "apply_rlimits", "cap_name", "check_security_config", "effective_capabilities",
            "resolve_user", "warm_up"]
 
 

@@ -21,6 +21,29 @@ from agent.runtime.linux.security.capabilities import (DEFAULT_CAPABILITIES, app
                                                        cap_name, names_of)
 
 
+def check_security_config(cfg: SecurityConfig, *, ambient: frozenset[str] = frozenset()) -> None:
+    """What apply_process_security would refuse, found before forking (so the
+    runtime can turn it into a StartError): ValueError naming the field."""
+    try:
+        seccomp.check_profile(cfg.seccomp)
+    except ValueError as exc:
+        raise ValueError(f"securityContext.seccompProfile: {exc}") from None
+    for field, names in (("capabilities", cfg.capabilities or ()), ("ambient", ambient)):
+        for name in names:
+            try:
+                cap_name(name)
+            except ValueError as exc:
+                raise ValueError(f"securityContext.{field}: {exc}") from None
+    ids = [("uid", cfg.uid), ("gid", cfg.gid), *(("supplemental_gids", g) for g in cfg.supplemental_gids)]
+    for field, value in ids:
+        if not 0 <= value < 2**32 - 1:
+            raise ValueError(f"securityContext.{field}: {value} is not a valid id")
+    if not cfg.privileged and cfg.capabilities is not None:
+        extra = frozenset(cap_name(a) for a in ambient) - frozenset(cap_name(c) for c in cfg.capabilities)
+        if extra:
+            raise ValueError(f"securityContext.ambient: {sorted(extra)} not among the container's capabilities")
+
+
 def apply_process_security(cfg: SecurityConfig, *, ambient: frozenset[str] = frozenset()) -> None:
     """Drop this process to what cfg allows. `ambient`: capabilities (a subset
     of cfg's) that a non-root user keeps across execve; Kubernetes gives none."""

@@ -42,3 +42,21 @@ def test_kubernetes_add_drop_rules():
     assert effective_capabilities(add=["ALL"], drop=["SYS_ADMIN"]) == ALL_CAPABILITIES - {"CAP_SYS_ADMIN"}
     assert effective_capabilities(add=["ALL"], drop=["ALL"]) == frozenset()     # drop ALL wins
     assert effective_capabilities(add=["NET_ADMIN"], drop=["NET_ADMIN"]) == DEFAULT_CAPABILITIES
+
+
+def test_check_security_config_names_the_bad_field():
+    from agent.runtime.interface import SecurityConfig
+    from agent.runtime.linux.security import check_security_config
+
+    check_security_config(SecurityConfig())
+    check_security_config(SecurityConfig(uid=1000, gid=1000), ambient=frozenset({"NET_BIND_SERVICE"}))
+    bad = [
+        (SecurityConfig(seccomp="localhost/x.json"), frozenset(), "seccompProfile"),
+        (SecurityConfig(capabilities=frozenset({"CAP_FLY"})), frozenset(), "capabilities"),
+        (SecurityConfig(uid=-1), frozenset(), "uid"),
+        (SecurityConfig(supplemental_gids=(5, 2**32)), frozenset(), "supplemental_gids"),
+        (SecurityConfig(capabilities=frozenset()), frozenset({"NET_RAW"}), "ambient"),
+    ]
+    for cfg, ambient, field in bad:
+        with pytest.raises(ValueError, match=field):
+            check_security_config(cfg, ambient=ambient)

@@ -40,7 +40,8 @@ def _host_status() -> dict[str, str]:
 
 
 def _status_after(after_exec, cfg: SecurityConfig, *, ambient: frozenset[str] = frozenset()) -> dict[str, str]:
-    code, out = after_exec(lambda: apply_process_security(cfg, ambient=ambient), [BUSYBOX, "cat", "/proc/self/status"])
+    code, out = after_exec(lambda: apply_process_security(cfg, ambient=ambient),
+                           [BUSYBOX, "cat", "/proc/self/status"])
     assert code == 0, out
     return _status(out)
 
