@@ -43,7 +43,7 @@ class TableSpec:
 
 def _quote(text: str) -> str:
     """nft strings are double-quoted with no escapes: keep to a safe alphabet."""
-    safe = "".join(c if c.isalnum() or c in "-_./:@" else "_" for c in text)
+    safe = "".join(c if c.isalnum() or c in " -_./:@" else "_" for c in text)
     return f'"{safe[:100]}"'
 
 

@@ -1,0 +1,84 @@
+"""IPAM and the persisted state: allocation order, exhaustion, locking across processes."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from agent.network.state import (
+    NetworkState, PodRecord, StateLock, load_state, save_state,
+)
+from agent.network.types import NetworkError, PortMapping
+
+
+def test_allocation_skips_network_gateway_and_broadcast_and_wraps():
+    state = NetworkState(pod_cidr="10.9.0.0/29")  # hosts .1-.6, .1 is the gateway
+    got = []
+    for i in range(5):
+        ip = state.allocate_pod_ip()
+        state.pods[f"p{i}"] = PodRecord(ip=ip, veth=f"v{i}")
+        got.append(ip)
+    assert got == [f"10.9.0.{n}" for n in range(2, 7)]
+    with pytest.raises(NetworkError, match="10.9.0.0/29 is exhausted"):
+        state.allocate_pod_ip()
+    del state.pods["p1"]  # frees 10.9.0.3
+    assert state.allocate_pod_ip() == "10.9.0.3"
+
+
+def test_released_address_is_not_reused_at_once():
+    state = NetworkState(pod_cidr="10.9.0.0/24")
+    first = state.allocate_pod_ip()
+    second = state.allocate_pod_ip()
+    assert first != second and ipaddress.IPv4Address(second) in ipaddress.IPv4Network("10.9.0.0/24")
+
+
+def test_state_round_trips_through_the_file(tmp_path):
+    state = NetworkState(pod_cidr="10.9.0.0/24")
+    ip = state.allocate_pod_ip()
+    state.pods["uid-1"] = PodRecord(ip=ip, veth="skiffvdeadbeef",
+                                    ports=[PortMapping(host_port=5000, container_port=80, protocol="UDP")])
+    save_state(state_dir=tmp_path, state=state)
+    again = load_state(state_dir=tmp_path, pod_cidr="10.9.0.0/24")
+    assert again.pods == state.pods and again.last_allocated == ip
+    assert [p.name for p in tmp_path.iterdir()] == ["pods.json"]  # no temp file left behind
+
+
+def test_a_different_pod_cidr_with_live_allocations_is_an_error(tmp_path):
+    state = NetworkState(pod_cidr="10.9.0.0/24")
+    state.pods["uid-1"] = PodRecord(ip=state.allocate_pod_ip(), veth="v")
+    save_state(state_dir=tmp_path, state=state)
+    with pytest.raises(NetworkError, match="10.9.0.0/24.*10.8.0.0/24"):
+        load_state(state_dir=tmp_path, pod_cidr="10.8.0.0/24")
+    state.pods.clear()
+    save_state(state_dir=tmp_path, state=state)
+    assert load_state(state_dir=tmp_path, pod_cidr="10.8.0.0/24").pods == {}
+
+
+def test_a_corrupt_state_file_is_reported_with_its_path(tmp_path):
+    (tmp_path / "pods.json").write_text("{not json")
+    with pytest.raises(NetworkError, match=str(tmp_path / "pods.json")):
+        load_state(state_dir=tmp_path, pod_cidr="10.9.0.0/24")
+
+
+def _allocate_many(state_dir: str, tag: str, count: int) -> None:
+    for i in range(count):
+        with StateLock(Path(state_dir)):
+            state = load_state(state_dir=Path(state_dir), pod_cidr="10.9.0.0/22")
+            state.pods[f"{tag}-{i}"] = PodRecord(ip=state.allocate_pod_ip(), veth=f"{tag}{i}")
+            save_state(state_dir=Path(state_dir), state=state)
+
+
+def test_concurrent_processes_never_share_an_address(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_allocate_many, args=(str(tmp_path), f"w{n}", 25)) for n in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    pods = json.loads((tmp_path / "pods.json").read_text())["pods"]
+    assert len(pods) == 75
+    assert len({rec["ip"] for rec in pods.values()}) == 75
