@@ -24,12 +24,12 @@ from agent.runtime.linux.security.capabilities import (ALL_CAPABILITIES, CAPABIL
 from agent.runtime.linux.security.process import apply_process_security, check_security_config
 from agent.runtime.linux.security.rlimits import DEFAULT_NOFILE, apply_rlimits
 from agent.runtime.linux.security.seccomp import RUNTIME_DEFAULT, UNCONFINED, SeccompError
-from agent.runtime.linux.security.users import ResolvedUser, UserLookupError, resolve_user
+from agent.runtime.linux.security.users import ResolvedUser, UserLookupError, resolve_user, resolve_user_from
 
 __all__ = ["ALL_CAPABILITIES", "CAPABILITIES", "DEFAULT_CAPABILITIES", "DEFAULT_NOFILE", "RUNTIME_DEFAULT",
            "UNCONFINED", "CapabilityError", "ResolvedUser", "SeccompError", "UserLookupError",
            "apply_process_security", "apply_rlimits", "cap_name", "check_security_config", "effective_capabilities",
-           "resolve_user", "warm_up"]
+           "resolve_user", "resolve_user_from", "warm_up"]
 
 
 def warm_up() -> None:

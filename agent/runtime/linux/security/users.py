@@ -18,7 +18,7 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 _MAX_FILE_BYTES = 4 << 20
 _SYS_OPENAT2 = 437            # the same number on x86_64 and aarch64 (generic table)
@@ -45,10 +45,20 @@ class UserLookupError(LookupError):
 
 
 def resolve_user(rootfs: Path, user: str) -> ResolvedUser:
+    """User ("name", "uid", "uid:gid", "name:group", "" = root) against the
+    passwd and group files of a root filesystem directory (or mounted overlay)."""
+    return resolve_user_from(read=lambda rel: read_in_root(rootfs, rel), user=user, where=str(rootfs))
+
+
+def resolve_user_from(*, read: Callable[[str], str], user: str, where: str) -> ResolvedUser:
+    """The same rules over any view of an image: read("etc/passwd") returns a
+    file's text or raises FileNotFoundError (e.g. a reader over unpacked
+    layers that honours whiteouts, when no overlay is mounted yet). `where`
+    names the image in errors."""
     user_part, _, group_part = user.strip().partition(":")
     user_part = user_part or "0"
-    passwd = _entries(rootfs, "etc/passwd", fields=7)
-    groups = _entries(rootfs, "etc/group", fields=4)
+    passwd = _entries(read, "etc/passwd", fields=7)
+    groups = _entries(read, "etc/group", fields=4)
 
     entry = next((e for e in passwd if e[0] == user_part), None)
     if entry is None and user_part.isdigit():
@@ -57,10 +67,10 @@ def resolve_user(rootfs: Path, user: str) -> ResolvedUser:
         gid = int(entry[3]) if entry is not None and entry[3].isdigit() else 0
         name = entry[0] if entry is not None else None
     elif entry is None:
-        raise UserLookupError(f"unable to find user {user_part}: no matching entries in {rootfs}/etc/passwd")
+        raise UserLookupError(f"unable to find user {user_part}: no matching entries in {where}/etc/passwd")
     else:
         if not (entry[2].isdigit() and entry[3].isdigit()):
-            raise UserLookupError(f"{rootfs}/etc/passwd: bad uid/gid for user {entry[0]!r}")
+            raise UserLookupError(f"{where}/etc/passwd: bad uid/gid for user {entry[0]!r}")
         uid, gid, name = int(entry[2]), int(entry[3]), entry[0]
 
     if group_part:
@@ -69,7 +79,7 @@ def resolve_user(rootfs: Path, user: str) -> ResolvedUser:
             return ResolvedUser(uid, int(match[2]), ())
         if group_part.isdigit():
             return ResolvedUser(uid, int(group_part), ())
-        raise UserLookupError(f"unable to find group {group_part}: no matching entries in {rootfs}/etc/group")
+        raise UserLookupError(f"unable to find group {group_part}: no matching entries in {where}/etc/group")
 
     supplemental: list[int] = []
     if name is not None:
@@ -79,10 +89,10 @@ def resolve_user(rootfs: Path, user: str) -> ResolvedUser:
     return ResolvedUser(uid, gid, tuple(supplemental))
 
 
-def _entries(rootfs: Path, relpath: str, *, fields: int) -> list[list[str]]:
+def _entries(read: Callable[[str], str], relpath: str, *, fields: int) -> list[list[str]]:
     """Colon-separated records, padded to `fields`; [] if the file is absent."""
     try:
-        text = read_in_root(rootfs, relpath)
+        text = read(relpath)
     except FileNotFoundError:
         return []
     out = []
@@ -96,7 +106,11 @@ def _entries(rootfs: Path, relpath: str, *, fields: int) -> list[list[str]]:
 
 def read_in_root(rootfs: Path, relpath: str) -> str:
     """The text of rootfs/relpath, resolved with rootfs as "/"; a regular file only."""
-    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        # Not "file absent" (which means: no passwd in the image) but a caller's mistake.
+        raise UserLookupError(f"root filesystem {rootfs}: {exc.strerror}") from exc
     try:
         fd = _open_in_root(root_fd, relpath, rootfs=rootfs)
     finally:

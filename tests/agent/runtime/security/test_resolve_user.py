@@ -112,3 +112,23 @@ def test_a_fifo_or_directory_as_passwd_is_refused_not_waited_on(tmp_path):
     os.mkfifo(root / "etc" / "passwd")
     with pytest.raises(OSError, match="not a regular file"):
         resolve_user(root, "app")
+
+
+def test_any_reader_can_back_the_lookup():
+    from agent.runtime.linux.security import resolve_user_from
+
+    files = {"etc/passwd": PASSWD, "etc/group": GROUP}
+
+    def read(rel: str) -> str:
+        if rel not in files:
+            raise FileNotFoundError(rel)
+        return files[rel]
+
+    assert resolve_user_from(read=read, user="web", where="img") == ResolvedUser(1001, 1001, (50,))
+    with pytest.raises(UserLookupError, match="img"):
+        resolve_user_from(read=read, user="ghost", where="img")
+
+
+def test_a_missing_rootfs_is_an_error_not_an_empty_image(tmp_path):
+    with pytest.raises(UserLookupError, match="root filesystem"):
+        resolve_user(tmp_path / "nowhere", "0")
