@@ -119,7 +119,7 @@ def pod_phase(restart_policy: str, statuses: list[types_pb2.ContainerStatus]) ->
 def pod_status(*, pod: types_pb2.Pod, views: list[ContainerView], host_ip: str, pod_ip: str,
                now: datetime, extra_conditions: tuple[PodCondition, ...] = ()) -> types_pb2.PodStatus:
     old = pod.status
-    status = types_pb2.PodStatus(host_ip=host_ip, pod_ip=pod_ip, qos_class=old.qos_class)
+    status = types_pb2.PodStatus(host_ip=host_ip, pod_ip=pod_ip, qos_class=old.qos_class or qos_class(pod))
     if pod_ip:
         status.pod_ips.add(ip=pod_ip)
     status.start_time.CopyFrom(old.start_time if old.HasField("start_time") else timestamp(now))
@@ -149,6 +149,20 @@ def pod_status(*, pod: types_pb2.Pod, views: list[ContainerView], host_ip: str, 
             pc.last_transition_time.CopyFrom(timestamp(now))
         status.conditions.append(pc)
     return status
+
+
+def qos_class(pod: types_pb2.Pod) -> str:
+    """Kubernetes' QoS class: Guaranteed (every container limits cpu and memory,
+    requests equal to them), BestEffort (no requests or limits at all), else Burstable."""
+    containers = list(pod.spec.containers)
+    if not any(c.resources.limits or c.resources.requests for c in containers):
+        return "BestEffort"
+    for c in containers:
+        limits, requests = c.resources.limits, c.resources.requests
+        for resource in ("cpu", "memory"):
+            if resource not in limits or requests.get(resource, limits[resource]) != limits[resource]:
+                return "Burstable"
+    return "Guaranteed"
 
 
 def same_status(a: types_pb2.PodStatus, b: types_pb2.PodStatus) -> bool:

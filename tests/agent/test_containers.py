@@ -148,3 +148,15 @@ def test_stop_signal_from_image():
     assert build(pod, c, image(stop_signal="SIGQUIT")).stop_signal == 3
     assert build(pod, c, image(stop_signal="9")).stop_signal == 9
     assert build(pod, c, image()).stop_signal == 15
+
+
+def test_qos_class_as_kubernetes():
+    from agent.status import qos_class
+    pod, c = pod_with(("true",))
+    assert qos_class(pod) == "BestEffort"
+    c.resources.requests["memory"] = "64Mi"
+    assert qos_class(pod) == "Burstable"
+    c.resources.limits.update({"memory": "64Mi", "cpu": "1"})
+    assert qos_class(pod) == "Guaranteed"
+    c.resources.requests["cpu"] = "500m"
+    assert qos_class(pod) == "Burstable"
