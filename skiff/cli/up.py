@@ -11,7 +11,11 @@ already started is stopped again.
 
 `down` stops what the pid files name: SIGTERM, then SIGKILL after a timeout,
 and only processes whose start time still matches the pid file, so a PID
-the kernel has reused since is never signalled. `--purge` removes DATA.
+the kernel has reused since is never signalled. Without --purge the pods'
+containers keep running, as with k3s: they outlive the agent, which adopts
+them again at the next `up`. `--purge` first deletes every pod through the
+API (so the agent stops their containers and frees what they held), then
+removes the node's network, DATA and the run dir.
 
 Every address is an option, so a test can run a private cluster beside a
 real one.
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -253,6 +259,7 @@ class Cluster:
             (self.config.pid_dir / f"{component.name}.pid").unlink(missing_ok=True)
             print("ok", flush=True)
         self.started.clear()
+        (self.config.pid_dir / "cluster.json").unlink(missing_ok=True)
 
 
 def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
@@ -274,6 +281,9 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
     for d in (config.data_dir, config.pid_dir, config.log_dir):
         d.mkdir(parents=True, exist_ok=True)
 
+    # `down` reads the addresses from here, so it needs no port flags of its own.
+    (config.pid_dir / "cluster.json").write_text(json.dumps(
+        {"api_port": config.api_port, "node_name": config.node_name}) + "\n")
     cluster = Cluster(config)
     try:
         for component in wanted:
@@ -319,8 +329,84 @@ def _supervise(cluster: Cluster) -> None:
         cluster.stop()
 
 
-def down(config: ClusterConfig, *, purge: bool) -> int:
+def _delete_all_pods(config: ClusterConfig, *, timeout: float) -> None:
+    """Delete every pod through the API and wait until the agent has confirmed
+    each (its containers stopped, mounts, cgroups and addresses freed)."""
+    async def delete_all() -> None:
+        async with ApiClient(config.api_address) as client:
+            pods, _ = await client.list("Pod", "")
+            if not pods:
+                return
+            print(f"deleting {len(pods)} pod(s) ...", end=" ", flush=True)
+            for pod in pods:
+                try:
+                    await client.delete("Pod", pod.metadata.name, pod.metadata.namespace)
+                except NotFound:
+                    pass
+
+            async def all_gone() -> None:
+                remaining, revision = await client.list("Pod", "")
+                left = {(p.metadata.namespace, p.metadata.name) for p in remaining}
+                if not left:
+                    return
+                async for event_type, obj, _rv in client.watch("Pod", "", resource_version=revision):
+                    if event_type == "DELETED" and obj is not None:
+                        left.discard((obj.metadata.namespace, obj.metadata.name))
+                        if not left:
+                            return
+
+            await asyncio.wait_for(all_gone(), timeout=timeout)
+            print("ok", flush=True)
+
+    try:
+        asyncio.run(delete_all())
+    except (ApiError, asyncio.TimeoutError) as exc:
+        reason = exc.message if isinstance(exc, ApiError) else f"not all gone after {timeout:g}s"
+        print(f"\nwarning: could not delete every pod ({reason}); their containers may still run", flush=True)
+
+
+def _teardown_node_network(config: ClusterConfig) -> None:
+    """Remove the bridge, veths and nftables table the agent set up for this node."""
+    state_dir = config.data_dir / "network"
+    if not state_dir.exists():
+        return
+    try:
+        from agent.network import PodNetworkManager
+
+        try:
+            pod_cidr = json.loads((state_dir / "pods.json").read_text()).get("podCIDR") or "10.244.0.0/24"
+        except (OSError, ValueError):
+            pod_cidr = "10.244.0.0/24"  # no allocations recorded: any CIDR opens the empty state
+        print("removing the node network ...", end=" ", flush=True)
+        PodNetworkManager(pod_cidr=pod_cidr, state_dir=state_dir).teardown_node()
+        print("ok", flush=True)
+    except Exception as exc:  # noqa: BLE001 - purge goes on; the user is told what is left
+        print(f"\nwarning: could not remove the node network: {exc}", flush=True)
+
+
+def _mounts_under(paths: list[Path]) -> list[str]:
+    """Mount points at or below any of `paths` (rmtree must never cross one)."""
+    out = []
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        point = line.split()[4].replace("\\040", " ")
+        if any(point == str(p) or point.startswith(str(p) + "/") for p in paths):
+            out.append(point)
+    return out
+
+
+def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0) -> int:
+    try:
+        recorded = json.loads((config.pid_dir / "cluster.json").read_text())
+        config = dataclasses.replace(config, api_port=int(recorded["api_port"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # started by an older `up`, or never: the defaults stand
     stopped = 0
+    if purge and all(running_pid(config, c) for c in components(config)[:2]):
+        _delete_all_pods(config, timeout=pods_timeout)
     for component in reversed(components(config)):
         pid_file = config.pid_dir / f"{component.name}.pid"
         pid = running_pid(config, component)
@@ -330,11 +416,19 @@ def down(config: ClusterConfig, *, purge: bool) -> int:
             print("ok", flush=True)
             stopped += 1
         pid_file.unlink(missing_ok=True)
+    (config.pid_dir / "cluster.json").unlink(missing_ok=True)
     if not stopped:
         print(f"no cluster is running from {config.data_dir}")
-    if purge and config.data_dir.exists():
-        shutil.rmtree(config.data_dir)
-        print(f"removed {config.data_dir}")
+    if not purge:
+        return 0
+    _teardown_node_network(config)
+    dirs = [d for d in (config.data_dir, config.run_dir) if d.exists()]
+    mounts = _mounts_under(dirs)
+    if mounts:
+        raise CliError(f"not removing {', '.join(map(str, dirs))}: still mounted there: {', '.join(mounts[:5])}")
+    for d in dirs:
+        shutil.rmtree(d)
+        print(f"removed {d}")
     return 0
 
 
@@ -378,7 +472,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "down", help="stop the all-in-one cluster",
         description="Stop the processes `skiff up` started (by the PIDs in DATA/run): SIGTERM, then "
                     "SIGKILL after --stop-timeout. --purge also removes the data directory.")
-    d.add_argument("--purge", action="store_true", help="also remove the data directory")
+    d.add_argument("--purge", action="store_true",
+                   help="first delete every pod (their containers stop), then also remove the node network, "
+                        "the data directory and the run directory")
+    d.add_argument("--pods-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="with --purge: how long to wait for the pods to be gone")
     _common_flags(d)
     d.set_defaults(func=run_down)
 
@@ -402,4 +500,4 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    return down(_config(args), purge=args.purge)
+    return down(_config(args), purge=args.purge, pods_timeout=args.pods_timeout)
