@@ -90,6 +90,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
 async def run(config: Config, *, stop: asyncio.Event) -> None:
     from controlplane.controllers.nodeipam import NodeIpamController
     from controlplane.controllers.nodelifecycle import NodeLifecycleController
+    from controlplane.controllers.podgc import PodGcController
     from controlplane.leader import LeaderElector, default_identity
     from controlplane.scheduler.scheduler import Scheduler
 
@@ -110,6 +111,7 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
             NodeIpamController(client=client, cluster_cidr=config.cluster_cidr,
                                node_cidr_mask_size=config.node_cidr_mask_size),
             NodeLifecycleController(client=client, grace_seconds=config.node_monitor_grace_seconds),
+            PodGcController(client=client, quarantine_seconds=config.node_monitor_grace_seconds),
         ]
 
     async def lead() -> None:

@@ -4,6 +4,7 @@ defaulting, the rules on what an update may change, and the pod operations
 testable without a server."""
 from __future__ import annotations
 
+import time
 import uuid
 
 from google.protobuf.message import Message
@@ -157,6 +158,7 @@ def mark_for_deletion(pod: types_pb2.Pod, grace_seconds: int | None) -> types_pb
     if pod.metadata.HasField("deletion_timestamp") and pod.metadata.deletion_grace_period_seconds <= grace:
         return None
     marked = meta.copy(pod)
-    marked.metadata.deletion_timestamp.CopyFrom(meta.timestamp())
+    # As Kubernetes: the timestamp is when the grace period ends.
+    marked.metadata.deletion_timestamp.CopyFrom(meta.timestamp(time.time() + grace))
     marked.metadata.deletion_grace_period_seconds = grace
     return marked
