@@ -209,9 +209,15 @@ class PodWorkers:
         if rec.sandbox is None:
             if not pod.status.phase:
                 await self.status.write(pod, rec)  # Pending / ContainerCreating before any slow work
-            config = sandbox_config(pod, pids_limit=self.pids_limit)
-            rec.sandbox = await self._rt("create_sandbox", self.runtime.create_sandbox(config))
-        prepare_volumes(pod=pod, paths=rec.paths)
+            try:
+                config = sandbox_config(pod, pids_limit=self.pids_limit)
+                rec.sandbox = await self._rt("create_sandbox", self.runtime.create_sandbox(config))
+                prepare_volumes(pod=pod, paths=rec.paths)
+            except Exception as exc:  # shown on the pod and retried, never a crash loop of the agent
+                log.exception("pod %s: creating the sandbox failed", self._describe(uid))
+                self._setup_failed(pod, rec, ("FailedCreatePodSandBox", f"creating the pod sandbox: {exc}"))
+                await self.status.write(pod, rec)
+                return RETRY_SECONDS
         if await self._ensure_network(pod, rec):
             for container in pod.spec.containers:
                 after = await self._sync_container(pod, rec, container)
@@ -235,10 +241,13 @@ class PodWorkers:
         """Attach the pod's network once; False while it cannot be (the port is taken ...)."""
         with self.metrics.time_runtime("network_attach"):
             ready, error = await attach_pod(network=self.network, pod=pod, rec=rec, node_ip=self.node_ip)
-        if error and error != rec.network_error:
-            self._event(pod, "Warning", "FailedCreatePodSandBox", error)
-        rec.network_error = error
+        self._setup_failed(pod, rec, ("HostPortInUse", error) if error else None)
         return ready
+
+    def _setup_failed(self, pod: types_pb2.Pod, rec: PodRecord, error: tuple[str, str] | None) -> None:
+        if error is not None and error != rec.setup_error:
+            self._event(pod, "Warning", "FailedCreatePodSandBox", error[1])
+        rec.setup_error = error
 
     async def _sync_container(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container) -> float | None:
         cr = rec.containers.setdefault(spec.name, ContainerRecord())
@@ -299,7 +308,9 @@ class PodWorkers:
         self.metrics.container_starts.labels(node=self.node_name).inc()
         try:
             status = await self._rt("start", self.runtime.start(config))
-        except StartError as exc:
+        except Exception as exc:  # StartError is the user's; anything else is reported the same way
+            if not isinstance(exc, StartError):
+                log.exception("pod %s: starting container %s failed", self._describe(rec.uid), spec.name)
             now = self.clock.now()
             status = ContainerStatus(id=config.id, pod_id=rec.uid, name=spec.name, state=State.EXITED,
                                      started_at=now, finished_at=now, exit_code=128, reason="StartError",

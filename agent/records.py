@@ -36,7 +36,9 @@ class PodRecord:
     paths: PodPaths
     sandbox: Sandbox | None = None
     pod_ip: str = ""
-    network_error: str = ""
+    # Why the pod's sandbox or network is not ready: (reason, message), e.g.
+    # ("HostPortInUse", "host port 5000/TCP is already in use by ...").
+    setup_error: tuple[str, str] | None = None
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
     waiters: dict[str, asyncio.Task] = field(default_factory=dict)
@@ -50,7 +52,7 @@ def container_views(pod: types_pb2.Pod, rec: PodRecord) -> list[ContainerView]:
         cr = rec.containers.get(spec.name) or ContainerRecord()
         waiting = cr.waiting
         if waiting is None and cr.current is None:
-            waiting = ("ContainerCreating", rec.network_error)
+            waiting = ("ContainerCreating", rec.setup_error[1] if rec.setup_error else "")
         views.append(ContainerView(name=spec.name, image=spec.image, restart_count=cr.restart,
                                    current=cr.current, previous=cr.previous, waiting=waiting))
     return views

@@ -33,8 +33,8 @@ class StatusWriter:
 
     def status_of(self, pod: types_pb2.Pod, rec: PodRecord) -> types_pb2.PodStatus:
         extra = ()
-        if rec.network_error:
-            extra = (PodCondition("PodReadyToStartContainers", False, "HostPortInUse", rec.network_error),)
+        if rec.setup_error is not None:
+            extra = (PodCondition("PodReadyToStartContainers", False, *rec.setup_error),)
         return pod_status(pod=pod, views=container_views(pod, rec), host_ip=self.node_ip, pod_ip=rec.pod_ip,
                           now=self.clock.now(), extra_conditions=extra)
 

@@ -49,12 +49,17 @@ class FakeRuntime:
         self.exec_handler: ExecHandler = lambda argv, stdin: (b" ".join(a.encode() for a in argv) + b"\n",
                                                               b"", 0)
         self._start_failures: dict[str, str] = {}
+        self._sandbox_failure: str | None = None
 
     # ------------------------------------------------------------ test hooks
 
     def fail_next_start(self, name: str, message: str) -> None:
         """The next start of a container called `name` raises StartError(message)."""
         self._start_failures[name] = message
+
+    def fail_next_sandbox(self, message: str) -> None:
+        """The next create_sandbox raises RuntimeError(message)."""
+        self._sandbox_failure = message
 
     def exit(self, container_id: str, code: int, *, signal: int | None = None) -> None:
         """The container's process ends with `code`."""
@@ -90,6 +95,9 @@ class FakeRuntime:
 
     async def create_sandbox(self, config: SandboxConfig) -> Sandbox:
         self.calls.append(("create_sandbox", config.pod_id))
+        if self._sandbox_failure is not None:
+            message, self._sandbox_failure = self._sandbox_failure, None
+            raise RuntimeError(message)
         if config.pod_id not in self.sandboxes:
             netns = None if config.host_network else self.state_root / "netns" / config.pod_id
             self.sandboxes[config.pod_id] = Sandbox(pod_id=config.pod_id, netns_path=netns,

@@ -333,3 +333,20 @@ def test_taken_host_port_is_a_pod_condition_not_a_crash(tmp_path, monkeypatch):
 class _Port:
     def __init__(self, **kw):
         self.__dict__.update(kw)
+
+
+def test_sandbox_failure_is_shown_and_retried(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        w.runtime.fail_next_sandbox("clone(CLONE_NEWNET): Operation not permitted")
+        uid = w.api.add_pod("box").metadata.uid
+        assert await w.workers.reconcile(uid) is not None
+        status, cs = w.status("box")
+        cond = {c.type: c for c in status.conditions}["PodReadyToStartContainers"]
+        assert cond.reason == "FailedCreatePodSandBox" and "CLONE_NEWNET" in cond.message
+        assert status.phase == "Pending" and "CLONE_NEWNET" in cs.state.waiting.message
+        await w.workers.reconcile(uid)
+        status, _ = w.status("box")
+        assert status.phase == "Running"
+        assert "PodReadyToStartContainers" not in {c.type for c in status.conditions}
+    run(scenario())
