@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -127,10 +128,20 @@ def check_relative(*, what: str, value: str) -> None:
         raise ValueError(f"cgroup {what} {value!r} must be a relative path without '.', '..' or empty parts")
 
 
+def kill_pids(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def wait_until_empty(*, procs: Callable[[], list[int]], what: str, seconds: float = 10.0) -> None:
-    """Poll until procs() is empty after a SIGKILL. Tasks leave the cgroup as
-    they exit (zombies included), so this is quick; a task stuck in
-    uninterruptible sleep is reported rather than waited on forever."""
+    """Poll until procs() is empty after a SIGKILL, SIGKILLing whatever is
+    still listed each round (a task forked while we were killing, when the
+    cgroup could not be frozen). Tasks leave the cgroup as they exit (zombies
+    included), so this is quick; a task stuck in uninterruptible sleep is
+    reported rather than waited on forever."""
     deadline = time.monotonic() + seconds
     delay = 0.001
     while True:
@@ -139,5 +150,6 @@ def wait_until_empty(*, procs: Callable[[], list[int]], what: str, seconds: floa
             return
         if time.monotonic() > deadline:
             raise CgroupError(errno.EBUSY, f"{what}: pids {left} still present {seconds:.0f}s after SIGKILL")
+        kill_pids(left)
         time.sleep(delay)
         delay = min(delay * 2, 0.05)

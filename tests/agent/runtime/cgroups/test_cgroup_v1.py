@@ -183,6 +183,36 @@ def test_kill_all_kills_descendants_in_child_cgroups(cgroup_parent, children):
     assert parent.wait() == -signal.SIGKILL
 
 
+def test_kill_all_empties_a_cgroup_that_keeps_forking(cgroup_parent, children):
+    mgr = new_manager(parent=cgroup_parent, name_path="pod-fb", driver="v1")
+    mgr.create()
+    mgr.set(Resources(pids_limit=20))
+    # Forks without end (failing forks are retried): what a fork bomb looks like from outside.
+    bomb = children.start("import os, sys\nsys.stdin.readline()\nprint('go', flush=True)\n"
+                          "while True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n")
+    mgr.add_process(bomb.pid)
+    bomb.stdin.write(b"\n")
+    bomb.stdin.flush()
+    assert bomb.stdout.readline() == b"go\n"
+    assert 1 <= mgr.stats().pids <= 20
+    mgr.kill_all()
+    assert mgr.procs() == []
+    assert bomb.wait() == -signal.SIGKILL
+
+
+def test_kill_all_works_without_the_freezer(cgroup_parent, children):
+    # A half-done create or destroy: the process only made it into memory, the freezer cgroup is gone.
+    mgr = new_manager(parent=cgroup_parent, name_path="pod-nf", driver="v1")
+    mgr.create()
+    proc = children.start(SLEEPER)
+    (mgr.paths()["memory"] / "cgroup.procs").write_text(str(proc.pid))
+    mgr.paths()["freezer"].rmdir()
+    mgr.kill_all()
+    assert proc.wait() == -signal.SIGKILL
+    mgr.destroy()
+    assert not any(p.exists() for p in mgr.paths().values())
+
+
 def test_destroy_leaves_nothing_and_is_idempotent(cgroup_parent, children):
     pod = new_manager(parent=cgroup_parent, name_path="pod-d", driver="v1")
     ctr = new_manager(parent=cgroup_parent, name_path="pod-d/c1", driver="v1")

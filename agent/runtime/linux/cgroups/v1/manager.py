@@ -13,14 +13,12 @@ with it when the agent is restarted elsewhere.
 from __future__ import annotations
 
 import errno
-import os
-import signal
 from pathlib import Path
 
 from agent.runtime.interface import Resources
 from agent.runtime.linux.cgroups.base import CgroupStats
-from agent.runtime.linux.cgroups.fs import (CgroupError, make_dir, read_pids, remove_dir, subtree_dirs,
-                                            try_rmdir, wait_until_empty, write_file)
+from agent.runtime.linux.cgroups.fs import (CgroupError, kill_pids, make_dir, read_pids, remove_dir,
+                                            subtree_dirs, try_rmdir, wait_until_empty, write_file)
 from agent.runtime.linux.cgroups.v1 import cpu, cpuacct, freezer, memory, pids
 
 CONTROLLERS = (memory.NAME, cpu.NAME, cpuacct.NAME, pids.NAME, freezer.NAME)
@@ -84,21 +82,21 @@ class CgroupV1Manager:
 
     def kill_all(self) -> None:
         # Frozen first, so nothing forks between reading the pids and the
-        # SIGKILLs; the kills land when the cgroup thaws. (A freezer cgroup
-        # already removed by a half-done destroy cannot be frozen; kill anyway.)
+        # SIGKILLs; the kills land when the cgroup thaws. If it cannot be
+        # frozen (a task stuck in the kernel, or a freezer cgroup already
+        # removed by a half-done destroy) the kills are repeated until empty.
         if not self.procs():
             return
-        frozen = self._paths[freezer.NAME].is_dir()
-        if frozen:
-            self.freeze()
+        has_freezer = self._paths[freezer.NAME].is_dir()
+        if has_freezer:
+            try:
+                self.freeze()
+            except CgroupError:
+                pass
         try:
-            for pid in self.procs():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            kill_pids(self.procs())
         finally:
-            if frozen:
+            if has_freezer:
                 self.thaw()
         wait_until_empty(procs=self.procs, what=repr(self))
 

@@ -12,13 +12,11 @@ exactly what is written there); the real tree is /sys/fs/cgroup on a v2 host.
 """
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 from agent.runtime.interface import Resources
 from agent.runtime.linux.cgroups.base import CgroupStats
-from agent.runtime.linux.cgroups.fs import (make_dir, read_file, read_pids, remove_dir, subtree_dirs,
+from agent.runtime.linux.cgroups.fs import (kill_pids, make_dir, read_file, read_pids, remove_dir, subtree_dirs,
                                             try_rmdir, wait_until_empty, write_file)
 from agent.runtime.linux.cgroups.v2 import cpu, freezer, memory, pids
 
@@ -95,13 +93,11 @@ class CgroupV2Manager:
             # Linux ≥ 5.14: the kernel kills the whole subtree atomically.
             write_file(kill, "1")
         else:
+            # Older kernels: freeze so nothing forks meanwhile (v2 frozen tasks
+            # do die of SIGKILL, but the thaw keeps the cgroup usable).
             self.freeze()
             try:
-                for pid in self.procs():
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+                kill_pids(self.procs())
             finally:
                 self.thaw()
         wait_until_empty(procs=self.procs, what=repr(self))
