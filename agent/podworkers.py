@@ -195,6 +195,8 @@ class PodWorkers:
         if pod is None or pod.metadata.HasField("deletion_timestamp"):
             if rec is not None or (pod is not None and uid not in self._terminated):
                 await self._terminate(uid, pod, rec)
+            if pod is None:
+                self._terminated.discard(uid)  # the API has forgotten it: so may we
             return None
         if rec is None:
             rec = self.records[uid] = self._new_record(pod)
@@ -239,7 +241,10 @@ class PodWorkers:
 
     async def _ensure_network(self, pod: types_pb2.Pod, rec: PodRecord) -> bool:
         """Attach the pod's network once; False while it cannot be (the port is taken ...)."""
-        with self.metrics.time_runtime("network_attach"):
+        if self.network is not None and not rec.pod_ip and not pod.spec.host_network:
+            with self.metrics.time_runtime("network_attach"):
+                ready, error = await attach_pod(network=self.network, pod=pod, rec=rec, node_ip=self.node_ip)
+        else:
             ready, error = await attach_pod(network=self.network, pod=pod, rec=rec, node_ip=self.node_ip)
         self._setup_failed(pod, rec, ("HostPortInUse", error) if error else None)
         return ready
