@@ -218,3 +218,31 @@ def test_unknown_seccomp_profile_is_refused_before_anything_changes(in_child):
 
     message, uid = in_child(body)
     assert "localhost/custom.json" in message and uid == 0
+
+
+def test_every_denied_syscall_gets_eperm_from_the_kernel(in_child):
+    """Each call of the deny list, with all-zero arguments (harmless even
+    unfiltered: bad pointers, no-ops, or capabilities the child lacks)."""
+    from agent.runtime.linux.security.seccomp import DENIED
+    from agent.runtime.linux.security.syscall_numbers import ARCHES
+
+    machine = os.uname().machine
+    if machine not in ARCHES:
+        pytest.skip(f"no syscall table for {machine}")
+    numbers = ARCHES[machine][1]
+    _libc.syscall.restype = ctypes.c_long
+    cfg = SecurityConfig(capabilities=DEFAULT_CAPABILITIES | {"CAP_SYS_ADMIN"})
+
+    def body():
+        apply_process_security(cfg)
+        if _status(Path("/proc/self/status").read_text())["Seccomp"] != "2":
+            raise AssertionError("no filter in place: not issuing the calls")
+        results = {}
+        for name in DENIED:
+            if name in numbers:
+                ret = _libc.syscall(ctypes.c_long(numbers[name]), *([ctypes.c_long(0)] * 6))
+                results[name] = ctypes.get_errno() if ret == -1 else f"returned {ret}"
+        return results
+
+    results = in_child(body)
+    assert results and all(value == errno.EPERM for value in results.values()), results
