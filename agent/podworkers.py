@@ -209,7 +209,7 @@ class PodWorkers:
             rec.grace_seconds = pod.spec.termination_grace_period_seconds
         requeues: list[float] = []
         if rec.sandbox is None:
-            if not pod.status.phase:
+            if not pod.status.container_statuses:
                 await self.status.write(pod, rec)  # Pending / ContainerCreating before any slow work
             try:
                 config = sandbox_config(pod, pids_limit=self.pids_limit)
