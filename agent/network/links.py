@@ -64,8 +64,13 @@ def _iproute(netns_path: Path | None = None) -> Iterator[IPRoute]:
 
 
 def _index(ipr: IPRoute, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+    # A direct RTM_GETLINK by name; link_lookup() would dump every link.
+    try:
+        return ipr.link("get", ifname=name)[0]["index"]
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
+            return None
+        raise NetworkError(f"RTM_GETLINK {name} failed: {exc}") from exc
 
 
 def _random_mac() -> str:
@@ -127,11 +132,8 @@ def link_exists(*, name: str) -> bool:
 def delete_link(*, name: str) -> bool:
     """Delete a link by name; False if it was not there."""
     with _iproute() as ipr:
-        index = _index(ipr, name)
-        if index is None:
-            return False
         try:
-            ipr.link("del", index=index)
+            ipr.link("del", ifname=name)
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return False

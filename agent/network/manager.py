@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from agent.network import links, nftables
-from agent.network.hostports import host_socket_holding
+from agent.network.hostports import host_port_holder
 from agent.network.state import (
     NetworkState, PodRecord, StateLock, gateway_of, iter_host_ips, load_state, save_state,
 )
@@ -144,8 +144,9 @@ class PodNetworkManager:
             if record is None:
                 return
             del state.pods[pod_id]
-            if nftables.table_exists(table=self.nft_table):
-                nftables.apply_rules(spec=self._spec, state=state)
+            # The pod was recorded, so the node network was set up: no need to
+            # ask nft whether the table exists (a process spawn saved).
+            nftables.apply_rules(spec=self._spec, state=state)
             save_state(state_dir=self.state_dir, state=state)
 
     def cleanup_orphans(self, keep_pod_ids: set[str]) -> list[str]:
@@ -166,7 +167,7 @@ class PodNetworkManager:
                     links.delete_link(name=name)
             for pod_id in removed:
                 del state.pods[pod_id]
-            if nftables.table_exists(table=self.nft_table):
+            if removed and nftables.table_exists(table=self.nft_table):
                 nftables.apply_rules(spec=self._spec, state=state)
             save_state(state_dir=self.state_dir, state=state)
         return removed
@@ -197,9 +198,10 @@ class PodNetworkManager:
                 if key in claimed:
                     raise HostPortInUse(host_port=m.host_port, protocol=m.protocol, holder=claimed[key])
                 claimed[key] = f"another mapping of pod {pod_id}"
-            holder = host_socket_holding(protocol=m.protocol, port=m.host_port, host_ips=host_ips)
-            if holder is not None:
-                raise HostPortInUse(host_port=m.host_port, protocol=m.protocol, holder=holder)
+            for host_ip in sorted(host_ips):
+                holder = host_port_holder(protocol=m.protocol, port=m.host_port, host_ip=host_ip)
+                if holder is not None:
+                    raise HostPortInUse(host_port=m.host_port, protocol=m.protocol, holder=holder)
 
     def _undo_attach(self, *, state: NetworkState, pod_id: str, veth: str) -> None:
         """Roll back a failed attach; errors here are logged so the original one surfaces."""

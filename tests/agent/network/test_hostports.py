@@ -1,60 +1,78 @@
-"""Reading /proc/net socket tables to find a host port that is taken."""
+"""Finding a host port that is taken, with real sockets; and the port-mapping vocabulary."""
 from __future__ import annotations
 
 import socket
 
 import pytest
 
-from agent.network.hostports import bound_sockets, host_socket_holding
+from agent.network.hostports import host_port_holder
 from agent.network.types import PortMapping, validate_port_mapping, veth_name
 
-HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-
-
-def _row(local: str, state: str) -> str:
-    return f"   0: {local} 00000000:0000 {state} 00000000:00000000 00:00000000 00000000     0        0 1 1\n"
-
-
 @pytest.fixture
-def proc_net(tmp_path):
-    (tmp_path / "tcp").write_text(HEADER + _row("0100007F:1388", "0A")      # 127.0.0.1:5000 LISTEN
-                                  + _row("0100007F:1F90", "01")             # 127.0.0.1:8080 ESTABLISHED
-                                  + _row("00000000:0016", "0A"))            # 0.0.0.0:22 LISTEN
-    (tmp_path / "tcp6").write_text(HEADER + _row("00000000000000000000000000000000:1770", "0A")   # [::]:6000
-                                   + _row("0000000000000000FFFF00000100000A:1B58", "0A"))    # ::ffff:10.0.0.1:7000
-    (tmp_path / "udp").write_text(HEADER + _row("0100007F:0035", "07"))     # 127.0.0.1:53
-    return tmp_path
+def sockets():
+    opened: list[socket.socket] = []
+
+    def open_socket(*, family=socket.AF_INET, kind=socket.SOCK_STREAM, address=("127.0.0.1", 0),
+                    listen=True, v6only=False) -> int:
+        s = socket.socket(family, kind)
+        opened.append(s)
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+        s.bind(address)
+        if listen and kind == socket.SOCK_STREAM:
+            s.listen()
+        return s.getsockname()[1]
+
+    try:
+        yield open_socket
+    finally:
+        for s in opened:
+            s.close()
 
 
-def test_decodes_listening_sockets(proc_net):
-    assert set(bound_sockets(protocol="TCP", proc_net=proc_net)) == {
-        ("127.0.0.1", 5000), ("0.0.0.0", 22), ("::", 6000), ("10.0.0.1", 7000)}
-    assert list(bound_sockets(protocol="UDP", proc_net=proc_net)) == [("127.0.0.1", 53)]
+def test_a_listener_on_the_same_address_holds_the_port(sockets):
+    port = sockets()
+    holder = host_port_holder(protocol="TCP", port=port, host_ip="127.0.0.1")
+    assert holder is not None and f"127.0.0.1:{port}" in holder
 
 
-@pytest.mark.parametrize("port,host_ips,taken", [
-    (5000, {"127.0.0.1"}, True),
-    (5000, {"10.1.0.1"}, False),        # bound to loopback only: the node IP is free
-    (8080, {"127.0.0.1"}, False),       # an established connection does not hold a port
-    (22, {"10.1.0.1"}, True),           # wildcard
-    (6000, {"10.1.0.1"}, True),         # IPv6 wildcard (dual stack)
-    (7000, {"10.0.0.1"}, True),         # IPv4-mapped
-    (7001, {"127.0.0.1"}, False),
-])
-def test_host_socket_holding(proc_net, port, host_ips, taken):
-    holder = host_socket_holding(protocol="TCP", port=port, host_ips=host_ips, proc_net=proc_net)
-    assert (holder is not None) == taken
-    if taken:
-        assert str(port) in holder
+def test_a_wildcard_listener_holds_the_port_on_every_address(sockets):
+    port = sockets(address=("0.0.0.0", 0))
+    assert host_port_holder(protocol="TCP", port=port, host_ip="127.0.0.1") is not None
+    assert host_port_holder(protocol="TCP", port=port, host_ip="127.0.0.2") is not None
 
 
-def test_finds_a_real_listening_socket():
+def test_a_dual_stack_ipv6_wildcard_listener_holds_the_port(sockets):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    port = sockets(family=socket.AF_INET6, address=("::", 0))
+    assert host_port_holder(protocol="TCP", port=port, host_ip="127.0.0.1") is not None
+
+
+def test_a_listener_on_another_address_does_not(sockets):
+    port = sockets(address=("127.0.0.2", 0))
+    assert host_port_holder(protocol="TCP", port=port, host_ip="127.0.0.1") is None
+    assert host_port_holder(protocol="TCP", port=port, host_ip="127.0.0.2") is not None
+
+
+def test_tcp_and_udp_are_separate(sockets):
+    port = sockets(kind=socket.SOCK_DGRAM, listen=False)
+    assert host_port_holder(protocol="UDP", port=port, host_ip="127.0.0.1") is not None
+    assert host_port_holder(protocol="TCP", port=port, host_ip="127.0.0.1") is None
+
+
+def test_a_closed_listener_frees_the_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        assert host_socket_holding(protocol="TCP", port=port, host_ips={"127.0.0.1"}) is not None
-    assert host_socket_holding(protocol="TCP", port=port, host_ips={"127.0.0.1"}) is None
+        assert host_port_holder(protocol="TCP", port=port, host_ip="127.0.0.1") is not None
+    assert host_port_holder(protocol="TCP", port=port, host_ip="127.0.0.1") is None
+
+
+def test_a_host_ip_that_is_not_local_can_be_probed():
+    # 198.51.100.0/24 is TEST-NET-2; IP_FREEBIND lets the probe bind it without sending anything.
+    assert host_port_holder(protocol="TCP", port=5000, host_ip="198.51.100.7") is None
 
 
 def test_port_mapping_validation():
