@@ -350,3 +350,29 @@ def test_sandbox_failure_is_shown_and_retried(tmp_path):
         assert status.phase == "Running"
         assert "PodReadyToStartContainers" not in {c.type for c in status.conditions}
     run(scenario())
+
+
+def test_metrics_count_pods_by_phase_starts_and_runtime_calls(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        done = w.api.add_pod("done", restart_policy="Never").metadata.uid
+        live = w.api.add_pod("live").metadata.uid
+        for uid in (done, live):
+            await w.workers.reconcile(uid)
+        w.clock.advance(2)
+        w.runtime.exit(w.current(done).id, 0)
+        await w.workers.reconcile(done)
+        reg = w.workers.metrics.registry
+
+        def phase(p):
+            return reg.get_sample_value("skiff_agent_pods", {"node": "node-1", "phase": p})
+        assert (phase("Running"), phase("Succeeded"), phase("Pending")) == (1, 1, 0)
+        assert reg.get_sample_value("skiff_agent_container_starts_total", {"node": "node-1"}) == 2
+        assert reg.get_sample_value("skiff_agent_runtime_operation_duration_seconds_count",
+                                    {"operation": "start"}) == 2
+        # Start latency: both pods were created at the fake clock's start and ran before it moved.
+        assert reg.get_sample_value("skiff_agent_pod_start_latency_seconds_count", {"node": "node-1"}) == 2
+        w.api.mark_deleted("live")
+        await w.workers.reconcile(live)
+        assert phase("Running") == 0
+    run(scenario())
