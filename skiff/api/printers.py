@@ -235,6 +235,12 @@ def _columns(kind: str, objs: Sequence[Message], *, wide: bool, now: datetime
                              for o in objs]
 
 
+def event_time_key(event: Message) -> tuple[int, int]:
+    """Sort key: when the event last happened."""
+    ts = _event_time(event)
+    return (ts.seconds, ts.nanos) if ts is not None else (0, 0)
+
+
 def _event_time(event: Message) -> Any:
     for ts in (event.last_timestamp, event.first_timestamp, event.metadata.creation_timestamp):
         if ts.seconds or ts.nanos:

@@ -54,14 +54,17 @@ def run(args: argparse.Namespace) -> int:
     return call_api(args, describe)
 
 
+_CW = 15  # the key width of a container's block in describe pod
+
+
 class _Text:
     """Lines of `Key:  value` with values aligned per indentation block."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def kv(self, indent: int, pairs: list[tuple[str, Any]]) -> None:
-        width = max(len(k) for k, _ in pairs) + 2
+    def kv(self, indent: int, pairs: list[tuple[str, Any]], *, width: int = 0) -> None:
+        width = max([len(k) for k, _ in pairs] + [width - 1]) + 2
         for key, value in pairs:
             self.lines.append(" " * indent + f"{key}:".ljust(width + 1) + ("" if value is None else str(value)))
 
@@ -91,7 +94,7 @@ def _multiline(text: _Text, key: str, value: str, *, width: int = 18) -> None:
 
 def _state(text: _Text, title: str, state: Any) -> None:
     if state.HasField("running"):
-        text.kv(4, [(title, "Running"), ("  Started", _ts(state.running.started_at))])
+        text.kv(4, [(title, "Running"), ("  Started", _ts(state.running.started_at))], width=_CW)
     elif state.HasField("terminated"):
         t = state.terminated
         pairs = [(title, "Terminated"), ("  Reason", t.reason or "<none>"), ("  Exit Code", t.exit_code)]
@@ -100,14 +103,14 @@ def _state(text: _Text, title: str, state: Any) -> None:
         if t.message:
             pairs.append(("  Message", t.message))
         pairs += [("  Started", _ts(t.started_at)), ("  Finished", _ts(t.finished_at))]
-        text.kv(4, pairs)
+        text.kv(4, pairs, width=_CW)
     elif state.HasField("waiting"):
         pairs = [(title, "Waiting"), ("  Reason", state.waiting.reason or "<none>")]
         if state.waiting.message:
             pairs.append(("  Message", state.waiting.message))
-        text.kv(4, pairs)
+        text.kv(4, pairs, width=_CW)
     else:
-        text.kv(4, [(title, "Waiting")])
+        text.kv(4, [(title, "Waiting")], width=_CW)
 
 
 def describe_pod(pod: Message, *, events: list[Message], now: datetime) -> str:
@@ -132,7 +135,7 @@ def describe_pod(pod: Message, *, events: list[Message], now: datetime) -> str:
     for c in spec.containers:
         text.line(f"  {c.name}:")
         cs = statuses.get(c.name)
-        text.kv(4, [("Container ID", (cs.container_id if cs else "") or "<none>"), ("Image", c.image),
+        text.kv(4, width=_CW, pairs=[("Container ID", (cs.container_id if cs else "") or "<none>"), ("Image", c.image),
                     ("Image ID", (cs.image_id if cs else "") or "<none>"),
                     ("Ports", ", ".join(_port(p) for p in c.ports) or "<none>")])
         for title, items in (("Command", c.command), ("Args", c.args)):
@@ -143,9 +146,9 @@ def describe_pod(pod: Message, *, events: list[Message], now: datetime) -> str:
             _state(text, "State", cs.state)
             if cs.HasField("last_state") and cs.last_state.ListFields():
                 _state(text, "Last State", cs.last_state)
-            text.kv(4, [("Ready", str(cs.ready)), ("Restart Count", cs.restart_count)])
+            text.kv(4, [("Ready", str(cs.ready)), ("Restart Count", cs.restart_count)], width=_CW)
         else:
-            text.kv(4, [("State", "Waiting"), ("Ready", "False"), ("Restart Count", 0)])
+            text.kv(4, [("State", "Waiting"), ("Ready", "False"), ("Restart Count", 0)], width=_CW)
         for title, values in (("Limits", c.resources.limits), ("Requests", c.resources.requests)):
             if values:
                 text.line(f"    {title}:")
@@ -154,7 +157,7 @@ def describe_pod(pod: Message, *, events: list[Message], now: datetime) -> str:
             text.line("    Environment:")
             text.kv(6, [(e.name, e.value) for e in c.env])
         else:
-            text.kv(4, [("Environment", "<none>")])
+            text.kv(4, [("Environment", "<none>")], width=_CW)
     if status.conditions:
         text.line("Conditions:")
         rows = [["Type", "Status", "Reason"]] + [[c.type, c.status, c.reason] for c in status.conditions]

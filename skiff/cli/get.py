@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
             _, revision = await client.list(kind.name, namespace, args.selector) if args.watch else ([], "")
         else:
             objs, revision = await client.list(kind.name, namespace, args.selector)
+            if kind.name == "Event":  # oldest first, so the latest is nearest the prompt
+                objs.sort(key=lambda e: printers.event_time_key(e))
         if objs or args.output in ("json", "yaml"):
             sys.stdout.write(render(objs, headers=True, single=bool(args.name)))
         elif not args.watch:

@@ -365,10 +365,33 @@ def _delete_all_pods(config: ClusterConfig, *, timeout: float) -> None:
         print(f"\nwarning: could not delete every pod ({reason}); their containers may still run", flush=True)
 
 
+def _other_agents() -> list[int]:
+    """PIDs of skiff agents still running on this machine (another cluster's)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"agent.main" in argv or any(a.endswith(b"skiff-agent") for a in argv[:2]):
+            if _start_time(int(proc.name)) is not None:
+                out.append(int(proc.name))
+    return out
+
+
 def _teardown_node_network(config: ClusterConfig) -> None:
     """Remove the bridge, veths and nftables table the agent set up for this node."""
     state_dir = config.data_dir / "network"
     if not state_dir.exists():
+        return
+    # The bridge and the table are per machine: another cluster's agent (a
+    # test cluster beside a real one) may be using them right now.
+    others = _other_agents()
+    if others:
+        print(f"leaving the node network (bridge skiff0, nftables table inet skiff): another skiff agent "
+              f"runs on this machine (pid {', '.join(map(str, others))})", flush=True)
         return
     try:
         from agent.network import PodNetworkManager
