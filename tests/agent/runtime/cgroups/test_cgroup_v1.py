@@ -260,3 +260,40 @@ def test_names_that_leave_the_hierarchy_are_refused():
     for bad in ("../etc", "/abs", "pod/../../x", ""):
         with pytest.raises(ValueError):
             new_manager(parent="skiff", name_path=bad, driver="v1")
+
+
+@pytest.mark.slow
+def test_many_create_destroy_cycles_leave_nothing(cgroup_parent):
+    """A pod and a container cgroup with a live process, 100 times over."""
+    import os
+    import time
+
+    mounts = v1_mount_points()
+    leftover_pids = []
+    try:
+        for i in range(100):
+            pod = new_manager(parent=cgroup_parent, name_path=f"pod-{i}", driver="v1")
+            ctr = new_manager(parent=cgroup_parent, name_path=f"pod-{i}/c", driver="v1")
+            pod.create()
+            pod.set(Resources(pids_limit=64))
+            ctr.create()
+            ctr.set(Resources(cpu_request_millis=100, cpu_limit_millis=200, memory_limit_bytes=32 * MiB))
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(60)
+                os._exit(0)
+            leftover_pids.append(pid)
+            ctr.add_process(pid)
+            pod.destroy()
+            assert os.waitpid(pid, 0)[1] == signal.SIGKILL   # killed, not exited
+            leftover_pids.remove(pid)
+        for controller in ("memory", "cpu", "cpuacct", "pids", "freezer"):
+            children = [p for p in (mounts[controller] / cgroup_parent).iterdir() if p.is_dir()]
+            assert children == [], controller
+    finally:
+        for pid in leftover_pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
