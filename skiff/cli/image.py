@@ -50,6 +50,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp = add("save", _cmd_save, "write images to an OCI/docker-compatible archive")
     sp.add_argument("-o", "--output", required=True, metavar="FILE")
     sp.add_argument("refs", nargs="+", metavar="REF")
+    for name, func, help in (("pull", _cmd_pull, "pull an image from a registry"),
+                             ("push", _cmd_push, "push an image to the registry its name names")):
+        sp = add(name, func, help)
+        sp.add_argument("ref", metavar="REF")
+        sp.add_argument("--creds", metavar="USER:PASSWORD",
+                        help="registry credentials (default: ~/.docker/config.json auths)")
+        sp.add_argument("--insecure", action="store_true", default=None,
+                        help="plain http (default for localhost and 127.0.0.1)")
+        sp.add_argument("-q", "--quiet", action="store_true")
     sp = add("bootstrap", _cmd_bootstrap, "make an offline base image (busybox, debian)")
     sp.add_argument("base", choices=("busybox", "debian"))
     sp.add_argument("--include", action="append", default=[],
@@ -192,5 +201,37 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
                                              include=tuple(args.include), ref=args.tag,
                                              force=args.force, log=sys.stderr)
         print(ref)
+        return 0
+    return _run(go)
+
+
+def _creds(args: argparse.Namespace):
+    from agent.images.registry import Credentials
+    if not args.creds:
+        return None
+    user, sep, password = args.creds.partition(":")
+    if not sep:
+        raise SystemExit("error: --creds takes USER:PASSWORD")
+    return Credentials(username=user, password=password)
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    def go() -> int:
+        from agent.images.registry import pull
+        image_id = pull(store=_store(args), ref=args.ref, credentials=_creds(args),
+                        insecure=args.insecure, progress=None if args.quiet else sys.stdout)
+        if args.quiet:
+            print(image_id)
+        return 0
+    return _run(go)
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    def go() -> int:
+        from agent.images.registry import push
+        digest = push(store=_store(args), ref=args.ref, credentials=_creds(args),
+                      insecure=args.insecure, progress=None if args.quiet else sys.stdout)
+        if args.quiet:
+            print(digest)
         return 0
     return _run(go)
