@@ -27,6 +27,8 @@ import pytest
 
 from agent.network import PodNetworkManager
 
+ROOT = Path(__file__).resolve().parents[3]  # the repository
+
 
 def _needs_root() -> None:
     if os.geteuid() != 0:
