@@ -31,7 +31,7 @@ with warnings.catch_warnings():
     import crypt  # bcrypt for htpasswd, via the system's libxcrypt
 
 CANDIDATES = [os.environ.get("SKIFF_TEST_REGISTRY", ""), shutil.which("docker-registry") or "",
-              "/usr/bin/docker-registry", "/tmp/skiff-registry-pkg/usr/bin/docker-registry"]
+              "/usr/bin/docker-registry"]
 REGISTRY = next((c for c in CANDIDATES if c and os.access(c, os.X_OK)), None)
 
 pytestmark = [pytest.mark.root,
