@@ -221,10 +221,22 @@ class PodWorkers:
                 await self.status.write(pod, rec)
                 return RETRY_SECONDS
         if await self._ensure_network(pod, rec):
-            for container in pod.spec.containers:
-                after = await self._sync_container(pod, rec, container)
+            # Init containers one at a time, each to completion; then the app containers.
+            init_policy = "Never" if pod.spec.restart_policy == "Never" else "OnFailure"
+            for container in pod.spec.init_containers:
+                after = await self._sync_container(pod, rec, container, records=rec.init_containers,
+                                                   policy=init_policy)
                 if after is not None:
                     requeues.append(after)
+                cur = rec.init_containers[container.name].current
+                if cur is None or cur.state is not State.EXITED or cur.exit_code != 0:
+                    break
+            else:
+                for container in pod.spec.containers:
+                    after = await self._sync_container(pod, rec, container, records=rec.containers,
+                                                       policy=pod.spec.restart_policy or "Always")
+                    if after is not None:
+                        requeues.append(after)
         else:
             requeues.append(RETRY_SECONDS)
         status = await self.status.write(pod, rec)
@@ -254,8 +266,9 @@ class PodWorkers:
             self._event(pod, "Warning", "FailedCreatePodSandBox", error[1])
         rec.setup_error = error
 
-    async def _sync_container(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container) -> float | None:
-        cr = rec.containers.setdefault(spec.name, ContainerRecord())
+    async def _sync_container(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container, *,
+                              records: dict[str, ContainerRecord], policy: str) -> float | None:
+        cr = records.setdefault(spec.name, ContainerRecord())
         cur = cr.current
         if cur is not None and cur.state is not State.EXITED:
             try:
@@ -267,12 +280,11 @@ class PodWorkers:
                     finished_at=self.clock.now(), exit_code=137, reason="ContainerStatusUnknown",
                     message="The container could not be located when the pod was terminated")
         if cur is None:
-            return await self._start(pod, rec, spec, restart=cr.restart)
+            return await self._start(pod, rec, spec, cr, restart=cr.restart)
         if cur.state is not State.EXITED:
             cr.waiting = None
             self._watch(rec, cur.id)
             return None
-        policy = pod.spec.restart_policy or "Always"
         if policy == "Never" or (policy == "OnFailure" and cur.exit_code == 0):
             cr.waiting = None
             return None
@@ -287,11 +299,10 @@ class PodWorkers:
                                               f"container={spec.name} pod={rec.name}_{rec.namespace}({rec.uid})")
             return left
         self.backoff.next(key, finished_at=finished)
-        return await self._start(pod, rec, spec, restart=cr.restart + 1)
+        return await self._start(pod, rec, spec, cr, restart=cr.restart + 1)
 
-    async def _start(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container, *,
+    async def _start(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container, cr: ContainerRecord, *,
                      restart: int) -> float | None:
-        cr = rec.containers[spec.name]
         image = await asyncio.to_thread(self.images.resolve, spec.image)
         if image is None:
             policy = spec.image_pull_policy or _default_pull_policy(spec.image)
@@ -424,9 +435,11 @@ class PodWorkers:
             by_name: dict[str, list[ContainerStatus]] = {}
             for c in by_pod.get(uid, []):
                 by_name.setdefault(c.name, []).append(c)
+            init_names = {c.name for c in pod.spec.init_containers}
             for name, attempts in by_name.items():
                 attempts.sort(key=lambda c: restart_of(c.id))
-                cr = rec.containers[name] = ContainerRecord(restart=restart_of(attempts[-1].id),
+                records = rec.init_containers if name in init_names else rec.containers
+                cr = records[name] = ContainerRecord(restart=restart_of(attempts[-1].id),
                                                             current=attempts[-1])
                 if len(attempts) > 1:
                     cr.previous = attempts[-2]

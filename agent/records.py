@@ -41,18 +41,32 @@ class PodRecord:
     setup_error: tuple[str, str] | None = None
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
+    init_containers: dict[str, ContainerRecord] = field(default_factory=dict)
     waiters: dict[str, asyncio.Task] = field(default_factory=dict)
     adopted: bool = False
     released: bool = False                    # terminal: containers, network, sandbox freed
 
 
-def container_views(pod: types_pb2.Pod, rec: PodRecord) -> list[ContainerView]:
+def init_done(pod: types_pb2.Pod, rec: PodRecord) -> bool:
+    """Every init container has run to completion (exit 0)."""
+    for spec in pod.spec.init_containers:
+        cr = rec.init_containers.get(spec.name)
+        if cr is None or cr.current is None or cr.current.exit_code != 0 or cr.waiting is not None:
+            return False
+    return True
+
+
+def container_views(pod: types_pb2.Pod, rec: PodRecord, *, init: bool = False) -> list[ContainerView]:
+    """Views of the app containers, or (init=True) of the init containers."""
     views = []
-    for spec in pod.spec.containers:
-        cr = rec.containers.get(spec.name) or ContainerRecord()
+    specs, records = (pod.spec.init_containers, rec.init_containers) if init else (pod.spec.containers, rec.containers)
+    initializing = not init and not init_done(pod, rec)
+    for spec in specs:
+        cr = records.get(spec.name) or ContainerRecord()
         waiting = cr.waiting
         if waiting is None and cr.current is None:
-            waiting = ("ContainerCreating", rec.setup_error[1] if rec.setup_error else "")
+            waiting = ("PodInitializing", "") if initializing else (
+                "ContainerCreating", rec.setup_error[1] if rec.setup_error else "")
         views.append(ContainerView(name=spec.name, image=spec.image, restart_count=cr.restart,
                                    current=cr.current, previous=cr.previous, waiting=waiting))
     return views

@@ -62,12 +62,13 @@ class AgentService(api_pb2_grpc.AgentServicer):
     def _container_name(self, rec: PodRecord, container: str) -> str:
         pod = self.workers.pods.get((rec.namespace, rec.name))
         names = [c.name for c in pod.spec.containers] if pod is not None else list(rec.containers)
+        init_names = [c.name for c in pod.spec.init_containers] if pod is not None else list(rec.init_containers)
         if not container:
             if len(names) == 1:
                 return names[0]
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
                          f"a container name must be specified for pod {rec.name}, choose one of: {names}")
-        if container not in names:
+        if container not in names + init_names:
             raise _Abort(grpc.StatusCode.NOT_FOUND, f"container {container} is not valid for pod {rec.name}")
         return container
 
@@ -77,7 +78,7 @@ class AgentService(api_pb2_grpc.AgentServicer):
         try:
             rec = self._pod(request.namespace, request.name)
             name = self._container_name(rec, request.container)
-            cr = rec.containers.get(name)
+            cr = rec.containers.get(name) or rec.init_containers.get(name)
             restart = cr.restart if cr is not None else 0
             if request.previous:
                 if cr is None or cr.previous is None and restart == 0:
@@ -128,7 +129,7 @@ class AgentService(api_pb2_grpc.AgentServicer):
         try:
             rec = self._pod(start.namespace, start.name)
             name = self._container_name(rec, start.container)
-            cr = rec.containers.get(name)
+            cr = rec.containers.get(name) or rec.init_containers.get(name)
             if cr is None or cr.current is None or cr.current.state is not State.RUNNING:
                 raise _Abort(grpc.StatusCode.FAILED_PRECONDITION,
                              f"container {name} in pod {rec.name} is not running")
@@ -187,7 +188,7 @@ async def node_stats(*, workers: PodWorkers, runtime: Runtime, node_name: str) -
     """Per-container CPU, memory working set and pids of the running containers, and the node's."""
     out = api_pb2.NodeStats(node_name=node_name)
     for rec in list(workers.records.values()):
-        for name, cr in list(rec.containers.items()):
+        for name, cr in [*rec.init_containers.items(), *rec.containers.items()]:
             if cr.current is None or cr.current.state is not State.RUNNING:
                 continue
             try:

@@ -117,7 +117,8 @@ def pod_phase(restart_policy: str, statuses: list[types_pb2.ContainerStatus]) ->
 
 
 def pod_status(*, pod: types_pb2.Pod, views: list[ContainerView], host_ip: str, pod_ip: str,
-               now: datetime, extra_conditions: tuple[PodCondition, ...] = ()) -> types_pb2.PodStatus:
+               now: datetime, extra_conditions: tuple[PodCondition, ...] = (),
+               init_views: list[ContainerView] = ()) -> types_pb2.PodStatus:
     old = pod.status
     status = types_pb2.PodStatus(host_ip=host_ip, pod_ip=pod_ip, qos_class=old.qos_class or qos_class(pod))
     if pod_ip:
@@ -125,14 +126,27 @@ def pod_status(*, pod: types_pb2.Pod, views: list[ContainerView], host_ip: str, 
     status.start_time.CopyFrom(old.start_time if old.HasField("start_time") else timestamp(now))
     for view in views:
         status.container_statuses.append(container_status(view))
+    for view in init_views:
+        cs = container_status(view)
+        cs.ready = cs.state.HasField("terminated") and cs.state.terminated.exit_code == 0
+        status.init_container_statuses.append(cs)
+    initialized = all(cs.ready for cs in status.init_container_statuses)
     status.phase = pod_phase(pod.spec.restart_policy, list(status.container_statuses))
+    if not initialized:
+        failed_for_good = (pod.spec.restart_policy == "Never" and any(
+            cs.state.HasField("terminated") and cs.state.terminated.exit_code != 0
+            for cs in status.init_container_statuses))
+        status.phase = "Failed" if failed_for_good else "Pending"
     all_ready = bool(views) and all(cs.ready for cs in status.container_statuses)
     terminal = status.phase in TERMINAL_PHASES
     not_ready = [cs.name for cs in status.container_statuses if not cs.ready]
     ready_reason = "PodCompleted" if terminal else ("" if all_ready else "ContainersNotReady")
     ready_message = "" if all_ready or terminal else f"containers with unready status: [{' '.join(not_ready)}]"
+    pending_init = [cs.name for cs in status.init_container_statuses if not cs.ready]
     conditions = [
-        PodCondition("Initialized", True, "PodCompleted" if terminal else ""),
+        PodCondition("Initialized", initialized,
+                     "PodCompleted" if terminal and initialized else ("" if initialized else "ContainersNotInitialized"),
+                     "" if initialized else f"containers with incomplete status: [{' '.join(pending_init)}]"),
         PodCondition("Ready", all_ready, ready_reason, ready_message),
         PodCondition("ContainersReady", all_ready, ready_reason, ready_message),
         PodCondition("PodScheduled", True),

@@ -36,7 +36,8 @@ class StatusWriter:
         if rec.setup_error is not None:
             extra = (PodCondition("PodReadyToStartContainers", False, *rec.setup_error),)
         return pod_status(pod=pod, views=container_views(pod, rec), host_ip=self.node_ip, pod_ip=rec.pod_ip,
-                          now=self.clock.now(), extra_conditions=extra)
+                          now=self.clock.now(), extra_conditions=extra,
+                          init_views=container_views(pod, rec, init=True))
 
     async def write(self, pod: types_pb2.Pod, rec: PodRecord) -> types_pb2.PodStatus | None:
         """Write the pod's status if it changed; returns it (None: the pod is gone)."""

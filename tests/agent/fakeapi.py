@@ -27,7 +27,8 @@ class FakeApi:
         return pod
 
     def add_pod(self, name: str, *, namespace: str = "default", node: str = "node-1",
-                containers: list[dict] | None = None, restart_policy: str = "", grace: int | None = None) -> types_pb2.Pod:
+                containers: list[dict] | None = None, restart_policy: str = "", grace: int | None = None,
+                init: list[dict] = ()) -> types_pb2.Pod:
         pod = types_pb2.Pod(api_version="v1", kind="Pod")
         pod.metadata.name, pod.metadata.namespace, pod.metadata.uid = name, namespace, str(uuid.uuid4())
         pod.metadata.creation_timestamp.FromDatetime(datetime(2026, 1, 1, tzinfo=timezone.utc))
@@ -35,8 +36,9 @@ class FakeApi:
         pod.spec.restart_policy = restart_policy
         if grace is not None:
             pod.spec.termination_grace_period_seconds = grace
-        for c in containers or [{"name": "main", "image": "busybox"}]:
-            spec = pod.spec.containers.add(name=c["name"], image=c.get("image", "busybox"))
+        for c in [*init, *(containers or [{"name": "main", "image": "busybox"}])]:
+            where = pod.spec.init_containers if c in init else pod.spec.containers
+            spec = where.add(name=c["name"], image=c.get("image", "busybox"))
             spec.command.extend(c.get("command", ["sh", "-c", "true"]))
             if "image_pull_policy" in c:
                 spec.image_pull_policy = c["image_pull_policy"]

@@ -376,3 +376,58 @@ def test_metrics_count_pods_by_phase_starts_and_runtime_calls(tmp_path):
         await w.workers.reconcile(live)
         assert phase("Running") == 0
     run(scenario())
+
+
+def test_init_containers_run_in_order_to_completion_before_the_app(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        uid = w.api.add_pod("init", init=[{"name": "one"}, {"name": "two"}]).metadata.uid
+        await w.workers.reconcile(uid)
+        pod = w.api.pod("init")
+        conds = {c.type: c for c in pod.status.conditions}
+        assert pod.status.phase == "Pending" and conds["Initialized"].status == "False"
+        assert conds["Initialized"].message == "containers with incomplete status: [one two]"
+        assert [c.name for c in pod.status.init_container_statuses] == ["one", "two"]
+        assert pod.status.init_container_statuses[0].state.HasField("running")
+        assert pod.status.container_statuses[0].state.waiting.reason == "PodInitializing"
+        assert [s.name for s in w.runtime.running()] == ["one"]
+
+        w.runtime.exit(w.current(uid, "one").id, 0)
+        await w.workers.reconcile(uid)
+        assert [s.name for s in w.runtime.running()] == ["two"]
+        w.runtime.exit(w.current(uid, "two").id, 0)
+        await w.workers.reconcile(uid)
+        pod = w.api.pod("init")
+        assert pod.status.phase == "Running"
+        assert {c.type: c.status for c in pod.status.conditions}["Initialized"] == "True"
+        assert all(c.state.terminated.reason == "Completed" for c in pod.status.init_container_statuses)
+        assert [s.name for s in w.runtime.running()] == ["main"]
+        starts = [c for c in w.runtime.calls if c[0] == "start"]
+
+        # A restarted agent does not run the init containers again.
+        await w.workers.shutdown()
+        w.workers = w.new_workers()
+        await w.workers.recover()
+        await w.workers.reconcile(uid)
+        assert [c for c in w.runtime.calls if c[0] == "start"] == starts
+        assert w.api.pod("init").status.phase == "Running"
+    run(scenario())
+
+
+@pytest.mark.parametrize("policy,phase", [("Never", "Failed"), ("Always", "Pending")])
+def test_failed_init_container_fails_or_restarts_the_pod(tmp_path, policy, phase):
+    async def scenario():
+        w = World(tmp_path)
+        uid = w.api.add_pod("badinit", init=[{"name": "setup"}], restart_policy=policy).metadata.uid
+        await w.workers.reconcile(uid)
+        w.runtime.exit(w.current(uid, "setup").id, 2)
+        await w.workers.reconcile(uid)
+        pod = w.api.pod("badinit")
+        assert pod.status.phase == phase
+        assert w.runtime.by_name(uid, "main") == []
+        if policy == "Always":  # restarted (at once, the first time), with restartCount
+            assert pod.status.init_container_statuses[0].restart_count == 1
+            assert pod.status.init_container_statuses[0].state.HasField("running")
+        else:
+            assert pod.status.init_container_statuses[0].state.terminated.exit_code == 2
+    run(scenario())
