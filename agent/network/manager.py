@@ -28,7 +28,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from agent.network import links, nftables
+from agent.network import conntrack, links, nftables
 from agent.network.hostports import host_port_holder
 from agent.network.state import (
     NetworkState, PodRecord, StateLock, gateway_of, iter_host_ips, load_state, save_state,
@@ -147,6 +147,7 @@ class PodNetworkManager:
             # The pod was recorded, so the node network was set up: no need to
             # ask nft whether the table exists (a process spawn saved).
             nftables.apply_rules(spec=self._spec, state=state)
+            _forget_flows(record)
             save_state(state_dir=self.state_dir, state=state)
 
     def cleanup_orphans(self, keep_pod_ids: set[str]) -> list[str]:
@@ -165,10 +166,11 @@ class PodNetworkManager:
                 if name not in kept_veths:
                     log.info("removing veth %s on %s that belongs to no kept pod", name, self.bridge)
                     links.delete_link(name=name)
-            for pod_id in removed:
-                del state.pods[pod_id]
+            records = [state.pods.pop(pod_id) for pod_id in removed]
             if removed and nftables.table_exists(table=self.nft_table):
                 nftables.apply_rules(spec=self._spec, state=state)
+            for record in records:
+                _forget_flows(record)
             save_state(state_dir=self.state_dir, state=state)
         return removed
 
@@ -219,3 +221,8 @@ class PodNetworkManager:
             save_state(state_dir=self.state_dir, state=state)
         except Exception:
             log.exception("rollback of pod %s: releasing its address failed", pod_id)
+
+
+def _forget_flows(record: PodRecord) -> None:
+    if any(m.protocol == "UDP" for m in record.ports):
+        conntrack.forget_udp_flows_to(pod_ip=record.ip)

@@ -220,3 +220,34 @@ def test_fifty_attach_detach_cycles_leave_nothing(net, make_pod_netns):
     assert [link["ifname"] for link in ns.addresses()] == ["lo"]
     assert leftovers(bridge=net.bridge, table="-none-") == [f"link {net.bridge}"]
     assert [r for r in nftables.list_rules(table=net.nft_table) if "comment" in r] == []
+
+
+UDP_ECHO_SERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(100)
+    s.sendto(sys.argv[2].encode(), peer)
+"""
+
+
+def test_a_udp_host_port_follows_the_pod_that_replaces_another(net, make_pod_netns, spawn_in_netns):
+    host_port = free_tcp_port()
+    old_ns, new_ns = make_pod_netns(), make_pod_netns()
+    for ns, token in ((old_ns, "old"), (new_ns, "new")):
+        server = spawn_in_netns(ns, sys.executable, "-c", UDP_ECHO_SERVER, "53", token)
+        assert server.stdout.readline().strip() == "ready"
+    mapping = [PortMapping(host_port=host_port, container_port=53, protocol="UDP")]
+    old = "old-" + secrets.token_hex(3)
+    net.attach(pod_id=old, netns_path=old_ns.path, ports=mapping)
+    # One client socket throughout: its flow (same source port) outlives the first pod.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(5)
+        client.sendto(b"?", ("127.0.0.1", host_port))
+        assert client.recv(100) == b"old"
+        net.detach(old)
+        net.attach(pod_id="new-" + secrets.token_hex(3), netns_path=new_ns.path, ports=mapping)
+        client.sendto(b"?", ("127.0.0.1", host_port))
+        assert client.recv(100) == b"new"
