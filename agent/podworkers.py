@@ -49,6 +49,7 @@ from skiff.client import Conflict, NotFound
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+FORCED_GRACE_SECONDS = 2  # kubelet's minimumGracePeriodInSeconds
 RETRY_SECONDS = 10.0  # a pod that cannot progress yet (image missing, port taken) is retried
 
 
@@ -392,8 +393,10 @@ class PodWorkers:
         rec.released, rec.sandbox = True, None
 
     async def _terminate(self, uid: str, pod: types_pb2.Pod | None, rec: PodRecord | None) -> None:
-        grace = float(rec.grace_seconds if rec else DEFAULT_GRACE_SECONDS)
+        # A pod gone from the API was force-deleted: kubelet's minimum grace applies.
+        grace = float(min(rec.grace_seconds, FORCED_GRACE_SECONDS) if rec else FORCED_GRACE_SECONDS)
         if pod is not None:
+            grace = float(rec.grace_seconds if rec else DEFAULT_GRACE_SECONDS)
             if pod.metadata.deletion_grace_period_seconds > 0:
                 grace = pod.metadata.deletion_grace_period_seconds
             elif pod.spec.HasField("termination_grace_period_seconds"):

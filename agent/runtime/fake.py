@@ -45,6 +45,7 @@ class FakeRuntime:
         self.sandboxes: dict[str, Sandbox] = {}
         self.sandbox_configs: dict[str, SandboxConfig] = {}
         self.calls: list[tuple[str, str]] = []
+        self.stop_graces: dict[str, float] = {}   # container id -> the grace its stop was given
         self.stats_by_id: dict[str, ContainerStats] = {}
         self.exec_handler: ExecHandler = lambda argv, stdin: (b" ".join(a.encode() for a in argv) + b"\n",
                                                               b"", 0)
@@ -143,6 +144,7 @@ class FakeRuntime:
 
     async def stop(self, container_id: str, grace_seconds: float) -> None:
         self.calls.append(("stop", container_id))
+        self.stop_graces[container_id] = grace_seconds
         c = self.containers.get(container_id)
         if c is None or c.status.state is State.EXITED:
             return

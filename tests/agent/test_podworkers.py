@@ -239,6 +239,7 @@ def test_deletion_stops_removes_detaches_and_deletes_the_object(tmp_path):
         stops = [c[1] for c in w.runtime.calls if c[0] == "stop"]
         removes = [c[1] for c in w.runtime.calls if c[0] == "remove"]
         assert set(stops) == ids and set(removes) == ids
+        assert {w.runtime.stop_graces[i] for i in ids} == {7}
         order = [c[0] for c in w.runtime.calls]
         assert max(order.index("stop"), order.index("stop")) < order.index("remove") < order.index("remove_sandbox")
         assert detached == [uid]
@@ -259,6 +260,7 @@ def test_pod_vanished_from_the_api_is_cleaned(tmp_path):
         await w.workers.reconcile(uid)
         assert w.runtime.containers == {} and w.runtime.sandboxes == {}
         assert uid not in w.workers.records
+        assert list(w.runtime.stop_graces.values()) == [2]  # force-deleted: kubelet's minimum grace
     run(scenario())
 
 
