@@ -17,9 +17,8 @@ import os
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Iterator
 
-from agent.images.errors import DigestMismatch, ImageError, ImageNotFound
+from agent.images.errors import DigestMismatch, ImageError
 from agent.images.reference import parse_reference
 from agent.images.store import MT_MANIFEST, REF_ANNOTATION, ImageStore, Layer, _arch
 

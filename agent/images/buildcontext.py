@@ -304,8 +304,8 @@ def copy_into(*, tree: SourceTree, sources: list[str], dest: str, workdir: str, 
     dir_dest = dest.endswith("/") or dest.endswith("/.") or dest in (".", "/") or len(sources) > 1 \
         or any(any(ch in s for ch in "*?[") for s in (original or []))
     if len(sources) > 1 and not (dest.endswith("/") or dest in (".", "/")):
-        raise CopyError(f"When using COPY with more than one source file, the destination "
-                        f"must be a directory and end with a /")
+        raise CopyError("When using COPY with more than one source file, the destination "
+                        "must be a directory and end with a /")
     rel_dest = dest_abs.lstrip("/")
     for src in sources:
         path = tree.locate(src)

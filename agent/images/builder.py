@@ -28,13 +28,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence, TextIO
+from typing import Mapping, Protocol, TextIO
 
 from agent.images import buildcontext
-from agent.images.dockerfile import (Dockerfile, DockerfileError, Instruction, Stage, meta_arg_env,
+from agent.images.dockerfile import (Dockerfile, Instruction, Stage, meta_arg_env,
                                      parse, parse_file, validate)
 from agent.images.errors import ImageError, ImageNotFound
-from agent.images.imageconfig import CONFIG_ONLY, DEFAULT_SHELL, apply_instruction, env_dict
+from agent.images.imageconfig import CONFIG_ONLY, apply_instruction, env_dict
 from agent.images.shellwords import SubstitutionError, expand_word
 from agent.images.reference import parse_reference
 from agent.images.store import ImageStore, Layer, _fsync_write

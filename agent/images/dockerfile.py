@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Mapping
 
 from agent.images.errors import ImageError
-from agent.images.shellwords import SubstitutionError, expand_word, expand_words, split_words
+from agent.images.shellwords import SubstitutionError, expand_word, split_words
 
 INSTRUCTIONS = ("add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck",
                 "label", "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume",

@@ -17,10 +17,12 @@ Both stream and hash as they go; the caller decides where the result lives
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import posixpath
 import stat
 import tarfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO, IO
 
@@ -128,7 +130,6 @@ def extract_layer(*, fileobj: BinaryIO, dest: Path) -> str:
     """
     peek = fileobj.read(2)
     rest: IO[bytes]
-    import io
     if peek == b"\x1f\x8b":
         import gzip
         rest = gzip.GzipFile(fileobj=_Prepend(peek, fileobj), mode="rb")  # type: ignore[arg-type]
@@ -143,11 +144,8 @@ def extract_layer(*, fileobj: BinaryIO, dest: Path) -> str:
         reader.drain()
     except LayerError:
         raise
-    except (tarfile.TarError, EOFError, OSError, io.UnsupportedOperation) as exc:
-        import zlib
+    except (tarfile.TarError, EOFError, OSError, io.UnsupportedOperation, zlib.error) as exc:
         raise LayerError(f"layer tar is truncated or corrupt: {exc}") from exc
-    except Exception as exc:  # zlib.error and friends from a corrupt gzip stream
-        raise LayerError(f"layer tar is corrupt: {exc}") from exc
     for path, mtime in reversed(dir_times):
         os.utime(path, (mtime, mtime), follow_symlinks=False)
     return reader.hexdigest()

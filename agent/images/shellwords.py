@@ -52,7 +52,7 @@ class _Lexer:
             elif c == "'":
                 end = self.s.find("'", self.i)
                 if end < 0:
-                    raise SubstitutionError(f"unexpected end of statement while looking for matching '")
+                    raise SubstitutionError("unexpected end of statement while looking for matching '")
                 cur.append(self.s[self.i:end])
                 self.i = end + 1
             elif c == '"':

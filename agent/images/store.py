@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from agent.images.errors import DigestMismatch, ImageNotFound, InvalidReference, LayerError
+from agent.images.errors import DigestMismatch, ImageNotFound, InvalidReference
 from agent.images.layers import HashingReader, extract_layer, write_layer_tar
 from agent.images.reference import parse_reference
 from agent.images.types import Image, ImageConfig

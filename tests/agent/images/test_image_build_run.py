@@ -7,7 +7,6 @@ import glob
 import io
 import os
 import stat
-from pathlib import Path
 
 import pytest
 

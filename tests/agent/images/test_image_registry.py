@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import warnings
-import hashlib
 import http.server
 import io
 import json
@@ -178,7 +177,7 @@ def _token_service(key, cert_der: bytes, issuer: str, service: str, seen: list[s
 
 
 def test_token_auth(store, tmp_dir, make_registry):
-    crypto = pytest.importorskip("cryptography")
+    pytest.importorskip("cryptography")
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa

@@ -14,7 +14,6 @@ import io
 import os
 import shutil
 import socket
-import tempfile
 import urllib.request
 from pathlib import Path
 
