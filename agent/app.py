@@ -57,6 +57,9 @@ class Agent:
         # The service port goes into the Node, so bind it first (port 0 in tests: a free one).
         service_holder: dict[str, AgentService] = {}
         self.server, self.port = await start_server(service=_LateService(service_holder), host=host, port=port)
+        if cfg.metrics_listen:  # bound early too: a taken port fails the start, not an hour later
+            mhost, mport = split_host_port(cfg.metrics_listen, flag="--metrics-listen")
+            self.metrics_server = self.metrics.serve(host=mhost, port=mport)
         node = NodeAgent(client=self.client, identity=NodeIdentity(cfg.node_name, cfg.node_ip, self.port),
                          period_seconds=cfg.heartbeat_seconds)
         await node.register()
@@ -81,9 +84,6 @@ class Agent:
                                                  node_name=cfg.node_name)
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
         self._tasks.append(asyncio.create_task(self._stats(), name="stats"))
-        if cfg.metrics_listen:
-            mhost, mport = split_host_port(cfg.metrics_listen, flag="--metrics-listen")
-            self.metrics_server = self.metrics.serve(host=mhost, port=mport)
         log.info("agent for node %s ready: service on %s:%d", cfg.node_name, host, self.port)
 
     async def _resync(self) -> None:

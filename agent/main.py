@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
+    except OSError as exc:  # a port taken, a directory not writable: one line, not a traceback
+        print(f"skiff-agent: {exc}", file=sys.stderr)
+        return 1
     finally:
         if zygote is not None:
             zygote.close()

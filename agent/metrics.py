@@ -66,5 +66,9 @@ class AgentMetrics:
 
     def serve(self, *, host: str, port: int):
         """Serve /metrics in a background thread; returns the server (call .shutdown())."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot serve /metrics on {host}:{port} (--metrics-listen): "
+                                     f"{exc.strerror}") from None
         return server

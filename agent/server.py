@@ -223,8 +223,11 @@ async def start_server(*, service: AgentService, host: str, port: int) -> tuple[
     """Serve the Agent service; returns the server and the port bound (port 0: a free one)."""
     server = grpc.aio.server()
     api_pb2_grpc.add_AgentServicer_to_server(service, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpc's way of saying the address is taken or not ours
+        bound = 0
     if bound == 0:
-        raise OSError(f"agent: cannot listen on {host}:{port}")
+        raise OSError(f"cannot listen on {host}:{port} (--listen): address in use or not available")
     await server.start()
     return server, bound

@@ -74,3 +74,19 @@ def test_agent_process_registers_serves_metrics_and_stops_on_sigterm(controlplan
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("which", ["--listen", "--metrics-listen"])
+def test_taken_port_is_one_line_naming_the_flag(tmp_path, which):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        ports = {"--listen": f"127.0.0.1:{free_port()}", "--metrics-listen": f"127.0.0.1:{free_port()}", which: busy}
+        proc = subprocess.run(
+            [sys.executable, "-m", "agent.main", "--server", "127.0.0.1:1", "--node-name", "n1", "--runtime", "fake",
+             "--data-dir", str(tmp_path / "d"), "--run-dir", str(tmp_path / "r"), *[x for kv in ports.items() for x in kv]],
+            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert which in proc.stderr and busy in proc.stderr and "Traceback" not in proc.stderr
