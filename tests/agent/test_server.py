@@ -134,3 +134,25 @@ def test_stats_lists_running_containers(tmp_path):
             await channel.close()
             await server.stop(None)
     asyncio.run(scenario())
+
+
+def test_container_gauges_follow_the_stats(tmp_path):
+    async def scenario():
+        from agent.runtime.interface import ContainerStats
+        from agent.server import node_stats
+        w = World(tmp_path)
+        uid = await running_pod(w, "hungry")
+        cid = w.current(uid).id
+        w.runtime.stats_by_id[cid] = ContainerStats(id=cid, cpu_usage_seconds=1.5,
+                                                    memory_working_set_bytes=123456, pids=7)
+        stats = await node_stats(workers=w.workers, runtime=w.runtime, node_name="node-1")
+        m = w.workers.metrics
+        m.set_container_stats({(c.namespace, c.pod, c.container): (c.cpu_usage_seconds, c.memory_working_set_bytes,
+                                                                   c.pids) for c in stats.containers})
+        labels = {"namespace": "default", "pod": "hungry", "container": "main"}
+        assert m.registry.get_sample_value("skiff_agent_container_memory_working_set_bytes", labels) == 123456
+        assert m.registry.get_sample_value("skiff_agent_container_cpu_usage_seconds", labels) == 1.5
+        assert m.registry.get_sample_value("skiff_agent_container_pids", labels) == 7
+        m.set_container_stats({})  # the container went away: its series go too
+        assert m.registry.get_sample_value("skiff_agent_container_pids", labels) is None
+    asyncio.run(scenario())
