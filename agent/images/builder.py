@@ -44,6 +44,13 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# BuildKit flags the parser accepts but this builder does not implement; refused
+# rather than silently ignored (--link and --platform change nothing here).
+UNSUPPORTED_FLAGS = {
+    "copy": ("parents", "exclude"),
+    "add": ("checksum", "keep-git-dir", "exclude"),
+    "run": ("mount", "security"),
+}
 
 
 class BuildError(ImageError):
@@ -261,6 +268,10 @@ class Builder:
                  built: dict[int, _State], meta: dict[str, str], announce: bool = True) -> _State:
         started = self._announce(ins) if announce else time.monotonic()
         name = ins.instruction
+        for flag in ins.flags:
+            key = flag[2:].partition("=")[0]
+            if key in UNSUPPORTED_FLAGS.get(name, ()):
+                raise df.error(ins, f"--{key} is not supported by this builder")
         variables = state.variables()
         history: dict = {"created_by": ins.original}
         if name == "arg":

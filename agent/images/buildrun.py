@@ -45,7 +45,9 @@ def run_step(*, builder: "Builder", df: "Dockerfile", ins: "Instruction", state:
     env.update(env_of(c))
     user = c.get("User") or "0"
     workdir = c.get("WorkingDir") or "/"
-    network = (ins.flag("network") or builder.options.network)
+    network = ins.flag("network") or builder.options.network
+    if network not in ("none", "default", "host"):
+        raise df.error(ins, f"--network={network}: must be none, default or host")
     key = _key(state.chain, "run", json.dumps(argv), json.dumps(sorted(env.items())), user, workdir,
                network)
     state.chain = key

@@ -221,3 +221,18 @@ def test_failing_run_with_fake_executor_names_line_and_code(store, ctx):
     assert str(err.value) == "Dockerfile:2: RUN: the command 'false' returned a non-zero code: 7"
     assert store.resolve("t:1") is None
     assert not any(store.tmp.iterdir())
+
+
+def test_unsupported_flags_are_refused_not_ignored(store, ctx):
+    bootstrap_busybox(store=store)
+    write(ctx, {"a": "a"})
+    for line, flag in (("COPY --exclude=*.md a /a", "--exclude"),
+                       ("RUN --mount=type=cache,target=/c true", "--mount")):
+        with pytest.raises(DockerfileError) as err:
+            run_build(store, ctx, f"FROM busybox\n{line}\n")
+        assert str(err.value).startswith(f"Dockerfile:2: {line.split()[0]}: {flag} is not supported")
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN --network=bridge true\n")
+    with pytest.raises(DockerfileError) as err:
+        build(store=store, options=BuildOptions(context=ctx), out=io.StringIO(),
+              executor=RecordingExecutor())
+    assert "--network=bridge: must be none, default or host" in str(err.value)
