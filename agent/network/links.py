@@ -80,11 +80,22 @@ def _random_mac() -> str:
     return ":".join(f"{o:02x}" for o in octets)
 
 
-def set_interface_sysctl(*, interface: str, key: str, value: str) -> None:
+def get_interface_sysctl(*, interface: str, key: str) -> str:
+    path = Path("/proc/sys/net/ipv4/conf") / interface / key
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise NetworkError(f"cannot read sysctl net.ipv4.conf.{interface}.{key}: {exc.strerror}") from exc
+
+
+def set_interface_sysctl(*, interface: str, key: str, value: str, missing_ok: bool = False) -> None:
     """Write net.ipv4.conf.<interface>.<key>: one interface only, never all/default."""
     path = Path("/proc/sys/net/ipv4/conf") / interface / key
     try:
         path.write_text(value)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise NetworkError(f"cannot set sysctl net.ipv4.conf.{interface}.{key}: no interface {interface}")
     except OSError as exc:
         raise NetworkError(f"cannot set sysctl net.ipv4.conf.{interface}.{key}={value}: {exc.strerror}") from exc
 

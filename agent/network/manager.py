@@ -15,6 +15,9 @@ Kernel objects, all named so a leak is visible:
           ip_forward is never touched, and the table's forward chain drops
           anything from the bridge bound for another interface, so pod traffic
           never leaves the node.
+  uplinks optional (`uplinks=("eth0",)`): interfaces where other nodes' traffic
+          to hostPorts arrives. Skiff turns their forwarding on (off again on
+          teardown if it was off) and lets only DNAT'd hostPort flows through.
 
 Ordering for crash safety (state first on the way in, last on the way out):
   attach: record the allocation -> create veth -> configure the pod -> rules
@@ -44,7 +47,7 @@ MAX_IFNAME = 15
 
 class PodNetworkManager:
     def __init__(self, *, pod_cidr: str, state_dir: Path, bridge: str = "skiff0",
-                 nft_table: str = "skiff", node_ip: str = "127.0.0.1") -> None:
+                 nft_table: str = "skiff", node_ip: str = "127.0.0.1", uplinks: Sequence[str] = ()) -> None:
         try:
             network = ipaddress.IPv4Network(pod_cidr)
         except ValueError as exc:
@@ -56,6 +59,10 @@ class PodNetworkManager:
         if not nft_table.startswith("skiff") or not nft_table.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"nft_table {nft_table!r} must start with 'skiff' and be alphanumeric, '_' or '-'")
         ipaddress.IPv4Address(node_ip)
+        for uplink in uplinks:
+            if not 0 < len(uplink) <= MAX_IFNAME or "/" in uplink or uplink in (".", "..", "all", "default"):
+                raise ValueError(f"uplink {uplink!r} is not an interface name")
+        self.uplinks = tuple(uplinks)
         self.pod_cidr = str(network)
         self.prefix_len = network.prefixlen
         self.gateway = gateway_of(network)
@@ -63,7 +70,8 @@ class PodNetworkManager:
         self.bridge = bridge
         self.nft_table = nft_table
         self.node_ip = node_ip
-        self._spec = nftables.TableSpec(table=nft_table, bridge=bridge, pod_cidr=self.pod_cidr, node_ip=node_ip)
+        self._spec = nftables.TableSpec(table=nft_table, bridge=bridge, pod_cidr=self.pod_cidr, node_ip=node_ip,
+                                        uplinks=self.uplinks)
 
     # -- node -------------------------------------------------------------
 
@@ -79,7 +87,20 @@ class PodNetworkManager:
         # bridge; forwarding on this interface only allows that.
         links.set_interface_sysctl(interface=self.bridge, key="forwarding", value="1")
         with StateLock(self.state_dir):
-            nftables.apply_rules(spec=self._spec, state=self._load())
+            state = self._load()
+            # The fence goes in before forwarding is turned on, so there is no
+            # moment in which the uplink routes freely.
+            newly_enabled = [u for u in self.uplinks if links.get_interface_sysctl(interface=u, key="forwarding") == "0"
+                             and u not in state.forwarding_enabled_on]
+            for dropped in [u for u in state.forwarding_enabled_on if u not in self.uplinks]:
+                # No longer an uplink in the configuration: undo what Skiff did to it.
+                links.set_interface_sysctl(interface=dropped, key="forwarding", value="0", missing_ok=True)
+                state.forwarding_enabled_on.remove(dropped)
+            state.forwarding_enabled_on.extend(newly_enabled)
+            save_state(state_dir=self.state_dir, state=state)
+            nftables.apply_rules(spec=self._spec, state=state)
+            for uplink in self.uplinks:
+                links.set_interface_sysctl(interface=uplink, key="forwarding", value="1")
 
     def teardown_node(self) -> None:
         """Remove every pod's veth and allocation, the table and the bridge. Idempotent."""
@@ -91,6 +112,10 @@ class PodNetworkManager:
                 del state.pods[pod_id]
             for name in links.bridge_ports(bridge=self.bridge):
                 links.delete_link(name=name)
+            # Forwarding off before the fence goes away.
+            for uplink in state.forwarding_enabled_on:
+                links.set_interface_sysctl(interface=uplink, key="forwarding", value="0", missing_ok=True)
+            state.forwarding_enabled_on.clear()
             nftables.delete_table(table=self.nft_table)
             links.delete_link(name=self.bridge)
             save_state(state_dir=self.state_dir, state=state)

@@ -16,7 +16,11 @@ can see whose they are.
                                route_localnet on the bridge) or a pod (hairpin: a pod
                                calling a hostPort that lands on itself or a neighbour)
     forward     (filter)       drop what comes in on the bridge and would leave by another
-                               interface: pod networks are never routed off the node.
+                               interface: pod networks are never routed off the node. With
+                               uplinks (hostPorts reachable from other nodes), only the
+                               DNAT'd hostPort flows cross between an uplink and the
+                               bridge, and an uplink whose forwarding Skiff turned on
+                               forwards nothing else.
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ class TableSpec:
     bridge: str
     pod_cidr: str
     node_ip: str
+    uplinks: tuple[str, ...] = ()
 
 
 def _quote(text: str) -> str:
@@ -65,8 +70,17 @@ def render_script(*, spec: TableSpec, state: NetworkState) -> str:
         f"add rule {t} output jump hostports",
         f"add rule {t} postrouting oifname {bridge} ct status dnat ip saddr 127.0.0.0/8 masquerade",
         f"add rule {t} postrouting oifname {bridge} ct status dnat ip saddr {spec.pod_cidr} masquerade",
-        f"add rule {t} forward iifname {bridge} oifname != {bridge} drop",
     ]
+    for uplink in spec.uplinks:
+        # Replies of hostPort flows that came in from another node.
+        lines.append(f"add rule {t} forward iifname {bridge} oifname {_quote(uplink)} "
+                     "ct status dnat ct direction reply accept")
+    lines.append(f"add rule {t} forward iifname {bridge} oifname != {bridge} drop")
+    for uplink in spec.uplinks:
+        lines.append(f"add rule {t} forward iifname {_quote(uplink)} oifname {bridge} "
+                     "ct status dnat ct direction original accept")
+        if uplink in state.forwarding_enabled_on:
+            lines.append(f"add rule {t} forward iifname {_quote(uplink)} drop")
     for pod_id, record in sorted(state.pods.items()):
         for mapping in record.ports:
             daddrs = ", ".join(iter_host_ips(mapping, node_ip=spec.node_ip))

@@ -44,6 +44,9 @@ class NetworkState:
     pod_cidr: str
     last_allocated: str = ""
     pods: dict[str, PodRecord] = field(default_factory=dict)
+    # Uplinks whose forwarding sysctl Skiff turned on (it was off): fenced in the
+    # table while on, turned off again by teardown_node.
+    forwarding_enabled_on: list[str] = field(default_factory=list)
 
     def allocate_pod_ip(self) -> str:
         """Next free host address after the last one handed out (round robin, like
@@ -121,13 +124,15 @@ def load_state(*, state_dir: Path, pod_cidr: str) -> NetworkState:
                           ports=[PortMapping(**p) for p in rec.get("ports", [])])
         for pod_id, rec in raw.get("pods", {}).items()
     }
+    enabled_on = list(raw.get("forwardingEnabledOn", []))
     if raw.get("podCIDR") != pod_cidr:
         if pods:
             raise NetworkError(
                 f"pod network state {path} holds {len(pods)} allocations from pod CIDR {raw.get('podCIDR')}, "
                 f"but this node's pod CIDR is {pod_cidr}; remove those pods first")
-        return NetworkState(pod_cidr=pod_cidr)
-    return NetworkState(pod_cidr=pod_cidr, last_allocated=raw.get("lastAllocated", ""), pods=pods)
+        return NetworkState(pod_cidr=pod_cidr, forwarding_enabled_on=enabled_on)
+    return NetworkState(pod_cidr=pod_cidr, last_allocated=raw.get("lastAllocated", ""), pods=pods,
+                        forwarding_enabled_on=enabled_on)
 
 
 def save_state(*, state_dir: Path, state: NetworkState) -> None:
@@ -137,6 +142,7 @@ def save_state(*, state_dir: Path, state: NetworkState) -> None:
         "version": FORMAT_VERSION,
         "podCIDR": state.pod_cidr,
         "lastAllocated": state.last_allocated,
+        "forwardingEnabledOn": sorted(state.forwarding_enabled_on),
         "pods": {
             pod_id: {"ip": rec.ip, "veth": rec.veth, "ports": [p.__dict__ for p in rec.ports]}
             for pod_id, rec in sorted(state.pods.items())

@@ -135,27 +135,47 @@ def leftovers(*, bridge: str, table: str) -> list[str]:
     return found
 
 
-@pytest.fixture
-def net(tmp_path):
-    _needs_root()
-    suffix = secrets.token_hex(3)
-    pod_cidr = unused_pod_cidr()
-    manager = PodNetworkManager(pod_cidr=pod_cidr, state_dir=tmp_path / "network", bridge=f"skiff-t{suffix}",
-                                nft_table=f"skiff_test_{suffix}",
-                                node_ip=str(ipaddress.IPv4Network(pod_cidr).network_address + 1))
+def _remove_network(manager: PodNetworkManager) -> None:
     try:
-        manager.ensure_node_network()
-        yield manager
+        manager.teardown_node()
     finally:
-        try:
-            manager.teardown_node()
-        finally:
-            # Even if teardown_node itself is what broke, remove what is left by name.
-            subprocess.run(["nft", "delete", "table", "inet", manager.nft_table], capture_output=True)
-            for link in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout):
-                if link.get("master") == manager.bridge:
-                    subprocess.run(["ip", "link", "del", link["ifname"]], capture_output=True)
-            subprocess.run(["ip", "link", "del", manager.bridge], capture_output=True)
+        # Even if teardown_node itself is what broke, remove what is left by name.
+        subprocess.run(["nft", "delete", "table", "inet", manager.nft_table], capture_output=True)
+        for link in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout):
+            if link.get("master") == manager.bridge:
+                subprocess.run(["ip", "link", "del", link["ifname"]], capture_output=True)
+        subprocess.run(["ip", "link", "del", manager.bridge], capture_output=True)
+
+
+@pytest.fixture
+def net_factory(tmp_path):
+    """make(**overrides) -> PodNetworkManager on a fresh bridge, table, pod CIDR and state dir,
+    with ensure_node_network() done; every one torn down afterwards."""
+    _needs_root()
+    made: list[PodNetworkManager] = []
+
+    def make(**overrides) -> PodNetworkManager:
+        suffix = secrets.token_hex(3)
+        pod_cidr = unused_pod_cidr()
+        options = dict(pod_cidr=pod_cidr, state_dir=tmp_path / f"network-{suffix}", bridge=f"skiff-t{suffix}",
+                       nft_table=f"skiff_test_{suffix}",
+                       node_ip=str(ipaddress.IPv4Network(pod_cidr).network_address + 1))
+        options.update(overrides)
+        manager = PodNetworkManager(**options)
+        made.append(manager)
+        manager.ensure_node_network()
+        return manager
+
+    try:
+        yield make
+    finally:
+        for manager in made:
+            _remove_network(manager)
+
+
+@pytest.fixture
+def net(net_factory):
+    return net_factory()
 
 
 TCP_ECHO_SERVER = r"""
