@@ -25,6 +25,7 @@ Pod lifecycle on this node:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -282,6 +283,12 @@ class PodWorkers:
                     message="The container could not be located when the pod was terminated")
         if cur is None:
             return await self._start(pod, rec, spec, cr, restart=cr.restart)
+        if cur.state is not State.EXITED and cr.spec_hash and cr.spec_hash != _spec_hash(spec):
+            # The pod was updated (a new image ...): kubelet restarts the container, without back-off.
+            self._event(pod, "Normal", "Killing", f"Container {spec.name} definition changed, will be restarted")
+            await self._rt("stop", self.runtime.stop(cur.id, rec.grace_seconds))
+            cr.current = await self.runtime.status(cur.id)
+            return await self._start(pod, rec, spec, cr, restart=cr.restart + 1)
         if cur.state is not State.EXITED:
             cr.waiting = None
             self._watch(rec, cur.id)
@@ -340,7 +347,7 @@ class PodWorkers:
             if cr.previous is not None:  # keep one dead attempt (lastState); older ones go
                 await self._rt("remove", self.runtime.remove(cr.previous.id))
             cr.previous = cr.current
-        cr.current, cr.restart, cr.waiting = status, restart, None
+        cr.current, cr.restart, cr.waiting, cr.spec_hash = status, restart, None, _spec_hash(spec)
         if status.state is not State.EXITED:
             self._watch(rec, status.id)
         return None
@@ -460,6 +467,10 @@ class PodWorkers:
                     shutil.rmtree(d, ignore_errors=True)
         for uid in keep:
             self.enqueue(uid)
+
+
+def _spec_hash(spec: types_pb2.Container) -> str:
+    return hashlib.sha256(spec.SerializeToString(deterministic=True)).hexdigest()
 
 
 def _default_pull_policy(image: str) -> str:

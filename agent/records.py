@@ -26,6 +26,7 @@ class ContainerRecord:
     current: ContainerStatus | None = None
     previous: ContainerStatus | None = None
     waiting: tuple[str, str] | None = None    # why the next attempt has not started
+    spec_hash: str = ""                       # of the Container spec it was started from ("" adopted)
 
 
 @dataclass

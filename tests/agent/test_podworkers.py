@@ -433,3 +433,22 @@ def test_failed_init_container_fails_or_restarts_the_pod(tmp_path, policy, phase
         else:
             assert pod.status.init_container_statuses[0].state.terminated.exit_code == 2
     run(scenario())
+
+
+def test_changed_container_spec_restarts_the_container(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        uid = w.api.add_pod("upd").metadata.uid
+        await w.workers.reconcile(uid)
+        old = w.current(uid).id
+        await w.workers.reconcile(uid)  # unchanged: nothing happens
+        assert w.current(uid).id == old
+        w.api.pods[("default", "upd")].spec.containers[0].image = "busybox:1.36"
+        w.api._bump(w.api.pods[("default", "upd")])
+        await w.workers.reconcile(uid)
+        new = w.current(uid)
+        assert new.id != old and new.image == "busybox:1.36" and new.state is State.RUNNING
+        assert w.runtime.containers[old].status.state is State.EXITED and ("stop", old) in w.runtime.calls
+        cs = w.status("upd")[1]
+        assert cs.restart_count == 1 and cs.image == "busybox:1.36" and cs.state.HasField("running")
+    run(scenario())
