@@ -441,12 +441,41 @@ class ImageStore:
             self._write_index(index)
         return out
 
-    def prune(self, *, keep_layers: set[str] = frozenset()) -> PruneResult:  # type: ignore[assignment]
-        """Remove blobs and unpacked layers no tagged image references.
-        keep_layers: diff ids to keep anyway (the build cache's)."""
+    def layers_in_use(self) -> set[str]:
+        """Hex diff ids of our layers that some overlay mount uses as a lower dir
+        right now (containers mount in their own mount namespaces, so every
+        namespace is looked at once)."""
+        prefix = str(self.layers) + "/"
+        seen_ns: set[int] = set()
+        used: set[str] = set()
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                ns = os.stat(f"/proc/{pid}/ns/mnt").st_ino
+                if ns in seen_ns:
+                    continue
+                seen_ns.add(ns)
+                with open(f"/proc/{pid}/mountinfo") as f:
+                    text = f.read()
+            except OSError:
+                continue  # the process went away, or is not ours to read
+            for line in text.splitlines():
+                if " - overlay " not in line:
+                    continue
+                for opt in line.rsplit(" ", 1)[-1].split(","):
+                    if opt.startswith(("lowerdir=", "lowerdir+=")):
+                        for d in opt.partition("=")[2].split(":"):
+                            if d.startswith(prefix):
+                                used.add(d[len(prefix):].split("/")[0])
+        return used
+
+    def prune(self, *, keep_layers: frozenset[str] = frozenset()) -> PruneResult:
+        """Remove blobs and unpacked layers no tagged image references. Layers
+        a running container has mounted are kept, and so are `keep_layers`
+        (diff ids)."""
+        in_use = self.layers_in_use()
         with self._lock("lock"):
             live_blobs: set[str] = set()
-            live_layers: set[str] = set(_hex(d) for d in keep_layers)
+            live_layers: set[str] = {_hex(d) for d in keep_layers} | in_use
             for m in self._entries():
                 try:
                     manifest = self.read_json(m["digest"])

@@ -67,3 +67,34 @@ def test_run_network_none_has_only_loopback(store, tmp_dir):
           out=io.StringIO())
     top = store.resolve("net:1").lower_dirs[-1]
     assert (top / "ifaces").read_text().split() == ["lo"]
+
+
+def test_prune_keeps_layers_a_running_container_uses(store, tmp_dir):
+    import asyncio
+    from agent.runtime.interface import ContainerConfig, SandboxConfig
+    from agent.runtime.linux import LinuxRuntime
+
+    bootstrap_busybox(store=store)
+    img = store.resolve("busybox")
+
+    async def scenario() -> tuple[int, bool, int]:
+        runtime = LinuxRuntime(run_dir=tmp_dir / "run")
+        pod = "skiff-test-prune-" + os.urandom(4).hex()
+        try:
+            await runtime.create_sandbox(SandboxConfig(pod_id=pod, namespace="default", name="p",
+                                                       hostname="p"))
+            await runtime.start(ContainerConfig(
+                id=pod + "-c", pod_id=pod, name="c", image="busybox", image_id=img.id,
+                lower_dirs=img.lower_dirs, args=("sleep", "60")))
+            store.remove("busybox")
+            while_running = store.prune()
+            kept = img.lower_dirs[0].exists()
+        finally:
+            await runtime.remove(pod + "-c")
+            await runtime.remove_sandbox(pod)
+            runtime.close()
+        return while_running.layers, kept, store.prune().layers
+
+    pruned_running, kept, pruned_after = asyncio.run(scenario())
+    assert (pruned_running, kept, pruned_after) == (0, True, 1)
+    assert not img.lower_dirs[0].exists()
