@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -45,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The parsed command line; `args.trailing` holds the words after `--`."""
+    argv = list(argv)
     # Everything after the first `--` is a command line for a container
     # (`exec POD -- CMD`, `run NAME --image I -- CMD`); argparse cannot mix a
     # greedy positional with options that come after it, so split it off here.
@@ -59,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if trailing and not getattr(args, "takes_command", False):
         parser.error(f"`skiff {args.command}` takes no command after --")
     args.trailing = trailing
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except CliError as exc:
@@ -73,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `skiff get pods | head`: the reader left; not an error worth a message.
         sys.stderr.close()
         return 1
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one line; SKIFF_DEBUG=1 shows the traceback
+        if os.environ.get("SKIFF_DEBUG"):
+            raise
+        print(f"error: internal error in `skiff {args.command}`: {type(exc).__name__}: {exc} "
+              "(set SKIFF_DEBUG=1 for the traceback)", file=sys.stderr)
     return 1
 
 

@@ -229,8 +229,14 @@ class Cluster:
         log_path = config.log_dir / f"{component.name}.log"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen(component.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    cwd=config.data_dir, env=env, start_new_session=True)
+            try:
+                proc = subprocess.Popen(component.argv, stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT, cwd=config.data_dir, env=env,
+                                        start_new_session=True)
+            except OSError as exc:
+                hint = "; install it (deploy/install.sh) or pass --etcd-binary" if component.name == "etcd" else ""
+                raise CliError(f"cannot run {component.name} ({component.argv[0]}): "
+                               f"{exc.strerror or exc}{hint}") from None
         self.started.append((component, proc))
         _write_pid(config, component, proc.pid)
         deadline = time.monotonic() + config.start_timeout

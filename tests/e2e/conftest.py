@@ -81,14 +81,20 @@ def private_cluster():
     try:
         yield cluster
     finally:
-        # `skiff down` first (the path under test elsewhere), then by PID whatever it left.
-        if (cluster.data_dir / "run").exists():
+        # `skiff down --purge` first: it deletes the pods through the API so the
+        # agent frees their mounts, cgroups and addresses; then by PID whatever it left.
+        pids = cluster.pids() if (cluster.data_dir / "run").exists() else {}
+        if pids:
             subprocess.run([sys.executable, "-m", "skiff.cli.main", "down", "--data-dir", str(cluster.data_dir),
-                            "--run-dir", str(cluster.run_dir), "--stop-timeout", "5"],
-                           env=cluster.env(), capture_output=True, timeout=120)
-        for pid in cluster.pids().values() if cluster.data_dir.exists() else ():
+                            "--run-dir", str(cluster.run_dir), "--stop-timeout", "5", "--pods-timeout", "30",
+                            "--purge"], env=cluster.env(), capture_output=True, timeout=180)
+        for pid in pids.values():
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
                 while alive(pid):
                     time.sleep(0.05)
+        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                  if line.split()[4].startswith(str(base) + "/")]
+        # Never rmtree across a mount (it would delete inside an overlay or a bind mount).
+        assert not mounts, f"left mounted under {base}: {mounts}"
         shutil.rmtree(base, ignore_errors=True)
