@@ -424,6 +424,8 @@ class ImageStore:
         """Untag `ref` (or, for an image id, every tag of it); returns docker-style lines.
         Blobs and layers go at the next prune."""
         digest, normalized = self._find_manifest(ref)
+        if "@" in normalized:
+            normalized = ""  # name@digest names the manifest itself: every tag of it goes
         out = []
         with self._lock("lock"):
             index = self._read_index()

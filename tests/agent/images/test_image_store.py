@@ -128,3 +128,12 @@ def test_two_processes_unpack_same_layer(store):
     assert len(os.listdir(store.layer_dir(diff_id))) == 200
     assert [p.name for p in store.layers.iterdir() if p.is_dir()] == [diff_id.removeprefix("sha256:")]
     assert not any(store.tmp.iterdir())
+
+
+def test_remove_by_digest_reference_untags_all(store):
+    image_id, _ = _image(store, ref="app:1")
+    store.tag("app:1", "app:2")
+    digest = store.list()[0].manifest_digest
+    out = store.remove(f"app@{digest}")
+    assert sorted(out[:2]) == ["Untagged: app:1", "Untagged: app:2"] and out[2] == f"Deleted: {image_id}"
+    assert store.list() == []
