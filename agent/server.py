@@ -35,6 +35,14 @@ class _Abort(Exception):
         self.code, self.message = code, message
 
 
+def _latest_log(container_dir: Path) -> int:
+    """The highest restart count with a log file in the container's log dir (0 if none)."""
+    try:
+        return max((int(p.stem) for p in container_dir.glob("*.log") if p.stem.isdigit()), default=0)
+    except OSError:
+        return 0
+
+
 def tail_bytes(path: Path, lines: int) -> tuple[bytes, int]:
     """The last `lines` lines of a file and the offset its end was read at."""
     with open(path, "rb") as f:
@@ -79,13 +87,17 @@ class AgentService(api_pb2_grpc.AgentServicer):
             rec = self._pod(request.namespace, request.name)
             name = self._container_name(rec, request.container)
             cr = rec.containers.get(name) or rec.init_containers.get(name)
-            restart = cr.restart if cr is not None else 0
+            # A finished pod's containers are gone after an agent restart; its log files stay.
+            restart = cr.restart if cr is not None else _latest_log(rec.paths.log_path(name, 0).parent)
             if request.previous:
-                if cr is None or cr.previous is None and restart == 0:
+                if restart == 0:
                     raise _Abort(grpc.StatusCode.NOT_FOUND, f'previous terminated container "{name}" in pod '
                                                             f'"{rec.name}" not found')
                 restart -= 1
             path = rec.paths.log_path(name, restart)
+            if not path.exists() and request.previous:
+                raise _Abort(grpc.StatusCode.NOT_FOUND, f'previous terminated container "{name}" in pod '
+                                                        f'"{rec.name}" not found')
             if not path.exists():
                 raise _Abort(grpc.StatusCode.NOT_FOUND, f'container "{name}" in pod "{rec.name}" is waiting to '
                                                         f'start: no log yet')

@@ -156,3 +156,28 @@ def test_container_gauges_follow_the_stats(tmp_path):
         m.set_container_stats({})  # the container went away: its series go too
         assert m.registry.get_sample_value("skiff_agent_container_pids", labels) is None
     asyncio.run(scenario())
+
+
+def test_logs_of_a_finished_pod_survive_an_agent_restart(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        uid = await running_pod(w, "job", restart_policy="OnFailure")
+        log_of(w, uid).write_bytes(b"try 0\n")
+        w.runtime.exit(w.current(uid).id, 1)
+        await w.workers.reconcile(uid)  # restarted: attempt 1
+        log_of(w, uid).write_bytes(b"try 1\n")
+        w.runtime.exit(w.current(uid).id, 0)
+        await w.workers.reconcile(uid)
+        assert w.status("job")[0].phase == "Succeeded" and w.runtime.containers == {}
+        await w.workers.shutdown()
+        w.workers = w.new_workers()  # the agent restarts; nothing of the pod is left in the runtime
+        await w.workers.recover()
+        await w.workers.reconcile(uid)
+        server, channel, stub = await serve(w)
+        try:
+            assert await read_logs(stub, name="job") == b"try 1\n"
+            assert await read_logs(stub, name="job", previous=True) == b"try 0\n"
+        finally:
+            await channel.close()
+            await server.stop(None)
+    asyncio.run(scenario())
