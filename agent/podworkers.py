@@ -15,8 +15,10 @@ exits meanwhile reported) and whatever a dead pod left is removed.
 
 Pod lifecycle on this node:
 
-    new ─► Pending (ContainerCreating) ─► sandbox + network ─► containers started ─► Running
+    new ─► Pending (ContainerCreating) ─► sandbox + network ─► init containers, one at a
+           time, each to exit 0 ─► app containers started ─► Running
     Running ─► exit ─► restart per restartPolicy (CrashLoopBackOff while backing off)
+            └► container spec changed (pod updated) ─► stop ─► start the new spec
             └► all done (Never / OnFailure+0) ─► Succeeded|Failed ─► release (containers,
                                                   network, sandbox; logs kept)
     deletionTimestamp or gone from the API ─► stop (grace) ─► remove ─► detach ─► remove
