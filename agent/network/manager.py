@@ -83,13 +83,10 @@ class PodNetworkManager:
         # 127.0.0.1 hostPorts: after DNAT the packet leaves on the bridge with a
         # loopback source, which the kernel drops as martian unless route_localnet.
         links.set_interface_sysctl(interface=self.bridge, key="route_localnet", value="1")
-        # A pod calling the node's address:hostPort is routed back out of the
-        # bridge; forwarding on this interface only allows that.
-        links.set_interface_sysctl(interface=self.bridge, key="forwarding", value="1")
         with StateLock(self.state_dir):
             state = self._load()
             # The fence goes in before forwarding is turned on, so there is no
-            # moment in which the uplink routes freely.
+            # moment in which the bridge or an uplink routes freely.
             newly_enabled = [u for u in self.uplinks if links.get_interface_sysctl(interface=u, key="forwarding") == "0"
                              and u not in state.forwarding_enabled_on]
             for dropped in [u for u in state.forwarding_enabled_on if u not in self.uplinks]:
@@ -99,14 +96,22 @@ class PodNetworkManager:
             state.forwarding_enabled_on.extend(newly_enabled)
             save_state(state_dir=self.state_dir, state=state)
             nftables.apply_rules(spec=self._spec, state=state)
-            for uplink in self.uplinks:
-                links.set_interface_sysctl(interface=uplink, key="forwarding", value="1")
+            # A pod calling the node's address:hostPort is routed back out of the
+            # bridge; forwarding on this interface (not host-wide) allows that.
+            for interface in (self.bridge, *self.uplinks):
+                links.set_interface_sysctl(interface=interface, key="forwarding", value="1")
 
     def teardown_node(self) -> None:
         """Remove every pod's veth and allocation, the table and the bridge. Idempotent."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with StateLock(self.state_dir):
-            state = self._load()
+            try:
+                state = self._load()
+            except NetworkError:
+                # An unreadable state must not keep `skiff down` from removing
+                # the kernel objects; the bridge's ports are found without it.
+                log.warning("tearing down %s with unreadable state", self.bridge, exc_info=True)
+                state = NetworkState(pod_cidr=self.pod_cidr)
             for pod_id in list(state.pods):
                 links.delete_link(name=state.pods[pod_id].veth)
                 del state.pods[pod_id]
@@ -125,9 +130,10 @@ class PodNetworkManager:
     def attach(self, *, pod_id: str, netns_path: Path, ports: Sequence[PortMapping] = ()) -> PodAddress:
         """Give the pod at netns_path an address, a veth and its hostPorts.
 
-        Attaching a pod that is already attached (its veth exists) keeps the veth
-        and the address and only updates its hostPorts. Raises HostPortInUse (nothing changed) when a hostPort
-        is taken, NetworkError for anything else (everything undone).
+        Attaching a pod that is already attached (its veth exists) keeps the
+        veth and the address and only updates its hostPorts. Raises
+        HostPortInUse (nothing changed) when a hostPort is taken, NetworkError
+        for anything else (everything undone).
         """
         if not pod_id:
             raise ValueError("pod_id must not be empty")
@@ -186,7 +192,8 @@ class PodNetworkManager:
             removed = sorted(set(state.pods) - set(keep_pod_ids))
             for pod_id in removed:
                 links.delete_link(name=state.pods[pod_id].veth)
-            kept_veths = {veth_name(p) for p in keep_pod_ids} | {state.pods[p].veth for p in set(state.pods) - set(removed)}
+            # A kept pod's veth is found by name even if its record was lost.
+            kept_veths = {veth_name(p) for p in keep_pod_ids}
             for name in links.bridge_ports(bridge=self.bridge):
                 if name not in kept_veths:
                     log.info("removing veth %s on %s that belongs to no kept pod", name, self.bridge)

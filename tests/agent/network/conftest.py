@@ -4,6 +4,8 @@
     unique nftables table (`skiff_test_<hex>`), an unused 10.250.X.0/24 pod CIDR
     and a private state dir, with ensure_node_network() done; node_ip is the
     bridge gateway (tests never send traffic to the host's own interfaces).
+`net_factory` (function): make(**overrides) -> another such manager (e.g. with
+    uplinks=... and a node_ip of the test's own).
 `make_pod_netns` (function): make_pod_netns() -> NetnsHandle, a fresh
     `ip netns add skiff-test-<hex>` standing in for a pod's pinned namespace.
 `spawn_in_netns` (function): start a process inside a namespace; stopped by PID.

@@ -43,6 +43,27 @@ def test_rules_are_rendered_per_mapping_and_tagged_with_the_pod():
 def test_nft_accepts_the_script():
     if os.geteuid() != 0:
         pytest.skip("nft --check needs root")
-    done = subprocess.run(["nft", "--check", "-f", "-"], input=render_script(spec=SPEC, state=_state()),
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    state = _state()
+    state.forwarding_enabled_on = ["skiff-uplinkA"]
+    for spec in (SPEC, TableSpec(table=SPEC.table, bridge=SPEC.bridge, pod_cidr=SPEC.pod_cidr, node_ip=SPEC.node_ip,
+                                 uplinks=("skiff-uplinkA",))):
+        done = subprocess.run(["nft", "--check", "-f", "-"], input=render_script(spec=spec, state=state),
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+
+def test_uplink_rules_let_only_hostport_flows_cross_and_fence_what_skiff_enabled():
+    state = _state()
+    state.forwarding_enabled_on = ["skiff-uplinkA"]
+    spec = TableSpec(table="skiff_test_render", bridge="skiff-trender", pod_cidr="10.9.0.0/24", node_ip="10.9.0.1",
+                     uplinks=("skiff-uplinkA", "skiff-uplinkB"))
+    forward = [line.split(" forward ", 1)[1] for line in render_script(spec=spec, state=state).splitlines()
+               if line.startswith("add rule inet skiff_test_render forward ")]
+    assert forward == [
+        'iifname "skiff-trender" oifname "skiff-uplinkA" ct status dnat ct direction reply accept',
+        'iifname "skiff-trender" oifname "skiff-uplinkB" ct status dnat ct direction reply accept',
+        'iifname "skiff-trender" oifname != "skiff-trender" drop',
+        'iifname "skiff-uplinkA" oifname "skiff-trender" ct status dnat ct direction original accept',
+        'iifname "skiff-uplinkA" drop',   # Skiff turned its forwarding on: nothing else may pass
+        'iifname "skiff-uplinkB" oifname "skiff-trender" ct status dnat ct direction original accept',
+    ]
