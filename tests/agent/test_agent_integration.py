@@ -140,7 +140,8 @@ def test_restarted_agent_adopts_running_pod(controlplane, tmp_path):
 
             agent = Agent(config=config, runtime=runtime, images=FakeImages())
             await agent.start()
-            await asyncio.sleep(0.5)  # let the workers look at the pod again
+            assert agent.workers.records[pod.metadata.uid].adopted
+            await agent.workers.reconcile(pod.metadata.uid)  # one full pass over the adopted pod, now
             pod = await client.get("Pod", "steady")
             cs = pod.status.container_statuses[0]
             assert cs.container_id == cid and cs.restart_count == 0 and cs.state.HasField("running")
