@@ -298,8 +298,14 @@ def _unpack_tar(*, path: Path, dest: Path) -> None:
 
 def copy_into(*, tree: SourceTree, sources: list[str], dest: str, workdir: str, layer: Path,
               owner: tuple[int, int] | None = None, chmod: int | None = None,
-              unpack_archives: bool = False, original: list[str] | None = None) -> None:
-    """Lay out `sources` (already globbed, tree-relative) at `dest` inside `layer`."""
+              unpack_archives: bool = False, original: list[str] | None = None,
+              image: "SourceTree | None" = None) -> None:
+    """Lay out `sources` (already globbed, tree-relative) at `dest` inside `layer`.
+
+    `image` is the root filesystem the layer goes on: the destination is
+    resolved through its symlinks (COPY x /bin/ on a merged-/usr Debian lands
+    in usr/bin, instead of a new `bin` directory hiding the symlink), and an
+    existing directory there is copied into, as Docker does."""
     dest_abs = posixpath.normpath(posixpath.join(workdir or "/", dest))
     dir_dest = dest.endswith("/") or dest.endswith("/.") or dest in (".", "/") or len(sources) > 1 \
         or any(any(ch in s for ch in "*?[") for s in (original or []))
@@ -307,6 +313,11 @@ def copy_into(*, tree: SourceTree, sources: list[str], dest: str, workdir: str, 
         raise CopyError("When using COPY with more than one source file, the destination "
                         "must be a directory and end with a /")
     rel_dest = dest_abs.lstrip("/")
+    if image is not None and rel_dest:
+        rel_dest = image.resolve(rel_dest)
+        existing = image.locate(rel_dest)
+        if existing is not None and existing.is_dir() and not existing.is_symlink():
+            dir_dest = True
     for src in sources:
         path = tree.locate(src)
         if path is None:

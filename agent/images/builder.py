@@ -422,7 +422,9 @@ class Builder:
                 buildcontext.copy_into(tree=tree, sources=sources, dest=dest, workdir=workdir,
                                        layer=layer_dir, owner=owner, chmod=chmod,
                                        unpack_archives=ins.instruction == "add" and src_state is None,
-                                       original=srcs)
+                                       original=srcs,
+                                       image=buildcontext.SourceTree.layers(
+                                           lower_dirs=self.lower_dirs(state), label="image"))
             except (buildcontext.CopyError, ImageError) as exc:
                 raise df.error(ins, str(exc)) from None
             self._commit_layer(state=state, layer_dir=layer_dir, key=key, history=history)

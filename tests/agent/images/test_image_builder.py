@@ -236,3 +236,20 @@ def test_unsupported_flags_are_refused_not_ignored(store, ctx):
         build(store=store, options=BuildOptions(context=ctx), out=io.StringIO(),
               executor=RecordingExecutor())
     assert "--network=bridge: must be none, default or host" in str(err.value)
+
+
+def test_copy_destination_follows_image_symlinks_and_existing_dirs(store, ctx):
+    bootstrap_busybox(store=store)
+    write(ctx, {"tool": "#!/bin/sh\n", "Dockerfile": ""})
+    # A merged-/usr style base: /lib -> usr/lib, and an existing /usr/local/bin directory.
+    run_build(store, ctx, "FROM scratch\nCOPY --from=busybox / /\n", tag="base:1")
+    layer = store.resolve("base:1").lower_dirs[0]
+    (layer / "usr/lib").mkdir(parents=True, exist_ok=True)
+    os.symlink("usr/lib", layer / "lib")
+    (layer / "usr/local/bin").mkdir(parents=True)
+    run_build(store, ctx, "FROM base:1\nCOPY tool /lib/\nCOPY tool /usr/local/bin\n", tag="t:2")
+    top = store.resolve("t:2").lower_dirs
+    assert os.path.islink(top[0] / "lib")                      # the symlink is not hidden
+    assert (top[1] / "usr/lib/tool").read_text() == "#!/bin/sh\n"
+    assert not (top[1] / "lib").exists()
+    assert (top[2] / "usr/local/bin/tool").is_file()           # into the existing directory
