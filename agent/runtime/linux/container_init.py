@@ -1,11 +1,14 @@
 """Starting a container, as the zygote does it: three processes, one recipe.
 
-    zygote ─fork─► setup (A): setsid, enter the pod's namespaces, join the
-                   │          cgroup, unshare mnt+cgroup(+pid); reports init's
-                   │          pid, then exits (so init is reparented: it never
-                   │          depends on the zygote or the agent)
+    zygote ─fork─► setup (A): setsid, enter the pod's namespaces, unshare
+                   │          mnt(+pid); moves init into the cgroup while init
+                   │          builds the rootfs; reports init's pid, then exits
+                   │          (so init is reparented: it never depends on the
+                   │          zygote or the agent)
                    └─fork─► init (B): PID 1 of the new pid namespace. Builds
-                            │  the rootfs, pivot_root, then stays as the reaper:
+                            │  the rootfs, pivot_root, waits to be in its
+                            │  cgroup, unshares the cgroup namespace, forks
+                            │  main, then stays as the reaper:
                             │  forwards signals, reaps orphans, writes the main
                             │  process's exit status, exits with it.
                             └─fork─► main (C): stdio, security, execvpe.
@@ -39,25 +42,38 @@ def run_start(req: dict, fds: dict[str, int], reply_fd: int) -> None:
         # 1. Enter the pod's namespaces first: setns(pid) only takes effect for
         #    children, so it must precede the fork of init.
         namespaces.enter_all({k: v for k, v in req["pod_ns"].items() if v})
-        # 2. Join the cgroup before unsharing the cgroup namespace (so the
-        #    container sees its own cgroup as its root) and before forking (so
-        #    every process of the container is counted from birth).
         mark("A: namespaces entered")
-        process.join_cgroup(req["cgroup_procs"])
-        mark("A: cgroup joined")
-        # 3. New mount and cgroup namespaces (and pid, unless the pod shares one).
-        flags = sc.CLONE_NEWNS | sc.CLONE_NEWCGROUP
+        # Opened now: once init pivot_roots, it moves the root of every
+        # process in its mount namespace, ours included.
+        procs_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in req["cgroup_procs"]]
+        host_proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # 2. New mount namespace (and pid, unless the pod shares one). The
+        #    cgroup namespace comes later, in init, once it is in its cgroup.
+        flags = sc.CLONE_NEWNS
         if not req["pod_ns"].get("pid"):
             flags |= sc.CLONE_NEWPID
         sc.unshare(flags)
         mark("A: unshared")
+        joined_r, joined_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:
             os.close(reply_fd)
-            _init(req, fds)   # never returns
+            os.close(joined_w)
+            _init(req, fds, joined_r)   # never returns
+        os.close(joined_r)
+        # 3. Move init into the container's cgroup while it builds the rootfs:
+        #    on cgroup v1 the first migration waits for an RCU grace period
+        #    (milliseconds), which this way is off the critical path. Init
+        #    forks nothing before it hears "joined", so every process of the
+        #    container is still counted from birth.
+        for fd, path in zip(procs_fds, req["cgroup_procs"]):
+            process.move_to_cgroup(pid=pid, procs_fd=fd, procs_file=path)
+        os.write(joined_w, b"j")
+        mark("A: cgroup joined")
         # Report init's pid and start time while it is still our child (it
         # cannot have been reaped by anyone else yet, so the pair is exact).
-        os.write(reply_fd, json.dumps({"pid": pid, "start_time": proc_start_time(pid)}).encode())
+        start_time = proc_start_time(pid, proc_fd=host_proc)
+        os.write(reply_fd, json.dumps({"pid": pid, "start_time": start_time}).encode())
     except BaseException as e:  # noqa: BLE001
         process.report(errfd, f"container setup: {e}")
         try:
@@ -68,7 +84,7 @@ def run_start(req: dict, fds: dict[str, int], reply_fd: int) -> None:
         os._exit(0)
 
 
-def _init(req: dict, fds: dict[str, int]) -> None:
+def _init(req: dict, fds: dict[str, int], joined: int) -> None:
     """Process B: the container's PID 1."""
     errfd = fds["err"]
     shared_pid = bool(req["pod_ns"].get("pid"))
@@ -83,6 +99,13 @@ def _init(req: dict, fds: dict[str, int]) -> None:
         mark("B: forked")
         prepare_rootfs(req)
         mark("B: rootfs ready")
+        # Wait for A to have moved us into the container's cgroup, then make
+        # that cgroup the root of our cgroup namespace; only then fork.
+        if os.read(joined, 1) != b"j":
+            raise RuntimeError("joining the container's cgroup failed")
+        os.close(joined)
+        sc.unshare(sc.CLONE_NEWCGROUP)
+        mark("B: cgroup namespace")
         main = os.fork()
         if main == 0:
             _main(req, fds)   # never returns
@@ -168,12 +191,14 @@ def _reap_until_main_exits(*, main: int, exit_fd: int, shared_pid: bool, cg_proc
             os._exit(0)
         if pid != main:
             continue  # an orphan reparented to us: reaped, that is all
+        mark("B: main exited")
         code = os.waitstatus_to_exitcode(status)
         record = {"exit_code": code if code >= 0 else 128 - code,
                   "signal": -code if code < 0 else None, "finished_at": time.time()}
         os.pwrite(exit_fd, json.dumps(record).encode(), 0)
         if shared_pid:
             _kill_rest(cg_procs)
+        mark("B: exit status written")
         # As PID 1, exiting kills every other process of the pid namespace.
         os._exit(0)
 

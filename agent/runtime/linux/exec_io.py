@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import signal
 import struct
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 from agent.runtime.interface import ExecOutput
 from agent.runtime.linux import aio
@@ -74,7 +75,9 @@ async def run(*, zygote: Zygote, req: dict, tty: bool, stdin: AsyncIterator[byte
                 os.close(fd)
         if "error" in reply:
             raise RuntimeError(reply["error"])
-        pumps = [asyncio.create_task(aio.pump(fd, getattr(output, name))) for name, fd in out_fds.items()]
+        exited = asyncio.Event()
+        pumps = [asyncio.create_task(_pump(fd, getattr(output, name), exited, tty=tty))
+                 for name, fd in out_fds.items()]
         feeder = None
         if stdin is not None and in_fd is not None:
             # Closing a pipe's write end is the command's EOF; a pty's master
@@ -94,10 +97,7 @@ async def run(*, zygote: Zygote, req: dict, tty: bool, stdin: AsyncIterator[byte
             if feeder:
                 feeder.cancel()
         message = (await aio.read_all(err_r)).decode(errors="replace").strip()
-        if tty:
-            # The master gets EIO only once every slave fd is closed; the
-            # command has ended, so whatever remains is already buffered.
-            os.set_blocking(out_fds["stdout"], False)
+        exited.set()
         await asyncio.gather(*pumps, return_exceptions=True)
         if message:
             await output.stderr((message + "\n").encode())
@@ -113,6 +113,39 @@ async def run(*, zygote: Zygote, req: dict, tty: bool, stdin: AsyncIterator[byte
         for fd in ours:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+async def _pump(fd: int, sink: Callable[[bytes], Awaitable[None]], exited: asyncio.Event, *,
+                tty: bool) -> None:
+    """Copy fd to sink until EOF, or, once the command has exited, until
+    what is buffered is read: a background process it left behind may hold
+    the pipe open for ever, and exec must still return (as it does when the
+    exit code is known). A pty hands data over through a kernel work queue,
+    so after the exit it gets a moment for the last bytes."""
+    os.set_blocking(fd, False)
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            if exited.is_set() and not tty:
+                return
+            waiters = [asyncio.ensure_future(aio.readable(fd))]
+            if not exited.is_set():
+                waiters.append(asyncio.ensure_future(exited.wait()))
+            done, pending = await asyncio.wait(waiters, timeout=0.2 if exited.is_set() else None,
+                                               return_when=asyncio.FIRST_COMPLETED)
+            for w in pending:
+                w.cancel()
+            if not done:
+                return   # a pty, quiet since the exit
+            continue
+        except OSError as e:
+            if e.errno == errno.EIO:   # a pty whose last slave fd is closed
+                return
+            raise
+        if not chunk:
+            return
+        await sink(chunk)
 
 
 async def _feed(stdin: AsyncIterator[bytes], fd: int, *, close: bool) -> None:

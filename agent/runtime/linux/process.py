@@ -36,6 +36,14 @@ def join_cgroup(procs_files: Sequence[str]) -> None:
             os.close(fd)
 
 
+def move_to_cgroup(*, pid: int, procs_fd: int, procs_file: str) -> None:
+    """Write pid into one cgroup.procs (one hierarchy), opened as procs_fd."""
+    try:
+        os.write(procs_fd, str(pid).encode())
+    except OSError as e:
+        raise OSError(e.errno, f"joining cgroup: write {pid} to {procs_file}: {e.strerror}") from None
+
+
 def reset_signals() -> None:
     """Python ignores SIGPIPE and SIGXFSZ and installs handlers; an exec'd
     program inherits ignored signals, which breaks `yes | head`."""

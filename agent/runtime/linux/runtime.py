@@ -246,6 +246,7 @@ class LinuxRuntime:
         # The rootfs was mounted only inside the container's mount namespace,
         # which died with its last process: there is nothing to unmount here.
         shutil.rmtree(cdir, ignore_errors=True)
+        mark("remove: rmtree done")
         if cfg.get("upper_dir") and cfg.get("work_dir") and not cfg["work_dir"].startswith(str(cdir)):
             shutil.rmtree(cfg["work_dir"], ignore_errors=True)
         mark("remove: done")

@@ -61,15 +61,20 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def proc_start_time(pid: int) -> int | None:
+def proc_start_time(pid: int, *, proc_fd: int | None = None) -> int | None:
     """Field 22 of /proc/PID/stat (start time in clock ticks since boot), or
     None if there is no such process. comm may hold spaces or ')', so split
-    after the last ')'."""
+    after the last ')'. proc_fd: an fd of the host's /proc to read through
+    (for a caller whose root may be moved by a container's pivot_root)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
+        fd = os.open(f"{pid}/stat" if proc_fd is not None else f"/proc/{pid}/stat",
+                     os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc_fd)
     except (FileNotFoundError, ProcessLookupError):
         return None
+    try:
+        raw = os.read(fd, 4096)
+    finally:
+        os.close(fd)
     fields = raw[raw.rindex(b")") + 2:].split()
     return int(fields[19])
 

@@ -103,6 +103,16 @@ class Zygote:
 def _serve(sock: socket.socket) -> None:
     """The zygote's whole life. Single-threaded; one request at a time."""
     sc.set_process_name("skiff-zygote")
+    # fds 0-2 must be taken (by /dev/null if the agent had them closed), or a
+    # received fd could land there and be clobbered when a child wires stdio.
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            nul = os.open(os.devnull, os.O_RDWR)
+            if nul != fd:
+                os.dup2(nul, fd)
+                os.close(nul)
     # Orphaned container inits come to us rather than to the host's init,
     # and we reap them; that keeps zombies off hosts whose init does not reap.
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)

@@ -88,3 +88,13 @@ def test_exec_of_a_missing_program(runtime):
     res, out = asyncio.run(body())
     assert res.exit_code == 127
     assert out.err.decode().strip() == 'exec: "nosuch": executable file not found in $PATH'
+
+
+def test_exec_returns_when_a_background_child_keeps_stdout_open(runtime):
+    async def body():
+        cfg = await _running(runtime)
+        out = Collect()
+        res = await runtime.rt.exec(cfg.id, ["sh", "-c", "sleep 600 & echo started"], output=out)
+        return res, out
+    res, out = asyncio.run(body())
+    assert (res.exit_code, out.out) == (0, b"started\n")
