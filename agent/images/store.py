@@ -75,10 +75,20 @@ def _fsync_write(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.rename(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (the directory entry, not just the data)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _hex(digest: str) -> str:
@@ -215,11 +225,7 @@ class ImageStore:
             if dest.exists():
                 return  # identical content, unpacked by someone else first
             os.rename(work, dest)
-            fd = os.open(self.layers, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync_dir(self.layers)
 
     def add_layer_from_dir(self, *, src: Path, move: bool = False) -> Layer:
         """Make a layer of a directory Skiff prepared (COPY, a RUN's upper dir).
