@@ -212,6 +212,7 @@ class ImageStore:
             blob = self.blob_path(digest)
             if not blob.exists():
                 os.rename(tmp_blob, blob)
+                _fsync_dir(self.blobs)
             return Layer(digest=digest, diff_id=diff_id, size=reader.count, media_type=media_type)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -259,6 +260,7 @@ class ImageStore:
             blob = self.blob_path(digest)
             if not blob.exists():
                 os.rename(tmp_blob, blob)
+                _fsync_dir(self.blobs)
             return Layer(digest=digest, diff_id=digest, size=size)
         finally:
             with contextlib.suppress(FileNotFoundError):
