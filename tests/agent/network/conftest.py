@@ -10,8 +10,8 @@
     `ip netns add skiff-test-<hex>` standing in for a pod's pinned namespace.
 `spawn_in_netns` (function): start a process inside a namespace; stopped by PID.
 Teardown (always, also after a failure): processes killed by PID, teardown_node(),
-namespaces deleted, and a check that no veth of the bridge, no bridge and no table
-is left.
+then whatever is left of the bridge, its veths and the table removed by name,
+and the namespaces deleted. Helpers (servers, clients, leak checks) are in netlab.py.
 """
 from __future__ import annotations
 
@@ -21,61 +21,16 @@ import json
 import os
 import secrets
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-
 import pytest
 
 from agent.network import PodNetworkManager
-
-ROOT = Path(__file__).resolve().parents[3]  # the repository
+from tests.agent.network.netlab import NetnsHandle, unused_pod_cidr
 
 
 def _needs_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, bridges, nftables)")
-
-
-def _used_networks() -> list[ipaddress.IPv4Network]:
-    used = []
-    for line in json.loads(subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True,
-                                          check=True).stdout):
-        for a in line.get("addr_info", []):
-            used.append(ipaddress.IPv4Interface(f"{a['local']}/{a['prefixlen']}").network)
-    for r in json.loads(subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"], capture_output=True,
-                                       text=True, check=True).stdout):
-        dst = r.get("dst", "")
-        if dst and dst != "default" and r.get("type", "unicast") == "unicast":
-            used.append(ipaddress.IPv4Network(dst if "/" in dst else dst + "/32", strict=False))
-    return used
-
-
-def unused_pod_cidr() -> str:
-    used = _used_networks()
-    for _ in range(100):
-        candidate = ipaddress.IPv4Network(f"10.250.{secrets.randbelow(256)}.0/24")
-        if not any(candidate.overlaps(u) for u in used):
-            return str(candidate)
-    raise RuntimeError("no unused 10.250.X.0/24 on this machine")
-
-
-@dataclass(frozen=True)
-class NetnsHandle:
-    name: str
-    path: Path
-
-    def run(self, *args: str, timeout: float = 20, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.name, *args], capture_output=True, text=True,
-                              timeout=timeout, check=check)
-
-    def addresses(self) -> list[dict]:
-        return json.loads(subprocess.run(["ip", "-n", self.name, "-j", "addr"], capture_output=True, text=True,
-                                         check=True).stdout)
-
-    def routes(self) -> list[dict]:
-        return json.loads(subprocess.run(["ip", "-n", self.name, "-j", "-4", "route"], capture_output=True,
-                                         text=True, check=True).stdout)
 
 
 @pytest.fixture
@@ -85,9 +40,9 @@ def make_pod_netns():
 
     def make() -> NetnsHandle:
         name = f"skiff-test-{secrets.token_hex(4)}"
-        subprocess.run(["ip", "netns", "add", name], check=True)
         handle = NetnsHandle(name=name, path=Path("/run/netns") / name)
-        made.append(handle)
+        made.append(handle)  # before it exists, so nothing can come between creation and cleanup
+        subprocess.run(["ip", "netns", "add", name], check=True)
         return handle
 
     try:
@@ -122,19 +77,6 @@ def spawn_in_netns():
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
                     stream.close()
-
-
-def leftovers(*, bridge: str, table: str) -> list[str]:
-    """Kernel objects of this test's network that still exist."""
-    found = []
-    links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout)
-    for link in links:
-        if link["ifname"] == bridge or link.get("master") == bridge:
-            found.append(f"link {link['ifname']}")
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
-    if f"inet {table}\n" in tables + "\n":
-        found.append(f"nft table inet {table}")
-    return found
 
 
 def _remove_network(manager: PodNetworkManager) -> None:
@@ -180,29 +122,3 @@ def net(net_factory):
     return net_factory()
 
 
-TCP_ECHO_SERVER = r"""
-import socket, sys
-token = sys.argv[2]
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen(16)
-print("ready", flush=True)
-while True:
-    c, peer = s.accept()
-    c.sendall(f"{token} {peer[0]}".encode())
-    c.close()
-"""
-
-TCP_CLIENT = r"""
-import socket, sys
-with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as s:
-    print(s.recv(200).decode())
-"""
-
-
-def start_tcp_server(*, spawn, netns: NetnsHandle, port: int, token: str) -> subprocess.Popen:
-    proc = spawn(netns, sys.executable, "-c", TCP_ECHO_SERVER, str(port), token)
-    line = proc.stdout.readline()
-    assert line.strip() == "ready", f"server in {netns.name} did not start: {proc.stderr.read()}"
-    return proc

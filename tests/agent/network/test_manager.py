@@ -11,7 +11,7 @@ import pytest
 
 from agent.network import HostPortInUse, NetworkError, PodNetworkManager, PortMapping, veth_name
 from agent.network import nftables
-from tests.agent.network.conftest import TCP_CLIENT, leftovers, start_tcp_server
+from tests.agent.network.netlab import TCP_CLIENT, leftovers, start_tcp_server
 
 pytestmark = pytest.mark.root
 

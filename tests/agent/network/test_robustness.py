@@ -7,12 +7,11 @@ import secrets
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
 from agent.network import PodNetworkManager, veth_name
-from tests.agent.network.conftest import ROOT, unused_pod_cidr
+from tests.agent.network.netlab import ROOT, UDP_SEND, UDP_SINK, unused_pod_cidr
 
 pytestmark = pytest.mark.root
 
@@ -107,26 +106,6 @@ def outside_network(make_pod_netns):
         yield far_ip, ns
     finally:
         subprocess.run(["ip", "link", "del", link], capture_output=True)
-
-
-UDP_SINK = r"""
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 9999))
-print("ready", flush=True)
-while True:
-    data = s.recv(100).decode()
-    print(data, flush=True)
-    if data == "end":
-        break
-"""
-
-UDP_SEND = r"""
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for _ in range(3):
-    s.sendto(sys.argv[2].encode(), (sys.argv[1], 9999))
-"""
 
 
 def test_pods_are_never_routed_off_the_node(net, make_pod_netns, spawn_in_netns, outside_network):

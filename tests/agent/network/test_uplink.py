@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.network import PortMapping
-from tests.agent.network.conftest import TCP_CLIENT, start_tcp_server, unused_pod_cidr
-from tests.agent.network.test_robustness import UDP_SEND, UDP_SINK
+from tests.agent.network.netlab import TCP_CLIENT, UDP_SEND, UDP_SINK, start_tcp_server, unused_pod_cidr
 
 pytestmark = pytest.mark.root
 
