@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from agent.network import PodNetworkManager, veth_name
+from agent.network import NetworkError, PodNetworkManager, veth_name
 from tests.agent.network.netlab import ROOT, UDP_SEND, UDP_SINK, unused_pod_cidr
 
 pytestmark = pytest.mark.root
@@ -122,3 +122,33 @@ def test_pods_are_never_routed_off_the_node(net, make_pod_netns, spawn_in_netns,
     received = set(sink.stdout.read().split())
     assert "from-node" in received
     assert "from-pod" not in received
+
+
+def test_a_failure_after_the_veth_exists_undoes_everything(net, make_pod_netns, monkeypatch):
+    from agent.network import PortMapping, nftables
+
+    def broken_nft(**_):
+        raise NetworkError("nft -f - failed: injected")
+
+    ns = make_pod_netns()
+    pod_id = "undone-" + secrets.token_hex(3)
+    rules_before = nftables.list_rules(table=net.nft_table)
+    monkeypatch.setattr(nftables, "apply_rules", broken_nft)
+    with pytest.raises(NetworkError, match="injected"):
+        net.attach(pod_id=pod_id, netns_path=ns.path, ports=[PortMapping(host_port=30999, container_port=80)])
+    monkeypatch.undo()
+    assert net.allocations() == {}
+    assert veth_name(pod_id) not in _links()
+    assert [link["ifname"] for link in ns.addresses()] == ["lo"]
+    assert nftables.list_rules(table=net.nft_table) == rules_before
+
+
+def test_an_exhausted_pod_cidr_is_a_clear_error(net_factory, make_pod_netns):
+    tiny = unused_pod_cidr().replace(".0/24", ".0/30")  # gateway .1 and one pod, .2
+    net = net_factory(pod_cidr=tiny, node_ip=str(ipaddress.IPv4Network(tiny).network_address + 1))
+    first = net.attach(pod_id="only-" + secrets.token_hex(3), netns_path=make_pod_netns().path)
+    assert first.ip == str(ipaddress.IPv4Network(tiny).network_address + 2)
+    late = "late-" + secrets.token_hex(3)
+    with pytest.raises(NetworkError, match=f"{tiny} is exhausted"):
+        net.attach(pod_id=late, netns_path=make_pod_netns().path)
+    assert late not in net.allocations() and veth_name(late) not in _links()
