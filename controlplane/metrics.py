@@ -61,7 +61,10 @@ class MetricsServer:
             def log_message(self, *args: object) -> None:  # scrapes every few seconds: keep stderr quiet
                 pass
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {host}:{port} for /metrics: {exc.strerror or exc}") from None
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)

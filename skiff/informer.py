@@ -114,10 +114,13 @@ class Informer:
             except Gone:
                 log.info("informer %s: revision %s compacted; listing again", self.kind, self.resource_version)
                 need_list = True
-            except ApiError as exc:
+            except Exception as exc:  # ApiError, or a bug in a stream: the cache must keep going
                 delay = self.backoff.delay(failures)
                 failures += 1
-                log.warning("informer %s: %s; retrying in %.1fs", self.kind, exc, delay)
+                if isinstance(exc, ApiError):
+                    log.warning("informer %s: %s; retrying in %.1fs", self.kind, exc, delay)
+                else:
+                    log.exception("informer %s: unexpected error; retrying in %.1fs", self.kind, delay)
                 await asyncio.sleep(delay)
                 # A long outage may have outlived the revision; resuming raises Gone if so.
 
