@@ -87,3 +87,42 @@ def test_save_load_import(data_dir):
     assert r.returncode == 0 and r.stdout.startswith("sha256:"), r.stderr
     info = json.loads(skiff(data_dir, "inspect", "imported:1").stdout)[0]
     assert info["Config"]["Cmd"] == ["/hello"] and len(info["RootFS"]["diff_ids"]) == 1
+
+
+@pytest.mark.skipif(shutil.which("docker-registry") is None, reason="apt-get install docker-registry")
+def test_push_and_pull_through_a_local_registry(data_dir):
+    import socket
+    import time
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    reg_dir = data_dir / "registry"
+    reg_dir.mkdir()
+    (reg_dir / "config.yml").write_text(json.dumps({
+        "version": 0.1, "log": {"level": "error"},
+        "storage": {"filesystem": {"rootdirectory": str(reg_dir / "data")}},
+        "http": {"addr": f"127.0.0.1:{port}"}}))
+    proc = subprocess.Popen([shutil.which("docker-registry"), "serve", str(reg_dir / "config.yml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert skiff(data_dir, "bootstrap", "busybox").returncode == 0
+        ref = f"127.0.0.1:{port}/tools/busybox:1"
+        assert skiff(data_dir, "tag", "busybox", ref).returncode == 0
+        r = skiff(data_dir, "push", ref)
+        assert r.returncode == 0 and "Pushed" in r.stdout and "digest: sha256:" in r.stdout, r.stderr
+        other = data_dir / "other"
+        r = subprocess.run([sys.executable, "-m", "skiff.cli.main", "image", "pull", ref,
+                            "--data-dir", str(other)], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0 and "Pull complete" in r.stdout and "Digest: sha256:" in r.stdout, r.stderr
+        r = subprocess.run([sys.executable, "-m", "skiff.cli.main", "image", "pull", f"127.0.0.1:{port}/nope:1",
+                            "--data-dir", str(other)], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 1 and r.stderr.startswith("error: ") and "not found" in r.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
