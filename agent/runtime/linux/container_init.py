@@ -7,11 +7,12 @@
                    │          zygote or the agent)
                    └─fork─► init (B): PID 1 of the new pid namespace. Builds
                             │  the rootfs, pivot_root, waits to be in its
-                            │  cgroup, unshares the cgroup namespace, forks
-                            │  main, then stays as the reaper:
+                            │  cgroup, unshares the cgroup namespace, applies
+                            │  the container's security to itself, then
+                            │  posix_spawns main and stays as the reaper:
                             │  forwards signals, reaps orphans, writes the main
                             │  process's exit status, exits with it.
-                            └─fork─► main (C): stdio, security, execvpe.
+                            └─spawn─► main (C): the program, inheriting all that.
 
 `run_start` is the recipe; each step is a function below or in rootfs.py /
 process.py. Nothing here returns to the zygote: every child ends in _exit.
@@ -106,9 +107,11 @@ def _init(req: dict, fds: dict[str, int], joined: int) -> None:
         os.close(joined)
         sc.unshare(sc.CLONE_NEWCGROUP)
         mark("B: cgroup namespace")
-        main = os.fork()
-        if main == 0:
-            _main(req, fds)   # never returns
+        main = _spawn_main(req, fds)
+        mark("B: main spawned")
+    except process.ExecError as e:
+        process.report(errfd, str(e))
+        os._exit(127)
     except BaseException as e:  # noqa: BLE001
         process.report(errfd, f"container init: {e}")
         os._exit(1)
@@ -151,16 +154,27 @@ def prepare_rootfs(req: dict) -> None:
         rootfs.make_root_readonly()
 
 
-def _main(req: dict, fds: dict[str, int]) -> None:
-    """Process C: stdio, then the program."""
-    mark("C: forked")
-    os.setsid()
-    os.dup2(fds["stdin"], 0)
-    os.dup2(fds["log"], 1)
-    os.dup2(fds["log"], 2)
+def _spawn_main(req: dict, fds: dict[str, int]) -> int:
+    """Start the container's program as init's child; returns its pid.
+
+    init first takes on the container's identity and limits itself (rlimits,
+    uid/gid, capabilities, no_new_privs, seccomp): from here on it only
+    waits, forwards signals and writes one file it already holds open, all
+    of which the container's own rights allow. Then posix_spawn (vfork+exec,
+    no copy of this interpreter's page tables) starts the program with those
+    settings inherited: one process and one fork fewer per container, and an
+    exec failure comes back right here as an exception.
+    """
+    for name in ("exit", "log", "stdin", "err"):
+        os.set_inheritable(fds[name], False)   # received fds come without O_CLOEXEC
     env = process.build_env(req["env"], hostname=req.get("hostname"))
-    process.exec_process(argv=req["args"], env=env, working_dir=req["working_dir"],
-                         security=process.security_from_dict(req["security"]), errfd=fds["err"])
+    process.enter_workdir(req["working_dir"])   # as root: it may have to be created
+    # Nobody in the container may ptrace or read the memory of its init.
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    process.apply_security(process.security_from_dict(req["security"]))
+    path = process.lookup(req["args"], env)
+    return process.spawn(path=path, argv=req["args"], env=env,
+                         stdio=(fds["stdin"], fds["log"], fds["log"]))
 
 
 def _reap_until_main_exits(*, main: int, exit_fd: int, shared_pid: bool, cg_procs: int,

@@ -84,6 +84,51 @@ def build_env(env: Sequence[Sequence[str]], *, hostname: str | None) -> dict[str
     return out
 
 
+class ExecError(Exception):
+    """The program cannot be started; str() is the user-facing reason."""
+
+
+def enter_workdir(path: str) -> None:
+    """chdir into the working directory, creating it like runc does (we are
+    already inside the container's root, so this cannot touch the host)."""
+    path = path or "/"
+    try:
+        os.chdir(path)
+    except FileNotFoundError:
+        os.makedirs(path, 0o755, exist_ok=True)
+        os.chdir(path)
+
+
+def lookup(argv: Sequence[str], env: dict[str, str]) -> str:
+    """argv[0] resolved against the container's PATH (not the caller's), as
+    execvpe does; the error text is Docker's."""
+    if not argv:
+        raise ExecError("no command given (args is empty and the image has no entrypoint or cmd)")
+    name = argv[0]
+    if "/" in name:
+        if not os.path.exists(name):
+            raise ExecError(exec_error_text(name, FileNotFoundError(errno.ENOENT, "")))
+        return name
+    for d in env.get("PATH", DEFAULT_PATH).split(":"):
+        candidate = os.path.join(d or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise ExecError(exec_error_text(name, FileNotFoundError(errno.ENOENT, "")))
+
+
+def spawn(*, path: str, argv: Sequence[str], env: dict[str, str], stdio: tuple[int, int, int]) -> int:
+    """posix_spawn the program: its own session, default signal dispositions
+    (Python ignores SIGPIPE and SIGXFSZ), an empty mask, stdio wired."""
+    actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(stdio)]
+    try:
+        return os.posix_spawn(path, list(argv), env, file_actions=actions, setsid=True,
+                              setsigdef=[s for s in signal.valid_signals()
+                                         if s not in (signal.SIGKILL, signal.SIGSTOP)],
+                              setsigmask=())
+    except OSError as e:
+        raise ExecError(exec_error_text(argv[0], e)) from None
+
+
 def exec_error_text(argv0: str, err: OSError) -> str:
     """What Docker/runc say, so users recognize it."""
     if "/" not in argv0 and err.errno == errno.ENOENT:

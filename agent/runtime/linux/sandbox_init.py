@@ -20,6 +20,7 @@ from pathlib import Path
 from agent.runtime.linux import namespaces
 from agent.runtime.linux import syscalls as sc
 from agent.runtime.linux.state import proc_start_time
+from agent.runtime.linux.trace import mark
 
 
 def run_sandbox(req: dict, fds: dict[str, int], reply_fd: int) -> None:
@@ -28,13 +29,16 @@ def run_sandbox(req: dict, fds: dict[str, int], reply_fd: int) -> None:
         flags = sc.CLONE_NEWIPC | sc.CLONE_NEWUTS
         if req["netns"]:
             flags |= sc.CLONE_NEWNET
+        mark("S: forked")
         sc.unshare(flags)
+        mark("S: unshared")
         sc.sethostname(req["hostname"])
         if req["netns"]:
             namespaces.loopback_up()
             namespaces.pin("net", Path(req["netns"]))
         namespaces.pin("ipc", Path(req["ipc"]))
         namespaces.pin("uts", Path(req["uts"]))
+        mark("S: pinned")
         result: dict = {"ok": True}
         if req["share_pid"]:
             sc.unshare(sc.CLONE_NEWPID)

@@ -22,6 +22,7 @@ from agent.runtime.interface import Resources, Sandbox, SandboxConfig, StartErro
 from agent.runtime.linux import cgroups, namespaces
 from agent.runtime.linux import syscalls as sc
 from agent.runtime.linux.state import RunDirs, is_alive, read_json, to_json_dict, write_json
+from agent.runtime.linux.trace import mark
 from agent.runtime.linux.zygote import Zygote
 
 
@@ -66,6 +67,7 @@ class Sandboxes:
                        state_dir=self.dirs.pod(pod_id))
 
     async def create(self, config: SandboxConfig) -> Sandbox:
+        mark("sandbox: create called")
         pod_id = config.pod_id
         pdir = self.dirs.pod(pod_id)
         rec = read_json(pdir / "sandbox.json")
@@ -79,6 +81,7 @@ class Sandboxes:
         cg.create()
         pids = config.resources.pids_limit or self.default_pids_limit
         cg.set(dataclasses.replace(config.resources, pids_limit=pids))
+        mark("sandbox: files and cgroup made")
         nsdir = self.dirs.ns_dir(pod_id)
         nsdir.mkdir(parents=True, exist_ok=True)
         req = {"op": "sandbox", "hostname": config.hostname,
@@ -86,6 +89,7 @@ class Sandboxes:
                "ipc": str(nsdir / "ipc"), "uts": str(nsdir / "uts"),
                "share_pid": config.share_process_namespace}
         reply = await self.zygote.request(req, {})
+        mark("sandbox: zygote replied")
         rec = {"config": to_json_dict(config)}
         if "pod_init_pid" in reply:
             rec["pod_init"] = {"pid": reply["pod_init_pid"], "start_time": reply["pod_init_start_time"]}
@@ -138,6 +142,7 @@ class Sandboxes:
 
     def remove(self, pod_id: str) -> None:
         """Undo create(); idempotent, tolerates any half-made state."""
+        mark("sandbox: remove called")
         rec = read_json(self.dirs.pod(pod_id) / "sandbox.json") or {}
         init = rec.get("pod_init")
         if init and is_alive(init["pid"], init["start_time"]):
@@ -151,12 +156,15 @@ class Sandboxes:
                 pass
         # The cgroup first: destroy() kills anything still in it.
         self._cgroup(pod_id).destroy()
+        mark("sandbox: cgroup destroyed")
         nsdir = self.dirs.ns_dir(pod_id)
         namespaces.unpin(self.dirs.netns(pod_id))
         for kind in ("ipc", "uts"):
             namespaces.unpin(nsdir / kind)
         shutil.rmtree(nsdir, ignore_errors=True)
+        mark("sandbox: unpinned")
         shutil.rmtree(self.dirs.pod(pod_id), ignore_errors=True)
+        mark("sandbox: removed")
 
 
 __all__ = ["Sandboxes", "Resources"]
