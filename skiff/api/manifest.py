@@ -19,7 +19,9 @@ applies the good documents of a file and lists the bad ones):
    `skiff.api.validation.validate` runs the semantic checks shared with the
    API server; its field paths are mapped to lines as well.
 
-Documents are counted from 1, and messages say "document 2 of 3".
+A `kind: List` document (what `skiff get -o yaml` prints) stands for its
+items; their errors carry the path `items[N]....`. Documents are counted from
+1, and messages say "document 2 of 3".
 """
 from __future__ import annotations
 
@@ -88,17 +90,19 @@ class Document:
     name: str = ""
     obj: Message | None = None
     errors: tuple[ManifestError, ...] = ()
-    # field path -> line, so errors found later (by the API server) point at lines too
+    # field path (relative to the object) -> line, so errors found later (by
+    # the API server) point at lines too
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    prefix: str = ""       # "items[2]" for an item of a `kind: List`
 
     def line_of(self, path: str) -> int:
         """The line of `path`, or of its nearest ancestor that was written."""
         return _line_of(self.lines, path, default=self.line)
 
     def error(self, path: str, message: str) -> ManifestError:
-        """An error about this document found after parsing (e.g. by the server)."""
+        """An error about this object found after parsing (e.g. by the server)."""
         return ManifestError(self.source, self.index, self.total, self.line_of(path) if path else self.line,
-                             path, message)
+                             _prefixed(self.prefix, path), message)
 
     @property
     def ok(self) -> bool:
@@ -152,8 +156,8 @@ def parse_text(text: str, *, source: str) -> list[Document | ManifestError]:
     chunks = [c for c in _split_documents(text) if _has_content(c[1])]
     if not chunks:
         return [_source_error(source, "no documents (the file is empty)")]
-    return [_parse_document(body, source=source, index=i, total=len(chunks), first_line=first)
-            for i, (first, body) in enumerate(chunks, start=1)]
+    return [doc for i, (first, body) in enumerate(chunks, start=1)
+            for doc in _parse_document(body, source=source, index=i, total=len(chunks), first_line=first)]
 
 
 def _split_documents(text: str) -> Iterable[tuple[int, str]]:
@@ -176,12 +180,12 @@ def _has_content(body: str) -> bool:
 
 
 def _parse_document(body: str, *, source: str, index: int, total: int,
-                    first_line: int) -> Document:
-    errors: list[ManifestError] = []
-
-    def fail(line: int | None, path: str, message: str) -> Document:
-        errors.append(ManifestError(source, index, total, line, path, message))
-        return Document(source, index, total, first_line, errors=tuple(errors))
+                    first_line: int) -> list[Document]:
+    """One YAML document: one object, or each item of a `kind: List`
+    (what `skiff get -o yaml` prints, so its output can be applied again)."""
+    def fail(line: int | None, message: str) -> list[Document]:
+        error = ManifestError(source, index, total, line, "", message)
+        return [Document(source, index, total, first_line, errors=(error,))]
 
     try:
         root = yaml.compose(body, Loader=yaml.SafeLoader)
@@ -189,54 +193,83 @@ def _parse_document(body: str, *, source: str, index: int, total: int,
         mark = exc.problem_mark or exc.context_mark
         line = first_line + mark.line if mark else None
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        return fail(line, "", f"invalid YAML: {problem}")
+        return fail(line, f"invalid YAML: {problem}")
     except yaml.YAMLError as exc:
-        return fail(first_line, "", f"invalid YAML: {exc}")
-    walker = _Walker(line_offset=first_line)
+        return fail(first_line, f"invalid YAML: {exc}")
     if root is None or _is_null(root) or (isinstance(root, yaml.MappingNode) and not root.value):
-        return fail(first_line + (root.start_mark.line if root else 0), "", "empty document")
+        return fail(first_line + (root.start_mark.line if root else 0), "empty document")
     if not isinstance(root, yaml.MappingNode):
-        return fail(walker.line(root), "", f"expected an object with apiVersion and kind, got {_describe(root)}")
+        return fail(first_line + root.start_mark.line,
+                    f"expected an object with apiVersion and kind, got {_describe(root)}")
+    if _scalar_text(_child(root, "kind")) == "List":
+        items = _child(root, "items")
+        if not isinstance(items, yaml.SequenceNode):
+            line = first_line + (items or root).start_mark.line
+            return [Document(source, index, total, first_line, errors=(ManifestError(
+                source, index, total, line, "items", "a List needs a list of items"),))]
+        return [_parse_object(item, source=source, index=index, total=total, first_line=first_line,
+                              prefix=f"items[{i}]") for i, item in enumerate(items.value)]
+    return [_parse_object(root, source=source, index=index, total=total, first_line=first_line, prefix="")]
+
+
+def _parse_object(root: yaml.Node, *, source: str, index: int, total: int, first_line: int,
+                  prefix: str) -> Document:
+    """One object's node tree: walked, parsed, validated."""
+    walker = _Walker(line_offset=first_line)
+    doc_line = walker.line(root)
+    errors: list[ManifestError] = []
+
+    def add(line: int | None, path: str, message: str) -> None:
+        errors.append(ManifestError(source, index, total, line, _prefixed(prefix, path), message))
+
+    if not isinstance(root, yaml.MappingNode) or not root.value:
+        add(doc_line, "", f"expected an object with apiVersion and kind, got {_describe(root)}")
+        return Document(source, index, total, doc_line, errors=tuple(errors), prefix=prefix)
     top = {k.value: v for k, v in root.value if isinstance(k, yaml.ScalarNode)}
     kind_name = _scalar_text(top.get("kind"))
     name = _scalar_text(_child(top.get("metadata"), "name"))
-    doc_line = walker.line(root)
 
     def result(obj: Message | None) -> Document:
-        return Document(source, index, total, doc_line, kind_name, name, obj, tuple(errors), walker.lines)
+        return Document(source, index, total, doc_line, kind_name, name, obj, tuple(errors), walker.lines,
+                        prefix=prefix)
 
     kind_node, version_node = top.get("kind"), top.get("apiVersion")
     if not kind_name:
-        return fail(walker.line(kind_node) if kind_node else doc_line, "kind", "required: the kind of object (e.g. Pod)")
+        add(walker.line(kind_node) if kind_node else doc_line, "kind", "required: the kind of object (e.g. Pod)")
+        return result(None)
     try:
         kind = kinds.kind_named(kind_name)
     except kinds.UnknownKind as exc:
-        errors.append(ManifestError(source, index, total, walker.line(kind_node), "kind", str(exc)))
+        add(walker.line(kind_node), "kind", str(exc))
         return result(None)
     version = _scalar_text(version_node)
     if not version:
-        errors.append(ManifestError(source, index, total, walker.line(version_node) if version_node else doc_line,
-                                    "apiVersion", f"required: {kind.name} is served as apiVersion {kind.api_version!r}"))
+        add(walker.line(version_node) if version_node else doc_line, "apiVersion",
+            f"required: {kind.name} is served as apiVersion {kind.api_version!r}")
     elif version != kind.api_version:
-        errors.append(ManifestError(source, index, total, walker.line(version_node), "apiVersion",
-                                    f"{version!r} is not served for kind {kind.name}; use {kind.api_version!r}"))
+        add(walker.line(version_node), "apiVersion",
+            f"{version!r} is not served for kind {kind.name}; use {kind.api_version!r}")
 
     data = walker.message(root, kind.message.DESCRIPTOR, "")
     for path, message, line in walker.errors + [(p, m, None) for p, m in _required(kind, data or {})]:
-        line = line or walker.line_of(path, default=doc_line)
-        errors.append(ManifestError(source, index, total, line, path, message))
+        add(line or walker.line_of(path, default=doc_line), path, message)
     if errors:
         return result(None)
     obj = kind.message()
     try:
         json_format.ParseDict(data, obj)
     except json_format.ParseError as exc:  # the walk should have caught it; keep the message anyway
-        return fail(doc_line, "", str(exc))
-    reported = {e.path for e in errors}
+        add(doc_line, "", str(exc))
+        return result(None)
     for path, message in _semantic_errors(obj):
-        if path not in reported:
-            errors.append(ManifestError(source, index, total, walker.line_of(path, default=doc_line), path, message))
+        add(walker.line_of(path, default=doc_line), path, message)
     return result(None if errors else obj)
+
+
+def _prefixed(prefix: str, path: str) -> str:
+    if not prefix:
+        return path
+    return f"{prefix}.{path}" if path else prefix
 
 
 def _required(kind: kinds.Kind, data: dict[str, Any]) -> list[tuple[str, str]]:

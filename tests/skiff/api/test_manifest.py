@@ -215,3 +215,36 @@ def test_example_hello_manifest_is_valid():
     pod = doc.obj
     assert pod.spec.restart_policy == "Never"
     assert dict(pod.spec.containers[0].resources.limits) == {"memory": "64Mi", "cpu": "250m"}
+
+
+def test_semantic_errors_from_validation_point_at_their_line(tmp_path):
+    # requests above limits parse fine; skiff.api.validation rejects them.
+    path = write(tmp_path, GOOD + "    resources:\n      limits: {cpu: 500m}\n      requests: {cpu: 2}\n")
+    [doc] = manifest.load([path])
+    assert not doc.ok and doc.obj is None
+    assert [(e.path, e.line) for e in doc.errors] == [("spec.containers[0].resources.requests.cpu", 11)]
+
+
+def test_list_documents_expand_to_their_items(tmp_path):
+    # What `skiff get pods -o yaml` prints can be applied again.
+    item = textwrap.indent(GOOD, "  ").replace("  apiVersion", "- apiVersion", 1)
+    path = write(tmp_path, "apiVersion: v1\nkind: List\nitems:\n" + item
+                 + item.replace("name: good", "name: other").replace("image: busybox", "imag: busybox"))
+    docs = manifest.load([path])
+    assert [d.ok for d in docs] == [True, False]
+    assert docs[0].obj.metadata.name == "good" and docs[0].label == "pod/good"
+    assert [(e.path, e.line, e.document) for e in docs[1].errors] == [
+        ("items[1].spec.containers[0].imag", 19, 1), ("items[1].spec.containers[0].image", 18)[:2] + (1,)]
+    assert docs[1].error("metadata.name", "taken").path == "items[1].metadata.name"
+    assert docs[1].error("metadata.name", "taken").line == 15
+
+
+def test_printed_list_round_trips(tmp_path):
+    from skiff.api import printers
+
+    [doc] = manifest.load([write(tmp_path, GOOD)])
+    doc.obj.metadata.uid = "u-1"
+    doc.obj.status.phase = "Pending"
+    text = printers.dump_yaml(printers.to_list_dict([doc.obj]))
+    [again] = manifest.load([write(tmp_path, text, name="list.yaml")])
+    assert again.ok and again.obj == doc.obj
