@@ -6,7 +6,8 @@ Two phases, as in Docker:
    leading `--flags` split off, and the arguments split per instruction (exec-
    form JSON arrays to their items; ENV/LABEL to key, value, ...; ARG to its
    words; EXPOSE/FROM/COPY/ADD/VOLUME on whitespace; the rest one string).
-   Quotes stay in the arguments here; they go at substitution time.
+   Quotes stay in the arguments here; they go at substitution time. RUN takes
+   heredocs (`RUN <<EOF` ... `EOF`, BuildKit's form); COPY/ADD heredocs are refused.
 2. `validate` checks what Docker's instruction layer checks (flags each
    instruction takes, argument counts, FROM first, stage names, --target) and
    splits the file into stages.
@@ -143,10 +144,51 @@ def parse(*, text: str, filename: str = "Dockerfile") -> Dockerfile:
                 break
             line = lines[i]
         i += 1
-        instructions.append(_parse_line(text="".join(parts), line=start + 1, escape=escape,
+        text_line = "".join(parts)
+        heredoc = _HEREDOC.search(text_line)
+        if heredoc and text_line.split(None, 1)[0].lower() == "run":
+            body, i = _read_heredoc(lines=lines, i=i, word=heredoc.group(3),
+                                    strip_tabs=heredoc.group(1) == "-", filename=filename, line=start + 1)
+            instructions.append(_heredoc_run(text=text_line, match=heredoc, body=body, line=start + 1,
+                                             escape=escape, filename=filename))
+            continue
+        if heredoc and text_line.split(None, 1)[0].lower() in ("copy", "add"):
+            raise DockerfileError(f"{filename}:{start + 1}: {text_line.split(None, 1)[0].upper()}: "
+                                  "heredocs are supported for RUN only")
+        instructions.append(_parse_line(text=text_line, line=start + 1, escape=escape,
                                         filename=filename))
     return Dockerfile(filename=filename, instructions=tuple(instructions), escape=escape,
                       directives=directives)
+
+
+_HEREDOC = re.compile(r"(?<!\S)<<(-?)(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
+
+
+def _read_heredoc(*, lines: list[str], i: int, word: str, strip_tabs: bool, filename: str,
+                  line: int) -> tuple[str, int]:
+    """The heredoc body starting at lines[i], and the index after its terminator."""
+    body = []
+    while i < len(lines):
+        text = lines[i].lstrip("\t") if strip_tabs else lines[i]
+        i += 1
+        if text == word:
+            return "\n".join(body) + "\n", i
+        body.append(text)
+    raise DockerfileError(f"{filename}:{line}: RUN: heredoc {word!r} is not terminated")
+
+
+def _heredoc_run(*, text: str, match: re.Match, body: str, line: int, escape: str,
+                 filename: str) -> Instruction:
+    """RUN with a heredoc, as BuildKit runs it: `RUN <<EOF` alone makes the body
+    the script; `RUN cmd <<EOF` hands the whole here-document to the shell."""
+    ins = _parse_line(text=text, line=line, escape=escape, filename=filename)
+    command = ins.args[0] if ins.args else ""
+    if command.strip() == match.group(0):
+        script = body
+    else:
+        script = f"{command}\n{body}{match.group(3)}"
+    return Instruction(line=line, instruction="run", flags=ins.flags, args=(script,),
+                       original=text.strip(), json_form=False)
 
 
 def _split_flags(rest: str) -> tuple[list[str], str]:

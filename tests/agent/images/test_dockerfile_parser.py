@@ -165,3 +165,21 @@ def test_word_splitting():
     assert expand_words('80/tcp $A "x y"', env=ENV) == ["80/tcp", "1", "x y"]
     assert split_words('A="hello world" B=c\\ d') == ['A="hello world"', "B=c\\ d"]
     assert expand_word("`$A", env=ENV, escape="`") == "$A"
+
+
+def test_run_heredocs():
+    df = parse(text="FROM busybox\nRUN <<EOF\necho one\necho two\nEOF\n"
+                    "RUN --network=none python3 <<-'PY'\n\tprint(1)\n\tPY\nCMD [\"sh\"]\n")
+    got = [(i.line, i.instruction, i.flags, i.args) for i in df.instructions]
+    assert got == [(1, "from", (), ("busybox",)),
+                   (2, "run", (), ("echo one\necho two\n",)),
+                   (6, "run", ("--network=none",), ("python3 <<-'PY'\nprint(1)\nPY",)),
+                   (9, "cmd", (), ("sh",))]
+    with pytest.raises(DockerfileError) as err:
+        parse(text="FROM busybox\nRUN <<EOF\necho\n")
+    assert str(err.value) == "Dockerfile:2: RUN: heredoc 'EOF' is not terminated"
+    with pytest.raises(DockerfileError) as err:
+        parse(text="FROM busybox\nCOPY <<EOF /x\nhi\nEOF\n")
+    assert "heredocs are supported for RUN only" in str(err.value)
+
+    assert parse(text='FROM a\nRUN echo "a<<b"\n').instructions[1].args == ('echo "a<<b"',)

@@ -98,3 +98,12 @@ def test_prune_keeps_layers_a_running_container_uses(store, tmp_dir):
     pruned_running, kept, pruned_after = asyncio.run(scenario())
     assert (pruned_running, kept, pruned_after) == (0, True, 1)
     assert not img.lower_dirs[0].exists()
+
+
+def test_run_heredoc_script(store, tmp_dir):
+    bootstrap_busybox(store=store)
+    (tmp_dir / "Dockerfile").write_text(
+        "FROM busybox\nRUN <<EOF\nset -e\necho one > /one\ncat <<INNER > /two\ntwo\nINNER\nEOF\n")
+    build(store=store, options=BuildOptions(context=tmp_dir, tags=("hd:1",)), out=io.StringIO())
+    top = store.resolve("hd:1").lower_dirs[-1]
+    assert (top / "one").read_text() == "one\n" and (top / "two").read_text() == "two\n"
