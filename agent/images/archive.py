@@ -107,8 +107,19 @@ def _platform_manifest(tar: tarfile.TarFile, desc: dict) -> dict | None:
     return None
 
 
+def _docker_tags(tar: tarfile.TarFile) -> dict[str, list[str]]:
+    """config digest hex -> RepoTags, from a manifest.json beside the OCI layout
+    (docker 25+ writes both; its index.json may carry only the bare tag)."""
+    try:
+        entries = json.loads(_read(tar, "manifest.json"))
+    except ImageError:
+        return {}
+    return {e["Config"].rsplit("/", 1)[-1].removesuffix(".json"): e.get("RepoTags") or [] for e in entries}
+
+
 def _load_oci(*, store: ImageStore, tar: tarfile.TarFile) -> list[tuple[str | None, str]]:
     out: list[tuple[str | None, str]] = []
+    docker_tags = _docker_tags(tar)
     index = json.loads(_read(tar, "index.json"))
     for top in index.get("manifests", []):
         annotations = top.get("annotations") or {}
@@ -132,6 +143,9 @@ def _load_oci(*, store: ImageStore, tar: tarfile.TarFile) -> list[tuple[str | No
         refs = []
         if ref and (":" in ref or "/" in ref or "@" in ref):
             refs = [str(parse_reference(ref))]
+        else:
+            refs = [str(parse_reference(t)) for t in
+                    docker_tags.get(manifest["config"]["digest"].removeprefix("sha256:"), [])]
         image_id = store.commit_raw(config_bytes=config_bytes, layers=layers, refs=refs,
                                     manifest_bytes=manifest_bytes, manifest_digest=desc["digest"])
         out += [(parse_reference(r).familiar(), image_id) for r in refs] or [(None, image_id)]

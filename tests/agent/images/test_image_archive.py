@@ -150,3 +150,23 @@ def test_import_rootfs_with_changes(store, tmp_dir):
     assert img.config.exposed_ports == ("8080/tcp",) and img.config.working_dir == "/srv"
     with pytest.raises(ImageError):
         import_rootfs(store=store, tarball=path, ref="x:1", changes=("RUN echo no",))
+
+
+def test_oci_archive_with_bare_tag_takes_names_from_manifest_json(store, tmp_dir):
+    """docker 25+ `docker save`: index.json names only the tag; manifest.json has RepoTags."""
+    from agent.images.bootstrap import bootstrap_busybox
+    bootstrap_busybox(store=store)
+    good = tmp_dir / "good.tar"
+    save_archive(store=store, refs=("busybox",), path=good)
+    bare = tmp_dir / "bare.tar"
+    with tarfile.open(good) as src, tarfile.open(bare, "w") as dst:
+        for m in src.getmembers():
+            data = src.extractfile(m).read() if m.isfile() else None
+            if m.name == "index.json":
+                index = json.loads(data)
+                index["manifests"][0]["annotations"] = {"org.opencontainers.image.ref.name": "latest"}
+                data = json.dumps(index).encode()
+                m.size = len(data)
+            dst.addfile(m, io.BytesIO(data) if data is not None else None)
+    fresh = ImageStore(root=tmp_dir / "fresh")
+    assert load_archive(store=fresh, path=bare) == [("busybox:latest", store.resolve("busybox").id)]
