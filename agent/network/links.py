@@ -192,6 +192,17 @@ def create_pod_veth(*, host_name: str, bridge: str, netns_path: Path) -> None:
         raise NetworkError(f"cannot enable hairpin mode on {host_name}: {exc.strerror}") from exc
 
 
+def pod_has_address(*, netns_path: Path, ip: str) -> bool:
+    """Does eth0 in the namespace at netns_path carry ip? False if the namespace is gone."""
+    if not Path(netns_path).exists():
+        return False
+    with _iproute(netns_path) as ipr:
+        eth0 = _index(ipr, POD_IFNAME)
+        if eth0 is None:
+            return False
+        return any(a.get("address") == ip for a in ipr.get_addr(index=eth0, family=socket.AF_INET))
+
+
 def configure_pod_interfaces(*, netns_path: Path, ip: str, prefix_len: int, gateway: str) -> None:
     """Inside the pod: lo and eth0 up, the address on eth0, default route via the bridge."""
     with _iproute(netns_path) as ipr:

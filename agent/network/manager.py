@@ -130,8 +130,10 @@ class PodNetworkManager:
     def attach(self, *, pod_id: str, netns_path: Path, ports: Sequence[PortMapping] = ()) -> PodAddress:
         """Give the pod at netns_path an address, a veth and its hostPorts.
 
-        Attaching a pod that is already attached (its veth exists) keeps the
-        veth and the address and only updates its hostPorts. Raises
+        Attaching a pod that is already attached (its veth exists and its
+        eth0 in netns_path has the address) keeps both and only updates its
+        hostPorts; a recorded pod in a new namespace is rewired with the same
+        address. Raises
         HostPortInUse (nothing changed) when a hostPort is taken, NetworkError
         for anything else (everything undone).
         """
@@ -144,7 +146,8 @@ class PodNetworkManager:
             state = self._load()
             self._check_host_ports(state=state, pod_id=pod_id, mappings=mappings)
             previous = state.pods.get(pod_id)
-            if previous is not None and links.link_exists(name=previous.veth):
+            if (previous is not None and links.link_exists(name=previous.veth)
+                    and links.pod_has_address(netns_path=Path(netns_path), ip=previous.ip)):
                 # Already attached (an agent restarted and adopted the pod): keep
                 # the veth and the address, so its connections live on; only the
                 # hostPorts may change.
@@ -152,6 +155,10 @@ class PodNetworkManager:
                 nftables.apply_rules(spec=self._spec, state=state)
                 save_state(state_dir=self.state_dir, state=state)
                 return PodAddress(ip=previous.ip, gateway=self.gateway, prefix_len=self.prefix_len)
+            if previous is not None:
+                # Recorded, but its veth is gone or leads to another namespace (a
+                # new sandbox for the same pod): rewire it, keeping the address.
+                links.delete_link(name=previous.veth)
             ip = previous.ip if previous is not None else state.allocate_pod_ip()
             state.pods[pod_id] = PodRecord(ip=ip, veth=veth, ports=mappings)
             save_state(state_dir=self.state_dir, state=state)

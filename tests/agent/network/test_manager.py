@@ -5,7 +5,6 @@ import ipaddress
 import secrets
 import socket
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -148,10 +147,11 @@ def test_attach_to_missing_namespace_fails_and_undoes(net, tmp_path):
 
 
 def test_addresses_are_never_given_twice_across_a_crash(net, make_pod_netns):
-    before = {}
+    before, namespaces = {}, {}
     for _ in range(3):
         pod_id = "p-" + secrets.token_hex(3)
-        before[pod_id] = net.attach(pod_id=pod_id, netns_path=make_pod_netns().path).ip
+        namespaces[pod_id] = make_pod_netns()
+        before[pod_id] = net.attach(pod_id=pod_id, netns_path=namespaces[pod_id].path).ip
     # The agent dies; a new one starts on the same state directory.
     reborn = PodNetworkManager(pod_cidr=net.pod_cidr, state_dir=net.state_dir, bridge=net.bridge,
                                nft_table=net.nft_table, node_ip=net.node_ip)
@@ -160,7 +160,9 @@ def test_addresses_are_never_given_twice_across_a_crash(net, make_pod_netns):
     assert fresh not in before.values()
     # Re-attaching an adopted pod keeps its address and its veth.
     adopted = next(iter(before))
-    assert reborn.attach(pod_id=adopted, netns_path=Path("/unused/when/attached")).ip == before[adopted]
+    index = socket.if_nametoindex(veth_name(adopted))
+    assert reborn.attach(pod_id=adopted, netns_path=namespaces[adopted].path).ip == before[adopted]
+    assert socket.if_nametoindex(veth_name(adopted)) == index
 
 
 def test_detach_and_teardown_leave_nothing(net, make_pod_netns, tmp_path):

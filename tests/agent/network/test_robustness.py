@@ -152,3 +152,17 @@ def test_an_exhausted_pod_cidr_is_a_clear_error(net_factory, make_pod_netns):
     with pytest.raises(NetworkError, match=f"{tiny} is exhausted"):
         net.attach(pod_id=late, netns_path=make_pod_netns().path)
     assert late not in net.allocations() and veth_name(late) not in _links()
+
+
+def test_a_recorded_pod_in_a_new_namespace_is_rewired_with_its_address(net, make_pod_netns):
+    pod_id = "moved-" + secrets.token_hex(3)
+    old_ns, new_ns = make_pod_netns(), make_pod_netns()
+    first = net.attach(pod_id=pod_id, netns_path=old_ns.path)
+    # The runtime made a new sandbox for the pod; the old namespace still exists.
+    again = net.attach(pod_id=pod_id, netns_path=new_ns.path)
+    assert again.ip == first.ip
+    assert [link["ifname"] for link in old_ns.addresses()] == ["lo"]
+    assert [a["local"] for link in new_ns.addresses() if link["ifname"] == "eth0"
+            for a in link["addr_info"] if a["family"] == "inet"] == [first.ip]
+    ping = new_ns.run("busybox", "ping", "-c", "1", "-W", "3", net.gateway, check=False)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
