@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skiff.cli._common import CliError
+from skiff.cli._processes import (last_log_line, mounts_under, other_agents, port_taken, read_pid_file,
+                                  stop_pid, write_pid_file)
 from skiff.client import ApiClient, ApiError, NotFound
 from skiff.config import ClientConfig, config_path, write_config
 
@@ -102,79 +104,9 @@ def components(config: ClusterConfig) -> list[Component]:
     return out
 
 
-# ---------------------------------------------------------------- processes and pid files
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":  # a zombie has exited already
-        return None
-    return fields[19]
-
-
 def running_pid(config: ClusterConfig, component: Component) -> int | None:
-    """The PID in the component's pid file if that very process still runs."""
-    try:
-        pid_text, started = (config.pid_dir / f"{component.name}.pid").read_text().split()
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return None
-    if _start_time(pid) != started:
-        return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return None
-    return pid if component.marker in cmdline else None
-
-
-def _write_pid(config: ClusterConfig, component: Component, pid: int) -> None:
-    started = _start_time(pid) or "0"
-    path = config.pid_dir / f"{component.name}.pid"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"{pid} {started}\n")
-    os.replace(tmp, path)
-
-
-def _last_log_line(log: Path) -> str:
-    try:
-        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return lines[-1][:300] if lines else ""
-
-
-def _port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def stop_pid(pid: int, *, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    """SIGTERM, then SIGKILL after `timeout`; waits until the process is gone."""
-    started = _start_time(pid)
-    if started is None:
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while _start_time(pid) == started:
-        if proc is not None and proc.poll() is not None:
-            return
-        if time.monotonic() > deadline:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                return
-            deadline = float("inf")
-        time.sleep(0.05)
+    """The PID of the component if the process its pid file names still runs."""
+    return read_pid_file(config.pid_dir / f"{component.name}.pid", marker=component.marker)
 
 
 # ---------------------------------------------------------------- health checks
@@ -238,11 +170,11 @@ class Cluster:
                 raise CliError(f"cannot run {component.name} ({component.argv[0]}): "
                                f"{exc.strerror or exc}{hint}") from None
         self.started.append((component, proc))
-        _write_pid(config, component, proc.pid)
+        write_pid_file(config.pid_dir / f"{component.name}.pid", proc.pid)
         deadline = time.monotonic() + config.start_timeout
         while not _healthy(config, component):
             if proc.poll() is not None:
-                last = _last_log_line(log_path)
+                last = last_log_line(log_path)
                 raise CliError(f"{component.name} exited at start (exit code {proc.returncode})"
                                + (f": {last}" if last else "") + f"; full log: {log_path}")
             if time.monotonic() > deadline:
@@ -282,7 +214,7 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
     if config.with_agent:
         ports += [("agent", config.agent_port), ("agent metrics", config.agent_metrics_port)]
     for what, port in ports:
-        if _port_taken(port):
+        if port_taken(port):
             raise CliError(f"127.0.0.1:{port} (the {what} port) is already in use by another program")
     for d in (config.data_dir, config.pid_dir, config.log_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -371,22 +303,6 @@ def _delete_all_pods(config: ClusterConfig, *, timeout: float) -> None:
         print(f"\nwarning: could not delete every pod ({reason}); their containers may still run", flush=True)
 
 
-def _other_agents() -> list[int]:
-    """PIDs of skiff agents still running on this machine (another cluster's)."""
-    out = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"agent.main" in argv or any(a.endswith(b"skiff-agent") for a in argv[:2]):
-            if _start_time(int(proc.name)) is not None:
-                out.append(int(proc.name))
-    return out
-
-
 def _teardown_node_network(config: ClusterConfig) -> None:
     """Remove the bridge, veths and nftables table the agent set up for this node."""
     state_dir = config.data_dir / "network"
@@ -394,7 +310,7 @@ def _teardown_node_network(config: ClusterConfig) -> None:
         return
     # The bridge and the table are per machine: another cluster's agent (a
     # test cluster beside a real one) may be using them right now.
-    others = _other_agents()
+    others = other_agents()
     if others:
         print(f"leaving the node network (bridge skiff0, nftables table inet skiff): another skiff agent "
               f"runs on this machine (pid {', '.join(map(str, others))})", flush=True)
@@ -411,20 +327,6 @@ def _teardown_node_network(config: ClusterConfig) -> None:
         print("ok", flush=True)
     except Exception as exc:  # noqa: BLE001 - purge goes on; the user is told what is left
         print(f"\nwarning: could not remove the node network: {exc}", flush=True)
-
-
-def _mounts_under(paths: list[Path]) -> list[str]:
-    """Mount points at or below any of `paths` (rmtree must never cross one)."""
-    out = []
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        point = line.split()[4].replace("\\040", " ")
-        if any(point == str(p) or point.startswith(str(p) + "/") for p in paths):
-            out.append(point)
-    return out
 
 
 def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0) -> int:
@@ -452,7 +354,7 @@ def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0) -> i
         return 0
     _teardown_node_network(config)
     dirs = [d for d in (config.data_dir, config.run_dir) if d.exists()]
-    mounts = _mounts_under(dirs)
+    mounts = mounts_under(dirs)
     if mounts:
         raise CliError(f"not removing {', '.join(map(str, dirs))}: still mounted there: {', '.join(mounts[:5])}")
     for d in dirs:
