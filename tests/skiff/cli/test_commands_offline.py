@@ -92,3 +92,25 @@ def test_every_kind_has_a_resource_name_the_cli_accepts():
         assert kind_arg(kind.resource) is kind
     with pytest.raises(CliError, match="unknown resource type 'deployments'"):
         kind_arg("deployments")
+
+
+def test_exec_tty_puts_the_terminal_in_raw_mode_and_restores_it(monkeypatch):
+    import os
+    import pty
+    import termios
+
+    from skiff.cli import exec as exec_cmd
+
+    master, slave = pty.openpty()
+    try:
+        with os.fdopen(os.dup(slave), "r") as fake_stdin:
+            monkeypatch.setattr("sys.stdin", fake_stdin)
+            before = termios.tcgetattr(slave)
+            assert before[3] & termios.ECHO and before[3] & termios.ICANON
+            with exec_cmd._raw_terminal(enabled=True):
+                raw = termios.tcgetattr(slave)
+                assert not raw[3] & termios.ECHO and not raw[3] & termios.ICANON
+            assert termios.tcgetattr(slave) == before
+    finally:
+        os.close(master)
+        os.close(slave)
