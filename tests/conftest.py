@@ -118,7 +118,7 @@ class ControlPlaneInfo:
     etcd: str
     etcd_prefix: str
     pid: int
-    log: Path             # its stderr, for debugging a failing test
+    log: Path             # its stderr (removed after the test; read it inside the test)
 
 
 def _api_answers(address: str) -> bool:
@@ -158,17 +158,20 @@ def _running_controlplane(*, etcd: str, etcd_prefix: str, workdir: Path, extra_a
 
 
 @pytest.fixture
-def controlplane_factory(etcd, etcd_prefix, tmp_path):
+def controlplane_factory(etcd, etcd_prefix):
     """start(*extra_args, prefix=None, api_port=None) -> ControlPlaneInfo: more
     control planes (e.g. a restart on the same etcd prefix and port; stop the
     old one first with stop(info)); all stopped after the test."""
+    # Logs go to a private temp dir removed afterwards; a failing start prints their tail.
+    workdir = Path(tempfile.mkdtemp(prefix="skiff-test-cp-"))
     with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         running: dict[int, contextlib.ExitStack] = {}
 
         def start(*extra_args: str, prefix: str | None = None, api_port: int | None = None) -> ControlPlaneInfo:
             own = stack.enter_context(contextlib.ExitStack())
             info = own.enter_context(_running_controlplane(
-                etcd=etcd, etcd_prefix=prefix or etcd_prefix, workdir=tmp_path, extra_args=extra_args,
+                etcd=etcd, etcd_prefix=prefix or etcd_prefix, workdir=workdir, extra_args=extra_args,
                 api_port=api_port))
             running[info.pid] = own
             return info
