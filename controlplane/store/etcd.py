@@ -71,6 +71,7 @@ class Store:
     """Typed objects over etcd; see the module docstring for the guarantees."""
 
     def __init__(self, *, endpoint: str, root: str = "/skiff", timeout: float = 10.0) -> None:
+        endpoint = endpoint.removeprefix("http://")  # etcd's own flags spell URLs; accept them
         host, _, port = endpoint.rpartition(":")
         self.endpoint = endpoint
         self.root = root.rstrip("/")
@@ -111,6 +112,8 @@ class Store:
         return stored.SerializeToString(deterministic=True)
 
     async def _kv(self) -> rpc.KVStub:
+        # aetcd's high-level calls drop the response header, and the header's
+        # revision is what a list or a write must report: use its KV stub directly.
         await self._client.connect()
         return self._client.kvstub
 
