@@ -30,7 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_namespace_flags(p)
     p.add_argument("--grace-period", type=int, metavar="N",
                    help="seconds the containers get between SIGTERM and SIGKILL (default: the pod's own)")
-    p.add_argument("--now", action="store_true", help="no grace period: same as --grace-period 0")
+    p.add_argument("--now", action="store_true", help="stop at once: same as --grace-period 1")
+    p.add_argument("--force", action="store_true",
+                   help="with --grace-period 0: remove the object without waiting for the node to stop "
+                        "the containers (they may keep running)")
     p.add_argument("--ignore-not-found", action="store_true", help="a missing object is not an error")
     p.add_argument("--wait", dest="wait", action="store_true", default=True,
                    help="wait until the objects are gone (default)")
@@ -55,9 +58,13 @@ def _targets(args: argparse.Namespace) -> tuple[list[tuple[kinds.Kind, str, str]
 
 def run(args: argparse.Namespace) -> int:
     targets, failed = _targets(args)
-    grace = 0 if args.now else args.grace_period
+    grace = 1 if args.now else args.grace_period
     if grace is not None and grace < 0:
         raise CliError("--grace-period must not be negative")
+    if grace == 0 and not args.force:
+        # As kubectl: 0 would remove the object before its agent stopped the
+        # containers, so without --force it means "as fast as possible", 1 s.
+        grace = 1
 
     async def delete_all(client: ApiClient) -> int:
         nonlocal failed
