@@ -223,3 +223,20 @@ def test_status_without_resource_version_is_merged_not_refused(controlplane):
         assert after.status.phase == "Running"
         assert after.metadata.labels["changed"] == "meanwhile"
     run(controlplane, body)
+
+
+def test_agent_view_watch_by_node_name_sees_bind_terminate_and_removal(controlplane):
+    """What an agent watching `spec.nodeName=node-1` receives over a pod's life."""
+    async def body(c: ApiClient):
+        _, rv = await c.list("Pod", field_selector="spec.nodeName=node-1")
+        stream = c.watch("Pod", field_selector="spec.nodeName=node-1", resource_version=rv)
+        await c.create(pod("p"))                      # unbound: not this node's business
+        await c.bind("p", "node-1")                   # now it is: ADDED
+        await c.delete("Pod", "p")                    # graceful: MODIFIED with deletionTimestamp
+        await c.delete("Pod", "p", grace_period_seconds=0)  # the agent confirms: DELETED
+        events = [await stream.__anext__() for _ in range(3)]
+        await stream.aclose()
+        assert [(t, o.metadata.name) for t, o, _ in events] == [("ADDED", "p"), ("MODIFIED", "p"), ("DELETED", "p")]
+        assert events[1][1].metadata.HasField("deletion_timestamp")
+        assert int(events[0][2]) < int(events[1][2]) < int(events[2][2])
+    run(controlplane, body)
