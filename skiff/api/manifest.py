@@ -326,7 +326,7 @@ class _Walker:
             return None
         by_json = {f.json_name: f for f in desc.fields}
         out: dict[str, Any] = {}
-        for key, value in node.value:
+        for key, value in _merged(node):
             if not isinstance(key, yaml.ScalarNode) or key.tag != _TAG + "str":
                 self.error(path, key, f"field names must be strings, got {_describe(key)}")
                 continue
@@ -373,7 +373,7 @@ class _Walker:
         value_field = f.message_type.fields_by_name["value"]
         quantities = (f.containing_type.full_name, f.name) in _QUANTITY_FIELDS
         out: dict[str, Any] = {}
-        for key, value in node.value:
+        for key, value in _merged(node):
             if not isinstance(key, yaml.ScalarNode):
                 self.error(path, key, f"keys must be strings, got {_describe(key)}")
                 continue
@@ -455,6 +455,26 @@ def _line_of(lines: dict[str, int], path: str, *, default: int) -> int:
         # Drop the last segment: "[0]", "[key]" or ".name".
         path = re.sub(r"(\[[^\[\]]*\]|\.?[^.\[\]]+)$", "", path)
     return default
+
+
+def _merged(node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
+    """The mapping's pairs with YAML merge keys (`<<: *defaults`) resolved, as
+    Kubernetes' YAML reader resolves them."""
+    if not any(k.tag == _TAG + "merge" for k, _ in node.value):
+        return node.value
+    own = [(k, v) for k, v in node.value if k.tag != _TAG + "merge"]
+    try:
+        yaml.SafeLoader("").flatten_mapping(node)
+    except yaml.MarkedYAMLError:
+        return node.value  # a malformed merge: the walk reports "<<" as a key that is not a field name
+    # Merged pairs come first and yield to the mapping's own keys (and earlier
+    # merges to later ones); a key repeated among the own pairs stays an error.
+    own_keys = {k.value for k, _ in own}
+    merged: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for k, v in node.value[:len(node.value) - len(own)]:
+        if k.value not in own_keys:
+            merged[k.value] = (k, v)
+    return [*merged.values(), *own]
 
 
 def _construct(node: yaml.ScalarNode) -> Any:

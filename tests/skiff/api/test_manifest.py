@@ -248,3 +248,15 @@ def test_printed_list_round_trips(tmp_path):
     text = printers.dump_yaml(printers.to_list_dict([doc.obj]))
     [again] = manifest.load([write(tmp_path, text, name="list.yaml")])
     assert again.ok and again.obj == doc.obj
+
+
+def test_anchors_and_merge_keys(tmp_path):
+    path = write(tmp_path, GOOD.replace("  - name: c\n", "  - &base\n    name: c\n")
+                 + "    resources: {limits: {memory: 64Mi}}\n  - <<: *base\n    name: d\n")
+    [doc] = manifest.load([path])
+    assert doc.ok, [str(e) for e in doc.errors]
+    assert [(c.name, c.image, dict(c.resources.limits)) for c in doc.obj.spec.containers] == [
+        ("c", "busybox", {"memory": "64Mi"}), ("d", "busybox", {"memory": "64Mi"})]
+    bad = write(tmp_path, GOOD + "  - <<: {image: busybox}\n    name: d\n    name: e\n", name="bad.yaml")
+    assert_names(only_error(manifest.load([bad])), source=bad, document=1, documents=1,
+                 path="spec.containers[1].name", line=11, words=("duplicate",))
