@@ -29,7 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="skiff",
         description="Manage a Skiff cluster: apply manifests, inspect and delete objects, "
                     "run and exec into pods, build images, start the all-in-one cluster.",
-        epilog="The control plane is found from --server, else $SKIFF_SERVER, else the config "
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  skiff up --detach                      start etcd, the control plane and a node here\n"
+               "  skiff apply -f manifests/examples/hello.yaml\n"
+               "  skiff get pods -o wide                 skiff logs hello\n"
+               "  skiff run web --image my-web -p 5000:5000\n"
+               "  skiff exec -it web -- sh               skiff delete pod web\n"
+               "  skiff down --purge\n\n"
+               "The control plane is found from --server, else $SKIFF_SERVER, else the config\n"
                f"that `skiff up` writes (~/.skiff/config, or $SKIFF_CONFIG), else {DEFAULT_SERVER}.")
     parser.add_argument("--server", metavar="HOST:PORT",
                         help="the control plane's API address")

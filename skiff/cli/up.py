@@ -402,7 +402,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d = subparsers.add_parser(
         "down", help="stop the all-in-one cluster",
         description="Stop the processes `skiff up` started (by the PIDs in DATA/run): SIGTERM, then "
-                    "SIGKILL after --stop-timeout. --purge also removes the data directory.")
+                    "SIGKILL after --stop-timeout. Pods' containers keep running (the agent adopts them "
+                    "again at the next `skiff up`); --purge deletes every pod first, then removes the "
+                    "node network and the data and run directories.")
     d.add_argument("--purge", action="store_true",
                    help="first delete every pod (their containers stop), then also remove the node network, "
                         "the data directory and the run directory")
