@@ -141,8 +141,10 @@ class Builder:
             return False, None
         return True, layer
 
-    def cache_put(self, key: str, layer: Layer | None) -> None:
-        data = {"layer": layer.__dict__ if layer else None, "created": _now()}
+    def cache_put(self, key: str, layer: Layer | None, *, created: str) -> None:
+        # `created` is the time the step recorded in history: a later cache hit
+        # must reproduce it exactly, or the image id would change.
+        data = {"layer": layer.__dict__ if layer else None, "created": created}
         _fsync_write(self.cache_dir / f"{key}.json", json.dumps(data).encode())
 
     # ---- stages ----------------------------------------------------------
@@ -361,11 +363,11 @@ class Builder:
 
     def _commit_layer(self, *, state: _State, layer_dir: Path, key: str, history: dict) -> None:
         if not any(layer_dir.iterdir()):
-            self.cache_put(key, None)
+            self.cache_put(key, None, created=state.created)
             history["empty_layer"] = True
             return
         layer = self.store.add_layer_from_dir(src=layer_dir, move=True)
-        self.cache_put(key, layer)
+        self.cache_put(key, layer, created=state.created)
         state.layers.append(layer)
 
     def _copy(self, *, df: Dockerfile, ins: Instruction, state: _State, built: dict[int, _State],
