@@ -59,6 +59,7 @@ class ClusterConfig:
     agent_port: int = 10250
     agent_metrics_port: int = 10255
     with_agent: bool = True
+    bootstrap_busybox: bool = True
     start_timeout: float = 60.0
     stop_timeout: float = 15.0
 
@@ -159,7 +160,7 @@ class Cluster:
     def start(self, component: Component) -> None:
         config = self.config
         log_path = config.log_dir / f"{component.name}.log"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
+        env = _component_env()
         with open(log_path, "ab") as log:
             try:
                 proc = subprocess.Popen(component.argv, stdin=subprocess.DEVNULL, stdout=log,
@@ -222,6 +223,8 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
     # `down` reads the addresses from here, so it needs no port flags of its own.
     (config.pid_dir / "cluster.json").write_text(json.dumps(
         {"api_port": config.api_port, "node_name": config.node_name}) + "\n")
+    if config.with_agent and config.bootstrap_busybox:
+        _ensure_busybox(config)
     cluster = Cluster(config)
     try:
         for component in wanted:
@@ -244,6 +247,27 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
     except BaseException:
         cluster.stop()
         raise
+
+
+def _ensure_busybox(config: ClusterConfig) -> None:
+    """The offline `busybox` image the examples use, made from the host's
+    busybox-static if the node's store lacks it (`skiff image bootstrap`
+    only checks when it is there). A failure is reported, not fatal: pods
+    naming busybox will then say ErrImageNeverPull."""
+    print("preparing image busybox ...", end=" ", flush=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "skiff.cli.main", "image", "--data-dir", str(config.data_dir), "bootstrap", "busybox"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=_component_env())
+    if result.returncode == 0:
+        print("ok", flush=True)
+    else:
+        reason = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
+        print(f"failed ({reason}); pods that use busybox will not start", flush=True)
+
+
+def _component_env() -> dict[str, str]:
+    """The environment of child processes: this source tree importable."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
 
 
 def _supervise(cluster: Cluster) -> None:
@@ -395,6 +419,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"loopback port for {what} (default %(default)s)")
     p.add_argument("--no-agent", action="store_true",
                    help="start only etcd and the control plane (no node)")
+    p.add_argument("--no-bootstrap", action="store_true",
+                   help="do not make the busybox image from the host's busybox-static when it is missing")
     p.add_argument("--start-timeout", type=float, default=ClusterConfig.start_timeout, metavar="SECONDS",
                    help="how long each component may take to become healthy")
     p.set_defaults(func=run_up)
@@ -421,6 +447,7 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      etcd_peer_port=args.etcd_peer_port, api_port=args.api_port,
                      controlplane_metrics_port=args.controlplane_metrics_port, agent_port=args.agent_port,
                      agent_metrics_port=args.agent_metrics_port, with_agent=not args.no_agent,
+                     bootstrap_busybox=not args.no_bootstrap,
                      start_timeout=args.start_timeout)
     else:
         extra = dict(node_name="")

@@ -41,11 +41,11 @@ def test_hello_pod_end_to_end(private_cluster):
     if os.geteuid() != 0:
         pytest.skip("needs root")
     c = private_cluster
-    boot = c.skiff("image", "--data-dir", str(c.data_dir), "bootstrap", "busybox")
-    assert boot.returncode == 0, boot.stderr
     up = c.skiff(*c.up_args("--detach")[3:], timeout=180)  # up_args starts with python -m skiff.cli.main
     assert up.returncode == 0, up.stderr + _log_tails(c)
-    assert "starting agent (node skiff-test-node) ... ok" in up.stdout
+    assert up.stdout.splitlines()[:4] == ["preparing image busybox ... ok", "starting etcd ... ok",
+                                          "starting controlplane ... ok",
+                                          "starting agent (node skiff-test-node) ... ok"]
 
     nodes = c.skiff("get", "nodes")
     assert nodes.stdout.splitlines()[1].split()[:2] == ["skiff-test-node", "Ready"]
