@@ -139,7 +139,7 @@ def load(paths: Sequence[str], *, stdin: TextIO | None = None) -> list[Document 
 
 def _parse_file(p: Path, *, source: str) -> list[Document | ManifestError]:
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # -sig: a BOM from a Windows editor is not content
     except FileNotFoundError:
         return [_source_error(source, "no such file or directory")]
     except (OSError, UnicodeDecodeError) as exc:

@@ -260,3 +260,13 @@ def test_anchors_and_merge_keys(tmp_path):
     bad = write(tmp_path, GOOD + "  - <<: {image: busybox}\n    name: d\n    name: e\n", name="bad.yaml")
     assert_names(only_error(manifest.load([bad])), source=bad, document=1, documents=1,
                  path="spec.containers[1].name", line=11, words=("duplicate",))
+
+
+def test_windows_files_and_tabs(tmp_path):
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes(b"\xef\xbb\xbf" + GOOD.replace("\n", "\r\n").encode())
+    [doc] = manifest.load([str(bom)])
+    assert doc.ok, [str(e) for e in doc.errors]
+    tabs = write(tmp_path, "apiVersion: v1\nkind: Pod\nmetadata:\n\tname: x\n", name="tabs.yaml")
+    error = only_error(manifest.load([tabs]))
+    assert error.line == 4 and "invalid YAML" in error.message and "'\\t'" in error.message
