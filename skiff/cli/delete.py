@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="with --grace-period 0: remove the object without waiting for the node to stop "
                         "the containers (they may keep running)")
+    p.add_argument("--all", dest="all_objects", action="store_true",
+                   help="delete every object of RESOURCE in the namespace")
+    p.add_argument("-l", "--selector", default="", metavar="SELECTOR", help="delete the objects with these labels")
     p.add_argument("--ignore-not-found", action="store_true", help="a missing object is not an error")
     p.add_argument("--wait", dest="wait", action="store_true", default=True,
                    help="wait until the objects are gone (default)")
@@ -50,14 +53,24 @@ def _targets(args: argparse.Namespace) -> tuple[list[tuple[kinds.Kind, str, str]
         documents, failed = load_documents(args.filename, namespace=args.namespace)
         return [(kinds.kind_of(d.obj), d.obj.metadata.namespace or namespace_of(args), d.obj.metadata.name)
                 for d in documents], failed
-    if not args.resource or not args.names:
-        raise CliError("name what to delete: `skiff delete pod NAME` or `skiff delete -f FILE`")
+    by_query = args.all_objects or args.selector
+    if not args.resource or not (args.names or by_query) or (args.names and by_query):
+        raise CliError("name what to delete: `skiff delete pod NAME...`, `skiff delete pods --all`, "
+                       "`skiff delete pods -l app=web` or `skiff delete -f FILE`")
     kind = kind_arg(args.resource)
     return [(kind, namespace_of(args), name) for name in args.names], False
 
 
+async def _matching(client: ApiClient, args: argparse.Namespace) -> list[tuple[kinds.Kind, str, str]]:
+    """The objects `--all` or `-l` select."""
+    kind = kind_arg(args.resource)
+    objs, _ = await client.list(kind.name, scope(kind, namespace_of(args)), args.selector)
+    return [(kind, o.metadata.namespace or namespace_of(args), o.metadata.name) for o in objs]
+
+
 def run(args: argparse.Namespace) -> int:
     targets, failed = _targets(args)
+    by_query = not args.filename and (args.all_objects or args.selector)
     grace = 1 if args.now else args.grace_period
     if grace is not None and grace < 0:
         raise CliError("--grace-period must not be negative")
@@ -67,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
         grace = 1
 
     async def delete_all(client: ApiClient) -> int:
-        nonlocal failed
+        nonlocal failed, targets
+        if by_query:
+            targets = await _matching(client, args)
+            if not targets:
+                print(f"No resources found in {namespace_of(args)} namespace.", file=sys.stderr)
         pending: list[tuple[kinds.Kind, str, str]] = []
         for kind, namespace, name in targets:
             label = f"{kind.name.lower()}/{name}"
@@ -89,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                     raise CliError(f"timed out waiting for {kind.name.lower()}/{name} to be deleted") from None
         return 1 if failed else 0
 
-    if not targets:
+    if not targets and not by_query:
         return 1 if failed else 0
     return call_api(args, delete_all)
 

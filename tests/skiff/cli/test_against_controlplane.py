@@ -190,3 +190,17 @@ def test_apply_from_stdin_and_namespace_flag(skiff, controlplane):
     assert [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in data["items"]] == [("team", "s")]
     table = skiff("get", "pods", "-A", server=controlplane).stdout.splitlines()
     assert table[0].split()[:2] == ["NAMESPACE", "NAME"] and table[1].split()[:2] == ["team", "s"]
+
+
+def test_delete_all_and_by_selector(skiff, controlplane, tmp_path):
+    (tmp_path / "pods.yaml").write_text("---\n".join(POD.format(name=n, app=a)
+                                                     for n, a in (("a", "web"), ("b", "web"), ("c", "db"))))
+    assert skiff("apply", "-f", "pods.yaml", server=controlplane).returncode == 0
+    by_label = skiff("delete", "pods", "-l", "app=web", server=controlplane)
+    assert (by_label.returncode, sorted(by_label.stdout.splitlines())) == (0, ["pod/a deleted", "pod/b deleted"])
+    assert names(skiff("get", "pods", "-o", "json", server=controlplane)) == ["c"]
+    everything = skiff("delete", "pods", "--all", server=controlplane)
+    assert (everything.returncode, everything.stdout) == (0, "pod/c deleted\n")
+    nothing = skiff("delete", "pods", "--all", server=controlplane)
+    assert (nothing.returncode, nothing.stdout) == (0, "")
+    assert nothing.stderr == "No resources found in default namespace.\n"
