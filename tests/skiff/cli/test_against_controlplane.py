@@ -204,3 +204,30 @@ def test_delete_all_and_by_selector(skiff, controlplane, tmp_path):
     nothing = skiff("delete", "pods", "--all", server=controlplane)
     assert (nothing.returncode, nothing.stdout) == (0, "")
     assert nothing.stderr == "No resources found in default namespace.\n"
+
+
+NODE = """\
+apiVersion: v1
+kind: Node
+metadata:
+  name: skiff-test-node-a
+  labels: {node-role.kubernetes.io/worker: ""}
+status:
+  capacity: {cpu: 2, memory: 4Gi, pods: 110}
+"""
+
+
+def test_cluster_scoped_nodes(skiff, controlplane, tmp_path):
+    (tmp_path / "node.yaml").write_text(NODE)
+    applied = skiff("apply", "-f", "node.yaml", "-n", "ignored-for-nodes", server=controlplane)
+    assert (applied.returncode, applied.stdout) == (0, "node/skiff-test-node-a created\n"), applied.stderr
+    table = skiff("get", "nodes", server=controlplane).stdout.splitlines()
+    assert table[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert table[1].split()[:3] == ["skiff-test-node-a", "Unknown", "worker"]
+    one = json.loads(skiff("get", "node", "skiff-test-node-a", "-o", "json", server=controlplane).stdout)
+    assert one["kind"] == "Node" and "namespace" not in one["metadata"]
+    text = skiff("describe", "node", "skiff-test-node-a", server=controlplane).stdout
+    assert text.splitlines()[0].split() == ["Name:", "skiff-test-node-a"]
+    assert "Roles:" in text and "worker" in text and "Non-terminated Pods:  (0 in total)" in text
+    deleted = skiff("delete", "node", "skiff-test-node-a", server=controlplane)
+    assert (deleted.returncode, deleted.stdout) == (0, "node/skiff-test-node-a deleted\n"), deleted.stderr
