@@ -115,3 +115,18 @@ def mounts_under(paths: list[Path]) -> list[str]:
         if any(point == str(p) or point.startswith(str(p) + "/") for p in paths):
             out.append(point)
     return out
+
+
+def remove_empty_cgroups(name: str, *, root: Path = Path("/sys/fs/cgroup")) -> list[str]:
+    """rmdir the cgroup `name` in every hierarchy (v1 controllers and v2).
+    The kernel refuses a cgroup that still has processes or children, so only
+    an empty one goes; returns those that could not be removed."""
+    left = []
+    for hierarchy in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else ():
+        cgroup = hierarchy / name
+        if cgroup.is_dir():
+            try:
+                cgroup.rmdir()
+            except OSError:
+                left.append(str(cgroup))
+    return left

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from skiff.cli._common import CliError
 from skiff.cli._processes import (last_log_line, mounts_under, other_agents, port_taken, read_pid_file,
-                                  stop_pid, write_pid_file)
+                                  remove_empty_cgroups, stop_pid, write_pid_file)
 from skiff.client import ApiClient, ApiError, NotFound
 from skiff.config import ClientConfig, config_path, write_config
 
@@ -327,18 +327,22 @@ def _delete_all_pods(config: ClusterConfig, *, timeout: float) -> None:
         print(f"\nwarning: could not delete every pod ({reason}); their containers may still run", flush=True)
 
 
-def _teardown_node_network(config: ClusterConfig) -> None:
-    """Remove the bridge, veths and nftables table the agent set up for this node."""
+def _teardown_node(config: ClusterConfig) -> None:
+    """Remove what the agent set up for the whole node: the bridge, veths and
+    nftables table, and its (by now empty) parent cgroup."""
     state_dir = config.data_dir / "network"
     if not state_dir.exists():
-        return
-    # The bridge and the table are per machine: another cluster's agent (a
-    # test cluster beside a real one) may be using them right now.
+        return  # no agent ever ran from this data dir
+    # These are per machine: another cluster's agent (a test cluster beside a
+    # real one) may be using them right now.
     others = other_agents()
     if others:
-        print(f"leaving the node network (bridge skiff0, nftables table inet skiff): another skiff agent "
-              f"runs on this machine (pid {', '.join(map(str, others))})", flush=True)
+        print(f"leaving the node network (bridge skiff0, nftables table inet skiff) and cgroup skiff: "
+              f"another skiff agent runs on this machine (pid {', '.join(map(str, others))})", flush=True)
         return
+    left = remove_empty_cgroups("skiff")
+    if left:
+        print(f"warning: cgroups still in use, not removed: {', '.join(left)}", flush=True)
     try:
         from agent.network import PodNetworkManager
 
@@ -376,7 +380,7 @@ def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0) -> i
         print(f"no cluster is running from {config.data_dir}")
     if not purge:
         return 0
-    _teardown_node_network(config)
+    _teardown_node(config)
     dirs = [d for d in (config.data_dir, config.run_dir) if d.exists()]
     mounts = mounts_under(dirs)
     if mounts:

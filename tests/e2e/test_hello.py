@@ -76,6 +76,8 @@ def test_hello_pod_end_to_end(private_cluster):
     assert down.returncode == 0, down.stderr
     assert not any(alive(p) for p in pids.values())
     assert not c.data_dir.exists() and not c.run_dir.exists()
+    if "another skiff agent runs" not in down.stdout:
+        assert not list(Path("/sys/fs/cgroup").glob("*/skiff")), "the agent's parent cgroup is left"
     # Last, so that the cleanup above is checked even while the runtime does not
     # yet give the container PID 1 or a view of its own cgroup.
     assert logs.stdout.splitlines() == ["pid 1", "hostname hello", f"memory limit {64 * 1024 * 1024}"]
