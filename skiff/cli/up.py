@@ -220,11 +220,11 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
     for d in (config.data_dir, config.pid_dir, config.log_dir):
         d.mkdir(parents=True, exist_ok=True)
 
+    if config.with_agent and config.bootstrap_busybox:
+        _ensure_busybox(config)
     # `down` reads the addresses from here, so it needs no port flags of its own.
     (config.pid_dir / "cluster.json").write_text(json.dumps(
         {"api_port": config.api_port, "node_name": config.node_name}) + "\n")
-    if config.with_agent and config.bootstrap_busybox:
-        _ensure_busybox(config)
     cluster = Cluster(config)
     try:
         for component in wanted:
