@@ -18,8 +18,8 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
-packages=(python3 python3-venv python3-pip etcd-server busybox-static nftables iproute2 debootstrap)
-[[ $with_tests -eq 1 ]] && packages+=(prometheus)
+packages=(python3 python3-venv python3-pip etcd-server busybox-static nftables iproute2 debootstrap curl)
+[[ $with_tests -eq 1 ]] && packages+=(prometheus docker-registry)
 
 missing=()
 for p in "${packages[@]}"; do
