@@ -28,6 +28,7 @@ import time
 from agent.runtime.linux import namespaces, process, rootfs
 from agent.runtime.linux import syscalls as sc
 from agent.runtime.linux.state import proc_start_time
+from agent.runtime.linux import trace
 from agent.runtime.linux.trace import mark
 
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
@@ -189,8 +190,9 @@ def _reap_until_main_exits(*, main: int, exit_fd: int, shared_pid: bool, cg_proc
         signal.signal(sig, forward)
     # Drop everything but the exit file: the error pipe must reach EOF once
     # main has exec'd, and the log must not be held open by init.
+    keep = keep | {cg_procs, trace.fd()}
     for fd in range(3, 1024):
-        if fd not in keep and fd != cg_procs:
+        if fd not in keep:
             try:
                 os.close(fd)
             except OSError:

@@ -23,3 +23,8 @@ def mark(label: str) -> None:
         os.write(_fd, f"{time.monotonic():.6f} {os.getpid()} {label}\n".encode())
     except OSError:
         pass  # closed by a child that closes every fd: marks are best effort
+
+
+def fd() -> int:
+    """The trace file's fd (-1 when tracing is off), for code that closes all others."""
+    return -1 if _fd is None else _fd
