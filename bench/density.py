@@ -1,0 +1,282 @@
+"""Pod density: what N sleeping pods cost on one node, beyond their own processes.
+
+    python bench/density.py [--pods 100] [--timeout 600]
+
+Starts a private all-in-one cluster the way a user does (`skiff up --detach`
+with its own data dir, run dir, client config and free loopback ports),
+applies N busybox pods running `sleep`, waits until all are Running, and
+prints:
+
+  agent RSS         VmRSS of the agent (its pid from the pid file `up`
+                    writes), idle and with N pods. Goal: <= 60 MiB.
+  per-pod overhead  the proportional set size (PSS, /proc/PID/smaps_rollup:
+                    shared pages divided among their sharers, so sums are
+                    honest) of every Skiff process on the node (the agent,
+                    its zygote, each container's init/reaper; found as the
+                    agent's descendants running the agent's interpreter),
+                    with N pods minus idle, divided by N. The user processes
+                    (`sleep`) are measured apart and not counted.
+                    Goal: <= 1 MiB a pod. Peers: containerd's Go shim
+                    ~11 MiB a container, conmon ~0.3 MiB.
+  MemAvailable      the system's MemAvailable, idle minus with N pods,
+                    divided by N: a cross-check that also counts the kernel's
+                    share (cgroups, namespaces, overlay mounts, veths) and the
+                    user processes. Noisy when other work runs on the machine.
+
+Then deletes every pod, runs `skiff down --purge`, and removes its temp dir:
+nothing is left behind. Needs root, etcd and busybox-static.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MiB = 1024 * 1024
+AGENT_GOAL_MIB = 60.0
+PER_POD_GOAL_MIB = 1.0
+PEERS = (("containerd shim (Go)", 11.0), ("conmon", 0.3))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A private cluster's directories and ports, and the skiff command against it."""
+    base: Path
+    ports: dict[str, int]
+    node_name: str
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.base / "run"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, SKIFF_CONFIG=str(self.base / "client-config"),
+                   PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
+        env.pop("SKIFF_SERVER", None)
+        return env
+
+    def skiff(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "skiff.cli.main", *args], cwd=self.base, env=self.env(),
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise SystemExit(f"skiff {' '.join(args[:2])} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    def up_args(self) -> list[str]:
+        p = self.ports
+        return ["up", "--detach", "--data-dir", str(self.data_dir), "--run-dir", str(self.run_dir),
+                "--node-name", self.node_name, "--etcd-port", str(p["etcd"]), "--etcd-peer-port", str(p["peer"]),
+                "--api-port", str(p["api"]), "--controlplane-metrics-port", str(p["cpm"]),
+                "--agent-port", str(p["agent"]), "--agent-metrics-port", str(p["agentm"])]
+
+    def pid(self, component: str) -> int:
+        return int((self.data_dir / "run" / f"{component}.pid").read_text().split()[0])
+
+
+# ---------------------------------------------------------------- /proc readings
+
+def status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(f"/proc/{pid}/status has no {field}")
+
+
+def pss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    raise KeyError(f"/proc/{pid}/smaps_rollup has no Pss")
+
+
+def mem_available_kib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    raise KeyError("/proc/meminfo has no MemAvailable")
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` (children first found through each ppid)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def exe_id(pid: int) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    agent_rss_kib: int
+    skiff_pss_kib: dict[int, int]   # pid -> PSS: the agent, its zygote, container inits
+    user_pss_kib: dict[int, int]    # pid -> PSS: the pods' own programs
+    mem_available_kib: int
+    controlplane_rss_kib: int
+    etcd_rss_kib: int
+
+
+def snapshot(cluster: Cluster) -> Snapshot:
+    agent = cluster.pid("agent")
+    interpreter = exe_id(agent)
+    skiff, user = {agent: pss_kib(agent)}, {}
+    for pid in descendants(agent):
+        try:
+            # Forked from the zygote, the agent's helpers run its interpreter;
+            # a container's program was exec'd (posix_spawn) from the image.
+            (skiff if exe_id(pid) == interpreter else user)[pid] = pss_kib(pid)
+        except OSError:
+            continue  # ended meanwhile
+    return Snapshot(agent_rss_kib=status_kib(agent, "VmRSS"), skiff_pss_kib=skiff, user_pss_kib=user,
+                    mem_available_kib=mem_available_kib(),
+                    controlplane_rss_kib=status_kib(cluster.pid("controlplane"), "VmRSS"),
+                    etcd_rss_kib=status_kib(cluster.pid("etcd"), "VmRSS"))
+
+
+# ---------------------------------------------------------------- the run
+
+def manifest(n: int) -> str:
+    docs = [f"apiVersion: v1\nkind: Pod\nmetadata: {{name: density-{i:03d}, labels: {{app: density}}}}\n"
+            f"spec:\n  containers:\n  - {{name: sleep, image: busybox, command: [sleep, '86400']}}\n"
+            for i in range(n)]
+    return "---\n".join(docs)
+
+
+def wait_all_running(cluster: Cluster, *, n: int, timeout: float) -> float:
+    """Poll `skiff get pods -o json` until n pods are Running; returns the seconds it took."""
+    started = time.monotonic()
+    last = -1
+    while True:
+        pods = json.loads(cluster.skiff("get", "pods", "-o", "json").stdout)["items"]
+        phases = [p.get("status", {}).get("phase", "Pending") for p in pods]
+        running = phases.count("Running")
+        if running != last:
+            print(f"  {running}/{n} Running", flush=True)
+            last = running
+        if running == n:
+            return time.monotonic() - started
+        bad = [p["metadata"]["name"] for p in pods if p.get("status", {}).get("phase") in ("Failed", "Succeeded")]
+        if bad:
+            raise SystemExit(f"pods ended instead of running: {bad[:5]}; see `skiff describe pod {bad[0]}`")
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"only {running}/{n} pods Running after {timeout:g}s")
+        time.sleep(2)
+
+
+def mib(kib: float) -> str:
+    return f"{kib / 1024:7.2f} MiB"
+
+
+def report(*, n: int, idle: Snapshot, full: Snapshot, ramp_seconds: float) -> None:
+    inits = [pss for pid, pss in full.skiff_pss_kib.items() if pid not in idle.skiff_pss_kib]
+    skiff_delta = sum(full.skiff_pss_kib.values()) - sum(idle.skiff_pss_kib.values())
+    per_pod = skiff_delta / n
+    available_delta = (idle.mem_available_kib - full.mem_available_kib) / n
+    user = sum(full.user_pss_kib.values())
+    verdict = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
+    print(f"\ndensity: {n} sleeping busybox pods on one node, all Running after {ramp_seconds:.1f} s")
+    print(f"  agent RSS, idle                   {mib(idle.agent_rss_kib)}")
+    print(f"  agent RSS, {n:3d} pods               {mib(full.agent_rss_kib)}   goal <= {AGENT_GOAL_MIB:g} MiB: "
+          f"{verdict(full.agent_rss_kib / 1024 <= AGENT_GOAL_MIB)}")
+    print(f"  Skiff processes on the node       {len(idle.skiff_pss_kib)} idle -> {len(full.skiff_pss_kib)} "
+          f"with pods ({len(inits)} container inits)")
+    print(f"  Skiff PSS, idle                   {mib(sum(idle.skiff_pss_kib.values()))}")
+    print(f"  Skiff PSS, {n:3d} pods               {mib(sum(full.skiff_pss_kib.values()))}")
+    print(f"  per-pod overhead (PSS delta / N)  {mib(per_pod)}   goal <= {PER_POD_GOAL_MIB:g} MiB: "
+          f"{verdict(per_pod / 1024 <= PER_POD_GOAL_MIB)}")
+    if inits:
+        print(f"    of which one container init     {mib(sum(inits) / len(inits))} (mean PSS)")
+    print(f"    agent + zygote growth per pod   {mib((skiff_delta - sum(inits)) / n)}")
+    print(f"  Skiff PSS total / N (incl. agent) {mib(sum(full.skiff_pss_kib.values()) / n)}")
+    for name, peer in PEERS:
+        print(f"  peer: {name:26s} {peer:7.2f} MiB a container   Skiff/peer {per_pod / 1024 / peer:.2f}x")
+    print(f"  user processes (not counted)      {mib(user)} PSS for {len(full.user_pss_kib)} processes")
+    print(f"  MemAvailable drop / N             {mib(available_delta)}   (cross-check: kernel objects and "
+          "user processes included; other work on the machine adds noise)")
+    print(f"  control plane RSS                 {mib(idle.controlplane_rss_kib)} -> "
+          f"{mib(full.controlplane_rss_kib)};  etcd RSS {mib(idle.etcd_rss_kib)} -> {mib(full.etcd_rss_kib)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pods", type=int, default=100, help="how many pods (default 100)")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds to wait for all to be Running")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("density.py needs root (it runs real containers)")
+    base = Path(tempfile.mkdtemp(prefix="skiff-bench-density-"))
+    cluster = Cluster(base=base, ports={k: free_port() for k in ("etcd", "peer", "api", "cpm", "agent", "agentm")},
+                      node_name=f"skiff-bench-{base.name.rsplit('-', 1)[-1]}")
+    try:
+        print("bootstrapping busybox and starting a private cluster ...", flush=True)
+        cluster.skiff("image", "--data-dir", str(cluster.data_dir), "bootstrap", "busybox")
+        cluster.skiff(*cluster.up_args())
+        time.sleep(2)  # let the agent finish its first resync and stats pass before the idle reading
+        idle = snapshot(cluster)
+        (base / "pods.yaml").write_text(manifest(args.pods))
+        print(f"applying {args.pods} pods ...", flush=True)
+        cluster.skiff("apply", "-f", str(base / "pods.yaml"))
+        ramp = wait_all_running(cluster, n=args.pods, timeout=args.timeout)
+        time.sleep(2)  # status writes and the informer settle
+        full = snapshot(cluster)
+        report(n=args.pods, idle=idle, full=full, ramp_seconds=ramp)
+    finally:
+        teardown(cluster)
+
+
+def teardown(cluster: Cluster) -> None:
+    print("\ndeleting the pods and purging the cluster ...", flush=True)
+    if (cluster.data_dir / "run" / "agent.pid").exists():
+        cluster.skiff("delete", "pods", "--all", "--now", "--timeout", "300s", check=False)
+    if (cluster.data_dir / "run").exists():
+        down = cluster.skiff("down", "--data-dir", str(cluster.data_dir), "--run-dir", str(cluster.run_dir),
+                             "--purge", check=False)
+        if down.returncode != 0:
+            print(f"warning: skiff down --purge failed:\n{down.stdout}{down.stderr}", file=sys.stderr)
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+              if line.split()[4].startswith(str(cluster.base) + "/")]
+    if mounts:  # never rmtree across a mount
+        raise SystemExit(f"left mounted under {cluster.base}: {mounts}; not removing it")
+    shutil.rmtree(cluster.base, ignore_errors=True)
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main()
