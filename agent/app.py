@@ -10,7 +10,8 @@ Order matters and is the point of this module:
 `stop()` undoes 4..1 without stopping any container: they outlive the agent.
 
 `agent.main` builds the real parts (LinuxRuntime with the pre-forked zygote,
-ImageStore, PodNetworkManager); tests pass FakeRuntime and FakeImages.
+ImageStore and a StoreRegistry pulling into it, PodNetworkManager); tests
+pass FakeRuntime and FakeImages (and a registry of their own, or none).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any, Callable
 
 from agent.config import AgentConfig, split_host_port
 from agent.events import EventRecorder
+from agent.imagepuller import Registry
 from agent.metrics import AgentMetrics
 from agent.node import NodeAgent, NodeIdentity
 from agent.podworkers import ImageResolver, PodWorkers
@@ -36,10 +38,11 @@ NetworkFactory = Callable[[str], Any]  # pod CIDR -> a PodNetworkManager
 
 class Agent:
     def __init__(self, *, config: AgentConfig, runtime: Runtime, images: ImageResolver,
-                 network_factory: NetworkFactory | None = None) -> None:
+                 network_factory: NetworkFactory | None = None, registry: Registry | None = None) -> None:
         self.config = config
         self.runtime = runtime
         self.images = images
+        self.registry = registry  # pulls images into `images`; None: only local images run
         self.network_factory = network_factory
         self.client = ApiClient(config.server)
         self.metrics = AgentMetrics(node_name=config.node_name)
@@ -76,7 +79,8 @@ class Agent:
                                   client=self.client, runtime=self.runtime, images=self.images,
                                   pods_dir=cfg.pods_dir, pids_limit=cfg.pids_limit, network=self.network,
                                   metrics=self.metrics,
-                                  events=EventRecorder(client=self.client, node_name=cfg.node_name))
+                                  events=EventRecorder(client=self.client, node_name=cfg.node_name),
+                                  registry=self.registry, default_pull_policy=cfg.default_pull_policy)
         await self.workers.recover()
         self.informer.add_handler(self.workers.on_pod_event)
         self.workers.start()

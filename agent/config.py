@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 RUNTIMES = ("linux", "fake")
+# Kept equal to agent.imagepuller.DEFAULT_POLICY_MODES (not imported: this module stays light).
+DEFAULT_PULL_POLICIES = ("IfNotPresent", "kubernetes")
 
 
 class ConfigError(ValueError):
@@ -39,6 +41,10 @@ class AgentConfig:
     network: bool = True                    # pod networking (bridge, veth, IPAM, hostPort)
     bridge: str = "skiff0"                  # the node bridge (tests and one-machine multi-node: unique ones)
     nft_table: str = "skiff"                # the nftables table (inet) for hostPorts
+    # imagePullPolicy of a container that sets none. "IfNotPresent": an image the node has
+    # is used as is (an offline node with built/bootstrapped `busybox` never reaches out);
+    # "kubernetes": Always for :latest or no tag, else IfNotPresent (agent.imagepuller).
+    default_pull_policy: str = "IfNotPresent"
 
     @property
     def pods_dir(self) -> Path:
@@ -82,6 +88,9 @@ def validate(config: AgentConfig) -> AgentConfig:
         raise ConfigError(f"--bridge: {config.bridge!r} must contain 'skiff' and be at most 15 characters")
     if not config.nft_table.startswith("skiff"):
         raise ConfigError(f"--nft-table: {config.nft_table!r} must start with 'skiff'")
+    if config.default_pull_policy not in DEFAULT_PULL_POLICIES:
+        raise ConfigError(f"--default-pull-policy: {config.default_pull_policy!r} is not one of "
+                          f"{', '.join(DEFAULT_PULL_POLICIES)}")
     if config.heartbeat_seconds <= 0 or config.resync_seconds <= 0:
         raise ConfigError("heartbeat and resync periods must be positive")
     return config
@@ -105,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-network", action="store_true", help="no pod networking (pods get no IP)")
     p.add_argument("--bridge", default=AgentConfig.bridge, help="the node bridge pods attach to")
     p.add_argument("--nft-table", default=AgentConfig.nft_table, help="Skiff's nftables table (family inet)")
+    p.add_argument("--default-pull-policy", default=AgentConfig.default_pull_policy, choices=DEFAULT_PULL_POLICIES,
+                   help="imagePullPolicy of containers that set none: IfNotPresent (default: a local image is "
+                        "used as is) or kubernetes (Always for :latest or no tag, else IfNotPresent)")
     p.add_argument("--heartbeat-seconds", type=float, default=AgentConfig.heartbeat_seconds,
                    help=argparse.SUPPRESS)
     return p
@@ -119,4 +131,5 @@ def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
         metrics_listen=args.metrics_listen, data_dir=Path(args.data_dir), run_dir=Path(args.run_dir),
         cgroup_parent=args.cgroup_parent, pids_limit=args.pids_limit, log_level=args.log_level,
         runtime=args.runtime, network=not args.no_network,
-        bridge=args.bridge, nft_table=args.nft_table, heartbeat_seconds=args.heartbeat_seconds))
+        bridge=args.bridge, nft_table=args.nft_table, heartbeat_seconds=args.heartbeat_seconds,
+        default_pull_policy=args.default_pull_policy))

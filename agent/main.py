@@ -39,8 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agent.app import Agent
 
     async def run() -> None:
-        runtime, images, network_factory = _build_parts(config, zygote)
-        agent = Agent(config=config, runtime=runtime, images=images, network_factory=network_factory)
+        runtime, images, registry, network_factory = _build_parts(config, zygote)
+        agent = Agent(config=config, runtime=runtime, images=images, network_factory=network_factory,
+                      registry=registry)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -69,16 +70,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _build_parts(config: AgentConfig, zygote):
-    """The runtime, the image resolver and the network factory the flags ask for."""
+    """The runtime, the image resolver, the registry it pulls from and the network factory."""
     if config.runtime == "fake":
         from agent.runtime.fake import FakeImages, FakeRuntime
-        return FakeRuntime(state_root=config.run_dir / "fake"), FakeImages(), None
+        return FakeRuntime(state_root=config.run_dir / "fake"), FakeImages(), None, None
+    from agent.imagepuller import StoreRegistry
     from agent.images.store import ImageStore
     from agent.runtime.linux.runtime import LinuxRuntime
     runtime = LinuxRuntime(run_dir=config.run_dir, cgroup_parent=config.cgroup_parent,
                            default_pids_limit=config.pids_limit, zygote=zygote)
     images = ImageStore(root=config.data_dir / "images")
-    return runtime, images, _network_factory(config)
+    return runtime, images, StoreRegistry(store=images), _network_factory(config)
 
 
 def _network_factory(config: AgentConfig):

@@ -15,7 +15,9 @@ exits meanwhile reported) and whatever a dead pod left is removed.
 
 Pod lifecycle on this node:
 
-    new ─► Pending (ContainerCreating) ─► sandbox + network ─► init containers, one at a
+    new ─► Pending (ContainerCreating) ─► sandbox + network ─► each container's image, by
+           imagePullPolicy (agent.imagepuller: pulled off the loop; ErrImagePull, then
+           ImagePullBackOff while it fails) ─► init containers, one at a
            time, each to exit 0 ─► app containers started ─► Running
     Running ─► exit ─► restart per restartPolicy (CrashLoopBackOff while backing off)
             └► container spec changed (pod updated) ─► stop ─► start the new spec
@@ -38,6 +40,7 @@ from agent.clock import Clock, SystemClock
 from agent.containers import (ContainerConfigError, PodPaths, build_container_config, restart_of,
                               sandbox_config)
 from agent.events import EventRecorder
+from agent.imagepuller import ImagePuller, Registry
 from agent.images.types import Image
 from agent.metrics import AgentMetrics
 from agent.podnetwork import attach_pod, call_network
@@ -70,7 +73,9 @@ class PodWorkers:
     def __init__(self, *, node_name: str, node_ip: str, pods: PodSource, client: Any, runtime: Runtime,
                  images: ImageResolver, pods_dir: Path, pids_limit: int, network: Any = None,
                  clock: Clock | None = None, metrics: AgentMetrics | None = None,
-                 backoff: RestartBackoff | None = None, events: EventRecorder | None = None) -> None:
+                 backoff: RestartBackoff | None = None, events: EventRecorder | None = None,
+                 registry: Registry | None = None, default_pull_policy: str = "IfNotPresent",
+                 pull_backoff: RestartBackoff | None = None) -> None:
         self.node_name, self.node_ip = node_name, node_ip
         self.pods, self.client, self.runtime, self.images = pods, client, runtime, images
         self.pods_dir, self.pids_limit, self.network = pods_dir, pids_limit, network
@@ -79,6 +84,10 @@ class PodWorkers:
         self.backoff = backoff or RestartBackoff()
         self.events = events
         self.records: dict[str, PodRecord] = {}
+        # Pulls run in the puller's threads; it wakes the pod (enqueue) when one ends.
+        self.puller = ImagePuller(images=images, registry=registry, clock=self.clock,
+                                  default_policy=default_pull_policy, backoff=pull_backoff,
+                                  on_ready=self.enqueue, events=self._event)
         self._key_by_uid: dict[str, Key] = {}
         # uid -> (resourceVersion, status, the stored pod) of our last status write
         self.status = StatusWriter(client=client, node_name=node_name, node_ip=node_ip, clock=self.clock,
@@ -127,6 +136,7 @@ class PodWorkers:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.puller.close()
 
     def _requeue_after(self, uid: str, seconds: float) -> None:
         if uid in self._timers:
@@ -298,6 +308,9 @@ class PodWorkers:
         if policy == "Never" or (policy == "OnFailure" and cur.exit_code == 0):
             cr.waiting = None
             return None
+        if self.puller.busy(pod_uid=rec.uid, container=spec):
+            # This restart was let through already and waits for its image (Always pulls each time).
+            return await self._start(pod, rec, spec, cr, restart=cr.restart + 1)
         key = (rec.uid, spec.name)
         finished = cur.finished_at or self.clock.now()
         left = self.backoff.remaining(key, finished_at=finished, now=self.clock.now())
@@ -313,14 +326,11 @@ class PodWorkers:
 
     async def _start(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container, cr: ContainerRecord, *,
                      restart: int) -> float | None:
-        image = await asyncio.to_thread(self.images.resolve, spec.image)
-        if image is None:
-            policy = spec.image_pull_policy or _default_pull_policy(spec.image)
-            cr.waiting = ("ErrImageNeverPull",
-                          f'Container image "{spec.image}" is not present with pull policy of {policy}')
-            self._event(pod, "Warning", "ErrImageNeverPull", cr.waiting[1])
-            return RETRY_SECONDS
-        self._event(pod, "Normal", "Pulled", f'Container image "{spec.image}" already present on machine')
+        pulled = await self.puller.ensure(pod=pod, container=spec)
+        if pulled.image is None:
+            cr.waiting = pulled.waiting
+            return pulled.retry_after
+        image = pulled.image
         try:
             mounts = container_mounts(pod=pod, container=spec, paths=rec.paths)
             config = build_container_config(pod=pod, container=spec, image=image, restart=restart,
@@ -428,6 +438,7 @@ class PodWorkers:
         self.status.forget(uid)
         self._key_by_uid.pop(uid, None)
         self.backoff.forget(uid)
+        self.puller.forget(uid)
 
     # ------------------------------------------------------------ recovery
 
@@ -473,11 +484,4 @@ class PodWorkers:
 
 def _spec_hash(spec: types_pb2.Container) -> str:
     return hashlib.sha256(spec.SerializeToString(deterministic=True)).hexdigest()
-
-
-def _default_pull_policy(image: str) -> str:
-    """Kubernetes' default: Always for :latest or no tag, else IfNotPresent."""
-    name = image.split("@", 1)[0]
-    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
-    return "IfNotPresent" if "@" in image or (tag and tag != "latest") else "Always"
 
