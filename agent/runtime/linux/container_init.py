@@ -1,22 +1,21 @@
-"""Starting a container, as the zygote does it: three processes, one recipe.
+"""Starting a container, as the zygote does it: two processes, one recipe.
 
-    zygote ─fork─► setup (A): setsid, enter the pod's namespaces, unshare
-                   │          mnt(+pid); moves init into the cgroup while init
-                   │          builds the rootfs; reports init's pid, then exits
-                   │          (so init is reparented: it never depends on the
-                   │          zygote or the agent)
-                   └─fork─► init (B): PID 1 of the new pid namespace. Builds
-                            │  the rootfs, pivot_root, waits to be in its
-                            │  cgroup, unshares the cgroup namespace, applies
-                            │  the container's security to itself, then
-                            │  posix_spawns main and stays as the reaper:
-                            │  forwards signals, reaps orphans, writes the main
-                            │  process's exit status, exits with it.
-                            └─spawn─► main (C): the program, inheriting all that.
+    zygote: enters the pod's namespaces, unshares mnt(+pid), forks init,
+       │    restores its own namespaces; moves init into the cgroup while
+       │    init builds the rootfs; reports init's pid and start time.
+       └─fork─► init (B): PID 1 of the new pid namespace, in its own session
+                │  (it never depends on the zygote or the agent: if they die
+                │  it is reparented). Builds the rootfs, pivot_root, waits to
+                │  be in its cgroup, unshares the cgroup namespace, applies
+                │  the container's security to itself, then posix_spawns main
+                │  and stays as the reaper: forwards signals, reaps orphans,
+                │  writes the main process's exit status, exits with it.
+                └─spawn─► main (C): the program, inheriting all that.
 
-`run_start` is the recipe; each step is a function below or in rootfs.py /
-process.py. Nothing here returns to the zygote: every child ends in _exit.
-Failures go to the error pipe in words (the runtime raises StartError).
+`start_in_zygote` then `_init` are the recipe; each step is a function below
+or in rootfs.py / process.py. init never returns to the zygote's loop: it
+ends in _exit. Failures go to the error pipe in words (the runtime raises
+StartError).
 """
 from __future__ import annotations
 
@@ -35,34 +34,45 @@ _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, sign
               signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
 
 
-def run_start(req: dict, fds: dict[str, int], reply_fd: int) -> None:
-    """In process A (a fresh child of the zygote). Never returns."""
+def start_in_zygote(req: dict, fds: dict[str, int], ctx) -> dict:
+    """In the zygote itself: fork the container's init, return its pid.
+
+    The zygote enters the pod's namespaces and unshares mnt (+pid) only
+    around the fork, and restores its own right after (ctx), so no extra
+    process is needed to hold them.
+    """
     errfd = fds["err"]
+    procs_fds: list[int] = []
+    joined_r, joined_w = os.pipe2(os.O_CLOEXEC)
+    pid = -1
     try:
-        mark("A: forked")
-        os.setsid()  # out of the zygote's session and process group
-        # 1. Enter the pod's namespaces first: setns(pid) only takes effect for
-        #    children, so it must precede the fork of init.
-        namespaces.enter_all({k: v for k, v in req["pod_ns"].items() if v})
-        mark("A: namespaces entered")
-        # Opened now: once init pivot_roots, it moves the root of every
-        # process in its mount namespace, ours included.
         procs_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in req["cgroup_procs"]]
-        host_proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        # 2. New mount namespace (and pid, unless the pod shares one). The
-        #    cgroup namespace comes later, in init, once it is in its cgroup.
-        flags = sc.CLONE_NEWNS
-        if not req["pod_ns"].get("pid"):
-            flags |= sc.CLONE_NEWPID
-        sc.unshare(flags)
-        mark("A: unshared")
-        joined_r, joined_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            os.close(reply_fd)
-            os.close(joined_w)
-            _init(req, fds, joined_r)   # never returns
+        try:
+            # 1. The pod's namespaces; setns(pid) and unshare(pid) only act on
+            #    children, so both precede the fork of init.
+            namespaces.enter_all({k: v for k, v in req["pod_ns"].items() if v})
+            # 2. New mount namespace (and pid, unless the pod shares one). The
+            #    cgroup namespace comes later, in init, once it is in its cgroup.
+            flags = sc.CLONE_NEWNS
+            if not req["pod_ns"].get("pid"):
+                flags |= sc.CLONE_NEWPID
+            sc.unshare(flags)
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    ctx.forget_zygote()
+                    os.close(joined_w)
+                    for fd in procs_fds:
+                        os.close(fd)
+                    _init(req, fds, joined_r)
+                finally:
+                    os._exit(1)
+        finally:
+            if pid != 0:
+                ctx.restore_namespaces()
+        mark("zygote: init forked")
         os.close(joined_r)
+        joined_r = -1
         # 3. Move init into the container's cgroup while it builds the rootfs:
         #    on cgroup v1 the first migration waits for an RCU grace period
         #    (milliseconds), which this way is off the critical path. Init
@@ -71,19 +81,15 @@ def run_start(req: dict, fds: dict[str, int], reply_fd: int) -> None:
         for fd, path in zip(procs_fds, req["cgroup_procs"]):
             process.move_to_cgroup(pid=pid, procs_fd=fd, procs_file=path)
         os.write(joined_w, b"j")
-        mark("A: cgroup joined")
-        # Report init's pid and start time while it is still our child (it
-        # cannot have been reaped by anyone else yet, so the pair is exact).
-        start_time = proc_start_time(pid, proc_fd=host_proc)
-        os.write(reply_fd, json.dumps({"pid": pid, "start_time": start_time}).encode())
-    except BaseException as e:  # noqa: BLE001
+        mark("zygote: init in its cgroup")
+        return {"pid": pid, "start_time": proc_start_time(pid)}
+    except Exception as e:  # noqa: BLE001 - reported; init (if any) sees EOF and gives up
         process.report(errfd, f"container setup: {e}")
-        try:
-            os.write(reply_fd, json.dumps({"error": str(e)}).encode())
-        except OSError:
-            pass
+        return {"error": f"container setup: {e}"}
     finally:
-        os._exit(0)
+        for fd in (*procs_fds, joined_w, joined_r):
+            if fd >= 0:
+                os.close(fd)
 
 
 def _init(req: dict, fds: dict[str, int], joined: int) -> None:
@@ -91,6 +97,7 @@ def _init(req: dict, fds: dict[str, int], joined: int) -> None:
     errfd = fds["err"]
     shared_pid = bool(req["pod_ns"].get("pid"))
     try:
+        os.setsid()  # out of the zygote's session and process group
         sc.set_process_name("skiff-init")
         if shared_pid:
             # Not PID 1 of its namespace: become the reaper of our own subtree.
@@ -101,7 +108,7 @@ def _init(req: dict, fds: dict[str, int], joined: int) -> None:
         mark("B: forked")
         prepare_rootfs(req)
         mark("B: rootfs ready")
-        # Wait for A to have moved us into the container's cgroup, then make
+        # Wait for the zygote to have moved us into the container's cgroup, then make
         # that cgroup the root of our cgroup namespace; only then fork.
         if os.read(joined, 1) != b"j":
             raise RuntimeError("joining the container's cgroup failed")

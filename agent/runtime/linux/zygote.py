@@ -27,12 +27,46 @@ import select
 import signal
 import socket
 
-from agent.runtime.linux import container_init, exec_init, sandbox_init
+from agent.runtime.linux import container_init, exec_init, namespaces, sandbox_init
 from agent.runtime.linux import syscalls as sc
 from agent.runtime.linux.trace import mark
 
-_HANDLERS = {"start": container_init.run_start, "sandbox": sandbox_init.run_sandbox,
-             "exec": exec_init.run_exec}
+# Ops done by a forked worker (which replies on a pipe), and ops done in the
+# zygote itself (start: it forks the container's init directly, one process
+# fewer on the hot path).
+_HANDLERS = {"sandbox": sandbox_init.run_sandbox, "exec": exec_init.run_exec}
+_IN_ZYGOTE = {"start": container_init.start_in_zygote}
+_OWN_NS = ("net", "ipc", "uts", "pid", "mnt")
+
+
+class ZygoteContext:
+    """What an in-zygote op needs: undoing its namespace changes, and making
+    a forked child forget it came from the zygote."""
+
+    def __init__(self, *, sock: socket.socket, wake_r: int, wake_w: int) -> None:
+        self.sock, self.wake_r, self.wake_w = sock, wake_r, wake_w
+        self.own_ns = {k: os.open(f"/proc/self/ns/{k}", os.O_RDONLY | os.O_CLOEXEC) for k in _OWN_NS}
+
+    def restore_namespaces(self) -> None:
+        """Back into the zygote's own namespaces. If that fails, the next
+        container would start in the wrong ones: die instead (the runtime
+        then reports the zygote as gone)."""
+        try:
+            for kind, fd in self.own_ns.items():
+                sc.setns(fd, namespaces.NS_FLAGS[kind])
+        except BaseException as e:  # noqa: BLE001
+            os.write(2, f"skiff-zygote: cannot restore its namespaces: {e}\n".encode())
+            os._exit(70)
+
+    def forget_zygote(self) -> None:
+        """In a freshly forked child: no zygote signal handling, no zygote fds
+        (least of all handles on the host's namespaces)."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        self.sock.close()
+        for fd in (self.wake_r, self.wake_w, *self.own_ns.values()):
+            os.close(fd)
 _MAX_MSG = 1 << 20
 _MAX_FDS = 16
 
@@ -127,6 +161,7 @@ def _serve(sock: socket.socket) -> None:
     mark("zygote: serving")  # opens the trace file now, so every child inherits it
     gc.collect()
     gc.freeze()  # children then do not dirty the shared pages with gc bookkeeping
+    ctx = ZygoteContext(sock=sock, wake_r=wake_r, wake_w=wake_w)
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     poller.register(wake_r, select.POLLIN)
@@ -150,7 +185,7 @@ def _serve(sock: socket.socket) -> None:
                     arr.frombytes(data[:len(data) - len(data) % arr.itemsize])
                     received.extend(arr)
             try:
-                reply = _handle(json.loads(msg), received, sock, wake_r, wake_w)
+                reply = _handle(json.loads(msg), received, ctx)
             except Exception as e:  # noqa: BLE001 - the zygote must survive any request
                 reply = {"error": f"zygote: {type(e).__name__}: {e}"}
             finally:
@@ -169,25 +204,24 @@ def _reap() -> None:
             return
 
 
-def _handle(req: dict, received: list[int], sock: socket.socket, wake_r: int, wake_w: int) -> dict:
-    handler = _HANDLERS.get(req.get("op", ""))
-    if handler is None:
-        return {"error": f"zygote: unknown op {req.get('op')!r}"}
+def _handle(req: dict, received: list[int], ctx: ZygoteContext) -> dict:
+    op = req.get("op", "")
+    handler = _HANDLERS.get(op)
+    if handler is None and op not in _IN_ZYGOTE:
+        return {"error": f"zygote: unknown op {op!r}"}
     names = req.get("fds", [])
     if len(names) != len(received):
         return {"error": f"zygote: expected {len(names)} fds, got {len(received)}"}
     fds = dict(zip(names, received))
-    mark(f"zygote: {req['op']} received")
+    mark(f"zygote: {op} received")
+    if op in _IN_ZYGOTE:
+        return _IN_ZYGOTE[op](req, fds, ctx)
     reply_r, reply_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         try:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            sock.close()
-            for fd in (wake_r, wake_w, reply_r):
-                os.close(fd)
+            ctx.forget_zygote()
+            os.close(reply_r)
             handler(req, fds, reply_w)
         finally:
             os._exit(0)
