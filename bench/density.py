@@ -101,11 +101,23 @@ def status_kib(pid: int, field: str) -> int:
     raise KeyError(f"/proc/{pid}/status has no {field}")
 
 
+def rollup_kib(pid: int) -> dict[str, int]:
+    """/proc/PID/smaps_rollup as {field: kB}."""
+    out = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value, *_ = line.split()
+        out[name.rstrip(":")] = int(value)
+    return out
+
+
 def pss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1])
-    raise KeyError(f"/proc/{pid}/smaps_rollup has no Pss")
+    return rollup_kib(pid)["Pss"]
+
+
+def uss_kib(pid: int) -> int:
+    """Pages only this process maps: what it costs beyond what it shares."""
+    r = rollup_kib(pid)
+    return r["Private_Clean"] + r["Private_Dirty"]
 
 
 def mem_available_kib() -> int:
@@ -115,6 +127,11 @@ def mem_available_kib() -> int:
     raise KeyError("/proc/meminfo has no MemAvailable")
 
 
+def _ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
 def descendants(root: int) -> list[int]:
     """Every process below `root` (children first found through each ppid)."""
     children: dict[int, list[int]] = {}
@@ -122,10 +139,9 @@ def descendants(root: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            ppid = _ppid(int(entry.name))
         except OSError:
             continue  # ended meanwhile
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
     out, todo = [], [root]
     while todo:
@@ -148,6 +164,7 @@ class Snapshot:
     agent_rss_kib: int
     skiff_pss_kib: dict[int, int]   # pid -> PSS: the agent, its zygote, container inits
     user_pss_kib: dict[int, int]    # pid -> PSS: the pods' own programs
+    init_uss_kib: dict[int, int]    # pid -> USS of the Skiff processes that are not the agent or zygote
     mem_available_kib: int
     controlplane_rss_kib: int
     etcd_rss_kib: int
@@ -164,7 +181,16 @@ def snapshot(cluster: Cluster) -> Snapshot:
             (skiff if exe_id(pid) == interpreter else user)[pid] = pss_kib(pid)
         except OSError:
             continue  # ended meanwhile
+    zygote = {pid for pid in skiff if pid != agent and _ppid(pid) == agent}
+    uss = {}
+    for pid in skiff:
+        if pid != agent and pid not in zygote:
+            try:
+                uss[pid] = uss_kib(pid)
+            except OSError:
+                continue
     return Snapshot(agent_rss_kib=status_kib(agent, "VmRSS"), skiff_pss_kib=skiff, user_pss_kib=user,
+                    init_uss_kib=uss,
                     mem_available_kib=mem_available_kib(),
                     controlplane_rss_kib=status_kib(cluster.pid("controlplane"), "VmRSS"),
                     etcd_rss_kib=status_kib(cluster.pid("etcd"), "VmRSS"))
@@ -222,7 +248,8 @@ def report(*, n: int, idle: Snapshot, full: Snapshot, ramp_seconds: float) -> No
     print(f"  per-pod overhead (PSS delta / N)  {mib(per_pod)}   goal <= {PER_POD_GOAL_MIB:g} MiB: "
           f"{verdict(per_pod / 1024 <= PER_POD_GOAL_MIB)}")
     if inits:
-        print(f"    of which one container init     {mib(sum(inits) / len(inits))} (mean PSS)")
+        print(f"    of which one container init     {mib(sum(inits) / len(inits))} (mean PSS; "
+              f"{mib(sum(full.init_uss_kib.values()) / len(inits)).strip()} of it private (USS))")
     print(f"    agent + zygote growth per pod   {mib((skiff_delta - sum(inits)) / n)}")
     print(f"  Skiff PSS total / N (incl. agent) {mib(sum(full.skiff_pss_kib.values()) / n)}")
     for name, peer in PEERS:
