@@ -32,10 +32,10 @@ from agent.runtime.linux import syscalls as sc
 from agent.runtime.linux.trace import mark
 
 # Ops done by a forked worker (which replies on a pipe), and ops done in the
-# zygote itself (start: it forks the container's init directly, one process
-# fewer on the hot path).
-_HANDLERS = {"sandbox": sandbox_init.run_sandbox, "exec": exec_init.run_exec}
-_IN_ZYGOTE = {"start": container_init.start_in_zygote}
+# zygote itself (start forks the container's init directly, sandbox needs no
+# process at all: fewer processes on the hot path).
+_HANDLERS = {"exec": exec_init.run_exec}
+_IN_ZYGOTE = {"start": container_init.start_in_zygote, "sandbox": sandbox_init.sandbox_in_zygote}
 _OWN_NS = ("net", "ipc", "uts", "pid", "mnt")
 
 
