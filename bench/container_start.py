@@ -7,9 +7,11 @@ container, timed from the caller's side:
 
   skiff/container   LinuxRuntime as the agent uses it (asyncio, through the
                     zygote): new pid, mount and cgroup namespaces, a cgroup
-                    with limits, an overlay rootfs on a fresh upper dir,
-                    pivot_root, /proc /dev /sys, masked paths, capabilities,
-                    seccomp; joins the pod's (already existing) net/ipc/uts.
+                    with memory and CPU limits, an overlay rootfs on a fresh
+                    upper dir, pivot_root, /proc /dev /sys, masked and
+                    read-only paths, rlimits, capabilities, no_new_privs,
+                    seccomp, a PID-1 init that records the exit status; joins
+                    the pod's (already existing) net/ipc/uts namespaces.
   skiff/pod         the same plus create_sandbox/remove_sandbox per sample
                     (new net, ipc, uts namespaces pinned, pod cgroup) — what
                     a one-container pod costs, comparable to `runc run`,

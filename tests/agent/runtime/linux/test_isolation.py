@@ -104,3 +104,11 @@ def test_mount_and_umount_are_denied(runtime):
         umount /proc 2>/dev/null && echo umount=ok || echo umount=denied
     """)))
     assert log.split() == ["mount=denied", "umount=denied"], log
+
+
+def test_runs_as_the_configured_user(runtime):
+    st, log, _ = asyncio.run(runtime.run(
+        ("sh", "-c", "echo $(id -u) $(id -g); touch /root/x 2>/dev/null && echo root-writable || echo denied"),
+        security=SecurityConfig(uid=65534, gid=65534)))
+    assert st.exit_code == 0, log
+    assert log.split() == ["65534", "65534", "denied"]

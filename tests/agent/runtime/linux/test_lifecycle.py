@@ -107,6 +107,7 @@ def test_remove_and_remove_sandbox_leave_nothing(runtime):
     assert leftovers(runtime.rt, pids=[pid]) == []
 
 
+@pytest.mark.slow
 def test_fifty_create_delete_cycles_leave_nothing(runtime):
     async def body():
         pids = []
