@@ -155,7 +155,7 @@ def _serve(sock: socket.socket) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
     try:  # warm what the container's last steps import
-        import agent.runtime.linux.security  # noqa: F401
+        import agent.runtime.linux.security  # noqa: F401  (pyflakes: warm import)
     except ImportError:
         pass
     mark("zygote: serving")  # opens the trace file now, so every child inherits it

@@ -3,9 +3,6 @@ stop, zombies, and that remove/remove_sandbox leave nothing behind."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-from pathlib import Path
 
 import pytest
 
