@@ -88,6 +88,12 @@ class Cluster:
                 "--api-port", str(p["api"]), "--controlplane-metrics-port", str(p["cpm"]),
                 "--agent-port", str(p["agent"]), "--agent-metrics-port", str(p["agentm"])]
 
+    def log_tails(self, lines: int = 20) -> str:
+        out = []
+        for log in sorted((self.data_dir / "logs").glob("*.log")):
+            out.append(f"--- {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(out)
+
     def pid(self, component: str) -> int:
         return int((self.data_dir / "run" / f"{component}.pid").read_text().split()[0])
 
@@ -274,7 +280,9 @@ def main() -> None:
     try:
         print("bootstrapping busybox and starting a private cluster ...", flush=True)
         cluster.skiff("image", "--data-dir", str(cluster.data_dir), "bootstrap", "busybox")
-        cluster.skiff(*cluster.up_args())
+        up = cluster.skiff(*cluster.up_args(), check=False)
+        if up.returncode != 0:  # the logs go with the purge: show them now
+            raise SystemExit(f"skiff up failed:\n{up.stdout}{up.stderr}{cluster.log_tails()}")
         time.sleep(2)  # let the agent finish its first resync and stats pass before the idle reading
         idle = snapshot(cluster)
         (base / "pods.yaml").write_text(manifest(args.pods))
