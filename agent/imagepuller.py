@@ -25,9 +25,9 @@ the node's ImageStore in the agent; a fake in the tests).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -153,8 +153,7 @@ class ImagePuller:
         self.backoff = backoff or RestartBackoff(initial=PULL_BACKOFF_INITIAL, maximum=PULL_BACKOFF_MAX)
         self.on_ready = on_ready or (lambda uid: None)
         self.events = events
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=max_parallel,
-                                                               thread_name_prefix="skiff-pull")
+        self._slots = asyncio.Semaphore(max_parallel)   # pulls of different references at once
         self._pulls: dict[str, _Pull] = {}            # normalized ref -> the pull under way
         self._waits: dict[WaitKey, _Wait] = {}
         self._results: dict[WaitKey, _Result] = {}    # ended pulls not yet taken by their pod
@@ -247,7 +246,8 @@ class ImagePuller:
                 raise RuntimeError(f"{ref}: pulled, but the image store cannot resolve it")
             return image
 
-        image = await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        async with self._slots:
+            image = await _in_daemon_thread(work, name=f"skiff-pull {ref}")
         log.info("pulled %s in %.1fs: %d layer(s) downloaded (%d bytes), %d already present", ref,
                  time.monotonic() - started, progress.layers_pulled, progress.bytes_pulled,
                  progress.layers_present)
@@ -305,12 +305,40 @@ class ImagePuller:
             await asyncio.gather(*(p.task for p in list(self._pulls.values())), return_exceptions=True)
 
     async def close(self) -> None:
-        """Stop: cancel the pulls' tasks; a worker thread in a download ends with its request."""
+        """Stop: cancel the pulls' tasks. A thread in a download is a daemon: it does not hold
+        up the agent's exit, and the store's atomic writes leave nothing half-written."""
         tasks = [p.task for p in self._pulls.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _in_daemon_thread(fn: Callable[[], Image], *, name: str) -> Image:
+    """fn() in a daemon thread of its own. Not an executor: its worker threads are joined at
+    interpreter exit, so a stopping agent would wait for a long download to end."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def settle(result: Image | None, exc: BaseException | None) -> None:
+        if future.done():   # cancelled: the agent stopped or the pull was abandoned
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    def target() -> None:
+        try:
+            outcome: tuple[Image | None, BaseException | None] = (fn(), None)
+        except BaseException as exc:  # handed to the awaiting task, which reports it
+            outcome = (None, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return await future
 
 
 def _duration(seconds: float) -> str:

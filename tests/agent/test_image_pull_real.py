@@ -37,12 +37,12 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 
-def make_pod(name: str, image: str) -> types_pb2.Pod:
+def make_pod(name: str, image: str, *, policy: str = "IfNotPresent") -> types_pb2.Pod:
     p = types_pb2.Pod(api_version="v1", kind="Pod")
     p.metadata.name = name
     p.spec.restart_policy = "Never"
     p.spec.termination_grace_period_seconds = 2
-    c = p.spec.containers.add(name="main", image=image, image_pull_policy="IfNotPresent")
+    c = p.spec.containers.add(name="main", image=image, image_pull_policy=policy)
     c.command.extend(["sh", "-c", "echo pulled-and-ran"])
     return p
 
@@ -126,6 +126,13 @@ def test_pod_pulls_its_image_and_a_missing_tag_backs_off(controlplane, tmp_path)
             assert mine.get("Pulled", "").startswith(f'Successfully pulled image "{image}" in ')
             assert f"pulled {image} in " in agent_log() and "1 layer(s) downloaded" in agent_log()
 
+            # Always pulls again; the registry's digest is the local one: no layer is downloaded.
+            await client.create(make_pod("again", image, policy="Always"))
+            done = await until(client, "again", lambda p: p.status.phase in ("Succeeded", "Failed"),
+                               "the Always pod to finish")
+            assert done.status.phase == "Succeeded", agent_log()
+            assert "0 layer(s) downloaded (0 bytes), 1 already present" in agent_log()
+
             await client.create(make_pod("missing", missing))
             seen = await asyncio.wait_for(reasons_of(client, "missing", until_reason="ImagePullBackOff"), 90)
             assert seen[-2:] == ["ErrImagePull", "ImagePullBackOff"], seen
@@ -135,9 +142,9 @@ def test_pod_pulls_its_image_and_a_missing_tag_backs_off(controlplane, tmp_path)
             assert "not found" in waiting.message
             assert p.status.phase == "Pending" and agent.poll() is None
 
-            for name in ("pulled", "missing"):
+            for name in ("pulled", "again", "missing"):
                 await client.delete("Pod", name)
-            for name in ("pulled", "missing"):
+            for name in ("pulled", "again", "missing"):
                 deadline = time.monotonic() + 60
                 while True:
                     try:

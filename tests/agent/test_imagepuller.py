@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent.clock import FakeClock
+from agent.config import ConfigError, config_from_args
 from agent.imagepuller import ProgressLog, StoreRegistry, default_pull_policy
 from agent.images.reference import normalize
 from agent.images.store import ImageStore
@@ -286,3 +287,19 @@ def test_an_unreachable_registry_is_a_clean_err_image_pull(tmp_path):
         assert store.list() == []
         await w.workers.shutdown()
     run(scenario())
+
+
+def test_default_pull_policy_flag():
+    assert config_from_args(["--node-name", "n"]).default_pull_policy == "IfNotPresent"
+    assert config_from_args(["--node-name", "n", "--default-pull-policy", "kubernetes"]).default_pull_policy \
+        == "kubernetes"
+    with pytest.raises(SystemExit):   # argparse: not one of the choices
+        config_from_args(["--node-name", "n", "--default-pull-policy", "Sometimes"])
+
+
+def test_default_pull_policy_is_validated():
+    from dataclasses import replace
+
+    from agent.config import AgentConfig, validate
+    with pytest.raises(ConfigError, match="--default-pull-policy"):
+        validate(replace(AgentConfig(node_name="n"), default_pull_policy="Always"))
