@@ -86,7 +86,8 @@ class Cluster:
         return ["up", "--detach", "--data-dir", str(self.data_dir), "--run-dir", str(self.run_dir),
                 "--node-name", self.node_name, "--etcd-port", str(p["etcd"]), "--etcd-peer-port", str(p["peer"]),
                 "--api-port", str(p["api"]), "--controlplane-metrics-port", str(p["cpm"]),
-                "--agent-port", str(p["agent"]), "--agent-metrics-port", str(p["agentm"])]
+                "--agent-port", str(p["agent"]), "--agent-metrics-port", str(p["agentm"]),
+                "--start-timeout", "120"]
 
     def log_tails(self, lines: int = 20) -> str:
         out = []

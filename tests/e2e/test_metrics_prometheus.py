@@ -146,8 +146,9 @@ def test_dashboard_metrics_through_prometheus(private_cluster, prometheus_factor
     node = f"skiff-test-{secrets.token_hex(4)}"
     boot = c.skiff("image", "--data-dir", str(c.data_dir), "bootstrap", "busybox")
     assert boot.returncode == 0, boot.stderr
-    # The last --node-name wins over the fixture's default.
-    up = c.skiff(*c.up_args("--detach", "--node-name", node)[3:], timeout=180)
+    # The last --node-name wins over the fixture's default. A generous start
+    # timeout: other clusters may be starting on this machine at the same time.
+    up = c.skiff(*c.up_args("--detach", "--node-name", node, "--start-timeout", "120")[3:], timeout=400)
     assert up.returncode == 0, up.stderr + _log_tails(c)
 
     done, sleeper = "skiff-test-done", "skiff-test-sleeper"
