@@ -59,6 +59,13 @@ class ClusterConfig:
     agent_port: int = 10250
     agent_metrics_port: int = 10255
     with_agent: bool = True
+    # The node's machine-wide names: a second cluster on the same machine (a
+    # test beside a real one) gives its own, so the two never share a bridge,
+    # an nftables table, a cgroup parent or pod addresses.
+    bridge: str = "skiff0"
+    nft_table: str = "skiff"
+    cgroup_parent: str = "skiff"
+    cluster_cidr: str = "10.244.0.0/16"
     bootstrap_busybox: bool = True
     start_timeout: float = 60.0
     stop_timeout: float = 15.0
@@ -94,14 +101,17 @@ def components(config: ClusterConfig) -> list[Component]:
             "--initial-cluster", f"skiff={peer}"), marker=str(config.data_dir / "etcd")),
         Component("controlplane", (
             sys.executable, "-m", "controlplane.main", "--etcd", etcd, "--listen", config.api_address,
-            "--metrics-listen", f"127.0.0.1:{config.controlplane_metrics_port}"), marker="controlplane.main"),
+            "--metrics-listen", f"127.0.0.1:{config.controlplane_metrics_port}",
+            "--cluster-cidr", config.cluster_cidr), marker="controlplane.main"),
     ]
     if config.with_agent:
         out.append(Component("agent", (
             sys.executable, "-m", "agent.main", "--server", config.api_address, "--node-name", config.node_name,
             "--listen", f"127.0.0.1:{config.agent_port}",
             "--metrics-listen", f"127.0.0.1:{config.agent_metrics_port}",
-            "--data-dir", str(config.data_dir), "--run-dir", str(config.run_dir)), marker="agent.main"))
+            "--data-dir", str(config.data_dir), "--run-dir", str(config.run_dir),
+            "--bridge", config.bridge, "--nft-table", config.nft_table,
+            "--cgroup-parent", config.cgroup_parent), marker="agent.main"))
     return out
 
 
@@ -224,7 +234,8 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
         _ensure_busybox(config)
     # `down` reads the addresses from here, so it needs no port flags of its own.
     (config.pid_dir / "cluster.json").write_text(json.dumps(
-        {"api_port": config.api_port, "node_name": config.node_name}) + "\n")
+        {"api_port": config.api_port, "node_name": config.node_name, "bridge": config.bridge,
+         "nft_table": config.nft_table, "cgroup_parent": config.cgroup_parent}) + "\n")
     cluster = Cluster(config)
     try:
         for component in wanted:
@@ -336,11 +347,14 @@ def _teardown_node(config: ClusterConfig) -> None:
     # These are per machine: another cluster's agent (a test cluster beside a
     # real one) may be using them right now.
     others = other_agents()
-    if others:
-        print(f"leaving the node network (bridge skiff0, nftables table inet skiff) and cgroup skiff: "
-              f"another skiff agent runs on this machine (pid {', '.join(map(str, others))})", flush=True)
+    shared = (config.bridge, config.nft_table, config.cgroup_parent) == (
+        ClusterConfig.bridge, ClusterConfig.nft_table, ClusterConfig.cgroup_parent)
+    if others and shared:
+        print(f"leaving the node network (bridge {config.bridge}, nftables table inet {config.nft_table}) and "
+              f"cgroup {config.cgroup_parent}: another skiff agent runs on this machine "
+              f"(pid {', '.join(map(str, others))})", flush=True)
         return
-    left = remove_empty_cgroups("skiff")
+    left = remove_empty_cgroups(config.cgroup_parent)
     if left:
         print(f"warning: cgroups still in use, not removed: {', '.join(left)}", flush=True)
     try:
@@ -351,7 +365,8 @@ def _teardown_node(config: ClusterConfig) -> None:
         except (OSError, ValueError):
             pod_cidr = "10.244.0.0/24"  # no allocations recorded: any CIDR opens the empty state
         print("removing the node network ...", end=" ", flush=True)
-        PodNetworkManager(pod_cidr=pod_cidr, state_dir=state_dir).teardown_node()
+        PodNetworkManager(pod_cidr=pod_cidr, state_dir=state_dir, bridge=config.bridge,
+                          nft_table=config.nft_table).teardown_node()
         print("ok", flush=True)
     except Exception as exc:  # noqa: BLE001 - purge goes on; the user is told what is left
         print(f"\nwarning: could not remove the node network: {exc}", flush=True)
@@ -360,7 +375,9 @@ def _teardown_node(config: ClusterConfig) -> None:
 def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0) -> int:
     try:
         recorded = json.loads((config.pid_dir / "cluster.json").read_text())
-        config = dataclasses.replace(config, api_port=int(recorded["api_port"]))
+        config = dataclasses.replace(
+            config, api_port=int(recorded["api_port"]),
+            **{k: str(recorded[k]) for k in ("bridge", "nft_table", "cgroup_parent") if k in recorded})
     except (OSError, ValueError, KeyError, TypeError):
         pass  # started by an older `up`, or never: the defaults stand
     stopped = 0
@@ -421,6 +438,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              ("--agent-metrics-port", "agent_metrics_port", "agent /metrics")):
         p.add_argument(flag, type=int, dest=attr, default=getattr(ClusterConfig, attr), metavar="PORT",
                        help=f"loopback port for {what} (default %(default)s)")
+    p.add_argument("--bridge", default=ClusterConfig.bridge, metavar="NAME",
+                   help="the node's pod bridge (default %(default)s; at most 15 characters)")
+    p.add_argument("--nft-table", default=ClusterConfig.nft_table, metavar="NAME",
+                   help="Skiff's nftables table, family inet (default %(default)s)")
+    p.add_argument("--cgroup-parent", default=ClusterConfig.cgroup_parent, metavar="NAME",
+                   help="the cgroup all pods go under, in every hierarchy (default %(default)s)")
+    p.add_argument("--cluster-cidr", default=ClusterConfig.cluster_cidr, metavar="CIDR",
+                   help="the pod network; each node gets a /24 of it (default %(default)s)")
     p.add_argument("--no-agent", action="store_true",
                    help="start only etcd and the control plane (no node)")
     p.add_argument("--no-bootstrap", action="store_true",
@@ -452,7 +477,8 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      controlplane_metrics_port=args.controlplane_metrics_port, agent_port=args.agent_port,
                      agent_metrics_port=args.agent_metrics_port, with_agent=not args.no_agent,
                      bootstrap_busybox=not args.no_bootstrap,
-                     start_timeout=args.start_timeout)
+                     start_timeout=args.start_timeout, bridge=args.bridge, nft_table=args.nft_table,
+                     cgroup_parent=args.cgroup_parent, cluster_cidr=args.cluster_cidr)
     else:
         extra = dict(node_name="")
     return ClusterConfig(data_dir=args.data_dir.absolute(), run_dir=args.run_dir.absolute(),

@@ -5,6 +5,7 @@ stopped (by PID) and the directories removed afterwards."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,21 @@ ROOT = Path(__file__).resolve().parents[2]
 class PrivateCluster:
     base: Path
     ports: dict[str, int] = field(default_factory=dict)
+    # Machine-wide names of its own, so it never shares a bridge, an nftables
+    # table, a cgroup parent or pod addresses with another cluster here.
+    tag: str = field(default_factory=lambda: secrets.token_hex(3))
+
+    @property
+    def cgroup_parent(self) -> str:
+        return f"skiff-test-{self.tag}"
+
+    @property
+    def bridge(self) -> str:
+        return f"skiff-e{self.tag}"
+
+    @property
+    def nft_table(self) -> str:
+        return f"skiff_e2e_{self.tag}"
 
     @property
     def data_dir(self) -> Path:
@@ -50,6 +66,8 @@ class PrivateCluster:
                 "--etcd-port", str(self.ports["etcd"]), "--etcd-peer-port", str(self.ports["peer"]),
                 "--api-port", str(self.ports["api"]), "--controlplane-metrics-port", str(self.ports["cpm"]),
                 "--agent-port", str(self.ports["agent"]), "--agent-metrics-port", str(self.ports["agentm"]),
+                "--bridge", self.bridge, "--nft-table", self.nft_table, "--cgroup-parent", self.cgroup_parent,
+                "--cluster-cidr", f"10.{100 + int(self.tag, 16) % 100}.0.0/16",
                 *extra]
 
     def skiff(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

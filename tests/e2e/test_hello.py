@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -76,8 +77,11 @@ def test_hello_pod_end_to_end(private_cluster):
     assert down.returncode == 0, down.stderr
     assert not any(alive(p) for p in pids.values())
     assert not c.data_dir.exists() and not c.run_dir.exists()
-    if "another skiff agent runs" not in down.stdout:
-        assert not list(Path("/sys/fs/cgroup").glob("*/skiff")), "the agent's parent cgroup is left"
+    # The cluster's own node-wide objects are gone too: cgroup parent, bridge, nftables table.
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/{c.cgroup_parent}")), "the agent's parent cgroup is left"
+    assert not Path(f"/sys/class/net/{c.bridge}").exists(), f"bridge {c.bridge} is left"
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert f"inet {c.nft_table}\n" not in tables + "\n", f"nftables table {c.nft_table} is left"
     # Last, so that the cleanup above is checked even while the runtime does not
     # yet give the container PID 1 or a view of its own cgroup.
     assert logs.stdout.splitlines() == ["pid 1", "hostname hello", f"memory limit {64 * 1024 * 1024}"]
