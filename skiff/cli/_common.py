@@ -13,12 +13,9 @@ from typing import Awaitable, Callable
 from skiff.api import kinds
 from skiff.client import ApiClient, ApiError, Unavailable
 from skiff.config import resolve_server
+from skiff.cli.errors import CliError  # noqa: F401 - re-exported for the command modules
 
 DEFAULT_NAMESPACE = "default"
-
-
-class CliError(Exception):
-    """A user-facing failure; the message is printed as one line after `error: `."""
 
 
 def server_address(args: argparse.Namespace) -> str:

@@ -13,8 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from skiff.cli._common import CliError, describe_api_error
-from skiff.client import ApiError
+from skiff.cli.errors import CliError
 from skiff.config import DEFAULT_SERVER, ConfigError
 
 # Order is the order of `skiff --help`.
@@ -24,7 +23,22 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Words that select a module other than their own name.
+_MODULE_OF = {"images": "image", "down": "up"}
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command the user typed (`skiff --server X get pods` -> "get")."""
+    words = iter(argv)
+    for word in words:
+        if word == "--server":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(*, only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skiff",
         description="Manage a Skiff cluster: apply manifests, inspect and delete objects, "
@@ -42,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", metavar="HOST:PORT",
                         help="the control plane's API address")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    # Only the chosen command's module is imported when it is known: `skiff build`
+    # and `skiff image` then start without loading gRPC (~0.2 s of a cached build).
+    for name in (only,) if only in COMMAND_MODULES else COMMAND_MODULES:
         module_name = f"skiff.cli.{name}"
         try:
             module = importlib.import_module(module_name)
@@ -64,7 +80,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if "--" in argv:
         at = argv.index("--")
         argv, trailing = argv[:at], argv[at + 1:]
-    parser = build_parser()
+    word = _command_word(argv)
+    parser = build_parser(only=_MODULE_OF.get(word, word))
     args = parser.parse_args(argv)
     if trailing and not getattr(args, "takes_command", False):
         parser.error(f"`skiff {args.command}` takes no command after --")
@@ -78,8 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
-    except ApiError as exc:
-        print(f"error: {describe_api_error(exc)}", file=sys.stderr)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
@@ -89,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 1
     except Exception as exc:  # noqa: BLE001 - a bug still gets one line; SKIFF_DEBUG=1 shows the traceback
+        client = sys.modules.get("skiff.client")  # loaded by every command that talks to the API
+        if client is not None and isinstance(exc, client.ApiError):
+            from skiff.cli._common import describe_api_error
+            print(f"error: {describe_api_error(exc)}", file=sys.stderr)
+            return 1
         if os.environ.get("SKIFF_DEBUG"):
             raise
         print(f"error: internal error in `skiff {args.command}`: {type(exc).__name__}: {exc} "
