@@ -302,7 +302,7 @@ def _supervise(cluster: Cluster) -> None:
         cluster.stop()
 
 
-def _delete_all_pods(config: ClusterConfig, *, timeout: float) -> None:
+def _delete_all_pods(config: ClusterConfig, *, timeout: float, grace_period: int | None = None) -> None:
     """Delete every pod through the API and wait until the agent has confirmed
     each (its containers stopped, mounts, cgroups and addresses freed)."""
     async def delete_all() -> None:
@@ -313,7 +313,8 @@ def _delete_all_pods(config: ClusterConfig, *, timeout: float) -> None:
             print(f"deleting {len(pods)} pod(s) ...", end=" ", flush=True)
             for pod in pods:
                 try:
-                    await client.delete("Pod", pod.metadata.name, pod.metadata.namespace)
+                    await client.delete("Pod", pod.metadata.name, pod.metadata.namespace,
+                                        grace_period_seconds=grace_period)
                 except NotFound:
                     pass
 
@@ -372,7 +373,8 @@ def _teardown_node(config: ClusterConfig) -> None:
         print(f"\nwarning: could not remove the node network: {exc}", flush=True)
 
 
-def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0) -> int:
+def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
+         grace_period: int | None = None) -> int:
     try:
         recorded = json.loads((config.pid_dir / "cluster.json").read_text())
         config = dataclasses.replace(
@@ -382,7 +384,7 @@ def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0) -> i
         pass  # started by an older `up`, or never: the defaults stand
     stopped = 0
     if purge and all(running_pid(config, c) for c in components(config)[:2]):
-        _delete_all_pods(config, timeout=pods_timeout)
+        _delete_all_pods(config, timeout=pods_timeout, grace_period=grace_period)
     for component in reversed(components(config)):
         pid_file = config.pid_dir / f"{component.name}.pid"
         pid = running_pid(config, component)
@@ -463,6 +465,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--purge", action="store_true",
                    help="first delete every pod (their containers stop), then also remove the node network, "
                         "the data directory and the run directory")
+    d.add_argument("--grace-period", type=int, default=None, metavar="SECONDS",
+                   help="with --purge: the pods' termination grace period (default: each pod's own, "
+                        "30 s unless it says otherwise; a program that ignores SIGTERM is killed after it)")
     d.add_argument("--pods-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="with --purge: how long to wait for the pods to be gone")
     _common_flags(d)
@@ -490,4 +495,5 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    return down(_config(args), purge=args.purge, pods_timeout=args.pods_timeout)
+    return down(_config(args), purge=args.purge, pods_timeout=args.pods_timeout,
+                grace_period=args.grace_period)

@@ -104,7 +104,7 @@ def private_cluster():
         pids = cluster.pids() if (cluster.data_dir / "run").exists() else {}
         if pids:
             subprocess.run([sys.executable, "-m", "skiff.cli.main", "down", "--data-dir", str(cluster.data_dir),
-                            "--run-dir", str(cluster.run_dir), "--stop-timeout", "5", "--pods-timeout", "30",
+                            "--run-dir", str(cluster.run_dir), "--stop-timeout", "5", "--pods-timeout", "30", "--grace-period", "2",
                             "--purge"], env=cluster.env(), capture_output=True, timeout=180)
         for pid in pids.values():
             if alive(pid):

@@ -1,20 +1,29 @@
-"""Starting a container, as the zygote does it: two processes, one recipe.
+"""Starting a container, as the zygote does it: three processes, one recipe.
 
-    zygote: enters the pod's namespaces, unshares mnt(+pid), forks init,
-       │    restores its own namespaces; moves init into the cgroup while
-       │    init builds the rootfs; reports init's pid and start time.
-       └─fork─► init (B): PID 1 of the new pid namespace, in its own session
-                │  (it never depends on the zygote or the agent: if they die
-                │  it is reparented). Builds the rootfs, pivot_root, waits to
-                │  be in its cgroup, unshares the cgroup namespace, applies
-                │  the container's security to itself, then posix_spawns main
-                │  and stays as the reaper: forwards signals, reaps orphans,
-                │  writes the main process's exit status, exits with it.
-                └─spawn─► main (C): the program, inheriting all that.
+    zygote: enters the pod's namespaces, unshares mnt, forks the shim,
+       │    restores its own namespaces; reports the shim's pid and start time.
+       └─fork─► shim (B): in its own session, outside the container's pid
+                │  namespace (it never depends on the zygote or the agent: if
+                │  they die it is reparented). Unshares pid (unless the pod
+                │  shares one), forks the program's process, moves it into the
+                │  container's cgroup while it builds the rootfs, then only
+                │  forwards signals, waits for it and writes its exit status.
+                └─fork─► program (C): PID 1 of the new pid namespace, as in
+                         Kubernetes, runc and Docker (`echo $$` prints 1).
+                         Builds the rootfs (so /proc shows its own pid ns),
+                         pivot_root, waits to be in its cgroup, unshares the
+                         cgroup namespace and mounts /sys/fs/cgroup (its own
+                         cgroup as the root), applies the container's
+                         security, and execs the program.
 
-`start_in_zygote` then `_init` are the recipe; each step is a function below
-or in rootfs.py / process.py. init never returns to the zygote's loop: it
-ends in _exit. Failures go to the error pipe in words (the runtime raises
+Why a shim and not our own PID 1: the program must be PID 1 (what a
+Kubernetes user sees and signals), and only a parent outside the pid
+namespace can collect its exit status after the agent is gone. Orphans are
+reaped by PID 1 — the program itself, or, with shareProcessNamespace, the
+pod's init (sandbox_init.py), as Kubernetes' pause container does.
+
+C is bound to B's life (PR_SET_PDEATHSIG): killing the shim kills the
+container. Failures go to the error pipe in words (the runtime raises
 StartError).
 """
 from __future__ import annotations
@@ -35,96 +44,116 @@ _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, sign
 
 
 def start_in_zygote(req: dict, fds: dict[str, int], ctx) -> dict:
-    """In the zygote itself: fork the container's init, return its pid.
+    """In the zygote itself: fork the container's shim, return its pid.
 
-    The zygote enters the pod's namespaces and unshares mnt (+pid) only
-    around the fork, and restores its own right after (ctx), so no extra
-    process is needed to hold them.
+    The zygote enters the pod's namespaces and unshares mnt only around the
+    fork, and restores its own right after (ctx), so no extra process is
+    needed to hold them.
     """
     errfd = fds["err"]
-    procs_fds: list[int] = []
-    joined_r, joined_w = os.pipe2(os.O_CLOEXEC)
     pid = -1
     try:
-        procs_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in req["cgroup_procs"]]
         try:
-            # 1. The pod's namespaces; setns(pid) and unshare(pid) only act on
-            #    children, so both precede the fork of init.
+            # 1. The pod's namespaces; setns(pid) only acts on children, so the
+            #    shim stays outside and the program is born in the pod's pid ns.
             namespaces.enter_all({k: v for k, v in req["pod_ns"].items() if v})
-            # 2. New mount namespace (and pid, unless the pod shares one). The
-            #    cgroup namespace comes later, in init, once it is in its cgroup.
-            flags = sc.CLONE_NEWNS
-            if not req["pod_ns"].get("pid"):
-                flags |= sc.CLONE_NEWPID
-            sc.unshare(flags)
+            # 2. A new mount namespace, shared by the shim and the program; the
+            #    pid namespace is the shim's to make (the program must be its PID 1).
+            sc.unshare(sc.CLONE_NEWNS)
             pid = os.fork()
             if pid == 0:
                 try:
                     ctx.forget_zygote()
-                    os.close(joined_w)
-                    for fd in procs_fds:
-                        os.close(fd)
-                    _init(req, fds, joined_r)
+                    _shim(req, fds)
                 finally:
                     os._exit(1)
         finally:
             if pid != 0:
                 ctx.restore_namespaces()
-        mark("zygote: init forked")
-        os.close(joined_r)
-        joined_r = -1
-        # 3. Move init into the container's cgroup while it builds the rootfs:
-        #    on cgroup v1 the first migration waits for an RCU grace period
-        #    (milliseconds), which this way is off the critical path. Init
-        #    forks nothing before it hears "joined", so every process of the
-        #    container is still counted from birth.
-        for fd, path in zip(procs_fds, req["cgroup_procs"]):
-            process.move_to_cgroup(pid=pid, procs_fd=fd, procs_file=path)
-        os.write(joined_w, b"j")
-        mark("zygote: init in its cgroup")
+        mark("zygote: shim forked")
         return {"pid": pid, "start_time": proc_start_time(pid)}
-    except Exception as e:  # noqa: BLE001 - reported; init (if any) sees EOF and gives up
+    except Exception as e:  # noqa: BLE001 - reported
         process.report(errfd, f"container setup: {e}")
         return {"error": f"container setup: {e}"}
-    finally:
-        for fd in (*procs_fds, joined_w, joined_r):
-            if fd >= 0:
-                os.close(fd)
 
 
-def _init(req: dict, fds: dict[str, int], joined: int) -> None:
-    """Process B: the container's PID 1."""
+def _shim(req: dict, fds: dict[str, int]) -> None:
+    """Process B: the program's parent, outside its pid namespace. Never returns."""
     errfd = fds["err"]
     shared_pid = bool(req["pod_ns"].get("pid"))
+    main = -1
     try:
         os.setsid()  # out of the zygote's session and process group
-        sc.set_process_name("skiff-init")
-        if shared_pid:
-            # Not PID 1 of its namespace: become the reaper of our own subtree.
-            sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-        # Opened now, readable after pivot_root: how a shared-pid init finds
+        sc.set_process_name("skiff-shim")
+        procs_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in req["cgroup_procs"]]
+        # Opened now, readable after pivot_root: how a shared-pid shim finds
         # what is left of its container to kill.
         cg_procs = os.open(req["cgroup_procs"][0], os.O_RDONLY | os.O_CLOEXEC)
-        mark("B: forked")
+        if not shared_pid:
+            sc.unshare(sc.CLONE_NEWPID)
+        joined_r, joined_w = os.pipe2(os.O_CLOEXEC)
+        main = os.fork()
+        if main == 0:
+            try:
+                os.close(joined_w)
+                _program(req, fds, joined_r)
+            finally:
+                os._exit(1)
+        os.close(joined_r)
+        mark("B: program forked")
+        # Move the program into the container's cgroup while it builds the
+        # rootfs: on cgroup v1 the first migration waits for an RCU grace
+        # period (milliseconds), which this way is off the critical path. It
+        # forks nothing before it hears "joined", so every process of the
+        # container is counted from birth.
+        for fd, path in zip(procs_fds, req["cgroup_procs"]):
+            process.move_to_cgroup(pid=main, procs_fd=fd, procs_file=path)
+            os.close(fd)
+        os.write(joined_w, b"j")
+        os.close(joined_w)
+        mark("B: program in its cgroup")
+    except BaseException as e:  # noqa: BLE001
+        process.report(errfd, f"container init: {e}")
+        if main > 0:
+            os.kill(main, signal.SIGKILL)
+        os._exit(1)
+    _wait_for_program(main=main, exit_fd=fds["exit"], shared_pid=shared_pid,
+                      cg_procs=cg_procs, keep={fds["exit"]})
+
+
+def _program(req: dict, fds: dict[str, int], joined: int) -> None:
+    """Process C: becomes the container's program. Never returns."""
+    errfd = fds["err"]
+    try:
+        # Bound to the shim: killing it (remove, or a runtime that lost track)
+        # must not leave the container running unwatched.
+        # (getppid() cannot confirm the shim is still there: from inside the
+        # new pid namespace the parent shows as 0. The shim waits for us, so
+        # it cannot be gone before this line unless it was killed.)
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        mark("C: forked")
         prepare_rootfs(req)
-        mark("B: rootfs ready")
-        # Wait for the zygote to have moved us into the container's cgroup, then make
-        # that cgroup the root of our cgroup namespace; only then fork.
+        mark("C: rootfs ready")
+        # Wait until the shim has moved us into the container's cgroup, then
+        # make that cgroup the root of our cgroup namespace, and only then
+        # mount /sys/fs/cgroup, so it shows the container's own cgroup.
         if os.read(joined, 1) != b"j":
             raise RuntimeError("joining the container's cgroup failed")
         os.close(joined)
         sc.unshare(sc.CLONE_NEWCGROUP)
-        mark("B: cgroup namespace")
-        main = _spawn_main(req, fds)
-        mark("B: main spawned")
-    except process.ExecError as e:
-        process.report(errfd, str(e))
-        os._exit(127)
+        rootfs.mount_cgroupfs(req.get("cgroup_mounts") or [])
+        mark("C: cgroup namespace")
+        env = process.build_env(req["env"], hostname=req.get("hostname"))
+        process.enter_workdir(req["working_dir"])   # as root: it may have to be created
+        os.dup2(fds["stdin"], 0)
+        os.dup2(fds["log"], 1)
+        os.dup2(fds["log"], 2)
     except BaseException as e:  # noqa: BLE001
         process.report(errfd, f"container init: {e}")
         os._exit(1)
-    _reap_until_main_exits(main=main, exit_fd=fds["exit"], shared_pid=shared_pid,
-                           cg_procs=cg_procs, keep={fds["exit"]})
+    process.exec_process(argv=req["args"], env=env, working_dir=req["working_dir"],
+                         security=process.security_from_dict(req["security"]), errfd=errfd)
+    os._exit(127)
 
 
 def prepare_rootfs(req: dict) -> None:
@@ -162,32 +191,9 @@ def prepare_rootfs(req: dict) -> None:
         rootfs.make_root_readonly()
 
 
-def _spawn_main(req: dict, fds: dict[str, int]) -> int:
-    """Start the container's program as init's child; returns its pid.
-
-    init first takes on the container's identity and limits itself (rlimits,
-    uid/gid, capabilities, no_new_privs, seccomp): from here on it only
-    waits, forwards signals and writes one file it already holds open, all
-    of which the container's own rights allow. Then posix_spawn (vfork+exec,
-    no copy of this interpreter's page tables) starts the program with those
-    settings inherited: one process and one fork fewer per container, and an
-    exec failure comes back right here as an exception.
-    """
-    for name in ("exit", "log", "stdin", "err"):
-        os.set_inheritable(fds[name], False)   # received fds come without O_CLOEXEC
-    env = process.build_env(req["env"], hostname=req.get("hostname"))
-    process.enter_workdir(req["working_dir"])   # as root: it may have to be created
-    # Nobody in the container may ptrace or read the memory of its init.
-    sc.prctl(sc.PR_SET_DUMPABLE, 0)
-    process.apply_security(process.security_from_dict(req["security"]))
-    path = process.lookup(req["args"], env)
-    return process.spawn(path=path, argv=req["args"], env=env,
-                         stdio=(fds["stdin"], fds["log"], fds["log"]))
-
-
-def _reap_until_main_exits(*, main: int, exit_fd: int, shared_pid: bool, cg_procs: int,
-                           keep: set[int]) -> None:
-    """The init's whole life after start: small, single-purpose, never raises."""
+def _wait_for_program(*, main: int, exit_fd: int, shared_pid: bool, cg_procs: int,
+                      keep: set[int]) -> None:
+    """The shim's whole life after start: small, single-purpose, never raises."""
     def forward(signum: int, _frame: object) -> None:
         try:
             os.kill(main, signum)
@@ -196,7 +202,7 @@ def _reap_until_main_exits(*, main: int, exit_fd: int, shared_pid: bool, cg_proc
     for sig in _FORWARDED:
         signal.signal(sig, forward)
     # Drop everything but the exit file: the error pipe must reach EOF once
-    # main has exec'd, and the log must not be held open by init.
+    # the program has exec'd, and the log must not be held open by the shim.
     keep = keep | {cg_procs, trace.fd()}
     for fd in range(3, 1024):
         if fd not in keep:
@@ -213,8 +219,8 @@ def _reap_until_main_exits(*, main: int, exit_fd: int, shared_pid: bool, cg_proc
         except ChildProcessError:
             os._exit(0)
         if pid != main:
-            continue  # an orphan reparented to us: reaped, that is all
-        mark("B: main exited")
+            continue
+        mark("B: program exited")
         code = os.waitstatus_to_exitcode(status)
         record = {"exit_code": code if code >= 0 else 128 - code,
                   "signal": -code if code < 0 else None, "finished_at": time.time()}
@@ -222,17 +228,16 @@ def _reap_until_main_exits(*, main: int, exit_fd: int, shared_pid: bool, cg_proc
         if shared_pid:
             _kill_rest(cg_procs)
         mark("B: exit status written")
-        # As PID 1, exiting kills every other process of the pid namespace.
+        # The program was PID 1 of its pid namespace: its end killed the rest.
         os._exit(0)
 
 
 def _kill_rest(cg_procs: int) -> None:
-    """In a shared pid namespace, ending init does not end the container's
-    other processes: kill what is left in its cgroup."""
+    """In a shared pid namespace, the program's end does not end the
+    container's other processes: kill what is left in its cgroup."""
     me = os.getpid()
     for _ in range(100):
-        # The kernel lists pids as seen from our (the pod's) pid namespace;
-        # 0 stands for one outside it.
+        # The shim sits in the host's pid namespace: these are host pids.
         pids = [int(p) for p in os.pread(cg_procs, 1 << 20, 0).split()]
         others = [p for p in pids if p not in (0, me)]
         if not others:

@@ -241,3 +241,47 @@ def ensure_workdir(path: str) -> None:
     except OSError as e:
         if e.errno not in (errno.EROFS, errno.EEXIST):
             raise
+
+
+def mount_cgroupfs(hierarchies: Sequence[dict]) -> None:
+    """/sys/fs/cgroup, read-only, as the container's cgroup namespace shows it
+    (its own cgroup is the root): cgroup2 alone on a v2 host; on a v1 or
+    hybrid host a tmpfs holding one mount per hierarchy the host has, under
+    the host's directory names. Called after pivot_root and the cgroup
+    namespace's unshare."""
+    ro = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    target = "/sys/fs/cgroup"
+    if not hierarchies or not os.path.isdir(target):
+        return
+    if len(hierarchies) == 1 and not hierarchies[0]["dir"]:
+        sc.mount("cgroup2", target, "cgroup2", ro)
+        return
+    sc.mount("tmpfs", target, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=755")
+    for h in hierarchies:
+        path = os.path.join(target, h["dir"])
+        os.mkdir(path, 0o555)
+        if h["fstype"] == "cgroup2":
+            sc.mount("cgroup2", path, "cgroup2", ro)
+        else:
+            sc.mount("cgroup", path, "cgroup", ro, h["options"])
+    sc.mount(None, target, None, sc.MS_REMOUNT | ro)
+
+
+def host_cgroup_hierarchies(mountinfo: str = "/proc/self/mountinfo") -> list[dict]:
+    """The cgroup hierarchies mounted at or under /sys/fs/cgroup on the host:
+    [{"dir": "memory", "fstype": "cgroup", "options": "memory"}, ...], or
+    [{"dir": "", "fstype": "cgroup2"}] on a v2-only host."""
+    out = []
+    with open(mountinfo) as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            point, fstype, super_opts = fields[4], fields[sep + 1], fields[sep + 3]
+            if fstype not in ("cgroup", "cgroup2"):
+                continue
+            if point == "/sys/fs/cgroup":
+                out.append({"dir": "", "fstype": fstype, "options": ""})
+            elif point.startswith("/sys/fs/cgroup/") and "/" not in point[len("/sys/fs/cgroup/"):]:
+                opts = [o for o in super_opts.split(",") if o not in ("rw", "ro")]
+                out.append({"dir": point[len("/sys/fs/cgroup/"):], "fstype": fstype, "options": ",".join(opts)})
+    return out

@@ -21,7 +21,7 @@ from typing import AsyncIterator, Sequence
 
 from agent.runtime.interface import (ContainerConfig, ContainerStats, ContainerStatus, ExecOutput,
                                      ExecResult, Resources, Sandbox, SandboxConfig, StartError, State)
-from agent.runtime.linux import aio, cgroups, exec_io, sandboxes
+from agent.runtime.linux import aio, cgroups, exec_io, rootfs, sandboxes
 from agent.runtime.linux import syscalls as sc
 from agent.runtime.linux.trace import mark
 from agent.runtime.linux.state import RunDirs, is_alive, read_json, to_json_dict, write_json
@@ -40,6 +40,8 @@ class LinuxRuntime:
         self.dirs = RunDirs(Path(run_dir))
         self.cgroup_parent = cgroup_parent
         self.default_pids_limit = default_pids_limit
+        # What each container mounts at /sys/fs/cgroup: the host's hierarchies.
+        self._cgroup_hierarchies = rootfs.host_cgroup_hierarchies()
         for sub in ("containers", "pods", "netns", "ns"):
             (self.dirs.run_dir / sub).mkdir(parents=True, exist_ok=True)
         self._own_zygote = zygote is None
@@ -105,6 +107,7 @@ class LinuxRuntime:
             "read_only_rootfs": config.security.read_only_rootfs,
             "args": list(config.args), "env": [list(kv) for kv in config.env],
             "working_dir": config.working_dir or "/",
+            "cgroup_mounts": self._cgroup_hierarchies,
         }
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         fds = {"err": err_w}
@@ -278,14 +281,17 @@ class LinuxRuntime:
         if st is None or not is_alive(st["pid"], st["start_time"]):
             raise StartError(f"container {container_id} is not running")
         cg = self._cgroup(cfg["pod_id"], container_id)
+        # The program's namespaces: the shim (st["pid"]) sits outside its pid
+        # and cgroup namespaces, the program is the shim's only child.
+        main = _program_pid(st["pid"])
         req = {
             "op": "exec", "args": list(argv), "tty": tty,
-            "ns": {k: f"/proc/{st['pid']}/ns/{k}" for k in ("ipc", "uts", "net", "pid", "cgroup", "mnt")},
+            "ns": {k: f"/proc/{main}/ns/{k}" for k in ("ipc", "uts", "net", "pid", "cgroup", "mnt")},
             "cgroup_procs": [str(p / "cgroup.procs") for p in dict.fromkeys(cg.paths().values())],
             "env": cfg["env"], "working_dir": cfg["working_dir"] or "/", "security": cfg["security"],
         }
         code = await exec_io.run(zygote=self.zygote, req=req, tty=tty, stdin=stdin, output=output,
-                                 alive=lambda: is_alive(st["pid"], st["start_time"]), init_pid=st["pid"])
+                                 alive=lambda: is_alive(st["pid"], st["start_time"]), init_pid=main)
         return ExecResult(exit_code=code)
 
     async def cleanup_orphans(self, keep_pod_ids: set[str]) -> None:
@@ -300,6 +306,17 @@ class LinuxRuntime:
         for name in cgroups.list_cgroups(parent=self.cgroup_parent):
             if name.startswith("pod-") and name[4:] not in keep_pod_ids:
                 cgroups.new_manager(parent=self.cgroup_parent, name_path=name).destroy()
+
+
+def _program_pid(shim_pid: int) -> int:
+    """The container's program: the shim's only child."""
+    try:
+        children = Path(f"/proc/{shim_pid}/task/{shim_pid}/children").read_text().split()
+    except OSError:
+        children = []
+    if not children:
+        raise StartError("the container is not running")
+    return int(children[0])
 
 
 __all__ = ["LinuxRuntime", "Resources"]

@@ -49,7 +49,7 @@ def test_exec_sees_the_container_and_passes_the_exit_code(runtime):
         return res, out, cgroup, status
     res, out, cgroup, status = asyncio.run(body())
     assert res.exit_code == 4
-    assert out.out.decode().split() == ["hello", "exec-pod", "skiff-init"]
+    assert out.out.decode().split() == ["hello", "exec-pod", "sleep"]   # PID 1 is the program
     assert out.err == b"oops\n"
     assert "memory:/\n" in cgroup.out.decode()   # in the container's cgroup (and its namespace)
     assert status.state is State.RUNNING          # exec does not disturb the container

@@ -12,22 +12,23 @@ from agent.runtime.interface import Resources, SecurityConfig, State
 pytestmark = pytest.mark.root
 
 
-def test_init_is_pid_1_and_the_hostname_is_the_pods(runtime):
+def test_the_program_is_pid_1_and_the_hostname_is_the_pods(runtime):
     sb = runtime.sandbox_config(hostname="web-7f9c")
     st, log, _ = asyncio.run(runtime.run(
         ("sh", "-c", "echo pid=$$; hostname; cat /proc/1/comm"), sandbox=sb))
     assert st.state is State.EXITED and st.exit_code == 0, log
     lines = log.split()
-    # The container's init is PID 1; the command is its only child.
-    assert lines == ["pid=2", "web-7f9c", "skiff-init"]
+    # The program is PID 1 of its own pid namespace, as in Kubernetes (the
+    # shell execs its last command in place, so PID 1 is `cat` by then).
+    assert lines == ["pid=1", "web-7f9c", "cat"]
 
 
 def test_host_processes_are_invisible(runtime):
     st, log, _ = asyncio.run(runtime.run(("ps", "-o", "pid,comm")))
     assert st.exit_code == 0, log
     pids = sorted(int(line.split()[0]) for line in log.splitlines()[1:])
-    # skiff-init, ps itself: nothing of the host (pytest, the zygote, ...).
-    assert pids == [1, 2], log
+    # ps itself, as PID 1: nothing of the host (pytest, the zygote, the shim, ...).
+    assert pids == [1], log
     assert "pytest" not in log and "python" not in log
 
 
