@@ -63,6 +63,16 @@ def _wait_until(check, *, proc: subprocess.Popen, what: str, log: Path, deadline
         time.sleep(0.05)
 
 
+def remove_cgroup_parent(parent: str) -> None:
+    """Remove a test's cgroup parent (deepest first) from every hierarchy."""
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        d = hierarchy / parent
+        if d.is_dir():
+            for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+                sub.rmdir()
+            d.rmdir()
+
+
 @pytest.fixture
 def unused_port() -> int:
     """A free TCP port on 127.0.0.1 (nothing listens there)."""

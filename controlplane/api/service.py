@@ -310,24 +310,19 @@ class ApiService(api_pb2_grpc.ApiServicer):
     # ------------------------------------------------------------ proxied
 
     async def Logs(self, request: api_pb2.LogsRequest, context: Any) -> AsyncIterator[api_pb2.LogChunk]:
-        code = grpc.StatusCode.OK
-        try:
-            async for chunk in self.proxy.logs(request):
-                yield chunk
-        except Exception as exc:
-            if type(exc).__name__ == "AbortError":
-                raise
-            abort = _to_abort(exc)
-            code = abort.code
-            await _abort(context, abort)
-        finally:
-            self.metrics.api_requests.labels("Logs", code.name).inc()
+        async for chunk in self._proxied("Logs", self.proxy.logs(request), context):
+            yield chunk
 
     async def Exec(self, request_iterator: Any, context: Any) -> AsyncIterator[api_pb2.ExecOutput]:
+        async for out in self._proxied("Exec", self.proxy.exec(request_iterator), context):
+            yield out
+
+    async def _proxied(self, method: str, stream: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        """A stream from the pod's agent, passed through; errors mapped and counted as for any call."""
         code = grpc.StatusCode.OK
         try:
-            async for out in self.proxy.exec(request_iterator):
-                yield out
+            async for item in stream:
+                yield item
         except Exception as exc:
             if type(exc).__name__ == "AbortError":
                 raise
@@ -335,7 +330,7 @@ class ApiService(api_pb2_grpc.ApiServicer):
             code = abort.code
             await _abort(context, abort)
         finally:
-            self.metrics.api_requests.labels("Exec", code.name).inc()
+            self.metrics.api_requests.labels(method, code.name).inc()
 
     @unary
     async def Stats(self, request: api_pb2.StatsRequest, context: Any) -> api_pb2.NodeStats:

@@ -22,6 +22,7 @@ import pytest
 from proto.skiff.v1 import types_pb2
 from skiff.client import ApiClient, ApiError, NotFound
 from tests.conftest import free_port
+from tests.conftest import remove_cgroup_parent
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,15 +62,6 @@ def pod(name: str, script: str, *, restart_policy: str, host_dir: Path | None = 
         p.spec.volumes.add(name="signal").host_path.path = str(host_dir)
         c.volume_mounts.add(name="signal", mount_path="/signal")
     return p
-
-
-def remove_cgroup_parent(parent: str) -> None:
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        d = hierarchy / parent
-        if d.is_dir():
-            for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                sub.rmdir()
-            d.rmdir()
 
 
 def test_containers_outlive_a_killed_agent_and_exits_meanwhile_are_reported(controlplane, tmp_path):

@@ -30,6 +30,7 @@ from proto.skiff.v1 import types_pb2
 from skiff.client import ApiClient, ApiError, NotFound
 from tests.agent.images.test_image_registry import REGISTRY, Registry
 from tests.conftest import free_port
+from tests.conftest import remove_cgroup_parent
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd, pytest.mark.slow,
               pytest.mark.skipif(REGISTRY is None, reason="apt-get install docker-registry")]
@@ -45,15 +46,6 @@ def make_pod(name: str, image: str, *, policy: str = "IfNotPresent") -> types_pb
     c = p.spec.containers.add(name="main", image=image, image_pull_policy=policy)
     c.command.extend(["sh", "-c", "echo pulled-and-ran"])
     return p
-
-
-def remove_cgroup_parent(parent: str) -> None:
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        d = hierarchy / parent
-        if d.is_dir():
-            for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                sub.rmdir()
-            d.rmdir()
 
 
 def test_pod_pulls_its_image_and_a_missing_tag_backs_off(controlplane, tmp_path):

@@ -23,6 +23,7 @@ import pytest
 
 from agent.runtime.interface import ContainerConfig, Resources, SandboxConfig, SecurityConfig
 from agent.runtime.linux import LinuxRuntime
+from tests.conftest import remove_cgroup_parent
 
 BUSYBOX = "/usr/bin/busybox"
 ROOT = Path(__file__).resolve().parents[4]   # the repository
@@ -53,16 +54,6 @@ def busybox_layer():
         yield make_busybox_layer(tmp / "layer")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def remove_cgroup_parent(parent: str) -> None:
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        d = hierarchy / parent
-        if d.is_dir():
-            for sub in sorted(d.rglob("*"), key=lambda p: -len(p.parts)):
-                if sub.is_dir():
-                    sub.rmdir()
-            d.rmdir()
 
 
 class RuntimeHarness:
