@@ -50,11 +50,7 @@ class _Lexer:
                 nxt = self.take()
                 cur.append(nxt if nxt else c)
             elif c == "'":
-                end = self.s.find("'", self.i)
-                if end < 0:
-                    raise SubstitutionError("unexpected end of statement while looking for matching '")
-                cur.append(self.s[self.i:end])
-                self.i = end + 1
+                cur.append(self.single_quoted())
             elif c == '"':
                 cur.append(self.double_quoted())
             elif c == "$":
@@ -64,6 +60,15 @@ class _Lexer:
         if started or not split:
             out.append("".join(cur))
         return out
+
+    def single_quoted(self) -> str:
+        """The text up to the closing quote, taken literally (the opening one is consumed)."""
+        end = self.s.find("'", self.i)
+        if end < 0:
+            raise SubstitutionError("unexpected end of statement while looking for matching '")
+        text = self.s[self.i:end]
+        self.i = end + 1
+        return text
 
     def double_quoted(self) -> str:
         cur: list[str] = []
@@ -131,11 +136,7 @@ class _Lexer:
             if c == self.esc:
                 cur.append(self.take())
             elif c == "'":
-                end = self.s.find("'", self.i)
-                if end < 0:
-                    raise SubstitutionError("unexpected end of statement while looking for matching '")
-                cur.append(self.s[self.i:end])
-                self.i = end + 1
+                cur.append(self.single_quoted())
             elif c == '"':
                 cur.append(self.double_quoted())
             elif c == "$":
