@@ -1,10 +1,10 @@
 """`skiff-agent` / `python -m agent.main`: wiring only.
 
-The order is the contract: parse the command line, fork the runtime's zygote
-while this process still has one thread and no grpc (fork from a threaded
-gRPC process is unsafe), and only then import everything else and run the
-agent (agent.app) under asyncio. SIGTERM/SIGINT end the agent gracefully and
-leave every container running: they outlive the agent.
+Parse the command line, attach to the node's zygote (or start it; it is a
+process of its own, see agent/runtime/linux/zygote.py), then import
+everything else and run the agent (agent.app) under asyncio. SIGTERM/SIGINT
+end the agent gracefully and leave every container running, watched by the
+zygote: they outlive the agent.
 """
 from __future__ import annotations
 
@@ -16,11 +16,15 @@ from agent.config import AgentConfig, ConfigError, config_from_args
 
 
 def _spawn_zygote(config: AgentConfig):
+    """The node's zygote: the one a previous agent left running (it watches
+    that agent's containers), or a new one."""
     if config.runtime != "linux":
         return None
-    assert "grpc" not in sys.modules, "the zygote must be forked before grpc is imported"
-    from agent.runtime.linux.zygote import Zygote
-    return Zygote.spawn()
+    from agent.runtime.linux.zygote import Zygote, ZygoteError
+    try:
+        return Zygote.attach_or_spawn(config.run_dir)
+    except (ZygoteError, OSError) as exc:   # e.g. another agent serves this run dir
+        raise SystemExit(f"skiff-agent: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 
-def test_main_imports_no_grpc_before_the_zygote():
-    # The zygote is forked in main() before grpc may exist: importing main must not pull grpc in.
+def test_main_imports_no_grpc_up_front():
+    # Flag errors and --help answer without paying for grpc: importing main must not pull it in.
     code = "import sys, agent.main; assert 'grpc' not in sys.modules, sorted(m for m in sys.modules if 'grpc' in m)"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, check=True)
 

@@ -16,6 +16,7 @@ from typing import Sequence
 
 from agent.runtime.interface import SecurityConfig
 from agent.runtime.linux.security import apply_process_security, apply_rlimits
+from agent.runtime.linux import trace
 from agent.runtime.linux.trace import mark
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -45,15 +46,13 @@ def move_to_cgroup(*, pid: int, procs_fd: int, procs_file: str) -> None:
 
 
 def reset_signals() -> None:
-    """Python ignores SIGPIPE and SIGXFSZ and installs handlers; an exec'd
-    program inherits ignored signals, which breaks `yes | head`."""
+    """Python ignores SIGPIPE and SIGXFSZ, and an exec'd program inherits
+    ignored signals (which breaks `yes | head`); handled ones are reset by
+    execve itself. So: every ignored signal back to the default, and an
+    empty mask."""
     for sig in signal.valid_signals():
-        if sig in (signal.SIGKILL, signal.SIGSTOP):
-            continue
-        try:
+        if sig not in (signal.SIGKILL, signal.SIGSTOP) and signal.getsignal(sig) is signal.SIG_IGN:
             signal.signal(sig, signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
@@ -156,7 +155,7 @@ def exec_process(*, argv: Sequence[str], env: dict[str, str], working_dir: str,
         reset_signals()
         mark("C: signals reset")
         # Only 0, 1, 2 (and errfd until execve) reach the program.
-        keep = sorted({errfd, *keep_fds})
+        keep = sorted({errfd, *keep_fds, trace.fd()} - {-1})   # the trace file too, when tracing
         low = 3
         for fd in keep:
             if fd >= low:

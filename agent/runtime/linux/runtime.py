@@ -21,11 +21,15 @@ from typing import AsyncIterator, Sequence
 
 from agent.runtime.interface import (ContainerConfig, ContainerStats, ContainerStatus, ExecOutput,
                                      ExecResult, Resources, Sandbox, SandboxConfig, StartError, State)
-from agent.runtime.linux import aio, cgroups, exec_io, rootfs, sandboxes
+from agent.runtime.linux import aio, cgroups, exec_io, process, rootfs, sandboxes
 from agent.runtime.linux import syscalls as sc
 from agent.runtime.linux.trace import mark
-from agent.runtime.linux.state import RunDirs, is_alive, read_json, to_json_dict, write_json
-from agent.runtime.linux.zygote import Zygote
+from agent.runtime.linux.state import (RunDirs, is_alive, proc_state, process_name, read_json, to_json_dict,
+                                      write_json)
+from agent.runtime.linux.zygote import ZYGOTE_NAME, Zygote
+
+STATUS_UNKNOWN = ("the container's exit status was lost: the runtime's monitor (skiff-zygote) "
+                  "ended before the container did")
 
 
 def _ts(t: float | None) -> datetime | None:
@@ -45,13 +49,14 @@ class LinuxRuntime:
         for sub in ("containers", "pods", "netns", "ns"):
             (self.dirs.run_dir / sub).mkdir(parents=True, exist_ok=True)
         self._own_zygote = zygote is None
-        self.zygote = zygote if zygote is not None else Zygote.spawn()
+        self.zygote = zygote if zygote is not None else Zygote.attach_or_spawn(self.dirs.run_dir)
         self.sandboxes = sandboxes.Sandboxes(dirs=self.dirs, zygote=self.zygote,
                                              cgroup_parent=cgroup_parent,
                                              default_pids_limit=default_pids_limit)
 
     def close(self) -> None:
-        """Stop our own zygote. Containers keep running (they never needed it)."""
+        """Detach from our zygote. Containers keep running, watched by it; it
+        exits once none is left."""
         if self._own_zygote:
             self.zygote.close()
 
@@ -94,14 +99,12 @@ class LinuxRuntime:
         record["created_at"] = time.time()
         write_json(cdir / "config.json", record)
         cg = self._cgroup(config.pod_id, config.id)
-        cg.create()
-        cg.set(config.resources)
-        mark("start: cgroup made")
+        procs_files = [str(p / "cgroup.procs") for p in dict.fromkeys(cg.paths().values())]
         req = {
             "op": "start", "id": config.id, "rootfs": str(cdir / "rootfs"),
             "lower_dirs": [str(d) for d in config.lower_dirs], "upper": str(upper), "work": str(work),
             "pod_ns": self.sandboxes.namespace_paths(sandbox.pod_id),
-            "cgroup_procs": [str(p / "cgroup.procs") for p in dict.fromkeys(cg.paths().values())],
+            "cgroup_procs": procs_files, "exit_path": str(cdir / "exit"),
             "pod_dir": str(sandbox.state_dir), "hostname": self.sandboxes.hostname(config.pod_id),
             "mounts": record["mounts"], "security": record["security"],
             "read_only_rootfs": config.security.read_only_rootfs,
@@ -109,31 +112,49 @@ class LinuxRuntime:
             "working_dir": config.working_dir or "/",
             "cgroup_mounts": self._cgroup_hierarchies,
         }
+        # The cgroup is made while the zygote forks; the program is moved
+        # into it while it builds its rootfs, and told so on the joined pipe
+        # (EOF instead: something failed, it gives up).
+        make_cgroup = asyncio.ensure_future(asyncio.to_thread(_make_cgroup, cg, config.resources))
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        fds = {"err": err_w}
+        joined_r, joined_w = os.pipe2(os.O_CLOEXEC)
+        fds = {"err": err_w, "joined": joined_r}
+        failure = ""
         try:
-            fds["exit"] = os.open(cdir / "exit", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            fds["log"] = os.open(config.log_path or os.devnull,
-                                 os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-            fds["stdin"] = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-            started_at = time.time()
-            reply = await self.zygote.request(req, fds)
-            mark("start: zygote replied")
-        finally:
-            for fd in fds.values():
-                os.close(fd)
-        try:
+            try:
+                fds["log"] = os.open(config.log_path or os.devnull,
+                                     os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+                fds["stdin"] = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                started_at = time.time()
+                reply = await self.zygote.request(req, fds)
+                mark("start: zygote replied")
+            finally:
+                for fd in fds.values():
+                    os.close(fd)
             if "pid" in reply:
                 write_json(cdir / "state.json", {"pid": reply["pid"], "start_time": reply["start_time"],
                                                  "started_at": started_at})
-            # EOF on the error pipe: every writer is gone, i.e. the main
-            # process exec'd (close-on-exec) or died trying and said why.
+                try:
+                    await make_cgroup
+                    await asyncio.to_thread(_move_to_cgroup, reply["pid"], procs_files)
+                    os.write(joined_w, b"j")
+                    mark("start: program in its cgroup")
+                except ProcessLookupError:
+                    pass   # it died setting up, and says why on the error pipe
+                except OSError as e:
+                    failure = f"container cgroup: {e}"
+        finally:
+            if not make_cgroup.done():
+                await asyncio.wait([make_cgroup])
+            os.close(joined_w)
+        try:
+            # EOF on the error pipe: every writer is gone, i.e. the program
+            # exec'd (close-on-exec) or died trying and said why.
             message = (await aio.read_all(err_r)).decode(errors="replace").strip()
         finally:
             os.close(err_r)
         mark("start: error pipe at EOF")
-        if not message and "error" in reply:
-            message = reply["error"]
+        message = failure or message or reply.get("error", "")
         if message:
             (cdir / "start_error").write_text(message)
             raise StartError(message)
@@ -170,15 +191,16 @@ class LinuxRuntime:
                                    finished_at=_ts(st and st["started_at"]))
         if st is None:
             return ContainerStatus(**base, state=State.CREATED)
-        if is_alive(st["pid"], st["start_time"]):
+        live = self._liveness(st)
+        ex = None if live == "running" else read_json(cdir / "exit")
+        if ex is None and live != "gone":
             return ContainerStatus(**base, state=State.RUNNING, pid=st["pid"],
                                    started_at=_ts(st["started_at"]))
-        ex = read_json(cdir / "exit")
         if ex is None:
-            # The init died without writing: it was killed (stop's SIGKILL,
-            # or the OOM killer). Record that once, so the answer is stable.
-            ex = {"exit_code": 137, "signal": signal.SIGKILL, "finished_at": time.time()}
-            write_json(cdir / "exit", ex)
+            # Gone with nothing recorded: the zygote watching it ended first.
+            return ContainerStatus(**base, state=State.EXITED, pid=st["pid"], exit_code=137,
+                                   reason="ContainerStatusUnknown", message=STATUS_UNKNOWN,
+                                   started_at=_ts(st["started_at"]), finished_at=_ts(st["started_at"]))
         oom = False
         try:
             oom = self._cgroup(cfg["pod_id"], container_id).oom_killed()
@@ -194,11 +216,29 @@ class LinuxRuntime:
                                signal=signal.SIGKILL if oom else ex.get("signal"),
                                oom_killed=oom, reason=reason)
 
+    @staticmethod
+    def _liveness(st: dict) -> str:
+        """"running"; "recording" (exited, a zombie the zygote is about to
+        record and reap); or "gone" (its status, if any, is on disk)."""
+        state = proc_state(st["pid"], st["start_time"])
+        if state is None:
+            return "gone"
+        if state[0] != "Z":
+            return "running"
+        return "recording" if process_name(state[1]) == ZYGOTE_NAME else "gone"
+
     async def wait(self, container_id: str) -> ContainerStatus:
-        st = read_json(self.dirs.container(container_id) / "state.json")
+        cdir = self.dirs.container(container_id)
+        st = read_json(cdir / "state.json")
         if st is not None:
-            await aio.wait_pidfd(st["pid"], alive=lambda: is_alive(st["pid"], st["start_time"]))
-        mark("wait: init exited")
+            await aio.wait_pidfd(st["pid"], alive=lambda: self._liveness(st) == "running")
+            # Then until the zygote has written the exit status: microseconds,
+            # unless it is busy with another request.
+            delay = 0.0002
+            while not (cdir / "exit").exists() and self._liveness(st) == "recording":
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        mark("wait: program exited")
         return await self.status(container_id)
 
     async def stop(self, container_id: str, grace_seconds: float) -> None:
@@ -206,8 +246,7 @@ class LinuxRuntime:
         cfg, st = read_json(cdir / "config.json"), read_json(cdir / "state.json")
         if cfg is None or st is None or not is_alive(st["pid"], st["start_time"]):
             return
-        # The init forwards the stop signal to the main process.
-        self._signal_init(st, cfg.get("stop_signal") or signal.SIGTERM)
+        self._signal(st, cfg.get("stop_signal") or signal.SIGTERM)
         try:
             await asyncio.wait_for(self.wait(container_id), timeout=max(grace_seconds, 0))
             return
@@ -215,10 +254,10 @@ class LinuxRuntime:
             pass
         # Every process of the container, wherever it sits in the pid tree.
         await asyncio.to_thread(self._cgroup(cfg["pod_id"], container_id).kill_all)
-        self._signal_init(st, signal.SIGKILL)
+        self._signal(st, signal.SIGKILL)
         await self.wait(container_id)
 
-    def _signal_init(self, st: dict, sig: int) -> None:
+    def _signal(self, st: dict, sig: int) -> None:
         try:
             pidfd = sc.pidfd_open(st["pid"])
         except ProcessLookupError:
@@ -239,8 +278,8 @@ class LinuxRuntime:
             return
         st = read_json(cdir / "state.json")
         cg = self._cgroup(cfg["pod_id"], container_id)
-        if st is not None and is_alive(st["pid"], st["start_time"]):
-            self._signal_init(st, signal.SIGKILL)
+        if st is not None and self._liveness(st) != "gone":
+            self._signal(st, signal.SIGKILL)
             await self.wait(container_id)
         mark("remove: called")
         # destroy() kills stragglers (an exec'd process outside the pid ns).
@@ -281,9 +320,7 @@ class LinuxRuntime:
         if st is None or not is_alive(st["pid"], st["start_time"]):
             raise StartError(f"container {container_id} is not running")
         cg = self._cgroup(cfg["pod_id"], container_id)
-        # The program's namespaces: the shim (st["pid"]) sits outside its pid
-        # and cgroup namespaces, the program is the shim's only child.
-        main = _program_pid(st["pid"])
+        main = st["pid"]
         req = {
             "op": "exec", "args": list(argv), "tty": tty,
             "ns": {k: f"/proc/{main}/ns/{k}" for k in ("ipc", "uts", "net", "pid", "cgroup", "mnt")},
@@ -308,15 +345,20 @@ class LinuxRuntime:
                 cgroups.new_manager(parent=self.cgroup_parent, name_path=name).destroy()
 
 
-def _program_pid(shim_pid: int) -> int:
-    """The container's program: the shim's only child."""
-    try:
-        children = Path(f"/proc/{shim_pid}/task/{shim_pid}/children").read_text().split()
-    except OSError:
-        children = []
-    if not children:
-        raise StartError("the container is not running")
-    return int(children[0])
+def _make_cgroup(cg: cgroups.CgroupManager, resources: Resources) -> None:
+    cg.create()
+    cg.set(resources)
+
+
+def _move_to_cgroup(pid: int, procs_files: list[str]) -> None:
+    """Write pid into each hierarchy's cgroup.procs. On cgroup v1 the first
+    write waits for an RCU grace period (milliseconds): run in a thread."""
+    for path in procs_files:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            process.move_to_cgroup(pid=pid, procs_fd=fd, procs_file=path)
+        finally:
+            os.close(fd)
 
 
 __all__ = ["LinuxRuntime", "Resources"]

@@ -3,17 +3,17 @@
 Layout under the runtime's run_dir (volatile: /run/skiff by default):
 
     containers/<id>/config.json   the ContainerConfig as started (JSON)
-    containers/<id>/state.json    init's host pid + its start time in clock
-                                  ticks (/proc/PID/stat field 22) to tell it
-                                  from a later process reusing the pid
-    containers/<id>/exit          written by the container's init, through an
-                                  fd opened before pivot_root: the main
-                                  process's exit status
+    containers/<id>/state.json    the program's host pid + its start time in
+                                  clock ticks (/proc/PID/stat field 22) to
+                                  tell it from a later process reusing the pid
+    containers/<id>/exit          the program's exit status, written by the
+                                  zygote (its parent) before reaping it
     containers/<id>/start_error   why start() failed (StartError's text)
     containers/<id>/{upper,work}  the overlay's writable layer (if ours)
     pods/<pod_id>/sandbox.json    the SandboxConfig
     pods/<pod_id>/{hosts,hostname,resolv.conf}   bind-mounted into containers
     netns/<pod_id>, ns/<pod_id>/{ipc,uts,pid}    pinned namespaces
+    zygote.sock                   where the node's zygote listens (zygote.py)
 
 A new LinuxRuntime rebuilds everything it knows from these files; nothing is
 kept only in memory. Every write is write-to-temp + rename, so a crash never
@@ -56,8 +56,7 @@ def read_json(path: Path) -> dict | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     except json.JSONDecodeError:
-        # The init writes the exit file in one pwrite; a torn read means it is
-        # being written right now, so treat it as not there yet.
+        # A torn file (cut by a crash mid-write): as good as not there.
         return None
 
 
@@ -79,16 +78,34 @@ def proc_start_time(pid: int, *, proc_fd: int | None = None) -> int | None:
     return int(fields[19])
 
 
-def is_alive(pid: int, start_time: int) -> bool:
-    """True if pid is still the very process that was recorded (not a zombie
-    and not a new process that reused the number)."""
+def proc_state(pid: int, start_time: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) of pid if it is still the very process
+    that was recorded (zombies included), else None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()
     except (FileNotFoundError, ProcessLookupError):
-        return False
+        return None
     fields = raw[raw.rindex(b")") + 2:].split()
-    return int(fields[19]) == start_time and fields[0] not in (b"Z", b"X")
+    if int(fields[19]) != start_time or fields[0] == b"X":
+        return None
+    return fields[0].decode(), int(fields[1])
+
+
+def process_name(pid: int) -> str:
+    """/proc/PID/comm ("" if there is no such process)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def is_alive(pid: int, start_time: int) -> bool:
+    """True if pid is still the very process that was recorded (not a zombie
+    and not a new process that reused the number)."""
+    state = proc_state(pid, start_time)
+    return state is not None and state[0] != "Z"
 
 
 @dataclasses.dataclass(frozen=True)

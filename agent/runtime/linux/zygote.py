@@ -1,51 +1,249 @@
-"""The zygote: a small, single-threaded process that forks every container.
+"""The zygote: the node's one process that forks and watches every container.
 
-fork() from the threaded gRPC agent is unsafe (locks held by other threads
-stay locked in the child), and a fresh Python interpreter per container costs
-~80 ms. So the agent's main calls `Zygote.spawn()` before grpc is imported or
-any thread exists; the zygote keeps this module's imports warm (gc.freeze()d,
-so its children share them copy-on-write) and forks on request.
+A fresh Python interpreter per container costs ~80 ms and fork() from the
+threaded gRPC agent is unsafe, so containers are forked by this small,
+single-threaded process instead: started once (its own interpreter, its own
+session), it keeps the runtime's modules warm (gc.freeze()d, so children
+share them copy-on-write) and forks on request.
 
-Protocol: a SOCK_SEQPACKET socketpair. A request is one JSON object
-{"op": "start"|"sandbox"|"exec", "fds": [names...], ...} with those fds
-passed alongside (SCM_RIGHTS); the reply is one JSON object. For each request
-the zygote forks one worker that does the op's work (see container_init.py,
-sandbox_init.py, exec_init.py), waits for its short reply on a pipe, reaps it
-and answers. Long-lived descendants (container inits, exec parents) are
-reparented to the zygote, a child subreaper, which reaps them as they end;
-once it is gone they fall to the host's init — they never depend on it.
-The zygote exits when the agent's end of the socket closes.
+It is also the parent of every container's program, and so the one place
+that learns how each ended: when a program exits, the zygote writes its exit
+status to the container's exit file (run_dir/containers/<id>/exit), then
+reaps it. One process for the node, not one per container: a container
+costs no memory of ours beyond a dict entry.
+
+It outlives the agent. It listens on run_dir/zygote.sock; an agent that
+starts finds it there and attaches (one agent at a time), so containers keep
+running and their exit statuses keep being recorded across agent restarts
+and crashes. It exits once no agent is attached and nothing of its own runs.
+If the zygote itself is killed, the containers keep running (reparented to
+the host's init), but their exit statuses are lost; the runtime reports such
+a container as ContainerStatusUnknown (exit code 137), as Kubernetes does.
+
+Protocol: SOCK_SEQPACKET. A request is one JSON object {"op": ..., "fds":
+[names...], ...} with those fds passed alongside (SCM_RIGHTS); the reply is
+one JSON object. Ops: hello (protocol version, pid), start, sandbox, exec,
+bye (the agent is leaving: "exiting" says whether the zygote goes too),
+retire (a newer agent takes over the socket; this zygote only finishes
+watching its containers).
 """
 from __future__ import annotations
 
 import array
-import asyncio
 import gc
 import json
 import os
 import select
 import signal
 import socket
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
+    import subprocess
 
 from agent.runtime.linux import container_init, exec_init, namespaces, sandbox_init
 from agent.runtime.linux import syscalls as sc
 from agent.runtime.linux.trace import mark
 
+PROTOCOL = 2
+SOCKET_NAME = "zygote.sock"
+ZYGOTE_NAME = "skiff-zygote"   # its comm, as ps shows it
+
 # Ops done by a forked worker (which replies on a pipe), and ops done in the
-# zygote itself (start forks the container's init directly, sandbox needs no
-# process at all: fewer processes on the hot path).
+# zygote itself (start forks the container's program directly, sandbox needs
+# no process at all: fewer processes on the hot path).
 _HANDLERS = {"exec": exec_init.run_exec}
 _IN_ZYGOTE = {"start": container_init.start_in_zygote, "sandbox": sandbox_init.sandbox_in_zygote}
 _OWN_NS = ("net", "ipc", "uts", "pid", "mnt")
+_MAX_MSG = 1 << 20
+_MAIN = "import sys; from agent.runtime.linux.zygote import main; main(sys.argv[1:])"
+_MAX_FDS = 16
 
+
+class ZygoteError(RuntimeError):
+    """The zygote is gone or answered nonsense."""
+
+
+# ---------------------------------------------------------------- the agent's side
+
+class Zygote:
+    """The agent's handle on the node's zygote."""
+
+    def __init__(self, *, sock: socket.socket, pid: int, path: Path) -> None:
+        self._sock = sock
+        self.pid = pid
+        self.path = path
+        self.hello: dict = {}
+        self._child: subprocess.Popen | None = None   # set when we started it: ours to reap
+        self._broken = False
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def attach_or_spawn(cls, run_dir: Path) -> "Zygote":
+        """Attach to the zygote already serving run_dir (containers of an
+        earlier agent run under it), or start one. A zygote of another
+        protocol version is retired: it keeps watching its own containers
+        and exits when they are gone; a new one serves from now on."""
+        path = Path(run_dir) / SOCKET_NAME
+        z = cls._attach(path)
+        if z is not None:
+            if z.hello.get("protocol") == PROTOCOL:
+                return z
+            z._call_sync({"op": "retire"})
+            z._sock.close()
+        return cls.spawn(path)
+
+    @classmethod
+    def _attach(cls, path: Path) -> "Zygote | None":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            return None
+        z = cls(sock=sock, pid=0, path=path)
+        try:
+            z.hello = z._call_sync({"op": "hello"})
+        except ZygoteError:
+            sock.close()
+            return None
+        if "error" in z.hello:   # another agent is attached
+            sock.close()
+            raise ZygoteError(f"{path}: {z.hello['error']}")
+        z.pid = z.hello["pid"]
+        return z
+
+    @classmethod
+    def spawn(cls, path: Path) -> "Zygote":
+        """Start a zygote serving `path`. The socket is bound here and handed
+        over, so there is no window in which connecting could fail."""
+        import subprocess   # agent side only: the zygote process never imports it
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)   # stale: nobody answered on it
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            listener.bind(str(path))
+            listener.listen(8)
+            child = subprocess.Popen(
+                [sys.executable, "-c", _MAIN, str(listener.fileno())],
+                pass_fds=(listener.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True, cwd="/")
+        finally:
+            listener.close()
+        z = cls._attach(path)
+        if z is None:
+            child.kill()
+            child.wait()
+            raise ZygoteError(f"the zygote started for {path} did not answer")
+        z._child = child
+        return z
+
+    def _call_sync(self, req: dict) -> dict:
+        try:
+            self._sock.sendmsg([json.dumps({**req, "fds": []}).encode()])
+            data = self._sock.recv(_MAX_MSG)
+        except OSError as e:
+            raise ZygoteError(f"zygote: {e}") from None
+        if not data:
+            raise ZygoteError(f"zygote (pid {self.pid}) is gone")
+        return json.loads(data)
+
+    async def request(self, req: dict, fds: dict[str, int]) -> dict:
+        """Send one request (fds are duplicated into the zygote; the caller
+        still owns and closes its copies) and return the reply."""
+        import asyncio   # agent side only: the zygote process never imports it
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            # One lock per event loop (tests run several loops in turn).
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        names = list(fds)
+        payload = json.dumps({**req, "fds": names}).encode()
+        async with self._lock:
+            if self.closed:
+                raise ZygoteError("detached from the zygote (closed)")
+            if self._broken:
+                self._replace()
+            fdarr = array.array("i", [fds[n] for n in names])
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fdarr.tobytes())] if names else []
+            try:
+                self._sock.sendmsg([payload], anc)
+            except OSError:
+                # Gone before it heard anything: nothing was done, so a
+                # fresh zygote can take the request.
+                self._replace()
+                try:
+                    self._sock.sendmsg([payload], anc)
+                except OSError as e:
+                    self._broken = True
+                    raise ZygoteError(f"zygote (pid {self.pid}): {e}") from None
+            fut: asyncio.Future = loop.create_future()
+            fileno = self._sock.fileno()
+            loop.add_reader(fileno, lambda: fut.done() or fut.set_result(None))
+            try:
+                await fut
+            finally:
+                loop.remove_reader(fileno)
+            try:
+                data = self._sock.recv(_MAX_MSG)
+            except OSError:
+                data = b""
+        if not data:
+            self._broken = True
+            raise ZygoteError(f"zygote (pid {self.pid}) exited")
+        return json.loads(data)
+
+    def _replace(self) -> None:
+        """After the zygote died: a new one for what starts from now on
+        (what the dead one watched keeps running, its statuses lost)."""
+        self._sock.close()
+        self.reap_if_exited()
+        fresh = Zygote.attach_or_spawn(self.path.parent)
+        self._sock, self.pid, self.hello, self._child = fresh._sock, fresh.pid, fresh.hello, fresh._child
+        self._broken = False
+
+    @property
+    def closed(self) -> bool:
+        return self._sock.fileno() < 0
+
+    def close(self) -> None:
+        """Detach. The zygote goes on while containers it watches run, and
+        exits once they are gone; if nothing runs it exits now (and is
+        reaped here if we started it)."""
+        if self.closed:
+            return
+        try:
+            exiting = self._call_sync({"op": "bye"}).get("exiting", False)
+        except ZygoteError:
+            exiting = True
+        self._sock.close()
+        if self._child is not None and exiting:
+            try:
+                self._child.wait(timeout=10)
+            except Exception:  # noqa: BLE001 - TimeoutExpired: it will be reaped later
+                pass
+
+    def reap_if_exited(self) -> None:
+        """Collect our child zygote if it has ended (no zombie left behind)."""
+        if self._child is not None:
+            self._child.poll()
+
+
+# ---------------------------------------------------------------- the zygote's side
 
 class ZygoteContext:
-    """What an in-zygote op needs: undoing its namespace changes, and making
-    a forked child forget it came from the zygote."""
+    """What an in-zygote op needs: undoing its namespace changes, making a
+    forked child forget it came from the zygote, and watching a child."""
 
-    def __init__(self, *, sock: socket.socket, wake_r: int, wake_w: int) -> None:
-        self.sock, self.wake_r, self.wake_w = sock, wake_r, wake_w
+    def __init__(self, *, wake_r: int, wake_w: int) -> None:
+        self.wake_r, self.wake_w = wake_r, wake_w
+        self.sockets: list[socket.socket] = []   # the listener and the agent's connection
         self.own_ns = {k: os.open(f"/proc/self/ns/{k}", os.O_RDONLY | os.O_CLOEXEC) for k in _OWN_NS}
+        # pid -> what to do when it ends: {"exit": path, "kill_cgroup": procs file or None}
+        self.watched: dict[int, dict] = {}
 
     def restore_namespaces(self) -> None:
         """Back into the zygote's own namespaces. If that fails, the next
@@ -60,85 +258,24 @@ class ZygoteContext:
 
     def forget_zygote(self) -> None:
         """In a freshly forked child: no zygote signal handling, no zygote fds
-        (least of all handles on the host's namespaces)."""
+        (least of all handles on the host's namespaces or the agent's socket)."""
         signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        self.sock.close()
+        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        for s in self.sockets:
+            s.close()
         for fd in (self.wake_r, self.wake_w, *self.own_ns.values()):
             os.close(fd)
-_MAX_MSG = 1 << 20
-_MAX_FDS = 16
+
+    def watch(self, pid: int, *, exit_path: str, kill_cgroup: str | None = None) -> None:
+        self.watched[pid] = {"exit": exit_path, "kill_cgroup": kill_cgroup}
 
 
-class ZygoteError(RuntimeError):
-    """The zygote is gone or answered nonsense."""
-
-
-class Zygote:
-    """The agent's handle on its zygote process."""
-
-    def __init__(self, *, sock: socket.socket, pid: int) -> None:
-        self._sock = sock
-        self.pid = pid
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
-
-    @classmethod
-    def spawn(cls) -> "Zygote":
-        """Fork the zygote. Call before any thread exists (before grpc import)."""
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                parent.close()
-                _serve(child)
-            finally:
-                os._exit(0)
-        child.close()
-        return cls(sock=parent, pid=pid)
-
-    async def request(self, req: dict, fds: dict[str, int]) -> dict:
-        """Send one request (fds are duplicated into the zygote; the caller
-        still owns and closes its copies) and return the reply."""
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:
-            # One lock per event loop (tests run several loops in turn).
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        names = list(fds)
-        payload = json.dumps({**req, "fds": names}).encode()
-        async with self._lock:
-            fdarr = array.array("i", [fds[n] for n in names])
-            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fdarr.tobytes())] if names else []
-            self._sock.sendmsg([payload], anc)
-            fut: asyncio.Future = loop.create_future()
-            fileno = self._sock.fileno()
-            loop.add_reader(fileno, lambda: fut.done() or fut.set_result(None))
-            try:
-                await fut
-            finally:
-                loop.remove_reader(fileno)
-            data = self._sock.recv(_MAX_MSG)
-        if not data:
-            raise ZygoteError(f"zygote (pid {self.pid}) exited")
-        return json.loads(data)
-
-    def close(self) -> None:
-        """Close the socket: the zygote sees EOF and exits; reap it."""
-        if self._sock.fileno() < 0:
-            return
-        self._sock.close()
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass  # not our child (handed to us) or already reaped
-
-
-def _serve(sock: socket.socket) -> None:
+def serve(listener: socket.socket) -> None:
     """The zygote's whole life. Single-threaded; one request at a time."""
-    sc.set_process_name("skiff-zygote")
-    # fds 0-2 must be taken (by /dev/null if the agent had them closed), or a
-    # received fd could land there and be clobbered when a child wires stdio.
+    sc.set_process_name(ZYGOTE_NAME)
+    # fds 0-2 must be taken (by /dev/null if they were closed), or a received
+    # fd could land there and be clobbered when a child wires stdio.
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)
@@ -147,10 +284,12 @@ def _serve(sock: socket.socket) -> None:
             if nul != fd:
                 os.dup2(nul, fd)
                 os.close(nul)
-    # Orphaned container inits come to us rather than to the host's init,
-    # and we reap them; that keeps zombies off hosts whose init does not reap.
+    # Orphans of what we fork (exec helpers, a container's descendants when
+    # it ends in a shared pid namespace) come to us, not to the host's init.
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C for the agent is not for us
+    # Signals meant for the agent's terminal or session are not for us.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
@@ -159,49 +298,159 @@ def _serve(sock: socket.socket) -> None:
     except ImportError:
         pass
     mark("zygote: serving")  # opens the trace file now, so every child inherits it
+    ctx = ZygoteContext(wake_r=wake_r, wake_w=wake_w)
+    bound = os.stat(listener.getsockname()).st_ino
+    conn: socket.socket | None = None
+    ctx.sockets = [listener]
     gc.collect()
     gc.freeze()  # children then do not dirty the shared pages with gc bookkeeping
-    ctx = ZygoteContext(sock=sock, wake_r=wake_r, wake_w=wake_w)
     poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
+    poller.register(listener.fileno(), select.POLLIN)
     poller.register(wake_r, select.POLLIN)
+
+    def retire() -> None:
+        """Stop accepting agents; remove the socket if it is still ours."""
+        if listener.fileno() < 0:
+            return
+        try:
+            if os.stat(listener.getsockname()).st_ino == bound:
+                os.unlink(listener.getsockname())
+        except OSError:
+            pass
+        poller.unregister(listener.fileno())
+        listener.close()
+
+    attached = False   # idle before the first agent came is not idle
     while True:
+        if attached and conn is None and not _has_children():
+            retire()
+            return
         for fd, _ in poller.poll():
             if fd == wake_r:
-                try:
-                    while os.read(wake_r, 512):
-                        pass
-                except BlockingIOError:
-                    pass
-                _reap()
-                continue
-            msg, anc, _, _ = sock.recvmsg(_MAX_MSG, socket.CMSG_SPACE(_MAX_FDS * 4))
-            if not msg:
-                return  # the agent is gone
-            received: list[int] = []
-            for level, kind, data in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    arr = array.array("i")
-                    arr.frombytes(data[:len(data) - len(data) % arr.itemsize])
-                    received.extend(arr)
-            try:
-                reply = _handle(json.loads(msg), received, ctx)
-            except Exception as e:  # noqa: BLE001 - the zygote must survive any request
-                reply = {"error": f"zygote: {type(e).__name__}: {e}"}
-            finally:
-                for fd in received:
-                    os.close(fd)
-            sock.send(json.dumps(reply).encode())
+                _drain(wake_r)
+                _reap(ctx)
+            elif fd == listener.fileno():
+                new, _ = listener.accept()
+                if conn is not None:
+                    _refuse(new, f"another agent is attached to this zygote (pid {os.getpid()})")
+                    continue
+                conn, attached = new, True
+                ctx.sockets = [listener, conn]
+                poller.register(conn.fileno(), select.POLLIN)
+            elif conn is not None and fd == conn.fileno():
+                reply, gone = _serve_one(conn, ctx, retire)
+                if gone:
+                    poller.unregister(conn.fileno())
+                    conn.close()
+                    conn = None
+                    ctx.sockets = [listener]
 
 
-def _reap() -> None:
+def _serve_one(conn: socket.socket, ctx: ZygoteContext, retire) -> tuple[dict | None, bool]:
+    """Read and answer one request; (reply, whether the agent has gone)."""
+    try:
+        msg, anc, _, _ = conn.recvmsg(_MAX_MSG, socket.CMSG_SPACE(_MAX_FDS * 4))
+    except OSError:
+        return None, True
+    if not msg:
+        return None, True
+    received: list[int] = []
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            arr = array.array("i")
+            arr.frombytes(data[:len(data) - len(data) % arr.itemsize])
+            received.extend(arr)
+    gone = False
+    try:
+        req = json.loads(msg)
+        op = req.get("op")
+        if op == "hello":
+            reply = {"protocol": PROTOCOL, "pid": os.getpid(), "watching": len(ctx.watched)}
+        elif op == "bye":
+            _reap(ctx)
+            reply, gone = {"exiting": not _has_children()}, True
+        elif op == "retire":
+            retire()
+            reply = {"ok": True}
+        else:
+            reply = _handle(req, received, ctx)
+    except Exception as e:  # noqa: BLE001 - the zygote must survive any request
+        reply = {"error": f"zygote: {type(e).__name__}: {e}"}
+    finally:
+        for fd in received:
+            os.close(fd)
+    try:
+        conn.send(json.dumps(reply).encode())
+    except OSError:
+        gone = True
+    return reply, gone
+
+
+def _refuse(sock: socket.socket, why: str) -> None:
+    """Answer a connection's first request with an error and hang up (read
+    it first: closing on an unread message resets the peer's connection)."""
+    sock.settimeout(1.0)
+    try:
+        sock.recv(_MAX_MSG)
+        sock.send(json.dumps({"error": why}).encode())
+    except OSError:
+        pass
+    sock.close()
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _has_children() -> bool:
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def _reap(ctx: ZygoteContext) -> None:
+    """Record and reap every child that has ended. The exit status is written
+    before the child is reaped: while it is a zombie the runtime sees it as
+    still being recorded, so it never reads a missing status as lost."""
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             return
-        if pid == 0:
+        if info is None or info.si_pid == 0:
             return
+        watched = ctx.watched.pop(info.si_pid, None)
+        if watched is not None:
+            _record_exit(watched, info)
+        try:
+            os.waitpid(info.si_pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _record_exit(watched: dict, info) -> None:
+    if info.si_code == os.CLD_EXITED:
+        record = {"exit_code": info.si_status, "signal": None}
+    else:  # killed or dumped core
+        record = {"exit_code": 128 + info.si_status, "signal": info.si_status}
+    record["finished_at"] = time.time()
+    path = watched["exit"]
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(record))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the container's directory is gone: nobody asks any more
+    if watched["kill_cgroup"]:
+        container_init.kill_rest(watched["kill_cgroup"])
+    mark("zygote: exit recorded")
 
 
 def _handle(req: dict, received: list[int], ctx: ZygoteContext) -> dict:
@@ -238,3 +487,12 @@ def _handle(req: dict, received: list[int], ctx: ZygoteContext) -> dict:
     if not chunks:
         return {"error": f"zygote: worker for {req['op']!r} died without a reply"}
     return json.loads(b"".join(chunks))
+
+
+def main(argv: list[str]) -> None:
+    """The zygote process (started by Zygote.spawn): serve on the listening
+    socket whose fd is argv[0]."""
+    listener = socket.socket(fileno=int(argv[0]))
+    listener.set_inheritable(False)
+    serve(listener)
+

@@ -27,7 +27,7 @@ def test_host_processes_are_invisible(runtime):
     st, log, _ = asyncio.run(runtime.run(("ps", "-o", "pid,comm")))
     assert st.exit_code == 0, log
     pids = sorted(int(line.split()[0]) for line in log.splitlines()[1:])
-    # ps itself, as PID 1: nothing of the host (pytest, the zygote, the shim, ...).
+    # ps itself, as PID 1: nothing of the host (pytest, the zygote, ...).
     assert pids == [1], log
     assert "pytest" not in log and "python" not in log
 

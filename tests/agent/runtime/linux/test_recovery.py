@@ -1,7 +1,9 @@
-"""Containers outlive the agent: a process that owns a LinuxRuntime (and its
-zygote) is SIGKILLed; a new LinuxRuntime on the same run dir finds the
-containers, the running one untouched, and reports the exit code of the one
-that ended meanwhile."""
+"""Containers outlive the agent: a process that owns a LinuxRuntime is
+SIGKILLed; its zygote goes on watching the containers, a new LinuxRuntime on
+the same run dir attaches to it, finds the running container untouched and
+the exit code of the one that ended meanwhile. If the zygote itself dies,
+containers keep running and a new one takes over; what the dead one watched
+ends as ContainerStatusUnknown."""
 from __future__ import annotations
 
 import asyncio
@@ -67,6 +69,7 @@ def test_containers_survive_an_agent_kill_and_report_exit_codes(runtime):
         (Path(f"/proc/{pids['short']}/root/tmp/go")).touch()
         asyncio.run(aio.wait_pidfd(pids["short"], alive=lambda: True))
         rt2 = LinuxRuntime(run_dir=rt_dir, cgroup_parent=parent)
+        assert rt2.zygote.pid == pids["zygote"]   # attached to the zygote that watched them
         found = {s.name: s for s in asyncio.run(rt2.list_containers())}
         assert (found["long"].state, found["long"].pid) == (State.RUNNING, pids["long"])
         assert (found["short"].state, found["short"].exit_code, found["short"].reason) == \
@@ -79,7 +82,9 @@ def test_containers_survive_an_agent_kill_and_report_exit_codes(runtime):
         # sleep, as PID 1, has no TERM handler: the grace period ends in SIGKILL.
         assert asyncio.run(rt2.status("c-long")).exit_code == 137
         asyncio.run(rt2.cleanup_orphans(set()))
-        assert leftovers(rt2, pids=[pids["long"], pids["short"]]) == []
+        rt2.close()   # nothing left to watch, no agent attached: the zygote ends
+        asyncio.run(aio.wait_pidfd(pids["zygote"], alive=lambda: True))
+        assert leftovers(rt2, pids=[pids["long"], pids["short"], pids["zygote"]]) == []
     finally:
         if agent.poll() is None:
             agent.kill()

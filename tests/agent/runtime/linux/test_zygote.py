@@ -1,13 +1,20 @@
-"""The zygote enters pod namespaces only around a fork and always returns to
-its own: after sandboxes, containers and failures, it is still where it began."""
+"""The zygote: it enters pod namespaces only around a fork and always returns
+to its own; it is the parent of every container's program and the only
+process of ours beside them; it outlives a detached agent while containers
+run, refuses a second agent, and ends when nothing is left to watch; if it
+is killed, containers keep running and a new zygote takes over."""
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+from pathlib import Path
 
 import pytest
 
 from agent.runtime.interface import Mount, StartError, State
+from agent.runtime.linux import LinuxRuntime, ZygoteError, aio
+from agent.runtime.linux import syscalls as sc
 
 from .conftest import leftovers
 
@@ -58,3 +65,83 @@ def test_remove_after_a_failed_start_leaves_nothing(runtime):
         await runtime.rt.remove_sandbox(sb.pod_id)
     asyncio.run(body())
     assert leftovers(runtime.rt) == []
+
+
+def _children(pid: int) -> set[int]:
+    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def test_programs_are_children_of_the_zygote_and_nothing_else_runs(runtime):
+    async def body():
+        sb = runtime.sandbox_config()
+        await runtime.rt.create_sandbox(sb)
+        return [(await runtime.rt.start(runtime.container_config(sb.pod_id, ("sleep", "100")))).pid
+                for _ in range(3)]
+    programs = asyncio.run(body())
+    # No shim, no per-container helper: the three programs are all there is.
+    assert _children(runtime.rt.zygote.pid) == set(programs)
+    for pid in programs:
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == "sleep"
+
+
+def test_a_detached_zygote_watches_until_the_last_container_ends(runtime):
+    rt = runtime.rt
+
+    async def start():
+        sb = runtime.sandbox_config()
+        await rt.create_sandbox(sb)
+        long = runtime.container_config(sb.pod_id, ("sleep", "100"))
+        short = runtime.container_config(sb.pod_id, ("sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 3"))
+        return [(await rt.start(cfg)).pid for cfg in (long, short)], long, short
+    (long_pid, short_pid), long, short = asyncio.run(start())
+    zygote = rt.zygote.pid
+    rt.close()   # the agent leaves; containers still run: the zygote stays
+    Path(f"/proc/{short_pid}/root/tmp/go").touch()
+    asyncio.run(aio.wait_pidfd(short_pid, alive=lambda: True))
+    rt2 = LinuxRuntime(run_dir=rt.dirs.run_dir, cgroup_parent=rt.cgroup_parent)
+    try:
+        assert rt2.zygote.pid == zygote
+        # Recorded while no agent was attached.
+        after = asyncio.run(rt2.wait(short.id))
+        assert (after.state, after.exit_code, after.reason) == (State.EXITED, 3, "Error")
+        assert asyncio.run(rt2.status(long.id)).state is State.RUNNING
+        with pytest.raises(ZygoteError, match="another agent is attached"):
+            LinuxRuntime(run_dir=rt.dirs.run_dir, cgroup_parent=rt.cgroup_parent)
+        asyncio.run(rt2.remove(long.id))
+    finally:
+        rt2.close()
+    # Nothing to watch, nobody attached: it ends, and takes its socket along.
+    asyncio.run(aio.wait_pidfd(zygote, alive=lambda: True))
+    rt.zygote.reap_if_exited()
+    assert not (rt.dirs.run_dir / "zygote.sock").exists()
+
+
+def test_containers_outlive_a_killed_zygote_and_end_as_status_unknown(runtime):
+    rt = runtime.rt
+    # The killed zygote's orphans come to us, so they can be reaped here.
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        async def body():
+            sb = runtime.sandbox_config()
+            await rt.create_sandbox(sb)
+            cfg = runtime.container_config(sb.pod_id, ("sleep", "100"))
+            started = await rt.start(cfg)
+            old = rt.zygote.pid
+            os.kill(old, signal.SIGKILL)
+            await aio.wait_pidfd(old, alive=lambda: True)
+            rt.zygote.reap_if_exited()
+            still = await rt.status(cfg.id)
+            # New work gets a new zygote; the old one's container ran on.
+            st, log, _ = await runtime.run(("echo", "after"), sandbox=sb)
+            new = rt.zygote.pid
+            os.kill(started.pid, signal.SIGKILL)
+            ended = await rt.wait(cfg.id)
+            os.waitpid(started.pid, 0)
+            return started, still, (st, log), old, new, ended
+        started, still, (st, log), old, new, ended = asyncio.run(body())
+    finally:
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 0)
+    assert (still.state, still.pid) == (State.RUNNING, started.pid)
+    assert (st.exit_code, log, new != old) == (0, "after\n", True)
+    assert (ended.state, ended.exit_code, ended.reason) == (State.EXITED, 137, "ContainerStatusUnknown")
+    assert "skiff-zygote" in ended.message
