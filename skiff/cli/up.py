@@ -398,6 +398,9 @@ def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
     if not stopped:
         print(f"no cluster is running from {config.data_dir}")
     if not purge:
+        if not other_agents():
+            # Pods left running keep their cgroups; with none, nothing of ours stays.
+            remove_empty_cgroups(config.cgroup_parent)
         return 0
     _teardown_node(config)
     dirs = [d for d in (config.data_dir, config.run_dir) if d.exists()]

@@ -13,7 +13,7 @@ Layout under the runtime's run_dir (volatile: /run/skiff by default):
     pods/<pod_id>/sandbox.json    the SandboxConfig
     pods/<pod_id>/{hosts,hostname,resolv.conf}   bind-mounted into containers
     netns/<pod_id>, ns/<pod_id>/{ipc,uts,pid}    pinned namespaces
-    zygote.sock                   where the node's zygote listens (zygote.py)
+    zygote.sock, zygote.pid       where the node's zygote listens, and its pid
 
 A new LinuxRuntime rebuilds everything it knows from these files; nothing is
 kept only in memory. Every write is write-to-temp + rename, so a crash never

@@ -12,10 +12,10 @@ status to the container's exit file (run_dir/containers/<id>/exit), then
 reaps it. One process for the node, not one per container: a container
 costs no memory of ours beyond a dict entry.
 
-It outlives the agent. It listens on run_dir/zygote.sock; an agent that
-starts finds it there and attaches (one agent at a time), so containers keep
-running and their exit statuses keep being recorded across agent restarts
-and crashes. It exits once no agent is attached and nothing of its own runs.
+It outlives the agent. It listens on run_dir/zygote.sock (its pid in
+run_dir/zygote.pid); an agent that starts finds it there and attaches (one
+agent at a time), so containers keep running and their exit statuses keep
+being recorded across agent restarts and crashes. It exits once no agent is attached and nothing of its own runs.
 If the zygote itself is killed, the containers keep running (reparented to
 the host's init), but their exit statuses are lost; the runtime reports such
 a container as ContainerStatusUnknown (exit code 137), as Kubernetes does.
@@ -51,6 +51,7 @@ from agent.runtime.linux.trace import mark
 
 PROTOCOL = 2
 SOCKET_NAME = "zygote.sock"
+PID_FILE = "zygote.pid"
 ZYGOTE_NAME = "skiff-zygote"   # its comm, as ps shows it
 
 # Ops done by a forked worker (which replies on a pipe), and ops done in the
@@ -300,6 +301,11 @@ def serve(listener: socket.socket) -> None:
     mark("zygote: serving")  # opens the trace file now, so every child inherits it
     ctx = ZygoteContext(wake_r=wake_r, wake_w=wake_w)
     bound = os.stat(listener.getsockname()).st_ino
+    # Beside the socket, for people and tools (`skiff down`): which process it is.
+    pid_file = os.path.join(os.path.dirname(listener.getsockname()), PID_FILE)
+    with open(pid_file + ".tmp", "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(pid_file + ".tmp", pid_file)
     conn: socket.socket | None = None
     ctx.sockets = [listener]
     gc.collect()
@@ -315,6 +321,9 @@ def serve(listener: socket.socket) -> None:
         try:
             if os.stat(listener.getsockname()).st_ino == bound:
                 os.unlink(listener.getsockname())
+            with open(pid_file) as f:
+                if f.read().strip() == str(os.getpid()):
+                    os.unlink(pid_file)
         except OSError:
             pass
         poller.unregister(listener.fileno())

@@ -95,6 +95,7 @@ def test_a_detached_zygote_watches_until_the_last_container_ends(runtime):
         return [(await rt.start(cfg)).pid for cfg in (long, short)], long, short
     (long_pid, short_pid), long, short = asyncio.run(start())
     zygote = rt.zygote.pid
+    assert (rt.dirs.run_dir / "zygote.pid").read_text() == f"{zygote}\n"
     rt.close()   # the agent leaves; containers still run: the zygote stays
     Path(f"/proc/{short_pid}/root/tmp/go").touch()
     asyncio.run(aio.wait_pidfd(short_pid, alive=lambda: True))
@@ -110,10 +111,10 @@ def test_a_detached_zygote_watches_until_the_last_container_ends(runtime):
         asyncio.run(rt2.remove(long.id))
     finally:
         rt2.close()
-    # Nothing to watch, nobody attached: it ends, and takes its socket along.
+    # Nothing to watch, nobody attached: it ends, and takes its socket and pid file along.
     asyncio.run(aio.wait_pidfd(zygote, alive=lambda: True))
     rt.zygote.reap_if_exited()
-    assert not (rt.dirs.run_dir / "zygote.sock").exists()
+    assert not (rt.dirs.run_dir / "zygote.sock").exists() and not (rt.dirs.run_dir / "zygote.pid").exists()
 
 
 def test_containers_outlive_a_killed_zygote_and_end_as_status_unknown(runtime):
