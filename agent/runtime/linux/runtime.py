@@ -115,7 +115,7 @@ class LinuxRuntime:
         # The cgroup is made while the zygote forks; the program is moved
         # into it while it builds its rootfs, and told so on the joined pipe
         # (EOF instead: something failed, it gives up).
-        make_cgroup = asyncio.ensure_future(asyncio.to_thread(_make_cgroup, cg, config.resources))
+        cgroup_made = asyncio.ensure_future(asyncio.to_thread(sandboxes.make_cgroup, cg, config.resources))
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         joined_r, joined_w = os.pipe2(os.O_CLOEXEC)
         fds = {"err": err_w, "joined": joined_r}
@@ -135,7 +135,7 @@ class LinuxRuntime:
                 write_json(cdir / "state.json", {"pid": reply["pid"], "start_time": reply["start_time"],
                                                  "started_at": started_at})
                 try:
-                    await make_cgroup
+                    await cgroup_made
                     await asyncio.to_thread(_move_to_cgroup, reply["pid"], procs_files)
                     os.write(joined_w, b"j")
                     mark("start: program in its cgroup")
@@ -144,8 +144,8 @@ class LinuxRuntime:
                 except OSError as e:
                     failure = f"container cgroup: {e}"
         finally:
-            if not make_cgroup.done():
-                await asyncio.wait([make_cgroup])
+            if not cgroup_made.done():
+                await asyncio.wait([cgroup_made])
             os.close(joined_w)
         try:
             # EOF on the error pipe: every writer is gone, i.e. the program
@@ -343,11 +343,6 @@ class LinuxRuntime:
         for name in cgroups.list_cgroups(parent=self.cgroup_parent):
             if name.startswith("pod-") and name[4:] not in keep_pod_ids:
                 cgroups.new_manager(parent=self.cgroup_parent, name_path=name).destroy()
-
-
-def _make_cgroup(cg: cgroups.CgroupManager, resources: Resources) -> None:
-    cg.create()
-    cg.set(resources)
 
 
 def _move_to_cgroup(pid: int, procs_files: list[str]) -> None:

@@ -12,6 +12,7 @@ namespace (the runtime stays free of IPAM and nftables).
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import shutil
@@ -51,6 +52,12 @@ def _resolv_conf(search: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def make_cgroup(cg: cgroups.CgroupManager, resources: Resources) -> None:
+    """Create a cgroup with its limits (blocking: callers run it in a thread)."""
+    cg.create()
+    cg.set(resources)
+
+
 class Sandboxes:
     def __init__(self, *, dirs: RunDirs, zygote: Zygote, cgroup_parent: str,
                  default_pids_limit: int) -> None:
@@ -77,19 +84,27 @@ class Sandboxes:
         (pdir / "hostname").write_text(config.hostname + "\n")
         (pdir / "hosts").write_text(_hosts(config.hostname))
         (pdir / "resolv.conf").write_text(_resolv_conf(config.dns_search))
-        cg = self._cgroup(pod_id)
-        cg.create()
         pids = config.resources.pids_limit or self.default_pids_limit
-        cg.set(dataclasses.replace(config.resources, pids_limit=pids))
-        mark("sandbox: files and cgroup made")
+        # The pod cgroup is made in a thread while the zygote makes the namespaces.
+        cgroup_made = asyncio.ensure_future(asyncio.to_thread(
+            make_cgroup, self._cgroup(pod_id), dataclasses.replace(config.resources, pids_limit=pids)))
+        mark("sandbox: files made")
         nsdir = self.dirs.ns_dir(pod_id)
         nsdir.mkdir(parents=True, exist_ok=True)
         req = {"op": "sandbox", "hostname": config.hostname,
                "netns": None if config.host_network else str(self.dirs.netns(pod_id)),
                "ipc": str(nsdir / "ipc"), "uts": str(nsdir / "uts"),
                "share_pid": config.share_process_namespace}
-        reply = await self.zygote.request(req, {})
+        try:
+            reply = await self.zygote.request(req, {})
+        except BaseException:
+            await asyncio.wait([cgroup_made])
+            raise
         mark("sandbox: zygote replied")
+        try:
+            await cgroup_made
+        except OSError as e:
+            reply.setdefault("error", f"pod cgroup: {e}")
         rec = {"config": to_json_dict(config)}
         if "pod_init_pid" in reply:
             rec["pod_init"] = {"pid": reply["pod_init_pid"], "start_time": reply["pod_init_start_time"]}
