@@ -20,8 +20,10 @@ raises StartError).
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 
 from agent.runtime.linux import namespaces, process, rootfs
 from agent.runtime.linux import syscalls as sc
@@ -30,30 +32,14 @@ from agent.runtime.linux.trace import mark
 
 
 def start_in_zygote(req: dict, fds: dict[str, int], ctx) -> dict:
-    """In the zygote itself: fork the container's program, watch it, return
-    its pid. The zygote enters the pod's namespaces and unshares mnt and pid
-    only around the fork, and restores its own right after (ctx)."""
+    """In the zygote itself: hand the container to the spare (or fork its
+    program's process), watch it, return its pid."""
     errfd = fds["err"]
-    pid = -1
     shared_pid = bool(req["pod_ns"].get("pid"))
     try:
-        try:
-            # 1. The pod's namespaces; setns(pid) only acts on children, so
-            #    the zygote stays outside and the program is born in the pod's.
-            namespaces.enter_all({k: v for k, v in req["pod_ns"].items() if v})
-            # 2. New mount and pid namespaces: unshare(pid) too only acts on
-            #    children, so the program becomes PID 1 of the new one.
-            sc.unshare(sc.CLONE_NEWNS | (0 if shared_pid else sc.CLONE_NEWPID))
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    ctx.forget_zygote()
-                    _program(req, fds)
-                finally:
-                    os._exit(1)
-        finally:
-            if pid != 0:
-                ctx.restore_namespaces()
+        pid = _hand_to_spare(req, fds, ctx) if not shared_pid else None
+        if pid is None:
+            pid = _fork_program(req, fds, ctx)
         # In a shared pid namespace the program's end does not end the rest
         # of the container: the zygote kills what is left in its cgroup.
         ctx.watch(pid, exit_path=req["exit_path"],
@@ -63,6 +49,103 @@ def start_in_zygote(req: dict, fds: dict[str, int], ctx) -> dict:
     except Exception as e:  # noqa: BLE001 - reported
         process.report(errfd, f"container setup: {e}")
         return {"error": f"container setup: {e}"}
+
+
+def _fork_program(req: dict, fds: dict[str, int], ctx) -> int:
+    """Fork the program's process. The zygote enters the pod's namespaces
+    and unshares mnt and pid only around the fork, and restores its own
+    right after (ctx)."""
+    shared_pid = bool(req["pod_ns"].get("pid"))
+    pid = -1
+    try:
+        # 1. The pod's namespaces; setns(pid) only acts on children, so the
+        #    zygote stays outside and the program is born in the pod's.
+        namespaces.enter_all({k: v for k, v in req["pod_ns"].items() if v})
+        # 2. New mount and pid namespaces: unshare(pid) too only acts on
+        #    children, so the program becomes PID 1 of the new one.
+        sc.unshare(sc.CLONE_NEWNS | (0 if shared_pid else sc.CLONE_NEWPID))
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ctx.forget_zygote()
+                _program(req, fds)
+            finally:
+                os._exit(1)
+    finally:
+        if pid != 0:
+            ctx.restore_namespaces()
+    return pid
+
+
+# -- the spare: a program process forked ahead of time ----------------------
+#
+# Forking is most of the zygote's share of a start (its page tables are
+# copied). So after each start, once the agent has its answer, the zygote
+# forks the next container's process ahead of time: already PID 1 of a pid
+# namespace of its own, waiting on a socket. A start hands it the request and
+# fds; it enters the pod's net/ipc/uts namespaces and unshares mnt itself,
+# then goes on exactly as a freshly forked one. Only shareProcessNamespace
+# pods (whose pid namespace exists already) are forked on demand.
+
+def fork_spare(ctx) -> tuple[int, socket.socket]:
+    """In the zygote: fork a spare in a new pid namespace; (pid, its socket)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    pid = -1
+    try:
+        sc.unshare(sc.CLONE_NEWPID)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ctx.forget_zygote()
+                ours.close()
+                _spare(theirs)
+            finally:
+                os._exit(1)
+    finally:
+        if pid != 0:
+            ctx.restore_namespaces()
+            theirs.close()
+    if pid < 0:
+        ours.close()
+    return pid, ours
+
+
+def _hand_to_spare(req: dict, fds: dict[str, int], ctx) -> int | None:
+    """Give the start to the spare; its pid, or None if there is none (or it
+    died waiting)."""
+    spare, ctx.spare = ctx.spare, None
+    if spare is None:
+        return None
+    pid, sock = spare
+    try:
+        socket.send_fds(sock, [json.dumps(req).encode()], list(fds.values()))
+        return pid
+    except OSError:
+        return None   # gone: the zygote reaps it like any child
+    finally:
+        sock.close()
+
+
+def _spare(sock: socket.socket) -> None:
+    """A spare's life: wait, then become the container's program. Never returns."""
+    sc.set_process_name("skiff-spare")
+    try:
+        msg, received, _, _ = socket.recv_fds(sock, 1 << 20, 16)
+    except OSError:
+        os._exit(0)
+    if not msg:
+        os._exit(0)   # the zygote let us go
+    sock.close()
+    req = json.loads(msg)
+    fds = dict(zip(req["fds"], received))
+    mark("C: spare taken")
+    try:
+        namespaces.enter_all({k: v for k, v in req["pod_ns"].items() if v})
+        sc.unshare(sc.CLONE_NEWNS)
+    except BaseException as e:  # noqa: BLE001
+        process.report(fds["err"], f"container init: {e}")
+        os._exit(1)
+    _program(req, fds)
 
 
 def _program(req: dict, fds: dict[str, int]) -> None:

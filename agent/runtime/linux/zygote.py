@@ -29,7 +29,6 @@ watching its containers).
 """
 from __future__ import annotations
 
-import array
 import gc
 import json
 import os
@@ -168,16 +167,15 @@ class Zygote:
                 raise ZygoteError("detached from the zygote (closed)")
             if self._broken:
                 self._replace()
-            fdarr = array.array("i", [fds[n] for n in names])
-            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fdarr.tobytes())] if names else []
+            fdlist = [fds[n] for n in names]
             try:
-                self._sock.sendmsg([payload], anc)
+                socket.send_fds(self._sock, [payload], fdlist)
             except OSError:
                 # Gone before it heard anything: nothing was done, so a
                 # fresh zygote can take the request.
                 self._replace()
                 try:
-                    self._sock.sendmsg([payload], anc)
+                    socket.send_fds(self._sock, [payload], fdlist)
                 except OSError as e:
                     self._broken = True
                     raise ZygoteError(f"zygote (pid {self.pid}): {e}") from None
@@ -245,6 +243,7 @@ class ZygoteContext:
         self.own_ns = {k: os.open(f"/proc/self/ns/{k}", os.O_RDONLY | os.O_CLOEXEC) for k in _OWN_NS}
         # pid -> what to do when it ends: {"exit": path, "kill_cgroup": procs file or None}
         self.watched: dict[int, dict] = {}
+        self.spare: tuple[int, socket.socket] | None = None   # container_init.fork_spare
 
     def restore_namespaces(self) -> None:
         """Back into the zygote's own namespaces. If that fails, the next
@@ -265,11 +264,29 @@ class ZygoteContext:
             signal.signal(sig, signal.SIG_DFL)
         for s in self.sockets:
             s.close()
+        if self.spare is not None:
+            self.spare[1].close()
+            self.spare = None
         for fd in (self.wake_r, self.wake_w, *self.own_ns.values()):
             os.close(fd)
 
     def watch(self, pid: int, *, exit_path: str, kill_cgroup: str | None = None) -> None:
         self.watched[pid] = {"exit": exit_path, "kill_cgroup": kill_cgroup}
+
+    def keep_spare(self) -> None:
+        """Have a spare ready for the next start (forked now, while the agent
+        and the last container get on with their part)."""
+        if self.spare is None:
+            try:
+                self.spare = container_init.fork_spare(self)
+            except OSError as e:
+                os.write(2, f"skiff-zygote: no spare: {e}\n".encode())
+
+    def drop_spare(self) -> None:
+        """No agent, no starts: let the spare go (it exits on EOF)."""
+        if self.spare is not None:
+            self.spare[1].close()
+            self.spare = None
 
 
 def serve(listener: socket.socket) -> None:
@@ -346,6 +363,7 @@ def serve(listener: socket.socket) -> None:
                 conn, attached = new, True
                 ctx.sockets = [listener, conn]
                 poller.register(conn.fileno(), select.POLLIN)
+                ctx.keep_spare()
             elif conn is not None and fd == conn.fileno():
                 reply, gone = _serve_one(conn, ctx, retire)
                 if gone:
@@ -353,22 +371,21 @@ def serve(listener: socket.socket) -> None:
                     conn.close()
                     conn = None
                     ctx.sockets = [listener]
+                    ctx.drop_spare()
+                else:
+                    ctx.keep_spare()   # after the reply: off the start's critical path
 
 
 def _serve_one(conn: socket.socket, ctx: ZygoteContext, retire) -> tuple[dict | None, bool]:
     """Read and answer one request; (reply, whether the agent has gone)."""
     try:
-        msg, anc, _, _ = conn.recvmsg(_MAX_MSG, socket.CMSG_SPACE(_MAX_FDS * 4))
+        msg, received, _, _ = socket.recv_fds(conn, _MAX_MSG, _MAX_FDS)
     except OSError:
         return None, True
     if not msg:
+        for fd in received:
+            os.close(fd)
         return None, True
-    received: list[int] = []
-    for level, kind, data in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            arr = array.array("i")
-            arr.frombytes(data[:len(data) - len(data) % arr.itemsize])
-            received.extend(arr)
     gone = False
     try:
         req = json.loads(msg)
