@@ -45,10 +45,16 @@ def start_in_zygote(req: dict, fds: dict[str, int], ctx) -> dict:
         ctx.watch(pid, exit_path=req["exit_path"],
                   kill_cgroup=req["cgroup_procs"][0] if shared_pid else None)
         mark("zygote: program forked")
-        return {"pid": pid, "start_time": proc_start_time(pid)}
+        reply = {"pid": pid, "start_time": proc_start_time(pid)}
     except Exception as e:  # noqa: BLE001 - reported
         process.report(errfd, f"container setup: {e}")
-        return {"error": f"container setup: {e}"}
+        reply = {"error": f"container setup: {e}"}
+    # The next start's process, forked now (while this one builds its rootfs)
+    # and named in the reply, so the agent can move it into the next
+    # container's cgroup early.
+    ctx.keep_spare()
+    reply["spare"] = ctx.spare_identity()
+    return reply
 
 
 def _fork_program(req: dict, fds: dict[str, int], ctx) -> int:
@@ -129,6 +135,9 @@ def _hand_to_spare(req: dict, fds: dict[str, int], ctx) -> int | None:
 def _spare(sock: socket.socket) -> None:
     """A spare's life: wait, then become the container's program. Never returns."""
     sc.set_process_name("skiff-spare")
+    # Forked at any moment: what the zygote held then (another start's
+    # pipes, above all) is not ours to keep open.
+    process.close_fds_except({sock.fileno()})
     try:
         msg, received, _, _ = socket.recv_fds(sock, 1 << 20, 16)
     except OSError:

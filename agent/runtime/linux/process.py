@@ -147,6 +147,16 @@ def report(errfd: int, message: str) -> None:
         pass
 
 
+def close_fds_except(keep: set[int]) -> None:
+    """Close every fd from 3 up except those in keep (and the trace file's)."""
+    low = 3
+    for fd in sorted(keep | {trace.fd()}):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, 1 << 16)
+
+
 def exec_process(*, argv: Sequence[str], env: dict[str, str], working_dir: str,
                  security: SecurityConfig, errfd: int, keep_fds: Sequence[int] = ()) -> None:
     """Become the container's program. Never returns: on failure the reason
@@ -155,13 +165,7 @@ def exec_process(*, argv: Sequence[str], env: dict[str, str], working_dir: str,
         reset_signals()
         mark("C: signals reset")
         # Only 0, 1, 2 (and errfd until execve) reach the program.
-        keep = sorted({errfd, *keep_fds, trace.fd()} - {-1})   # the trace file too, when tracing
-        low = 3
-        for fd in keep:
-            if fd >= low:
-                os.closerange(low, fd)
-                low = fd + 1
-        os.closerange(low, 1 << 16)
+        close_fds_except({errfd, *keep_fds})
         os.set_inheritable(errfd, False)
         if not argv:
             raise ValueError("no command given (args is empty and the image has no entrypoint or cmd)")

@@ -100,11 +100,11 @@ class LinuxRuntime:
         write_json(cdir / "config.json", record)
         cg = self._cgroup(config.pod_id, config.id)
         procs_files = [str(p / "cgroup.procs") for p in dict.fromkeys(cg.paths().values())]
+        pod_ns = self.sandboxes.namespace_paths(sandbox.pod_id)
         req = {
             "op": "start", "id": config.id, "rootfs": str(cdir / "rootfs"),
             "lower_dirs": [str(d) for d in config.lower_dirs], "upper": str(upper), "work": str(work),
-            "pod_ns": self.sandboxes.namespace_paths(sandbox.pod_id),
-            "cgroup_procs": procs_files, "exit_path": str(cdir / "exit"),
+            "pod_ns": pod_ns, "cgroup_procs": procs_files, "exit_path": str(cdir / "exit"),
             "pod_dir": str(sandbox.state_dir), "hostname": self.sandboxes.hostname(config.pod_id),
             "mounts": record["mounts"], "security": record["security"],
             "read_only_rootfs": config.security.read_only_rootfs,
@@ -112,14 +112,19 @@ class LinuxRuntime:
             "working_dir": config.working_dir or "/",
             "cgroup_mounts": self._cgroup_hierarchies,
         }
-        # The cgroup is made while the zygote forks; the program is moved
-        # into it while it builds its rootfs, and told so on the joined pipe
-        # (EOF instead: something failed, it gives up).
-        cgroup_made = asyncio.ensure_future(asyncio.to_thread(sandboxes.make_cgroup, cg, config.resources))
+        # The cgroup is made in a thread while the zygote hands the start to
+        # its spare process, which the thread moves into the cgroup at once
+        # (on cgroup v1 a move waits for an RCU grace period: milliseconds,
+        # spent while the program builds its rootfs). The program is told on
+        # the joined pipe (EOF instead: something failed, it gives up).
+        spare = None if pod_ns.get("pid") else self.zygote.take_spare()
+        cgroup_ready = asyncio.ensure_future(asyncio.to_thread(
+            _make_cgroup_with, cg, config.resources, procs_files, spare=spare, zygote=self.zygote.pid))
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         joined_r, joined_w = os.pipe2(os.O_CLOEXEC)
         fds = {"err": err_w, "joined": joined_r}
         failure = ""
+        reply: dict = {}
         try:
             try:
                 fds["log"] = os.open(config.log_path or os.devnull,
@@ -135,24 +140,25 @@ class LinuxRuntime:
                 write_json(cdir / "state.json", {"pid": reply["pid"], "start_time": reply["start_time"],
                                                  "started_at": started_at})
                 try:
-                    await cgroup_made
-                    await asyncio.to_thread(_move_to_cgroup, reply["pid"], procs_files)
+                    if await cgroup_ready != reply["pid"]:   # not the spare it moved
+                        await asyncio.to_thread(_move_to_cgroup, reply["pid"], procs_files)
                     os.write(joined_w, b"j")
                     mark("start: program in its cgroup")
-                except ProcessLookupError:
+                except (ProcessLookupError, BrokenPipeError):
                     pass   # it died setting up, and says why on the error pipe
                 except OSError as e:
                     failure = f"container cgroup: {e}"
-        finally:
-            if not cgroup_made.done():
-                await asyncio.wait([cgroup_made])
-            os.close(joined_w)
-        try:
             # EOF on the error pipe: every writer is gone, i.e. the program
             # exec'd (close-on-exec) or died trying and said why.
+            os.close(joined_w)
+            joined_w = -1
             message = (await aio.read_all(err_r)).decode(errors="replace").strip()
         finally:
-            os.close(err_r)
+            if not cgroup_ready.done():
+                await asyncio.wait([cgroup_ready])
+            for fd in (joined_w, err_r):
+                if fd >= 0:
+                    os.close(fd)
         mark("start: error pipe at EOF")
         message = failure or message or reply.get("error", "")
         if message:
@@ -343,6 +349,25 @@ class LinuxRuntime:
         for name in cgroups.list_cgroups(parent=self.cgroup_parent):
             if name.startswith("pod-") and name[4:] not in keep_pod_ids:
                 cgroups.new_manager(parent=self.cgroup_parent, name_path=name).destroy()
+
+
+def _make_cgroup_with(cg: cgroups.CgroupManager, resources: Resources, procs_files: list[str], *,
+                      spare: list[int] | None, zygote: int) -> int | None:
+    """Create the container's cgroup and move the zygote's spare process
+    into it (if there is one, still that very process and still the
+    zygote's); returns the pid moved."""
+    sandboxes.make_cgroup(cg, resources)
+    if spare is None:
+        return None
+    pid, start_time = spare
+    state = proc_state(pid, start_time)
+    if state is None or state[0] == "Z" or state[1] != zygote:
+        return None
+    try:
+        _move_to_cgroup(pid, procs_files)
+    except ProcessLookupError:
+        return None
+    return pid
 
 
 def _move_to_cgroup(pid: int, procs_files: list[str]) -> None:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 from agent.runtime.linux import container_init, exec_init, namespaces, sandbox_init
 from agent.runtime.linux import syscalls as sc
+from agent.runtime.linux.state import proc_start_time
 from agent.runtime.linux.trace import mark
 
 PROTOCOL = 2
@@ -78,6 +79,7 @@ class Zygote:
         self.pid = pid
         self.path = path
         self.hello: dict = {}
+        self._spare: list[int] | None = None   # [pid, start time], from the last hello or start reply
         self._child: subprocess.Popen | None = None   # set when we started it: ours to reap
         self._broken = False
         self._lock: asyncio.Lock | None = None
@@ -116,6 +118,7 @@ class Zygote:
             sock.close()
             raise ZygoteError(f"{path}: {z.hello['error']}")
         z.pid = z.hello["pid"]
+        z._spare = z.hello.get("spare")
         return z
 
     @classmethod
@@ -129,8 +132,11 @@ class Zygote:
         try:
             listener.bind(str(path))
             listener.listen(8)
+            # The zygote runs the very code its agent runs: this source tree first.
+            tree = str(Path(__file__).resolve().parents[3])
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (tree, os.environ.get("PYTHONPATH")))))
             child = subprocess.Popen(
-                [sys.executable, "-c", _MAIN, str(listener.fileno())],
+                [sys.executable, "-c", _MAIN, str(listener.fileno())], env=env,
                 pass_fds=(listener.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True, cwd="/")
         finally:
             listener.close()
@@ -193,7 +199,16 @@ class Zygote:
         if not data:
             self._broken = True
             raise ZygoteError(f"zygote (pid {self.pid}) exited")
-        return json.loads(data)
+        reply = json.loads(data)
+        if "spare" in reply:
+            self._spare = reply["spare"]
+        return reply
+
+    def take_spare(self) -> list[int] | None:
+        """[pid, start time] of the process the next start will use (once:
+        a second call says None until a reply names the next one)."""
+        spare, self._spare = self._spare, None
+        return spare
 
     def _replace(self) -> None:
         """After the zygote died: a new one for what starts from now on
@@ -202,6 +217,7 @@ class Zygote:
         self.reap_if_exited()
         fresh = Zygote.attach_or_spawn(self.path.parent)
         self._sock, self.pid, self.hello, self._child = fresh._sock, fresh.pid, fresh.hello, fresh._child
+        self._spare = fresh._spare
         self._broken = False
 
     @property
@@ -281,6 +297,13 @@ class ZygoteContext:
                 self.spare = container_init.fork_spare(self)
             except OSError as e:
                 os.write(2, f"skiff-zygote: no spare: {e}\n".encode())
+
+    def spare_identity(self) -> list[int] | None:
+        """[pid, start time] of the spare: the agent moves it into the next
+        container's cgroup while it sends the request (see LinuxRuntime.start)."""
+        if self.spare is None:
+            return None
+        return [self.spare[0], proc_start_time(self.spare[0])]
 
     def drop_spare(self) -> None:
         """No agent, no starts: let the spare go (it exits on EOF)."""
@@ -373,7 +396,7 @@ def serve(listener: socket.socket) -> None:
                     ctx.sockets = [listener]
                     ctx.drop_spare()
                 else:
-                    ctx.keep_spare()   # after the reply: off the start's critical path
+                    ctx.keep_spare()   # for the next start (a start made one before replying)
 
 
 def _serve_one(conn: socket.socket, ctx: ZygoteContext, retire) -> tuple[dict | None, bool]:
@@ -391,7 +414,8 @@ def _serve_one(conn: socket.socket, ctx: ZygoteContext, retire) -> tuple[dict | 
         req = json.loads(msg)
         op = req.get("op")
         if op == "hello":
-            reply = {"protocol": PROTOCOL, "pid": os.getpid(), "watching": len(ctx.watched)}
+            reply = {"protocol": PROTOCOL, "pid": os.getpid(), "watching": len(ctx.watched),
+                     "spare": ctx.spare_identity()}
         elif op == "bye":
             _reap(ctx)
             reply, gone = {"exiting": not _has_children()}, True
