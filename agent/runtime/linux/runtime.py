@@ -236,14 +236,15 @@ class LinuxRuntime:
     async def wait(self, container_id: str) -> ContainerStatus:
         cdir = self.dirs.container(container_id)
         st = read_json(cdir / "state.json")
+        exit_path = str(cdir / "exit")
         if st is not None:
             await aio.wait_pidfd(st["pid"], alive=lambda: self._liveness(st) == "running")
             # Then until the zygote has written the exit status: microseconds,
             # unless it is busy with another request.
-            delay = 0.0002
-            while not (cdir / "exit").exists() and self._liveness(st) == "recording":
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
+            tries = 0
+            while not os.path.exists(exit_path) and self._liveness(st) == "recording":
+                tries += 1   # every 0.25 ms for the first 10 ms, then backing off
+                await asyncio.sleep(0.00025 if tries <= 40 else min(0.00025 * 1.5 ** (tries - 40), 0.05))
         mark("wait: program exited")
         return await self.status(container_id)
 

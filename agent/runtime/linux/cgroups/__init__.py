@@ -21,6 +21,7 @@ small file per controller, with the millicore conversions in convert.py.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from agent.runtime.linux.cgroups.base import CgroupManager, CgroupStats
@@ -41,6 +42,13 @@ def _v1_mounts(root: Path | None) -> dict[str, Path]:
     return {c: root / c for c in V1_CONTROLLERS}
 
 
+@functools.lru_cache(maxsize=1)
+def _host_driver() -> str:
+    """This host's driver: detected once (a host does not change it while
+    running, and mountinfo grows with every pod's pinned namespaces)."""
+    return detect_driver(root=DEFAULT_ROOT)
+
+
 def new_manager(*, parent: str, name_path: str, driver: str | None = None,
                 root: Path | None = None) -> CgroupManager:
     """A manager for <parent>/<name_path>; nothing is created until create().
@@ -51,7 +59,7 @@ def new_manager(*, parent: str, name_path: str, driver: str | None = None,
     check_relative(what="parent", value=parent)
     check_relative(what="name path", value=name_path)
     if driver is None:
-        driver = detect_driver(root=root or DEFAULT_ROOT)
+        driver = _host_driver() if root is None else detect_driver(root=root)
     if driver == "v1":
         return CgroupV1Manager(parent=parent, name_path=name_path, mounts=_v1_mounts(root))
     if driver == "v2":
@@ -64,7 +72,7 @@ def list_cgroups(*, parent: str, driver: str | None = None, root: Path | None = 
     hierarchy: what cleanup after a crash walks to find leftovers."""
     check_relative(what="parent", value=parent)
     if driver is None:
-        driver = detect_driver(root=root or DEFAULT_ROOT)
+        driver = _host_driver() if root is None else detect_driver(root=root)
     if driver == "v2":
         bases = [(root or DEFAULT_ROOT) / parent]
     elif driver == "v1":
