@@ -20,7 +20,7 @@ from typing import AsyncIterator
 import grpc
 
 from agent.podworkers import PodRecord, PodWorkers
-from agent.runtime.interface import Runtime, StartError, State
+from agent.runtime.interface import Runtime, StartError, State, TerminalSize
 from proto.skiff.v1 import api_pb2, api_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -159,18 +159,23 @@ class AgentService(api_pb2_grpc.AgentServicer):
             async def stderr(self, data: bytes) -> None:
                 await outputs.put(api_pb2.ExecOutput(stderr=data))
 
-        async def stdin() -> AsyncIterator[bytes]:
+        async def stdin() -> AsyncIterator[bytes | TerminalSize]:
             async for message in request_iterator:
                 which = message.WhichOneof("input")
                 if which == "stdin":
                     yield message.stdin
+                elif which == "resize":
+                    yield TerminalSize(rows=message.resize.rows, cols=message.resize.cols)
                 elif which == "close_stdin":
                     return
 
         async def run() -> None:
             try:
+                size = (TerminalSize(rows=start.size.rows, cols=start.size.cols)
+                        if start.tty and start.HasField("size") else None)
                 result = await self.runtime.exec(cr.current.id, list(start.command), tty=start.tty,
-                                                 stdin=stdin() if start.stdin else None, output=Output())
+                                                 stdin=stdin() if start.stdin else None, output=Output(),
+                                                 size=size)
                 await outputs.put(api_pb2.ExecOutput(exit_code=result.exit_code))
             except StartError as exc:
                 await outputs.put(api_pb2.ExecOutput(stderr=f"{exc}\n".encode()))

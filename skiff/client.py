@@ -265,18 +265,25 @@ class ApiClient:
             call.cancel()
 
     async def exec(self, name: str, command: list[str], namespace: str = "default", *,
-                   container: str = "", stdin: AsyncIterable[bytes] | None = None,
-                   tty: bool = False) -> AsyncIterator[tuple[str, bytes | int]]:
+                   container: str = "", stdin: AsyncIterable[bytes | tuple[int, int]] | None = None,
+                   tty: bool = False, size: tuple[int, int] | None = None,
+                   ) -> AsyncIterator[tuple[str, bytes | int]]:
         """Run a command in a pod's container. Yields ("stdout", bytes),
-        ("stderr", bytes) and finally ("exit_code", int)."""
+        ("stderr", bytes) and finally ("exit_code", int). With tty, `size` is
+        the terminal's (rows, cols) and a (rows, cols) item in stdin resizes it."""
         start = api_pb2.ExecStart(namespace=namespace, name=name, container=container,
                                   command=list(command), stdin=stdin is not None, tty=tty)
+        if tty and size is not None:
+            start.size.rows, start.size.cols = size
 
         async def requests() -> AsyncIterator[api_pb2.ExecInput]:
             yield api_pb2.ExecInput(start=start)
             if stdin is not None:
                 async for data in stdin:
-                    yield api_pb2.ExecInput(stdin=data)
+                    if isinstance(data, tuple):
+                        yield api_pb2.ExecInput(resize=api_pb2.TerminalSize(rows=data[0], cols=data[1]))
+                    else:
+                        yield api_pb2.ExecInput(stdin=data)
                 yield api_pb2.ExecInput(close_stdin=True)
 
         call = self.stub.Exec(requests())

@@ -22,7 +22,7 @@ from typing import AsyncIterator, Callable, Sequence
 from agent.clock import Clock, SystemClock
 from agent.images.types import Image, ImageConfig
 from agent.runtime.interface import (ContainerConfig, ContainerStats, ContainerStatus, ExecOutput,
-                                     ExecResult, Sandbox, SandboxConfig, StartError, State)
+                                     ExecResult, Sandbox, SandboxConfig, StartError, State, TerminalSize)
 
 ExecHandler = Callable[[Sequence[str], bytes], tuple[bytes, bytes, int]]
 
@@ -170,15 +170,21 @@ class FakeRuntime:
             id=container_id, cpu_usage_seconds=0.5, memory_working_set_bytes=4 << 20, pids=1)
 
     async def exec(self, container_id: str, argv: Sequence[str], *, tty: bool = False,
-                   stdin: AsyncIterator[bytes] | None = None, output: ExecOutput) -> ExecResult:
+                   stdin: AsyncIterator[bytes | TerminalSize] | None = None, output: ExecOutput,
+                   size: TerminalSize | None = None) -> ExecResult:
         self.calls.append(("exec", container_id))
         c = self._get(container_id)
         if c.status.state is not State.RUNNING:
             raise StartError(f"exec in {container_id}: container is not running")
+        if size is not None:
+            self.calls.append(("size", container_id, size))
         data = b""
         if stdin is not None:
             async for chunk in stdin:
-                data += chunk
+                if isinstance(chunk, bytes):
+                    data += chunk
+                else:
+                    self.calls.append(("resize", container_id, chunk))
         out, err, code = self.exec_handler(argv, data)
         if out:
             await output.stdout(out)

@@ -152,6 +152,13 @@ class ExecResult:
     exit_code: int
 
 
+@dataclass(frozen=True)
+class TerminalSize:
+    """An exec's terminal size; in an exec's stdin stream, a resize."""
+    rows: int
+    cols: int
+
+
 class StartError(Exception):
     """The container could not be started; str(exc) is the user-facing reason
     (e.g. 'exec: "nosuch": executable file not found in $PATH')."""
@@ -183,8 +190,10 @@ class Runtime(Protocol):
     async def stats(self, container_id: str) -> ContainerStats: ...
 
     async def exec(self, container_id: str, argv: Sequence[str], *, tty: bool = False,
-                   stdin: AsyncIterator[bytes] | None = None,
-                   output: "ExecOutput") -> ExecResult: ...
+                   stdin: AsyncIterator[bytes | TerminalSize] | None = None,
+                   output: "ExecOutput", size: TerminalSize | None = None) -> ExecResult:
+        """Run argv in the container. With tty, `size` is the terminal's size
+        from the start, and TerminalSize items in stdin resize it."""
 
     async def cleanup_orphans(self, keep_pod_ids: set[str]) -> None:
         """Remove every sandbox and container not in keep_pod_ids (after a crash)."""

@@ -4,7 +4,9 @@ container, through the control plane to the pod's agent.
 stdin is read by a daemon thread (a blocking read must not hold up the exit
 when the remote command ends first); stdout and stderr are written as they
 arrive; the exit code is the remote command's. With -t the local terminal is
-put in raw mode, so keys like Ctrl-C reach the remote side, and restored after.
+put in raw mode, so keys like Ctrl-C reach the remote side, and restored
+after; the remote terminal gets the local one's size, and follows it when
+the window is resized (SIGWINCH).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import threading
 from typing import AsyncIterator, Iterator
@@ -41,10 +44,12 @@ def run(args: argparse.Namespace) -> int:
 
     async def execute(client: ApiClient) -> int:
         exit_code = 1
-        stdin = _stdin_chunks() if args.stdin else None
+        size = _terminal_size() if args.tty else None
+        stdin = _stdin_chunks(resizes=args.tty and size is not None) if args.stdin else None
         with _raw_terminal(enabled=args.tty):
             async for stream, data in client.exec(args.pod, command, namespace_of(args),
-                                                  container=args.container, stdin=stdin, tty=args.tty):
+                                                  container=args.container, stdin=stdin, tty=args.tty,
+                                                  size=size):
                 if stream == "exit_code":
                     exit_code = int(data)
                     break
@@ -56,10 +61,28 @@ def run(args: argparse.Namespace) -> int:
     return call_api(args, execute)
 
 
-async def _stdin_chunks() -> AsyncIterator[bytes]:
-    """stdin as chunks, read by a daemon thread; ends at EOF."""
+def _terminal_size() -> tuple[int, int] | None:
+    """(rows, cols) of the terminal we write to, if it is one."""
+    for stream in (sys.stdout, sys.stdin):
+        try:
+            cols, rows = os.get_terminal_size(stream.fileno())
+            return rows, cols
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+async def _stdin_chunks(*, resizes: bool = False) -> AsyncIterator[bytes | tuple[int, int]]:
+    """stdin as chunks, read by a daemon thread; ends at EOF. With resizes,
+    the terminal's new (rows, cols) after each SIGWINCH, in between."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    queue: asyncio.Queue[bytes | tuple[int, int]] = asyncio.Queue()
+    if resizes:
+        def resized() -> None:
+            size = _terminal_size()
+            if size is not None:
+                queue.put_nowait(size)
+        loop.add_signal_handler(signal.SIGWINCH, resized)
 
     def reader() -> None:
         fd = sys.stdin.fileno()
@@ -76,11 +99,15 @@ async def _stdin_chunks() -> AsyncIterator[bytes]:
                 return
 
     threading.Thread(target=reader, name="skiff-exec-stdin", daemon=True).start()
-    while True:
-        data = await queue.get()
-        if not data:
-            return
-        yield data
+    try:
+        while True:
+            data = await queue.get()
+            if not data:
+                return
+            yield data
+    finally:
+        if resizes:
+            loop.remove_signal_handler(signal.SIGWINCH)
 
 
 @contextlib.contextmanager

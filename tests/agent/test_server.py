@@ -6,6 +6,7 @@ import asyncio
 import grpc
 import pytest
 
+from agent.runtime.interface import TerminalSize
 from agent.server import AgentService, start_server
 from proto.skiff.v1 import api_pb2, api_pb2_grpc
 from tests.agent.test_podworkers import World
@@ -111,6 +112,31 @@ def test_exec_passes_stdin_output_and_exit_code(tmp_path):
             with pytest.raises(grpc.aio.AioRpcError) as exc:
                 [o async for o in stub.Exec(bad())]
             assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        finally:
+            await channel.close()
+            await server.stop(None)
+    asyncio.run(scenario())
+
+
+def test_exec_passes_the_terminal_size_and_resizes(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        w.runtime.exec_handler = lambda argv, stdin: (stdin, b"", 0)
+        server, channel, stub = await serve(w)
+        try:
+            await running_pod(w, "vi")
+
+            async def requests():
+                start = api_pb2.ExecStart(namespace="default", name="vi", command=["vi"], stdin=True, tty=True)
+                start.size.rows, start.size.cols = 30, 100
+                yield api_pb2.ExecInput(start=start)
+                yield api_pb2.ExecInput(resize=api_pb2.TerminalSize(rows=40, cols=120))
+                yield api_pb2.ExecInput(stdin=b":q\n")
+                yield api_pb2.ExecInput(close_stdin=True)
+            out = [o async for o in stub.Exec(requests())]
+            assert out[-1].exit_code == 0
+            sizes = [(c[0], c[2]) for c in w.runtime.calls if c[0] in ("size", "resize")]
+            assert sizes == [("size", TerminalSize(30, 100)), ("resize", TerminalSize(40, 120))]
         finally:
             await channel.close()
             await server.stop(None)

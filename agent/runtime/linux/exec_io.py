@@ -16,9 +16,10 @@ import json
 import os
 import signal
 import struct
+import termios
 from typing import AsyncIterator, Awaitable, Callable
 
-from agent.runtime.interface import ExecOutput
+from agent.runtime.interface import ExecOutput, TerminalSize
 from agent.runtime.linux import aio
 from agent.runtime.linux.zygote import Zygote
 
@@ -38,8 +39,15 @@ def open_pty(init_pid: int) -> tuple[int, int]:
     return master, slave
 
 
-async def run(*, zygote: Zygote, req: dict, tty: bool, stdin: AsyncIterator[bytes] | None,
-              output: ExecOutput, alive: Callable[[], bool], init_pid: int) -> int:
+def set_size(master: int, size: TerminalSize) -> None:
+    """The pty's window size (TIOCSWINSZ); the kernel tells the command's
+    foreground process group with SIGWINCH."""
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size.rows, size.cols, 0, 0))
+
+
+async def run(*, zygote: Zygote, req: dict, tty: bool, stdin: AsyncIterator[bytes | TerminalSize] | None,
+              output: ExecOutput, alive: Callable[[], bool], init_pid: int,
+              size: TerminalSize | None = None) -> int:
     ours: list[int] = []      # our ends, closed at the end
     theirs: dict[str, int] = {}  # the command's ends, closed once sent
     pid: int | None = None
@@ -47,6 +55,8 @@ async def run(*, zygote: Zygote, req: dict, tty: bool, stdin: AsyncIterator[byte
         if tty:
             master, slave = open_pty(init_pid)
             ours.append(master)
+            if size is not None:
+                set_size(master, size)   # before the command starts: it reads it once, at start
             theirs.update(stdin=slave, stdout=os.dup(slave), stderr=os.dup(slave))
             out_fds = {"stdout": master}
             in_fd = master if stdin is not None else None
@@ -84,7 +94,7 @@ async def run(*, zygote: Zygote, req: dict, tty: bool, stdin: AsyncIterator[byte
             # must stay open for the output.
             if not tty:
                 ours.remove(in_fd)
-            feeder = asyncio.create_task(_feed(stdin, in_fd, close=not tty))
+            feeder = asyncio.create_task(_feed(stdin, in_fd, close=not tty, pty=master if tty else None))
         lines = _lines(status_r)
         try:
             first = await lines.__anext__()
@@ -148,10 +158,15 @@ async def _pump(fd: int, sink: Callable[[bytes], Awaitable[None]], exited: async
         await sink(chunk)
 
 
-async def _feed(stdin: AsyncIterator[bytes], fd: int, *, close: bool) -> None:
-    """Copy stdin to fd; when close, the fd is ours to close (even if cancelled)."""
+async def _feed(stdin: AsyncIterator[bytes | TerminalSize], fd: int, *, close: bool, pty: int | None) -> None:
+    """Copy stdin to fd, resizing the pty (if any) as asked; when close, the
+    fd is ours to close (even if cancelled)."""
     try:
         async for chunk in stdin:
+            if isinstance(chunk, TerminalSize):
+                if pty is not None:
+                    set_size(pty, chunk)
+                continue
             await aio.write_all(fd, chunk)
     except OSError:
         pass  # the command stopped reading

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import AsyncIterator, Sequence
 
 from agent.runtime.interface import (ContainerConfig, ContainerStats, ContainerStatus, ExecOutput,
-                                     ExecResult, Resources, Sandbox, SandboxConfig, StartError, State)
+                                     ExecResult, Resources, Sandbox, SandboxConfig, StartError, State,
+                                     TerminalSize)
 from agent.runtime.linux import aio, cgroups, exec_io, process, rootfs, sandboxes
 from agent.runtime.linux import syscalls as sc
 from agent.runtime.linux.trace import mark
@@ -318,8 +319,8 @@ class LinuxRuntime:
                               memory_working_set_bytes=s[1], pids=s[2])
 
     async def exec(self, container_id: str, argv: Sequence[str], *, tty: bool = False,
-                   stdin: AsyncIterator[bytes] | None = None,
-                   output: ExecOutput) -> ExecResult:
+                   stdin: AsyncIterator[bytes | TerminalSize] | None = None,
+                   output: ExecOutput, size: TerminalSize | None = None) -> ExecResult:
         cdir = self.dirs.container(container_id)
         cfg, st = read_json(cdir / "config.json"), read_json(cdir / "state.json")
         if cfg is None:
@@ -335,7 +336,8 @@ class LinuxRuntime:
             "env": cfg["env"], "working_dir": cfg["working_dir"] or "/", "security": cfg["security"],
         }
         code = await exec_io.run(zygote=self.zygote, req=req, tty=tty, stdin=stdin, output=output,
-                                 alive=lambda: is_alive(st["pid"], st["start_time"]), init_pid=main)
+                                 alive=lambda: is_alive(st["pid"], st["start_time"]), init_pid=main,
+                                 size=size)
         return ExecResult(exit_code=code)
 
     async def cleanup_orphans(self, keep_pod_ids: set[str]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agent.runtime.interface import State
+from agent.runtime.interface import State, TerminalSize
 
 pytestmark = pytest.mark.root
 
@@ -77,6 +77,24 @@ def test_exec_with_a_tty(runtime):
     assert res.exit_code == 0
     lines = out.out.decode().replace("\r", "").split()
     assert lines[0].startswith("/dev/pts/") and lines[1] == "is-a-tty"
+
+
+def test_exec_tty_has_the_given_size_and_follows_resizes(runtime):
+    async def stdin():
+        await asyncio.sleep(0.3)   # the first `stty size` has run
+        yield TerminalSize(rows=40, cols=120)
+        yield b"go\n"
+
+    async def body():
+        cfg = await _running(runtime)
+        out = Collect()
+        res = await runtime.rt.exec(cfg.id, ["sh", "-c", "stty size; read x; stty size"], tty=True,
+                                    size=TerminalSize(rows=30, cols=100), stdin=stdin(), output=out)
+        return res, out
+    res, out = asyncio.run(body())
+    lines = [line for line in out.out.decode().replace("\r", "").splitlines() if line.strip()]
+    assert res.exit_code == 0
+    assert lines[0] == "30 100" and lines[-1] == "40 120"
 
 
 def test_exec_of_a_missing_program(runtime):
