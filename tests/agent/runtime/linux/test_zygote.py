@@ -167,3 +167,38 @@ def test_a_start_goes_on_when_the_spare_was_killed(runtime):
     spares, st, log = asyncio.run(body())
     assert len(spares) == 1
     assert (st.exit_code, log) == (0, "still starts\n")
+
+
+def test_an_agent_of_a_newer_protocol_retires_the_old_zygote(runtime, monkeypatch):
+    from agent.runtime.linux import zygote as zmod
+    rt = runtime.rt
+
+    async def start():
+        sb = runtime.sandbox_config()
+        await rt.create_sandbox(sb)
+        cfg = runtime.container_config(sb.pod_id, ("sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 4"))
+        return sb, cfg, (await rt.start(cfg)).pid
+    sb, old_cfg, old_pid = asyncio.run(start())
+    old = rt.zygote.pid
+    rt.close()
+    monkeypatch.setattr(zmod, "PROTOCOL", zmod.PROTOCOL + 1)   # an upgraded agent
+    rt2 = LinuxRuntime(run_dir=rt.dirs.run_dir, cgroup_parent=rt.cgroup_parent)
+    try:
+        assert rt2.zygote.pid != old and os.path.exists(f"/proc/{old}")   # retired, still watching
+        st, log, _ = asyncio.run(_run_with(rt2, runtime, sb))
+        assert (st.exit_code, log) == (0, "new\n")
+        Path(f"/proc/{old_pid}/root/tmp/go").touch()
+        ended = asyncio.run(rt2.wait(old_cfg.id))
+        # The old zygote recorded it, then, with nothing left, went.
+        assert (ended.exit_code, ended.reason) == (4, "Error")
+        asyncio.run(aio.wait_pidfd(old, alive=lambda: True))
+        rt.zygote.reap_if_exited()
+        asyncio.run(rt2.cleanup_orphans(set()))
+    finally:
+        rt2.close()
+
+
+async def _run_with(rt, runtime, sb):
+    cfg = runtime.container_config(sb.pod_id, ("echo", "new"))
+    await rt.start(cfg)
+    return await rt.wait(cfg.id), Path(cfg.log_path).read_text(), cfg
