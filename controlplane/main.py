@@ -32,6 +32,7 @@ class Config:
     cluster_cidr: str = "10.244.0.0/16"
     node_cidr_mask_size: int = 24
     node_monitor_grace_seconds: float = 40.0
+    event_ttl_seconds: float = 3600.0
     run_controllers: bool = True
     leader_elect: bool = True
     leader_lease_seconds: float = 15.0
@@ -52,6 +53,8 @@ def validate_config(config: Config) -> list[str]:
                             f"the cluster CIDR's /{network.prefixlen} and at most /{network.max_prefixlen}")
     except ValueError as exc:
         problems.append(f"--cluster-cidr {config.cluster_cidr!r}: {exc}")
+    if config.event_ttl_seconds < 0:
+        problems.append(f"--event-ttl {config.event_ttl_seconds:g}: must be 0 (keep events) or more")
     if config.leader_lease_seconds < 1:
         problems.append(f"--leader-lease-seconds {config.leader_lease_seconds}: must be at least 1")
     if not config.etcd_prefix.startswith("/"):
@@ -69,6 +72,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     p.add_argument("--node-cidr-mask-size", type=int, default=Config.node_cidr_mask_size)
     p.add_argument("--node-monitor-grace-period", type=float, default=Config.node_monitor_grace_seconds,
                    help="seconds without a heartbeat before a node's Ready becomes Unknown")
+    p.add_argument("--event-ttl", type=float, default=Config.event_ttl_seconds, metavar="SECONDS",
+                   help="how long an Event is kept after its last update (default %(default)g, "
+                        "as Kubernetes' 1h; 0 keeps them)")
     p.add_argument("--no-controllers", action="store_true", help="serve the API only (no scheduler, controllers)")
     p.add_argument("--leader-elect", default="true", choices=["true", "false"],
                    help="run the scheduler and controllers only while holding the leader lease in etcd")
@@ -80,7 +86,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
                     cluster_cidr=a.cluster_cidr, node_cidr_mask_size=a.node_cidr_mask_size,
                     node_monitor_grace_seconds=a.node_monitor_grace_period, run_controllers=not a.no_controllers,
                     leader_elect=a.leader_elect == "true", leader_lease_seconds=a.leader_lease_seconds,
-                    identity=a.identity)
+                    identity=a.identity, event_ttl_seconds=a.event_ttl)
     problems = validate_config(config)
     if problems:
         p.error("; ".join(problems))
@@ -95,7 +101,7 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     from controlplane.scheduler.scheduler import Scheduler
 
     metrics = Metrics()
-    store = Store(endpoint=config.etcd, root=config.etcd_prefix)
+    store = Store(endpoint=config.etcd, root=config.etcd_prefix, event_ttl=config.event_ttl_seconds)
     api = ApiServer(store=store, metrics=metrics, listen=config.listen)
     host, _, port = config.metrics_listen.rpartition(":")
     metrics_server = MetricsServer(metrics=metrics, host=host.strip("[]"), port=int(port))

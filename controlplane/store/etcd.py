@@ -15,6 +15,8 @@ caller lists again (what Kubernetes calls 410 Gone).
 from __future__ import annotations
 
 import logging
+import math
+import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 
@@ -70,11 +72,14 @@ def _prefix_end(prefix: bytes) -> bytes:
 class Store:
     """Typed objects over etcd; see the module docstring for the guarantees."""
 
-    def __init__(self, *, endpoint: str, root: str = "/skiff", timeout: float = 10.0) -> None:
+    def __init__(self, *, endpoint: str, root: str = "/skiff", timeout: float = 10.0,
+                 event_ttl: float = 3600.0) -> None:
         endpoint = endpoint.removeprefix("http://")  # etcd's own flags spell URLs; accept them
         host, _, port = endpoint.rpartition(":")
         self.endpoint = endpoint
         self.root = root.rstrip("/")
+        self.event_ttl = event_ttl   # seconds an Event lives after its last write; 0: for ever
+        self._event_lease: tuple[int, float] | None = None   # (lease id, when granted)
         self._client = aetcd.Client(host=host or "127.0.0.1", port=int(port), timeout=timeout)
 
     async def close(self) -> None:
@@ -151,13 +156,32 @@ class Store:
 
     # ------------------------------------------------------------ writes
 
+    async def _lease(self, kind: kinds.Kind) -> int:
+        """The etcd lease an object is written with: Events expire, as in
+        Kubernetes (--event-ttl, 1 h by default); everything else lives until
+        deleted (0). One lease serves every event written in a short window
+        (5% of the TTL, at most a minute), so an event lives between the TTL
+        and the TTL plus that window after its last write."""
+        if kind.name != "Event" or self.event_ttl <= 0:
+            return 0
+        window = min(60.0, self.event_ttl * 0.05)
+        now = time.monotonic()
+        if self._event_lease is None or now - self._event_lease[1] >= window:
+            try:
+                lease = await self._client.lease(math.ceil(self.event_ttl + window))
+            except (rpc.AioRpcError, aetcd.exceptions.ClientError, OSError) as exc:
+                raise Unavailable(f"cannot reach etcd at {self.endpoint}: {_reason(exc)}") from exc
+            self._event_lease = (lease.id, now)
+        return self._event_lease[0]
+
     async def create(self, obj: Message) -> Message:
         kind = kinds.kind_of(obj)
         key = self.key(kind, obj.metadata.namespace, obj.metadata.name)
         response = await self._txn(rpc.TxnRequest(
             compare=[rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL,
                                  create_revision=0)],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=self._encode(obj)))]))
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=self._encode(obj),
+                                                              lease=await self._lease(kind)))]))
         if not response.succeeded:
             raise AlreadyExists(_what(kind, obj.metadata.namespace, obj.metadata.name) + " already exists")
         created = type(obj)()
@@ -178,7 +202,9 @@ class Store:
             guard = rpc.Compare(key=key, target=rpc.Compare.CREATE, result=rpc.Compare.GREATER, create_revision=0)
         response = await self._txn(rpc.TxnRequest(
             compare=[guard],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=self._encode(obj)))],
+            # (A put without the lease would detach an Event from its expiry.)
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=self._encode(obj),
+                                                              lease=await self._lease(kind)))],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key, keys_only=True))]))
         if not response.succeeded:
             if not response.responses[0].response_range.kvs:

@@ -142,3 +142,27 @@ def test_guaranteed_update_retries_on_conflict(etcd, etcd_prefix):
         assert result.metadata.labels["racer"] == "yes"
         assert len(calls) == 2
     run(etcd, etcd_prefix, body)
+
+
+def event(name: str) -> types_pb2.Event:
+    e = types_pb2.Event(kind="Event", api_version="v1", reason="Tested", message="m", count=1)
+    e.metadata.name, e.metadata.namespace = name, "default"
+    return e
+
+
+def test_events_expire_after_the_event_ttl_and_other_objects_do_not(etcd, etcd_prefix):
+    EVENT = kinds.kind_named("Event")
+
+    async def body(store):
+        store.event_ttl = 2
+        await store.create(pod("keeps"))
+        created = await store.create(event("fades"))
+        created.count = 2   # an update keeps it on its lease (a put without one would detach it)
+        await store.update(created)
+        for _ in range(100):   # etcd expires leases to the second: up to ttl + window + 1 s
+            if not (await store.list(EVENT, "default"))[0]:
+                break
+            await asyncio.sleep(0.1)
+        return (await store.list(EVENT, "default"))[0], await store.get(POD, "default", "keeps")
+    events, kept = run(etcd, etcd_prefix, body)
+    assert events == [] and kept.metadata.name == "keeps"
