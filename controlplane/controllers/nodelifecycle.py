@@ -1,4 +1,5 @@
-"""Node lifecycle: a node whose agent stopped heartbeating gets Ready=Unknown.
+"""Node lifecycle: a node whose agent stopped heartbeating gets Ready=Unknown,
+and its pods Ready=False.
 
 The agent renews its Ready condition's lastHeartbeatTime; when that is older
 than the grace period (default 40 s, as Kubernetes' node-monitor-grace-period)
@@ -22,6 +23,8 @@ from skiff.informer import Informer, Key
 log = logging.getLogger(__name__)
 REASON = "NodeStatusUnknown"
 MESSAGE = "Skiff agent stopped posting node status."
+POD_REASON = "NodeNotReady"
+POD_MESSAGE = "The pod's node stopped posting status; nothing vouches for the pod's readiness."
 
 
 def stale_ready(node: types_pb2.Node, *, now: float, grace_seconds: float) -> bool:
@@ -57,7 +60,13 @@ class NodeLifecycleController(Controller):
 
     async def reconcile(self, key: Key) -> None:
         node = self.informer.get(key)
-        if node is None or not stale_ready(node, now=self.clock(), grace_seconds=self.grace_seconds):
+        if node is None:
+            return
+        ready = meta.get_condition(node.status.conditions, "Ready")
+        if ready is not None and ready.status == "Unknown":
+            await self._mark_pods_not_ready(node.metadata.name)   # again each tick: new or restarted ones
+            return
+        if not stale_ready(node, now=self.clock(), grace_seconds=self.grace_seconds):
             return
         updated = meta.copy(node)
         meta.set_condition(updated.status.conditions, type_="Ready", status="Unknown", reason=REASON,
@@ -67,4 +76,24 @@ class NodeLifecycleController(Controller):
             await self.client.update_status(updated)
             log.warning("node %s: no heartbeat for more than %.0fs; Ready=Unknown", key[1], self.grace_seconds)
         except (Conflict, NotFound):
-            pass  # a heartbeat (or deletion) won the race: the informer brings it, and we look again
+            return  # a heartbeat (or deletion) won the race: the informer brings it, and we look again
+        await self._mark_pods_not_ready(node.metadata.name)
+
+    async def _mark_pods_not_ready(self, node_name: str) -> None:
+        """Kubernetes' MarkPodsNotReady: nobody vouches for the pods of a node
+        that went silent, so their Ready condition turns False (the agent,
+        once back, writes the truth again)."""
+        pods, _ = await self.client.list("Pod", "", field_selector=f"spec.nodeName={node_name}")
+        for pod in pods:
+            ready = meta.get_condition(pod.status.conditions, "Ready")
+            if ready is None or ready.status != "True" or pod.status.phase in ("Succeeded", "Failed"):
+                continue
+            updated = meta.copy(pod)
+            meta.set_condition(updated.status.conditions, type_="Ready", status="False", reason=POD_REASON,
+                               message=POD_MESSAGE, now=meta.timestamp(self.clock()))
+            try:
+                await self.client.update_status(updated)
+                log.info("pod %s/%s: Ready=False (node %s not ready)", pod.metadata.namespace,
+                         pod.metadata.name, node_name)
+            except (Conflict, NotFound):
+                pass  # changed meanwhile: the next tick looks again

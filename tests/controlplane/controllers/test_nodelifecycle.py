@@ -1,9 +1,9 @@
-"""Node lifecycle: a node without heartbeats becomes Ready=Unknown."""
+"""Node lifecycle: a node without heartbeats becomes Ready=Unknown, its running pods Ready=False."""
 import asyncio
 
 import pytest
 
-from controlplane.controllers.nodelifecycle import REASON, stale_ready
+from controlplane.controllers.nodelifecycle import POD_REASON, REASON, stale_ready
 from proto.skiff.v1 import types_pb2
 from skiff.api import meta
 from skiff.client import ApiClient
@@ -39,6 +39,14 @@ def test_silent_node_becomes_ready_unknown(controlplane_factory):
             meta.set_condition(n.status.conditions, type_="Ready", status="True", heartbeat=True)
             created = await c.create(n)
             heartbeat = meta.get_condition(created.status.conditions, "Ready").last_heartbeat_time
+            p = types_pb2.Pod(kind="Pod", api_version="v1")
+            p.metadata.name, p.metadata.namespace = "on-silent", "default"
+            p.spec.containers.add(name="c", image="busybox")
+            p.spec.node_name = "silent"
+            pod = await c.create(p)
+            pod.status.phase = "Running"
+            meta.set_condition(pod.status.conditions, type_="Ready", status="True")
+            await c.update_status(pod)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 30
             while True:
@@ -50,4 +58,12 @@ def test_silent_node_becomes_ready_unknown(controlplane_factory):
                 await asyncio.sleep(0.1)
             assert ready.reason == REASON
             assert ready.last_heartbeat_time == heartbeat  # when it was last heard of
+            while True:
+                pod_ready = meta.get_condition((await c.get("Pod", "on-silent", "default")).status.conditions,
+                                               "Ready")
+                if pod_ready.status == "False":
+                    break
+                assert loop.time() < deadline, "the pod on the silent node stayed Ready"
+                await asyncio.sleep(0.1)
+            assert pod_ready.reason == POD_REASON
     asyncio.run(body())
