@@ -135,7 +135,9 @@ def main() -> None:
         if rt is not None:
             asyncio.run(rt.cleanup_orphans(set()))
             rt.close()
-        subprocess.run(["umount", str(state)], check=False)
+        # rt.close() has waited for the zygote to end (nothing of ours runs):
+        # the tmpfs must come off now, or the run has left something behind.
+        subprocess.run(["umount", str(state)], check=True)
         for hierarchy in Path("/sys/fs/cgroup").iterdir():
             d = hierarchy / parent
             if d.is_dir():

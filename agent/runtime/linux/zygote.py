@@ -417,8 +417,12 @@ def _serve_one(conn: socket.socket, ctx: ZygoteContext, retire) -> tuple[dict | 
             reply = {"protocol": PROTOCOL, "pid": os.getpid(), "watching": len(ctx.watched),
                      "spare": ctx.spare_identity()}
         elif op == "bye":
+            # No agent, no starts: the spare goes (on EOF); if nothing else
+            # of ours runs, so do we, and the agent may wait for that.
+            spare = {ctx.spare[0]} if ctx.spare is not None else set()
+            ctx.drop_spare()
             _reap(ctx)
-            reply, gone = {"exiting": not _has_children()}, True
+            reply, gone = {"exiting": _children() <= spare}, True
         elif op == "retire":
             retire()
             reply = {"ok": True}
@@ -462,6 +466,12 @@ def _has_children() -> bool:
     except ChildProcessError:
         return False
     return True
+
+
+def _children() -> set[int]:
+    pid = os.getpid()
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return {int(p) for p in f.read().split()}
 
 
 def _reap(ctx: ZygoteContext) -> None:
