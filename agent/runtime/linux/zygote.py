@@ -235,11 +235,23 @@ class Zygote:
         except ZygoteError:
             exiting = True
         self._sock.close()
-        if self._child is not None and exiting:
+        if not exiting:
+            return
+        if self._child is not None:
             try:
                 self._child.wait(timeout=10)
             except Exception:  # noqa: BLE001 - TimeoutExpired: it will be reaped later
                 pass
+            return
+        # Not our child (attached after an agent restart): wait on a pidfd.
+        try:
+            pidfd = sc.pidfd_open(self.pid)
+        except ProcessLookupError:
+            return
+        try:
+            select.select([pidfd], [], [], 10)
+        finally:
+            os.close(pidfd)
 
     def reap_if_exited(self) -> None:
         """Collect our child zygote if it has ended (no zombie left behind)."""
