@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-import yaml
 
 DEFAULT_SERVER = "127.0.0.1:6443"
 
@@ -35,6 +34,7 @@ def config_path(*, env: Mapping[str, str] = os.environ) -> Path:
 
 def load_config(*, path: Path) -> ClientConfig | None:
     """The config in `path`, or None when there is no such file."""
+    import yaml   # here, not at the top: commands that never read the config (build) skip its import
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -50,6 +50,7 @@ def load_config(*, path: Path) -> ClientConfig | None:
 
 def write_config(*, path: Path, config: ClientConfig) -> None:
     """Write atomically (rename), so a concurrent reader never sees half a file."""
+    import yaml
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(yaml.safe_dump({"server": config.server}, default_flow_style=False), encoding="utf-8")

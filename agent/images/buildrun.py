@@ -11,7 +11,6 @@ in `finally`, so a failing RUN leaves no container or mount.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -26,6 +25,8 @@ from agent.images.imageconfig import DEFAULT_SHELL
 from agent.images.errors import ImageError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from agent.images.builder import Builder, RunRequest, _State
     from agent.images.dockerfile import Dockerfile, Instruction
 
@@ -135,6 +136,7 @@ class RuntimeExecutor:
                 from agent.runtime.linux import LinuxRuntime
             except ImportError as exc:
                 raise ImageError(f"RUN needs Skiff's runtime (agent.runtime.linux): {exc}") from None
+            import asyncio   # on the first RUN: a build from cache never pays for it
             self._run_dir = Path(tempfile.mkdtemp(prefix="skiff-build-run-"))
             self._loop = asyncio.new_event_loop()
             self._runtime = LinuxRuntime(run_dir=self._run_dir)
@@ -157,6 +159,7 @@ class RuntimeExecutor:
         return self._loop.run_until_complete(self._run(runtime=runtime, request=request, output=output))
 
     async def _run(self, *, runtime, request: "RunRequest", output: TextIO | None) -> int:
+        import asyncio
         from agent.runtime.interface import ContainerConfig, SandboxConfig, SecurityConfig, StartError
 
         build_id = "skiff-build-" + uuid.uuid4().hex[:12]
