@@ -129,6 +129,7 @@ class RuntimeExecutor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runtime = None
         self._run_dir: Path | None = None
+        self._cgroup_parent = ""
 
     def _ensure(self):
         if self._runtime is None:
@@ -139,13 +140,17 @@ class RuntimeExecutor:
             import asyncio   # on the first RUN: a build from cache never pays for it
             self._run_dir = Path(tempfile.mkdtemp(prefix="skiff-build-run-"))
             self._loop = asyncio.new_event_loop()
-            self._runtime = LinuxRuntime(run_dir=self._run_dir)
+            # Its own cgroup parent: a build neither uses nor leaves anything in a node agent's.
+            self._cgroup_parent = f"skiff-build-{uuid.uuid4().hex[:8]}"
+            self._runtime = LinuxRuntime(run_dir=self._run_dir, cgroup_parent=self._cgroup_parent)
         return self._runtime
 
     def close(self) -> None:
         if self._runtime is not None:
             self._runtime.close()
             self._runtime = None
+            from agent.runtime.linux.cgroups import remove_empty
+            remove_empty(self._cgroup_parent)
         if self._loop is not None:
             self._loop.close()
             self._loop = None

@@ -118,15 +118,6 @@ def mounts_under(paths: list[Path]) -> list[str]:
 
 
 def remove_empty_cgroups(name: str, *, root: Path = Path("/sys/fs/cgroup")) -> list[str]:
-    """rmdir the cgroup `name` in every hierarchy (v1 controllers and v2).
-    The kernel refuses a cgroup that still has processes or children, so only
-    an empty one goes; returns those that could not be removed."""
-    left = []
-    for hierarchy in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else ():
-        cgroup = hierarchy / name
-        if cgroup.is_dir():
-            try:
-                cgroup.rmdir()
-            except OSError:
-                left.append(str(cgroup))
-    return left
+    """rmdir the cgroup `name` wherever it is (see cgroups.remove_empty)."""
+    from agent.runtime.linux.cgroups import remove_empty
+    return remove_empty(name, root=root)

@@ -12,14 +12,16 @@ import pytest
 
 from agent.images.bootstrap import bootstrap_busybox
 from agent.images.builder import BuildError, BuildOptions, build
+from tests.conftest import remove_cgroup_parent
 
 pytestmark = pytest.mark.root
 
 
 def leftovers() -> list[str]:
     found = [line for line in open("/proc/self/mountinfo") if "skiff-build" in line]
+    # A build's RUN containers live under a cgroup parent of the build's own.
+    found += glob.glob("/sys/fs/cgroup/*/skiff-build-*") + glob.glob("/sys/fs/cgroup/skiff-build-*")
     found += glob.glob("/sys/fs/cgroup/*/skiff/pod-skiff-build-*")
-    found += glob.glob("/sys/fs/cgroup/unified/skiff/pod-skiff-build-*")
     found += glob.glob("/tmp/skiff-build-run-*")
     return found
 
@@ -78,8 +80,8 @@ def test_prune_keeps_layers_a_running_container_uses(store, tmp_dir):
     img = store.resolve("busybox")
 
     async def scenario() -> tuple[int, bool, int]:
-        runtime = LinuxRuntime(run_dir=tmp_dir / "run")
         pod = "skiff-test-prune-" + os.urandom(4).hex()
+        runtime = LinuxRuntime(run_dir=tmp_dir / "run", cgroup_parent=pod)
         try:
             await runtime.create_sandbox(SandboxConfig(pod_id=pod, namespace="default", name="p",
                                                        hostname="p"))
@@ -93,6 +95,7 @@ def test_prune_keeps_layers_a_running_container_uses(store, tmp_dir):
             await runtime.remove(pod + "-c")
             await runtime.remove_sandbox(pod)
             runtime.close()
+            remove_cgroup_parent(pod)
         return while_running.layers, kept, store.prune().layers
 
     pruned_running, kept, pruned_after = asyncio.run(scenario())

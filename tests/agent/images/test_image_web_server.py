@@ -22,6 +22,7 @@ import pytest
 from agent.images.archive import load_archive, save_archive
 from agent.images.builder import BuildOptions, build
 from agent.images.store import ImageStore
+from tests.conftest import remove_cgroup_parent
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE_STORE = Path(os.environ.get("SKIFF_TEST_BASE_STORE", "/var/lib/skiff/images"))
@@ -56,7 +57,7 @@ async def _serve(*, img, run_dir: Path) -> tuple[str, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     pod = "skiff-test-web-" + os.urandom(4).hex()
-    runtime = LinuxRuntime(run_dir=run_dir)
+    runtime = LinuxRuntime(run_dir=run_dir, cgroup_parent=pod)
     log = run_dir / "web.log"
     try:
         await runtime.create_sandbox(SandboxConfig(pod_id=pod, namespace="default", name="web",
@@ -79,4 +80,5 @@ async def _serve(*, img, run_dir: Path) -> tuple[str, str]:
         await runtime.remove(pod + "-c")
         await runtime.remove_sandbox(pod)
         runtime.close()
+        remove_cgroup_parent(pod)
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -32,7 +32,7 @@ from agent.runtime.linux.cgroups.v1.manager import CONTROLLERS as V1_CONTROLLERS
 from agent.runtime.linux.cgroups.v2 import CgroupV2Manager
 
 __all__ = ["CgroupError", "CgroupManager", "CgroupStats", "CgroupV1Manager", "CgroupV2Manager",
-           "detect_driver", "list_cgroups", "new_manager"]
+           "detect_driver", "list_cgroups", "new_manager", "remove_empty"]
 
 
 def _v1_mounts(root: Path | None) -> dict[str, Path]:
@@ -85,3 +85,21 @@ def list_cgroups(*, parent: str, driver: str | None = None, root: Path | None = 
         if base.is_dir():
             names.update(p.name for p in base.iterdir() if p.is_dir())
     return sorted(names)
+
+
+def remove_empty(name: str, *, root: Path = DEFAULT_ROOT) -> list[str]:
+    """rmdir the cgroup `name` (a parent, e.g. "skiff") in every hierarchy: each
+    v1 controller's and the v2 tree beside them, or the v2 root itself on a
+    unified host. The kernel refuses a cgroup that still has processes or
+    children, so only an empty one goes; returns those that could not be removed."""
+    if not root.is_dir():
+        return []
+    left = []
+    for base in (root, *sorted(p for p in root.iterdir() if p.is_dir())):
+        cgroup = base / name
+        if cgroup.is_dir() and (cgroup / "cgroup.procs").exists():
+            try:
+                cgroup.rmdir()
+            except OSError:
+                left.append(str(cgroup))
+    return left
