@@ -1,9 +1,12 @@
-"""Starting a container, as the zygote does it: one fork, one recipe.
+"""Starting a container, as the zygote does it: one process, one recipe.
 
-    zygote: enters the pod's namespaces, unshares mnt and (unless the pod
-       │    shares one) pid, forks the program's process, restores its own
-       │    namespaces; watches the process and reports its pid.
-       └─fork─► program (C): PID 1 of the new pid namespace, as in
+    zygote: hands the start to its spare — a process forked ahead of time,
+       │    already PID 1 of a pid namespace of its own, which then enters
+       │    the pod's namespaces and unshares mnt itself — or (first start,
+       │    shareProcessNamespace pods) enters the pod's namespaces, unshares
+       │    mnt and pid, forks it and restores its own namespaces. Watches
+       │    the process and reports its pid.
+       └─────► program (C): PID 1 of the new pid namespace, as in
                 Kubernetes, runc and Docker (`echo $$` prints 1). Builds the
                 rootfs (so /proc shows its own pid ns), pivot_root, waits
                 until the agent has moved it into the container's cgroup
