@@ -16,8 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from pyroute2 import Conntrack
-from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+from agent.lightimport import package
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +24,9 @@ log = logging.getLogger(__name__)
 def forget_udp_flows_to(*, pod_ip: str) -> int:
     """Delete conntrack entries of UDP flows answered by pod_ip; returns how many."""
     try:
+        package("pyroute2")  # its submodules only (agent.lightimport); imported here: rarely needed
+        from pyroute2.conntrack import Conntrack
+        from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
         with Conntrack() as ct:
             stale = list(ct.dump_entries(tuple_reply=NFCTAttrTuple(proto=socket.IPPROTO_UDP, saddr=pod_ip)))
             for entry in stale:

@@ -19,10 +19,12 @@ import socket
 from pathlib import Path
 from typing import Iterator
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
+from agent.lightimport import package
 from agent.network.types import VETH_PREFIX, NetworkError
+
+package("pyroute2")  # its __init__ imports all of pyroute2: ~6 MiB the agent would keep (agent.lightimport)
+from pyroute2.iproute.linux import IPRoute  # noqa: E402
+from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
 
 CLONE_NEWNET = 0x40000000
 NETLINK_ROUTE = 0
