@@ -25,6 +25,17 @@ def test_main_imports_no_grpc_up_front():
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, check=True)
 
 
+def test_the_resident_agent_imports_no_rare_path_modules():
+    # What agent.main imports for the linux runtime; image unpacking (tarfile), conntrack cleanup (pyroute2)
+    # and prometheus_client's own servers are imported only when used (docs/architecture.md, "agent memory").
+    code = ("import sys, agent.main, agent.app, agent.imagepuller, agent.images.store, agent.network\n"
+            "print(sorted(m for m in ('tarfile', 'pyroute2', 'prometheus_client.exposition', 'http.server')"
+            " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, check=True, capture_output=True,
+                         text=True).stdout
+    assert out.strip() == "[]"
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--node-ip", "not-an-ip"], "--node-ip"),
     (["--server", "nohostport"], "--server"),
