@@ -22,6 +22,7 @@ from typing import Any, Callable
 from agent.config import AgentConfig, split_host_port
 from agent.events import EventRecorder
 from agent.imagepuller import Registry
+from agent.memory import release_free_memory
 from agent.metrics import AgentMetrics
 from agent.node import NodeAgent, NodeIdentity
 from agent.podworkers import ImageResolver, PodWorkers
@@ -106,6 +107,7 @@ class Agent:
                     for c in stats.containers})
             except Exception:
                 log.exception("collecting container stats failed")
+            release_free_memory()  # what pod starts and this pass freed (agent.memory)
             await asyncio.sleep(STATS_PERIOD_SECONDS)
 
     async def stop(self) -> None:

@@ -37,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     zygote = _spawn_zygote(config)
 
+    from agent.memory import limit_malloc_arenas
+    limit_malloc_arenas()  # before any thread exists (agent.memory)
+
     import asyncio  # noqa: E402 - everything below may start threads
     import signal
 
