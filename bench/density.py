@@ -277,7 +277,8 @@ def main() -> None:
         raise SystemExit("density.py needs root (it runs real containers)")
     base = Path(tempfile.mkdtemp(prefix="skiff-bench-density-"))
     cluster = Cluster(base=base, ports={k: free_port() for k in ("etcd", "peer", "api", "cpm", "agent", "agentm")},
-                      node_name=f"skiff-bench-{base.name.rsplit('-', 1)[-1]}")
+                      # mkdtemp suffixes may hold "_", which no node name (RFC 1123) may: up would fail
+                      node_name="skiff-bench-" + base.name.rsplit("-", 1)[-1].replace("_", "x"))
     try:
         print("bootstrapping busybox and starting a private cluster ...", flush=True)
         cluster.skiff("image", "--data-dir", str(cluster.data_dir), "bootstrap", "busybox")
