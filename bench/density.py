@@ -12,8 +12,9 @@ prints:
   per-pod overhead  the proportional set size (PSS, /proc/PID/smaps_rollup:
                     shared pages divided among their sharers, so sums are
                     honest) of every Skiff process on the node (the agent,
-                    its zygote, each container's init/reaper; found as the
-                    agent's descendants running the agent's interpreter),
+                    its zygote and the zygote's one spare process, and any
+                    per-container process of ours — there should be none;
+                    found as the agent's descendants running its interpreter),
                     with N pods minus idle, divided by N. The user processes
                     (`sleep`) are measured apart and not counted.
                     Goal: <= 1 MiB a pod. Peers: containerd's Go shim
@@ -31,13 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +61,7 @@ class Cluster:
     base: Path
     ports: dict[str, int]
     node_name: str
+    tag: str = field(default_factory=lambda: secrets.token_hex(3))
 
     @property
     def data_dir(self) -> Path:
@@ -85,6 +88,10 @@ class Cluster:
         p = self.ports
         return ["up", "--detach", "--data-dir", str(self.data_dir), "--run-dir", str(self.run_dir),
                 "--node-name", self.node_name, "--etcd-port", str(p["etcd"]), "--etcd-peer-port", str(p["peer"]),
+                # Machine-wide names of its own: never the bridge, table or cgroups of a cluster running here.
+                "--bridge", f"skiff-d{self.tag}", "--nft-table", f"skiff_density_{self.tag}",
+                "--cgroup-parent", f"skiff-density-{self.tag}",
+                "--cluster-cidr", f"10.{200 + int(self.tag, 16) % 50}.0.0/16",
                 "--api-port", str(p["api"]), "--controlplane-metrics-port", str(p["cpm"]),
                 "--agent-port", str(p["agent"]), "--agent-metrics-port", str(p["agentm"]),
                 "--start-timeout", "120"]
@@ -134,6 +141,13 @@ def mem_available_kib() -> int:
     raise KeyError("/proc/meminfo has no MemAvailable")
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _ppid(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat[stat.rindex(")") + 2:].split()[1])
@@ -169,9 +183,9 @@ def exe_id(pid: int) -> tuple[int, int] | None:
 @dataclass(frozen=True)
 class Snapshot:
     agent_rss_kib: int
-    skiff_pss_kib: dict[int, int]   # pid -> PSS: the agent, its zygote, container inits
+    skiff_pss_kib: dict[int, int]   # pid -> PSS: the agent, its zygote and spare, per-container ones
     user_pss_kib: dict[int, int]    # pid -> PSS: the pods' own programs
-    init_uss_kib: dict[int, int]    # pid -> USS of the Skiff processes that are not the agent or zygote
+    init_uss_kib: dict[int, int]    # pid -> USS of per-container Skiff processes (not agent, zygote, spare)
     mem_available_kib: int
     controlplane_rss_kib: int
     etcd_rss_kib: int
@@ -188,10 +202,12 @@ def snapshot(cluster: Cluster) -> Snapshot:
             (skiff if exe_id(pid) == interpreter else user)[pid] = pss_kib(pid)
         except OSError:
             continue  # ended meanwhile
-    zygote = {pid for pid in skiff if pid != agent and _ppid(pid) == agent}
+    # Node-wide: the agent, its zygote, the zygote's spare (forked ahead of the next start).
+    node_wide = {agent} | {pid for pid in skiff if pid != agent and _ppid(pid) == agent} | {
+        pid for pid in skiff if _comm(pid) == "skiff-spare"}
     uss = {}
     for pid in skiff:
-        if pid != agent and pid not in zygote:
+        if pid not in node_wide:
             try:
                 uss[pid] = uss_kib(pid)
             except OSError:
@@ -238,7 +254,7 @@ def mib(kib: float) -> str:
 
 
 def report(*, n: int, idle: Snapshot, full: Snapshot, ramp_seconds: float) -> None:
-    inits = [pss for pid, pss in full.skiff_pss_kib.items() if pid not in idle.skiff_pss_kib]
+    inits = [full.skiff_pss_kib[pid] for pid in full.init_uss_kib if pid in full.skiff_pss_kib]
     skiff_delta = sum(full.skiff_pss_kib.values()) - sum(idle.skiff_pss_kib.values())
     per_pod = skiff_delta / n
     available_delta = (idle.mem_available_kib - full.mem_available_kib) / n
@@ -249,15 +265,15 @@ def report(*, n: int, idle: Snapshot, full: Snapshot, ramp_seconds: float) -> No
     print(f"  agent RSS, {n:3d} pods               {mib(full.agent_rss_kib)}   goal <= {AGENT_GOAL_MIB:g} MiB: "
           f"{verdict(full.agent_rss_kib / 1024 <= AGENT_GOAL_MIB)}")
     print(f"  Skiff processes on the node       {len(idle.skiff_pss_kib)} idle -> {len(full.skiff_pss_kib)} "
-          f"with pods ({len(inits)} container inits)")
+          f"with pods ({len(inits)} of them per container)")
     print(f"  Skiff PSS, idle                   {mib(sum(idle.skiff_pss_kib.values()))}")
     print(f"  Skiff PSS, {n:3d} pods               {mib(sum(full.skiff_pss_kib.values()))}")
     print(f"  per-pod overhead (PSS delta / N)  {mib(per_pod)}   goal <= {PER_POD_GOAL_MIB:g} MiB: "
           f"{verdict(per_pod / 1024 <= PER_POD_GOAL_MIB)}")
     if inits:
-        print(f"    of which one container init     {mib(sum(inits) / len(inits))} (mean PSS; "
+        print(f"    of which a per-container one    {mib(sum(inits) / len(inits))} (mean PSS; "
               f"{mib(sum(full.init_uss_kib.values()) / len(inits)).strip()} of it private (USS))")
-    print(f"    agent + zygote growth per pod   {mib((skiff_delta - sum(inits)) / n)}")
+    print(f"    node-wide processes' growth/pod {mib((skiff_delta - sum(inits)) / n)}")
     print(f"  Skiff PSS total / N (incl. agent) {mib(sum(full.skiff_pss_kib.values()) / n)}")
     for name, peer in PEERS:
         print(f"  peer: {name:26s} {peer:7.2f} MiB a container   Skiff/peer {per_pod / 1024 / peer:.2f}x")
