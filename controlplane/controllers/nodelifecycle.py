@@ -68,15 +68,10 @@ class NodeLifecycleController(Controller):
             return
         if not stale_ready(node, now=self.clock(), grace_seconds=self.grace_seconds):
             return
-        updated = meta.copy(node)
-        meta.set_condition(updated.status.conditions, type_="Ready", status="Unknown", reason=REASON,
-                           message=MESSAGE, now=meta.timestamp(self.clock()))
         # Keep the last heartbeat as it was: it tells when the node was last heard of.
-        try:
-            await self.client.update_status(updated)
-            log.warning("node %s: no heartbeat for more than %.0fs; Ready=Unknown", key[1], self.grace_seconds)
-        except (Conflict, NotFound):
+        if not await self._set_ready(node, status="Unknown", reason=REASON, message=MESSAGE):
             return  # a heartbeat (or deletion) won the race: the informer brings it, and we look again
+        log.warning("node %s: no heartbeat for more than %.0fs; Ready=Unknown", key[1], self.grace_seconds)
         await self._mark_pods_not_ready(node.metadata.name)
 
     async def _mark_pods_not_ready(self, node_name: str) -> None:
@@ -88,12 +83,19 @@ class NodeLifecycleController(Controller):
             ready = meta.get_condition(pod.status.conditions, "Ready")
             if ready is None or ready.status != "True" or pod.status.phase in ("Succeeded", "Failed"):
                 continue
-            updated = meta.copy(pod)
-            meta.set_condition(updated.status.conditions, type_="Ready", status="False", reason=POD_REASON,
-                               message=POD_MESSAGE, now=meta.timestamp(self.clock()))
-            try:
-                await self.client.update_status(updated)
+            # Changed meanwhile (False returned): the next tick looks again.
+            if await self._set_ready(pod, status="False", reason=POD_REASON, message=POD_MESSAGE):
                 log.info("pod %s/%s: Ready=False (node %s not ready)", pod.metadata.namespace,
                          pod.metadata.name, node_name)
-            except (Conflict, NotFound):
-                pass  # changed meanwhile: the next tick looks again
+
+    async def _set_ready(self, obj, *, status: str, reason: str, message: str) -> bool:
+        """Write obj's (a node's or a pod's) Ready condition; False if obj
+        changed or went meanwhile."""
+        updated = meta.copy(obj)
+        meta.set_condition(updated.status.conditions, type_="Ready", status=status, reason=reason,
+                           message=message, now=meta.timestamp(self.clock()))
+        try:
+            await self.client.update_status(updated)
+        except (Conflict, NotFound):
+            return False
+        return True
