@@ -5,7 +5,7 @@
   executor for blocking runtime and network calls, gRPC's event engine) do
   little allocation, so two arenas suffice; measured ~1 MiB less with 100 pods.
   Called once before any thread is started (agent.main), and only in the agent:
-  the zygote and the containers are forked before it.
+  the zygote is a process of its own (a setting does not survive its exec).
 - `release_free_memory`: malloc_trim(0) hands free pages inside the heaps back
   to the kernel; bursts of pod starts leave some behind. Called after each
   stats pass (agent.app), it costs well under a millisecond.
