@@ -22,27 +22,21 @@ from agent.runtime.linux.trace import mark
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def join_cgroup(procs_files: Sequence[str]) -> None:
-    """Move the calling process into the container's cgroup (every hierarchy).
-    Done before forking the container's processes, so each is born inside it
-    and counted against its pids and memory limits from the start."""
-    pid = str(os.getpid()).encode()
+def join_cgroup(procs_files: Sequence[str], *, pid: int | None = None) -> None:
+    """Move a process (default: the calling one) into the container's cgroup,
+    every hierarchy. Done before the container's processes fork, so each is
+    born inside it and counted against its pids and memory limits from the
+    start. On cgroup v1 the first write waits for an RCU grace period
+    (milliseconds): the agent calls this in a thread."""
+    text = str(os.getpid() if pid is None else pid).encode()
     for path in procs_files:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            os.write(fd, pid)
+            os.write(fd, text)
         except OSError as e:
-            raise OSError(e.errno, f"joining cgroup: write {pid.decode()} to {path}: {e.strerror}") from None
+            raise OSError(e.errno, f"joining cgroup: write {text.decode()} to {path}: {e.strerror}") from None
         finally:
             os.close(fd)
-
-
-def move_to_cgroup(*, pid: int, procs_fd: int, procs_file: str) -> None:
-    """Write pid into one cgroup.procs (one hierarchy), opened as procs_fd."""
-    try:
-        os.write(procs_fd, str(pid).encode())
-    except OSError as e:
-        raise OSError(e.errno, f"joining cgroup: write {pid} to {procs_file}: {e.strerror}") from None
 
 
 def reset_signals() -> None:

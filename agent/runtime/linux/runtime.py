@@ -1,10 +1,10 @@
 """LinuxRuntime: the Runtime protocol on the kernel, as the agent uses it.
 
 This is the asyncio side. It prepares what needs no fork (directories, the
-cgroup, the log and exit files, pipes), asks the zygote to fork (see
-zygote.py), and afterwards learns everything from files and fds: the error
-pipe says whether exec succeeded, a pidfd says when the container's init has
-exited, and the exit file the init wrote says how its main process ended.
+cgroup, the log file, pipes), asks the zygote for the container's process
+(see zygote.py), moves it into its cgroup, and afterwards learns everything
+from files and fds: the error pipe says whether exec succeeded, a pidfd says
+when the program has exited, and the exit file the zygote wrote says how.
 Everything it knows is on disk under run_dir (state.py), so a new
 LinuxRuntime after an agent crash carries on where the old one stopped.
 """
@@ -142,7 +142,7 @@ class LinuxRuntime:
                                                  "started_at": started_at})
                 try:
                     if await cgroup_ready != reply["pid"]:   # not the spare it moved
-                        await asyncio.to_thread(_move_to_cgroup, reply["pid"], procs_files)
+                        await asyncio.to_thread(process.join_cgroup, procs_files, pid=reply["pid"])
                     os.write(joined_w, b"j")
                     mark("start: program in its cgroup")
                 except (ProcessLookupError, BrokenPipeError):
@@ -328,15 +328,14 @@ class LinuxRuntime:
         if st is None or not is_alive(st["pid"], st["start_time"]):
             raise StartError(f"container {container_id} is not running")
         cg = self._cgroup(cfg["pod_id"], container_id)
-        main = st["pid"]
         req = {
             "op": "exec", "args": list(argv), "tty": tty,
-            "ns": {k: f"/proc/{main}/ns/{k}" for k in ("ipc", "uts", "net", "pid", "cgroup", "mnt")},
+            "ns": {k: f"/proc/{st['pid']}/ns/{k}" for k in ("ipc", "uts", "net", "pid", "cgroup", "mnt")},
             "cgroup_procs": [str(p / "cgroup.procs") for p in dict.fromkeys(cg.paths().values())],
             "env": cfg["env"], "working_dir": cfg["working_dir"] or "/", "security": cfg["security"],
         }
         code = await exec_io.run(zygote=self.zygote, req=req, tty=tty, stdin=stdin, output=output,
-                                 alive=lambda: is_alive(st["pid"], st["start_time"]), init_pid=main,
+                                 alive=lambda: is_alive(st["pid"], st["start_time"]), init_pid=st["pid"],
                                  size=size)
         return ExecResult(exit_code=code)
 
@@ -367,21 +366,10 @@ def _make_cgroup_with(cg: cgroups.CgroupManager, resources: Resources, procs_fil
     if state is None or state[0] == "Z" or state[1] != zygote:
         return None
     try:
-        _move_to_cgroup(pid, procs_files)
+        process.join_cgroup(procs_files, pid=pid)
     except ProcessLookupError:
         return None
     return pid
-
-
-def _move_to_cgroup(pid: int, procs_files: list[str]) -> None:
-    """Write pid into each hierarchy's cgroup.procs. On cgroup v1 the first
-    write waits for an RCU grace period (milliseconds): run in a thread."""
-    for path in procs_files:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            process.move_to_cgroup(pid=pid, procs_fd=fd, procs_file=path)
-        finally:
-            os.close(fd)
 
 
 __all__ = ["LinuxRuntime", "Resources"]

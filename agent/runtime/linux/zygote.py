@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 from agent.runtime.linux import container_init, exec_init, namespaces, sandbox_init
 from agent.runtime.linux import syscalls as sc
-from agent.runtime.linux.state import proc_start_time
+from agent.runtime.linux.state import proc_start_time, write_json
 from agent.runtime.linux.trace import mark
 
 PROTOCOL = 2
@@ -512,12 +512,8 @@ def _record_exit(watched: dict, info) -> None:
     else:  # killed or dumped core
         record = {"exit_code": 128 + info.si_status, "signal": info.si_status}
     record["finished_at"] = time.time()
-    path = watched["exit"]
-    tmp = f"{path}.tmp"
     try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(record))
-        os.replace(tmp, path)
+        write_json(Path(watched["exit"]), record)
     except OSError:
         pass  # the container's directory is gone: nobody asks any more
     if watched["kill_cgroup"]:
