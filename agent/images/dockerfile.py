@@ -120,7 +120,12 @@ def parse(*, text: str, filename: str = "Dockerfile") -> Dockerfile:
         raise DockerfileError(f"{filename}:1: invalid escape token {escape!r}: must be ` or \\")
     instructions: list[Instruction] = []
     i = 0
-    cont = re.compile(re.escape(escape) + r"[ \t]*$")
+    # Docker's rule (BuildKit's lineContinuationRegex): the escape character
+    # as the last non-blank character continues the line unless the character
+    # before it is the escape character too (`C:\\` ends a line); a line that
+    # is only the escape character continues as well.
+    e = re.escape(escape)
+    cont = re.compile(rf"(?:(?<=[^{e}])|^){e}[ \t]*$")
     while i < len(lines):
         raw = lines[i]
         stripped = raw.strip()

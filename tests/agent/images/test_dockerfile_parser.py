@@ -75,6 +75,44 @@ def test_escape_directive_backtick():
     assert df.instructions[1].args == ("dir c:\\   && echo x",)
 
 
+def instructions(text: str) -> list[tuple[str, tuple[str, ...]]]:
+    return [(i.instruction, i.args) for i in parse(text=text).instructions]
+
+
+def test_escaped_escape_at_line_end_does_not_continue():
+    # Issue 18's example: Docker parses two ENV instructions.
+    assert instructions("FROM busybox\n"
+                        "ENV C trailing\\\\backslash\\\\\n"
+                        "ENV D This should not be appended to C\n") == [
+        ("from", ("busybox",)),
+        ("env", ("C", "trailing\\\\backslash\\\\")),
+        ("env", ("D", "This should not be appended to C"))]
+
+
+@pytest.mark.parametrize("text,expected", [
+    # Windows paths with the default escape: `c:\\` ends its line, `c:\` continues it.
+    ("FROM nanoserver\nCOPY testfile.txt c:\\\\\nRUN dir c:\\\n",
+     [("from", ("nanoserver",)), ("copy", ("testfile.txt", "c:\\\\")), ("run", ("dir c:",))]),
+    ("FROM nanoserver\nCOPY testfile.txt c:\\\nRUN dir c:\n",
+     [("from", ("nanoserver",)), ("copy", ("testfile.txt", "c:RUN", "dir", "c:"))]),
+    # With a backtick escape a backslash is an ordinary character.
+    ("# escape=`\nFROM nanoserver\nCOPY testfile.txt c:\\\nRUN dir c:\\\n",
+     [("from", ("nanoserver",)), ("copy", ("testfile.txt", "c:\\")), ("run", ("dir c:\\",))]),
+    ("# escape=`\nFROM nanoserver\nRUN dir c:\\ ``\nRUN echo next\n",
+     [("from", ("nanoserver",)), ("run", ("dir c:\\ ``",)), ("run", ("echo next",))]),
+    ("# escape=`\nFROM nanoserver\nRUN dir c:\\ `  \n  && echo x\n",
+     [("from", ("nanoserver",)), ("run", ("dir c:\\   && echo x",))]),
+    # A line that is only the escape character continues too; blanks after it do not matter.
+    ("FROM busybox\nRUN echo a \\\n\\\nb\n", [("from", ("busybox",)), ("run", ("echo a b",))]),
+    ("# escape=`\nFROM busybox\nRUN echo a `\n`\t\nb\n", [("from", ("busybox",)), ("run", ("echo a b",))]),
+    # Three escapes: the one before the last is an escape, so Docker does not continue (its regex).
+    ("FROM busybox\nRUN echo a\\\\\\\nRUN echo b\n",
+     [("from", ("busybox",)), ("run", ("echo a\\\\\\",)), ("run", ("echo b",))]),
+])
+def test_line_continuation_follows_docker(text, expected):
+    assert instructions(text) == expected
+
+
 def test_syntax_directive_and_directive_only_at_top():
     df = parse(text="# syntax=docker/dockerfile:1\nFROM busybox\n# escape=`\nRUN a \\\n b\n")
     assert df.directives == {"syntax": "docker/dockerfile:1"}

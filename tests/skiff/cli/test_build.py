@@ -50,6 +50,18 @@ def test_check_json_prints_one_object_per_instruction(work):
     ]
 
 
+def test_check_json_escaped_backslash_ends_the_line(work):
+    # Issue 18: Docker reads two ENV instructions here, not one joined line.
+    (work / "Dockerfile").write_text("FROM busybox\nENV C trailing\\\\backslash\\\\\n"
+                                     "ENV D This should not be appended to C\n")
+    r = skiff("build", "--check", "--format", "json", str(work))
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line) for line in r.stdout.splitlines()][1:] == [
+        {"line": 2, "instruction": "env", "flags": [], "args": ["C", "trailing\\\\backslash\\\\"]},
+        {"line": 3, "instruction": "env", "flags": [], "args": ["D", "This should not be appended to C"]},
+    ]
+
+
 def test_check_errors_name_line_and_instruction(work):
     (work / "Build.df").write_text("FROM busybox\n\nCOPY justone\n")
     r = skiff("build", "--check", "-f", str(work / "Build.df"), str(work))
