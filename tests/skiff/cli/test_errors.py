@@ -61,8 +61,26 @@ def test_bad_manifest_only_is_rejected_without_contacting_the_server(skiff, tmp_
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         "error: bad.yaml:8: document 1 of 1: spec.containers[0].resources.limits.memory: invalid quantity "
-        "'12Gigs': expected a number with an optional suffix (m, k, M, G, T, Ki, Mi, Gi, Ti ...), "
-        "e.g. 500m, 0.5, 128Mi, 1G"]
+        "'12Gigs': expected a number with an optional suffix (m, k, M, G, T, Ki, Mi, Gi, Ti ...) "
+        "or exponent (e3), e.g. 500m, 0.5, 128Mi, 1G"]
+
+
+@pytest.mark.parametrize("value", ["1e999999", "1e9999999"])
+@pytest.mark.parametrize("field, where, line", [
+    ("resources: {limits: {memory: %s}}", "spec.containers[0].resources.limits.memory", 8),
+    ("volumeMounts: [{name: v, mountPath: /v}]\n  volumes:\n  - name: v\n    emptyDir: {sizeLimit: %s}",
+     "spec.volumes[0].emptyDir.sizeLimit", 11),
+])
+def test_a_huge_quantity_is_refused_at_once(skiff, tmp_path, value, field, where, line):
+    # Once converted with an unbounded Decimal: ~25 s of CPU, or decimal.Overflow.
+    (tmp_path / "big.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: busybox\n"
+        f"    {field % value}\n")
+    result = skiff("apply", "-f", "big.yaml", server=dead_address())
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: big.yaml:{line}: document 1 of 1: {where}: invalid quantity "
+        f"'{value}': too large, the limit is 9223372036854775807 (2^63-1) after scaling"]
 
 
 def test_missing_file(skiff):
