@@ -11,7 +11,8 @@ import sys
 
 from skiff.api import kinds, manifest
 from skiff.api.printers import name_of
-from skiff.cli._common import add_namespace_flags, call_api
+from skiff.cli._applier import apply_one, prune
+from skiff.cli._common import CliError, add_namespace_flags, call_api
 from skiff.client import ApiClient, ApiError, Invalid, Unavailable
 
 
@@ -25,7 +26,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE|DIR|-",
                    help="a manifest file, a directory of *.yaml/*.yml/*.json, or - for stdin (repeatable)")
     add_namespace_flags(p)
-    p.add_argument("--dry-run", action="store_true", help="validate on the server, store nothing")
+    p.add_argument("--dry-run", nargs="?", const="server", default="none", choices=("none", "client", "server"),
+                   metavar="none|client|server",
+                   help='Must be "none", "server", or "client". client: print what would be sent, send '
+                        'nothing; server: the server validates and defaults, stores nothing (a bare --dry-run '
+                        'means server, as in earlier Skiff)')
+    p.add_argument("--prune", action="store_true",
+                   help="after applying, delete the objects of the applied kinds that match -l (or --all), "
+                        "were created by apply, and are no longer in the manifests")
+    p.add_argument("-l", "--selector", default="", metavar="SELECTOR", help="with --prune: the label selector")
+    p.add_argument("--all", dest="prune_all", action="store_true", help="with --prune: every applied object")
     p.set_defaults(func=run)
 
 
@@ -55,13 +65,20 @@ def load_documents(paths: list[str], *, namespace: str | None) -> tuple[list[man
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.prune and not (args.selector or args.prune_all):
+        raise CliError("all resources selected for prune without explicitly passing --all. To prune all "
+                       "resources, pass the --all flag. If you did not mean to prune all resources, specify "
+                       "a label selector")
+    if (args.selector or args.prune_all) and not args.prune:
+        raise CliError("-l and --all select what --prune deletes; add --prune")
     documents, failed = load_documents(args.filename, namespace=args.namespace)
+    suffix = {"none": "", "client": " (dry run)", "server": " (server dry run)"}[args.dry_run]
 
     async def apply_all(client: ApiClient) -> int:
         nonlocal failed
         for doc in documents:
             try:
-                stored, result = await client.apply(doc.obj, dry_run=args.dry_run)
+                outcome = await apply_one(client, doc.obj, dry_run=args.dry_run)
             except Unavailable:
                 raise  # nothing else will get through either: one line from main
             except Invalid as exc:
@@ -75,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"error: {doc.label}: {exc.message}", file=sys.stderr)
                 failed = True
                 continue
-            print(f"{name_of(stored)} {result}{' (server dry run)' if args.dry_run else ''}", flush=True)
+            print(f"{name_of(outcome.obj)} {outcome.result}{suffix}", flush=True)
+        if args.prune and not failed:
+            await prune(client, [d.obj for d in documents], selector=args.selector,
+                        dry_run=args.dry_run, suffix=suffix)
         return 1 if failed else 0
 
     if not documents:
