@@ -1,6 +1,11 @@
-"""The control plane's storage layer (etcd); see etcd.py."""
-from controlplane.store.etcd import (AlreadyExists, Compacted, Conflict, NotFound, Store, StoreError,
-                                     StoreEvent, Unavailable)
+"""The control plane's storage layer: the Store protocol (interface.py), etcd
+(etcd.py, the real one) and memory (memory.py, for FakeApiClient and tests)."""
+from controlplane.store.etcd import Store
+from controlplane.store.interface import (AlreadyExists, Compacted, Conflict, NotFound, StoreError, StoreEvent,
+                                          Unavailable)
+from controlplane.store.memory import MemoryStore
 
-__all__ = ["AlreadyExists", "Compacted", "Conflict", "NotFound", "Store", "StoreError", "StoreEvent",
-           "Unavailable"]
+EtcdStore = Store  # the name the docs use; `Store` stays for existing callers
+
+__all__ = ["AlreadyExists", "Compacted", "Conflict", "EtcdStore", "MemoryStore", "NotFound", "Store",
+           "StoreError", "StoreEvent", "Unavailable"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 
 import aetcd
@@ -25,43 +24,13 @@ import aetcd.exceptions
 from aetcd import rpc
 from google.protobuf.message import Message
 
+from controlplane.store.interface import (AlreadyExists, Compacted, Conflict, NotFound, StoreError,  # noqa: F401
+                                          StoreEvent, Unavailable)
 from skiff.api import kinds
 
 log = logging.getLogger(__name__)
 
 CLUSTER_SCOPE = "_"
-
-
-class StoreError(Exception):
-    """Base of the store's errors."""
-
-
-class NotFound(StoreError):
-    pass
-
-
-class AlreadyExists(StoreError):
-    pass
-
-
-class Conflict(StoreError):
-    """The object changed since the resourceVersion the caller read."""
-
-
-class Compacted(StoreError):
-    """The requested revision is older than etcd's compaction point: list again."""
-
-
-class Unavailable(StoreError):
-    """etcd did not answer."""
-
-
-@dataclass(frozen=True)
-class StoreEvent:
-    type: str                   # ADDED, MODIFIED, DELETED
-    obj: Message                # for DELETED: the last state, resourceVersion = the delete's revision
-    revision: int
-    prev: Message | None = None  # the state before (MODIFIED, DELETED), when etcd still has it
 
 
 def _prefix_end(prefix: bytes) -> bytes:
@@ -157,12 +126,13 @@ class Store:
     # ------------------------------------------------------------ writes
 
     async def _lease(self, kind: kinds.Kind) -> int:
-        """The etcd lease an object is written with: Events expire, as in
-        Kubernetes (--event-ttl, 1 h by default); everything else lives until
-        deleted (0). One lease serves every event written in a short window
-        (5% of the TTL, at most a minute), so an event lives between the TTL
-        and the TTL plus that window after its last write."""
-        if kind.name != "Event" or self.event_ttl <= 0:
+        """The etcd lease an object is written with: kinds whose strategy sets
+        a ttl_seconds (Events) expire, as in Kubernetes (--event-ttl, 1 h by
+        default, is `event_ttl`); everything else lives until deleted (0).
+        One lease serves every such object written in a short window (5% of
+        the TTL, at most a minute), so it lives between the TTL and the TTL
+        plus that window after its last write."""
+        if kind.strategy.ttl_seconds <= 0 or self.event_ttl <= 0:
             return 0
         window = min(60.0, self.event_ttl * 0.05)
         now = time.monotonic()

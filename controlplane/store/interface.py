@@ -1,0 +1,81 @@
+"""What the API server needs of a store: the `Store` protocol, its errors and its events.
+
+Two implementations keep the same guarantees (tests/controlplane/store/
+test_contract.py runs the same cases against both):
+
+- `controlplane.store.etcd.Store` (EtcdStore): the real one, over etcd;
+- `controlplane.store.memory.MemoryStore`: in-process, for FakeApiClient and tests.
+
+The guarantees: one global revision that every write moves by one; an object's
+`metadata.resourceVersion` is the revision of its last write (never stored in
+the value); create refuses an existing key (`AlreadyExists`); update and delete
+with a resourceVersion succeed only if it is still current (`Conflict`, never a
+lost update); reads and writes of a missing key raise `NotFound`; `list` returns
+the revision it read at and `watch(after_revision=R)` delivers every change
+after R in order - ADDED (the key's first version), MODIFIED, DELETED (the last
+state, resourceVersion = the delete's revision), each with `prev` when known -
+or raises `Compacted` if history before R+1 was dropped by `compact`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable, Protocol
+
+from google.protobuf.message import Message
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    """The object changed since the resourceVersion the caller read."""
+
+
+class Compacted(StoreError):
+    """The requested revision is older than the compaction point: list again."""
+
+
+class Unavailable(StoreError):
+    """The store did not answer."""
+
+
+@dataclass(frozen=True)
+class StoreEvent:
+    type: str                   # ADDED, MODIFIED, DELETED
+    obj: Message                # for DELETED: the last state, resourceVersion = the delete's revision
+    revision: int
+    prev: Message | None = None  # the state before (MODIFIED, DELETED), when the store still has it
+
+
+class Store(Protocol):
+    """Typed objects by (kind, namespace, name); see the module docstring."""
+
+    async def get(self, kind, namespace: str, name: str) -> Message: ...
+
+    async def list(self, kind, namespace: str = "") -> tuple[list[Message], int]: ...
+
+    async def revision(self) -> int: ...
+
+    async def create(self, obj: Message) -> Message: ...
+
+    async def update(self, obj: Message) -> Message: ...
+
+    async def delete(self, kind, namespace: str, name: str, *, resource_version: str = "") -> Message: ...
+
+    async def guaranteed_update(self, kind, namespace: str, name: str,
+                                mutate: Callable[[Message], Message | None], *, attempts: int = 10) -> Message: ...
+
+    async def compact(self, revision: int) -> None: ...
+
+    def watch(self, kind, namespace: str = "", *, after_revision: int) -> AsyncIterator[StoreEvent]: ...
+
+    async def close(self) -> None: ...

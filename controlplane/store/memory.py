@@ -1,0 +1,226 @@
+"""MemoryStore: the Store protocol in memory, with etcd's semantics (see interface.py).
+
+For FakeApiClient and tests: one global revision (starting at 1, as a fresh
+etcd), resourceVersion = the key's mod revision, CAS Conflict, AlreadyExists,
+NotFound, a history of every change so a watch can start from any revision,
+and `compact(rev)` dropping history so a watch from before it raises
+Compacted. Values are stored serialized, as in etcd, so nobody can change a
+stored object through a reference they hold. TTLs (Event expiry) are ignored.
+Set `unavailable` to a message to make every call raise Unavailable (an etcd
+outage in a test).
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
+
+from google.protobuf.message import Message
+
+from controlplane.store.interface import (AlreadyExists, Compacted, Conflict, NotFound, StoreEvent,
+                                          Unavailable)
+from skiff.api import kinds
+
+_Key = tuple[str, str, str]   # (resource, namespace, name)
+
+
+@dataclass(frozen=True)
+class _Value:
+    data: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+
+
+@dataclass(frozen=True)
+class _Change:
+    revision: int
+    key: _Key
+    value: _Value | None      # None: deleted
+    prev: _Value | None
+
+
+class MemoryStore:
+    def __init__(self, **_ignored: object) -> None:
+        self._revision = 1
+        self._compacted = 0        # history before this revision is gone
+        self._data: dict[_Key, _Value] = {}
+        self._history: list[_Change] = []
+        self._changed = asyncio.Event()
+        self.unavailable: str | None = None
+
+    async def close(self) -> None:
+        self._changed.set()
+
+    # ------------------------------------------------------------ helpers
+
+    def _check(self) -> None:
+        if self.unavailable:
+            raise Unavailable(self.unavailable)
+
+    @staticmethod
+    def _key(kind: kinds.Kind, namespace: str, name: str) -> _Key:
+        return kind.resource, namespace if kind.namespaced else "", name
+
+    @staticmethod
+    def _decode(kind: kinds.Kind, value: _Value, revision: int | None = None) -> Message:
+        obj = kind.message()
+        obj.ParseFromString(value.data)
+        obj.metadata.resource_version = str(revision if revision is not None else value.mod_revision)
+        return obj
+
+    @staticmethod
+    def _encode(obj: Message) -> bytes:
+        stored = type(obj)()
+        stored.CopyFrom(obj)
+        stored.metadata.resource_version = ""
+        return stored.SerializeToString(deterministic=True)
+
+    def _write(self, key: _Key, value: _Value | None) -> int:
+        prev = self._data.get(key)
+        if value is None:
+            del self._data[key]
+        else:
+            self._data[key] = value
+        self._history.append(_Change(self._revision, key, value, prev))
+        self._changed.set()
+        self._changed = asyncio.Event()
+        return self._revision
+
+    # ------------------------------------------------------------ reads
+
+    async def get(self, kind: kinds.Kind, namespace: str, name: str) -> Message:
+        self._check()
+        value = self._data.get(self._key(kind, namespace, name))
+        if value is None:
+            raise NotFound(_what(kind, namespace, name) + " not found")
+        return self._decode(kind, value)
+
+    async def list(self, kind: kinds.Kind, namespace: str = "") -> tuple[list[Message], int]:
+        self._check()
+        items = [self._decode(kind, value) for key, value in sorted(self._data.items())
+                 if _in(kind, namespace, key)]
+        return items, self._revision
+
+    async def revision(self) -> int:
+        self._check()
+        return self._revision
+
+    # ------------------------------------------------------------ writes
+
+    async def create(self, obj: Message) -> Message:
+        self._check()
+        kind = kinds.kind_of(obj)
+        key = self._key(kind, obj.metadata.namespace, obj.metadata.name)
+        if key in self._data:
+            raise AlreadyExists(_what(kind, obj.metadata.namespace, obj.metadata.name) + " already exists")
+        revision = self._revision + 1
+        self._revision = revision
+        self._write(key, _Value(self._encode(obj), revision, revision, 1))
+        return _with_version(obj, revision)
+
+    async def update(self, obj: Message) -> Message:
+        self._check()
+        kind = kinds.kind_of(obj)
+        ns, name = obj.metadata.namespace, obj.metadata.name
+        key = self._key(kind, ns, name)
+        current = self._data.get(key)
+        rv = obj.metadata.resource_version
+        if current is None:
+            raise NotFound(_what(kind, ns, name) + " not found")
+        if rv and int(rv) != current.mod_revision:
+            raise Conflict(f"{_what(kind, ns, name)} was modified (resourceVersion {current.mod_revision}, "
+                           f"request had {rv}); read it again and retry")
+        self._revision += 1
+        self._write(key, _Value(self._encode(obj), current.create_revision, self._revision, current.version + 1))
+        return _with_version(obj, self._revision)
+
+    async def delete(self, kind: kinds.Kind, namespace: str, name: str, *,
+                     resource_version: str = "") -> Message:
+        self._check()
+        key = self._key(kind, namespace, name)
+        current = self._data.get(key)
+        if current is None:
+            raise NotFound(_what(kind, namespace, name) + " not found")
+        if resource_version and int(resource_version) != current.mod_revision:
+            raise Conflict(f"{_what(kind, namespace, name)} was modified since resourceVersion "
+                           f"{resource_version}; read it again and retry")
+        self._revision += 1
+        self._write(key, None)
+        return self._decode(kind, current, self._revision)
+
+    async def guaranteed_update(self, kind: kinds.Kind, namespace: str, name: str,
+                                mutate: Callable[[Message], Message | None], *, attempts: int = 10) -> Message:
+        for _ in range(attempts):
+            current = await self.get(kind, namespace, name)
+            changed = mutate(_copy(current))
+            if changed is None:
+                return current
+            changed.metadata.resource_version = current.metadata.resource_version
+            try:
+                return await self.update(changed)
+            except Conflict:
+                continue
+        raise Conflict(f"{_what(kind, namespace, name)} kept changing; gave up after {attempts} attempts")
+
+    async def compact(self, revision: int) -> None:
+        """Drop history before `revision`; a watch that needs it raises Compacted."""
+        self._check()
+        if revision > self._revision:
+            raise Unavailable(f"compact: revision {revision} is in the future (current {self._revision})")
+        self._compacted = max(self._compacted, revision)
+        self._history = [c for c in self._history if c.revision >= self._compacted]
+
+    # ------------------------------------------------------------ watch
+
+    async def watch(self, kind: kinds.Kind, namespace: str = "", *,
+                    after_revision: int) -> AsyncIterator[StoreEvent]:
+        """Every change of `kind` objects after `after_revision`, in order, then
+        each new one as it happens."""
+        self._check()
+        last = after_revision
+        while True:
+            if last + 1 < self._compacted:
+                raise Compacted(f"revision {after_revision} has been compacted "
+                                f"(oldest available: {self._compacted})")
+            changed = self._changed
+            pending = [c for c in self._history if c.revision > last]
+            for change in pending:
+                last = change.revision
+                if not _in(kind, namespace, change.key):
+                    continue
+                yield self._event(kind, change)
+            if not pending:
+                await changed.wait()
+                self._check()
+
+    def _event(self, kind: kinds.Kind, change: _Change) -> StoreEvent:
+        prev = self._decode(kind, change.prev) if change.prev is not None else None
+        if change.value is None:
+            last = _copy(prev)
+            last.metadata.resource_version = str(change.revision)
+            return StoreEvent("DELETED", last, change.revision, prev)
+        type_ = "ADDED" if change.value.version == 1 else "MODIFIED"
+        return StoreEvent(type_, self._decode(kind, change.value), change.revision, prev)
+
+
+def _in(kind: kinds.Kind, namespace: str, key: _Key) -> bool:
+    return key[0] == kind.resource and (not namespace or not kind.namespaced or key[1] == namespace)
+
+
+def _with_version(obj: Message, revision: int) -> Message:
+    out = _copy(obj)
+    out.metadata.resource_version = str(revision)
+    return out
+
+
+def _copy(obj: Message) -> Message:
+    out = type(obj)()
+    out.CopyFrom(obj)
+    return out
+
+
+def _what(kind: kinds.Kind, namespace: str, name: str) -> str:
+    if kind.namespaced:
+        return f'{kind.name} "{name}" in namespace "{namespace}"'
+    return f'{kind.name} "{name}"'
