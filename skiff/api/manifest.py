@@ -16,7 +16,7 @@ applies the good documents of a file and lists the bad ones):
    keys, missing names and containers, bad quantities. Quantities may be YAML
    numbers (`cpu: 0.5`) and are coerced to their text.
 3. The clean dict goes through `ParseDict` into the typed message, and
-   `skiff.api.validation.validate` runs the semantic checks shared with the
+   `skiff.api.kinds.validate` runs the kind's semantic checks shared with the
    API server; its field paths are mapped to lines as well.
 
 A `kind: List` document (what `skiff get -o yaml` prints) stands for its
@@ -26,7 +26,6 @@ items; their errors carry the path `items[N]....`. Documents are counted from
 from __future__ import annotations
 
 import difflib
-import importlib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -48,6 +47,11 @@ _QUANTITY_FIELDS = {
     ("skiff.v1.ResourceRequirements", "limits"), ("skiff.v1.ResourceRequirements", "requests"),
     ("skiff.v1.NodeStatus", "capacity"), ("skiff.v1.NodeStatus", "allocatable"),
     ("skiff.v1.EmptyDirVolumeSource", "size_limit"),
+}
+# Kubernetes' IntOrString fields, strings here: a YAML integer is kept as its text
+# (skiff/api/intstr.py parses both forms).
+_INT_OR_STRING_FIELDS = {
+    ("skiff.v1.RollingUpdateDeployment", "max_surge"), ("skiff.v1.RollingUpdateDeployment", "max_unavailable"),
 }
 _TIMESTAMP = "google.protobuf.Timestamp"
 _INT_TYPES = {
@@ -273,32 +277,18 @@ def _prefixed(prefix: str, path: str) -> str:
 
 
 def _required(kind: kinds.Kind, data: dict[str, Any]) -> list[tuple[str, str]]:
-    """Structural must-haves, checked here so they point at a line even when
-    the semantic validator is not installed."""
+    """Structural must-haves of every kind, checked here so they are reported
+    beside the walk's own errors (a kind's are in its strategy)."""
     errors: list[tuple[str, str]] = []
     meta = data.get("metadata") or {}
     if not meta.get("name") and not meta.get("generateName"):
         errors.append(("metadata.name", "required: every object needs a name"))
-    if kind.name == "Pod":
-        containers = (data.get("spec") or {}).get("containers") or []
-        if not containers:
-            errors.append(("spec.containers", "required: a Pod needs at least one container"))
-        for i, c in enumerate(containers):
-            for key in ("name", "image"):
-                if not c.get(key):
-                    errors.append((f"spec.containers[{i}].{key}", "required"))
     return errors
 
 
 def _semantic_errors(obj: Message) -> list[tuple[str, str]]:
-    """`skiff.api.validation.validate`, the checks the API server also runs."""
-    try:
-        validation = importlib.import_module("skiff.api.validation")
-    except ModuleNotFoundError as exc:  # built by the control-plane engineer; the server still validates
-        if exc.name != "skiff.api.validation":
-            raise
-        return []
-    return [(e.path, e.message) for e in validation.validate(obj)]
+    """The kind's validation (its strategy), the checks the API server also runs."""
+    return [(e.path, e.message) for e in kinds.validate(obj)]
 
 
 class _Walker:
@@ -415,6 +405,8 @@ class _Walker:
         tag = node.tag
         if f.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):
             if tag in (_TAG + "str", _TAG + "timestamp"):
+                return node.value
+            if tag == _TAG + "int" and (f.containing_type.full_name, f.name) in _INT_OR_STRING_FIELDS:
                 return node.value
             self.error(path, node, f"expected a string, got {_describe(node)}; quote it: \"{node.value}\"")
             return None
