@@ -18,13 +18,13 @@ from skiff.config import DEFAULT_SERVER, ConfigError
 
 # Order is the order of `skiff --help`.
 COMMAND_MODULES = (
-    "apply", "get", "describe", "delete", "logs", "exec", "run", "wait",
-    "build", "image", "up", "version",
+    "apply", "diff", "get", "describe", "delete", "logs", "exec", "run", "wait", "build", "image",
+    "up", "version",
 )
 
 
 # Words that select a module other than their own name.
-_MODULE_OF = {"images": "image", "down": "up"}
+_MODULE_OF = {"images": "image", "down": "up", "annotate": "label", "api-resources": "api_resources"}
 
 
 def _command_word(argv: Sequence[str]) -> str | None:
