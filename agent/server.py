@@ -198,6 +198,13 @@ class AgentService(api_pb2_grpc.AgentServicer):
     # ------------------------------------------------------------ Stats
 
     async def Stats(self, request: api_pb2.StatsRequest, context) -> api_pb2.NodeStats:
+        # The control plane asks the node by name: answering for another name would
+        # hand out this node's numbers as that node's.
+        if request.node_name and request.node_name != self.node_name:
+            shown = request.node_name if len(request.node_name) <= 100 else request.node_name[:100] + "..."
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"this agent is node {self.node_name}, not {shown!r}")
+            return api_pb2.NodeStats()
         return await node_stats(workers=self.workers, runtime=self.runtime, node_name=self.node_name)
 
 

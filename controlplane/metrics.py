@@ -28,6 +28,10 @@ class Metrics:
         self.watches = Counter(
             "watch_events", "Watch events sent, by kind and type.",
             ["kind", "type"], namespace="skiff", subsystem="apiserver", registry=r)
+        self.watch_failures = Counter(
+            "watch_failures", "Watches that ended in an error the client was sent (its informer lists "
+            "again), by requested kind and status code; a rising count means watchers keep losing their streams.",
+            ["kind", "code"], namespace="skiff", subsystem="apiserver", registry=r)
         self.schedule_attempts = Counter(
             "schedule_attempts", "Scheduling attempts by result (scheduled, unschedulable, error).",
             ["result"], namespace="skiff", subsystem="scheduler", registry=r)

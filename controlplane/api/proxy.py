@@ -75,7 +75,10 @@ class AgentProxy:
             call.cancel()
 
     async def exec(self, requests: AsyncIterator[api_pb2.ExecInput]) -> AsyncIterator[api_pb2.ExecOutput]:
-        first = await requests.__anext__()
+        first = await anext(requests, None)
+        if first is None:
+            raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, "no Exec message: the first one must be `start`",
+                           field_path="start")
         if first.WhichOneof("input") != "start":
             raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, "the first Exec message must be `start`",
                            field_path="start")

@@ -36,7 +36,13 @@ _STORE_CODES: dict[type[st.StoreError], grpc.StatusCode] = {
     st.Conflict: grpc.StatusCode.ABORTED,
     st.Compacted: grpc.StatusCode.OUT_OF_RANGE,
     st.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    st.TooLarge: grpc.StatusCode.INVALID_ARGUMENT,
+    st.InvalidRevision: grpc.StatusCode.INVALID_ARGUMENT,
+    st.FutureRevision: grpc.StatusCode.OUT_OF_RANGE,   # the client lists again, as after Gone
 }
+MAX_MESSAGE_CHARS = 2048
+"""Error messages are cut to this: they travel in gRPC's trailing metadata, whose
+8 KiB limit a message echoing a 100 KB name overflowed (RESOURCE_EXHAUSTED)."""
 
 
 def _to_abort(exc: Exception) -> RpcAbort:
@@ -57,9 +63,13 @@ def _to_abort(exc: Exception) -> RpcAbort:
 async def _abort(context: grpc.aio.ServicerContext, abort: RpcAbort) -> None:
     metadata = [(ORIGIN_METADATA, "apiserver")]  # tells clients the server answered (vs. unreachable)
     if abort.field_path:
-        metadata.append((FIELD_PATH_METADATA, abort.field_path))
+        metadata.append((FIELD_PATH_METADATA, _truncated(abort.field_path, 512)))
     context.set_trailing_metadata(tuple(metadata))
-    await context.abort(abort.code, abort.message)
+    await context.abort(abort.code, _truncated(abort.message, MAX_MESSAGE_CHARS))
+
+
+def _truncated(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 def unary(method: Callable[..., Awaitable[Message]]) -> Callable[..., Awaitable[Message]]:
@@ -258,8 +268,10 @@ class ApiService(api_pb2_grpc.ApiServicer):
 
     async def Watch(self, request: api_pb2.WatchRequest, context: Any) -> AsyncIterator[api_pb2.WatchEvent]:
         started_code = grpc.StatusCode.OK
+        kind_name = "unknown"   # a metric label: never the caller's text
         try:
             kind = self._kind(request.kind)
+            kind_name = kind.name
             labels = parse_label_selector(request.label_selector)
             fields = parse_field_selector(request.field_selector, kind=kind.name)
             namespace = request.namespace if kind.namespaced else ""
@@ -303,6 +315,9 @@ class ApiService(api_pb2_grpc.ApiServicer):
                 raise
             abort = _to_abort(exc)
             started_code = abort.code
+            # A watch that ends in an error is what used to go unseen: count and log it.
+            self.metrics.watch_failures.labels(kind_name, abort.code.name).inc()
+            log.warning("watch of %s ended: %s: %s", kind_name, abort.code.name, abort.message[:500])
             await _abort(context, abort)
         finally:
             self.metrics.api_requests.labels("Watch", started_code.name).inc()

@@ -14,18 +14,21 @@ caller lists again (what Kubernetes calls 410 Gone).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from typing import AsyncIterator, Callable
 
 import aetcd
+import grpc
 import aetcd.exceptions
 from aetcd import rpc
 from google.protobuf.message import Message
 
-from controlplane.store.interface import (AlreadyExists, Compacted, Conflict, NotFound, StoreError,  # noqa: F401
-                                          StoreEvent, Unavailable)
+from controlplane.store.interface import (REQUEST_LIMIT_BYTES, AlreadyExists, Compacted,  # noqa: F401
+                                          Conflict, FutureRevision, InvalidRevision, NotFound, StoreError, StoreEvent,
+                                          Unavailable, check_size)
 from skiff.api import kinds
 
 log = logging.getLogger(__name__)
@@ -42,14 +45,23 @@ class Store:
     """Typed objects over etcd; see the module docstring for the guarantees."""
 
     def __init__(self, *, endpoint: str, root: str = "/skiff", timeout: float = 10.0,
-                 event_ttl: float = 3600.0) -> None:
+                 event_ttl: float = 3600.0, request_limit: int = REQUEST_LIMIT_BYTES,
+                 watch_progress_interval: float = 30.0) -> None:
         endpoint = endpoint.removeprefix("http://")  # etcd's own flags spell URLs; accept them
         host, _, port = endpoint.rpartition(":")
         self.endpoint = endpoint
         self.root = root.rstrip("/")
         self.event_ttl = event_ttl   # seconds an Event lives after its last write; 0: for ever
+        self.request_limit = request_limit   # etcd's --max-request-bytes: larger objects are refused here
+        self.watch_progress_interval = watch_progress_interval   # a silent watch asks etcd this often
+        self._timeout = timeout
         self._event_lease: tuple[int, float] | None = None   # (lease id, when granted)
-        self._client = aetcd.Client(host=host or "127.0.0.1", port=int(port), timeout=timeout)
+        # etcd bounds what it stores; what it sends back (a watch event carries the
+        # object and its previous value) must never be refused by our own client
+        # (gRPC's default of 4 MiB did, and the stream died with it): as Kubernetes'
+        # etcd client, receive whatever etcd sends.
+        self._client = aetcd.Client(host=host or "127.0.0.1", port=int(port), timeout=timeout,
+                                    options={"grpc.max_receive_message_length": -1})
 
     async def close(self) -> None:
         await self._client.close()
@@ -71,6 +83,10 @@ class Store:
         obj.metadata.resource_version = str(revision if revision is not None else kv.mod_revision)
         return obj
 
+    def check_size(self, obj: Message) -> None:
+        kind = kinds.kind_of(obj)
+        check_size(obj, _what(kind, obj.metadata.namespace, obj.metadata.name), request_limit=self.request_limit)
+
     def _from_key(self, kind: kinds.Kind, key: bytes) -> Message:
         ns, _, name = key.decode()[len(self.prefix(kind)):].partition("/")
         obj = kind.message()
@@ -78,11 +94,11 @@ class Store:
         obj.metadata.namespace = "" if ns == CLUSTER_SCOPE else ns
         return obj
 
-    @staticmethod
-    def _encode(obj: Message) -> bytes:
+    def _encode(self, obj: Message) -> bytes:
         stored = type(obj)()
         stored.CopyFrom(obj)
         stored.metadata.resource_version = ""
+        self.check_size(stored)
         return stored.SerializeToString(deterministic=True)
 
     async def _kv(self) -> rpc.KVStub:
@@ -237,37 +253,95 @@ class Store:
     async def watch(self, kind: kinds.Kind, namespace: str = "", *,
                     after_revision: int) -> AsyncIterator[StoreEvent]:
         """Every change of `kind` objects after `after_revision`, in order.
-        Raises Compacted when etcd no longer has that history."""
+        Raises Compacted when etcd no longer has that history, FutureRevision
+        when etcd has not reached it, Unavailable when the stream fails or
+        stalls: a watch ends with an error, never in silence.
+
+        Each watch is its own gRPC stream on the shared channel, not one of
+        aetcd's watches multiplexed on a single stream: there, one response too
+        large for the channel (a watcher catching up over big objects: etcd
+        batches up to 1000 revisions in a response) ended the stream for every
+        watcher at once, each re-watch from its revision brought the same batch
+        back, and every watch in the control plane stayed silent until a
+        restart. Here a failure is this watch's alone, `fragment` keeps etcd's
+        responses within its request limit, and the channel takes any size.
+        A watch that hears nothing for `watch_progress_interval` asks etcd for
+        progress; no answer within the timeout means the stream has stalled."""
         prefix = self.prefix(kind, namespace)
+        if after_revision < 0:
+            raise InvalidRevision(f"resource_version {after_revision} is not a revision (must not be negative)")
+        current = await self.revision()
+        if after_revision > current:
+            raise FutureRevision(f"resource_version {after_revision} is newer than the store's revision {current}")
         try:
-            watch = await self._client.watch(prefix, range_end=_prefix_end(prefix),
-                                             start_revision=after_revision + 1, prev_kv=True)
-        except aetcd.exceptions.RevisionCompactedError as exc:
-            raise Compacted(f"revision {after_revision} has been compacted "
-                            f"(oldest available: {exc.compacted_revision})") from None
-        except (aetcd.exceptions.ClientError, rpc.AioRpcError) as exc:
+            await self._client.connect()
+        except (aetcd.exceptions.ClientError, rpc.AioRpcError, OSError) as exc:
             raise Unavailable(f"etcd at {self.endpoint}: watch: {_reason(exc)}") from exc
-        try:
-            async for event in watch:
-                prev = self._decode(kind, event.prev_kv) if event.prev_kv is not None else None
-                if event.kind == "DELETE":
-                    # Without the old value (compacted away) the key still names the object.
-                    last = _copy(prev) if prev is not None else self._from_key(kind, event.kv.key)
-                    last.metadata.resource_version = str(event.kv.mod_revision)
-                    yield StoreEvent("DELETED", last, event.kv.mod_revision, prev)
-                else:
-                    kind_of_change = "ADDED" if event.kv.version == 1 else "MODIFIED"
-                    yield StoreEvent(kind_of_change, self._decode(kind, event.kv), event.kv.mod_revision, prev)
-        except aetcd.exceptions.RevisionCompactedError as exc:
-            raise Compacted(f"revision {after_revision} has been compacted "
-                            f"(oldest available: {exc.compacted_revision})") from None
-        except (aetcd.exceptions.ClientError, rpc.AioRpcError) as exc:
-            raise Unavailable(f"etcd at {self.endpoint}: watch: {_reason(exc)}") from exc
-        finally:
+        requests: asyncio.Queue[rpc.WatchRequest | None] = asyncio.Queue()
+        requests.put_nowait(rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
+            key=prefix, range_end=_prefix_end(prefix), start_revision=after_revision + 1,
+            prev_kv=True, fragment=True)))
+
+        async def send() -> AsyncIterator[rpc.WatchRequest]:
+            while (request := await requests.get()) is not None:
+                yield request
+
+        call = rpc.WatchStub(self._client.channel).Watch(send(), metadata=self._client.metadata)
+        # Reading in a task of its own: cancelling a pending read() would cancel
+        # the whole call, and the silence timer must be able to give up waiting.
+        # One response at a time keeps gRPC's flow control: a slow consumer slows
+        # etcd's sending rather than filling memory.
+        responses: asyncio.Queue[object] = asyncio.Queue(maxsize=1)
+
+        async def receive() -> None:
             try:
-                await watch.cancel()
-            except Exception:  # the stream may already be gone; nothing to cancel
-                pass
+                while (response := await call.read()) is not grpc.aio.EOF:
+                    await responses.put(response)
+                await responses.put(Unavailable(f"etcd at {self.endpoint} closed the watch stream"))
+            except Exception as exc:  # noqa: BLE001 - handed to the consumer, who raises it
+                await responses.put(exc)
+
+        reader = asyncio.get_running_loop().create_task(receive(), name=f"etcd-watch {prefix.decode()}")
+        what = f"watch of {prefix.decode()} after revision {after_revision}"
+        try:
+            while True:
+                try:
+                    response = await asyncio.wait_for(responses.get(), self.watch_progress_interval)
+                except asyncio.TimeoutError:
+                    requests.put_nowait(rpc.WatchRequest(progress_request=rpc.WatchProgressRequest()))
+                    try:
+                        response = await asyncio.wait_for(responses.get(), self._timeout)
+                    except asyncio.TimeoutError:
+                        raise Unavailable(f"etcd at {self.endpoint}: {what} stalled: no answer to a "
+                                          f"progress request in {self._timeout:g}s") from None
+                if isinstance(response, rpc.AioRpcError):
+                    raise Unavailable(f"etcd at {self.endpoint}: {what}: {_reason(response)}") from response
+                if isinstance(response, StoreError):
+                    raise response
+                if isinstance(response, Exception):
+                    raise Unavailable(f"etcd at {self.endpoint}: {what}: {_reason(response)}") from response
+                if response.compact_revision:
+                    raise Compacted(f"revision {after_revision} has been compacted "
+                                    f"(oldest available: {response.compact_revision})")
+                if response.canceled:
+                    raise Unavailable(f"etcd at {self.endpoint} canceled the {what}: "
+                                      f"{response.cancel_reason or 'no reason given'}")
+                for event in response.events:
+                    yield self._event(kind, event)
+        finally:
+            requests.put_nowait(None)
+            call.cancel()
+            reader.cancel()
+
+    def _event(self, kind: kinds.Kind, event: rpc.Event) -> StoreEvent:
+        prev = self._decode(kind, event.prev_kv) if event.HasField("prev_kv") else None
+        if event.type == rpc.Event.DELETE:
+            # Without the old value (compacted away) the key still names the object.
+            last = _copy(prev) if prev is not None else self._from_key(kind, event.kv.key)
+            last.metadata.resource_version = str(event.kv.mod_revision)
+            return StoreEvent("DELETED", last, event.kv.mod_revision, prev)
+        kind_of_change = "ADDED" if event.kv.version == 1 else "MODIFIED"
+        return StoreEvent(kind_of_change, self._decode(kind, event.kv), event.kv.mod_revision, prev)
 
 
 def _copy(obj: Message) -> Message:

@@ -17,8 +17,8 @@ from typing import AsyncIterator, Callable
 
 from google.protobuf.message import Message
 
-from controlplane.store.interface import (AlreadyExists, Compacted, Conflict, NotFound, StoreEvent,
-                                          Unavailable)
+from controlplane.store.interface import (REQUEST_LIMIT_BYTES, AlreadyExists, Compacted, Conflict,
+                                          FutureRevision, InvalidRevision, NotFound, StoreEvent, Unavailable, check_size)
 from skiff.api import kinds
 
 _Key = tuple[str, str, str]   # (resource, namespace, name)
@@ -41,7 +41,8 @@ class _Change:
 
 
 class MemoryStore:
-    def __init__(self, **_ignored: object) -> None:
+    def __init__(self, *, request_limit: int = REQUEST_LIMIT_BYTES, **_ignored: object) -> None:
+        self.request_limit = request_limit
         self._revision = 1
         self._compacted = 0        # history before this revision is gone
         self._data: dict[_Key, _Value] = {}
@@ -69,11 +70,15 @@ class MemoryStore:
         obj.metadata.resource_version = str(revision if revision is not None else value.mod_revision)
         return obj
 
-    @staticmethod
-    def _encode(obj: Message) -> bytes:
+    def check_size(self, obj: Message) -> None:
+        kind = kinds.kind_of(obj)
+        check_size(obj, _what(kind, obj.metadata.namespace, obj.metadata.name), request_limit=self.request_limit)
+
+    def _encode(self, obj: Message) -> bytes:
         stored = type(obj)()
         stored.CopyFrom(obj)
         stored.metadata.resource_version = ""
+        self.check_size(stored)
         return stored.SerializeToString(deterministic=True)
 
     def _write(self, key: _Key, value: _Value | None) -> int:
@@ -114,9 +119,10 @@ class MemoryStore:
         key = self._key(kind, obj.metadata.namespace, obj.metadata.name)
         if key in self._data:
             raise AlreadyExists(_what(kind, obj.metadata.namespace, obj.metadata.name) + " already exists")
+        data = self._encode(obj)
         revision = self._revision + 1
         self._revision = revision
-        self._write(key, _Value(self._encode(obj), revision, revision, 1))
+        self._write(key, _Value(data, revision, revision, 1))
         return _with_version(obj, revision)
 
     async def update(self, obj: Message) -> Message:
@@ -131,8 +137,9 @@ class MemoryStore:
         if rv and int(rv) != current.mod_revision:
             raise Conflict(f"{_what(kind, ns, name)} was modified (resourceVersion {current.mod_revision}, "
                            f"request had {rv}); read it again and retry")
+        data = self._encode(obj)
         self._revision += 1
-        self._write(key, _Value(self._encode(obj), current.create_revision, self._revision, current.version + 1))
+        self._write(key, _Value(data, current.create_revision, self._revision, current.version + 1))
         return _with_version(obj, self._revision)
 
     async def delete(self, kind: kinds.Kind, namespace: str, name: str, *,
@@ -178,6 +185,11 @@ class MemoryStore:
         """Every change of `kind` objects after `after_revision`, in order, then
         each new one as it happens."""
         self._check()
+        if after_revision < 0:
+            raise InvalidRevision(f"resource_version {after_revision} is not a revision (must not be negative)")
+        if after_revision > self._revision:
+            raise FutureRevision(f"resource_version {after_revision} is newer than the store's revision "
+                                 f"{self._revision}")
         last = after_revision
         while True:
             if last + 1 < self._compacted:

@@ -162,6 +162,22 @@ def test_stats_lists_running_containers(tmp_path):
     asyncio.run(scenario())
 
 
+def test_stats_for_another_node_name_is_refused(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        server, channel, stub = await serve(w)
+        try:
+            for name, shown in (("node-2", "'node-2'"), ("x" * 100_000, "'" + "x" * 100 + "...'")):
+                with pytest.raises(grpc.aio.AioRpcError) as exc:
+                    await stub.Stats(api_pb2.StatsRequest(node_name=name))
+                assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+                assert exc.value.details() == f"this agent is node node-1, not {shown}"
+        finally:
+            await channel.close()
+            await server.stop(None)
+    asyncio.run(scenario())
+
+
 def test_container_gauges_follow_the_stats(tmp_path):
     async def scenario():
         from agent.runtime.interface import ContainerStats

@@ -5,7 +5,8 @@ import asyncio
 
 import pytest
 
-from controlplane.store import AlreadyExists, Compacted, Conflict, MemoryStore, NotFound, Store
+from controlplane.store import (AlreadyExists, Compacted, Conflict, FutureRevision, InvalidRevision, MemoryStore,
+                               NotFound, Store, TooLarge)
 from proto.skiff.v1 import types_pb2
 from skiff.api import kinds
 
@@ -184,4 +185,49 @@ def test_returned_objects_are_copies(make_store):
         obj.spec.containers[0].image = "changed-after"
         created.spec.containers[0].image = "changed-too"
         assert (await store.get(POD, "default", "c")).spec.containers[0].image == "busybox"
+    run(make_store, body)
+
+
+def test_an_object_beyond_the_request_limit_is_refused_naming_the_limit_and_the_field(make_store):
+    # etcd's own refusal read "received message larger than max (2097474 vs. 2097152)".
+    async def body(store):
+        _, start = await store.list(POD)
+        big = pod("big")
+        big.metadata.annotations["a"] = "x" * 2_000_000
+        for write in (store.create, store.check_size):
+            with pytest.raises(TooLarge) as info:
+                result = write(big)
+                if asyncio.iscoroutine(result):
+                    await result
+            message = str(info.value)
+            assert 'Pod "big" in namespace "default" is too large' in message
+            assert "the limit is 1568768 bytes" in message and "metadata.annotations" in message
+        with pytest.raises(NotFound):
+            await store.get(POD, "default", "big")
+        await store.create(pod("big"))
+        with pytest.raises(TooLarge):
+            await store.update(big)
+        assert not (await store.get(POD, "default", "big")).metadata.annotations
+        await store.create(pod("after"))   # the revision moved by one write, not by the refusals
+        assert [e.obj.metadata.name async for e in _first(store.watch(POD, after_revision=start), 2)] == \
+            ["big", "after"]
+    run(make_store, body)
+
+
+async def _first(stream, n):
+    count = 0
+    async for event in stream:
+        yield event
+        count += 1
+        if count == n:
+            break
+
+
+@pytest.mark.parametrize("revision, error", [(-9999999999999999999, InvalidRevision),
+                                             (99999999999999999999999, FutureRevision)])
+def test_a_watch_from_an_impossible_revision_is_refused(make_store, revision, error):
+    async def body(store):
+        with pytest.raises(error, match=f"resource_version {revision} "):
+            async for _ in store.watch(POD, after_revision=revision):
+                pass
     run(make_store, body)

@@ -3,7 +3,7 @@ import asyncio
 
 import pytest
 
-from controlplane.store import AlreadyExists, Compacted, Conflict, NotFound, Store
+from controlplane.store import AlreadyExists, Compacted, Conflict, NotFound, Store, Unavailable
 from proto.skiff.v1 import types_pb2
 from skiff.api import kinds
 
@@ -166,3 +166,100 @@ def test_events_expire_after_the_event_ttl_and_other_objects_do_not(etcd, etcd_p
         return (await store.list(EVENT, "default"))[0], await store.get(POD, "default", "keeps")
     events, kept = run(etcd, etcd_prefix, body)
     assert events == [] and kept.metadata.name == "keeps"
+
+
+# ------------------------------------------------------------ hardening (issue 15)
+
+def big_pod(name: str, annotation_bytes: int) -> types_pb2.Pod:
+    p = pod(name)
+    p.metadata.annotations["big"] = "x" * annotation_bytes
+    return p
+
+
+def test_a_watch_catching_up_over_big_objects_leaves_the_other_watches_alive(etcd, etcd_prefix):
+    # Once every watch shared aetcd's one stream: a catch-up response over big
+    # objects (5.6 MB > gRPC's 4 MiB) ended it for every watcher, and each
+    # re-watch brought the same batch back: every watch went silent.
+    async def body(store):
+        _, before = await store.list(POD)
+        for i in range(4):
+            await store.create(big_pod(f"big{i}", 1_400_000))
+        nodes = store.watch(NODE, after_revision=await store.revision())
+        node_event = asyncio.ensure_future(anext(nodes))
+        catching_up = [e.obj.metadata.name async for e in _first(store.watch(POD, after_revision=before), 4)]
+        assert catching_up == ["big0", "big1", "big2", "big3"]
+        node = types_pb2.Node()
+        node.metadata.name = "n1"
+        await store.create(node)
+        event = await node_event
+        assert (event.type, event.obj.metadata.name) == ("ADDED", "n1")
+        await nodes.aclose()
+    run(etcd, etcd_prefix, body)
+
+
+async def _first(stream, n):
+    count = 0
+    async for event in stream:
+        yield event
+        count += 1
+        if count == n:
+            break
+
+
+def test_a_stalled_watch_ends_with_an_error(etcd, etcd_prefix):
+    # etcd stops answering (here: a proxy that stops forwarding): the watch asks
+    # for progress after a silence and, with no answer, raises Unavailable.
+    async def main():
+        proxy = await _Proxy.start(etcd)
+        store = Store(endpoint=f"127.0.0.1:{proxy.port}", root=etcd_prefix, timeout=1,
+                      watch_progress_interval=0.5)
+        try:
+            revision = await store.revision()
+            stream = store.watch(POD, after_revision=revision)
+            first = asyncio.ensure_future(anext(stream))
+            await store.create(pod("a"))
+            assert (await asyncio.wait_for(first, 10)).obj.metadata.name == "a"
+            proxy.frozen = True
+            with pytest.raises(Unavailable, match="stalled: no answer to a progress request"):
+                await asyncio.wait_for(anext(stream), 10)
+        finally:
+            proxy.close()
+            await asyncio.wait_for(store.close(), 5)
+    asyncio.run(main())
+
+
+class _Proxy:
+    """TCP forwarder to etcd that can freeze: bytes stop flowing, nothing is closed."""
+
+    def __init__(self) -> None:
+        self.frozen = False
+        self.port = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    @classmethod
+    async def start(cls, target: str) -> "_Proxy":
+        proxy = cls()
+        host, _, port = target.rpartition(":")
+
+        async def pipe(reader, writer):
+            while data := await reader.read(65536):
+                while proxy.frozen:
+                    await asyncio.sleep(3600)
+                writer.write(data)
+                await writer.drain()
+
+        async def serve(reader, writer):
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+            for task in (asyncio.ensure_future(pipe(reader, up_writer)),
+                         asyncio.ensure_future(pipe(up_reader, writer))):
+                proxy._tasks.add(task)
+
+        proxy._server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        proxy.port = proxy._server.sockets[0].getsockname()[1]
+        return proxy
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._server.close()

@@ -1,0 +1,107 @@
+"""Bad input at the API, as a hostile or careless caller sends it (issue 15):
+each call answers a clean code with a short message, and the watches of
+everyone else keep delivering."""
+import asyncio
+import urllib.request
+
+import grpc
+import pytest
+
+from proto.skiff.v1 import api_pb2, api_pb2_grpc, types_pb2
+from skiff.client import ApiClient, Gone, Invalid, NotFound
+
+pytestmark = pytest.mark.etcd
+
+
+def pod(name: str, *, annotation_bytes: int = 0) -> types_pb2.Pod:
+    p = types_pb2.Pod(api_version="v1", kind="Pod")
+    p.metadata.name = name
+    p.spec.containers.add(name="c", image="busybox")
+    p.spec.scheduler_name = "skiff-test-scheduler"   # the control plane's scheduler leaves it alone
+    if annotation_bytes:
+        p.metadata.annotations["big"] = "x" * annotation_bytes
+    return p
+
+
+def run(address: str, body):
+    async def main():
+        async with ApiClient(address) as client:
+            return await asyncio.wait_for(body(client), 60)
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("resource_version, error, words", [
+    ("-9999999999999999999", Invalid, "must not be negative"),
+    ("99999999999999999999999", Gone, "newer than the store's revision"),
+    ("abc", Invalid, "'abc'"),
+])
+def test_watch_from_an_impossible_resource_version_answers_at_once(controlplane, resource_version, error, words):
+    # Once: INTERNAL "Value out of range", or a watch that never sent nor failed.
+    async def body(c: ApiClient):
+        with pytest.raises(error) as info:
+            async for _ in c.watch("Pod", resource_version=resource_version):
+                pass
+        assert words in str(info.value) and "internal error" not in str(info.value)
+    run(controlplane, body)
+
+
+def test_exec_without_messages_is_invalid(controlplane):
+    # Once: INTERNAL "async generator raised StopAsyncIteration".
+    async def body(c: ApiClient):
+        async with grpc.aio.insecure_channel(controlplane) as channel:
+            call = api_pb2_grpc.ApiStub(channel).Exec(iter([]))
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for _ in call:
+                    pass
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "must be `start`" in info.value.details()
+    run(controlplane, body)
+
+
+def test_an_error_echoing_a_huge_name_is_cut_to_fit_grpc_metadata(controlplane):
+    # Once: RESOURCE_EXHAUSTED, the 100 KB message overflowing the trailers.
+    async def body(c: ApiClient):
+        with pytest.raises(NotFound) as info:
+            await c.get("Pod", "x" * 100_000)
+        assert "more characters)" in str(info.value) and len(str(info.value)) < 3000
+    run(controlplane, body)
+
+
+def test_an_object_beyond_the_store_limit_is_refused_with_the_limit_named(controlplane):
+    # Once: "cannot reach etcd ... received message larger than max (2097474 vs. 2097152)".
+    async def body(c: ApiClient):
+        with pytest.raises(Invalid) as info:
+            await c.apply(pod("huge", annotation_bytes=2_000_000))
+        message = str(info.value)
+        assert "too large" in message or "must have at most" in message, message
+        assert "received message larger than max" not in message and "cannot reach" not in message
+    run(controlplane, body)
+
+
+def test_watches_keep_delivering_after_big_objects_and_a_failed_watch_is_counted(controlplane_info):
+    async def body(c: ApiClient):
+        _, before = await c.list("Pod")
+        for i in range(4):   # just under the store's limit: 5.6 MB for a watcher catching up
+            await c.create(pod(f"big{i}", annotation_bytes=1_400_000))
+        nodes = c.watch("Node", resource_version=(await c.list("Node"))[1])
+        next_node = asyncio.ensure_future(anext(nodes))
+        caught_up = []
+        async for _, obj, _ in c.watch("Pod", resource_version=before):
+            caught_up.append(obj.metadata.name)
+            if len(caught_up) == 4:
+                break
+        assert caught_up == ["big0", "big1", "big2", "big3"]
+        node = types_pb2.Node(api_version="v1", kind="Node")
+        node.metadata.name = "after-the-burst"
+        await c.create(node)
+        _, obj, _ = await next_node
+        assert obj.metadata.name == "after-the-burst"
+        await nodes.aclose()
+        with pytest.raises(Gone):
+            async for _ in c.watch("Pod", resource_version="99999999999999999999999"):
+                pass
+    run(controlplane_info.address, body)
+    with urllib.request.urlopen(f"http://{controlplane_info.metrics_address}/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    assert 'skiff_apiserver_watch_failures_total{code="OUT_OF_RANGE",kind="Pod"} 1.0' in metrics
+    assert "watch of Pod ended: OUT_OF_RANGE" in controlplane_info.log.read_text()
