@@ -29,7 +29,7 @@ from agent.podworkers import ImageResolver, PodWorkers
 from agent.runtime.interface import Runtime
 from agent.server import AgentService, node_stats, start_server
 from skiff.client import ApiClient
-from skiff.informer import Informer
+from skiff.controller import Informer, SharedInformerFactory
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class Agent:
         self.client = ApiClient(config.server)
         self.metrics = AgentMetrics(node_name=config.node_name)
         self.network: Any = None
+        self.informers = SharedInformerFactory(self.client, metrics=self.metrics.controller)
         self.informer: Informer | None = None
         self.workers: PodWorkers | None = None
         self.server = None
@@ -73,8 +74,8 @@ class Agent:
             log.info("node %s: pod CIDR %s", cfg.node_name, cidr)
             self.network = self.network_factory(cidr)
             await asyncio.to_thread(self.network.ensure_node_network)
-        self.informer = Informer(self.client, "Pod", field_selector=f"spec.nodeName={cfg.node_name}")
-        self.informer.start()
+        self.informer = self.informers.informer("Pod", field_selector=f"spec.nodeName={cfg.node_name}")
+        self.informers.start()
         await self.informer.wait_synced()
         self.workers = PodWorkers(node_name=cfg.node_name, node_ip=cfg.node_ip, pods=self.informer,
                                   client=self.client, runtime=self.runtime, images=self.images,
@@ -117,8 +118,7 @@ class Agent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.workers is not None:
             await self.workers.shutdown()
-        if self.informer is not None:
-            await self.informer.stop()
+        await self.informers.stop()
         if self.server is not None:
             await self.server.stop(grace=1)
         if self.metrics_server is not None:

@@ -11,6 +11,8 @@ from typing import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from skiff.controller import ControllerMetrics
+
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 
 
@@ -19,6 +21,7 @@ class AgentMetrics:
         self.node_name = node_name
         self.registry = CollectorRegistry()
         r = self.registry
+        self.controller = ControllerMetrics(r)   # the pod informer's and the pod workers' queue
         self.pods = Gauge("skiff_agent_pods", "Pods on this node by phase", ["node", "phase"], registry=r)
         self.container_starts = Counter("skiff_agent_container_starts_total",
                                         "Container start attempts (first starts and restarts)",

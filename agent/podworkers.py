@@ -1,8 +1,14 @@
 """Pod workers: one reconcile loop per pod, desired (the API) against actual (the runtime).
 
-    informer event (ns, name) ──► enqueue(uid) ──► the pod's loop ──► reconcile(uid)
+    informer event (ns, name) ──► enqueue(uid) ──► WorkQueue ──► reconcile(uid), a task per pod
     container exit (runtime.wait) ──┘     ▲                             │
     resync timer, back-off timer ─────────┴────── requeue after N s ◄───┘
+
+PodWorkers is a controller of the kit (skiff.controller) whose keys are pod
+uids, with a worker per key: the queue guarantees one reconcile per pod at a
+time, pods never wait for each other, a failed reconcile is retried with the
+queue's per-uid back-off (0.5 s doubling to 60 s) and a returned delay
+requeues the pod after it.
 
 `reconcile(uid)` is idempotent and trusts no event: it re-reads the pod from
 the informer's cache and each container from the runtime, then does the one
@@ -51,6 +57,8 @@ from agent.statuswriter import StatusWriter
 from agent.volumes import container_mounts, prepare_volumes, release_volumes
 from proto.skiff.v1 import types_pb2
 from skiff.client import Conflict, NotFound
+from skiff.controller import Controller
+from skiff.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +77,10 @@ class ImageResolver(Protocol):
     def resolve(self, ref: str) -> Image | None: ...
 
 
-class PodWorkers:
+class PodWorkers(Controller):
+    name = "podworkers"
+    workers = None   # a task per pod: a slow stop never holds up another pod
+
     def __init__(self, *, node_name: str, node_ip: str, pods: PodSource, client: Any, runtime: Runtime,
                  images: ImageResolver, pods_dir: Path, pids_limit: int, network: Any = None,
                  clock: Clock | None = None, metrics: AgentMetrics | None = None,
@@ -81,6 +92,8 @@ class PodWorkers:
         self.pods_dir, self.pids_limit, self.network = pods_dir, pids_limit, network
         self.clock = clock or SystemClock()
         self.metrics = metrics or AgentMetrics(node_name=node_name)
+        super().__init__(backoff=Backoff(initial=0.5, maximum=60.0, jitter=False),
+                         metrics=self.metrics.controller)
         self.backoff = backoff or RestartBackoff()
         self.events = events
         self.records: dict[str, PodRecord] = {}
@@ -93,24 +106,18 @@ class PodWorkers:
         self.status = StatusWriter(client=client, node_name=node_name, node_ip=node_ip, clock=self.clock,
                                    metrics=self.metrics)
         self._terminated: set[str] = set()
-        self._dirty: dict[str, asyncio.Event] = {}
-        self._loops: dict[str, asyncio.Task] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._running = False
+        self._task: asyncio.Task | None = None
         self.pending: set[str] = set()  # enqueued while not running (tests drive reconcile by hand)
 
     # ------------------------------------------------------------ queue
 
     def enqueue(self, uid: str) -> None:
-        if not self._running:
+        if self._task is None:
             self.pending.add(uid)
             return
-        event = self._dirty.setdefault(uid, asyncio.Event())
-        event.set()
-        if uid not in self._loops or self._loops[uid].done():
-            self._loops[uid] = asyncio.create_task(self._pod_loop(uid), name=f"pod-{uid}")
+        super().enqueue(uid)
 
-    async def on_pod_event(self, key: Key) -> None:
+    def on_pod_event(self, key: Key) -> None:
         """Informer handler: wake the worker of every pod uid this key means now or meant before."""
         pod = self.pods.get(key)
         if pod is not None:
@@ -121,49 +128,23 @@ class PodWorkers:
                 self.enqueue(uid)
 
     def start(self) -> None:
-        """Process the queue in the background (one task per pod)."""
-        self._running = True
+        """Process the queue in the background (a task per pod)."""
+        self._task = asyncio.create_task(self.run(), name="pod-workers")
         for uid in list(self.pending) + list(self.records) + [p.metadata.uid for p in self.pods.list()]:
             self.enqueue(uid)
         self.pending.clear()
 
     async def shutdown(self) -> None:
         """Stop working WITHOUT touching containers: they outlive the agent."""
-        self._running = False
-        for timer in self._timers.values():
-            timer.cancel()
-        tasks = list(self._loops.values()) + [t for r in self.records.values() for t in r.waiters.values()]
+        self.queue.shutdown()
+        tasks = [t for r in self.records.values() for t in r.waiters.values()]
+        if self._task is not None:
+            tasks.append(self._task)
+        self._task = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.puller.close()
-
-    def _requeue_after(self, uid: str, seconds: float) -> None:
-        if uid in self._timers:
-            self._timers[uid].cancel()
-        self._timers[uid] = asyncio.get_running_loop().call_later(seconds, self.enqueue, uid)
-
-    async def _pod_loop(self, uid: str) -> None:
-        event = self._dirty[uid]
-        failures = 0
-        while True:
-            await event.wait()
-            event.clear()
-            try:
-                requeue = await self.reconcile(uid)
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("pod %s: reconcile failed", self._describe(uid))
-                requeue = min(60.0, 0.5 * 2 ** failures)
-                failures += 1
-            if requeue is not None:
-                self._requeue_after(uid, requeue)
-            if uid not in self.records and self._desired(uid) is None and not event.is_set():
-                self._dirty.pop(uid, None)
-                self._loops.pop(uid, None)
-                return
 
     def _describe(self, uid: str) -> str:
         rec = self.records.get(uid)

@@ -3,7 +3,8 @@
 One asyncio process: the gRPC API server over the etcd store, the /metrics
 endpoint, and the scheduler and controllers - which reach the API over
 loopback like any other client (k3s's model), so they see exactly what users
-and agents see. SIGTERM or SIGINT stops everything cleanly.
+and agents see, through one SharedInformerFactory: one watch per kind for the
+whole process. SIGTERM or SIGINT stops everything cleanly.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from controlplane.api.server import ApiServer
 from controlplane.metrics import Metrics, MetricsServer
 from controlplane.store import Store
+from controlplane.store import Unavailable as StoreUnavailable
 from skiff.client import ApiClient
+from skiff.retry import Backoff, retry_async
 
 log = logging.getLogger("skiff.controlplane")
 
@@ -99,6 +102,7 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     from controlplane.controllers.podgc import PodGcController
     from controlplane.leader import LeaderElector, default_identity
     from controlplane.scheduler.scheduler import Scheduler
+    from skiff.controller import ControllerMetrics, SharedInformerFactory
 
     metrics = Metrics()
     store = Store(endpoint=config.etcd, root=config.etcd_prefix, event_ttl=config.event_ttl_seconds)
@@ -106,23 +110,31 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     host, _, port = config.metrics_listen.rpartition(":")
     metrics_server = MetricsServer(metrics=metrics, host=host.strip("[]"), port=int(port))
     port = await api.start()
+    # The initial namespaces (default, kube-system, ...): in the background, as etcd may not answer yet.
+    bootstrap = asyncio.create_task(retry_async(api.service.registry.bootstrap, retry_on=(StoreUnavailable,),
+                                                backoff=Backoff(initial=0.2, maximum=5.0)), name="namespaces")
     metrics_server.start()
     log.info("serving the API on %s, metrics on %s:%d, etcd %s%s", config.listen, host, metrics_server.port,
              config.etcd, config.etcd_prefix)
     client = ApiClient(f"{config.listen.rpartition(':')[0]}:{port}")
+    factory = SharedInformerFactory(client, metrics=ControllerMetrics(metrics.registry))
     components = []
     if config.run_controllers:
         components = [
-            Scheduler(client=client, metrics=metrics),
-            NodeIpamController(client=client, cluster_cidr=config.cluster_cidr,
+            Scheduler(client=client, factory=factory, metrics=metrics),
+            NodeIpamController(client=client, factory=factory, cluster_cidr=config.cluster_cidr,
                                node_cidr_mask_size=config.node_cidr_mask_size),
-            NodeLifecycleController(client=client, grace_seconds=config.node_monitor_grace_seconds),
-            PodGcController(client=client, quarantine_seconds=config.node_monitor_grace_seconds),
+            NodeLifecycleController(client=client, factory=factory, grace_seconds=config.node_monitor_grace_seconds),
+            PodGcController(client=client, factory=factory, quarantine_seconds=config.node_monitor_grace_seconds),
         ]
 
     async def lead() -> None:
         # All or nothing: if one component dies, the others stop and the error surfaces.
-        await asyncio.gather(*(c.run() for c in components))
+        # The informers run while leading (a follower keeps no caches) and start again with it.
+        try:
+            await asyncio.gather(*(c.run() for c in components))
+        finally:
+            await factory.stop()
 
     if not components:
         work = asyncio.create_task(stop.wait(), name="api-only")
@@ -142,7 +154,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     finally:
         log.info("shutting down")
         work.cancel()
-        await asyncio.gather(work, return_exceptions=True)
+        bootstrap.cancel()
+        await asyncio.gather(work, bootstrap, return_exceptions=True)
         await client.close()
         await api.stop()
         await metrics_server.stop()

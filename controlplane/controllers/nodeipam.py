@@ -12,10 +12,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from controlplane.controllers.base import Controller
 from skiff.api import meta
 from skiff.client import ApiClient, NotFound
-from skiff.informer import Informer, Key
+from skiff.controller import Controller, Key, SharedInformerFactory
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +49,25 @@ class CidrAllocator:
 
 
 class NodeIpamController(Controller):
-    def __init__(self, *, client: ApiClient, cluster_cidr: str, node_cidr_mask_size: int) -> None:
-        super().__init__()
+    name = "nodeipam"
+
+    def __init__(self, *, client: ApiClient, factory: SharedInformerFactory, cluster_cidr: str,
+                 node_cidr_mask_size: int) -> None:
+        super().__init__(metrics=factory.metrics)
         self.client = client
-        self.informer = Informer(client, "Node")
+        self.nodes = self.watch(factory.informer("Node"))
         self.allocator = CidrAllocator(cluster_cidr=cluster_cidr, node_cidr_mask_size=node_cidr_mask_size)
 
-    async def extra_tasks(self) -> list:
+    async def started(self) -> list:
         # Learn every CIDR already given before handing out any new one.
-        for node in self.informer.list():
+        for node in self.nodes.list():
             if node.spec.pod_cidr:
                 self.allocator.occupy(node.spec.pod_cidr, node.metadata.name)
         return []
 
     async def reconcile(self, key: Key) -> None:
         name = key[1]
-        node = self.informer.get(key)
+        node = self.nodes.get(key)
         if node is None:
             self.allocator.release_node(name)
             return

@@ -5,20 +5,19 @@ The agent renews its Ready condition's lastHeartbeatTime; when that is older
 than the grace period (default 40 s, as Kubernetes' node-monitor-grace-period)
 this controller sets Ready to Unknown, reason NodeStatusUnknown, so the
 scheduler stops placing pods there. Nodes are re-checked every grace/4 seconds
-as well as on every change. The clock is injected for tests.
+(reconcile asks for it) as well as on every change; a node's pods come from the
+shared Pod informer's spec.nodeName index. The clock is injected for tests.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Callable
 
 from proto.skiff.v1 import types_pb2
-from controlplane.controllers.base import Controller
 from skiff.api import meta
 from skiff.client import ApiClient, Conflict, NotFound
-from skiff.informer import Informer, Key
+from skiff.controller import Controller, Key, SharedInformerFactory
 
 log = logging.getLogger(__name__)
 REASON = "NodeStatusUnknown"
@@ -41,45 +40,43 @@ def stale_ready(node: types_pb2.Node, *, now: float, grace_seconds: float) -> bo
 
 
 class NodeLifecycleController(Controller):
-    def __init__(self, *, client: ApiClient, grace_seconds: float = 40.0,
+    name = "nodelifecycle"
+
+    def __init__(self, *, client: ApiClient, factory: SharedInformerFactory, grace_seconds: float = 40.0,
                  clock: Callable[[], float] = time.time) -> None:
-        super().__init__()
+        super().__init__(metrics=factory.metrics)
         self.client = client
         self.grace_seconds = grace_seconds
         self.clock = clock
-        self.informer = Informer(client, "Node")
+        self.nodes = self.watch(factory.informer("Node"))
+        self.pods = self.uses(factory.informer("Pod"))
 
-    async def extra_tasks(self) -> list[asyncio.Task]:
-        return [asyncio.create_task(self._tick(), name="node-lifecycle-tick")]
+    @property
+    def period(self) -> float:
+        return max(0.5, self.grace_seconds / 4)
 
-    async def _tick(self) -> None:
-        while True:
-            for key in self.informer.keys():
-                self.enqueue(key)
-            await asyncio.sleep(max(0.5, self.grace_seconds / 4))
-
-    async def reconcile(self, key: Key) -> None:
-        node = self.informer.get(key)
+    async def reconcile(self, key: Key) -> float | None:
+        node = self.nodes.get(key)
         if node is None:
-            return
+            return None
         ready = meta.get_condition(node.status.conditions, "Ready")
         if ready is not None and ready.status == "Unknown":
-            await self._mark_pods_not_ready(node.metadata.name)   # again each tick: new or restarted ones
-            return
+            await self._mark_pods_not_ready(node.metadata.name)   # again each period: new or restarted ones
+            return self.period
         if not stale_ready(node, now=self.clock(), grace_seconds=self.grace_seconds):
-            return
+            return self.period
         # Keep the last heartbeat as it was: it tells when the node was last heard of.
         if not await self._set_ready(node, status="Unknown", reason=REASON, message=MESSAGE):
-            return  # a heartbeat (or deletion) won the race: the informer brings it, and we look again
+            return self.period  # a heartbeat (or deletion) won the race: the informer brings it
         log.warning("node %s: no heartbeat for more than %.0fs; Ready=Unknown", key[1], self.grace_seconds)
         await self._mark_pods_not_ready(node.metadata.name)
+        return self.period
 
     async def _mark_pods_not_ready(self, node_name: str) -> None:
         """Kubernetes' MarkPodsNotReady: nobody vouches for the pods of a node
         that went silent, so their Ready condition turns False (the agent,
         once back, writes the truth again)."""
-        pods, _ = await self.client.list("Pod", "", field_selector=f"spec.nodeName={node_name}")
-        for pod in pods:
+        for pod in self.pods.lister.on_node(node_name):
             ready = meta.get_condition(pod.status.conditions, "Ready")
             if ready is None or ready.status != "True" or pod.status.phase in ("Succeeded", "Failed"):
                 continue

@@ -1,15 +1,16 @@
-"""The scheduler loop: bind each pending pod to the best node that fits.
+"""The scheduler: a controller (skiff.controller) that binds each pending pod to the best node that fits.
 
-    informers (pods, nodes) ──► queue of pod keys ──► schedule_one(key)
+    informers (pods, nodes) ──► WorkQueue of pod keys ──► reconcile(key) = schedule_one
                                      ▲                     │ filter → score → Bind (CAS)
                                      │                     │ none fits: PodScheduled=False, Unschedulable
         node changes, pods finishing ┘◄── parked pods ◄────┘
 
-It reaches the API over loopback like any client. Between a Bind and the
-informer seeing it, the pod is "assumed" on its node, so two pods scheduled
-back to back never both take the same free memory. A pod that fits nowhere is
-parked, and retried when a node or a bound pod changes (and every
-`retry_seconds` as a safety net); errors are retried with skiff.retry back-off.
+It reaches the API over loopback like any client and shares the process's
+Pod and Node informers. Between a Bind and the informer seeing it, the pod is
+"assumed" on its node, so two pods scheduled back to back never both take the
+same free memory. A pod that fits nowhere is parked, and retried when a node or
+a bound pod changes (and every `retry_seconds` as a safety net); errors are
+retried with the queue's per-key back-off.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from google.protobuf.message import Message
+
 from controlplane.events import EventRecorder
 from controlplane.metrics import Metrics
 from controlplane.scheduler import plugins
@@ -25,7 +28,7 @@ from controlplane.scheduler.framework import REGISTRY, NodeInfo, unschedulable_m
 from proto.skiff.v1 import types_pb2
 from skiff.api import meta
 from skiff.client import ApiClient, ApiError, Conflict, NotFound
-from skiff.informer import Informer, Key
+from skiff.controller import Controller, EventHandler, Key, SharedInformerFactory
 from skiff.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -71,37 +74,36 @@ def wants_scheduling(pod: types_pb2.Pod | None) -> bool:
             and pod.status.phase not in TERMINAL_PHASES)
 
 
-class Scheduler:
-    def __init__(self, *, client: ApiClient, metrics: Metrics, retry_seconds: float = 30.0,
-                 backoff: Backoff = Backoff(initial=0.2, maximum=10.0)) -> None:
+class Scheduler(Controller):
+    name = "scheduler"
+
+    def __init__(self, *, client: ApiClient, factory: SharedInformerFactory, metrics: Metrics,
+                 retry_seconds: float = 30.0, backoff: Backoff = Backoff(initial=0.2, maximum=10.0)) -> None:
+        events = EventRecorder(client=client, component=SCHEDULER_NAME)
+        super().__init__(backoff=backoff, recorder=events, metrics=factory.metrics)
         self.client = client
         self.metrics = metrics
         self.retry_seconds = retry_seconds
-        self.backoff = backoff
-        self.events = EventRecorder(client=client, component=SCHEDULER_NAME)
-        self.pods = Informer(client, "Pod")
-        self.nodes = Informer(client, "Node")
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
+        self.events = events
+        self.pods = self.uses(factory.informer("Pod"))
+        self.nodes = self.uses(factory.informer("Node"))
         self._parked: set[Key] = set()
-        self._failures: dict[Key, int] = {}
         self._assumed: dict[Key, str] = {}  # pod -> node, until the informer shows the binding
         self.pods.add_handler(self._on_pod)
-        self.nodes.add_handler(self._on_node)
+        self.nodes.add_event_handler(EventHandler(on_add=self._on_node, on_update=self._on_node,
+                                                  on_delete=self._on_node))
 
     # ------------------------------------------------------------ queue
 
     def enqueue(self, key: Key) -> None:
         self._parked.discard(key)
-        if key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+        super().enqueue(key)
 
     def _flush_parked(self) -> None:
         for key in list(self._parked):
             self.enqueue(key)
 
-    async def _on_pod(self, key: Key) -> None:
+    def _on_pod(self, key: Key) -> None:
         pod = self.pods.get(key)
         if pod is None or pod.spec.node_name:
             self._assumed.pop(key, None)
@@ -109,42 +111,21 @@ class Scheduler:
         if wants_scheduling(pod):
             self.enqueue(key)
 
-    async def _on_node(self, key: Key) -> None:
+    def _on_node(self, key: Key, *objs: Message) -> None:
         self._flush_parked()
 
     # ------------------------------------------------------------ loop
 
-    async def run(self) -> None:
-        tasks = [self.pods.start(), self.nodes.start()]
-        try:
-            await self.pods.wait_synced()
-            await self.nodes.wait_synced()
-            retry = asyncio.create_task(self._periodic_retry())
-            tasks.append(retry)
-            while True:
-                await self.process_next()
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    async def started(self) -> list[asyncio.Task]:
+        return [asyncio.create_task(self._periodic_retry(), name="scheduler-retry-parked")]
 
     async def _periodic_retry(self) -> None:
         while True:
             await asyncio.sleep(self.retry_seconds)
             self._flush_parked()
 
-    async def process_next(self) -> None:
-        key = await self._queue.get()
-        self._queued.discard(key)
-        try:
-            await self.schedule_one(key)
-            self._failures.pop(key, None)
-        except ApiError as exc:
-            attempt = self._failures.get(key, 0)
-            self._failures[key] = attempt + 1
-            delay = self.backoff.delay(attempt)
-            log.warning("scheduling %s/%s failed: %s; retrying in %.1fs", *key, exc, delay)
-            asyncio.get_running_loop().call_later(delay, self.enqueue, key)
+    async def reconcile(self, key: Key) -> None:
+        await self.schedule_one(key)
 
     def node_infos(self) -> list[NodeInfo]:
         by_node: dict[str, list[types_pb2.Pod]] = {}

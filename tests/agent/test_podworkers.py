@@ -255,7 +255,7 @@ def test_pod_vanished_from_the_api_is_cleaned(tmp_path):
         uid = w.api.add_pod("ghost").metadata.uid
         await w.workers.reconcile(uid)
         del w.api.pods[("default", "ghost")]
-        await w.workers.on_pod_event(("default", "ghost"))
+        w.workers.on_pod_event(("default", "ghost"))
         assert uid in w.workers.pending
         await w.workers.reconcile(uid)
         assert w.runtime.containers == {} and w.runtime.sandboxes == {}
