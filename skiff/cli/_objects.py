@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from google.protobuf.message import Message
 
 from skiff.api import jsonpath, kinds, meta, printers
-from skiff.cli._common import CliError, kind_arg
+from skiff.cli._common import CliError, kind_arg, scope
+from skiff.client import ApiClient, Conflict
 
 FORMATS = ("custom-columns", "custom-columns-file", "json", "jsonpath", "jsonpath-file", "name", "wide", "yaml")
 
@@ -157,3 +159,25 @@ def _aligned(rows: list[list[str]]) -> str:
         return ""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "".join("   ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() + "\n" for r in rows)
+
+
+# ---------------------------------------------------------------- read, change, write
+
+async def change(client: ApiClient, kind: kinds.Kind, namespace: str, name: str,
+                 mutate: Callable[[Message], Message], *, attempts: int = 5) -> tuple[Message, bool]:
+    """GET the object, `mutate` a copy, UPDATE it with the read resourceVersion
+    (compare-and-swap); on Conflict read and mutate again. Returns the object
+    as stored and whether anything changed (nothing is written if not).
+    NotFound passes through; `mutate` raises CliError to refuse."""
+    for _ in range(attempts):
+        live = await client.get(kind.name, name, scope(kind, namespace))
+        wanted = mutate(meta.copy(live))
+        wanted.metadata.resource_version = live.metadata.resource_version
+        if wanted == live:
+            return live, False
+        try:
+            return await client.update(wanted), True
+        except Conflict:
+            continue
+    raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{name}": the object has been modified; '
+                   "please apply your changes to the latest version and try again")

@@ -13,7 +13,8 @@ import asyncio
 import sys
 
 from skiff.api import kinds
-from skiff.cli._common import CliError, add_namespace_flags, call_api, kind_arg, namespace_of, parse_duration, scope
+from skiff.cli._common import CliError, add_namespace_flags, call_api, namespace_of, parse_duration, scope
+from skiff.cli._objects import not_found, parse_resources
 from skiff.cli.apply import load_documents
 from skiff.client import ApiClient, NotFound
 
@@ -23,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "delete", help="delete objects by name or by manifest",
         description="Delete `RESOURCE NAME...` or the objects in manifests (-f). By default waits "
                     "until each object is gone, as kubectl does.")
-    p.add_argument("resource", metavar="RESOURCE", nargs="?", help="pod or node")
+    p.add_argument("resource", metavar="TYPE[,TYPE...] | TYPE/NAME", nargs="?",
+                   help="pod, node, ... (see skiff api-resources), or TYPE/NAME")
     p.add_argument("names", metavar="NAME", nargs="*")
     p.add_argument("-f", "--filename", action="append", metavar="FILE|DIR|-",
                    help="delete the objects in these manifests (repeatable)")
@@ -54,18 +56,23 @@ def _targets(args: argparse.Namespace) -> tuple[list[tuple[kinds.Kind, str, str]
         return [(kinds.kind_of(d.obj), d.obj.metadata.namespace or namespace_of(args), d.obj.metadata.name)
                 for d in documents], failed
     by_query = args.all_objects or args.selector
-    if not args.resource or not (args.names or by_query) or (args.names and by_query):
+    if not args.resource or not (args.names or by_query or "/" in args.resource):
         raise CliError("name what to delete: `skiff delete pod NAME...`, `skiff delete pods --all`, "
                        "`skiff delete pods -l app=web` or `skiff delete -f FILE`")
-    kind = kind_arg(args.resource)
-    return [(kind, namespace_of(args), name) for name in args.names], False
+    requests = parse_resources([args.resource, *args.names])
+    if by_query and any(r.names for r in requests):
+        raise CliError("names cannot be given with --all or -l")
+    return [(r.kind, namespace_of(args), name) for r in requests for name in r.names], False
 
 
 async def _matching(client: ApiClient, args: argparse.Namespace) -> list[tuple[kinds.Kind, str, str]]:
     """The objects `--all` or `-l` select."""
-    kind = kind_arg(args.resource)
-    objs, _ = await client.list(kind.name, scope(kind, namespace_of(args)), args.selector)
-    return [(kind, o.metadata.namespace or namespace_of(args), o.metadata.name) for o in objs]
+    out = []
+    for request in parse_resources([args.resource]):
+        kind = request.kind
+        objs, _ = await client.list(kind.name, scope(kind, namespace_of(args)), args.selector)
+        out += [(kind, o.metadata.namespace or namespace_of(args), o.metadata.name) for o in objs]
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 await client.delete(kind.name, name, scope(kind, namespace), grace)
             except NotFound:
                 if not args.ignore_not_found:
-                    print(f"error: {label} not found", file=sys.stderr)
+                    print(not_found(kind, name), file=sys.stderr)
                     failed = True
                 continue
             print(f"{label} deleted", flush=True)

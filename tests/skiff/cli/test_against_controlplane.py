@@ -124,7 +124,7 @@ def test_delete_waits_until_gone_and_delete_by_file(skiff, controlplane, tmp_pat
     assert names(skiff("get", "pods", "-o", "json", server=controlplane)) == []
 
     gone = skiff("delete", "pod", "a", server=controlplane)
-    assert gone.returncode == 1 and gone.stderr == "error: pod/a not found\n"
+    assert gone.returncode == 1 and gone.stderr == 'Error from server (NotFound): pods "a" not found\n'
 
 
 def test_run_creates_a_pod_like_kubectl_run_with_docker_ports(skiff, controlplane):
@@ -184,6 +184,11 @@ def test_get_watch_prints_new_objects(skiff, controlplane, tmp_path):
 
 
 def test_apply_from_stdin_and_namespace_flag(skiff, controlplane):
+    missing = skiff("apply", "-n", "team", "-f", "-", input=POD.format(name="s", app="s"), server=controlplane)
+    assert (missing.returncode, missing.stderr) == (1, 'error: pod/s: namespaces "team" not found\n')
+    namespace = skiff("apply", "-f", "-", input="apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n",
+                      server=controlplane)
+    assert (namespace.returncode, namespace.stdout) == (0, "namespace/team created\n"), namespace.stderr
     result = skiff("apply", "-n", "team", "-f", "-", input=POD.format(name="s", app="s"), server=controlplane)
     assert (result.returncode, result.stdout) == (0, "pod/s created\n"), result.stderr
     data = json.loads(skiff("get", "pods", "-A", "-o", "json", server=controlplane).stdout)
