@@ -35,6 +35,11 @@ def test_metrics_count_requests_and_scheduling(controlplane_info):
     assert 'skiff_apiserver_request_duration_seconds_bucket{le="+Inf",method="Apply"} 1.0' in text
     assert 'skiff_scheduler_schedule_attempts_total{result="unschedulable"}' in text
     assert "skiff_scheduler_scheduling_attempt_duration_seconds_bucket" in text
+    # One informer per kind for the whole process (one SharedInformerFactory), however
+    # many controllers read pods and nodes; the kit's queues report under their names.
+    assert 'skiff_informer_relists_total{kind="Pod",reason="initial"} 1.0' in text
+    assert 'skiff_informer_relists_total{kind="Node",reason="initial"} 1.0' in text
+    assert 'workqueue_adds_total{name="scheduler"}' in text
 
 
 def _port() -> int:
