@@ -90,20 +90,35 @@ class Controller:
             self.informers.append(informer)
         return informer
 
-    def watch_dependents(self, informer: Informer, *, owner_kind: str) -> Informer:
+    def watch_dependents(self, informer: Informer, *, owner_kind: str,
+                         owners: Informer | None = None) -> Informer:
         """On every change of a dependent (say a Pod), enqueue its controlling
-        owner of `owner_kind` (say a ReplicaSet) - same namespace, by name."""
-        def owner(key: Key, obj: Message) -> None:
-            ref = controller_of(obj)
-            if ref is not None and ref[0] == owner_kind:
-                self.enqueue((obj.metadata.namespace, ref[1]))
+        owner of `owner_kind` (say a ReplicaSet): the old owner and the new
+        one on an update (an adoption or release moves it)."""
+        def changed(key: Key, *objs: Message) -> None:
+            for obj in objs:
+                self.enqueue_owner(obj, owner_kind=owner_kind, owners=owners)
 
-        informer.add_event_handler(EventHandler(
-            on_add=owner,
-            on_update=lambda key, old, new: (owner(key, old), owner(key, new)),
-            on_delete=owner))
+        informer.add_event_handler(EventHandler(on_add=changed, on_update=changed, on_delete=changed))
         self.uses(informer)
         return informer
+
+    def enqueue_owner(self, obj: Message, *, owner_kind: str, owners: Informer | None = None) -> None:
+        """Enqueue obj's controlling owner (ownerReference with controller=true)
+        if it is of `owner_kind` - same namespace, by name. With `owners` (the
+        owner kind's informer), only an owner whose uid matches the reference
+        (a reference to a deleted owner of the same name enqueues nothing; a
+        new owner not yet cached gets its own add)."""
+        for ref in getattr(obj.metadata, "owner_references", ()):
+            if not ref.controller or ref.kind != owner_kind:
+                continue
+            key = (obj.metadata.namespace, ref.name)
+            if owners is not None:
+                owner = owners.get(key)
+                if owner is None or owner.metadata.uid != ref.uid:
+                    return
+            self.enqueue(key)
+            return
 
     # ------------------------------------------------------------ queue
 

@@ -23,11 +23,11 @@ class StaticClient:
         yield  # pragma: no cover
 
 
-def pod(name, *, owner=None):
+def pod(name, *, owner=None, owner_uid="o"):
     p = types_pb2.Pod()
     p.metadata.name, p.metadata.namespace, p.metadata.uid = name, "default", f"uid-{name}"
     if owner:
-        p.metadata.owner_references.add(kind=owner[0], name=owner[1], uid="o", controller=True)
+        p.metadata.owner_references.add(kind=owner[0], name=owner[1], uid=owner_uid, controller=True)
     return p
 
 
@@ -127,29 +127,37 @@ def test_reconcile_returning_seconds_requeues_after_them():
 def test_dependents_enqueue_their_controlling_owner():
     async def body():
         pods = Informer(StaticClient([pod("web-1", owner=("ReplicaSet", "web")),
+                                      pod("stale-1", owner=("ReplicaSet", "stale"), owner_uid="gone"),
                                       pod("other", owner=("Job", "j")), pod("lone")]), "Pod")
+        web, stale = pod("web"), pod("stale")
+        web.metadata.uid = stale.metadata.uid = "o"
+        owners = Informer(StaticClient([web, stale]), "Pod")
 
         class Owners(Controller):
             name = "owners"
 
             def __init__(self):
                 super().__init__()
-                self.watch_dependents(pods, owner_kind="ReplicaSet")
+                self.uses(owners)
+                self.watch_dependents(pods, owner_kind="ReplicaSet", owners=owners)
                 self.seen = []
 
             async def reconcile(self, key):
                 self.seen.append(key)
 
         c = Owners()
+        owners.start()
+        await owners.wait_synced()   # (else a dependent may be seen before its owner is cached)
         task = asyncio.ensure_future(c.run())
         try:
             await until(lambda: c.seen)
             await asyncio.sleep(0.05)
-            assert c.seen == [("default", "web")]
+            assert c.seen == [("default", "web")]     # not the owner whose uid no longer matches
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await pods.stop()
+            await owners.stop()
     asyncio.run(asyncio.wait_for(body(), 10))
 
 
