@@ -6,9 +6,9 @@ Label selectors use Kubernetes' syntax: `app=web`, `app==web`, `tier!=db`,
 
 Field selectors support `=`, `==` and `!=` on the fields the API serves
 (Kubernetes supports a similar short list): metadata.name,
-metadata.namespace, and for pods spec.nodeName, status.phase,
-spec.restartPolicy; for nodes spec.unschedulable. Shared by the API server
-(List/Watch) and the CLI.
+metadata.namespace, and what each kind's strategy adds (`field_selectors`:
+for pods spec.nodeName, status.phase, spec.restartPolicy; for nodes
+spec.unschedulable). Shared by the API server (List/Watch) and the CLI.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from google.protobuf.message import Message
+
+from skiff.api import kinds
 
 
 class SelectorError(ValueError):
@@ -98,31 +100,6 @@ def parse_label_selector(text: str) -> LabelSelector:
 
 # ---------------------------------------------------------------- fields
 
-def _getter(*path: str) -> Callable[[Message], str]:
-    def get(obj: Message) -> str:
-        value: object = obj
-        for part in path:
-            value = getattr(value, part)
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return str(value)
-    return get
-
-
-_COMMON_FIELDS: dict[str, Callable[[Message], str]] = {
-    "metadata.name": _getter("metadata", "name"),
-    "metadata.namespace": _getter("metadata", "namespace"),
-}
-FIELDS: dict[str, dict[str, Callable[[Message], str]]] = {
-    "Pod": {**_COMMON_FIELDS,
-            "spec.nodeName": _getter("spec", "node_name"),
-            "spec.restartPolicy": _getter("spec", "restart_policy"),
-            "spec.schedulerName": _getter("spec", "scheduler_name"),
-            "status.phase": _getter("status", "phase")},
-    "Node": {**_COMMON_FIELDS, "spec.unschedulable": _getter("spec", "unschedulable")},
-}
-
-
 @dataclass(frozen=True)
 class FieldRequirement:
     field: str
@@ -149,9 +126,11 @@ class FieldSelector:
 _FIELD_TERM = re.compile(r"^\s*([A-Za-z.]+)\s*(==|=|!=)\s*(.*?)\s*$")
 
 
-def parse_field_selector(text: str, *, kind: str) -> FieldSelector:
-    """Parse for objects of `kind` ("Pod", "Node", ...)."""
-    known = FIELDS.get(kind, _COMMON_FIELDS)
+def parse_field_selector(text: str, *, kind: str | kinds.Kind) -> FieldSelector:
+    """Parse for objects of `kind` (a Kind, or its name: "Pod", "Node", ...)."""
+    kind = kinds.kind_named(kind) if isinstance(kind, str) else kind
+    known = kind.strategy.field_selectors
+    kind = kind.name
     requirements = []
     for term in _split_terms(text or ""):
         m = _FIELD_TERM.match(term)

@@ -14,7 +14,7 @@ import re
 import sys
 
 from proto.skiff.v1 import types_pb2
-from skiff.api import printers
+from skiff.api import kinds, printers
 from skiff.api.quantity import QuantityError, parse_quantity
 from skiff.cli._common import CliError, add_namespace_flags, call_api, namespace_of
 from skiff.client import AlreadyExists, ApiClient
@@ -108,11 +108,7 @@ def build_pod(args: argparse.Namespace) -> types_pb2.Pod:
 
 
 def _validate(pod: types_pb2.Pod) -> None:
-    try:
-        from skiff.api.validation import validate
-    except ImportError:  # the server validates too
-        return
-    errors = validate(pod)
+    errors = kinds.validate(pod)
     if errors:
         raise CliError("; ".join(f"{e.path}: {e.message}" for e in errors))
 

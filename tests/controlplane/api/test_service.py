@@ -106,6 +106,9 @@ def test_list_by_namespace_label_and_field_selector(controlplane):
         await c.apply(pod("b", labels={"app": "db"}))
         other = pod("c", labels={"app": "web"})
         other.metadata.namespace = "other"
+        namespace = types_pb2.Namespace()
+        namespace.metadata.name = "other"
+        await c.apply(namespace)
         await c.apply(other)
         names = lambda items: sorted(i.metadata.name for i in items)  # noqa: E731
         items, rv = await c.list("Pod")

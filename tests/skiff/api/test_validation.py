@@ -2,7 +2,7 @@
 import pytest
 
 from proto.skiff.v1 import types_pb2
-from skiff.api.validation import validate
+from skiff.api.kinds import validate
 
 
 def good_pod() -> types_pb2.Pod:

@@ -184,6 +184,11 @@ def test_get_watch_prints_new_objects(skiff, controlplane, tmp_path):
 
 
 def test_apply_from_stdin_and_namespace_flag(skiff, controlplane):
+    missing = skiff("apply", "-n", "team", "-f", "-", input=POD.format(name="s", app="s"), server=controlplane)
+    assert (missing.returncode, missing.stderr) == (1, 'error: pod/s: namespaces "team" not found\n')
+    namespace = skiff("apply", "-f", "-", input="apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n",
+                      server=controlplane)
+    assert (namespace.returncode, namespace.stdout) == (0, "namespace/team created\n"), namespace.stderr
     result = skiff("apply", "-n", "team", "-f", "-", input=POD.format(name="s", app="s"), server=controlplane)
     assert (result.returncode, result.stdout) == (0, "pod/s created\n"), result.stderr
     data = json.loads(skiff("get", "pods", "-A", "-o", "json", server=controlplane).stdout)

@@ -1,0 +1,326 @@
+"""The API's REST logic, kind-agnostic (Kubernetes' generic registry store):
+what create, apply, update, update_status, delete, bind, get, list and watch
+do to any object, over any Store (etcd for the server, memory for
+FakeApiClient). The kind's own rules come from its Strategy
+(skiff/api/kinds/); this module never asks which kind it holds.
+
+    create   defaults → validate → namespace admission → prepare_create → store.create
+    update   defaults → validate → prepare_update → validate_update → CAS write
+    status   prepare_status_update → validate → CAS write
+    delete   propagation finalizer → on_delete (graceful mark) or finalizers
+             (mark deletionTimestamp, keep) or remove
+    write    an object left with a deletionTimestamp, no finalizers and no
+             grace period pending is removed instead of written (Kubernetes'
+             "finalizers done: delete")
+
+Namespace admission is Kubernetes' NamespaceLifecycle: a namespaced object is
+created only in a namespace that exists and is not being terminated.
+
+Errors are the store's (NotFound, AlreadyExists, Conflict, Compacted,
+Unavailable) and errors.py's Invalid and Forbidden; service.py maps them to
+gRPC codes, FakeApiClient to the client's exceptions.
+"""
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Callable
+
+from google.protobuf.message import Message
+
+from controlplane.api.errors import Forbidden, Invalid
+from controlplane.store.interface import AlreadyExists, Conflict, NotFound
+from skiff.api import kinds, meta
+from skiff.api.kinds.strategy import DEFAULT_NAMESPACE
+from skiff.api.selectors import FieldSelector, LabelSelector, SelectorError, parse_field_selector, \
+    parse_label_selector
+
+PROPAGATION_POLICIES = ("", "Background", "Foreground", "Orphan")
+# What a propagation policy leaves on the object for the garbage collector.
+PROPAGATION_FINALIZERS = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}
+# The namespaces every cluster has from the start (kube-* so manifests naming them apply).
+INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "skiff-system")
+_ATTEMPTS = 10  # a concurrent writer only means: read and build again, this many times
+
+
+class Registry:
+    def __init__(self, *, store: Any) -> None:
+        self.store = store
+
+    # ------------------------------------------------------------ writes
+
+    async def apply(self, obj: Message, *, dry_run: bool = False) -> tuple[Message, str]:
+        """Create or update from a manifest: "created", "configured" or "unchanged"."""
+        incoming = self._incoming(obj)
+        kind, ns, name = _key_of(incoming)
+        strategy = kind.strategy
+        for _ in range(_ATTEMPTS):
+            try:
+                existing = await self.store.get(kind, ns, name)
+            except NotFound:
+                await self._admit(kind, ns)
+                created = strategy.prepare_create(meta.copy(incoming))
+                if dry_run:
+                    return created, "created"
+                try:
+                    return await self.store.create(created), "created"
+                except AlreadyExists:
+                    continue
+            merged = strategy.prepare_apply(existing, incoming)
+            self._check_update(existing, merged)
+            if same_content(merged, existing):
+                return existing, "unchanged"
+            if dry_run:
+                return merged, "configured"
+            merged.metadata.resource_version = existing.metadata.resource_version
+            try:
+                return await self._write(merged), "configured"
+            except (Conflict, NotFound):
+                continue
+        raise Conflict(f"{kind.name} {name!r} kept changing during apply; try again")
+
+    async def create(self, obj: Message, *, dry_run: bool = False) -> Message:
+        incoming = self._incoming(obj)
+        kind, ns, _ = _key_of(incoming)
+        await self._admit(kind, ns)
+        created = kind.strategy.prepare_create(incoming)
+        return created if dry_run else await self.store.create(created)
+
+    async def update(self, obj: Message) -> Message:
+        """Replace the object's spec side (CAS when metadata.resourceVersion is set)."""
+        incoming = self._incoming(obj)
+        strategy = kinds.kind_of(incoming).strategy
+
+        def build(existing: Message) -> Message:
+            updated = strategy.prepare_update(existing, incoming)
+            self._check_update(existing, updated)
+            return updated
+        return await self._replace(incoming, build)
+
+    async def update_status(self, obj: Message) -> Message:
+        """Replace only the status (CAS when metadata.resourceVersion is set)."""
+        kind = kinds.kind_of(obj)
+        incoming = kind.strategy.defaults(meta.copy(obj))
+        if not kind.strategy.has_status:
+            raise Invalid(f"{kind.name} has no status", field_path="status")
+
+        def build(existing: Message) -> Message:
+            updated = kind.strategy.prepare_status_update(existing, incoming)
+            errors = kind.strategy.validate(updated)
+            if errors:
+                raise Invalid("; ".join(map(str, errors)), field_path=errors[0].path)
+            return updated
+        return await self._replace(incoming, build)
+
+    async def delete(self, kind: kinds.Kind, namespace: str, name: str, *,
+                     grace_period_seconds: int | None = None, precondition_uid: str = "",
+                     propagation_policy: str = "") -> Message:
+        """Remove the object, or mark it: a graceful deletion (a bound pod) or
+        finalizers still to run keep it, with metadata.deletionTimestamp set.
+        Returns the last state (removed) or the marked object."""
+        if propagation_policy not in PROPAGATION_POLICIES:
+            raise Invalid(f"unsupported propagation policy {propagation_policy!r}: supported values: "
+                          f"Background, Foreground, Orphan", field_path="propagationPolicy")
+        ns = self._namespace(kind, namespace)
+        for _ in range(_ATTEMPTS):
+            existing = await self.store.get(kind, ns, name)
+            if precondition_uid and precondition_uid != existing.metadata.uid:
+                raise Conflict(f"{kind.name} {name!r}: precondition failed: uid is "
+                               f"{existing.metadata.uid}, request had {precondition_uid}")
+            target = meta.copy(existing)
+            finalizer = PROPAGATION_FINALIZERS.get(propagation_policy)
+            if finalizer and finalizer not in target.metadata.finalizers:
+                target.metadata.finalizers.append(finalizer)
+            marked = kind.strategy.on_delete(target, grace_period_seconds)
+            if marked is None and kind.strategy.finalizers(target):
+                marked = target
+                if not marked.metadata.HasField("deletion_timestamp"):
+                    marked.metadata.deletion_timestamp.CopyFrom(meta.timestamp())
+                marked.metadata.deletion_grace_period_seconds = 0  # removed once the finalizers are done
+            try:
+                if marked is None:
+                    return await self.store.delete(kind, ns, name, resource_version=existing.metadata.resource_version)
+                if marked == existing:
+                    return existing  # already marked; nothing new to write
+                marked.metadata.resource_version = existing.metadata.resource_version
+                return await self.store.update(marked)
+            except Conflict:
+                continue
+        raise Conflict(f"{kind.name} {name!r} kept changing during delete; try again")
+
+    async def bind(self, namespace: str, name: str, node_name: str, *, resource_version: str = "") -> Message:
+        """Assign a pod to a node (Kubernetes' pods/binding); 409 when it is bound or being deleted."""
+        if not node_name:
+            raise Invalid("node_name is required", field_path="target.name")
+        kind = kinds.kind_named("Pod")
+        pod = await self.store.get(kind, namespace or DEFAULT_NAMESPACE, name)
+        if resource_version and resource_version != pod.metadata.resource_version:
+            raise Conflict(f"pod {name!r} was modified (resourceVersion {pod.metadata.resource_version}, "
+                           f"request had {resource_version})")
+        try:
+            bound = kind.strategy.bind(pod, node_name)
+        except ValueError as exc:
+            raise Conflict(str(exc)) from None
+        return await self.store.update(bound)
+
+    # ------------------------------------------------------------ reads
+
+    async def get(self, kind: kinds.Kind, namespace: str, name: str) -> Message:
+        return await self.store.get(kind, self._namespace(kind, namespace), name)
+
+    async def list(self, kind: kinds.Kind, namespace: str = "", *, label_selector: str = "",
+                   field_selector: str = "") -> tuple[list[Message], str]:
+        """The matching objects ("" namespace: all) and the revision they were read at."""
+        labels, fields = _selectors(kind, label_selector, field_selector)
+        items, revision = await self.store.list(kind, namespace if kind.namespaced else "")
+        return [o for o in items if labels.matches(o.metadata.labels) and fields.matches(o)], str(revision)
+
+    async def watch(self, kind: kinds.Kind, namespace: str = "", *, label_selector: str = "",
+                    field_selector: str = "", resource_version: str = ""
+                    ) -> AsyncIterator[tuple[str, Message | None, str]]:
+        """(type, object, resourceVersion) for every change after `resource_version`
+        (empty: the current objects first, as ADDED). An object that stops matching
+        the selectors is DELETED to this watcher, one that starts matching ADDED."""
+        labels, fields = _selectors(kind, label_selector, field_selector)
+        namespace = namespace if kind.namespaced else ""
+
+        def matches(obj: Message | None) -> bool:
+            return obj is not None and labels.matches(obj.metadata.labels) and fields.matches(obj)
+
+        if resource_version:
+            try:
+                revision = int(resource_version)
+            except ValueError:
+                raise Invalid(f"resource_version {resource_version!r} is not a number",
+                              field_path="resource_version") from None
+        else:
+            items, revision = await self.store.list(kind, namespace)
+            for obj in items:
+                if matches(obj):
+                    yield "ADDED", obj, obj.metadata.resource_version
+        async for event in self.store.watch(kind, namespace, after_revision=revision):
+            now, before = matches(event.obj), matches(event.prev)
+            if event.type == "DELETED":
+                seen_as = "DELETED" if now else None
+            elif now and (before or event.type == "MODIFIED" and event.prev is None):
+                seen_as = "MODIFIED"
+            elif now:
+                seen_as = "ADDED"
+            elif before:  # left the selector: to this watcher it is gone
+                seen_as = "DELETED"
+            else:
+                seen_as = None
+            if seen_as is not None:
+                yield seen_as, event.obj, str(event.revision)
+
+    # ------------------------------------------------------------ namespaces
+
+    async def bootstrap(self) -> None:
+        """Create the initial namespaces (idempotent; run at control-plane start)."""
+        for name in INITIAL_NAMESPACES:
+            await self._ensure_namespace(name)
+
+    async def _ensure_namespace(self, name: str) -> Message:
+        ns = kinds.kind_named("Namespace").message()
+        ns.metadata.name = name
+        try:
+            return await self.create(ns)
+        except AlreadyExists:
+            return await self.store.get(kinds.kind_named("Namespace"), "", name)
+
+    async def _admit(self, kind: kinds.Kind, namespace: str) -> None:
+        """Kubernetes' NamespaceLifecycle: new content only in a live namespace.
+        An initial namespace that is missing (a request before bootstrap ran,
+        or a store that never had it) is created on the spot."""
+        if not kind.namespaced:
+            return
+        try:
+            ns = await self.store.get(kinds.kind_named("Namespace"), "", namespace)
+        except NotFound:
+            if namespace not in INITIAL_NAMESPACES:
+                raise NotFound(f'namespaces "{namespace}" not found') from None
+            ns = await self._ensure_namespace(namespace)
+        if ns.metadata.HasField("deletion_timestamp"):
+            raise Forbidden(f"unable to create new content in namespace {namespace} "
+                            f"because it is being terminated")
+
+    # ------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _incoming(obj: Message) -> Message:
+        """A copy of the caller's object, defaulted and validated (Invalid lists every problem)."""
+        kind = kinds.kind_of(obj)
+        incoming = kind.strategy.defaults(meta.copy(obj))
+        errors = kind.strategy.validate(incoming)
+        if errors:
+            detail = "; ".join(str(e) for e in errors)
+            raise Invalid(f'{kind.name} "{incoming.metadata.name}" is invalid: {detail}', field_path=errors[0].path)
+        return incoming
+
+    @staticmethod
+    def _check_update(old: Message, new: Message) -> None:
+        kind = kinds.kind_of(new)
+        errors = kind.strategy.validate_update(old, new)
+        if errors:
+            detail = "; ".join(str(e) for e in errors)
+            raise Invalid(f'{kind.name} "{new.metadata.name}" is invalid: {detail}', field_path=errors[0].path)
+
+    @staticmethod
+    def _namespace(kind: kinds.Kind, namespace: str) -> str:
+        return (namespace or DEFAULT_NAMESPACE) if kind.namespaced else ""
+
+    async def _write(self, obj: Message) -> Message:
+        """store.update(obj) with CAS, or, when obj is deleted and nothing holds it
+        any more, its removal (Kubernetes: the last finalizer gone, the object goes)."""
+        kind = kinds.kind_of(obj)
+        m = obj.metadata
+        if m.HasField("deletion_timestamp") and not kind.strategy.finalizers(obj) \
+                and m.deletion_grace_period_seconds == 0:
+            deleted = await self.store.delete(kind, m.namespace, m.name, resource_version=m.resource_version)
+            gone = meta.copy(obj)
+            gone.metadata.resource_version = deleted.metadata.resource_version
+            return gone
+        return await self.store.update(obj)
+
+    async def _replace(self, incoming: Message, build: Callable[[Message], Message]) -> Message:
+        """Write build(existing) with CAS. With the caller's resourceVersion set,
+        a stale one is a Conflict; without, a concurrent writer only means: read
+        and build again (last writer wins on what the caller sends)."""
+        kind, ns, name = _key_of(incoming)
+        rv = incoming.metadata.resource_version
+        for _ in range(_ATTEMPTS):
+            existing = await self.store.get(kind, ns, name)
+            if rv and rv != existing.metadata.resource_version:
+                raise Conflict(f"{kind.name} {name!r} was modified (resourceVersion "
+                               f"{existing.metadata.resource_version}, request had {rv}); read it again and retry")
+            updated = build(existing)
+            updated.metadata.resource_version = existing.metadata.resource_version
+            try:
+                return await self._write(updated)
+            except Conflict:
+                if rv:
+                    raise
+        raise Conflict(f"{kind.name} {name!r} kept changing; try again")
+
+
+def _key_of(obj: Message) -> tuple[kinds.Kind, str, str]:
+    return kinds.kind_of(obj), obj.metadata.namespace, obj.metadata.name
+
+
+def _selectors(kind: kinds.Kind, label_selector: str, field_selector: str) -> tuple[LabelSelector, FieldSelector]:
+    try:
+        return parse_label_selector(label_selector), parse_field_selector(field_selector, kind=kind)
+    except SelectorError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def same_content(a: Message, b: Message) -> bool:
+    """Whether an apply would change nothing the user controls: labels,
+    annotations and the spec (kinds without spec or status: every field)."""
+    has = type(a).DESCRIPTOR.fields_by_name
+    if "spec" not in has and "status" not in has:
+        x, y = meta.copy(a), meta.copy(b)
+        x.ClearField("metadata"), y.ClearField("metadata")
+        if x != y:
+            return False
+    return (dict(a.metadata.labels) == dict(b.metadata.labels)
+            and dict(a.metadata.annotations) == dict(b.metadata.annotations)
+            and ("spec" not in has or a.spec == b.spec))
