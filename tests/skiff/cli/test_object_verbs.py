@@ -219,3 +219,80 @@ def test_delete_by_type_slash_name_and_selector(sk, controlplane, tmp_path):
     assert sk("delete", "pod/a", server=controlplane).stdout == "pod/a deleted\n"
     assert sk("delete", "pods", "-l", "app=y", server=controlplane).stdout == "pod/b deleted\npod/c deleted\n"
     assert sk("get", "pods", "-o", "name", server=controlplane).stdout == ""
+
+
+def editor(tmp_path, name: str, body: str) -> str:
+    """An executable $EDITOR: a Python script given the file to edit as argv[1]."""
+    script = tmp_path / name
+    script.write_text(f"#!{sys.executable}\nimport sys, pathlib\npath = pathlib.Path(sys.argv[1])\n{body}")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)
+
+
+def test_edit_with_a_scripted_editor(sk, controlplane, tmp_path):
+    (tmp_path / "p.yaml").write_text(pod(labels="app: web"))
+    sk("apply", "-f", "p.yaml", server=controlplane)
+
+    unchanged = sk("edit", "pod", "web", server=controlplane, env={"EDITOR": "true"})
+    assert (unchanged.returncode, unchanged.stdout) == (0, "Edit cancelled, no changes made.\n")
+
+    good = editor(tmp_path, "good.py", "path.write_text(path.read_text().replace('app: web', 'app: edited'))\n")
+    result = sk("edit", "pod/web", server=controlplane, env={"KUBE_EDITOR": good, "EDITOR": "false"})
+    assert (result.returncode, result.stdout) == (0, "pod/web edited\n"), result.stderr
+    assert get_json(sk, controlplane, "pod", "web")["metadata"]["labels"] == {"app": "edited"}
+
+    # First a bad edit (an unknown field); the file comes back with the error on
+    # top and the user's text kept; the second pass fixes it.
+    bad_then_good = editor(tmp_path, "twice.py", """\
+text = path.read_text()
+seen = pathlib.Path(sys.argv[1] + '.seen')
+if 'bogusField' not in text:
+    path.write_text(text.replace('restartPolicy: Never', 'restartPolicy: Never\\n  bogusField: 1'))
+else:
+    pathlib.Path(__file__).with_suffix('.second').write_text(text)
+    path.write_text(text.replace('  bogusField: 1\\n', '').replace('app: edited', 'app: fixed'))
+""")
+    result = sk("edit", "pod", "web", server=controlplane, env={"EDITOR": bad_then_good})
+    assert (result.returncode, result.stdout) == (0, "pod/web edited\n"), result.stderr
+    second = (tmp_path / "twice.second").read_text()
+    assert second.startswith("# Please edit the object below.")
+    assert '# pods "web" was not valid:\n# * spec.bogusField: unknown field' in second
+    assert "  bogusField: 1\n" in second and "app: edited" in second     # the user's text kept
+    assert get_json(sk, controlplane, "pod", "web")["metadata"]["labels"] == {"app": "fixed"}
+
+    # A bad edit saved again unchanged gives up, keeping a copy.
+    always_bad = editor(tmp_path, "bad.py", """\
+text = path.read_text()
+if 'bogusField' not in text:
+    path.write_text(text.replace('restartPolicy: Never', 'restartPolicy: Never\\n  bogusField: 1'))
+""")
+    result = sk("edit", "pod", "web", server=controlplane, env={"EDITOR": always_bad})
+    assert result.returncode == 1
+    assert result.stderr.endswith("error: Edit cancelled, no valid changes were saved.\n")
+    assert "A copy of your changes has been stored to" in result.stderr
+    missing = sk("edit", "pod", "nope", server=controlplane, env={"EDITOR": "true"})
+    assert (missing.returncode, missing.stderr) == (1, 'Error from server (NotFound): pods "nope" not found\n')
+
+
+def test_api_resources_and_explain(sk, controlplane):
+    table = sk("api-resources", server=controlplane).stdout.splitlines()
+    assert table[0].split() == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
+    rows = {line.split()[0]: line.split() for line in table[1:]}
+    assert rows["pods"] == ["pods", "po", "v1", "true", "Pod"]
+    assert rows["nodes"] == ["nodes", "no", "v1", "false", "Node"]
+    assert rows["leases"] == ["leases", "coordination.k8s.io/v1", "true", "Lease"]
+    assert "nodes" not in sk("api-resources", "--namespaced=true", "-o", "name", server=controlplane).stdout.split()
+
+    pods = sk("explain", "pods", server=controlplane).stdout
+    assert pods.startswith("KIND:       Pod\nVERSION:    v1\n\nDESCRIPTION:\n")
+    assert "  spec\t<PodSpec>\n" in pods and "  metadata\t<ObjectMeta>\n" in pods
+    ports = sk("explain", "pods.spec.containers.ports", server=controlplane).stdout
+    assert "FIELD: ports <[]ContainerPort>\n" in ports
+    assert "  containerPort\t<integer>\n" in ports and "  hostIP\t<string>\n" in ports
+    assert "  protocol\t<string>\n    TCP (default) or UDP\n" in ports        # the .proto comment
+    labels = sk("explain", "po.metadata.labels", server=controlplane).stdout
+    assert "FIELD: labels <map[string]string>\n" in labels
+    bad = sk("explain", "pods.spec.nope", server=controlplane)
+    assert (bad.returncode, bad.stderr) == (1, 'error: field "nope" does not exist\n')
+    unknown = sk("explain", "widgets", server=controlplane)
+    assert unknown.returncode == 1 and "widgets" in unknown.stderr
