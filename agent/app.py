@@ -66,7 +66,7 @@ class Agent:
             mhost, mport = split_host_port(cfg.metrics_listen, flag="--metrics-listen")
             self.metrics_server = self.metrics.serve(host=mhost, port=mport)
         node = NodeAgent(client=self.client, identity=NodeIdentity(cfg.node_name, cfg.node_ip, self.port),
-                         period_seconds=cfg.heartbeat_seconds)
+                         period_seconds=cfg.heartbeat_seconds, runtime_health=self.runtime.check_health)
         await node.register()
         self._tasks.append(asyncio.create_task(node.heartbeat(), name="heartbeat"))
         if self.network_factory is not None:

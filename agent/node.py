@@ -7,6 +7,13 @@ agent's own service — and `heartbeat()` then renews condition Ready=True with
 a fresh lastHeartbeatTime every period, each write a compare-and-swap retried
 on conflict, so the node-lifecycle controller can tell a live node from a
 dead one.
+
+Ready says the node can start pods, not only that the agent lives: the
+runtime's health (`Runtime.check_health`, which also replaces a dead zygote)
+is asked every `health_period_seconds`, and a change is written at once —
+Ready=False (KubeletNotReady, "container runtime is down: ...") while the
+runtime cannot start containers, as the kubelet reports it, so the scheduler
+stops sending pods to a node that would leave them ContainerCreating.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Awaitable, Callable
 
 from agent.clock import Clock, SystemClock
 from agent.status import timestamp
@@ -84,30 +92,36 @@ def machine_status(identity: NodeIdentity) -> types_pb2.NodeStatus:
     return status
 
 
-def set_ready(status: types_pb2.NodeStatus, *, now_clock: Clock) -> None:
-    """Condition Ready=True with a new heartbeat; the transition time moves only on a change."""
+def set_ready(status: types_pb2.NodeStatus, *, now_clock: Clock, problem: str | None = None) -> None:
+    """Condition Ready with a new heartbeat: True, or False with `problem` as
+    the message; the transition time moves only on a change."""
     now = timestamp(now_clock.now())
+    value, reason, message = (("False", "KubeletNotReady", problem) if problem else
+                              ("True", "KubeletReady", "skiff agent is posting ready status"))
     for cond in status.conditions:
         if cond.type == "Ready":
-            if cond.status != "True":
+            if cond.status != value:
                 cond.last_transition_time.CopyFrom(now)
-            cond.status, cond.reason = "True", "KubeletReady"
-            cond.message = "skiff agent is posting ready status"
+            cond.status, cond.reason, cond.message = value, reason, message
             cond.last_heartbeat_time.CopyFrom(now)
             return
-    status.conditions.add(type="Ready", status="True", reason="KubeletReady",
-                          message="skiff agent is posting ready status",
+    status.conditions.add(type="Ready", status=value, reason=reason, message=message,
                           last_heartbeat_time=now, last_transition_time=now)
 
 
 class NodeAgent:
     def __init__(self, *, client: ApiClient, identity: NodeIdentity, clock: Clock | None = None,
-                 period_seconds: float = 10.0) -> None:
+                 period_seconds: float = 10.0,
+                 runtime_health: Callable[[], Awaitable[str | None]] | None = None,
+                 health_period_seconds: float = 1.0) -> None:
         self.client = client
         self.identity = identity
         self.clock = clock or SystemClock()
         self.period_seconds = period_seconds
+        self.runtime_health = runtime_health
+        self.health_period_seconds = health_period_seconds
         self.node: types_pb2.Node | None = None
+        self._reported_problem: str | None = None   # what the last written Ready said
 
     async def register(self) -> types_pb2.Node:
         """Create or take over this node's object; retried until the control plane answers."""
@@ -143,9 +157,15 @@ class NodeAgent:
             conditions = list(node.status.conditions)
             updated.status.CopyFrom(machine_status(self.identity))
             updated.status.conditions.extend(conditions)
-            set_ready(updated.status, now_clock=self.clock)
+            problem = await self.runtime_problem()
+            set_ready(updated.status, now_clock=self.clock, problem=problem)
             try:
-                return await self.client.update_status(updated)
+                written = await self.client.update_status(updated)
+                if problem != self._reported_problem:
+                    log.log(logging.WARNING if problem else logging.INFO, "node %s: %s", self.identity.name,
+                            f"not ready: {problem}" if problem else "ready")
+                self._reported_problem = problem
+                return written
             except Conflict:
                 node = await self.client.get("Node", self.identity.name, "")
         raise ApiError(f"node {self.identity.name}: status update kept conflicting")
@@ -158,10 +178,28 @@ class NodeAgent:
         self.node = await self._write_status(current)
         return self.node
 
+    async def runtime_problem(self) -> str | None:
+        """Why the runtime cannot start containers now, or None."""
+        if self.runtime_health is None:
+            return None
+        try:
+            return await self.runtime_health()
+        except Exception as exc:  # noqa: BLE001 - a failing check is itself the answer
+            return f"container runtime health check failed: {type(exc).__name__}: {exc}"
+
     async def heartbeat(self) -> None:
-        """Renew the Ready condition every period until cancelled."""
+        """Renew the Ready condition every period until cancelled; between
+        heartbeats, check the runtime every health period and write a change
+        of readiness at once."""
+        waited = 0.0
         while True:
-            await asyncio.sleep(self.period_seconds)
+            step = min(self.period_seconds, self.health_period_seconds) if self.runtime_health else \
+                self.period_seconds
+            await asyncio.sleep(step)
+            waited += step
+            if waited < self.period_seconds and await self.runtime_problem() == self._reported_problem:
+                continue
+            waited = 0.0
             try:
                 await self.heartbeat_once()
             except ApiError as exc:

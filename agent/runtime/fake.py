@@ -51,6 +51,7 @@ class FakeRuntime:
                                                               b"", 0)
         self._start_failures: dict[str, str] = {}
         self._sandbox_failure: str | None = None
+        self.unhealthy: str | None = None   # what check_health answers: set it to make the node NotReady
 
     # ------------------------------------------------------------ test hooks
 
@@ -191,6 +192,9 @@ class FakeRuntime:
         if err:
             await output.stderr(err)
         return ExecResult(exit_code=code)
+
+    async def check_health(self) -> str | None:
+        return self.unhealthy
 
     async def cleanup_orphans(self, keep_pod_ids: set[str]) -> None:
         self.calls.append(("cleanup_orphans", ",".join(sorted(keep_pod_ids))))

@@ -198,6 +198,11 @@ class Runtime(Protocol):
     async def cleanup_orphans(self, keep_pod_ids: set[str]) -> None:
         """Remove every sandbox and container not in keep_pod_ids (after a crash)."""
 
+    async def check_health(self) -> str | None:
+        """None if the runtime can start containers, else why not (the node
+        is then not Ready). Repairs what it can first: a dead zygote is
+        replaced here, not only at the next start."""
+
 
 class ExecOutput(Protocol):
     async def stdout(self, data: bytes) -> None: ...

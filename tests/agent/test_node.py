@@ -107,3 +107,35 @@ def test_restart_backoff_resets_after_ten_quiet_minutes():
     assert b.current(key) == 10
     b.forget("uid")
     assert b.current(key) == 0
+
+
+def test_ready_follows_the_runtime_health_and_changes_are_written_at_once():
+    # A node whose runtime cannot start containers (its zygote is gone and
+    # cannot be replaced) must not report Ready while pods pile up ContainerCreating.
+    async def scenario():
+        store, clock = NodeStore(), FakeClock()
+        problem: list[str | None] = [None]
+
+        async def health():
+            return problem[0]
+        agent = NodeAgent(client=store, identity=NodeIdentity("n1", "127.0.0.1", 10250), clock=clock,
+                          period_seconds=3600, runtime_health=health, health_period_seconds=0.01)
+        node = await agent.register()
+        assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
+        beat = asyncio.create_task(agent.heartbeat())
+        try:
+            async def ready_becomes(value: str):
+                while True:
+                    ready = {c.type: c for c in store.node.status.conditions}["Ready"]
+                    if ready.status == value:
+                        return ready
+                    await asyncio.sleep(0.01)
+            problem[0] = "container runtime is down: cannot replace the zygote: no way"
+            ready = await asyncio.wait_for(ready_becomes("False"), 10)   # long before the 1 h heartbeat
+            assert (ready.reason, ready.message) == ("KubeletNotReady", problem[0])
+            problem[0] = None
+            ready = await asyncio.wait_for(ready_becomes("True"), 10)
+            assert ready.reason == "KubeletReady"
+        finally:
+            beat.cancel()
+    asyncio.run(scenario())

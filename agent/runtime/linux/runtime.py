@@ -27,10 +27,16 @@ from agent.runtime.linux import syscalls as sc
 from agent.runtime.linux.trace import mark
 from agent.runtime.linux.state import (RunDirs, is_alive, proc_state, process_name, read_json, to_json_dict,
                                       write_json)
-from agent.runtime.linux.zygote import ZYGOTE_NAME, Zygote
+from agent.runtime.linux.zygote import ZYGOTE_NAME, RequestTooLarge, Zygote
 
 STATUS_UNKNOWN = ("the container's exit status was lost: the runtime's monitor (skiff-zygote) "
                   "ended before the container did")
+
+
+def _shortened(message: str, limit: int = 1000) -> str:
+    """A start error as a person reads it: one that echoes a 1 MiB argument
+    or path is cut (it ends in the pod's status and in every describe)."""
+    return message if len(message) <= limit else f"{message[:limit]}... ({len(message) - limit} more characters)"
 
 
 def _ts(t: float | None) -> datetime | None:
@@ -118,6 +124,11 @@ class LinuxRuntime:
         # (on cgroup v1 a move waits for an RCU grace period: milliseconds,
         # spent while the program builds its rootfs). The program is told on
         # the joined pipe (EOF instead: something failed, it gives up).
+        try:   # before anything is handed over that a refusal would have to undo
+            self.zygote.encode(req, ["err", "joined", "log", "stdin"])
+        except RequestTooLarge as e:
+            (cdir / "start_error").write_text(str(e))
+            raise StartError(str(e)) from None
         spare = None if pod_ns.get("pid") else self.zygote.take_spare()
         cgroup_ready = asyncio.ensure_future(asyncio.to_thread(
             _make_cgroup_with, cg, config.resources, procs_files, spare=spare, zygote=self.zygote.pid))
@@ -161,7 +172,7 @@ class LinuxRuntime:
                 if fd >= 0:
                     os.close(fd)
         mark("start: error pipe at EOF")
-        message = failure or message or reply.get("error", "")
+        message = _shortened(failure or message or reply.get("error", ""))
         if message:
             (cdir / "start_error").write_text(message)
             raise StartError(message)
@@ -338,6 +349,10 @@ class LinuxRuntime:
                                  alive=lambda: is_alive(st["pid"], st["start_time"]), init_pid=st["pid"],
                                  size=size)
         return ExecResult(exit_code=code)
+
+    async def check_health(self) -> str | None:
+        problem = await self.zygote.ensure_alive()
+        return f"container runtime is down: {problem}" if problem else None
 
     async def cleanup_orphans(self, keep_pod_ids: set[str]) -> None:
         for cid in self.dirs.container_ids():

@@ -22,13 +22,20 @@ a container as ContainerStatusUnknown (exit code 137), as Kubernetes does.
 
 Protocol: SOCK_SEQPACKET. A request is one JSON object {"op": ..., "fds":
 [names...], ...} with those fds passed alongside (SCM_RIGHTS); the reply is
-one JSON object. Ops: hello (protocol version, pid), start, sandbox, exec,
+one JSON object. A request is at most MAX_REQUEST_BYTES (4 MiB, above
+anything the API server stores: its objects fit in etcd's 1.5 MiB); the
+agent's socket buffer is raised to carry it, a larger one is refused by the
+agent before it is sent (RequestTooLarge: that container fails, nothing else),
+and the zygote answers a truncated or malformed request with an error. The
+zygote survives any request; a reply it cannot send is replaced by a short
+error. Ops: hello (protocol version, pid), start, sandbox, exec,
 bye (the agent is leaving: "exiting" says whether the zygote goes too),
 retire (a newer agent takes over the socket; this zygote only finishes
 watching its containers).
 """
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
@@ -60,13 +67,35 @@ ZYGOTE_NAME = "skiff-zygote"   # its comm, as ps shows it
 _HANDLERS = {"exec": exec_init.run_exec}
 _IN_ZYGOTE = {"start": container_init.start_in_zygote, "sandbox": sandbox_init.sandbox_in_zygote}
 _OWN_NS = ("net", "ipc", "uts", "pid", "mnt")
-_MAX_MSG = 1 << 20
+MAX_REQUEST_BYTES = 4 << 20
+_MAX_MSG = MAX_REQUEST_BYTES
+_MAX_REPLY = 64 << 10
 _MAIN = "import sys; from agent.runtime.linux.zygote import main; main(sys.argv[1:])"
 _MAX_FDS = 16
 
 
 class ZygoteError(RuntimeError):
     """The zygote is gone or answered nonsense."""
+
+
+class RequestTooLarge(ZygoteError):
+    """One request too large for the zygote's socket: refused before it was
+    sent, so the zygote and the connection are untouched."""
+
+
+def _grow_send_buffer(sock: socket.socket) -> int:
+    """Let `sock` send one message of MAX_REQUEST_BYTES (a SEQPACKET message
+    must fit the sender's buffer: "Message too long" otherwise); returns the
+    largest message it now takes. SO_SNDBUFFORCE passes net.core.wmem_max
+    (root, as the agent runs); without it the plain limit applies."""
+    for option in (getattr(socket, "SO_SNDBUFFORCE", 32), socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, MAX_REQUEST_BYTES + 4096)
+            break
+        except OSError:
+            continue
+    # The kernel reports (and checks against) twice what was set, less its own overhead.
+    return min(MAX_REQUEST_BYTES, sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - 32)
 
 
 # ---------------------------------------------------------------- the agent's side
@@ -82,6 +111,9 @@ class Zygote:
         self._spare: list[int] | None = None   # [pid, start time], from the last hello or start reply
         self._child: subprocess.Popen | None = None   # set when we started it: ours to reap
         self._broken = False
+        self._detached = False
+        self.max_request = _grow_send_buffer(sock)
+        self.last_error = ""   # why the last replacement failed, while it has not succeeded since
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
 
@@ -151,7 +183,7 @@ class Zygote:
     def _call_sync(self, req: dict) -> dict:
         try:
             self._sock.sendmsg([json.dumps({**req, "fds": []}).encode()])
-            data = self._sock.recv(_MAX_MSG)
+            data = self._sock.recv(_MAX_REPLY)
         except OSError as e:
             raise ZygoteError(f"zygote: {e}") from None
         if not data:
@@ -167,7 +199,7 @@ class Zygote:
             # One lock per event loop (tests run several loops in turn).
             self._lock, self._lock_loop = asyncio.Lock(), loop
         names = list(fds)
-        payload = json.dumps({**req, "fds": names}).encode()
+        payload = self.encode(req, names)
         async with self._lock:
             if self.closed:
                 raise ZygoteError("detached from the zygote (closed)")
@@ -176,7 +208,10 @@ class Zygote:
             fdlist = [fds[n] for n in names]
             try:
                 socket.send_fds(self._sock, [payload], fdlist)
-            except OSError:
+            except OSError as e:
+                if e.errno == errno.EMSGSIZE:   # our buffer, not the zygote: it is fine
+                    raise RequestTooLarge(f"the {req.get('op', '')} request is {len(payload)} bytes, "
+                                          f"too large for the runtime's zygote socket ({e.strerror})") from None
                 # Gone before it heard anything: nothing was done, so a
                 # fresh zygote can take the request.
                 self._replace()
@@ -193,7 +228,7 @@ class Zygote:
             finally:
                 loop.remove_reader(fileno)
             try:
-                data = self._sock.recv(_MAX_MSG)
+                data = self._sock.recv(_MAX_REPLY)
             except OSError:
                 data = b""
         if not data:
@@ -204,6 +239,17 @@ class Zygote:
             self._spare = reply["spare"]
         return reply
 
+    def encode(self, req: dict, fd_names: list[str]) -> bytes:
+        """The request as sent; RequestTooLarge if the socket cannot carry it
+        (a caller may ask before doing anything it would have to undo)."""
+        payload = json.dumps({**req, "fds": fd_names}).encode()
+        if len(payload) > self.max_request:
+            raise RequestTooLarge(
+                f"the {req.get('op', '')} request is {len(payload)} bytes, more than the "
+                f"{self.max_request} the runtime's zygote socket carries: the container's command, "
+                f"args, env and workingDir are too large")
+        return payload
+
     def take_spare(self) -> list[int] | None:
         """[pid, start time] of the process the next start will use (once:
         a second call says None until a reply names the next one)."""
@@ -212,17 +258,52 @@ class Zygote:
 
     def _replace(self) -> None:
         """After the zygote died: a new one for what starts from now on
-        (what the dead one watched keeps running, its statuses lost)."""
+        (what the dead one watched keeps running, its statuses lost). If no
+        new one can be had, stay broken (not detached): the next request, or
+        ensure_alive, tries again."""
         self._sock.close()
+        self._broken = True
         self.reap_if_exited()
-        fresh = Zygote.attach_or_spawn(self.path.parent)
+        try:
+            fresh = Zygote.attach_or_spawn(self.path.parent)
+        except (ZygoteError, OSError) as e:
+            self.last_error = f"cannot replace the zygote: {e}"
+            raise ZygoteError(self.last_error) from None
         self._sock, self.pid, self.hello, self._child = fresh._sock, fresh.pid, fresh.hello, fresh._child
         self._spare = fresh._spare
+        self.max_request = fresh.max_request
         self._broken = False
+        self.last_error = ""
+
+    def _gone(self) -> bool:
+        """Whether the zygote has hung up (or died) while no request is in flight."""
+        if self._sock.fileno() < 0:
+            return True
+        events = select.poll()
+        events.register(self._sock.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
+        # Between requests it never sends anything: readable means EOF.
+        return bool(events.poll(0))
+
+    async def ensure_alive(self) -> str | None:
+        """Replace the zygote now if it has died (rather than at the next
+        start); None if it serves, else why containers cannot start."""
+        import asyncio   # agent side only
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._lock:
+            if self.closed:
+                return "the runtime is detached from its zygote"
+            if self._broken or self._gone():
+                try:
+                    self._replace()
+                except ZygoteError as e:
+                    return str(e)
+            return None
 
     @property
     def closed(self) -> bool:
-        return self._sock.fileno() < 0
+        return self._detached
 
     def close(self) -> None:
         """Detach. The zygote goes on while containers it watches run, and
@@ -230,6 +311,7 @@ class Zygote:
         reaped here if we started it)."""
         if self.closed:
             return
+        self._detached = True
         try:
             exiting = self._call_sync({"op": "bye"}).get("exiting", False)
         except ZygoteError:
@@ -414,7 +496,7 @@ def serve(listener: socket.socket) -> None:
 def _serve_one(conn: socket.socket, ctx: ZygoteContext, retire) -> tuple[dict | None, bool]:
     """Read and answer one request; (reply, whether the agent has gone)."""
     try:
-        msg, received, _, _ = socket.recv_fds(conn, _MAX_MSG, _MAX_FDS)
+        msg, received, flags, _ = socket.recv_fds(conn, _MAX_MSG, _MAX_FDS)
     except OSError:
         return None, True
     if not msg:
@@ -423,6 +505,8 @@ def _serve_one(conn: socket.socket, ctx: ZygoteContext, retire) -> tuple[dict | 
         return None, True
     gone = False
     try:
+        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            raise ValueError(f"request larger than {_MAX_MSG} bytes or with more than {_MAX_FDS} fds")
         req = json.loads(msg)
         op = req.get("op")
         if op == "hello":
@@ -446,10 +530,25 @@ def _serve_one(conn: socket.socket, ctx: ZygoteContext, retire) -> tuple[dict | 
         for fd in received:
             os.close(fd)
     try:
-        conn.send(json.dumps(reply).encode())
+        _send_reply(conn, reply)
     except OSError:
         gone = True
     return reply, gone
+
+
+def _send_reply(conn: socket.socket, reply: dict) -> None:
+    """Send a reply; one too large for the socket (an error echoing a huge
+    request) goes as a short error instead, never as our end."""
+    data = json.dumps(reply).encode()
+    if len(data) > _MAX_REPLY:
+        data = json.dumps({"error": f"zygote: reply of {len(data)} bytes too large: "
+                                    f"{str(reply.get('error', ''))[:500]}"}).encode()
+    try:
+        conn.send(data)
+    except OSError as e:
+        if e.errno != errno.EMSGSIZE:
+            raise
+        conn.send(json.dumps({"error": f"zygote: reply too large for the socket ({e.strerror})"}).encode())
 
 
 def _refuse(sock: socket.socket, why: str) -> None:
