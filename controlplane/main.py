@@ -98,6 +98,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
 
 async def run(config: Config, *, stop: asyncio.Event) -> None:
     from controlplane.controllers.nodeipam import NodeIpamController
+    from controlplane.controllers.namespace import NamespaceController
     from controlplane.controllers.nodelifecycle import NodeLifecycleController
     from controlplane.controllers.podgc import PodGcController
     from controlplane.leader import LeaderElector, default_identity
@@ -126,6 +127,7 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
                                node_cidr_mask_size=config.node_cidr_mask_size),
             NodeLifecycleController(client=client, factory=factory, grace_seconds=config.node_monitor_grace_seconds),
             PodGcController(client=client, factory=factory, quarantine_seconds=config.node_monitor_grace_seconds),
+            NamespaceController(client=client, factory=factory),
         ]
 
     async def lead() -> None:

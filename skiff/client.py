@@ -211,13 +211,14 @@ class ApiClient:
 
     async def delete(self, kind: str, name: str, namespace: str = "default",
                      grace_period_seconds: int | None = None, *, precondition_uid: str = "",
-                     timeout: float | None = 30) -> Message:
+                     propagation_policy: str = "", timeout: float | None = 30) -> Message:
         """Delete; a pod bound to a node is only marked (deletionTimestamp) until
-        its agent confirms with grace_period_seconds=0. Returns the object as
-        deleted or as marked."""
+        its agent confirms with grace_period_seconds=0, and an object with
+        finalizers until they are done. Returns the object as deleted or as
+        marked. propagation_policy: "" (Background), Foreground or Orphan."""
         request = api_pb2.DeleteRequest(key=api_pb2.ObjectKey(kind=_kind_name(kind), namespace=namespace,
                                                                name=name),
-                                        precondition_uid=precondition_uid)
+                                        precondition_uid=precondition_uid, propagation_policy=propagation_policy)
         if grace_period_seconds is not None:
             request.grace_period_seconds = grace_period_seconds
         response = await self._call("Delete", request, timeout)

@@ -26,8 +26,8 @@ ACTIVE, TERMINATING = "Active", "Terminating"
 class NamespaceStrategy(Strategy):
     def defaults(self, obj: Message) -> Message:
         super().defaults(obj)
-        if obj.metadata.name:
-            obj.metadata.labels[NAME_LABEL] = obj.metadata.name
+        if obj.metadata.name and dns1123_label_error(obj.metadata.name) is None:
+            obj.metadata.labels[NAME_LABEL] = obj.metadata.name  # (a bad name is reported once, as itself)
         return obj
 
     def validate(self, obj: Message) -> list[FieldError]:

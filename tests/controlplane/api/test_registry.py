@@ -1,0 +1,145 @@
+"""The registry's generic semantics over a MemoryStore: namespace admission,
+finalizers, propagation policies, generation and the status endpoint - what
+every kind gets without a line of its own."""
+import asyncio
+
+import pytest
+
+from controlplane.api.errors import Forbidden, Invalid
+from controlplane.api.registry import Registry
+from controlplane.store import Conflict, MemoryStore, NotFound
+from proto.skiff.v1 import types_pb2
+from skiff.api import kinds
+
+POD, NS, CM = kinds.kind_named("Pod"), kinds.kind_named("Namespace"), kinds.kind_named("ConfigMap")
+
+
+def run(body):
+    async def main():
+        registry = Registry(store=MemoryStore())
+        await registry.bootstrap()
+        return await body(registry)
+    return asyncio.run(main())
+
+
+def configmap(name: str, namespace: str = "default", **data: str) -> types_pb2.ConfigMap:
+    cm = types_pb2.ConfigMap()
+    cm.metadata.name, cm.metadata.namespace = name, namespace
+    cm.data.update(data)
+    return cm
+
+
+def namespace(name: str) -> types_pb2.Namespace:
+    ns = types_pb2.Namespace()
+    ns.metadata.name = name
+    return ns
+
+
+def test_initial_namespaces_exist_and_bootstrap_is_idempotent():
+    async def body(r: Registry):
+        await r.bootstrap()
+        names = sorted(n.metadata.name for n in (await r.list(NS))[0])
+        assert names == ["default", "kube-public", "kube-system", "skiff-system"]
+    run(body)
+
+
+def test_objects_in_a_missing_namespace_are_refused_as_kubernetes_does():
+    async def body(r: Registry):
+        with pytest.raises(NotFound, match='^namespaces "dev" not found$'):
+            await r.create(configmap("c", "dev"))
+        with pytest.raises(NotFound, match='^namespaces "dev" not found$'):
+            await r.apply(configmap("c", "dev"))
+        await r.create(namespace("dev"))
+        created, result = await r.apply(configmap("c", "dev"))
+        assert result == "created" and created.metadata.namespace == "dev"
+    run(body)
+
+
+def test_a_terminating_namespace_takes_no_new_objects_but_keeps_its_own():
+    async def body(r: Registry):
+        await r.create(namespace("dev"))
+        await r.create(configmap("old", "dev"))
+        marked = await r.delete(NS, "", "dev")
+        assert marked.status.phase == "Terminating" and marked.metadata.HasField("deletion_timestamp")
+        assert (await r.get(NS, "", "dev")).status.phase == "Terminating"
+        with pytest.raises(Forbidden, match="^unable to create new content in namespace dev because it is being "
+                                            "terminated$"):
+            await r.create(configmap("new", "dev"))
+        changed = configmap("old", "dev", a="b")
+        assert (await r.apply(changed))[1] == "configured"   # existing objects may still change
+    run(body)
+
+
+def test_finalizers_hold_a_deleted_object_until_an_update_removes_the_last():
+    async def body(r: Registry):
+        cm = configmap("c")
+        cm.metadata.finalizers.append("example.com/cleanup")
+        await r.create(cm)
+        marked = await r.delete(CM, "default", "c")
+        assert marked.metadata.HasField("deletion_timestamp")
+        again = await r.delete(CM, "default", "c")
+        assert again.metadata.deletion_timestamp == marked.metadata.deletion_timestamp
+        relabeled = await r.get(CM, "default", "c")
+        relabeled.metadata.labels["still"] = "here"
+        relabeled = await r.update(relabeled)                # a finalizer left: stays
+        assert relabeled.metadata.HasField("deletion_timestamp")
+        del relabeled.metadata.finalizers[:]
+        await r.update(relabeled)
+        with pytest.raises(NotFound):
+            await r.get(CM, "default", "c")
+    run(body)
+
+
+def test_propagation_policies_leave_their_finalizer_and_bad_ones_are_invalid():
+    async def body(r: Registry):
+        for name in ("fg", "orphan", "bg"):
+            await r.create(configmap(name))
+        fg = await r.delete(CM, "default", "fg", propagation_policy="Foreground")
+        assert list(fg.metadata.finalizers) == ["foregroundDeletion"] and fg.metadata.HasField("deletion_timestamp")
+        orphan = await r.delete(CM, "default", "orphan", propagation_policy="Orphan")
+        assert list(orphan.metadata.finalizers) == ["orphan"]
+        await r.delete(CM, "default", "bg", propagation_policy="Background")
+        with pytest.raises(NotFound):
+            await r.get(CM, "default", "bg")
+        with pytest.raises(Invalid, match="unsupported propagation policy 'Sideways'") as err:
+            await r.delete(CM, "default", "fg", propagation_policy="Sideways")
+        assert err.value.field_path == "propagationPolicy"
+    run(body)
+
+
+def test_a_graceful_pod_deletion_is_not_cut_short_by_a_status_update():
+    async def body(r: Registry):
+        pod = types_pb2.Pod()
+        pod.metadata.name = "p"
+        pod.spec.containers.add(name="c", image="busybox")
+        await r.create(pod)
+        await r.bind("default", "p", "node-1")
+        marked = await r.delete(POD, "default", "p")
+        assert marked.metadata.deletion_grace_period_seconds == 30
+        marked.status.phase = "Running"
+        assert (await r.update_status(marked)).status.phase == "Running"   # still there
+        await r.delete(POD, "default", "p", grace_period_seconds=0)         # the agent confirms
+        with pytest.raises(NotFound):
+            await r.get(POD, "default", "p")
+    run(body)
+
+
+def test_generation_moves_with_the_spec_and_status_endpoint_keeps_the_rest():
+    async def body(r: Registry):
+        ns = await r.create(namespace("dev"))
+        assert ns.metadata.generation == 1
+        ns.metadata.labels["a"] = "b"
+        ns = await r.update(ns)
+        assert ns.metadata.generation == 1
+        ns.status.phase = "Terminating"
+        ns.metadata.labels["a"] = "ignored"
+        after = await r.update_status(ns)
+        assert after.status.phase == "Terminating" and after.metadata.labels["a"] == "b"
+        stale = types_pb2.Namespace()
+        stale.CopyFrom(ns)
+        stale.metadata.resource_version = "1"
+        with pytest.raises(Conflict):
+            await r.update(stale)
+        with pytest.raises(Invalid, match="ConfigMap has no status"):
+            await r.update_status(configmap("c"))
+    run(body)
