@@ -24,6 +24,7 @@ from agent.events import EventRecorder
 from agent.imagepuller import Registry
 from agent.memory import release_free_memory
 from agent.metrics import AgentMetrics
+from agent.containerlogs import ContainerLogManager
 from agent.node import NodeAgent, NodeIdentity
 from agent.podworkers import ImageResolver, PodWorkers
 from agent.runtime.interface import Runtime
@@ -86,8 +87,12 @@ class Agent:
         await self.workers.recover()
         self.informer.add_handler(self.workers.on_pod_event)
         self.workers.start()
+        container_logs = ContainerLogManager(pods_dir=cfg.pods_dir, max_size=cfg.container_log_max_size,
+                                             max_files=cfg.container_log_max_files,
+                                             check_seconds=cfg.container_log_check_seconds)
+        self._tasks.append(asyncio.create_task(container_logs.run(), name="container-logs"))
         service_holder["service"] = AgentService(workers=self.workers, runtime=self.runtime,
-                                                 node_name=cfg.node_name)
+                                                 node_name=cfg.node_name, logs=container_logs)
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
         self._tasks.append(asyncio.create_task(self._stats(), name="stats"))
         log.info("agent for node %s ready: service on %s:%d", cfg.node_name, host, self.port)

@@ -45,6 +45,11 @@ class AgentConfig:
     # is used as is (an offline node with built/bootstrapped `busybox` never reaches out);
     # "kubernetes": Always for :latest or no tag, else IfNotPresent (agent.imagepuller).
     default_pull_policy: str = "IfNotPresent"
+    # Container log rotation, as the kubelet's containerLogMaxSize / containerLogMaxFiles
+    # (the live file counts as one) and containerLogMonitorInterval.
+    container_log_max_size: int = 10 * 1024 * 1024
+    container_log_max_files: int = 5
+    container_log_check_seconds: float = 10.0
 
     @property
     def pods_dir(self) -> Path:
@@ -91,6 +96,13 @@ def validate(config: AgentConfig) -> AgentConfig:
     if config.default_pull_policy not in DEFAULT_PULL_POLICIES:
         raise ConfigError(f"--default-pull-policy: {config.default_pull_policy!r} is not one of "
                           f"{', '.join(DEFAULT_PULL_POLICIES)}")
+    if config.container_log_max_size < 4096:
+        raise ConfigError(f"--container-log-max-size: must be at least 4Ki, got {config.container_log_max_size} bytes")
+    if config.container_log_max_files < 2:
+        raise ConfigError(f"--container-log-max-files: must be at least 2 (the live file and one rotated), "
+                          f"got {config.container_log_max_files}")
+    if config.container_log_check_seconds <= 0:
+        raise ConfigError("--container-log-check-seconds: must be positive")
     if config.heartbeat_seconds <= 0 or config.resync_seconds <= 0:
         raise ConfigError("heartbeat and resync periods must be positive")
     return config
@@ -119,7 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "used as is) or kubernetes (Always for :latest or no tag, else IfNotPresent)")
     p.add_argument("--heartbeat-seconds", type=float, default=AgentConfig.heartbeat_seconds,
                    help=argparse.SUPPRESS)
+    p.add_argument("--container-log-max-size", default="10Mi", metavar="QUANTITY",
+                   help="rotate a container's log file once it is larger (kubelet's containerLogMaxSize; 10Mi)")
+    p.add_argument("--container-log-max-files", type=int, default=AgentConfig.container_log_max_files,
+                   metavar="N", help="log files kept per container, the live one included (kubelet's "
+                                     "containerLogMaxFiles; 5)")
+    p.add_argument("--container-log-check-seconds", type=float, default=AgentConfig.container_log_check_seconds,
+                   help=argparse.SUPPRESS)
     return p
+
+
+def _log_max_size(text: str) -> int:
+    from skiff.api.quantity import QuantityError, memory_bytes   # light: re and fractions only
+    try:
+        return memory_bytes(text)
+    except QuantityError as exc:
+        raise ConfigError(f"--container-log-max-size: {exc}") from None
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
@@ -132,4 +159,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
         cgroup_parent=args.cgroup_parent, pids_limit=args.pids_limit, log_level=args.log_level,
         runtime=args.runtime, network=not args.no_network,
         bridge=args.bridge, nft_table=args.nft_table, heartbeat_seconds=args.heartbeat_seconds,
-        default_pull_policy=args.default_pull_policy))
+        default_pull_policy=args.default_pull_policy,
+        container_log_max_size=_log_max_size(args.container_log_max_size),
+        container_log_max_files=args.container_log_max_files,
+        container_log_check_seconds=args.container_log_check_seconds))

@@ -5,27 +5,27 @@ agent of the pod's node at the node's InternalIP and daemonEndpoints port. The
 service finds containers through the pod workers' records (namespace/name →
 the current attempt), so it answers for exactly the pods this agent runs.
 
-Logs reads the attempt's log file (<pods>/<ns>_<name>_<uid>/<c>/<restart>.log);
-`previous` is the attempt before; `follow` keeps reading until the container
-has exited and the file is drained, or the client goes away.
+Logs reads the attempt's log file (<pods>/<ns>_<name>_<uid>/<c>/<restart>.log)
+after its rotated files, as one stream (containerlogs.LogStream); `previous`
+is the attempt before; `follow` keeps reading, across rotations, until the
+container has exited and the file is drained, or the client goes away.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from pathlib import Path
 from typing import AsyncIterator
 
 import grpc
 
+from agent.containerlogs import ContainerLogManager, LogStream
 from agent.podworkers import PodRecord, PodWorkers
 from agent.runtime.interface import Runtime, StartError, State, TerminalSize
 from proto.skiff.v1 import api_pb2, api_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-CHUNK = 64 * 1024
 FOLLOW_POLL_SECONDS = 0.2
 
 
@@ -43,20 +43,13 @@ def _latest_log(container_dir: Path) -> int:
         return 0
 
 
-def tail_bytes(path: Path, lines: int) -> tuple[bytes, int]:
-    """The last `lines` lines of a file and the offset its end was read at."""
-    with open(path, "rb") as f:
-        keep: deque[bytes] = deque(maxlen=lines)
-        for line in f:
-            keep.append(line)
-        return b"".join(keep), f.tell()
-
-
 class AgentService(api_pb2_grpc.AgentServicer):
-    def __init__(self, *, workers: PodWorkers, runtime: Runtime, node_name: str) -> None:
+    def __init__(self, *, workers: PodWorkers, runtime: Runtime, node_name: str,
+                 logs: ContainerLogManager | None = None) -> None:
         self.workers = workers
         self.runtime = runtime
         self.node_name = node_name
+        self.logs = logs   # the rotation a reader must follow (None: logs are never rotated)
 
     # ------------------------------------------------------------ lookups
 
@@ -104,31 +97,19 @@ class AgentService(api_pb2_grpc.AgentServicer):
         except _Abort as exc:
             await context.abort(exc.code, exc.message)
             return
-        if request.tail_lines > 0:
-            data, offset = tail_bytes(path, request.tail_lines)
-            if data:
-                yield api_pb2.LogChunk(data=data)
-        else:
-            offset = 0
         follow_id = None
         if request.follow and not request.previous and cr is not None and cr.current is not None:
             follow_id = cr.current.id
-        while True:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                while chunk := f.read(CHUNK):
-                    offset += len(chunk)
-                    yield api_pb2.LogChunk(data=chunk)
-            if follow_id is None:
-                return
+
+        async def exited() -> bool:
             try:
-                done = (await self.runtime.status(follow_id)).state is State.EXITED
-            except Exception:
-                done = True
-            if done:
-                follow_id = None  # one more pass drains what the last moments wrote
-                continue
-            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+                return (await self.runtime.status(follow_id)).state is State.EXITED
+            except Exception:  # noqa: BLE001 - gone: nothing more will be written
+                return True
+        async for chunk in LogStream(self.logs, path).read(
+                follow=exited if follow_id is not None else None, tail_lines=request.tail_lines,
+                poll_seconds=FOLLOW_POLL_SECONDS):
+            yield api_pb2.LogChunk(data=chunk)
 
     # ------------------------------------------------------------ Exec
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import grpc
 import pytest
@@ -12,8 +13,8 @@ from proto.skiff.v1 import api_pb2, api_pb2_grpc
 from tests.agent.test_podworkers import World
 
 
-async def serve(w: World):
-    service = AgentService(workers=w.workers, runtime=w.runtime, node_name="node-1")
+async def serve(w: World, logs=None):
+    service = AgentService(workers=w.workers, runtime=w.runtime, node_name="node-1", logs=logs)
     server, port = await start_server(service=service, host="127.0.0.1", port=0)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     return server, channel, api_pb2_grpc.AgentStub(channel)
@@ -156,6 +157,43 @@ def test_stats_lists_running_containers(tmp_path):
             assert [(c.namespace, c.pod, c.container) for c in stats.containers] == [("default", "a", "main")]
             assert stats.containers[0].memory_working_set_bytes == 4 << 20 and stats.containers[0].pids == 1
             assert stats.memory_working_set_bytes > 0
+        finally:
+            await channel.close()
+            await server.stop(None)
+    asyncio.run(scenario())
+
+
+def test_logs_read_and_follow_across_rotated_files(tmp_path):
+    from agent.containerlogs import ContainerLogManager, rotated_files
+
+    async def scenario():
+        w = World(tmp_path)
+        uid = await running_pod(w, "chatty")
+        path = log_of(w, uid)
+        manager = ContainerLogManager(pods_dir=path.parents[2], max_size=8192, max_files=10)
+        server, channel, stub = await serve(w, logs=manager)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            first = b"".join(b"early %05d\n" % i for i in range(3000))
+            os.write(fd, first)
+            await manager.rotate_all()
+            assert rotated_files(path)
+            assert await read_logs(stub, name="chatty") == first
+            assert await read_logs(stub, name="chatty", tail_lines=2) == b"early 02998\nearly 02999\n"
+            follow = stub.Logs(api_pb2.LogsRequest(namespace="default", name="chatty", follow=True))
+            got = b""
+            async for chunk in follow:   # everything so far, then what comes across the next rotation
+                got += chunk.data
+                if got == first:
+                    break
+            later = b"".join(b"later %05d\n" % i for i in range(3000))
+            os.write(fd, later)
+            await manager.rotate_all()
+            w.runtime.exit(w.current(uid).id, 0)
+            async for chunk in follow:
+                got += chunk.data
+            assert got == first + later
+            os.close(fd)
         finally:
             await channel.close()
             await server.stop(None)
