@@ -35,7 +35,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
@@ -108,18 +108,18 @@ class ContainerLogManager:
     async def rotate(self, path: Path) -> None:
         history = self._history(path)
         async with history.lock:
-            stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(self.clock())) + f".{int(self.clock() * 1e6) % 1000000:06d}"
+            now = self.clock()
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f".{int(now * 1e6) % 1000000:06d}"
             target = path.with_name(f"{path.name}.{stamp}")
+            if target.exists() or (rotated := rotated_files(path)) and rotated[-1].name >= target.name:
+                # A clock that stood still or went back: still after the newest, in name order.
+                target = path.with_name(f"{(rotated_files(path) or [target])[-1].name}.1")
             moved = await asyncio.to_thread(_rotate_file, path, target)
             history.count += 1
             history.recent.append((moved, target))
             for old in rotated_files(path)[:-(self.max_files - 1)]:
                 old.unlink(missing_ok=True)
         log.info("rotated %s: %d bytes to %s", path, moved, target.name)
-
-    def stream(self, path: Path, *, follow: Callable[[], "asyncio.Future[bool] | bool"] | None = None,
-               tail_lines: int = 0, poll_seconds: float = 0.2) -> AsyncIterator[bytes]:
-        return LogStream(self, path).read(follow=follow, tail_lines=tail_lines, poll_seconds=poll_seconds)
 
 
 def _rotate_file(path: Path, target: Path) -> int:
@@ -186,7 +186,7 @@ class LogStream:
         self._seen = self._history.count
         self._offset = 0   # in the live file
 
-    async def read(self, *, follow: Callable[[], bool] | None = None, tail_lines: int = 0,
+    async def read(self, *, follow: Callable[[], Awaitable[bool] | bool] | None = None, tail_lines: int = 0,
                    poll_seconds: float = 0.2) -> AsyncIterator[bytes]:
         """The log's bytes in order. With `follow`, keep going until follow()
         says the writer has ended (then drain what is left)."""

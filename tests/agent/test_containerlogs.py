@@ -135,3 +135,18 @@ def test_agent_flags():
                         (["--container-log-max-files", "1"], "at least 2")):
         with pytest.raises(ConfigError, match=words):
             config_from_args(["--node-name", "n1", *args])
+
+
+def test_rotated_names_stay_in_order_when_the_clock_stands_still(tmp_path):
+    async def scenario():
+        path = live_log(tmp_path)
+        manager = ContainerLogManager(pods_dir=tmp_path / "pods", max_size=8192, max_files=10, clock=lambda: 1e9)
+        program = Program(path)
+        written = b""
+        for _ in range(3):
+            written += program.lines(400)
+            await manager.rotate_all()
+        assert len(rotated_files(path)) == 3
+        assert await read_all(manager, path) == written
+        program.close()
+    asyncio.run(scenario())
