@@ -51,8 +51,12 @@ def ts(value: Any) -> str:
     return value.ToDatetime(tzinfo=timezone.utc).strftime("%a, %d %b %Y %H:%M:%S +0000")
 
 
+# kubectl's describe never prints apply's copy of the manifest (it would show a Secret's values).
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
 def map_text(m: Any) -> str:
-    return "\n".join(f"{k}={v}" for k, v in sorted(m.items())) or "<none>"
+    return "\n".join(f"{k}={v}" for k, v in sorted(m.items()) if k != LAST_APPLIED) or "<none>"
 
 
 def header(text: Text, obj: Message) -> None:

@@ -58,10 +58,8 @@ class SecretStrategy(Strategy):
         text.line("")
         text.line("Data")
         text.line("====")
-        if obj.data:
+        if obj.data:  # sizes only, never the values (as kubectl)
             text.kv(0, [(key, f"{len(value)} bytes") for key, value in sorted(obj.data.items())])
-        text.line("")
-        describing.events(text, ctx.events, now=ctx.now)
         return str(text)
 
 
