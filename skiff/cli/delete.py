@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("names", metavar="NAME", nargs="*")
     p.add_argument("-f", "--filename", action="append", metavar="FILE|DIR|-",
                    help="delete the objects in these manifests (repeatable)")
-    add_namespace_flags(p)
+    add_namespace_flags(p, all_namespaces=True)
     p.add_argument("--grace-period", type=int, metavar="N",
                    help="seconds the containers get between SIGTERM and SIGKILL (default: the pod's own)")
     p.add_argument("--now", action="store_true", help="stop at once: same as --grace-period 1")
@@ -59,6 +59,8 @@ def _targets(args: argparse.Namespace) -> tuple[list[tuple[kinds.Kind, str, str]
     if not args.resource or not (args.names or by_query or "/" in args.resource):
         raise CliError("name what to delete: `skiff delete pod NAME...`, `skiff delete pods --all`, "
                        "`skiff delete pods -l app=web` or `skiff delete -f FILE`")
+    if args.all_namespaces and not by_query:
+        raise CliError("-A/--all-namespaces goes with --all or -l, not with names")
     requests = parse_resources([args.resource, *args.names])
     if by_query and any(r.names for r in requests):
         raise CliError("names cannot be given with --all or -l")
@@ -70,7 +72,8 @@ async def _matching(client: ApiClient, args: argparse.Namespace) -> list[tuple[k
     out = []
     for request in parse_resources([args.resource]):
         kind = request.kind
-        objs, _ = await client.list(kind.name, scope(kind, namespace_of(args)), args.selector)
+        namespace = "" if args.all_namespaces else scope(kind, namespace_of(args))  # -A: with --all or -l
+        objs, _ = await client.list(kind.name, namespace, args.selector)
         out += [(kind, o.metadata.namespace or namespace_of(args), o.metadata.name) for o in objs]
     return out
 
@@ -91,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         if by_query:
             targets = await _matching(client, args)
             if not targets:
-                print(f"No resources found in {namespace_of(args)} namespace.", file=sys.stderr)
+                where = "" if args.all_namespaces else f" in {namespace_of(args)} namespace"
+                print(f"No resources found{where}.", file=sys.stderr)
         pending: list[tuple[kinds.Kind, str, str]] = []
         for kind, namespace, name in targets:
             label = f"{kind.name.lower()}/{name}"

@@ -99,3 +99,19 @@ def test_objects_in_a_missing_namespace_are_refused_and_a_deleted_namespace_take
     assert "dev" not in skiff("get", "ns", "-o", "name", server=controlplane).stdout
     gone = skiff("get", "secrets", "-n", "dev", server=controlplane)
     assert gone.stdout == "" and "No resources found in dev namespace." in gone.stderr
+
+
+def test_all_namespaces_for_describe_and_delete(skiff, controlplane, tmp_path):
+    (tmp_path / "objects.yaml").write_text(OBJECTS + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+                                                     "  name: plain\ndata:\n  k: v\n")
+    assert skiff("apply", "-f", "objects.yaml", server=controlplane).returncode == 0
+    described = skiff("describe", "cm", "-A", server=controlplane).stdout
+    assert "Name:             settings\nNamespace:        dev" in described
+    assert "Name:             plain\nNamespace:        default" in described
+    refused = skiff("delete", "cm", "plain", "-A", server=controlplane)
+    assert refused.returncode == 1 and "-A/--all-namespaces goes with --all or -l" in refused.stderr
+    deleted = skiff("delete", "cm", "--all", "-A", server=controlplane)
+    assert (deleted.returncode, sorted(deleted.stdout.splitlines())) == (
+        0, ["configmap/plain deleted", "configmap/settings deleted"]), deleted.stderr
+    none = skiff("get", "cm", "-A", server=controlplane)
+    assert none.stdout == "" and "No resources found" in none.stderr
