@@ -58,7 +58,8 @@ class Registry:
             except NotFound:
                 await self._admit(kind, ns)
                 created = strategy.prepare_create(meta.copy(incoming))
-                if dry_run:
+                if dry_run:   # refused as the write would be, size included
+                    self.store.check_size(created)
                     return created, "created"
                 try:
                     return await self.store.create(created), "created"
@@ -69,6 +70,7 @@ class Registry:
             if same_content(merged, existing):
                 return existing, "unchanged"
             if dry_run:
+                self.store.check_size(merged)
                 return merged, "configured"
             merged.metadata.resource_version = existing.metadata.resource_version
             try:
@@ -82,7 +84,10 @@ class Registry:
         kind, ns, _ = _key_of(incoming)
         await self._admit(kind, ns)
         created = kind.strategy.prepare_create(incoming)
-        return created if dry_run else await self.store.create(created)
+        if dry_run:
+            self.store.check_size(created)
+            return created
+        return await self.store.create(created)
 
     async def update(self, obj: Message) -> Message:
         """Replace the object's spec side (CAS when metadata.resourceVersion is set)."""

@@ -70,11 +70,20 @@ def test_an_error_echoing_a_huge_name_is_cut_to_fit_grpc_metadata(controlplane):
 def test_an_object_beyond_the_store_limit_is_refused_with_the_limit_named(controlplane):
     # Once: "cannot reach etcd ... received message larger than max (2097474 vs. 2097152)".
     async def body(c: ApiClient):
-        with pytest.raises(Invalid) as info:
-            await c.apply(pod("huge", annotation_bytes=2_000_000))
-        message = str(info.value)
-        assert "too large" in message or "must have at most" in message, message
-        assert "received message larger than max" not in message and "cannot reach" not in message
+        for dry_run in (True, False):   # the same answer with --dry-run=server as for the write
+            with pytest.raises(Invalid) as info:
+                await c.apply(pod("huge", annotation_bytes=2_000_000), dry_run=dry_run)
+            message = str(info.value)
+            assert "too large" in message or "must have at most" in message, message
+            assert "received message larger than max" not in message and "cannot reach" not in message
+        # Under the annotation limit, over the store's: the store's check names its limit.
+        big = pod("big-env")
+        for i in range(2):
+            big.spec.containers[0].env.add(name=f"BIG{i}", value="x" * 1_000_000)
+        for dry_run in (True, False):
+            with pytest.raises(Invalid) as info:
+                await c.apply(big, dry_run=dry_run)
+            assert "the limit is 1568768 bytes" in str(info.value) and "spec" in str(info.value)
     run(controlplane, body)
 
 
