@@ -70,3 +70,36 @@ def test_nodes_get_distinct_cidrs_that_survive_reregistration_and_restart(contro
             await c.create(_node("d"))
             return await _cidr_of(c, "d")
     assert asyncio.run(phase_two()) not in cidrs.values()
+
+
+def test_distinct_cidrs_kept_on_reregistration_and_learned_on_restart_without_etcd():
+    from controlplane.controllers.nodeipam import NodeIpamController
+    from controlplane.testing import FakeApiClient, eventually, running
+    from skiff.controller import SharedInformerFactory
+
+    def ipam(c):
+        factory = SharedInformerFactory(c)
+        return NodeIpamController(client=c, factory=factory, cluster_cidr="10.99.0.0/16",
+                                  node_cidr_mask_size=24), factory
+
+    async def cidr(c, name):
+        return (await c.get("Node", name)).spec.pod_cidr
+
+    async def body():
+        first = FakeApiClient()
+        controller, factory = ipam(first)
+        async with running(controller, factory=factory):
+            for name in ("a", "b", "c"):
+                await first.create(_node(name))
+            cidrs = {n: await eventually(lambda n=n: cidr(first, n), what=f"{n}'s CIDR") for n in "abc"}
+            again, _ = await first.apply(_node("a"))     # an agent re-registering
+            assert again.spec.pod_cidr == cidrs["a"]
+        assert len(set(cidrs.values())) == 3
+        assert all(ipaddress.ip_network(x).prefixlen == 24 for x in cidrs.values())
+        # A restart: a new controller over the same objects learns what is taken.
+        second = FakeApiClient(first.store)
+        controller, factory = ipam(second)
+        async with running(controller, factory=factory):
+            await second.create(_node("d"))
+            assert await eventually(lambda: cidr(second, "d"), what="d's CIDR") not in cidrs.values()
+    asyncio.run(asyncio.wait_for(body(), 30))

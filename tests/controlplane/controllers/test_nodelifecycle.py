@@ -67,3 +67,62 @@ def test_silent_node_becomes_ready_unknown(controlplane_factory):
                 await asyncio.sleep(0.1)
             assert pod_ready.reason == POD_REASON
     asyncio.run(body())
+
+
+def test_silent_node_and_its_pods_without_etcd():
+    """The same as below over FakeApiClient, with the clock stepped: deterministic and fast."""
+    from controlplane.controllers.nodelifecycle import NodeLifecycleController
+    from controlplane.testing import FakeApiClient, eventually, running
+    from skiff.controller import SharedInformerFactory
+
+    async def body():
+        c = FakeApiClient()
+        now = [1000.0]
+        for name in ("silent", "alive"):
+            n = types_pb2.Node()
+            n.metadata.name = name
+            meta.set_condition(n.status.conditions, type_="Ready", status="True", heartbeat=True,
+                               now=meta.timestamp(now[0]))
+            await c.create(n)
+        for name, node in (("on-silent", "silent"), ("on-alive", "alive")):
+            p = types_pb2.Pod()
+            p.metadata.name = name
+            p.spec.containers.add(name="c", image="busybox")
+            p.spec.node_name = node
+            created = await c.create(p)
+            created.status.phase = "Running"
+            meta.set_condition(created.status.conditions, type_="Ready", status="True")
+            await c.update_status(created)
+        factory = SharedInformerFactory(c)
+        controller = NodeLifecycleController(client=c, factory=factory, grace_seconds=2, clock=lambda: now[0])
+
+        async def ready(kind, name):
+            return meta.get_condition((await c.get(kind, name)).status.conditions, "Ready")
+
+        async with running(controller, factory=factory):
+            await factory.wait_synced()
+            now[0] = 1001.0
+            alive = await c.get("Node", "alive")      # the live node heartbeats
+            meta.set_condition(alive.status.conditions, type_="Ready", status="True", heartbeat=True,
+                               now=meta.timestamp(now[0]))
+            await c.update_status(alive)
+            now[0] = 1002.5                            # silent: 2.5 s > grace; alive: 1.5 s
+            controller.enqueue(("", "silent"))
+            controller.enqueue(("", "alive"))
+            node = await eventually(lambda: _unknown(ready("Node", "silent")), what="Ready=Unknown")
+            assert node.reason == REASON
+            pod = await eventually(lambda: _false(ready("Pod", "on-silent")), what="pod Ready=False")
+            assert pod.reason == POD_REASON
+            assert (await ready("Node", "alive")).status == "True"
+            assert (await ready("Pod", "on-alive")).status == "True"
+    asyncio.run(asyncio.wait_for(body(), 30))
+
+
+async def _unknown(ready):
+    condition = await ready
+    return condition if condition.status == "Unknown" else None
+
+
+async def _false(ready):
+    condition = await ready
+    return condition if condition.status == "False" else None

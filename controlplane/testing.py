@@ -1,0 +1,247 @@
+"""FakeApiClient: `skiff.client.ApiClient` in-process, for controller tests without etcd.
+
+Not a second implementation of the API (httpx's MockTransport idea): it is the
+control plane's own `Registry` - the same kind strategies (validation,
+defaulting, what an update may change), CAS, graceful pod delete, bind and
+watch filtering - over a `MemoryStore`, with the registry's errors mapped to
+the exceptions ApiClient raises (NotFound, AlreadyExists, Conflict, Invalid
+with field_path, Gone, Unavailable). tests/contract/ runs one suite against
+both clients, so a controller test that passes here means something against the
+real API over etcd.
+
+The logs, exec and stats calls are proxied to node agents in the real API;
+here they raise NotImplementedError.
+
+    client = FakeApiClient()
+    await client.create(pod)
+    client.store.unavailable = "etcd is down"   # every call now raises Unavailable
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from controlplane import store as st
+from controlplane.api import errors
+from controlplane.api.registry import Registry
+from controlplane.store.memory import MemoryStore
+from proto.skiff.v1 import api_pb2
+from skiff import client as api
+from skiff.api import kinds
+from skiff.api.selectors import SelectorError
+
+T = TypeVar("T")
+
+# As service.py maps them to gRPC codes, and skiff.client those codes to exceptions.
+_STORE_ERRORS: dict[type[st.StoreError], type[api.ApiError]] = {
+    st.NotFound: api.NotFound,
+    st.AlreadyExists: api.AlreadyExists,
+    st.Conflict: api.Conflict,
+    st.Compacted: api.Gone,
+    st.FutureRevision: api.Gone,
+    st.Unavailable: api.Unavailable,
+    st.TooLarge: api.Invalid,
+    st.InvalidRevision: api.Invalid,
+}
+
+
+def to_api_error(exc: Exception) -> api.ApiError | None:
+    """The ApiClient exception the real API would send for a registry error (None: a bug)."""
+    if isinstance(exc, api.ApiError):
+        return exc
+    for store_error, client_error in _STORE_ERRORS.items():
+        if isinstance(exc, store_error):
+            return client_error(str(exc))
+    if isinstance(exc, st.StoreError):
+        return api.ApiError(f"internal error: {type(exc).__name__}: {exc}", code=grpc.StatusCode.INTERNAL)
+    if isinstance(exc, errors.Invalid):
+        return api.Invalid(exc.message, field_path=exc.field_path)
+    if isinstance(exc, kinds.UnknownKind):
+        return api.Invalid(str(exc), field_path="kind")
+    if isinstance(exc, SelectorError):
+        return api.Invalid(str(exc))
+    if isinstance(exc, errors.Forbidden):
+        return api.ApiError(str(exc), code=grpc.StatusCode.PERMISSION_DENIED)
+    return None
+
+
+def _mapped(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    @functools.wraps(method)
+    async def call(self: "FakeApiClient", *args: Any, **kwargs: Any) -> T:
+        try:
+            await self._bootstrap()
+            return await method(self, *args, **kwargs)
+        except Exception as exc:
+            mapped = to_api_error(exc)
+            if mapped is None or mapped is exc:
+                raise
+            raise mapped from None
+    return call
+
+
+def _kind(name: str) -> kinds.Kind:
+    """As the API server: "Pod", "pods", "po" all name the Pod kind."""
+    try:
+        return kinds.kind_named(name)
+    except kinds.UnknownKind:
+        return kinds.kind_for_resource(name)
+
+
+def _namespace(kind: kinds.Kind, namespace: str) -> str:
+    return (namespace or "default") if kind.namespaced else ""
+
+
+class FakeApiClient:
+    """ApiClient's methods, arguments and exceptions, over the API logic and a MemoryStore."""
+
+    def __init__(self, store: MemoryStore | None = None) -> None:
+        self.store = store if store is not None else MemoryStore()
+        self.registry = Registry(store=self.store)
+        self.address = "fake"
+        self._bootstrapped = False
+
+    async def _bootstrap(self) -> None:
+        """The initial namespaces, as the control plane creates them at start."""
+        if not self._bootstrapped:
+            await self.registry.bootstrap()
+            self._bootstrapped = True
+
+    async def close(self) -> None:
+        pass
+
+    async def __aenter__(self) -> "FakeApiClient":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ objects
+    # Objects cross the boundary as copies, as over gRPC: nobody shares a message with the store.
+
+    @_mapped
+    async def apply(self, obj: Message, *, dry_run: bool = False,
+                    timeout: float | None = 30) -> tuple[Message, str]:
+        stored, result = await self.registry.apply(_copy(obj), dry_run=dry_run)
+        return _copy(stored), result
+
+    @_mapped
+    async def create(self, obj: Message, *, timeout: float | None = 30) -> Message:
+        return _copy(await self.registry.create(_copy(obj)))
+
+    @_mapped
+    async def update(self, obj: Message, *, timeout: float | None = 30) -> Message:
+        return _copy(await self.registry.update(_copy(obj)))
+
+    @_mapped
+    async def update_status(self, obj: Message, *, timeout: float | None = 30) -> Message:
+        return _copy(await self.registry.update_status(_copy(obj)))
+
+    @_mapped
+    async def get(self, kind: str, name: str, namespace: str = "default", *,
+                  timeout: float | None = 30) -> Message:
+        k = _kind(kind)
+        return _copy(await self.registry.get(k, _namespace(k, namespace), name))
+
+    @_mapped
+    async def list(self, kind: str, namespace: str = "", label_selector: str = "",
+                   field_selector: str = "", *, timeout: float | None = 60) -> tuple[list[Message], str]:
+        k = _kind(kind)
+        items, revision = await self.registry.list(k, namespace if k.namespaced else "",
+                                                   label_selector=label_selector, field_selector=field_selector)
+        return [_copy(i) for i in items], revision
+
+    @_mapped
+    async def delete(self, kind: str, name: str, namespace: str = "default",
+                     grace_period_seconds: int | None = None, *, precondition_uid: str = "",
+                     propagation_policy: str = "", timeout: float | None = 30) -> Message:
+        k = _kind(kind)
+        return _copy(await self.registry.delete(k, _namespace(k, namespace), name,
+                                                grace_period_seconds=grace_period_seconds,
+                                                precondition_uid=precondition_uid,
+                                                propagation_policy=propagation_policy))
+
+    @_mapped
+    async def bind(self, name: str, node_name: str, namespace: str = "default", *,
+                   resource_version: str = "", timeout: float | None = 30) -> Message:
+        return _copy(await self.registry.bind(namespace or "default", name, node_name,
+                                              resource_version=resource_version))
+
+    async def watch(self, kind: str, namespace: str = "", label_selector: str = "",
+                    field_selector: str = "", resource_version: str = ""
+                    ) -> AsyncIterator[tuple[str, Message | None, str]]:
+        try:
+            await self._bootstrap()
+            k = _kind(kind)
+            stream = self.registry.watch(k, namespace if k.namespaced else "", label_selector=label_selector,
+                                         field_selector=field_selector, resource_version=resource_version)
+            try:
+                async for event_type, obj, revision in stream:
+                    yield event_type, (_copy(obj) if obj is not None else None), revision
+            finally:
+                await stream.aclose()
+        except Exception as exc:
+            mapped = to_api_error(exc)
+            if mapped is None or mapped is exc:
+                raise
+            raise mapped from None
+
+    # ------------------------------------------------------------ proxied to agents in the real API
+
+    async def logs(self, *args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+        raise NotImplementedError("FakeApiClient has no node agents: logs is not available")
+        yield b""  # pragma: no cover - makes this an async generator, as ApiClient.logs
+
+    async def exec(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple[str, bytes | int]]:
+        raise NotImplementedError("FakeApiClient has no node agents: exec is not available")
+        yield ("", b"")  # pragma: no cover
+
+    async def stats(self, node_name: str, *, timeout: float | None = 30) -> api_pb2.NodeStats:
+        raise NotImplementedError("FakeApiClient has no node agents: stats is not available")
+
+
+def _copy(obj: Message) -> Message:
+    out = type(obj)()
+    out.CopyFrom(obj)
+    return out
+
+
+# ------------------------------------------------------------ driving controllers in tests
+
+@contextlib.asynccontextmanager
+async def running(*controllers: Any, factory: Any = None) -> AsyncIterator[None]:
+    """Run controllers (their `run()`) for the body of the block, then cancel
+    them and stop the factory's informers."""
+    tasks = [asyncio.create_task(c.run(), name=f"test-{getattr(c, 'name', c)}") for c in controllers]
+    try:
+        yield
+        for task in tasks:
+            if task.done():
+                task.result()   # a controller that crashed fails the test with its error
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if factory is not None:
+            await factory.stop()
+
+
+async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.01,
+                     what: str = "condition") -> Any:
+    """Poll `check()` (a function or a coroutine function) until it returns
+    something truthy; returns it. Fails with `what` after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout:g}s")
+        await asyncio.sleep(interval)
