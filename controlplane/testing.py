@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -173,7 +173,7 @@ class FakeApiClient:
 
     async def watch(self, kind: str, namespace: str = "", label_selector: str = "",
                     field_selector: str = "", resource_version: str = ""
-                    ) -> AsyncIterator[tuple[str, Message | None, str]]:
+                    ) -> AsyncIterator[tuple[str, Message, str]]:
         try:
             await self._bootstrap()
             k = _kind(kind)
@@ -192,11 +192,15 @@ class FakeApiClient:
 
     # ------------------------------------------------------------ proxied to agents in the real API
 
-    async def logs(self, *args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+    async def logs(self, name: str, namespace: str = "default", *, container: str = "",
+                   follow: bool = False, tail_lines: int = 0, previous: bool = False) -> AsyncIterator[bytes]:
         raise NotImplementedError("FakeApiClient has no node agents: logs is not available")
         yield b""  # pragma: no cover - makes this an async generator, as ApiClient.logs
 
-    async def exec(self, *args: Any, **kwargs: Any) -> AsyncIterator[tuple[str, bytes | int]]:
+    async def exec(self, name: str, command: list[str], namespace: str = "default", *,
+                   container: str = "", stdin: AsyncIterable[bytes | tuple[int, int]] | None = None,
+                   tty: bool = False, size: tuple[int, int] | None = None,
+                   ) -> AsyncIterator[tuple[str, bytes | int]]:
         raise NotImplementedError("FakeApiClient has no node agents: exec is not available")
         yield ("", b"")  # pragma: no cover
 

@@ -285,3 +285,23 @@ def test_cluster_scoped_objects_ignore_the_namespace(side):
         assert (await c.get("Node", "n1")).metadata.name == "n1"
         assert [n.metadata.name for n in (await c.list("nodes"))[0]] == ["n1"]
     run(side, body)
+
+
+def test_the_fake_has_every_public_method_of_apiclient_with_the_same_signature():
+    import inspect
+    for name, real in inspect.getmembers(ApiClient, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        fake = getattr(FakeApiClient, name, None)
+        assert fake is not None, f"FakeApiClient has no {name}"
+        assert inspect.signature(fake) == inspect.signature(real), f"FakeApiClient.{name} differs from ApiClient's"
+
+
+def test_calls_the_fake_cannot_serve_say_so():
+    async def body():
+        c = FakeApiClient()
+        with pytest.raises(NotImplementedError, match="logs"):
+            await anext(c.logs("p"))
+        with pytest.raises(NotImplementedError, match="stats"):
+            await c.stats("node-1")
+    asyncio.run(body())
