@@ -19,6 +19,7 @@ gRPC status codes come back as exceptions, so callers write
 """
 from __future__ import annotations
 
+import re
 from typing import AsyncIterable, AsyncIterator
 
 import grpc
@@ -103,6 +104,11 @@ def error_from_rpc(exc: grpc.RpcError, *, address: str) -> ApiError:
                                       "socket closed", "dns resolution", "no route")):
             return Unavailable(f"cannot reach the Skiff API at {address}: {_short_reason(details)}")
         return Unavailable(details)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details.lower():
+        # gRPC's own words: "Received message larger than max (20000180 vs. 3145728)".
+        sizes = re.search(r"\((\d+) vs\. (\d+)\)", details)
+        what = f"a message of {sizes.group(1)} bytes, the limit is {sizes.group(2)}" if sizes else details
+        return ApiError(f"too large for the Skiff API at {address}: {what}", code=code)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ApiError(f"the Skiff API at {address} did not answer in time: {details}", code=code)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
