@@ -21,6 +21,7 @@ from pathlib import Path
 from agent.images.errors import DigestMismatch, ImageError
 from agent.images.reference import parse_reference
 from agent.images.store import MT_MANIFEST, REF_ANNOTATION, ImageStore, Layer, _arch
+from skiff.progress import CountingFile, Progress
 
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
 MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -45,13 +46,29 @@ def _read(tar: tarfile.TarFile, name: str) -> bytes:
     return f.read()
 
 
-def load_archive(*, store: ImageStore, path: Path) -> list[tuple[str | None, str]]:
-    """Load every image in the archive; returns (familiar ref or None, image id) pairs."""
+def _metered(f, *, progress: Progress | None, stage: str, total: int | None):
+    """`f` itself, or `f` reporting its position to `progress`."""
+    if progress is None:
+        return f
+    progress.update(stage=stage, nbytes=0, total_bytes=total)
+    return CountingFile(f, lambda n: progress.update(stage=stage, nbytes=n, total_bytes=total))
+
+
+def load_archive(*, store: ImageStore, path: Path,
+                 progress: Progress | None = None) -> list[tuple[str | None, str]]:
+    """Load every image in the archive; returns (familiar ref or None, image id) pairs.
+    `progress` gets how far into the archive the load is."""
     try:
-        tar = tarfile.open(path, mode="r:*")
-    except (tarfile.TarError, OSError) as exc:
+        raw = open(path, "rb")
+    except OSError as exc:
         raise ImageError(f"{path}: not a readable tar archive: {exc}") from exc
-    with tar:
+    try:
+        f = _metered(raw, progress=progress, stage=f"loading {path.name}", total=os.fstat(raw.fileno()).st_size)
+        tar = tarfile.open(fileobj=f, mode="r:*")
+    except (tarfile.TarError, OSError) as exc:
+        raw.close()
+        raise ImageError(f"{path}: not a readable tar archive: {exc}") from exc
+    with raw, tar:
         names = {n.removeprefix("./") for n in tar.getnames()}
         if "index.json" in names and "oci-layout" in names:
             return _load_oci(store=store, tar=tar)
@@ -158,8 +175,10 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(ti, io.BytesIO(data))
 
 
-def save_archive(*, store: ImageStore, refs: tuple[str, ...], path: Path) -> None:
-    """Write the images as one tar (OCI layout + docker manifest.json); atomic."""
+def save_archive(*, store: ImageStore, refs: tuple[str, ...], path: Path,
+                 progress: Progress | None = None) -> None:
+    """Write the images as one tar (OCI layout + docker manifest.json); atomic.
+    `progress` gets the bytes written of about the total (the blobs' sizes)."""
     index_entries, docker_entries, blobs = [], [], []
     for ref in refs:
         digest, manifest, _config = store.manifest(ref)
@@ -181,7 +200,10 @@ def save_archive(*, store: ImageStore, refs: tuple[str, ...], path: Path) -> Non
         blobs += [digest, manifest["config"]["digest"]] + [l["digest"] for l in manifest["layers"]]
     fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".skiff-save-")
     try:
-        with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        total = sum(store.blob_path(d).stat().st_size for d in set(blobs))
+        with os.fdopen(fd, "wb") as raw, tarfile.open(
+                fileobj=_metered(raw, progress=progress, stage=f"writing {path.name}", total=total),
+                mode="w", format=tarfile.PAX_FORMAT) as tar:
             _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
             seen: set[str] = set()
             for d in blobs:
@@ -200,9 +222,10 @@ def save_archive(*, store: ImageStore, refs: tuple[str, ...], path: Path) -> Non
 
 
 def import_rootfs(*, store: ImageStore, tarball: Path, ref: str,
-                  changes: tuple[str, ...] = ()) -> str:
+                  changes: tuple[str, ...] = (), progress: Progress | None = None) -> str:
     """`docker import`: the tarball becomes a one-layer image; `changes` are
-    Dockerfile instructions (CMD, ENV, ...) applied to its config."""
+    Dockerfile instructions (CMD, ENV, ...) applied to its config. `progress`
+    gets the bytes of the tarball read."""
     from agent.images.imageconfig import apply_changes
     config = apply_changes(config={"config": {}}, changes=changes)
     parse_reference(ref)  # refuse a bad name before the work
@@ -211,6 +234,8 @@ def import_rootfs(*, store: ImageStore, tarball: Path, ref: str,
     except OSError as exc:
         raise ImageError(f"{tarball}: {exc.strerror}") from exc
     with f:
-        layer = store.add_layer_from_tar(fileobj=f)
+        size = os.fstat(f.fileno()).st_size
+        layer = store.add_layer_from_tar(
+            fileobj=_metered(f, progress=progress, stage=f"importing {tarball.name}", total=size))
     config["history"] = [{"created_by": f"skiff image import {tarball.name}"}]
     return store.commit_image(config=config, layers=[layer], ref=ref)

@@ -9,6 +9,12 @@
   python3-minimal plus libpython3-stdlib: the minimal interpreter lacks
   http.server, which the web-server example needs, and the full `python3`
   package drags in more. Cached: when the tag exists, nothing is done.
+  debootstrap runs in its machine-readable mode (`--debian-installer`, the
+  protocol debian-installer reads on fd 3: `P: now end NAME` progress and
+  `I:`/`W:`/`E:` messages, each with its arguments and printf format);
+  `DebootstrapMeter` turns that into stages, packages of total and bytes
+  for a `skiff.progress.Progress`. Its full log goes to a file whose tail
+  an error quotes.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from typing import TextIO
 
 from agent.images.errors import ImageError, ImageNotFound
 from agent.images.store import ImageStore
+from skiff.progress import Progress
 
 BUSYBOX = Path("/usr/bin/busybox")
 _PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
@@ -107,8 +114,121 @@ def apt_mirror(*, suite: str, sources: Path = Path("/etc/apt")) -> str:
     raise ImageError(f"no apt source in {sources} carries suite {suite!r}")
 
 
+# debootstrap's progress names whose counts are packages (the rest count steps or bytes).
+_PACKAGE_STAGES = {"SIZEDEBS", "EXTRACTPKGS", "UNPACKREQ", "CONFREQ", "UNPACKBASE", "CONFBASE"}
+
+
+def _printf(fmt: str, args: list[str]) -> str:
+    """debootstrap's messages are printf formats with %s arguments."""
+    out, rest = [], list(args)
+    for i, piece in enumerate(fmt.split("%s")):
+        if i:
+            out.append(rest.pop(0) if rest else "")
+        out.append(piece)
+    return "".join(out).replace("%%", "%")
+
+
+class DebootstrapMeter:
+    """Reads debootstrap's --debian-installer protocol, line by line, into a
+    Progress: the stage (the last progress format, or the last message before
+    any), packages fetched of total with bytes while downloading, packages
+    done of total while extracting, unpacking and configuring. Warnings
+    become messages; errors are kept for the exception."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.kind = ""            # "P", "I", "W" or "E": the record being read
+        self.name = ""
+        self.numbers: tuple[int, int] | None = None
+        self.args: list[str] = []
+        self.stage_name = ""      # the last P record's NAME
+        self.stage = "starting debootstrap"
+        self.now = self.end = 0
+        self.packages = 0         # the number to fetch (SIZEDEBS' end)
+        self.fetched = 0
+        self.errors: list[str] = []
+
+    def feed(self, line: str) -> None:
+        key, _, value = line.rstrip("\n").partition(": ")
+        if key in ("P", "I", "W", "E"):
+            self.kind, self.args = key, []
+            if key == "P":
+                now, end, *name = value.split(None, 2)
+                self.now, self.end = int(now), int(end)
+                if not name:   # a download's percentage: same stage, new position
+                    self._show()
+                    return
+                self.name = name[0]
+            else:
+                self.name = value
+                if key == "I" and value == "RETRIEVING" and self.stage_name == "DOWNDEBS":
+                    self.fetched += 1
+        elif key in ("PA", "IA", "WA", "EA"):
+            self.args.append(value)
+        elif key in ("PF", "IF", "WF", "EF"):
+            text = _printf(value, self.args)
+            if self.kind == "P":
+                self.stage_name, self.stage = self.name, text
+                if self.name == "SIZEDEBS":
+                    self.packages = self.end
+                self._show()
+            elif self.kind == "I" and not self.stage_name:
+                self.stage = text.rstrip(". ")
+                self._show()
+            elif self.kind == "W" and self.progress is not None:
+                self.progress.message(f"warning: {text}")
+            elif self.kind == "E":
+                self.errors.append(text)
+
+    def _show(self) -> None:
+        if self.progress is None:
+            return
+        stage = self.stage[:1].lower() + self.stage[1:]
+        if self.stage_name == "DOWNDEBS":
+            self.progress.update(stage=stage, done=self.fetched, total=self.packages or None, unit="packages",
+                                 nbytes=self.now, total_bytes=self.end or None)
+        elif self.stage_name in _PACKAGE_STAGES:
+            self.progress.update(stage=stage, done=self.now, total=self.end or None, unit="packages")
+        elif self.stage_name and self.end:   # a file's download or a step count: a percentage
+            self.progress.update(stage=f"{stage} {100 * self.now // self.end}%")
+        else:
+            self.progress.update(stage=stage)
+
+
+def run_debootstrap(cmd: list[str], *, log_path: Path, progress: Progress | None) -> None:
+    """Run debootstrap (`cmd` without --debian-installer) with its protocol on
+    fd 3 read into `progress`; its full log to `log_path`. Raises ImageError
+    with debootstrap's errors and the log's tail."""
+    read_fd, write_fd = os.pipe()
+    meter = DebootstrapMeter(progress)
+    try:
+        with open(log_path, "wb") as log:
+            # debootstrap writes the protocol to fd 3; the shell puts our pipe there
+            # (through /proc: dash's `3>&N` takes one digit only).
+            proc = subprocess.Popen(["/bin/sh", "-c", f'exec 3>/proc/self/fd/{write_fd}; exec "$@"', "sh",
+                                     cmd[0], "--debian-installer", *cmd[1:]],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    pass_fds=(write_fd,))
+        os.close(write_fd)
+        write_fd = -1
+        with os.fdopen(read_fd, "r", errors="replace") as protocol:
+            read_fd = -1
+            for line in protocol:
+                meter.feed(line)
+        returncode = proc.wait()
+    finally:
+        for fd in (read_fd, write_fd):
+            if fd >= 0:
+                os.close(fd)
+    if returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+        said = "".join(f"\n{e}" for e in meter.errors)
+        raise ImageError(f"debootstrap exited {returncode}:{said}\n{tail}".rstrip())
+
+
 def bootstrap_debian(*, store: ImageStore, suite: str = "bookworm", include: tuple[str, ...] = (),
-                     ref: str | None = None, force: bool = False, log: TextIO | None = None) -> str:
+                     ref: str | None = None, force: bool = False, log: TextIO | None = None,
+                     progress: Progress | None = None) -> str:
     """debootstrap a minbase Debian (with `include`) into an image; returns the reference."""
     packages: tuple[str, ...] = ()
     for p in include:
@@ -130,10 +250,9 @@ def bootstrap_debian(*, store: ImageStore, suite: str = "bookworm", include: tup
         cmd += [suite, str(rootfs), mirror]
         if log:
             print("+ " + " ".join(cmd), file=log, flush=True)
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stdout.splitlines()[-15:])
-            raise ImageError(f"debootstrap exited {proc.returncode}:\n{tail}")
+        run_debootstrap(cmd, log_path=work / "debootstrap.log", progress=progress)
+        if progress is not None:
+            progress.update(stage="importing the root filesystem as a layer")
         # Trim what a container never needs: apt lists and caches, device nodes
         # (the runtime provides /dev), logs.
         for sub in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log"):
@@ -150,6 +269,8 @@ def bootstrap_debian(*, store: ImageStore, suite: str = "bookworm", include: tup
         store.commit_image(config={"config": {"Env": [PATH_ENV], "Cmd": ["bash"]},
                                    "history": [{"created_by": " ".join(cmd[:-2])}]},
                            layers=[layer], ref=ref)
+        if progress is not None:
+            progress.finish()
         if log:
             print(f"bootstrapped {ref}", file=log)
         return ref

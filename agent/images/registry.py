@@ -30,6 +30,7 @@ from typing import TextIO
 from agent.images.errors import DigestMismatch, ImageError, ImageNotFound
 from agent.images.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from agent.images.store import ImageStore, Layer, _arch
+from skiff.progress import CountingFile, Progress
 
 MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -192,8 +193,9 @@ def _pick_platform(index: dict) -> str:
 
 
 def pull(*, store: ImageStore, ref: str, credentials: Credentials | None = None,
-         insecure: bool | None = None, progress: TextIO | None = None) -> str:
-    """Pull `ref` into the store; returns the image id."""
+         insecure: bool | None = None, progress: TextIO | None = None, meter: Progress | None = None) -> str:
+    """Pull `ref` into the store; returns the image id. `progress` gets docker's
+    lines (a layer pulled); `meter` the bytes of the layers as they arrive."""
     parsed = parse_reference(ref)
     client = RegistryClient(ref=parsed, credentials=credentials, insecure=insecure)
 
@@ -215,29 +217,42 @@ def pull(*, store: ImageStore, ref: str, credentials: Credentials | None = None,
         raise DigestMismatch(f"config of {parsed.familiar()}: expected {manifest['config']['digest']}, got {got}")
     diff_ids = json.loads(config_bytes)["rootfs"]["diff_ids"]
     layers: list[Layer] = []
-    for desc, diff_id in zip(manifest["layers"], diff_ids):
+    total = sum(d.get("size", 0) for d in manifest["layers"]) or None
+    done = 0   # bytes of the layers before this one
+    for i, (desc, diff_id) in enumerate(zip(manifest["layers"], diff_ids)):
         short = desc["digest"].removeprefix("sha256:")[:12]
         if store.has_blob(desc["digest"]) and store.layer_dir(diff_id).exists():
             say(f"{short}: Already exists")
         else:
             with client.request("GET", f"/blobs/{desc['digest']}") as resp:
-                store.add_layer_from_tar(fileobj=resp, expected_digest=desc["digest"],
+                source = resp
+                if meter is not None:
+                    def moved(n: int, *, short=short, i=i, done=done) -> None:
+                        meter.update(stage=f"pulling {short}", done=i, total=len(diff_ids), unit="layers done",
+                                     nbytes=done + n, total_bytes=total)
+                    moved(0)
+                    source = CountingFile(resp, moved)
+                store.add_layer_from_tar(fileobj=source, expected_digest=desc["digest"],
                                          expected_diff_id=diff_id, media_type=desc["mediaType"],
                                          size=desc.get("size"))
             say(f"{short}: Pull complete ({desc.get('size', 0)} bytes)")
+        done += desc.get("size", 0)
         layers.append(Layer(digest=desc["digest"], diff_id=diff_id, size=desc.get("size", 0),
                             media_type=desc["mediaType"]))
     refs = [str(Reference(domain=parsed.domain, path=parsed.path, tag=parsed.tag))] if parsed.tag else []
     image_id = store.commit_raw(config_bytes=config_bytes, layers=layers, refs=refs,
                                 manifest_bytes=body, manifest_digest=digest)
+    if meter is not None:
+        meter.finish()
     say(f"Digest: {digest}")
     say(f"Status: Downloaded image for {parsed.familiar()}")
     return image_id
 
 
 def push(*, store: ImageStore, ref: str, credentials: Credentials | None = None,
-         insecure: bool | None = None, progress: TextIO | None = None) -> str:
-    """Push the local image `ref` (to the registry its name says); returns the manifest digest."""
+         insecure: bool | None = None, progress: TextIO | None = None, meter: Progress | None = None) -> str:
+    """Push the local image `ref` (to the registry its name says); returns the
+    manifest digest. `progress` gets docker's lines, `meter` the bytes sent."""
     parsed = parse_reference(ref)
     if not parsed.tag:
         raise RegistryError(f"{ref}: push needs a tag")
@@ -249,7 +264,11 @@ def push(*, store: ImageStore, ref: str, credentials: Credentials | None = None,
             print(text, file=progress, flush=True)
 
     say(f"The push refers to repository [{parsed.name}]")
-    for desc in [*manifest["layers"], manifest["config"]]:
+    blobs = [*manifest["layers"], manifest["config"]]
+    total = sum(d.get("size", 0) for d in blobs) or None
+    done = 0   # bytes of the blobs before this one (sent or already there)
+    for i, desc in enumerate(blobs):
+        done_before, done = done, done + desc.get("size", 0)
         short = desc["digest"].removeprefix("sha256:")[:12]
         head = client.request("HEAD", f"/blobs/{desc['digest']}", push=True, ok=(200, 404))
         head.close()
@@ -262,9 +281,16 @@ def push(*, store: ImageStore, ref: str, credentials: Credentials | None = None,
         sep = "&" if "?" in location else "?"
         path = store.blob_path(desc["digest"])
         with open(path, "rb") as f:
+            data = f
+            if meter is not None:
+                def moved(n: int, *, short=short, i=i, base=done_before) -> None:
+                    meter.update(stage=f"pushing {short}", done=i, total=len(blobs), unit="blobs done",
+                                 nbytes=base + n, total_bytes=total)
+                moved(0)
+                data = CountingFile(f, moved)
             client.request("PUT", f"{location}{sep}digest={desc['digest']}", push=True, ok=(201,),
-                           data=f, headers={"Content-Type": "application/octet-stream",
-                                            "Content-Length": str(path.stat().st_size)}).close()
+                           data=data, headers={"Content-Type": "application/octet-stream",
+                                               "Content-Length": str(path.stat().st_size)}).close()
         say(f"{short}: Pushed")
     body = store.read_blob(digest)
     with client.request("PUT", f"/manifests/{parsed.tag}", push=True, ok=(201,), data=body,
@@ -272,5 +298,7 @@ def push(*, store: ImageStore, ref: str, credentials: Credentials | None = None,
         announced = resp.headers.get("Docker-Content-Digest")
     if announced and announced != digest:
         raise DigestMismatch(f"registry stored the manifest as {announced}, expected {digest}")
+    if meter is not None:
+        meter.finish()
     say(f"{parsed.tag}: digest: {digest} size: {len(body)}")
     return digest

@@ -2,12 +2,16 @@
 
 Wiring only: each sub-command maps to one function over agent.images. Like
 `nerdctl image` / `k3s ctr images`, it works on the local store (DATA/images)
-directly, as root, with no control plane.
+directly, as root, with no control plane. Long work (bootstrap, pull, push,
+load, save, import) shows progress through skiff.progress: a live line on a
+terminal, a line every $SKIFF_PROGRESS_INTERVAL seconds (3) on a pipe,
+nothing with --quiet.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -50,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp = add("save", _cmd_save, "write images to an OCI/docker-compatible archive")
     sp.add_argument("-o", "--output", required=True, metavar="FILE")
     sp.add_argument("refs", nargs="+", metavar="REF")
+    for name in ("import", "load", "save"):
+        sub.choices[name].add_argument("-q", "--quiet", action="store_true", help="no progress")
     for name, func, help in (("pull", _cmd_pull, "pull an image from a registry"),
                              ("push", _cmd_push, "push an image to the registry its name names")):
         sp = add(name, func, help)
@@ -66,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp.add_argument("--suite", default="bookworm")
     sp.add_argument("-t", "--tag", help="reference to tag (default busybox:latest / debian[-python]:SUITE)")
     sp.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
+    sp.add_argument("-q", "--quiet", action="store_true", help="no progress; print only the reference")
 
 
 def _store(args: argparse.Namespace):
@@ -89,6 +96,19 @@ def _ago(ts: float) -> str:
             n = int(delta // size)
             return f"{n} {unit}{'s' if n != 1 else ''} ago"
     return "Less than a second ago"
+
+
+def _progress(args: argparse.Namespace, stream):
+    """How long work shows it is alive (skiff.progress): a live line on a
+    terminal, plain lines a few seconds apart on a pipe; None with --quiet."""
+    if args.quiet:
+        return None
+    from skiff.progress import ProgressLine
+    try:
+        interval = float(os.environ.get("SKIFF_PROGRESS_INTERVAL", "3"))
+    except ValueError:
+        interval = 3.0
+    return ProgressLine(stream, interval=interval)
 
 
 def _run(func) -> int:
@@ -165,8 +185,13 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 def _cmd_import(args: argparse.Namespace) -> int:
     def go() -> int:
         from agent.images.archive import import_rootfs
-        image_id = import_rootfs(store=_store(args), tarball=Path(args.tarball), ref=args.ref,
-                                 changes=tuple(args.change))
+        progress = _progress(args, sys.stderr)
+        try:
+            image_id = import_rootfs(store=_store(args), tarball=Path(args.tarball), ref=args.ref,
+                                     changes=tuple(args.change), progress=progress)
+        finally:
+            if progress is not None:
+                progress.finish()
         print(image_id)
         return 0
     return _run(go)
@@ -175,7 +200,13 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _cmd_load(args: argparse.Namespace) -> int:
     def go() -> int:
         from agent.images.archive import load_archive
-        for ref, image_id in load_archive(store=_store(args), path=Path(args.input)):
+        progress = _progress(args, sys.stderr)
+        try:
+            loaded = load_archive(store=_store(args), path=Path(args.input), progress=progress)
+        finally:
+            if progress is not None:
+                progress.finish()
+        for ref, image_id in loaded:
             print(f"Loaded image: {ref}" if ref else f"Loaded image ID: {image_id}")
         return 0
     return _run(go)
@@ -184,7 +215,12 @@ def _cmd_load(args: argparse.Namespace) -> int:
 def _cmd_save(args: argparse.Namespace) -> int:
     def go() -> int:
         from agent.images.archive import save_archive
-        save_archive(store=_store(args), refs=tuple(args.refs), path=Path(args.output))
+        progress = _progress(args, sys.stderr)
+        try:
+            save_archive(store=_store(args), refs=tuple(args.refs), path=Path(args.output), progress=progress)
+        finally:
+            if progress is not None:
+                progress.finish()
         return 0
     return _run(go)
 
@@ -193,13 +229,19 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
     def go() -> int:
         from agent.images import bootstrap
         store = _store(args)
+        log = None if args.quiet else sys.stderr
         if args.base == "busybox":
             ref = bootstrap.bootstrap_busybox(store=store, ref=args.tag or "busybox:latest",
-                                              force=args.force, log=sys.stderr)
+                                              force=args.force, log=log)
         else:
-            ref = bootstrap.bootstrap_debian(store=store, suite=args.suite,
-                                             include=tuple(args.include), ref=args.tag,
-                                             force=args.force, log=sys.stderr)
+            progress = _progress(args, sys.stderr)
+            try:
+                ref = bootstrap.bootstrap_debian(store=store, suite=args.suite,
+                                                 include=tuple(args.include), ref=args.tag,
+                                                 force=args.force, log=progress, progress=progress)
+            finally:
+                if progress is not None:
+                    progress.finish()
         print(ref)
         return 0
     return _run(go)
@@ -218,8 +260,13 @@ def _creds(args: argparse.Namespace):
 def _cmd_pull(args: argparse.Namespace) -> int:
     def go() -> int:
         from agent.images.registry import pull
-        image_id = pull(store=_store(args), ref=args.ref, credentials=_creds(args),
-                        insecure=args.insecure, progress=None if args.quiet else sys.stdout)
+        progress = _progress(args, sys.stdout)
+        try:
+            image_id = pull(store=_store(args), ref=args.ref, credentials=_creds(args),
+                            insecure=args.insecure, progress=progress, meter=progress)
+        finally:
+            if progress is not None:
+                progress.finish()
         if args.quiet:
             print(image_id)
         return 0
@@ -229,8 +276,13 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 def _cmd_push(args: argparse.Namespace) -> int:
     def go() -> int:
         from agent.images.registry import push
-        digest = push(store=_store(args), ref=args.ref, credentials=_creds(args),
-                      insecure=args.insecure, progress=None if args.quiet else sys.stdout)
+        progress = _progress(args, sys.stdout)
+        try:
+            digest = push(store=_store(args), ref=args.ref, credentials=_creds(args),
+                          insecure=args.insecure, progress=progress, meter=progress)
+        finally:
+            if progress is not None:
+                progress.finish()
         if args.quiet:
             print(digest)
         return 0

@@ -264,3 +264,26 @@ def test_pull_by_wrong_digest_and_tampered_blob(store, tmp_dir, make_registry):
     with pytest.raises(DigestMismatch):
         pull(store=fresh, ref=ref)
     assert fresh.list() == [] and not any(fresh.blobs.iterdir()) and not any(fresh.tmp.iterdir())
+
+
+def test_push_and_pull_report_bytes_to_a_meter(store, tmp_dir, make_registry):
+    from tests.agent.images.test_image_bootstrap import Recorder
+
+    reg = make_registry()
+    bootstrap_busybox(store=store)
+    ref = f"{reg.address}/tools/busybox:meter"
+    store.tag("busybox", ref)
+    _, manifest, _ = store.manifest(ref)
+    layer = manifest["layers"][0]["size"]
+    pushed = Recorder()
+    push(store=store, ref=ref, meter=pushed)
+    total = layer + manifest["config"]["size"]
+    short = manifest["layers"][0]["digest"].removeprefix("sha256:")[:12]
+    assert pushed.updates[0] == (f"pushing {short}", 0, 2, "blobs done", 0, total)
+    assert (f"pushing {short}", 0, 2, "blobs done", layer, total) in pushed.updates
+    assert pushed.messages == ["finish None"]
+    pulled = Recorder()
+    pull(store=ImageStore(root=tmp_dir / "fresh"), ref=ref, meter=pulled)
+    assert pulled.updates[0] == (f"pulling {short}", 0, 1, "layers done", 0, layer)
+    assert pulled.updates[-1] == (f"pulling {short}", 0, 1, "layers done", layer, layer)
+    assert all(a[4] <= b[4] for a, b in zip(pulled.updates, pulled.updates[1:]))

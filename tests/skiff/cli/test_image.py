@@ -126,3 +126,59 @@ def test_push_and_pull_through_a_local_registry(data_dir):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_progress_on_a_pipe_and_quiet(data_dir):
+    assert skiff(data_dir, "bootstrap", "busybox").returncode == 0
+    archive = data_dir / "bb.tar"
+    # Work shorter than the interval (3 s) prints what it always printed: nothing.
+    r = skiff(data_dir, "save", "-o", str(archive), "busybox")
+    assert r.returncode == 0 and (r.stdout, r.stderr) == ("", "")
+    # With lines due at every step, the pipe gets plain lines: where the work is, of how much.
+    env = dict(os.environ, SKIFF_PROGRESS_INTERVAL="0")
+    run = lambda *args: subprocess.run([sys.executable, "-m", "skiff.cli.main", "image", "--data-dir",
+                                        str(data_dir), *args], cwd=ROOT, env=env, capture_output=True,
+                                       text=True, timeout=120)
+    r = run("save", "-o", str(archive), "busybox")
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    lines = r.stderr.splitlines()
+    assert lines and all(ln.startswith("writing bb.tar, ") and "\r" not in ln for ln in lines), lines
+    assert " of " in lines[-1]
+    r = run("load", "-i", str(archive))
+    assert r.stdout == "Loaded image: busybox:latest\n" and r.stderr.splitlines()[-1].startswith(
+        "loading bb.tar, "), r.stderr
+    size = archive.stat().st_size
+    assert any(f"of {size / 1e6:.1f} MB" in ln for ln in r.stderr.splitlines()), r.stderr
+    r = run("import", str(archive), "imported:1")
+    assert r.stdout.startswith("sha256:") and r.stderr.splitlines()[0].startswith("importing bb.tar, ")
+    for args in (("save", "-o", str(archive), "busybox"), ("load", "-i", str(archive)),
+                 ("import", str(archive), "imported:2")):
+        r = run(*args, "--quiet")
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_progress_on_a_terminal_is_one_live_line(data_dir):
+    import pty
+
+    assert skiff(data_dir, "bootstrap", "busybox").returncode == 0
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "skiff.cli.main", "image", "--data-dir", str(data_dir),
+                                 "save", "-o", str(data_dir / "bb.tar"), "busybox"], cwd=ROOT,
+                                stdin=secondary, stdout=secondary, stderr=secondary)
+        os.close(secondary)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:   # EIO: the command ended and closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(primary)
+    text = out.decode()
+    assert text.startswith("\rwriting bb.tar, 0 B of ") and text.endswith("\r\x1b[K"), repr(text)
+    assert "\n" not in text   # rewritten in place, then cleared
