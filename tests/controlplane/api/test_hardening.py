@@ -131,3 +131,24 @@ def test_a_request_far_beyond_any_limit_is_refused_at_the_door(controlplane, meg
         node.metadata.name = "still-answering"
         await c.create(node)
     run(controlplane, body)
+
+
+def test_watches_deliver_after_a_pod_of_10000_containers_and_one_of_100000_env_entries(controlplane):
+    async def body(c: ApiClient):
+        _, before = await c.list("Pod")
+        wide = pod("wide")
+        for i in range(1, 10_000):
+            wide.spec.containers.add(name=f"c{i}", image="busybox")
+        await asyncio.wait_for(c.create(wide), 30)
+        env = pod("env")
+        for i in range(100_000):
+            env.spec.containers[0].env.add(name=f"E{i}", value="v")
+        await asyncio.wait_for(c.create(env), 30)   # ~1.3 MB: within the store's limit
+        await c.create(pod("small"))
+        seen = []
+        async for _, obj, _ in c.watch("Pod", resource_version=before):   # 2.5 MB+ to catch up on
+            seen.append(obj.metadata.name)
+            if len(seen) == 3:
+                break
+        assert seen == ["wide", "env", "small"]
+    run(controlplane, body)
