@@ -7,15 +7,22 @@ DATA/logs/<component>.log and its PID in DATA/run/<component>.pid. Each must
 be healthy before the next starts: etcd answers /health, the API answers a
 List, the node reports Ready. A component that dies or never gets healthy is
 reported with the last line of its log and the log's path, and everything
-already started is stopped again.
+this `up` started is stopped again. A component already running is left
+alone, so `up` on a partly running cluster starts only what is missing.
 
-`down` stops what the pid files name: SIGTERM, then SIGKILL after a timeout,
-and only processes whose start time still matches the pid file, so a PID
-the kernel has reused since is never signalled. Without --purge the pods'
-containers keep running, as with k3s: they outlive the agent, which adopts
-them again at the next `up`. `--purge` first deletes every pod through the
-API (so the agent stops their containers and frees what they held), then
-removes the node's network, DATA and the run dir.
+Once all are healthy, a supervisor restarts any that exits, with back-off,
+counting and logging each restart (skiff/cli/_supervisor.py): in the
+foreground `up` is the supervisor; with --detach it starts one as a process
+of its own. `skiff status` shows each component.
+
+`down` stops the supervisor first (so it restarts nothing), then what the
+pid files name: SIGTERM, then SIGKILL after a timeout, and only processes
+whose start time still matches the pid file, so a PID the kernel has reused
+since is never signalled. Without --purge the pods' containers keep running,
+as with k3s: they outlive the agent, which adopts them again at the next
+`up`. `--purge` first deletes every pod through the API (so the agent stops
+their containers and frees what they held), then removes the node's
+network, DATA and the run dir.
 
 Every address is an option, so a test can run a private cluster beside a
 real one.
@@ -33,135 +40,21 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
+from skiff.cli._cluster import (AlreadyRunning, ClusterConfig, Component, component_env, components,
+                                healthy, load_config, running_pid, save_config, start_component)
 from skiff.cli._common import CliError
-from skiff.cli._processes import (last_log_line, mounts_under, other_agents, port_taken, read_pid_file,
-                                  remove_empty_cgroups, stop_pid, write_pid_file)
+from skiff.cli._processes import (last_log_line, mounts_under, other_agents, port_taken, remove_empty_cgroups,
+                                  stop_pid, write_pid_file)
+from skiff.cli._supervisor import Supervisor, start_detached, state_path, supervisor_pid
 from skiff.client import ApiClient, ApiError, NotFound
 from skiff.config import ClientConfig, config_path, write_config
-
-ROOT = Path(__file__).resolve().parents[2]  # the source tree, for PYTHONPATH of the components
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    data_dir: Path
-    run_dir: Path
-    node_name: str
-    etcd_binary: str = "/usr/bin/etcd"
-    etcd_port: int = 2379
-    etcd_peer_port: int = 2380
-    api_port: int = 6443
-    controlplane_metrics_port: int = 10257
-    agent_port: int = 10250
-    agent_metrics_port: int = 10255
-    with_agent: bool = True
-    # The node's machine-wide names: a second cluster on the same machine (a
-    # test beside a real one) gives its own, so the two never share a bridge,
-    # an nftables table, a cgroup parent or pod addresses.
-    bridge: str = "skiff0"
-    nft_table: str = "skiff"
-    cgroup_parent: str = "skiff"
-    cluster_cidr: str = "10.244.0.0/16"
-    bootstrap_busybox: bool = True
-    start_timeout: float = 60.0
-    stop_timeout: float = 15.0
-
-    @property
-    def api_address(self) -> str:
-        return f"127.0.0.1:{self.api_port}"
-
-    @property
-    def pid_dir(self) -> Path:
-        return self.data_dir / "run"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.data_dir / "logs"
-
-
-@dataclass(frozen=True)
-class Component:
-    name: str          # etcd, controlplane, agent
-    argv: tuple[str, ...]
-    marker: str        # must appear in /proc/PID/cmdline before down signals it
-
-
-def components(config: ClusterConfig) -> list[Component]:
-    etcd = f"127.0.0.1:{config.etcd_port}"
-    peer = f"http://127.0.0.1:{config.etcd_peer_port}"
-    out = [
-        Component("etcd", (
-            config.etcd_binary, "--name", "skiff", "--data-dir", str(config.data_dir / "etcd"),
-            "--listen-client-urls", f"http://{etcd}", "--advertise-client-urls", f"http://{etcd}",
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"skiff={peer}"), marker=str(config.data_dir / "etcd")),
-        Component("controlplane", (
-            sys.executable, "-m", "controlplane.main", "--etcd", etcd, "--listen", config.api_address,
-            "--metrics-listen", f"127.0.0.1:{config.controlplane_metrics_port}",
-            "--cluster-cidr", config.cluster_cidr), marker="controlplane.main"),
-    ]
-    if config.with_agent:
-        out.append(Component("agent", (
-            sys.executable, "-m", "agent.main", "--server", config.api_address, "--node-name", config.node_name,
-            "--listen", f"127.0.0.1:{config.agent_port}",
-            "--metrics-listen", f"127.0.0.1:{config.agent_metrics_port}",
-            "--data-dir", str(config.data_dir), "--run-dir", str(config.run_dir),
-            "--bridge", config.bridge, "--nft-table", config.nft_table,
-            "--cgroup-parent", config.cgroup_parent), marker="agent.main"))
-    return out
-
-
-def running_pid(config: ClusterConfig, component: Component) -> int | None:
-    """The PID of the component if the process its pid file names still runs."""
-    return read_pid_file(config.pid_dir / f"{component.name}.pid", marker=component.marker)
-
-
-# ---------------------------------------------------------------- health checks
-
-def _etcd_healthy(config: ClusterConfig) -> bool:
-    try:
-        # No proxy: an http_proxy in the environment must not intercept loopback.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://127.0.0.1:{config.etcd_port}/health", timeout=1) as r:
-            return b'"true"' in r.read()
-    except OSError:
-        return False
-
-
-async def _api_answers(config: ClusterConfig) -> bool:
-    async with ApiClient(config.api_address) as client:
-        try:
-            await client.list("Node", "", timeout=2)
-            return True
-        except ApiError:
-            return False
-
-
-async def _node_ready(config: ClusterConfig) -> bool:
-    async with ApiClient(config.api_address) as client:
-        try:
-            node = await client.get("Node", config.node_name, "", timeout=2)
-        except (NotFound, ApiError):
-            return False
-    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
-
-
-def _healthy(config: ClusterConfig, component: Component) -> bool:
-    if component.name == "etcd":
-        return _etcd_healthy(config)
-    if component.name == "controlplane":
-        return asyncio.run(_api_answers(config))
-    return asyncio.run(_node_ready(config))
-
 
 # ---------------------------------------------------------------- up
 
 class Cluster:
-    """The processes `up` started, in start order."""
+    """The processes this `up` started, in start order."""
 
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
@@ -169,22 +62,21 @@ class Cluster:
 
     def start(self, component: Component) -> None:
         config = self.config
-        log_path = config.log_dir / f"{component.name}.log"
-        env = _component_env()
-        with open(log_path, "ab") as log:
-            try:
-                proc = subprocess.Popen(component.argv, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, cwd=config.data_dir, env=env,
-                                        start_new_session=True)
-            except OSError as exc:
-                hint = "; install it (deploy/install.sh) or pass --etcd-binary" if component.name == "etcd" else ""
-                raise CliError(f"cannot run {component.name} ({component.argv[0]}): "
-                               f"{exc.strerror or exc}{hint}") from None
+        try:
+            proc = start_component(config, component)
+        except OSError as exc:
+            hint = "; install it (deploy/install.sh) or pass --etcd-binary" if component.name == "etcd" else ""
+            raise CliError(f"cannot run {component.name} ({component.argv[0]}): "
+                           f"{exc.strerror or exc}{hint}") from None
         self.started.append((component, proc))
-        write_pid_file(config.pid_dir / f"{component.name}.pid", proc.pid)
+        self.wait_healthy(component, proc)
+
+    def wait_healthy(self, component: Component, proc: subprocess.Popen | None) -> None:
+        config = self.config
+        log_path = config.log_dir / f"{component.name}.log"
         deadline = time.monotonic() + config.start_timeout
-        while not _healthy(config, component):
-            if proc.poll() is not None:
+        while not healthy(config, component):
+            if proc is not None and proc.poll() is not None:
                 last = last_log_line(log_path)
                 raise CliError(f"{component.name} exited at start (exit code {proc.returncode})"
                                + (f": {last}" if last else "") + f"; full log: {log_path}")
@@ -193,56 +85,75 @@ class Cluster:
                 raise CliError(f"{component.name} {what} within {config.start_timeout:g}s; see its log: {log_path}")
             time.sleep(0.2)
 
-    def first_exited(self) -> tuple[Component, subprocess.Popen] | None:
-        for component, proc in self.started:
-            if proc.poll() is not None:
-                return component, proc
-        return None
-
-    def stop(self) -> None:
-        """Stop in reverse order (the agent before the API it reports to, etcd last)."""
-        for component, proc in reversed(self.started):
-            print(f"stopping {component.name} (pid {proc.pid}) ...", end=" ", flush=True)
-            stop_pid(proc.pid, timeout=self.config.stop_timeout, proc=proc)
-            proc.wait()
+    def stop(self, *, everything: bool = False) -> None:
+        """Stop in reverse order (the agent before the API it reports to, etcd
+        last): what this `up` started, or with `everything` whatever runs."""
+        procs = {component.name: proc for component, proc in self.started}
+        for component in reversed(components(self.config)):
+            proc = procs.get(component.name)
+            pid = running_pid(self.config, component) if everything else (proc.pid if proc else None)
+            if pid is None:
+                continue
+            print(f"stopping {component.name} (pid {pid}) ...", end=" ", flush=True)
+            mine = proc if proc is not None and proc.pid == pid else None
+            stop_pid(pid, timeout=self.config.stop_timeout, proc=mine)
+            if mine is not None:
+                mine.wait()
             (self.config.pid_dir / f"{component.name}.pid").unlink(missing_ok=True)
             print("ok", flush=True)
         self.started.clear()
-        (self.config.pid_dir / "cluster.json").unlink(missing_ok=True)
+        if everything or not any(running_pid(self.config, c) for c in components(self.config)):
+            for name in ("cluster.json", "supervisor.json", "supervisor.pid"):
+                (self.config.pid_dir / name).unlink(missing_ok=True)
 
 
 def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
     wanted = components(config)
-    running = {c.name: pid for c in wanted if (pid := running_pid(config, c)) is not None}
-    if running:
-        listed = ", ".join(f"{name} pid {pid}" for name, pid in running.items())
-        if len(running) == len(wanted):
-            print(f"the cluster is already running ({listed}); `skiff down` stops it")
-            return 0
-        raise CliError(f"part of a cluster is running ({listed}); run `skiff down` first")
-    ports = [("etcd", config.etcd_port), ("etcd peer", config.etcd_peer_port), ("API", config.api_port),
-             ("control plane metrics", config.controlplane_metrics_port)]
-    if config.with_agent:
-        ports += [("agent", config.agent_port), ("agent metrics", config.agent_metrics_port)]
-    for what, port in ports:
-        if port_taken(port):
-            raise CliError(f"127.0.0.1:{port} (the {what} port) is already in use by another program")
     for d in (config.data_dir, config.pid_dir, config.log_dir):
         d.mkdir(parents=True, exist_ok=True)
+    running = {c.name: pid for c in wanted if (pid := running_pid(config, c)) is not None}
+    supervisor = supervisor_pid(config)
+    if running:
+        recorded = load_config(config)
+        same = dict(start_timeout=config.start_timeout, stop_timeout=config.stop_timeout,
+                    bootstrap_busybox=config.bootstrap_busybox)
+        if dataclasses.replace(recorded, **same) != config:
+            raise CliError(f"part of a cluster started with other options runs from {config.data_dir}; "
+                           "run `skiff down` first")
+    listed = ", ".join(f"{name} pid {pid}" for name, pid in running.items())
+    if len(running) == len(wanted) and supervisor is not None:
+        print(f"the cluster is already running ({listed}, supervisor pid {supervisor}); `skiff down` stops it")
+        return 0
+    if running:
+        print(f"already running: {listed}; starting what is missing")
+    else:
+        state_path(config).unlink(missing_ok=True)  # a new cluster: restarts count from 0
+    ports = {"etcd": [("etcd", config.etcd_port), ("etcd peer", config.etcd_peer_port)],
+             "controlplane": [("API", config.api_port),
+                              ("control plane metrics", config.controlplane_metrics_port)],
+             "agent": [("agent", config.agent_port), ("agent metrics", config.agent_metrics_port)]}
+    for component in wanted:
+        if component.name not in running:
+            for what, port in ports[component.name]:
+                if port_taken(port):
+                    raise CliError(f"127.0.0.1:{port} (the {what} port) is already in use by another program")
 
-    if config.with_agent and config.bootstrap_busybox:
+    if config.with_agent and config.bootstrap_busybox and "agent" not in running:
         _ensure_busybox(config)
-    # `down` reads the addresses from here, so it needs no port flags of its own.
-    (config.pid_dir / "cluster.json").write_text(json.dumps(
-        {"api_port": config.api_port, "node_name": config.node_name, "bridge": config.bridge,
-         "nft_table": config.nft_table, "cgroup_parent": config.cgroup_parent}) + "\n")
+    # `down`, `status` and the supervisor read the options from here, so they need no flags of their own.
+    save_config(config)
     cluster = Cluster(config)
     try:
         for component in wanted:
             label = {"agent": f"agent (node {config.node_name})"}.get(component.name, component.name)
             print(f"starting {label} ...", end=" ", flush=True)
             try:
-                cluster.start(component)
+                try:
+                    cluster.start(component)
+                except AlreadyRunning as already:  # the supervisor started it meanwhile
+                    cluster.wait_healthy(component, None)
+                    print(f"already running (pid {already.pid})", flush=True)
+                    continue
             except CliError:
                 print("failed", flush=True)
                 raise
@@ -251,7 +162,13 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
         print(f"cluster is up: API at {config.api_address}, client config {client_config}, "
               f"logs in {config.log_dir}")
         if detach:
+            if supervisor is None:
+                print(f"supervisor started (pid {start_detached(config)}); `skiff status` shows the components")
             cluster.started.clear()  # they keep running; `skiff down` stops them
+            return 0
+        if supervisor is not None:
+            print(f"the supervisor (pid {supervisor}) already watches this cluster; `skiff down` stops it")
+            cluster.started.clear()
             return 0
         _supervise(cluster)
         return 0
@@ -267,8 +184,9 @@ def _ensure_busybox(config: ClusterConfig) -> None:
     naming busybox will then say ErrImageNeverPull."""
     print("preparing image busybox ...", end=" ", flush=True)
     result = subprocess.run(
-        [sys.executable, "-m", "skiff.cli.main", "image", "--data-dir", str(config.data_dir), "bootstrap", "busybox"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=_component_env())
+        [sys.executable, "-m", "skiff.cli.main", "image", "--data-dir", str(config.data_dir), "bootstrap", "busybox",
+         "--quiet"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=component_env())
     if result.returncode == 0:
         print("ok", flush=True)
     else:
@@ -276,30 +194,28 @@ def _ensure_busybox(config: ClusterConfig) -> None:
         print(f"failed ({reason}); pods that use busybox will not start", flush=True)
 
 
-def _component_env() -> dict[str, str]:
-    """The environment of child processes: this source tree importable."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
-
-
 def _supervise(cluster: Cluster) -> None:
-    """Block until Ctrl-C, SIGTERM or a component exiting; then stop everything."""
-    def terminate(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+    """In the foreground: restart what exits until Ctrl-C or SIGTERM; then stop everything."""
+    config = cluster.config
+    stop = False
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    def terminate(_signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    previous = {s: signal.signal(s, terminate) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        # Printed inside the try: a Ctrl-C right after it is a requested stop, not a failed start.
+        write_pid_file(config.pid_dir / "supervisor.pid", os.getpid())
+        supervisor = Supervisor(config, log=lambda message: print(message, flush=True))
+        for component, proc in cluster.started:
+            supervisor.adopt(component, proc)
         print("running in the foreground; press Ctrl-C to stop", flush=True)
-        while (exited := cluster.first_exited()) is None:
-            time.sleep(0.5)
-        component, proc = exited
-        log = cluster.config.log_dir / f"{component.name}.log"
-        raise CliError(f"{component.name} exited (exit code {proc.returncode}); see its log: {log}")
-    except KeyboardInterrupt:
+        supervisor.run(stopping=lambda: stop)
         print()
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        cluster.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        cluster.stop(everything=True)
 
 
 def _delete_all_pods(config: ClusterConfig, *, timeout: float, grace_period: int | None = None) -> None:
@@ -375,14 +291,16 @@ def _teardown_node(config: ClusterConfig) -> None:
 
 def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
          grace_period: int | None = None) -> int:
-    try:
-        recorded = json.loads((config.pid_dir / "cluster.json").read_text())
-        config = dataclasses.replace(
-            config, api_port=int(recorded["api_port"]),
-            **{k: str(recorded[k]) for k in ("bridge", "nft_table", "cgroup_parent") if k in recorded})
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # started by an older `up`, or never: the defaults stand
+    config = load_config(config)  # as `up` recorded it; without a record the defaults stand
     stopped = 0
+    # The supervisor first, so it does not start again what is stopped below.
+    if (pid := supervisor_pid(config)) is not None:
+        print(f"stopping supervisor (pid {pid}) ...", end=" ", flush=True)
+        stop_pid(pid, timeout=config.stop_timeout)
+        print("ok", flush=True)
+        stopped += 1
+    for name in ("supervisor.pid", "supervisor.json"):
+        (config.pid_dir / name).unlink(missing_ok=True)
     if purge and all(running_pid(config, c) for c in components(config)[:2]):
         _delete_all_pods(config, timeout=pods_timeout, grace_period=grace_period)
     for component in reversed(components(config)):

@@ -106,7 +106,8 @@ def private_cluster():
             subprocess.run([sys.executable, "-m", "skiff.cli.main", "down", "--data-dir", str(cluster.data_dir),
                             "--run-dir", str(cluster.run_dir), "--stop-timeout", "5", "--pods-timeout", "30", "--grace-period", "2",
                             "--purge"], env=cluster.env(), capture_output=True, timeout=180)
-        for pid in pids.values():
+        # The supervisor first, or it would start again what is killed here.
+        for pid in sorted(pids.values(), key=lambda pid: pid != pids.get("supervisor")):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
                 while alive(pid):

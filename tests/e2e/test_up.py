@@ -26,7 +26,9 @@ def test_up_detach_then_down_purge(private_cluster):
     assert up.stdout.splitlines()[:2] == ["starting etcd ... ok", "starting controlplane ... ok"]
     assert (c.base / "client-config").read_text() == f"server: {c.api_address}\n"
     pids = c.pids()
-    assert set(pids) == {"etcd", "controlplane"} and all(alive(p) for p in pids.values())
+    assert set(pids) == {"supervisor", "etcd", "controlplane"} and all(alive(p) for p in pids.values())
+    assert up.stdout.splitlines()[-1] == (f"supervisor started (pid {pids['supervisor']}); "
+                                          "`skiff status` shows the components")
     assert (c.data_dir / "logs" / "etcd.log").exists() and (c.data_dir / "logs" / "controlplane.log").exists()
 
     # The CLI finds the cluster from the config `up` wrote.
@@ -41,6 +43,7 @@ def test_up_detach_then_down_purge(private_cluster):
     down = c.skiff("down", "--data-dir", str(c.data_dir), "--purge")
     assert down.returncode == 0, down.stderr
     assert down.stdout.splitlines() == [
+        f"stopping supervisor (pid {pids['supervisor']}) ... ok",
         f"stopping controlplane (pid {pids['controlplane']}) ... ok",
         f"stopping etcd (pid {pids['etcd']}) ... ok",
         f"removed {c.data_dir}"]
@@ -85,13 +88,13 @@ def test_foreground_up_stops_everything_on_ctrl_c(private_cluster):
             assert line, f"up ended early: {lines} {proc.stderr.read()}"
             lines.append(line)
         pids = c.pids()
-        assert set(pids) == {"etcd", "controlplane"}
+        assert set(pids) == {"supervisor", "etcd", "controlplane"} and pids["supervisor"] == proc.pid
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err  # a requested stop is not a failure
         assert f"stopping controlplane (pid {pids['controlplane']}) ... ok" in out
         assert f"stopping etcd (pid {pids['etcd']}) ... ok" in out
-        assert not any(alive(p) for p in pids.values())
+        assert not any(alive(pids[name]) for name in ("etcd", "controlplane"))
         assert list((c.data_dir / "run").iterdir()) == []
     finally:
         if proc.poll() is None:

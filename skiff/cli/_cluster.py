@@ -1,0 +1,209 @@
+"""The all-in-one cluster's parts, shared by `skiff up`, `skiff down`,
+`skiff status` and the supervisor: its configuration (recorded in
+DATA/run/cluster.json so later commands and the supervisor need no flags),
+the components and how each is started and probed.
+
+A component is started only by `start_component`, which holds an flock on
+DATA/run while it checks the pid file and starts the process: `skiff up` and
+the supervisor may both want to start a missing component, and exactly one
+of them does, so a second etcd or agent never starts beside a live one.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from skiff.cli._processes import read_pid_file, write_pid_file
+from skiff.client import ApiClient, ApiError, NotFound
+
+ROOT = Path(__file__).resolve().parents[2]  # the source tree, for PYTHONPATH of the components
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    data_dir: Path
+    run_dir: Path
+    node_name: str
+    etcd_binary: str = "/usr/bin/etcd"
+    etcd_port: int = 2379
+    etcd_peer_port: int = 2380
+    api_port: int = 6443
+    controlplane_metrics_port: int = 10257
+    agent_port: int = 10250
+    agent_metrics_port: int = 10255
+    with_agent: bool = True
+    # The node's machine-wide names: a second cluster on the same machine (a
+    # test beside a real one) gives its own, so the two never share a bridge,
+    # an nftables table, a cgroup parent or pod addresses.
+    bridge: str = "skiff0"
+    nft_table: str = "skiff"
+    cgroup_parent: str = "skiff"
+    cluster_cidr: str = "10.244.0.0/16"
+    bootstrap_busybox: bool = True
+    start_timeout: float = 60.0
+    stop_timeout: float = 15.0
+
+    @property
+    def api_address(self) -> str:
+        return f"127.0.0.1:{self.api_port}"
+
+    @property
+    def pid_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+
+def save_config(config: ClusterConfig) -> None:
+    """Record the configuration `up` ran with, for `down`, `status` and the supervisor."""
+    fields = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()}
+    tmp = config.pid_dir / "cluster.json.tmp"
+    tmp.write_text(json.dumps(fields) + "\n")
+    os.replace(tmp, config.pid_dir / "cluster.json")
+
+
+def load_config(config: ClusterConfig) -> ClusterConfig:
+    """`config` with what DATA/run/cluster.json recorded (its data dir stays);
+    `config` itself if there is no record (no `up` ran, or an older one)."""
+    try:
+        recorded = json.loads((config.pid_dir / "cluster.json").read_text())
+    except (OSError, ValueError):
+        return config
+    known = {f.name: f for f in dataclasses.fields(ClusterConfig)}
+    changes = {}
+    for key, value in recorded.items():
+        if key in known and key not in ("data_dir", "stop_timeout"):
+            changes[key] = Path(value) if key == "run_dir" else value
+    try:
+        return dataclasses.replace(config, **changes)
+    except TypeError:
+        return config
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str          # etcd, controlplane, agent
+    argv: tuple[str, ...]
+    marker: str        # must appear in /proc/PID/cmdline before down signals it
+    address: str       # where it serves, for `skiff status`
+
+
+def components(config: ClusterConfig) -> list[Component]:
+    etcd = f"127.0.0.1:{config.etcd_port}"
+    peer = f"http://127.0.0.1:{config.etcd_peer_port}"
+    out = [
+        Component("etcd", (
+            config.etcd_binary, "--name", "skiff", "--data-dir", str(config.data_dir / "etcd"),
+            "--listen-client-urls", f"http://{etcd}", "--advertise-client-urls", f"http://{etcd}",
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"skiff={peer}"), marker=str(config.data_dir / "etcd"), address=etcd),
+        Component("controlplane", (
+            sys.executable, "-m", "controlplane.main", "--etcd", etcd, "--listen", config.api_address,
+            "--metrics-listen", f"127.0.0.1:{config.controlplane_metrics_port}",
+            "--cluster-cidr", config.cluster_cidr), marker="controlplane.main", address=config.api_address),
+    ]
+    if config.with_agent:
+        out.append(Component("agent", (
+            sys.executable, "-m", "agent.main", "--server", config.api_address, "--node-name", config.node_name,
+            "--listen", f"127.0.0.1:{config.agent_port}",
+            "--metrics-listen", f"127.0.0.1:{config.agent_metrics_port}",
+            "--data-dir", str(config.data_dir), "--run-dir", str(config.run_dir),
+            "--bridge", config.bridge, "--nft-table", config.nft_table,
+            "--cgroup-parent", config.cgroup_parent), marker="agent.main",
+            address=f"127.0.0.1:{config.agent_port}"))
+    return out
+
+
+def running_pid(config: ClusterConfig, component: Component) -> int | None:
+    """The PID of the component if the process its pid file names still runs."""
+    return read_pid_file(config.pid_dir / f"{component.name}.pid", marker=component.marker)
+
+
+def component_env() -> dict[str, str]:
+    """The environment of child processes: this source tree importable."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
+
+
+class AlreadyRunning(Exception):
+    def __init__(self, pid: int) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+
+def start_component(config: ClusterConfig, component: Component) -> subprocess.Popen:
+    """Start the component in its own session (a Ctrl-C in a terminal or the
+    end of its starter does not reach it), output appended to its log, and
+    record its pid file. Raises AlreadyRunning if its pid file names a live
+    process, OSError if it cannot be run."""
+    fd = os.open(config.pid_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released with the close, after the pid file is written
+        if (pid := running_pid(config, component)) is not None:
+            raise AlreadyRunning(pid)
+        with open(config.log_dir / f"{component.name}.log", "ab") as log:
+            proc = subprocess.Popen(component.argv, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=config.data_dir, env=component_env(),
+                                    start_new_session=True)
+        write_pid_file(config.pid_dir / f"{component.name}.pid", proc.pid)
+        return proc
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- health
+
+def _etcd_healthy(config: ClusterConfig) -> bool:
+    try:
+        # No proxy: an http_proxy in the environment must not intercept loopback.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{config.etcd_port}/health", timeout=1) as r:
+            return b'"true"' in r.read()
+    except OSError:
+        return False
+
+
+async def _api_answers(config: ClusterConfig) -> bool:
+    async with ApiClient(config.api_address) as client:
+        try:
+            await client.list("Node", "", timeout=2)
+            return True
+        except ApiError:
+            return False
+
+
+async def _node_ready(config: ClusterConfig) -> bool | None:
+    """The node's Ready condition; None if the API cannot say."""
+    async with ApiClient(config.api_address) as client:
+        try:
+            node = await client.get("Node", config.node_name, "", timeout=2)
+        except NotFound:
+            return False
+        except ApiError:
+            return None
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+
+def healthy(config: ClusterConfig, component: Component) -> bool:
+    """What `up` waits for: etcd answers /health, the API a List, the node is Ready."""
+    return health(config, component) in ("healthy", "Ready")
+
+
+def health(config: ClusterConfig, component: Component) -> str:
+    """A word for `skiff status`: healthy/unhealthy; for the agent its node's
+    Ready condition (Ready, NotReady, or unknown while the API is down)."""
+    if component.name == "etcd":
+        return "healthy" if _etcd_healthy(config) else "unhealthy"
+    if component.name == "controlplane":
+        return "healthy" if asyncio.run(_api_answers(config)) else "unhealthy"
+    ready = asyncio.run(_node_ready(config))
+    return "unknown" if ready is None else "Ready" if ready else "NotReady"
