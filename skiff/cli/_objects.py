@@ -13,6 +13,7 @@ when none is given. JSONPath and custom columns read objects as
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -181,3 +182,23 @@ async def change(client: ApiClient, kind: kinds.Kind, namespace: str, name: str,
             continue
     raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{name}": the object has been modified; '
                    "please apply your changes to the latest version and try again")
+
+
+def intermixed(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Let options and positionals mix, as kubectl's flags do (`label pods --all k=v`):
+    argparse stops filling a greedy positional at the first option otherwise."""
+
+    class Intermixed(type(parser)):  # type: ignore[misc]
+        _inside = False
+
+        def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001 - argparse's signature
+            if self._inside:
+                return super().parse_known_args(args, namespace)
+            self._inside = True
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._inside = False
+
+    parser.__class__ = Intermixed
+    return parser

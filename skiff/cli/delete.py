@@ -14,7 +14,7 @@ import sys
 
 from skiff.api import kinds
 from skiff.cli._common import CliError, add_namespace_flags, call_api, namespace_of, parse_duration, scope
-from skiff.cli._objects import not_found, parse_resources
+from skiff.cli._objects import intermixed, not_found, parse_resources
 from skiff.cli.apply import load_documents
 from skiff.client import ApiClient, NotFound
 
@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=parse_duration, metavar="DURATION",
                    help="give up waiting after this long (e.g. 60s, 5m; default: wait forever)")
     p.set_defaults(func=run)
+    intermixed(p)
 
 
 def _targets(args: argparse.Namespace) -> tuple[list[tuple[kinds.Kind, str, str]], bool]:

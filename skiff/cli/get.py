@@ -15,7 +15,7 @@ import sys
 from google.protobuf.message import Message
 
 from skiff.cli._common import CliError, add_namespace_flags, call_api, namespace_of, scope
-from skiff.cli._objects import not_found, parse_output, parse_resources, render
+from skiff.cli._objects import intermixed, not_found, parse_output, parse_resources, render
 from skiff.client import ApiClient, NotFound
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--show-labels", action="store_true", help="add a LABELS column to tables")
     p.add_argument("--ignore-not-found", action="store_true", help="a missing NAME is not an error")
     p.set_defaults(func=run)
+    intermixed(p)
 
 
 def _sort(kind, objs: list[Message]) -> None:

@@ -17,7 +17,7 @@ import sys
 from google.protobuf.message import Message
 
 from skiff.cli._common import CliError, add_namespace_flags, call_api, namespace_of, scope
-from skiff.cli._objects import change, not_found, object_label, parse_resources
+from skiff.cli._objects import change, intermixed, not_found, object_label, parse_resources
 from skiff.client import ApiClient, NotFound
 
 _WHAT = {"label": ("labels", "label"), "annotate": ("annotations", "annotation")}
@@ -25,14 +25,14 @@ _WHAT = {"label": ("labels", "label"), "annotate": ("annotations", "annotation")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     for command, (field, noun) in _WHAT.items():
-        p = subparsers.add_parser(
+        p = intermixed(subparsers.add_parser(
             command, help=f"update the {field} of objects",
             formatter_class=argparse.RawDescriptionHelpFormatter,
             description=f"Add, change (with --overwrite) or remove (KEY-) {field} of objects.",
             epilog="examples:\n"
                    f"  skiff {command} pods web {'tier=front' if noun == 'label' else 'note=hello'}\n"
                    f"  skiff {command} pod/web {'tier' if noun == 'label' else 'note'}-\n"
-                   f"  skiff {command} pods --all --overwrite {'env=prod' if noun == 'label' else 'owner=ops'}")
+                   f"  skiff {command} pods --all --overwrite {'env=prod' if noun == 'label' else 'owner=ops'}"))
         p.add_argument("words", metavar=f"TYPE NAME|TYPE/NAME ... KEY=VAL ... KEY-", nargs="+",
                        help=f"the objects, then the {field} to set (KEY=VAL) or remove (KEY-)")
         add_namespace_flags(p)

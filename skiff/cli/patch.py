@@ -20,7 +20,7 @@ from skiff.api import merge
 from skiff.api.convert import ConversionError, to_object
 from skiff.api.printers import to_dict
 from skiff.cli._common import CliError, add_namespace_flags, call_api, namespace_of
-from skiff.cli._objects import change, not_found, object_label, parse_resources
+from skiff.cli._objects import change, intermixed, not_found, object_label, parse_resources
 from skiff.client import ApiClient, NotFound
 
 PATCHERS: dict[str, Callable[[dict, Any], Any]] = {
@@ -50,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--type", default="strategic", choices=tuple(PATCHERS),
                    help="strategic (default), merge or json")
     p.set_defaults(func=run)
+    intermixed(p)
 
 
 def load_patch(args: argparse.Namespace) -> Any:

@@ -165,7 +165,7 @@ def test_label_and_annotate(sk, controlplane, tmp_path):
     assert sk("label", "pod/a", "tier=back", "--overwrite", server=controlplane).stdout == "pod/a labeled\n"
     assert sk("label", "pod/a", "tier-", server=controlplane).stdout == "pod/a unlabeled\n"
     assert get_json(sk, controlplane, "pod", "a")["metadata"]["labels"] == {"app": "web"}
-    assert sk("label", "pods", "env=prod", "--all", server=controlplane).stdout == "pod/a labeled\npod/b labeled\n"
+    assert sk("label", "pods", "--all", "env=prod", server=controlplane).stdout == "pod/a labeled\npod/b labeled\n"
 
     assert sk("annotate", "pod", "b", "note=hello world", server=controlplane).stdout == "pod/b annotated\n"
     clash = sk("annotate", "pod", "b", "note=bye", server=controlplane)
