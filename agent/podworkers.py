@@ -146,6 +146,9 @@ class PodWorkers(Controller):
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.puller.close()
 
+    def describe_key(self, uid: str) -> str:
+        return self._describe(uid)
+
     def _describe(self, uid: str) -> str:
         rec = self.records.get(uid)
         return f"{rec.namespace}/{rec.name} ({uid})" if rec else uid

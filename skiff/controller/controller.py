@@ -151,15 +151,19 @@ class Controller:
             raise
         except PermanentError as exc:
             self.queue.forget(key)
-            log.warning("%s: %s: %s (not retried until it changes)", self.name, _text(key), exc)
+            log.warning("%s: %s: %s (not retried until it changes)", self.name, self.describe_key(key), exc)
             if self.recorder is not None and exc.obj is not None:
                 await self.recorder.record(exc.obj, type_="Warning", reason=exc.reason, message=str(exc))
         except Exception as exc:
             delay = self.queue.add_rate_limited(key)
-            log.warning("%s: reconcile %s failed: %s; retrying in %.1fs", self.name, _text(key),
+            log.warning("%s: reconcile %s failed: %s; retrying in %.1fs", self.name, self.describe_key(key),
                         exc or type(exc).__name__, delay, exc_info=not _expected(exc))
         finally:
             self.queue.done(key)
+
+    def describe_key(self, key: Hashable) -> str:
+        """How logs name a key ("namespace/name" by default)."""
+        return _text(key)
 
     async def wait_synced(self) -> None:
         await asyncio.gather(*(i.wait_synced() for i in self.informers))

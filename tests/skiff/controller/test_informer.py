@@ -43,6 +43,8 @@ class ScriptedClient:
         for step in script:
             if step == "hang":
                 await asyncio.Event().wait()
+            elif isinstance(step, asyncio.Event):   # a gate the test opens
+                await step.wait()
             elif isinstance(step, Exception):
                 raise step
             else:
@@ -199,9 +201,10 @@ def test_lister_indexes_follow_updates_and_deletes():
     async def body():
         owned = pod("child", "3", node="n1", app="web")
         owned.metadata.owner_references.add(kind="ReplicaSet", name="rs", uid="u-1", controller=True)
+        gate = asyncio.Event()
         client = ScriptedClient(
             lists=[([pod("a", "1", node="n1", app="web"), pod("b", "2", node="n2", app="db"), owned], "3")],
-            watches=[[("MODIFIED", pod("a", "4", node="n2", app="db"), "4"),
+            watches=[[gate, ("MODIFIED", pod("a", "4", node="n2", app="db"), "4"),
                       ("DELETED", pod("b", "5", node="n2", app="db"), "5"), "hang"]])
         informer = Informer(client, "Pod")
         lister = informer.lister
@@ -211,6 +214,7 @@ def test_lister_indexes_follow_updates_and_deletes():
             assert [p.metadata.name for p in lister.on_node("n1")] == ["a", "child"]
             assert [p.metadata.name for p in lister.with_label("app", "web")] == ["a", "child"]
             assert [p.metadata.name for p in lister.owned_by("u-1")] == ["child"]
+            gate.set()
             await until(lambda: len(lister) == 2)
             assert [p.metadata.name for p in lister.on_node("n2")] == ["a"]
             assert [p.metadata.name for p in lister.on_node("n1")] == ["child"]
