@@ -173,7 +173,11 @@ class Informer:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            # Cancel until it ends: on 3.11 asyncio.wait_for loses a cancel that
+            # arrives just as the watch event it waits for does (the watch goes on).
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=0.5)
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
