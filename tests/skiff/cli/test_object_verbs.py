@@ -296,3 +296,17 @@ def test_api_resources_and_explain(sk, controlplane):
     assert (bad.returncode, bad.stderr) == (1, 'error: field "nope" does not exist\n')
     unknown = sk("explain", "widgets", server=controlplane)
     assert unknown.returncode == 1 and "widgets" in unknown.stderr
+
+
+def test_apply_removes_a_data_key_the_manifest_dropped(sk, controlplane, tmp_path):
+    config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n{data}"
+    (tmp_path / "c.yaml").write_text(config.format(data="  a: '1'\n  b: '2'\n"))
+    assert sk("apply", "-f", "c.yaml", server=controlplane).stdout == "configmap/settings created\n"
+    sk("label", "configmap", "settings", "owner=ops", server=controlplane)
+    (tmp_path / "c.yaml").write_text(config.format(data="  a: '10'\n"))
+    diff = sk("diff", "-f", "c.yaml", server=controlplane)
+    assert diff.returncode == 1 and "-  b: \"2\"\n" in diff.stdout.replace("'", '"')
+    assert sk("apply", "-f", "c.yaml", server=controlplane).stdout == "configmap/settings configured\n"
+    live = get_json(sk, controlplane, "configmap", "settings")
+    assert live["data"] == {"a": "10"} and live["metadata"]["labels"] == {"owner": "ops"}
+    assert sk("apply", "-f", "c.yaml", server=controlplane).stdout == "configmap/settings unchanged\n"
