@@ -129,7 +129,7 @@ def render(output: Output, objs: list[Message], *, single: bool, several_kinds: 
         assert output.columns is not None
         rows = [[c.header for c in output.columns]] if headers else []
         rows += [jsonpath.column_values(output.columns, printers.to_dict(o)) for o in objs]
-        return _aligned(rows)
+        return aligned(rows)
     return _table(objs, wide=output.format == "wide", several_kinds=several_kinds, headers=headers,
                   show_labels=show_labels, with_namespace=with_namespace)
 
@@ -155,7 +155,7 @@ def _table(objs: list[Message], *, wide: bool, several_kinds: bool, headers: boo
     return "".join(f"{line.ljust(width)}   {label}\n" for line, label in zip(lines, labels))
 
 
-def _aligned(rows: list[list[str]]) -> str:
+def aligned(rows: list[list[str]]) -> str:
     if not rows:
         return ""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

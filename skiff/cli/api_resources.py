@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from skiff.api import kinds
-from skiff.cli._objects import _aligned
+from skiff.cli._objects import aligned
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     for k in served:
         short = ",".join(a for a in k.aliases if a not in (k.resource, k.name.lower()))
         rows.append([k.resource, short, k.api_version, str(k.namespaced).lower(), k.name])
-    print(_aligned(rows), end="")
+    print(aligned(rows), end="")
     return 0
