@@ -85,11 +85,17 @@ def describe_exit(returncode: int | None) -> str:
 
 class Supervisor:
     def __init__(self, config: ClusterConfig, *, log: Callable[[str], None],
-                 clock: Callable[[], float] = time.monotonic, backoff: Backoff = BACKOFF) -> None:
+                 clock: Callable[[], float] = time.monotonic, backoff: Backoff = BACKOFF,
+                 pid_of: Callable[[ClusterConfig, Component], int | None] = running_pid,
+                 start: Callable[[ClusterConfig, Component], subprocess.Popen] = start_component) -> None:
+        """`pid_of` and `start` are the pid-file reader and the locked start;
+        tests give fakes, with a fake clock and a back-off without jitter."""
         self.config = config
         self.log = log
         self.clock = clock
         self.backoff = backoff
+        self.pid_of = pid_of
+        self.start = start
         self.children: dict[str, subprocess.Popen] = {}
         self.states: dict[str, ComponentState] = {}
         recorded = read_state(config)
@@ -97,7 +103,7 @@ class Supervisor:
         for component in components(config):
             saved = recorded.get(component.name, {})
             self.states[component.name] = ComponentState(
-                pid=running_pid(config, component), restarts=int(saved.get("restarts", 0)),
+                pid=pid_of(config, component), restarts=int(saved.get("restarts", 0)),
                 last_exit=str(saved.get("last_exit", "")), up_since=now)
         self.save()
 
@@ -116,7 +122,7 @@ class Supervisor:
     def _check(self, component: Component) -> bool:
         state = self.states[component.name]
         now = self.clock()
-        pid = running_pid(self.config, component)
+        pid = self.pid_of(self.config, component)
         if pid is not None:
             if pid != state.pid:   # started by someone else (`skiff up`) while it was down
                 self.log(f"{component.name} is running again (pid {pid}), started by another skiff up")
@@ -139,7 +145,7 @@ class Supervisor:
         if now < state.restart_at:
             return False
         try:
-            proc = start_component(self.config, component)
+            proc = self.start(self.config, component)
         except AlreadyRunning:
             return False   # seen as "started by someone else" at the next tick
         except OSError as exc:

@@ -1,0 +1,126 @@
+"""The supervisor's loop (skiff/cli/_supervisor.py) with a fake clock, fake
+pid files and fake starts: what it logs, when it restarts, what it counts.
+The real processes are exercised by tests/e2e/test_supervise.py."""
+from __future__ import annotations
+
+import signal
+
+from skiff.cli._cluster import AlreadyRunning, ClusterConfig
+from skiff.cli._supervisor import RESET_AFTER, Supervisor, read_state
+from skiff.retry import Backoff
+
+
+class FakeProc:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def wait(self) -> int | None:
+        return self.returncode
+
+
+class Node:
+    """Pid files and starts, as the supervisor sees them."""
+
+    def __init__(self) -> None:
+        self.pids = {"etcd": 10, "controlplane": 11, "agent": 12}
+        self.procs: dict[str, FakeProc] = {}
+        self.started: list[str] = []
+        self.fail_with: Exception | None = None
+        self.now = 0.0
+
+    def pid_of(self, _config, component) -> int | None:
+        return self.pids.get(component.name)
+
+    def start(self, _config, component) -> FakeProc:
+        if self.fail_with is not None:
+            raise self.fail_with
+        proc = FakeProc(100 + len(self.started))
+        self.started.append(component.name)
+        self.pids[component.name] = proc.pid
+        self.procs[component.name] = proc
+        return proc
+
+    def kill(self, name: str, returncode: int = -signal.SIGKILL) -> None:
+        if name in self.procs:
+            self.procs[name].returncode = returncode
+        del self.pids[name]
+
+
+def supervisor(tmp_path, node: Node, logs: list[str]) -> Supervisor:
+    config = ClusterConfig(data_dir=tmp_path, run_dir=tmp_path / "volatile", node_name="n")
+    config.pid_dir.mkdir()
+    return Supervisor(config, log=logs.append, clock=lambda: node.now,
+                      backoff=Backoff(initial=1.0, maximum=8.0, jitter=False), pid_of=node.pid_of, start=node.start)
+
+
+def test_an_exited_component_is_restarted_after_back_off_and_counted(tmp_path):
+    node, logs = Node(), []
+    sup = supervisor(tmp_path, node, logs)
+    sup.tick()
+    assert logs == [] and node.started == []
+
+    node.kill("agent")      # started by `skiff up`: not our child, no exit status
+    sup.tick()
+    assert logs == ["agent (pid 12) exited; restarting in 1.0s (restart 1)"]
+    node.now = 0.9
+    sup.tick()
+    assert node.started == []
+    node.now = 1.0
+    sup.tick()
+    assert node.started == ["agent"] and logs[-1] == "agent restarted (pid 100, restart 1)"
+    assert read_state(sup.config)["agent"] == {"restarts": 1, "last_exit": "exited"}
+
+    node.kill("agent")      # our child now: its status is known; the back-off doubles
+    node.now = 2.0
+    sup.tick()
+    assert logs[-1] == "agent (pid 100) killed by SIGKILL; restarting in 2.0s (restart 2)"
+    node.now = 4.0
+    sup.tick()
+    assert node.started == ["agent", "agent"]
+    assert read_state(sup.config)["agent"] == {"restarts": 2, "last_exit": "killed by SIGKILL"}
+
+    node.now = 4.0 + RESET_AFTER + 1   # up long enough: the back-off starts again from its first step
+    sup.tick()
+    node.kill("agent", returncode=1)
+    sup.tick()
+    assert logs[-1] == "agent (pid 101) exit code 1; restarting in 1.0s (restart 3)"
+    assert read_state(sup.config)["etcd"] == {"restarts": 0, "last_exit": ""}
+
+
+def test_a_component_started_by_someone_else_is_adopted_not_started_twice(tmp_path):
+    node, logs = Node(), []
+    sup = supervisor(tmp_path, node, logs)
+    node.kill("etcd")
+    sup.tick()
+    node.pids["etcd"] = 555           # `skiff up` got there first
+    node.now = 5.0
+    sup.tick()
+    assert node.started == []
+    assert logs[-1] == "etcd is running again (pid 555), started by another skiff up"
+    assert read_state(sup.config)["etcd"]["restarts"] == 1
+
+    node.kill("controlplane")
+    sup.tick()
+    node.fail_with = AlreadyRunning(777)   # lost the race inside the lock: nothing started
+    node.now = 6.0
+    sup.tick()
+    assert node.started == [] and read_state(sup.config)["controlplane"]["restarts"] == 0
+
+
+def test_a_component_that_cannot_be_run_is_tried_again(tmp_path):
+    node, logs = Node(), []
+    sup = supervisor(tmp_path, node, logs)
+    node.kill("etcd")
+    sup.tick()
+    node.fail_with = FileNotFoundError(2, "No such file or directory")
+    node.now = 1.0
+    sup.tick()
+    assert logs[-1] == "cannot start etcd: No such file or directory; trying again in 2.0s"
+    node.fail_with = None
+    node.now = 2.9
+    sup.tick()
+    assert node.started == []
+    node.now = 3.0
+    sup.tick()
+    assert node.started == ["etcd"]
