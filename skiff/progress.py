@@ -71,7 +71,9 @@ class ProgressLine:
         parts = [s["stage"]]
         if s.get("done") is not None:
             count = f"{s['done']}/{s['total']}" if s.get("total") else f"{s['done']}"
-            parts[0] += f" {count}" + (f" {s['unit']}" if s.get("unit") else "")
+            unit = s.get("unit") or ""
+            # "unpacking packages 3/93", not "unpacking packages 3/93 packages"
+            parts[0] += f" {count}" + (f" {unit}" if unit and not s["stage"].endswith(unit) else "")
         if s.get("nbytes") is not None:
             amount = human_bytes(s["nbytes"])
             if s.get("total_bytes"):

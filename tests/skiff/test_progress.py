@@ -22,7 +22,9 @@ def test_rendering():
     clock.now += 23
     line.state = dict(stage="downloading packages", done=12, total=93, unit="packages", nbytes=41_234_567,
                       total_bytes=120_000_000)
-    assert line.render() == "downloading packages 12/93 packages, 41.2 MB of 120.0 MB, 23s"
+    assert line.render() == "downloading packages 12/93, 41.2 MB of 120.0 MB, 23s"
+    line.state = dict(stage="pulling abc", done=0, total=2, unit="layers done")
+    assert line.render() == "pulling abc 0/2 layers done, 23s"
     line.state = dict(stage="loading bb.tar", nbytes=512)
     assert line.render() == "loading bb.tar, 512 B, 23s"
     assert (human_bytes(999), human_bytes(1000), human_bytes(5_300_000_000)) == ("999 B", "1.0 kB", "5.3 GB")
@@ -64,10 +66,10 @@ def test_terminal_gets_one_live_line():
     line.message("warning: slow mirror")
     line.finish("bootstrapped debian:bookworm")
     assert out.getvalue() == (
-        "\rextracting packages 1/3 packages, 0s\x1b[K"
-        "\rextracting packages 3/3 packages, 0s\x1b[K"
+        "\rextracting packages 1/3, 0s\x1b[K"
+        "\rextracting packages 3/3, 0s\x1b[K"
         "\r\x1b[Kwarning: slow mirror\n"
-        "\rextracting packages 3/3 packages, 0s\x1b[K"
+        "\rextracting packages 3/3, 0s\x1b[K"
         "\r\x1b[K"
         "bootstrapped debian:bookworm\n")
 
