@@ -243,10 +243,13 @@ class Informer:
         try:
             while True:
                 try:
-                    event_type, obj, revision = await asyncio.wait_for(anext(stream), self.resync_seconds)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                    # cancel (stop()) that arrives together with an event.
+                    async with asyncio.timeout(self.resync_seconds):
+                        event_type, obj, revision = await anext(stream)
                 except StopAsyncIteration:
                     return
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise _Silent() from None
                 self.metrics.last_event.labels(self.kind).set(time.time())
                 if revision:
