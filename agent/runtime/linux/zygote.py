@@ -203,7 +203,7 @@ class Zygote:
         async with self._lock:
             if self.closed:
                 raise ZygoteError("detached from the zygote (closed)")
-            if self._broken:
+            if self._broken or self._gone():
                 self._replace()
             fdlist = [fds[n] for n in names]
             try:
@@ -276,13 +276,19 @@ class Zygote:
         self.last_error = ""
 
     def _gone(self) -> bool:
-        """Whether the zygote has hung up (or died) while no request is in flight."""
+        """Whether the zygote has hung up (or died); between requests. A reply
+        waiting here belongs to a request whose caller was cancelled: dropped,
+        or the next request would read it as its own."""
         if self._sock.fileno() < 0:
             return True
-        events = select.poll()
-        events.register(self._sock.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
-        # Between requests it never sends anything: readable means EOF.
-        return bool(events.poll(0))
+        try:
+            while self._sock.recv(_MAX_REPLY, socket.MSG_DONTWAIT):
+                pass
+            return True   # EOF (our protocol has no empty messages)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     async def ensure_alive(self) -> str | None:
         """Replace the zygote now if it has died (rather than at the next

@@ -75,3 +75,21 @@ def test_a_dead_zygote_is_replaced_at_the_health_check_and_unhealthy_until_then(
         return st, log
     st, log = asyncio.run(body())
     assert (st.exit_code, log) == (0, "after\n")
+
+
+def test_a_reply_whose_caller_was_cancelled_is_not_taken_for_the_next_one(runtime):
+    rt = runtime.rt
+
+    async def body():
+        sb = runtime.sandbox_config()
+        await rt.create_sandbox(sb)
+        abandoned = asyncio.ensure_future(rt.zygote.request({"op": "hello"}, {}))
+        await asyncio.sleep(0)   # sent; now waiting for the reply
+        abandoned.cancel()
+        await asyncio.sleep(0.2)   # the reply arrives with nobody waiting
+        assert await rt.check_health() is None   # not mistaken for a hang-up
+        pid = rt.zygote.pid
+        st, log, _ = await runtime.run(("echo", "mine"), sandbox=sb)
+        return pid, st, log
+    pid, st, log = asyncio.run(body())
+    assert (st.exit_code, log) == (0, "mine\n") and rt.zygote.pid == pid
