@@ -263,3 +263,20 @@ class _Proxy:
         for task in self._tasks:
             task.cancel()
         self._server.close()
+
+
+def test_a_quiet_watch_lives_on_through_progress_requests(etcd, etcd_prefix):
+    # Silence is not a stall: etcd answers the progress request and the watch goes on.
+    async def main():
+        store = Store(endpoint=etcd, root=etcd_prefix, timeout=2, watch_progress_interval=0.2)
+        try:
+            stream = store.watch(POD, after_revision=await store.revision())
+            first = asyncio.ensure_future(anext(stream))
+            await asyncio.sleep(1.5)   # several progress rounds
+            assert not first.done()
+            await store.create(pod("late"))
+            assert (await asyncio.wait_for(first, 10)).obj.metadata.name == "late"
+            await stream.aclose()
+        finally:
+            await store.close()
+    asyncio.run(main())
