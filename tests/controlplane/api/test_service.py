@@ -195,7 +195,7 @@ def test_get_missing_and_unknown_kind(controlplane):
         with pytest.raises(NotFound, match='Pod "nope" in namespace "default" not found'):
             await c.get("Pod", "nope")
         with pytest.raises(ApiError, match="unknown kind"):
-            await c.get("Deployment", "x")
+            await c.get("StatefulSet", "x")
     run(controlplane, body)
 
 

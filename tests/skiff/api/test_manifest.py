@@ -89,11 +89,11 @@ def test_invalid_yaml_spoils_only_its_document(tmp_path):
 
 
 def test_unknown_kind(tmp_path):
-    path = write(tmp_path, GOOD + "---\napiVersion: v1\nkind: Deployment\nmetadata: {name: d}\n")
+    path = write(tmp_path, GOOD + "---\napiVersion: v1\nkind: StatefulSet\nmetadata: {name: d}\n")
     docs = manifest.load([path])
     assert docs[0].ok
     assert_names(only_error(docs, 1), source=path, document=2, documents=2, path="kind", line=11,
-                 words=("Deployment", "Pod"))
+                 words=("StatefulSet", "Pod"))
 
 
 def test_unknown_api_version(tmp_path):
