@@ -97,10 +97,13 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
 
 
 async def run(config: Config, *, stop: asyncio.Event) -> None:
+    from controlplane.controllers.deployment import DeploymentController
     from controlplane.controllers.nodeipam import NodeIpamController
     from controlplane.controllers.namespace import NamespaceController
     from controlplane.controllers.nodelifecycle import NodeLifecycleController
     from controlplane.controllers.podgc import PodGcController
+    from controlplane.controllers.replicaset import ReplicaSetController
+    from controlplane.events import EventRecorder
     from controlplane.leader import LeaderElector, default_identity
     from controlplane.scheduler.scheduler import Scheduler
     from skiff.controller import ControllerMetrics, SharedInformerFactory
@@ -128,6 +131,10 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
             NodeLifecycleController(client=client, factory=factory, grace_seconds=config.node_monitor_grace_seconds),
             PodGcController(client=client, factory=factory, quarantine_seconds=config.node_monitor_grace_seconds),
             NamespaceController(client=client, factory=factory),
+            ReplicaSetController(client=client, factory=factory,
+                                 recorder=EventRecorder(client=client, component="replicaset-controller")),
+            DeploymentController(client=client, factory=factory,
+                                 recorder=EventRecorder(client=client, component="deployment-controller")),
         ]
 
     async def lead() -> None:

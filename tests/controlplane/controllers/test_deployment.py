@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from controlplane.controllers.deployment import DeploymentController
 from controlplane.controllers.replicaset import ReplicaSetController
 from controlplane.testing import FakeApiClient, eventually, running
@@ -280,3 +282,26 @@ def test_history_beyond_the_limit_is_deleted_and_scaling_resizes(kubelet_class):
         finally:
             ready.cancel()
     run(body)
+
+
+@pytest.mark.etcd
+def test_the_control_plane_runs_the_workload_controllers(controlplane):
+    """Over the real API and etcd: the docs' Deployment gets its ReplicaSet and
+    pods (unscheduled here: no nodes), with events on the way."""
+    from skiff.client import ApiClient
+
+    async def body():
+        async with ApiClient(controlplane) as c:
+            (doc,) = manifest.load([str(DOCS / "controllers/nginx-deployment.yaml")])
+            await c.apply(doc.obj)
+
+            async def pods():
+                items, _ = await c.list("Pod", "default", label_selector="app=nginx")
+                return items if len(items) == 3 else None
+            items = await eventually(pods, timeout=30, what="3 pods")
+            (rs,) = (await c.list("ReplicaSet", "default"))[0]
+            assert all(p.metadata.owner_references[0].uid == rs.metadata.uid for p in items)
+            events, _ = await c.list("Event", "default")
+            reasons = {(e.involved_object.kind, e.reason) for e in events}
+            assert ("Deployment", "ScalingReplicaSet") in reasons and ("ReplicaSet", "SuccessfulCreate") in reasons
+    asyncio.run(body())
