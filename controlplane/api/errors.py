@@ -19,7 +19,7 @@ class Invalid(Exception):
     """The object (or request) breaks a rule; `field_path` names the field
     ("spec.containers[0].image"). The service answers INVALID_ARGUMENT."""
 
-    def __init__(self, message: str, *, field_path: str = "") -> None:
+    def __init__(self, message: str, field_path: str = "") -> None:
         super().__init__(message)
         self.message, self.field_path = message, field_path
 
