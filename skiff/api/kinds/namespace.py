@@ -21,6 +21,7 @@ from skiff.api.validation import FieldError, dns1123_label_error
 FINALIZER = "kubernetes"            # the namespace controller's: "everything in it is deleted"
 NAME_LABEL = "kubernetes.io/metadata.name"
 ACTIVE, TERMINATING = "Active", "Terminating"
+UNDELETABLE = ("default", "kube-system", "kube-public")   # as Kubernetes' NamespaceLifecycle
 
 
 class NamespaceStrategy(Strategy):
@@ -55,6 +56,11 @@ class NamespaceStrategy(Strategy):
         new = meta.copy(new)
         new.spec.finalizers[:] = old.spec.finalizers
         return super().prepare_apply(old, new)
+
+    def delete_refused(self, obj: Message) -> str | None:
+        if obj.metadata.name in UNDELETABLE:
+            return f'namespaces "{obj.metadata.name}" is forbidden: this namespace may not be deleted'
+        return None
 
     def on_delete(self, obj: Message, grace_seconds: int | None) -> Message | None:
         if not obj.spec.finalizers:

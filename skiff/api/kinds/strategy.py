@@ -161,6 +161,10 @@ class Strategy:
 
     # ------------------------------------------------------------ delete
 
+    def delete_refused(self, obj: Message) -> str | None:
+        """Why this object may never be deleted (the API answers Forbidden), or None."""
+        return None
+
     def on_delete(self, obj: Message, grace_seconds: int | None) -> Message | None:
         """None: remove the object now (once no finalizer holds it). Otherwise
         the object to keep instead (marked for a graceful deletion); returning

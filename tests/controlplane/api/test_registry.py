@@ -143,3 +143,13 @@ def test_generation_moves_with_the_spec_and_status_endpoint_keeps_the_rest():
         with pytest.raises(Invalid, match="ConfigMap has no status"):
             await r.update_status(configmap("c"))
     run(body)
+
+
+def test_the_initial_namespaces_other_than_skiff_system_may_not_be_deleted():
+    async def body(r: Registry):
+        for name in ("default", "kube-system", "kube-public"):
+            with pytest.raises(Forbidden, match=f'^namespaces "{name}" is forbidden: this namespace may not be '
+                                                f'deleted$'):
+                await r.delete(NS, "", name)
+            assert (await r.get(NS, "", name)).status.phase == "Active"
+    run(body)
