@@ -100,3 +100,31 @@ def rolled_back_template(rs: apps_pb2.ReplicaSet) -> apps_pb2.PodTemplateSpec:
     """The template a rollback writes into the Deployment: the ReplicaSet's,
     without the hash label the controller added."""
     return template_without_hash(rs.spec.template)
+
+
+def status_message(deployment: apps_pb2.Deployment) -> tuple[str, bool]:
+    """What `rollout status` says about the Deployment now, and whether the
+    rollout is done (kubectl's DeploymentStatusViewer). Raises RolloutError
+    once the Deployment's progress deadline is exceeded."""
+    d, s = deployment, deployment.status
+    name = d.metadata.name
+    if d.metadata.generation > s.observed_generation:
+        return "Waiting for deployment spec update to be observed...", False
+    for cond in s.conditions:
+        if cond.type == "Progressing" and cond.reason == "ProgressDeadlineExceeded":
+            raise RolloutError(f'deployment "{name}" exceeded its progress deadline')
+    replicas = d.spec.replicas
+    if s.updated_replicas < replicas:
+        return (f'Waiting for deployment "{name}" rollout to finish: {s.updated_replicas} out of {replicas} '
+                f"new replicas have been updated..."), False
+    if s.replicas > s.updated_replicas:
+        return (f'Waiting for deployment "{name}" rollout to finish: {s.replicas - s.updated_replicas} old '
+                f"replicas are pending termination..."), False
+    if s.available_replicas < s.updated_replicas:
+        return (f'Waiting for deployment "{name}" rollout to finish: {s.available_replicas} of '
+                f"{s.updated_replicas} updated replicas are available..."), False
+    return f'deployment "{name}" successfully rolled out', True
+
+
+class RolloutError(RuntimeError):
+    """The rollout failed (kubectl's wording)."""

@@ -58,3 +58,32 @@ def test_undo_goes_to_the_previous_revision_or_the_one_asked_for():
 def test_owned_by_reads_the_controller_reference():
     d = _deployment()
     assert [rs.metadata.name for rs in rollout.owned_by(d, [_rs("a", 1, "v"), _rs("b", 1, "v", owner="other")])] == ["a"]
+
+
+def _status(generation=1, observed=1, replicas=3, updated=3, total=3, available=3, reason="NewReplicaSetAvailable"):
+    d = _deployment()
+    d.metadata.generation = generation
+    d.spec.replicas = replicas
+    s = d.status
+    s.observed_generation, s.updated_replicas, s.replicas, s.available_replicas = observed, updated, total, available
+    s.conditions.add(type="Progressing", status="True", reason=reason)
+    return d
+
+
+@pytest.mark.parametrize("kw, text, done", [
+    ({"generation": 2}, "Waiting for deployment spec update to be observed...", False),
+    ({"updated": 1}, 'Waiting for deployment "web" rollout to finish: 1 out of 3 new replicas have been updated...',
+     False),
+    ({"total": 4}, 'Waiting for deployment "web" rollout to finish: 1 old replicas are pending termination...',
+     False),
+    ({"available": 2}, 'Waiting for deployment "web" rollout to finish: 2 of 3 updated replicas are available...',
+     False),
+    ({}, 'deployment "web" successfully rolled out', True),
+])
+def test_rollout_status_messages_are_kubectls(kw, text, done):
+    assert rollout.status_message(_status(**kw)) == (text, done)
+
+
+def test_rollout_status_fails_past_the_deadline():
+    with pytest.raises(rollout.RolloutError, match='deployment "web" exceeded its progress deadline'):
+        rollout.status_message(_status(updated=1, reason="ProgressDeadlineExceeded"))

@@ -1,0 +1,77 @@
+"""`skiff create deployment NAME --image IMAGE [--replicas N] [--port P]`, as kubectl.
+
+The Deployment kubectl makes: labels, selector and template labels `app=NAME`,
+one container per --image named after the image (`busybox:1.36` -> busybox).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+
+from proto.skiff.v1 import apps_pb2
+from skiff.cli._common import CliError, add_namespace_flags, call_api, namespace_of
+from skiff.cli._objects import object_label
+from skiff.client import AlreadyExists, ApiClient
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("create", help="create an object from the command line",
+                              description="Create an object from the command line.")
+    what = p.add_subparsers(dest="what", metavar="KIND", required=True)
+    d = what.add_parser(
+        "deployment", aliases=["deploy"], help="create a deployment",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Create a deployment with the given name.",
+        epilog="examples:\n  skiff create deployment web --image busybox --replicas 3 -- sleep 3600")
+    d.add_argument("name", metavar="NAME")
+    d.add_argument("--image", action="append", required=True, metavar="IMAGE",
+                   help="a container's image (repeat for several containers)")
+    d.add_argument("--replicas", type=int, default=1, metavar="N", help="number of replicas (default 1)")
+    d.add_argument("--port", type=int, default=0, metavar="PORT", help="the port the container exposes")
+    add_namespace_flags(d)
+    d.set_defaults(func=run_deployment, takes_command=True)
+
+
+def container_name(image: str) -> str:
+    """kubectl's: the image's last path part without tag or digest, made a DNS label."""
+    base = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+    return re.sub(r"[^a-z0-9-]", "-", base.lower()).strip("-")[:63] or "container"
+
+
+def build(name: str, images: list[str], *, replicas: int, port: int, command: list[str]) -> apps_pb2.Deployment:
+    d = apps_pb2.Deployment(api_version="apps/v1", kind="Deployment")
+    d.metadata.name = name
+    d.metadata.labels["app"] = name
+    d.spec.replicas = replicas
+    d.spec.selector.match_labels["app"] = name
+    d.spec.template.metadata.labels["app"] = name
+    used: set[str] = set()
+    for image in images:
+        cname = container_name(image)
+        while cname in used:  # two of one image: busybox, busybox-1 ...
+            cname = f"{container_name(image)}-{len(used)}"
+        used.add(cname)
+        c = d.spec.template.spec.containers.add(name=cname, image=image)
+        if port:
+            c.ports.add(container_port=port)
+        if command and len(images) == 1:
+            c.command.extend(command)
+    return d
+
+
+def run_deployment(args: argparse.Namespace) -> int:
+    if args.replicas < 0:
+        raise CliError("--replicas must be greater than or equal to 0")
+    if args.trailing and len(args.image) > 1:
+        raise CliError("cannot specify multiple --image options and command")
+    d = build(args.name, args.image, replicas=args.replicas, port=args.port, command=args.trailing)
+    d.metadata.namespace = namespace_of(args)
+
+    async def body(client: ApiClient) -> int:
+        try:
+            created = await client.create(d)
+        except AlreadyExists:
+            raise CliError(f'deployments.apps "{args.name}" already exists') from None
+        print(f"{object_label(created)} created")
+        return 0
+    return call_api(args, body)
