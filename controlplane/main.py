@@ -98,6 +98,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
 
 async def run(config: Config, *, stop: asyncio.Event) -> None:
     from controlplane.controllers.deployment import DeploymentController
+    from controlplane.controllers.garbagecollector import GarbageCollector
     from controlplane.controllers.nodeipam import NodeIpamController
     from controlplane.controllers.namespace import NamespaceController
     from controlplane.controllers.nodelifecycle import NodeLifecycleController
@@ -131,6 +132,7 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
             NodeLifecycleController(client=client, factory=factory, grace_seconds=config.node_monitor_grace_seconds),
             PodGcController(client=client, factory=factory, quarantine_seconds=config.node_monitor_grace_seconds),
             NamespaceController(client=client, factory=factory),
+            GarbageCollector(client=client, factory=factory),   # an informer for every kind
             ReplicaSetController(client=client, factory=factory,
                                  recorder=EventRecorder(client=client, component="replicaset-controller")),
             DeploymentController(client=client, factory=factory,
