@@ -13,13 +13,15 @@ from skiff.client import ApiClient, ApiError, Gone, Invalid, NotFound
 pytestmark = pytest.mark.etcd
 
 
-def pod(name: str, *, annotation_bytes: int = 0) -> types_pb2.Pod:
+def pod(name: str, *, annotation_bytes: int = 0, env_bytes: int = 0) -> types_pb2.Pod:
     p = types_pb2.Pod(api_version="v1", kind="Pod")
     p.metadata.name = name
     p.spec.containers.add(name="c", image="busybox")
     p.spec.scheduler_name = "skiff-test-scheduler"   # the control plane's scheduler leaves it alone
     if annotation_bytes:
         p.metadata.annotations["big"] = "x" * annotation_bytes
+    if env_bytes:   # big and valid: annotations are held to 256 KiB, an env value is not
+        p.spec.containers[0].env.add(name="BIG", value="x" * env_bytes)
     return p
 
 
@@ -91,7 +93,7 @@ def test_watches_keep_delivering_after_big_objects_and_a_failed_watch_is_counted
     async def body(c: ApiClient):
         _, before = await c.list("Pod")
         for i in range(4):   # just under the store's limit: 5.6 MB for a watcher catching up
-            await c.create(pod(f"big{i}", annotation_bytes=1_400_000))
+            await c.create(pod(f"big{i}", env_bytes=1_400_000))
         nodes = c.watch("Node", resource_version=(await c.list("Node"))[1])
         next_node = asyncio.ensure_future(anext(nodes))
         caught_up = []
