@@ -154,3 +154,16 @@ def test_watches_deliver_after_a_pod_of_10000_containers_and_one_of_100000_env_e
                 break
         assert seen == ["wide", "env", "small"]
     run(controlplane, body)
+
+
+@pytest.mark.parametrize("value", ["1e999999", "1e9999999"])
+def test_a_huge_quantity_is_refused_by_the_server_at_once(controlplane, value):
+    # Once ~25 s of CPU on the event loop (the leader lease lost again and again), or decimal.Overflow.
+    async def body(c: ApiClient):
+        bad = pod("greedy")
+        bad.spec.containers[0].resources.limits["memory"] = value
+        with pytest.raises(Invalid) as info:
+            await asyncio.wait_for(c.apply(bad), 10)
+        assert info.value.field_path == "spec.containers[0].resources.limits.memory"
+        assert "too large, the limit is 9223372036854775807" in str(info.value)
+    run(controlplane, body)
