@@ -218,11 +218,41 @@ def _supervise(cluster: Cluster) -> None:
         cluster.stop(everything=True)
 
 
+async def _delete_pod_controllers(client: ApiClient) -> None:
+    """Delete what would make the pods again (each pod's controller, and its
+    controller's: a ReplicaSet and its Deployment), so deleted pods stay deleted."""
+    seen: set[tuple[str, str, str]] = set()
+    frontier, _ = await client.list("Pod", "")
+    while frontier:
+        owners = []
+        for obj in frontier:
+            ref = next((r for r in obj.metadata.owner_references if r.controller), None)
+            key = (ref.kind, obj.metadata.namespace, ref.name) if ref is not None else None
+            if key is None or key in seen:
+                continue
+            seen.add(key)
+            try:
+                owners.append(await client.get(ref.kind, ref.name, obj.metadata.namespace))
+            except (NotFound, ApiError):
+                continue
+        frontier = owners
+    if seen:
+        print(f"deleting {len(seen)} pod controller(s) ...", end=" ", flush=True)
+    for kind, namespace, name in seen:
+        try:
+            await client.delete(kind, name, namespace, grace_period_seconds=0)
+        except (NotFound, ApiError):
+            pass
+    if seen:
+        print("ok", flush=True)
+
+
 def _delete_all_pods(config: ClusterConfig, *, timeout: float, grace_period: int | None = None) -> None:
     """Delete every pod through the API and wait until the agent has confirmed
     each (its containers stopped, mounts, cgroups and addresses freed)."""
     async def delete_all() -> None:
         async with ApiClient(config.api_address) as client:
+            await _delete_pod_controllers(client)
             pods, _ = await client.list("Pod", "")
             if not pods:
                 return
