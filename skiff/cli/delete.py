@@ -1,6 +1,13 @@
 """`skiff delete pod|node NAME` and `skiff delete -f FILE`: delete objects and,
 like kubectl, wait until they are gone.
 
+`--cascade` is kubectl's: what happens to the object's dependents (objects
+whose metadata.ownerReferences name it), done by the control plane's garbage
+collector. background (default): the object goes now, its dependents after;
+foreground: it stays (deletionTimestamp) until its blocking dependents are
+gone; orphan: the dependents stay, without the reference to it. The wait
+covers that: it returns once the object itself is gone.
+
 A pod bound to a node is first only marked for deletion; its agent stops the
 containers (SIGTERM, then SIGKILL after the grace period) and then removes it.
 Waiting watches from the revision of a list that still held the object, so
@@ -40,13 +47,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="delete every object of RESOURCE in the namespace")
     p.add_argument("-l", "--selector", default="", metavar="SELECTOR", help="delete the objects with these labels")
     p.add_argument("--ignore-not-found", action="store_true", help="a missing object is not an error")
-    p.add_argument("--wait", dest="wait", action="store_true", default=True,
-                   help="wait until the objects are gone (default)")
+    p.add_argument("--wait", dest="wait", nargs="?", const=True, default=True, type=_boolean,
+                   metavar="true|false", help="wait until the objects are gone (default: true, as kubectl)")
     p.add_argument("--no-wait", dest="wait", action="store_false", help="return once deletion is requested")
+    p.add_argument("--cascade", nargs="?", const="background", default="background",
+                   metavar="background|foreground|orphan",
+                   help="what happens to the object's dependents: deleted after it (background, the default), "
+                        "before it (foreground), or kept without the reference to it (orphan)")
     p.add_argument("--timeout", type=parse_duration, metavar="DURATION",
                    help="give up waiting after this long (e.g. 60s, 5m; default: wait forever)")
     p.set_defaults(func=run)
     intermixed(p)
+
+
+def _boolean(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"invalid boolean value {value!r}: true or false")
+    return value.lower() == "true"
 
 
 def _targets(args: argparse.Namespace) -> tuple[list[tuple[kinds.Kind, str, str]], bool]:
@@ -79,8 +96,32 @@ async def _matching(client: ApiClient, args: argparse.Namespace) -> list[tuple[k
     return out
 
 
+# kubectl's --cascade values, and its legacy booleans (with its warnings).
+PROPAGATION = {"background": "Background", "foreground": "Foreground", "orphan": "Orphan"}
+_LEGACY_CASCADE = {"true": "background", "false": "orphan"}
+
+
+def propagation_policy(cascade: str) -> str:
+    """The API's propagation policy for a --cascade value (kubectl's rules)."""
+    value = cascade.lower()
+    if value in _LEGACY_CASCADE:
+        print(f"warning: --cascade={value} is deprecated (boolean value) and can be replaced with "
+              f"--cascade={_LEGACY_CASCADE[value]}.", file=sys.stderr)
+        value = _LEGACY_CASCADE[value]
+    if value not in PROPAGATION:
+        raise CliError(f'invalid cascade value ({cascade}). Must be "background", "foreground", or "orphan".')
+    return PROPAGATION[value]
+
+
+def deleted_line(kind: kinds.Kind, name: str) -> str:
+    """kubectl's line: `pod "web" deleted`, `deployment.apps "web" deleted` (kind.group)."""
+    group = kind.api_version.rpartition("/")[0]
+    return f'{kind.name.lower()}{"." + group if group else ""} "{name}" deleted'
+
+
 def run(args: argparse.Namespace) -> int:
     targets, failed = _targets(args)
+    policy = propagation_policy(args.cascade)
     by_query = not args.filename and (args.all_objects or args.selector)
     grace = 1 if args.now else args.grace_period
     if grace is not None and grace < 0:
@@ -97,23 +138,23 @@ def run(args: argparse.Namespace) -> int:
             if not targets:
                 where = "" if args.all_namespaces else f" in {namespace_of(args)} namespace"
                 print(f"No resources found{where}.", file=sys.stderr)
-        pending: list[tuple[kinds.Kind, str, str]] = []
+        pending: list[tuple[kinds.Kind, str, str, str]] = []
         for kind, namespace, name in targets:
-            label = f"{kind.name.lower()}/{name}"
             try:
-                await client.delete(kind.name, name, scope(kind, namespace), grace)
+                last = await client.delete(kind.name, name, scope(kind, namespace), grace,
+                                           propagation_policy=policy)
             except NotFound:
                 if not args.ignore_not_found:
                     print(not_found(kind, name), file=sys.stderr)
                     failed = True
                 continue
-            print(f"{label} deleted", flush=True)
-            pending.append((kind, namespace, name))
+            print(deleted_line(kind, name), flush=True)
+            pending.append((kind, namespace, name, last.metadata.uid))
         if args.wait:
-            for kind, namespace, name in pending:
+            for kind, namespace, name, uid in pending:
                 try:
                     await asyncio.wait_for(wait_gone(client, kind=kind, namespace=scope(kind, namespace),
-                                                     name=name), timeout=args.timeout)
+                                                     name=name, uid=uid), timeout=args.timeout)
                 except asyncio.TimeoutError:
                     raise CliError(f"timed out waiting for {kind.name.lower()}/{name} to be deleted") from None
         return 1 if failed else 0
@@ -123,11 +164,15 @@ def run(args: argparse.Namespace) -> int:
     return call_api(args, delete_all)
 
 
-async def wait_gone(client: ApiClient, *, kind: kinds.Kind, namespace: str, name: str) -> None:
-    """Return once `name` no longer exists."""
+async def wait_gone(client: ApiClient, *, kind: kinds.Kind, namespace: str, name: str, uid: str = "") -> None:
+    """Return once `name` (the object of this uid, if given) no longer exists:
+    an object of the same name made anew, say by its controller, is another one."""
+    def same(obj: object) -> bool:
+        return obj is not None and obj.metadata.name == name and (not uid or obj.metadata.uid == uid)
+
     objs, revision = await client.list(kind.name, namespace)
-    if not any(o.metadata.name == name for o in objs):
+    if not any(same(o) for o in objs):
         return
     async for event_type, obj, _rv in client.watch(kind.name, namespace, resource_version=revision):
-        if event_type == "DELETED" and obj is not None and obj.metadata.name == name:
+        if obj is not None and obj.metadata.name == name and (event_type == "DELETED" or not same(obj)):
             return

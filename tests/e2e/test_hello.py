@@ -69,7 +69,7 @@ def test_hello_pod_end_to_end(private_cluster):
 
     uid = pod["metadata"]["uid"]
     deleted = c.skiff("delete", "pod", "hello", "--timeout", "60s")
-    assert (deleted.returncode, deleted.stdout) == (0, "pod/hello deleted\n"), deleted.stderr
+    assert (deleted.returncode, deleted.stdout) == (0, 'pod "hello" deleted\n'), deleted.stderr
     assert leftovers(uid) == []
 
     pids = c.pids()

@@ -4,7 +4,7 @@ chains, two owners, cycles, and the owner checked by uid through the API.
 Owners are ConfigMaps, dependents Secrets and ConfigMaps (kinds every cluster
 serves). What is asserted is what a user would see through the API: which
 objects exist, with which ownerReferences and deletionTimestamp. The CLI on a
-real control plane: tests/controlplane/controllers/test_garbagecollector_etcd.py."""
+real control plane: tests/skiff/cli/test_cascade.py."""
 from __future__ import annotations
 
 import asyncio

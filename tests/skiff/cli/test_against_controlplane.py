@@ -116,11 +116,11 @@ def test_delete_waits_until_gone_and_delete_by_file(skiff, controlplane, tmp_pat
     (tmp_path / "pods.yaml").write_text(POD.format(name="a", app="x") + "---\n" + POD.format(name="b", app="x"))
     skiff("apply", "-f", "pods.yaml", server=controlplane)
     result = skiff("delete", "pod", "a", server=controlplane)
-    assert (result.returncode, result.stdout) == (0, "pod/a deleted\n")
+    assert (result.returncode, result.stdout) == (0, 'pod "a" deleted\n')
     assert names(skiff("get", "pods", "-o", "json", server=controlplane)) == ["b"]
 
     by_file = skiff("delete", "-f", "pods.yaml", "--ignore-not-found", server=controlplane)
-    assert by_file.returncode == 0 and by_file.stdout == "pod/b deleted\n"
+    assert by_file.returncode == 0 and by_file.stdout == 'pod "b" deleted\n'
     assert names(skiff("get", "pods", "-o", "json", server=controlplane)) == []
 
     gone = skiff("delete", "pod", "a", server=controlplane)
@@ -202,10 +202,10 @@ def test_delete_all_and_by_selector(skiff, controlplane, tmp_path):
                                                      for n, a in (("a", "web"), ("b", "web"), ("c", "db"))))
     assert skiff("apply", "-f", "pods.yaml", server=controlplane).returncode == 0
     by_label = skiff("delete", "pods", "-l", "app=web", server=controlplane)
-    assert (by_label.returncode, sorted(by_label.stdout.splitlines())) == (0, ["pod/a deleted", "pod/b deleted"])
+    assert (by_label.returncode, sorted(by_label.stdout.splitlines())) == (0, ['pod "a" deleted', 'pod "b" deleted'])
     assert names(skiff("get", "pods", "-o", "json", server=controlplane)) == ["c"]
     everything = skiff("delete", "pods", "--all", server=controlplane)
-    assert (everything.returncode, everything.stdout) == (0, "pod/c deleted\n")
+    assert (everything.returncode, everything.stdout) == (0, 'pod "c" deleted\n')
     nothing = skiff("delete", "pods", "--all", server=controlplane)
     assert (nothing.returncode, nothing.stdout) == (0, "")
     assert nothing.stderr == "No resources found in default namespace.\n"
@@ -235,4 +235,4 @@ def test_cluster_scoped_nodes(skiff, controlplane, tmp_path):
     assert text.splitlines()[0].split() == ["Name:", "skiff-test-node-a"]
     assert "Roles:" in text and "worker" in text and "Non-terminated Pods:  (0 in total)" in text
     deleted = skiff("delete", "node", "skiff-test-node-a", server=controlplane)
-    assert (deleted.returncode, deleted.stdout) == (0, "node/skiff-test-node-a deleted\n"), deleted.stderr
+    assert (deleted.returncode, deleted.stdout) == (0, 'node "skiff-test-node-a" deleted\n'), deleted.stderr

@@ -95,7 +95,7 @@ def test_objects_in_a_missing_namespace_are_refused_and_a_deleted_namespace_take
     (tmp_path / "objects.yaml").write_text(OBJECTS)
     assert skiff("apply", "-f", "objects.yaml", server=controlplane).returncode == 0
     deleted = skiff("delete", "namespace", "dev", "--timeout", "60s", server=controlplane)
-    assert (deleted.returncode, deleted.stdout) == (0, "namespace/dev deleted\n"), deleted.stderr
+    assert (deleted.returncode, deleted.stdout) == (0, 'namespace "dev" deleted\n'), deleted.stderr
     assert "dev" not in skiff("get", "ns", "-o", "name", server=controlplane).stdout
     gone = skiff("get", "secrets", "-n", "dev", server=controlplane)
     assert gone.stdout == "" and "No resources found in dev namespace." in gone.stderr
@@ -112,6 +112,6 @@ def test_all_namespaces_for_describe_and_delete(skiff, controlplane, tmp_path):
     assert refused.returncode == 1 and "-A/--all-namespaces goes with --all or -l" in refused.stderr
     deleted = skiff("delete", "cm", "--all", "-A", server=controlplane)
     assert (deleted.returncode, sorted(deleted.stdout.splitlines())) == (
-        0, ["configmap/plain deleted", "configmap/settings deleted"]), deleted.stderr
+        0, ['configmap "plain" deleted', 'configmap "settings" deleted']), deleted.stderr
     none = skiff("get", "cm", "-A", server=controlplane)
     assert none.stdout == "" and "No resources found" in none.stderr

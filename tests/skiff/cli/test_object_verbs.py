@@ -216,8 +216,8 @@ def test_delete_by_type_slash_name_and_selector(sk, controlplane, tmp_path):
     (tmp_path / "p.yaml").write_text(pod("a", labels="app: x") + "---\n" + pod("b", labels="app: y")
                                      + "---\n" + pod("c", labels="app: y"))
     sk("apply", "-f", "p.yaml", server=controlplane)
-    assert sk("delete", "pod/a", server=controlplane).stdout == "pod/a deleted\n"
-    assert sk("delete", "pods", "-l", "app=y", server=controlplane).stdout == "pod/b deleted\npod/c deleted\n"
+    assert sk("delete", "pod/a", server=controlplane).stdout == 'pod "a" deleted\n'
+    assert sk("delete", "pods", "-l", "app=y", server=controlplane).stdout == 'pod "b" deleted\npod "c" deleted\n'
     assert sk("get", "pods", "-o", "name", server=controlplane).stdout == ""
 
 
