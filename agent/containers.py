@@ -29,6 +29,7 @@ from pathlib import Path
 from agent.images.types import Image
 from agent.runtime.interface import ContainerConfig, Mount, Resources, SandboxConfig, SecurityConfig
 from proto.skiff.v1 import types_pb2
+from skiff.api.capabilities import ALL_CAPS, canonical as _cap
 from skiff.api.quantity import QuantityError, cpu_millis, memory_bytes
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -37,13 +38,6 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_CAPS = frozenset(f"CAP_{c}" for c in (
     "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP",
     "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"))
-ALL_CAPS = frozenset(f"CAP_{c}" for c in (
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
-    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
-    "CHECKPOINT_RESTORE"))
 
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
 
@@ -232,11 +226,6 @@ def security_config(pod: types_pb2.Pod, container: types_pb2.Container, image: I
         read_only_rootfs=csc.read_only_root_filesystem if csc.HasField("read_only_root_filesystem") else False,
         no_new_privileges=not (privileged or allow_escalation),
         capabilities=caps, seccomp="Unconfined" if privileged else seccomp)
-
-
-def _cap(name: str) -> str:
-    name = name.upper()
-    return name if name.startswith("CAP_") else f"CAP_{name}"
 
 
 def stop_signal_of(image: Image) -> int:

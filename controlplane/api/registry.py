@@ -32,6 +32,7 @@ from skiff.api import kinds, meta
 from skiff.api.kinds.strategy import DEFAULT_NAMESPACE
 from skiff.api.selectors import FieldSelector, LabelSelector, SelectorError, parse_field_selector, \
     parse_label_selector
+from skiff.api.validation import MAX_DURATION_SECONDS
 
 PROPAGATION_POLICIES = ("", "Background", "Foreground", "Orphan")
 # What a propagation policy leaves on the object for the garbage collector.
@@ -124,6 +125,9 @@ class Registry:
         if propagation_policy not in PROPAGATION_POLICIES:
             raise Invalid(f"unsupported propagation policy {propagation_policy!r}: supported values: "
                           f"Background, Foreground, Orphan", field_path="propagationPolicy")
+        if grace_period_seconds is not None and grace_period_seconds > MAX_DURATION_SECONDS:
+            raise Invalid(f"Invalid value: {grace_period_seconds}: must be at most {MAX_DURATION_SECONDS} "
+                          f"seconds", field_path="gracePeriodSeconds")
         ns = self._namespace(kind, namespace)
         for _ in range(_ATTEMPTS):
             existing = await self.store.get(kind, ns, name)

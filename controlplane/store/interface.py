@@ -23,6 +23,8 @@ from typing import AsyncIterator, Callable, Protocol
 
 from google.protobuf.message import Message
 
+from skiff.api.validation import REQUEST_LIMIT_BYTES, object_size_error  # noqa: F401  (re-exported for the stores)
+
 
 class StoreError(Exception):
     """Base of the store's errors."""
@@ -60,40 +62,14 @@ class InvalidRevision(StoreError):
     """A revision that cannot exist (negative)."""
 
 
-REQUEST_LIMIT_BYTES = 1536 * 1024
-"""etcd's default --max-request-bytes (1.5 MiB): no write may exceed it, and
-Kubernetes refuses an object that would not fit."""
-_TXN_OVERHEAD_BYTES = 4096   # the key (twice: guard and put), the guard, the lease, framing
-
-
 def check_size(obj: Message, what: str, *, request_limit: int = REQUEST_LIMIT_BYTES) -> None:
     """Raise TooLarge if `obj` would not fit in one store write; the message
     names the limit and the largest part of the object, so a user sees which
-    field to shrink (not gRPC's "received message larger than max")."""
-    size = obj.ByteSize()
-    limit = request_limit - _TXN_OVERHEAD_BYTES
-    if size <= limit:
-        return
-    parts = [(f"{field.name}", value) for field, value in obj.ListFields() if field.name != "metadata"]
-    if obj.HasField("metadata"):
-        parts += [(f"metadata.{field.name}", value) for field, value in obj.metadata.ListFields()]
-    sizes = [(_field_size(value), name) for name, value in parts]
-    largest = f"; the largest part is {max(sizes)[1]} ({max(sizes)[0]} bytes)" if sizes else ""
-    raise TooLarge(f"{what} is too large: {size} bytes serialized, the limit is {limit} bytes "
-                   f"(the store's request limit of {request_limit} bytes, as etcd's --max-request-bytes)"
-                   f"{largest}")
-
-
-def _field_size(value: object) -> int:
-    if isinstance(value, Message):
-        return value.ByteSize()
-    if isinstance(value, (str, bytes)):
-        return len(value)
-    try:  # repeated fields and maps
-        return sum(_field_size(v) for v in value) + sum(  # type: ignore[union-attr]
-            _field_size(v) for v in getattr(value, "values", lambda: ())())
-    except TypeError:
-        return 8
+    field to shrink (not gRPC's "received message larger than max"). The rule
+    is skiff.api.validation's, which the kinds' validation also runs."""
+    error = object_size_error(obj, request_limit=request_limit)
+    if error is not None:
+        raise TooLarge(f"{what} is {error.message}")
 
 
 @dataclass(frozen=True)

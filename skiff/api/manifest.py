@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import difflib
 import re
 import sys
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence, TextIO
 
 import yaml
-from google.protobuf import json_format
+from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
@@ -48,12 +49,14 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _QUANTITY_FIELDS = {
     ("skiff.v1.ResourceRequirements", "limits"), ("skiff.v1.ResourceRequirements", "requests"),
     ("skiff.v1.NodeStatus", "capacity"), ("skiff.v1.NodeStatus", "allocatable"),
-    ("skiff.v1.EmptyDirVolumeSource", "size_limit"),
+    ("skiff.v1.EmptyDirVolumeSource", "size_limit"), ("skiff.v1.PodSpec", "overhead"),
 }
 # Kubernetes' IntOrString fields, strings here: a YAML integer is kept as its text
 # (skiff/api/intstr.py parses both forms).
 _INT_OR_STRING_FIELDS = {
     ("skiff.v1.RollingUpdateDeployment", "max_surge"), ("skiff.v1.RollingUpdateDeployment", "max_unavailable"),
+    ("skiff.v1.HTTPGetAction", "port"), ("skiff.v1.TCPSocketAction", "port"),
+    ("skiff.v1.ResourceFieldSelector", "divisor"), ("skiff.v1.EmptyDirVolumeSource", "size_limit"),
 }
 _TIMESTAMP = "google.protobuf.Timestamp"
 _INT_TYPES = {
@@ -65,6 +68,10 @@ _INT_TYPES = {
 }
 _TAG = "tag:yaml.org,2002:"
 _SEPARATOR = re.compile(r"^---(?:[ \t].*)?$")
+MAX_DEPTH = 100
+"""How deeply a document may nest (the deepest Skiff object is about 10 levels):
+yaml's composer recurses per level, so a deeper one would be a RecursionError."""
+_KNOWN_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq")}
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
@@ -194,7 +201,7 @@ def _parse_document(body: str, *, source: str, index: int, total: int,
         return [Document(source, index, total, first_line, errors=(error,))]
 
     try:
-        root = yaml.compose(body, Loader=yaml.SafeLoader)
+        root = yaml.compose(body, Loader=_BoundedLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = first_line + mark.line if mark else None
@@ -216,6 +223,23 @@ def _parse_document(body: str, *, source: str, index: int, total: int,
         return [_parse_object(item, source=source, index=index, total=total, first_line=first_line,
                               prefix=f"items[{i}]") for i, item in enumerate(items.value)]
     return [_parse_object(root, source=source, index=index, total=total, first_line=first_line, prefix="")]
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader's composer with the nesting bounded (MAX_DEPTH), the error
+    marked where the limit is crossed."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _parse_object(root: yaml.Node, *, source: str, index: int, total: int, first_line: int,
@@ -240,6 +264,9 @@ def _parse_object(root: yaml.Node, *, source: str, index: int, total: int, first
                         prefix=prefix)
 
     kind_node, version_node = top.get("kind"), top.get("apiVersion")
+    if kind_node is not None and not _is_string(kind_node):
+        add(walker.line(kind_node), "kind", f"expected a string such as Pod, got {_describe(kind_node)}")
+        return result(None)
     if not kind_name:
         add(walker.line(kind_node) if kind_node else doc_line, "kind", "required: the kind of object (e.g. Pod)")
         return result(None)
@@ -249,7 +276,9 @@ def _parse_object(root: yaml.Node, *, source: str, index: int, total: int, first
         add(walker.line(kind_node), "kind", str(exc))
         return result(None)
     version = _scalar_text(version_node)
-    if not version:
+    if version_node is not None and not _is_string(version_node):
+        pass  # the walk reports the wrong type, once
+    elif not version:
         add(walker.line(version_node) if version_node else doc_line, "apiVersion",
             f"required: {kind.name} is served as apiVersion {kind.api_version!r}")
     elif version != kind.api_version:
@@ -268,6 +297,10 @@ def _parse_object(root: yaml.Node, *, source: str, index: int, total: int, first
     # image with a misspelt key); its other rules only once the walk is clean.
     required = [(p, m, None) for p, m in _required(kind, data or {})]
     required += [(e.path, e.message, None) for e in kind.strategy.required(obj)]
+    # A field the walk refused (a list for a name) is not also "required".
+    reported = [p for p, _, _ in walker.errors]
+    required = [r for r in required if not any(r[0] == p or r[0].startswith((p + ".", p + "["))
+                                               for p in reported)]
     for path, message, line in walker.errors + required:
         add(line or walker.line_of(path, default=doc_line), path, message)
     if errors:
@@ -341,8 +374,17 @@ class _Walker:
                 out[key.value] = converted
         return out
 
+    def tag_ok(self, node: yaml.Node, path: str) -> bool:
+        """A value with an application tag (`!foo`, `!!binary`, `!!set`) is
+        reported by its tag: Kubernetes' manifests are plain YAML."""
+        if node.tag in _KNOWN_TAGS:
+            return True
+        tag = "!!" + node.tag[len(_TAG):] if node.tag.startswith(_TAG) else node.tag
+        self.error(path, node, f"the YAML tag {tag} is not supported: write the value without it")
+        return False
+
     def field(self, node: yaml.Node, f: FieldDescriptor, path: str) -> Any:
-        if _is_null(node):
+        if _is_null(node) or not self.tag_ok(node, path):
             return None
         if f.message_type is not None and f.message_type.GetOptions().map_entry:
             return self.map(node, f, path)
@@ -388,6 +430,8 @@ class _Walker:
         return out
 
     def quantity(self, node: yaml.Node, path: str) -> str | None:
+        if not self.tag_ok(node, path):
+            return None
         if not isinstance(node, yaml.ScalarNode) or node.tag not in (_TAG + "str", _TAG + "int", _TAG + "float"):
             self.error(path, node, f"expected a quantity such as 500m, 0.5, 128Mi or 1G, got {_describe(node)}")
             return None
@@ -398,13 +442,38 @@ class _Walker:
             return None
         return node.value
 
+    def timestamp(self, node: yaml.Node, path: str) -> str | None:
+        """RFC 3339 text as ParseDict wants it; YAML's own timestamps (a date,
+        a space for the T) are converted, a bad one is reported here with its path."""
+        expected = "expected a timestamp (RFC 3339, e.g. 2024-05-01T12:00:00Z)"
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in (_TAG + "str", _TAG + "timestamp"):
+            self.error(path, node, f"{expected}, got {_describe(node)}")
+            return None
+        text = node.value
+        if node.tag == _TAG + "timestamp":
+            try:
+                value = _construct(node)
+            except (ValueError, OverflowError) as exc:
+                self.error(path, node, f"{expected}: {exc}")
+                return None
+            if not isinstance(value, datetime.datetime):
+                value = datetime.datetime(value.year, value.month, value.day)
+            if value.tzinfo is not None:
+                value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+            text = value.isoformat() + "Z"
+        try:
+            timestamp_pb2.Timestamp().FromJsonString(text)
+        except ValueError as exc:
+            self.error(path, node, f"{expected}, got {_describe(node)}: {exc}")
+            return None
+        return text
+
     def single(self, node: yaml.Node, f: FieldDescriptor, path: str) -> Any:
+        if not self.tag_ok(node, path):
+            return None
         if f.type == FieldDescriptor.TYPE_MESSAGE:
             if f.message_type.full_name == _TIMESTAMP:
-                if isinstance(node, yaml.ScalarNode) and node.tag in (_TAG + "str", _TAG + "timestamp"):
-                    return node.value
-                self.error(path, node, f"expected a timestamp (RFC 3339), got {_describe(node)}")
-                return None
+                return self.timestamp(node, path)
             return self.message(node, f.message_type, path)
         if not isinstance(node, yaml.ScalarNode):
             self.error(path, node, f"expected {_expected(f)}, got {_describe(node)}")
@@ -521,6 +590,10 @@ def _describe(node: yaml.Node) -> str:
 
 def _is_null(node: yaml.Node | None) -> bool:
     return node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "null")
+
+
+def _is_string(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "str"
 
 
 def _scalar_text(node: yaml.Node | None) -> str:

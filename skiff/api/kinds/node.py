@@ -7,6 +7,7 @@ pods bound to it with their summed requests and limits.
 """
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 
 from google.protobuf.message import Message
@@ -15,7 +16,7 @@ from proto.skiff.v1 import types_pb2
 from skiff.api import describing, humanize, meta
 from skiff.api.kinds.strategy import DescribeContext, FieldGetter, Kind, Strategy, getter
 from skiff.api.quantity import QuantityError, cpu_millis, format_bytes, format_millis, memory_bytes, parse_quantity
-from skiff.api.validation import FieldError
+from skiff.api.validation import FieldError, invalid_value
 
 
 class NodeStrategy(Strategy):
@@ -27,6 +28,21 @@ class NodeStrategy(Strategy):
                     parse_quantity(value)
                 except QuantityError as exc:
                     errors.append(FieldError(f"status.{section}.{name}", str(exc)))
+        cidrs = [("spec.podCIDR", obj.spec.pod_cidr)] if obj.spec.pod_cidr else []
+        cidrs += [(f"spec.podCIDRs[{i}]", c) for i, c in enumerate(obj.spec.pod_cidrs)]
+        for path, cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError:
+                errors.append(FieldError(path, invalid_value(cidr, "must be a valid CIDR (e.g. 10.244.1.0/24)")))
+        for i, address in enumerate(obj.status.addresses):
+            if address.type in ("InternalIP", "ExternalIP") and not _is_ip(address.address):
+                errors.append(FieldError(f"status.addresses[{i}].address",
+                                         invalid_value(address.address, "must be a valid IP address")))
+        port = obj.status.daemon_endpoints.kubelet_endpoint.port
+        if not 0 <= port <= 65535:
+            errors.append(FieldError("status.daemonEndpoints.kubeletEndpoint.Port",
+                                     f"Invalid value: {port}: must be between 0 and 65535, inclusive"))
         return errors
 
     def prepare_update(self, old: Message, new: Message) -> Message:
@@ -59,6 +75,14 @@ class NodeStrategy(Strategy):
 
     def describe(self, obj: Message, ctx: DescribeContext) -> str:
         return describe_node(obj, ctx)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
 
 
 KIND = Kind("Node", "v1", "nodes", "node", types_pb2.Node, False, ("node", "no"), strategy=NodeStrategy())

@@ -10,6 +10,7 @@ printPod: a waiting or terminated container's reason wins over the phase.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from datetime import datetime
@@ -18,10 +19,11 @@ from typing import Any
 from google.protobuf.message import Message
 
 from proto.skiff.v1 import types_pb2
-from skiff.api import describing, humanize, meta
+from skiff.api import capabilities, describing, humanize, imageref, meta
 from skiff.api.kinds.strategy import DescribeContext, FieldGetter, Kind, Strategy, getter
 from skiff.api.quantity import QuantityError, cpu_millis, memory_bytes, parse_quantity
-from skiff.api.validation import FieldError, dns1123_label_error
+from skiff.api.validation import (MAX_DURATION_SECONDS, FieldError, dns1123_label_error, dns1123_subdomain_error, invalid_value,
+                                  label_value_error, qualified_name_error, quoted)
 
 DEFAULT_GRACE_SECONDS = 30
 DEFAULT_SCHEDULER = "default-scheduler"
@@ -29,6 +31,10 @@ RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice",
+                   "BlockDevice")
+SECCOMP_TYPES = ("RuntimeDefault", "Unconfined", "Localhost")
+MAX_ID = 2**31 - 1   # Kubernetes' user and group ids: 0 to MaxInt32
 
 
 class PodStrategy(Strategy):
@@ -192,6 +198,17 @@ def _validate_container(c: types_pb2.Container, path: str, volumes: set[str]) ->
         errors.append(FieldError(f"{path}.name", problem))
     if not c.image.strip():
         errors.append(FieldError(f"{path}.image", "required"))
+    else:
+        try:
+            imageref.parse_reference(c.image)
+        except imageref.InvalidReference as exc:
+            detail = str(exc).rsplit("': ", 1)[-1] if "': " in str(exc) else "invalid reference format"
+            errors.append(FieldError(f"{path}.image", invalid_value(
+                c.image, f"not an image reference ([registry/]name[:tag][@sha256:digest]): {detail}")))
+    for name, values in (("command", c.command), ("args", c.args)):
+        errors += [FieldError(f"{path}.{name}[{i}]", _NUL) for i, v in enumerate(values) if "\0" in v]
+    if "\0" in c.working_dir:
+        errors.append(FieldError(f"{path}.workingDir", _NUL))
     if c.image_pull_policy and c.image_pull_policy not in PULL_POLICIES:
         errors.append(FieldError(f"{path}.imagePullPolicy",
                                  f"unsupported value {c.image_pull_policy!r}: supported values: "
@@ -204,6 +221,8 @@ def _validate_container(c: types_pb2.Container, path: str, volumes: set[str]) ->
                                      f"{port.container_port}: must be between 1 and 65535, inclusive"))
         if port.host_port and not 1 <= port.host_port <= 65535:
             errors.append(FieldError(f"{where}.hostPort", f"{port.host_port}: must be between 1 and 65535, inclusive"))
+        if port.host_ip and not _is_ip(port.host_ip):
+            errors.append(FieldError(f"{where}.hostIP", invalid_value(port.host_ip, "must be a valid IP address")))
         if port.protocol and port.protocol not in PROTOCOLS:
             errors.append(FieldError(f"{where}.protocol",
                                      f"unsupported value {port.protocol!r}: supported values: {', '.join(PROTOCOLS)}"))
@@ -217,6 +236,8 @@ def _validate_container(c: types_pb2.Container, path: str, volumes: set[str]) ->
                                      f"{env.name!r}: a valid environment variable name must consist of "
                                      f"alphabetic characters, digits, '_', '-', or '.', and must not start with a digit"
                                      if env.name else "required"))
+        if "\0" in env.value:
+            errors.append(FieldError(f"{path}.env[{i}].value", _NUL))
     errors += _validate_resources(c.resources, f"{path}.resources")
     mount_paths: set[str] = set()
     for i, mount in enumerate(c.volume_mounts):
@@ -229,12 +250,79 @@ def _validate_container(c: types_pb2.Container, path: str, volumes: set[str]) ->
             errors.append(FieldError(f"{where}.mountPath", "required"))
         elif not mount.mount_path.startswith("/"):
             errors.append(FieldError(f"{where}.mountPath", f"{mount.mount_path!r}: must be an absolute path"))
+        elif problem := _path_problem(mount.mount_path):
+            errors.append(FieldError(f"{where}.mountPath", invalid_value(mount.mount_path, problem)))
         elif mount.mount_path in mount_paths:
             errors.append(FieldError(f"{where}.mountPath", f"{mount.mount_path!r}: must be unique"))
         mount_paths.add(mount.mount_path)
-        if mount.sub_path and (mount.sub_path.startswith("/") or ".." in mount.sub_path.split("/")):
+        if mount.sub_path and (mount.sub_path.startswith("/") or _path_problem(mount.sub_path)):
             errors.append(FieldError(f"{where}.subPath", f"{mount.sub_path!r}: must be a relative path without '..'"))
+    if c.HasField("security_context"):
+        errors += _validate_security_context(c.security_context, f"{path}.securityContext")
     return errors
+
+
+_NUL = "must not contain a NUL byte"
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _path_problem(path: str) -> str | None:
+    if "\0" in path:
+        return _NUL
+    if ".." in path.split("/"):
+        return "must not contain '..'"
+    return None
+
+
+def _id_errors(value: int, path: str) -> list[FieldError]:
+    if not 0 <= value <= MAX_ID:
+        return [FieldError(path, f"Invalid value: {value}: must be between 0 and {MAX_ID}, inclusive")]
+    return []
+
+
+def _seccomp_errors(sc: Message, path: str) -> list[FieldError]:
+    if not sc.HasField("seccomp_profile"):
+        return []
+    kind = sc.seccomp_profile.type
+    if kind not in SECCOMP_TYPES:
+        return [FieldError(f"{path}.seccompProfile.type", f"Unsupported value: {quoted(kind)}: "
+                                                          f"supported values: {', '.join(SECCOMP_TYPES)}")]
+    if kind == "Localhost":   # Kubernetes needs localhostProfile, a field Skiff does not have
+        return [FieldError(f"{path}.seccompProfile.localhostProfile",
+                           "Required value: must be set when seccomp type is Localhost (Skiff supports "
+                           "RuntimeDefault and Unconfined only)")]
+    return []
+
+
+def _validate_security_context(sc: types_pb2.SecurityContext, path: str) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for field, name in (("run_as_user", "runAsUser"), ("run_as_group", "runAsGroup")):
+        if sc.HasField(field):
+            errors += _id_errors(getattr(sc, field), f"{path}.{name}")
+    for name in ("add", "drop"):
+        for i, cap in enumerate(getattr(sc.capabilities, name)):
+            if not capabilities.is_known(cap):
+                errors.append(FieldError(f"{path}.capabilities.{name}[{i}]",
+                                         invalid_value(cap, "not a Linux capability (e.g. NET_ADMIN or "
+                                                            "CAP_NET_ADMIN, or ALL)")))
+    return errors + _seccomp_errors(sc, path)
+
+
+def _validate_pod_security_context(sc: types_pb2.PodSecurityContext, path: str) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for field, name in (("run_as_user", "runAsUser"), ("run_as_group", "runAsGroup"), ("fs_group", "fsGroup")):
+        if sc.HasField(field):
+            errors += _id_errors(getattr(sc, field), f"{path}.{name}")
+    for i, gid in enumerate(sc.supplemental_groups):
+        errors += _id_errors(gid, f"{path}.supplementalGroups[{i}]")
+    return errors + _seccomp_errors(sc, path)
 
 
 def validate_pod_spec(spec: types_pb2.PodSpec, path: str) -> list[FieldError]:
@@ -250,8 +338,15 @@ def validate_pod_spec(spec: types_pb2.PodSpec, path: str) -> list[FieldError]:
         sources = [s for s in ("empty_dir", "host_path") if volume.HasField(s)]
         if len(sources) > 1:
             errors.append(FieldError(where, "may not specify more than 1 volume type"))
-        if volume.HasField("host_path") and not volume.host_path.path.startswith("/"):
-            errors.append(FieldError(f"{where}.hostPath.path", "must be an absolute path"))
+        if volume.HasField("host_path"):
+            if not volume.host_path.path.startswith("/"):
+                errors.append(FieldError(f"{where}.hostPath.path", "must be an absolute path"))
+            elif problem := _path_problem(volume.host_path.path):
+                errors.append(FieldError(f"{where}.hostPath.path", invalid_value(volume.host_path.path, problem)))
+            if volume.host_path.type not in HOST_PATH_TYPES:
+                errors.append(FieldError(f"{where}.hostPath.type",
+                                         f"Unsupported value: {quoted(volume.host_path.type)}: "
+                                         f"supported values: {', '.join(t for t in HOST_PATH_TYPES if t)}"))
         if volume.HasField("empty_dir"):
             if volume.empty_dir.medium not in ("", "Memory"):
                 errors.append(FieldError(f"{where}.emptyDir.medium",
@@ -275,8 +370,22 @@ def validate_pod_spec(spec: types_pb2.PodSpec, path: str) -> list[FieldError]:
         errors.append(FieldError(f"{path}.restartPolicy",
                                  f"unsupported value {spec.restart_policy!r}: supported values: "
                                  f"{', '.join(RESTART_POLICIES)}"))
-    if spec.HasField("termination_grace_period_seconds") and spec.termination_grace_period_seconds < 0:
-        errors.append(FieldError(f"{path}.terminationGracePeriodSeconds", "must be greater than or equal to 0"))
+    if spec.HasField("termination_grace_period_seconds"):
+        grace = spec.termination_grace_period_seconds
+        if grace < 0:
+            errors.append(FieldError(f"{path}.terminationGracePeriodSeconds", "must be greater than or equal to 0"))
+        elif grace > MAX_DURATION_SECONDS:
+            errors.append(FieldError(f"{path}.terminationGracePeriodSeconds",
+                                     f"Invalid value: {grace}: must be at most {MAX_DURATION_SECONDS} seconds"))
+    if spec.node_name and (problem := dns1123_subdomain_error(spec.node_name)):
+        errors.append(FieldError(f"{path}.nodeName", problem))
+    for key, value in spec.node_selector.items():
+        if problem := qualified_name_error(key):
+            errors.append(FieldError(f"{path}.nodeSelector", invalid_value(key, problem)))
+        elif problem := label_value_error(value):
+            errors.append(FieldError(f"{path}.nodeSelector.{key}", invalid_value(value, problem)))
+    if spec.HasField("security_context"):
+        errors += _validate_pod_security_context(spec.security_context, f"{path}.securityContext")
     if spec.hostname and (problem := dns1123_label_error(spec.hostname)):
         errors.append(FieldError(f"{path}.hostname", problem))
     return errors
