@@ -26,6 +26,7 @@ from typing import Any, Callable
 from google.protobuf.message import Message
 
 from skiff.api import describing, humanize, meta
+from skiff.api.owners import finalizer_errors, owner_reference_errors
 from skiff.api.validation import FieldError, object_size_error, validate_metadata
 
 DEFAULT_NAMESPACE = "default"
@@ -100,7 +101,8 @@ class Strategy:
     def validate(self, obj: Message) -> list[FieldError]:
         """Every problem in `obj` (empty when valid); the whole object must fit a store write."""
         size = object_size_error(obj)
-        return validate_metadata(obj) + ([size] if size else [])
+        return (validate_metadata(obj) + owner_reference_errors(obj, namespaced=self.kind.namespaced)
+                + finalizer_errors(obj) + ([size] if size else []))
 
     def required(self, obj: Message) -> list[FieldError]:
         """The structural must-haves (a subset of validate), which the manifest
