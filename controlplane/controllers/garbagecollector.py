@@ -57,13 +57,13 @@ from typing import Callable, Hashable, Iterator
 from google.protobuf.message import Message
 
 from skiff.api import kinds, meta
+from skiff.api.owners import FOREGROUND_DELETION as FOREGROUND
+from skiff.api.owners import ORPHAN
 from skiff.client import ApiClient, Conflict, NotFound
 from skiff.controller import Controller, EventHandler, Informer, SharedInformerFactory
 
 log = logging.getLogger(__name__)
 
-ORPHAN = "orphan"
-FOREGROUND = "foregroundDeletion"
 GcKey = tuple[str, str, str]   # (kind, namespace, name)
 _ATTEMPTS = 5                  # read-modify-write rounds before a Conflict goes to the back-off
 

@@ -169,3 +169,18 @@ def test_bad_cascade_values_and_owner_references_are_refused(cli):
     assert bad.returncode != 0
     assert 'invalid cascade value (sideways). Must be "background", "foreground", or "orphan".' in bad.stderr
     assert cli.names("configmaps") == ["configmap/owner"]
+    missing_uid = cli("apply", "-f", "-", input=manifest("Secret", "dep", ("ConfigMap", "owner", "")))
+    assert missing_uid.returncode != 0
+    assert "metadata.ownerReferences[0].uid: uid must not be empty" in missing_uid.stderr
+    assert cli.names("secrets") == []
+
+
+def test_deleting_a_deployment_takes_its_replicaset_and_pods(cli):
+    created = cli("create", "deployment", "web", "--image=busybox", "--replicas=2")
+    assert created.returncode == 0, created.stderr
+    cli.until(lambda: len(cli.names("pods")) == 2, "the deployment's pods created")
+    assert len(cli.names("replicasets")) == 1
+    deleted = cli("delete", "deployment", "web")
+    assert (deleted.returncode, deleted.stdout) == (0, 'deployment.apps "web" deleted\n'), deleted.stderr
+    cli.until(lambda: cli.names("replicasets") == [] and cli.names("pods") == [],
+              "the replicaset and its pods collected")
