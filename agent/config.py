@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cgroup-parent", default=AgentConfig.cgroup_parent)
     p.add_argument("--pids-limit", type=int, default=AgentConfig.pids_limit, help="per-pod pids limit")
     p.add_argument("--log-level", default=AgentConfig.log_level)
+    p.add_argument("--check-config", action="store_true",
+                   help="check the flags and exit: 0 when good, 2 naming the flag at fault (skiff up asks first)")
     p.add_argument("--runtime", default=AgentConfig.runtime, choices=RUNTIMES,
                    help="container runtime: linux (real) or fake (in memory, for tests)")
     p.add_argument("--no-network", action="store_true", help="no pod networking (pods get no IP)")

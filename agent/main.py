@@ -33,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"skiff-agent: {exc}", file=sys.stderr)
         return 2
+    if "--check-config" in (sys.argv[1:] if argv is None else argv):
+        return 0   # `skiff up` asks this before it starts etcd and the control plane
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     zygote = _spawn_zygote(config)

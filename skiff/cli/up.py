@@ -132,6 +132,7 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
              "controlplane": [("API", config.api_port),
                               ("control plane metrics", config.controlplane_metrics_port)],
              "agent": [("agent", config.agent_port), ("agent metrics", config.agent_metrics_port)]}
+    _check_flags(config, ports, [c for c in wanted if c.name not in running])
     for component in wanted:
         if component.name not in running:
             for what, port in ports[component.name]:
@@ -175,6 +176,22 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
     except BaseException:
         cluster.stop()
         raise
+
+
+def _check_flags(config: ClusterConfig, ports: dict[str, list[tuple[str, int]]], starting: list[Component]) -> None:
+    """Every flag checked before anything starts (a bad agent flag once failed only after
+    etcd and the control plane were up): ports here, the agent's own flags by the agent
+    itself (--check-config), so its rules stay in one place."""
+    for what, port in (p for c in starting for p in ports[c.name]):
+        if not 1 <= port <= 65535:
+            raise CliError(f"the {what} port {port}: must be between 1 and 65535")
+    for component in starting:
+        if component.name == "agent":
+            check = subprocess.run([*component.argv, "--check-config"], capture_output=True, text=True,
+                                   env=component_env(), timeout=60)
+            if check.returncode != 0:
+                raise CliError(check.stderr.strip().removeprefix("skiff-agent: ") or
+                               f"the agent refused its flags (exit {check.returncode})")
 
 
 def _ensure_busybox(config: ClusterConfig) -> None:

@@ -1,0 +1,30 @@
+"""`skiff up` checks every flag before it starts anything (issue 15, item 8):
+a flag the agent would refuse once failed only after etcd and the control
+plane were up."""
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--node-name", "Not_A_Node"], "--node-name: 'Not_A_Node' is not a lowercase DNS name"),
+    (["--node-name", "n1", "--bridge", "skiff-far-too-long"], "--bridge: 'skiff-far-too-long'"),
+    (["--node-name", "n1", "--cgroup-parent", "a/b"], "--cgroup-parent"),
+    (["--node-name", "n1", "--api-port", "70000"], "the API port 70000: must be between 1 and 65535"),
+])
+def test_a_bad_flag_is_refused_before_anything_starts(tmp_path, flags, words):
+    ports = [str(free_port()) for _ in range(6)]
+    port_flags = [f for pair in zip(("--etcd-port", "--etcd-peer-port", "--api-port", "--controlplane-metrics-port",
+                                     "--agent-port", "--agent-metrics-port"), ports) for f in pair]
+    result = subprocess.run(
+        [sys.executable, "-m", "skiff.cli.main", "up", "--data-dir", str(tmp_path / "data"),
+         "--run-dir", str(tmp_path / "run"), *port_flags, *flags],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result
+    assert words in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert "starting" not in result.stdout
+    assert not (tmp_path / "data" / "etcd").exists()
+    assert not list((tmp_path / "data").glob("run/*.pid"))
