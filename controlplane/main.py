@@ -123,6 +123,9 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
              config.etcd, config.etcd_prefix)
     client = ApiClient(f"{config.listen.rpartition(':')[0]}:{port}")
     factory = SharedInformerFactory(client, metrics=ControllerMetrics(metrics.registry))
+    store.observe = metrics.observe_etcd
+    _serve_monitoring(metrics_server, factory=factory, client=client, etcd=config.etcd,
+                      metrics_address=f"{host}:{metrics_server.port}")
     components = []
     if config.run_controllers:
         components = [
@@ -142,9 +145,11 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     async def lead() -> None:
         # All or nothing: if one component dies, the others stop and the error surfaces.
         # The informers run while leading (a follower keeps no caches) and start again with it.
+        metrics.leader.labels("skiff-controlplane").set(1)
         try:
             await asyncio.gather(*(c.run() for c in components))
         finally:
+            metrics.leader.labels("skiff-controlplane").set(0)
             await factory.stop()
 
     if not components:
@@ -171,6 +176,32 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
         await api.stop()
         await metrics_server.stop()
         await store.close()
+
+
+def _serve_monitoring(server: MetricsServer, *, factory, client: ApiClient, etcd: str,
+                      metrics_address: str) -> None:
+    """kube-state metrics and the http_sd lists on the /metrics server, from
+    the shared informers (filled while this replica leads)."""
+    from controlplane.discovery import Discovery
+    from controlplane.events import EventRecorder
+    from controlplane.kubestate import KubeStateMetrics
+
+    loop = asyncio.get_running_loop()
+    recorder = EventRecorder(client=client, component="skiff-discovery")
+    pending: set[asyncio.Task] = set()
+
+    def warn(pod, message: str) -> None:   # called on the HTTP thread
+        def record() -> None:
+            task = loop.create_task(recorder.record(pod, type_="Warning", reason="FailedDiscovery",
+                                                    message=message))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        loop.call_soon_threadsafe(record)
+
+    kube_state = KubeStateMetrics(factory)
+    discovery = Discovery(nodes=factory.informer("Node"), pods=factory.informer("Pod"),
+                          metrics_address=metrics_address, etcd_address=etcd, warn=warn)
+    server.routes.update({"/metrics/kube-state-metrics": kube_state.render, **discovery.routes()})
 
 
 def main(argv: list[str] | None = None) -> int:

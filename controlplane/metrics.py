@@ -1,6 +1,15 @@
 """The control plane's Prometheus metrics: definitions only, on a registry of
 their own (so tests and several control planes in one process never collide),
-and the HTTP server that exposes them at /metrics."""
+and the HTTP server that exposes them at /metrics (and, when given, the
+Prometheus http_sd target lists at /sd/..., controlplane/discovery.py).
+
+Names are Kubernetes' where Kubernetes has the series (architecture.md,
+decision 19): `apiserver_request_total{verb,resource,subresource,code}` with
+verbs and HTTP codes as kube-apiserver reports them (a gRPC method maps to
+its REST verb, a status code to its HTTP code), `scheduler_*` as
+kube-scheduler's, `etcd_request_duration_seconds{operation,type}`,
+`leader_election_master_status{name}`. `skiff_*` is left for what has no
+counterpart (a watch that ended in an error)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,9 +17,28 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import threading
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from typing import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+# gRPC method -> (Kubernetes verb, subresource). Apply is server-side apply (APPLY),
+# UpdateStatus a PUT on the status subresource, Bind a POST on pods/binding.
+VERBS = {
+    "Apply": ("APPLY", ""), "Create": ("POST", ""), "Update": ("PUT", ""), "UpdateStatus": ("PUT", "status"),
+    "Delete": ("DELETE", ""), "Get": ("GET", ""), "List": ("LIST", ""), "Watch": ("WATCH", ""),
+    "Bind": ("POST", "binding"), "Logs": ("CONNECT", "log"), "Exec": ("CONNECT", "exec"),
+    "Stats": ("GET", "proxy"),
+}
+# gRPC status code name -> the HTTP code kube-apiserver answers with.
+HTTP_CODES = {
+    "OK": "200", "CANCELLED": "499", "UNKNOWN": "500", "INVALID_ARGUMENT": "422", "DEADLINE_EXCEEDED": "504",
+    "NOT_FOUND": "404", "ALREADY_EXISTS": "409", "PERMISSION_DENIED": "403", "RESOURCE_EXHAUSTED": "429",
+    "FAILED_PRECONDITION": "400", "ABORTED": "409", "OUT_OF_RANGE": "410", "UNIMPLEMENTED": "501",
+    "INTERNAL": "500", "UNAVAILABLE": "503", "DATA_LOSS": "500", "UNAUTHENTICATED": "401",
+}
 
 
 @dataclass
@@ -20,44 +48,80 @@ class Metrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.api_requests = Counter(
-            "requests", "API requests by gRPC method and status code.",
-            ["method", "code"], namespace="skiff", subsystem="apiserver", registry=r)
+            "apiserver_request", "API requests by verb, resource, subresource and HTTP status code "
+            "(kube-apiserver's series; a gRPC method counts as its REST verb).",
+            ["verb", "resource", "subresource", "code"], registry=r)
         self.api_latency = Histogram(
-            "request_duration_seconds", "API request latency by gRPC method (unary calls).",
-            ["method"], namespace="skiff", subsystem="apiserver", buckets=_LATENCY_BUCKETS, registry=r)
+            "apiserver_request_duration_seconds", "API request latency by verb and resource "
+            "(WATCH and CONNECT are long-running and counted only in apiserver_request_total).",
+            ["verb", "resource", "subresource"], buckets=_LATENCY_BUCKETS, registry=r)
         self.watches = Counter(
-            "watch_events", "Watch events sent, by kind and type.",
-            ["kind", "type"], namespace="skiff", subsystem="apiserver", registry=r)
+            "apiserver_watch_events", "Watch events sent, by kind and type.", ["kind", "type"], registry=r)
         self.watch_failures = Counter(
             "watch_failures", "Watches that ended in an error the client was sent (its informer lists "
             "again), by requested kind and status code; a rising count means watchers keep losing their streams.",
             ["kind", "code"], namespace="skiff", subsystem="apiserver", registry=r)
         self.schedule_attempts = Counter(
-            "schedule_attempts", "Scheduling attempts by result (scheduled, unschedulable, error).",
-            ["result"], namespace="skiff", subsystem="scheduler", registry=r)
+            "scheduler_schedule_attempts", "Scheduling attempts by result (scheduled, unschedulable, error).",
+            ["result", "profile"], registry=r)
         self.scheduling_latency = Histogram(
-            "scheduling_attempt_duration_seconds", "Time of one scheduling attempt (filter, score, bind).",
-            ["result"], namespace="skiff", subsystem="scheduler", buckets=_LATENCY_BUCKETS, registry=r)
+            "scheduler_scheduling_attempt_duration_seconds",
+            "Time of one scheduling attempt (filter, score, bind), by result.",
+            ["result", "profile"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.etcd_latency = Histogram(
+            "etcd_request_duration_seconds", "etcd request latency by operation and object type.",
+            ["operation", "type"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.etcd_errors = Counter(
+            "etcd_request_errors", "etcd requests that failed, by operation and object type.",
+            ["operation", "type"], registry=r)
+        self.leader = Gauge(
+            "leader_election_master_status", "1 while this replica holds the leader lease, else 0.",
+            ["name"], registry=r)
+        self.leader.labels("skiff-controlplane").set(0)
+
+    def count_request(self, method: str, resource: str, code: str, seconds: float | None) -> None:
+        """One API call: `method` the gRPC method, `code` the gRPC status code's name."""
+        verb, subresource = VERBS.get(method, (method.upper(), ""))
+        self.api_requests.labels(verb, resource, subresource, HTTP_CODES.get(code, "500")).inc()
+        if seconds is not None:
+            self.api_latency.labels(verb, resource, subresource).observe(seconds)
+
+    def observe_etcd(self, operation: str, resource: str, seconds: float, *, failed: bool) -> None:
+        self.etcd_latency.labels(operation, resource).observe(seconds)
+        if failed:
+            self.etcd_errors.labels(operation, resource).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-class MetricsServer:
-    """/metrics over HTTP on its own thread (prometheus-client renders synchronously)."""
+Route = Callable[[], "tuple[str, bytes]"]   # () -> (content type, body); runs on the HTTP thread
 
-    def __init__(self, *, metrics: Metrics, host: str, port: int) -> None:
-        outer = metrics
+
+class MetricsServer:
+    """/metrics over HTTP on its own thread (prometheus-client renders
+    synchronously), /healthz, and any further `routes` (kube-state metrics,
+    http_sd lists). A route reads snapshots only: never a lock the API path
+    takes, never etcd."""
+
+    def __init__(self, *, metrics: Metrics, host: str, port: int, routes: dict[str, Route] | None = None) -> None:
+        table: dict[str, Route] = {"/metrics": lambda: (CONTENT_TYPE_LATEST, metrics.render()),
+                                   "/healthz": lambda: ("text/plain", b"ok\n"), **(routes or {})}
+        self.routes = table
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                if self.path.split("?")[0] not in ("/metrics", "/healthz"):
-                    self.send_error(404, "only /metrics and /healthz are served here")
+                route = table.get(self.path.split("?")[0])
+                if route is None:
+                    self.send_error(404, f"served here: {', '.join(sorted(table))}")
                     return
-                body = outer.render() if self.path.startswith("/metrics") else b"ok\n"
+                try:
+                    content_type, body = route()
+                except Exception as exc:  # noqa: BLE001 - a scrape answers 500, the server lives on
+                    self.send_error(500, f"{type(exc).__name__}: {exc}")
+                    return
                 self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE_LATEST if self.path.startswith("/metrics")
-                                 else "text/plain")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -90,9 +90,24 @@ def unary(method: Callable[..., Awaitable[Message]]) -> Callable[..., Awaitable[
             await _abort(context, abort)
             raise  # not reached: abort raises
         finally:
-            self.metrics.api_requests.labels(name, code.name).inc()
-            self.metrics.api_latency.labels(name).observe(time.perf_counter() - started)
+            self.metrics.count_request(name, _resource(request), code.name, time.perf_counter() - started)
     return handler
+
+
+def _resource(request: Any) -> str:
+    """The resource a request is about, for the metrics' `resource` label: a
+    registered kind's plural, never the caller's text."""
+    try:
+        if hasattr(request, "object"):
+            return kinds.kind_of(kinds.unwrap(request.object)).resource
+        name = request.key.kind if hasattr(request, "key") else getattr(request, "kind", "")
+        if isinstance(request, api_pb2.BindRequest):
+            return "pods"
+        if isinstance(request, api_pb2.StatsRequest):
+            return "nodes"
+        return _kind(name).resource if name else ""
+    except Exception:  # noqa: BLE001 - unknown kind, empty envelope: counted without a resource
+        return ""
 
 
 def _object(envelope: api_pb2.Object) -> Message:
@@ -181,7 +196,8 @@ class ApiService(api_pb2_grpc.ApiServicer):
             log.warning("watch of %s ended: %s: %s", kind_name, abort.code.name, abort.message[:500])
             await _abort(context, abort)
         finally:
-            self.metrics.api_requests.labels("Watch", started_code.name).inc()
+            self.metrics.count_request("Watch", "" if kind_name == "unknown" else kind.resource,
+                                       started_code.name, None)
 
     # ------------------------------------------------------------ proxied
 
@@ -206,7 +222,7 @@ class ApiService(api_pb2_grpc.ApiServicer):
             code = abort.code
             await _abort(context, abort)
         finally:
-            self.metrics.api_requests.labels(method, code.name).inc()
+            self.metrics.count_request(method, "pods", code.name, None)
 
     @unary
     async def Stats(self, request: api_pb2.StatsRequest, context: Any) -> api_pb2.NodeStats:

@@ -165,10 +165,10 @@ class Scheduler(Controller):
                 result = "error"
             except ApiError:
                 self._assumed.pop(key, None)
-                self.metrics.schedule_attempts.labels("error").inc()
+                self.metrics.schedule_attempts.labels("error", SCHEDULER_NAME).inc()
                 raise
-        self.metrics.schedule_attempts.labels(result).inc()
-        self.metrics.scheduling_latency.labels(result).observe(time.perf_counter() - started)
+        self.metrics.schedule_attempts.labels(result, SCHEDULER_NAME).inc()
+        self.metrics.scheduling_latency.labels(result, SCHEDULER_NAME).observe(time.perf_counter() - started)
 
     async def _mark_unschedulable(self, pod: types_pb2.Pod, message: str) -> None:
         updated = meta.copy(pod)

@@ -15,6 +15,7 @@ caller lists again (what Kubernetes calls 410 Gone).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -41,6 +42,29 @@ def _prefix_end(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
+def _timed(operation: str):
+    """Time the call into `Store.observe(operation, resource, seconds, failed=)`,
+    if set (the control plane's etcd_request_duration_seconds); failed means
+    etcd could not be reached, not an answer such as NotFound or Conflict."""
+    def decorate(method):
+        @functools.wraps(method)
+        async def timed(self, first, *args, **kwargs):
+            if self.observe is None:
+                return await method(self, first, *args, **kwargs)
+            started = time.perf_counter()
+            failed = False
+            try:
+                return await method(self, first, *args, **kwargs)
+            except Unavailable:
+                failed = True
+                raise
+            finally:
+                kind = first if isinstance(first, kinds.Kind) else kinds.kind_of(first)
+                self.observe(operation, kind.resource, time.perf_counter() - started, failed=failed)
+        return timed
+    return decorate
+
+
 class Store:
     """Typed objects over etcd; see the module docstring for the guarantees."""
 
@@ -56,6 +80,7 @@ class Store:
         self.watch_progress_interval = watch_progress_interval   # a silent watch asks etcd this often
         self._timeout = timeout
         self._event_lease: tuple[int, float] | None = None   # (lease id, when granted)
+        self.observe: Callable[..., None] | None = None   # set by the control plane: request timing
         # etcd bounds what it stores; what it sends back (a watch event carries the
         # object and its previous value) must never be refused by our own client
         # (gRPC's default of 4 MiB did, and the stream died with it): as Kubernetes'
@@ -123,12 +148,14 @@ class Store:
 
     # ------------------------------------------------------------ reads
 
+    @_timed("get")
     async def get(self, kind: kinds.Kind, namespace: str, name: str) -> Message:
         response = await self._range(rpc.RangeRequest(key=self.key(kind, namespace, name)))
         if not response.kvs:
             raise NotFound(_what(kind, namespace, name) + " not found")
         return self._decode(kind, response.kvs[0])
 
+    @_timed("list")
     async def list(self, kind: kinds.Kind, namespace: str = "") -> tuple[list[Message], int]:
         """Every object of `kind` (in `namespace`, or all), and the revision read at."""
         prefix = self.prefix(kind, namespace)
@@ -160,6 +187,7 @@ class Store:
             self._event_lease = (lease.id, now)
         return self._event_lease[0]
 
+    @_timed("create")
     async def create(self, obj: Message) -> Message:
         kind = kinds.kind_of(obj)
         key = self.key(kind, obj.metadata.namespace, obj.metadata.name)
@@ -175,6 +203,7 @@ class Store:
         created.metadata.resource_version = str(response.header.revision)
         return created
 
+    @_timed("update")
     async def update(self, obj: Message) -> Message:
         """Replace the stored object. With metadata.resourceVersion set, only if
         it is still current (else Conflict); without, only if the key exists."""
@@ -203,6 +232,7 @@ class Store:
         updated.metadata.resource_version = str(response.header.revision)
         return updated
 
+    @_timed("delete")
     async def delete(self, kind: kinds.Kind, namespace: str, name: str, *,
                      resource_version: str = "") -> Message:
         """Remove the object (only at `resource_version` if given); returns its last state."""

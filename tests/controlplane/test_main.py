@@ -25,16 +25,21 @@ def test_metrics_count_requests_and_scheduling(controlplane_info):
             await c.get("Pod", "m")
             for _ in range(200):  # the scheduler finds no node: one "unschedulable" attempt
                 text = urllib.request.urlopen(f"http://{controlplane_info.metrics_address}/metrics").read().decode()
-                if 'skiff_scheduler_schedule_attempts_total{result="unschedulable"}' in text:
+                if 'scheduler_schedule_attempts_total{profile="default-scheduler",result="unschedulable"}' in text:
                     return text
                 await asyncio.sleep(0.05)
             return text
     text = asyncio.run(body())
-    assert 'skiff_apiserver_requests_total{code="OK",method="Apply"} 1.0' in text
-    assert 'skiff_apiserver_requests_total{code="OK",method="Get"}' in text
-    assert 'skiff_apiserver_request_duration_seconds_bucket{le="+Inf",method="Apply"} 1.0' in text
-    assert 'skiff_scheduler_schedule_attempts_total{result="unschedulable"}' in text
-    assert "skiff_scheduler_scheduling_attempt_duration_seconds_bucket" in text
+    # Kubernetes' names: REST verbs, plural resources, HTTP codes.
+    assert 'apiserver_request_total{code="200",resource="pods",subresource="",verb="APPLY"} 1.0' in text
+    assert 'apiserver_request_total{code="200",resource="pods",subresource="",verb="GET"}' in text
+    assert ('apiserver_request_duration_seconds_bucket{le="+Inf",resource="pods",subresource="",verb="APPLY"} 1.0'
+            in text)
+    assert 'scheduler_schedule_attempts_total{profile="default-scheduler",result="unschedulable"}' in text
+    assert "scheduler_scheduling_attempt_duration_seconds_bucket" in text
+    assert 'etcd_request_duration_seconds_count{operation="create",type="pods"}' in text
+    assert 'leader_election_master_status{name="skiff-controlplane"} 1.0' in text
+    assert "skiff_apiserver_requests_total" not in text
     # One informer per kind for the whole process (one SharedInformerFactory), however
     # many controllers read pods and nodes; the kit's queues report under their names.
     assert 'skiff_informer_relists_total{kind="Pod",reason="initial"} 1.0' in text

@@ -170,28 +170,29 @@ def test_dashboard_metrics_through_prometheus(private_cluster, prometheus_factor
                                 what="both targets scraped")
     assert {dict(k)["job"] for k in up_values} == {"skiff-controlplane", "skiff-agent"}
 
-    # API requests by method and code: the two Apply calls the test made, and
-    # the Get of a pod that does not exist.
-    prom.eventually('skiff_apiserver_requests_total{method="Apply"}',
-                    lambda v: v == {(("code", "OK"), ("instance", f"127.0.0.1:{c.ports['cpm']}"),
-                                     ("job", "skiff-controlplane"), ("method", "Apply")): 2.0},
-                    what="Apply calls counted with code OK")
-    prom.eventually('skiff_apiserver_requests_total{method="Get",code="NOT_FOUND"}',
-                    lambda v: sum(v.values()) >= 1, what="the Get of a missing pod counted as NOT_FOUND")
+    # API requests by verb, resource and HTTP code (kube-apiserver's names): the
+    # two applies the test made, and the GET of a pod that does not exist.
+    cpm = f"127.0.0.1:{c.ports['cpm']}"
+    prom.eventually('apiserver_request_total{verb="APPLY",resource="pods"}',
+                    lambda v: v == {(("code", "200"), ("instance", cpm), ("job", "skiff-controlplane"),
+                                     ("resource", "pods"), ("subresource", ""), ("verb", "APPLY")): 2.0},
+                    what="APPLY calls counted with code 200")
+    prom.eventually('apiserver_request_total{verb="GET",resource="pods",code="404"}',
+                    lambda v: sum(v.values()) >= 1, what="the GET of a missing pod counted as 404")
     # The latency histogram has buckets, cumulative, ending in +Inf = the count.
-    buckets = prom.eventually('skiff_apiserver_request_duration_seconds_bucket{method="Apply"}',
-                              lambda v: len(v) > 2, what="Apply latency buckets")
+    buckets = prom.eventually('apiserver_request_duration_seconds_bucket{verb="APPLY",resource="pods"}',
+                              lambda v: len(v) > 2, what="APPLY latency buckets")
     by_le = {dict(k)["le"]: n for k, n in buckets.items()}
     assert by_le["+Inf"] == 2.0
     ordered = [n for _le, n in sorted(((float(le), n) for le, n in by_le.items()))]
     assert ordered == sorted(ordered), f"buckets are not cumulative: {by_le}"
     assert prom.values('histogram_quantile(0.99, sum by (le) '
-                       '(skiff_apiserver_request_duration_seconds_bucket{method="Apply"}))')
+                       '(apiserver_request_duration_seconds_bucket{verb="APPLY"}))')
 
     # Scheduling: both pods were placed.
-    prom.eventually('skiff_scheduler_schedule_attempts_total{result="scheduled"}',
+    prom.eventually('scheduler_schedule_attempts_total{result="scheduled"}',
                     lambda v: sum(v.values()) >= 2, what="scheduling attempts counted")
-    prom.eventually("skiff_scheduler_scheduling_attempt_duration_seconds_count",
+    prom.eventually("scheduler_scheduling_attempt_duration_seconds_count",
                     lambda v: sum(v.values()) >= 2, what="scheduling latency observed")
 
     # Pods by phase on the node.
