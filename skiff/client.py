@@ -20,7 +20,7 @@ gRPC status codes come back as exceptions, so callers write
 from __future__ import annotations
 
 import re
-from typing import AsyncIterable, AsyncIterator
+from typing import AsyncIterable, AsyncIterator, Callable
 
 import grpc
 from google.protobuf.message import Message
@@ -30,6 +30,7 @@ from skiff.api import kinds
 
 FIELD_PATH_METADATA = "skiff-field-path"
 ORIGIN_METADATA = "skiff-origin"  # set by the API server on every error it sends
+WARNING_METADATA = "skiff-warning"  # one per warning the server has about a write it accepted
 
 
 class ApiError(Exception):
@@ -142,8 +143,11 @@ class ApiClient:
     closed by `close()`; also usable as `async with ApiClient(addr) as c:`.
     """
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, *, on_warning: Callable[[str], None] | None = None) -> None:
         self.address = address
+        # Called with each warning the server sends about a write (kubectl's
+        # WarningHandler); the CLI prints them to stderr.
+        self.on_warning = on_warning
         self._channel: grpc.aio.Channel | None = None
         self._stub: api_pb2_grpc.ApiStub | None = None
 
@@ -171,7 +175,13 @@ class ApiClient:
 
     async def _call(self, method: str, request: Message, timeout: float | None) -> Message:
         try:
-            return await getattr(self.stub, method)(request, timeout=timeout)
+            call = getattr(self.stub, method)(request, timeout=timeout)
+            response = await call
+            if self.on_warning is not None and method in ("Apply", "Create", "Update"):
+                for key, value in await call.trailing_metadata() or ():
+                    if key == WARNING_METADATA:
+                        self.on_warning(value.decode() if isinstance(value, bytes) else value)
+            return response
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc, address=self.address) from None
 

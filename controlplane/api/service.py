@@ -28,6 +28,7 @@ from skiff.api import kinds
 log = logging.getLogger(__name__)
 FIELD_PATH_METADATA = "skiff-field-path"
 ORIGIN_METADATA = "skiff-origin"
+WARNING_METADATA = "skiff-warning"  # one entry per warning on a successful write
 
 
 _STORE_CODES: dict[type[st.StoreError], grpc.StatusCode] = {
@@ -110,6 +111,15 @@ def _resource(request: Any) -> str:
         return ""
 
 
+def _warn(context: Any, obj: Message) -> None:
+    """The kind's warnings about a written object, as trailing metadata
+    `skiff-warning` (one entry each; Kubernetes sends `Warning` headers)."""
+    warnings = kinds.kind_of(obj).strategy.warnings(obj)
+    if warnings:
+        context.set_trailing_metadata(tuple((WARNING_METADATA, w.encode("ascii", "replace").decode())
+                                            for w in warnings))
+
+
 def _object(envelope: api_pb2.Object) -> Message:
     try:
         return kinds.unwrap(envelope)
@@ -136,15 +146,20 @@ class ApiService(api_pb2_grpc.ApiServicer):
     @unary
     async def Apply(self, request: api_pb2.ApplyRequest, context: Any) -> api_pb2.ApplyResponse:
         obj, result = await self.registry.apply(_object(request.object), dry_run=request.dry_run)
+        _warn(context, obj)
         return api_pb2.ApplyResponse(object=kinds.wrap(obj), result=result)
 
     @unary
     async def Create(self, request: api_pb2.CreateRequest, context: Any) -> api_pb2.Object:
-        return kinds.wrap(await self.registry.create(_object(request.object)))
+        stored = await self.registry.create(_object(request.object))
+        _warn(context, stored)
+        return kinds.wrap(stored)
 
     @unary
     async def Update(self, request: api_pb2.UpdateRequest, context: Any) -> api_pb2.Object:
-        return kinds.wrap(await self.registry.update(_object(request.object)))
+        stored = await self.registry.update(_object(request.object))
+        _warn(context, stored)
+        return kinds.wrap(stored)
 
     @unary
     async def UpdateStatus(self, request: api_pb2.UpdateRequest, context: Any) -> api_pb2.Object:

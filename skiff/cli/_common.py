@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import Awaitable, Callable
 
 from skiff.api import kinds
@@ -27,10 +28,17 @@ def call_api(args: argparse.Namespace, fn: Callable[[ApiClient], Awaitable[int]]
     address = server_address(args)
 
     async def conversation() -> int:
-        async with ApiClient(address) as client:
+        async with ApiClient(address, on_warning=print_warning) as client:
             return await fn(client)
 
     return asyncio.run(conversation())
+
+
+def print_warning(text: str, *, _seen: set[str] = set()) -> None:
+    """A server warning, as kubectl prints one: `Warning: ...` on stderr, each text once per command."""
+    if text not in _seen:
+        _seen.add(text)
+        print(f"Warning: {text}", file=sys.stderr, flush=True)
 
 
 def describe_api_error(exc: ApiError) -> str:

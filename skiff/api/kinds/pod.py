@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from proto.skiff.v1 import types_pb2
 from skiff.api import capabilities, describing, humanize, imageref, meta
+from skiff.api.kinds import pod_features
 from skiff.api.kinds.strategy import DescribeContext, FieldGetter, Kind, Strategy, getter
 from skiff.api.quantity import QuantityError, cpu_millis, memory_bytes, parse_quantity
 from skiff.api.validation import (MAX_DURATION_SECONDS, FieldError, dns1123_label_error, dns1123_subdomain_error, invalid_value,
@@ -48,10 +49,14 @@ class PodStrategy(Strategy):
         for container in list(spec.init_containers) + list(spec.containers):
             for port in container.ports:
                 port.protocol = port.protocol or "TCP"
+        pod_features.set_defaults(spec)
         return obj
 
     def validate(self, obj: Message) -> list[FieldError]:
         return super().validate(obj) + validate_pod_spec(obj.spec, "spec")
+
+    def warnings(self, obj: Message) -> list[str]:
+        return pod_features.unimplemented_warnings(obj.spec, "spec")
 
     def required(self, obj: Message) -> list[FieldError]:
         errors = []
@@ -388,7 +393,7 @@ def validate_pod_spec(spec: types_pb2.PodSpec, path: str) -> list[FieldError]:
         errors += _validate_pod_security_context(spec.security_context, f"{path}.securityContext")
     if spec.hostname and (problem := dns1123_label_error(spec.hostname)):
         errors.append(FieldError(f"{path}.hostname", problem))
-    return errors
+    return errors + pod_features.validate_features(spec, path)
 
 
 # ---------------------------------------------------------------- printing

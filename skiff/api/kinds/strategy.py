@@ -109,6 +109,12 @@ class Strategy:
         reader reports even beside a document's other errors."""
         return []
 
+    def warnings(self, obj: Message) -> list[str]:
+        """What the server accepts but tells the writer (Kubernetes' warning
+        headers; the CLI prints each as `Warning: ...`): fields stored but not
+        implemented, for instance. Never a reason to refuse."""
+        return []
+
     def validate_update(self, old: Message, new: Message) -> list[FieldError]:
         """What `new` (already merged by prepare_update) may not change from `old`."""
         return [FieldError(path, "field is immutable") for path in self.immutable_fields
