@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from controlplane.api.server import ApiServer
 from controlplane.metrics import Metrics, MetricsServer
+from controlplane.rest import RestServer
 from controlplane.store import Store
 from controlplane.store import Unavailable as StoreUnavailable
 from skiff.client import ApiClient
@@ -32,6 +33,7 @@ class Config:
     etcd_prefix: str = "/skiff"
     listen: str = "127.0.0.1:6443"
     metrics_listen: str = "127.0.0.1:10257"
+    rest_listen: str = "127.0.0.1:6444"   # Kubernetes' REST API (loopback HTTP until TLS lands); "" = off
     cluster_cidr: str = "10.244.0.0/16"
     node_cidr_mask_size: int = 24
     node_monitor_grace_seconds: float = 40.0
@@ -45,7 +47,8 @@ class Config:
 def validate_config(config: Config) -> list[str]:
     problems = []
     for flag, value in (("--etcd", config.etcd), ("--listen", config.listen),
-                        ("--metrics-listen", config.metrics_listen)):
+                        ("--metrics-listen", config.metrics_listen),
+                        *((("--rest-listen", config.rest_listen),) if config.rest_listen else ())):
         host, _, port = value.rpartition(":")
         if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             problems.append(f"{flag} {value!r}: expected HOST:PORT")
@@ -71,6 +74,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     p.add_argument("--etcd-prefix", default=Config.etcd_prefix, help="root of Skiff's keys in etcd")
     p.add_argument("--listen", default=Config.listen, help="gRPC API address HOST:PORT")
     p.add_argument("--metrics-listen", default=Config.metrics_listen, help="/metrics address HOST:PORT")
+    p.add_argument("--rest-listen", default=Config.rest_listen,
+                   help="Kubernetes REST API address HOST:PORT for kubectl and client libraries "
+                        "(plain HTTP: keep it on loopback); empty to turn it off")
     p.add_argument("--cluster-cidr", default=Config.cluster_cidr, help="pod network; node pod CIDRs come from it")
     p.add_argument("--node-cidr-mask-size", type=int, default=Config.node_cidr_mask_size)
     p.add_argument("--node-monitor-grace-period", type=float, default=Config.node_monitor_grace_seconds,
@@ -86,6 +92,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     a = p.parse_args(argv)
     config = Config(etcd=a.etcd, etcd_prefix=a.etcd_prefix, listen=a.listen, metrics_listen=a.metrics_listen,
+                    rest_listen=a.rest_listen,
                     cluster_cidr=a.cluster_cidr, node_cidr_mask_size=a.node_cidr_mask_size,
                     node_monitor_grace_seconds=a.node_monitor_grace_period, run_controllers=not a.no_controllers,
                     leader_elect=a.leader_elect == "true", leader_lease_seconds=a.leader_lease_seconds,
@@ -98,6 +105,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
 
 async def run(config: Config, *, stop: asyncio.Event) -> None:
     from controlplane.controllers.deployment import DeploymentController
+    from controlplane.controllers.job import JobController
     from controlplane.controllers.garbagecollector import GarbageCollector
     from controlplane.controllers.nodeipam import NodeIpamController
     from controlplane.controllers.namespace import NamespaceController
@@ -115,12 +123,19 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     host, _, port = config.metrics_listen.rpartition(":")
     metrics_server = MetricsServer(metrics=metrics, host=host.strip("[]"), port=int(port))
     port = await api.start()
+    # The REST front door: the same Registry and agent proxy as the gRPC service.
+    rest = RestServer(registry=api.service.registry, proxy=api.proxy, listen=config.rest_listen) \
+        if config.rest_listen else None
+    if rest is not None:
+        await rest.start()
     # The initial namespaces (default, kube-system, ...): in the background, as etcd may not answer yet.
     bootstrap = asyncio.create_task(retry_async(api.service.registry.bootstrap, retry_on=(StoreUnavailable,),
                                                 backoff=Backoff(initial=0.2, maximum=5.0)), name="namespaces")
     metrics_server.start()
     log.info("serving the API on %s, metrics on %s:%d, etcd %s%s", config.listen, host, metrics_server.port,
              config.etcd, config.etcd_prefix)
+    if rest is not None:
+        log.info("serving Kubernetes' REST API on http://%s (plain HTTP)", config.rest_listen)
     client = ApiClient(f"{config.listen.rpartition(':')[0]}:{port}")
     factory = SharedInformerFactory(client, metrics=ControllerMetrics(metrics.registry))
     store.observe = metrics.observe_etcd
@@ -140,6 +155,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
                                  recorder=EventRecorder(client=client, component="replicaset-controller")),
             DeploymentController(client=client, factory=factory,
                                  recorder=EventRecorder(client=client, component="deployment-controller")),
+            JobController(client=client, factory=factory,
+                          recorder=EventRecorder(client=client, component="job-controller")),
         ]
 
     async def lead() -> None:
@@ -173,6 +190,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
         bootstrap.cancel()
         await asyncio.gather(work, bootstrap, return_exceptions=True)
         await client.close()
+        if rest is not None:
+            await rest.stop()
         await api.stop()
         await metrics_server.stop()
         await store.close()

@@ -154,7 +154,8 @@ def _running_controlplane(*, etcd: str, etcd_prefix: str, workdir: Path, extra_a
     log = workdir / f"controlplane-{api_port}.log"
     args = [sys.executable, "-m", "controlplane.main", "--etcd", etcd, "--etcd-prefix", etcd_prefix,
             "--listen", f"127.0.0.1:{api_port}", "--metrics-listen", f"127.0.0.1:{metrics_port}",
-            "--log-level", "debug", *extra_args]
+            # The REST front door on a port of its own (a test wanting it passes --rest-listen again).
+            "--log-level", "debug", "--rest-listen", "127.0.0.1:0", *extra_args]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -1,0 +1,17 @@
+"""Kubernetes' REST API on the control plane: a translation layer over the
+same Registry the gRPC service calls (controlplane/api/registry.py), so kubectl
+and Kubernetes' client libraries manage Skiff's objects with the same
+validation, admission, compare-and-swap and watch semantics as `skiff`.
+
+    server.py     aiohttp app: routing, every exception -> a Status
+    resources.py  the verbs (get/list/watch/create/update/patch/delete/...) onto Registry
+    podlogs.py    pods/log through the agent proxy; exec/attach/portforward refused clearly
+    codec.py      bodies -> typed objects through the manifest parser; query parameters
+    tables.py     meta.k8s.io Table from the kind's printer columns
+    discovery.py  /api, /apis and the resource lists from the kinds registry
+    openapi.py    OpenAPI v2/v3 from the proto descriptors
+    status.py     metav1.Status and the errors -> reason/code map
+"""
+from controlplane.rest.server import RestServer
+
+__all__ = ["RestServer"]

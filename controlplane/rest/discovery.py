@@ -1,0 +1,127 @@
+"""Discovery: which groups, versions and resources this server speaks.
+
+Everything comes from the kinds registry (skiff/api/kinds): a kind's
+api_version gives its group and version, its resource and aliases the
+resource's names. Discovery is served in the legacy form (/api, /apis,
+/api/v1, /apis/<group>/<version>); a client asking for the aggregated form
+(`as=APIGroupDiscoveryList`) while accepting plain JSON gets the legacy form,
+as Kubernetes' own API server answers when aggregated discovery is off, and
+client-go falls back to it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from skiff.api import kinds
+
+VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+KUBERNETES_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0+skiff", "gitCommit": "",
+                      "gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z", "goVersion": "python",
+                      "compiler": "cpython", "platform": "linux/amd64"}
+
+
+@dataclass(frozen=True)
+class Served:
+    """One kind as the REST paths name it."""
+    kind: kinds.Kind
+    group: str      # "" for the core group
+    version: str
+
+    @property
+    def resource(self) -> str:
+        return self.kind.resource
+
+    @property
+    def qualified(self) -> str:
+        """`pods`, `deployments.apps`: how Kubernetes' messages name a resource."""
+        return f"{self.kind.resource}.{self.group}" if self.group else self.kind.resource
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def scalable(self) -> bool:
+        """A kind with spec.replicas and status.replicas has the scale subresource."""
+        fields = self.kind.message.DESCRIPTOR.fields_by_name
+        return all(part in fields and "replicas" in fields[part].message_type.fields_by_name
+                   for part in ("spec", "status"))
+
+    @property
+    def has_status(self) -> bool:
+        return "status" in self.kind.message.DESCRIPTOR.fields_by_name
+
+
+def served() -> list[Served]:
+    out = []
+    for kind in kinds.all_kinds():
+        group, _, version = kind.api_version.rpartition("/")
+        out.append(Served(kind, group, version))
+    return out
+
+
+def lookup(group: str, version: str, resource: str) -> Served | None:
+    return next((s for s in served() if (s.group, s.version, s.resource) == (group, version, resource)), None)
+
+
+def group_versions() -> dict[str, list[str]]:
+    """group -> its versions ("" is the core group)."""
+    out: dict[str, list[str]] = {}
+    for s in served():
+        versions = out.setdefault(s.group, [])
+        if s.version not in versions:
+            versions.append(s.version)
+    return out
+
+
+def api_versions() -> dict[str, Any]:
+    return {"kind": "APIVersions", "versions": group_versions().get("", ["v1"]),
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]}
+
+
+def _group(name: str, versions: list[str]) -> dict[str, Any]:
+    gvs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+    return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
+
+
+def api_group_list() -> dict[str, Any]:
+    return {"kind": "APIGroupList", "apiVersion": "v1",
+            "groups": [_group(g, vs) for g, vs in sorted(group_versions().items()) if g]}
+
+
+def api_group(name: str) -> dict[str, Any] | None:
+    versions = group_versions().get(name)
+    if not name or versions is None:
+        return None
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group(name, versions)}
+
+
+def resource_list(group: str, version: str) -> dict[str, Any] | None:
+    here = [s for s in served() if (s.group, s.version) == (group, version)]
+    if not here:
+        return None
+    resources: list[dict[str, Any]] = []
+    for s in here:
+        k = s.kind
+        short = [a for a in k.aliases if a not in (k.resource, k.name.lower())]
+        resources.append({"name": k.resource, "singularName": k.name.lower(), "namespaced": k.namespaced,
+                          "kind": k.name, "verbs": VERBS, **({"shortNames": short} if short else {})})
+        if s.has_status:
+            resources.append({"name": f"{k.resource}/status", "singularName": "", "namespaced": k.namespaced,
+                              "kind": k.name, "verbs": ["get", "patch", "update"]})
+        if s.scalable:
+            resources.append({"name": f"{k.resource}/scale", "singularName": "", "namespaced": k.namespaced,
+                              "group": "autoscaling", "version": "v1", "kind": "Scale",
+                              "verbs": ["get", "patch", "update"]})
+    for sub, verbs in LOG_SUBRESOURCES.items():
+        owner = next((s for s in here if s.resource == sub.split("/")[0]), None)
+        if owner is not None:
+            resources.append({"name": sub, "singularName": "", "namespaced": True, "kind": verbs[1],
+                              "verbs": verbs[0]})
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": here[0].group_version,
+            "resources": resources}
+
+
+# Subresources served by a kind-specific handler (the pod's agent): name -> (verbs, kind).
+LOG_SUBRESOURCES = {"pods/log": (["get"], "Pod")}

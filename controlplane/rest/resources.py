@@ -1,0 +1,345 @@
+"""The verbs on a resource, translated onto the Registry.
+
+Each handler reads the request (path target, query, body), calls the same
+Registry the gRPC service calls (so validation, admission, compare-and-swap,
+graceful deletion and watch semantics are the registry's and the kind
+strategies', never redone here), and writes Kubernetes' answer: the object
+as printers.to_dict prints it, a List, a Table, a watch stream or a Status.
+
+    GET    collection  list (?watch=1: watch)      POST  collection  create
+    GET    item        get                         PUT   item        update (409 on a stale resourceVersion)
+    PATCH  item        json / merge / strategic patch, apply-patch (server-side apply, simplified)
+    DELETE item        delete (DeleteOptions)      DELETE collection  deletecollection
+    status, scale      get / update / patch of the subresource
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from aiohttp import web
+from google.protobuf.message import Message
+
+from controlplane import store as st
+from controlplane.api.registry import Registry
+from controlplane.rest import codec, tables
+from controlplane.rest.discovery import Served
+from controlplane.rest.status import ApiError, bad_request, from_exception, status_body
+from skiff.api import merge, meta, printers
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+_ATTEMPTS = 10
+PATCH_TYPES = {
+    "application/json-patch+json": "json",
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    served: Served
+    namespace: str          # "" for a cluster-scoped kind or all namespaces
+    name: str = ""
+    subresource: str = ""
+
+    @property
+    def what(self) -> dict[str, str]:
+        return {"resource": self.served.qualified, "name": self.name}
+
+
+def respond(data: Any, *, status: int = 200) -> web.Response:
+    return web.Response(body=codec.encode(data), status=status, content_type=JSON)
+
+
+def error_response(err: ApiError) -> web.Response:
+    return respond(err.body(), status=err.code)
+
+
+class ResourceHandlers:
+    def __init__(self, *, registry: Registry, bookmark_seconds: float = 10.0) -> None:
+        self.registry = registry
+        self.bookmark_seconds = bookmark_seconds
+
+    # ------------------------------------------------------------ reads
+
+    async def get(self, request: web.Request, t: Target) -> web.StreamResponse:
+        obj = await self.registry.get(t.served.kind, t.namespace, t.name)
+        if t.subresource == "scale":
+            return respond(self._scale(obj))
+        if tables.wants_table(request.headers.get("Accept", "")):
+            return respond(tables.table([obj], kind=t.served.kind, resource_version=obj.metadata.resource_version,
+                                        include_object=request.query.get("includeObject", "Metadata")))
+        return respond(printers.to_dict(obj))
+
+    async def list(self, request: web.Request, t: Target) -> web.StreamResponse:
+        q = request.query
+        if codec.flag(q, "watch"):
+            return await self.watch(request, t)
+        kind = t.served.kind
+        items, revision = await self.registry.list(kind, t.namespace, label_selector=q.get("labelSelector", ""),
+                                                   field_selector=q.get("fieldSelector", ""))
+        items.sort(key=kind.strategy.sort_key)
+        start = 0
+        if q.get("continue"):
+            revision, start = codec.Continue.decode(q["continue"])
+        limit = codec.integer(q, "limit") or 0
+        page = items[start:start + limit] if limit > 0 else items[start:]
+        token = codec.Continue.encode(revision, start + limit) if limit > 0 and start + limit < len(items) else ""
+        if tables.wants_table(request.headers.get("Accept", "")):
+            return respond(tables.table(page, kind=kind, resource_version=revision, continue_token=token,
+                                        include_object=q.get("includeObject", "Metadata")))
+        metadata = {"resourceVersion": revision, **({"continue": token} if token else {})}
+        return respond({"kind": f"{kind.name}List", "apiVersion": kind.api_version, "metadata": metadata,
+                        "items": [printers.to_dict(o) for o in page]})
+
+    async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        """A chunked stream of {"type","object"} lines. A revision compacted away
+        ends it with an ERROR event carrying a 410 Status, as Kubernetes sends it;
+        BOOKMARK events carry the last revision seen when the client allows them."""
+        q = request.query
+        kind = t.served.kind
+        as_table = tables.wants_table(request.headers.get("Accept", ""))
+        rv = q.get("resourceVersion", "")
+        events = self.registry.watch(kind, t.namespace, label_selector=q.get("labelSelector", ""),
+                                     field_selector=q.get("fieldSelector", ""),
+                                     resource_version="" if rv in ("", "0") else rv)
+        timeout = codec.integer(q, "timeoutSeconds")
+        bookmarks = codec.flag(q, "allowWatchBookmarks")
+        response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        queue: asyncio.Queue[tuple[str, Message | None, str] | BaseException] = asyncio.Queue(maxsize=1000)
+
+        async def pump() -> None:
+            try:
+                async for event in events:
+                    await queue.put(event)
+            except BaseException as exc:  # noqa: BLE001 - handed to the writer, which reports it
+                await queue.put(exc)
+
+        def line(type_: str, obj: Any) -> bytes:
+            return codec.encode({"type": type_, "object": obj}) + b"\n"
+
+        pumping = asyncio.create_task(pump())
+        last = rv
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout else None
+        next_bookmark = loop.time() + self.bookmark_seconds
+        try:
+            while deadline is None or loop.time() < deadline:
+                if request.transport is None or request.transport.is_closing():
+                    break
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    if bookmarks and last and loop.time() >= next_bookmark:
+                        next_bookmark = loop.time() + self.bookmark_seconds
+                        await response.write(line("BOOKMARK", {"kind": kind.name, "apiVersion": kind.api_version,
+                                                               "metadata": {"resourceVersion": last}}))
+                    continue
+                if isinstance(item, BaseException):
+                    if isinstance(item, asyncio.CancelledError):
+                        break
+                    err = from_exception(item, resource=t.served.qualified)
+                    await response.write(line("ERROR", err.body()))
+                    break
+                type_, obj, last = item
+                assert obj is not None
+                body = (tables.table([obj], kind=kind, resource_version=last,
+                                     include_object=q.get("includeObject", "Metadata"))
+                        if as_table else printers.to_dict(obj))
+                await response.write(line(type_, body))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            pumping.cancel()
+            await asyncio.gather(pumping, return_exceptions=True)
+            await events.aclose()
+        try:
+            await response.write_eof()
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return response
+
+    # ------------------------------------------------------------ writes
+
+    async def create(self, request: web.Request, t: Target) -> web.StreamResponse:
+        obj = codec.to_object(await self._body(request), t.served, namespace=t.namespace)
+        dry_run = request.query.get("dryRun") == "All"
+        created = await self.registry.create(obj, dry_run=dry_run)
+        return respond(printers.to_dict(created), status=201)
+
+    async def update(self, request: web.Request, t: Target) -> web.StreamResponse:
+        body = await self._body(request)
+        if t.subresource == "scale":
+            replicas = (body.get("spec") or {}).get("replicas") if isinstance(body, dict) else None
+            rv = ((body.get("metadata") or {}).get("resourceVersion", "")) if isinstance(body, dict) else ""
+            return respond(await self._set_replicas(t, replicas, rv))
+        obj = codec.to_object(body, t.served, namespace=t.namespace, name=t.name)
+        write = self.registry.update_status if t.subresource == "status" else self.registry.update
+        return respond(printers.to_dict(await write(obj)))
+
+    async def patch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        patch_type = PATCH_TYPES.get(content_type)
+        if patch_type is None:
+            raise ApiError(415, "UnsupportedMediaType",
+                           f"the body of the request was in an unknown format - accepted media types include: "
+                           f"{', '.join(PATCH_TYPES)}")
+        body = await self._body(request)
+        if patch_type == "apply":
+            return await self._apply(request, t, body)
+        for _ in range(_ATTEMPTS):
+            existing = await self.registry.get(t.served.kind, t.namespace, t.name)
+            current = self._scale(existing) if t.subresource == "scale" else printers.to_dict(existing)
+            patched = _patched(patch_type, current, body)
+            if t.subresource == "scale":
+                if not isinstance(patched, dict):
+                    raise bad_request("the patched Scale is not an object")
+                return respond(await self._set_replicas(t, (patched.get("spec") or {}).get("replicas"),
+                                                        (patched.get("metadata") or {}).get("resourceVersion", "")))
+            obj = codec.to_object(patched, t.served, namespace=t.namespace, name=t.name)
+            pinned = obj.metadata.resource_version != existing.metadata.resource_version
+            write = self.registry.update_status if t.subresource == "status" else self.registry.update
+            try:
+                return respond(printers.to_dict(await write(obj)))
+            except st.Conflict:
+                if pinned:   # the patch itself named a resourceVersion: its conflict is the caller's
+                    raise
+        raise st.Conflict("the object kept changing while the patch was applied; try again")
+
+    async def _apply(self, request: web.Request, t: Target, body: Any) -> web.StreamResponse:
+        """Server-side apply, simplified: the applied configuration is created or
+        merged as `skiff apply` merges it (Registry.apply); field managers are not
+        tracked, so there are no conflicts to report and --force-conflicts has
+        nothing to override."""
+        if not request.query.get("fieldManager"):
+            raise bad_request("PATCH requests with apply content type must have a fieldManager query parameter")
+        obj = codec.to_object(body, t.served, namespace=t.namespace, name=t.name)
+        applied, result = await self.registry.apply(obj, dry_run=request.query.get("dryRun") == "All")
+        return respond(printers.to_dict(applied), status=201 if result == "created" else 200)
+
+    async def delete(self, request: web.Request, t: Target) -> web.StreamResponse:
+        options = await self._delete_options(request)
+        existing = await self.registry.get(t.served.kind, t.namespace, t.name)
+        pre = options.get("preconditions") or {}
+        if pre.get("resourceVersion") and pre["resourceVersion"] != existing.metadata.resource_version:
+            raise st.Conflict(f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                              f"ResourceVersion in object meta: {existing.metadata.resource_version}")
+        if request.query.get("dryRun") == "All" or options.get("dryRun") == ["All"]:
+            return respond(printers.to_dict(existing))
+        last = await self._delete_one(t, t.name, options)
+        return self._deleted(t, last)
+
+    async def delete_collection(self, request: web.Request, t: Target) -> web.StreamResponse:
+        options = await self._delete_options(request)
+        q = request.query
+        items, revision = await self.registry.list(t.served.kind, t.namespace, label_selector=q.get("labelSelector", ""),
+                                                   field_selector=q.get("fieldSelector", ""))
+        gone = []
+        for obj in items:
+            try:
+                gone.append(await self._delete_one(t, obj.metadata.name, options,
+                                                   namespace=obj.metadata.namespace))
+            except st.NotFound:
+                continue
+        kind = t.served.kind
+        return respond({"kind": f"{kind.name}List", "apiVersion": kind.api_version,
+                        "metadata": {"resourceVersion": revision}, "items": [printers.to_dict(o) for o in gone]})
+
+    async def _delete_one(self, t: Target, name: str, options: dict[str, Any], *, namespace: str = "") -> Message:
+        policy = options.get("propagationPolicy") or ""
+        if not policy and options.get("orphanDependents") is True:
+            policy = "Orphan"
+        grace = options.get("gracePeriodSeconds")
+        return await self.registry.delete(t.served.kind, namespace or t.namespace, name,
+                                          grace_period_seconds=int(grace) if grace is not None else None,
+                                          precondition_uid=(options.get("preconditions") or {}).get("uid") or "",
+                                          propagation_policy=policy)
+
+    @staticmethod
+    def _deleted(t: Target, last: Message) -> web.Response:
+        """The object while it is still there (graceful deletion, finalizers), else a Success Status."""
+        if last.metadata.HasField("deletion_timestamp") and last.metadata.deletion_grace_period_seconds != 0 \
+                or last.metadata.finalizers:
+            return respond(printers.to_dict(last))
+        details = {"name": last.metadata.name, "kind": t.served.resource, "uid": last.metadata.uid}
+        if t.served.group:
+            details["group"] = t.served.group
+        return respond(status_body(code=200, reason="", message="", details=details) | {"status": "Success"})
+
+    async def _delete_options(self, request: web.Request) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        raw = await request.read()
+        if raw.strip():
+            parsed = codec.parse_body(raw, request.headers.get("Content-Type", JSON))
+            if not isinstance(parsed, dict):
+                raise bad_request("DeleteOptions must be a JSON object")
+            options.update(parsed)
+        q = request.query
+        if "gracePeriodSeconds" in q:
+            options["gracePeriodSeconds"] = codec.integer(q, "gracePeriodSeconds")
+        if "propagationPolicy" in q:
+            options["propagationPolicy"] = q["propagationPolicy"]
+        if "orphanDependents" in q:
+            options["orphanDependents"] = codec.flag(q, "orphanDependents")
+        return options
+
+    # ------------------------------------------------------------ scale
+
+    def _scale(self, obj: Message) -> dict[str, Any]:
+        """autoscaling/v1 Scale of an object with spec.replicas and status.replicas."""
+        data = printers.to_dict(obj)
+        md = data.get("metadata", {})
+        spec, status = data.get("spec", {}), data.get("status", {})
+        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                             if k in md},
+                "spec": {"replicas": obj.spec.replicas},
+                "status": {"replicas": status.get("replicas", 0),
+                           "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))}}
+
+    async def _set_replicas(self, t: Target, replicas: Any, resource_version: str) -> dict[str, Any]:
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise ApiError(422, "Invalid", f'Scale.autoscaling "{t.name}" is invalid: spec.replicas: Invalid value: '
+                                           f'{replicas!r}: must be greater than or equal to 0',
+                           {"name": t.name, "kind": "Scale", "causes": [
+                               {"reason": "FieldValueInvalid", "message": "must be greater than or equal to 0",
+                                "field": "spec.replicas"}]})
+        for _ in range(_ATTEMPTS):
+            existing = await self.registry.get(t.served.kind, t.namespace, t.name)
+            if resource_version and resource_version != existing.metadata.resource_version:
+                raise st.Conflict("the object has been modified; please apply your changes to the latest version "
+                                  "and try again")
+            changed = meta.copy(existing)
+            changed.spec.replicas = replicas
+            try:
+                return self._scale(await self.registry.update(changed))
+            except st.Conflict:
+                if resource_version:
+                    raise
+        raise st.Conflict("the object kept changing while it was scaled; try again")
+
+    # ------------------------------------------------------------ helpers
+
+    @staticmethod
+    async def _body(request: web.Request) -> Any:
+        return codec.parse_body(await request.read(), request.headers.get("Content-Type", JSON))
+
+
+def _patched(patch_type: str, current: dict[str, Any], patch: Any) -> Any:
+    apply: dict[str, Callable[[Any, Any], Any]] = {
+        "json": merge.json_patch, "merge": merge.json_merge_patch, "strategic": merge.strategic_merge_patch}
+    try:
+        return apply[patch_type](current, patch)
+    except merge.PatchError as exc:
+        raise ApiError(422, "Invalid", f"the patch could not be applied: {exc}") from None
+    except (TypeError, AttributeError, KeyError) as exc:
+        raise bad_request(f"the patch is malformed: {exc}") from None

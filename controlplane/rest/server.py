@@ -1,0 +1,155 @@
+"""The HTTP server of the REST front door (aiohttp, in the control plane's
+event loop): routing of Kubernetes' paths to discovery, OpenAPI, health and
+the resource handlers, and every exception turned into a Status.
+
+    /version /healthz /livez /readyz
+    /api  /api/v1  /apis  /apis/<group>  /apis/<group>/<version>     discovery
+    /openapi/v2  /openapi/v3  /openapi/v3/<api/v1 | apis/<g>/<v>>   schemas
+    /api/v1/[namespaces/<ns>/]<resource>[/<name>[/<subresource>]]   resources
+    /apis/<g>/<v>/[namespaces/<ns>/]<resource>[/<name>[/<sub>]]     (and the
+                                                                     legacy /watch/ prefix)
+
+Plain HTTP on loopback until the security issue brings TLS and credentials:
+anyone who can reach the port can do anything, as with the gRPC port today.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from controlplane.api.proxy import AgentProxy
+from controlplane.api.registry import Registry
+from controlplane.rest import discovery, openapi, podlogs
+from controlplane.rest.resources import ResourceHandlers, Target, error_response, respond
+from controlplane.rest.status import ApiError, from_exception
+
+log = logging.getLogger(__name__)
+MAX_REQUEST_BYTES = 3 * 1024 * 1024   # as the gRPC server and Kubernetes' API server
+_NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+def parse_target(parts: list[str], *, group: str, version: str) -> tuple[Target | None, bool]:
+    """(Target, watch prefix) for the path segments after /api/v1 or /apis/<g>/<v>;
+    (None, _) when they name no served resource."""
+    watch = bool(parts) and parts[0] == "watch"
+    if watch:
+        parts = parts[1:]
+    namespace = ""
+    if len(parts) >= 3 and parts[0] == "namespaces" and parts[2] not in ("status", "finalize"):
+        namespace, parts = parts[1], parts[2:]
+    if not parts or len(parts) > 3:
+        return None, watch
+    served = discovery.lookup(group, version, parts[0])
+    if served is None or (namespace and not served.kind.namespaced):
+        return None, watch
+    return Target(served, namespace, *parts[1:]), watch
+
+
+class RestServer:
+    def __init__(self, *, registry: Registry, proxy: AgentProxy, listen: str, bookmark_seconds: float = 10.0) -> None:
+        self.registry, self.proxy, self.listen = registry, proxy, listen
+        self.handlers = ResourceHandlers(registry=registry, bookmark_seconds=bookmark_seconds)
+        self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        self.app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        host, _, port = self.listen.rpartition(":")
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host.strip("[]"), int(port), shutdown_timeout=1.0)
+        await site.start()
+        sockets = self._runner.addresses
+        self.port = sockets[0][1] if sockets else int(port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        target: Target | None = None
+        try:
+            return await self._route(request)
+        except ApiError as err:
+            return error_response(err)
+        except Exception as exc:  # noqa: BLE001 - every failure is a Status, never a 500 page
+            resource, name = "", ""
+            target = request.get("skiff.target")
+            if target is not None:
+                resource, name = target.served.qualified, target.name
+            return error_response(from_exception(exc, resource=resource, name=name))
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        parts = path.strip("/").split("/") if path != "/" else []
+        if path in ("/healthz", "/livez", "/readyz"):
+            return web.Response(text="ok")
+        if path == "/version":
+            return respond(discovery.KUBERNETES_VERSION)
+        if parts[:1] == ["openapi"]:
+            return self._openapi(request, parts[1:])
+        if parts[:1] == ["api"]:
+            if len(parts) == 1:
+                return respond(discovery.api_versions())
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[:1] == ["apis"]:
+            if len(parts) == 1:
+                return respond(discovery.api_group_list())
+            if len(parts) == 2:
+                found = discovery.api_group(parts[1])
+                if found is None:
+                    raise _NOT_FOUND
+                return respond(found)
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise _NOT_FOUND
+        if not rest:
+            found = discovery.resource_list(group, version)
+            if found is None:
+                raise _NOT_FOUND
+            return respond(found)
+        target, watch = parse_target(rest, group=group, version=version)
+        if target is None:
+            raise _NOT_FOUND
+        request["skiff.target"] = target
+        return await self._verb(request, target, watch=watch)
+
+    async def _verb(self, request: web.Request, t: Target, *, watch: bool) -> web.StreamResponse:
+        h = self.handlers
+        method = request.method
+        if not t.name:
+            table: dict[str, Callable[[web.Request, Target], Awaitable[web.StreamResponse]]] = {
+                "GET": h.watch if watch else h.list, "POST": h.create, "DELETE": h.delete_collection}
+        elif not t.subresource:
+            table = {"GET": h.get, "PUT": h.update, "PATCH": h.patch, "DELETE": h.delete}
+        elif t.subresource == "status" and t.served.has_status or t.subresource == "scale" and t.served.scalable:
+            table = {"GET": h.get, "PUT": h.update, "PATCH": h.patch}
+        elif (f"{t.served.resource}/{t.subresource}" in discovery.LOG_SUBRESOURCES) and method == "GET":
+            return await podlogs.logs(request, t, proxy=self.proxy)
+        elif t.served.kind.name == "Pod" and t.subresource in podlogs.STREAMS_NOT_SERVED:
+            raise podlogs.stream_not_served(t.subresource)
+        else:
+            raise _NOT_FOUND
+        handler = table.get(method)
+        if handler is None:
+            raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested "
+                                                    f"resource ({method} {t.served.qualified})")
+        return await handler(request, t)
+
+    def _openapi(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
+        if parts == ["v2"]:
+            accept = request.headers.get("Accept", "")
+            if accept and "json" not in accept and "*/*" not in accept:
+                raise ApiError(406, "NotAcceptable", "only application/json is served for /openapi/v2")
+            return web.Response(body=openapi.v2_document(), content_type="application/json")
+        if parts == ["v3"]:
+            return web.Response(body=openapi.v3_index(), content_type="application/json")
+        if parts[:1] == ["v3"]:
+            doc = openapi.v3_document("/".join(parts[1:]))
+            if doc is not None:
+                return web.Response(body=doc, content_type="application/json")
+        raise _NOT_FOUND
