@@ -19,6 +19,7 @@ import asyncio
 import logging
 from typing import Any, Callable
 
+from agent.cadvisor import collect as collect_cadvisor
 from agent.config import AgentConfig, split_host_port
 from agent.events import EventRecorder
 from agent.imagepuller import Registry
@@ -28,7 +29,7 @@ from agent.containerlogs import ContainerLogManager
 from agent.node import NodeAgent, NodeIdentity
 from agent.podworkers import ImageResolver, PodWorkers
 from agent.runtime.interface import Runtime
-from agent.server import AgentService, node_stats, start_server
+from agent.server import AgentService, start_server
 from skiff.client import ApiClient
 from skiff.controller import Informer, SharedInformerFactory
 
@@ -66,7 +67,8 @@ class Agent:
         if cfg.metrics_listen:  # bound early too: a taken port fails the start, not an hour later
             mhost, mport = split_host_port(cfg.metrics_listen, flag="--metrics-listen")
             self.metrics_server = self.metrics.serve(host=mhost, port=mport)
-        node = NodeAgent(client=self.client, identity=NodeIdentity(cfg.node_name, cfg.node_ip, self.port),
+        identity = NodeIdentity(cfg.node_name, cfg.node_ip, self.port, self._metrics_address())
+        node = NodeAgent(client=self.client, identity=identity,
                          period_seconds=cfg.heartbeat_seconds, runtime_health=self.runtime.check_health)
         await node.register()
         self._tasks.append(asyncio.create_task(node.heartbeat(), name="heartbeat"))
@@ -97,6 +99,12 @@ class Agent:
         self._tasks.append(asyncio.create_task(self._stats(), name="stats"))
         log.info("agent for node %s ready: service on %s:%d", cfg.node_name, host, self.port)
 
+    def _metrics_address(self) -> str:
+        if self.metrics_server is None:
+            return ""
+        host, _port = split_host_port(self.config.metrics_listen, flag="--metrics-listen")
+        return f"[{host}]:{self.metrics_server.port}" if ":" in host else f"{host}:{self.metrics_server.port}"
+
     async def _resync(self) -> None:
         """Level-triggered safety net: look at every pod now and then."""
         while True:
@@ -107,10 +115,10 @@ class Agent:
     async def _stats(self) -> None:
         while True:
             try:
-                stats = await node_stats(workers=self.workers, runtime=self.runtime, node_name=self.config.node_name)
-                self.metrics.set_container_stats({
-                    (c.namespace, c.pod, c.container): (c.cpu_usage_seconds, c.memory_working_set_bytes, c.pids)
-                    for c in stats.containers})
+                # cAdvisor's series for /metrics/cadvisor: the scrape renders this snapshot.
+                self.metrics.cadvisor.collector.update(
+                    await collect_cadvisor(records=self.workers.records.values(), runtime=self.runtime),
+                    filesystems=(str(self.config.data_dir),))
             except Exception:
                 log.exception("collecting container stats failed")
             release_free_memory()  # what pod starts and this pass freed (agent.memory)

@@ -1,7 +1,12 @@
-"""The node agent's Prometheus metrics: definitions, prefix `skiff_agent_`.
+"""The node agent's Prometheus metrics: definitions.
 
 One `AgentMetrics` per agent, on its own registry (so two agents in one test
-process do not collide), served at --metrics-listen /metrics.
+process do not collide), served at --metrics-listen, at kubelet's paths:
+/metrics (the agent's own series, under kubelet's names where kubelet has
+them: `kubelet_started_containers_total`, `kubelet_pod_start_duration_seconds`,
+`kubelet_runtime_operations_duration_seconds{operation_type}`; `skiff_agent_*`
+for what kubelet has no series for) and /metrics/cadvisor (containers and
+the node under cAdvisor's and node_exporter's names: agent/cadvisor.py).
 """
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from agent.cadvisor import Cadvisor
 from skiff.controller import ControllerMetrics
+from skiff.metricshttp import MetricsHttpServer
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 
@@ -23,23 +30,19 @@ class AgentMetrics:
         r = self.registry
         self.controller = ControllerMetrics(r)   # the pod informer's and the pod workers' queue
         self.pods = Gauge("skiff_agent_pods", "Pods on this node by phase", ["node", "phase"], registry=r)
-        self.container_starts = Counter("skiff_agent_container_starts_total",
+        self.container_starts = Counter("kubelet_started_containers_total",
                                         "Container start attempts (first starts and restarts)",
                                         ["node"], registry=r)
         self.pod_start_latency = Histogram(
-            "skiff_agent_pod_start_latency_seconds", "From pod creation to Running, as seen by the agent",
+            "kubelet_pod_start_duration_seconds", "From pod creation to Running, as seen by the agent",
             ["node"], buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300), registry=r)
         self.runtime_operation_latency = Histogram(
-            "skiff_agent_runtime_operation_duration_seconds", "Runtime calls by operation", ["operation"],
+            "kubelet_runtime_operations_duration_seconds", "Runtime calls by operation", ["operation_type"],
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
-        self.runtime_operation_errors = Counter("skiff_agent_runtime_operation_errors_total",
-                                                "Runtime calls that raised, by operation", ["operation"], registry=r)
-        labels = ["namespace", "pod", "container"]
-        self.container_cpu = Gauge("skiff_agent_container_cpu_usage_seconds", "Container CPU time used",
-                                   labels, registry=r)
-        self.container_memory = Gauge("skiff_agent_container_memory_working_set_bytes",
-                                      "Container memory working set", labels, registry=r)
-        self.container_pids = Gauge("skiff_agent_container_pids", "Processes in the container", labels, registry=r)
+        self.runtime_operation_errors = Counter("kubelet_runtime_operations_errors_total",
+                                                "Runtime calls that raised, by operation", ["operation_type"],
+                                                registry=r)
+        self.cadvisor = Cadvisor(node_name=node_name)
         for phase in PHASES:
             self.pods.labels(node=node_name, phase=phase).set(0)
 
@@ -53,25 +56,17 @@ class AgentMetrics:
         try:
             yield
         except BaseException:
-            self.runtime_operation_errors.labels(operation=operation).inc()
+            self.runtime_operation_errors.labels(operation_type=operation).inc()
             raise
         finally:
-            self.runtime_operation_latency.labels(operation=operation).observe(time.monotonic() - start)
+            self.runtime_operation_latency.labels(operation_type=operation).observe(time.monotonic() - start)
 
-    def set_container_stats(self, stats: dict[tuple[str, str, str], tuple[float, int, int]]) -> None:
-        """Replace the per-container gauges with `stats`: (ns, pod, container) -> (cpu s, bytes, pids)."""
-        for gauge in (self.container_cpu, self.container_memory, self.container_pids):
-            gauge.clear()
-        for (ns, pod, container), (cpu, mem, pids) in stats.items():
-            self.container_cpu.labels(ns, pod, container).set(cpu)
-            self.container_memory.labels(ns, pod, container).set(mem)
-            self.container_pids.labels(ns, pod, container).set(pids)
-
-    def serve(self, *, host: str, port: int):
-        """Serve /metrics in a background thread; returns the server (call .shutdown())."""
-        try:
-            server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot serve /metrics on {host}:{port} (--metrics-listen): "
-                                     f"{exc.strerror}") from None
+    def serve(self, *, host: str, port: int) -> MetricsHttpServer:
+        """Serve /metrics and /metrics/cadvisor in a background thread; returns
+        the server (call .shutdown())."""
+        server = MetricsHttpServer(host=host, port=port, routes={
+            "/metrics": lambda: (CONTENT_TYPE_LATEST, generate_latest(self.registry)),
+            "/metrics/cadvisor": self.cadvisor.render,
+            "/healthz": lambda: ("text/plain", b"ok\n")})
+        server.start()
         return server

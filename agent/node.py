@@ -44,6 +44,11 @@ class NodeIdentity:
     name: str
     internal_ip: str
     agent_port: int
+    metrics_address: str = ""   # HOST:PORT of /metrics and /metrics/cadvisor; "" none served
+
+
+# Where the control plane's http_sd lists (controlplane/discovery.py) find this agent's metrics.
+METRICS_ADDRESS_ANNOTATION = "skiff.io/metrics-address"
 
 
 def memory_total_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
@@ -143,10 +148,19 @@ class NodeAgent:
         node.metadata.name = self.identity.name
         node.metadata.labels.update({"kubernetes.io/hostname": self.identity.name, "kubernetes.io/os": "linux",
                                      "kubernetes.io/arch": _ARCH.get(os.uname().machine, os.uname().machine)})
+        if self.identity.metrics_address:
+            node.metadata.annotations[METRICS_ADDRESS_ANNOTATION] = self.identity.metrics_address
         try:
             created = await self.client.create(node)
         except AlreadyExists:
             created = await self.client.get("Node", self.identity.name, "")
+            annotations = created.metadata.annotations
+            if annotations.get(METRICS_ADDRESS_ANNOTATION, "") != self.identity.metrics_address:
+                if self.identity.metrics_address:
+                    annotations[METRICS_ADDRESS_ANNOTATION] = self.identity.metrics_address
+                else:
+                    del annotations[METRICS_ADDRESS_ANNOTATION]
+                created = await self.client.update(created)   # a Conflict: register() tries again
         return await self._write_status(created)
 
     async def _write_status(self, node: types_pb2.Node) -> types_pb2.Node:

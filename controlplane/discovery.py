@@ -133,8 +133,7 @@ def node_targets(node: Message) -> list[dict]:
             return []
         host = f"[{internal}]" if ":" in internal else internal
     labels = {"__meta_kubernetes_node_name": node.metadata.name,
-              "__meta_kubernetes_node_address_InternalIP": internal,
-              "node": node.metadata.name}
+              "__meta_kubernetes_node_address_InternalIP": internal}
     for key, value in node.metadata.labels.items():
         labels[f"__meta_kubernetes_node_label_{_label_name(key)}"] = value
     return [{"targets": [f"{host}:{port}"], "labels": dict(labels, __metrics_path__=path)}

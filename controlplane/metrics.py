@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-import threading
-
-from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from skiff.metricshttp import MetricsHttpServer, Route
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -95,51 +93,14 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-Route = Callable[[], "tuple[str, bytes]"]   # () -> (content type, body); runs on the HTTP thread
-
-
-class MetricsServer:
-    """/metrics over HTTP on its own thread (prometheus-client renders
-    synchronously), /healthz, and any further `routes` (kube-state metrics,
-    http_sd lists). A route reads snapshots only: never a lock the API path
-    takes, never etcd."""
+class MetricsServer(MetricsHttpServer):
+    """/metrics and /healthz, and any further `routes` (kube-state metrics,
+    http_sd lists: controlplane/main.py adds them), on skiff.metricshttp."""
 
     def __init__(self, *, metrics: Metrics, host: str, port: int, routes: dict[str, Route] | None = None) -> None:
-        table: dict[str, Route] = {"/metrics": lambda: (CONTENT_TYPE_LATEST, metrics.render()),
-                                   "/healthz": lambda: ("text/plain", b"ok\n"), **(routes or {})}
-        self.routes = table
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                route = table.get(self.path.split("?")[0])
-                if route is None:
-                    self.send_error(404, f"served here: {', '.join(sorted(table))}")
-                    return
-                try:
-                    content_type, body = route()
-                except Exception as exc:  # noqa: BLE001 - a scrape answers 500, the server lives on
-                    self.send_error(500, f"{type(exc).__name__}: {exc}")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:  # scrapes every few seconds: keep stderr quiet
-                pass
-
-        try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
-        except OSError as exc:
-            raise OSError(f"cannot listen on {host}:{port} for /metrics: {exc.strerror or exc}") from None
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
+        super().__init__(host=host, port=port, routes={
+            "/metrics": lambda: (CONTENT_TYPE_LATEST, metrics.render()),
+            "/healthz": lambda: ("text/plain", b"ok\n"), **(routes or {})})
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self._server.shutdown)
-        self._server.server_close()
+        await asyncio.to_thread(self.shutdown)

@@ -145,6 +145,16 @@ class ContainerStats:
     cpu_usage_seconds: float
     memory_working_set_bytes: int
     pids: int
+    # The rest, for cAdvisor's series (agent/cadvisor.py); a runtime that cannot say leaves 0.
+    memory_usage_bytes: int = 0
+    memory_rss_bytes: int = 0
+    memory_cache_bytes: int = 0
+    memory_limit_bytes: int = 0      # 0: no limit
+    memory_failcnt: int = 0
+    oom_events: int = 0
+    cpu_periods: int = 0
+    cpu_throttled_periods: int = 0
+    cpu_throttled_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,14 @@ def test_agent_process_registers_serves_metrics_and_stops_on_sigterm(controlplan
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
             text = r.read().decode()
         assert 'skiff_agent_pods{node="node-proc",phase="Running"} 0.0' in text
-        assert "skiff_agent_runtime_operation_duration_seconds" in text
+        assert "kubelet_runtime_operations_duration_seconds" in text
+        # kubelet's cAdvisor path: the node's own series before any pod runs, and
+        # the address the control plane's http_sd list reads from the Node.
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics/cadvisor", timeout=10) as r:
+            cadvisor = r.read().decode()
+        assert 'machine_cpu_cores{node="node-proc"}' in cadvisor
+        assert 'node_memory_MemTotal_bytes{node="node-proc"}' in cadvisor
+        assert node.metadata.annotations["skiff.io/metrics-address"] == f"127.0.0.1:{metrics_port}"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.read_text()
     finally:

@@ -369,11 +369,11 @@ def test_metrics_count_pods_by_phase_starts_and_runtime_calls(tmp_path):
         def phase(p):
             return reg.get_sample_value("skiff_agent_pods", {"node": "node-1", "phase": p})
         assert (phase("Running"), phase("Succeeded"), phase("Pending")) == (1, 1, 0)
-        assert reg.get_sample_value("skiff_agent_container_starts_total", {"node": "node-1"}) == 2
-        assert reg.get_sample_value("skiff_agent_runtime_operation_duration_seconds_count",
-                                    {"operation": "start"}) == 2
+        assert reg.get_sample_value("kubelet_started_containers_total", {"node": "node-1"}) == 2
+        assert reg.get_sample_value("kubelet_runtime_operations_duration_seconds_count",
+                                    {"operation_type": "start"}) == 2
         # Start latency: both pods were created at the fake clock's start and ran before it moved.
-        assert reg.get_sample_value("skiff_agent_pod_start_latency_seconds_count", {"node": "node-1"}) == 2
+        assert reg.get_sample_value("kubelet_pod_start_duration_seconds_count", {"node": "node-1"}) == 2
         w.api.mark_deleted("live")
         await w.workers.reconcile(live)
         assert phase("Running") == 0

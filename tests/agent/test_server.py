@@ -216,26 +216,46 @@ def test_stats_for_another_node_name_is_refused(tmp_path):
     asyncio.run(scenario())
 
 
-def test_container_gauges_follow_the_stats(tmp_path):
+def test_cadvisor_series_follow_the_stats(tmp_path):
+    """/metrics/cadvisor renders the stats loop's last snapshot under cAdvisor's
+    names and labels; a container that went away takes its series with it."""
     async def scenario():
+        from prometheus_client.parser import text_string_to_metric_families
+        from agent.cadvisor import collect
         from agent.runtime.interface import ContainerStats
-        from agent.server import node_stats
         w = World(tmp_path)
         uid = await running_pod(w, "hungry")
         cid = w.current(uid).id
-        w.runtime.stats_by_id[cid] = ContainerStats(id=cid, cpu_usage_seconds=1.5,
-                                                    memory_working_set_bytes=123456, pids=7)
-        stats = await node_stats(workers=w.workers, runtime=w.runtime, node_name="node-1")
+        w.runtime.stats_by_id[cid] = ContainerStats(id=cid, cpu_usage_seconds=1.5, memory_working_set_bytes=123456,
+                                                    pids=7, memory_rss_bytes=100000, memory_limit_bytes=2**25,
+                                                    cpu_periods=10, cpu_throttled_periods=4, oom_events=1)
         m = w.workers.metrics
-        m.set_container_stats({(c.namespace, c.pod, c.container): (c.cpu_usage_seconds, c.memory_working_set_bytes,
-                                                                   c.pids) for c in stats.containers})
-        labels = {"namespace": "default", "pod": "hungry", "container": "main"}
-        assert m.registry.get_sample_value("skiff_agent_container_memory_working_set_bytes", labels) == 123456
-        assert m.registry.get_sample_value("skiff_agent_container_cpu_usage_seconds", labels) == 1.5
-        assert m.registry.get_sample_value("skiff_agent_container_pids", labels) == 7
-        m.set_container_stats({})  # the container went away: its series go too
-        assert m.registry.get_sample_value("skiff_agent_container_pids", labels) is None
-    asyncio.run(scenario())
+
+        def samples() -> dict[str, dict]:
+            out: dict[str, dict] = {}
+            for family in text_string_to_metric_families(m.cadvisor.render()[1].decode()):
+                for s in family.samples:
+                    if s.labels.get("pod") == "hungry":
+                        out[s.name] = s
+            return out
+        m.cadvisor.collector.update(await collect(records=w.workers.records.values(), runtime=w.runtime))
+        got = samples()
+        labels = got["container_memory_working_set_bytes"].labels
+        assert {k: labels[k] for k in ("namespace", "pod", "container", "node")} == {
+            "namespace": "default", "pod": "hungry", "container": "main", "node": "node-1"}
+        assert labels["image"] == w.current(uid).image
+        assert got["container_memory_working_set_bytes"].value == 123456
+        assert got["container_cpu_usage_seconds_total"].value == 1.5
+        assert got["container_memory_rss"].value == 100000
+        assert got["container_spec_memory_limit_bytes"].value == 2**25
+        assert got["container_cpu_cfs_throttled_periods_total"].value == 4
+        assert got["container_oom_events_total"].value == 1
+        assert got["container_processes"].value == 7
+        w.runtime.stats_by_id.pop(cid)
+        w.runtime.exit(cid, 0)
+        await w.workers.reconcile(uid)
+        m.cadvisor.collector.update(await collect(records=w.workers.records.values(), runtime=w.runtime))
+        assert samples() == {}
 
 
 def test_logs_of_a_finished_pod_survive_an_agent_restart(tmp_path):

@@ -326,8 +326,12 @@ class LinuxRuntime:
         if cfg is None:
             raise KeyError(f"container {container_id}: not found")
         s = self._cgroup(cfg["pod_id"], container_id).stats()
-        return ContainerStats(id=container_id, cpu_usage_seconds=s[0],
-                              memory_working_set_bytes=s[1], pids=s[2])
+        m = s.memory
+        return ContainerStats(id=container_id, cpu_usage_seconds=s[0], memory_working_set_bytes=s[1], pids=s[2],
+                              memory_usage_bytes=m.usage, memory_rss_bytes=m.rss, memory_cache_bytes=m.cache,
+                              memory_limit_bytes=m.limit, memory_failcnt=m.failcnt, oom_events=m.oom_events,
+                              cpu_periods=s.cpu_periods, cpu_throttled_periods=s.cpu_throttled_periods,
+                              cpu_throttled_seconds=s.cpu_throttled_seconds)
 
     async def exec(self, container_id: str, argv: Sequence[str], *, tty: bool = False,
                    stdin: AsyncIterator[bytes | TerminalSize] | None = None,

@@ -20,11 +20,26 @@ from typing import NamedTuple, Protocol, runtime_checkable
 from agent.runtime.interface import Resources
 
 
+class MemoryDetails(NamedTuple):
+    """The memory controller's numbers behind cAdvisor's container_memory_* series."""
+    usage: int = 0
+    rss: int = 0            # anonymous memory
+    cache: int = 0          # page cache
+    limit: int = 0          # 0: no limit
+    failcnt: int = 0        # times the limit was hit
+    oom_events: int = 0     # OOM kills in the cgroup and below
+
+
 class CgroupStats(NamedTuple):
-    """What metrics and `skiff top` read. A NamedTuple so callers may unpack it."""
+    """What metrics and `skiff top` read. A NamedTuple so callers may unpack
+    it; the first three are what every caller needs, the rest default to 0."""
     cpu_usage_seconds: float
     memory_working_set_bytes: int   # usage minus inactive file cache, as cAdvisor reports it
     pids: int
+    memory: MemoryDetails = MemoryDetails()
+    cpu_periods: int = 0            # CFS enforcement periods, periods throttled, time throttled
+    cpu_throttled_periods: int = 0
+    cpu_throttled_seconds: float = 0.0
 
 
 @runtime_checkable

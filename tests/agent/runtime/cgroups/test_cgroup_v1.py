@@ -106,8 +106,12 @@ def test_stats_report_cpu_memory_and_pids(cgroup_parent, children):
     assert stats.cpu_usage_seconds > 0
     assert stats.memory_working_set_bytes >= 48 * MiB   # the block it holds is charged here
     assert stats.pids == 1
-    cpu, memory, pids = stats                            # callers may unpack it
+    cpu, memory, pids = stats[:3]                        # callers may unpack the first three
     assert (cpu, memory, pids) == (stats.cpu_usage_seconds, stats.memory_working_set_bytes, 1)
+    # cAdvisor's details: the block is anonymous memory; no limit reads as 0, as cAdvisor reports it.
+    assert stats.memory.rss >= 48 * MiB
+    assert stats.memory.usage >= stats.memory_working_set_bytes
+    assert stats.memory.limit == 0 and stats.memory.oom_events == 0
 
 
 def test_memory_hog_is_oom_killed_and_reported(cgroup_parent, children):
@@ -131,6 +135,9 @@ def test_memory_hog_is_oom_killed_and_reported(cgroup_parent, children):
     assert hog_cg.oom_killed()
     assert not calm_cg.oom_killed()
     assert calm.poll() is None          # the neighbour is unharmed
+    # What container_oom_events_total and container_spec_memory_limit_bytes show.
+    assert hog_cg.stats().memory.oom_events >= 1 and hog_cg.stats().memory.limit == 32 * MiB
+    assert calm_cg.stats().memory.oom_events == 0
 
 
 def test_pod_limit_oom_is_seen_by_the_container_and_the_pod(cgroup_parent, children):

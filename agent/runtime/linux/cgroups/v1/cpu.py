@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agent.runtime.interface import Resources
 from agent.runtime.linux.cgroups.convert import CFS_PERIOD_US, DEFAULT_SHARES, cpu_quota, cpu_shares
-from agent.runtime.linux.cgroups.fs import CgroupError, read_file, write_file
+from agent.runtime.linux.cgroups.fs import CgroupError, read_file, read_keyed, write_file
 
 NAME = "cpu"
 
@@ -28,3 +28,13 @@ def apply(*, path: Path, resources: Resources) -> None:
         raise CgroupError(errno.EINVAL, f"{exc.strerror} (a v1 CPU limit may not exceed its parent's: "
                                         f"{path.parent}/cpu.cfs_quota_us is "
                                         f"{read_file(path.parent / 'cpu.cfs_quota_us')})") from exc
+
+
+def throttling(*, path: Path) -> tuple[int, int, float]:
+    """cpu.stat: (CFS periods, periods throttled, seconds throttled), as cAdvisor
+    reports container_cpu_cfs_*; zeros where the file is missing."""
+    stat = path / "cpu.stat"
+    if not stat.exists():
+        return 0, 0, 0.0
+    values = read_keyed(stat)
+    return values.get("nr_periods", 0), values.get("nr_throttled", 0), values.get("throttled_time", 0) / 1e9

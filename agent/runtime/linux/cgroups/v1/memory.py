@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.runtime.interface import Resources
+from agent.runtime.linux.cgroups.base import MemoryDetails
 from agent.runtime.linux.cgroups.fs import read_int, read_keyed, subtree_dirs, write_file
 
 NAME = "memory"
@@ -55,3 +56,19 @@ def oom_killed(*, path: Path) -> bool:
         if control["oom_kill"] > 0:
             return True
     return False
+
+
+# The kernel's "no limit" in memory.limit_in_bytes (PAGE_COUNTER_MAX pages) is
+# far above this; cAdvisor reports an unlimited container's limit as 0.
+_UNLIMITED_ABOVE = 1 << 62
+
+
+def details(*, path: Path) -> MemoryDetails:
+    """usage, rss, cache, limit (0: none), failcnt and OOM kills (subtree) for
+    cAdvisor's container_memory_* series."""
+    stat = read_keyed(path / "memory.stat")
+    limit = read_int(path / "memory.limit_in_bytes")
+    ooms = sum(read_keyed(d / "memory.oom_control").get("oom_kill", 0) for d in subtree_dirs(path))
+    return MemoryDetails(usage=read_int(path / "memory.usage_in_bytes"), rss=stat.get("total_rss", 0),
+                         cache=stat.get("total_cache", 0), limit=0 if limit >= _UNLIMITED_ABOVE else limit,
+                         failcnt=read_int(path / "memory.failcnt"), oom_events=ooms)

@@ -32,3 +32,13 @@ def _write_if_present(path: Path, value: str) -> None:
     """Resetting to the default is only needed where the controller is enabled."""
     if path.exists():
         write_file(path, value)
+
+
+def throttling(*, path: Path) -> tuple[int, int, float]:
+    """cpu.stat: (CFS periods, periods throttled, seconds throttled); zeros
+    without the cpu controller (the core keeps only usage then)."""
+    stat = path / "cpu.stat"
+    if not stat.exists():
+        return 0, 0, 0.0
+    values = read_keyed(stat)
+    return values.get("nr_periods", 0), values.get("nr_throttled", 0), values.get("throttled_usec", 0) / 1e6

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.runtime.interface import Resources
+from agent.runtime.linux.cgroups.base import MemoryDetails
 from agent.runtime.linux.cgroups.fs import read_int, read_keyed, write_file
 
 NAME = "memory"
@@ -37,3 +38,17 @@ def oom_killed(*, path: Path) -> bool:
     """memory.events counts OOM kills in this cgroup and below."""
     events = path / "memory.events"
     return events.exists() and read_keyed(events).get("oom_kill", 0) > 0
+
+
+def details(*, path: Path) -> MemoryDetails:
+    """usage, rss (anon), cache (file), limit (0: none), times the limit was
+    hit and OOM kills, for cAdvisor's container_memory_* series."""
+    current = path / "memory.current"
+    if not current.exists():
+        return MemoryDetails()
+    stat = read_keyed(path / "memory.stat")
+    raw = (path / "memory.max").read_text().strip() if (path / "memory.max").exists() else "max"
+    events = read_keyed(path / "memory.events") if (path / "memory.events").exists() else {}
+    return MemoryDetails(usage=read_int(current), rss=stat.get("anon", 0), cache=stat.get("file", 0),
+                         limit=0 if raw == "max" else int(raw), failcnt=events.get("max", 0),
+                         oom_events=events.get("oom_kill", 0))
