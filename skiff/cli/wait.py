@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Wait until a pod or node has a condition (--for=condition=Ready, "
                     "--for=condition=Ready=False), is deleted (--for=delete), or a field has a value "
                     "(--for=jsonpath='{.status.phase}'=Succeeded).")
-    p.add_argument("resource", metavar="RESOURCE", help="pod or node")
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("resource", metavar="TYPE[/NAME]", help="pod, node, job, ... or TYPE/NAME (job/pi)")
+    p.add_argument("name", metavar="NAME", nargs="?")
     p.add_argument("--for", dest="condition", required=True, metavar="CONDITION",
                    help="condition=TYPE[=STATUS], delete, or jsonpath={.path}=VALUE")
     p.add_argument("--timeout", type=parse_duration, default=30.0, metavar="DURATION",
@@ -75,6 +75,10 @@ def _lookup(data: Any, keys: list[str]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if "/" in args.resource and args.name is None:
+        args.resource, _, args.name = args.resource.partition("/")
+    if not args.name:
+        raise CliError("expected TYPE NAME or TYPE/NAME, e.g. job/pi")
     kind = kind_arg(args.resource)
     test = predicate(args.condition)
     namespace = scope(kind, namespace_of(args))

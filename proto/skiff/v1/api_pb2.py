@@ -24,61 +24,62 @@ _sym_db = _symbol_database.Default()
 
 from proto.skiff.v1 import types_pb2 as proto_dot_skiff_dot_v1_dot_types__pb2
 from proto.skiff.v1 import apps_pb2 as proto_dot_skiff_dot_v1_dot_apps__pb2
+from proto.skiff.v1 import batch_pb2 as proto_dot_skiff_dot_v1_dot_batch__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18proto/skiff/v1/api.proto\x12\x08skiff.v1\x1a\x1aproto/skiff/v1/types.proto\x1a\x19proto/skiff/v1/apps.proto\"\xe4\x02\n\x06Object\x12\x1c\n\x03pod\x18\x01 \x01(\x0b\x32\r.skiff.v1.PodH\x00\x12\x1e\n\x04node\x18\x02 \x01(\x0b\x32\x0e.skiff.v1.NodeH\x00\x12 \n\x05\x65vent\x18\x03 \x01(\x0b\x32\x0f.skiff.v1.EventH\x00\x12 \n\x05lease\x18\x04 \x01(\x0b\x32\x0f.skiff.v1.LeaseH\x00\x12(\n\tnamespace\x18\x05 \x01(\x0b\x32\x13.skiff.v1.NamespaceH\x00\x12)\n\nconfig_map\x18\x06 \x01(\x0b\x32\x13.skiff.v1.ConfigMapH\x00\x12\"\n\x06secret\x18\x07 \x01(\x0b\x32\x10.skiff.v1.SecretH\x00\x12+\n\x0breplica_set\x18\x08 \x01(\x0b\x32\x14.skiff.v1.ReplicaSetH\x00\x12*\n\ndeployment\x18\t \x01(\x0b\x32\x14.skiff.v1.DeploymentH\x00\x42\x06\n\x04kind\":\n\tObjectKey\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"A\n\x0c\x41pplyRequest\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"A\n\rApplyResponse\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\x12\x0e\n\x06result\x18\x02 \x01(\t\"1\n\rCreateRequest\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\"1\n\rUpdateRequest\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\".\n\nGetRequest\x12 \n\x03key\x18\x01 \x01(\x0b\x32\x13.skiff.v1.ObjectKey\"^\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\"G\n\nObjectList\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.skiff.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xa3\x01\n\rDeleteRequest\x12 \n\x03key\x18\x01 \x01(\x0b\x32\x13.skiff.v1.ObjectKey\x12!\n\x14grace_period_seconds\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x10precondition_uid\x18\x03 \x01(\t\x12\x1a\n\x12propagation_policy\x18\x04 \x01(\tB\x17\n\x15_grace_period_seconds\"y\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\"V\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12 \n\x06object\x18\x02 \x01(\x0b\x32\x10.skiff.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"[\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\"w\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x03\x12\x10\n\x08previous\x18\x06 \x01(\x08\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x92\x01\n\tExecStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x04 \x03(\t\x12\r\n\x05stdin\x18\x05 \x01(\x08\x12\x0b\n\x03tty\x18\x06 \x01(\x08\x12$\n\x04size\x18\x07 \x01(\x0b\x32\x16.skiff.v1.TerminalSize\"\x8c\x01\n\tExecInput\x12$\n\x05start\x18\x01 \x01(\x0b\x32\x13.skiff.v1.ExecStartH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x12(\n\x06resize\x18\x04 \x01(\x0b\x32\x16.skiff.v1.TerminalSizeH\x00\x42\x07\n\x05input\"*\n\x0cTerminalSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"O\n\nExecOutput\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x03 \x01(\x05H\x00\x42\x08\n\x06output\"!\n\x0cStatsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\x8e\x01\n\x0e\x43ontainerStats\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x19\n\x11\x63pu_usage_seconds\x18\x04 \x01(\x01\x12 \n\x18memory_working_set_bytes\x18\x05 \x01(\x03\x12\x0c\n\x04pids\x18\x06 \x01(\x03\"\x89\x01\n\tNodeStats\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12,\n\ncontainers\x18\x02 \x03(\x0b\x32\x18.skiff.v1.ContainerStats\x12\x19\n\x11\x63pu_usage_seconds\x18\x03 \x01(\x01\x12 \n\x18memory_working_set_bytes\x18\x04 \x01(\x03\x32\x89\x05\n\x03\x41pi\x12\x38\n\x05\x41pply\x12\x16.skiff.v1.ApplyRequest\x1a\x17.skiff.v1.ApplyResponse\x12\x33\n\x06\x43reate\x12\x17.skiff.v1.CreateRequest\x1a\x10.skiff.v1.Object\x12\x33\n\x06Update\x12\x17.skiff.v1.UpdateRequest\x1a\x10.skiff.v1.Object\x12\x39\n\x0cUpdateStatus\x12\x17.skiff.v1.UpdateRequest\x1a\x10.skiff.v1.Object\x12-\n\x03Get\x12\x14.skiff.v1.GetRequest\x1a\x10.skiff.v1.Object\x12\x33\n\x04List\x12\x15.skiff.v1.ListRequest\x1a\x14.skiff.v1.ObjectList\x12\x33\n\x06\x44\x65lete\x12\x17.skiff.v1.DeleteRequest\x1a\x10.skiff.v1.Object\x12\x37\n\x05Watch\x12\x16.skiff.v1.WatchRequest\x1a\x14.skiff.v1.WatchEvent0\x01\x12/\n\x04\x42ind\x12\x15.skiff.v1.BindRequest\x1a\x10.skiff.v1.Object\x12\x33\n\x04Logs\x12\x15.skiff.v1.LogsRequest\x1a\x12.skiff.v1.LogChunk0\x01\x12\x35\n\x04\x45xec\x12\x13.skiff.v1.ExecInput\x1a\x14.skiff.v1.ExecOutput(\x01\x30\x01\x12\x34\n\x05Stats\x12\x16.skiff.v1.StatsRequest\x1a\x13.skiff.v1.NodeStats2\xa9\x01\n\x05\x41gent\x12\x33\n\x04Logs\x12\x15.skiff.v1.LogsRequest\x1a\x12.skiff.v1.LogChunk0\x01\x12\x35\n\x04\x45xec\x12\x13.skiff.v1.ExecInput\x1a\x14.skiff.v1.ExecOutput(\x01\x30\x01\x12\x34\n\x05Stats\x12\x16.skiff.v1.StatsRequest\x1a\x13.skiff.v1.NodeStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18proto/skiff/v1/api.proto\x12\x08skiff.v1\x1a\x1aproto/skiff/v1/types.proto\x1a\x19proto/skiff/v1/apps.proto\x1a\x1aproto/skiff/v1/batch.proto\"\x82\x03\n\x06Object\x12\x1c\n\x03pod\x18\x01 \x01(\x0b\x32\r.skiff.v1.PodH\x00\x12\x1e\n\x04node\x18\x02 \x01(\x0b\x32\x0e.skiff.v1.NodeH\x00\x12 \n\x05\x65vent\x18\x03 \x01(\x0b\x32\x0f.skiff.v1.EventH\x00\x12 \n\x05lease\x18\x04 \x01(\x0b\x32\x0f.skiff.v1.LeaseH\x00\x12(\n\tnamespace\x18\x05 \x01(\x0b\x32\x13.skiff.v1.NamespaceH\x00\x12)\n\nconfig_map\x18\x06 \x01(\x0b\x32\x13.skiff.v1.ConfigMapH\x00\x12\"\n\x06secret\x18\x07 \x01(\x0b\x32\x10.skiff.v1.SecretH\x00\x12+\n\x0breplica_set\x18\x08 \x01(\x0b\x32\x14.skiff.v1.ReplicaSetH\x00\x12*\n\ndeployment\x18\t \x01(\x0b\x32\x14.skiff.v1.DeploymentH\x00\x12\x1c\n\x03job\x18\n \x01(\x0b\x32\r.skiff.v1.JobH\x00\x42\x06\n\x04kind\":\n\tObjectKey\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"A\n\x0c\x41pplyRequest\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"A\n\rApplyResponse\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\x12\x0e\n\x06result\x18\x02 \x01(\t\"1\n\rCreateRequest\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\"1\n\rUpdateRequest\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\".\n\nGetRequest\x12 \n\x03key\x18\x01 \x01(\x0b\x32\x13.skiff.v1.ObjectKey\"^\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\"G\n\nObjectList\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.skiff.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xa3\x01\n\rDeleteRequest\x12 \n\x03key\x18\x01 \x01(\x0b\x32\x13.skiff.v1.ObjectKey\x12!\n\x14grace_period_seconds\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x10precondition_uid\x18\x03 \x01(\t\x12\x1a\n\x12propagation_policy\x18\x04 \x01(\tB\x17\n\x15_grace_period_seconds\"y\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\"V\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12 \n\x06object\x18\x02 \x01(\x0b\x32\x10.skiff.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"[\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\"w\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x03\x12\x10\n\x08previous\x18\x06 \x01(\x08\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x92\x01\n\tExecStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x04 \x03(\t\x12\r\n\x05stdin\x18\x05 \x01(\x08\x12\x0b\n\x03tty\x18\x06 \x01(\x08\x12$\n\x04size\x18\x07 \x01(\x0b\x32\x16.skiff.v1.TerminalSize\"\x8c\x01\n\tExecInput\x12$\n\x05start\x18\x01 \x01(\x0b\x32\x13.skiff.v1.ExecStartH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x12(\n\x06resize\x18\x04 \x01(\x0b\x32\x16.skiff.v1.TerminalSizeH\x00\x42\x07\n\x05input\"*\n\x0cTerminalSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"O\n\nExecOutput\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x03 \x01(\x05H\x00\x42\x08\n\x06output\"!\n\x0cStatsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\x8e\x01\n\x0e\x43ontainerStats\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x19\n\x11\x63pu_usage_seconds\x18\x04 \x01(\x01\x12 \n\x18memory_working_set_bytes\x18\x05 \x01(\x03\x12\x0c\n\x04pids\x18\x06 \x01(\x03\"\x89\x01\n\tNodeStats\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12,\n\ncontainers\x18\x02 \x03(\x0b\x32\x18.skiff.v1.ContainerStats\x12\x19\n\x11\x63pu_usage_seconds\x18\x03 \x01(\x01\x12 \n\x18memory_working_set_bytes\x18\x04 \x01(\x03\x32\x89\x05\n\x03\x41pi\x12\x38\n\x05\x41pply\x12\x16.skiff.v1.ApplyRequest\x1a\x17.skiff.v1.ApplyResponse\x12\x33\n\x06\x43reate\x12\x17.skiff.v1.CreateRequest\x1a\x10.skiff.v1.Object\x12\x33\n\x06Update\x12\x17.skiff.v1.UpdateRequest\x1a\x10.skiff.v1.Object\x12\x39\n\x0cUpdateStatus\x12\x17.skiff.v1.UpdateRequest\x1a\x10.skiff.v1.Object\x12-\n\x03Get\x12\x14.skiff.v1.GetRequest\x1a\x10.skiff.v1.Object\x12\x33\n\x04List\x12\x15.skiff.v1.ListRequest\x1a\x14.skiff.v1.ObjectList\x12\x33\n\x06\x44\x65lete\x12\x17.skiff.v1.DeleteRequest\x1a\x10.skiff.v1.Object\x12\x37\n\x05Watch\x12\x16.skiff.v1.WatchRequest\x1a\x14.skiff.v1.WatchEvent0\x01\x12/\n\x04\x42ind\x12\x15.skiff.v1.BindRequest\x1a\x10.skiff.v1.Object\x12\x33\n\x04Logs\x12\x15.skiff.v1.LogsRequest\x1a\x12.skiff.v1.LogChunk0\x01\x12\x35\n\x04\x45xec\x12\x13.skiff.v1.ExecInput\x1a\x14.skiff.v1.ExecOutput(\x01\x30\x01\x12\x34\n\x05Stats\x12\x16.skiff.v1.StatsRequest\x1a\x13.skiff.v1.NodeStats2\xa9\x01\n\x05\x41gent\x12\x33\n\x04Logs\x12\x15.skiff.v1.LogsRequest\x1a\x12.skiff.v1.LogChunk0\x01\x12\x35\n\x04\x45xec\x12\x13.skiff.v1.ExecInput\x1a\x14.skiff.v1.ExecOutput(\x01\x30\x01\x12\x34\n\x05Stats\x12\x16.skiff.v1.StatsRequest\x1a\x13.skiff.v1.NodeStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.skiff.v1.api_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OBJECT']._serialized_start=94
-  _globals['_OBJECT']._serialized_end=450
-  _globals['_OBJECTKEY']._serialized_start=452
-  _globals['_OBJECTKEY']._serialized_end=510
-  _globals['_APPLYREQUEST']._serialized_start=512
-  _globals['_APPLYREQUEST']._serialized_end=577
-  _globals['_APPLYRESPONSE']._serialized_start=579
-  _globals['_APPLYRESPONSE']._serialized_end=644
-  _globals['_CREATEREQUEST']._serialized_start=646
-  _globals['_CREATEREQUEST']._serialized_end=695
-  _globals['_UPDATEREQUEST']._serialized_start=697
-  _globals['_UPDATEREQUEST']._serialized_end=746
-  _globals['_GETREQUEST']._serialized_start=748
-  _globals['_GETREQUEST']._serialized_end=794
-  _globals['_LISTREQUEST']._serialized_start=796
-  _globals['_LISTREQUEST']._serialized_end=890
-  _globals['_OBJECTLIST']._serialized_start=892
-  _globals['_OBJECTLIST']._serialized_end=963
-  _globals['_DELETEREQUEST']._serialized_start=966
-  _globals['_DELETEREQUEST']._serialized_end=1129
-  _globals['_WATCHREQUEST']._serialized_start=1131
-  _globals['_WATCHREQUEST']._serialized_end=1252
-  _globals['_WATCHEVENT']._serialized_start=1254
-  _globals['_WATCHEVENT']._serialized_end=1340
-  _globals['_BINDREQUEST']._serialized_start=1342
-  _globals['_BINDREQUEST']._serialized_end=1433
-  _globals['_LOGSREQUEST']._serialized_start=1435
-  _globals['_LOGSREQUEST']._serialized_end=1554
-  _globals['_LOGCHUNK']._serialized_start=1556
-  _globals['_LOGCHUNK']._serialized_end=1580
-  _globals['_EXECSTART']._serialized_start=1583
-  _globals['_EXECSTART']._serialized_end=1729
-  _globals['_EXECINPUT']._serialized_start=1732
-  _globals['_EXECINPUT']._serialized_end=1872
-  _globals['_TERMINALSIZE']._serialized_start=1874
-  _globals['_TERMINALSIZE']._serialized_end=1916
-  _globals['_EXECOUTPUT']._serialized_start=1918
-  _globals['_EXECOUTPUT']._serialized_end=1997
-  _globals['_STATSREQUEST']._serialized_start=1999
-  _globals['_STATSREQUEST']._serialized_end=2032
-  _globals['_CONTAINERSTATS']._serialized_start=2035
-  _globals['_CONTAINERSTATS']._serialized_end=2177
-  _globals['_NODESTATS']._serialized_start=2180
-  _globals['_NODESTATS']._serialized_end=2317
-  _globals['_API']._serialized_start=2320
-  _globals['_API']._serialized_end=2969
-  _globals['_AGENT']._serialized_start=2972
-  _globals['_AGENT']._serialized_end=3141
+  _globals['_OBJECT']._serialized_start=122
+  _globals['_OBJECT']._serialized_end=508
+  _globals['_OBJECTKEY']._serialized_start=510
+  _globals['_OBJECTKEY']._serialized_end=568
+  _globals['_APPLYREQUEST']._serialized_start=570
+  _globals['_APPLYREQUEST']._serialized_end=635
+  _globals['_APPLYRESPONSE']._serialized_start=637
+  _globals['_APPLYRESPONSE']._serialized_end=702
+  _globals['_CREATEREQUEST']._serialized_start=704
+  _globals['_CREATEREQUEST']._serialized_end=753
+  _globals['_UPDATEREQUEST']._serialized_start=755
+  _globals['_UPDATEREQUEST']._serialized_end=804
+  _globals['_GETREQUEST']._serialized_start=806
+  _globals['_GETREQUEST']._serialized_end=852
+  _globals['_LISTREQUEST']._serialized_start=854
+  _globals['_LISTREQUEST']._serialized_end=948
+  _globals['_OBJECTLIST']._serialized_start=950
+  _globals['_OBJECTLIST']._serialized_end=1021
+  _globals['_DELETEREQUEST']._serialized_start=1024
+  _globals['_DELETEREQUEST']._serialized_end=1187
+  _globals['_WATCHREQUEST']._serialized_start=1189
+  _globals['_WATCHREQUEST']._serialized_end=1310
+  _globals['_WATCHEVENT']._serialized_start=1312
+  _globals['_WATCHEVENT']._serialized_end=1398
+  _globals['_BINDREQUEST']._serialized_start=1400
+  _globals['_BINDREQUEST']._serialized_end=1491
+  _globals['_LOGSREQUEST']._serialized_start=1493
+  _globals['_LOGSREQUEST']._serialized_end=1612
+  _globals['_LOGCHUNK']._serialized_start=1614
+  _globals['_LOGCHUNK']._serialized_end=1638
+  _globals['_EXECSTART']._serialized_start=1641
+  _globals['_EXECSTART']._serialized_end=1787
+  _globals['_EXECINPUT']._serialized_start=1790
+  _globals['_EXECINPUT']._serialized_end=1930
+  _globals['_TERMINALSIZE']._serialized_start=1932
+  _globals['_TERMINALSIZE']._serialized_end=1974
+  _globals['_EXECOUTPUT']._serialized_start=1976
+  _globals['_EXECOUTPUT']._serialized_end=2055
+  _globals['_STATSREQUEST']._serialized_start=2057
+  _globals['_STATSREQUEST']._serialized_end=2090
+  _globals['_CONTAINERSTATS']._serialized_start=2093
+  _globals['_CONTAINERSTATS']._serialized_end=2235
+  _globals['_NODESTATS']._serialized_start=2238
+  _globals['_NODESTATS']._serialized_end=2375
+  _globals['_API']._serialized_start=2378
+  _globals['_API']._serialized_end=3027
+  _globals['_AGENT']._serialized_start=3030
+  _globals['_AGENT']._serialized_end=3199
 # @@protoc_insertion_point(module_scope)

@@ -126,3 +126,31 @@ spec:
     assert r.returncode == 1
     assert r.stderr == 'error: deployment "stuck" exceeded its progress deadline\n'
     assert r.stdout.startswith('Waiting for deployment "stuck" rollout to finish')
+
+
+def test_the_docs_deployment_manifests_apply_in_turn(skiff, controlplane):
+    """application/deployment.yaml, then -update (a new image), then -scale (4
+    replicas), applied unchanged as the Kubernetes docs' tutorial does."""
+    from pathlib import Path
+    docs = Path(__file__).resolve().parents[2] / "fixtures" / "kubernetes-docs" / "application"
+
+    def apply(name):
+        return skiff("apply", "-f", str(docs / name), server=controlplane)
+    r = apply("deployment.yaml")
+    assert (r.returncode, r.stdout) == (0, "deployment/nginx-deployment created\n"), r.stderr
+    r = apply("deployment-update.yaml")
+    assert (r.returncode, r.stdout) == (0, "deployment/nginx-deployment configured\n"), r.stderr
+    r = apply("deployment-scale.yaml")
+    assert (r.returncode, r.stdout) == (0, "deployment/nginx-deployment configured\n"), r.stderr
+    r = skiff("get", "deployment", "nginx-deployment", "-o",
+              "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}", server=controlplane)
+    assert r.stdout == "4 nginx:1.16.1"
+    r = skiff("get", "rs", "-o", "wide", server=controlplane)
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]
+    assert any("nginx:1.16.1" in line and "app=nginx,pod-template-hash=" in line for line in lines[1:]), r.stdout
+    r = skiff("describe", "deployment", "nginx-deployment", server=controlplane)
+    assert r.returncode == 0, r.stderr
+    assert "StrategyType:           RollingUpdate" in r.stdout
+    assert "RollingUpdateStrategy:  25% max unavailable, 25% max surge" in r.stdout
+    assert "NewReplicaSet:" in r.stdout
