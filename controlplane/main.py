@@ -22,6 +22,7 @@ from controlplane.rest import RestServer
 from controlplane.store import Store
 from controlplane.store import Unavailable as StoreUnavailable
 from skiff.client import ApiClient
+from skiff.kubeconfig import DEFAULT_REST_ADDRESS, rest_address
 from skiff.retry import Backoff, retry_async
 
 log = logging.getLogger("skiff.controlplane")
@@ -33,7 +34,7 @@ class Config:
     etcd_prefix: str = "/skiff"
     listen: str = "127.0.0.1:6443"
     metrics_listen: str = "127.0.0.1:10257"
-    rest_listen: str = "127.0.0.1:6444"   # Kubernetes' REST API (loopback HTTP until TLS lands); "" = off
+    rest_listen: str = DEFAULT_REST_ADDRESS   # Kubernetes' REST API (loopback HTTP until TLS lands); "" = off
     cluster_cidr: str = "10.244.0.0/16"
     node_cidr_mask_size: int = 24
     node_monitor_grace_seconds: float = 40.0
@@ -74,9 +75,10 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     p.add_argument("--etcd-prefix", default=Config.etcd_prefix, help="root of Skiff's keys in etcd")
     p.add_argument("--listen", default=Config.listen, help="gRPC API address HOST:PORT")
     p.add_argument("--metrics-listen", default=Config.metrics_listen, help="/metrics address HOST:PORT")
-    p.add_argument("--rest-listen", default=Config.rest_listen,
+    p.add_argument("--rest-listen", default=rest_address(),
                    help="Kubernetes REST API address HOST:PORT for kubectl and client libraries "
-                        "(plain HTTP: keep it on loopback); empty to turn it off")
+                        "(plain HTTP: keep it on loopback); empty to turn it off (default: $SKIFF_REST_LISTEN or "
+                        f"{DEFAULT_REST_ADDRESS})")
     p.add_argument("--cluster-cidr", default=Config.cluster_cidr, help="pod network; node pod CIDRs come from it")
     p.add_argument("--node-cidr-mask-size", type=int, default=Config.node_cidr_mask_size)
     p.add_argument("--node-monitor-grace-period", type=float, default=Config.node_monitor_grace_seconds,

@@ -172,7 +172,10 @@ class ResourceHandlers:
     async def create(self, request: web.Request, t: Target) -> web.StreamResponse:
         obj = codec.to_object(await self._body(request), t.served, namespace=t.namespace)
         dry_run = request.query.get("dryRun") == "All"
-        created = await self.registry.create(obj, dry_run=dry_run)
+        try:
+            created = await self.registry.create(obj, dry_run=dry_run)
+        except st.AlreadyExists as exc:   # the name is the body's, not the URL's
+            raise from_exception(exc, resource=t.served.qualified, name=obj.metadata.name) from None
         return respond(printers.to_dict(created), status=201)
 
     async def update(self, request: web.Request, t: Target) -> web.StreamResponse:

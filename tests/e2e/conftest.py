@@ -55,7 +55,9 @@ class PrivateCluster:
         return f"127.0.0.1:{self.ports['api']}"
 
     def env(self) -> dict[str, str]:
+        # A private kubeconfig and REST port: `up` writes context skiff there, never to ~/.kube/config.
         env = dict(os.environ, SKIFF_CONFIG=str(self.base / "client-config"), PYTHONUNBUFFERED="1",
+                   KUBECONFIG=str(self.base / "kubeconfig"), SKIFF_REST_LISTEN=f"127.0.0.1:{self.ports['rest']}",
                    PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
         env.pop("SKIFF_SERVER", None)
         return env
@@ -95,7 +97,7 @@ def alive(pid: int) -> bool:
 def private_cluster():
     base = Path(tempfile.mkdtemp(prefix="skiff-test-up-"))
     cluster = PrivateCluster(base=base, ports={name: free_port() for name in
-                                               ("etcd", "peer", "api", "cpm", "agent", "agentm")})
+                                               ("etcd", "peer", "api", "cpm", "agent", "agentm", "rest")})
     try:
         yield cluster
     finally:

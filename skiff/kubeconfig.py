@@ -1,0 +1,77 @@
+"""kubectl's kubeconfig, kept in step with a Skiff cluster.
+
+`merge(config, server=...)` adds (or refreshes) Skiff's cluster, user and
+context, all named `skiff`, as kubectl's own `config set-*` commands do:
+every other cluster, context and user stays as it was, and current-context
+only moves to `skiff` when none was set or it was already skiff's. The file
+is written whole through a temporary file (mode 0600: it will carry
+credentials once the API has them).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+NAME = "skiff"
+# Where the control plane serves Kubernetes' REST API unless told otherwise (--rest-listen).
+DEFAULT_REST_ADDRESS = "127.0.0.1:6444"
+# Until `skiff up` has a flag of its own for it, this variable moves the REST port of the
+# control plane `up` starts (and the kubeconfig it writes): private clusters in tests use it.
+REST_ADDRESS_ENV = "SKIFF_REST_LISTEN"
+
+
+def rest_address() -> str:
+    return os.environ.get(REST_ADDRESS_ENV) or DEFAULT_REST_ADDRESS
+
+
+def default_path() -> Path:
+    """$KUBECONFIG's first file, else ~/.kube/config (where kubectl reads)."""
+    env = os.environ.get("KUBECONFIG", "")
+    first = next((p for p in env.split(os.pathsep) if p), "")
+    return Path(first) if first else Path.home() / ".kube" / "config"
+
+
+def _upsert(entries: list[dict[str, Any]], name: str, key: str, value: dict[str, Any]) -> list[dict[str, Any]]:
+    out = [e for e in entries if isinstance(e, dict) and e.get("name") != name]
+    return [*out, {"name": name, key: value}]
+
+
+def merge(config: dict[str, Any] | None, *, server: str, namespace: str = "") -> dict[str, Any]:
+    """`config` with Skiff's cluster, user and context added or refreshed."""
+    config = dict(config or {})
+    config.setdefault("apiVersion", "v1")
+    config.setdefault("kind", "Config")
+    config.setdefault("preferences", {})
+    config["clusters"] = _upsert(config.get("clusters") or [], NAME, "cluster", {"server": server})
+    config["users"] = _upsert(config.get("users") or [], NAME, "user", {})
+    context = {"cluster": NAME, "user": NAME, **({"namespace": namespace} if namespace else {})}
+    config["contexts"] = _upsert(config.get("contexts") or [], NAME, "context", context)
+    if not config.get("current-context") or config["current-context"] == NAME:
+        config["current-context"] = NAME
+    return config
+
+
+def write(path: Path, *, server: str) -> Path:
+    """Merge Skiff's entries into the kubeconfig at `path` (created if absent)."""
+    existing: dict[str, Any] | None = None
+    if path.exists():
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: not a kubeconfig (expected a mapping)")
+        existing = loaded
+    text = yaml.safe_dump(merge(existing, server=server), default_flow_style=False, sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,148 @@
+"""kubectl (as installed) against Skiff's REST front door: what a user types
+and what they see."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.etcd, pytest.mark.slow]
+
+POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web, tier: front}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: ["sleep", "1000"]
+"""
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d1}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: d1}}
+  template:
+    metadata: {labels: {app: d1}}
+    spec:
+      containers: [{name: c, image: busybox, command: [sleep, "100"]}]
+"""
+
+
+def ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"kubectl failed ({result.returncode}): {result.stderr}"
+    return result.stdout
+
+
+def labels(rest, name: str) -> dict[str, str]:
+    return json.loads(ok(rest.kubectl("get", "pod", name, "-o", "jsonpath={.metadata.labels}")))
+
+
+def test_apply_get_patch_delete(rest, tmp_path):
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(POD)
+    assert ok(rest.kubectl("apply", "-f", str(manifest))).strip() == "pod/web created"
+    # Change and remove a field: kubectl's three-way merge, through its own client-side apply.
+    manifest.write_text(POD.replace("tier: front", 'role: "db"'))
+    assert ok(rest.kubectl("apply", "-f", str(manifest))).strip() == "pod/web configured"
+    assert labels(rest, "web") == {"app": "web", "role": "db"}
+
+    table = ok(rest.kubectl("get", "pods")).splitlines()
+    assert table[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert table[1].split()[:3] == ["web", "0/1", "Pending"]
+    wide = ok(rest.kubectl("get", "pods", "-o", "wide")).splitlines()
+    assert wide[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    as_yaml = yaml.safe_load(ok(rest.kubectl("get", "pod", "web", "-o", "yaml")))
+    assert as_yaml["spec"]["containers"][0]["image"] == "busybox"
+    as_json = json.loads(ok(rest.kubectl("get", "pods", "-o", "json")))
+    assert [i["metadata"]["name"] for i in as_json["items"]] == ["web"]
+
+    described = ok(rest.kubectl("describe", "pod", "web"))
+    assert "Name:         web" in described and "Image:      busybox" in described
+
+    ok(rest.kubectl("patch", "pod", "web", "--type", "merge", "-p", '{"metadata":{"labels":{"m":"1"}}}'))
+    ok(rest.kubectl("patch", "pod", "web", "--type", "json", "-p",
+                    '[{"op":"add","path":"/metadata/labels/j","value":"2"}]'))
+    ok(rest.kubectl("patch", "pod", "web", "--type", "strategic", "-p",
+                    '{"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]}}'))
+    ok(rest.kubectl("label", "pod", "web", "extra=yes"))
+    assert labels(rest, "web") == {"app": "web", "role": "db", "m": "1", "j": "2", "extra": "yes"}
+    assert ok(rest.kubectl("get", "pod", "web", "-o", "jsonpath={.spec.containers[0].image}")) == "busybox:1.36"
+
+    assert ok(rest.kubectl("delete", "pod", "web")).strip() == 'pod "web" deleted'
+    gone = rest.kubectl("get", "pods", "web")
+    assert gone.returncode == 1
+    assert gone.stderr.strip() == 'Error from server (NotFound): pods "web" not found'
+
+
+def test_errors_as_kubernetes_words_them(rest, tmp_path):
+    missing = rest.kubectl("get", "pods", "nope")
+    assert (missing.returncode, missing.stderr.strip()) == (1, 'Error from server (NotFound): pods "nope" not found')
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(POD.replace("    image: busybox\n", ""))
+    invalid = rest.kubectl("apply", "-f", str(bad))
+    assert invalid.returncode == 1
+    assert "spec.containers[0].image" in invalid.stderr and "is invalid" in invalid.stderr
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(POD)
+    ok(rest.kubectl("create", "-f", str(manifest)))
+    again = rest.kubectl("create", "-f", str(manifest))
+    assert (again.returncode, again.stderr.strip()) == (1, 'Error from server (AlreadyExists): error when creating '
+                                                           f'"{manifest}": pods "web" already exists')
+    # exec needs the WebSocket stream protocol, not served yet: an error at once, not a hang.
+    execed = rest.kubectl("exec", "web", "--", "true", timeout=30)
+    assert execed.returncode == 1 and "not served" in execed.stderr
+
+
+def test_watch_sees_a_change(rest, tmp_path):
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(POD)
+    ok(rest.kubectl("apply", "-f", str(manifest)))
+    env_args = ["get", "pods", "-w", "--output-watch-events"]
+    watcher = subprocess.Popen(["kubectl", "--cache-dir", str(rest.home / "cache"), *env_args],
+                               env={"KUBECONFIG": str(rest.kubeconfig), "HOME": str(rest.home),
+                                    "PATH": "/usr/bin:/bin"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = watcher.stdout.readline()
+        assert first.split()[:2] == ["EVENT", "NAME"]
+        assert watcher.stdout.readline().split()[:2] == ["ADDED", "web"]
+        ok(rest.kubectl("delete", "pod", "web", "--wait=false"))
+        assert watcher.stdout.readline().split()[:2] == ["DELETED", "web"]
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_explain_and_api_resources(rest):
+    explained = ok(rest.kubectl("explain", "pod.spec.containers"))
+    assert "KIND:       Pod" in explained and "FIELD: containers <[]Container>" in explained
+    assert "image\t<string>" in explained
+    resources = ok(rest.kubectl("api-resources")).splitlines()
+    assert resources[0].split() == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
+    assert ["pods", "po", "v1", "true", "Pod"] in [line.split() for line in resources]
+    assert ["deployments", "deploy", "apps/v1", "true", "Deployment"] in [line.split() for line in resources]
+
+
+def test_scale_and_foreground_delete(rest, tmp_path):
+    manifest = tmp_path / "d.yaml"
+    manifest.write_text(DEPLOYMENT)
+    assert ok(rest.kubectl("apply", "-f", str(manifest))).strip() == "deployment.apps/d1 created"
+    assert ok(rest.kubectl("scale", "deployment", "d1", "--replicas=3")).strip() == "deployment.apps/d1 scaled"
+    assert ok(rest.kubectl("get", "deployment", "d1", "-o", "jsonpath={.spec.replicas}")) == "3"
+    # The controllers run behind the same API: the ReplicaSet's pods appear.
+    deadline = time.monotonic() + 60
+    while len(ok(rest.kubectl("get", "pods", "-l", "app=d1", "-o", "name")).split()) != 3:
+        assert time.monotonic() < deadline, "the deployment's pods did not appear"
+        time.sleep(0.5)
+    assert ok(rest.kubectl("delete", "deployment", "d1", "--cascade=foreground", "--timeout=60s")).strip() \
+        == 'deployment.apps "d1" deleted'
+    assert ok(rest.kubectl("get", "replicasets", "-o", "name")).strip() == ""

@@ -1,0 +1,43 @@
+"""skiff/kubeconfig.py: Skiff's context merged into a kubeconfig as kubectl merges."""
+from __future__ import annotations
+
+import stat
+
+import yaml
+
+from skiff import kubeconfig
+
+OTHER = {"apiVersion": "v1", "kind": "Config", "current-context": "prod",
+         "clusters": [{"name": "prod", "cluster": {"server": "https://prod:6443"}},
+                      {"name": "skiff", "cluster": {"server": "http://old:1"}}],
+         "users": [{"name": "admin", "user": {"token": "t"}}],
+         "contexts": [{"name": "prod", "context": {"cluster": "prod", "user": "admin"}}]}
+
+
+def test_merge_keeps_other_entries_and_their_current_context(tmp_path):
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump(OTHER))
+    kubeconfig.write(path, server="http://127.0.0.1:6444")
+    merged = yaml.safe_load(path.read_text())
+    assert merged["current-context"] == "prod"
+    assert {c["name"]: c["cluster"]["server"] for c in merged["clusters"]} == {
+        "prod": "https://prod:6443", "skiff": "http://127.0.0.1:6444"}
+    assert [u["name"] for u in merged["users"]] == ["admin", "skiff"]
+    assert {c["name"] for c in merged["contexts"]} == {"prod", "skiff"}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_new_file_or_skiff_current_context_gets_skiff(tmp_path):
+    path = tmp_path / "sub" / "config"
+    kubeconfig.write(path, server="http://127.0.0.1:1")
+    assert yaml.safe_load(path.read_text())["current-context"] == "skiff"
+    assert kubeconfig.merge({"current-context": "skiff"}, server="http://x")["current-context"] == "skiff"
+    assert kubeconfig.merge({"current-context": ""}, server="http://x")["current-context"] == "skiff"
+
+
+def test_default_path_follows_kubeconfig_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path}/a:{tmp_path}/b")
+    assert kubeconfig.default_path() == tmp_path / "a"
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert kubeconfig.default_path() == tmp_path / ".kube" / "config"
