@@ -45,6 +45,7 @@ from pathlib import Path
 from skiff.cli._cluster import (AlreadyRunning, ClusterConfig, Component, component_env, components,
                                 healthy, load_config, running_pid, save_config, start_component)
 from skiff.cli._common import CliError
+from skiff.kubeconfig import default_path as default_kubeconfig, rest_address, write as write_kubeconfig
 from skiff.cli._processes import (last_log_line, mounts_under, other_agents, port_taken, remove_empty_cgroups,
                                   stop_pid, write_pid_file)
 from skiff.cli._supervisor import Supervisor, start_detached, state_path, supervisor_pid
@@ -107,7 +108,7 @@ class Cluster:
                 (self.config.pid_dir / name).unlink(missing_ok=True)
 
 
-def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
+def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: Path | None = None) -> int:
     wanted = components(config)
     for d in (config.data_dir, config.pid_dir, config.log_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -160,6 +161,9 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path) -> int:
                 raise
             print("ok", flush=True)
         write_config(path=client_config, config=ClientConfig(server=config.api_address))
+        if kubeconfig is not None:   # kubectl's context `skiff`, merged into what the file holds
+            write_kubeconfig(kubeconfig, server=f"http://{rest_address()}")
+            print(f"kubectl: context skiff in {kubeconfig} (Kubernetes API at http://{rest_address()})")
         print(f"cluster is up: API at {config.api_address}, client config {client_config}, "
               f"logs in {config.log_dir}")
         if detach:
@@ -396,6 +400,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "healthy, and write the client config. Stays in the foreground (Ctrl-C stops "
                     "everything) unless --detach.")
     p.add_argument("-d", "--detach", action="store_true", help="return once the node is Ready")
+    p.add_argument("--kubeconfig", type=Path, default=None, metavar="PATH",
+                   help="the kubeconfig to add context `skiff` to (default: $KUBECONFIG or ~/.kube/config)")
     p.add_argument("--node-name", default=socket.gethostname(), metavar="NAME",
                    help="this node's name (default: the host name)")
     _common_flags(p)
@@ -459,7 +465,8 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    return up(_config(args), detach=args.detach, client_config=config_path())
+    return up(_config(args), detach=args.detach, client_config=config_path(),
+              kubeconfig=args.kubeconfig or default_kubeconfig())
 
 
 def run_down(args: argparse.Namespace) -> int:
