@@ -50,6 +50,7 @@ from agent.imagepuller import ImagePuller, Registry
 from agent.images.types import Image
 from agent.metrics import AgentMetrics
 from agent.podnetwork import attach_pod, call_network
+from agent.prober import ProbeManager, Target
 from agent.records import DEFAULT_GRACE_SECONDS, ContainerRecord, PodRecord
 from agent.runtime.interface import ContainerStatus, Runtime, StartError, State
 from agent.status import TERMINAL_PHASES
@@ -86,7 +87,7 @@ class PodWorkers(Controller):
                  clock: Clock | None = None, metrics: AgentMetrics | None = None,
                  backoff: RestartBackoff | None = None, events: EventRecorder | None = None,
                  registry: Registry | None = None, default_pull_policy: str = "IfNotPresent",
-                 pull_backoff: RestartBackoff | None = None) -> None:
+                 pull_backoff: RestartBackoff | None = None, prober: ProbeManager | None = None) -> None:
         self.node_name, self.node_ip = node_name, node_ip
         self.pods, self.client, self.runtime, self.images = pods, client, runtime, images
         self.pods_dir, self.pids_limit, self.network = pods_dir, pids_limit, network
@@ -102,9 +103,11 @@ class PodWorkers(Controller):
                                   default_policy=default_pull_policy, backoff=pull_backoff,
                                   on_ready=self.enqueue, events=self._event)
         self._key_by_uid: dict[str, Key] = {}
+        # Probes run as tasks on this loop; a changed result wakes the pod's worker.
+        self.prober = prober or ProbeManager(runtime=runtime, on_change=self.enqueue, events=self._event)
         # uid -> (resourceVersion, status, the stored pod) of our last status write
         self.status = StatusWriter(client=client, node_name=node_name, node_ip=node_ip, clock=self.clock,
-                                   metrics=self.metrics)
+                                   metrics=self.metrics, probes=self.prober)
         self._terminated: set[str] = set()
         self._task: asyncio.Task | None = None
         self.pending: set[str] = set()  # enqueued while not running (tests drive reconcile by hand)
@@ -144,6 +147,7 @@ class PodWorkers(Controller):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.prober.close()
         await self.puller.close()
 
     def describe_key(self, uid: str) -> str:
@@ -282,13 +286,25 @@ class PodWorkers(Controller):
         if cur.state is not State.EXITED and cr.spec_hash and cr.spec_hash != _spec_hash(spec):
             # The pod was updated (a new image ...): kubelet restarts the container, without back-off.
             self._event(pod, "Normal", "Killing", f"Container {spec.name} definition changed, will be restarted")
+            self.prober.forget(cur.id)
             await self._rt("stop", self.runtime.stop(cur.id, rec.grace_seconds))
             cr.current = await self.runtime.status(cur.id)
             return await self._start(pod, rec, spec, cr, restart=cr.restart + 1)
         if cur.state is not State.EXITED:
-            cr.waiting = None
-            self._watch(rec, cur.id)
-            return None
+            kill = self.prober.kill_requested(cur.id)
+            if kill is None:
+                cr.waiting = None
+                self._watch(rec, cur.id)
+                self._probe(pod, rec, spec, cur.id)
+                return None
+            # A liveness or startup probe failed: kill it; the restart below follows restartPolicy.
+            kind, probe_grace = kill
+            self._event(pod, "Normal", "Killing", f"Container {spec.name} failed {kind.lower()} probe, "
+                                                  f"will be restarted")
+            grace = probe_grace if probe_grace is not None else rec.grace_seconds
+            await self._rt("stop", self.runtime.stop(cur.id, grace))
+            cur = cr.current = await self.runtime.status(cur.id)
+        self.prober.forget(cur.id)
         if policy == "Never" or (policy == "OnFailure" and cur.exit_code == 0):
             cr.waiting = None
             return None
@@ -346,7 +362,13 @@ class PodWorkers(Controller):
         cr.current, cr.restart, cr.waiting, cr.spec_hash = status, restart, None, _spec_hash(spec)
         if status.state is not State.EXITED:
             self._watch(rec, status.id)
+            self._probe(pod, rec, spec, status.id)
         return None
+
+    def _probe(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container, container_id: str) -> None:
+        """Run the container's probes (once per attempt)."""
+        self.prober.ensure(Target(pod=pod, container=spec, container_id=container_id, pod_ip=rec.pod_ip,
+                                  netns=rec.sandbox.netns_path if rec.sandbox is not None else None))
 
     def _watch(self, rec: PodRecord, container_id: str) -> None:
         """Wake the pod's worker when this container exits."""
@@ -370,6 +392,7 @@ class PodWorkers(Controller):
     async def _free(self, uid: str, rec: PodRecord | None, *, grace: float,
                     pod: types_pb2.Pod | None = None) -> None:
         """Stop and remove every container of the pod, detach it, remove its sandbox."""
+        self.prober.forget_pod(uid)
         ids = [c for c in await self._rt("list_containers", self.runtime.list_containers()) if c.pod_id == uid]
         for c in ids:
             if c.state is not State.EXITED:

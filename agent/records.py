@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from agent.containers import PodPaths
 from agent.runtime.interface import ContainerStatus, Sandbox
@@ -48,6 +49,12 @@ class PodRecord:
     released: bool = False                    # terminal: containers, network, sandbox freed
 
 
+class ProbeResults(Protocol):
+    """What the prober says of a container attempt (agent.prober.ProbeManager)."""
+    def ready(self, container_id: str) -> bool: ...
+    def started(self, container_id: str) -> bool: ...
+
+
 def init_done(pod: types_pb2.Pod, rec: PodRecord) -> bool:
     """Every init container has run to completion (exit 0)."""
     for spec in pod.spec.init_containers:
@@ -57,7 +64,8 @@ def init_done(pod: types_pb2.Pod, rec: PodRecord) -> bool:
     return True
 
 
-def container_views(pod: types_pb2.Pod, rec: PodRecord, *, init: bool = False) -> list[ContainerView]:
+def container_views(pod: types_pb2.Pod, rec: PodRecord, *, init: bool = False,
+                    probes: ProbeResults | None = None) -> list[ContainerView]:
     """Views of the app containers, or (init=True) of the init containers."""
     views = []
     specs, records = (pod.spec.init_containers, rec.init_containers) if init else (pod.spec.containers, rec.containers)
@@ -68,6 +76,9 @@ def container_views(pod: types_pb2.Pod, rec: PodRecord, *, init: bool = False) -
         if waiting is None and cr.current is None:
             waiting = ("PodInitializing", "") if initializing else (
                 "ContainerCreating", rec.setup_error[1] if rec.setup_error else "")
+        cid = cr.current.id if cr.current is not None else ""
         views.append(ContainerView(name=spec.name, image=spec.image, restart_count=cr.restart,
-                                   current=cr.current, previous=cr.previous, waiting=waiting))
+                                   current=cr.current, previous=cr.previous, waiting=waiting,
+                                   ready=probes.ready(cid) if probes and cid else True,
+                                   started=probes.started(cid) if probes and cid else True))
     return views

@@ -30,6 +30,8 @@ class ContainerView:
     current: ContainerStatus | None = None    # the runtime's status of the latest attempt
     previous: ContainerStatus | None = None   # the attempt before it, for lastState
     waiting: tuple[str, str] | None = None    # (reason, message) when not running
+    ready: bool = True      # the readiness probe's result (True without one)
+    started: bool = True    # the startup probe's result (True without one)
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,8 @@ def container_status(view: ContainerView) -> types_pb2.ContainerStatus:
             cs.last_state.terminated.CopyFrom(terminated(cur))
     elif cur is not None and cur.state is State.RUNNING:
         cs.state.running.started_at.CopyFrom(timestamp(cur.started_at) or Timestamp())
-        cs.ready = cs.started = True
+        cs.started = view.started
+        cs.ready = view.started and view.ready
     elif cur is not None and cur.state is State.EXITED:
         cs.state.terminated.CopyFrom(terminated(cur))
     else:

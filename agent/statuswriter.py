@@ -13,7 +13,7 @@ from typing import Any
 
 from agent.clock import Clock
 from agent.metrics import AgentMetrics
-from agent.records import PodRecord, container_views
+from agent.records import PodRecord, ProbeResults, container_views
 from agent.status import PodCondition, pod_status, same_status
 from proto.skiff.v1 import types_pb2
 from skiff.client import ApiError, Conflict, NotFound
@@ -22,8 +22,10 @@ CONFLICT_ATTEMPTS = 5
 
 
 class StatusWriter:
-    def __init__(self, *, client: Any, node_name: str, node_ip: str, clock: Clock, metrics: AgentMetrics) -> None:
+    def __init__(self, *, client: Any, node_name: str, node_ip: str, clock: Clock, metrics: AgentMetrics,
+                 probes: ProbeResults | None = None) -> None:
         self.client = client
+        self.probes = probes
         self.node_name, self.node_ip = node_name, node_ip
         self.clock = clock
         self.metrics = metrics
@@ -35,7 +37,7 @@ class StatusWriter:
         extra = ()
         if rec.setup_error is not None:
             extra = (PodCondition("PodReadyToStartContainers", False, *rec.setup_error),)
-        return pod_status(pod=pod, views=container_views(pod, rec), host_ip=self.node_ip, pod_ip=rec.pod_ip,
+        return pod_status(pod=pod, views=container_views(pod, rec, probes=self.probes), host_ip=self.node_ip, pod_ip=rec.pod_ip,
                           now=self.clock.now(), extra_conditions=extra,
                           init_views=container_views(pod, rec, init=True))
 
