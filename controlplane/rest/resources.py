@@ -26,7 +26,7 @@ from controlplane import store as st
 from controlplane.api.registry import Registry
 from controlplane.rest import codec, tables
 from controlplane.rest.discovery import Served
-from controlplane.rest.status import ApiError, bad_request, from_exception, status_body
+from controlplane.rest.status import ApiError, bad_request, from_exception
 from skiff.api import merge, meta, printers
 
 log = logging.getLogger(__name__)
@@ -268,14 +268,10 @@ class ResourceHandlers:
 
     @staticmethod
     def _deleted(t: Target, last: Message) -> web.Response:
-        """The object while it is still there (graceful deletion, finalizers), else a Success Status."""
-        if last.metadata.HasField("deletion_timestamp") and last.metadata.deletion_grace_period_seconds != 0 \
-                or last.metadata.finalizers:
-            return respond(printers.to_dict(last))
-        details = {"name": last.metadata.name, "kind": t.served.resource, "uid": last.metadata.uid}
-        if t.served.group:
-            details["group"] = t.served.group
-        return respond(status_body(code=200, reason="", message="", details=details) | {"status": "Success"})
+        """The object as deletion left it: still there with deletionTimestamp
+        (graceful deletion, finalizers) or its last state; client libraries read
+        the answer as the kind (the Python client's V1Pod), kubectl either way."""
+        return respond(printers.to_dict(last))
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         options: dict[str, Any] = {}
