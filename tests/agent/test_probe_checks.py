@@ -1,0 +1,149 @@
+"""The network probe handlers against real servers on loopback: httpGet
+(status codes, headers, refused), tcpSocket, grpc (a Python grpc health
+server); and, as root, a socket made inside another network namespace reaches
+a server that only listens there."""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import socket
+import struct
+import threading
+
+import grpc
+import pytest
+
+from agent.prober import checks
+from tests.conftest import free_port
+
+
+class HostSockets:
+    def socket(self, netns, family):
+        assert netns is None
+        return socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_tcp_socket_open_and_closed():
+    async def scenario():
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        ok = await checks.tcp_socket(HostSockets(), None, host="127.0.0.1", port=port, timeout=1)
+        server.close()
+        await server.wait_closed()
+        closed = await checks.tcp_socket(HostSockets(), None, host="127.0.0.1", port=port, timeout=1)
+        return ok, closed, port
+    ok, closed, port = run(scenario())
+    assert ok == checks.Outcome(True)
+    assert closed == checks.Outcome(False, f"dial tcp 127.0.0.1:{port}: connect: connection refused")
+
+
+def test_http_get_status_codes_and_headers():
+    seen: list[bytes] = []
+
+    async def handle(reader, writer):
+        request = await reader.readuntil(b"\r\n\r\n")
+        seen.append(request)
+        code = b"200 OK" if request.startswith(b"GET /healthz ") else b"500 Internal Server Error"
+        writer.write(b"HTTP/1.1 " + code + b"\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def scenario():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        get = lambda path: checks.http_get(HostSockets(), None, host="127.0.0.1", port=port, path=path,  # noqa: E731
+                                           scheme="HTTP", headers=[("Custom-Header", "Awesome")], timeout=1)
+        results = await get("/healthz"), await get("/broken")
+        server.close()
+        await server.wait_closed()
+        refused = await get("/healthz")
+        return results, refused, port
+    (ok, bad), refused, port = run(scenario())
+    assert ok.ok and bad == checks.Outcome(False, "HTTP probe failed with statuscode: 500")
+    assert not refused.ok and refused.message == (f'Get "http://127.0.0.1:{port}/healthz": dial tcp '
+                                                  f'127.0.0.1:{port}: connect: connection refused')
+    head = seen[0].decode().split("\r\n")
+    assert head[0] == "GET /healthz HTTP/1.1"
+    assert "Custom-Header: Awesome" in head and "User-Agent: kube-probe/1.30" in head
+
+
+@pytest.mark.parametrize("status, ok", [(1, True), (2, False)])
+def test_grpc_health_check_against_a_python_grpc_server(status, ok):
+    requests: list[bytes] = []
+
+    def check(request: bytes, context) -> bytes:
+        requests.append(request)
+        return bytes([0x08, status])
+
+    async def scenario():
+        server = grpc.aio.server()
+        handler = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+            "Check": grpc.unary_unary_rpc_method_handler(check, request_deserializer=None,
+                                                         response_serializer=None)})
+        server.add_generic_rpc_handlers((handler,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            return await checks.grpc_health(HostSockets(), None, host="127.0.0.1", port=port, service="liveness",
+                                            timeout=5)
+        finally:
+            await server.stop(None)
+    outcome = run(scenario())
+    assert outcome.ok is ok
+    assert requests == [b"\x0a\x08liveness"]
+    if not ok:
+        assert outcome.message == 'service unhealthy (responded with "NOT_SERVING")'
+
+
+def _lo_up() -> None:
+    """ioctl(SIOCSIFFLAGS) IFF_UP on lo, in the calling thread's network namespace."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifreq = struct.pack("16sH14s", b"lo", 0x1 | 0x8, b"")   # IFF_UP | IFF_LOOPBACK
+        fcntl.ioctl(s.fileno(), 0x8914, ifreq)                  # SIOCSIFFLAGS
+    finally:
+        s.close()
+
+
+def test_a_socket_made_in_a_pod_namespace_reaches_what_listens_only_there():
+    if os.geteuid() != 0:
+        pytest.skip("needs root (setns)")
+    from agent.runtime.linux import syscalls
+    port = free_port()
+    ready, done = threading.Event(), threading.Event()
+    where: dict[str, str] = {}
+
+    def pod_namespace() -> None:
+        # A namespace of this thread alone: a listener on its 127.0.0.1 that the node cannot see.
+        syscalls.unshare(syscalls.CLONE_NEWNET)
+        _lo_up()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        where["netns"] = f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net"
+        ready.set()
+        done.wait(30)
+        listener.close()
+
+    thread = threading.Thread(target=pod_namespace)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        sockets = checks.NetnsSockets()
+        home = os.readlink("/proc/thread-self/ns/net")
+
+        async def probe(netns):
+            return await checks.tcp_socket(sockets, netns, host="127.0.0.1", port=port, timeout=2)
+        inside = run(probe(where["netns"]))
+        outside = run(probe(None))
+        assert os.readlink("/proc/thread-self/ns/net") == home   # the caller is back home
+        assert inside.ok and not outside.ok
+        sockets.forget(where["netns"])
+    finally:
+        done.set()
+        thread.join()
