@@ -1,0 +1,42 @@
+"""kubectl against a real node: `skiff up` writes the kubeconfig (a private
+one here), and `kubectl logs` (plain, --tail, -f) reads a busybox pod's output
+through the control plane's REST API and the node's agent."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_kubectl_logs_through_the_rest_api(private_cluster):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    c = private_cluster
+    assert c.skiff("image", "--data-dir", str(c.data_dir), "bootstrap", "busybox").returncode == 0
+    up = c.skiff(*c.up_args("--detach")[3:], timeout=180)
+    assert up.returncode == 0, up.stderr
+    assert "kubectl: context skiff in" in up.stdout
+
+    def k(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([kubectl, "--cache-dir", str(c.base / "kube-cache"), *args], env=c.env(),
+                              capture_output=True, text=True, timeout=120)
+
+    counter = c.skiff("run", "counter", "--image", "busybox", "--restart", "Never", "--",
+                      "sh", "-c", "for i in 1 2 3; do echo line $i; sleep 1; done")
+    assert counter.returncode == 0, counter.stderr
+    waited = k("wait", "pod", "counter", "--for=condition=Ready", "--timeout=120s")
+    assert waited.returncode == 0, waited.stderr
+    followed = k("logs", "-f", "counter")
+    assert (followed.returncode, followed.stdout) == (0, "line 1\nline 2\nline 3\n"), followed.stderr
+    assert k("logs", "counter", "--tail=1").stdout == "line 3\n"
+    missing = k("logs", "nope")
+    # kubectl's own wording for logs (it looks the pod up first), as against Kubernetes.
+    assert (missing.returncode, missing.stderr.strip()) == (
+        1, 'error: error from server (NotFound): pods "nope" not found in namespace "default"')
