@@ -85,7 +85,8 @@ class Agent:
                                   pods_dir=cfg.pods_dir, pids_limit=cfg.pids_limit, network=self.network,
                                   metrics=self.metrics,
                                   events=EventRecorder(client=self.client, node_name=cfg.node_name),
-                                  registry=self.registry, default_pull_policy=cfg.default_pull_policy)
+                                  registry=self.registry, default_pull_policy=cfg.default_pull_policy,
+                                  informers=self.informers)
         await self.workers.recover()
         self.informer.add_handler(self.workers.on_pod_event)
         self.workers.start()

@@ -11,9 +11,9 @@ The rules followed:
 - argv: command/args against the image's Entrypoint/Cmd (kubelet's table:
   neither → Entrypoint+Cmd; command only → command; args only →
   Entrypoint+args; both → command+args), with `$(VAR)` expanded from the
-  container's environment and `$$` as the escape.
-- env: the image's Env, overridden by the pod's env in order (a later entry may
-  refer to an earlier one with `$(VAR)`); PATH defaulted as runc does.
+  pod's variables for the container (not the image's) and `$$` as the escape.
+- env: the image's Env, overridden by the pod's variables (agent.envvars
+  builds them as kubelet: envFrom, then env in order); PATH defaulted as runc does.
 - user: securityContext.runAsUser/runAsGroup (container over pod) over the
   image's User, which may be a name looked up in the image's /etc/passwd.
 - log path: <pods dir>/<ns>_<name>_<uid>/<container>/<restart>.log, as kubelet.
@@ -91,6 +91,7 @@ def expand(text: str, env: dict[str, str]) -> str:
 
 
 def merge_argv(container: types_pb2.Container, image: Image, env: dict[str, str]) -> tuple[str, ...]:
+    """argv, `env` being the pod's variables for the container."""
     entrypoint = tuple(image.config.entrypoint or ())
     cmd = tuple(image.config.cmd or ())
     command = tuple(expand(a, env) for a in container.command)
@@ -107,13 +108,21 @@ def merge_argv(container: types_pb2.Container, image: Image, env: dict[str, str]
     return argv
 
 
-def merge_env(container: types_pb2.Container, image: Image) -> dict[str, str]:
+def literal_env(container: types_pb2.Container) -> dict[str, str]:
+    """The container's `env` values alone, expanded in order (no valueFrom, no envFrom)."""
+    env: dict[str, str] = {}
+    for var in container.env:
+        if not var.HasField("value_from"):
+            env[var.name] = expand(var.value, env)
+    return env
+
+
+def merge_env(image: Image, pod_env: dict[str, str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in image.config.env:
         key, _, value = item.partition("=")
         env[key] = value
-    for var in container.env:
-        env[var.name] = expand(var.value, env)
+    env.update(pod_env)
     env.setdefault("PATH", DEFAULT_PATH)
     return env
 
@@ -242,10 +251,13 @@ def stop_signal_of(image: Image) -> int:
 
 def build_container_config(*, pod: types_pb2.Pod, container: types_pb2.Container, image: Image,
                            restart: int, paths: PodPaths, pids_limit: int,
-                           mounts: tuple[Mount, ...]) -> ContainerConfig:
-    """The ContainerConfig of one start attempt (restart = the restart count)."""
-    env = merge_env(container, image)
-    argv = merge_argv(container, image, env)
+                           mounts: tuple[Mount, ...], pod_env: dict[str, str] | None = None) -> ContainerConfig:
+    """The ContainerConfig of one start attempt (restart = the restart count); pod_env:
+    the pod's variables for it (agent.envvars), by default its literal `env` values."""
+    if pod_env is None:
+        pod_env = literal_env(container)
+    env = merge_env(image, pod_env)
+    argv = merge_argv(container, image, pod_env)
     return ContainerConfig(
         id=container_id(pod_uid=pod.metadata.uid, name=container.name, restart=restart),
         pod_id=pod.metadata.uid, name=container.name, image=container.image, image_id=image.id,

@@ -43,8 +43,10 @@ from typing import Any, Awaitable, Protocol
 
 from agent.backoff import RestartBackoff
 from agent.clock import Clock, SystemClock
+from agent.configobjects import ConfigObjects, references
 from agent.containers import (ContainerConfigError, PodPaths, build_container_config, restart_of,
                               sandbox_config)
+from agent.envvars import EnvContext, container_env, node_allocatable
 from agent.events import EventRecorder
 from agent.imagepuller import ImagePuller, Registry
 from agent.images.types import Image
@@ -58,7 +60,7 @@ from agent.statuswriter import StatusWriter
 from agent.volumes import container_mounts, prepare_volumes, release_volumes
 from proto.skiff.v1 import types_pb2
 from skiff.client import Conflict, NotFound
-from skiff.controller import Controller
+from skiff.controller import Controller, SharedInformerFactory
 from skiff.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,8 @@ class PodWorkers(Controller):
                  clock: Clock | None = None, metrics: AgentMetrics | None = None,
                  backoff: RestartBackoff | None = None, events: EventRecorder | None = None,
                  registry: Registry | None = None, default_pull_policy: str = "IfNotPresent",
-                 pull_backoff: RestartBackoff | None = None, prober: ProbeManager | None = None) -> None:
+                 pull_backoff: RestartBackoff | None = None, prober: ProbeManager | None = None,
+                 informers: SharedInformerFactory | None = None) -> None:
         self.node_name, self.node_ip = node_name, node_ip
         self.pods, self.client, self.runtime, self.images = pods, client, runtime, images
         self.pods_dir, self.pids_limit, self.network = pods_dir, pids_limit, network
@@ -103,6 +106,9 @@ class PodWorkers(Controller):
                                   default_policy=default_pull_policy, backoff=pull_backoff,
                                   on_ready=self.enqueue, events=self._event)
         self._key_by_uid: dict[str, Key] = {}
+        # The ConfigMaps and Secrets the pods name, each watched alone; a change wakes the pods naming it.
+        self.config = ConfigObjects(informers, on_change=self.enqueue) if informers is not None else None
+        self._allocatable = None
         # Probes run as tasks on this loop; a changed result wakes the pod's worker.
         self.prober = prober or ProbeManager(runtime=runtime, on_change=self.enqueue, events=self._event)
         # uid -> (resourceVersion, status, the stored pod) of our last status write
@@ -202,6 +208,8 @@ class PodWorkers(Controller):
             return None
         if rec is None:
             rec = self.records[uid] = self._new_record(pod)
+        if self.config is not None and not rec.released:
+            self.config.track(pod)
         if rec.released or pod.status.phase in TERMINAL_PHASES:
             if pod.status.phase in TERMINAL_PHASES:
                 self.status.note_phase(uid, pod.status.phase)
@@ -331,10 +339,19 @@ class PodWorkers(Controller):
             cr.waiting = pulled.waiting
             return pulled.retry_after
         image = pulled.image
+        if self.config is not None and not await self.config.wait_synced(references(pod)):
+            cr.waiting = ("ContainerCreating", "waiting for the ConfigMaps and Secrets the pod names")
+            return RETRY_SECONDS
         try:
+            env = container_env(pod, spec, self._env_context(rec))
+            if env.invalid_keys:
+                self._event(pod, "Warning", "InvalidEnvironmentVariableNames",
+                            f"Keys [{', '.join(env.invalid_keys)}] from the EnvFrom of container {spec.name} were "
+                            f"skipped since they are considered invalid environment variable names.")
             mounts = container_mounts(pod=pod, container=spec, paths=rec.paths)
             config = build_container_config(pod=pod, container=spec, image=image, restart=restart,
-                                            paths=rec.paths, pids_limit=self.pids_limit, mounts=mounts)
+                                            paths=rec.paths, pids_limit=self.pids_limit, mounts=mounts,
+                                            pod_env=env.variables)
         except ContainerConfigError as exc:
             cr.waiting = (exc.reason, exc.message)
             self._event(pod, "Warning", "Failed", f"Error: {exc.message}")
@@ -365,6 +382,12 @@ class PodWorkers(Controller):
             self._probe(pod, rec, spec, status.id)
         return None
 
+    def _env_context(self, rec: PodRecord) -> EnvContext:
+        if self._allocatable is None:
+            self._allocatable = node_allocatable()
+        lookup = self.config.get if self.config is not None else (lambda kind, namespace, name: None)
+        return EnvContext(lookup=lookup, pod_ip=rec.pod_ip, host_ip=self.node_ip, allocatable=self._allocatable)
+
     def _probe(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container, container_id: str) -> None:
         """Run the container's probes (once per attempt)."""
         self.prober.ensure(Target(pod=pod, container=spec, container_id=container_id, pod_ip=rec.pod_ip,
@@ -393,6 +416,8 @@ class PodWorkers(Controller):
                     pod: types_pb2.Pod | None = None) -> None:
         """Stop and remove every container of the pod, detach it, remove its sandbox."""
         self.prober.forget_pod(uid)
+        if self.config is not None:
+            self.config.untrack(uid)
         ids = [c for c in await self._rt("list_containers", self.runtime.list_containers()) if c.pod_id == uid]
         for c in ids:
             if c.state is not State.EXITED:

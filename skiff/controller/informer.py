@@ -311,6 +311,14 @@ class SharedInformerFactory:
     def lister(self, kind: str, **selectors: str) -> Lister:
         return self.informer(kind, **selectors).lister
 
+    async def release(self, informer: Informer) -> None:
+        """Stop an informer nobody needs any more and forget it (the agent's
+        per-object ConfigMap/Secret watches end with the last pod naming them)."""
+        for key, known in list(self._informers.items()):
+            if known is informer:
+                del self._informers[key]
+        await informer.stop()
+
     @property
     def informers(self) -> list[Informer]:
         return list(self._informers.values())
