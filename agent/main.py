@@ -48,9 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agent.app import Agent
 
     async def run() -> None:
-        runtime, images, registry, network_factory = _build_parts(config, zygote)
+        # netlink's blocking client cannot run on the event loop's thread
+        uplink = await asyncio.to_thread(_node_interface, config) if config.pod_network != "none" else None
+        runtime, images, registry, network_factory = _build_parts(config, zygote, uplink)
         agent = Agent(config=config, runtime=runtime, images=images, network_factory=network_factory,
-                      registry=registry)
+                      registry=registry, routes=_route_table(config, uplink) if network_factory is not None else None)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -78,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _build_parts(config: AgentConfig, zygote):
+def _build_parts(config: AgentConfig, zygote, uplink: str | None = None):
     """The runtime, the image resolver, the registry it pulls from and the network factory."""
     if config.runtime == "fake":
         from agent.runtime.fake import FakeImages, FakeRuntime
@@ -89,10 +91,10 @@ def _build_parts(config: AgentConfig, zygote):
     runtime = LinuxRuntime(run_dir=config.run_dir, cgroup_parent=config.cgroup_parent,
                            default_pids_limit=config.pids_limit, zygote=zygote)
     images = ImageStore(root=config.data_dir / "images")
-    return runtime, images, StoreRegistry(store=images), _network_factory(config)
+    return runtime, images, StoreRegistry(store=images), _network_factory(config, uplink)
 
 
-def _network_factory(config: AgentConfig):
+def _network_factory(config: AgentConfig, uplink: str | None = None):
     """pod CIDR -> PodNetworkManager, or None without pod networking."""
     if not config.network:
         return None
@@ -102,10 +104,30 @@ def _network_factory(config: AgentConfig):
         logging.getLogger("agent").warning("agent.network has no PodNetworkManager yet: pods get no network")
         return None
 
+    uplinks = (uplink,) if uplink else ()
+
     def factory(pod_cidr: str):
         return PodNetworkManager(pod_cidr=pod_cidr, state_dir=config.data_dir / "network", bridge=config.bridge,
-                                 nft_table=config.nft_table, node_ip=config.node_ip)
+                                 nft_table=config.nft_table, node_ip=config.node_ip, uplinks=uplinks,
+                                 cluster_cidr=config.cluster_cidr if uplinks else "")
     return factory
+
+
+def _node_interface(config: AgentConfig) -> str:
+    """The interface holding --node-ip: where the other nodes are."""
+    from agent.network.links import interface_with_address
+    interface = interface_with_address(ip=config.node_ip)
+    if interface is None:
+        raise SystemExit(f"skiff-agent: --pod-network {config.pod_network}: no interface here has the node IP "
+                         f"{config.node_ip} (--node-ip)")
+    return interface
+
+
+def _route_table(config: AgentConfig, uplink: str | None):
+    if config.pod_network != "host-gw" or uplink is None:
+        return None
+    from agent.network.routes import NetlinkRouteTable
+    return NetlinkRouteTable(interface=uplink)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,20 @@ def check_cidr_unused(*, pod_cidr: str, bridge: str) -> None:
                 raise NetworkError(f"pod CIDR {pod_cidr} overlaps {iface} on interface {owner}")
 
 
+def interface_with_address(*, ip: str) -> str | None:
+    """The name of the interface that carries ip in the node's namespace, if any."""
+    with _iproute() as ipr:
+        for addr in ipr.get_addr(family=socket.AF_INET):
+            if addr.get("address") == ip:
+                return _name(ipr, addr["index"])
+    return None
+
+
+def _name(ipr: IPRoute, index: int) -> str | None:
+    links = ipr.link("get", index=index)
+    return links[0].get("ifname") if links else None
+
+
 def link_exists(*, name: str) -> bool:
     with _iproute() as ipr:
         return _index(ipr, name) is not None
@@ -184,14 +198,16 @@ def create_pod_veth(*, host_name: str, bridge: str, netns_path: Path) -> None:
             if index is None:
                 raise NetworkError(f"veth {host_name} vanished right after being created")
             ipr.link("set", index=index, master=master, state="up")
+            # Hairpin lets a pod reach its own hostPort through the node's address: after
+            # DNAT the bridge must send the frame back out of the port it came in on.
+            # Set by netlink (IFLA_BRPORT_MODE), not /sys/class/net: an agent in a node's
+            # network namespace still sees the host's sysfs, where this veth is not.
+            try:
+                ipr.brport("set", index=index, mode=1)
+            except NetlinkError as exc:
+                raise NetworkError(f"cannot enable hairpin mode on {host_name}: {exc}") from exc
     finally:
         os.close(ns_fd)
-    # Hairpin lets a pod reach its own hostPort through the node's address: after
-    # DNAT the bridge must send the frame back out of the port it came in on.
-    try:
-        Path(f"/sys/class/net/{host_name}/brport/hairpin_mode").write_text("1")
-    except OSError as exc:
-        raise NetworkError(f"cannot enable hairpin mode on {host_name}: {exc.strerror}") from exc
 
 
 def pod_has_address(*, netns_path: Path, ip: str) -> bool:

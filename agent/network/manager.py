@@ -17,7 +17,9 @@ Kernel objects, all named so a leak is visible:
           never leaves the node.
   uplinks optional (`uplinks=("eth0",)`): interfaces where other nodes' traffic
           to hostPorts arrives. Skiff turns their forwarding on (off again on
-          teardown if it was off) and lets only DNAT'd hostPort flows through.
+          teardown if it was off) and lets only DNAT'd hostPort flows through,
+          and, given `cluster_cidr`, pod-to-pod flows between this node's pods
+          and the rest of the pod network (the routes: agent/network/routes.py).
 
 Ordering for crash safety (state first on the way in, last on the way out):
   attach: record the allocation -> create veth -> configure the pod -> rules
@@ -47,7 +49,8 @@ MAX_IFNAME = 15
 
 class PodNetworkManager:
     def __init__(self, *, pod_cidr: str, state_dir: Path, bridge: str = "skiff0",
-                 nft_table: str = "skiff", node_ip: str = "127.0.0.1", uplinks: Sequence[str] = ()) -> None:
+                 nft_table: str = "skiff", node_ip: str = "127.0.0.1", uplinks: Sequence[str] = (),
+                 cluster_cidr: str = "") -> None:
         try:
             network = ipaddress.IPv4Network(pod_cidr)
         except ValueError as exc:
@@ -70,8 +73,13 @@ class PodNetworkManager:
         self.bridge = bridge
         self.nft_table = nft_table
         self.node_ip = node_ip
+        if cluster_cidr:
+            cluster = ipaddress.IPv4Network(cluster_cidr)
+            if not network.subnet_of(cluster):
+                raise ValueError(f"pod_cidr {pod_cidr} is not inside cluster_cidr {cluster_cidr}")
+            cluster_cidr = str(cluster)
         self._spec = nftables.TableSpec(table=nft_table, bridge=bridge, pod_cidr=self.pod_cidr, node_ip=node_ip,
-                                        uplinks=self.uplinks)
+                                        uplinks=self.uplinks, cluster_cidr=cluster_cidr)
 
     # -- node -------------------------------------------------------------
 

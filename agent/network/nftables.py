@@ -16,7 +16,8 @@ can see whose they are.
                                route_localnet on the bridge) or a pod (hairpin: a pod
                                calling a hostPort that lands on itself or a neighbour)
     forward     (filter)       drop what comes in on the bridge and would leave by another
-                               interface: pod networks are never routed off the node. With
+                               interface: pod networks are never routed off the node (with
+                               a cluster CIDR, but for other nodes' pods by an uplink). With
                                uplinks (hostPorts reachable from other nodes), only the
                                DNAT'd hostPort flows cross between an uplink and the
                                bridge, and an uplink whose forwarding Skiff turned on
@@ -44,6 +45,9 @@ class TableSpec:
     pod_cidr: str
     node_ip: str
     uplinks: tuple[str, ...] = ()
+    # The whole pod network (all nodes' podCIDRs): with it, pods may reach
+    # other nodes' pods through the uplinks, unNATed (agent/network/routes.py).
+    cluster_cidr: str = ""
 
 
 def _quote(text: str) -> str:
@@ -75,10 +79,17 @@ def render_script(*, spec: TableSpec, state: NetworkState) -> str:
         # Replies of hostPort flows that came in from another node.
         lines.append(f"add rule {t} forward iifname {bridge} oifname {_quote(uplink)} "
                      "ct status dnat ct direction reply accept")
+    for uplink in spec.uplinks if spec.cluster_cidr else ():
+        # Pod to pod across nodes: only towards the pod network, never beyond it.
+        lines.append(f"add rule {t} forward iifname {bridge} oifname {_quote(uplink)} "
+                     f"ip daddr {spec.cluster_cidr} accept")
     lines.append(f"add rule {t} forward iifname {bridge} oifname != {bridge} drop")
     for uplink in spec.uplinks:
         lines.append(f"add rule {t} forward iifname {_quote(uplink)} oifname {bridge} "
                      "ct status dnat ct direction original accept")
+        if spec.cluster_cidr:
+            lines.append(f"add rule {t} forward iifname {_quote(uplink)} oifname {bridge} "
+                         f"ip saddr {spec.cluster_cidr} ip daddr {spec.pod_cidr} accept")
         if uplink in state.forwarding_enabled_on:
             lines.append(f"add rule {t} forward iifname {_quote(uplink)} drop")
     for pod_id, record in sorted(state.pods.items()):

@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from skiff.cli._lab import Lab, LabNode
 from skiff.cli._processes import read_pid_file, write_pid_file
 from skiff.client import ApiClient, ApiError, NotFound
 
@@ -50,10 +51,32 @@ class ClusterConfig:
     bootstrap_busybox: bool = True
     start_timeout: float = 60.0
     stop_timeout: float = 15.0
+    # `up --nodes N` (skiff/cli/_lab.py): the nodes, by index, each in a network
+    # namespace of its own on a private link; () is the one node on the host.
+    # `name` prefixes every kernel object of theirs; `node_cidr` is the link's subnet.
+    nodes: tuple[int, ...] = ()
+    name: str = "skiff"
+    node_cidr: str = "10.213.0.0/24"
+    pod_network: str = "host-gw"
+
+    @property
+    def lab(self) -> Lab | None:
+        return Lab(name=self.name, node_cidr=self.node_cidr) if self.nodes else None
+
+    @property
+    def api_host(self) -> str:
+        """Where the API listens: loopback, or with node namespaces the host's end of
+        their link (the nodes reach it there, as remote nodes would; so does the CLI)."""
+        lab = self.lab
+        return lab.host_ip if lab is not None else "127.0.0.1"
 
     @property
     def api_address(self) -> str:
-        return f"127.0.0.1:{self.api_port}"
+        return f"{self.api_host}:{self.api_port}"
+
+    def node_names(self) -> list[str]:
+        lab = self.lab
+        return [lab.node(i).name for i in self.nodes] if lab is not None else [self.node_name]
 
     @property
     def pid_dir(self) -> Path:
@@ -83,7 +106,7 @@ def load_config(config: ClusterConfig) -> ClusterConfig:
     changes = {}
     for key, value in recorded.items():
         if key in known and key not in ("data_dir", "stop_timeout"):
-            changes[key] = Path(value) if key == "run_dir" else value
+            changes[key] = Path(value) if key == "run_dir" else tuple(value) if key == "nodes" else value
     try:
         return dataclasses.replace(config, **changes)
     except TypeError:
@@ -96,6 +119,19 @@ class Component:
     argv: tuple[str, ...]
     marker: str        # must appear in /proc/PID/cmdline before down signals it
     address: str       # where it serves, for `skiff status`
+    node: str = ""     # an agent's node name
+    netns: str = ""    # a namespaced node's network namespace (its path), where argv runs
+
+    @property
+    def is_agent(self) -> bool:
+        return bool(self.node)
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        """argv, in the component's network namespace if it has one: nsenter --net
+        enters that alone, so the agent keeps the host's mounts (`ip netns exec`
+        would give it a mount namespace of its own, and its pods' mounts with it)."""
+        return ("nsenter", f"--net={self.netns}", "--", *self.argv) if self.netns else self.argv
 
 
 def components(config: ClusterConfig) -> list[Component]:
@@ -112,7 +148,7 @@ def components(config: ClusterConfig) -> list[Component]:
             "--metrics-listen", f"127.0.0.1:{config.controlplane_metrics_port}",
             "--cluster-cidr", config.cluster_cidr), marker="controlplane.main", address=config.api_address),
     ]
-    if config.with_agent:
+    if config.with_agent and config.lab is None:
         out.append(Component("agent", (
             sys.executable, "-m", "agent.main", "--server", config.api_address, "--node-name", config.node_name,
             "--listen", f"127.0.0.1:{config.agent_port}",
@@ -120,8 +156,33 @@ def components(config: ClusterConfig) -> list[Component]:
             "--data-dir", str(config.data_dir), "--run-dir", str(config.run_dir),
             "--bridge", config.bridge, "--nft-table", config.nft_table,
             "--cgroup-parent", config.cgroup_parent), marker="agent.main",
-            address=f"127.0.0.1:{config.agent_port}"))
+            address=f"127.0.0.1:{config.agent_port}", node=config.node_name))
+    elif config.with_agent:
+        out += [node_agent(config, config.lab.node(i)) for i in config.nodes]
     return out
+
+
+def node_data_dir(config: ClusterConfig, node: LabNode) -> Path:
+    return config.data_dir / "nodes" / node.name
+
+
+def node_run_dir(config: ClusterConfig, node: LabNode) -> Path:
+    return config.run_dir / "nodes" / node.name
+
+
+def node_agent(config: ClusterConfig, node: LabNode) -> Component:
+    """The agent of a namespaced node: in its network namespace (the host's
+    mounts and cgroups), listening on its node IP (the ports are the
+    namespace's own, so every node uses the same ones), with a data dir, run
+    dir, bridge, table and cgroup parent of its own."""
+    argv = (sys.executable, "-m", "agent.main", "--server", config.api_address, "--node-name", node.name,
+            "--node-ip", node.ip, "--listen", f"{node.ip}:{config.agent_port}",
+            "--metrics-listen", f"{node.ip}:{config.agent_metrics_port}",
+            "--data-dir", str(node_data_dir(config, node)), "--run-dir", str(node_run_dir(config, node)),
+            "--bridge", node.bridge, "--nft-table", node.nft_table, "--cgroup-parent", node.cgroup_parent,
+            "--pod-network", config.pod_network, "--cluster-cidr", config.cluster_cidr)
+    return Component(f"agent-{node.name}", argv, marker=f" --node-name {node.name} ",
+                     address=f"{node.ip}:{config.agent_port}", node=node.name, netns=str(node.netns_path))
 
 
 def running_pid(config: ClusterConfig, component: Component) -> int | None:
@@ -151,7 +212,7 @@ def start_component(config: ClusterConfig, component: Component) -> subprocess.P
         if (pid := running_pid(config, component)) is not None:
             raise AlreadyRunning(pid)
         with open(config.log_dir / f"{component.name}.log", "ab") as log:
-            proc = subprocess.Popen(component.argv, stdin=subprocess.DEVNULL, stdout=log,
+            proc = subprocess.Popen(component.command, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, cwd=config.data_dir, env=component_env(),
                                     start_new_session=True)
         write_pid_file(config.pid_dir / f"{component.name}.pid", proc.pid)
@@ -181,11 +242,11 @@ async def _api_answers(config: ClusterConfig) -> bool:
             return False
 
 
-async def _node_ready(config: ClusterConfig) -> bool | None:
+async def _node_ready(config: ClusterConfig, node_name: str) -> bool | None:
     """The node's Ready condition; None if the API cannot say."""
     async with ApiClient(config.api_address) as client:
         try:
-            node = await client.get("Node", config.node_name, "", timeout=2)
+            node = await client.get("Node", node_name, "", timeout=2)
         except NotFound:
             return False
         except ApiError:
@@ -205,5 +266,5 @@ def health(config: ClusterConfig, component: Component) -> str:
         return "healthy" if _etcd_healthy(config) else "unhealthy"
     if component.name == "controlplane":
         return "healthy" if asyncio.run(_api_answers(config)) else "unhealthy"
-    ready = asyncio.run(_node_ready(config))
+    ready = asyncio.run(_node_ready(config, component.node or config.node_name))
     return "unknown" if ready is None else "Ready" if ready else "NotReady"

@@ -5,6 +5,7 @@ makes before touching shared or mounted things.
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -59,10 +60,19 @@ def last_log_line(log: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def port_taken(port: int) -> bool:
+def port_taken(port: int, *, host: str = "127.0.0.1") -> bool:
+    if host != "127.0.0.1":
+        # Another address is tried by bind(), which sends nothing: a connect() to an
+        # address not (yet) on this machine would go out by the default route.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                return exc.errno == errno.EADDRINUSE
+            return False
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex((host, port)) == 0
 
 
 def stop_pid(pid: int, *, timeout: float, proc: subprocess.Popen | None = None) -> None:

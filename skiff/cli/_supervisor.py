@@ -87,9 +87,13 @@ class Supervisor:
     def __init__(self, config: ClusterConfig, *, log: Callable[[str], None],
                  clock: Callable[[], float] = time.monotonic, backoff: Backoff = BACKOFF,
                  pid_of: Callable[[ClusterConfig, Component], int | None] = running_pid,
-                 start: Callable[[ClusterConfig, Component], subprocess.Popen] = start_component) -> None:
-        """`pid_of` and `start` are the pid-file reader and the locked start;
-        tests give fakes, with a fake clock and a back-off without jitter."""
+                 start: Callable[[ClusterConfig, Component], subprocess.Popen] = start_component,
+                 reload: Callable[[ClusterConfig], ClusterConfig] = load_config) -> None:
+        """`pid_of` and `start` are the pid-file reader and the locked start,
+        `reload` re-reads the recorded configuration (`skiff node add|remove`
+        change its nodes); tests give fakes, with a fake clock and a back-off
+        without jitter."""
+        self.reload = reload
         self.config = config
         self.log = log
         self.clock = clock
@@ -97,6 +101,7 @@ class Supervisor:
         self.pid_of = pid_of
         self.start = start
         self.children: dict[str, subprocess.Popen] = {}
+        self.retired: list[subprocess.Popen] = []
         self.states: dict[str, ComponentState] = {}
         recorded = read_state(config)
         now = clock()
@@ -113,8 +118,20 @@ class Supervisor:
 
     def tick(self) -> None:
         """One look at every component: note exits, start what is due."""
+        self.config = self.reload(self.config)
+        wanted = components(self.config)
         changed = False
-        for component in components(self.config):
+        for gone in set(self.states) - {c.name for c in wanted}:   # a node removed
+            del self.states[gone]
+            if (proc := self.children.pop(gone, None)) is not None:
+                self.retired.append(proc)   # `skiff node remove` stops it; reaped below
+            changed = True
+        self.retired = [proc for proc in self.retired if proc.poll() is None]
+        for component in wanted:
+            if component.name not in self.states:   # a node added (started by `skiff node add`)
+                self.states[component.name] = ComponentState(pid=self.pid_of(self.config, component),
+                                                             up_since=self.clock())
+                changed = True
             changed |= self._check(component)
         if changed:
             self.save()

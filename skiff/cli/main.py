@@ -20,7 +20,7 @@ from skiff.config import DEFAULT_SERVER, ConfigError
 COMMAND_MODULES = (
     "apply", "diff", "get", "describe", "delete", "label", "patch", "edit", "api_resources",
     "explain", "create", "scale", "rollout", "set", "logs", "exec", "run", "wait", "build", "image", "up",
-    "status", "version",
+    "node", "status", "version",
 )
 
 
