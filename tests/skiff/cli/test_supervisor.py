@@ -124,3 +124,30 @@ def test_a_component_that_cannot_be_run_is_tried_again(tmp_path):
     node.now = 3.0
     sup.tick()
     assert node.started == ["etcd"]
+
+
+def test_nodes_added_and_removed_by_skiff_node_are_watched_and_dropped(tmp_path):
+    """`skiff node add` starts the agent, then records the node; `node remove`
+    drops the record, then stops it: neither is ever taken for an exit."""
+    node, logs = Node(), []
+    config = ClusterConfig(data_dir=tmp_path, run_dir=tmp_path / "volatile", node_name="", nodes=(1, 2))
+    config.pid_dir.mkdir()
+    recorded = {"config": config}
+    node.pids = {"etcd": 10, "controlplane": 11, "agent-skiff-node-1": 21, "agent-skiff-node-2": 22}
+    sup = Supervisor(config, log=logs.append, clock=lambda: node.now, backoff=Backoff(initial=1.0, jitter=False),
+                     pid_of=node.pid_of, start=node.start, reload=lambda _c: recorded["config"])
+    sup.tick()
+    node.pids["agent-skiff-node-3"] = 23                       # node add: running, then recorded
+    recorded["config"] = ClusterConfig(data_dir=tmp_path, run_dir=tmp_path / "volatile", node_name="",
+                                       nodes=(1, 2, 3))
+    sup.tick()
+    recorded["config"] = ClusterConfig(data_dir=tmp_path, run_dir=tmp_path / "volatile", node_name="",
+                                       nodes=(1, 3))             # node remove: unrecorded, then stopped
+    sup.tick()
+    del node.pids["agent-skiff-node-2"]
+    sup.tick()
+    assert logs == [] and node.started == []
+    assert set(read_state(sup.config)) == {"etcd", "controlplane", "agent-skiff-node-1", "agent-skiff-node-3"}
+    node.kill("agent-skiff-node-3")                              # a recorded node that exits is restarted
+    sup.tick()
+    assert logs == ["agent-skiff-node-3 (pid 23) exited; restarting in 1.0s (restart 1)"]
