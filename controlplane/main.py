@@ -106,6 +106,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
 
 
 async def run(config: Config, *, stop: asyncio.Event) -> None:
+    from controlplane.controllers.cronjob import CronJobController
     from controlplane.controllers.deployment import DeploymentController
     from controlplane.controllers.job import JobController
     from controlplane.controllers.garbagecollector import GarbageCollector
@@ -159,6 +160,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
                                  recorder=EventRecorder(client=client, component="deployment-controller")),
             JobController(client=client, factory=factory,
                           recorder=EventRecorder(client=client, component="job-controller")),
+            CronJobController(client=client, factory=factory,
+                              recorder=EventRecorder(client=client, component="cronjob-controller")),
         ]
 
     async def lead() -> None:

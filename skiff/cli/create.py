@@ -1,7 +1,13 @@
-"""`skiff create deployment NAME --image IMAGE [--replicas N] [--port P]`, as kubectl.
+"""`skiff create deployment|job`, as kubectl's.
+
+    skiff create deployment NAME --image IMAGE [--replicas N] [--port P] [-- CMD]
+    skiff create job NAME --image IMAGE [-- CMD]
+    skiff create job NAME --from=cronjob/NAME
 
 The Deployment kubectl makes: labels, selector and template labels `app=NAME`,
 one container per --image named after the image (`busybox:1.36` -> busybox).
+A Job from a CronJob is its jobTemplate, owned by the CronJob and annotated
+`cronjob.kubernetes.io/instantiate: manual`.
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import re
 from proto.skiff.v1 import apps_pb2
 from skiff.cli._common import CliError, add_namespace_flags, call_api, namespace_of
 from skiff.cli._objects import object_label
-from skiff.client import AlreadyExists, ApiClient
+from skiff.client import AlreadyExists, ApiClient, NotFound
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +36,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--port", type=int, default=0, metavar="PORT", help="the port the container exposes")
     add_namespace_flags(d)
     d.set_defaults(func=run_deployment, takes_command=True)
+    j = what.add_parser(
+        "job", help="create a job",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Create a job with the given name, from an image or from a cron job's template.",
+        epilog="examples:\n  skiff create job once --image busybox -- echo hi\n"
+               "  skiff create job hello-now --from=cronjob/hello")
+    j.add_argument("name", metavar="NAME")
+    j.add_argument("--image", metavar="IMAGE", help="the container's image")
+    j.add_argument("--from", dest="source", metavar="cronjob/NAME", help="the cron job whose template to use")
+    add_namespace_flags(j)
+    j.set_defaults(func=run_job, takes_command=True)
 
 
 def container_name(image: str) -> str:
@@ -72,6 +89,45 @@ def run_deployment(args: argparse.Namespace) -> int:
             created = await client.create(d)
         except AlreadyExists:
             raise CliError(f'deployments.apps "{args.name}" already exists') from None
+        print(f"{object_label(created)} created")
+        return 0
+    return call_api(args, body)
+
+
+def run_job(args: argparse.Namespace) -> int:
+    from proto.skiff.v1 import batch_pb2
+
+    if bool(args.image) == bool(args.source):
+        raise CliError("either --image or --from must be specified")
+    namespace = namespace_of(args)
+
+    async def body(client: ApiClient) -> int:
+        if args.source:
+            kind, _, name = args.source.partition("/")
+            if kind.lower() not in ("cronjob", "cronjobs", "cj") or not name:
+                raise CliError(f"from must be an existing cronjob: {args.source}")
+            try:
+                cj = await client.get("CronJob", name, namespace)
+            except NotFound:
+                raise CliError(f'cronjobs.batch "{name}" not found') from None
+            job = batch_pb2.Job(api_version="batch/v1", kind="Job")
+            job.metadata.labels.update(cj.spec.job_template.metadata.labels)
+            job.metadata.annotations.update(cj.spec.job_template.metadata.annotations)
+            job.metadata.annotations["cronjob.kubernetes.io/instantiate"] = "manual"
+            job.metadata.owner_references.add(api_version="batch/v1", kind="CronJob", name=cj.metadata.name,
+                                              uid=cj.metadata.uid, controller=True)
+            job.spec.CopyFrom(cj.spec.job_template.spec)
+        else:
+            job = batch_pb2.Job(api_version="batch/v1", kind="Job")
+            c = job.spec.template.spec.containers.add(name=args.name, image=args.image)
+            c.command.extend(args.trailing)
+            job.spec.template.spec.restart_policy = "Never"
+        job.metadata.name = args.name
+        job.metadata.namespace = namespace
+        try:
+            created = await client.create(job)
+        except AlreadyExists:
+            raise CliError(f'jobs.batch "{args.name}" already exists') from None
         print(f"{object_label(created)} created")
         return 0
     return call_api(args, body)
