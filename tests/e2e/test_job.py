@@ -49,3 +49,49 @@ def test_job_with_parallelism_2_and_completions_4_completes(private_cluster, tmp
     table = c.skiff("get", "jobs").stdout.splitlines()
     assert table[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
     assert table[1].split()[:3] == ["count", "Complete", "4/4"]
+
+
+CRONJOB = """\
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: tick
+spec:
+  schedule: "*/1 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers:
+          - name: main
+            image: busybox
+            command: [sh, -c, "echo tick"]
+"""
+
+
+def test_cronjob_every_minute_runs_within_70_seconds(private_cluster, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    import time
+    c = private_cluster
+    up = c.skiff(*c.up_args("--detach")[3:], timeout=180)
+    assert up.returncode == 0, up.stderr
+    (tmp_path / "cj.yaml").write_text(CRONJOB)
+    applied = c.skiff("apply", "-f", str(tmp_path / "cj.yaml"))
+    assert (applied.returncode, applied.stdout) == (0, "cronjob/tick created\n"), applied.stderr
+    deadline = time.monotonic() + 70
+    while True:
+        jobs = json.loads(c.skiff("get", "jobs", "-o", "json").stdout)["items"]
+        if jobs:
+            break
+        assert time.monotonic() < deadline, "no Job within 70 s\n" + c.skiff("describe", "cronjob", "tick").stdout
+        time.sleep(1)
+    name = jobs[0]["metadata"]["name"]
+    assert name.startswith("tick-")
+    waited = c.skiff("wait", "--for=condition=complete", f"job/{name}", "--timeout", "120s", timeout=140)
+    assert waited.returncode == 0, waited.stderr + c.skiff("describe", "job", name).stdout
+    pods = json.loads(c.skiff("get", "pods", "-l", f"batch.kubernetes.io/job-name={name}", "-o", "json").stdout)
+    assert c.skiff("logs", pods["items"][0]["metadata"]["name"]).stdout == "tick\n"
+    cj = json.loads(c.skiff("get", "cronjob", "tick", "-o", "json").stdout)
+    assert cj["status"]["lastScheduleTime"]
