@@ -43,6 +43,7 @@ from typing import Any, Awaitable, Protocol
 
 from agent.backoff import RestartBackoff
 from agent.clock import Clock, SystemClock
+from agent import configvolumes
 from agent.configobjects import ConfigObjects, references
 from agent.containers import (ContainerConfigError, PodPaths, build_container_config, restart_of,
                               sandbox_config)
@@ -230,7 +231,7 @@ class PodWorkers(Controller):
                 self._setup_failed(pod, rec, ("FailedCreatePodSandBox", f"creating the pod sandbox: {exc}"))
                 await self.status.write(pod, rec)
                 return RETRY_SECONDS
-        if await self._ensure_network(pod, rec):
+        if await self._ensure_network(pod, rec) and await self._sync_volumes(pod, rec):
             # Init containers one at a time, each to completion; then the app containers.
             init_policy = "Never" if pod.spec.restart_policy == "Never" else "OnFailure"
             for container in pod.spec.init_containers:
@@ -270,6 +271,28 @@ class PodWorkers(Controller):
             ready, error = await attach_pod(network=self.network, pod=pod, rec=rec, node_ip=self.node_ip)
         self._setup_failed(pod, rec, ("HostPortInUse", error) if error else None)
         return ready
+
+    async def _sync_volumes(self, pod: types_pb2.Pod, rec: PodRecord) -> bool:
+        """Write the pod's configMap/secret/downwardAPI/projected files where they changed;
+        False while one cannot be set up yet (its containers then wait in ContainerCreating)."""
+        if not any(configvolumes.is_config_volume(v) for v in pod.spec.volumes):
+            return True
+        if self.config is not None and not await self.config.wait_synced(references(pod)):
+            return False
+        try:
+            written = configvolumes.sync(pod, rec.paths.root / "volumes", self._env_context(rec))
+        except (configvolumes.VolumeError, ContainerConfigError, OSError) as exc:
+            message = str(exc)
+            if rec.mount_error != message:
+                self._event(pod, "Warning", "FailedMount", message)
+            rec.mount_error = message
+            rec.setup_error = ("FailedMount", message)
+            return False
+        if rec.mount_error:
+            rec.mount_error, rec.setup_error = "", None
+        if written:
+            log.info("pod %s: volume(s) %s written", self._describe(rec.uid), ", ".join(written))
+        return True
 
     def _setup_failed(self, pod: types_pb2.Pod, rec: PodRecord, error: tuple[str, str] | None) -> None:
         if error is not None and error != rec.setup_error:

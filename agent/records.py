@@ -41,6 +41,7 @@ class PodRecord:
     # Why the pod's sandbox or network is not ready: (reason, message), e.g.
     # ("HostPortInUse", "host port 5000/TCP is already in use by ...").
     setup_error: tuple[str, str] | None = None
+    mount_error: str = ""                     # why a configMap/secret/... volume cannot be set up yet
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
     init_containers: dict[str, ContainerRecord] = field(default_factory=dict)

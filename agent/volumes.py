@@ -1,5 +1,11 @@
-"""Pod volumes on the node: emptyDir and hostPath, made ready before a
-container starts and turned into the runtime's bind `Mount`s.
+"""Pod volumes on the node: emptyDir and hostPath, and the directories of
+configMap, secret, downwardAPI and projected volumes (whose files
+agent.configvolumes writes), made ready before a container starts and turned
+into the runtime's bind `Mount`s.
+
+Secret and projected volumes get a tmpfs of their own (source
+"skiff-secret") before anything is written to them, so their data is never on
+the node's disk; all four kinds are mounted read-only, as kubelet mounts them.
 
 An emptyDir is a directory under the pod's dir (<pods>/<ns>_<name>_<uid>/
 volumes/<name>), shared by the pod's containers and removed with the pod; with
@@ -25,12 +31,15 @@ from skiff.api.quantity import memory_bytes
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 MNT_DETACH = 2
 TMPFS_SOURCE = "skiff-emptydir"
+SECRET_TMPFS_SOURCE = "skiff-secret"
+CONFIG_SOURCES = ("config_map", "secret", "downward_api", "projected")
+MEMORY_SOURCES = ("secret", "projected")
 
 
-def _mount_tmpfs(target: Path, *, size: str) -> None:
+def _mount_tmpfs(target: Path, *, size: str, source: str = TMPFS_SOURCE, mode: str = "0777") -> None:
     # tmpfs takes bytes (or k/m/g), not Kubernetes' "64Mi".
-    options = f"mode=0777,size={memory_bytes(size)}" if size else "mode=0777"
-    if _libc.mount(TMPFS_SOURCE.encode(), str(target).encode(), b"tmpfs", 0, options.encode()) != 0:
+    options = f"mode={mode},size={memory_bytes(size)}" if size else f"mode={mode}"
+    if _libc.mount(source.encode(), str(target).encode(), b"tmpfs", 0, options.encode()) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount(tmpfs, {target}): {os.strerror(err)}")
 
@@ -57,9 +66,14 @@ def prepare_volumes(*, pod: types_pb2.Pod, paths: PodPaths) -> None:
     """Make every emptyDir of the pod exist (tmpfs mounted for medium Memory). Idempotent."""
     mounted = set(_mounted_under(paths.root / "volumes")) if (paths.root / "volumes").exists() else set()
     for volume in pod.spec.volumes:
+        target = paths.volume_dir(volume.name)
+        if any(volume.HasField(s) for s in MEMORY_SOURCES):
+            target.mkdir(parents=True, exist_ok=True, mode=0o755)
+            if target.resolve() not in mounted:
+                _mount_tmpfs(target, size="", source=SECRET_TMPFS_SOURCE, mode="0755")
+            continue
         if not volume.HasField("empty_dir"):
             continue
-        target = paths.volume_dir(volume.name)
         target.mkdir(parents=True, exist_ok=True)
         if volume.empty_dir.medium == "Memory" and target.resolve() not in mounted:
             _mount_tmpfs(target, size=volume.empty_dir.size_limit)
@@ -111,8 +125,11 @@ def container_mounts(*, pod: types_pb2.Pod, container: types_pb2.Container, path
         elif volume.HasField("empty_dir"):
             source = paths.volume_dir(volume.name)
             source.mkdir(parents=True, exist_ok=True)
+        elif any(volume.HasField(s) for s in CONFIG_SOURCES):
+            source = paths.volume_dir(volume.name)   # written by agent.configvolumes before any start
         else:
-            raise ContainerConfigError(f"{where}: volume {vm.name!r} has no emptyDir or hostPath source")
+            raise ContainerConfigError(f"{where}: volume {vm.name!r}: its source is not implemented by Skiff "
+                                       f"(emptyDir, hostPath, configMap, secret, downwardAPI and projected are)")
         if vm.sub_path:
             sub = Path(vm.sub_path)
             if sub.is_absolute() or ".." in sub.parts:
@@ -125,5 +142,6 @@ def container_mounts(*, pod: types_pb2.Pod, container: types_pb2.Container, path
             if resolved != base and base not in resolved.parents:
                 raise ContainerConfigError(f"{where}.subPath {vm.sub_path!r} leaves volume {vm.name!r}")
             source = resolved
-        mounts.append(Mount(target=vm.mount_path, source=str(source), kind="bind", read_only=vm.read_only))
+        read_only = vm.read_only or any(volume.HasField(s) for s in CONFIG_SOURCES)
+        mounts.append(Mount(target=vm.mount_path, source=str(source), kind="bind", read_only=read_only))
     return tuple(mounts)
