@@ -4,6 +4,7 @@ from __future__ import annotations
 import grpc
 
 from controlplane import store as st
+from controlplane.api.decoding import add_servicer
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.service import ApiService
 from controlplane.metrics import Metrics
@@ -23,7 +24,7 @@ class ApiServer:
         # caps a request body at 3 MB the same way.
         self._server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
                                                 ("grpc.so_reuseport", 0)])
-        api_pb2_grpc.add_ApiServicer_to_server(self.service, self._server)
+        add_servicer(api_pb2_grpc.add_ApiServicer_to_server, self.service, self._server, "skiff.v1.Api")
         self.port = 0
 
     async def start(self) -> int:

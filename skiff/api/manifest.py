@@ -483,7 +483,7 @@ class _Walker:
             # bytes are base64 in YAML and JSON (a Secret's data), as Kubernetes reads them
             try:
                 base64.b64decode(node.value, validate=True)
-            except binascii.Error as exc:
+            except (binascii.Error, ValueError) as exc:   # ValueError: not ASCII
                 self.error(path, node, f"illegal base64 data: {exc}")
                 return None
             return node.value

@@ -106,7 +106,8 @@ def invalid_value(value: str, problem: str) -> str:
 
 def quoted(text: str) -> str:
     """Go's %q, near enough: control characters escaped, printable text kept (cut to 100 characters)."""
-    return json.dumps(_cut(text), ensure_ascii=False)
+    text = json.dumps(_cut(text), ensure_ascii=False)
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
 def validate_metadata(obj: Message) -> list[FieldError]:
