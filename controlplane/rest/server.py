@@ -21,7 +21,7 @@ from aiohttp import web
 
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.registry import Registry
-from controlplane.rest import discovery, openapi, podlogs
+from controlplane.rest import discovery, openapi, podlogs, streams
 from controlplane.rest.resources import ResourceHandlers, Target, error_response, respond
 from controlplane.rest.status import ApiError, from_exception
 
@@ -130,6 +130,8 @@ class RestServer:
             table = {"GET": h.get, "PUT": h.update, "PATCH": h.patch}
         elif (f"{t.served.resource}/{t.subresource}" in discovery.LOG_SUBRESOURCES) and method == "GET":
             return await podlogs.logs(request, t, proxy=self.proxy)
+        elif t.served.kind.name == "Pod" and t.subresource == "exec" and method in ("GET", "POST"):
+            return await streams.exec_ws(request, t, proxy=self.proxy)
         elif t.served.kind.name == "Pod" and t.subresource in podlogs.STREAMS_NOT_SERVED:
             raise podlogs.stream_not_served(t.subresource)
         else:

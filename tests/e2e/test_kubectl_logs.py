@@ -1,6 +1,7 @@
 """kubectl against a real node: `skiff up` writes the kubeconfig (a private
-one here), and `kubectl logs` (plain, --tail, -f) reads a busybox pod's output
-through the control plane's REST API and the node's agent."""
+one here), `kubectl logs` (plain, --tail, -f) reads a busybox pod's output and
+`kubectl exec` runs commands in it (WebSocket channel protocol), through the
+control plane's REST API and the node's agent."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ import pytest
 pytestmark = [pytest.mark.root, pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_kubectl_logs_through_the_rest_api(private_cluster):
+def test_kubectl_logs_and_exec_through_the_rest_api(private_cluster):
     if os.geteuid() != 0:
         pytest.skip("needs root")
     kubectl = shutil.which("kubectl")
@@ -24,9 +25,9 @@ def test_kubectl_logs_through_the_rest_api(private_cluster):
     assert up.returncode == 0, up.stderr
     assert "kubectl: context skiff in" in up.stdout
 
-    def k(*args: str) -> subprocess.CompletedProcess:
+    def k(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([kubectl, "--cache-dir", str(c.base / "kube-cache"), *args], env=c.env(),
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, input=input)
 
     counter = c.skiff("run", "counter", "--image", "busybox", "--restart", "Never", "--",
                       "sh", "-c", "for i in 1 2 3; do echo line $i; sleep 1; done")
@@ -40,3 +41,11 @@ def test_kubectl_logs_through_the_rest_api(private_cluster):
     # kubectl's own wording for logs (it looks the pod up first), as against Kubernetes.
     assert (missing.returncode, missing.stderr.strip()) == (
         1, 'error: error from server (NotFound): pods "nope" not found in namespace "default"')
+
+    sleeper = c.skiff("run", "sleeper", "--image", "busybox", "--", "sleep", "300")
+    assert sleeper.returncode == 0, sleeper.stderr
+    assert k("wait", "pod", "sleeper", "--for=condition=Ready", "--timeout=120s").returncode == 0
+    execed = k("exec", "sleeper", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (execed.returncode, execed.stdout, execed.stderr.splitlines()[0]) == (7, "out\n", "err"), execed.stderr
+    piped = k("exec", "-i", "sleeper", "--", "sh", "-c", "tr a-z A-Z; hostname", input="hello from stdin\n")
+    assert (piped.returncode, piped.stdout) == (0, "HELLO FROM STDIN\nsleeper\n"), piped.stderr

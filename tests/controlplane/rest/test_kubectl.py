@@ -97,9 +97,9 @@ def test_errors_as_kubernetes_words_them(rest, tmp_path):
     again = rest.kubectl("create", "-f", str(manifest))
     assert (again.returncode, again.stderr.strip()) == (1, 'Error from server (AlreadyExists): error when creating '
                                                            f'"{manifest}": pods "web" already exists')
-    # exec needs the WebSocket stream protocol, not served yet: an error at once, not a hang.
+    # exec in a pod no node runs yet: an error at once, not a hang.
     execed = rest.kubectl("exec", "web", "--", "true", timeout=30)
-    assert execed.returncode == 1 and "not served" in execed.stderr
+    assert execed.returncode == 1 and 'pod "web" is not scheduled to a node yet' in execed.stderr
 
 
 def test_watch_sees_a_change(rest, tmp_path):
