@@ -15,6 +15,9 @@ from typing import Any
 
 from skiff.api import kinds
 
+# Kubernetes' category `all` (`kubectl get all`): the workload resources it names, those Skiff serves.
+CATEGORY_ALL = frozenset({"pods", "services", "replicationcontrollers", "daemonsets", "deployments", "replicasets",
+                          "statefulsets", "jobs", "cronjobs", "horizontalpodautoscalers"})
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 KUBERNETES_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0+skiff", "gitCommit": "",
                       "gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z", "goVersion": "python",
@@ -106,7 +109,8 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
         k = s.kind
         short = [a for a in k.aliases if a not in (k.resource, k.name.lower())]
         resources.append({"name": k.resource, "singularName": k.name.lower(), "namespaced": k.namespaced,
-                          "kind": k.name, "verbs": VERBS, **({"shortNames": short} if short else {})})
+                          "kind": k.name, "verbs": VERBS, **({"shortNames": short} if short else {}),
+                          **({"categories": ["all"]} if k.resource in CATEGORY_ALL else {})})
         if s.has_status:
             resources.append({"name": f"{k.resource}/status", "singularName": "", "namespaced": k.namespaced,
                               "kind": k.name, "verbs": ["get", "patch", "update"]})

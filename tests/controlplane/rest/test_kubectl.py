@@ -143,6 +143,8 @@ def test_scale_and_foreground_delete(rest, tmp_path):
     while len(ok(rest.kubectl("get", "pods", "-l", "app=d1", "-o", "name")).split()) != 3:
         assert time.monotonic() < deadline, "the deployment's pods did not appear"
         time.sleep(0.5)
+    everything = ok(rest.kubectl("get", "all", "-o", "name")).split()
+    assert "deployment.apps/d1" in everything and sum(n.startswith("pod/d1-") for n in everything) == 3
     assert ok(rest.kubectl("delete", "deployment", "d1", "--cascade=foreground", "--timeout=60s")).strip() \
         == 'deployment.apps "d1" deleted'
     assert ok(rest.kubectl("get", "replicasets", "-o", "name")).strip() == ""
