@@ -107,6 +107,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
 
 async def run(config: Config, *, stop: asyncio.Event) -> None:
     from controlplane.controllers.cronjob import CronJobController
+    from controlplane.controllers.daemonset import DaemonSetController
     from controlplane.controllers.deployment import DeploymentController
     from controlplane.controllers.job import JobController
     from controlplane.controllers.garbagecollector import GarbageCollector
@@ -162,6 +163,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
                           recorder=EventRecorder(client=client, component="job-controller")),
             CronJobController(client=client, factory=factory,
                               recorder=EventRecorder(client=client, component="cronjob-controller")),
+            DaemonSetController(client=client, factory=factory,
+                                recorder=EventRecorder(client=client, component="daemonset-controller")),
         ]
 
     async def lead() -> None:
