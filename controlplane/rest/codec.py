@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from google.protobuf.message import Message
 
+from controlplane.rest import protobuf
 from controlplane.rest.discovery import Served
 from controlplane.rest.status import ApiError, bad_request, invalid
 from skiff.api import manifest
@@ -27,6 +28,13 @@ _TRUE = ("true", "1", "True")
 def parse_body(raw: bytes, content_type: str) -> Any:
     """JSON (or YAML for the yaml and apply-patch types) into plain data."""
     media = content_type.split(";")[0].strip().lower()
+    if media == protobuf.MEDIA_TYPE:
+        try:
+            return protobuf.decode(raw)
+        except protobuf.ProtobufError as exc:
+            raise ApiError(415, "UnsupportedMediaType",
+                           f"Skiff reads {exc} only as JSON or YAML: use `kubectl apply -f` or `kubectl create -f` "
+                           f"with a manifest") from None
     if media and not (media.endswith("json") or media.endswith("yaml") or media == "*/*"):
         # Protobuf (kubectl create sends it for built-in types): 415 makes client-go send JSON instead.
         raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "

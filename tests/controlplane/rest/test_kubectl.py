@@ -148,3 +148,17 @@ def test_scale_and_foreground_delete(rest, tmp_path):
     assert ok(rest.kubectl("delete", "deployment", "d1", "--cascade=foreground", "--timeout=60s")).strip() \
         == 'deployment.apps "d1" deleted'
     assert ok(rest.kubectl("get", "replicasets", "-o", "name")).strip() == ""
+
+
+def test_typed_create_commands(rest):
+    """kubectl's `create <kind>` commands send protobuf: read for the flat kinds,
+    refused with a pointer to `apply -f` for the others."""
+    assert ok(rest.kubectl("create", "namespace", "team")).strip() == "namespace/team created"
+    assert ok(rest.kubectl("create", "configmap", "cm1", "-n", "team", "--from-literal=a=b", "--from-literal=c=d")
+              ).strip() == "configmap/cm1 created"
+    assert json.loads(ok(rest.kubectl("get", "cm", "cm1", "-n", "team", "-o", "jsonpath={.data}"))) == {
+        "a": "b", "c": "d"}
+    assert ok(rest.kubectl("create", "secret", "generic", "s1", "--from-literal=k=v")).strip() == "secret/s1 created"
+    assert ok(rest.kubectl("get", "secret", "s1", "-o", "jsonpath={.data.k}")) == "dg=="   # base64 of "v"
+    refused = rest.kubectl("create", "deployment", "d", "--image=busybox")
+    assert refused.returncode == 1 and "kubectl apply -f" in refused.stderr
