@@ -64,3 +64,15 @@ def test_label_key_errors_point_at_the_labels_line():
     [error] = errors(text)
     assert (error.path, error.line) == ("metadata.labels", 5)
     assert str(error).startswith('m.yaml:5: document 1 of 1: metadata.labels: Invalid value: "bad key/../x!": ')
+
+
+def test_aliases_that_expand_without_bound_are_refused_quickly():
+    import time
+    started = time.monotonic()
+    bomb = ("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n"
+            "  initContainers: [&c {name: c, image: busybox, env: [" + ", ".join(["&e {name: A, value: b}"] +
+                                                                         ["*e"] * 999) + "]}]\n"
+            f"  containers: [{', '.join(['*c'] * 300)}]\n")
+    [error] = errors(bomb)
+    assert "expands to more than" in error.message and "aliases" in error.message
+    assert time.monotonic() - started < 10
