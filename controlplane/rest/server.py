@@ -71,19 +71,18 @@ class RestServer:
             await self._runner.cleanup()
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        target: Target | None = None
+        seen: list[Target] = []   # the resource addressed, once known: it words the errors
         try:
-            return await self._route(request)
+            return await self._route(request, seen)
         except ApiError as err:
             return error_response(err)
         except Exception as exc:  # noqa: BLE001 - every failure is a Status, never a 500 page
             resource, name = "", ""
-            target = request.get("skiff.target")
-            if target is not None:
-                resource, name = target.served.qualified, target.name
+            if seen:
+                resource, name = seen[0].served.qualified, seen[0].name
             return error_response(from_exception(exc, resource=resource, name=name))
 
-    async def _route(self, request: web.Request) -> web.StreamResponse:
+    async def _route(self, request: web.Request, seen: list[Target]) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
         parts = path.strip("/").split("/") if path != "/" else []
         if path in ("/healthz", "/livez", "/readyz"):
@@ -115,7 +114,7 @@ class RestServer:
         target, watch = parse_target(rest, group=group, version=version)
         if target is None:
             raise _NOT_FOUND
-        request["skiff.target"] = target
+        seen.append(target)
         return await self._verb(request, target, watch=watch)
 
     async def _verb(self, request: web.Request, t: Target, *, watch: bool) -> web.StreamResponse:
