@@ -29,6 +29,7 @@ from proto.skiff.v1 import api_pb2
 log = logging.getLogger(__name__)
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+FIRST_RESIZE_WAIT_SECONDS = 2.0   # a tty client that sends no size starts at the agent's default
 
 
 def _status(code: int | None, command: list[str], failure: ApiError | None = None) -> bytes:
@@ -43,6 +44,39 @@ def _status(code: int | None, command: list[str], failure: ApiError | None = Non
     else:
         body = {"metadata": {}, "status": "Success"}
     return bytes([ERROR]) + json.dumps(body).encode()
+
+
+def _input(msg: Any) -> api_pb2.ExecInput | None:
+    """The ExecInput a client's WebSocket message stands for (None: nothing to pass on)."""
+    if msg.type != WSMsgType.BINARY or not msg.data:
+        return None
+    channel, payload = msg.data[0], msg.data[1:]
+    if channel == STDIN:
+        return api_pb2.ExecInput(stdin=payload)
+    if channel == RESIZE:
+        try:
+            size = json.loads(payload)
+            return api_pb2.ExecInput(resize=api_pb2.TerminalSize(rows=int(size.get("Height", 0)),
+                                                                 cols=int(size.get("Width", 0))))
+        except (ValueError, TypeError, AttributeError):
+            return None
+    if channel == CLOSE and payload[:1] == bytes([STDIN]):
+        return api_pb2.ExecInput(close_stdin=True)
+    return None
+
+
+async def _first_input(ws: web.WebSocketResponse) -> api_pb2.ExecInput | None:
+    """The client's first message, if it sends one soon (kubectl's initial resize)."""
+    try:
+        async with asyncio.timeout(FIRST_RESIZE_WAIT_SECONDS):
+            while True:
+                msg = await ws.receive()
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING, WSMsgType.ERROR):
+                    return None
+                if (message := _input(msg)) is not None:
+                    return message
+    except TimeoutError:
+        return None
 
 
 async def exec_ws(request: web.Request, t: Target, *, proxy: AgentProxy) -> web.StreamResponse:
@@ -62,6 +96,14 @@ async def exec_ws(request: web.Request, t: Target, *, proxy: AgentProxy) -> web.
     ws = web.WebSocketResponse(protocols=PROTOCOLS, autoping=True)
     await ws.prepare(request)
     inputs: asyncio.Queue[api_pb2.ExecInput | None] = asyncio.Queue()
+    if tty:
+        # kubectl sends the terminal's size first thing: the command starts at that size (a
+        # shell reads it once at start), as ExecStart.size lets it.
+        first = await _first_input(ws)
+        if first is not None and first.WhichOneof("input") == "resize":
+            start.size.CopyFrom(first.resize)
+        elif first is not None:
+            inputs.put_nowait(first)
 
     async def requests() -> AsyncIterator[api_pb2.ExecInput]:
         yield api_pb2.ExecInput(start=start)
@@ -70,20 +112,9 @@ async def exec_ws(request: web.Request, t: Target, *, proxy: AgentProxy) -> web.
 
     async def read_client() -> None:
         async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
-                continue
-            channel, payload = msg.data[0], msg.data[1:]
-            if channel == STDIN:
-                await inputs.put(api_pb2.ExecInput(stdin=payload))
-            elif channel == RESIZE:
-                try:
-                    size = json.loads(payload)
-                    await inputs.put(api_pb2.ExecInput(resize=api_pb2.TerminalSize(
-                        rows=int(size.get("Height", 0)), cols=int(size.get("Width", 0)))))
-                except (ValueError, TypeError, AttributeError):
-                    continue
-            elif channel == CLOSE and payload[:1] == bytes([STDIN]):
-                await inputs.put(api_pb2.ExecInput(close_stdin=True))
+            message = _input(msg)
+            if message is not None:
+                await inputs.put(message)
         await inputs.put(None)
 
     reader = asyncio.create_task(read_client())
