@@ -11,9 +11,11 @@ and line.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -188,6 +190,40 @@ def _json_path(obj: Message, proto_path: str) -> str:
         out.append(field.json_name)
         desc = field.message_type
     return ".".join(out)
+
+
+_TIMESTAMP = "google.protobuf.Timestamp"
+_MIN_SECONDS, _MAX_SECONDS = -62135596800, 253402300799   # 0001-01-01 .. 9999-12-31T23:59:59Z
+
+
+def timestamp_errors(obj: Message, path: str = "") -> list[FieldError]:
+    """Timestamps a protobuf Timestamp cannot hold (a raw API call can send
+    any seconds): stored, every later reader of the object failed on them."""
+    errors: list[FieldError] = []
+    for field, value in obj.ListFields():
+        if field.type != field.TYPE_MESSAGE or not _has_timestamps(field.message_type):
+            continue
+        where = f"{path}.{field.json_name}" if path else field.json_name
+        items = list(value) if field.is_repeated else [value]
+        if field.message_type.GetOptions().map_entry:
+            continue   # no map of Skiff's holds timestamps
+        for i, item in enumerate(items):
+            at = f"{where}[{i}]" if field.is_repeated else where
+            if field.message_type.full_name == _TIMESTAMP:
+                if not (_MIN_SECONDS <= item.seconds <= _MAX_SECONDS and 0 <= item.nanos <= 999_999_999):
+                    errors.append(FieldError(at, f"Invalid value: seconds {item.seconds}, nanos {item.nanos}: "
+                                                 f"not a time between 0001-01-01 and 9999-12-31"))
+            else:
+                errors += timestamp_errors(item, at)
+    return errors
+
+
+@functools.lru_cache(maxsize=None)
+def _has_timestamps(desc: Any) -> bool:
+    if desc.full_name == _TIMESTAMP:
+        return True
+    return any(f.message_type is not None and f.message_type is not desc and _has_timestamps(f.message_type)
+               for f in desc.fields)
 
 
 def validate(obj: Message) -> list[FieldError]:

@@ -49,6 +49,10 @@ def absurd_requests() -> list[tuple[str, Any]]:
                 (method, request(object=_pod(huge))), (method, request(object=_pod("../../etc"))),
                 (method, request(object=_pod(termination_grace_period_seconds=2**63 - 1))),
                 (method, request(object=_pod(node_name="n" * 1_000_000)))]
+    event = types_pb2.Event(api_version="v1", kind="Event")
+    event.metadata.name = "fz-event"
+    event.last_timestamp.seconds = 2**62
+    out.append(("Create", api_pb2.CreateRequest(object=api_pb2.Object(event=event))))
     out += [("Get", api_pb2.GetRequest()), ("Get", api_pb2.GetRequest(key=key(kind="Pod", name=huge))),
             ("Get", api_pb2.GetRequest(key=key(kind="Bogus", name="x"))),
             ("Get", api_pb2.GetRequest(key=key(kind="Pod", namespace="../..", name="../../x"))),
@@ -119,7 +123,9 @@ def test_raw_requests_get_clean_codes_and_the_control_plane_still_works(controlp
     for method in (*UNARY, *STREAMS, "Exec"):
         requests += [(method, b"")] + [(method, rng.randbytes(n)) for n in (1, 3, 17, 200, 5000)]
         requests.append((method, b"\x0a\xff\xff\xff\xff\x0f"))   # a field claiming 4 GB
-    requests += [(m, r.SerializeToString()) for m, r in absurd_requests()]
+    absurd = [(m, r.SerializeToString()) for m, r in absurd_requests()]
+    must_refuse = {payload for m, payload in absurd if m in ("Apply", "Create", "Update", "UpdateStatus")}
+    requests += absurd
     requests += [("Exec", api_pb2.ExecInput(stdin=b"x").SerializeToString()),
                  ("Exec", api_pb2.ExecInput(start=api_pb2.ExecStart(name="missing", command=["sh"]))
                   .SerializeToString())]
@@ -136,6 +142,8 @@ def test_raw_requests_get_clean_codes_and_the_control_plane_still_works(controlp
                 except asyncio.TimeoutError:
                     outcome, detail = "DEADLINE_EXCEEDED", ""
                 problem = _judge(method, payload, outcome, detail, loop.time() - started)
+                if outcome == "OK" and payload in must_refuse:
+                    problem = f"{method} with {payload[:120]!r}: accepted, must be refused"
                 if problem:
                     problems.append(problem)
         return problems

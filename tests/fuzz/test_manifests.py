@@ -19,6 +19,7 @@ import pytest
 
 from skiff.client import ApiClient
 from tests.fuzz.generators import REJECT, SEED, Case, manifest_cases, one_line
+from tests.fuzz.test_api_requests import assert_still_serving
 
 pytestmark = pytest.mark.etcd
 
@@ -103,3 +104,4 @@ def test_malformed_manifests_through_the_cli(controlplane, tmp_path):
     if problems and os.environ.get("FUZZ_REPORT"):
         Path(os.environ["FUZZ_REPORT"]).write_text("\n\n".join(problems))
     assert not problems, f"seed {SEED}: {len(problems)} problems; the first ones:\n" + "\n\n".join(problems[:8])
+    assert_still_serving(controlplane)

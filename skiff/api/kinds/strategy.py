@@ -27,7 +27,7 @@ from google.protobuf.message import Message
 
 from skiff.api import describing, humanize, meta
 from skiff.api.owners import finalizer_errors, owner_reference_errors
-from skiff.api.validation import FieldError, object_size_error, validate_metadata
+from skiff.api.validation import FieldError, object_size_error, timestamp_errors, validate_metadata
 
 DEFAULT_NAMESPACE = "default"
 FieldGetter = Callable[[Message], str]
@@ -99,10 +99,11 @@ class Strategy:
         return obj
 
     def validate(self, obj: Message) -> list[FieldError]:
-        """Every problem in `obj` (empty when valid); the whole object must fit a store write."""
+        """Every problem in `obj` (empty when valid); the whole object must fit a store write,
+        and its timestamps a Timestamp."""
         size = object_size_error(obj)
         return (validate_metadata(obj) + owner_reference_errors(obj, namespaced=self.kind.namespaced)
-                + finalizer_errors(obj) + ([size] if size else []))
+                + finalizer_errors(obj) + ([size] if size else []) + timestamp_errors(obj))
 
     def required(self, obj: Message) -> list[FieldError]:
         """The structural must-haves (a subset of validate), which the manifest

@@ -152,3 +152,15 @@ def test_node_cidrs_addresses_and_port():
     n.status.daemon_endpoints.kubelet_endpoint.port = -1
     paths = {e.path for e in validate(n)}
     assert paths == {"spec.podCIDR", "status.addresses[0].address", "status.daemonEndpoints.kubeletEndpoint.Port"}
+
+
+def test_timestamps_a_timestamp_cannot_hold_are_refused_with_their_path():
+    # A raw API call can send any seconds; stored, every later reader failed on them.
+    e = types_pb2.Event(api_version="v1", kind="Event")
+    e.metadata.name = "e"
+    e.involved_object.kind, e.involved_object.name = "Pod", "p"
+    e.last_timestamp.seconds = 2**62
+    assert [x.path for x in validate(e)] == ["lastTimestamp"]
+    p = pod()
+    p.status.conditions.add(type="Ready").last_transition_time.nanos = -1
+    assert "not a time between 0001-01-01 and 9999-12-31" in errors_at(p, "status.conditions[0].lastTransitionTime")[0]
