@@ -3,6 +3,8 @@
 Order matters and is the point of this module:
 1. register the Node and start the heartbeat (the scheduler can see us);
 2. with networking: wait for spec.podCIDR, then set up the node's bridge;
+   with a pod network across nodes, program the routes to the other nodes'
+   podCIDRs from the Node objects (agent.noderoutes);
 3. start the pod informer and wait for its first list, then `recover()`
    (adopt what the runtime still runs, remove the rest) BEFORE any event can
    start a container — else a restart would start duplicates;
@@ -26,7 +28,9 @@ from agent.imagepuller import Registry
 from agent.memory import release_free_memory
 from agent.metrics import AgentMetrics
 from agent.containerlogs import ContainerLogManager
+from agent.network.routes import RouteTable
 from agent.node import NodeAgent, NodeIdentity
+from agent.noderoutes import NodeRoutesController
 from agent.podworkers import ImageResolver, PodWorkers
 from agent.runtime.interface import Runtime
 from agent.server import AgentService, start_server
@@ -41,12 +45,14 @@ NetworkFactory = Callable[[str], Any]  # pod CIDR -> a PodNetworkManager
 
 class Agent:
     def __init__(self, *, config: AgentConfig, runtime: Runtime, images: ImageResolver,
-                 network_factory: NetworkFactory | None = None, registry: Registry | None = None) -> None:
+                 network_factory: NetworkFactory | None = None, registry: Registry | None = None,
+                 routes: RouteTable | None = None) -> None:
         self.config = config
         self.runtime = runtime
         self.images = images
         self.registry = registry  # pulls images into `images`; None: only local images run
         self.network_factory = network_factory
+        self.routes = routes  # routes to other nodes' pods (--pod-network host-gw); None: this node alone
         self.client = ApiClient(config.server)
         self.metrics = AgentMetrics(node_name=config.node_name)
         self.network: Any = None
@@ -77,6 +83,11 @@ class Agent:
             log.info("node %s: pod CIDR %s", cfg.node_name, cidr)
             self.network = self.network_factory(cidr)
             await asyncio.to_thread(self.network.ensure_node_network)
+        if self.routes is not None:
+            routes = NodeRoutesController(nodes=self.informers.informer("Node"), table=self.routes,
+                                          node_name=cfg.node_name, cluster_cidr=cfg.cluster_cidr,
+                                          metrics=self.metrics.controller)
+            self._tasks.append(asyncio.create_task(routes.run(), name="noderoutes"))
         self.informer = self.informers.informer("Pod", field_selector=f"spec.nodeName={cfg.node_name}")
         self.informers.start()
         await self.informer.wait_synced()
