@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 RUNTIMES = ("linux", "fake")
-POD_NETWORKS = ("none", "host-gw")
+POD_NETWORKS = ("none", "host-gw", "vxlan")
 # Kept equal to agent.imagepuller.DEFAULT_POLICY_MODES (not imported: this module stays light).
 DEFAULT_PULL_POLICIES = ("IfNotPresent", "kubernetes")
 
@@ -44,9 +44,11 @@ class AgentConfig:
     nft_table: str = "skiff"                # the nftables table (inet) for hostPorts
     # The pod network across nodes: "none" (each node's pods on their own, as one node
     # needs) or "host-gw" (routes to other nodes' podCIDRs via their node IPs, over the
-    # interface holding --node-ip; agent/network/routes.py). cluster_cidr bounds it.
+    # interface holding --node-ip; agent/network/routes.py) or "vxlan" (a tunnel to each
+    # node over that interface; agent/network/vxlan.py). cluster_cidr bounds it.
     pod_network: str = "none"
     cluster_cidr: str = ""
+    vxlan_device: str = "skiff-vxlan"
     # imagePullPolicy of a container that sets none. "IfNotPresent": an image the node has
     # is used as is (an offline node with built/bootstrapped `busybox` never reaches out);
     # "kubernetes": Always for :latest or no tag, else IfNotPresent (agent.imagepuller).
@@ -109,6 +111,8 @@ def validate(config: AgentConfig) -> AgentConfig:
         except ValueError:
             raise ConfigError(f"--cluster-cidr: {config.cluster_cidr!r} is not an IPv4 network "
                               f"(--pod-network {config.pod_network} needs one)") from None
+    if "skiff" not in config.vxlan_device or len(config.vxlan_device) > 15:
+        raise ConfigError(f"--vxlan-device: {config.vxlan_device!r} must contain 'skiff' and be at most 15 characters")
     if config.default_pull_policy not in DEFAULT_PULL_POLICIES:
         raise ConfigError(f"--default-pull-policy: {config.default_pull_policy!r} is not one of "
                           f"{', '.join(DEFAULT_PULL_POLICIES)}")
@@ -145,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bridge", default=AgentConfig.bridge, help="the node bridge pods attach to")
     p.add_argument("--nft-table", default=AgentConfig.nft_table, help="Skiff's nftables table (family inet)")
     p.add_argument("--pod-network", default=AgentConfig.pod_network, choices=POD_NETWORKS,
-                   help="reach other nodes' pods: none, or host-gw (routes via the node IPs, nodes on one link)")
+                   help="reach other nodes' pods: none, host-gw (routes via the node IPs, nodes on one link) "
+                        "or vxlan (a VXLAN tunnel to each node)")
+    p.add_argument("--vxlan-device", default=AgentConfig.vxlan_device, help="with --pod-network vxlan: its device")
     p.add_argument("--cluster-cidr", default=AgentConfig.cluster_cidr, metavar="CIDR",
                    help="the whole pod network (with --pod-network host-gw)")
     p.add_argument("--default-pull-policy", default=AgentConfig.default_pull_policy, choices=DEFAULT_PULL_POLICIES,
@@ -181,7 +187,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
         cgroup_parent=args.cgroup_parent, pids_limit=args.pids_limit, log_level=args.log_level,
         runtime=args.runtime, network=not args.no_network,
         bridge=args.bridge, nft_table=args.nft_table, heartbeat_seconds=args.heartbeat_seconds,
-        pod_network=args.pod_network, cluster_cidr=args.cluster_cidr,
+        pod_network=args.pod_network, cluster_cidr=args.cluster_cidr, vxlan_device=args.vxlan_device,
         default_pull_policy=args.default_pull_policy,
         container_log_max_size=_log_max_size(args.container_log_max_size),
         container_log_max_files=args.container_log_max_files,

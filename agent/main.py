@@ -49,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     async def run() -> None:
         # netlink's blocking client cannot run on the event loop's thread
-        uplink = await asyncio.to_thread(_node_interface, config) if config.pod_network != "none" else None
-        runtime, images, registry, network_factory = _build_parts(config, zygote, uplink)
+        uplink, mtu = await asyncio.to_thread(_pod_network_uplink, config) if config.pod_network != "none" else (None, 0)
+        runtime, images, registry, network_factory = _build_parts(config, zygote, uplink, mtu)
         agent = Agent(config=config, runtime=runtime, images=images, network_factory=network_factory,
                       registry=registry, routes=_route_table(config, uplink) if network_factory is not None else None)
         stop = asyncio.Event()
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _build_parts(config: AgentConfig, zygote, uplink: str | None = None):
+def _build_parts(config: AgentConfig, zygote, uplink: str | None = None, mtu: int = 0):
     """The runtime, the image resolver, the registry it pulls from and the network factory."""
     if config.runtime == "fake":
         from agent.runtime.fake import FakeImages, FakeRuntime
@@ -91,10 +91,10 @@ def _build_parts(config: AgentConfig, zygote, uplink: str | None = None):
     runtime = LinuxRuntime(run_dir=config.run_dir, cgroup_parent=config.cgroup_parent,
                            default_pids_limit=config.pids_limit, zygote=zygote)
     images = ImageStore(root=config.data_dir / "images")
-    return runtime, images, StoreRegistry(store=images), _network_factory(config, uplink)
+    return runtime, images, StoreRegistry(store=images), _network_factory(config, uplink, mtu)
 
 
-def _network_factory(config: AgentConfig, uplink: str | None = None):
+def _network_factory(config: AgentConfig, uplink: str | None = None, mtu: int = 0):
     """pod CIDR -> PodNetworkManager, or None without pod networking."""
     if not config.network:
         return None
@@ -109,7 +109,7 @@ def _network_factory(config: AgentConfig, uplink: str | None = None):
     def factory(pod_cidr: str):
         return PodNetworkManager(pod_cidr=pod_cidr, state_dir=config.data_dir / "network", bridge=config.bridge,
                                  nft_table=config.nft_table, node_ip=config.node_ip, uplinks=uplinks,
-                                 cluster_cidr=config.cluster_cidr if uplinks else "")
+                                 cluster_cidr=config.cluster_cidr if uplinks else "", mtu=mtu)
     return factory
 
 
@@ -123,9 +123,22 @@ def _node_interface(config: AgentConfig) -> str:
     return interface
 
 
+def _pod_network_uplink(config: AgentConfig) -> tuple[str, int]:
+    """Where other nodes' pods are, and the pods' MTU (0: the kernel's): the node's
+    interface for host-gw, the VXLAN device (made here, over it) for vxlan."""
+    interface = _node_interface(config)
+    if config.pod_network != "vxlan":
+        return interface, 0
+    from agent.network.vxlan import ensure_device
+    return config.vxlan_device, ensure_device(name=config.vxlan_device, node_ip=config.node_ip, underlay=interface)
+
+
 def _route_table(config: AgentConfig, uplink: str | None):
-    if config.pod_network != "host-gw" or uplink is None:
+    if uplink is None:
         return None
+    if config.pod_network == "vxlan":
+        from agent.network.vxlan import VxlanRouteTable
+        return VxlanRouteTable(device=uplink)
     from agent.network.routes import NetlinkRouteTable
     return NetlinkRouteTable(interface=uplink)
 

@@ -178,7 +178,7 @@ def bridge_ports(*, bridge: str) -> list[str]:
                 if link.get("master") == master and link.get("ifname", "").startswith(VETH_PREFIX)]
 
 
-def create_pod_veth(*, host_name: str, bridge: str, netns_path: Path) -> None:
+def create_pod_veth(*, host_name: str, bridge: str, netns_path: Path, mtu: int = 0) -> None:
     """Create host_name <-> eth0 with eth0 born inside the pod's namespace, host end on the bridge."""
     try:
         ns_fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
@@ -197,7 +197,7 @@ def create_pod_veth(*, host_name: str, bridge: str, netns_path: Path) -> None:
             index = _index(ipr, host_name)
             if index is None:
                 raise NetworkError(f"veth {host_name} vanished right after being created")
-            ipr.link("set", index=index, master=master, state="up")
+            ipr.link("set", index=index, master=master, state="up", **({"mtu": mtu} if mtu else {}))
             # Hairpin lets a pod reach its own hostPort through the node's address: after
             # DNAT the bridge must send the frame back out of the port it came in on.
             # Set by netlink (IFLA_BRPORT_MODE), not /sys/class/net: an agent in a node's
@@ -221,7 +221,7 @@ def pod_has_address(*, netns_path: Path, ip: str) -> bool:
         return any(a.get("address") == ip for a in ipr.get_addr(index=eth0, family=socket.AF_INET))
 
 
-def configure_pod_interfaces(*, netns_path: Path, ip: str, prefix_len: int, gateway: str) -> None:
+def configure_pod_interfaces(*, netns_path: Path, ip: str, prefix_len: int, gateway: str, mtu: int = 0) -> None:
     """Inside the pod: lo and eth0 up, the address on eth0, default route via the bridge."""
     with _iproute(netns_path) as ipr:
         lo, eth0 = _index(ipr, "lo"), _index(ipr, POD_IFNAME)
@@ -230,7 +230,7 @@ def configure_pod_interfaces(*, netns_path: Path, ip: str, prefix_len: int, gate
         try:
             ipr.link("set", index=lo, state="up")
             ipr.addr("add", index=eth0, address=ip, prefixlen=prefix_len)
-            ipr.link("set", index=eth0, state="up")
+            ipr.link("set", index=eth0, state="up", **({"mtu": mtu} if mtu else {}))
             ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=eth0)
         except NetlinkError as exc:
             raise NetworkError(f"cannot configure {POD_IFNAME} ({ip}/{prefix_len} via {gateway}) "

@@ -50,7 +50,7 @@ MAX_IFNAME = 15
 class PodNetworkManager:
     def __init__(self, *, pod_cidr: str, state_dir: Path, bridge: str = "skiff0",
                  nft_table: str = "skiff", node_ip: str = "127.0.0.1", uplinks: Sequence[str] = (),
-                 cluster_cidr: str = "") -> None:
+                 cluster_cidr: str = "", mtu: int = 0) -> None:
         try:
             network = ipaddress.IPv4Network(pod_cidr)
         except ValueError as exc:
@@ -66,6 +66,7 @@ class PodNetworkManager:
             if not 0 < len(uplink) <= MAX_IFNAME or "/" in uplink or uplink in (".", "..", "all", "default"):
                 raise ValueError(f"uplink {uplink!r} is not an interface name")
         self.uplinks = tuple(uplinks)
+        self.mtu = mtu   # the pods' interfaces (a tunnel's overhead taken off); 0: the kernel's default
         self.pod_cidr = str(network)
         self.prefix_len = network.prefixlen
         self.gateway = gateway_of(network)
@@ -171,9 +172,9 @@ class PodNetworkManager:
             state.pods[pod_id] = PodRecord(ip=ip, veth=veth, ports=mappings)
             save_state(state_dir=self.state_dir, state=state)
             try:
-                links.create_pod_veth(host_name=veth, bridge=self.bridge, netns_path=Path(netns_path))
+                links.create_pod_veth(host_name=veth, bridge=self.bridge, netns_path=Path(netns_path), mtu=self.mtu)
                 links.configure_pod_interfaces(netns_path=Path(netns_path), ip=ip,
-                                               prefix_len=self.prefix_len, gateway=self.gateway)
+                                               prefix_len=self.prefix_len, gateway=self.gateway, mtu=self.mtu)
                 nftables.apply_rules(spec=self._spec, state=state)
             except BaseException:
                 self._undo_attach(state=state, pod_id=pod_id, veth=veth)

@@ -180,7 +180,8 @@ def node_agent(config: ClusterConfig, node: LabNode) -> Component:
             "--metrics-listen", f"{node.ip}:{config.agent_metrics_port}",
             "--data-dir", str(node_data_dir(config, node)), "--run-dir", str(node_run_dir(config, node)),
             "--bridge", node.bridge, "--nft-table", node.nft_table, "--cgroup-parent", node.cgroup_parent,
-            "--pod-network", config.pod_network, "--cluster-cidr", config.cluster_cidr)
+            "--pod-network", config.pod_network, "--cluster-cidr", config.cluster_cidr,
+            "--vxlan-device", node.vxlan_device)
     return Component(f"agent-{node.name}", argv, marker=f" --node-name {node.name} ",
                      address=f"{node.ip}:{config.agent_port}", node=node.name, netns=str(node.netns_path))
 

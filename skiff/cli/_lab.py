@@ -6,7 +6,8 @@
       (etcd, API on loopback;            ├─ bridge NAME-lab      NAME-eth0 10.213.0.(I+1)/24
        the API also here)      NAME-lI ──┘  (L2 only) ══════════ (the agent, its pod bridge
                                                                   NAME-brI, table inet NAME-node-I,
-                                                                  routes to the other podCIDRs)
+                                                                  routes to the other podCIDRs, with
+                                                                  vxlan its tunnel device NAME-vxI)
 
 The link between the nodes is a bridge inside the lab namespace, so it exists
 only in namespaces Skiff creates; the host reaches it through one veth of its
@@ -101,6 +102,10 @@ class LabNode:
     @property
     def bridge(self) -> str:
         return f"{self.lab.name}-br{self.index}"
+
+    @property
+    def vxlan_device(self) -> str:
+        return f"{self.lab.name}-vx{self.index}"
 
     @property
     def nft_table(self) -> str:

@@ -500,8 +500,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "nftables table and cgroup they get (default %(default)s; starts with 'skiff', at most 9)")
     p.add_argument("--node-cidr", default=ClusterConfig.node_cidr, metavar="CIDR",
                    help="with --nodes: the private link's subnet; .1 is this host, .I+1 node I (default %(default)s)")
-    p.add_argument("--pod-network", default=ClusterConfig.pod_network, choices=("host-gw",),
-                   help="with --nodes: how pods reach other nodes' pods (default %(default)s)")
+    p.add_argument("--pod-network", default=ClusterConfig.pod_network, choices=("host-gw", "vxlan"),
+                   help="with --nodes: how pods reach other nodes' pods: host-gw (routes via the node IPs) or "
+                        "vxlan (a VXLAN tunnel between the nodes) (default %(default)s)")
     p.add_argument("--no-agent", action="store_true",
                    help="start only etcd and the control plane (no node)")
     p.add_argument("--no-bootstrap", action="store_true",

@@ -1,6 +1,6 @@
 """`skiff up --nodes 3`: three nodes, each in a network namespace of its own on a
-private link, pods reaching pods across nodes by IP with no NAT (host-gw), a
-node removed taking its routes with it, and `down --purge` leaving nothing.
+private link, pods reaching pods across nodes by IP with no NAT (host-gw and
+vxlan), a node removed taking its routes with it, and `down --purge` leaving nothing.
 
 Root and the real kernel. No packet leaves the machine: the nodes' link is a
 bridge inside a namespace the test's cluster creates, and the host reaches it
@@ -28,7 +28,7 @@ spec:
   - name: httpd
     image: busybox
     # A CGI that answers with the address the server saw the client come from.
-    command: ["sh", "-c", "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\\\necho Content-Type: text/plain\\\\necho\\\\necho $REMOTE_ADDR\\\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www"]
+    command: ["sh", "-c", "mkdir -p /www/cgi-bin && head -c 300000 /dev/zero > /www/big && printf '#!/bin/sh\\\\necho Content-Type: text/plain\\\\necho\\\\necho $REMOTE_ADDR\\\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www"]
 ---
 apiVersion: v1
 kind: Pod
@@ -77,12 +77,14 @@ def leftovers(name: str, cidrs: list[str]) -> dict[str, list[str]]:
             if v}
 
 
-def test_three_nodes_pods_across_nodes_node_remove_and_purge(private_cluster):
+@pytest.mark.parametrize("backend", ["host-gw", "vxlan"])
+def test_three_nodes_pods_across_nodes_node_remove_and_purge(private_cluster, backend):
     c = private_cluster
     name = f"skiff{c.tag[:4]}"
     node_cidr = f"10.213.{int(c.tag[:2], 16)}.0/24"
     cluster_cidr = f"10.{100 + int(c.tag, 16) % 100}.0.0/16"
-    up = subprocess.run(c.up_args("--detach", "--nodes", "3", "--name", name, "--node-cidr", node_cidr),
+    up = subprocess.run(c.up_args("--detach", "--nodes", "3", "--name", name, "--node-cidr", node_cidr,
+                                  "--pod-network", backend),
                         env=c.env(), capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, up.stdout + up.stderr
     nodes = [f"{name}-node-{i}" for i in (1, 2, 3)]
@@ -127,13 +129,28 @@ def test_three_nodes_pods_across_nodes_node_remove_and_purge(private_cluster):
     answer = wait_for("the client's request answered across nodes", ask, timeout=60)
     seen = answer.strip().splitlines()[-1].strip("[]").removeprefix("::ffff:")
     assert seen == ips["client"]
+    # More than a packet's worth arrives whole (with vxlan: the pods' MTU leaves room for the tunnel).
+    big = c.skiff("exec", "client", "--", "sh", "-c",
+                  f"printf 'GET /big HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ips['server']} 8080 | tail -c 300000 | wc -c")
+    assert big.stdout.split() == ["300000"], big.stdout + big.stderr
+    mtu = c.skiff("exec", "client", "--", "ip", "link", "show", "eth0").stdout
+    assert ("mtu 1450 " if backend == "vxlan" else "mtu 1500 ") in mtu
 
-    # Each node routes the other nodes' pod CIDRs through their node IPs.
-    for node in nodes:
+    # Each node routes the other nodes' pod CIDRs: through their node IPs (host-gw),
+    # or through its tunnel device to their VTEPs, whose frames go to their node IPs (vxlan).
+    for i, node in enumerate(nodes, start=1):
         routes = ip("-n", node, "route", "show")
         for other in nodes:
-            if other != node:
+            if other == node:
+                continue
+            if backend == "host-gw":
                 assert f"{pod_cidrs[other]} via {node_ips[other]} " in routes, (node, routes)
+            else:
+                vtep = pod_cidrs[other].split("/")[0]
+                assert f"{pod_cidrs[other]} via {vtep} dev {name}-vx{i} " in routes, (node, routes)
+                fdb = subprocess.run(["bridge", "-n", node, "fdb", "show", "dev", f"{name}-vx{i}"],
+                                     capture_output=True, text=True, check=True).stdout
+                assert f"dst {node_ips[other]} self permanent" in fdb, (node, fdb)
 
     # node remove: the Node is gone, and so are its routes on the other nodes and its namespace.
     removed = c.skiff("node", "remove", nodes[2], "--data-dir", str(c.data_dir), "--grace-period", "1", timeout=180)
