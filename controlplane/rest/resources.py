@@ -171,9 +171,8 @@ class ResourceHandlers:
 
     async def create(self, request: web.Request, t: Target) -> web.StreamResponse:
         obj = codec.to_object(await self._body(request), t.served, namespace=t.namespace)
-        dry_run = request.query.get("dryRun") == "All"
         try:
-            created = await self.registry.create(obj, dry_run=dry_run)
+            created = await self.registry.create(obj, dry_run=_dry_run(request))
         except st.AlreadyExists as exc:   # the name is the body's, not the URL's
             raise from_exception(exc, resource=t.served.qualified, name=obj.metadata.name) from None
         return respond(printers.to_dict(created), status=201)
@@ -185,6 +184,8 @@ class ResourceHandlers:
             rv = ((body.get("metadata") or {}).get("resourceVersion", "")) if isinstance(body, dict) else ""
             return respond(await self._set_replicas(t, replicas, rv))
         obj = codec.to_object(body, t.served, namespace=t.namespace, name=t.name)
+        if _dry_run(request):
+            return respond(await self._dry_run_update(obj))
         write = self.registry.update_status if t.subresource == "status" else self.registry.update
         return respond(printers.to_dict(await write(obj)))
 
@@ -208,6 +209,8 @@ class ResourceHandlers:
                 return respond(await self._set_replicas(t, (patched.get("spec") or {}).get("replicas"),
                                                         (patched.get("metadata") or {}).get("resourceVersion", "")))
             obj = codec.to_object(patched, t.served, namespace=t.namespace, name=t.name)
+            if _dry_run(request):   # kubectl diff: the answer is the object as it would be
+                return respond(await self._dry_run_update(obj))
             pinned = obj.metadata.resource_version != existing.metadata.resource_version
             write = self.registry.update_status if t.subresource == "status" else self.registry.update
             try:
@@ -225,7 +228,7 @@ class ResourceHandlers:
         if not request.query.get("fieldManager"):
             raise bad_request("PATCH requests with apply content type must have a fieldManager query parameter")
         obj = codec.to_object(body, t.served, namespace=t.namespace, name=t.name)
-        applied, result = await self.registry.apply(obj, dry_run=request.query.get("dryRun") == "All")
+        applied, result = await self.registry.apply(obj, dry_run=_dry_run(request))
         return respond(printers.to_dict(applied), status=201 if result == "created" else 200)
 
     async def delete(self, request: web.Request, t: Target) -> web.StreamResponse:
@@ -235,7 +238,7 @@ class ResourceHandlers:
         if pre.get("resourceVersion") and pre["resourceVersion"] != existing.metadata.resource_version:
             raise st.Conflict(f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                               f"ResourceVersion in object meta: {existing.metadata.resource_version}")
-        if request.query.get("dryRun") == "All" or options.get("dryRun") == ["All"]:
+        if _dry_run(request) or options.get("dryRun") == ["All"]:
             return respond(printers.to_dict(existing))
         last = await self._delete_one(t, t.name, options)
         return self._deleted(t, last)
@@ -328,9 +331,20 @@ class ResourceHandlers:
 
     # ------------------------------------------------------------ helpers
 
+    async def _dry_run_update(self, obj: Message) -> dict[str, Any]:
+        """An update checked as it would be written, and not written: the registry's
+        dry-run apply (its update has no dry run), which validates, checks what may
+        not change and keeps what the server owns, from an object that names every field."""
+        merged, _ = await self.registry.apply(obj, dry_run=True)
+        return printers.to_dict(merged)
+
     @staticmethod
     async def _body(request: web.Request) -> Any:
         return codec.parse_body(await request.read(), request.headers.get("Content-Type", JSON))
+
+
+def _dry_run(request: web.Request) -> bool:
+    return request.query.get("dryRun") == "All"
 
 
 def _patched(patch_type: str, current: dict[str, Any], patch: Any) -> Any:

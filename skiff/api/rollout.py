@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from google.protobuf.message import Message
+
 from proto.skiff.v1 import apps_pb2
 
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -128,3 +130,22 @@ def status_message(deployment: apps_pb2.Deployment) -> tuple[str, bool]:
 
 class RolloutError(RuntimeError):
     """The rollout failed (kubectl's wording)."""
+
+
+def daemonset_status_message(ds: Message) -> tuple[str, bool]:
+    """`rollout status` for a DaemonSet (kubectl's DaemonSetStatusViewer)."""
+    name, s = ds.metadata.name, ds.status
+    if ds.spec.update_strategy.type != "RollingUpdate":
+        raise RolloutError("rollout status is only available for RollingUpdate strategy type")
+    if ds.metadata.generation > s.observed_generation:
+        return "Waiting for daemon set spec update to be observed...", False
+    if s.updated_number_scheduled < s.desired_number_scheduled:
+        return (f'Waiting for daemon set "{name}" rollout to finish: {s.updated_number_scheduled} out of '
+                f"{s.desired_number_scheduled} new pods have been updated..."), False
+    if s.number_available < s.desired_number_scheduled:
+        return (f'Waiting for daemon set "{name}" rollout to finish: {s.number_available} of '
+                f"{s.desired_number_scheduled} updated pods are available..."), False
+    return f'daemon set "{name}" successfully rolled out', True
+
+
+STATUS_VIEWERS = {"Deployment": status_message, "DaemonSet": daemonset_status_message}

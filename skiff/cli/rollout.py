@@ -1,4 +1,5 @@
-"""`skiff rollout status|history|undo|restart|pause|resume deployment/NAME`, as kubectl.
+"""`skiff rollout status|history|undo|restart|pause|resume deployment/NAME`, as kubectl
+(status and restart for daemonsets too).
 
     skiff rollout status deploy/web            waits; exit 1 once the progress deadline is exceeded
     skiff rollout history deploy/web [--revision N]
@@ -23,7 +24,8 @@ from skiff.cli._common import CliError, add_namespace_flags, call_api, kind_arg,
 from skiff.cli._objects import change, intermixed, not_found, object_label
 from skiff.client import ApiClient, NotFound
 
-SUPPORTED = ("Deployment",)
+SUPPORTED = ("Deployment", "DaemonSet")
+ONLY_DEPLOYMENTS = ("history", "undo", "pause", "resume")  # DaemonSet revisions are not kept (no ControllerRevision)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,12 +70,14 @@ def target(words: list[str]) -> tuple[kinds.Kind, str]:
         raise CliError("expected one resource as TYPE/NAME or TYPE NAME, e.g. deployment/web")
     kind = kind_arg(type_)
     if kind.name not in SUPPORTED or not name:
-        raise CliError(f"rollout is not supported for {kind.resource}; it manages deployments")
+        raise CliError(f"rollout is not supported for {kind.resource}; it manages deployments and daemonsets")
     return kind, name
 
 
 def run(args: argparse.Namespace) -> int:
     kind, name = target(args.resource)
+    if kind.name != "Deployment" and args.verb in ONLY_DEPLOYMENTS:
+        raise CliError(f"rollout {args.verb} is not supported for {kind.resource}; it works on deployments")
     namespace = namespace_of(args)
     verb = {"status": status, "history": history, "undo": undo, "restart": restart,
             "pause": pause, "resume": resume}[args.verb]
@@ -95,7 +99,7 @@ async def status(client: ApiClient, args: argparse.Namespace, kind: kinds.Kind, 
     def show(d: Message) -> bool:
         nonlocal last
         try:
-            text, done = rollout.status_message(d)
+            text, done = rollout.STATUS_VIEWERS[kind.name](d)
         except rollout.RolloutError as exc:
             raise CliError(str(exc)) from None
         if text != last:
@@ -112,7 +116,7 @@ async def status(client: ApiClient, args: argparse.Namespace, kind: kinds.Kind, 
                                                          field_selector=f"metadata.name={name}",
                                                          resource_version=d.metadata.resource_version):
                 if event_type == "DELETED":
-                    raise CliError(f'deployment "{name}" was deleted')
+                    raise CliError(f'{kind.name.lower()} "{name}" was deleted')
                 if show(obj):
                     return 0
             d = await client.get(kind.name, name, namespace)
@@ -187,7 +191,7 @@ async def undo(client: ApiClient, args: argparse.Namespace, kind: kinds.Kind, na
 
 async def restart(client: ApiClient, args: argparse.Namespace, kind: kinds.Kind, namespace: str, name: str) -> int:
     def restarted(live: Message) -> Message:
-        if live.spec.paused:
+        if getattr(live.spec, "paused", False):
             raise CliError(f'deployments "{name}" can\'t restart paused deployment (run rollout resume first)')
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         live.spec.template.metadata.annotations[rollout.RESTARTED_AT] = now

@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from proto.skiff.v1 import types_pb2
 from skiff.api import humanize
-from skiff.api.kinds.strategy import Kind, Strategy
+from skiff.api.kinds.strategy import FieldGetter, Kind, Strategy, getter
 
 DEFAULT_TTL_SECONDS = 3600.0
 
@@ -23,6 +23,15 @@ class EventStrategy(Strategy):
 
     def sort_key(self, obj: Message) -> Any:
         return event_time_key(obj)
+
+    @property
+    def field_selectors(self) -> dict[str, FieldGetter]:
+        # Kubernetes' event fields: kubectl describe finds an object's events by these.
+        fields = {f"involvedObject.{json}": getter("involved_object", proto) for json, proto in (
+            ("kind", "kind"), ("namespace", "namespace"), ("name", "name"), ("uid", "uid"),
+            ("apiVersion", "api_version"), ("resourceVersion", "resource_version"))}
+        return {**super().field_selectors, **fields, "reason": getter("reason"), "type": getter("type"),
+                "source": getter("source", "component")}
 
     def columns(self, *, wide: bool) -> list[str]:
         return ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]

@@ -162,3 +162,30 @@ def test_typed_create_commands(rest):
     assert ok(rest.kubectl("get", "secret", "s1", "-o", "jsonpath={.data.k}")) == "dg=="   # base64 of "v"
     refused = rest.kubectl("create", "deployment", "d", "--image=busybox")
     assert refused.returncode == 1 and "kubectl apply -f" in refused.stderr
+
+
+def test_diff_and_server_dry_run_change_nothing(rest, tmp_path):
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(POD)
+    ok(rest.kubectl("apply", "-f", str(manifest)))
+    before = ok(rest.kubectl("get", "pod", "web", "-o", "jsonpath={.metadata.resourceVersion}"))
+    manifest.write_text(POD.replace("tier: front", "tier: back"))
+    diff = rest.kubectl("diff", "-f", str(manifest))
+    assert diff.returncode == 1, diff.stderr   # kubectl diff: 1 means "differences found"
+    assert "-    tier: front" in diff.stdout and "+    tier: back" in diff.stdout
+    ok(rest.kubectl("apply", "--dry-run=server", "-f", str(manifest)))
+    assert labels(rest, "web") == {"app": "web", "tier": "front"}
+    assert ok(rest.kubectl("get", "pod", "web", "-o", "jsonpath={.metadata.resourceVersion}")) == before
+
+
+def test_describe_shows_the_objects_events(rest, tmp_path):
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(POD)
+    ok(rest.kubectl("apply", "-f", str(manifest)))
+    # No node runs here: the scheduler records FailedScheduling about the pod.
+    deadline = time.monotonic() + 60
+    while "FailedScheduling" not in ok(rest.kubectl("get", "events", "--field-selector", "involvedObject.name=web")):
+        assert time.monotonic() < deadline, "no FailedScheduling event about the pod"
+        time.sleep(0.5)
+    events = ok(rest.kubectl("describe", "pod", "web")).split("Events:")[1]
+    assert "Warning  FailedScheduling" in events

@@ -87,3 +87,30 @@ def test_rollout_status_messages_are_kubectls(kw, text, done):
 def test_rollout_status_fails_past_the_deadline():
     with pytest.raises(rollout.RolloutError, match='deployment "web" exceeded its progress deadline'):
         rollout.status_message(_status(updated=1, reason="ProgressDeadlineExceeded"))
+
+
+def _ds_status(generation=1, observed=1, desired=3, updated=3, available=3, strategy="RollingUpdate"):
+    ds = apps_pb2.DaemonSet()
+    ds.metadata.name, ds.metadata.generation = "agent", generation
+    ds.spec.update_strategy.type = strategy
+    s = ds.status
+    s.observed_generation, s.desired_number_scheduled = observed, desired
+    s.updated_number_scheduled, s.number_available = updated, available
+    return ds
+
+
+@pytest.mark.parametrize("kw, text, done", [
+    ({"generation": 2}, "Waiting for daemon set spec update to be observed...", False),
+    ({"updated": 1}, 'Waiting for daemon set "agent" rollout to finish: 1 out of 3 new pods have been updated...',
+     False),
+    ({"available": 2}, 'Waiting for daemon set "agent" rollout to finish: 2 of 3 updated pods are available...',
+     False),
+    ({}, 'daemon set "agent" successfully rolled out', True),
+])
+def test_daemonset_rollout_status_messages_are_kubectls(kw, text, done):
+    assert rollout.daemonset_status_message(_ds_status(**kw)) == (text, done)
+
+
+def test_daemonset_rollout_status_needs_rolling_update():
+    with pytest.raises(rollout.RolloutError, match="only available for RollingUpdate"):
+        rollout.daemonset_status_message(_ds_status(strategy="OnDelete"))

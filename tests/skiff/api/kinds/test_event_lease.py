@@ -39,3 +39,14 @@ def test_registry_lookups():
     assert kinds.kind_for_resource("cm").name == "ConfigMap"
     assert kinds.kind_of(types_pb2.Secret()).name == "Secret"
     assert kinds.envelope_kind(kinds.wrap(types_pb2.ConfigMap())).name == "ConfigMap"
+
+
+def test_events_are_selected_by_kubernetes_event_fields():
+    from skiff.api.selectors import parse_field_selector
+    e = types_pb2.Event(reason="FailedScheduling", type="Warning")
+    e.involved_object.kind, e.involved_object.name, e.involved_object.uid = "Pod", "web", "u1"
+    e.involved_object.namespace = "default"
+    select = "involvedObject.name=web,involvedObject.namespace=default,involvedObject.kind=Pod,involvedObject.uid=u1"
+    assert parse_field_selector(select, kind=event.KIND).matches(e)   # what kubectl describe sends
+    assert not parse_field_selector("involvedObject.name=other", kind=event.KIND).matches(e)
+    assert parse_field_selector("type=Warning,reason=FailedScheduling", kind=event.KIND).matches(e)
