@@ -51,16 +51,17 @@ class ReplicaSetStrategy(Strategy):
     def describe(self, obj: Message, ctx: DescribeContext) -> str:
         text = describing.Text()
         m, s = obj.metadata, obj.status
-        text.multiline("Name", m.name, width=14)
-        text.multiline("Namespace", m.namespace, width=14)
-        text.multiline("Selector", labelselector.to_text(obj.spec.selector), width=14)
-        text.multiline("Labels", describing.map_text(m.labels), width=14)
-        text.multiline("Annotations", describing.map_text(m.annotations), width=14)
+        text.multiline("Name", m.name, width=16)
+        text.multiline("Namespace", m.namespace, width=16)
+        text.multiline("Selector", labelselector.to_text(obj.spec.selector), width=16)
+        text.multiline("Labels", describing.map_text(m.labels), width=16)
+        text.multiline("Annotations", "\n".join(f"{k}: {v}" for k, v in sorted(m.annotations.items())) or "<none>",
+                       width=16)
         controlled = [f"{ref.kind}/{ref.name}" for ref in m.owner_references if ref.controller]
         if controlled:
-            text.multiline("Controlled By", controlled[0], width=14)
-        text.multiline("Replicas", f"{s.replicas} current / {obj.spec.replicas} desired", width=14)
-        text.multiline("Pods Status", f"{s.ready_replicas} Ready / {s.available_replicas} Available", width=14)
+            text.multiline("Controlled By", controlled[0], width=16)
+        text.multiline("Replicas", f"{s.replicas} current / {obj.spec.replicas} desired", width=16)
+        text.multiline("Pods Status", f"{s.ready_replicas} Ready / {s.available_replicas} Available", width=16)
         workload.describe_template(text, obj.spec.template)
         workload.conditions_table(text, s.conditions)
         describing.events(text, ctx.events, now=ctx.now)

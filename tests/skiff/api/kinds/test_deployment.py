@@ -131,3 +131,18 @@ def test_printer_columns():
     rs = kinds.kind_named("ReplicaSet").strategy
     assert rs.columns(wide=True) == ["NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS", "IMAGES",
                                      "SELECTOR"]
+
+
+def test_replicaset_describe_names_its_controller():
+    from skiff.api.kinds.strategy import DescribeContext
+    rs = apps_pb2.ReplicaSet()
+    rs.metadata.name, rs.metadata.namespace = "web-abc", "default"
+    rs.metadata.owner_references.add(kind="Deployment", name="web", uid="u", controller=True)
+    rs.metadata.annotations["deployment.kubernetes.io/revision"] = "2"
+    rs.spec.replicas = 2
+    rs.spec.selector.match_labels["app"] = "web"
+    rs.spec.template.spec.containers.add(name="c", image="busybox")
+    text = kinds.kind_named("ReplicaSet").strategy.describe(rs, DescribeContext(events=[], now=NOW))
+    assert "Controlled By:  Deployment/web\n" in text
+    assert "Annotations:    deployment.kubernetes.io/revision: 2\n" in text
+    assert "Replicas:       0 current / 2 desired\n" in text
