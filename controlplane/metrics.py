@@ -80,7 +80,8 @@ class Metrics:
     def count_request(self, method: str, resource: str, code: str, seconds: float | None) -> None:
         """One API call: `method` the gRPC method, `code` the gRPC status code's name."""
         verb, subresource = VERBS.get(method, (method.upper(), ""))
-        self.api_requests.labels(verb, resource, subresource, HTTP_CODES.get(code, "500")).inc()
+        http = "201" if code == "OK" and verb == "POST" else HTTP_CODES.get(code, "500")   # 201 Created
+        self.api_requests.labels(verb, resource, subresource, http).inc()
         if seconds is not None:
             self.api_latency.labels(verb, resource, subresource).observe(seconds)
 

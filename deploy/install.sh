@@ -3,6 +3,7 @@
 #
 #   deploy/install.sh            # runtime dependencies + Skiff in <repo>/.venv, `skiff` on PATH
 #   deploy/install.sh --test     # ... plus what the test suite needs
+#   deploy/install.sh --monitoring   # ... plus Debian's prometheus, for `skiff up --monitoring`
 #
 # Idempotent: a second run only checks. Services that Debian's packages would
 # start on their own (etcd, prometheus) are kept from starting: Skiff starts
@@ -11,7 +12,14 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 with_tests=0
-[[ "${1:-}" == "--test" ]] && with_tests=1
+with_monitoring=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) with_tests=1 ;;
+    --monitoring) with_monitoring=1 ;;
+    *) echo "usage: deploy/install.sh [--test] [--monitoring]" >&2; exit 2 ;;
+  esac
+done
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "deploy/install.sh: run as root (Skiff creates namespaces, cgroups and mounts)" >&2
@@ -19,7 +27,9 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 packages=(python3 python3-venv python3-pip etcd-server busybox-static nftables iproute2 debootstrap curl)
-[[ $with_tests -eq 1 ]] && packages+=(prometheus docker-registry)
+# prometheus: `skiff up --monitoring` runs it (deploy/monitoring); the tests scrape with it.
+[[ $with_tests -eq 1 || $with_monitoring -eq 1 ]] && packages+=(prometheus)
+[[ $with_tests -eq 1 ]] && packages+=(docker-registry)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -51,6 +51,10 @@ class ClusterConfig:
     bootstrap_busybox: bool = True
     start_timeout: float = 60.0
     stop_timeout: float = 15.0
+    # `up --monitoring`: Debian's prometheus on loopback with deploy/monitoring (skiff/cli/_monitoring.py).
+    monitoring: bool = False
+    prometheus_port: int = 9090
+    prometheus_binary: str = "/usr/bin/prometheus"
     # `up --nodes N` (skiff/cli/_lab.py): the nodes, by index, each in a network
     # namespace of its own on a private link; () is the one node on the host.
     # `name` prefixes every kernel object of theirs; `node_cidr` is the link's subnet.
@@ -159,6 +163,9 @@ def components(config: ClusterConfig) -> list[Component]:
             address=f"127.0.0.1:{config.agent_port}", node=config.node_name))
     elif config.with_agent:
         out += [node_agent(config, config.lab.node(i)) for i in config.nodes]
+    if config.monitoring:
+        from skiff.cli._monitoring import prometheus_component   # it builds on this module
+        out.append(prometheus_component(config))
     return out
 
 
@@ -267,5 +274,8 @@ def health(config: ClusterConfig, component: Component) -> str:
         return "healthy" if _etcd_healthy(config) else "unhealthy"
     if component.name == "controlplane":
         return "healthy" if asyncio.run(_api_answers(config)) else "unhealthy"
+    if component.name == "prometheus":
+        from skiff.cli._monitoring import prometheus_ready
+        return "healthy" if prometheus_ready(config) else "unhealthy"
     ready = asyncio.run(_node_ready(config, component.node or config.node_name))
     return "unknown" if ready is None else "Ready" if ready else "NotReady"

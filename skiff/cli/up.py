@@ -46,6 +46,7 @@ from skiff.cli._cluster import (AlreadyRunning, ClusterConfig, Component, compon
                                 node_data_dir, node_run_dir,
                                 healthy, load_config, running_pid, save_config, start_component)
 from skiff.cli._common import CliError
+from skiff.cli._monitoring import write_config as write_monitoring_config
 from skiff.kubeconfig import default_path as default_kubeconfig, rest_address, write as write_kubeconfig
 from skiff.cli._lab import ensure_lab, remove_lab, remove_node, validate as lab_validate
 from skiff.cli._lab import ensure_node as ensure_lab_node, namespaces as lab_namespaces
@@ -140,7 +141,8 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: 
     ports = {"etcd": [("etcd", config.etcd_port), ("etcd peer", config.etcd_peer_port)],
              "controlplane": [("API", config.api_port),
                               ("control plane metrics", config.controlplane_metrics_port)],
-             "agent": [("agent", config.agent_port), ("agent metrics", config.agent_metrics_port)]}
+             "agent": [("agent", config.agent_port), ("agent metrics", config.agent_metrics_port)],
+             "prometheus": [("prometheus", config.prometheus_port)]}
     # A namespaced node's agent has the ports of its own namespace.
     ports.update({c.name: [] for c in wanted if c.is_agent and c.name != "agent"})
     _check_flags(config, ports, [c for c in wanted if c.name not in running])
@@ -160,6 +162,8 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: 
         for component in wanted:
             if component.is_agent and component.name not in running:
                 _ensure_busybox(config, data_dir=_agent_data_dir(config, component))
+    if config.monitoring and "prometheus" not in running:
+        write_monitoring_config(config)   # DATA/monitoring: the config for this cluster, the rules
     # `down`, `status` and the supervisor read the options from here, so they need no flags of their own.
     save_config(config)
     cluster = Cluster(config)
@@ -503,6 +507,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pod-network", default=ClusterConfig.pod_network, choices=("host-gw", "vxlan"),
                    help="with --nodes: how pods reach other nodes' pods: host-gw (routes via the node IPs) or "
                         "vxlan (a VXLAN tunnel between the nodes) (default %(default)s)")
+    p.add_argument("--monitoring", action="store_true",
+                   help="also run Debian's prometheus on loopback with Skiff's config, recording rules and alerts "
+                        "(deploy/monitoring; targets from the control plane's http_sd lists); data in DIR/monitoring")
+    p.add_argument("--prometheus-port", type=int, default=ClusterConfig.prometheus_port, metavar="PORT",
+                   help="with --monitoring: Prometheus' port on 127.0.0.1 (default %(default)s)")
     p.add_argument("--no-agent", action="store_true",
                    help="start only etcd and the control plane (no node)")
     p.add_argument("--no-bootstrap", action="store_true",
@@ -539,6 +548,7 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      bootstrap_busybox=not args.no_bootstrap,
                      start_timeout=args.start_timeout, bridge=args.bridge, nft_table=args.nft_table,
                      cgroup_parent=args.cgroup_parent, cluster_cidr=args.cluster_cidr,
+                     monitoring=args.monitoring, prometheus_port=args.prometheus_port,
                      nodes=tuple(range(1, (args.nodes or 0) + 1)), name=args.name, node_cidr=args.node_cidr,
                      pod_network=args.pod_network)
         if args.nodes is not None and args.nodes < 1:

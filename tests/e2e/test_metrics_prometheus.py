@@ -112,7 +112,9 @@ def prometheus_factory():
         # JSON is YAML: no quoting questions.
         config.write_text(json.dumps({
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [target]}]}
+            # A target may name its path: "HOST:PORT/metrics/cadvisor".
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [target.partition("/")[0]]}],
+                                "metrics_path": "/" + (target.partition("/")[2] or "metrics")}
                                for job, target in jobs.items()]}, indent=2))
         address = f"127.0.0.1:{free_port()}"
         log = base / "prometheus.log"
@@ -164,30 +166,32 @@ def test_dashboard_metrics_through_prometheus(private_cluster, prometheus_factor
         assert waited.returncode == 0, waited.stderr + c.skiff("describe", "pod", name).stdout + _log_tails(c)
 
     prom = prometheus_factory(jobs={"skiff-controlplane": f"127.0.0.1:{c.ports['cpm']}",
-                                    "skiff-agent": f"127.0.0.1:{c.ports['agentm']}"})
+                                    "skiff-agent": f"127.0.0.1:{c.ports['agentm']}",
+                                    "cadvisor": f"127.0.0.1:{c.ports['agentm']}/metrics/cadvisor"})
 
-    up_values = prom.eventually("up", lambda v: len(v) == 2 and all(x == 1 for x in v.values()),
-                                what="both targets scraped")
-    assert {dict(k)["job"] for k in up_values} == {"skiff-controlplane", "skiff-agent"}
+    up_values = prom.eventually("up", lambda v: len(v) == 3 and all(x == 1 for x in v.values()),
+                                what="every target scraped")
+    assert {dict(k)["job"] for k in up_values} == {"skiff-controlplane", "skiff-agent", "cadvisor"}
 
     # API requests by verb, resource and HTTP code (kube-apiserver's names): the
-    # two applies the test made, and the GET of a pod that does not exist.
+    # two pods `apply` created (kubectl's client-side apply: GET, then POST), and
+    # the GET of a pod that does not exist.
     cpm = f"127.0.0.1:{c.ports['cpm']}"
-    prom.eventually('apiserver_request_total{verb="APPLY",resource="pods"}',
-                    lambda v: v == {(("code", "200"), ("instance", cpm), ("job", "skiff-controlplane"),
-                                     ("resource", "pods"), ("subresource", ""), ("verb", "APPLY")): 2.0},
-                    what="APPLY calls counted with code 200")
+    prom.eventually('apiserver_request_total{verb="POST",resource="pods",subresource=""}',
+                    lambda v: v == {(("code", "201"), ("instance", cpm), ("job", "skiff-controlplane"),
+                                     ("resource", "pods"), ("verb", "POST")): 2.0},   # "" labels are dropped
+                    what="the two creations counted with code 201")
     prom.eventually('apiserver_request_total{verb="GET",resource="pods",code="404"}',
                     lambda v: sum(v.values()) >= 1, what="the GET of a missing pod counted as 404")
     # The latency histogram has buckets, cumulative, ending in +Inf = the count.
-    buckets = prom.eventually('apiserver_request_duration_seconds_bucket{verb="APPLY",resource="pods"}',
-                              lambda v: len(v) > 2, what="APPLY latency buckets")
+    buckets = prom.eventually('apiserver_request_duration_seconds_bucket{verb="POST",resource="pods",'
+                              'subresource=""}', lambda v: len(v) > 2, what="POST latency buckets")
     by_le = {dict(k)["le"]: n for k, n in buckets.items()}
     assert by_le["+Inf"] == 2.0
     ordered = [n for _le, n in sorted(((float(le), n) for le, n in by_le.items()))]
     assert ordered == sorted(ordered), f"buckets are not cumulative: {by_le}"
     assert prom.values('histogram_quantile(0.99, sum by (le) '
-                       '(apiserver_request_duration_seconds_bucket{verb="APPLY"}))')
+                       '(apiserver_request_duration_seconds_bucket{verb="POST"}))')
 
     # Scheduling: both pods were placed.
     prom.eventually('scheduler_schedule_attempts_total{result="scheduled"}',
@@ -202,7 +206,7 @@ def test_dashboard_metrics_through_prometheus(private_cluster, prometheus_factor
     assert _phase(phases, "Pending") == 0 and _phase(phases, "Failed") == 0
 
     # The running container's memory working set.
-    memory = prom.eventually(f'skiff_agent_container_memory_working_set_bytes{{pod="{sleeper}"}}',
+    memory = prom.eventually(f'container_memory_working_set_bytes{{pod="{sleeper}"}}',
                              lambda v: len(v) == 1 and all(x > 0 for x in v.values()),
                              what="memory working set of the running container")
     labels = dict(next(iter(memory)))

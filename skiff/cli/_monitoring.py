@@ -1,0 +1,78 @@
+"""`skiff up --monitoring`: Debian's prometheus as one more supervised
+component of the all-in-one cluster.
+
+It runs on loopback (127.0.0.1:--prometheus-port, default 9090) with
+Skiff's configuration: deploy/monitoring/prometheus.yml, whose every target
+comes from the control plane's http_sd lists, pointed at this cluster's
+control plane, and deploy/monitoring/rules (recording rules and alerts).
+Both are copied into DATA/monitoring/ at `up` (the TSDB lives in
+DATA/monitoring/data), so the supervisor restarts it with the same files
+and `down --purge` removes it all with DATA. `down` stops it first (it is
+the last component).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from pathlib import Path
+
+from skiff.cli._cluster import ROOT, ClusterConfig, Component
+
+SOURCE = ROOT / "deploy" / "monitoring"
+DEFAULT_CONTROLPLANE = "127.0.0.1:10257"   # the address deploy/monitoring/prometheus.yml is written for
+
+
+def monitoring_dir(config: ClusterConfig) -> Path:
+    return config.data_dir / "monitoring"
+
+
+def prometheus_address(config: ClusterConfig) -> str:
+    return f"127.0.0.1:{config.prometheus_port}"
+
+
+def prometheus_component(config: ClusterConfig) -> Component:
+    d = monitoring_dir(config)
+    argv = (config.prometheus_binary, f"--config.file={d / 'prometheus.yml'}",
+            f"--storage.tsdb.path={d / 'data'}", f"--web.listen-address={prometheus_address(config)}",
+            "--storage.tsdb.retention.time=15d")
+    return Component("prometheus", argv, marker=str(d / "prometheus.yml"), address=prometheus_address(config))
+
+
+def render_config(config: ClusterConfig, *, source: Path = SOURCE) -> dict:
+    """deploy/monitoring/prometheus.yml for this cluster: its control plane's
+    http_sd lists, the rules copied beside it."""
+    import yaml
+
+    prom = yaml.safe_load((source / "prometheus.yml").read_text())
+    address = f"127.0.0.1:{config.controlplane_metrics_port}"
+    for job in prom.get("scrape_configs", []):
+        for sd in job.get("http_sd_configs", []):
+            sd["url"] = sd["url"].replace(DEFAULT_CONTROLPLANE, address)
+    prom["rule_files"] = [str(monitoring_dir(config) / "rules" / "*.yml")]
+    return prom
+
+
+def write_config(config: ClusterConfig, *, source: Path = SOURCE) -> Path:
+    """Write DATA/monitoring/prometheus.yml (JSON, which is YAML) and the rules; returns the config's path."""
+    d = monitoring_dir(config)
+    (d / "data").mkdir(parents=True, exist_ok=True)
+    rules = d / "rules"
+    if rules.exists():
+        shutil.rmtree(rules)
+    shutil.copytree(source / "rules", rules)
+    path = d / "prometheus.yml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(render_config(config, source=source), indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def prometheus_ready(config: ClusterConfig) -> bool:
+    try:
+        # No proxy: an http_proxy in the environment must not intercept loopback.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://{prometheus_address(config)}/-/ready", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False

@@ -1,0 +1,49 @@
+"""`skiff up --monitoring`'s Prometheus: its config points at this cluster's
+control plane (no other target), the rules sit beside it, promtool accepts
+it, and it is a supervised component with a health check of its own."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from skiff.cli._cluster import ClusterConfig, components
+from skiff.cli._monitoring import prometheus_component, write_config
+
+
+def _config(tmp_path: Path, **kw) -> ClusterConfig:
+    return ClusterConfig(data_dir=tmp_path, run_dir=tmp_path / "run", node_name="n1",
+                         controlplane_metrics_port=41257, **kw)
+
+
+def test_the_config_reads_only_this_cluster_s_sd_lists(tmp_path):
+    config = _config(tmp_path, monitoring=True, prometheus_port=49090)
+    path = write_config(config)
+    prom = json.loads(path.read_text())
+    urls = [sd["url"] for job in prom["scrape_configs"] for sd in job["http_sd_configs"]]
+    assert urls and all(u.startswith("http://127.0.0.1:41257/sd/") for u in urls)
+    assert not any("static_configs" in job for job in prom["scrape_configs"])
+    assert {job["job_name"] for job in prom["scrape_configs"]} == {
+        "apiserver", "kube-state-metrics", "etcd", "kubelet", "kubernetes-pods"}
+    assert sorted(p.name for p in (tmp_path / "monitoring" / "rules").iterdir()) == [
+        "skiff-alerts.yml", "skiff-recording.yml"]
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed")
+    checked = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "2 rule files found" in checked.stdout
+
+
+def test_prometheus_is_a_component_only_with_monitoring(tmp_path):
+    assert "prometheus" not in [c.name for c in components(_config(tmp_path))]
+    config = _config(tmp_path, monitoring=True, prometheus_port=49090)
+    names = [c.name for c in components(config)]
+    assert names[-1] == "prometheus"     # started last, stopped first
+    component = prometheus_component(config)
+    assert "--web.listen-address=127.0.0.1:49090" in component.argv
+    assert f"--storage.tsdb.path={tmp_path / 'monitoring' / 'data'}" in component.argv
+    assert component.address == "127.0.0.1:49090"
