@@ -214,7 +214,7 @@ class PodWorkers(Controller):
         if rec.released or pod.status.phase in TERMINAL_PHASES:
             if pod.status.phase in TERMINAL_PHASES:
                 self.status.note_phase(uid, pod.status.phase)
-            await self._release(rec)
+            await self._release(rec, pod)
             return None
         if pod.spec.HasField("termination_grace_period_seconds"):
             rec.grace_seconds = pod.spec.termination_grace_period_seconds
@@ -232,17 +232,28 @@ class PodWorkers(Controller):
                 await self.status.write(pod, rec)
                 return RETRY_SECONDS
         if await self._ensure_network(pod, rec) and await self._sync_volumes(pod, rec):
-            # Init containers one at a time, each to completion; then the app containers.
+            # Init containers one at a time, each to completion (a sidecar, restartPolicy Always: until
+            # started, then kept running); then the app containers. Once initialized, only the
+            # sidecars are kept (restarted) beside the app containers.
             init_policy = "Never" if pod.spec.restart_policy == "Never" else "OnFailure"
             for container in pod.spec.init_containers:
+                sidecar = container.restart_policy == "Always"
+                if rec.initialized and not sidecar:
+                    continue
                 after = await self._sync_container(pod, rec, container, records=rec.init_containers,
-                                                   policy=init_policy)
+                                                   policy="Always" if sidecar else init_policy)
                 if after is not None:
                     requeues.append(after)
                 cur = rec.init_containers[container.name].current
-                if cur is None or cur.state is not State.EXITED or cur.exit_code != 0:
+                if rec.initialized:
+                    continue
+                if sidecar:
+                    if cur is None or cur.state is State.EXITED or not self.prober.started(cur.id):
+                        break
+                elif cur is None or cur.state is not State.EXITED or cur.exit_code != 0:
                     break
             else:
+                rec.initialized = True
                 for container in pod.spec.containers:
                     after = await self._sync_container(pod, rec, container, records=rec.containers,
                                                        policy=pod.spec.restart_policy or "Always")
@@ -252,7 +263,7 @@ class PodWorkers(Controller):
             requeues.append(RETRY_SECONDS)
         status = await self.status.write(pod, rec)
         if status is not None and status.phase in TERMINAL_PHASES:
-            await self._release(rec)
+            await self._release(rec, pod)
             return None
         return min(requeues) if requeues else None
 
@@ -445,8 +456,11 @@ class PodWorkers(Controller):
         for c in ids:
             if c.state is not State.EXITED:
                 self._event(pod, "Normal", "Killing", f"Stopping container {c.name}")
-        await asyncio.gather(*(self._rt("stop", self.runtime.stop(c.id, grace)) for c in ids
-                               if c.state is not State.EXITED))
+        # Sidecars (init containers with restartPolicy Always) are stopped after the app containers.
+        sidecars = {s.name for s in pod.spec.init_containers if s.restart_policy == "Always"} if pod else set()
+        for stage in (False, True):
+            await asyncio.gather(*(self._rt("stop", self.runtime.stop(c.id, grace)) for c in ids
+                                   if c.state is not State.EXITED and (c.name in sidecars) == stage))
         for c in ids:
             await self._rt("remove", self.runtime.remove(c.id))
         if rec is not None:
@@ -459,11 +473,11 @@ class PodWorkers(Controller):
             release_volumes(paths=rec.paths)
         await self._rt("remove_sandbox", self.runtime.remove_sandbox(uid))
 
-    async def _release(self, rec: PodRecord) -> None:
+    async def _release(self, rec: PodRecord, pod: types_pb2.Pod | None = None) -> None:
         """A pod that reached Succeeded/Failed: free what it holds; logs and status stay."""
         if rec.released:
             return
-        await self._free(rec.uid, rec, grace=rec.grace_seconds)
+        await self._free(rec.uid, rec, grace=rec.grace_seconds, pod=pod)
         rec.released, rec.sandbox = True, None
 
     async def _terminate(self, uid: str, pod: types_pb2.Pod | None, rec: PodRecord | None) -> None:
@@ -523,6 +537,7 @@ class PodWorkers(Controller):
                     cr.previous = attempts[-2]
                 if cr.current.state is not State.EXITED:
                     self._watch(rec, cr.current.id)
+            rec.initialized = bool(rec.containers)   # app containers ran: initialization is over
             log.info("adopted pod %s/%s (%s): %d container(s)", rec.namespace, rec.name, uid, len(by_pod.get(uid, [])))
         keep = set(desired)
         await self._rt("cleanup_orphans", self.runtime.cleanup_orphans(keep))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.containers import PodPaths
-from agent.runtime.interface import ContainerStatus, Sandbox
+from agent.runtime.interface import ContainerStatus, Sandbox, State
 from agent.status import ContainerView
 from proto.skiff.v1 import types_pb2
 
@@ -47,6 +47,7 @@ class PodRecord:
     init_containers: dict[str, ContainerRecord] = field(default_factory=dict)
     waiters: dict[str, asyncio.Task] = field(default_factory=dict)
     adopted: bool = False
+    initialized: bool = False                 # every init container has run (sidecars started) once
     released: bool = False                    # terminal: containers, network, sandbox freed
 
 
@@ -58,9 +59,14 @@ class ProbeResults(Protocol):
 
 def init_done(pod: types_pb2.Pod, rec: PodRecord) -> bool:
     """Every init container has run to completion (exit 0)."""
+    if rec.initialized:
+        return True
     for spec in pod.spec.init_containers:
         cr = rec.init_containers.get(spec.name)
-        if cr is None or cr.current is None or cr.current.exit_code != 0 or cr.waiting is not None:
+        if spec.restart_policy == "Always":   # a sidecar: started is enough
+            if cr is None or cr.current is None or cr.current.state is State.EXITED:
+                return False
+        elif cr is None or cr.current is None or cr.current.exit_code != 0 or cr.waiting is not None:
             return False
     return True
 
@@ -81,5 +87,6 @@ def container_views(pod: types_pb2.Pod, rec: PodRecord, *, init: bool = False,
         views.append(ContainerView(name=spec.name, image=spec.image, restart_count=cr.restart,
                                    current=cr.current, previous=cr.previous, waiting=waiting,
                                    ready=probes.ready(cid) if probes and cid else True,
-                                   started=probes.started(cid) if probes and cid else True))
+                                   started=probes.started(cid) if probes and cid else True,
+                                   sidecar=init and spec.restart_policy == "Always"))
     return views

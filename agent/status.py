@@ -31,6 +31,7 @@ class ContainerView:
     previous: ContainerStatus | None = None   # the attempt before it, for lastState
     waiting: tuple[str, str] | None = None    # (reason, message) when not running
     ready: bool = True      # the readiness probe's result (True without one)
+    sidecar: bool = False   # an init container with restartPolicy Always
     started: bool = True    # the startup probe's result (True without one)
 
 
@@ -129,23 +130,28 @@ def pod_status(*, pod: types_pb2.Pod, views: list[ContainerView], host_ip: str, 
     status.start_time.CopyFrom(old.start_time if old.HasField("start_time") else timestamp(now))
     for view in views:
         status.container_statuses.append(container_status(view))
+    done = []   # per init container: completed (exit 0), or for a sidecar: started
     for view in init_views:
         cs = container_status(view)
-        cs.ready = cs.state.HasField("terminated") and cs.state.terminated.exit_code == 0
+        if view.sidecar:
+            done.append(cs.state.HasField("running") and cs.started)
+        else:
+            cs.ready = cs.state.HasField("terminated") and cs.state.terminated.exit_code == 0
+            done.append(cs.ready)
         status.init_container_statuses.append(cs)
-    initialized = all(cs.ready for cs in status.init_container_statuses)
+    initialized = all(done)
     status.phase = pod_phase(pod.spec.restart_policy, list(status.container_statuses))
     if not initialized:
         failed_for_good = (pod.spec.restart_policy == "Never" and any(
             cs.state.HasField("terminated") and cs.state.terminated.exit_code != 0
-            for cs in status.init_container_statuses))
+            for cs, view in zip(status.init_container_statuses, init_views) if not view.sidecar))
         status.phase = "Failed" if failed_for_good else "Pending"
     all_ready = bool(views) and all(cs.ready for cs in status.container_statuses)
     terminal = status.phase in TERMINAL_PHASES
     not_ready = [cs.name for cs in status.container_statuses if not cs.ready]
     ready_reason = "PodCompleted" if terminal else ("" if all_ready else "ContainersNotReady")
     ready_message = "" if all_ready or terminal else f"containers with unready status: [{' '.join(not_ready)}]"
-    pending_init = [cs.name for cs in status.init_container_statuses if not cs.ready]
+    pending_init = [cs.name for cs, ok in zip(status.init_container_statuses, done) if not ok]
     conditions = [
         PodCondition("Initialized", initialized,
                      "PodCompleted" if terminal and initialized else ("" if initialized else "ContainersNotInitialized"),

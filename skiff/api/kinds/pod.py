@@ -406,6 +406,8 @@ def pod_status(pod: Message) -> str:
         state = c.state
         if state.HasField("terminated") and state.terminated.exit_code == 0:
             continue
+        if c.started and c.name in pod_features.sidecar_names(pod.spec):   # kubectl: a started sidecar is done
+            continue
         initializing = True
         if state.HasField("terminated"):
             t = state.terminated
@@ -437,8 +439,11 @@ def pod_status(pod: Message) -> str:
 
 
 def pod_ready(pod: Message) -> str:
-    ready = sum(1 for c in pod.status.container_statuses if c.ready and c.state.HasField("running"))
-    return f"{ready}/{len(pod.spec.containers)}"
+    sidecars = pod_features.sidecar_names(pod.spec)   # counted as kubectl counts them
+    statuses = list(pod.status.container_statuses) + [c for c in pod.status.init_container_statuses
+                                                      if c.name in sidecars]
+    ready = sum(1 for c in statuses if c.ready and c.state.HasField("running"))
+    return f"{ready}/{len(pod.spec.containers) + len(sidecars)}"
 
 
 def pod_restarts(pod: Message) -> int:
@@ -511,9 +516,14 @@ def describe_pod(pod: Message, ctx: DescribeContext) -> str:
             if values:
                 text.line(f"    {title}:")
                 text.kv(6, sorted(values.items()))
+        if probes := pod_features.describe_probes(c):
+            text.kv(4, probes, width=_CW)
+        if c.env_from:
+            text.line("    Environment Variables from:")
+            text.lines.extend(f"      {pod_features.describe_env_from(s)}" for s in c.env_from)
         if c.env:
             text.line("    Environment:")
-            text.kv(6, [(e.name, e.value) for e in c.env])
+            text.kv(6, [(e.name, pod_features.describe_env(e)) for e in c.env])
         else:
             text.kv(4, [("Environment", "<none>")], width=_CW)
     if status.conditions:

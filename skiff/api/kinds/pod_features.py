@@ -374,7 +374,7 @@ NOT_IMPLEMENTED: dict[tuple[str, str], Check] = {
     ("PodOS", "name"): lambda v: v != "linux",
     **{("Container", f): _ALWAYS for f in (
         "lifecycle", "termination_message_path", "termination_message_policy", "volume_devices",
-        "resize_policy", "restart_policy", "stdin_once")},
+        "resize_policy", "stdin_once")},
     ("ResourceRequirements", "claims"): _ALWAYS,
     **{("SecurityContext", f): _ALWAYS for f in ("se_linux_options", "windows_options", "app_armor_profile")},
     ("SecurityContext", "proc_mount"): lambda v: v != "Default",
@@ -414,3 +414,55 @@ def _walk(msg: Message, path: str, out: list[str]) -> None:
                 _walk(item, f"{where}[{i}]", out)
         else:
             _walk(value, where, out)
+
+
+# ---------------------------------------------------------------- describe (kubectl's wording)
+
+def describe_probe(probe: types_pb2.Probe) -> str:
+    """`http-get http://:8080/healthz delay=3s timeout=1s period=3s #success=1 #failure=3`, as kubectl."""
+    if probe.HasField("exec"):
+        handler = f"exec [{' '.join(probe.exec.command)}]"
+    elif probe.HasField("http_get"):
+        g = probe.http_get
+        handler = f"http-get {(g.scheme or 'HTTP').lower()}://{g.host}:{g.port}{g.path}"
+    elif probe.HasField("tcp_socket"):
+        handler = f"tcp-socket {probe.tcp_socket.host}:{probe.tcp_socket.port}"
+    elif probe.HasField("grpc"):
+        handler = f"grpc <pod>:{probe.grpc.port} {probe.grpc.service}".rstrip()
+    else:
+        handler = "unknown"
+    return (f"{handler} delay={probe.initial_delay_seconds}s timeout={probe.timeout_seconds}s "
+            f"period={probe.period_seconds}s #success={probe.success_threshold} #failure={probe.failure_threshold}")
+
+
+def describe_probes(c: types_pb2.Container) -> list[tuple[str, str]]:
+    return [(name.removesuffix("Probe").capitalize(), describe_probe(probe)) for name, probe in _probes(c)]
+
+
+def describe_env(var: types_pb2.EnvVar) -> str:
+    """An env var's value as `kubectl describe` shows it (references, not secret values)."""
+    if not var.HasField("value_from"):
+        return var.value
+    vf = var.value_from
+    if vf.HasField("field_ref"):
+        return f"({vf.field_ref.api_version or 'v1'}:{vf.field_ref.field_path})"
+    if vf.HasField("resource_field_ref"):
+        r = vf.resource_field_ref
+        return f"{r.resource} ({r.container_name or 'this container'})"
+    if vf.HasField("config_map_key_ref"):
+        r = vf.config_map_key_ref
+        return f"<set to the key '{r.key}' of config map '{r.name}'>  Optional: {str(r.optional).lower()}"
+    r = vf.secret_key_ref
+    return f"<set to the key '{r.key}' in secret '{r.name}'>  Optional: {str(r.optional).lower()}"
+
+
+def describe_env_from(source: types_pb2.EnvFromSource) -> str:
+    kind, ref = (("ConfigMap", source.config_map_ref) if source.HasField("config_map_ref")
+                 else ("Secret", source.secret_ref))
+    prefix = f" with prefix '{source.prefix}'" if source.prefix else ""
+    return f"{ref.name}  {kind}{prefix}  Optional: {str(ref.optional).lower()}"
+
+
+def sidecar_names(spec: types_pb2.PodSpec) -> set[str]:
+    """Init containers with restartPolicy Always: Kubernetes' native sidecars."""
+    return {c.name for c in spec.init_containers if c.HasField("restart_policy") and c.restart_policy == "Always"}

@@ -136,3 +136,16 @@ def test_bad_probe_env_and_volume_sources_are_refused_with_the_field_path(extra,
     text = POD + extra if not extra.startswith("  volumes") else POD + extra
     errors = _errors(text)
     assert any(e.startswith(f"{path}: ") and words in e for e in errors), errors
+
+
+def test_describe_shows_probes_and_env_references_as_kubectl():
+    from datetime import datetime, timezone
+    from skiff.api.kinds.strategy import DescribeContext
+    (doc,) = manifest.load([str(DOCS / "pods/probe/http-liveness.yaml")])
+    text = S.describe(S.defaults(doc.obj), DescribeContext(events=[], now=datetime.now(timezone.utc)))
+    assert "    Liveness:        http-get http://:8080/healthz delay=3s timeout=1s period=3s #success=1 " \
+           "#failure=3" in text.splitlines()
+    (doc,) = manifest.load([str(DOCS / "pods/pod-configmap-env-var-valueFrom.yaml")])
+    text = S.describe(S.defaults(doc.obj), DescribeContext(events=[], now=datetime.now(timezone.utc)))
+    assert "      SPECIAL_LEVEL_KEY:  <set to the key 'SPECIAL_LEVEL' of config map 'special-config'>  " \
+           "Optional: false" in text.splitlines()
