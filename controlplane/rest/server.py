@@ -14,6 +14,7 @@ anyone who can reach the port can do anything, as with the gRPC port today.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Awaitable, Callable
 
@@ -54,24 +55,32 @@ class RestServer:
         self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.app.router.add_route("*", "/{tail:.*}", self.dispatch)
         self._runner: web.AppRunner | None = None
+        self._requests: set[asyncio.Task] = set()   # in flight: watches and streams end at stop()
         self.port = 0
 
     async def start(self) -> int:
         host, _, port = self.listen.rpartition(":")
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]"), int(port), shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, host.strip("[]"), int(port))
         await site.start()
         sockets = self._runner.addresses
         self.port = sockets[0][1] if sockets else int(port)
         return self.port
 
     async def stop(self) -> None:
+        """Stop listening and end every request in flight: a watch or a followed
+        log would otherwise hold the shutdown until its client goes."""
+        for task in list(self._requests):
+            task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         seen: list[Target] = []   # the resource addressed, once known: it words the errors
+        task = asyncio.current_task()
+        if task is not None:
+            self._requests.add(task)
         try:
             return await self._route(request, seen)
         except ApiError as err:
@@ -81,6 +90,8 @@ class RestServer:
             if seen:
                 resource, name = seen[0].served.qualified, seen[0].name
             return error_response(from_exception(exc, resource=resource, name=name))
+        finally:
+            self._requests.discard(task)
 
     async def _route(self, request: web.Request, seen: list[Target]) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
