@@ -35,6 +35,7 @@ Pod lifecycle on this node:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import shutil
@@ -43,7 +44,7 @@ from typing import Any, Awaitable, Protocol
 
 from agent.backoff import RestartBackoff
 from agent.clock import Clock, SystemClock
-from agent import configvolumes
+from agent import configvolumes, lifecycle
 from agent.configobjects import ConfigObjects, references
 from agent.containers import (ContainerConfigError, PodPaths, build_container_config, restart_of,
                               sandbox_config)
@@ -55,7 +56,7 @@ from agent.metrics import AgentMetrics
 from agent.podnetwork import attach_pod, call_network
 from agent.prober import ProbeManager, Target
 from agent.records import DEFAULT_GRACE_SECONDS, ContainerRecord, PodRecord
-from agent.runtime.interface import ContainerStatus, Runtime, StartError, State
+from agent.runtime.interface import ContainerStatus, Mount, Runtime, StartError, State
 from agent.status import TERMINAL_PHASES
 from agent.statuswriter import StatusWriter
 from agent.volumes import container_mounts, prepare_volumes, release_volumes
@@ -329,7 +330,7 @@ class PodWorkers(Controller):
             # The pod was updated (a new image ...): kubelet restarts the container, without back-off.
             self._event(pod, "Normal", "Killing", f"Container {spec.name} definition changed, will be restarted")
             self.prober.forget(cur.id)
-            await self._rt("stop", self.runtime.stop(cur.id, rec.grace_seconds))
+            await self._stop(pod, rec, spec, cur.id, rec.grace_seconds)
             cr.current = await self.runtime.status(cur.id)
             return await self._start(pod, rec, spec, cr, restart=cr.restart + 1)
         if cur.state is not State.EXITED:
@@ -344,9 +345,16 @@ class PodWorkers(Controller):
             self._event(pod, "Normal", "Killing", f"Container {spec.name} failed {kind.lower()} probe, "
                                                   f"will be restarted")
             grace = probe_grace if probe_grace is not None else rec.grace_seconds
-            await self._rt("stop", self.runtime.stop(cur.id, grace))
+            await self._stop(pod, rec, spec, cur.id, grace)
             cur = cr.current = await self.runtime.status(cur.id)
         self.prober.forget(cur.id)
+        if cur.state is State.EXITED and spec.termination_message_path and not cur.message:
+            message = lifecycle.termination_message(_message_file(rec, spec.name, cr.restart))
+            if message:
+                cur = cr.current = dataclasses.replace(cur, message=message)
+        if cur.exit_code and not cur.message and spec.termination_message_policy == "FallbackToLogsOnError":
+            cur = cr.current = dataclasses.replace(
+                cur, message=lifecycle.fallback_message(rec.paths.log_path(spec.name, cr.restart)))
         if policy == "Never" or (policy == "OnFailure" and cur.exit_code == 0):
             cr.waiting = None
             return None
@@ -383,6 +391,11 @@ class PodWorkers(Controller):
                             f"Keys [{', '.join(env.invalid_keys)}] from the EnvFrom of container {spec.name} were "
                             f"skipped since they are considered invalid environment variable names.")
             mounts = container_mounts(pod=pod, container=spec, paths=rec.paths)
+            if spec.termination_message_path:   # a file of the node's at that path, read after the exit
+                message_file = _message_file(rec, spec.name, restart)
+                message_file.parent.mkdir(parents=True, exist_ok=True)
+                message_file.write_bytes(b"")
+                mounts += (Mount(target=spec.termination_message_path, source=str(message_file)),)
             config = build_container_config(pod=pod, container=spec, image=image, restart=restart,
                                             paths=rec.paths, pids_limit=self.pids_limit, mounts=mounts,
                                             pod_env=env.variables)
@@ -406,6 +419,8 @@ class PodWorkers(Controller):
         else:
             self._event(pod, "Normal", "Created", f"Created container {spec.name}")
             self._event(pod, "Normal", "Started", f"Started container {spec.name}")
+            if spec.lifecycle.HasField("post_start"):
+                status = await self._post_start(pod, rec, spec, status)
         if cr.current is not None and cr.current.id != status.id:
             if cr.previous is not None:  # keep one dead attempt (lastState); older ones go
                 await self._rt("remove", self.runtime.remove(cr.previous.id))
@@ -415,6 +430,35 @@ class PodWorkers(Controller):
             self._watch(rec, status.id)
             self._probe(pod, rec, spec, status.id)
         return None
+
+    def _hook(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container,
+              handler: types_pb2.LifecycleHandler, container_id: str, timeout: float) -> Awaitable[str | None]:
+        return lifecycle.run_handler(handler, runtime=self.runtime, sockets_of=lambda: self.prober.sockets,
+                                     container_id=container_id, container=spec, pod_ip=rec.pod_ip, timeout=timeout,
+                                     netns=rec.sandbox.netns_path if rec.sandbox is not None else None)
+
+    async def _post_start(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container,
+                          status: ContainerStatus) -> ContainerStatus:
+        """Run postStart before the container counts as started; a failure kills it."""
+        error = await self._hook(pod, rec, spec, spec.lifecycle.post_start, status.id, rec.grace_seconds)
+        if error is None:
+            return status
+        self._event(pod, "Warning", "FailedPostStartHook", f"PostStartHook failed: {error}")
+        self._event(pod, "Normal", "Killing", f"FailedPostStartHook: stopping container {spec.name}")
+        await self._rt("stop", self.runtime.stop(status.id, rec.grace_seconds))
+        return await self.runtime.status(status.id)
+
+    async def _stop(self, pod: types_pb2.Pod | None, rec: PodRecord | None, spec: types_pb2.Container | None,
+                    container_id: str, grace: float) -> None:
+        """preStop (if any) inside the grace period, then the stop signal with what is left of it."""
+        if pod is not None and rec is not None and spec is not None and spec.lifecycle.HasField("pre_stop"):
+            started = asyncio.get_running_loop().time()
+            error = await self._hook(pod, rec, spec, spec.lifecycle.pre_stop, container_id, grace)
+            if error is not None:
+                self._event(pod, "Warning", "FailedPreStopHook", f"PreStopHook failed: {error}")
+            # kubelet leaves at least 2 s for the stop signal after a hook
+            grace = max(grace - (asyncio.get_running_loop().time() - started), FORCED_GRACE_SECONDS)
+        await self._rt("stop", self.runtime.stop(container_id, grace))
 
     def _env_context(self, rec: PodRecord) -> EnvContext:
         if self._allocatable is None:
@@ -458,8 +502,9 @@ class PodWorkers(Controller):
                 self._event(pod, "Normal", "Killing", f"Stopping container {c.name}")
         # Sidecars (init containers with restartPolicy Always) are stopped after the app containers.
         sidecars = {s.name for s in pod.spec.init_containers if s.restart_policy == "Always"} if pod else set()
+        specs = {s.name: s for s in list(pod.spec.init_containers) + list(pod.spec.containers)} if pod else {}
         for stage in (False, True):
-            await asyncio.gather(*(self._rt("stop", self.runtime.stop(c.id, grace)) for c in ids
+            await asyncio.gather(*(self._stop(pod, rec, specs.get(c.name), c.id, grace) for c in ids
                                    if c.state is not State.EXITED and (c.name in sidecars) == stage))
         for c in ids:
             await self._rt("remove", self.runtime.remove(c.id))
@@ -550,6 +595,10 @@ class PodWorkers(Controller):
                     shutil.rmtree(d, ignore_errors=True)
         for uid in keep:
             self.enqueue(uid)
+
+
+def _message_file(rec: PodRecord, container: str, restart: int) -> Path:
+    return rec.paths.root / container / f"{restart}.termination-log"
 
 
 def _spec_hash(spec: types_pb2.Container) -> str:

@@ -370,10 +370,11 @@ NOT_IMPLEMENTED: dict[tuple[str, str], Check] = {
         "preemption_policy", "overhead", "topology_spread_constraints", "set_hostname_as_fqdn", "host_users",
         "scheduling_gates", "resource_claims", "resources")},
     ("PodSpec", "dns_policy"): lambda v: v not in ("Default", "ClusterFirst"),
+    ("Lifecycle", "stop_signal"): _ALWAYS,
     ("PodSpec", "enable_service_links"): lambda v: bool(v),
     ("PodOS", "name"): lambda v: v != "linux",
     **{("Container", f): _ALWAYS for f in (
-        "lifecycle", "termination_message_path", "termination_message_policy", "volume_devices",
+        "volume_devices",
         "resize_policy", "stdin_once")},
     ("ResourceRequirements", "claims"): _ALWAYS,
     **{("SecurityContext", f): _ALWAYS for f in ("se_linux_options", "windows_options", "app_armor_profile")},

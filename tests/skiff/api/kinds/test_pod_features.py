@@ -94,8 +94,6 @@ def test_every_kubernetes_field_parses_and_the_unimplemented_ones_are_warned_abo
         f"{path} is not implemented by Skiff and is ignored" for path in (
             "spec.containers[0].volumeMounts[0].mountPropagation",
             "spec.containers[0].securityContext.seLinuxOptions",
-            "spec.containers[0].lifecycle",
-            "spec.containers[0].terminationMessagePolicy",
             "spec.containers[0].resizePolicy",
             "spec.volumes[0].persistentVolumeClaim",
             "spec.affinity",
