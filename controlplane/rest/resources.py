@@ -23,6 +23,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from controlplane import store as st
+from controlplane.api.errors import Invalid
 from controlplane.api.registry import Registry
 from controlplane.rest import codec, tables
 from controlplane.rest.discovery import Served
@@ -82,8 +83,11 @@ class ResourceHandlers:
         if codec.flag(q, "watch"):
             return await self.watch(request, t)
         kind = t.served.kind
-        items, revision = await self.registry.list(kind, t.namespace, label_selector=q.get("labelSelector", ""),
-                                                   field_selector=q.get("fieldSelector", ""))
+        try:
+            items, revision = await self.registry.list(kind, t.namespace, label_selector=q.get("labelSelector", ""),
+                                                       field_selector=q.get("fieldSelector", ""))
+        except Invalid as exc:   # only the selectors can be: Kubernetes answers 400 for them
+            raise bad_request(exc.message) from None
         items.sort(key=kind.strategy.sort_key)
         start = 0
         if q.get("continue"):

@@ -189,3 +189,18 @@ def test_describe_shows_the_objects_events(rest, tmp_path):
         time.sleep(0.5)
     events = ok(rest.kubectl("describe", "pod", "web")).split("Events:")[1]
     assert "Warning  FailedScheduling" in events
+
+
+def test_cluster_scoped_namespace_and_server_side_apply(rest, tmp_path):
+    manifest = tmp_path / "ns.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: team, labels: {owner: me}}\n")
+    assert ok(rest.kubectl("apply", "-f", str(manifest))).strip() == "namespace/team created"
+    assert ok(rest.kubectl("get", "ns", "team")).split()[-3:-1] == ["team", "Active"]
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(POD)
+    assert ok(rest.kubectl("apply", "--server-side", "-n", "team", "-f", str(pod))).strip() \
+        == "pod/web serverside-applied"
+    assert ok(rest.kubectl("get", "pods", "-n", "team", "-o", "name")).strip() == "pod/web"
+    assert ok(rest.kubectl("delete", "ns", "team", "--timeout=60s")).strip() == 'namespace "team" deleted'
+    gone = rest.kubectl("get", "ns", "team")
+    assert (gone.returncode, gone.stderr.strip()) == (1, 'Error from server (NotFound): namespaces "team" not found')
