@@ -100,3 +100,11 @@ def test_watch_after_compaction_gets_410_and_relists(rest):
                                   resource_version=relisted.metadata.resource_version, timeout_seconds=5)
     event = next(stream)
     assert (event["type"], event["object"].metadata.name) == ("ADDED", "newer")
+
+
+def test_delete_collection_by_label(rest):
+    api = core(rest)
+    for name, app in (("a", "x"), ("b", "x"), ("c", "y")):
+        api.create_namespaced_pod("default", pod(name, app=app))
+    api.delete_collection_namespaced_pod("default", label_selector="app=x")
+    assert [p.metadata.name for p in api.list_namespaced_pod("default").items] == ["c"]
