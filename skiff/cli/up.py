@@ -324,31 +324,38 @@ def _delete_all_pods(config: ClusterConfig, *, timeout: float, grace_period: int
     each (its containers stopped, mounts, cgroups and addresses freed)."""
     async def delete_all() -> None:
         async with ApiClient(config.api_address) as client:
-            await _delete_pod_controllers(client)
-            pods, _ = await client.list("Pod", "")
-            if not pods:
-                return
-            print(f"deleting {len(pods)} pod(s) ...", end=" ", flush=True)
-            for pod in pods:
-                try:
-                    await client.delete("Pod", pod.metadata.name, pod.metadata.namespace,
-                                        grace_period_seconds=grace_period)
-                except NotFound:
-                    pass
-
-            async def all_gone() -> None:
-                remaining, revision = await client.list("Pod", "")
-                left = {(p.metadata.namespace, p.metadata.name) for p in remaining}
-                if not left:
+            # A controller is found through a pod it made, so one whose pod came
+            # after the last pass (a Job a CronJob just started) is caught by the next.
+            for _ in range(5):
+                await _delete_pod_controllers(client)
+                pods, _ = await client.list("Pod", "")
+                if not pods:
                     return
-                async for event_type, obj, _rv in client.watch("Pod", "", resource_version=revision):
-                    if event_type == "DELETED" and obj is not None:
-                        left.discard((obj.metadata.namespace, obj.metadata.name))
-                        if not left:
-                            return
+                await delete_pass(client, pods)
 
-            await asyncio.wait_for(all_gone(), timeout=timeout)
-            print("ok", flush=True)
+    async def delete_pass(client: ApiClient, pods: list) -> None:
+        print(f"deleting {len(pods)} pod(s) ...", end=" ", flush=True)
+        for pod in pods:
+            try:
+                await client.delete("Pod", pod.metadata.name, pod.metadata.namespace,
+                                    grace_period_seconds=grace_period)
+            except NotFound:
+                pass
+
+        async def all_gone() -> None:  # the pods deleted in this pass (a new one is the next pass's)
+            remaining, revision = await client.list("Pod", "")
+            deleted = {p.metadata.uid for p in pods}
+            left = {(p.metadata.namespace, p.metadata.name) for p in remaining if p.metadata.uid in deleted}
+            if not left:
+                return
+            async for event_type, obj, _rv in client.watch("Pod", "", resource_version=revision):
+                if event_type == "DELETED" and obj is not None:
+                    left.discard((obj.metadata.namespace, obj.metadata.name))
+                    if not left:
+                        return
+
+        await asyncio.wait_for(all_gone(), timeout=timeout)
+        print("ok", flush=True)
 
     try:
         asyncio.run(delete_all())
