@@ -5,6 +5,7 @@ the resource handlers, and every exception turned into a Status.
     /version /healthz /livez /readyz
     /api  /api/v1  /apis  /apis/<group>  /apis/<group>/<version>     discovery
     /openapi/v2  /openapi/v3  /openapi/v3/<api/v1 | apis/<g>/<v>>   schemas
+    /apis/metrics.k8s.io/v1beta1/...                                 kubectl top (metrics.py)
     /api/v1/[namespaces/<ns>/]<resource>[/<name>[/<subresource>]]   resources
     /apis/<g>/<v>/[namespaces/<ns>/]<resource>[/<name>[/<sub>]]     (and the
                                                                      legacy /watch/ prefix)
@@ -22,7 +23,7 @@ from aiohttp import web
 
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.registry import Registry
-from controlplane.rest import discovery, openapi, podlogs, streams
+from controlplane.rest import discovery, metrics, openapi, podlogs, streams
 from controlplane.rest.resources import ResourceHandlers, Target, error_response, respond
 from controlplane.rest.status import ApiError, from_exception
 
@@ -108,7 +109,16 @@ class RestServer:
             group, version, rest = "", parts[1], parts[2:]
         elif parts[:1] == ["apis"]:
             if len(parts) == 1:
-                return respond(discovery.api_group_list())
+                groups = discovery.api_group_list()
+                return respond({**groups, "groups": [*groups["groups"], metrics.api_group()]})
+            if parts[1] == metrics.GROUP:   # not stored objects: the agents' stats (kubectl top)
+                if len(parts) == 2:
+                    return respond({"kind": "APIGroup", "apiVersion": "v1", **metrics.api_group()})
+                if parts[2] != metrics.VERSION:
+                    raise _NOT_FOUND
+                if len(parts) == 3:
+                    return respond(metrics.resource_list())
+                return await metrics.serve(request, parts[3:], registry=self.registry, proxy=self.proxy)
             if len(parts) == 2:
                 found = discovery.api_group(parts[1])
                 if found is None:

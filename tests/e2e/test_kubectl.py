@@ -1,7 +1,8 @@
 """kubectl against a real node: `skiff up` writes the kubeconfig (a private
 one here), `kubectl logs` (plain, --tail, -f) reads a busybox pod's output and
 `kubectl exec` runs commands in it (WebSocket channel protocol), through the
-control plane's REST API and the node's agent."""
+control plane's REST API and the node's agent, and `kubectl top` reads the
+agents' stats."""
 from __future__ import annotations
 
 import fcntl
@@ -56,6 +57,15 @@ def test_kubectl_logs_and_exec_through_the_rest_api(private_cluster):
     piped = k("exec", "-i", "sleeper", "--", "sh", "-c", "tr a-z A-Z; hostname", input="hello from stdin\n")
     assert (piped.returncode, piped.stdout) == (0, "HELLO FROM STDIN\nsleeper\n"), piped.stderr
     assert _exec_in_a_terminal(c, kubectl, "sleeper") == ["33 101", "40 120"]
+
+    # kubectl top reads metrics.k8s.io, served from the agents' stats.
+    top_pods = k("top", "pods")
+    assert top_pods.returncode == 0, top_pods.stderr
+    assert top_pods.stdout.splitlines()[0].split() == ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    assert "sleeper" in [line.split()[0] for line in top_pods.stdout.splitlines()[1:]]
+    top_nodes = k("top", "nodes")
+    assert top_nodes.returncode == 0, top_nodes.stderr
+    assert top_nodes.stdout.splitlines()[1].split()[0] == "skiff-test-node"
 
 
 def _exec_in_a_terminal(c, kubectl: str, pod: str) -> list[str]:
