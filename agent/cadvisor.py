@@ -209,6 +209,9 @@ class CadvisorCollector:
         limit = gauge("container_spec_memory_limit_bytes", "Memory limit for the container.")
         ooms = counter("container_oom_events", "Count of out of memory events observed for the container.")
         processes = gauge("container_processes", "Number of processes running inside the container.")
+        fs_usage = gauge("container_fs_usage_bytes", "Number of bytes that are consumed by the container on "
+                         "this filesystem (its writable layer).")
+        fs_inodes = gauge("container_fs_inodes_total", "Number of inodes used by the container's writable layer.")
         start = gauge("container_start_time_seconds", "Start time of the container since unix epoch in seconds.")
         seen = gauge("container_last_seen", "Last time a container was seen by the exporter.")
         for s in snap.containers:
@@ -225,6 +228,8 @@ class CadvisorCollector:
             limit.add_metric(ids, st.memory_limit_bytes)
             ooms.add_metric(ids, st.oom_events)
             processes.add_metric(ids, st.pids)
+            fs_usage.add_metric(ids, st.fs_usage_bytes)
+            fs_inodes.add_metric(ids, st.fs_inodes)
             if s.started_at:
                 start.add_metric(ids, s.started_at)
             seen.add_metric(ids, snap.taken_at)
@@ -238,7 +243,7 @@ class CadvisorCollector:
         except OSError:
             pass
         yield from (cpu, periods, throttled, throttled_s, working_set, usage, rss, cache, failcnt, limit, ooms,
-                    processes, start, seen)
+                    processes, fs_usage, fs_inodes, start, seen)
 
     def _network(self, snap: Snapshot) -> Iterator[Metric]:
         families = [CounterMetricFamily(f"container_network_{f}", f"Cumulative count of {f.replace('_', ' ')}.",

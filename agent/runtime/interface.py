@@ -112,6 +112,8 @@ class ContainerConfig:
     stop_signal: int = 15
     tty: bool = False
     stdin: bool = False
+    # Written to /proc/self/oom_score_adj before exec (kubelet's value for the pod's QoS class); None: inherited.
+    oom_score_adj: int | None = None
 
 
 class State(enum.Enum):
@@ -155,6 +157,8 @@ class ContainerStats:
     cpu_periods: int = 0
     cpu_throttled_periods: int = 0
     cpu_throttled_seconds: float = 0.0
+    fs_usage_bytes: int = 0          # the writable layer: allocated bytes, inodes
+    fs_inodes: int = 0
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,11 @@ Skiff's configuration: deploy/monitoring/prometheus.yml, whose every target
 comes from the control plane's http_sd lists, pointed at this cluster's
 control plane, and deploy/monitoring/rules (recording rules and alerts).
 Both are copied into DATA/monitoring/ at `up` (the TSDB lives in
-DATA/monitoring/data), so the supervisor restarts it with the same files
-and `down --purge` removes it all with DATA. `down` stops it first (it is
+DATA/monitoring/data), with deploy/monitoring/consoles, which Prometheus
+serves at /consoles/skiff-*.html (console templates: dashboards for a user
+with nothing but Prometheus; deploy/monitoring/dashboards holds the same
+views for Grafana). The supervisor restarts it with the same files and
+`down --purge` removes it all with DATA. `down` stops it first (it is
 the last component).
 """
 from __future__ import annotations
@@ -35,6 +38,7 @@ def prometheus_component(config: ClusterConfig) -> Component:
     d = monitoring_dir(config)
     argv = (config.prometheus_binary, f"--config.file={d / 'prometheus.yml'}",
             f"--storage.tsdb.path={d / 'data'}", f"--web.listen-address={prometheus_address(config)}",
+            f"--web.console.templates={d / 'consoles'}", f"--web.console.libraries={d / 'console_libraries'}",
             "--storage.tsdb.retention.time=15d")
     return Component("prometheus", argv, marker=str(d / "prometheus.yml"), address=prometheus_address(config))
 
@@ -57,10 +61,11 @@ def write_config(config: ClusterConfig, *, source: Path = SOURCE) -> Path:
     """Write DATA/monitoring/prometheus.yml (JSON, which is YAML) and the rules; returns the config's path."""
     d = monitoring_dir(config)
     (d / "data").mkdir(parents=True, exist_ok=True)
-    rules = d / "rules"
-    if rules.exists():
-        shutil.rmtree(rules)
-    shutil.copytree(source / "rules", rules)
+    for name in ("rules", "consoles"):
+        if (d / name).exists():
+            shutil.rmtree(d / name)
+        shutil.copytree(source / name, d / name)
+    (d / "console_libraries").mkdir(exist_ok=True)   # ours need no library
     path = d / "prometheus.yml"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(render_config(config, source=source), indent=2) + "\n")

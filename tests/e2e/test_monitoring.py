@@ -9,8 +9,9 @@ dashboards join on (the burner's CPU counter grows, the hungry container's
 working set holds what it allocated, below its limit); kube-state-metrics'
 families; the API server's requests under Kubernetes' names; the alerting
 rules loaded. A pod annotated prometheus.io/scrape that appears after
-Prometheus started is discovered and scraped. `skiff top` shows the same
-containers. `skiff down --purge` stops Prometheus and removes its data.
+Prometheus started is discovered and scraped. Every panel of the Grafana
+dashboards in deploy/monitoring/dashboards returns series, and Prometheus
+serves the console page filled in. `skiff top` shows the same containers. `skiff down --purge` stops Prometheus and removes its data.
 
 Every wait is bounded (the scrape and refresh interval is 15 s); nothing
 asserts how fast anything is. Prometheus scrapes loopback only: the
@@ -28,10 +29,11 @@ import urllib.request
 import pytest
 
 from tests.conftest import free_port
-from tests.e2e.conftest import alive
+from tests.e2e.conftest import ROOT, alive
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow]
 
+DASHBOARDS = ROOT / "deploy" / "monitoring" / "dashboards"
 SETTLE_SECONDS = 150.0   # two stats passes, scrapes and sd refreshes of 15 s each, on a busy machine
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 MiB = 1 << 20
@@ -44,7 +46,8 @@ spec:
   containers:
   - name: main
     image: busybox
-    command: [sh, -c, "while :; do :; done"]
+    # 8 MiB written into its writable layer, then a busy loop.
+    command: [sh, -c, "head -c 8388608 /dev/zero > /scratch; while :; do :; done"]
 ---
 apiVersion: v1
 kind: Pod
@@ -172,6 +175,8 @@ def test_up_with_monitoring_gives_dashboards_their_series(private_cluster, tmp_p
                         lambda v: len(v) == 1, what="the memory limit")
     assert _one(limit)[1] == 256 * MiB
     assert prom.values('container_memory_rss{pod="hungry"}')
+    prom.series('container_fs_usage_bytes{pod="burner",container="main"}',
+                lambda v: len(v) == 1 and _one(v)[1] >= 8 * MiB, what="the burner's writable layer")
     prom.series(f'node_memory_MemAvailable_bytes{{node="{node}"}}', lambda v: len(v) == 1, what="node memory")
     prom.series(f'machine_cpu_cores{{node="{node}"}}', lambda v: len(v) == 1 and _one(v)[1] >= 1, what="cores")
 
@@ -195,6 +200,22 @@ def test_up_with_monitoring_gives_dashboards_their_series(private_cluster, tmp_p
     assert {"KubeNodeNotReady", "KubePodCrashLooping", "KubeDeploymentReplicasMismatch", "EtcdNoLeader",
             "CPUThrottlingHigh"} <= alerts
     prom.series("namespace:container_memory_working_set_bytes:sum", lambda v: v, what="a recording rule")
+
+    # Every panel of the Grafana dashboards shows series on this cluster (its
+    # template variables set to this node and the burner), and Prometheus serves
+    # the console page with the same views, filled in.
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = (target["expr"].replace("$__rate_interval", "1m").replace("$namespace", "default")
+                        .replace("$pod", "burner").replace("$node", node))
+                prom.series(expr, lambda v: len(v) > 0, what=f"{path.name}: panel {panel['title']!r}")
+    with _OPENER.open(f"http://{prom.address}/consoles/skiff-overview.html", timeout=10) as r:
+        page = r.read().decode()
+    assert f'<td class="node">{node}</td>' in page
+    assert '<td class="pod">burner</td>' in page and '<td class="phase">Running</td>' in page
+    assert "<td>Ready</td>" in page and "error executing template" not in page
 
     # A pod annotated for scraping, made after Prometheus started, is found and scraped.
     port = free_port()

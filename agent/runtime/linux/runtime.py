@@ -23,6 +23,7 @@ from agent.runtime.interface import (ContainerConfig, ContainerStats, ContainerS
                                      ExecResult, Resources, Sandbox, SandboxConfig, StartError, State,
                                      TerminalSize)
 from agent.runtime.linux import aio, cgroups, exec_io, process, rootfs, sandboxes
+from agent.runtime.linux.fsusage import disk_usage
 from agent.runtime.linux import syscalls as sc
 from agent.runtime.linux.trace import mark
 from agent.runtime.linux.state import (RunDirs, is_alive, proc_state, process_name, read_json, to_json_dict,
@@ -118,6 +119,7 @@ class LinuxRuntime:
             "args": list(config.args), "env": [list(kv) for kv in config.env],
             "working_dir": config.working_dir or "/",
             "cgroup_mounts": self._cgroup_hierarchies,
+            "oom_score_adj": config.oom_score_adj,
         }
         # The cgroup is made in a thread while the zygote hands the start to
         # its spare process, which the thread moves into the cgroup at once
@@ -327,11 +329,15 @@ class LinuxRuntime:
             raise KeyError(f"container {container_id}: not found")
         s = self._cgroup(cfg["pod_id"], container_id).stats()
         m = s.memory
+        # The writable layer's size is a walk of its tree: off the event loop.
+        upper = cfg.get("upper_dir") or str(self.dirs.container(container_id) / "upper")
+        fs_bytes, fs_inodes = await asyncio.to_thread(disk_usage, Path(upper))
         return ContainerStats(id=container_id, cpu_usage_seconds=s[0], memory_working_set_bytes=s[1], pids=s[2],
                               memory_usage_bytes=m.usage, memory_rss_bytes=m.rss, memory_cache_bytes=m.cache,
                               memory_limit_bytes=m.limit, memory_failcnt=m.failcnt, oom_events=m.oom_events,
                               cpu_periods=s.cpu_periods, cpu_throttled_periods=s.cpu_throttled_periods,
-                              cpu_throttled_seconds=s.cpu_throttled_seconds)
+                              cpu_throttled_seconds=s.cpu_throttled_seconds, fs_usage_bytes=fs_bytes,
+                              fs_inodes=fs_inodes)
 
     async def exec(self, container_id: str, argv: Sequence[str], *, tty: bool = False,
                    stdin: AsyncIterator[bytes | TerminalSize] | None = None,
