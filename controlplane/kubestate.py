@@ -13,8 +13,8 @@ single step under the GIL, so the HTTP thread sees a consistent list).
 
 The informers run while this replica leads (architecture.md, decision 4); a
 follower's scrape is empty, as a kube-state-metrics replica that is not
-sharded in. Kinds that are not registered (Job, today) are left out; their
-families appear once their kind file exists.
+sharded in. A kind that is not registered is left out; its families
+appear once its kind file exists.
 
 Served at the control plane's /metrics/kube-state-metrics; the http_sd list
 `/sd/kube-state-metrics` names it for a `job: kube-state-metrics`.
@@ -33,7 +33,7 @@ from skiff.api.quantity import parse_quantity
 POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 STATUSES = ("true", "false", "unknown")
 # The kinds this renders, if registered; the factory gets one informer for each.
-KINDS = ("Pod", "Node", "Deployment", "ReplicaSet", "Job")
+KINDS = ("Pod", "Node", "Deployment", "ReplicaSet", "DaemonSet", "Job", "CronJob")
 
 
 def _registered(name: str) -> bool:
@@ -95,9 +95,15 @@ class KubeStateCollector:
         replicasets = self._objects("ReplicaSet")
         if replicasets is not None:
             yield from replicaset_families(replicasets)
+        daemonsets = self._objects("DaemonSet")
+        if daemonsets is not None:
+            yield from daemonset_families(daemonsets)
         jobs = self._objects("Job")
         if jobs is not None:
             yield from job_families(jobs)
+        cronjobs = self._objects("CronJob")
+        if cronjobs is not None:
+            yield from cronjob_families(cronjobs)
 
 
 class KubeStateMetrics:
@@ -328,25 +334,123 @@ def replicaset_families(replicasets: list[Message]) -> Iterator[Metric]:
     yield owner
 
 
+def _timestamp(ts: Message) -> float:
+    return ts.seconds + ts.nanos / 1e9
+
+
+def _owner_family(name: str, text: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, text, labels=labels + ["owner_kind", "owner_name", "owner_is_controller"])
+
+
+def _add_owners(family: GaugeMetricFamily, ids: list[str], obj: Message) -> None:
+    if not obj.metadata.owner_references:
+        family.add_metric(ids + ["<none>", "<none>", "<none>"], 1)
+    for ref in obj.metadata.owner_references:
+        family.add_metric(ids + [ref.kind, ref.name, "true" if ref.controller else "false"], 1)
+
+
+def daemonset_families(daemonsets: list[Message]) -> Iterator[Metric]:
+    labels = ["namespace", "daemonset"]
+    out = {name: GaugeMetricFamily(name, text, labels=labels) for name, text in (
+        ("kube_daemonset_status_desired_number_scheduled", "The number of nodes that should be running the "
+                                                           "daemon pod."),
+        ("kube_daemonset_status_current_number_scheduled", "The number of nodes running at least one daemon pod "
+                                                           "and are supposed to."),
+        ("kube_daemonset_status_number_misscheduled", "The number of nodes running a daemon pod but are not "
+                                                      "supposed to."),
+        ("kube_daemonset_status_number_ready", "The number of nodes that should be running the daemon pod and "
+                                               "have one or more of the daemon pod running and ready."),
+        ("kube_daemonset_status_number_available", "The number of nodes that should be running the daemon pod "
+                                                   "and have one or more of the daemon pod running and available"),
+        ("kube_daemonset_status_number_unavailable", "The number of nodes that should be running the daemon pod "
+                                                     "and have none of the daemon pod running and available"),
+        ("kube_daemonset_status_updated_number_scheduled", "The total number of nodes that are running updated "
+                                                           "daemon pod"),
+        ("kube_daemonset_status_observed_generation", "The most recent generation observed by the daemon set "
+                                                      "controller."),
+        ("kube_daemonset_metadata_generation", "Sequence number representing a specific generation of the "
+                                               "desired state."),
+        ("kube_daemonset_created", "Unix creation timestamp."))}
+    for ds in daemonsets:
+        ids, st = [ds.metadata.namespace, ds.metadata.name], ds.status
+        for name, value in (
+                ("kube_daemonset_status_desired_number_scheduled", st.desired_number_scheduled),
+                ("kube_daemonset_status_current_number_scheduled", st.current_number_scheduled),
+                ("kube_daemonset_status_number_misscheduled", st.number_misscheduled),
+                ("kube_daemonset_status_number_ready", st.number_ready),
+                ("kube_daemonset_status_number_available", st.number_available),
+                ("kube_daemonset_status_number_unavailable", st.number_unavailable),
+                ("kube_daemonset_status_updated_number_scheduled", st.updated_number_scheduled),
+                ("kube_daemonset_status_observed_generation", st.observed_generation),
+                ("kube_daemonset_metadata_generation", ds.metadata.generation),
+                ("kube_daemonset_created", _created(ds))):
+            out[name].add_metric(ids, value)
+    yield from out.values()
+
+
 def job_families(jobs: list[Message]) -> Iterator[Metric]:
-    """batch/v1 Job, once its kind exists: the families KubeJobFailed and
-    dashboards read (status counts and the Failed/Complete conditions)."""
+    """batch/v1 Job: the families KubeJobFailed, KubeJobNotCompleted and dashboards read."""
     labels = ["namespace", "job_name"]
-    failed = GaugeMetricFamily("kube_job_status_failed", "The number of pods which reached Phase Failed and "
-                               "the reason for failure.", labels=labels)
-    succeeded = GaugeMetricFamily("kube_job_status_succeeded", "The number of pods which reached Phase "
-                                  "Succeeded.", labels=labels)
-    active = GaugeMetricFamily("kube_job_status_active", "The number of actively running pods.", labels=labels)
-    condition = GaugeMetricFamily("kube_job_failed", "The job has failed its execution.",
-                                  labels=labels + ["condition"])
+    gauges = {name: GaugeMetricFamily(name, text, labels=labels) for name, text in (
+        ("kube_job_status_failed", "The number of pods which reached Phase Failed."),
+        ("kube_job_status_succeeded", "The number of pods which reached Phase Succeeded."),
+        ("kube_job_status_active", "The number of actively running pods."),
+        ("kube_job_spec_completions", "The desired number of successfully finished pods the job should be run "
+                                      "with."),
+        ("kube_job_spec_parallelism", "The maximum desired number of pods the job should run at any given time."),
+        ("kube_job_created", "Unix creation timestamp."))}
+    start = GaugeMetricFamily("kube_job_status_start_time", "StartTime represents time when the job was "
+                              "acknowledged by the Job Manager.", labels=labels)
+    completion = GaugeMetricFamily("kube_job_status_completion_time", "CompletionTime represents time when the "
+                                   "job was completed.", labels=labels)
+    failed = GaugeMetricFamily("kube_job_failed", "The job has failed its execution.", labels=labels + ["condition"])
+    complete = GaugeMetricFamily("kube_job_complete", "The job has completed its execution.",
+                                 labels=labels + ["condition"])
+    owner = _owner_family("kube_job_owner", "Information about the Job's owner.", labels)
     for job in jobs:
-        ids = [job.metadata.namespace, job.metadata.name]
-        st = job.status
-        failed.add_metric(ids, getattr(st, "failed", 0))
-        succeeded.add_metric(ids, getattr(st, "succeeded", 0))
-        active.add_metric(ids, getattr(st, "active", 0))
-        for c in getattr(st, "conditions", ()):
-            if c.type == "Failed":
+        ids, st, spec = [job.metadata.namespace, job.metadata.name], job.status, job.spec
+        for name, value in (("kube_job_status_failed", st.failed), ("kube_job_status_succeeded", st.succeeded),
+                            ("kube_job_status_active", st.active), ("kube_job_created", _created(job))):
+            gauges[name].add_metric(ids, value)
+        if spec.HasField("completions"):
+            gauges["kube_job_spec_completions"].add_metric(ids, spec.completions)
+        if spec.HasField("parallelism"):
+            gauges["kube_job_spec_parallelism"].add_metric(ids, spec.parallelism)
+        if st.HasField("start_time"):
+            start.add_metric(ids, _timestamp(st.start_time))
+        if st.HasField("completion_time"):
+            completion.add_metric(ids, _timestamp(st.completion_time))
+        for c in st.conditions:
+            family = failed if c.type == "Failed" else complete if c.type == "Complete" else None
+            if family is not None:
                 for s in STATUSES:
-                    condition.add_metric(ids + [s], 1.0 if c.status.lower() == s else 0.0)
-    yield from (failed, succeeded, active, condition)
+                    family.add_metric(ids + [s], 1.0 if c.status.lower() == s else 0.0)
+        _add_owners(owner, ids, job)
+    yield from gauges.values()
+    yield from (start, completion, failed, complete, owner)
+
+
+def cronjob_families(cronjobs: list[Message]) -> Iterator[Metric]:
+    labels = ["namespace", "cronjob"]
+    info = GaugeMetricFamily("kube_cronjob_info", "Info about cronjob.",
+                             labels=labels + ["schedule", "concurrency_policy"])
+    active = GaugeMetricFamily("kube_cronjob_status_active", "Active holds pointers to currently running jobs.",
+                               labels=labels)
+    suspend = GaugeMetricFamily("kube_cronjob_spec_suspend", "Suspend flag tells the controller to suspend "
+                                "subsequent executions.", labels=labels)
+    last = GaugeMetricFamily("kube_cronjob_status_last_schedule_time", "LastScheduleTime keeps information of "
+                             "when was the last time the job was successfully scheduled.", labels=labels)
+    last_ok = GaugeMetricFamily("kube_cronjob_status_last_successful_time", "LastSuccessfulTime keeps information "
+                                "of when was the last time the job was completed successfully.", labels=labels)
+    created = GaugeMetricFamily("kube_cronjob_created", "Unix creation timestamp.", labels=labels)
+    for cj in cronjobs:
+        ids, st, spec = [cj.metadata.namespace, cj.metadata.name], cj.status, cj.spec
+        info.add_metric(ids + [spec.schedule, spec.concurrency_policy or "Allow"], 1)
+        active.add_metric(ids, len(st.active))
+        suspend.add_metric(ids, 1.0 if spec.suspend else 0.0)
+        if st.HasField("last_schedule_time"):
+            last.add_metric(ids, _timestamp(st.last_schedule_time))
+        if st.HasField("last_successful_time"):
+            last_ok.add_metric(ids, _timestamp(st.last_successful_time))
+        created.add_metric(ids, _created(cj))
+    yield from (info, active, suspend, last, last_ok, created)

@@ -111,3 +111,63 @@ def test_nothing_before_the_caches_are_filled():
     """A follower (informers not running) renders no object series, not zeros."""
     kube_state = KubeStateMetrics(SharedInformerFactory(FakeApiClient()))
     assert _samples(kube_state) == {}
+
+
+def test_daemonset_job_and_cronjob_families():
+    from proto.skiff.v1 import batch_pb2
+
+    async def body():
+        c = FakeApiClient()
+        factory = SharedInformerFactory(c)
+        kube_state = KubeStateMetrics(factory)
+        ds = apps_pb2.DaemonSet()
+        ds.metadata.name = "agent"
+        ds.spec.selector.match_labels["app"] = "agent"
+        ds.spec.template.metadata.labels["app"] = "agent"
+        ds.spec.template.spec.containers.add(name="c", image="busybox")
+        ds = await c.create(ds)
+        ds.status.desired_number_scheduled, ds.status.number_ready, ds.status.number_unavailable = 3, 2, 1
+        await c.update_status(ds)
+
+        job = batch_pb2.Job()
+        job.metadata.name = "nightly"
+        job.spec.completions = 2
+        job.spec.template.spec.restart_policy = "Never"
+        job.spec.template.spec.containers.add(name="c", image="busybox")
+        job = await c.create(job)
+        job.status.failed = 7
+        job.status.conditions.add(type="Failed", status="True", reason="BackoffLimitExceeded")
+        await c.update_status(job)
+
+        cj = batch_pb2.CronJob()
+        cj.metadata.name = "hourly"
+        cj.spec.schedule = "0 * * * *"
+        cj.spec.job_template.spec.template.spec.restart_policy = "OnFailure"
+        cj.spec.job_template.spec.template.spec.containers.add(name="c", image="busybox")
+        await c.create(cj)
+
+        factory.start()
+        try:
+            await factory.wait_synced()
+
+            def ready():
+                s = _samples(kube_state)
+                ready_ds = list(s.get("kube_daemonset_status_number_ready", {}).values())
+                failed = list(s.get("kube_job_status_failed", {}).values())
+                return s if ready_ds == [2.0] and failed == [7.0] else None
+            return await eventually(ready, what="the caches hold the updated objects")
+        finally:
+            await factory.stop()
+
+    s = asyncio.run(body())
+    ds_ids = dict(namespace="default", daemonset="agent")
+    assert _one(s, "kube_daemonset_status_desired_number_scheduled", **ds_ids) == 3.0
+    assert _one(s, "kube_daemonset_status_number_unavailable", **ds_ids) == 1.0
+    job_ids = dict(namespace="default", job_name="nightly")
+    assert _one(s, "kube_job_status_failed", **job_ids) == 7.0
+    assert _one(s, "kube_job_spec_completions", **job_ids) == 2.0
+    # What KubeJobFailed selects: kube_job_failed{condition="true"} > 0.
+    assert _one(s, "kube_job_failed", **job_ids, condition="true") == 1.0
+    assert _one(s, "kube_job_failed", **job_ids, condition="false") == 0.0
+    assert _one(s, "kube_cronjob_info", namespace="default", cronjob="hourly", schedule="0 * * * *") == 1.0
+    assert _one(s, "kube_cronjob_status_active", namespace="default", cronjob="hourly") == 0.0
