@@ -204,3 +204,25 @@ def test_cluster_scoped_namespace_and_server_side_apply(rest, tmp_path):
     assert ok(rest.kubectl("delete", "ns", "team", "--timeout=60s")).strip() == 'namespace "team" deleted'
     gone = rest.kubectl("get", "ns", "team")
     assert (gone.returncode, gone.stderr.strip()) == (1, 'Error from server (NotFound): namespaces "team" not found')
+
+
+def test_the_kubernetes_docs_manifests_apply(rest):
+    """The docs' manifests (tests/fixtures/kubernetes-docs) through kubectl apply, as through skiff apply;
+    each in a namespace of its own (several name the same pod differently, which Kubernetes refuses too)."""
+    import re
+    from pathlib import Path
+    docs = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "kubernetes-docs").rglob("*.yaml"))
+    assert docs
+    for i, manifest in enumerate(docs):
+        own = any((d or {}).get("metadata", {}).get("namespace") for d in yaml.safe_load_all(manifest.read_text()))
+        where = [] if own else ["-n", f"docs-{i}"]   # a manifest naming its namespace goes there
+        if not own:
+            ok(rest.kubectl("create", "namespace", f"docs-{i}"))
+        applied = rest.kubectl("apply", *where, "-f", str(manifest))
+        assert applied.returncode == 0, f"{manifest}: {applied.stderr}"
+        lines = applied.stdout.splitlines()
+        assert lines and all(re.fullmatch(r"[\w.]+/[\w.-]+ created", line) for line in lines), lines
+        # Again: nothing to do, or (a list the server defaults inside, as Kubernetes' fieldRef.apiVersion)
+        # a patch that changes nothing, which kubectl reports as "configured" against Kubernetes too.
+        again = ok(rest.kubectl("apply", *where, "-f", str(manifest))).splitlines()
+        assert all(line.endswith((" unchanged", " configured")) for line in again), (manifest, again)
