@@ -55,6 +55,7 @@ _QUANTITY_FIELDS = {
 # (skiff/api/intstr.py parses both forms).
 _INT_OR_STRING_FIELDS = {
     ("skiff.v1.RollingUpdateDeployment", "max_surge"), ("skiff.v1.RollingUpdateDeployment", "max_unavailable"),
+    ("skiff.v1.RollingUpdateDaemonSet", "max_surge"), ("skiff.v1.RollingUpdateDaemonSet", "max_unavailable"),
     ("skiff.v1.HTTPGetAction", "port"), ("skiff.v1.TCPSocketAction", "port"),
     ("skiff.v1.ResourceFieldSelector", "divisor"), ("skiff.v1.EmptyDirVolumeSource", "size_limit"),
 }
