@@ -24,7 +24,7 @@ from google.protobuf.message import Message
 
 from controlplane import store as st
 from controlplane.api.errors import Invalid
-from controlplane.api.registry import Registry
+from controlplane.api.registry import Registry, same_content
 from controlplane.rest import codec, tables
 from controlplane.rest.discovery import Served
 from controlplane.rest.status import ApiError, bad_request, from_exception
@@ -215,6 +215,10 @@ class ResourceHandlers:
             obj = codec.to_object(patched, t.served, namespace=t.namespace, name=t.name)
             if _dry_run(request):   # kubectl diff: the answer is the object as it would be
                 return respond(await self._dry_run_update(obj))
+            if t.subresource != "status" and _no_op(t.served.kind.strategy.defaults(meta.copy(obj)), existing):
+                # A patch that changes nothing is not written (no new resourceVersion, no watch
+                # event), as Kubernetes skips a no-op update.
+                return respond(printers.to_dict(existing))
             pinned = obj.metadata.resource_version != existing.metadata.resource_version
             write = self.registry.update_status if t.subresource == "status" else self.registry.update
             try:
@@ -345,6 +349,14 @@ class ResourceHandlers:
     @staticmethod
     async def _body(request: web.Request) -> Any:
         return codec.parse_body(await request.read(), request.headers.get("Content-Type", JSON))
+
+
+def _no_op(patched: Message, existing: Message) -> bool:
+    """Whether writing `patched` over `existing` changes nothing an update may change:
+    the registry's apply test (labels, annotations, spec) and the metadata others own."""
+    a, b = patched.metadata, existing.metadata
+    return (same_content(patched, existing) and list(a.finalizers) == list(b.finalizers)
+            and list(a.owner_references) == list(b.owner_references))
 
 
 def _dry_run(request: web.Request) -> bool:

@@ -73,6 +73,13 @@ def test_apply_get_patch_delete(rest, tmp_path):
                     '[{"op":"add","path":"/metadata/labels/j","value":"2"}]'))
     ok(rest.kubectl("patch", "pod", "web", "--type", "strategic", "-p",
                     '{"spec":{"containers":[{"name":"c","image":"busybox:1.36"}]}}'))
+    rv = ok(rest.kubectl("get", "pod", "web", "-o", "jsonpath={.metadata.resourceVersion}"))
+    ok(rest.kubectl("patch", "pod", "web", "--type", "merge", "-p", '{"metadata":{"labels":{"m":"1"}}}'))
+    assert ok(rest.kubectl("get", "pod", "web", "-o", "jsonpath={.metadata.resourceVersion}")) == rv  # a no-op
+    ok(rest.kubectl("patch", "pod", "web", "--type", "merge", "-p", '{"metadata":{"finalizers":["example.com/x"]}}'))
+    assert ok(rest.kubectl("get", "pod", "web", "-o", "jsonpath={.metadata.finalizers}")) == '["example.com/x"]'
+    ok(rest.kubectl("patch", "pod", "web", "--type", "json", "-p", '[{"op":"remove","path":"/metadata/finalizers"}]'))
+    assert ok(rest.kubectl("get", "pod", "web", "-o", "jsonpath={.metadata.finalizers}")) == ""
     ok(rest.kubectl("label", "pod", "web", "extra=yes"))
     assert labels(rest, "web") == {"app": "web", "role": "db", "m": "1", "j": "2", "extra": "yes"}
     assert ok(rest.kubectl("get", "pod", "web", "-o", "jsonpath={.spec.containers[0].image}")) == "busybox:1.36"
