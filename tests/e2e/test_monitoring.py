@@ -2,16 +2,18 @@
 
 A private all-in-one cluster starts with Debian's prometheus as a supervised
 component (on a free loopback port, Skiff's config, rules and alerts). The
-test runs a CPU burner and a memory-hungry container and asks Prometheus'
-HTTP API what a Kubernetes dashboard would: every target found through the
-control plane's http_sd lists and up; cAdvisor's series with the labels
-dashboards join on (the burner's CPU counter grows, the hungry container's
-working set holds what it allocated, below its limit); kube-state-metrics'
-families; the API server's requests under Kubernetes' names; the alerting
-rules loaded. A pod annotated prometheus.io/scrape that appears after
+test runs a CPU burner, a memory-hungry container and a crash-looping one,
+and asks Prometheus' HTTP API what a Kubernetes dashboard would: every
+target found through the control plane's http_sd lists and up; cAdvisor's
+series with the labels dashboards join on (the burner's CPU counter grows,
+the hungry container's working set holds what it allocated, below its
+limit); kube-state-metrics' families; the API server's requests under
+Kubernetes' names; the rules loaded, and KubePodCrashLooping raised for the
+crashing pod. A pod annotated prometheus.io/scrape that appears after
 Prometheus started is discovered and scraped. Every panel of the Grafana
 dashboards in deploy/monitoring/dashboards returns series, and Prometheus
-serves the console page filled in. `skiff top` shows the same containers. `skiff down --purge` stops Prometheus and removes its data.
+serves the console page filled in. `skiff top` shows the same containers.
+`skiff down --purge` stops Prometheus and removes its data.
 
 Every wait is bounded (the scrape and refresh interval is 15 s); nothing
 asserts how fast anything is. Prometheus scrapes loopback only: the
@@ -60,6 +62,13 @@ spec:
     # it, so the shell cannot exec sleep in its place).
     command: [sh, -c, "x=$(yes aaaaaaaaaaaaaaa | head -c 48000000); echo held ${#x}; sleep 3600; echo ${#x}"]
     resources: {limits: {memory: 256Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crash}
+spec:
+  containers:
+  - {name: main, image: busybox, command: [sh, -c, "exit 3"]}
 """
 
 SCRAPED = """\
@@ -200,6 +209,11 @@ def test_up_with_monitoring_gives_dashboards_their_series(private_cluster, tmp_p
     assert {"KubeNodeNotReady", "KubePodCrashLooping", "KubeDeploymentReplicasMismatch", "EtcdNoLeader",
             "CPUThrottlingHigh"} <= alerts
     prom.series("namespace:container_memory_working_set_bytes:sum", lambda v: v, what="a recording rule")
+    # A crash-looping pod raises KubePodCrashLooping: pending at once, as the
+    # alert's expression holds (it fires after its `for: 15m`).
+    pending = prom.series('ALERTS{alertname="KubePodCrashLooping",alertstate="pending"}', lambda v: len(v) == 1,
+                          what="KubePodCrashLooping raised for the crashing pod")
+    assert (_one(pending)[0]["pod"], _one(pending)[0]["container"]) == ("crash", "main")
 
     # Every panel of the Grafana dashboards shows series on this cluster (its
     # template variables set to this node and the burner), and Prometheus serves
