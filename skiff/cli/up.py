@@ -70,7 +70,8 @@ class Cluster:
         try:
             proc = start_component(config, component)
         except OSError as exc:
-            hint = "; install it (deploy/install.sh) or pass --etcd-binary" if component.name == "etcd" else ""
+            hint = {"etcd": "; install it (deploy/install.sh) or pass --etcd-binary",
+                    "prometheus": "; install it (deploy/install.sh --monitoring)"}.get(component.name, "")
             raise CliError(f"cannot run {component.name} ({component.argv[0]}): "
                            f"{exc.strerror or exc}{hint}") from None
         self.started.append((component, proc))
