@@ -2,11 +2,10 @@
 
 Everything comes from the kinds registry (skiff/api/kinds): a kind's
 api_version gives its group and version, its resource and aliases the
-resource's names. Discovery is served in the legacy form (/api, /apis,
-/api/v1, /apis/<group>/<version>); a client asking for the aggregated form
-(`as=APIGroupDiscoveryList`) while accepting plain JSON gets the legacy form,
-as Kubernetes' own API server answers when aggregated discovery is off, and
-client-go falls back to it.
+resource's names. Served in both forms: aggregated (apidiscovery.k8s.io/v2,
+one document for /api and one for /apis, when the client's Accept asks for
+it, as kubectl 1.32 does first) and the legacy documents (/api, /apis,
+/api/v1, /apis/<group>/<version>).
 """
 from __future__ import annotations
 
@@ -129,3 +128,53 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
 
 # Subresources served by a kind-specific handler (the pod's agent): name -> (verbs, kind).
 LOG_SUBRESOURCES = {"pods/log": (["get"], "Pod")}
+
+
+# ---------------------------------------------------------------- aggregated discovery (apidiscovery.k8s.io/v2)
+
+AGGREGATED_MEDIA = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def wants_aggregated(accept: str) -> bool:
+    """Whether the client takes the aggregated form (kubectl 1.32 asks for it first)."""
+    for part in accept.split(","):
+        params = {p.strip().lower() for p in part.split(";")[1:]}
+        if {"g=apidiscovery.k8s.io", "v=v2", "as=apigroupdiscoverylist"} <= params:
+            return True
+    return False
+
+
+def _aggregated_version(group: str, version: str) -> dict[str, Any]:
+    listed = resource_list(group, version) or {"resources": []}
+    top = [r for r in listed["resources"] if "/" not in r["name"]]
+    out = []
+    for r in top:
+        subs = [{"subresource": s["name"].split("/", 1)[1],
+                 "responseKind": {"group": s.get("group", group), "version": s.get("version", version),
+                                  "kind": s["kind"]},
+                 "verbs": s["verbs"]}
+                for s in listed["resources"] if s["name"].startswith(r["name"] + "/")]
+        entry: dict[str, Any] = {"resource": r["name"], "responseKind": {"group": group, "version": version,
+                                                                         "kind": r["kind"]},
+                                 "scope": "Namespaced" if r["namespaced"] else "Cluster",
+                                 "singularResource": r["singularName"], "verbs": r["verbs"]}
+        for key in ("shortNames", "categories"):
+            if key in r:
+                entry[key] = r[key]
+        if subs:
+            entry["subresources"] = subs
+        out.append(entry)
+    return {"version": version, "resources": out, "freshness": "Current"}
+
+
+def aggregated(*, core: bool, extra: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """/api (core=True) or /apis as an APIGroupDiscoveryList; `extra`: groups served
+    outside the kinds registry, already in aggregated form."""
+    items = []
+    for group, versions in sorted(group_versions().items()):
+        if (group == "") != core:
+            continue
+        items.append({"metadata": {"name": group, "creationTimestamp": None},
+                      "versions": [_aggregated_version(group, v) for v in versions]})
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
+            "items": [*items, *([] if core else extra)]}

@@ -39,6 +39,15 @@ def resource_list() -> dict[str, Any]:
                            "verbs": ["get", "list"]} for name, (kind, namespaced) in RESOURCES.items()]}
 
 
+def aggregated_group() -> dict[str, Any]:
+    """This group in aggregated discovery's form."""
+    resources = [{"resource": name, "responseKind": {"group": GROUP, "version": VERSION, "kind": kind},
+                  "scope": "Namespaced" if namespaced else "Cluster", "singularResource": "",
+                  "verbs": ["get", "list"]} for name, (kind, namespaced) in RESOURCES.items()]
+    return {"metadata": {"name": GROUP, "creationTimestamp": None},
+            "versions": [{"version": VERSION, "resources": resources, "freshness": "Current"}]}
+
+
 async def _samples(proxy: AgentProxy, nodes: list[str]) -> dict[str, tuple[Message, Message, float]]:
     async def one(name: str) -> Message | None:
         try:

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.registry import Registry
-from controlplane.rest import discovery, metrics, openapi, podlogs, streams
+from controlplane.rest import codec, discovery, metrics, openapi, podlogs, streams
 from controlplane.rest.resources import ResourceHandlers, Target, error_response, respond
 from controlplane.rest.status import ApiError, from_exception
 
@@ -103,6 +103,10 @@ class RestServer:
             return respond(discovery.KUBERNETES_VERSION)
         if parts[:1] == ["openapi"]:
             return self._openapi(request, parts[1:])
+        if parts in (["api"], ["apis"]) and discovery.wants_aggregated(request.headers.get("Accept", "")):
+            listing = discovery.aggregated(core=parts == ["api"], extra=[metrics.aggregated_group()])
+            return web.Response(body=codec.encode(listing), headers={"Content-Type": discovery.AGGREGATED_MEDIA,
+                                                                    "Vary": "Accept"})
         if parts[:1] == ["api"]:
             if len(parts) == 1:
                 return respond(discovery.api_versions())

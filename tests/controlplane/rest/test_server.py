@@ -89,3 +89,19 @@ def test_watch_streams_changes_as_tables_for_kubectl_get_w():
         assert event["type"] == "ADDED" and event["object"]["kind"] == "Table"
         assert event["object"]["rows"][0]["cells"][:3] == ["a", "0/1", "Pending"]
     asyncio.run(with_server(body))
+
+
+def test_aggregated_discovery_when_asked_legacy_otherwise():
+    async def body(client, registry, store):
+        accept = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+                  "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json")
+        response = await client.get("/apis", headers={"Accept": accept})
+        assert response.headers["Content-Type"].startswith("application/json;g=apidiscovery.k8s.io;v=v2")
+        listing = await response.json(content_type=None)
+        apps = next(i for i in listing["items"] if i["metadata"]["name"] == "apps")
+        deployments = next(r for r in apps["versions"][0]["resources"] if r["resource"] == "deployments")
+        assert deployments["scope"] == "Namespaced" and deployments["shortNames"] == ["deploy"]
+        assert {s["subresource"] for s in deployments["subresources"]} == {"status", "scale"}
+        legacy = await (await client.get("/apis", headers={"Accept": "application/json"})).json()
+        assert legacy["kind"] == "APIGroupList"
+    asyncio.run(with_server(body))
