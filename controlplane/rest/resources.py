@@ -230,9 +230,10 @@ class ResourceHandlers:
 
     async def _apply(self, request: web.Request, t: Target, body: Any) -> web.StreamResponse:
         """Server-side apply, simplified: the applied configuration is created or
-        merged as `skiff apply` merges it (Registry.apply); field managers are not
-        tracked, so there are no conflicts to report and --force-conflicts has
-        nothing to override."""
+        merged as `skiff apply` merges it (Registry.apply): what the configuration
+        leaves out of the spec goes, as kubectl's whole-manifest apply expects. Field
+        managers are not tracked, so there are no conflicts to report and
+        --force-conflicts has nothing to override."""
         if not request.query.get("fieldManager"):
             raise bad_request("PATCH requests with apply content type must have a fieldManager query parameter")
         obj = codec.to_object(body, t.served, namespace=t.namespace, name=t.name)
@@ -248,8 +249,9 @@ class ResourceHandlers:
                               f"ResourceVersion in object meta: {existing.metadata.resource_version}")
         if _dry_run(request) or options.get("dryRun") == ["All"]:
             return respond(printers.to_dict(existing))
-        last = await self._delete_one(t, t.name, options)
-        return self._deleted(t, last)
+        # The object as deletion left it: marked (graceful deletion, finalizers) or its last state;
+        # client libraries read the answer as the kind (the Python client's V1Pod), kubectl either way.
+        return respond(printers.to_dict(await self._delete_one(t, t.name, options)))
 
     async def delete_collection(self, request: web.Request, t: Target) -> web.StreamResponse:
         options = await self._delete_options(request)
@@ -276,13 +278,6 @@ class ResourceHandlers:
                                           grace_period_seconds=int(grace) if grace is not None else None,
                                           precondition_uid=(options.get("preconditions") or {}).get("uid") or "",
                                           propagation_policy=policy)
-
-    @staticmethod
-    def _deleted(t: Target, last: Message) -> web.Response:
-        """The object as deletion left it: still there with deletionTimestamp
-        (graceful deletion, finalizers) or its last state; client libraries read
-        the answer as the kind (the Python client's V1Pod), kubectl either way."""
-        return respond(printers.to_dict(last))
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         options: dict[str, Any] = {}
