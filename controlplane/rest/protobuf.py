@@ -1,11 +1,12 @@
-"""Kubernetes' protobuf request bodies, for the few flat kinds kubectl's
-typed `create` commands send that way (`kubectl create namespace|configmap|
-secret`): decoded into the JSON shape, then read as any JSON body.
+"""Kubernetes' protobuf request bodies, for what kubectl's typed `create`
+commands send that way (`kubectl create namespace|configmap|secret|
+deployment`): decoded into the JSON shape, then read as any JSON body.
 
 The body is the magic `k8s\\0` and a runtime.Unknown {typeMeta{apiVersion,
 kind}, raw}; raw is the object in Kubernetes' own field numbering (its
 generated.proto), which is not Skiff's, so each kind's numbering is listed
-here. A kind not listed answers 415, which names `kubectl apply -f` instead.
+here, as far as those commands fill it in (a field not listed is left out, as
+an unknown one). A kind not listed answers 415, which names `kubectl apply -f`.
 """
 from __future__ import annotations
 
@@ -21,10 +22,21 @@ _STRING, _BYTES, _BOOL, _INT = "string", "bytes", "bool", "int"
 _OBJECT_META: Schema = {1: ("name", _STRING), 2: ("generateName", _STRING), 3: ("namespace", _STRING),
                         11: ("labels", ("map", _STRING)), 12: ("annotations", ("map", _STRING)),
                         14: ("finalizers", ("list", _STRING))}
+_LABEL_SELECTOR: Schema = {1: ("matchLabels", ("map", _STRING))}
+_CONTAINER: Schema = {1: ("name", _STRING), 2: ("image", _STRING), 3: ("command", ("list", _STRING)),
+                      4: ("args", ("list", _STRING)), 5: ("workingDir", _STRING),
+                      6: ("ports", ("list", {1: ("name", _STRING), 2: ("hostPort", _INT),
+                                             3: ("containerPort", _INT), 4: ("protocol", _STRING)})),
+                      7: ("env", ("list", {1: ("name", _STRING), 2: ("value", _STRING)}))}
+_POD_TEMPLATE: Schema = {1: ("metadata", _OBJECT_META),
+                         2: ("spec", {2: ("containers", ("list", _CONTAINER)), 3: ("restartPolicy", _STRING)})}
 KINDS: dict[str, Schema] = {
     "Namespace": {1: ("metadata", _OBJECT_META), 2: ("spec", {1: ("finalizers", ("list", _STRING))})},
     "ConfigMap": {1: ("metadata", _OBJECT_META), 2: ("data", ("map", _STRING)), 3: ("binaryData", ("map", _BYTES)),
                   4: ("immutable", _BOOL)},
+    # What `kubectl create deployment NAME --image I [--replicas N] [--port P] [-- CMD]` sends.
+    "Deployment": {1: ("metadata", _OBJECT_META),
+                   2: ("spec", {1: ("replicas", _INT), 2: ("selector", _LABEL_SELECTOR), 3: ("template", _POD_TEMPLATE)})},
     "Secret": {1: ("metadata", _OBJECT_META), 2: ("data", ("map", _BYTES)), 3: ("type", _STRING),
                4: ("stringData", ("map", _STRING)), 5: ("immutable", _BOOL)},
 }
@@ -93,6 +105,8 @@ def _message(data: bytes, schema: Schema) -> dict[str, Any]:
         elif isinstance(how, tuple) and how[0] == "map":
             entry = dict(_fields(value)) if isinstance(value, bytes) else {}
             out.setdefault(name, {})[_scalar(_STRING, entry.get(1, b""))] = _scalar(how[1], entry.get(2, b""))
+        elif isinstance(how, tuple) and how[0] == "list" and isinstance(how[1], dict):
+            out.setdefault(name, []).append(_message(value, how[1]) if isinstance(value, bytes) else {})
         elif isinstance(how, tuple) and how[0] == "list":
             out.setdefault(name, []).append(_scalar(how[1], value))
         else:

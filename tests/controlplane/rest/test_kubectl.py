@@ -158,8 +158,8 @@ def test_scale_and_foreground_delete(rest, tmp_path):
 
 
 def test_typed_create_commands(rest):
-    """kubectl's `create <kind>` commands send protobuf: read for the flat kinds,
-    refused with a pointer to `apply -f` for the others."""
+    """kubectl's `create <kind>` commands send protobuf: read for namespaces, configmaps,
+    secrets and deployments, refused with a pointer to `apply -f` for the others."""
     assert ok(rest.kubectl("create", "namespace", "team")).strip() == "namespace/team created"
     assert ok(rest.kubectl("create", "configmap", "cm1", "-n", "team", "--from-literal=a=b", "--from-literal=c=d")
               ).strip() == "configmap/cm1 created"
@@ -167,7 +167,15 @@ def test_typed_create_commands(rest):
         "a": "b", "c": "d"}
     assert ok(rest.kubectl("create", "secret", "generic", "s1", "--from-literal=k=v")).strip() == "secret/s1 created"
     assert ok(rest.kubectl("get", "secret", "s1", "-o", "jsonpath={.data.k}")) == "dg=="   # base64 of "v"
-    refused = rest.kubectl("create", "deployment", "d", "--image=busybox")
+    created = rest.kubectl("create", "deployment", "d", "--image=busybox", "--replicas=2", "--port=8080",
+                           "--", "sleep", "100")
+    assert ok(created).strip() == "deployment.apps/d created"
+    spec = json.loads(ok(rest.kubectl("get", "deployment", "d", "-o", "json")))["spec"]
+    assert (spec["replicas"], spec["selector"]["matchLabels"]) == (2, {"app": "d"})
+    container = spec["template"]["spec"]["containers"][0]
+    assert (container["name"], container["image"], container["command"]) == ("busybox", "busybox", ["sleep", "100"])
+    assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+    refused = rest.kubectl("create", "job", "j", "--image=busybox")
     assert refused.returncode == 1 and "kubectl apply -f" in refused.stderr
 
 
