@@ -1,6 +1,6 @@
 """Kubernetes' protobuf request bodies, for what kubectl's typed `create`
 commands send that way (`kubectl create namespace|configmap|secret|
-deployment`): decoded into the JSON shape, then read as any JSON body.
+deployment|job|cronjob`): decoded into the JSON shape, then read as any JSON body.
 
 The body is the magic `k8s\\0` and a runtime.Unknown {typeMeta{apiVersion,
 kind}, raw}; raw is the object in Kubernetes' own field numbering (its
@@ -30,6 +30,8 @@ _CONTAINER: Schema = {1: ("name", _STRING), 2: ("image", _STRING), 3: ("command"
                       7: ("env", ("list", {1: ("name", _STRING), 2: ("value", _STRING)}))}
 _POD_TEMPLATE: Schema = {1: ("metadata", _OBJECT_META),
                          2: ("spec", {2: ("containers", ("list", _CONTAINER)), 3: ("restartPolicy", _STRING)})}
+_JOB_SPEC: Schema = {1: ("parallelism", _INT), 2: ("completions", _INT), 6: ("template", _POD_TEMPLATE),
+                     7: ("backoffLimit", _INT)}
 KINDS: dict[str, Schema] = {
     "Namespace": {1: ("metadata", _OBJECT_META), 2: ("spec", {1: ("finalizers", ("list", _STRING))})},
     "ConfigMap": {1: ("metadata", _OBJECT_META), 2: ("data", ("map", _STRING)), 3: ("binaryData", ("map", _BYTES)),
@@ -37,6 +39,10 @@ KINDS: dict[str, Schema] = {
     # What `kubectl create deployment NAME --image I [--replicas N] [--port P] [-- CMD]` sends.
     "Deployment": {1: ("metadata", _OBJECT_META),
                    2: ("spec", {1: ("replicas", _INT), 2: ("selector", _LABEL_SELECTOR), 3: ("template", _POD_TEMPLATE)})},
+    "Job": {1: ("metadata", _OBJECT_META), 2: ("spec", _JOB_SPEC)},
+    "CronJob": {1: ("metadata", _OBJECT_META),
+                2: ("spec", {1: ("schedule", _STRING),
+                             5: ("jobTemplate", {1: ("metadata", _OBJECT_META), 2: ("spec", _JOB_SPEC)})})},
     "Secret": {1: ("metadata", _OBJECT_META), 2: ("data", ("map", _BYTES)), 3: ("type", _STRING),
                4: ("stringData", ("map", _STRING)), 5: ("immutable", _BOOL)},
 }

@@ -159,7 +159,7 @@ def test_scale_and_foreground_delete(rest, tmp_path):
 
 def test_typed_create_commands(rest):
     """kubectl's `create <kind>` commands send protobuf: read for namespaces, configmaps,
-    secrets and deployments, refused with a pointer to `apply -f` for the others."""
+    secrets, deployments, jobs and cronjobs."""
     assert ok(rest.kubectl("create", "namespace", "team")).strip() == "namespace/team created"
     assert ok(rest.kubectl("create", "configmap", "cm1", "-n", "team", "--from-literal=a=b", "--from-literal=c=d")
               ).strip() == "configmap/cm1 created"
@@ -175,8 +175,16 @@ def test_typed_create_commands(rest):
     container = spec["template"]["spec"]["containers"][0]
     assert (container["name"], container["image"], container["command"]) == ("busybox", "busybox", ["sleep", "100"])
     assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
-    refused = rest.kubectl("create", "job", "j", "--image=busybox")
-    assert refused.returncode == 1 and "kubectl apply -f" in refused.stderr
+    assert ok(rest.kubectl("create", "job", "j", "--image=busybox", "--", "echo", "hi")).strip() == "job.batch/j created"
+    template = json.loads(ok(rest.kubectl("get", "job", "j", "-o", "json")))["spec"]["template"]["spec"]
+    assert (template["restartPolicy"], template["containers"][0]["command"]) == ("Never", ["echo", "hi"])
+    assert ok(rest.kubectl("create", "cronjob", "cj", "--image=busybox", "--schedule=*/5 * * * *", "--", "date")
+              ).strip() == "cronjob.batch/cj created"
+    cron = json.loads(ok(rest.kubectl("get", "cronjob", "cj", "-o", "json")))["spec"]
+    assert cron["schedule"] == "*/5 * * * *"
+    assert cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"] == ["date"]
+    refused = rest.kubectl("create", "priorityclass", "high", "--value=1000")
+    assert refused.returncode == 1
 
 
 def test_diff_and_server_dry_run_change_nothing(rest, tmp_path):

@@ -105,3 +105,18 @@ def test_aggregated_discovery_when_asked_legacy_otherwise():
         legacy = await (await client.get("/apis", headers={"Accept": "application/json"})).json()
         assert legacy["kind"] == "APIGroupList"
     asyncio.run(with_server(body))
+
+
+def test_protobuf_body_of_a_kind_not_read_that_way_is_415():
+    def field(number: int, data: bytes) -> bytes:
+        return bytes([number << 3 | 2, len(data)]) + data
+
+    body = b"k8s\x00" + field(1, field(1, b"apps/v1") + field(2, b"ReplicaSet")) + field(2, b"")
+
+    async def run(client, registry, store):
+        response = await client.post("/apis/apps/v1/namespaces/default/replicasets", data=body,
+                                     headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+        status = await response.json()
+        assert (response.status, status["reason"]) == (415, "UnsupportedMediaType")
+        assert "kubectl apply -f" in status["message"]
+    asyncio.run(with_server(run))
