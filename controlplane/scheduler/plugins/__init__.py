@@ -2,8 +2,9 @@
 
 DEFAULT_FILTERS and DEFAULT_SCORES are the profile the scheduler runs, in order.
 """
-from controlplane.scheduler.plugins import (least_allocated, node_name, node_ready, node_resources_fit,  # noqa: F401
-                                            node_selector, node_unschedulable)
+from controlplane.scheduler.plugins import (least_allocated, node_name, node_ports, node_ready,  # noqa: F401
+                                            node_resources_fit, node_selector, node_unschedulable)
 
-DEFAULT_FILTERS = ("NodeUnschedulable", "NodeReady", "NodeName", "NodeSelector", "NodeResourcesFit")
+DEFAULT_FILTERS = ("NodeUnschedulable", "NodeReady", "NodeName", "NodeSelector", "NodePorts",
+                   "NodeResourcesFit")
 DEFAULT_SCORES = ("LeastAllocated",)
