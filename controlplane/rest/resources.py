@@ -8,7 +8,7 @@ as printers.to_dict prints it, a List, a Table, a watch stream or a Status.
 
     GET    collection  list (?watch=1: watch)      POST  collection  create
     GET    item        get                         PUT   item        update (409 on a stale resourceVersion)
-    PATCH  item        json / merge / strategic patch, apply-patch (server-side apply, simplified)
+    PATCH  item        json / merge / strategic patch, apply-patch (server-side apply: apply.py)
     DELETE item        delete (DeleteOptions)      DELETE collection  deletecollection
     status, scale      get / update / patch of the subresource
 """
@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 from controlplane import store as st
 from controlplane.api.errors import Invalid
 from controlplane.api.registry import Registry, same_content
+from controlplane.rest import apply as server_side_apply
 from controlplane.rest import codec, tables
 from controlplane.rest.discovery import Served
 from controlplane.rest.status import ApiError, bad_request, from_exception
@@ -229,16 +230,43 @@ class ResourceHandlers:
         raise st.Conflict("the object kept changing while the patch was applied; try again")
 
     async def _apply(self, request: web.Request, t: Target, body: Any) -> web.StreamResponse:
-        """Server-side apply, simplified: the applied configuration is created or
-        merged as `skiff apply` merges it (Registry.apply): what the configuration
-        leaves out of the spec goes, as kubectl's whole-manifest apply expects. Field
-        managers are not tracked, so there are no conflicts to report and
-        --force-conflicts has nothing to override."""
-        if not request.query.get("fieldManager"):
+        """Server-side apply with field managers and conflicts (apply.py); the
+        object it builds is written through the registry like any update."""
+        manager = request.query.get("fieldManager", "")
+        if not manager:
             raise bad_request("PATCH requests with apply content type must have a fieldManager query parameter")
-        obj = codec.to_object(body, t.served, namespace=t.namespace, name=t.name)
-        applied, result = await self.registry.apply(obj, dry_run=_dry_run(request))
-        return respond(printers.to_dict(applied), status=201 if result == "created" else 200)
+        if not isinstance(body, dict):
+            raise bad_request("the applied configuration must be an object")
+        kind = t.served.kind
+        for _ in range(_ATTEMPTS):
+            try:
+                existing: Message | None = await self.registry.get(kind, t.namespace, t.name)
+            except st.NotFound:
+                existing = None
+            live = printers.to_dict(existing) if existing is not None else None
+            try:
+                merged = server_side_apply.apply(live, body, manager=manager, force=codec.flag(request.query, "force"))
+            except server_side_apply.ApplyConflict as exc:
+                raise ApiError(409, "Conflict", str(exc), {"name": t.name, "kind": t.served.qualified, "causes": [
+                    {"reason": "FieldManagerConflict", "message": f'conflict with "{m}"', "field": f}
+                    for m, f in exc.conflicts]}) from None
+            obj = codec.to_object(merged, t.served, namespace=t.namespace, name=t.name)
+            if existing is None:
+                try:
+                    created = await self.registry.create(obj, dry_run=_dry_run(request))
+                except st.AlreadyExists:
+                    continue
+                return respond(printers.to_dict(created), status=201)
+            if _dry_run(request):
+                return respond(await self._dry_run_update(obj))
+            if _no_op(kind.strategy.defaults(meta.copy(obj)), existing):
+                return respond(printers.to_dict(existing))
+            obj.metadata.resource_version = existing.metadata.resource_version
+            try:
+                return respond(printers.to_dict(await self.registry.update(obj)))
+            except st.Conflict:
+                continue
+        raise st.Conflict("the object kept changing while the configuration was applied; try again")
 
     async def delete(self, request: web.Request, t: Target) -> web.StreamResponse:
         options = await self._delete_options(request)

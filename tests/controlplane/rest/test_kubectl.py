@@ -249,3 +249,22 @@ def test_the_kubernetes_docs_manifests_apply(rest):
         # a patch that changes nothing, which kubectl reports as "configured" against Kubernetes too.
         again = ok(rest.kubectl("apply", *where, "-f", str(manifest))).splitlines()
         assert all(line.endswith((" unchanged", " configured")) for line in again), (manifest, again)
+
+
+def test_server_side_apply_conflicts_and_force(rest, tmp_path):
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(POD)
+    assert ok(rest.kubectl("apply", "--server-side", "-f", str(manifest))).strip() == "pod/web serverside-applied"
+    theirs = tmp_path / "theirs.yaml"
+    theirs.write_text("apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {tier: back}\n")
+    conflict = rest.kubectl("apply", "--server-side", "--field-manager=other", "-f", str(theirs))
+    assert conflict.returncode == 1
+    assert 'Apply failed with 1 conflict: conflict with "kubectl": .metadata.labels.tier' in conflict.stderr
+    assert labels(rest, "web") == {"app": "web", "tier": "front"}
+    forced = rest.kubectl("apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", str(theirs))
+    assert ok(forced).strip() == "pod/web serverside-applied"
+    assert labels(rest, "web") == {"app": "web", "tier": "back"}
+    # kubectl's configuration drops the label it lost: "other" still sets it, so it stays.
+    manifest.write_text(POD.replace(", tier: front", ""))
+    ok(rest.kubectl("apply", "--server-side", "-f", str(manifest)))
+    assert labels(rest, "web") == {"app": "web", "tier": "back"}
