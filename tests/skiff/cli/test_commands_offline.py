@@ -90,8 +90,8 @@ def test_every_kind_has_a_resource_name_the_cli_accepts():
 
     for kind in kinds.KINDS:
         assert kind_arg(kind.resource) is kind
-    with pytest.raises(CliError, match="unknown resource type 'deployments'"):
-        kind_arg("deployments")
+    with pytest.raises(CliError, match="unknown resource type 'statefulsets'"):
+        kind_arg("statefulsets")
 
 
 def test_exec_tty_puts_the_terminal_in_raw_mode_and_restores_it(monkeypatch):
