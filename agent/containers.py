@@ -251,7 +251,8 @@ def stop_signal_of(image: Image) -> int:
 
 def build_container_config(*, pod: types_pb2.Pod, container: types_pb2.Container, image: Image,
                            restart: int, paths: PodPaths, pids_limit: int,
-                           mounts: tuple[Mount, ...], pod_env: dict[str, str] | None = None) -> ContainerConfig:
+                           mounts: tuple[Mount, ...], pod_env: dict[str, str] | None = None,
+                           oom_score_adj: int | None = None) -> ContainerConfig:
     """The ContainerConfig of one start attempt (restart = the restart count); pod_env:
     the pod's variables for it (agent.envvars), by default its literal `env` values."""
     if pod_env is None:
@@ -266,4 +267,4 @@ def build_container_config(*, pod: types_pb2.Pod, container: types_pb2.Container
         resources=container_resources(container, pids_limit=pids_limit),
         mounts=mounts, security=security_config(pod, container, image),
         log_path=paths.log_path(container.name, restart), stop_signal=stop_signal_of(image),
-        tty=container.tty, stdin=container.stdin)
+        tty=container.tty, stdin=container.stdin, oom_score_adj=oom_score_adj)

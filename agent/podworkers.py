@@ -57,7 +57,7 @@ from agent.podnetwork import attach_pod, call_network
 from agent.prober import ProbeManager, Target
 from agent.records import DEFAULT_GRACE_SECONDS, ContainerRecord, PodRecord
 from agent.runtime.interface import ContainerStatus, Mount, Runtime, StartError, State
-from agent.status import TERMINAL_PHASES
+from agent.status import TERMINAL_PHASES, oom_score_adj
 from agent.statuswriter import StatusWriter
 from agent.volumes import container_mounts, prepare_volumes, release_volumes
 from proto.skiff.v1 import types_pb2
@@ -385,7 +385,7 @@ class PodWorkers(Controller):
             cr.waiting = ("ContainerCreating", "waiting for the ConfigMaps and Secrets the pod names")
             return RETRY_SECONDS
         try:
-            env = container_env(pod, spec, self._env_context(rec))
+            env = container_env(pod, spec, self._env_context(rec))   # (also reads the node's allocatable)
             if env.invalid_keys:
                 self._event(pod, "Warning", "InvalidEnvironmentVariableNames",
                             f"Keys [{', '.join(env.invalid_keys)}] from the EnvFrom of container {spec.name} were "
@@ -398,7 +398,8 @@ class PodWorkers(Controller):
                 mounts += (Mount(target=spec.termination_message_path, source=str(message_file)),)
             config = build_container_config(pod=pod, container=spec, image=image, restart=restart,
                                             paths=rec.paths, pids_limit=self.pids_limit, mounts=mounts,
-                                            pod_env=env.variables)
+                                            pod_env=env.variables, oom_score_adj=oom_score_adj(
+                                                pod, spec, memory_capacity=self._allocatable[1]))
         except ContainerConfigError as exc:
             cr.waiting = (exc.reason, exc.message)
             self._event(pod, "Warning", "Failed", f"Error: {exc.message}")

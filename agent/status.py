@@ -17,6 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent.runtime.interface import ContainerStatus, State
 from proto.skiff.v1 import types_pb2
+from skiff.api.quantity import QuantityError, parse_quantity
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 RUNTIME_PREFIX = "skiff://"
@@ -175,17 +176,54 @@ def pod_status(*, pod: types_pb2.Pod, views: list[ContainerView], host_ip: str, 
 
 
 def qos_class(pod: types_pb2.Pod) -> str:
-    """Kubernetes' QoS class: Guaranteed (every container limits cpu and memory,
-    requests equal to them), BestEffort (no requests or limits at all), else Burstable."""
-    containers = list(pod.spec.containers)
-    if not any(c.resources.limits or c.resources.requests for c in containers):
+    """Kubernetes' QoS class (pkg/apis/core/helper/qos): over the app and init
+    containers' cpu and memory only, BestEffort when none requests or limits
+    either, Guaranteed when every container limits both and requests what it
+    limits (a missing request is the limit), else Burstable."""
+    containers = list(pod.spec.containers) + list(pod.spec.init_containers)
+    compute = ("cpu", "memory")
+    if not any(r in c.resources.limits or r in c.resources.requests for c in containers for r in compute):
         return "BestEffort"
     for c in containers:
         limits, requests = c.resources.limits, c.resources.requests
-        for resource in ("cpu", "memory"):
-            if resource not in limits or requests.get(resource, limits[resource]) != limits[resource]:
+        for resource in compute:
+            if resource not in limits:
+                return "Burstable"
+            if resource in requests and _quantity(requests[resource]) != _quantity(limits[resource]):
                 return "Burstable"
     return "Guaranteed"
+
+
+def _quantity(text: str):
+    try:
+        return parse_quantity(text)
+    except QuantityError:
+        return text
+
+
+GUARANTEED_OOM_SCORE_ADJ = -997
+BEST_EFFORT_OOM_SCORE_ADJ = 1000
+
+
+def oom_score_adj(pod: types_pb2.Pod, container: types_pb2.Container, *, memory_capacity: int) -> int:
+    """kubelet's GetContainerOOMScoreAdjust: -997 Guaranteed, 1000 BestEffort; Burstable
+    1000 - 1000 * request / capacity, kept within 3..999 so it sits between the two."""
+    qos = qos_class(pod)
+    if qos == "Guaranteed":
+        return GUARANTEED_OOM_SCORE_ADJ
+    if qos == "BestEffort":
+        return BEST_EFFORT_OOM_SCORE_ADJ
+    request = container.resources.requests.get("memory") or container.resources.limits.get("memory")
+    try:
+        memory = int(parse_quantity(request)) if request else 0
+    except QuantityError:
+        memory = 0
+    adjust = 1000 - (1000 * memory) // max(memory_capacity, 1)
+    if adjust < 1000 + GUARANTEED_OOM_SCORE_ADJ:
+        return 1000 + GUARANTEED_OOM_SCORE_ADJ
+    if adjust == BEST_EFFORT_OOM_SCORE_ADJ:
+        return adjust - 1
+    return adjust
 
 
 def same_status(a: types_pb2.PodStatus, b: types_pb2.PodStatus) -> bool:

@@ -3,8 +3,8 @@ Kubernetes docs' task manifests applied unchanged (local images standing in
 for theirs), a missing ConfigMap holding a container in
 CreateContainerConfigError until it is applied, a configMap volume updated
 under a reader loop that never sees a torn file while a subPath mount keeps
-its version, and a secret volume that is a tmpfs in the container with no
-copy on the node's disk. Real etcd, control plane, agent and runtime (root)."""
+its version, a secret volume that is a tmpfs in the container with no copy
+on the node's disk, and oom_score_adj by QoS class read from /proc. Real etcd, control plane, agent and runtime (root)."""
 from __future__ import annotations
 
 import os
@@ -41,6 +41,8 @@ spec:
     volumeMounts:
     - {{name: cfg, mountPath: /etc/cfg}}
     - {{name: cfg, mountPath: /etc/pinned, subPath: data}}
+    resources:
+      limits: {{cpu: 100m, memory: 64Mi}}
   volumes:
   - name: cfg
     configMap: {{name: big}}
@@ -49,6 +51,11 @@ spec:
 
 def _configmap(letter: str) -> str:
     return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  data: {letter * SIZE}\n"
+
+
+def _has_cap_sys_resource() -> bool:
+    effective = int(Path("/proc/self/status").read_text().split("CapEff:")[1].split()[0], 16)
+    return bool(effective >> 24 & 1)   # CAP_SYS_RESOURCE
 
 
 def _files_on_disk(root: Path) -> list[Path]:
@@ -81,7 +88,7 @@ def test_configmaps_and_secrets_on_a_real_node(private_cluster, tmp_path):
         assert applied.returncode == 0 and applied.stderr == "", applied.stderr
 
     def wait(*args: str) -> None:
-        result = c.skiff("wait", *args, "--timeout", "120s")
+        result = c.skiff("wait", *args, "--timeout", "100s")
         assert result.returncode == 0, result.stderr + c.skiff("describe", "pod", args[1]).stdout
 
     def exec_(pod: str, *argv: str):
@@ -92,6 +99,8 @@ def test_configmaps_and_secrets_on_a_real_node(private_cluster, tmp_path):
     wait("pod", "envar-demo", "--for=condition=Ready")
     shown = exec_("envar-demo", "sh", "-c", "echo \"$DEMO_GREETING\"")
     assert shown.stdout == "Hello from the environment\n", (shown.returncode, shown.stderr)
+    # No requests or limits: BestEffort, first to go when memory runs out (kubelet's oom_score_adj).
+    assert exec_("envar-demo", "cat", "/proc/1/oom_score_adj").stdout == "1000\n"
 
     # valueFrom configMapKeyRef before the ConfigMap exists: CreateContainerConfigError, then it runs.
     apply(DOCS / "pods/pod-configmap-env-var-valueFrom.yaml")
@@ -141,5 +150,12 @@ def test_configmaps_and_secrets_on_a_real_node(private_cluster, tmp_path):
     logs = c.skiff("logs", "reader").stdout.splitlines()
     assert "TORN" not in logs and logs[:1] == ["seen a"] and logs[-1] == "seen f"
     assert exec_("reader", "head", "-c", "3", "/etc/pinned").stdout == "aaa"
+    # Limits only: requests default to them, Guaranteed, and the kernel is told so.
+    assert c.skiff("get", "pod", "reader", "-o", "jsonpath={.status.qosClass}").stdout == "Guaranteed"
+    adjusted = int(exec_("reader", "cat", "/proc/1/oom_score_adj").stdout)
+    if _has_cap_sys_resource():
+        assert adjusted == -997
+    else:   # a node that may not lower it (itself in a container) leaves what the container inherited
+        assert adjusted <= 0
     pod = c.skiff("get", "pod", "reader", "-o", "jsonpath={.status.containerStatuses[0].restartCount}")
     assert pod.stdout == "0"

@@ -68,7 +68,7 @@ def test_probes_on_a_real_node(private_cluster, tmp_path):
         assert applied.returncode == 0 and applied.stderr == "", applied.stderr
 
     def wait(*args: str) -> None:
-        result = c.skiff("wait", *args, "--timeout", "120s")
+        result = c.skiff("wait", *args, "--timeout", "100s")
         assert result.returncode == 0, result.stderr + c.skiff("describe", "pod", args[1]).stdout
 
     def describe(name: str) -> str:

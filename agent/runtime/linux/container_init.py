@@ -181,6 +181,15 @@ def _program(req: dict, fds: dict[str, int]) -> None:
         rootfs.mount_cgroupfs(req.get("cgroup_mounts") or [])
         mark("C: cgroup namespace")
         env = process.build_env(req["env"], hostname=req.get("hostname"))
+        if req.get("oom_score_adj") is not None:
+            # Before the capabilities go (lowering it needs CAP_SYS_RESOURCE); children inherit it.
+            # A hint, not a requirement: a node without CAP_SYS_RESOURCE (itself in a container)
+            # cannot lower it, and the container runs with the value it inherited.
+            try:
+                with open("/proc/self/oom_score_adj", "w") as f:
+                    f.write(str(req["oom_score_adj"]))
+            except PermissionError:
+                pass
         process.enter_workdir(req["working_dir"])   # as root: it may have to be created
         os.dup2(fds["stdin"], 0)
         os.dup2(fds["log"], 1)

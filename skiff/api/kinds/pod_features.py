@@ -36,9 +36,13 @@ def _probes(c: Message) -> list[tuple[str, types_pb2.Probe]]:
 
 
 def set_defaults(spec: types_pb2.PodSpec) -> None:
-    """Kubernetes' defaults for probes (timing, httpGet path and scheme),
-    volume file modes and fieldRef apiVersion, written into the spec."""
+    """Kubernetes' defaults, written into the spec: a resource request
+    defaults to its limit; probes' timing, httpGet path and scheme; volume
+    file modes; fieldRef apiVersion."""
     for c in list(spec.init_containers) + list(spec.containers):
+        for name, limit in c.resources.limits.items():   # a request defaults to its limit
+            if name not in c.resources.requests:
+                c.resources.requests[name] = limit
         for _, probe in _probes(c):
             for field, value in PROBE_DEFAULTS.items():
                 if getattr(probe, field) == 0:
