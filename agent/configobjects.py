@@ -1,7 +1,8 @@
 """The ConfigMaps and Secrets this node's pods refer to, each watched alone.
 
 kubelet's watch-based manager: the node watches exactly the objects its pods
-name (env valueFrom / envFrom, configMap / secret / projected volumes) — one
+name (env valueFrom / envFrom, configMap / secret / projected volumes,
+imagePullSecrets) — one
 informer per object, `metadata.name=<name>` in its namespace, from the
 process's SharedInformerFactory — never a whole kind, so a node holds no
 Secret that none of its pods uses. A watch starts with the first pod that
@@ -48,6 +49,9 @@ def references(pod: types_pb2.Pod) -> set[Ref]:
                 refs.add(("ConfigMap", ns, source.config_map_ref.name))
             if source.HasField("secret_ref") and source.secret_ref.name:
                 refs.add(("Secret", ns, source.secret_ref.name))
+    for ref in pod.spec.image_pull_secrets:
+        if ref.name:
+            refs.add(("Secret", ns, ref.name))
     for volume in pod.spec.volumes:
         if volume.HasField("config_map") and volume.config_map.name:
             refs.add(("ConfigMap", ns, volume.config_map.name))

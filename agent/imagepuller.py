@@ -60,7 +60,8 @@ class ImageResolver(Protocol):
 
 
 class Registry(Protocol):
-    """Pulls one reference into the node's image store (blocking; run in a thread)."""
+    """Pulls one reference into the node's image store (blocking; run in a thread);
+    `credentials` (from the pod's imagePullSecrets) is passed only when there are some."""
     def pull(self, *, ref: str, progress: "ProgressLog") -> str: ...
 
 
@@ -72,9 +73,9 @@ class StoreRegistry:
     def __init__(self, *, store) -> None:
         self.store = store
 
-    def pull(self, *, ref: str, progress: "ProgressLog") -> str:
+    def pull(self, *, ref: str, progress: "ProgressLog", credentials=None) -> str:
         from agent.images.registry import pull
-        return pull(store=self.store, ref=ref, progress=progress)
+        return pull(store=self.store, ref=ref, progress=progress, credentials=credentials)
 
 
 def default_pull_policy(image: str) -> str:
@@ -171,8 +172,10 @@ class ImagePuller:
         key = (pod_uid, container.name, container.image)
         return key in self._waits or key in self._results
 
-    async def ensure(self, *, pod: types_pb2.Pod, container: types_pb2.Container) -> PullOutcome:
-        """The image the container runs, or why it waits (see the module docstring)."""
+    async def ensure(self, *, pod: types_pb2.Pod, container: types_pb2.Container,
+                     credentials: object = None) -> PullOutcome:
+        """The image the container runs, or why it waits (see the module docstring);
+        credentials: for the image's registry, from the pod's imagePullSecrets."""
         uid, ref = pod.metadata.uid, container.image
         wkey, key = (uid, container.name, ref), (uid, ref)
         result = self._results.pop(wkey, None)
@@ -205,7 +208,7 @@ class ImagePuller:
             last_error = self._failed[key][1]
             return PullOutcome(waiting=("ImagePullBackOff", f"{message}: ErrImagePull: {last_error}"),
                                retry_after=left)
-        self._join(wkey, _Wait(pod=pod, image=ref, ref=normalized, since=time.monotonic()))
+        self._join(wkey, _Wait(pod=pod, image=ref, ref=normalized, since=time.monotonic()), credentials)
         return PullOutcome(waiting=("ContainerCreating", ""))
 
     def _backoff_left(self, key: Key) -> float:
@@ -220,12 +223,12 @@ class ImagePuller:
 
     # ------------------------------------------------------------ the pulls
 
-    def _join(self, wkey: WaitKey, wait: _Wait) -> None:
+    def _join(self, wkey: WaitKey, wait: _Wait, credentials: object = None) -> None:
         self._waits[wkey] = wait
         self._event(wait.pod, "Normal", "Pulling", f'Pulling image "{wait.image}"')
         pull = self._pulls.get(wait.ref)
         if pull is None:
-            task = asyncio.get_running_loop().create_task(self._pull(wait.ref), name=f"pull-{wait.ref}")
+            task = asyncio.get_running_loop().create_task(self._pull(wait.ref, credentials), name=f"pull-{wait.ref}")
             pull = self._pulls[wait.ref] = _Pull(task=task, started=time.monotonic())
             task.add_done_callback(lambda t, ref=wait.ref: self._finish(ref, t))
         else:
@@ -233,14 +236,17 @@ class ImagePuller:
                      wait.pod.metadata.namespace, wait.pod.metadata.name)
         pull.waiters.add(wkey)
 
-    async def _pull(self, ref: str) -> Image:
+    async def _pull(self, ref: str, credentials: object = None) -> Image:
         if self.registry is None:
             raise RuntimeError("this node has no registry client: images must be loaded or built here")
         progress = ProgressLog(ref)
         started = time.monotonic()
 
         def work() -> Image:
-            self.registry.pull(ref=ref, progress=progress)
+            if credentials is not None:
+                self.registry.pull(ref=ref, progress=progress, credentials=credentials)
+            else:
+                self.registry.pull(ref=ref, progress=progress)
             image = self.images.resolve(ref)
             if image is None:
                 raise RuntimeError(f"{ref}: pulled, but the image store cannot resolve it")

@@ -44,7 +44,7 @@ from typing import Any, Awaitable, Protocol
 
 from agent.backoff import RestartBackoff
 from agent.clock import Clock, SystemClock
-from agent import configvolumes, lifecycle
+from agent import configvolumes, lifecycle, pullsecrets
 from agent.configobjects import ConfigObjects, references
 from agent.containers import (ContainerConfigError, PodPaths, build_container_config, restart_of,
                               sandbox_config)
@@ -376,7 +376,17 @@ class PodWorkers(Controller):
 
     async def _start(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container, cr: ContainerRecord, *,
                      restart: int) -> float | None:
-        pulled = await self.puller.ensure(pod=pod, container=spec)
+        credentials = None
+        if pod.spec.image_pull_secrets:
+            if self.config is not None:
+                await self.config.wait_synced(references(pod))
+            lookup = self.config.get if self.config is not None else (lambda kind, namespace, name: None)
+            credentials, missing = pullsecrets.credentials_for(pod, spec.image, lookup)
+            if missing:
+                self._event(pod, "Warning", "FailedToRetrieveImagePullSecret",
+                            f"Unable to retrieve some image pull secrets ({', '.join(missing)}); attempting to "
+                            f"pull the image may not succeed.")
+        pulled = await self.puller.ensure(pod=pod, container=spec, credentials=credentials)
         if pulled.image is None:
             cr.waiting = pulled.waiting
             return pulled.retry_after
