@@ -69,16 +69,21 @@ def validate_config(config: Config) -> list[str]:
     return problems
 
 
+def _default_rest_listen(listen: str) -> str:
+    port = listen.rpartition(":")[2]
+    return rest_address(int(port)) if port.isdigit() else rest_address()
+
+
 def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     p = argparse.ArgumentParser(prog="skiff-controlplane", description="The Skiff control plane.")
     p.add_argument("--etcd", default=Config.etcd, help="etcd client endpoint HOST:PORT")
     p.add_argument("--etcd-prefix", default=Config.etcd_prefix, help="root of Skiff's keys in etcd")
     p.add_argument("--listen", default=Config.listen, help="gRPC API address HOST:PORT")
     p.add_argument("--metrics-listen", default=Config.metrics_listen, help="/metrics address HOST:PORT")
-    p.add_argument("--rest-listen", default=rest_address(),
+    p.add_argument("--rest-listen", default=None,
                    help="Kubernetes REST API address HOST:PORT for kubectl and client libraries "
-                        "(plain HTTP: keep it on loopback); empty to turn it off (default: $SKIFF_REST_LISTEN or "
-                        f"{DEFAULT_REST_ADDRESS})")
+                        "(plain HTTP: keep it on loopback); empty to turn it off (default: $SKIFF_REST_LISTEN, else "
+                        "127.0.0.1 at the --listen port + 1: 6444)")
     p.add_argument("--cluster-cidr", default=Config.cluster_cidr, help="pod network; node pod CIDRs come from it")
     p.add_argument("--node-cidr-mask-size", type=int, default=Config.node_cidr_mask_size)
     p.add_argument("--node-monitor-grace-period", type=float, default=Config.node_monitor_grace_seconds,
@@ -94,7 +99,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     a = p.parse_args(argv)
     config = Config(etcd=a.etcd, etcd_prefix=a.etcd_prefix, listen=a.listen, metrics_listen=a.metrics_listen,
-                    rest_listen=a.rest_listen,
+                    rest_listen=a.rest_listen if a.rest_listen is not None else _default_rest_listen(a.listen),
                     cluster_cidr=a.cluster_cidr, node_cidr_mask_size=a.node_cidr_mask_size,
                     node_monitor_grace_seconds=a.node_monitor_grace_period, run_controllers=not a.no_controllers,
                     leader_elect=a.leader_elect == "true", leader_lease_seconds=a.leader_lease_seconds,

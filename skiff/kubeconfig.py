@@ -17,15 +17,17 @@ from typing import Any
 import yaml
 
 NAME = "skiff"
-# Where the control plane serves Kubernetes' REST API unless told otherwise (--rest-listen).
+# Where the control plane serves Kubernetes' REST API unless told otherwise (--rest-listen):
+# loopback, at the gRPC API's port + 1, so clusters on other API ports do not collide.
 DEFAULT_REST_ADDRESS = "127.0.0.1:6444"
 # Until `skiff up` has a flag of its own for it, this variable moves the REST port of the
 # control plane `up` starts (and the kubeconfig it writes): private clusters in tests use it.
 REST_ADDRESS_ENV = "SKIFF_REST_LISTEN"
 
 
-def rest_address() -> str:
-    return os.environ.get(REST_ADDRESS_ENV) or DEFAULT_REST_ADDRESS
+def rest_address(api_port: int = 6443) -> str:
+    """$SKIFF_REST_LISTEN, else 127.0.0.1:<api_port + 1> (6443 -> 6444)."""
+    return os.environ.get(REST_ADDRESS_ENV) or f"127.0.0.1:{api_port + 1}"
 
 
 def default_path() -> Path:

@@ -57,7 +57,8 @@ def _port() -> int:
 def _start(*args: str) -> tuple[subprocess.Popen, str]:
     address = f"127.0.0.1:{_port()}"
     proc = subprocess.Popen([sys.executable, "-m", "controlplane.main", "--listen", address,
-                             "--metrics-listen", f"127.0.0.1:{_port()}", *args],
+                             "--metrics-listen", f"127.0.0.1:{_port()}", "--rest-listen", f"127.0.0.1:{_port()}",
+                             *args],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     return proc, address
 

@@ -41,3 +41,11 @@ def test_default_path_follows_kubeconfig_env(monkeypatch, tmp_path):
     monkeypatch.delenv("KUBECONFIG")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert kubeconfig.default_path() == tmp_path / ".kube" / "config"
+
+
+def test_rest_address_is_the_api_port_plus_one_unless_set(monkeypatch):
+    monkeypatch.delenv("SKIFF_REST_LISTEN", raising=False)
+    assert kubeconfig.rest_address() == "127.0.0.1:6444"
+    assert kubeconfig.rest_address(7000) == "127.0.0.1:7001"
+    monkeypatch.setenv("SKIFF_REST_LISTEN", "127.0.0.1:9999")
+    assert kubeconfig.rest_address(7000) == "127.0.0.1:9999"
