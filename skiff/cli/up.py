@@ -43,9 +43,13 @@ import time
 from pathlib import Path
 
 from skiff.cli._cluster import (AlreadyRunning, ClusterConfig, Component, component_env, components,
+                                node_data_dir, node_run_dir,
                                 healthy, load_config, running_pid, save_config, start_component)
 from skiff.cli._common import CliError
+from skiff.cli._monitoring import write_config as write_monitoring_config
 from skiff.kubeconfig import default_path as default_kubeconfig, rest_address, write as write_kubeconfig
+from skiff.cli._lab import ensure_lab, remove_lab, remove_node, validate as lab_validate
+from skiff.cli._lab import ensure_node as ensure_lab_node, namespaces as lab_namespaces
 from skiff.cli._processes import (last_log_line, mounts_under, other_agents, port_taken, remove_empty_cgroups,
                                   stop_pid, write_pid_file)
 from skiff.cli._supervisor import Supervisor, start_detached, state_path, supervisor_pid
@@ -66,7 +70,8 @@ class Cluster:
         try:
             proc = start_component(config, component)
         except OSError as exc:
-            hint = "; install it (deploy/install.sh) or pass --etcd-binary" if component.name == "etcd" else ""
+            hint = {"etcd": "; install it (deploy/install.sh) or pass --etcd-binary",
+                    "prometheus": "; install it (deploy/install.sh --monitoring)"}.get(component.name, "")
             raise CliError(f"cannot run {component.name} ({component.argv[0]}): "
                            f"{exc.strerror or exc}{hint}") from None
         self.started.append((component, proc))
@@ -82,7 +87,7 @@ class Cluster:
                 raise CliError(f"{component.name} exited at start (exit code {proc.returncode})"
                                + (f": {last}" if last else "") + f"; full log: {log_path}")
             if time.monotonic() > deadline:
-                what = "did not report Ready" if component.name == "agent" else "did not become healthy"
+                what = "did not report Ready" if component.is_agent else "did not become healthy"
                 raise CliError(f"{component.name} {what} within {config.start_timeout:g}s; see its log: {log_path}")
             time.sleep(0.2)
 
@@ -109,13 +114,18 @@ class Cluster:
 
 
 def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: Path | None = None) -> int:
-    wanted = components(config)
+    if config.lab is not None:
+        lab_validate(name=config.name, node_cidr=config.node_cidr, indexes=config.nodes)
     for d in (config.data_dir, config.pid_dir, config.log_dir):
         d.mkdir(parents=True, exist_ok=True)
+    recorded = load_config(config)
+    if recorded.nodes and config.nodes:
+        # `skiff node add|remove` changed the set since: the recorded one stands.
+        config = dataclasses.replace(config, nodes=recorded.nodes)
+    wanted = components(config)
     running = {c.name: pid for c in wanted if (pid := running_pid(config, c)) is not None}
     supervisor = supervisor_pid(config)
     if running:
-        recorded = load_config(config)
         same = dict(start_timeout=config.start_timeout, stop_timeout=config.stop_timeout,
                     bootstrap_busybox=config.bootstrap_busybox)
         if dataclasses.replace(recorded, **same) != config:
@@ -132,22 +142,35 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: 
     ports = {"etcd": [("etcd", config.etcd_port), ("etcd peer", config.etcd_peer_port)],
              "controlplane": [("API", config.api_port),
                               ("control plane metrics", config.controlplane_metrics_port)],
-             "agent": [("agent", config.agent_port), ("agent metrics", config.agent_metrics_port)]}
+             "agent": [("agent", config.agent_port), ("agent metrics", config.agent_metrics_port)],
+             "prometheus": [("prometheus", config.prometheus_port)]}
+    # A namespaced node's agent has the ports of its own namespace.
+    ports.update({c.name: [] for c in wanted if c.is_agent and c.name != "agent"})
     _check_flags(config, ports, [c for c in wanted if c.name not in running])
+    hosts = {("API", config.api_port): config.api_host}
     for component in wanted:
         if component.name not in running:
             for what, port in ports[component.name]:
-                if port_taken(port):
-                    raise CliError(f"127.0.0.1:{port} (the {what} port) is already in use by another program")
+                host = hosts.get((what, port), "127.0.0.1")
+                if port_taken(port, host=host):
+                    raise CliError(f"{host}:{port} (the {what} port) is already in use by another program")
 
-    if config.with_agent and config.bootstrap_busybox and "agent" not in running:
-        _ensure_busybox(config)
+    made_lab = False
+    if config.lab is not None:
+        made_lab = not lab_namespaces(config.lab)
+        _ensure_lab(config)
+    if config.bootstrap_busybox:
+        for component in wanted:
+            if component.is_agent and component.name not in running:
+                _ensure_busybox(config, data_dir=_agent_data_dir(config, component))
+    if config.monitoring and "prometheus" not in running:
+        write_monitoring_config(config)   # DATA/monitoring: the config for this cluster, the rules
     # `down`, `status` and the supervisor read the options from here, so they need no flags of their own.
     save_config(config)
     cluster = Cluster(config)
     try:
         for component in wanted:
-            label = {"agent": f"agent (node {config.node_name})"}.get(component.name, component.name)
+            label = f"agent (node {component.node})" if component.is_agent else component.name
             print(f"starting {label} ...", end=" ", flush=True)
             try:
                 try:
@@ -180,7 +203,36 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: 
         return 0
     except BaseException:
         cluster.stop()
+        if made_lab:
+            _teardown_lab(config)   # this `up` made it, and a failed `up` leaves no record of it
         raise
+
+
+def _agent_data_dir(config: ClusterConfig, component: Component) -> Path:
+    lab = config.lab
+    return node_data_dir(config, lab.node(_index_of(config, component.node))) if lab is not None else config.data_dir
+
+
+def _index_of(config: ClusterConfig, node_name: str) -> int:
+    lab = config.lab
+    return next(i for i in config.nodes if lab.node(i).name == node_name)
+
+
+def _ensure_lab(config: ClusterConfig) -> None:
+    """The private link and the nodes' namespaces (skiff/cli/_lab.py), before
+    the control plane binds the host's end of the link."""
+    lab = config.lab
+    print(f"creating the node network ({lab.netns}, link {lab.host_link} {lab.host_ip}) ...", end=" ", flush=True)
+    try:
+        ensure_lab(lab)
+        for index in config.nodes:
+            ensure_lab_node(lab.node(index))
+            for d in (node_data_dir(config, lab.node(index)), node_run_dir(config, lab.node(index))):
+                d.mkdir(parents=True, exist_ok=True)
+    except CliError:
+        print("failed", flush=True)
+        raise
+    print("ok", flush=True)
 
 
 def _check_flags(config: ClusterConfig, ports: dict[str, list[tuple[str, int]]], starting: list[Component]) -> None:
@@ -191,7 +243,7 @@ def _check_flags(config: ClusterConfig, ports: dict[str, list[tuple[str, int]]],
         if not 1 <= port <= 65535:
             raise CliError(f"the {what} port {port}: must be between 1 and 65535")
     for component in starting:
-        if component.name == "agent":
+        if component.is_agent:
             check = subprocess.run([*component.argv, "--check-config"], capture_output=True, text=True,
                                    env=component_env(), timeout=60)
             if check.returncode != 0:
@@ -199,14 +251,14 @@ def _check_flags(config: ClusterConfig, ports: dict[str, list[tuple[str, int]]],
                                f"the agent refused its flags (exit {check.returncode})")
 
 
-def _ensure_busybox(config: ClusterConfig) -> None:
+def _ensure_busybox(config: ClusterConfig, *, data_dir: Path) -> None:
     """The offline `busybox` image the examples use, made from the host's
     busybox-static if the node's store lacks it (`skiff image bootstrap`
     only checks when it is there). A failure is reported, not fatal: pods
     naming busybox will then say ErrImageNeverPull."""
     print("preparing image busybox ...", end=" ", flush=True)
     result = subprocess.run(
-        [sys.executable, "-m", "skiff.cli.main", "image", "--data-dir", str(config.data_dir), "bootstrap", "busybox",
+        [sys.executable, "-m", "skiff.cli.main", "image", "--data-dir", str(data_dir), "bootstrap", "busybox",
          "--quiet"],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, env=component_env())
     if result.returncode == 0:
@@ -274,31 +326,38 @@ def _delete_all_pods(config: ClusterConfig, *, timeout: float, grace_period: int
     each (its containers stopped, mounts, cgroups and addresses freed)."""
     async def delete_all() -> None:
         async with ApiClient(config.api_address) as client:
-            await _delete_pod_controllers(client)
-            pods, _ = await client.list("Pod", "")
-            if not pods:
-                return
-            print(f"deleting {len(pods)} pod(s) ...", end=" ", flush=True)
-            for pod in pods:
-                try:
-                    await client.delete("Pod", pod.metadata.name, pod.metadata.namespace,
-                                        grace_period_seconds=grace_period)
-                except NotFound:
-                    pass
-
-            async def all_gone() -> None:
-                remaining, revision = await client.list("Pod", "")
-                left = {(p.metadata.namespace, p.metadata.name) for p in remaining}
-                if not left:
+            # A controller is found through a pod it made, so one whose pod came
+            # after the last pass (a Job a CronJob just started) is caught by the next.
+            for _ in range(5):
+                await _delete_pod_controllers(client)
+                pods, _ = await client.list("Pod", "")
+                if not pods:
                     return
-                async for event_type, obj, _rv in client.watch("Pod", "", resource_version=revision):
-                    if event_type == "DELETED" and obj is not None:
-                        left.discard((obj.metadata.namespace, obj.metadata.name))
-                        if not left:
-                            return
+                await delete_pass(client, pods)
 
-            await asyncio.wait_for(all_gone(), timeout=timeout)
-            print("ok", flush=True)
+    async def delete_pass(client: ApiClient, pods: list) -> None:
+        print(f"deleting {len(pods)} pod(s) ...", end=" ", flush=True)
+        for pod in pods:
+            try:
+                await client.delete("Pod", pod.metadata.name, pod.metadata.namespace,
+                                    grace_period_seconds=grace_period)
+            except NotFound:
+                pass
+
+        async def all_gone() -> None:  # the pods deleted in this pass (a new one is the next pass's)
+            remaining, revision = await client.list("Pod", "")
+            deleted = {p.metadata.uid for p in pods}
+            left = {(p.metadata.namespace, p.metadata.name) for p in remaining if p.metadata.uid in deleted}
+            if not left:
+                return
+            async for event_type, obj, _rv in client.watch("Pod", "", resource_version=revision):
+                if event_type == "DELETED" and obj is not None:
+                    left.discard((obj.metadata.namespace, obj.metadata.name))
+                    if not left:
+                        return
+
+        await asyncio.wait_for(all_gone(), timeout=timeout)
+        print("ok", flush=True)
 
     try:
         asyncio.run(delete_all())
@@ -341,6 +400,23 @@ def _teardown_node(config: ClusterConfig) -> None:
         print(f"\nwarning: could not remove the node network: {exc}", flush=True)
 
 
+def _teardown_lab(config: ClusterConfig) -> None:
+    """Remove every node's cgroups and namespace (its link, bridge, routes and
+    table go with it), then the lab namespace and the host's link."""
+    lab = config.lab
+    names = lab_namespaces(lab)
+    indexes = sorted(set(config.nodes) | {int(n.rsplit("-", 1)[1]) for n in names if n != lab.netns})
+    print(f"removing the node network ({', '.join(names) or 'nothing left'}) ...", end=" ", flush=True)
+    left = []
+    for index in indexes:
+        left += remove_empty_cgroups(lab.node(index).cgroup_parent)
+        remove_node(lab.node(index))
+    remove_lab(lab)
+    print("ok", flush=True)
+    if left:
+        print(f"warning: cgroups still in use, not removed: {', '.join(left)}", flush=True)
+
+
 def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
          grace_period: int | None = None) -> int:
     config = load_config(config)  # as `up` recorded it; without a record the defaults stand
@@ -368,11 +444,17 @@ def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
     if not stopped:
         print(f"no cluster is running from {config.data_dir}")
     if not purge:
-        if not other_agents():
+        if config.lab is not None:
+            for index in config.nodes:
+                remove_empty_cgroups(config.lab.node(index).cgroup_parent)
+        elif not other_agents():
             # Pods left running keep their cgroups; with none, nothing of ours stays.
             remove_empty_cgroups(config.cgroup_parent)
         return 0
-    _teardown_node(config)
+    if config.lab is not None:
+        _teardown_lab(config)
+    else:
+        _teardown_node(config)
     dirs = [d for d in (config.data_dir, config.run_dir) if d.exists()]
     mounts = mounts_under(dirs)
     if mounts:
@@ -423,6 +505,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the cgroup all pods go under, in every hierarchy (default %(default)s)")
     p.add_argument("--cluster-cidr", default=ClusterConfig.cluster_cidr, metavar="CIDR",
                    help="the pod network; each node gets a /24 of it (default %(default)s)")
+    p.add_argument("--nodes", type=int, default=None, metavar="N",
+                   help="run N nodes, each in a network namespace of its own acting as a separate host, on a "
+                        "private link (without it: one node on this host)")
+    p.add_argument("--name", default=ClusterConfig.name, metavar="NAME",
+                   help="with --nodes: the prefix of the nodes' names and of every namespace, link, bridge, "
+                        "nftables table and cgroup they get (default %(default)s; starts with 'skiff', at most 9)")
+    p.add_argument("--node-cidr", default=ClusterConfig.node_cidr, metavar="CIDR",
+                   help="with --nodes: the private link's subnet; .1 is this host, .I+1 node I (default %(default)s)")
+    p.add_argument("--pod-network", default=ClusterConfig.pod_network, choices=("host-gw", "vxlan"),
+                   help="with --nodes: how pods reach other nodes' pods: host-gw (routes via the node IPs) or "
+                        "vxlan (a VXLAN tunnel between the nodes) (default %(default)s)")
+    p.add_argument("--monitoring", action="store_true",
+                   help="also run Debian's prometheus on loopback with Skiff's config, recording rules and alerts "
+                        "(deploy/monitoring; targets from the control plane's http_sd lists); data in DIR/monitoring")
+    p.add_argument("--prometheus-port", type=int, default=ClusterConfig.prometheus_port, metavar="PORT",
+                   help="with --monitoring: Prometheus' port on 127.0.0.1 (default %(default)s)")
     p.add_argument("--no-agent", action="store_true",
                    help="start only etcd and the control plane (no node)")
     p.add_argument("--no-bootstrap", action="store_true",
@@ -458,7 +556,12 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      agent_metrics_port=args.agent_metrics_port, with_agent=not args.no_agent,
                      bootstrap_busybox=not args.no_bootstrap,
                      start_timeout=args.start_timeout, bridge=args.bridge, nft_table=args.nft_table,
-                     cgroup_parent=args.cgroup_parent, cluster_cidr=args.cluster_cidr)
+                     cgroup_parent=args.cgroup_parent, cluster_cidr=args.cluster_cidr,
+                     monitoring=args.monitoring, prometheus_port=args.prometheus_port,
+                     nodes=tuple(range(1, (args.nodes or 0) + 1)), name=args.name, node_cidr=args.node_cidr,
+                     pod_network=args.pod_network)
+        if args.nodes is not None and args.nodes < 1:
+            raise CliError(f"--nodes: must be at least 1, got {args.nodes}")
     else:
         extra = dict(node_name="")
     return ClusterConfig(data_dir=args.data_dir.absolute(), run_dir=args.run_dir.absolute(),
