@@ -53,7 +53,8 @@ def parse_changes(words: list[str], noun: str) -> tuple[list[str], dict[str, str
     for spec in specs:
         if "=" in spec:
             key, _, value = spec.partition("=")
-            if not key or "=" in value:
+            # An annotation's value is free text ("... web=img:v2"), as kubectl takes it; a label's is not.
+            if not key or ("=" in value and noun == "label"):
                 raise CliError(f"invalid {noun} spec: {spec}")
             sets[key] = value
         elif spec.endswith("-") and len(spec) > 1:
