@@ -29,6 +29,7 @@ from agent.memory import release_free_memory
 from agent.metrics import AgentMetrics
 from agent.containerlogs import ContainerLogManager
 from agent.network.routes import RouteTable
+from agent import pressure
 from agent.node import NodeAgent, NodeIdentity
 from agent.noderoutes import NodeRoutesController
 from agent.podworkers import ImageResolver, PodWorkers
@@ -74,8 +75,10 @@ class Agent:
             mhost, mport = split_host_port(cfg.metrics_listen, flag="--metrics-listen")
             self.metrics_server = self.metrics.serve(host=mhost, port=mport)
         identity = NodeIdentity(cfg.node_name, cfg.node_ip, self.port, self._metrics_address())
+        thresholds = pressure.parse_thresholds(pressure.DEFAULT_EVICTION_HARD)
         node = NodeAgent(client=self.client, identity=identity,
-                         period_seconds=cfg.heartbeat_seconds, runtime_health=self.runtime.check_health)
+                         period_seconds=cfg.heartbeat_seconds, runtime_health=self.runtime.check_health,
+                         pressure=lambda: pressure.conditions(pressure.observe(cfg.data_dir), thresholds))
         await node.register()
         self._tasks.append(asyncio.create_task(node.heartbeat(), name="heartbeat"))
         if self.network_factory is not None:

@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from agent import pressure as pressure_
 from agent.clock import Clock, SystemClock
 from agent.status import timestamp
 from proto.skiff.v1 import types_pb2
@@ -97,6 +100,20 @@ def machine_status(identity: NodeIdentity) -> types_pb2.NodeStatus:
     return status
 
 
+def set_condition(status: types_pb2.NodeStatus, *, type_: str, value: str, reason: str, message: str,
+                  now: Timestamp) -> None:
+    """Set one node condition with a new heartbeat; its transition time moves only on a change."""
+    for cond in status.conditions:
+        if cond.type == type_:
+            if cond.status != value:
+                cond.last_transition_time.CopyFrom(now)
+            cond.status, cond.reason, cond.message = value, reason, message
+            cond.last_heartbeat_time.CopyFrom(now)
+            return
+    status.conditions.add(type=type_, status=value, reason=reason, message=message,
+                          last_heartbeat_time=now, last_transition_time=now)
+
+
 def set_ready(status: types_pb2.NodeStatus, *, now_clock: Clock, problem: str | None = None) -> None:
     """Condition Ready with a new heartbeat: True, or False with `problem` as
     the message; the transition time moves only on a change."""
@@ -118,8 +135,11 @@ class NodeAgent:
     def __init__(self, *, client: ApiClient, identity: NodeIdentity, clock: Clock | None = None,
                  period_seconds: float = 10.0,
                  runtime_health: Callable[[], Awaitable[str | None]] | None = None,
-                 health_period_seconds: float = 1.0) -> None:
+                 health_period_seconds: float = 1.0,
+                 pressure: Callable[[], list[pressure_.Condition]] | None = None) -> None:
         self.client = client
+        # MemoryPressure / DiskPressure / PIDPressure, measured at each heartbeat (agent.pressure).
+        self.pressure = pressure
         self.identity = identity
         self.clock = clock or SystemClock()
         self.period_seconds = period_seconds
@@ -173,6 +193,14 @@ class NodeAgent:
             updated.status.conditions.extend(conditions)
             problem = await self.runtime_problem()
             set_ready(updated.status, now_clock=self.clock, problem=problem)
+            if self.pressure is not None:
+                now = timestamp(self.clock.now())
+                try:
+                    for cond in await asyncio.to_thread(self.pressure):
+                        set_condition(updated.status, type_=cond.type, value="True" if cond.status else "False",
+                                      reason=cond.reason, message=cond.message, now=now)
+                except OSError as exc:
+                    log.warning("node %s: measuring pressure failed: %s", self.identity.name, exc)
             try:
                 written = await self.client.update_status(updated)
                 if problem != self._reported_problem:
