@@ -30,6 +30,7 @@ from agent.metrics import AgentMetrics
 from agent.containerlogs import ContainerLogManager
 from agent.network.routes import RouteTable
 from agent import pressure
+from agent.eviction import EvictionManager
 from agent.node import NodeAgent, NodeIdentity
 from agent.noderoutes import NodeRoutesController
 from agent.podworkers import ImageResolver, PodWorkers
@@ -75,7 +76,7 @@ class Agent:
             mhost, mport = split_host_port(cfg.metrics_listen, flag="--metrics-listen")
             self.metrics_server = self.metrics.serve(host=mhost, port=mport)
         identity = NodeIdentity(cfg.node_name, cfg.node_ip, self.port, self._metrics_address())
-        thresholds = pressure.parse_thresholds(pressure.DEFAULT_EVICTION_HARD)
+        thresholds = pressure.parse_thresholds(cfg.eviction_hard)
         node = NodeAgent(client=self.client, identity=identity,
                          period_seconds=cfg.heartbeat_seconds, runtime_health=self.runtime.check_health,
                          pressure=lambda: pressure.conditions(pressure.observe(cfg.data_dir), thresholds))
@@ -104,6 +105,10 @@ class Agent:
         await self.workers.recover()
         self.informer.add_handler(self.workers.on_pod_event)
         self.workers.start()
+        evictions = EvictionManager(workers=self.workers, runtime=self.runtime, thresholds=thresholds,
+                                    observe=lambda: pressure.observe(cfg.data_dir),
+                                    period_seconds=cfg.heartbeat_seconds)
+        self._tasks.append(asyncio.create_task(evictions.run(), name="eviction"))
         container_logs = ContainerLogManager(pods_dir=cfg.pods_dir, max_size=cfg.container_log_max_size,
                                              max_files=cfg.container_log_max_files,
                                              check_seconds=cfg.container_log_check_seconds)

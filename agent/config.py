@@ -39,6 +39,8 @@ class AgentConfig:
     runtime: str = "linux"                  # "fake": in-memory runtime, for tests of the agent process
     heartbeat_seconds: float = 10.0
     resync_seconds: float = 30.0
+    # kubelet's --eviction-hard: node pressure conditions and eviction (agent.pressure)
+    eviction_hard: str = "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%"
     network: bool = True                    # pod networking (bridge, veth, IPAM, hostPort)
     bridge: str = "skiff0"                  # the node bridge (tests and one-machine multi-node: unique ones)
     nft_table: str = "skiff"                # the nftables table (inet) for hostPorts
@@ -125,6 +127,11 @@ def validate(config: AgentConfig) -> AgentConfig:
         raise ConfigError("--container-log-check-seconds: must be positive")
     if config.heartbeat_seconds <= 0 or config.resync_seconds <= 0:
         raise ConfigError("heartbeat and resync periods must be positive")
+    from agent.pressure import ThresholdError, parse_thresholds
+    try:
+        parse_thresholds(config.eviction_hard)
+    except ThresholdError as exc:
+        raise ConfigError(f"--eviction-hard: {exc}") from None
     return config
 
 
@@ -159,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "used as is) or kubernetes (Always for :latest or no tag, else IfNotPresent)")
     p.add_argument("--heartbeat-seconds", type=float, default=AgentConfig.heartbeat_seconds,
                    help=argparse.SUPPRESS)
+    p.add_argument("--eviction-hard", default=AgentConfig.eviction_hard, metavar="SIGNAL<QUANTITY,...",
+                   help="kubelet's hard eviction thresholds (memory.available, nodefs.available, "
+                        "nodefs.inodesFree, pid.available; a quantity or N%%)")
     p.add_argument("--container-log-max-size", default="10Mi", metavar="QUANTITY",
                    help="rotate a container's log file once it is larger (kubelet's containerLogMaxSize; 10Mi)")
     p.add_argument("--container-log-max-files", type=int, default=AgentConfig.container_log_max_files,
@@ -187,6 +197,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
         cgroup_parent=args.cgroup_parent, pids_limit=args.pids_limit, log_level=args.log_level,
         runtime=args.runtime, network=not args.no_network,
         bridge=args.bridge, nft_table=args.nft_table, heartbeat_seconds=args.heartbeat_seconds,
+        eviction_hard=args.eviction_hard,
         pod_network=args.pod_network, cluster_cidr=args.cluster_cidr, vxlan_device=args.vxlan_device,
         default_pull_policy=args.default_pull_policy,
         container_log_max_size=_log_max_size(args.container_log_max_size),

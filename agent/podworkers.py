@@ -217,6 +217,9 @@ class PodWorkers(Controller):
                 self.status.note_phase(uid, pod.status.phase)
             await self._release(rec, pod)
             return None
+        if rec.evicted is not None:
+            await self._evict(pod, rec)
+            return None
         if pod.spec.HasField("termination_grace_period_seconds"):
             rec.grace_seconds = pod.spec.termination_grace_period_seconds
         requeues: list[float] = []
@@ -498,6 +501,28 @@ class PodWorkers(Controller):
             self.enqueue(rec.uid)
 
         rec.waiters[container_id] = asyncio.create_task(wait(), name=f"wait-{container_id}")
+
+    # ------------------------------------------------------------ eviction
+
+    def evict(self, uid: str, message: str) -> None:
+        """Evict the pod (node pressure, agent.eviction): its worker stops it and marks it Failed/Evicted."""
+        rec = self.records.get(uid)
+        if rec is not None and rec.evicted is None and not rec.released:
+            rec.evicted = message
+            self.enqueue(uid)
+
+    async def _evict(self, pod: types_pb2.Pod, rec: PodRecord) -> None:
+        self._event(pod, "Warning", "Evicted", rec.evicted or "")
+        for records in (rec.containers, rec.init_containers):
+            for name, cr in records.items():
+                if cr.current is not None and cr.current.state is not State.EXITED:
+                    self._event(pod, "Normal", "Killing", f"Stopping container {name}")
+                    self.prober.forget(cr.current.id)
+                    await self._rt("stop", self.runtime.stop(cr.current.id, 0))   # a hard threshold: no grace
+                    cr.current = await self.runtime.status(cr.current.id)
+                cr.waiting = None
+        await self.status.write(pod, rec)
+        await self._release(rec, pod)
 
     # ------------------------------------------------------------ teardown
 

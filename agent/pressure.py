@@ -75,7 +75,10 @@ def observe(data_dir: Path, *, proc: Path = Path("/proc")) -> Observation:
     for line in (proc / "meminfo").read_text().splitlines():
         name, _, rest = line.partition(":")
         meminfo[name] = int(rest.split()[0]) * 1024
-    fs = os.statvfs(data_dir)
+    existing = data_dir
+    while not existing.exists() and existing != existing.parent:   # not made yet: its filesystem
+        existing = existing.parent
+    fs = os.statvfs(existing)
     pid_max = int((proc / "sys/kernel/pid_max").read_text())
     threads = int((proc / "loadavg").read_text().split()[3].split("/")[1])
     return Observation(memory_available=meminfo.get("MemAvailable", meminfo.get("MemFree", 0)),

@@ -48,6 +48,7 @@ class PodRecord:
     waiters: dict[str, asyncio.Task] = field(default_factory=dict)
     adopted: bool = False
     initialized: bool = False                 # every init container has run (sidecars started) once
+    evicted: str | None = None                # the eviction's message, once the node evicts the pod
     released: bool = False                    # terminal: containers, network, sandbox freed
 
 

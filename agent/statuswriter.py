@@ -37,9 +37,12 @@ class StatusWriter:
         extra = ()
         if rec.setup_error is not None:
             extra = (PodCondition("PodReadyToStartContainers", False, *rec.setup_error),)
-        return pod_status(pod=pod, views=container_views(pod, rec, probes=self.probes), host_ip=self.node_ip, pod_ip=rec.pod_ip,
-                          now=self.clock.now(), extra_conditions=extra,
-                          init_views=container_views(pod, rec, init=True))
+        status = pod_status(pod=pod, views=container_views(pod, rec, probes=self.probes), host_ip=self.node_ip,
+                            pod_ip=rec.pod_ip, now=self.clock.now(), extra_conditions=extra,
+                            init_views=container_views(pod, rec, init=True))
+        if rec.evicted is not None:   # kubelet's eviction: the pod Failed, whatever its containers say
+            status.phase, status.reason, status.message = "Failed", "Evicted", rec.evicted
+        return status
 
     async def write(self, pod: types_pb2.Pod, rec: PodRecord) -> types_pb2.PodStatus | None:
         """Write the pod's status if it changed; returns it (None: the pod is gone)."""
