@@ -162,10 +162,14 @@ class DeploymentController(Controller):
         if rollout.revision_of(rs) < revision:
             rs.metadata.annotations[rollout.REVISION] = str(revision)
         if sizes:
-            s = strategy_of(d)
-            rs.metadata.annotations[rollout.DESIRED_REPLICAS] = str(d.spec.replicas)
-            rs.metadata.annotations[rollout.MAX_REPLICAS] = str(d.spec.replicas + ru.max_surge(s))
+            self._size_annotations(d, rs)
         return dict(rs.metadata.annotations) != before
+
+    @staticmethod
+    def _size_annotations(d: apps_pb2.Deployment, rs: apps_pb2.ReplicaSet) -> None:
+        """Kubernetes' SetReplicasAnnotations: the sizes a ReplicaSet is scaled for."""
+        rs.metadata.annotations[rollout.DESIRED_REPLICAS] = str(d.spec.replicas)
+        rs.metadata.annotations[rollout.MAX_REPLICAS] = str(d.spec.replicas + ru.max_surge(strategy_of(d)))
 
     async def _get_new(self, d: apps_pb2.Deployment, old: list[apps_pb2.ReplicaSet],
                        existing: apps_pb2.ReplicaSet | None, *, create: bool) -> apps_pb2.ReplicaSet | None:
@@ -232,7 +236,9 @@ class DeploymentController(Controller):
     async def _scale(self, d: apps_pb2.Deployment, rs: apps_pb2.ReplicaSet, replicas: int) -> apps_pb2.ReplicaSet:
         updated = meta.copy(rs)
         updated.spec.replicas = replicas
-        self._rs_annotations(d, updated, 0, sizes=True)
+        # Only the sizes, as Kubernetes' scaleReplicaSet: the Deployment's own annotations
+        # (a change-cause) go to its new ReplicaSet alone, never to an old one scaled down.
+        self._size_annotations(d, updated)
         if updated == rs:
             return rs
         try:

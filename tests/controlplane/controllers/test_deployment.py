@@ -305,3 +305,27 @@ def test_the_control_plane_runs_the_workload_controllers(controlplane):
             reasons = {(e.involved_object.kind, e.reason) for e in events}
             assert ("Deployment", "ScalingReplicaSet") in reasons and ("ReplicaSet", "SuccessfulCreate") in reasons
     asyncio.run(body())
+
+
+def test_a_change_cause_goes_to_the_new_replica_set_only(kubelet_class):
+    # `set image` then `annotate kubernetes.io/change-cause=...`, as kubectl users do: the
+    # old ReplicaSet, scaled down after the annotation, keeps its own cause (Kubernetes'
+    # scaleReplicaSet sets only the size annotations), so `rollout history` tells them apart.
+    async def body(c, dc):
+        d = _deployment(replicas=2, surge="0", unavailable="1")
+        d.metadata.annotations[rollout.CHANGE_CAUSE] = "v1"
+        await c.create(d)
+        ready = _ready(kubelet_class(c))
+        try:
+            await eventually(lambda: _complete(c), what="first rollout")
+            d = await c.get("Deployment", "web")
+            d.spec.template.spec.containers[0].image = "busybox:2"
+            d.metadata.annotations[rollout.CHANGE_CAUSE] = "v2"
+            await c.update(d)
+            await eventually(lambda: _image_done(c, "busybox:2"), what="rolled to busybox:2")
+            sets = await _sets(c)
+            assert [(rs.spec.replicas, rs.metadata.annotations[rollout.CHANGE_CAUSE]) for rs in sets] == \
+                [(0, "v1"), (2, "v2")]
+        finally:
+            ready.cancel()
+    run(body)
