@@ -33,6 +33,9 @@ class AgentConfig:
     metrics_listen: str = "127.0.0.1:10255"
     data_dir: Path = Path("/var/lib/skiff")
     run_dir: Path = Path("/run/skiff")
+    # The image store; None: DATA_DIR/images. Nodes of one machine (`skiff up --nodes N`)
+    # share the one `skiff build` writes (docs/architecture.md, decision 22).
+    image_dir: Path | None = None
     cgroup_parent: str = "skiff"
     pids_limit: int = 4096
     log_level: str = "info"
@@ -66,6 +69,10 @@ class AgentConfig:
         """Per-pod files: logs and emptyDir volumes, as kubelet's /var/log/pods."""
         return self.data_dir / "pods"
 
+    @property
+    def images_dir(self) -> Path:
+        return self.image_dir if self.image_dir is not None else self.data_dir / "images"
+
 
 def split_host_port(address: str, *, flag: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
@@ -88,7 +95,8 @@ def validate(config: AgentConfig) -> AgentConfig:
     split_host_port(config.listen, flag="--listen")
     if config.metrics_listen:
         split_host_port(config.metrics_listen, flag="--metrics-listen")
-    for flag, path in (("--data-dir", config.data_dir), ("--run-dir", config.run_dir)):
+    for flag, path in (("--data-dir", config.data_dir), ("--run-dir", config.run_dir),
+                       ("--image-dir", config.images_dir)):
         if not path.is_absolute():
             raise ConfigError(f"{flag}: {str(path)!r} must be an absolute path")
     if "skiff" not in config.cgroup_parent or "/" in config.cgroup_parent.strip("/"):
@@ -145,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Prometheus /metrics address (HOST:PORT; empty: off)")
     p.add_argument("--data-dir", default=str(AgentConfig.data_dir))
     p.add_argument("--run-dir", default=str(AgentConfig.run_dir))
+    p.add_argument("--image-dir", default="", metavar="DIR",
+                   help="the image store (default: DATA_DIR/images); several agents may share one")
     p.add_argument("--cgroup-parent", default=AgentConfig.cgroup_parent)
     p.add_argument("--pids-limit", type=int, default=AgentConfig.pids_limit, help="per-pod pids limit")
     p.add_argument("--log-level", default=AgentConfig.log_level)
@@ -194,6 +204,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
     return validate(AgentConfig(
         server=args.server, node_name=node_name, node_ip=args.node_ip, listen=args.listen,
         metrics_listen=args.metrics_listen, data_dir=Path(args.data_dir), run_dir=Path(args.run_dir),
+        image_dir=Path(args.image_dir) if args.image_dir else None,
         cgroup_parent=args.cgroup_parent, pids_limit=args.pids_limit, log_level=args.log_level,
         runtime=args.runtime, network=not args.no_network,
         bridge=args.bridge, nft_table=args.nft_table, heartbeat_seconds=args.heartbeat_seconds,

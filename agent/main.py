@@ -90,7 +90,7 @@ def _build_parts(config: AgentConfig, zygote, uplink: str | None = None, mtu: in
     from agent.runtime.linux.runtime import LinuxRuntime
     runtime = LinuxRuntime(run_dir=config.run_dir, cgroup_parent=config.cgroup_parent,
                            default_pids_limit=config.pids_limit, zygote=zygote)
-    images = ImageStore(root=config.data_dir / "images")
+    images = ImageStore(root=config.images_dir)
     return runtime, images, StoreRegistry(store=images), _network_factory(config, uplink, mtu)
 
 

@@ -186,6 +186,8 @@ def node_agent(config: ClusterConfig, node: LabNode) -> Component:
             "--node-ip", node.ip, "--listen", f"{node.ip}:{config.agent_port}",
             "--metrics-listen", f"{node.ip}:{config.agent_metrics_port}",
             "--data-dir", str(node_data_dir(config, node)), "--run-dir", str(node_run_dir(config, node)),
+            # One image store for the nodes of this machine: the one `skiff build` writes (decision 22).
+            "--image-dir", str(config.data_dir / "images"),
             "--bridge", node.bridge, "--nft-table", node.nft_table, "--cgroup-parent", node.cgroup_parent,
             "--pod-network", config.pod_network, "--cluster-cidr", config.cluster_cidr,
             "--vxlan-device", node.vxlan_device)

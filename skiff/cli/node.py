@@ -48,7 +48,7 @@ def add(config: ClusterConfig) -> int:
         d.mkdir(parents=True, exist_ok=True)
     if config.bootstrap_busybox:
         from skiff.cli.up import _ensure_busybox
-        _ensure_busybox(config, data_dir=node_data_dir(config, node))
+        _ensure_busybox(config, data_dir=config.data_dir)   # the nodes' shared store
     print(f"adding node {node.name} ({node.ip}) ...", end=" ", flush=True)
     try:
         proc = start_component(config, component)

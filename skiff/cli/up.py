@@ -159,10 +159,8 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: 
     if config.lab is not None:
         made_lab = not lab_namespaces(config.lab)
         _ensure_lab(config)
-    if config.bootstrap_busybox:
-        for component in wanted:
-            if component.is_agent and component.name not in running:
-                _ensure_busybox(config, data_dir=_agent_data_dir(config, component))
+    if config.bootstrap_busybox and any(c.is_agent and c.name not in running for c in wanted):
+        _ensure_busybox(config, data_dir=config.data_dir)   # every node's store is DATA/images
     if config.monitoring and "prometheus" not in running:
         write_monitoring_config(config)   # DATA/monitoring: the config for this cluster, the rules
     # `down`, `status` and the supervisor read the options from here, so they need no flags of their own.
@@ -206,16 +204,6 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: 
         if made_lab:
             _teardown_lab(config)   # this `up` made it, and a failed `up` leaves no record of it
         raise
-
-
-def _agent_data_dir(config: ClusterConfig, component: Component) -> Path:
-    lab = config.lab
-    return node_data_dir(config, lab.node(_index_of(config, component.node))) if lab is not None else config.data_dir
-
-
-def _index_of(config: ClusterConfig, node_name: str) -> int:
-    lab = config.lab
-    return next(i for i in config.nodes if lab.node(i).name == node_name)
 
 
 def _ensure_lab(config: ClusterConfig) -> None:

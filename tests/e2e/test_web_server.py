@@ -98,7 +98,7 @@ def test_build_and_serve_the_web_server_example(private_cluster, tmp_path):
 
     # Published on the node like `docker run -p 5000:5000`: 127.0.0.1 reaches the container.
     body = _get(f"http://127.0.0.1:{port}/")
-    assert body == "Hello from Skiff! I am web-server\n"
+    assert body == "Hello from Skiff! I am web-server, version v1\n"
     logs = c.skiff("logs", "web-server")
     assert '"GET / HTTP/1.1" 200' in logs.stdout, logs.stdout + logs.stderr
 

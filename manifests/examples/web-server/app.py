@@ -8,11 +8,15 @@ import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT = int(os.environ.get("PORT", "5000"))
+VERSION = os.environ.get("VERSION", "")        # baked in by the Dockerfile's ARG VERSION
+NODE_NAME = os.environ.get("NODE_NAME", "")    # the Deployment sets it from spec.nodeName
 
 
 class Hello(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = f"Hello from Skiff! I am {socket.gethostname()}\n".encode()
+        body = (f"Hello from Skiff! I am {socket.gethostname()}"
+                + (f", version {VERSION}" if VERSION else "")
+                + (f", on node {NODE_NAME}" if NODE_NAME else "") + "\n").encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
