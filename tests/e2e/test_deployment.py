@@ -1,7 +1,8 @@
 """A Deployment on the real runtime, end to end as a user drives it: 4 busybox
 replicas rolled to a new image while a watch samples every pod change (never
 more than replicas + maxSurge pods, never fewer than replicas - maxUnavailable
-Ready), `rollout undo` back to the first template, and a deleted pod replaced.
+Ready), `rollout undo` back to the first template, a killed process started
+again in its pod, and a deleted pod replaced.
 Real etcd, control plane, agent and containers in a private cluster."""
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -137,6 +139,21 @@ def test_rolling_update_bounds_undo_and_replacement(private_cluster, tmp_path):
     history = c.skiff("rollout", "history", "deployment/web").stdout.splitlines()
     assert [line.split()[0] for line in history[2:] if line] == ["2", "3"]
 
+    # The process killed: the container is started again in its pod (restartPolicy Always).
+    target = _pods(c)[0]["metadata"]["name"]
+    c.skiff("exec", target, "--", "kill", "1")
+    deadline = time.monotonic() + 120
+    while True:
+        pod = json.loads(c.skiff("get", "pod", target, "-o", "json").stdout)
+        statuses = pod["status"].get("containerStatuses", [])
+        if statuses and statuses[0].get("restartCount", 0) >= 1 and statuses[0].get("ready"):
+            break
+        assert time.monotonic() < deadline, "the killed process was not started again\n" + _diagnose(c)
+        time.sleep(0.5)
+    status = c.skiff("rollout", "status", "deployment/web", "--timeout", "120s", timeout=140)
+    assert status.returncode == 0, status.stderr
+
+    # The pod deleted: the ReplicaSet makes another.
     victim = _pods(c)[0]["metadata"]["name"]
     deleted = c.skiff("delete", "pod", victim, "--timeout", "60s")
     assert deleted.returncode == 0, deleted.stderr
@@ -149,7 +166,6 @@ def test_rolling_update_bounds_undo_and_replacement(private_cluster, tmp_path):
                                         for cond in p["status"].get("conditions", []))]
         return pods if len(ready) == 4 and victim not in {p["metadata"]["name"] for p in pods} else []
 
-    import time
     deadline = time.monotonic() + 120
     while not (pods := replaced()):
         assert time.monotonic() < deadline, "the deleted pod was not replaced\n" + _diagnose(c)
