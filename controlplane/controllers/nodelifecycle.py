@@ -1,5 +1,11 @@
 """Node lifecycle: a node whose agent stopped heartbeating gets Ready=Unknown,
-and its pods Ready=False.
+and its pods Ready=False; a node under pressure is tainted.
+
+Taints by condition (Kubernetes' TaintNodesByCondition): while the agent
+reports MemoryPressure, DiskPressure or PIDPressure True, the node carries
+node.kubernetes.io/memory-pressure (disk-pressure, pid-pressure) with effect
+NoSchedule, so the scheduler's TaintToleration filter sends new pods
+elsewhere; the taint goes when the condition does. Other taints are kept.
 
 The agent renews its Ready condition's lastHeartbeatTime; when that is older
 than the grace period (default 40 s, as Kubernetes' node-monitor-grace-period)
@@ -24,6 +30,9 @@ REASON = "NodeStatusUnknown"
 MESSAGE = "Skiff agent stopped posting node status."
 POD_REASON = "NodeNotReady"
 POD_MESSAGE = "The pod's node stopped posting status; nothing vouches for the pod's readiness."
+CONDITION_TAINTS = {"MemoryPressure": "node.kubernetes.io/memory-pressure",
+                    "DiskPressure": "node.kubernetes.io/disk-pressure",
+                    "PIDPressure": "node.kubernetes.io/pid-pressure"}
 
 
 def stale_ready(node: types_pb2.Node, *, now: float, grace_seconds: float) -> bool:
@@ -59,6 +68,7 @@ class NodeLifecycleController(Controller):
         node = self.nodes.get(key)
         if node is None:
             return None
+        await self._taint_by_conditions(node)
         ready = meta.get_condition(node.status.conditions, "Ready")
         if ready is not None and ready.status == "Unknown":
             await self._mark_pods_not_ready(node.metadata.name)   # again each period: new or restarted ones
@@ -71,6 +81,28 @@ class NodeLifecycleController(Controller):
         log.warning("node %s: no heartbeat for more than %.0fs; Ready=Unknown", key[1], self.grace_seconds)
         await self._mark_pods_not_ready(node.metadata.name)
         return self.period
+
+    async def _taint_by_conditions(self, node: types_pb2.Node) -> None:
+        """NoSchedule taints for the pressure conditions that are True, none for the others."""
+        want = set()
+        for cond_type, key in CONDITION_TAINTS.items():
+            cond = meta.get_condition(node.status.conditions, cond_type)
+            if cond is not None and cond.status == "True":
+                want.add(key)
+        ours = set(CONDITION_TAINTS.values())
+        if want == {t.key for t in node.spec.taints if t.key in ours}:
+            return
+        updated = meta.copy(node)
+        kept = [t for t in updated.spec.taints if t.key not in ours]
+        del updated.spec.taints[:]
+        updated.spec.taints.extend(kept)
+        for key in sorted(want):
+            updated.spec.taints.add(key=key, effect="NoSchedule").time_added.CopyFrom(meta.timestamp(self.clock()))
+        try:
+            await self.client.update(updated)
+        except (Conflict, NotFound):
+            return   # changed meanwhile: the informer brings it back
+        log.info("node %s: taints by condition now %s", node.metadata.name, sorted(want) or "none")
 
     async def _mark_pods_not_ready(self, node_name: str) -> None:
         """Kubernetes' MarkPodsNotReady: nobody vouches for the pods of a node

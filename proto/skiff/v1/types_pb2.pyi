@@ -1590,15 +1590,29 @@ class Pod(_message.Message):
     status: PodStatus
     def __init__(self, api_version: _Optional[str] = ..., kind: _Optional[str] = ..., metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[PodSpec, _Mapping]] = ..., status: _Optional[_Union[PodStatus, _Mapping]] = ...) -> None: ...
 
+class Taint(_message.Message):
+    __slots__ = ("key", "value", "effect", "time_added")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    TIME_ADDED_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    effect: str
+    time_added: _timestamp_pb2.Timestamp
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., effect: _Optional[str] = ..., time_added: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class NodeSpec(_message.Message):
-    __slots__ = ("pod_cidr", "unschedulable", "pod_cidrs")
+    __slots__ = ("pod_cidr", "unschedulable", "pod_cidrs", "taints")
     POD_CIDR_FIELD_NUMBER: _ClassVar[int]
     UNSCHEDULABLE_FIELD_NUMBER: _ClassVar[int]
     POD_CIDRS_FIELD_NUMBER: _ClassVar[int]
+    TAINTS_FIELD_NUMBER: _ClassVar[int]
     pod_cidr: str
     unschedulable: bool
     pod_cidrs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, pod_cidr: _Optional[str] = ..., unschedulable: _Optional[bool] = ..., pod_cidrs: _Optional[_Iterable[str]] = ...) -> None: ...
+    taints: _containers.RepeatedCompositeFieldContainer[Taint]
+    def __init__(self, pod_cidr: _Optional[str] = ..., unschedulable: _Optional[bool] = ..., pod_cidrs: _Optional[_Iterable[str]] = ..., taints: _Optional[_Iterable[_Union[Taint, _Mapping]]] = ...) -> None: ...
 
 class NodeAddress(_message.Message):
     __slots__ = ("type", "address")

@@ -369,7 +369,7 @@ _ALWAYS: Check = lambda value: True  # noqa: E731
 NOT_IMPLEMENTED: dict[tuple[str, str], Check] = {
     **{("PodSpec", f): _ALWAYS for f in (
         "ephemeral_containers", "active_deadline_seconds", "automount_service_account_token", "host_pid",
-        "host_ipc", "subdomain", "affinity", "tolerations", "host_aliases",
+        "host_ipc", "subdomain", "affinity", "host_aliases",
         "priority_class_name", "priority", "dns_config", "readiness_gates", "runtime_class_name",
         "preemption_policy", "overhead", "topology_spread_constraints", "set_hostname_as_fqdn", "host_users",
         "scheduling_gates", "resource_claims", "resources")},

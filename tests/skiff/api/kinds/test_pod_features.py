@@ -97,7 +97,6 @@ def test_every_kubernetes_field_parses_and_the_unimplemented_ones_are_warned_abo
             "spec.containers[0].resizePolicy",
             "spec.volumes[0].persistentVolumeClaim",
             "spec.affinity",
-            "spec.tolerations",
             "spec.priorityClassName",
         )]
 
