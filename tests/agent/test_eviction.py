@@ -1,7 +1,8 @@
 """Eviction under node pressure: a node started with a memory threshold above
 what it has is under MemoryPressure at once, and evicts its pods one at a
 time in kubelet's order (BestEffort, whose usage exceeds its zero request,
-before a pod within its requests). The agent in-process against a real
+before a pod within its requests), and the control plane taints it so the
+scheduler sends nothing new. The agent in-process against a real
 control plane (etcd), with the fake runtime."""
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def test_memory_pressure_evicts_best_effort_first(controlplane, tmp_path):
             within = make_pod("within", restart_policy="Always")       # requests 16Mi; the fake uses 4Mi
             best = make_pod("best-effort", restart_policy="Always")
             best.spec.containers[0].ClearField("resources")
+            # Bound directly, as pods running before the pressure began: the node is tainted
+            # node.kubernetes.io/memory-pressure now, so the scheduler would send them nowhere.
+            within.spec.node_name = best.spec.node_name = "node-ev"
             await client.create(within)
             await client.create(best)
 
@@ -51,6 +55,9 @@ def test_memory_pressure_evicts_best_effort_first(controlplane, tmp_path):
                 return len(failed) == 2
             await eventually(one_evicted, what="both pods evicted", timeout=60)
             assert first == ["best-effort"]
+            node = await client.get("Node", "node-ev", "")
+            assert [(t.key, t.effect) for t in node.spec.taints] == [("node.kubernetes.io/memory-pressure",
+                                                                      "NoSchedule")]
             pod = await client.get("Pod", "best-effort")
             assert pod.status.reason == "Evicted"
             assert pod.status.message.startswith("The node was low on resource: memory. Threshold quantity: ")
