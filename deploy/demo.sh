@@ -90,7 +90,7 @@ look "a revision per template, with its cause; \`skiff rollout undo deploy/web-s
 skiff rollout history deploy/web-server
 
 step "skiff top nodes; skiff top pods"
-look "CPU (millicores) and memory in use, from each node agent's cgroup stats"
+look "CPU (millicores) and memory in use: a pod's from its cgroup; the nodes share this machine, so each reports all of it"
 skiff top nodes
 skiff top pods
 
