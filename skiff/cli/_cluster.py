@@ -62,6 +62,8 @@ class ClusterConfig:
     name: str = "skiff"
     node_cidr: str = "10.213.0.0/24"
     pod_network: str = "host-gw"
+    # `up --eviction-hard`: passed to every agent (kubelet's --eviction-hard); "" keeps the agent's default.
+    eviction_hard: str = ""
 
     @property
     def lab(self) -> Lab | None:
@@ -159,7 +161,7 @@ def components(config: ClusterConfig) -> list[Component]:
             "--metrics-listen", f"127.0.0.1:{config.agent_metrics_port}",
             "--data-dir", str(config.data_dir), "--run-dir", str(config.run_dir),
             "--bridge", config.bridge, "--nft-table", config.nft_table,
-            "--cgroup-parent", config.cgroup_parent), marker="agent.main",
+            "--cgroup-parent", config.cgroup_parent, *_eviction_args(config)), marker="agent.main",
             address=f"127.0.0.1:{config.agent_port}", node=config.node_name))
     elif config.with_agent:
         out += [node_agent(config, config.lab.node(i)) for i in config.nodes]
@@ -167,6 +169,10 @@ def components(config: ClusterConfig) -> list[Component]:
         from skiff.cli._monitoring import prometheus_component   # it builds on this module
         out.append(prometheus_component(config))
     return out
+
+
+def _eviction_args(config: ClusterConfig) -> tuple[str, ...]:
+    return ("--eviction-hard", config.eviction_hard) if config.eviction_hard else ()
 
 
 def node_data_dir(config: ClusterConfig, node: LabNode) -> Path:
@@ -190,7 +196,7 @@ def node_agent(config: ClusterConfig, node: LabNode) -> Component:
             "--image-dir", str(config.data_dir / "images"),
             "--bridge", node.bridge, "--nft-table", node.nft_table, "--cgroup-parent", node.cgroup_parent,
             "--pod-network", config.pod_network, "--cluster-cidr", config.cluster_cidr,
-            "--vxlan-device", node.vxlan_device)
+            "--vxlan-device", node.vxlan_device, *_eviction_args(config))
     return Component(f"agent-{node.name}", argv, marker=f" --node-name {node.name} ",
                      address=f"{node.ip}:{config.agent_port}", node=node.name, netns=str(node.netns_path))
 

@@ -509,6 +509,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(deploy/monitoring; targets from the control plane's http_sd lists); data in DIR/monitoring")
     p.add_argument("--prometheus-port", type=int, default=ClusterConfig.prometheus_port, metavar="PORT",
                    help="with --monitoring: Prometheus' port on 127.0.0.1 (default %(default)s)")
+    p.add_argument("--eviction-hard", default="", metavar="SIGNAL<QUANTITY,...",
+                   help="the agents' hard eviction thresholds, as kubelet's --eviction-hard (e.g. "
+                        "'memory.available<500Mi,nodefs.available<15%%'; default: the agent's own)")
     p.add_argument("--no-agent", action="store_true",
                    help="start only etcd and the control plane (no node)")
     p.add_argument("--no-bootstrap", action="store_true",
@@ -547,7 +550,7 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      cgroup_parent=args.cgroup_parent, cluster_cidr=args.cluster_cidr,
                      monitoring=args.monitoring, prometheus_port=args.prometheus_port,
                      nodes=tuple(range(1, (args.nodes or 0) + 1)), name=args.name, node_cidr=args.node_cidr,
-                     pod_network=args.pod_network)
+                     pod_network=args.pod_network, eviction_hard=args.eviction_hard)
         if args.nodes is not None and args.nodes < 1:
             raise CliError(f"--nodes: must be at least 1, got {args.nodes}")
     else:

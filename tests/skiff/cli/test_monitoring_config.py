@@ -47,3 +47,16 @@ def test_prometheus_is_a_component_only_with_monitoring(tmp_path):
     assert "--web.listen-address=127.0.0.1:49090" in component.argv
     assert f"--storage.tsdb.path={tmp_path / 'monitoring' / 'data'}" in component.argv
     assert component.address == "127.0.0.1:49090"
+
+
+def test_up_eviction_hard_reaches_every_agent(tmp_path):
+    """`skiff up --eviction-hard` (issue 10): each agent gets kubelet's flag; without it, the agent's default."""
+    from skiff.cli._cluster import node_agent
+    assert "--eviction-hard" not in components(_config(tmp_path))[-1].argv
+    config = _config(tmp_path, eviction_hard="memory.available<1Gi")
+    agent = components(config)[-1]
+    assert agent.is_agent
+    assert agent.argv[agent.argv.index("--eviction-hard") + 1] == "memory.available<1Gi"
+    lab = _config(tmp_path, eviction_hard="nodefs.available<20%", nodes=(1, 2))
+    argv = node_agent(lab, lab.lab.node(2)).argv
+    assert argv[argv.index("--eviction-hard") + 1] == "nodefs.available<20%"
