@@ -23,6 +23,7 @@ from agent.containerlogs import ContainerLogManager, LogStream
 from agent.podworkers import PodRecord, PodWorkers
 from agent.runtime.interface import Runtime, StartError, State, TerminalSize
 from proto.skiff.v1 import api_pb2, api_pb2_grpc
+from skiff.grpcdecoding import add_servicer
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,8 @@ def _host_usage() -> tuple[float, int]:
 async def start_server(*, service: AgentService, host: str, port: int) -> tuple[grpc.aio.Server, int]:
     """Serve the Agent service; returns the server and the port bound (port 0: a free one)."""
     server = grpc.aio.server()
-    api_pb2_grpc.add_AgentServicer_to_server(service, server)
+    # Requests decoded by the service: garbage is INVALID_ARGUMENT naming the message, not UNKNOWN (issue 15).
+    add_servicer(api_pb2_grpc.add_AgentServicer_to_server, service, server, "skiff.v1.Agent", origin="agent")
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:  # grpc's way of saying the address is taken or not ours

@@ -4,7 +4,7 @@ from __future__ import annotations
 import grpc
 
 from controlplane import store as st
-from controlplane.api.decoding import add_servicer
+from skiff.grpcdecoding import add_servicer
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.service import ApiService
 from controlplane.metrics import Metrics

@@ -74,10 +74,11 @@ def absurd_requests() -> list[tuple[str, Any]]:
     return out
 
 
-async def _call(channel: grpc.aio.Channel, method: str, payload: bytes) -> tuple[str, str]:
+async def _call(channel: grpc.aio.Channel, method: str, payload: bytes,
+                service: str = "skiff.v1.Api") -> tuple[str, str]:
     """(outcome, detail): outcome is a code name, "OK", or "LIVE" for a stream
     that is open and quiet (a valid watch)."""
-    path = f"/skiff.v1.Api/{method}"
+    path = f"/{service}/{method}"
     try:
         if method in STREAMS:
             call = channel.unary_stream(path)(payload, timeout=BOUND_S + 5)

@@ -3,9 +3,11 @@ method's message (garbage, a truncated field claiming 4 GB) are answered
 INVALID_ARGUMENT naming the message, where gRPC's own decoding answered
 UNKNOWN "Unexpected <class 'DecodeError'>" (issue 15).
 
-`add_servicer(add, servicer, server, service)` registers what the generated
-`add_XServicer_to_server` would, with each handler's deserializer moved inside
-its behaviour.
+`add_servicer(add, servicer, server, service, origin=...)` registers what the
+generated `add_XServicer_to_server` would, with each handler's deserializer
+moved inside its behaviour. Shared by the API server (controlplane/api) and the
+agent's own service (agent/server.py); `origin` is the `skiff-origin` trailer
+value of the refusal (who read the request).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any, AsyncIterator, Callable
 
 import grpc
 
-ORIGIN = ("skiff-origin", "apiserver")   # as service.py's answers: the server read the request
+ORIGIN_KEY = "skiff-origin"   # as controlplane/api/service.py's answers: the server read the request
 
 
 class _Collected:
@@ -29,38 +31,40 @@ class _Collected:
         self.handlers[service] = handlers
 
 
-def add_servicer(add: Callable[[Any, Any], None], servicer: Any, server: grpc.aio.Server, service: str) -> None:
+def add_servicer(add: Callable[[Any, Any], None], servicer: Any, server: grpc.aio.Server, service: str, *,
+                 origin: str = "apiserver") -> None:
     collected = _Collected()
     add(servicer, collected)
-    handlers = {name: _decoding(handler) for name, handler in collected.handlers[service].items()}
+    handlers = {name: _decoding(handler, origin) for name, handler in collected.handlers[service].items()}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
     server.add_registered_method_handlers(service, handlers)
 
 
-async def _decode(deserialize: Callable[[bytes], Any], data: bytes, context: grpc.aio.ServicerContext) -> Any:
+async def _decode(deserialize: Callable[[bytes], Any], data: bytes, context: grpc.aio.ServicerContext,
+                  origin: str) -> Any:
     try:
         return deserialize(data)
     except Exception as exc:   # DecodeError, or anything the bytes make the parser raise
         message = getattr(deserialize, "__self__", None)
         what = message.DESCRIPTOR.full_name if hasattr(message, "DESCRIPTOR") else "request message"
-        context.set_trailing_metadata((ORIGIN,))
+        context.set_trailing_metadata(((ORIGIN_KEY, origin),))
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                             f"the request is not a valid {what} ({len(data)} bytes): {str(exc)[:200]}")
 
 
-def _decoding(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _decoding(handler: grpc.RpcMethodHandler, origin: str) -> grpc.RpcMethodHandler:
     deserialize, serialize = handler.request_deserializer, handler.response_serializer
     if handler.unary_unary is not None:
         behaviour = handler.unary_unary
 
         async def unary_unary(data: bytes, context: grpc.aio.ServicerContext) -> Any:
-            return await behaviour(await _decode(deserialize, data, context), context)
+            return await behaviour(await _decode(deserialize, data, context, origin), context)
         return grpc.unary_unary_rpc_method_handler(unary_unary, response_serializer=serialize)
     if handler.unary_stream is not None:
         stream = handler.unary_stream
 
         async def unary_stream(data: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async for item in stream(await _decode(deserialize, data, context), context):
+            async for item in stream(await _decode(deserialize, data, context, origin), context):
                 yield item
         return grpc.unary_stream_rpc_method_handler(unary_stream, response_serializer=serialize)
     if handler.stream_stream is not None:
@@ -70,8 +74,8 @@ def _decoding(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
                                 ) -> AsyncIterator[Any]:
             async def decoded() -> AsyncIterator[Any]:
                 async for data in requests:
-                    yield await _decode(deserialize, data, context)
+                    yield await _decode(deserialize, data, context, origin)
             async for item in streams(decoded(), context):
                 yield item
         return grpc.stream_stream_rpc_method_handler(stream_stream, response_serializer=serialize)
-    return handler   # stream-unary: the Api has none
+    return handler   # stream-unary: neither service has one
