@@ -133,6 +133,29 @@ def test_a_broken_stream_is_relisted_after_back_off():
     run(body())
 
 
+def test_repeated_unavailable_from_one_revision_relists_each_time_and_recovers():
+    """Issue 15: a watcher that falls behind (the server answers UNAVAILABLE
+    again and again from its revision) does not retry that revision forever:
+    every failure is followed by a fresh list, and the watch resumes from the
+    list's revision and delivers."""
+    async def body():
+        down = [[Unavailable("etcd unreachable")] for _ in range(4)]
+        client = ScriptedClient(
+            lists=[([pod("a", "1")], "1")] * 5 + [([pod("a", "1"), pod("b", "12")], "12")],
+            watches=[*down, [Unavailable("etcd unreachable")], [("ADDED", pod("c", "13"), "13"), "hang"]])
+        registry = CollectorRegistry()
+        informer = Informer(client, "Pod", backoff=FAST, metrics=ControllerMetrics(registry))
+        informer.start()
+        try:
+            await until(lambda: informer.get(("default", "c")) is not None)
+        finally:
+            await informer.stop()
+        assert sorted(k[1] for k in informer.keys()) == ["a", "b", "c"]
+        assert client.list_calls == 6 and client.watch_args == ["1"] * 5 + ["12"]
+        assert registry.get_sample_value("skiff_informer_relists_total", {"kind": "Pod", "reason": "error"}) == 5
+    run(body())
+
+
 def test_a_silent_watch_is_relisted_and_a_stall_is_counted_and_logged(caplog):
     async def body():
         # The watch delivers nothing while the object changed: the re-list finds it.
