@@ -38,6 +38,7 @@ from agent.runtime.interface import Runtime
 from agent.server import AgentService, start_server
 from skiff.client import ApiClient
 from skiff.controller import Informer, SharedInformerFactory
+from skiff.controller.informer import READY_BOUND_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Agent:
         self.network: Any = None
         self.informers = SharedInformerFactory(self.client, metrics=self.metrics.controller)
         self.informer: Informer | None = None
+        self.watch_bound_seconds = READY_BOUND_SECONDS   # the pod informer failing longer: Ready=False
         self.workers: PodWorkers | None = None
         self.server = None
         self.port = 0
@@ -79,7 +81,8 @@ class Agent:
         thresholds = pressure.parse_thresholds(cfg.eviction_hard)
         node = NodeAgent(client=self.client, identity=identity,
                          period_seconds=cfg.heartbeat_seconds, runtime_health=self.runtime.check_health,
-                         pressure=lambda: pressure.conditions(pressure.observe(cfg.data_dir), thresholds))
+                         pressure=lambda: pressure.conditions(pressure.observe(cfg.data_dir), thresholds),
+                         watch_health=lambda: self.informer.problem(self.watch_bound_seconds) if self.informer else None)
         await node.register()
         self._tasks.append(asyncio.create_task(node.heartbeat(), name="heartbeat"))
         if self.network_factory is not None:

@@ -114,11 +114,15 @@ def set_condition(status: types_pb2.NodeStatus, *, type_: str, value: str, reaso
                           last_heartbeat_time=now, last_transition_time=now)
 
 
-def set_ready(status: types_pb2.NodeStatus, *, now_clock: Clock, problem: str | None = None) -> None:
+WATCH_FAILING = "PodWatchFailing"   # Ready=False: the agent cannot watch its pods (issue 15)
+
+
+def set_ready(status: types_pb2.NodeStatus, *, now_clock: Clock, problem: str | None = None,
+              reason: str = "KubeletNotReady") -> None:
     """Condition Ready with a new heartbeat: True, or False with `problem` as
     the message; the transition time moves only on a change."""
     now = timestamp(now_clock.now())
-    value, reason, message = (("False", "KubeletNotReady", problem) if problem else
+    value, reason, message = (("False", reason, problem) if problem else
                               ("True", "KubeletReady", "skiff agent is posting ready status"))
     for cond in status.conditions:
         if cond.type == "Ready":
@@ -136,8 +140,11 @@ class NodeAgent:
                  period_seconds: float = 10.0,
                  runtime_health: Callable[[], Awaitable[str | None]] | None = None,
                  health_period_seconds: float = 1.0,
-                 pressure: Callable[[], list[pressure_.Condition]] | None = None) -> None:
+                 pressure: Callable[[], list[pressure_.Condition]] | None = None,
+                 watch_health: Callable[[], str | None] | None = None) -> None:
         self.client = client
+        # Why the agent's pod informer cannot watch (past its bound), or None: Ready=False PodWatchFailing.
+        self.watch_health = watch_health
         # MemoryPressure / DiskPressure / PIDPressure, measured at each heartbeat (agent.pressure).
         self.pressure = pressure
         self.identity = identity
@@ -191,8 +198,10 @@ class NodeAgent:
             conditions = list(node.status.conditions)
             updated.status.CopyFrom(machine_status(self.identity))
             updated.status.conditions.extend(conditions)
-            problem = await self.runtime_problem()
-            set_ready(updated.status, now_clock=self.clock, problem=problem)
+            problem, reason = await self.runtime_problem(), "KubeletNotReady"
+            if problem is None and self.watch_health is not None and (watching := self.watch_health()):
+                problem, reason = f"the agent cannot watch its pods: {watching}", WATCH_FAILING
+            set_ready(updated.status, now_clock=self.clock, problem=problem, reason=reason)
             if self.pressure is not None:
                 now = timestamp(self.clock.now())
                 try:
@@ -229,17 +238,24 @@ class NodeAgent:
         except Exception as exc:  # noqa: BLE001 - a failing check is itself the answer
             return f"container runtime health check failed: {type(exc).__name__}: {exc}"
 
+    async def _problem(self) -> str | None:
+        """What the next status write would say Ready=False for (as `_write_status`)."""
+        problem = await self.runtime_problem()
+        if problem is None and self.watch_health is not None and (watching := self.watch_health()):
+            problem = f"the agent cannot watch its pods: {watching}"
+        return problem
+
     async def heartbeat(self) -> None:
         """Renew the Ready condition every period until cancelled; between
         heartbeats, check the runtime every health period and write a change
         of readiness at once."""
         waited = 0.0
         while True:
-            step = min(self.period_seconds, self.health_period_seconds) if self.runtime_health else \
-                self.period_seconds
+            step = min(self.period_seconds, self.health_period_seconds) \
+                if self.runtime_health or self.watch_health else self.period_seconds
             await asyncio.sleep(step)
             waited += step
-            if waited < self.period_seconds and await self.runtime_problem() == self._reported_problem:
+            if waited < self.period_seconds and await self._problem() == self._reported_problem:
                 continue
             waited = 0.0
             try:

@@ -148,6 +148,10 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     client = ApiClient(f"{config.listen.rpartition(':')[0]}:{port}")
     factory = SharedInformerFactory(client, metrics=ControllerMetrics(metrics.registry))
     store.observe = metrics.observe_etcd
+    # Readiness (issue 15): not ready while one of its informers has been failing or stalled past a bound.
+    if rest is not None:
+        rest.readiness = factory.problems
+    metrics_server.routes["/readyz"] = lambda: _readyz(factory.problems())
     _serve_monitoring(metrics_server, factory=factory, client=client, etcd=config.etcd,
                       metrics_address=f"{host}:{metrics_server.port}")
     components = []
@@ -208,6 +212,14 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
         await api.stop()
         await metrics_server.stop()
         await store.close()
+
+
+def _readyz(problems: list[str]) -> tuple[str, bytes, int]:
+    """/readyz of the metrics port (what `skiff status` reads), worded as the REST door's."""
+    if not problems:
+        return "text/plain", b"ok\n", 200
+    text = "".join(f"[-]informer failed: {p}\n" for p in problems) + "readyz check failed\n"
+    return "text/plain", text.encode(), 503
 
 
 def _serve_monitoring(server: MetricsServer, *, factory, client: ApiClient, etcd: str,

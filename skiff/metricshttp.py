@@ -12,7 +12,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-Route = Callable[[], "tuple[str, bytes]"]
+Route = Callable[[], "tuple[str, bytes] | tuple[str, bytes, int]"]   # (type, body[, HTTP status])
 
 
 class MetricsHttpServer:
@@ -26,11 +26,11 @@ class MetricsHttpServer:
                     self.send_error(404, f"served here: {', '.join(sorted(table))}")
                     return
                 try:
-                    content_type, body = route()
+                    content_type, body, *status = route()
                 except Exception as exc:  # noqa: BLE001 - a scrape answers 500, the server lives on
                     self.send_error(500, f"{type(exc).__name__}: {exc}")
                     return
-                self.send_response(200)
+                self.send_response(status[0] if status else 200)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -57,6 +57,8 @@ class RestServer:
         self.app.router.add_route("*", "/{tail:.*}", self.dispatch)
         self._runner: web.AppRunner | None = None
         self._requests: set[asyncio.Task] = set()   # in flight: watches and streams end at stop()
+        # /readyz: what makes the control plane not ready (its informers failing past a bound, issue 15).
+        self.readiness: Callable[[], list[str]] = lambda: []
         self.port = 0
 
     async def start(self) -> int:
@@ -97,7 +99,13 @@ class RestServer:
     async def _route(self, request: web.Request, seen: list[Target]) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
         parts = path.strip("/").split("/") if path != "/" else []
-        if path in ("/healthz", "/livez", "/readyz"):
+        if path == "/readyz":
+            problems = self.readiness()
+            if problems:   # as Kubernetes' verbose failure: a line per failed check
+                body = "".join(f"[-]informer failed: {p}\n" for p in problems) + "readyz check failed\n"
+                return web.Response(status=503, text=body)
+            return web.Response(text="ok")
+        if path in ("/healthz", "/livez"):
             return web.Response(text="ok")
         if path == "/version":
             return respond(discovery.KUBERNETES_VERSION)

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,6 +259,22 @@ async def _api_answers(config: ClusterConfig) -> bool:
             return False
 
 
+def _controlplane_ready(config: ClusterConfig) -> str | None:
+    """None when the control plane's /readyz (metrics port) says ok or cannot be
+    read; else its first failed check (its informers failing past a bound, issue 15)."""
+    try:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{config.controlplane_metrics_port}/readyz", timeout=2):
+            return None
+    except urllib.error.HTTPError as exc:
+        if exc.code != 503:
+            return None
+        lines = exc.read().decode(errors="replace").splitlines()
+        return (lines[0].removeprefix("[-]") if lines else "readyz check failed")[:200]
+    except OSError:
+        return None
+
+
 async def _node_ready(config: ClusterConfig, node_name: str) -> bool | None:
     """The node's Ready condition; None if the API cannot say."""
     async with ApiClient(config.api_address) as client:
@@ -281,7 +298,10 @@ def health(config: ClusterConfig, component: Component) -> str:
     if component.name == "etcd":
         return "healthy" if _etcd_healthy(config) else "unhealthy"
     if component.name == "controlplane":
-        return "healthy" if asyncio.run(_api_answers(config)) else "unhealthy"
+        if not asyncio.run(_api_answers(config)):
+            return "unhealthy"
+        problem = _controlplane_ready(config)
+        return "healthy" if problem is None else f"not ready ({problem})"
     if component.name == "prometheus":
         from skiff.cli._monitoring import prometheus_ready
         return "healthy" if prometheus_ready(config) else "unhealthy"

@@ -19,6 +19,13 @@ when it finds changes the watch never delivered; stalls are logged as warnings
 and counted in `skiff_informer_stalls_total{kind}`, every re-list in
 `skiff_informer_relists_total{kind,reason}`.
 
+Readiness (issue 15): `problem(bound)` says why an informer cannot be trusted
+once it has been failing longer than `bound` seconds - its list or watch kept
+failing (it is failing from the first error until a watch delivers an event or
+stays open for SETTLED_SECONDS), or its last silent re-list found a stall (until
+the watch delivers again or a later re-list finds nothing missed). The control
+plane's /readyz and the agent's node Ready condition read it.
+
 Handlers are plain functions (`on_add(key, obj)`, `on_update(key, old, new)`,
 `on_delete(key, old)`, or `add_handler(fn)` for `fn(key)` on any change). They
 run after the cache is updated, on the informer's task, so they must not block:
@@ -45,6 +52,8 @@ from skiff.retry import Backoff
 log = logging.getLogger(__name__)
 
 DEFAULT_RESYNC_SECONDS = 300.0
+SETTLED_SECONDS = 5.0   # a watch open this long without an error counts as working again
+READY_BOUND_SECONDS = 30.0   # failing longer than this makes a process not ready (/readyz, node Ready)
 
 
 class ListWatcher(Protocol):
@@ -95,6 +104,10 @@ class Informer:
         self._handlers: list[EventHandler] = []
         self._synced = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._failing_since: float | None = None   # monotonic time of the first error of a run of them
+        self._last_error = ""
+        self._watching_since: float | None = None  # the current watch opened (after a good list)
+        self._stalled = ""                          # the last stall, until the watch proves itself
 
     def __repr__(self) -> str:
         parts = [self.kind] + [f"{n}={v}" for n, v in (("namespace", self.namespace),
@@ -120,6 +133,31 @@ class Informer:
     async def wait_synced(self) -> None:
         """Return once the first list has filled the cache."""
         await self._synced.wait()
+
+    def problem(self, bound: float, *, now: float | None = None) -> str | None:
+        """Why this informer's cache cannot be trusted, once it has been failing
+        for more than `bound` seconds; None while it works (or fails only briefly)."""
+        now = time.monotonic() if now is None else now
+        if self._stalled:
+            return self._stalled
+        since = self._failing_since
+        if since is None:
+            return None
+        if self._watching_since is not None and now - self._watching_since >= SETTLED_SECONDS:
+            self._failing_since = None   # the watch has been open and quiet: it works again
+            return None
+        if now - since <= bound:
+            return None
+        return f"{self!r} has not been able to list or watch for more than {bound:.0f}s: {self._last_error}"
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        self._last_error = str(exc)[:300] or type(exc).__name__
+
+    def _working(self) -> None:
+        self._failing_since = None
+        self._stalled = ""
 
     # ------------------------------------------------------------ handlers
 
@@ -200,6 +238,7 @@ class Informer:
                 log.info("informer %s: watch silent for %.0fs; listing again", self.kind, self.resync_seconds)
                 reason = "silent"
             except Exception as exc:  # ApiError, or a bug in a stream: the cache must keep going
+                self._failed(exc)
                 delay = self.backoff.delay(failures)
                 failures += 1
                 if isinstance(exc, ApiError):
@@ -235,11 +274,16 @@ class Informer:
             self.metrics.stalls.labels(self.kind).inc()
             log.warning("informer %s: watch was stalled: the re-list after %.0fs of silence found %d "
                         "change(s) it never delivered", self.kind, self.resync_seconds, changes)
+            self._stalled = (f"{self!r}: the watch was stalled: a re-list after {self.resync_seconds:.0f}s of "
+                             f"silence found {changes} change(s) it never delivered")
+        elif reason == "silent":
+            self._stalled = ""
         self._synced.set()
 
     async def _watch(self) -> None:
         stream = self.client.watch(self.kind, self.namespace, self.label_selector, self.field_selector,
                                    resource_version=self.resource_version)
+        self._watching_since = time.monotonic()
         try:
             while True:
                 try:
@@ -252,6 +296,7 @@ class Informer:
                 except TimeoutError:
                     raise _Silent() from None
                 self.metrics.last_event.labels(self.kind).set(time.time())
+                self._working()
                 if revision:
                     self.resource_version = revision
                 if obj is None:  # BOOKMARK: only the revision moves
@@ -259,6 +304,7 @@ class Informer:
                 self.metrics.watch_events.labels(self.kind).inc()
                 self._apply(event_type, obj)
         finally:
+            self._watching_since = None
             await stream.aclose()
 
     def _apply(self, event_type: str, obj: Message) -> None:
@@ -318,6 +364,10 @@ class SharedInformerFactory:
             if known is informer:
                 del self._informers[key]
         await informer.stop()
+
+    def problems(self, bound: float = READY_BOUND_SECONDS) -> list[str]:
+        """Each informer's `problem(bound)`: what makes this process not ready."""
+        return [p for i in list(self._informers.values()) if (p := i.problem(bound)) is not None]
 
     @property
     def informers(self) -> list[Informer]:

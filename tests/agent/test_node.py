@@ -139,3 +139,54 @@ def test_ready_follows_the_runtime_health_and_changes_are_written_at_once():
         finally:
             beat.cancel()
     asyncio.run(scenario())
+
+
+def test_ready_is_false_naming_the_pod_watch_while_the_pod_informer_cannot_watch():
+    """Issue 15: an agent whose pod informer keeps failing (past its bound) is
+    not Ready, reason PodWatchFailing naming the informer and the error; Ready
+    again once the watch delivers."""
+    from skiff.client import Unavailable
+    from skiff.controller import Informer
+    from skiff.retry import Backoff
+
+    class PodApi:
+        down = True
+
+        async def list(self, kind, namespace="", label_selector="", field_selector=""):
+            if self.down:
+                raise Unavailable("watch of pods refused: etcd unreachable")
+            return [], "5"
+
+        async def watch(self, kind, namespace="", label_selector="", field_selector="", resource_version=""):
+            p = types_pb2.Pod()
+            p.metadata.name, p.metadata.namespace, p.metadata.resource_version = "web", "default", "6"
+            yield "ADDED", p, "6"
+            await asyncio.Event().wait()
+
+    async def scenario():
+        store, clock, api = NodeStore(), FakeClock(), PodApi()
+        informer = Informer(api, "Pod", field_selector="spec.nodeName=n1", backoff=Backoff(initial=0.01, maximum=0.02))
+        agent = NodeAgent(client=store, identity=NodeIdentity("n1", "127.0.0.1", 10250), clock=clock,
+                          period_seconds=3600, health_period_seconds=0.01,
+                          watch_health=lambda: informer.problem(0.05))
+        await agent.register()
+        informer.start()
+        beat = asyncio.create_task(agent.heartbeat())
+        try:
+            async def ready_becomes(value: str):
+                while True:
+                    ready = {c.type: c for c in store.node.status.conditions}["Ready"]
+                    if ready.status == value:
+                        return ready
+                    await asyncio.sleep(0.01)
+            ready = await asyncio.wait_for(ready_becomes("False"), 10)
+            assert ready.reason == "PodWatchFailing"
+            assert "cannot watch its pods" in ready.message and "spec.nodeName=n1" in ready.message
+            assert "etcd unreachable" in ready.message
+            api.down = False
+            ready = await asyncio.wait_for(ready_becomes("True"), 10)
+            assert ready.reason == "KubeletReady"
+        finally:
+            beat.cancel()
+            await informer.stop()
+    asyncio.run(scenario())

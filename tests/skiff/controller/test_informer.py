@@ -270,3 +270,52 @@ def test_factory_shares_one_informer_per_kind_and_selectors():
             await factory.stop()
         assert not pods.running
     run(body())
+
+
+def test_an_informer_failing_past_the_bound_says_why_until_its_watch_delivers():
+    """Readiness (issue 15): problem(bound) names the informer and the error once it
+    has failed longer than the bound; a working watch clears it."""
+    class Flaky(ScriptedClient):
+        down = True
+
+        async def list(self, kind, namespace="", label_selector="", field_selector=""):
+            if self.down:
+                raise Unavailable("etcd at 127.0.0.1:1 unreachable")
+            return await super().list(kind, namespace, label_selector, field_selector)
+
+    async def body():
+        client = Flaky(lists=[([pod("a", "1")], "1")], watches=[[("ADDED", pod("b", "2"), "2"), "hang"]])
+        factory = SharedInformerFactory(client, backoff=FAST, metrics=ControllerMetrics(CollectorRegistry()))
+        informer = factory.informer("Pod")
+        assert factory.problems(0.0) == []          # not started: nothing failed
+        factory.start()
+        try:
+            await until(lambda: factory.problems(0.05) != [])
+            [problem] = factory.problems(0.05)
+            assert "Pod" in problem and "etcd at 127.0.0.1:1 unreachable" in problem, problem
+            assert factory.problems(3600) == []       # failing, but not yet past that bound
+            client.down = False
+            await until(lambda: informer.get(("default", "b")) is not None)
+            assert factory.problems(0.0) == []
+        finally:
+            await factory.stop()
+    run(body())
+
+
+def test_a_stall_is_a_problem_until_the_watch_delivers_again():
+    async def body():
+        gate = asyncio.Event()
+        client = ScriptedClient(lists=[([pod("a", "1")], "1"), ([pod("a", "7")], "7")],
+                                watches=[["hang"], [gate, ("ADDED", pod("b", "8"), "8"), "hang"]])
+        informer = Informer(client, "Pod", backoff=FAST, resync_seconds=0.05,
+                            metrics=ControllerMetrics(CollectorRegistry()))
+        informer.start()
+        try:
+            await until(lambda: informer.problem(3600) is not None)
+            assert "stalled" in informer.problem(3600) and "1 change(s)" in informer.problem(3600)
+            gate.set()
+            await until(lambda: informer.get(("default", "b")) is not None)
+            assert informer.problem(0.0) is None
+        finally:
+            await informer.stop()
+    run(body())
