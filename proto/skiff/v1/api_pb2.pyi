@@ -1,6 +1,7 @@
 from proto.skiff.v1 import types_pb2 as _types_pb2
 from proto.skiff.v1 import apps_pb2 as _apps_pb2
 from proto.skiff.v1 import batch_pb2 as _batch_pb2
+from proto.skiff.v1 import autoscaling_pb2 as _autoscaling_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -10,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Object(_message.Message):
-    __slots__ = ("pod", "node", "event", "lease", "namespace", "config_map", "secret", "replica_set", "deployment", "job", "cron_job", "daemon_set")
+    __slots__ = ("pod", "node", "event", "lease", "namespace", "config_map", "secret", "replica_set", "deployment", "job", "cron_job", "daemon_set", "horizontal_pod_autoscaler")
     POD_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +24,7 @@ class Object(_message.Message):
     JOB_FIELD_NUMBER: _ClassVar[int]
     CRON_JOB_FIELD_NUMBER: _ClassVar[int]
     DAEMON_SET_FIELD_NUMBER: _ClassVar[int]
+    HORIZONTAL_POD_AUTOSCALER_FIELD_NUMBER: _ClassVar[int]
     pod: _types_pb2.Pod
     node: _types_pb2.Node
     event: _types_pb2.Event
@@ -35,7 +37,8 @@ class Object(_message.Message):
     job: _batch_pb2.Job
     cron_job: _batch_pb2.CronJob
     daemon_set: _apps_pb2.DaemonSet
-    def __init__(self, pod: _Optional[_Union[_types_pb2.Pod, _Mapping]] = ..., node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., event: _Optional[_Union[_types_pb2.Event, _Mapping]] = ..., lease: _Optional[_Union[_types_pb2.Lease, _Mapping]] = ..., namespace: _Optional[_Union[_types_pb2.Namespace, _Mapping]] = ..., config_map: _Optional[_Union[_types_pb2.ConfigMap, _Mapping]] = ..., secret: _Optional[_Union[_types_pb2.Secret, _Mapping]] = ..., replica_set: _Optional[_Union[_apps_pb2.ReplicaSet, _Mapping]] = ..., deployment: _Optional[_Union[_apps_pb2.Deployment, _Mapping]] = ..., job: _Optional[_Union[_batch_pb2.Job, _Mapping]] = ..., cron_job: _Optional[_Union[_batch_pb2.CronJob, _Mapping]] = ..., daemon_set: _Optional[_Union[_apps_pb2.DaemonSet, _Mapping]] = ...) -> None: ...
+    horizontal_pod_autoscaler: _autoscaling_pb2.HorizontalPodAutoscaler
+    def __init__(self, pod: _Optional[_Union[_types_pb2.Pod, _Mapping]] = ..., node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., event: _Optional[_Union[_types_pb2.Event, _Mapping]] = ..., lease: _Optional[_Union[_types_pb2.Lease, _Mapping]] = ..., namespace: _Optional[_Union[_types_pb2.Namespace, _Mapping]] = ..., config_map: _Optional[_Union[_types_pb2.ConfigMap, _Mapping]] = ..., secret: _Optional[_Union[_types_pb2.Secret, _Mapping]] = ..., replica_set: _Optional[_Union[_apps_pb2.ReplicaSet, _Mapping]] = ..., deployment: _Optional[_Union[_apps_pb2.Deployment, _Mapping]] = ..., job: _Optional[_Union[_batch_pb2.Job, _Mapping]] = ..., cron_job: _Optional[_Union[_batch_pb2.CronJob, _Mapping]] = ..., daemon_set: _Optional[_Union[_apps_pb2.DaemonSet, _Mapping]] = ..., horizontal_pod_autoscaler: _Optional[_Union[_autoscaling_pb2.HorizontalPodAutoscaler, _Mapping]] = ...) -> None: ...
 
 class ObjectKey(_message.Message):
     __slots__ = ("kind", "namespace", "name")
@@ -252,3 +255,29 @@ class NodeStats(_message.Message):
     cpu_usage_seconds: float
     memory_working_set_bytes: int
     def __init__(self, node_name: _Optional[str] = ..., containers: _Optional[_Iterable[_Union[ContainerStats, _Mapping]]] = ..., cpu_usage_seconds: _Optional[float] = ..., memory_working_set_bytes: _Optional[int] = ...) -> None: ...
+
+class PortForwardStart(_message.Message):
+    __slots__ = ("namespace", "name", "port")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    port: int
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
+
+class PortForwardInput(_message.Message):
+    __slots__ = ("start", "data", "close_write")
+    START_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_WRITE_FIELD_NUMBER: _ClassVar[int]
+    start: PortForwardStart
+    data: bytes
+    close_write: bool
+    def __init__(self, start: _Optional[_Union[PortForwardStart, _Mapping]] = ..., data: _Optional[bytes] = ..., close_write: _Optional[bool] = ...) -> None: ...
+
+class PortForwardOutput(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...

@@ -104,7 +104,8 @@ def envelope_kind(envelope: api_pb2.Object) -> Kind:
 
 
 # The kinds Skiff serves, in the order `api-resources` lists them.
-from skiff.api.kinds import configmap, cronjob, daemonset, deployment, event, job, lease, namespace, node, pod, replicaset, secret  # noqa: E402  (they import the classes above)
+from skiff.api.kinds import configmap, cronjob, daemonset, deployment, event, horizontalpodautoscaler, job, lease, namespace, node, pod, replicaset, secret  # noqa: E402  (they import the classes above)
 
-for _module in (pod, node, event, lease, namespace, configmap, secret, replicaset, deployment, job, cronjob, daemonset):
+for _module in (pod, node, event, lease, namespace, configmap, secret, replicaset, deployment, job, cronjob, daemonset,
+                horizontalpodautoscaler):
     register(_module.KIND)
