@@ -11,7 +11,13 @@ layers. The pod worker does the eviction (`PodWorkers.evict`): containers
 stopped at once (a hard threshold has no grace), the pod Failed with reason
 `Evicted` and kubelet's message, an `Evicted` warning event.
 
-Not here yet: the node taints that keep the scheduler away while under pressure.
+Before node pressure, each pass evicts every pod over its own local-storage
+limits (kubelet's localStorageEviction): an emptyDir (not medium Memory) using
+more than its `sizeLimit`; a pod whose containers' writable layers plus
+emptyDirs use more than the sum of its containers'
+`resources.limits.ephemeral-storage` (of those that have one); a
+container whose writable layer uses more than its own limit — with kubelet's
+messages. Such a pass evicts nothing for node pressure (kubelet returns too).
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import logging
 from typing import Callable
 
 from agent.pressure import Observation, Threshold, conditions
+from agent.runtime.linux.fsusage import disk_usage
 from agent.runtime.interface import State
 from skiff.api.quantity import QuantityError, parse_quantity
 
@@ -54,7 +61,11 @@ class EvictionManager:
                 log.exception("eviction check failed")
 
     async def check_once(self) -> str | None:
-        """Evict one pod if the node is under memory or disk pressure; returns its uid."""
+        """Evict the pods over their local-storage limits, or else one pod if the
+        node is under memory or disk pressure; returns the (first) uid evicted."""
+        over = await self.local_storage_once()
+        if over:
+            return over[0]
         obs = await asyncio.to_thread(self.observe)
         conds = {c.type: c.status for c in conditions(obs, self.thresholds)}
         if conds["MemoryPressure"]:
@@ -96,6 +107,71 @@ class EvictionManager:
         log.warning("evicting pod %s/%s: %s", pod.metadata.namespace, pod.metadata.name, message)
         self.workers.evict(uid, message)
         return uid
+
+
+    async def local_storage_once(self) -> list[str]:
+        """Evict every pod over its emptyDir sizeLimit or ephemeral-storage limits; their uids."""
+        evicted = []
+        for uid, rec in list(self.workers.records.items()):
+            pod = self.workers._desired(uid)
+            if pod is None or rec.released or rec.evicted is not None:
+                continue
+            message = await self._over_local_limit(pod, rec)
+            if message:
+                log.warning("evicting pod %s/%s: %s", pod.metadata.namespace, pod.metadata.name, message)
+                self.workers.evict(uid, message)
+                evicted.append(uid)
+        return evicted
+
+    async def _over_local_limit(self, pod, rec) -> str | None:
+        """kubelet's message for the first local-storage limit the pod exceeds, in its
+        order (emptyDir, pod, container), or None."""
+        limits = {c.name: c.resources.limits.get("ephemeral-storage", "") for c in pod.spec.containers}
+        sized = [v for v in pod.spec.volumes if v.HasField("empty_dir") and v.empty_dir.medium != "Memory"]
+        if not sized and not any(limits.values()):
+            return None
+        volumes_used = 0
+        for volume in sized:
+            used = (await asyncio.to_thread(disk_usage, rec.paths.volume_dir(volume.name)))[0]
+            volumes_used += used
+            limit = _bytes(volume.empty_dir.size_limit)
+            if limit is not None and used > limit:
+                return f'Usage of EmptyDir volume "{volume.name}" exceeds the limit "{volume.empty_dir.size_limit}". '
+        used_by: dict[str, int] = {}
+        for name, cr in rec.containers.items():
+            if cr.current is None or cr.current.state is State.EXITED:
+                continue
+            try:
+                used_by[name] = (await self.runtime.stats(cr.current.id)).fs_usage_bytes
+            except Exception:  # gone meanwhile
+                continue
+        parsed = {name: _bytes(value) for name, value in limits.items()}
+        if any(v is not None for v in parsed.values()):   # as kubelet's PodLimits: the containers' that have one
+            total = sum(v for v in parsed.values() if v is not None)
+            if sum(used_by.values()) + volumes_used > total:
+                quantity = _quantity_text(total)
+                return f"Pod ephemeral local storage usage exceeds the total limit of containers {quantity}. "
+        for name, used in used_by.items():
+            limit = parsed.get(name)
+            if limit is not None and used > limit:
+                return f'Container {name} exceeded its local ephemeral storage limit "{limits[name]}". '
+        return None
+
+
+def _bytes(value: str) -> int | None:
+    try:
+        return int(parse_quantity(value)) if value else None
+    except QuantityError:
+        return None
+
+
+def _quantity_text(n: int) -> str:
+    """kubelet prints the summed limit as a resource.Quantity: the largest binary suffix that divides it."""
+    for suffix, size in (("Ei", 1 << 60), ("Pi", 1 << 50), ("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20),
+                         ("Ki", 1 << 10)):
+        if n and n % size == 0:
+            return f"{n // size}{suffix}"
+    return str(n)
 
 
 def _ki(value) -> str:
