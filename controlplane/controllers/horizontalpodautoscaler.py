@@ -163,6 +163,17 @@ class HorizontalPodAutoscalerController(Controller):
             await self._write_status(hpa)
             return self.sync_seconds
 
+        if not spec.min_replicas <= current <= spec.max_replicas:
+            # Out of bounds: corrected before any metric is read, as Kubernetes does.
+            bound = spec.max_replicas if current > spec.max_replicas else spec.min_replicas
+            why = ("Current number of replicas above Spec.MaxReplicas" if current > spec.max_replicas
+                   else "Current number of replicas below Spec.MinReplicas")
+            return await self._rescale(key, hpa, current=current, replicas=bound, reason=why, stamp=stamp, now=now,
+                                       limited=("TooManyReplicas" if bound == spec.max_replicas else
+                                                "TooFewReplicas", "the desired replica count is "
+                                                + ("more than the maximum" if bound == spec.max_replicas
+                                                   else "less than the minimum") + " replica count"))
+
         pods = [p for p in self.pods.list() if p.metadata.namespace == hpa.metadata.namespace
                 and labelselector.matches(target.spec.selector, p.metadata.labels)
                 and not p.metadata.HasField("deletion_timestamp") and p.status.phase not in ("Failed", "Succeeded")]
@@ -193,6 +204,16 @@ class HorizontalPodAutoscalerController(Controller):
             stabilized, current=current, min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
             up_events=up_events, down_events=down_events, up=up, down=down, now=now)
 
+        return await self._rescale(key, hpa, current=current, replicas=replicas, reason=desired_reason,
+                                   stamp=stamp, now=now, limited=(limited, limited_message))
+
+    async def _rescale(self, key: Key, hpa: Message, *, current: int, replicas: int, reason: str, stamp, now: float,
+                       limited: tuple[str, str]) -> float:
+        """Write the target's new size (if it changed), the events and the status."""
+        spec, status, ref = hpa.spec, hpa.status, hpa.spec.scale_target_ref
+        up_events, down_events = self._up_events.setdefault(key, []), self._down_events.setdefault(key, [])
+        limited, limited_message = limited
+        desired_reason = reason
         able = ("True", "ReadyForNewScale", "recommended size matches current size")
         if replicas != current:
             try:
@@ -216,12 +237,13 @@ class HorizontalPodAutoscalerController(Controller):
         status.desired_replicas = replicas
         meta.set_condition(status.conditions, type_="AbleToScale", status=able[0], reason=able[1],
                            message=able[2], now=stamp)
-        meta.set_condition(status.conditions, type_="ScalingActive", status="True", reason="ValidMetricFound",
-                           message="the HPA was able to successfully calculate a replica count from "
-                                   f"{spec.metrics[0].resource.name} resource"
-                                   + (" utilization (percentage of request)"
-                                      if spec.metrics[0].resource.target.type == "Utilization" else ""),
-                           now=stamp)
+        if status.current_metrics:
+            meta.set_condition(status.conditions, type_="ScalingActive", status="True", reason="ValidMetricFound",
+                               message="the HPA was able to successfully calculate a replica count from "
+                                       f"{spec.metrics[0].resource.name} resource"
+                                       + (" utilization (percentage of request)"
+                                          if spec.metrics[0].resource.target.type == "Utilization" else ""),
+                               now=stamp)
         meta.set_condition(status.conditions, type_="ScalingLimited",
                            status="False" if limited == "DesiredWithinRange" else "True", reason=limited,
                            message=limited_message, now=stamp)

@@ -138,16 +138,11 @@ class HorizontalPodAutoscalerStrategy(Strategy):
         text.multiline(f"{spec.scale_target_ref.kind} pods",
                        f"{s.current_replicas} current / {s.desired_replicas} desired", width=w)
         if s.conditions:
-            rows = [[c.type, c.status, c.reason, c.message] for c in s.conditions]
-            text.multiline("Conditions", "\n" + _aligned([["Type", "Status", "Reason", "Message"],
-                                                          ["----", "------", "------", "-------"], *rows]), width=w)
+            text.line("Conditions:")
+            text.table([["Type", "Status", "Reason", "Message"], ["----", "------", "------", "-------"],
+                        *([c.type, c.status, c.reason, c.message] for c in s.conditions)])
         describing.events(text, ctx.events, now=ctx.now)
         return str(text)
-
-
-def _aligned(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  " + "  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows)
 
 
 def _target(metric: Message) -> str:
