@@ -40,7 +40,7 @@ class AgentConfig:
     pids_limit: int = 4096
     log_level: str = "info"
     runtime: str = "linux"                  # "fake": in-memory runtime, for tests of the agent process
-    heartbeat_seconds: float = 10.0
+    heartbeat_seconds: float = 2.0   # with the control plane's 8 s grace: NotReady <= 10 s (decision 23)
     resync_seconds: float = 30.0
     # kubelet's --eviction-hard: node pressure conditions and eviction (agent.pressure)
     eviction_hard: str = "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%"

@@ -16,12 +16,14 @@ import signal
 import sys
 from dataclasses import dataclass
 
+from controlplane.api.registry import Admission
 from controlplane.api.server import ApiServer
 from controlplane.metrics import Metrics, MetricsServer
 from controlplane.rest import RestServer
 from controlplane.store import Store
 from controlplane.store import Unavailable as StoreUnavailable
 from skiff.client import ApiClient
+from skiff.api.kinds.pod import DEFAULT_TOLERATION_SECONDS
 from skiff.kubeconfig import DEFAULT_REST_ADDRESS, rest_address
 from skiff.retry import Backoff, retry_async
 
@@ -37,7 +39,12 @@ class Config:
     rest_listen: str = DEFAULT_REST_ADDRESS   # Kubernetes' REST API (loopback HTTP until TLS lands); "" = off
     cluster_cidr: str = "10.244.0.0/16"
     node_cidr_mask_size: int = 24
-    node_monitor_grace_seconds: float = 40.0
+    # Skiff's small-cluster defaults (docs/architecture.md decision 23): with the
+    # agent's 2 s heartbeat a silent node is NotReady within 8 s + one 2 s check,
+    # and its pods leave after 5 s more. Kubernetes: 40 s and 300 s.
+    node_monitor_grace_seconds: float = 8.0
+    default_not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
+    default_unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
     event_ttl_seconds: float = 3600.0
     run_controllers: bool = True
     leader_elect: bool = True
@@ -87,7 +94,15 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     p.add_argument("--cluster-cidr", default=Config.cluster_cidr, help="pod network; node pod CIDRs come from it")
     p.add_argument("--node-cidr-mask-size", type=int, default=Config.node_cidr_mask_size)
     p.add_argument("--node-monitor-grace-period", type=float, default=Config.node_monitor_grace_seconds,
-                   help="seconds without a heartbeat before a node's Ready becomes Unknown")
+                   help="seconds without a heartbeat before a node's Ready becomes Unknown "
+                        "(default %(default)g; Kubernetes: 40)")
+    p.add_argument("--default-not-ready-toleration-seconds", type=int,
+                   default=Config.default_not_ready_toleration_seconds,
+                   help="tolerationSeconds of the node.kubernetes.io/not-ready:NoExecute toleration every new pod "
+                        "gets unless it has its own (default %(default)d; Kubernetes: 300)")
+    p.add_argument("--default-unreachable-toleration-seconds", type=int,
+                   default=Config.default_unreachable_toleration_seconds,
+                   help="likewise for node.kubernetes.io/unreachable:NoExecute (default %(default)d; Kubernetes: 300)")
     p.add_argument("--event-ttl", type=float, default=Config.event_ttl_seconds, metavar="SECONDS",
                    help="how long an Event is kept after its last update (default %(default)g, "
                         "as Kubernetes' 1h; 0 keeps them)")
@@ -103,7 +118,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
                     cluster_cidr=a.cluster_cidr, node_cidr_mask_size=a.node_cidr_mask_size,
                     node_monitor_grace_seconds=a.node_monitor_grace_period, run_controllers=not a.no_controllers,
                     leader_elect=a.leader_elect == "true", leader_lease_seconds=a.leader_lease_seconds,
-                    identity=a.identity, event_ttl_seconds=a.event_ttl)
+                    identity=a.identity, event_ttl_seconds=a.event_ttl,
+                    default_not_ready_toleration_seconds=a.default_not_ready_toleration_seconds,
+                    default_unreachable_toleration_seconds=a.default_unreachable_toleration_seconds)
     problems = validate_config(config)
     if problems:
         p.error("; ".join(problems))
@@ -116,10 +133,10 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     from controlplane.controllers.deployment import DeploymentController
     from controlplane.controllers.job import JobController
     from controlplane.controllers.garbagecollector import GarbageCollector
-    from controlplane.controllers.horizontalpodautoscaler import HorizontalPodAutoscalerController
     from controlplane.controllers.nodeipam import NodeIpamController
     from controlplane.controllers.namespace import NamespaceController
     from controlplane.controllers.nodelifecycle import NodeLifecycleController
+    from controlplane.controllers.tainteviction import TaintEvictionController
     from controlplane.controllers.podgc import PodGcController
     from controlplane.controllers.replicaset import ReplicaSetController
     from controlplane.events import EventRecorder
@@ -129,7 +146,9 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
 
     metrics = Metrics()
     store = Store(endpoint=config.etcd, root=config.etcd_prefix, event_ttl=config.event_ttl_seconds)
-    api = ApiServer(store=store, metrics=metrics, listen=config.listen)
+    admission = Admission(not_ready_toleration_seconds=config.default_not_ready_toleration_seconds,
+                          unreachable_toleration_seconds=config.default_unreachable_toleration_seconds)
+    api = ApiServer(store=store, metrics=metrics, listen=config.listen, admission=admission)
     host, _, port = config.metrics_listen.rpartition(":")
     metrics_server = MetricsServer(metrics=metrics, host=host.strip("[]"), port=int(port))
     port = await api.start()
@@ -162,6 +181,7 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
             NodeIpamController(client=client, factory=factory, cluster_cidr=config.cluster_cidr,
                                node_cidr_mask_size=config.node_cidr_mask_size),
             NodeLifecycleController(client=client, factory=factory, grace_seconds=config.node_monitor_grace_seconds),
+            TaintEvictionController(client=client, factory=factory),
             PodGcController(client=client, factory=factory, quarantine_seconds=config.node_monitor_grace_seconds),
             NamespaceController(client=client, factory=factory),
             GarbageCollector(client=client, factory=factory),   # an informer for every kind
@@ -175,8 +195,6 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
                               recorder=EventRecorder(client=client, component="cronjob-controller")),
             DaemonSetController(client=client, factory=factory,
                                 recorder=EventRecorder(client=client, component="daemonset-controller")),
-            HorizontalPodAutoscalerController(client=client, factory=factory, recorder=EventRecorder(
-                client=client, component="horizontal-pod-autoscaler")),
         ]
 
     async def lead() -> None:

@@ -4,8 +4,8 @@ do to any object, over any Store (etcd for the server, memory for
 FakeApiClient). The kind's own rules come from its Strategy
 (skiff/api/kinds/); this module never asks which kind it holds.
 
-    create   defaults → validate → namespace admission → prepare_create → store.create
-    update   defaults → validate → prepare_update → validate_update → CAS write
+    create   defaults → validate → namespace admission → prepare_create → admission.mutate → store.create
+    update   defaults → validate → prepare_update → admission.mutate → validate_update → CAS write
     status   prepare_status_update → validate → CAS write
     delete   propagation finalizer → on_delete (graceful mark) or finalizers
              (mark deletionTimestamp, keep) or remove
@@ -22,13 +22,16 @@ gRPC codes, FakeApiClient to the client's exceptions.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 
 from google.protobuf.message import Message
 
 from controlplane.api.errors import Forbidden, Invalid
 from controlplane.store.interface import AlreadyExists, Conflict, NotFound
+from proto.skiff.v1 import types_pb2
 from skiff.api import kinds, meta
+from skiff.api.kinds.pod import DEFAULT_TOLERATION_SECONDS, add_default_tolerations
 from skiff.api.kinds.strategy import DEFAULT_NAMESPACE
 from skiff.api.selectors import FieldSelector, LabelSelector, SelectorError, parse_field_selector, \
     parse_label_selector
@@ -42,9 +45,29 @@ INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "skiff-system")
 _ATTEMPTS = 10  # a concurrent writer only means: read and build again, this many times
 
 
+@dataclass(frozen=True)
+class Admission:
+    """Mutating admission the server applies at create (Kubernetes'
+    DefaultTolerationSeconds, with Skiff's defaults; the control plane's
+    --default-not-ready-toleration-seconds / --default-unreachable-toleration-seconds)."""
+    not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
+    unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
+
+    def mutate(self, obj: Message, *, old: Message | None = None) -> Message:
+        """At create; at update (`old`) a manifest that omits the default
+        tolerations keeps the ones the pod got (its spec is immutable)."""
+        if isinstance(obj, types_pb2.Pod):
+            if old is not None:
+                add_default_tolerations(obj.spec, like=old.spec)
+            add_default_tolerations(obj.spec, not_ready_seconds=self.not_ready_toleration_seconds,
+                                    unreachable_seconds=self.unreachable_toleration_seconds)
+        return obj
+
+
 class Registry:
-    def __init__(self, *, store: Any) -> None:
+    def __init__(self, *, store: Any, admission: Admission = Admission()) -> None:
         self.store = store
+        self.admission = admission
 
     # ------------------------------------------------------------ writes
 
@@ -58,7 +81,7 @@ class Registry:
                 existing = await self.store.get(kind, ns, name)
             except NotFound:
                 await self._admit(kind, ns)
-                created = strategy.prepare_create(meta.copy(incoming))
+                created = self.admission.mutate(strategy.prepare_create(meta.copy(incoming)))
                 if dry_run:   # refused as the write would be, size included
                     self.store.check_size(created)
                     return created, "created"
@@ -66,7 +89,7 @@ class Registry:
                     return await self.store.create(created), "created"
                 except AlreadyExists:
                     continue
-            merged = strategy.prepare_apply(existing, incoming)
+            merged = self.admission.mutate(strategy.prepare_apply(existing, incoming), old=existing)
             self._check_update(existing, merged)
             if same_content(merged, existing):
                 return existing, "unchanged"
@@ -84,7 +107,7 @@ class Registry:
         incoming = self._incoming(obj)
         kind, ns, _ = _key_of(incoming)
         await self._admit(kind, ns)
-        created = kind.strategy.prepare_create(incoming)
+        created = self.admission.mutate(kind.strategy.prepare_create(incoming))
         if dry_run:
             self.store.check_size(created)
             return created
@@ -96,7 +119,7 @@ class Registry:
         strategy = kinds.kind_of(incoming).strategy
 
         def build(existing: Message) -> Message:
-            updated = strategy.prepare_update(existing, incoming)
+            updated = self.admission.mutate(strategy.prepare_update(existing, incoming), old=existing)
             self._check_update(existing, updated)
             return updated
         return await self._replace(incoming, build)

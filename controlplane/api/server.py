@@ -7,6 +7,7 @@ from controlplane import store as st
 from skiff.grpcdecoding import add_servicer
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.service import ApiService
+from controlplane.api.registry import Admission
 from controlplane.metrics import Metrics
 from proto.skiff.v1 import api_pb2_grpc
 
@@ -14,9 +15,9 @@ MAX_REQUEST_BYTES = 3 * 1024 * 1024
 
 
 class ApiServer:
-    def __init__(self, *, store: st.Store, metrics: Metrics, listen: str) -> None:
+    def __init__(self, *, store: st.Store, metrics: Metrics, listen: str, admission: Admission = Admission()) -> None:
         self.proxy = AgentProxy(store=store)
-        self.service = ApiService(store=store, metrics=metrics, proxy=self.proxy)
+        self.service = ApiService(store=store, metrics=metrics, proxy=self.proxy, admission=admission)
         self.listen = listen
         # A request larger than any object the store takes (1.5 MiB) plus its
         # envelope is refused by gRPC before it is read into memory and parsed

@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from controlplane import store as st
 from controlplane.api.errors import Forbidden, Invalid, RpcAbort
 from controlplane.api.proxy import AgentProxy
-from controlplane.api.registry import Registry
+from controlplane.api.registry import Admission, Registry
 from controlplane.metrics import Metrics
 from proto.skiff.v1 import api_pb2, api_pb2_grpc
 from skiff.api import kinds
@@ -135,9 +135,10 @@ def _kind(name: str) -> kinds.Kind:
 
 
 class ApiService(api_pb2_grpc.ApiServicer):
-    def __init__(self, *, store: st.Store, metrics: Metrics, proxy: AgentProxy | None = None) -> None:
+    def __init__(self, *, store: st.Store, metrics: Metrics, proxy: AgentProxy | None = None,
+                 admission: Admission = Admission()) -> None:
         self.store = store
-        self.registry = Registry(store=store)
+        self.registry = Registry(store=store, admission=admission)
         self.metrics = metrics
         self.proxy = proxy or AgentProxy(store=store)
 

@@ -1,6 +1,12 @@
 """Node lifecycle: a node whose agent stopped heartbeating gets Ready=Unknown,
 and its pods Ready=False; a node under pressure is tainted.
 
+Taints by Ready (Kubernetes' TaintBasedEvictions): while Ready is Unknown the
+node carries node.kubernetes.io/unreachable:NoExecute, while it is False
+node.kubernetes.io/not-ready:NoExecute; both go when Ready is True again. The
+taint-eviction controller (tainteviction.py) then deletes the pods whose
+toleration of it runs out.
+
 Taints by condition (Kubernetes' TaintNodesByCondition): while the agent
 reports MemoryPressure, DiskPressure or PIDPressure True, the node carries
 node.kubernetes.io/memory-pressure (disk-pressure, pid-pressure) with effect
@@ -8,7 +14,7 @@ NoSchedule, so the scheduler's TaintToleration filter sends new pods
 elsewhere; the taint goes when the condition does. Other taints are kept.
 
 The agent renews its Ready condition's lastHeartbeatTime; when that is older
-than the grace period (default 40 s, as Kubernetes' node-monitor-grace-period)
+than the grace period (Skiff's default 8 s; Kubernetes' node-monitor-grace-period is 40 s)
 this controller sets Ready to Unknown, reason NodeStatusUnknown, so the
 scheduler stops placing pods there. Nodes are re-checked every grace/4 seconds
 (reconcile asks for it) as well as on every change; a node's pods come from the
@@ -33,6 +39,7 @@ POD_MESSAGE = "The pod's node stopped posting status; nothing vouches for the po
 CONDITION_TAINTS = {"MemoryPressure": "node.kubernetes.io/memory-pressure",
                     "DiskPressure": "node.kubernetes.io/disk-pressure",
                     "PIDPressure": "node.kubernetes.io/pid-pressure"}
+READY_TAINTS = {"Unknown": "node.kubernetes.io/unreachable", "False": "node.kubernetes.io/not-ready"}
 
 
 def stale_ready(node: types_pb2.Node, *, now: float, grace_seconds: float) -> bool:
@@ -51,7 +58,7 @@ def stale_ready(node: types_pb2.Node, *, now: float, grace_seconds: float) -> bo
 class NodeLifecycleController(Controller):
     name = "nodelifecycle"
 
-    def __init__(self, *, client: ApiClient, factory: SharedInformerFactory, grace_seconds: float = 40.0,
+    def __init__(self, *, client: ApiClient, factory: SharedInformerFactory, grace_seconds: float = 8.0,
                  clock: Callable[[], float] = time.time) -> None:
         super().__init__(metrics=factory.metrics)
         self.client = client
@@ -80,24 +87,30 @@ class NodeLifecycleController(Controller):
             return self.period  # a heartbeat (or deletion) won the race: the informer brings it
         log.warning("node %s: no heartbeat for more than %.0fs; Ready=Unknown", key[1], self.grace_seconds)
         await self._mark_pods_not_ready(node.metadata.name)
-        return self.period
+        return self.period   # the status write wakes us again: the taint follows at once
 
     async def _taint_by_conditions(self, node: types_pb2.Node) -> None:
-        """NoSchedule taints for the pressure conditions that are True, none for the others."""
-        want = set()
+        """NoSchedule taints for the pressure conditions that are True, none for
+        the others; the NoExecute taint for Ready Unknown or False. A taint that
+        stays keeps its timeAdded (tolerationSeconds count from it)."""
+        want = {}
         for cond_type, key in CONDITION_TAINTS.items():
             cond = meta.get_condition(node.status.conditions, cond_type)
             if cond is not None and cond.status == "True":
-                want.add(key)
-        ours = set(CONDITION_TAINTS.values())
-        if want == {t.key for t in node.spec.taints if t.key in ours}:
+                want[key] = "NoSchedule"
+        ready = meta.get_condition(node.status.conditions, "Ready")
+        if ready is not None and ready.status in READY_TAINTS:
+            want[READY_TAINTS[ready.status]] = "NoExecute"
+        ours = set(CONDITION_TAINTS.values()) | set(READY_TAINTS.values())
+        have = {t.key: t.effect for t in node.spec.taints if t.key in ours}
+        if want == have:
             return
         updated = meta.copy(node)
-        kept = [t for t in updated.spec.taints if t.key not in ours]
+        kept = [t for t in updated.spec.taints if t.key not in ours or want.get(t.key) == t.effect]
         del updated.spec.taints[:]
         updated.spec.taints.extend(kept)
-        for key in sorted(want):
-            updated.spec.taints.add(key=key, effect="NoSchedule").time_added.CopyFrom(meta.timestamp(self.clock()))
+        for key in sorted(set(want) - {t.key for t in kept}):
+            updated.spec.taints.add(key=key, effect=want[key]).time_added.CopyFrom(meta.timestamp(self.clock()))
         try:
             await self.client.update(updated)
         except (Conflict, NotFound):

@@ -36,6 +36,28 @@ HOST_PATH_TYPES = ("", "DirectoryOrCreate", "Directory", "FileOrCreate", "File",
                    "BlockDevice")
 SECCOMP_TYPES = ("RuntimeDefault", "Unconfined", "Localhost")
 MAX_ID = 2**31 - 1   # Kubernetes' user and group ids: 0 to MaxInt32
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+# Skiff's defaults for a small cluster (docs/architecture.md decision 23);
+# Kubernetes' DefaultTolerationSeconds admission uses 300 s for both.
+DEFAULT_TOLERATION_SECONDS = 5
+
+
+def add_default_tolerations(spec: types_pb2.PodSpec, *, not_ready_seconds: int = DEFAULT_TOLERATION_SECONDS,
+                            unreachable_seconds: int = DEFAULT_TOLERATION_SECONDS,
+                            like: types_pb2.PodSpec | None = None) -> None:
+    """Kubernetes' DefaultTolerationSeconds admission: a pod that does not
+    already tolerate node.kubernetes.io/not-ready (unreachable) with effect
+    NoExecute gets `Exists, NoExecute, tolerationSeconds` for it, so the
+    taint-eviction controller moves it off a failed node after that long.
+    With `like` (the stored pod, at an update): only the tolerations it has."""
+    for key, seconds in ((NOT_READY_TAINT, not_ready_seconds), (UNREACHABLE_TAINT, unreachable_seconds)):
+        if any((t.key in (key, "") and t.effect in ("NoExecute", "")) for t in spec.tolerations):
+            continue
+        if like is None:
+            spec.tolerations.add(key=key, operator="Exists", effect="NoExecute", toleration_seconds=seconds)
+        else:
+            spec.tolerations.extend(t for t in like.tolerations if t.key == key and t.effect == "NoExecute")
 
 
 class PodStrategy(Strategy):
