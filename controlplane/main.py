@@ -133,6 +133,7 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     from controlplane.controllers.deployment import DeploymentController
     from controlplane.controllers.job import JobController
     from controlplane.controllers.garbagecollector import GarbageCollector
+    from controlplane.controllers.horizontalpodautoscaler import HorizontalPodAutoscalerController
     from controlplane.controllers.nodeipam import NodeIpamController
     from controlplane.controllers.namespace import NamespaceController
     from controlplane.controllers.nodelifecycle import NodeLifecycleController
@@ -195,6 +196,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
                               recorder=EventRecorder(client=client, component="cronjob-controller")),
             DaemonSetController(client=client, factory=factory,
                                 recorder=EventRecorder(client=client, component="daemonset-controller")),
+            HorizontalPodAutoscalerController(client=client, factory=factory, recorder=EventRecorder(
+                client=client, component="horizontal-pod-autoscaler")),
         ]
 
     async def lead() -> None:
