@@ -190,6 +190,8 @@ class HorizontalPodAutoscalerController(Controller):
             return self.sync_seconds
 
         desired, desired_reason = max(proposals)
+        if desired <= current:
+            desired_reason = "All metrics below target"   # Kubernetes' words for a scale-down
         up, down = _rules(spec.behavior.scale_up), _rules(spec.behavior.scale_down)
         history = self._recommendations.setdefault(key, [])
         horizon = max(up.window_seconds, down.window_seconds)
@@ -288,10 +290,8 @@ class HorizontalPodAutoscalerController(Controller):
                 value.average_utilization = result.utilization
             status.current_metrics.add(type="Resource",
                                        resource=autoscaling_pb2.ResourceMetricStatus(name=resource, current=value))
-            direction = "above" if result.replicas > current else "below"
             proposals.append((result.replicas, f"{resource} resource"
-                              + (" utilization (percentage of request)" if utilization else "")
-                              + f" {direction} target"))
+                              + (" utilization (percentage of request)" if utilization else "") + " above target"))
         return proposals, (None if proposals else failure)
 
     async def _scale(self, namespace: str, kind: str, name: str, replicas: int) -> None:

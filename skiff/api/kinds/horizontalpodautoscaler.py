@@ -58,7 +58,7 @@ class HorizontalPodAutoscalerStrategy(Strategy):
                                                                  f'values: "Deployment", "ReplicaSet"'))
         if not ref.name:
             errors.append(FieldError("spec.scaleTargetRef.name", "Required value"))
-        if spec.min_replicas < 1:
+        if spec.HasField("min_replicas") and spec.min_replicas < 1:
             errors.append(FieldError("spec.minReplicas", f"Invalid value: {spec.min_replicas}: "
                                                          f"must be greater than or equal to 1"))
         if spec.max_replicas < max(spec.min_replicas, 1):
@@ -91,7 +91,7 @@ class HorizontalPodAutoscalerStrategy(Strategy):
                 errors.append(FieldError(f"{path}.stabilizationWindowSeconds",
                                          f"Invalid value: {rules.stabilization_window_seconds}: must be between "
                                          f"0 and 3600"))
-            if rules.select_policy not in SELECT_POLICIES:
+            if rules.select_policy and rules.select_policy not in SELECT_POLICIES:
                 errors.append(FieldError(f"{path}.selectPolicy", f'Unsupported value: "{rules.select_policy}"'))
             for j, policy in enumerate(rules.policies):
                 if policy.type not in POLICY_TYPES:
