@@ -21,12 +21,13 @@ COMMAND_MODULES = (
     "apply", "diff", "get", "describe", "delete", "label", "patch", "edit", "api_resources",
     "explain", "create", "scale", "autoscale", "rollout", "set", "logs", "exec", "run", "wait", "top", "build", "image",
     "up",
-    "node", "status", "version",
+    "node", "taint", "status", "version",
 )
 
 
 # Words that select a module other than their own name.
-_MODULE_OF = {"images": "image", "down": "up", "annotate": "label", "api-resources": "api_resources"}
+_MODULE_OF = {"images": "image", "down": "up", "annotate": "label", "api-resources": "api_resources",
+             "cordon": "taint", "uncordon": "taint"}
 
 
 def _command_word(argv: Sequence[str]) -> str | None:
