@@ -4,9 +4,13 @@ from the node into the pod's network namespace.
 Network probes cost no thread and no process. Each runs as a coroutine on the
 agent's event loop; its socket is created inside the pod's network namespace
 (`NetnsSockets.socket`: setns into the pinned namespace, socket(), setns back,
-all on the loop's thread without yielding), and everything after that —
-connect, TLS, the request, the answer — is ordinary non-blocking asyncio on a
-socket that lives in the pod's namespace. So a pod needs no route from the
+all on the loop's thread without yielding — a few sockets at a time, so a pod's
+probes share one setns pair), and everything after that — connect, TLS, the
+request, the answer — is non-blocking on a socket that lives in the pod's
+namespace. A tcpSocket or plain httpGet probe of an IP address is one exchange
+of loop callbacks (`_exchange`: connect, send, read the status line) with one
+future and one timer: no stream objects, no per-step futures (issue 10: the
+probe CPU budget). So a pod needs no route from the
 node, and a probe of 127.0.0.1 reaches the pod's loopback, as a kubelet
 probe of the pod's IP would reach the pod.
 
@@ -16,6 +20,7 @@ statuscode: 500`, `dial tcp 10.0.0.5:8080: connect: connection refused`).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import socket
 import ssl
@@ -56,24 +61,35 @@ class NetnsSockets:
         self._clone_newnet = syscalls.CLONE_NEWNET
         self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._fds: dict[Path, int] = {}
+        self._spare: dict[tuple[Path, int], list[socket.socket]] = {}   # made in the netns, not yet used
+
+    BATCH = 3   # sockets made per setns pair: a pod's probes (3 in the usual pod) share one
 
     def socket(self, netns: Path | None, family: int) -> socket.socket:
         kind = socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
         if netns is None:
             return socket.socket(family, kind)
+        spare = self._spare.get((netns, family))
+        if spare:
+            return spare.pop()
         fd = self._fds.get(netns)
         if fd is None:
             fd = self._fds[netns] = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
         self._setns(fd, self._clone_newnet)
         try:
-            return socket.socket(family, kind)
+            made = [socket.socket(family, kind) for _ in range(self.BATCH)]
         finally:
             try:
                 self._setns(self._home, self._clone_newnet)
             except OSError:  # never keep serving from a pod's namespace
                 os._exit(70)
+        self._spare[(netns, family)] = made[1:]
+        return made[0]
 
     def forget(self, netns: Path) -> None:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for sock in self._spare.pop((netns, family), ()):
+                sock.close()
         fd = self._fds.pop(netns, None)
         if fd is not None:
             os.close(fd)
@@ -99,7 +115,107 @@ def _dial_error(host: str, port: int, exc: BaseException) -> str:
     return f"dial tcp {where}: {getattr(exc, 'strerror', None) or exc}"
 
 
+class _Dial(Exception):
+    """The connect of an exchange failed (the OSError is its cause)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _is_ip(host: str, _known: dict[str, bool] = {}) -> bool:
+    known = _known.get(host)
+    if known is None:
+        try:
+            ipaddress.ip_address(host)
+            known = True
+        except ValueError:
+            known = False
+        if len(_known) < 4096:
+            _known[host] = known
+    return known
+
+
+def _exchange(sock: socket.socket, address: tuple[str, int], request: bytes | None,
+              timeout: float) -> asyncio.Future:
+    """Connect, send `request` and read up to the first line of the answer, as
+    loop callbacks: resolves to those bytes (b"" without a request), or raises
+    _Dial (the connect failed), OSError (later) or TimeoutError. The socket is
+    closed with a reset when the future is done, cancelled included."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    fd = sock.fileno()
+    data = bytearray()
+    pending = [request]
+
+    def fail(exc: BaseException) -> None:
+        if not future.done():
+            future.set_exception(exc)
+
+    def readable() -> None:
+        try:
+            chunk = sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            fail(exc)
+            return
+        data.extend(chunk)
+        if (not chunk or b"\n" in data or len(data) >= 4096) and not future.done():
+            future.set_result(bytes(data))
+
+    def writable() -> None:
+        if pending[0] is request:   # the connect has finished: its outcome is SO_ERROR
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                fail(_Dial(OSError(err, os.strerror(err))))
+                return
+            if request is None:
+                if not future.done():
+                    future.set_result(b"")
+                return
+        try:
+            sent = sock.send(pending[0])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            fail(exc)
+            return
+        pending[0] = pending[0][sent:]
+        if not pending[0]:
+            loop.add_reader(fd, readable)
+            loop.remove_writer(fd)
+
+    def done(_: asyncio.Future) -> None:
+        timer.cancel()
+        loop.remove_writer(fd)
+        loop.remove_reader(fd)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)   # no TIME_WAIT left behind
+        sock.close()
+
+    timer = loop.call_later(timeout, fail, TimeoutError())
+    future.add_done_callback(done)
+    try:
+        sock.connect(address)
+    except (BlockingIOError, InterruptedError):
+        loop.add_writer(fd, writable)
+    except OSError as exc:
+        fail(_Dial(exc))
+    else:
+        loop.add_writer(fd, writable)   # connected at once (rare): writable now, so called next
+    return future
+
+
 async def tcp_socket(sockets: Sockets, netns: Path | None, *, host: str, port: int, timeout: float) -> Outcome:
+    if _is_ip(host):
+        try:
+            await _exchange(sockets.socket(netns, socket.AF_INET6 if ":" in host else socket.AF_INET),
+                            (host, port), None, timeout)
+            return Outcome(True)
+        except _Dial as exc:
+            return Outcome(False, _dial_error(host, port, exc.error))
+        except (OSError, TimeoutError) as exc:
+            return Outcome(False, _dial_error(host, port, exc))
     try:
         async with asyncio.timeout(timeout):
             sock = await _connect(sockets, netns, host, port)
@@ -128,6 +244,18 @@ async def http_get(sockets: Sockets, netns: Path | None, *, host: str, port: int
     lines += [f"{name}: {value}" for name, value in headers]
     lines.append("Connection: close")
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+    if scheme != "HTTPS" and _is_ip(host):
+        try:
+            answer = await _exchange(sockets.socket(netns, socket.AF_INET6 if ":" in host else socket.AF_INET),
+                                     (host, port), request, timeout)
+        except _Dial as exc:
+            return Outcome(False, f'Get "{url}": {_dial_error(host, port, exc.error)}')
+        except TimeoutError:
+            return Outcome(False, f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting '
+                                  f'headers)')
+        except OSError as exc:
+            return Outcome(False, f'Get "{url}": {exc}')
+        return _http_outcome(url, answer.split(b"\n", 1)[0])
     try:
         async with asyncio.timeout(timeout):
             try:
@@ -143,6 +271,10 @@ async def http_get(sockets: Sockets, netns: Path | None, *, host: str, port: int
                               f'headers)')
     except (OSError, ssl.SSLError) as exc:
         return Outcome(False, f'Get "{url}": {exc}')
+    return _http_outcome(url, status_line)
+
+
+def _http_outcome(url: str, status_line: bytes) -> Outcome:
     parts = status_line.decode("latin-1").split()
     if len(parts) < 2 or not parts[1].isdigit():
         return Outcome(False, f'Get "{url}": malformed HTTP response {status_line[:80]!r}')

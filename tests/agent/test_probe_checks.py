@@ -139,11 +139,45 @@ def test_a_socket_made_in_a_pod_namespace_reaches_what_listens_only_there():
 
         async def probe(netns):
             return await checks.tcp_socket(sockets, netns, host="127.0.0.1", port=port, timeout=2)
+        calls = []
+        setns = sockets._setns
+        sockets._setns = lambda fd, kind: (calls.append(fd), setns(fd, kind))
+        fds = len(os.listdir("/proc/self/fd"))
         inside = run(probe(where["netns"]))
         outside = run(probe(None))
         assert os.readlink("/proc/thread-self/ns/net") == home   # the caller is back home
         assert inside.ok and not outside.ok
+        # A pod's probes share a setns pair (issue 10, the probe CPU budget): 3 probes, one pair.
+        assert [run(probe(where["netns"])).ok for _ in range(2)] == [True, True]
+        assert len(calls) == 2
         sockets.forget(where["netns"])
+        assert len(os.listdir("/proc/self/fd")) <= fds   # the spare sockets and the namespace closed
     finally:
         done.set()
         thread.join()
+
+
+def test_a_server_that_never_answers_times_out_with_kubelet_s_words_and_leaves_no_socket():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)   # accepted by the kernel, never answered
+    port = listener.getsockname()[1]
+
+    async def scenario():
+        fds = len(os.listdir("/proc/self/fd"))
+        http = await checks.http_get(HostSockets(), None, host="127.0.0.1", port=port, path="/healthz",
+                                     scheme="HTTP", headers=[], timeout=0.3)
+        task = asyncio.create_task(checks.http_get(HostSockets(), None, host="127.0.0.1", port=port, path="/",
+                                                   scheme="HTTP", headers=[], timeout=30))
+        await asyncio.sleep(0.1)
+        task.cancel()   # a probe forgotten mid-flight (its container stopped)
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0)
+        return http, len(os.listdir("/proc/self/fd")) - fds
+    try:
+        http, leaked = run(scenario())
+    finally:
+        listener.close()
+    assert http == checks.Outcome(False, f'Get "http://127.0.0.1:{port}/healthz": context deadline exceeded '
+                                         f'(Client.Timeout exceeded while awaiting headers)')
+    assert leaked <= 0
