@@ -1,4 +1,4 @@
-"""The agent's own gRPC service `Agent` (api.proto): Logs, Exec, Stats.
+"""The agent's own gRPC service `Agent` (api.proto): Logs, Exec, PortForward, Stats.
 
 The control plane is its client: it proxies `skiff logs/exec/top` to the
 agent of the pod's node at the node's InternalIP and daemonEndpoints port. The
@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import AsyncIterator
 
 import grpc
 
+from agent import portforward
 from agent.containerlogs import ContainerLogManager, LogStream
+from agent.prober.checks import NetnsSockets, Sockets
 from agent.podworkers import PodRecord, PodWorkers
 from agent.runtime.interface import Runtime, StartError, State, TerminalSize
 from proto.skiff.v1 import api_pb2, api_pb2_grpc
@@ -46,8 +49,9 @@ def _latest_log(container_dir: Path) -> int:
 
 class AgentService(api_pb2_grpc.AgentServicer):
     def __init__(self, *, workers: PodWorkers, runtime: Runtime, node_name: str,
-                 logs: ContainerLogManager | None = None) -> None:
+                 logs: ContainerLogManager | None = None, sockets: Sockets | None = None) -> None:
         self.workers = workers
+        self._sockets = sockets   # opened on first port-forward (NetnsSockets needs root)
         self.runtime = runtime
         self.node_name = node_name
         self.logs = logs   # the rotation a reader must follow (None: logs are never rotated)
@@ -176,6 +180,47 @@ class AgentService(api_pb2_grpc.AgentServicer):
                 yield item
         finally:
             task.cancel()
+
+    # ------------------------------------------------------------ PortForward
+
+    async def PortForward(self, request_iterator, context) -> AsyncIterator[api_pb2.PortForwardOutput]:
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("input") != "start":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first PortForward message must be `start`")
+            return
+        start = first.start
+        try:
+            rec = self._pod(start.namespace, start.name)
+            if not 0 < start.port < 65536:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid port {start.port}")
+        except _Abort as exc:
+            await context.abort(exc.code, exc.message)
+            return
+        if self._sockets is None:
+            self._sockets = NetnsSockets()
+        netns = rec.sandbox.netns_path if rec.sandbox is not None else None
+        try:
+            reader, writer = await portforward.connect(self._sockets, netns, start.port)
+        except OSError as exc:
+            # FAILED_PRECONDITION, not UNAVAILABLE: the agent answered; nothing listens in the pod.
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"error forwarding port {start.port} to pod {rec.name}: "
+                                f"connect to 127.0.0.1:{start.port} in the pod: {reason}")
+            return
+
+        async def inputs() -> AsyncIterator[bytes | None]:
+            async for message in requests:
+                which = message.WhichOneof("input")
+                if which == "data":
+                    yield message.data
+                elif which == "close_write":
+                    yield None
+                    return
+
+        async for data in portforward.pump(reader, writer, inputs()):
+            yield api_pb2.PortForwardOutput(data=data)
 
     # ------------------------------------------------------------ Stats
 

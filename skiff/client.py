@@ -314,5 +314,26 @@ class ApiClient:
         finally:
             call.cancel()
 
+    async def port_forward(self, name: str, port: int, namespace: str = "default", *,
+                           data: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """One TCP connection to `port` inside a pod's network namespace: sends
+        `data` (its end is the connection's EOF) and yields what comes back."""
+
+        async def requests() -> AsyncIterator[api_pb2.PortForwardInput]:
+            yield api_pb2.PortForwardInput(start=api_pb2.PortForwardStart(namespace=namespace, name=name,
+                                                                          port=port))
+            async for chunk in data:
+                yield api_pb2.PortForwardInput(data=chunk)
+            yield api_pb2.PortForwardInput(close_write=True)
+
+        call = self.stub.PortForward(requests())
+        try:
+            async for out in call:
+                yield out.data
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, address=self.address) from None
+        finally:
+            call.cancel()
+
     async def stats(self, node_name: str, *, timeout: float | None = 30) -> api_pb2.NodeStats:
         return await self._call("Stats", api_pb2.StatsRequest(node_name=node_name), timeout)

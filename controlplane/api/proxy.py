@@ -98,6 +98,28 @@ class AgentProxy:
         finally:
             call.cancel()
 
+    async def port_forward(self, requests: AsyncIterator[api_pb2.PortForwardInput]
+                           ) -> AsyncIterator[api_pb2.PortForwardOutput]:
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("input") != "start":
+            raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, "the first PortForward message must be `start`",
+                           field_path="start")
+        stub, address = await self._pod_agent(first.start.namespace, first.start.name)
+
+        async def forward() -> AsyncIterator[api_pb2.PortForwardInput]:
+            yield first
+            async for message in requests:
+                yield message
+
+        call = stub.PortForward(forward())
+        try:
+            async for out in call:
+                yield out
+        except grpc.aio.AioRpcError as exc:
+            raise self._agent_error(exc, address) from None
+        finally:
+            call.cancel()
+
     async def stats(self, request: api_pb2.StatsRequest) -> api_pb2.NodeStats:
         address = await self._node_address(request.node_name)
         try:

@@ -225,6 +225,10 @@ class ApiService(api_pb2_grpc.ApiServicer):
         async for out in self._proxied("Exec", self.proxy.exec(request_iterator), context):
             yield out
 
+    async def PortForward(self, request_iterator: Any, context: Any) -> AsyncIterator[api_pb2.PortForwardOutput]:
+        async for out in self._proxied("PortForward", self.proxy.port_forward(aiter(request_iterator)), context):
+            yield out
+
     async def _proxied(self, method: str, stream: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
         """A stream from the pod's agent, passed through; errors mapped and counted as for any call."""
         code = grpc.StatusCode.OK

@@ -5,7 +5,9 @@ validation, admission, compare-and-swap and watch semantics as `skiff`.
 
     server.py     aiohttp app: routing, every exception -> a Status
     resources.py  the verbs (get/list/watch/create/update/patch/delete/...) onto Registry
-    podlogs.py    pods/log through the agent proxy; exec/attach/portforward refused clearly
+    podlogs.py    pods/log through the agent proxy; attach refused clearly
+    streams.py    pods/exec over WebSockets (v5.channel.k8s.io)
+    portforward.py  pods/portforward over WebSockets (v4 channels per port); SPDY refused clearly
     codec.py      bodies -> typed objects through the manifest parser; query parameters
     tables.py     meta.k8s.io Table from the kind's printer columns
     discovery.py  /api, /apis and the resource lists from the kinds registry

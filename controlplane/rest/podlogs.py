@@ -6,9 +6,9 @@ agent has no sinceSeconds, timestamps or limitBytes yet, so they are
 ignored). The first chunk is awaited before the answer starts, so a missing
 pod or an unscheduled one is a Status (404, 400), as in Kubernetes.
 
-attach and portforward (exec is streams.py) are not served yet: they answer
-400 at once with a message saying so, so kubectl prints an error instead of
-hanging.
+attach is not served yet (exec is streams.py, portforward portforward.py): it
+answers 400 at once with a message saying so, so kubectl prints an error
+instead of hanging.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from controlplane.rest.resources import Target
 from controlplane.rest.status import ApiError
 from proto.skiff.v1 import api_pb2
 
-STREAMS_NOT_SERVED = ("attach", "portforward")
+STREAMS_NOT_SERVED = ("attach",)
 
 
 async def logs(request: web.Request, t: Target, *, proxy: AgentProxy) -> web.StreamResponse:

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.registry import Registry
-from controlplane.rest import codec, discovery, metrics, openapi, podlogs, streams
+from controlplane.rest import codec, discovery, metrics, openapi, podlogs, portforward, streams
 from controlplane.rest.resources import ResourceHandlers, Target, error_response, respond
 from controlplane.rest.status import ApiError, from_exception
 
@@ -164,6 +164,8 @@ class RestServer:
             return await podlogs.logs(request, t, proxy=self.proxy)
         elif t.served.kind.name == "Pod" and t.subresource == "exec" and method in ("GET", "POST"):
             return await streams.exec_ws(request, t, proxy=self.proxy)
+        elif t.served.kind.name == "Pod" and t.subresource == "portforward" and method in ("GET", "POST"):
+            return await portforward.portforward_ws(request, t, proxy=self.proxy)
         elif t.served.kind.name == "Pod" and t.subresource in podlogs.STREAMS_NOT_SERVED:
             raise podlogs.stream_not_served(t.subresource)
         else:

@@ -19,7 +19,7 @@ from skiff.config import DEFAULT_SERVER, ConfigError
 # Order is the order of `skiff --help`.
 COMMAND_MODULES = (
     "apply", "diff", "get", "describe", "delete", "label", "patch", "edit", "api_resources",
-    "explain", "create", "scale", "autoscale", "rollout", "set", "logs", "exec", "run", "wait", "top", "build", "image",
+    "explain", "create", "scale", "autoscale", "rollout", "set", "logs", "exec", "port_forward", "run", "wait", "top", "build", "image",
     "up",
     "node", "taint", "status", "version",
 )
@@ -27,7 +27,8 @@ COMMAND_MODULES = (
 
 # Words that select a module other than their own name.
 _MODULE_OF = {"images": "image", "down": "up", "annotate": "label", "api-resources": "api_resources",
-             "cordon": "taint", "uncordon": "taint"}
+             "cordon": "taint", "uncordon": "taint",
+             "port-forward": "port_forward"}
 
 
 def _command_word(argv: Sequence[str]) -> str | None:

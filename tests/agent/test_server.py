@@ -1,4 +1,4 @@
-"""The Agent gRPC service (Logs, Exec, Stats) over real gRPC on loopback, FakeRuntime behind it."""
+"""The Agent gRPC service (Logs, Exec, PortForward, Stats) over real gRPC on loopback, FakeRuntime behind it."""
 from __future__ import annotations
 
 import asyncio
@@ -278,6 +278,65 @@ def test_logs_of_a_finished_pod_survive_an_agent_restart(tmp_path):
             assert await read_logs(stub, name="job") == b"try 1\n"
             assert await read_logs(stub, name="job", previous=True) == b"try 0\n"
         finally:
+            await channel.close()
+            await server.stop(None)
+    asyncio.run(scenario())
+
+
+class NodeSockets:
+    """Sockets double: the node's own namespace, recording which pod namespace was asked for."""
+
+    def __init__(self) -> None:
+        self.netns: list[object] = []
+
+    def socket(self, netns, family):
+        import socket
+        self.netns.append(netns)
+        return socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+
+
+def test_port_forward_carries_a_connection_both_ways(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        sockets = NodeSockets()
+        service = AgentService(workers=w.workers, runtime=w.runtime, node_name="node-1", sockets=sockets)
+        server, port = await start_server(service=service, host="127.0.0.1", port=0)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        stub = api_pb2_grpc.AgentStub(channel)
+
+        async def upper_until_eof(reader, writer):   # answers only after the client's EOF
+            writer.write((await reader.read()).upper())
+            await writer.drain()
+            writer.close()
+        app = await asyncio.start_server(upper_until_eof, "127.0.0.1", 0)
+        app_port = app.sockets[0].getsockname()[1]
+        try:
+            await running_pod(w, "web")
+
+            def forward(pod: str, to: int, *chunks: bytes):
+                async def requests():
+                    yield api_pb2.PortForwardInput(start=api_pb2.PortForwardStart(namespace="default", name=pod,
+                                                                                  port=to))
+                    for chunk in chunks:
+                        yield api_pb2.PortForwardInput(data=chunk)
+                    yield api_pb2.PortForwardInput(close_write=True)
+                return stub.PortForward(requests())
+
+            assert b"".join([o.data async for o in forward("web", app_port, b"abc", b"def\n")]) == b"ABCDEF\n"
+            assert sockets.netns == [w.workers.lookup("default", "web").sandbox.netns_path]
+
+            app.close()
+            await app.wait_closed()
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                [o async for o in forward("web", app_port)]
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert refused.value.details() == (f"error forwarding port {app_port} to pod web: connect to "
+                                               f"127.0.0.1:{app_port} in the pod: connection refused")
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                [o async for o in forward("nope", app_port)]
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        finally:
+            app.close()
             await channel.close()
             await server.stop(None)
     asyncio.run(scenario())

@@ -89,6 +89,11 @@ class ApiStub:
                 request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
                 response_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecOutput.FromString,
                 _registered_method=True)
+        self.PortForward = channel.stream_stream(
+                '/skiff.v1.Api/PortForward',
+                request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardInput.SerializeToString,
+                response_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardOutput.FromString,
+                _registered_method=True)
         self.Stats = channel.unary_unary(
                 '/skiff.v1.Api/Stats',
                 request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.StatsRequest.SerializeToString,
@@ -166,6 +171,12 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PortForward(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Stats(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -229,6 +240,11 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.Exec,
                     request_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecInput.FromString,
                     response_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecOutput.SerializeToString,
+            ),
+            'PortForward': grpc.stream_stream_rpc_method_handler(
+                    servicer.PortForward,
+                    request_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardInput.FromString,
+                    response_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardOutput.SerializeToString,
             ),
             'Stats': grpc.unary_unary_rpc_method_handler(
                     servicer.Stats,
@@ -544,6 +560,33 @@ class Api:
             _registered_method=True)
 
     @staticmethod
+    def PortForward(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/skiff.v1.Api/PortForward',
+            proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardInput.SerializeToString,
+            proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Stats(request,
             target,
             options=(),
@@ -591,6 +634,11 @@ class AgentStub:
                 request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
                 response_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecOutput.FromString,
                 _registered_method=True)
+        self.PortForward = channel.stream_stream(
+                '/skiff.v1.Agent/PortForward',
+                request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardInput.SerializeToString,
+                response_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardOutput.FromString,
+                _registered_method=True)
         self.Stats = channel.unary_unary(
                 '/skiff.v1.Agent/Stats',
                 request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.StatsRequest.SerializeToString,
@@ -614,6 +662,12 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PortForward(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Stats(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -632,6 +686,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Exec,
                     request_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecInput.FromString,
                     response_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecOutput.SerializeToString,
+            ),
+            'PortForward': grpc.stream_stream_rpc_method_handler(
+                    servicer.PortForward,
+                    request_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardInput.FromString,
+                    response_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardOutput.SerializeToString,
             ),
             'Stats': grpc.unary_unary_rpc_method_handler(
                     servicer.Stats,
@@ -694,6 +753,33 @@ class Agent:
             '/skiff.v1.Agent/Exec',
             proto_dot_skiff_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
             proto_dot_skiff_dot_v1_dot_api__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PortForward(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/skiff.v1.Agent/PortForward',
+            proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardInput.SerializeToString,
+            proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardOutput.FromString,
             options,
             channel_credentials,
             insecure,
