@@ -42,9 +42,13 @@ CONDITION_TAINTS = {"MemoryPressure": "node.kubernetes.io/memory-pressure",
 READY_TAINTS = {"Unknown": "node.kubernetes.io/unreachable", "False": "node.kubernetes.io/not-ready"}
 
 
-def stale_ready(node: types_pb2.Node, *, now: float, grace_seconds: float) -> bool:
+def stale_ready(node: types_pb2.Node, *, now: float, grace_seconds: float, not_before: float = 0.0) -> bool:
     """Whether the node's Ready heartbeat is older than the grace period
-    (a node that never heartbeated counts from its creation)."""
+    (a node that never heartbeated counts from its creation; no heartbeat
+    counts as older than `not_before`, when this controller started: as
+    Kubernetes' node controller, which times nodes from its own first sight,
+    so a control plane restarted after its agents were gives them a grace
+    period of their own before tainting their nodes)."""
     ready = meta.get_condition(node.status.conditions, "Ready")
     if ready is not None and ready.status == "Unknown":
         return False  # already marked
@@ -52,7 +56,7 @@ def stale_ready(node: types_pb2.Node, *, now: float, grace_seconds: float) -> bo
         last = meta.seconds(ready.last_heartbeat_time)
     else:
         last = meta.seconds(node.metadata.creation_timestamp)
-    return now - last > grace_seconds
+    return now - max(last, not_before) > grace_seconds
 
 
 class NodeLifecycleController(Controller):
@@ -64,6 +68,7 @@ class NodeLifecycleController(Controller):
         self.client = client
         self.grace_seconds = grace_seconds
         self.clock = clock
+        self.started_at = clock()
         self.nodes = self.watch(factory.informer("Node"))
         self.pods = self.uses(factory.informer("Pod"))
 
@@ -80,7 +85,7 @@ class NodeLifecycleController(Controller):
         if ready is not None and ready.status == "Unknown":
             await self._mark_pods_not_ready(node.metadata.name)   # again each period: new or restarted ones
             return self.period
-        if not stale_ready(node, now=self.clock(), grace_seconds=self.grace_seconds):
+        if not stale_ready(node, now=self.clock(), grace_seconds=self.grace_seconds, not_before=self.started_at):
             return self.period
         # Keep the last heartbeat as it was: it tells when the node was last heard of.
         if not await self._set_ready(node, status="Unknown", reason=REASON, message=MESSAGE):

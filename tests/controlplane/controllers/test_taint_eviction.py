@@ -62,6 +62,14 @@ def test_new_pods_get_the_default_tolerations_unless_they_have_their_own():
     asyncio.run(body())
 
 
+def test_a_restarted_control_plane_gives_old_heartbeats_a_grace_period_of_its_own():
+    from controlplane.controllers.nodelifecycle import stale_ready
+    node = _node("n", heartbeat=1000.0)          # the agent, last heard of before a `skiff down`
+    assert stale_ready(node, now=1100.0, grace_seconds=8)
+    assert not stale_ready(node, now=1100.0, grace_seconds=8, not_before=1095.0)   # controller up at 1095
+    assert stale_ready(node, now=1104.0, grace_seconds=8, not_before=1095.0)
+
+
 def test_eviction_delay_follows_the_shortest_toleration():
     node = _node("n", heartbeat=0)
     pod = _pod("p", "n")
