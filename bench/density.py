@@ -72,7 +72,9 @@ class Cluster:
         return self.base / "run"
 
     def env(self) -> dict[str, str]:
+        # A private kubeconfig: `up` adds context skiff there, never to ~/.kube/config.
         env = dict(os.environ, SKIFF_CONFIG=str(self.base / "client-config"),
+                   KUBECONFIG=str(self.base / "kubeconfig"),
                    PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
         env.pop("SKIFF_SERVER", None)
         return env
