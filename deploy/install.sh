@@ -30,6 +30,8 @@ packages=(python3 python3-venv python3-pip etcd-server busybox-static nftables i
 # prometheus: `skiff up --monitoring` runs it (deploy/monitoring); the tests scrape with it.
 [[ $with_tests -eq 1 || $with_monitoring -eq 1 ]] && packages+=(prometheus)
 [[ $with_tests -eq 1 ]] && packages+=(docker-registry)
+# chromium: tests/e2e/test_console_charts.py renders the console pages' charts headless.
+[[ $with_tests -eq 1 ]] && packages+=(chromium)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -8,7 +8,8 @@ control plane, and deploy/monitoring/rules (recording rules and alerts).
 Both are copied into DATA/monitoring/ at `up` (the TSDB lives in
 DATA/monitoring/data), with deploy/monitoring/consoles, which Prometheus
 serves at /consoles/skiff-*.html (console templates: dashboards for a user
-with nothing but Prometheus; deploy/monitoring/dashboards holds the same
+with nothing but Prometheus; their charts come from console_libraries/skiff.lib,
+Prometheus' own console JavaScript; deploy/monitoring/dashboards holds the same
 views for Grafana). The supervisor restarts it with the same files and
 `down --purge` removes it all with DATA. `down` stops it first (it is
 the last component).
@@ -61,11 +62,10 @@ def write_config(config: ClusterConfig, *, source: Path = SOURCE) -> Path:
     """Write DATA/monitoring/prometheus.yml (JSON, which is YAML) and the rules; returns the config's path."""
     d = monitoring_dir(config)
     (d / "data").mkdir(parents=True, exist_ok=True)
-    for name in ("rules", "consoles"):
+    for name in ("rules", "consoles", "console_libraries"):
         if (d / name).exists():
             shutil.rmtree(d / name)
         shutil.copytree(source / name, d / name)
-    (d / "console_libraries").mkdir(exist_ok=True)   # ours need no library
     path = d / "prometheus.yml"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(render_config(config, source=source), indent=2) + "\n")
