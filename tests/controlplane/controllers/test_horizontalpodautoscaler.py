@@ -163,3 +163,34 @@ async def _with_condition(c, type_):
 
 def _recommended(hpa, n):
     return len(hpa._recommendations.get(("default", "web"), [])) >= n
+
+
+def test_memory_utilization_of_requests():
+    """A memory target: the pods' working sets (1 MiB each) are 100 % of their 1Mi requests, twice the target."""
+    async def body():
+        c = FakeApiClient()
+        await setup(c, request=None)
+        for name in ("web-0", "web-1"):
+            pod = await c.get("Pod", name)
+            pod.spec.containers[0].resources.requests["memory"] = "1Mi"
+            await c.delete("Pod", name, grace_period_seconds=0)
+            pod.metadata.resource_version = ""
+            pod.metadata.uid = ""
+            await c.create(pod)
+        hpa_obj = await c.get("HorizontalPodAutoscaler", "web")
+        hpa_obj.spec.metrics[0].resource.name = "memory"
+        await c.update(hpa_obj)
+        source = FakeMetrics()
+        source.cpu = {"web-0": 0, "web-1": 0}
+        factory = SharedInformerFactory(c)
+        hpa = HorizontalPodAutoscalerController(client=c, factory=factory, metrics=source, sync_seconds=3600,
+                                                recorder=EventRecorder(client=c, component="horizontal-pod-autoscaler"))
+        async with running(hpa, factory=factory):
+            await factory.wait_synced()
+            hpa.enqueue(("default", "web"))
+            await eventually(lambda: _desired(c, 4), what="memory scaled up")
+            obj = await c.get("HorizontalPodAutoscaler", "web")
+            assert obj.status.current_metrics[0].resource.name == "memory"
+            assert obj.status.current_metrics[0].resource.current.average_utilization == 100
+            assert (await c.get("ReplicaSet", "web")).spec.replicas == 4
+    asyncio.run(asyncio.wait_for(body(), 30))
