@@ -185,6 +185,14 @@ class _LateService(AgentService):
         async for out in target.Exec(request_iterator, context):
             yield out
 
+    async def Attach(self, request_iterator, context):
+        target = self._holder.get("service")
+        if target is None:
+            await _unavailable(context)
+            return
+        async for out in target.Attach(request_iterator, context):
+            yield out
+
     async def PortForward(self, request_iterator, context):
         target = self._holder.get("service")
         if target is None:

@@ -1,4 +1,4 @@
-"""The agent's own gRPC service `Agent` (api.proto): Logs, Exec, PortForward, Stats.
+"""The agent's own gRPC service `Agent` (api.proto): Logs, Exec, Attach, PortForward, Stats.
 
 The control plane is its client: it proxies `skiff logs/exec/top` to the
 agent of the pod's node at the node's InternalIP and daemonEndpoints port. The
@@ -20,7 +20,7 @@ from typing import AsyncIterator
 
 import grpc
 
-from agent import portforward
+from agent import attach, portforward
 from agent.containerlogs import ContainerLogManager, LogStream
 from agent.prober.checks import NetnsSockets, Sockets
 from agent.podworkers import PodRecord, PodWorkers
@@ -180,6 +180,67 @@ class AgentService(api_pb2_grpc.AgentServicer):
                 yield item
         finally:
             task.cancel()
+
+    # ------------------------------------------------------------ Attach
+
+    async def Attach(self, request_iterator, context) -> AsyncIterator[api_pb2.ExecOutput]:
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("input") != "start":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first Attach message must be ExecStart")
+            return
+        start = first.start
+        try:
+            rec = self._pod(start.namespace, start.name)
+            name = self._container_name(rec, start.container)
+            cr = rec.containers.get(name) or rec.init_containers.get(name)
+            if cr is None or cr.current is None or cr.current.state is not State.RUNNING:
+                raise _Abort(grpc.StatusCode.FAILED_PRECONDITION,
+                             f"container {name} in pod {rec.name} is not running")
+            if start.tty:
+                raise _Abort(grpc.StatusCode.UNIMPLEMENTED, f"attach to a terminal (tty) is not supported yet: "
+                                                            f"attach to {name} without -t")
+            path = rec.paths.log_path(name, cr.restart)
+            fifo = self.runtime.stdin_fifo(cr.current.id) if start.stdin else None
+        except _Abort as exc:
+            await context.abort(exc.code, exc.message)
+            return
+        container_id = cr.current.id
+        exit_code: list[int | None] = [None]   # seen when the program is found exited
+
+        async def exited() -> bool:
+            try:
+                status = await self.runtime.status(container_id)
+            except Exception:  # noqa: BLE001 - gone (removed after it exited): the record kept its status
+                for status in (cr.current, cr.previous):
+                    if status is not None and status.id == container_id:
+                        exit_code[0] = status.exit_code
+                return True
+            exit_code[0] = status.exit_code
+            return status.state is State.EXITED
+
+        async def stdin() -> AsyncIterator[bytes]:
+            async for message in requests:
+                which = message.WhichOneof("input")
+                if which == "stdin":
+                    yield message.stdin
+                elif which == "close_stdin":
+                    return   # the program keeps its stdin open (no stdinOnce)
+
+        output = attach.follow_from_end(path, exited)   # positioned before any stdin is passed on
+        first_chunk = asyncio.ensure_future(anext(output, None))
+        feeder = asyncio.create_task(attach.feed_fifo(fifo, stdin())) if fifo is not None else None
+        try:
+            data = await first_chunk
+            while data is not None:
+                yield api_pb2.ExecOutput(stdout=data)
+                data = await anext(output, None)
+            if exit_code[0] is not None:
+                yield api_pb2.ExecOutput(exit_code=exit_code[0])
+        finally:
+            if feeder is not None:
+                feeder.cancel()
+                await asyncio.gather(feeder, return_exceptions=True)
 
     # ------------------------------------------------------------ PortForward
 

@@ -28,7 +28,7 @@ VERBS = {
     "Apply": ("APPLY", ""), "Create": ("POST", ""), "Update": ("PUT", ""), "UpdateStatus": ("PUT", "status"),
     "Delete": ("DELETE", ""), "Get": ("GET", ""), "List": ("LIST", ""), "Watch": ("WATCH", ""),
     "Bind": ("POST", "binding"), "Logs": ("CONNECT", "log"), "Exec": ("CONNECT", "exec"),
-    "PortForward": ("CONNECT", "portforward"),
+    "Attach": ("CONNECT", "attach"), "PortForward": ("CONNECT", "portforward"),
     "Stats": ("GET", "proxy"),
 }
 # gRPC status code name -> the HTTP code kube-apiserver answers with.

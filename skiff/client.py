@@ -314,6 +314,31 @@ class ApiClient:
         finally:
             call.cancel()
 
+    async def attach(self, name: str, namespace: str = "default", *, container: str = "",
+                     stdin: AsyncIterable[bytes] | None = None) -> AsyncIterator[tuple[str, bytes | int]]:
+        """Attach to a running container's own stdio: yields ("stdout", bytes)
+        as it writes from now on, and ("exit_code", int) when it exits; stdin
+        goes to a `stdin: true` container's program."""
+        start = api_pb2.ExecStart(namespace=namespace, name=name, container=container, stdin=stdin is not None)
+
+        async def requests() -> AsyncIterator[api_pb2.ExecInput]:
+            yield api_pb2.ExecInput(start=start)
+            if stdin is not None:
+                async for data in stdin:
+                    yield api_pb2.ExecInput(stdin=data)
+                yield api_pb2.ExecInput(close_stdin=True)
+
+        call = self.stub.Attach(requests())
+        try:
+            async for out in call:
+                which = out.WhichOneof("output")
+                if which is not None:
+                    yield which, getattr(out, which)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc, address=self.address) from None
+        finally:
+            call.cancel()
+
     async def port_forward(self, name: str, port: int, namespace: str = "default", *,
                            data: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         """One TCP connection to `port` inside a pod's network namespace: sends

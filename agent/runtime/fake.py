@@ -170,6 +170,9 @@ class FakeRuntime:
         return self.stats_by_id.get(container_id) or ContainerStats(
             id=container_id, cpu_usage_seconds=0.5, memory_working_set_bytes=4 << 20, pids=1)
 
+    def stdin_fifo(self, container_id: str) -> Path | None:
+        return None   # no programs, no stdin
+
     async def exec(self, container_id: str, argv: Sequence[str], *, tty: bool = False,
                    stdin: AsyncIterator[bytes | TerminalSize] | None = None, output: ExecOutput,
                    size: TerminalSize | None = None) -> ExecResult:

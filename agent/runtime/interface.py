@@ -203,6 +203,10 @@ class Runtime(Protocol):
 
     async def stats(self, container_id: str) -> ContainerStats: ...
 
+    def stdin_fifo(self, container_id: str) -> Path | None:
+        """The FIFO a `stdin: true` container's program reads as its stdin (an
+        attach writes to it); None if it has none."""
+
     async def exec(self, container_id: str, argv: Sequence[str], *, tty: bool = False,
                    stdin: AsyncIterator[bytes | TerminalSize] | None = None,
                    output: "ExecOutput", size: TerminalSize | None = None) -> ExecResult:

@@ -75,12 +75,21 @@ class AgentProxy:
             call.cancel()
 
     async def exec(self, requests: AsyncIterator[api_pb2.ExecInput]) -> AsyncIterator[api_pb2.ExecOutput]:
+        async for out in self._exec_like("Exec", requests):
+            yield out
+
+    async def attach(self, requests: AsyncIterator[api_pb2.ExecInput]) -> AsyncIterator[api_pb2.ExecOutput]:
+        async for out in self._exec_like("Attach", requests):
+            yield out
+
+    async def _exec_like(self, method: str, requests: AsyncIterator[api_pb2.ExecInput]
+                         ) -> AsyncIterator[api_pb2.ExecOutput]:
         first = await anext(requests, None)
         if first is None:
-            raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, "no Exec message: the first one must be `start`",
+            raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, f"no {method} message: the first one must be `start`",
                            field_path="start")
         if first.WhichOneof("input") != "start":
-            raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, "the first Exec message must be `start`",
+            raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, f"the first {method} message must be `start`",
                            field_path="start")
         stub, address = await self._pod_agent(first.start.namespace, first.start.name)
 
@@ -89,7 +98,7 @@ class AgentProxy:
             async for message in requests:
                 yield message
 
-        call = stub.Exec(forward())
+        call = getattr(stub, method)(forward())
         try:
             async for out in call:
                 yield out

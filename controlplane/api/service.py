@@ -225,6 +225,10 @@ class ApiService(api_pb2_grpc.ApiServicer):
         async for out in self._proxied("Exec", self.proxy.exec(request_iterator), context):
             yield out
 
+    async def Attach(self, request_iterator: Any, context: Any) -> AsyncIterator[api_pb2.ExecOutput]:
+        async for out in self._proxied("Attach", self.proxy.attach(request_iterator), context):
+            yield out
+
     async def PortForward(self, request_iterator: Any, context: Any) -> AsyncIterator[api_pb2.PortForwardOutput]:
         async for out in self._proxied("PortForward", self.proxy.port_forward(aiter(request_iterator)), context):
             yield out

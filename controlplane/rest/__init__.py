@@ -5,8 +5,8 @@ validation, admission, compare-and-swap and watch semantics as `skiff`.
 
     server.py     aiohttp app: routing, every exception -> a Status
     resources.py  the verbs (get/list/watch/create/update/patch/delete/...) onto Registry
-    podlogs.py    pods/log through the agent proxy; attach refused clearly
-    streams.py    pods/exec over WebSockets (v5.channel.k8s.io)
+    podlogs.py    pods/log through the agent proxy
+    streams.py    pods/exec and pods/attach over WebSockets (v5.channel.k8s.io)
     portforward.py  pods/portforward over WebSockets (v4 channels per port); SPDY refused clearly
     codec.py      bodies -> typed objects through the manifest parser; query parameters
     tables.py     meta.k8s.io Table from the kind's printer columns

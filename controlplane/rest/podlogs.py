@@ -1,14 +1,10 @@
-"""pods/log, and a clear refusal for the streams not served yet.
+"""pods/log.
 
 `GET .../pods/<name>/log` is passed to the pod's agent by the same AgentProxy
 the gRPC `Logs` call uses (container, follow, tailLines, previous; Skiff's
 agent has no sinceSeconds, timestamps or limitBytes yet, so they are
 ignored). The first chunk is awaited before the answer starts, so a missing
 pod or an unscheduled one is a Status (404, 400), as in Kubernetes.
-
-attach is not served yet (exec is streams.py, portforward portforward.py): it
-answers 400 at once with a message saying so, so kubectl prints an error
-instead of hanging.
 """
 from __future__ import annotations
 
@@ -17,11 +13,7 @@ from aiohttp import web
 from controlplane.api.proxy import AgentProxy
 from controlplane.rest import codec
 from controlplane.rest.resources import Target
-from controlplane.rest.status import ApiError
 from proto.skiff.v1 import api_pb2
-
-STREAMS_NOT_SERVED = ("attach",)
-
 
 async def logs(request: web.Request, t: Target, *, proxy: AgentProxy) -> web.StreamResponse:
     q = request.query
@@ -50,9 +42,3 @@ async def logs(request: web.Request, t: Target, *, proxy: AgentProxy) -> web.Str
     except (ConnectionResetError, RuntimeError):
         pass
     return response
-
-
-def stream_not_served(subresource: str) -> ApiError:
-    return ApiError(400, "BadRequest",
-                    f"pods/{subresource} is not served by Skiff's Kubernetes API yet (it needs the WebSocket "
-                    f"channel protocol); use `skiff exec` for a command in a container")

@@ -162,12 +162,10 @@ class RestServer:
             table = {"GET": h.get, "PUT": h.update, "PATCH": h.patch}
         elif (f"{t.served.resource}/{t.subresource}" in discovery.LOG_SUBRESOURCES) and method == "GET":
             return await podlogs.logs(request, t, proxy=self.proxy)
-        elif t.served.kind.name == "Pod" and t.subresource == "exec" and method in ("GET", "POST"):
-            return await streams.exec_ws(request, t, proxy=self.proxy)
+        elif t.served.kind.name == "Pod" and t.subresource in ("exec", "attach") and method in ("GET", "POST"):
+            return await streams.exec_ws(request, t, proxy=self.proxy, attach=t.subresource == "attach")
         elif t.served.kind.name == "Pod" and t.subresource == "portforward" and method in ("GET", "POST"):
             return await portforward.portforward_ws(request, t, proxy=self.proxy)
-        elif t.served.kind.name == "Pod" and t.subresource in podlogs.STREAMS_NOT_SERVED:
-            raise podlogs.stream_not_served(t.subresource)
         else:
             raise _NOT_FOUND
         handler = table.get(method)

@@ -1,6 +1,6 @@
-"""pods/exec over WebSockets, with Kubernetes' channel protocol
+"""pods/exec and pods/attach over WebSockets, with Kubernetes' channel protocol
 (`v5.channel.k8s.io`, and v4 without the close signal), onto the same
-AgentProxy.exec stream the gRPC `Exec` call uses.
+AgentProxy.exec/attach streams the gRPC `Exec` and `Attach` calls use.
 
 Every WebSocket binary message starts with its channel byte:
 
@@ -79,13 +79,16 @@ async def _first_input(ws: web.WebSocketResponse) -> api_pb2.ExecInput | None:
         return None
 
 
-async def exec_ws(request: web.Request, t: Target, *, proxy: AgentProxy) -> web.StreamResponse:
+async def exec_ws(request: web.Request, t: Target, *, proxy: AgentProxy, attach: bool = False
+                  ) -> web.StreamResponse:
+    """pods/exec, or with attach pods/attach (the container's own stdio: no command)."""
+    verb = "attach" if attach else "exec"
     if request.headers.get("Upgrade", "").lower() != "websocket":
-        raise bad_request("pods/exec is served over WebSockets (v5.channel.k8s.io) only; this client asked for "
-                          "another protocol (SPDY): use kubectl 1.30 or later, or `skiff exec`")
+        raise bad_request(f"pods/{verb} is served over WebSockets (v5.channel.k8s.io) only; this client asked "
+                          f"for another protocol (SPDY): use kubectl 1.30 or later, or `skiff {verb}`")
     q = request.query
     command = q.getall("command", [])
-    if not command:
+    if not command and not attach:
         raise bad_request("you must specify at least 1 command")
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
     if not any(p in PROTOCOLS for p in offered):
@@ -121,13 +124,13 @@ async def exec_ws(request: web.Request, t: Target, *, proxy: AgentProxy) -> web.
     code: int | None = None
     failure: ApiError | None = None
     try:
-        async for out in proxy.exec(requests()):
+        async for out in (proxy.attach if attach else proxy.exec)(requests()):
             which = out.WhichOneof("output")
             if which == "stdout":
                 await ws.send_bytes(bytes([STDOUT]) + out.stdout)
             elif which == "stderr":
                 await ws.send_bytes(bytes([STDERR]) + out.stderr)
-            elif which == "exit_code":
+            elif which == "exit_code" and not attach:   # an attach ends with its program: not a failure
                 code = out.exit_code
     except (ConnectionResetError, asyncio.CancelledError):
         pass

@@ -143,7 +143,10 @@ class LinuxRuntime:
             try:
                 fds["log"] = os.open(config.log_path or os.devnull,
                                      os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-                fds["stdin"] = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                # stdin: true gets a FIFO in its dir, open read-write so the program never sees EOF
+                # and an attach (stdin_fifo) can write to it any time, across agent restarts.
+                fds["stdin"] = os.open(_stdin_fifo(cdir) if config.stdin else os.devnull,
+                                       (os.O_RDWR if config.stdin else os.O_RDONLY) | os.O_CLOEXEC)
                 started_at = time.time()
                 reply = await self.zygote.request(req, fds)
                 mark("start: zygote replied")
@@ -339,6 +342,10 @@ class LinuxRuntime:
                               cpu_throttled_seconds=s.cpu_throttled_seconds, fs_usage_bytes=fs_bytes,
                               fs_inodes=fs_inodes)
 
+    def stdin_fifo(self, container_id: str) -> Path | None:
+        path = self.dirs.container(container_id) / STDIN_FIFO
+        return path if path.exists() else None
+
     async def exec(self, container_id: str, argv: Sequence[str], *, tty: bool = False,
                    stdin: AsyncIterator[bytes | TerminalSize] | None = None,
                    output: ExecOutput, size: TerminalSize | None = None) -> ExecResult:
@@ -398,3 +405,16 @@ def _make_cgroup_with(cg: cgroups.CgroupManager, resources: Resources, procs_fil
 
 
 __all__ = ["LinuxRuntime", "Resources"]
+
+
+STDIN_FIFO = "stdin"
+
+
+def _stdin_fifo(cdir: Path) -> Path:
+    """The container's stdin FIFO (made on its first start; kept across restarts of the program)."""
+    path = cdir / STDIN_FIFO
+    try:
+        os.mkfifo(path, 0o600)
+    except FileExistsError:
+        pass
+    return path

@@ -94,6 +94,11 @@ class ApiStub:
                 request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardInput.SerializeToString,
                 response_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardOutput.FromString,
                 _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/skiff.v1.Api/Attach',
+                request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
+                response_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecOutput.FromString,
+                _registered_method=True)
         self.Stats = channel.unary_unary(
                 '/skiff.v1.Api/Stats',
                 request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.StatsRequest.SerializeToString,
@@ -177,6 +182,13 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attach(self, request_iterator, context):
+        """The container's own stdio (ExecStart without a command): its output from now on, stdin if it has one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Stats(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -245,6 +257,11 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.PortForward,
                     request_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardInput.FromString,
                     response_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardOutput.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecInput.FromString,
+                    response_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecOutput.SerializeToString,
             ),
             'Stats': grpc.unary_unary_rpc_method_handler(
                     servicer.Stats,
@@ -587,6 +604,33 @@ class Api:
             _registered_method=True)
 
     @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/skiff.v1.Api/Attach',
+            proto_dot_skiff_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
+            proto_dot_skiff_dot_v1_dot_api__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Stats(request,
             target,
             options=(),
@@ -639,6 +683,11 @@ class AgentStub:
                 request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardInput.SerializeToString,
                 response_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardOutput.FromString,
                 _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/skiff.v1.Agent/Attach',
+                request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
+                response_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecOutput.FromString,
+                _registered_method=True)
         self.Stats = channel.unary_unary(
                 '/skiff.v1.Agent/Stats',
                 request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.StatsRequest.SerializeToString,
@@ -668,6 +717,13 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attach(self, request_iterator, context):
+        """The container's own stdio (ExecStart without a command): its output from now on, stdin if it has one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Stats(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -691,6 +747,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.PortForward,
                     request_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardInput.FromString,
                     response_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardOutput.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecInput.FromString,
+                    response_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.ExecOutput.SerializeToString,
             ),
             'Stats': grpc.unary_unary_rpc_method_handler(
                     servicer.Stats,
@@ -780,6 +841,33 @@ class Agent:
             '/skiff.v1.Agent/PortForward',
             proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardInput.SerializeToString,
             proto_dot_skiff_dot_v1_dot_api__pb2.PortForwardOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/skiff.v1.Agent/Attach',
+            proto_dot_skiff_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
+            proto_dot_skiff_dot_v1_dot_api__pb2.ExecOutput.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,27 @@ def test_stdout_and_stderr_are_appended_to_the_log(runtime):
     assert log == "before\nout\nerr\n"
 
 
+def test_a_stdin_container_reads_what_is_written_to_its_fifo(runtime):
+    async def body():
+        sb = runtime.sandbox_config()
+        await runtime.rt.create_sandbox(sb)
+        plain = runtime.container_config(sb.pod_id, ("sh", "-c", "cat; echo eof"))
+        await runtime.rt.start(plain)
+        assert runtime.rt.stdin_fifo(plain.id) is None   # /dev/null: EOF at once
+        assert (await runtime.rt.wait(plain.id)).exit_code == 0
+        cfg = runtime.container_config(sb.pod_id, ("sh", "-c", 'read a; read b; echo "got $a $b"'), stdin=True)
+        await runtime.rt.start(cfg)
+        fifo = runtime.rt.stdin_fifo(cfg.id)
+        for line in (b"one\n", b"two\n"):   # writers come and go; the program never sees EOF between
+            fd = os.open(fifo, os.O_WRONLY)
+            os.write(fd, line)
+            os.close(fd)
+        st = await runtime.rt.wait(cfg.id)
+        return st, plain.log_path.read_text(), cfg.log_path.read_text()
+    st, plain_log, log = asyncio.run(body())
+    assert (plain_log, st.exit_code, log) == ("eof\n", 0, "got one two\n")
+
+
 def test_env_and_working_dir(runtime):
     st, log, _ = asyncio.run(runtime.run(("sh", "-c", 'echo "$GREETING $PWD $HOSTNAME"'),
                                          env=(("GREETING", "hi there"),), working_dir="/srv/app"))
