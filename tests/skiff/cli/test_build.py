@@ -90,7 +90,7 @@ def test_build_web_server_example_and_rebuild_from_cache(work):
     (ctx / "Dockerfile").write_text(text)
     r = skiff("build", "-t", "my-web-server", "--data-dir", str(data), str(ctx))
     assert r.returncode == 0, r.stderr
-    assert "Step 1/4 : FROM busybox" in r.stdout and "Successfully tagged my-web-server:latest" in r.stdout
+    assert "Step 1/6 : FROM busybox" in r.stdout and "Successfully tagged my-web-server:latest" in r.stdout
     r2 = skiff("build", "-t", "my-web-server", "--data-dir", str(data), str(ctx))
     assert r2.stdout.count("Using cache") == 1
     built = [l for l in r.stdout.splitlines() if l.startswith("Successfully built")]

@@ -90,7 +90,7 @@ def test_missing_file(skiff):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("get", "deployments"), "unknown resource type 'deployments'"),
+    (("get", "widgets"), "unknown resource type 'widgets'"),
     (("exec", "pod"), "give the command after --"),
     (("run", "web", "--image", "busybox", "-p", "80:x"), "-p 80:x: expected"),
     (("run", "web", "--image", "busybox", "--limits", "memory=12Gigs"), "invalid quantity '12Gigs'"),
