@@ -1,5 +1,7 @@
-"""`skiff create deployment|job`, as kubectl's.
+"""`skiff create -f FILE` and `skiff create deployment|job`, as kubectl's.
 
+    skiff create -f FILE|DIR|-       create the manifests' objects (no last-applied
+                                     annotation: AlreadyExists if one is there)
     skiff create deployment NAME --image IMAGE [--replicas N] [--port P] [-- CMD]
     skiff create job NAME --image IMAGE [-- CMD]
     skiff create job NAME --from=cronjob/NAME
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 
 from proto.skiff.v1 import apps_pb2
 from skiff.cli._common import CliError, add_namespace_flags, call_api, namespace_of
@@ -22,8 +25,14 @@ from skiff.client import AlreadyExists, ApiClient, NotFound
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("create", help="create an object from the command line",
-                              description="Create an object from the command line.")
-    what = p.add_subparsers(dest="what", metavar="KIND", required=True)
+                              description="Create objects from manifests (-f), or one object from the "
+                                          "command line. Unlike apply, create stores no "
+                                          "last-applied-configuration and fails if the object exists.")
+    p.add_argument("-f", "--filename", action="append", metavar="FILE|DIR|-",
+                   help="a manifest file, a directory of *.yaml/*.yml/*.json, or - for stdin (repeatable)")
+    add_namespace_flags(p)
+    p.set_defaults(func=run_files)
+    what = p.add_subparsers(dest="what", metavar="KIND")
     d = what.add_parser(
         "deployment", aliases=["deploy"], help="create a deployment",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -47,6 +56,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     j.add_argument("--from", dest="source", metavar="cronjob/NAME", help="the cron job whose template to use")
     add_namespace_flags(j)
     j.set_defaults(func=run_job, takes_command=True)
+
+
+def run_files(args: argparse.Namespace) -> int:
+    """`create -f`: every valid document created in order; the bad ones listed and skipped."""
+    from skiff.api.printers import name_of
+    from skiff.cli.apply import load_documents
+    from skiff.client import ApiError, Invalid, Unavailable
+
+    if not args.filename:
+        raise CliError("give -f FILE, or a kind to create: deployment, job")
+    documents, failed = load_documents(args.filename, namespace=args.namespace)
+
+    async def create_all(client: ApiClient) -> int:
+        nonlocal failed
+        for doc in documents:
+            try:
+                created = await client.create(doc.obj)
+            except Unavailable:
+                raise
+            except AlreadyExists as exc:
+                print(f"Error from server (AlreadyExists): {exc.message}", file=sys.stderr)
+                failed = True
+                continue
+            except Invalid as exc:
+                message = exc.message
+                if exc.field_path and message.startswith(exc.field_path + ": "):
+                    message = message[len(exc.field_path) + 2:]
+                print(f"error: {doc.error(exc.field_path, message)}", file=sys.stderr)
+                failed = True
+                continue
+            except ApiError as exc:
+                print(f"error: {doc.label}: {exc.message}", file=sys.stderr)
+                failed = True
+                continue
+            print(f"{name_of(created)} created", flush=True)
+        return 1 if failed else 0
+
+    if not documents:
+        return 1 if failed else 0
+    return call_api(args, create_all)
 
 
 def container_name(image: str) -> str:

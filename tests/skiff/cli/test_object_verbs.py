@@ -310,3 +310,16 @@ def test_apply_removes_a_data_key_the_manifest_dropped(sk, controlplane, tmp_pat
     live = get_json(sk, controlplane, "configmap", "settings")
     assert live["data"] == {"a": "10"} and live["metadata"]["labels"] == {"owner": "ops"}
     assert sk("apply", "-f", "c.yaml", server=controlplane).stdout == "configmap/settings unchanged\n"
+
+
+def test_create_from_a_file_keeps_no_last_applied_and_refuses_an_existing_object(sk, controlplane, tmp_path):
+    (tmp_path / "p.yaml").write_text(pod("made"))
+    created = sk("create", "-f", "p.yaml", server=controlplane)
+    assert (created.returncode, created.stdout) == (0, "pod/made created\n"), created.stderr
+    stored = json.loads(sk("get", "pod", "made", "-o", "json", server=controlplane).stdout)
+    assert LAST_APPLIED not in stored["metadata"].get("annotations", {})
+    again = sk("create", "-f", "p.yaml", server=controlplane)
+    assert again.returncode == 1 and again.stderr.startswith("Error from server (AlreadyExists): ")
+    assert "made" in again.stderr and "already exists" in again.stderr
+    missing = sk("create", server=controlplane)
+    assert missing.returncode == 1 and "give -f FILE" in missing.stderr
