@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 from typing import Any, Callable
 
+import grpc
 from google.protobuf.message import Message
 
 from skiff.api import printers
 from skiff.cli._common import CliError, add_namespace_flags, call_api, kind_arg, namespace_of, parse_duration, scope
-from skiff.client import ApiClient
+from skiff.client import ApiClient, ApiError, Gone, Unavailable
 
 _INDEX = re.compile(r"^(?P<key>[^\[\]]*)((?:\[\d+\])*)$")
 
@@ -85,19 +87,33 @@ def run(args: argparse.Namespace) -> int:
     label = f"{kind.resource}/{args.name}"
 
     async def wait_for(client: ApiClient) -> None:
-        objs, revision = await client.list(kind.name, namespace)
-        current = next((o for o in objs if o.metadata.name == args.name), None)
-        if current is None and args.condition != "delete":
-            raise CliError(f'{kind.resource} "{args.name}" not found')
-        if test(current):
-            return
-        async for event_type, obj, _rv in client.watch(kind.name, namespace, resource_version=revision):
-            if obj is None or obj.metadata.name != args.name:
-                continue
-            if test(None if event_type == "DELETED" else obj):
+        while True:  # each pass: list, then watch from the list's revision
+            objs, revision = await client.list(kind.name, namespace)
+            current = next((o for o in objs if o.metadata.name == args.name), None)
+            if current is None and args.condition != "delete":
+                raise CliError(f'{kind.resource} "{args.name}" not found')
+            if test(current):
                 return
-            if event_type == "DELETED":
-                raise CliError(f"{label} was deleted while waiting for {args.condition}")
+            try:
+                # Closed before the channel is: a watch left open would be cut
+                # by the client's close ("Cancelling all calls").
+                async with contextlib.aclosing(client.watch(kind.name, namespace,
+                                                            resource_version=revision)) as events:
+                    async for event_type, obj, _rv in events:
+                        if obj is None or obj.metadata.name != args.name:
+                            continue
+                        if test(None if event_type == "DELETED" else obj):
+                            return
+                        if event_type == "DELETED":
+                            raise CliError(f"{label} was deleted while waiting for {args.condition}")
+            except (Gone, Unavailable, ApiError) as exc:
+                # The server ended the watch (compacted, stalled, restarting): list again,
+                # as kubectl's watch tools do; an unreachable server is not retried.
+                if isinstance(exc, Unavailable) and exc.message.startswith("cannot reach"):
+                    raise
+                if not isinstance(exc, (Gone, Unavailable)) and exc.code != grpc.StatusCode.CANCELLED:
+                    raise
+            await asyncio.sleep(0.2)
 
     async def main(client: ApiClient) -> int:
         try:
