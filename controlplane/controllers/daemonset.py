@@ -26,7 +26,6 @@ from typing import Callable
 from google.protobuf.message import Message
 
 from controlplane.controllers import ownership, replicas
-from controlplane.controllers.ownership import controller_ref
 from controlplane.events import EventRecorder
 from proto.skiff.v1 import apps_pb2, types_pb2
 from skiff.api import intstr, labelselector, meta, nodeaffinity, rollout
@@ -57,8 +56,9 @@ def pod_for_node(ds: apps_pb2.DaemonSet, node_name: str, template_hash: str) -> 
     return pod
 
 
-class DaemonSetController(Controller):
+class DaemonSetController(ownership.OwnedPodEvents, Controller):
     name = "daemonset"
+    owner_kind = "DaemonSet"
 
     def __init__(self, *, client: ApiClient, factory: SharedInformerFactory,
                  recorder: EventRecorder | None = None, clock: Callable[[], float] = time.time,
@@ -67,7 +67,7 @@ class DaemonSetController(Controller):
         self.client = client
         self.clock = clock
         self.expectations = replicas.Expectations()
-        self.sets = self.watch(factory.informer("DaemonSet"))
+        self.sets = self.owners = self.watch(factory.informer("DaemonSet"))
         self.nodes = self.uses(factory.informer("Node"))
         self.nodes.add_event_handler(EventHandler(
             on_add=lambda k, n: self._enqueue_all(),
@@ -80,29 +80,6 @@ class DaemonSetController(Controller):
     def _enqueue_all(self) -> None:
         for ds in self.sets.list():
             self.enqueue(key_of(ds))
-
-    def _owner_key(self, pod: Message) -> Key | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.kind != "DaemonSet":
-            return None
-        ds = self.sets.get((pod.metadata.namespace, ref.name))
-        return key_of(ds) if ds is not None and ds.metadata.uid == ref.uid else None
-
-    def _pod_added(self, key: Key, pod: Message) -> None:
-        if (owner := self._owner_key(pod)) is not None:
-            self.expectations.lower_adds(owner)
-            self.enqueue(owner)
-
-    def _pod_updated(self, key: Key, old: Message, new: Message) -> None:
-        if (owner := self._owner_key(new)) is not None:
-            if new.metadata.HasField("deletion_timestamp") and not old.metadata.HasField("deletion_timestamp"):
-                self.expectations.deletion_seen(owner, new.metadata.uid)
-            self.enqueue(owner)
-
-    def _pod_deleted(self, key: Key, pod: Message) -> None:
-        if (owner := self._owner_key(pod)) is not None:
-            self.expectations.deletion_seen(owner, pod.metadata.uid)
-            self.enqueue(owner)
 
     # ------------------------------------------------------------ reconcile
 

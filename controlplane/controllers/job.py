@@ -28,13 +28,12 @@ from typing import Callable, Iterable
 from google.protobuf.message import Message
 
 from controlplane.controllers import ownership, replicas
-from controlplane.controllers.ownership import controller_ref
 from controlplane.events import EventRecorder
 from proto.skiff.v1 import batch_pb2, types_pb2
 from skiff.api import labelselector, meta
 from skiff.api.kinds.job import COMPLETION_INDEX
 from skiff.client import ApiClient, ApiError, Conflict, NotFound
-from skiff.controller import Controller, EventHandler, Key, SharedInformerFactory, key_of
+from skiff.controller import Controller, EventHandler, Key, SharedInformerFactory
 from skiff.controller.lister import OWNER_INDEX
 
 log = logging.getLogger(__name__)
@@ -103,8 +102,9 @@ def set_condition(conditions, *, type_: str, status: str, reason: str, message: 
 
 # ---------------------------------------------------------------- controller
 
-class JobController(Controller):
+class JobController(ownership.OwnedPodEvents, Controller):
     name = "job"
+    owner_kind = "Job"
 
     def __init__(self, *, client: ApiClient, factory: SharedInformerFactory,
                  recorder: EventRecorder | None = None, clock: Callable[[], float] = time.time,
@@ -114,38 +114,16 @@ class JobController(Controller):
         self.clock = clock
         self.backoff_base = backoff_base
         self.expectations = replicas.Expectations()
-        self.jobs = self.watch(factory.informer("Job"))
+        self.jobs = self.owners = self.watch(factory.informer("Job"))
         self.pods = self.uses(factory.informer("Pod"))
         self.pods.add_event_handler(EventHandler(on_add=self._pod_added, on_update=self._pod_updated,
                                                  on_delete=self._pod_deleted))
 
     # ------------------------------------------------------------ pod events
 
-    def _owner_key(self, pod: Message) -> Key | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.kind != "Job":
-            return None
-        job = self.jobs.get((pod.metadata.namespace, ref.name))
-        return key_of(job) if job is not None and job.metadata.uid == ref.uid else None
-
-    def _pod_added(self, key: Key, pod: Message) -> None:
-        owner = self._owner_key(pod)
-        if owner is not None:
-            self.expectations.lower_adds(owner)
-            self.enqueue(owner)
-
-    def _pod_updated(self, key: Key, old: Message, new: Message) -> None:
-        owner = self._owner_key(new) or self._owner_key(old)
-        if owner is not None:
-            if new.metadata.HasField("deletion_timestamp") and not old.metadata.HasField("deletion_timestamp"):
-                self.expectations.deletion_seen(owner, new.metadata.uid)
-            self.enqueue(owner)
-
-    def _pod_deleted(self, key: Key, pod: Message) -> None:
-        owner = self._owner_key(pod)
-        if owner is not None:
-            self.expectations.deletion_seen(owner, pod.metadata.uid)
-            self.enqueue(owner)
+    def _updated_pod_owner(self, old: Message, new: Message) -> Key | None:
+        # a pod the Job has just released still wakes it
+        return self._owner_key(new) or self._owner_key(old)
 
     # ------------------------------------------------------------ reconcile
 

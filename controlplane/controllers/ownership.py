@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from proto.skiff.v1 import types_pb2
 from skiff.api import kinds, meta
 from skiff.client import ApiClient, NotFound
+from skiff.controller import Key, key_of
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,44 @@ def controller_ref(obj: Message) -> types_pb2.OwnerReference | None:
         if ref.controller:
             return ref
     return None
+
+
+class OwnedPodEvents:
+    """The pod event handlers of a controller that owns pods through a
+    controller reference (Job, ReplicaSet, DaemonSet): the owner's key, checked
+    by uid so a pod of a deleted owner never wakes a new one of the same name,
+    and `expectations` told of the adds and deletions the informer sees.
+
+    The controller sets `owner_kind`, `owners` (the owners' informer) and
+    `expectations`, and registers these handlers on its pod informer."""
+
+    owner_kind: str
+
+    def _owner_key(self, pod: Message) -> Key | None:
+        ref = controller_ref(pod)
+        if ref is None or ref.kind != self.owner_kind:
+            return None
+        owner = self.owners.get((pod.metadata.namespace, ref.name))
+        return key_of(owner) if owner is not None and owner.metadata.uid == ref.uid else None
+
+    def _updated_pod_owner(self, old: Message, new: Message) -> Key | None:
+        return self._owner_key(new)
+
+    def _pod_added(self, key: Key, pod: Message) -> None:
+        if (owner := self._owner_key(pod)) is not None:
+            self.expectations.lower_adds(owner)
+            self.enqueue(owner)
+
+    def _pod_updated(self, key: Key, old: Message, new: Message) -> None:
+        if (owner := self._updated_pod_owner(old, new)) is not None:
+            if new.metadata.HasField("deletion_timestamp") and not old.metadata.HasField("deletion_timestamp"):
+                self.expectations.deletion_seen(owner, new.metadata.uid)
+            self.enqueue(owner)
+
+    def _pod_deleted(self, key: Key, pod: Message) -> None:
+        if (owner := self._owner_key(pod)) is not None:
+            self.expectations.deletion_seen(owner, pod.metadata.uid)
+            self.enqueue(owner)
 
 
 def owner_reference(owner: Message) -> types_pb2.OwnerReference:

@@ -70,8 +70,9 @@ def calculate_status(rs: apps_pb2.ReplicaSet, pods: list[types_pb2.Pod], error: 
     return status
 
 
-class ReplicaSetController(Controller):
+class ReplicaSetController(ownership.OwnedPodEvents, Controller):
     name = "replicaset"
+    owner_kind = "ReplicaSet"
 
     def __init__(self, *, client: ApiClient, factory: SharedInformerFactory,
                  recorder: EventRecorder | None = None, clock: Callable[[], float] = time.time,
@@ -81,21 +82,12 @@ class ReplicaSetController(Controller):
         self.clock = clock
         self.burst = burst
         self.expectations = replicas.Expectations()
-        self.sets = self.watch(factory.informer("ReplicaSet"))
+        self.sets = self.owners = self.watch(factory.informer("ReplicaSet"))
         self.pods = self.uses(factory.informer("Pod"))
         self.pods.add_event_handler(EventHandler(on_add=self._pod_added, on_update=self._pod_updated,
                                                  on_delete=self._pod_deleted))
 
     # ------------------------------------------------------------ pod events
-
-    def _owner_key(self, pod: Message) -> Key | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.kind != "ReplicaSet":
-            return None
-        rs = self.sets.get((pod.metadata.namespace, ref.name))
-        if rs is None or rs.metadata.uid != ref.uid:
-            return None
-        return key_of(rs)
 
     def _enqueue_matching(self, pod: Message) -> None:
         """An orphan: every ReplicaSet that may adopt it."""
@@ -126,12 +118,6 @@ class ReplicaSetController(Controller):
         elif controller_ref(new) is None and (old.metadata.labels != new.metadata.labels
                                              or controller_ref(old) is not None):
             self._enqueue_matching(new)
-
-    def _pod_deleted(self, key: Key, pod: Message) -> None:
-        owner = self._owner_key(pod)
-        if owner is not None:
-            self.expectations.deletion_seen(owner, pod.metadata.uid)
-            self.enqueue(owner)
 
     # ------------------------------------------------------------ reconcile
 
