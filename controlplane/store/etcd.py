@@ -29,7 +29,7 @@ from google.protobuf.message import Message
 
 from controlplane.store.interface import (REQUEST_LIMIT_BYTES, AlreadyExists, Compacted,  # noqa: F401
                                           Conflict, FutureRevision, InvalidRevision, NotFound, StoreError, StoreEvent,
-                                          Unavailable, check_size)
+                                          Unavailable, check_size, copy_message, describe, guaranteed_update)
 from skiff.api import kinds
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class Store:
 
     def check_size(self, obj: Message) -> None:
         kind = kinds.kind_of(obj)
-        check_size(obj, _what(kind, obj.metadata.namespace, obj.metadata.name), request_limit=self.request_limit)
+        check_size(obj, describe(kind, obj.metadata.namespace, obj.metadata.name), request_limit=self.request_limit)
 
     def _from_key(self, kind: kinds.Kind, key: bytes) -> Message:
         ns, _, name = key.decode()[len(self.prefix(kind)):].partition("/")
@@ -152,7 +152,7 @@ class Store:
     async def get(self, kind: kinds.Kind, namespace: str, name: str) -> Message:
         response = await self._range(rpc.RangeRequest(key=self.key(kind, namespace, name)))
         if not response.kvs:
-            raise NotFound(_what(kind, namespace, name) + " not found")
+            raise NotFound(describe(kind, namespace, name) + " not found")
         return self._decode(kind, response.kvs[0])
 
     @_timed("list")
@@ -197,7 +197,7 @@ class Store:
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=self._encode(obj),
                                                               lease=await self._lease(kind)))]))
         if not response.succeeded:
-            raise AlreadyExists(_what(kind, obj.metadata.namespace, obj.metadata.name) + " already exists")
+            raise AlreadyExists(describe(kind, obj.metadata.namespace, obj.metadata.name) + " already exists")
         created = type(obj)()
         created.CopyFrom(obj)
         created.metadata.resource_version = str(response.header.revision)
@@ -223,9 +223,9 @@ class Store:
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key, keys_only=True))]))
         if not response.succeeded:
             if not response.responses[0].response_range.kvs:
-                raise NotFound(_what(kind, ns, name) + " not found")
+                raise NotFound(describe(kind, ns, name) + " not found")
             current = response.responses[0].response_range.kvs[0].mod_revision
-            raise Conflict(f"{_what(kind, ns, name)} was modified (resourceVersion {current}, "
+            raise Conflict(f"{describe(kind, ns, name)} was modified (resourceVersion {current}, "
                            f"request had {rv}); read it again and retry")
         updated = type(obj)()
         updated.CopyFrom(obj)
@@ -247,29 +247,17 @@ class Store:
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key, keys_only=True))]))
         if not response.succeeded:
             if not response.responses[0].response_range.kvs:
-                raise NotFound(_what(kind, namespace, name) + " not found")
-            raise Conflict(f"{_what(kind, namespace, name)} was modified since resourceVersion "
+                raise NotFound(describe(kind, namespace, name) + " not found")
+            raise Conflict(f"{describe(kind, namespace, name)} was modified since resourceVersion "
                            f"{resource_version}; read it again and retry")
         deleted = response.responses[0].response_delete_range
         if not deleted.prev_kvs:
-            raise NotFound(_what(kind, namespace, name) + " not found")
+            raise NotFound(describe(kind, namespace, name) + " not found")
         return self._decode(kind, deleted.prev_kvs[0], response.header.revision)
 
     async def guaranteed_update(self, kind: kinds.Kind, namespace: str, name: str,
                                 mutate: Callable[[Message], Message | None], *, attempts: int = 10) -> Message:
-        """Read, apply `mutate` to a copy, write with CAS; on Conflict read again.
-        `mutate` returning None means "no change" (nothing is written)."""
-        for _ in range(attempts):
-            current = await self.get(kind, namespace, name)
-            changed = mutate(_copy(current))
-            if changed is None:
-                return current
-            changed.metadata.resource_version = current.metadata.resource_version
-            try:
-                return await self.update(changed)
-            except Conflict:
-                continue
-        raise Conflict(f"{_what(kind, namespace, name)} kept changing; gave up after {attempts} attempts")
+        return await guaranteed_update(self, kind, namespace, name, mutate, attempts=attempts)
 
     async def compact(self, revision: int) -> None:
         """Drop history before `revision` (tests use this to force a re-list)."""
@@ -367,23 +355,11 @@ class Store:
         prev = self._decode(kind, event.prev_kv) if event.HasField("prev_kv") else None
         if event.type == rpc.Event.DELETE:
             # Without the old value (compacted away) the key still names the object.
-            last = _copy(prev) if prev is not None else self._from_key(kind, event.kv.key)
+            last = copy_message(prev) if prev is not None else self._from_key(kind, event.kv.key)
             last.metadata.resource_version = str(event.kv.mod_revision)
             return StoreEvent("DELETED", last, event.kv.mod_revision, prev)
         kind_of_change = "ADDED" if event.kv.version == 1 else "MODIFIED"
         return StoreEvent(kind_of_change, self._decode(kind, event.kv), event.kv.mod_revision, prev)
-
-
-def _copy(obj: Message) -> Message:
-    out = type(obj)()
-    out.CopyFrom(obj)
-    return out
-
-
-def _what(kind: kinds.Kind, namespace: str, name: str) -> str:
-    if kind.namespaced:
-        return f'{kind.name} "{name}" in namespace "{namespace}"'
-    return f'{kind.name} "{name}"'
 
 
 def _reason(exc: BaseException) -> str:

@@ -62,6 +62,37 @@ class InvalidRevision(StoreError):
     """A revision that cannot exist (negative)."""
 
 
+def describe(kind, namespace: str, name: str) -> str:
+    """How errors name an object: `Pod "web" in namespace "default"`."""
+    if kind.namespaced:
+        return f'{kind.name} "{name}" in namespace "{namespace}"'
+    return f'{kind.name} "{name}"'
+
+
+def copy_message(obj: Message) -> Message:
+    out = type(obj)()
+    out.CopyFrom(obj)
+    return out
+
+
+async def guaranteed_update(store: Store, kind, namespace: str, name: str,
+                            mutate: Callable[[Message], Message | None], *, attempts: int) -> Message:
+    """Every store's guaranteed_update: read, apply `mutate` to a copy, write
+    with CAS (the resourceVersion read); on Conflict read again. `mutate`
+    returning None means "no change" (nothing is written)."""
+    for _ in range(attempts):
+        current = await store.get(kind, namespace, name)
+        changed = mutate(copy_message(current))
+        if changed is None:
+            return current
+        changed.metadata.resource_version = current.metadata.resource_version
+        try:
+            return await store.update(changed)
+        except Conflict:
+            continue
+    raise Conflict(f"{describe(kind, namespace, name)} kept changing; gave up after {attempts} attempts")
+
+
 def check_size(obj: Message, what: str, *, request_limit: int = REQUEST_LIMIT_BYTES) -> None:
     """Raise TooLarge if `obj` would not fit in one store write; the message
     names the limit and the largest part of the object, so a user sees which

@@ -18,7 +18,8 @@ from typing import AsyncIterator, Callable
 from google.protobuf.message import Message
 
 from controlplane.store.interface import (REQUEST_LIMIT_BYTES, AlreadyExists, Compacted, Conflict,
-                                          FutureRevision, InvalidRevision, NotFound, StoreEvent, Unavailable, check_size)
+                                          FutureRevision, InvalidRevision, NotFound, StoreEvent, Unavailable, check_size,
+                                          copy_message, describe, guaranteed_update)
 from skiff.api import kinds
 
 _Key = tuple[str, str, str]   # (resource, namespace, name)
@@ -72,7 +73,7 @@ class MemoryStore:
 
     def check_size(self, obj: Message) -> None:
         kind = kinds.kind_of(obj)
-        check_size(obj, _what(kind, obj.metadata.namespace, obj.metadata.name), request_limit=self.request_limit)
+        check_size(obj, describe(kind, obj.metadata.namespace, obj.metadata.name), request_limit=self.request_limit)
 
     def _encode(self, obj: Message) -> bytes:
         stored = type(obj)()
@@ -98,7 +99,7 @@ class MemoryStore:
         self._check()
         value = self._data.get(self._key(kind, namespace, name))
         if value is None:
-            raise NotFound(_what(kind, namespace, name) + " not found")
+            raise NotFound(describe(kind, namespace, name) + " not found")
         return self._decode(kind, value)
 
     async def list(self, kind: kinds.Kind, namespace: str = "") -> tuple[list[Message], int]:
@@ -118,7 +119,7 @@ class MemoryStore:
         kind = kinds.kind_of(obj)
         key = self._key(kind, obj.metadata.namespace, obj.metadata.name)
         if key in self._data:
-            raise AlreadyExists(_what(kind, obj.metadata.namespace, obj.metadata.name) + " already exists")
+            raise AlreadyExists(describe(kind, obj.metadata.namespace, obj.metadata.name) + " already exists")
         data = self._encode(obj)
         revision = self._revision + 1
         self._revision = revision
@@ -133,9 +134,9 @@ class MemoryStore:
         current = self._data.get(key)
         rv = obj.metadata.resource_version
         if current is None:
-            raise NotFound(_what(kind, ns, name) + " not found")
+            raise NotFound(describe(kind, ns, name) + " not found")
         if rv and int(rv) != current.mod_revision:
-            raise Conflict(f"{_what(kind, ns, name)} was modified (resourceVersion {current.mod_revision}, "
+            raise Conflict(f"{describe(kind, ns, name)} was modified (resourceVersion {current.mod_revision}, "
                            f"request had {rv}); read it again and retry")
         data = self._encode(obj)
         self._revision += 1
@@ -148,9 +149,9 @@ class MemoryStore:
         key = self._key(kind, namespace, name)
         current = self._data.get(key)
         if current is None:
-            raise NotFound(_what(kind, namespace, name) + " not found")
+            raise NotFound(describe(kind, namespace, name) + " not found")
         if resource_version and int(resource_version) != current.mod_revision:
-            raise Conflict(f"{_what(kind, namespace, name)} was modified since resourceVersion "
+            raise Conflict(f"{describe(kind, namespace, name)} was modified since resourceVersion "
                            f"{resource_version}; read it again and retry")
         self._revision += 1
         self._write(key, None)
@@ -158,17 +159,7 @@ class MemoryStore:
 
     async def guaranteed_update(self, kind: kinds.Kind, namespace: str, name: str,
                                 mutate: Callable[[Message], Message | None], *, attempts: int = 10) -> Message:
-        for _ in range(attempts):
-            current = await self.get(kind, namespace, name)
-            changed = mutate(_copy(current))
-            if changed is None:
-                return current
-            changed.metadata.resource_version = current.metadata.resource_version
-            try:
-                return await self.update(changed)
-            except Conflict:
-                continue
-        raise Conflict(f"{_what(kind, namespace, name)} kept changing; gave up after {attempts} attempts")
+        return await guaranteed_update(self, kind, namespace, name, mutate, attempts=attempts)
 
     async def compact(self, revision: int) -> None:
         """Drop history before `revision`; a watch that needs it raises Compacted."""
@@ -209,7 +200,7 @@ class MemoryStore:
     def _event(self, kind: kinds.Kind, change: _Change) -> StoreEvent:
         prev = self._decode(kind, change.prev) if change.prev is not None else None
         if change.value is None:
-            last = _copy(prev)
+            last = copy_message(prev)
             last.metadata.resource_version = str(change.revision)
             return StoreEvent("DELETED", last, change.revision, prev)
         type_ = "ADDED" if change.value.version == 1 else "MODIFIED"
@@ -221,18 +212,8 @@ def _in(kind: kinds.Kind, namespace: str, key: _Key) -> bool:
 
 
 def _with_version(obj: Message, revision: int) -> Message:
-    out = _copy(obj)
+    out = copy_message(obj)
     out.metadata.resource_version = str(revision)
     return out
 
 
-def _copy(obj: Message) -> Message:
-    out = type(obj)()
-    out.CopyFrom(obj)
-    return out
-
-
-def _what(kind: kinds.Kind, namespace: str, name: str) -> str:
-    if kind.namespaced:
-        return f'{kind.name} "{name}" in namespace "{namespace}"'
-    return f'{kind.name} "{name}"'
