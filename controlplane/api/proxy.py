@@ -8,6 +8,7 @@ streams both ways. Channels to agents are kept open and reused.
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from typing import AsyncIterator
 
 import grpc
@@ -75,37 +76,16 @@ class AgentProxy:
             call.cancel()
 
     async def exec(self, requests: AsyncIterator[api_pb2.ExecInput]) -> AsyncIterator[api_pb2.ExecOutput]:
-        async for out in self._exec_like("Exec", requests):
-            yield out
+        first = await self._exec_start("Exec", requests)
+        async with aclosing(self._stream_to_agent("Exec", first, requests)) as outputs:
+            async for out in outputs:
+                yield out
 
     async def attach(self, requests: AsyncIterator[api_pb2.ExecInput]) -> AsyncIterator[api_pb2.ExecOutput]:
-        async for out in self._exec_like("Attach", requests):
-            yield out
-
-    async def _exec_like(self, method: str, requests: AsyncIterator[api_pb2.ExecInput]
-                         ) -> AsyncIterator[api_pb2.ExecOutput]:
-        first = await anext(requests, None)
-        if first is None:
-            raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, f"no {method} message: the first one must be `start`",
-                           field_path="start")
-        if first.WhichOneof("input") != "start":
-            raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, f"the first {method} message must be `start`",
-                           field_path="start")
-        stub, address = await self._pod_agent(first.start.namespace, first.start.name)
-
-        async def forward() -> AsyncIterator[api_pb2.ExecInput]:
-            yield first
-            async for message in requests:
-                yield message
-
-        call = getattr(stub, method)(forward())
-        try:
-            async for out in call:
+        first = await self._exec_start("Attach", requests)
+        async with aclosing(self._stream_to_agent("Attach", first, requests)) as outputs:
+            async for out in outputs:
                 yield out
-        except grpc.aio.AioRpcError as exc:
-            raise self._agent_error(exc, address) from None
-        finally:
-            call.cancel()
 
     async def port_forward(self, requests: AsyncIterator[api_pb2.PortForwardInput]
                            ) -> AsyncIterator[api_pb2.PortForwardOutput]:
@@ -113,14 +93,32 @@ class AgentProxy:
         if first is None or first.WhichOneof("input") != "start":
             raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, "the first PortForward message must be `start`",
                            field_path="start")
+        async with aclosing(self._stream_to_agent("PortForward", first, requests)) as outputs:
+            async for out in outputs:
+                yield out
+
+    @staticmethod
+    async def _exec_start(method: str, requests: AsyncIterator[api_pb2.ExecInput]) -> api_pb2.ExecInput:
+        first = await anext(requests, None)
+        if first is None:
+            raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, f"no {method} message: the first one must be `start`",
+                           field_path="start")
+        if first.WhichOneof("input") != "start":
+            raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, f"the first {method} message must be `start`",
+                           field_path="start")
+        return first
+
+    async def _stream_to_agent(self, method: str, first, requests: AsyncIterator) -> AsyncIterator:
+        """A bidirectional stream to the agent of the pod `first.start` names:
+        `first`, then the rest of `requests`, in; the agent's messages out."""
         stub, address = await self._pod_agent(first.start.namespace, first.start.name)
 
-        async def forward() -> AsyncIterator[api_pb2.PortForwardInput]:
+        async def forward() -> AsyncIterator:
             yield first
             async for message in requests:
                 yield message
 
-        call = stub.PortForward(forward())
+        call = getattr(stub, method)(forward())
         try:
             async for out in call:
                 yield out
