@@ -4,14 +4,9 @@ controllers write, so they must come out as on Kubernetes. No agent runs; the
 test marks pods Ready through the API as a kubelet would."""
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
-
 import pytest
 
-from skiff.api import meta
-from skiff.client import ApiClient
+from tests.fake_kubelet import kubelet
 
 pytestmark = [pytest.mark.etcd, pytest.mark.slow]
 
@@ -27,33 +22,6 @@ spec:
     spec:
       containers: [{name: c, image: busybox, command: [sleep, "1000"]}]
 """
-
-
-@contextlib.contextmanager
-def kubelet(server: str):
-    stop = threading.Event()
-
-    async def loop():
-        async with ApiClient(server) as c:
-            while not stop.is_set():
-                pods, _ = await c.list("Pod", "default")
-                for pod in pods:
-                    cond = meta.get_condition(pod.status.conditions, "Ready")
-                    if pod.metadata.HasField("deletion_timestamp") or (cond is not None and cond.status == "True"):
-                        continue
-                    pod.status.phase = "Running"
-                    meta.set_condition(pod.status.conditions, type_="Ready", status="True")
-                    with contextlib.suppress(Exception):
-                        await c.update_status(pod)
-                await asyncio.sleep(0.1)
-
-    thread = threading.Thread(target=asyncio.run, args=(loop(),), daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=10)
 
 
 def test_kubectl_rollout_status_history_undo(rest, tmp_path):
