@@ -3,17 +3,13 @@ command-line pod runs, exec passes stdin, stdout, stderr and the exit code
 through, and a followed log ends when the container does."""
 from __future__ import annotations
 
-import fcntl
 import os
-import select
-import signal
-import struct
 import subprocess
 import sys
-import termios
-import time
 
 import pytest
+
+from tests.e2e.terminal import sizes_seen_in_a_terminal
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow]
 
@@ -52,40 +48,6 @@ def test_run_exec_and_follow_logs(private_cluster):
 
 
 def _exec_in_a_terminal(c, pod: str) -> list[str]:
-    """`skiff exec -it POD -- ...` on a pty of 33x101, resized to 40x120 while
-    it runs (as a terminal window is): the sizes the command saw."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "skiff.cli.main", "exec", "-it", pod, "--",
-                             "sh", "-c", "stty size; read x; stty size"],
-                            stdin=slave, stdout=slave, stderr=slave, env=c.env(), start_new_session=True)
-    os.close(slave)
-    out = b""
-    deadline = time.monotonic() + 60
-    resized = False
-    try:
-        while time.monotonic() < deadline:
-            if select.select([master], [], [], 1)[0]:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:   # EIO: every slave fd is closed
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            if b"33 101" in out and not resized:
-                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-                os.kill(proc.pid, signal.SIGWINCH)   # what the kernel sends the terminal's foreground job
-                time.sleep(0.5)
-                os.write(master, b"go\r")
-                resized = True
-            if proc.poll() is not None and not select.select([master], [], [], 0.2)[0]:
-                break
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        os.close(master)
-    assert proc.returncode == 0, out
-    return [line for line in out.decode(errors="replace").replace("\r", "").splitlines()
-            if line.strip() and line.strip()[0].isdigit()]
+    """`skiff exec -it POD -- ...` on a resized terminal: the sizes the command saw."""
+    return sizes_seen_in_a_terminal([sys.executable, "-m", "skiff.cli.main", "exec", "-it", pod, "--",
+                                     "sh", "-c", "stty size; read x; stty size"], c.env())
