@@ -207,6 +207,16 @@ class FakeApiClient:
     async def stats(self, node_name: str, *, timeout: float | None = 30) -> api_pb2.NodeStats:
         raise NotImplementedError("FakeApiClient has no node agents: stats is not available")
 
+    async def attach(self, name: str, namespace: str = "default", *, container: str = "",
+                     stdin: AsyncIterable[bytes] | None = None) -> AsyncIterator[tuple[str, bytes | int]]:
+        raise NotImplementedError("FakeApiClient has no node agents: attach is not available")
+        yield ("", b"")  # pragma: no cover
+
+    async def port_forward(self, name: str, port: int, namespace: str = "default", *,
+                           data: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        raise NotImplementedError("FakeApiClient has no node agents: port_forward is not available")
+        yield b""  # pragma: no cover
+
 
 def _copy(obj: Message) -> Message:
     out = type(obj)()
