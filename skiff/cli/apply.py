@@ -64,6 +64,17 @@ def load_documents(paths: list[str], *, namespace: str | None) -> tuple[list[man
     return good, failed
 
 
+def document_error(doc: manifest.Document, exc: ApiError) -> str:
+    """The server's refusal of one document: with file, document and line for an
+    invalid field (the path's line from the manifest), else with the document's label."""
+    if isinstance(exc, Invalid):
+        message = exc.message
+        if exc.field_path and message.startswith(exc.field_path + ": "):
+            message = message[len(exc.field_path) + 2:]
+        return f"error: {doc.error(exc.field_path, message)}"
+    return f"error: {doc.label}: {exc.message}"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.prune and not (args.selector or args.prune_all):
         raise CliError("all resources selected for prune without explicitly passing --all. To prune all "
@@ -81,15 +92,8 @@ def run(args: argparse.Namespace) -> int:
                 outcome = await apply_one(client, doc.obj, dry_run=args.dry_run)
             except Unavailable:
                 raise  # nothing else will get through either: one line from main
-            except Invalid as exc:
-                message = exc.message
-                if exc.field_path and message.startswith(exc.field_path + ": "):
-                    message = message[len(exc.field_path) + 2:]
-                print(f"error: {doc.error(exc.field_path, message)}", file=sys.stderr)
-                failed = True
-                continue
             except ApiError as exc:
-                print(f"error: {doc.label}: {exc.message}", file=sys.stderr)
+                print(document_error(doc, exc), file=sys.stderr)
                 failed = True
                 continue
             print(f"{name_of(outcome.obj)} {outcome.result}{suffix}", flush=True)

@@ -61,8 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_files(args: argparse.Namespace) -> int:
     """`create -f`: every valid document created in order; the bad ones listed and skipped."""
     from skiff.api.printers import name_of
-    from skiff.cli.apply import load_documents
-    from skiff.client import ApiError, Invalid, Unavailable
+    from skiff.cli.apply import document_error, load_documents
+    from skiff.client import ApiError, Unavailable
 
     if not args.filename:
         raise CliError("give -f FILE, or a kind to create: deployment, job")
@@ -79,15 +79,8 @@ def run_files(args: argparse.Namespace) -> int:
                 print(f"Error from server (AlreadyExists): {exc.message}", file=sys.stderr)
                 failed = True
                 continue
-            except Invalid as exc:
-                message = exc.message
-                if exc.field_path and message.startswith(exc.field_path + ": "):
-                    message = message[len(exc.field_path) + 2:]
-                print(f"error: {doc.error(exc.field_path, message)}", file=sys.stderr)
-                failed = True
-                continue
             except ApiError as exc:
-                print(f"error: {doc.label}: {exc.message}", file=sys.stderr)
+                print(document_error(doc, exc), file=sys.stderr)
                 failed = True
                 continue
             print(f"{name_of(created)} created", flush=True)
