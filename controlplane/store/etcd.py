@@ -29,7 +29,7 @@ from google.protobuf.message import Message
 
 from controlplane.store.interface import (REQUEST_LIMIT_BYTES, AlreadyExists, Compacted,  # noqa: F401
                                           Conflict, FutureRevision, InvalidRevision, NotFound, StoreError, StoreEvent,
-                                          Unavailable, check_size, copy_message, describe, guaranteed_update)
+                                          Unavailable, check_size, copy_message, describe, encode, guaranteed_update)
 from skiff.api import kinds
 
 log = logging.getLogger(__name__)
@@ -120,11 +120,8 @@ class Store:
         return obj
 
     def _encode(self, obj: Message) -> bytes:
-        stored = type(obj)()
-        stored.CopyFrom(obj)
-        stored.metadata.resource_version = ""
-        self.check_size(stored)
-        return stored.SerializeToString(deterministic=True)
+        return encode(obj, describe(kinds.kind_of(obj), obj.metadata.namespace, obj.metadata.name),
+                      request_limit=self.request_limit)
 
     async def _kv(self) -> rpc.KVStub:
         # aetcd's high-level calls drop the response header, and the header's

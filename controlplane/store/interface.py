@@ -23,7 +23,7 @@ from typing import AsyncIterator, Callable, Protocol
 
 from google.protobuf.message import Message
 
-from skiff.api.validation import REQUEST_LIMIT_BYTES, object_size_error  # noqa: F401  (re-exported for the stores)
+from skiff.api.validation import REQUEST_LIMIT_BYTES, TXN_OVERHEAD_BYTES, object_size_error  # noqa: F401  (re-exported for the stores)
 
 
 class StoreError(Exception):
@@ -101,6 +101,18 @@ def check_size(obj: Message, what: str, *, request_limit: int = REQUEST_LIMIT_BY
     error = object_size_error(obj, request_limit=request_limit)
     if error is not None:
         raise TooLarge(f"{what} is {error.message}")
+
+
+def encode(obj: Message, what: str, *, request_limit: int = REQUEST_LIMIT_BYTES) -> bytes:
+    """The stored form of `obj` (resourceVersion cleared: it is the key's
+    revision), serialized once; TooLarge, as check_size, when it would not fit
+    in one store write (the size check itself serializes, so it runs only then)."""
+    stored = copy_message(obj)
+    stored.metadata.resource_version = ""
+    data = stored.SerializeToString(deterministic=True)
+    if len(data) > request_limit - TXN_OVERHEAD_BYTES:
+        check_size(stored, what, request_limit=request_limit)
+    return data
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 
 from controlplane.store.interface import (REQUEST_LIMIT_BYTES, AlreadyExists, Compacted, Conflict,
                                           FutureRevision, InvalidRevision, NotFound, StoreEvent, Unavailable, check_size,
-                                          copy_message, describe, guaranteed_update)
+                                          copy_message, describe, encode, guaranteed_update)
 from skiff.api import kinds
 
 _Key = tuple[str, str, str]   # (resource, namespace, name)
@@ -76,11 +76,8 @@ class MemoryStore:
         check_size(obj, describe(kind, obj.metadata.namespace, obj.metadata.name), request_limit=self.request_limit)
 
     def _encode(self, obj: Message) -> bytes:
-        stored = type(obj)()
-        stored.CopyFrom(obj)
-        stored.metadata.resource_version = ""
-        self.check_size(stored)
-        return stored.SerializeToString(deterministic=True)
+        return encode(obj, describe(kinds.kind_of(obj), obj.metadata.namespace, obj.metadata.name),
+                      request_limit=self.request_limit)
 
     def _write(self, key: _Key, value: _Value | None) -> int:
         prev = self._data.get(key)
