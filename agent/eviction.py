@@ -128,8 +128,12 @@ class EvictionManager:
         order (emptyDir, pod, container), or None."""
         limits = {c.name: c.resources.limits.get("ephemeral-storage", "") for c in pod.spec.containers}
         sized = [v for v in pod.spec.volumes if v.HasField("empty_dir") and v.empty_dir.medium != "Memory"]
-        if not sized and not any(limits.values()):
-            return None
+        if not any(limits.values()):
+            # No container limit to count them against: only an emptyDir with its own
+            # sizeLimit can be over, so the others' trees are not walked (every period).
+            sized = [v for v in sized if v.empty_dir.size_limit]
+            if not sized:
+                return None
         volumes_used = 0
         for volume in sized:
             used = (await asyncio.to_thread(disk_usage, rec.paths.volume_dir(volume.name)))[0]
