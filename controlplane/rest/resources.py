@@ -29,7 +29,7 @@ from controlplane.rest import apply as server_side_apply
 from controlplane.rest import codec, tables
 from controlplane.rest.discovery import Served
 from controlplane.rest.status import ApiError, bad_request, from_exception
-from skiff.api import merge, meta, printers
+from skiff.api import labelselector, merge, meta, printers
 
 log = logging.getLogger(__name__)
 
@@ -330,14 +330,15 @@ class ResourceHandlers:
         """autoscaling/v1 Scale of an object with spec.replicas and status.replicas."""
         data = printers.to_dict(obj)
         md = data.get("metadata", {})
-        spec, status = data.get("spec", {}), data.get("status", {})
-        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        status = data.get("status", {})
+        selector = obj.spec.selector
         return {"kind": "Scale", "apiVersion": "autoscaling/v1",
                 "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
                              if k in md},
                 "spec": {"replicas": obj.spec.replicas},
                 "status": {"replicas": status.get("replicas", 0),
-                           "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))}}
+                           # matchExpressions too: autoscalers find the pods by it
+                           "selector": "" if labelselector.is_empty(selector) else labelselector.to_text(selector)}}
 
     async def _set_replicas(self, t: Target, replicas: Any, resource_version: str) -> dict[str, Any]:
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
