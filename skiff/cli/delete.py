@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 
 from skiff.api import kinds
@@ -173,6 +174,8 @@ async def wait_gone(client: ApiClient, *, kind: kinds.Kind, namespace: str, name
     objs, revision = await client.list(kind.name, namespace)
     if not any(same(o) for o in objs):
         return
-    async for event_type, obj, _rv in client.watch(kind.name, namespace, resource_version=revision):
-        if obj is not None and obj.metadata.name == name and (event_type == "DELETED" or not same(obj)):
-            return
+    # Closed before the client's channel is (an open watch would be cut by it).
+    async with contextlib.aclosing(client.watch(kind.name, namespace, resource_version=revision)) as events:
+        async for event_type, obj, _rv in events:
+            if obj is not None and obj.metadata.name == name and (event_type == "DELETED" or not same(obj)):
+                return

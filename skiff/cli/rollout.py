@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from datetime import datetime, timezone
 
@@ -112,13 +113,15 @@ async def status(client: ApiClient, args: argparse.Namespace, kind: kinds.Kind, 
         if show(d) or not args.watch:
             return 0
         while True:  # a broken watch is taken up again from a fresh read
-            async for event_type, obj, _ in client.watch(kind.name, namespace,
-                                                         field_selector=f"metadata.name={name}",
-                                                         resource_version=d.metadata.resource_version):
-                if event_type == "DELETED":
-                    raise CliError(f'{kind.name.lower()} "{name}" was deleted')
-                if show(obj):
-                    return 0
+            # Closed before the client's channel is (an open watch would be cut by it).
+            async with contextlib.aclosing(client.watch(kind.name, namespace,
+                                                        field_selector=f"metadata.name={name}",
+                                                        resource_version=d.metadata.resource_version)) as events:
+                async for event_type, obj, _ in events:
+                    if event_type == "DELETED":
+                        raise CliError(f'{kind.name.lower()} "{name}" was deleted')
+                    if show(obj):
+                        return 0
             d = await client.get(kind.name, name, namespace)
             if show(d):
                 return 0
