@@ -58,6 +58,12 @@ async def run(*, zygote: Zygote, req: dict, tty: bool, stdin: AsyncIterator[byte
             if size is not None:
                 set_size(master, size)   # before the command starts: it reads it once, at start
             theirs.update(stdin=slave, stdout=os.dup(slave), stderr=os.dup(slave))
+            # A slave of our own until the output is drained: once the command's
+            # last slave fd closes, a read of the master may answer EIO while the
+            # kernel has not yet handed over the last bytes it wrote (seen as a
+            # lost final line). Held open, reads block instead, and the pump's
+            # quiet period after the exit collects everything.
+            ours.append(os.dup(slave))
             out_fds = {"stdout": master}
             in_fd = master if stdin is not None else None
         else:
@@ -131,7 +137,8 @@ async def _pump(fd: int, sink: Callable[[bytes], Awaitable[None]], exited: async
     what is buffered is read: a background process it left behind may hold
     the pipe open for ever, and exec must still return (as it does when the
     exit code is known). A pty hands data over through a kernel work queue,
-    so after the exit it gets a moment for the last bytes."""
+    so after the exit it gets a moment for the last bytes (run() holds a slave
+    open meanwhile, so the master does not answer EIO before they arrive)."""
     os.set_blocking(fd, False)
     while True:
         try:
