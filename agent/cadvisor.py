@@ -35,6 +35,7 @@ from typing import Iterable, Iterator
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from agent.procfs import meminfo, memory_available
 from agent.runtime.interface import ContainerStats, State
 
 CONTAINER_LABELS = ["id", "name", "namespace", "pod", "container", "image", "node"]
@@ -136,16 +137,6 @@ def _proc_stat_cpus() -> dict[str, list[float]]:
 _CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
 
-def _meminfo() -> dict[str, int]:
-    out = {}
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        parts = value.split()
-        if parts:
-            out[key] = int(parts[0]) * (1024 if len(parts) > 1 else 1)
-    return out
-
-
 def _mount_of(path: str) -> tuple[str, str, str]:
     """(device, fstype, mountpoint) of the filesystem holding `path`."""
     best = ("", "", "/")
@@ -237,9 +228,9 @@ class CadvisorCollector:
         root = ["/", "/", "", "", "", "", self.node_name]
         try:
             busy = sum(sum(v[i] for i in (0, 1, 2, 5, 6, 7) if i < len(v)) for v in _proc_stat_cpus().values())
-            mem = _meminfo()
+            mem = meminfo()
             cpu.add_metric(root, busy)
-            working_set.add_metric(root, mem.get("MemTotal", 0) - mem.get("MemAvailable", mem.get("MemFree", 0)))
+            working_set.add_metric(root, mem.get("MemTotal", 0) - memory_available(mem))
         except OSError:
             pass
         yield from (cpu, periods, throttled, throttled_s, working_set, usage, rss, cache, failcnt, limit, ooms,
@@ -260,7 +251,7 @@ class CadvisorCollector:
         node = ["node"]
         try:
             cpus = _proc_stat_cpus()
-            mem = _meminfo()
+            mem = meminfo()
             load = os.getloadavg()
         except OSError:
             return

@@ -27,7 +27,7 @@ from typing import Awaitable, Callable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent import pressure as pressure_
+from agent import pressure as pressure_, procfs
 from agent.clock import Clock, SystemClock
 from agent.status import timestamp
 from proto.skiff.v1 import types_pb2
@@ -54,11 +54,11 @@ class NodeIdentity:
 METRICS_ADDRESS_ANNOTATION = "skiff.io/metrics-address"
 
 
-def memory_total_bytes(meminfo: Path = Path("/proc/meminfo")) -> int:
-    for line in meminfo.read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{meminfo}: no MemTotal line")
+def memory_total_bytes(path: Path = Path("/proc/meminfo")) -> int:
+    total = procfs.meminfo(path).get("MemTotal")
+    if total is None:
+        raise RuntimeError(f"{path}: no MemTotal line")
+    return total
 
 
 def os_image(os_release: Path = Path("/etc/os-release")) -> str:

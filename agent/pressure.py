@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import procfs
 from skiff.api.quantity import parse_quantity
 
 DEFAULT_EVICTION_HARD = "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%"
@@ -71,18 +72,15 @@ class Observation:
 
 
 def observe(data_dir: Path, *, proc: Path = Path("/proc")) -> Observation:
-    meminfo = {}
-    for line in (proc / "meminfo").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        meminfo[name] = int(rest.split()[0]) * 1024
+    mem = procfs.meminfo(proc / "meminfo")
     existing = data_dir
     while not existing.exists() and existing != existing.parent:   # not made yet: its filesystem
         existing = existing.parent
     fs = os.statvfs(existing)
     pid_max = int((proc / "sys/kernel/pid_max").read_text())
     threads = int((proc / "loadavg").read_text().split()[3].split("/")[1])
-    return Observation(memory_available=meminfo.get("MemAvailable", meminfo.get("MemFree", 0)),
-                       memory_capacity=meminfo.get("MemTotal", 0),
+    return Observation(memory_available=procfs.memory_available(mem),
+                       memory_capacity=mem.get("MemTotal", 0),
                        nodefs_available=fs.f_bavail * fs.f_frsize, nodefs_capacity=fs.f_blocks * fs.f_frsize,
                        inodes_free=fs.f_favail, inodes_total=fs.f_files,
                        pids_available=pid_max - threads, pid_max=pid_max)

@@ -20,7 +20,7 @@ from typing import AsyncIterator
 
 import grpc
 
-from agent import attach, portforward
+from agent import attach, portforward, procfs
 from agent.containerlogs import ContainerLogManager, LogStream
 from agent.prober.checks import NetnsSockets, Sockets
 from agent.podworkers import PodRecord, PodWorkers
@@ -322,11 +322,8 @@ def _host_usage() -> tuple[float, int]:
         ticks = [int(x) for x in fields]
         busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # minus idle and iowait
         cpu = busy / os.sysconf("SC_CLK_TCK")
-        mem = {}
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            key, value = line.split(":", 1)
-            mem[key] = int(value.split()[0]) * 1024
-        return cpu, mem["MemTotal"] - mem.get("MemAvailable", mem.get("MemFree", 0))
+        mem = procfs.meminfo()
+        return cpu, mem["MemTotal"] - procfs.memory_available(mem)
     except (OSError, ValueError, KeyError, IndexError):
         return 0.0, 0
 
