@@ -48,10 +48,14 @@ class NodeIdentity:
     internal_ip: str
     agent_port: int
     metrics_address: str = ""   # HOST:PORT of /metrics and /metrics/cadvisor; "" none served
+    # More annotations the agent owns on its Node, e.g. skiff.io/pod-egress (decision 30).
+    annotations: tuple[tuple[str, str], ...] = ()
 
 
 # Where the control plane's http_sd lists (controlplane/discovery.py) find this agent's metrics.
 METRICS_ADDRESS_ANNOTATION = "skiff.io/metrics-address"
+# The node's pod egress, "nat" or "none" (`skiff describe node` shows it; decision 30).
+POD_EGRESS_ANNOTATION = "skiff.io/pod-egress"
 
 
 def memory_total_bytes(path: Path = Path("/proc/meminfo")) -> int:
@@ -121,18 +125,10 @@ def set_ready(status: types_pb2.NodeStatus, *, now_clock: Clock, problem: str | 
               reason: str = "KubeletNotReady") -> None:
     """Condition Ready with a new heartbeat: True, or False with `problem` as
     the message; the transition time moves only on a change."""
-    now = timestamp(now_clock.now())
     value, reason, message = (("False", reason, problem) if problem else
                               ("True", "KubeletReady", "skiff agent is posting ready status"))
-    for cond in status.conditions:
-        if cond.type == "Ready":
-            if cond.status != value:
-                cond.last_transition_time.CopyFrom(now)
-            cond.status, cond.reason, cond.message = value, reason, message
-            cond.last_heartbeat_time.CopyFrom(now)
-            return
-    status.conditions.add(type="Ready", status=value, reason=reason, message=message,
-                          last_heartbeat_time=now, last_transition_time=now)
+    set_condition(status, type_="Ready", value=value, reason=reason, message=message,
+                  now=timestamp(now_clock.now()))
 
 
 class NodeAgent:
@@ -177,15 +173,18 @@ class NodeAgent:
                                      "kubernetes.io/arch": _ARCH.get(os.uname().machine, os.uname().machine)})
         if self.identity.metrics_address:
             node.metadata.annotations[METRICS_ADDRESS_ANNOTATION] = self.identity.metrics_address
+        node.metadata.annotations.update(dict(self.identity.annotations))
         try:
             created = await self.client.create(node)
         except AlreadyExists:
             created = await self.client.get("Node", self.identity.name, "")
             annotations = created.metadata.annotations
-            if annotations.get(METRICS_ADDRESS_ANNOTATION, "") != self.identity.metrics_address:
+            stale = any(annotations.get(k) != v for k, v in self.identity.annotations)
+            annotations.update(dict(self.identity.annotations))
+            if stale or annotations.get(METRICS_ADDRESS_ANNOTATION, "") != self.identity.metrics_address:
                 if self.identity.metrics_address:
                     annotations[METRICS_ADDRESS_ANNOTATION] = self.identity.metrics_address
-                else:
+                elif METRICS_ADDRESS_ANNOTATION in annotations:
                     del annotations[METRICS_ADDRESS_ANNOTATION]
                 created = await self.client.update(created)   # a Conflict: register() tries again
         return await self._write_status(created)
@@ -198,9 +197,7 @@ class NodeAgent:
             conditions = list(node.status.conditions)
             updated.status.CopyFrom(machine_status(self.identity))
             updated.status.conditions.extend(conditions)
-            problem, reason = await self.runtime_problem(), "KubeletNotReady"
-            if problem is None and self.watch_health is not None and (watching := self.watch_health()):
-                problem, reason = f"the agent cannot watch its pods: {watching}", WATCH_FAILING
+            problem, reason = await self._problem()
             set_ready(updated.status, now_clock=self.clock, problem=problem, reason=reason)
             if self.pressure is not None:
                 now = timestamp(self.clock.now())
@@ -238,12 +235,12 @@ class NodeAgent:
         except Exception as exc:  # noqa: BLE001 - a failing check is itself the answer
             return f"container runtime health check failed: {type(exc).__name__}: {exc}"
 
-    async def _problem(self) -> str | None:
-        """What the next status write would say Ready=False for (as `_write_status`)."""
+    async def _problem(self) -> tuple[str | None, str]:
+        """Why Ready is False (None: it is True), and the condition's reason."""
         problem = await self.runtime_problem()
         if problem is None and self.watch_health is not None and (watching := self.watch_health()):
-            problem = f"the agent cannot watch its pods: {watching}"
-        return problem
+            return f"the agent cannot watch its pods: {watching}", WATCH_FAILING
+        return problem, "KubeletNotReady"
 
     async def heartbeat(self) -> None:
         """Renew the Ready condition every period until cancelled; between
@@ -255,7 +252,7 @@ class NodeAgent:
                 if self.runtime_health or self.watch_health else self.period_seconds
             await asyncio.sleep(step)
             waited += step
-            if waited < self.period_seconds and await self._problem() == self._reported_problem:
+            if waited < self.period_seconds and (await self._problem())[0] == self._reported_problem:
                 continue
             waited = 0.0
             try:
