@@ -177,7 +177,11 @@ class Discovery:
         return list(self._pods())
 
     def _pods(self) -> Iterator[dict]:
-        for pod in sorted(self.pods.list(), key=lambda p: (p.metadata.namespace, p.metadata.name)):
+        pods = sorted(self.pods.list(), key=lambda p: (p.metadata.namespace, p.metadata.name))
+        # Forget the warnings of pods that are gone (the set would grow with every pod ever seen).
+        uids = {p.metadata.uid for p in pods}
+        self._warned = {key for key in self._warned if key[0] in uids}
+        for pod in pods:
             groups, problem = pod_targets(pod)
             if problem is not None:
                 key = (pod.metadata.uid, problem)
