@@ -56,6 +56,9 @@ class ClusterConfig:
     monitoring: bool = False
     prometheus_port: int = 9090
     prometheus_binary: str = "/usr/bin/prometheus"
+    # `up --monitoring-rule-for-scale`: every alert's `for:` multiplied by it in DATA/monitoring/rules
+    # (1: the shipped durations; a test makes an alert fire in seconds with e.g. 0.02).
+    monitoring_rule_for_scale: float = 1.0
     # `up --nodes N` (skiff/cli/_lab.py): the nodes, by index, each in a network
     # namespace of its own on a private link; () is the one node on the host.
     # `name` prefixes every kernel object of theirs; `node_cidr` is the link's subnet.
@@ -63,6 +66,9 @@ class ClusterConfig:
     name: str = "skiff"
     node_cidr: str = "10.213.0.0/24"
     pod_network: str = "host-gw"
+    # `up --pod-egress`: pods reach addresses outside the cluster masqueraded to their
+    # node's address ("nat", as Kubernetes and Docker) or not at all ("none"; decision 30).
+    pod_egress: str = "nat"
     # `up --eviction-hard`: passed to every agent (kubelet's --eviction-hard); "" keeps the agent's default.
     eviction_hard: str = ""
 
@@ -162,7 +168,8 @@ def components(config: ClusterConfig) -> list[Component]:
             "--metrics-listen", f"127.0.0.1:{config.agent_metrics_port}",
             "--data-dir", str(config.data_dir), "--run-dir", str(config.run_dir),
             "--bridge", config.bridge, "--nft-table", config.nft_table,
-            "--cgroup-parent", config.cgroup_parent, *_eviction_args(config)), marker="agent.main",
+            "--cgroup-parent", config.cgroup_parent, "--pod-egress", config.pod_egress,
+            *_eviction_args(config)), marker="agent.main",
             address=f"127.0.0.1:{config.agent_port}", node=config.node_name))
     elif config.with_agent:
         out += [node_agent(config, config.lab.node(i)) for i in config.nodes]
@@ -197,7 +204,7 @@ def node_agent(config: ClusterConfig, node: LabNode) -> Component:
             "--image-dir", str(config.data_dir / "images"),
             "--bridge", node.bridge, "--nft-table", node.nft_table, "--cgroup-parent", node.cgroup_parent,
             "--pod-network", config.pod_network, "--cluster-cidr", config.cluster_cidr,
-            "--vxlan-device", node.vxlan_device, *_eviction_args(config))
+            "--vxlan-device", node.vxlan_device, "--pod-egress", config.pod_egress, *_eviction_args(config))
     return Component(f"agent-{node.name}", argv, marker=f" --node-name {node.name} ",
                      address=f"{node.ip}:{config.agent_port}", node=node.name, netns=str(node.netns_path))
 

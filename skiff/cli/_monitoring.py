@@ -17,6 +17,7 @@ the last component).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import urllib.request
 from pathlib import Path
@@ -58,6 +59,36 @@ def render_config(config: ClusterConfig, *, source: Path = SOURCE) -> dict:
     return prom
 
 
+_DURATION = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000,
+            "y": 31_536_000_000}
+
+
+def duration_ms(text: str) -> int:
+    """A Prometheus duration ("15m", "1h30m", "500ms") in milliseconds."""
+    text = str(text).strip()
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return sum(int(n) * _UNIT_MS[u] for n, u in parts)
+
+
+def scale_rule_for(path: Path, factor: float) -> None:
+    """Rewrite a rule file with every alert's `for:` multiplied by factor
+    (`up --monitoring-rule-for-scale`), in whole milliseconds; expressions,
+    their range windows and recording rules are left as shipped."""
+    import yaml
+
+    doc = yaml.safe_load(path.read_text())
+    for group in doc.get("groups") or []:
+        for rule in group.get("rules") or []:
+            if "alert" in rule and "for" in rule:
+                rule["for"] = f"{round(duration_ms(rule['for']) * factor)}ms"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(path)
+
+
 def write_config(config: ClusterConfig, *, source: Path = SOURCE) -> Path:
     """Write DATA/monitoring/prometheus.yml (JSON, which is YAML) and the rules; returns the config's path."""
     d = monitoring_dir(config)
@@ -66,6 +97,9 @@ def write_config(config: ClusterConfig, *, source: Path = SOURCE) -> Path:
         if (d / name).exists():
             shutil.rmtree(d / name)
         shutil.copytree(source / name, d / name)
+    if config.monitoring_rule_for_scale != 1:
+        for rules in sorted((d / "rules").glob("*.yml")):
+            scale_rule_for(rules, config.monitoring_rule_for_scale)
     path = d / "prometheus.yml"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(render_config(config, source=source), indent=2) + "\n")

@@ -504,11 +504,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pod-network", default=ClusterConfig.pod_network, choices=("host-gw", "vxlan"),
                    help="with --nodes: how pods reach other nodes' pods: host-gw (routes via the node IPs) or "
                         "vxlan (a VXLAN tunnel between the nodes) (default %(default)s)")
+    p.add_argument("--pod-egress", default=ClusterConfig.pod_egress, choices=("nat", "none"),
+                   help="pods reaching addresses outside the cluster: nat (source NAT to their node's address, "
+                        "as Kubernetes and Docker; forwarding on the pod bridge and the node's uplink only) or "
+                        "none (fenced in) (default %(default)s)")
     p.add_argument("--monitoring", action="store_true",
                    help="also run Debian's prometheus on loopback with Skiff's config, recording rules and alerts "
                         "(deploy/monitoring; targets from the control plane's http_sd lists); data in DIR/monitoring")
     p.add_argument("--prometheus-port", type=int, default=ClusterConfig.prometheus_port, metavar="PORT",
                    help="with --monitoring: Prometheus' port on 127.0.0.1 (default %(default)s)")
+    p.add_argument("--monitoring-rule-for-scale", type=float, default=ClusterConfig.monitoring_rule_for_scale,
+                   metavar="FACTOR",
+                   help="with --monitoring: multiply every alert's `for:` duration by FACTOR (0 < FACTOR <= 1) in "
+                        "the rules Prometheus loads, e.g. 0.02 makes a 15m alert fire after 18s to try alerts "
+                        "end to end; the shipped rule files are unchanged (default %(default)s)")
     p.add_argument("--eviction-hard", default="", metavar="SIGNAL<QUANTITY,...",
                    help="the agents' hard eviction thresholds, as kubelet's --eviction-hard (e.g. "
                         "'memory.available<500Mi,nodefs.available<15%%'; default: the agent's own)")
@@ -549,8 +558,11 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      start_timeout=args.start_timeout, bridge=args.bridge, nft_table=args.nft_table,
                      cgroup_parent=args.cgroup_parent, cluster_cidr=args.cluster_cidr,
                      monitoring=args.monitoring, prometheus_port=args.prometheus_port,
+                     monitoring_rule_for_scale=args.monitoring_rule_for_scale,
                      nodes=tuple(range(1, (args.nodes or 0) + 1)), name=args.name, node_cidr=args.node_cidr,
-                     pod_network=args.pod_network, eviction_hard=args.eviction_hard)
+                     pod_network=args.pod_network, pod_egress=args.pod_egress, eviction_hard=args.eviction_hard)
+        if not 0 < args.monitoring_rule_for_scale <= 1:
+            raise CliError(f"--monitoring-rule-for-scale: must be > 0 and <= 1, got {args.monitoring_rule_for_scale}")
         if args.nodes is not None and args.nodes < 1:
             raise CliError(f"--nodes: must be at least 1, got {args.nodes}")
     else:

@@ -8,8 +8,9 @@ target found through the control plane's http_sd lists and up; cAdvisor's
 series with the labels dashboards join on (the burner's CPU counter grows,
 the hungry container's working set holds what it allocated, below its
 limit); kube-state-metrics' families; the API server's requests under
-Kubernetes' names; the rules loaded, and KubePodCrashLooping raised for the
-crashing pod. A pod annotated prometheus.io/scrape that appears after
+Kubernetes' names; the rules loaded, and KubePodCrashLooping firing for the
+crashing pod in Prometheus' /api/v1/alerts (the cluster is started with
+`--monitoring-rule-for-scale 0.02`, so the alert's `for: 15m` is 18 s). A pod annotated prometheus.io/scrape that appears after
 Prometheus started is discovered and scraped. Every panel of the Grafana
 dashboards in deploy/monitoring/dashboards returns series, and Prometheus
 serves the console page filled in. `skiff top` shows the same containers.
@@ -130,8 +131,9 @@ def test_up_with_monitoring_gives_dashboards_their_series(private_cluster, tmp_p
     c = private_cluster
     prom_port = free_port()
     node = f"skiff-test-{secrets.token_hex(3)}"
+    # Alerts' `for:` scaled by 0.02 (KubePodCrashLooping's 15m becomes 18s) so one fires within the test.
     up = c.skiff(*c.up_args("--detach", "--monitoring", "--prometheus-port", str(prom_port), "--node-name", node,
-                            "--start-timeout", "120")[3:], timeout=400)
+                            "--monitoring-rule-for-scale", "0.02", "--start-timeout", "120")[3:], timeout=400)
     assert up.returncode == 0, up.stdout + up.stderr
     assert "starting prometheus ... ok" in up.stdout
     status = c.skiff("status", "--data-dir", str(c.data_dir))
@@ -209,11 +211,20 @@ def test_up_with_monitoring_gives_dashboards_their_series(private_cluster, tmp_p
     assert {"KubeNodeNotReady", "KubePodCrashLooping", "KubeDeploymentReplicasMismatch", "EtcdNoLeader",
             "CPUThrottlingHigh"} <= alerts
     prom.series("namespace:container_memory_working_set_bytes:sum", lambda v: v, what="a recording rule")
-    # A crash-looping pod raises KubePodCrashLooping: pending at once, as the
-    # alert's expression holds (it fires after its `for: 15m`).
-    pending = prom.series('ALERTS{alertname="KubePodCrashLooping",alertstate="pending"}', lambda v: len(v) == 1,
-                          what="KubePodCrashLooping raised for the crashing pod")
-    assert (_one(pending)[0]["pod"], _one(pending)[0]["container"]) == ("crash", "main")
+    # A crash-looping pod makes KubePodCrashLooping fire, as Prometheus' alerts API
+    # reports it (its `for: 15m` scaled to 18s by --monitoring-rule-for-scale).
+    crashing = next(r for g in groups for r in g["rules"] if r["name"] == "KubePodCrashLooping")
+    assert crashing["duration"] == 18
+
+    def crash_alerts():
+        return [a for a in prom.get("/api/v1/alerts")["alerts"] if a["labels"]["alertname"] == "KubePodCrashLooping"]
+    firing = prom.eventually("KubePodCrashLooping firing for the crashing pod", crash_alerts,
+                             lambda alerts: any(a["state"] == "firing" for a in alerts))
+    alert = next(a for a in firing if a["state"] == "firing")
+    assert (alert["labels"]["namespace"], alert["labels"]["pod"], alert["labels"]["container"]) == (
+        "default", "crash", "main")
+    assert alert["labels"]["severity"] == "warning"
+    assert alert["annotations"]["summary"] == "Pod is crash looping."
 
     # Every panel of the Grafana dashboards shows series on this cluster (its
     # template variables set to this node and the burner), and Prometheus serves

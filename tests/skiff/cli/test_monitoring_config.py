@@ -60,3 +60,37 @@ def test_up_eviction_hard_reaches_every_agent(tmp_path):
     lab = _config(tmp_path, eviction_hard="nodefs.available<20%", nodes=(1, 2))
     argv = node_agent(lab, lab.lab.node(2)).argv
     assert argv[argv.index("--eviction-hard") + 1] == "nodefs.available<20%"
+
+
+def test_rule_for_scale_shortens_only_the_copied_alerts_for(tmp_path):
+    """`up --monitoring-rule-for-scale 0.02`: a 15m alert waits 18s in the rules
+    Prometheus loads; the shipped file and the expressions are unchanged."""
+    import yaml
+    from skiff.cli._monitoring import SOURCE, duration_ms
+    write_config(_config(tmp_path, monitoring=True, monitoring_rule_for_scale=0.02))
+    copied = yaml.safe_load((tmp_path / "monitoring" / "rules" / "skiff-alerts.yml").read_text())
+    shipped = yaml.safe_load((SOURCE / "rules" / "skiff-alerts.yml").read_text())
+    rules = {r["alert"]: r for g in copied["groups"] for r in g["rules"]}
+    originals = {r["alert"]: r for g in shipped["groups"] for r in g["rules"]}
+    assert originals["KubePodCrashLooping"]["for"] == "15m"
+    assert rules["KubePodCrashLooping"]["for"] == "18000ms"
+    assert rules["EtcdNoLeader"]["for"] == "1200ms"
+    assert {a: r["expr"] for a, r in rules.items()} == {a: r["expr"] for a, r in originals.items()}
+    assert duration_ms("1h30m") == 5_400_000 and duration_ms("500ms") == 500
+    with pytest.raises(ValueError, match="15 minutes"):
+        duration_ms("15 minutes")
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed")
+    checked = subprocess.run([promtool, "check", "rules", str(tmp_path / "monitoring" / "rules" / "skiff-alerts.yml")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_up_refuses_a_rule_for_scale_out_of_range(tmp_path):
+    import subprocess as sp
+    import sys
+    out = sp.run([sys.executable, "-m", "skiff.cli.main", "up", "--data-dir", str(tmp_path), "--monitoring",
+                  "--monitoring-rule-for-scale", "0"], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "--monitoring-rule-for-scale: must be > 0 and <= 1, got 0.0" in out.stderr
