@@ -14,7 +14,14 @@ Order, and what sees what:
    spec.serviceAccountName, status.podIP/podIPs/hostIP/hostIPs) and
    resourceFieldRef (a limit or request divided by `divisor`, rounded up; an
    unset limit is the node's allocatable, as kubelet).
-3. command and args are expanded with the result (agent.containers).
+3. The Services' variables (`service_env`, kubelet's getServiceEnvVarMap and
+   envvars.FromServices): for every Service with a ClusterIP in the pod's
+   namespace when `enableServiceLinks` (default true), and for the
+   `kubernetes` Service of `default` always: NAME_SERVICE_HOST,
+   NAME_SERVICE_PORT (the first port), NAME_SERVICE_PORT_<PORTNAME>, and
+   Docker's link variables NAME_PORT, NAME_PORT_<port>_<PROTO>{,_PROTO,_PORT,_ADDR}.
+   They are visible to `$(VAR)` and overridden by envFrom and env.
+4. command and args are expanded with the result (agent.containers).
 
 The image's Env is not visible to `$(VAR)` (as in Kubernetes); it is the
 base the pod's variables override. A missing ConfigMap, Secret or key that is
@@ -29,11 +36,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Callable
+from typing import Callable, Iterable
 
 from google.protobuf.message import Message
 
 from agent.containers import ContainerConfigError, expand
+from agent.dns.view import ServiceInfo
 from proto.skiff.v1 import types_pb2
 from skiff.api.quantity import QuantityError, parse_quantity
 
@@ -63,6 +71,7 @@ class EnvContext:
     pod_ip: str = ""
     host_ip: str = ""
     allocatable: tuple[Fraction, int] = field(default_factory=node_allocatable)
+    service_env: dict[str, str] = field(default_factory=dict)   # service_env(...) for the pod
 
 
 @dataclass
@@ -91,12 +100,53 @@ def container_env(pod: types_pb2.Pod, container: types_pb2.Container, ctx: EnvCo
                 invalid.append(name)
     for var in container.env:
         if not var.HasField("value_from"):
-            env[var.name] = expand(var.value, env)
+            env[var.name] = expand(var.value, {**ctx.service_env, **env})
             continue
         value = _value_from(pod, container, var.value_from, ctx, ns)
         if value is not None:
             env[var.name] = value
-    return Env(variables=env, invalid_keys=invalid)
+    return Env(variables={**ctx.service_env, **env}, invalid_keys=invalid)
+
+
+MASTER_SERVICE = ("default", "kubernetes")   # its variables are in every pod, links or not
+
+
+def service_env(services: Iterable[ServiceInfo], *, namespace: str, enable_service_links: bool) -> dict[str, str]:
+    """The Services' variables for a pod in `namespace` (kubelet's getServiceEnvVarMap)."""
+    chosen: dict[str, ServiceInfo] = {}
+    for svc in services:
+        if not svc.ips or svc.type == "ExternalName":
+            continue
+        if (svc.namespace, svc.name) == MASTER_SERVICE:
+            chosen.setdefault(svc.name, svc)
+        elif svc.namespace == namespace and enable_service_links:
+            chosen[svc.name] = svc
+    env: dict[str, str] = {}
+    for name in sorted(chosen):
+        env.update(_service_variables(chosen[name]))
+    return env
+
+
+def _service_variables(svc: ServiceInfo) -> dict[str, str]:
+    prefix = svc.name.upper().replace("-", "_")
+    ip = svc.ips[0]
+    env = {f"{prefix}_SERVICE_HOST": ip}
+    if not svc.ports:
+        return env
+    env[f"{prefix}_SERVICE_PORT"] = str(svc.ports[0].port)
+    for port in svc.ports:
+        if port.name:
+            env[f"{prefix}_SERVICE_PORT_{port.name.upper().replace('-', '_')}"] = str(port.port)
+    for i, port in enumerate(svc.ports):
+        protocol = (port.protocol or "TCP").upper()
+        host_port = f"[{ip}]:{port.port}" if ":" in ip else f"{ip}:{port.port}"
+        url = f"{protocol.lower()}://{host_port}"
+        if i == 0:
+            env[f"{prefix}_PORT"] = url   # Docker special-cases the first port
+        link = f"{prefix}_PORT_{port.port}_{protocol}"
+        env.update({link: url, f"{link}_PROTO": protocol.lower(), f"{link}_PORT": str(port.port),
+                    f"{link}_ADDR": ip})
+    return env
 
 
 def _object(ctx: EnvContext, kind: str, namespace: str, name: str, *, optional: bool) -> Message | None:
