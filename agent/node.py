@@ -31,6 +31,7 @@ from agent import pressure as pressure_, procfs
 from agent.clock import Clock, SystemClock
 from agent.status import timestamp
 from proto.skiff.v1 import types_pb2
+from skiff.api import meta
 from skiff.client import AlreadyExists, ApiClient, ApiError, Conflict, NotFound
 from skiff.retry import Backoff
 
@@ -104,20 +105,6 @@ def machine_status(identity: NodeIdentity) -> types_pb2.NodeStatus:
     return status
 
 
-def set_condition(status: types_pb2.NodeStatus, *, type_: str, value: str, reason: str, message: str,
-                  now: Timestamp) -> None:
-    """Set one node condition with a new heartbeat; its transition time moves only on a change."""
-    for cond in status.conditions:
-        if cond.type == type_:
-            if cond.status != value:
-                cond.last_transition_time.CopyFrom(now)
-            cond.status, cond.reason, cond.message = value, reason, message
-            cond.last_heartbeat_time.CopyFrom(now)
-            return
-    status.conditions.add(type=type_, status=value, reason=reason, message=message,
-                          last_heartbeat_time=now, last_transition_time=now)
-
-
 WATCH_FAILING = "PodWatchFailing"   # Ready=False: the agent cannot watch its pods (issue 15)
 
 
@@ -127,8 +114,8 @@ def set_ready(status: types_pb2.NodeStatus, *, now_clock: Clock, problem: str | 
     the message; the transition time moves only on a change."""
     value, reason, message = (("False", reason, problem) if problem else
                               ("True", "KubeletReady", "skiff agent is posting ready status"))
-    set_condition(status, type_="Ready", value=value, reason=reason, message=message,
-                  now=timestamp(now_clock.now()))
+    meta.set_condition(status.conditions, type_="Ready", status=value, reason=reason, message=message,
+                       now=timestamp(now_clock.now()), heartbeat=True)
 
 
 class NodeAgent:
@@ -203,8 +190,9 @@ class NodeAgent:
                 now = timestamp(self.clock.now())
                 try:
                     for cond in await asyncio.to_thread(self.pressure):
-                        set_condition(updated.status, type_=cond.type, value="True" if cond.status else "False",
-                                      reason=cond.reason, message=cond.message, now=now)
+                        meta.set_condition(updated.status.conditions, type_=cond.type,
+                                           status="True" if cond.status else "False", reason=cond.reason,
+                                           message=cond.message, now=now, heartbeat=True)
                 except OSError as exc:
                     log.warning("node %s: measuring pressure failed: %s", self.identity.name, exc)
             try:

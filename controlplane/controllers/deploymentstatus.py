@@ -44,15 +44,8 @@ def set_condition(conditions, *, type_: str, status: str, reason: str, message: 
         cond.last_transition_time.CopyFrom(current.last_transition_time)
     else:
         cond.last_transition_time.CopyFrom(meta.timestamp(now))
-    remove_condition(conditions, type_)
+    meta.remove_condition(conditions, type_)
     conditions.append(cond)
-
-
-def remove_condition(conditions, type_: str) -> None:
-    kept = [c for c in conditions if c.type != type_]
-    if len(kept) != len(conditions):
-        del conditions[:]
-        conditions.extend(kept)
 
 
 def calculate_status(d: apps_pb2.Deployment, all_rs: Sequence[apps_pb2.ReplicaSet],
@@ -112,7 +105,7 @@ def rollout_status(d: apps_pb2.Deployment, all_rs: Sequence[apps_pb2.ReplicaSet]
     """The status with the Progressing and ReplicaFailure conditions (syncRolloutStatus)."""
     status = calculate_status(d, all_rs, new, now)
     if not has_deadline(d):
-        remove_condition(status.conditions, "Progressing")
+        meta.remove_condition(status.conditions, "Progressing")
     current = meta.get_condition(status.conditions, "Progressing")
     done = (status.replicas == status.updated_replicas and current is not None
             and current.reason == NEW_RS_AVAILABLE)
@@ -135,7 +128,7 @@ def rollout_status(d: apps_pb2.Deployment, all_rs: Sequence[apps_pb2.ReplicaSet]
         set_condition(status.conditions, type_="ReplicaFailure", status=f.status, reason=f.reason,
                       message=f.message, now=now)
     else:
-        remove_condition(status.conditions, "ReplicaFailure")
+        meta.remove_condition(status.conditions, "ReplicaFailure")
     return status
 
 

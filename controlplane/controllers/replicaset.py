@@ -64,9 +64,7 @@ def calculate_status(rs: apps_pb2.ReplicaSet, pods: list[types_pb2.Pod], error: 
                            reason="FailedCreate" if scaling_up else "FailedDelete", message=str(error),
                            now=meta.timestamp(now))
     elif error is None and failure is not None:
-        kept = [c for c in status.conditions if c.type != "ReplicaFailure"]
-        del status.conditions[:]
-        status.conditions.extend(kept)
+        meta.remove_condition(status.conditions, "ReplicaFailure")
     return status
 
 

@@ -43,6 +43,16 @@ def get_condition(conditions: Any, type_: str) -> Message | None:
     return None
 
 
+def remove_condition(conditions: Any, type_: str) -> bool:
+    """Drop the condition `type_` from a repeated condition field; whether there was one."""
+    kept = [c for c in conditions if c.type != type_]
+    if len(kept) == len(conditions):
+        return False
+    del conditions[:]
+    conditions.extend(kept)
+    return True
+
+
 def set_condition(conditions: Any, *, type_: str, status: str, reason: str = "", message: str = "",
                   now: Timestamp | None = None, heartbeat: bool = False) -> bool:
     """Add or update the condition `type_` in a repeated condition field (pod
