@@ -140,9 +140,9 @@ def container_resources(container: types_pb2.Container, *, pids_limit: int) -> R
                      memory_limit_bytes=memory, pids_limit=pids_limit)
 
 
-def sandbox_config(pod: types_pb2.Pod, *, pids_limit: int) -> SandboxConfig:
-    """The pod-level half: hostname and the pod cgroup's limits (sums of the
-    containers', set only when every container has one)."""
+def sandbox_config(pod: types_pb2.Pod, *, pids_limit: int, resolv_conf: str = "") -> SandboxConfig:
+    """The pod-level half: hostname, resolv.conf (agent.dns.resolvconf) and the pod
+    cgroup's limits (sums of the containers', set only when every container has one)."""
     per = [container_resources(c, pids_limit=pids_limit) for c in pod.spec.containers]
     cpu = sum(r.cpu_limit_millis for r in per) if per and all(r.cpu_limit_millis for r in per) else None
     mem = sum(r.memory_limit_bytes for r in per) if per and all(r.memory_limit_bytes for r in per) else None
@@ -152,7 +152,8 @@ def sandbox_config(pod: types_pb2.Pod, *, pids_limit: int) -> SandboxConfig:
         hostname=(pod.spec.hostname or pod.metadata.name)[:63],
         resources=Resources(cpu_request_millis=req, cpu_limit_millis=cpu, memory_limit_bytes=mem,
                             pids_limit=pids_limit),
-        share_process_namespace=pod.spec.share_process_namespace, host_network=pod.spec.host_network)
+        share_process_namespace=pod.spec.share_process_namespace, host_network=pod.spec.host_network,
+        resolv_conf=resolv_conf)
 
 
 def _lookup_passwd(image: Image, user: str, *, file: str) -> tuple[int, int] | None:

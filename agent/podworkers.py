@@ -40,7 +40,7 @@ import hashlib
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, Awaitable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from agent.backoff import RestartBackoff
 from agent.clock import Clock, SystemClock
@@ -92,8 +92,13 @@ class PodWorkers(Controller):
                  backoff: RestartBackoff | None = None, events: EventRecorder | None = None,
                  registry: Registry | None = None, default_pull_policy: str = "IfNotPresent",
                  pull_backoff: RestartBackoff | None = None, prober: ProbeManager | None = None,
-                 informers: SharedInformerFactory | None = None) -> None:
+                 informers: SharedInformerFactory | None = None,
+                 resolv_conf: Callable[[types_pb2.Pod], str] | None = None,
+                 service_env: Callable[[types_pb2.Pod], dict[str, str]] | None = None) -> None:
         self.node_name, self.node_ip = node_name, node_ip
+        # The pod's /etc/resolv.conf and its Services' variables (agent.dns, agent.envvars);
+        # None: the runtime's default resolv.conf and no Service variables.
+        self.resolv_conf, self.service_env = resolv_conf, service_env
         self.pods, self.client, self.runtime, self.images = pods, client, runtime, images
         self.pods_dir, self.pids_limit, self.network = pods_dir, pids_limit, network
         self.clock = clock or SystemClock()
@@ -227,7 +232,8 @@ class PodWorkers(Controller):
             if not pod.status.container_statuses:
                 await self.status.write(pod, rec)  # Pending / ContainerCreating before any slow work
             try:
-                config = sandbox_config(pod, pids_limit=self.pids_limit)
+                config = sandbox_config(pod, pids_limit=self.pids_limit,
+                                        resolv_conf=self.resolv_conf(pod) if self.resolv_conf else "")
                 rec.sandbox = await self._rt("create_sandbox", self.runtime.create_sandbox(config))
                 prepare_volumes(pod=pod, paths=rec.paths)
             except Exception as exc:  # shown on the pod and retried, never a crash loop of the agent
@@ -295,7 +301,7 @@ class PodWorkers(Controller):
         if self.config is not None and not await self.config.wait_synced(references(pod)):
             return False
         try:
-            written = configvolumes.sync(pod, rec.paths.root / "volumes", self._env_context(rec))
+            written = configvolumes.sync(pod, rec.paths.root / "volumes", self._env_context(rec, pod))
         except (configvolumes.VolumeError, ContainerConfigError, OSError) as exc:
             message = str(exc)
             if rec.mount_error != message:
@@ -398,7 +404,7 @@ class PodWorkers(Controller):
             cr.waiting = ("ContainerCreating", "waiting for the ConfigMaps and Secrets the pod names")
             return RETRY_SECONDS
         try:
-            env = container_env(pod, spec, self._env_context(rec))   # (also reads the node's allocatable)
+            env = container_env(pod, spec, self._env_context(rec, pod))   # (also reads the node's allocatable)
             if env.invalid_keys:
                 self._event(pod, "Warning", "InvalidEnvironmentVariableNames",
                             f"Keys [{', '.join(env.invalid_keys)}] from the EnvFrom of container {spec.name} were "
@@ -474,11 +480,12 @@ class PodWorkers(Controller):
             grace = max(grace - (asyncio.get_running_loop().time() - started), FORCED_GRACE_SECONDS)
         await self._rt("stop", self.runtime.stop(container_id, grace))
 
-    def _env_context(self, rec: PodRecord) -> EnvContext:
+    def _env_context(self, rec: PodRecord, pod: types_pb2.Pod) -> EnvContext:
         if self._allocatable is None:
             self._allocatable = node_allocatable()
         lookup = self.config.get if self.config is not None else (lambda kind, namespace, name: None)
-        return EnvContext(lookup=lookup, pod_ip=rec.pod_ip, host_ip=self.node_ip, allocatable=self._allocatable)
+        return EnvContext(lookup=lookup, pod_ip=rec.pod_ip, host_ip=self.node_ip, allocatable=self._allocatable,
+                          service_env=self.service_env(pod) if self.service_env else {})
 
     def _probe(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container, container_id: str) -> None:
         """Run the container's probes (once per attempt)."""

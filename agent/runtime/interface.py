@@ -79,6 +79,9 @@ class SandboxConfig:
     share_process_namespace: bool = False
     host_network: bool = False
     dns_search: tuple[str, ...] = ()
+    # The pod's /etc/resolv.conf as written (agent.dns.resolvconf, per dnsPolicy); "": the
+    # host's resolvers less loopback ones, with dns_search (image builds, tests).
+    resolv_conf: str = ""
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ class Sandboxes:
         pdir.mkdir(parents=True, exist_ok=True)
         (pdir / "hostname").write_text(config.hostname + "\n")
         (pdir / "hosts").write_text(_hosts(config.hostname))
-        (pdir / "resolv.conf").write_text(_resolv_conf(config.dns_search))
+        (pdir / "resolv.conf").write_text(config.resolv_conf or _resolv_conf(config.dns_search))
         pids = config.resources.pids_limit or self.default_pids_limit
         # The pod cgroup is made in a thread while the zygote makes the namespaces.
         cgroup_made = asyncio.ensure_future(asyncio.to_thread(
