@@ -1,0 +1,126 @@
+"""Hollow nodes (agent/hollow.py): N node agents in one process over one client.
+
+Unit tests of the parts, then the CI-sized scale test against a real control
+plane and etcd: 100 hollow nodes run a 300-pod Deployment, it scales to 0,
+and nothing is left (no pods, no runtime state, no scratch directory).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from agent.hollow import HollowCluster, HollowConfig, HollowRuntime, config_from_args, main, validate
+from agent.runtime.interface import ContainerConfig, SandboxConfig
+from controlplane.testing import eventually
+from proto.skiff.v1 import apps_pb2
+from skiff.api import meta
+from skiff.client import ApiClient
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(nodes=0), "--nodes: must be at least 1, got 0"),
+    (dict(prefix="Hollow"), "--prefix: 'Hollow' is not a valid start of a node name"),
+    (dict(prefix="-x"), "--prefix: '-x' is not a valid start"),
+    (dict(heartbeat_seconds=0), "--heartbeat-seconds: must be positive, got 0"),
+    (dict(start_latency=-1), "--start-latency: must not be negative, got -1"),
+])
+def test_bad_config_is_refused_naming_the_flag(changes, message):
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(")):
+        validate(HollowConfig(**{"server": "127.0.0.1:1", "nodes": 1, **changes}))
+
+
+def test_command_line_refuses_bad_flags_with_exit_2(capsys):
+    assert main(["--server", "127.0.0.1:1", "--nodes", "-3"]) == 2
+    assert "skiff-hollow: --nodes: must be at least 1, got -3" in capsys.readouterr().err
+
+
+def test_command_line_defaults():
+    config, scratch, level = config_from_args(["--server", "127.0.0.1:9", "--nodes", "5"])
+    assert (config.nodes, config.prefix, config.heartbeat_seconds, scratch, level) == (5, "hollow-node", 10.0,
+                                                                                       None, "info")
+    assert [config.node_name(i) for i in range(2)] == ["hollow-node-0", "hollow-node-1"]
+
+
+def test_runtime_takes_its_latencies_and_keeps_no_call_log():
+    async def scenario():
+        runtime = HollowRuntime(sandbox_latency=0.05, start_latency=0.05)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await runtime.create_sandbox(SandboxConfig(pod_id="p1", namespace="default", name="p", hostname="p"))
+        await runtime.start(ContainerConfig(id="c1", pod_id="p1", name="c", image="busybox", image_id="sha256:x",
+                                            lower_dirs=(), args=("sleep",)))
+        took = loop.time() - began
+        assert [c.id for c in runtime.running()] == ["c1"]
+        assert list(runtime.calls) == []
+        return took
+    assert asyncio.run(scenario()) >= 0.1
+
+
+def _deployment(replicas: int) -> apps_pb2.Deployment:
+    d = apps_pb2.Deployment()
+    d.metadata.name = "scale"
+    d.spec.replicas = replicas
+    d.spec.selector.match_labels["app"] = "scale"
+    d.spec.template.metadata.labels["app"] = "scale"
+    c = d.spec.template.spec.containers.add(name="c", image="busybox", command=["sleep", "3600"])
+    # Requests, so the scheduler's LeastAllocated spreads them (without any, every node scores the same).
+    c.resources.requests["cpu"] = "50m"
+    c.resources.requests["memory"] = "32Mi"
+    return d
+
+
+@pytest.mark.etcd
+@pytest.mark.slow
+def test_100_hollow_nodes_run_a_deployment_and_scale_it_to_zero(controlplane, tmp_path):
+    nodes, replicas = 100, 300
+
+    async def scenario():
+        hollow = HollowCluster(HollowConfig(server=controlplane, nodes=nodes, heartbeat_seconds=10.0),
+                               scratch=tmp_path / "hollow")
+        async with ApiClient(controlplane) as c:
+            await hollow.start()
+            try:
+                listed, _ = await c.list("Node")
+                ready = [n.metadata.name for n in listed
+                         if (cond := meta.get_condition(n.status.conditions, "Ready")) and cond.status == "True"]
+                assert sorted(ready) == sorted(hollow.node_names)
+                assert {a.address for n in listed for a in n.status.addresses if a.type == "InternalIP"} \
+                    == {"127.0.0.1"}
+                scratch = hollow.scratch
+                assert scratch is not None and scratch.is_dir()
+
+                await c.create(_deployment(replicas))
+
+                async def running():
+                    pods, _ = await c.list("Pod", "default", label_selector="app=scale")
+                    return sum(1 for p in pods if p.status.phase == "Running"
+                               and meta.get_condition(p.status.conditions, "Ready").status == "True")
+                await eventually(lambda: _at_least(running(), replicas), timeout=600, interval=1,
+                                 what=f"{replicas} pods Running and Ready")
+                pods, _ = await c.list("Pod", "default", label_selector="app=scale")
+                used = {p.spec.node_name for p in pods}
+                assert used <= set(hollow.node_names) and len(used) > nodes // 2   # spread, not piled up
+                assert hollow.pods_running() == replicas
+
+                d = await c.get("Deployment", "scale")
+                d.spec.replicas = 0
+                await c.update(d)
+
+                async def none_left():
+                    left, _ = await c.list("Pod", "default", label_selector="app=scale")
+                    return not left and hollow.pods_running() == 0
+                await eventually(none_left, timeout=600, interval=1, what="every pod gone")
+                assert not any(n.runtime.sandboxes or n.runtime.containers for n in hollow.nodes)
+                assert not any(os.listdir(scratch / name) for name in os.listdir(scratch))
+            finally:
+                await hollow.stop()
+        assert not scratch.exists()
+        assert not (tmp_path / "hollow").exists() or not os.listdir(tmp_path / "hollow")
+
+    asyncio.run(scenario())
+
+
+async def _at_least(coro, n: int) -> bool:
+    return await coro >= n
