@@ -1,7 +1,7 @@
 """Attach to a running container's own stdio: its output from now on, read
-from the log file the runtime appends it to (followed from the end until the
-program exits), and its stdin, written to the FIFO a `stdin: true`
-container reads (LinuxRuntime.stdin_fifo: open read-write by the program, so
+from the log file the runtime appends it to (containerlogs.LogStream with
+from_end, so a rotation meanwhile loses nothing), and its stdin, written to
+the FIFO a `stdin: true` container reads (LinuxRuntime.stdin_fifo: open read-write by the program, so
 writers may come and go, across agent restarts, and it never sees EOF —
 Kubernetes' stdin without stdinOnce).
 
@@ -13,26 +13,9 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator
 
 POLL_SECONDS = 0.1
-READ_CHUNK = 32 * 1024
-
-
-async def follow_from_end(path: Path, exited: Callable[[], Awaitable[bool]]) -> AsyncIterator[bytes]:
-    """What is appended to path from now on, until exited() (then what is left)."""
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        while True:
-            data = f.read(READ_CHUNK)
-            if data:
-                yield data
-                continue
-            if await exited():
-                while data := f.read(READ_CHUNK):
-                    yield data
-                return
-            await asyncio.sleep(POLL_SECONDS)
 
 
 async def feed_fifo(path: Path, chunks: AsyncIterator[bytes]) -> None:

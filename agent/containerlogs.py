@@ -187,13 +187,17 @@ class LogStream:
         self._offset = 0   # in the live file
 
     async def read(self, *, follow: Callable[[], Awaitable[bool] | bool] | None = None, tail_lines: int = 0,
-                   poll_seconds: float = 0.2) -> AsyncIterator[bytes]:
+                   poll_seconds: float = 0.2, from_end: bool = False) -> AsyncIterator[bytes]:
         """The log's bytes in order. With `follow`, keep going until follow()
-        says the writer has ended (then drain what is left)."""
+        says the writer has ended (then drain what is left). `from_end`: only
+        what is written from the first step of the iteration on (attach)."""
         async with self._history.lock:
             rotated = rotated_files(self.path)
             self._seen = self._history.count
-            if tail_lines > 0:
+            if from_end:
+                self._offset = _size(self.path)
+                rotated, data = [], b""
+            elif tail_lines > 0:
                 data, self._offset = await asyncio.to_thread(_tail, [*rotated, self.path], tail_lines)
                 rotated = []
             else:
@@ -242,6 +246,13 @@ class LogStream:
             else:
                 self._offset -= moved
         return out
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _pread(path: Path, offset: int, size: int) -> bytes:

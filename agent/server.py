@@ -227,7 +227,9 @@ class AgentService(api_pb2_grpc.AgentServicer):
                 elif which == "close_stdin":
                     return   # the program keeps its stdin open (no stdinOnce)
 
-        output = attach.follow_from_end(path, exited)   # positioned before any stdin is passed on
+        # Positioned at the end before any stdin is passed on (the first step runs first).
+        output = aiter(LogStream(self.logs, path).read(follow=exited, from_end=True,
+                                                       poll_seconds=attach.POLL_SECONDS))
         first_chunk = asyncio.ensure_future(anext(output, None))
         feeder = asyncio.create_task(attach.feed_fifo(fifo, stdin())) if fifo is not None else None
         try:

@@ -150,3 +150,26 @@ def test_rotated_names_stay_in_order_when_the_clock_stands_still(tmp_path):
         assert await read_all(manager, path) == written
         program.close()
     asyncio.run(scenario())
+
+
+def test_from_end_follows_only_what_comes_next_across_a_rotation(tmp_path):
+    """attach: the output from now on, not the history, and a rotation while
+    following neither loses nor repeats a byte."""
+    async def scenario():
+        path = live_log(tmp_path)
+        manager = ContainerLogManager(pods_dir=tmp_path / "pods", max_size=32 * 1024, max_files=20)
+        program = Program(path)
+        program.lines(1000)             # before the attach: not shown
+        done = asyncio.Event()
+        stream = LogStream(manager, path).read(follow=done.is_set, poll_seconds=0.001, from_end=True)
+        first = asyncio.ensure_future(anext(stream, b""))
+        await asyncio.sleep(0)          # the first step has taken its position
+        program.lines(500)
+        await manager.rotate_all()
+        program.lines(500)
+        done.set()
+        got = [await first] + [chunk async for chunk in stream]
+        assert len(rotated_files(path)) >= 1
+        assert b"".join(got) == expected(1000, start=1000)
+        program.close()
+    asyncio.run(scenario())
