@@ -14,6 +14,7 @@ the schema (proto/skiff/v1/types.proto), which the manifest reader checks.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Callable
 
@@ -21,7 +22,7 @@ from google.protobuf.message import Message
 
 from proto.skiff.v1 import types_pb2
 from skiff.api.quantity import QuantityError, parse_quantity
-from skiff.api.validation import FieldError
+from skiff.api.validation import FieldError, dns1123_label_error, dns1123_subdomain_error
 
 # ---------------------------------------------------------------- defaults
 
@@ -356,6 +357,43 @@ def validate_features(spec: types_pb2.PodSpec, path: str) -> list[FieldError]:
                                          f'Unsupported value: "{c.restart_policy}": supported values: "Always"'
                                          if field == "init_containers" else
                                          "Forbidden: may not be set for non-init containers"))
+    return errors + _dns_errors(spec, path)
+
+
+DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
+
+
+def _dns_errors(spec: types_pb2.PodSpec, path: str) -> list[FieldError]:
+    """dnsPolicy, dnsConfig and subdomain, as Kubernetes' validateDNSPolicy / validatePodDNSConfig."""
+    errors: list[FieldError] = []
+    if spec.dns_policy and spec.dns_policy not in DNS_POLICIES:
+        supported = ", ".join(f'"{p}"' for p in DNS_POLICIES)
+        errors.append(FieldError(f"{path}.dnsPolicy",
+                                 f'Unsupported value: "{spec.dns_policy}": supported values: {supported}'))
+    if spec.subdomain and (problem := dns1123_label_error(spec.subdomain)):
+        errors.append(FieldError(f"{path}.subdomain", problem))
+    config, where = spec.dns_config, f"{path}.dnsConfig"
+    if spec.dns_policy == "None":
+        if not spec.HasField("dns_config"):
+            errors.append(FieldError(where, "Required value: must provide `dnsConfig` when `dnsPolicy` is None"))
+        elif not config.nameservers:
+            errors.append(FieldError(f"{where}.nameservers", "Required value: must provide at least one DNS "
+                                                             "nameserver when `dnsPolicy` is None"))
+    if len(config.nameservers) > 3:
+        errors.append(FieldError(f"{where}.nameservers", "Invalid value: must not have more than 3 nameservers"))
+    for i, server in enumerate(config.nameservers):
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            errors.append(FieldError(f"{where}.nameservers[{i}]", f'Invalid value: "{server}": must be a valid IP address'))
+    if len(config.searches) > 32:
+        errors.append(FieldError(f"{where}.searches", "Invalid value: must not have more than 32 search paths"))
+    for i, search in enumerate(config.searches):
+        if search != "." and (problem := dns1123_subdomain_error(search.rstrip("."))):
+            errors.append(FieldError(f"{where}.searches[{i}]", problem))
+    for i, option in enumerate(config.options):
+        if not option.name:
+            errors.append(FieldError(f"{where}.options[{i}].name", "Required value: Option.Name must not be empty"))
     return errors
 
 
@@ -369,13 +407,11 @@ _ALWAYS: Check = lambda value: True  # noqa: E731
 NOT_IMPLEMENTED: dict[tuple[str, str], Check] = {
     **{("PodSpec", f): _ALWAYS for f in (
         "ephemeral_containers", "active_deadline_seconds", "automount_service_account_token", "host_pid",
-        "host_ipc", "subdomain", "affinity", "host_aliases",
-        "priority_class_name", "priority", "dns_config", "readiness_gates", "runtime_class_name",
+        "host_ipc", "affinity", "host_aliases",
+        "priority_class_name", "priority", "readiness_gates", "runtime_class_name",
         "preemption_policy", "overhead", "topology_spread_constraints", "set_hostname_as_fqdn", "host_users",
         "scheduling_gates", "resource_claims", "resources")},
-    ("PodSpec", "dns_policy"): lambda v: v not in ("Default", "ClusterFirst"),
     ("Lifecycle", "stop_signal"): _ALWAYS,
-    ("PodSpec", "enable_service_links"): lambda v: bool(v),
     ("PodOS", "name"): lambda v: v != "linux",
     **{("Container", f): _ALWAYS for f in (
         "volume_devices",
