@@ -1,0 +1,102 @@
+"""The kernel half of the service proxy: keep Skiff's service table equal to the Services.
+
+`ServiceProxy.sync(ports)` is called with every service port this node should
+serve. The first sync (and any sync after a failed one, or after the node's
+addresses changed) writes the whole table with `render_full`, which replaces a
+table of the same name — so a table a crashed agent left is gone with the
+first sync. Later syncs write `render_diff` against what was applied: a port
+whose `ServicePort` did not change keeps its rendered unit (compared by
+identity first, then by value), so a change to one Service rewrites only its
+chains and map elements. Either way it is ONE `nft -f -` transaction: the
+kernel applies all of it or none of it.
+
+Rate limiting is the caller's (agent/network/serviceproxy/controller.py):
+this class is synchronous and blocking, and the agent runs it in a thread.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from agent.network.serviceproxy.model import NodeView, ServicePort
+from agent.network.serviceproxy.render import Unit, render_diff, render_full, render_unit
+from agent.network.types import NetworkError
+
+log = logging.getLogger(__name__)
+
+
+def run_nft(args: list[str], script: str | None = None) -> str:
+    try:
+        done = subprocess.run(["nft", *args], input=script, capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise NetworkError("nft (nftables) is not installed") from exc
+    if done.returncode != 0:
+        raise NetworkError(f"nft {' '.join(args)} failed: {done.stderr.strip()[:2000]}")
+    return done.stdout
+
+
+def table_exists(table: str, *, run: Callable = run_nft) -> bool:
+    listing = json.loads(run(["-j", "list", "tables", "ip"]) or "{}")
+    return any(item.get("table", {}).get("name") == table for item in listing.get("nftables", []))
+
+
+def delete_table(table: str, *, run: Callable = run_nft) -> None:
+    """Remove the service table; absent already is fine."""
+    if table_exists(table, run=run):
+        run(["delete", "table", "ip", table])
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    full: bool
+    seconds: float
+    changed_ports: int
+    stale_udp_endpoints: frozenset[str]   # endpoints UDP service ports no longer send to
+
+
+class ServiceProxy:
+    def __init__(self, *, table: str, node: NodeView, run: Callable[..., str] = run_nft) -> None:
+        if not table.startswith("skiff") or not table.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"service table {table!r} must start with 'skiff' and be alphanumeric, '_' or '-'")
+        self.table = table
+        self.node = node
+        self._run = run
+        self._applied: dict[str, tuple[ServicePort, Unit]] | None = None   # None: next sync is full
+
+    def set_node(self, node: NodeView) -> None:
+        if node != self.node:
+            self.node = node
+            self._applied = None
+
+    def sync(self, ports: Mapping[str, ServicePort]) -> SyncResult:
+        """Make the table serve exactly `ports` (key -> ServicePort), in one transaction."""
+        started = time.monotonic()
+        previous = self._applied or {}
+        units: dict[str, tuple[ServicePort, Unit]] = {}
+        for key, port in ports.items():
+            known = previous.get(key)
+            units[key] = known if known is not None and known[0] == port else (port, render_unit(port, self.node))
+        new = {k: u for k, (_p, u) in units.items()}
+        full = self._applied is None
+        if full:
+            script = render_full(table=self.table, node=self.node, units=new)
+        else:
+            script = render_diff(table=self.table, old={k: u for k, (_p, u) in previous.items()}, new=new)
+        changed = sum(1 for k in set(units) | set(previous) if units.get(k) is not previous.get(k))
+        self._applied = None   # a failure below leaves the table unknown: the next sync writes it whole
+        if script:
+            self._run(["-f", "-"], script)
+        self._applied = units
+        still = {ip for _p, u in units.values() for ip in u.udp_endpoints}
+        stale = frozenset(ip for _p, u in previous.values() for ip in u.udp_endpoints if ip not in still)
+        return SyncResult(full=full, seconds=time.monotonic() - started, changed_ports=changed,
+                          stale_udp_endpoints=stale)
+
+    def teardown(self) -> None:
+        """Remove the table (idempotent); the next sync writes it whole again."""
+        delete_table(self.table, run=self._run)
+        self._applied = None

@@ -1,0 +1,135 @@
+"""The service proxy on the real kernel, as root: a node namespace routing between a
+client namespace and two backend namespaces, each on a veth of its own; Skiff's
+service table in the node namespace DNATs a ClusterIP (and a NodePort) to the
+backends. Connections are counted per backend."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from agent.network.serviceproxy.model import Endpoint, NodeView, ServicePort
+from agent.network.serviceproxy.proxy import ServiceProxy, table_exists
+from tests.agent.network.netlab import start_tcp_server
+
+CLUSTER_IP = "10.96.0.10"
+NODE_IP = "10.77.0.1"    # on the node namespace's loopback: where NodePorts are served
+
+CLIENT = r"""
+import socket, sys
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for _ in range(count):
+    try:
+        with socket.create_connection((host, port), timeout=3) as s:
+            print(s.recv(200).decode().split()[0], flush=True)
+    except ConnectionRefusedError:
+        print("refused", flush=True)
+    except OSError as exc:
+        print(type(exc).__name__, flush=True)
+"""
+
+
+class Lab:
+    """node: routes between client (10.77.1.2) and backends b1 (10.77.2.2), b2 (10.77.3.2)."""
+
+    def __init__(self, make_pod_netns, spawn_in_netns):
+        self.node = make_pod_netns()
+        self.client, self.b1, self.b2 = make_pod_netns(), make_pod_netns(), make_pod_netns()
+        self.spawn = spawn_in_netns
+        self.node.run("ip", "link", "set", "lo", "up")
+        self.node.run("ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")
+        self.node.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        for index, ns in enumerate((self.client, self.b1, self.b2), start=1):
+            self.node.run("ip", "link", "add", f"v{index}", "type", "veth", "peer", "name", "eth0", "netns", ns.name)
+            self.node.run("ip", "addr", "add", f"10.77.{index}.1/24", "dev", f"v{index}")
+            self.node.run("ip", "link", "set", f"v{index}", "up")
+            ns.run("ip", "link", "set", "lo", "up")
+            ns.run("ip", "addr", "add", f"10.77.{index}.2/24", "dev", "eth0")
+            ns.run("ip", "link", "set", "eth0", "up")
+            ns.run("ip", "route", "add", "default", "via", f"10.77.{index}.1")
+        start_tcp_server(spawn=spawn_in_netns, netns=self.b1, port=8080, token="b1")
+        start_tcp_server(spawn=spawn_in_netns, netns=self.b2, port=8080, token="b2")
+
+    def nft(self, args: list[str], script: str | None = None) -> str:
+        done = subprocess.run(["ip", "netns", "exec", self.node.name, "nft", *args], input=script,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def connect(self, host: str, port: int, count: int) -> Counter:
+        done = self.client.run(sys.executable, "-c", CLIENT, host, str(port), str(count), timeout=120)
+        return Counter(done.stdout.split())
+
+
+@pytest.fixture
+def lab(make_pod_netns, spawn_in_netns):
+    return Lab(make_pod_netns, spawn_in_netns)
+
+
+def web(*, endpoints, **kw) -> ServicePort:
+    return ServicePort(namespace="default", name="web", port_name="", protocol="tcp", port=80,
+                       cluster_ips=(CLUSTER_IP,), endpoints=tuple(endpoints), **kw)
+
+
+B1 = Endpoint(ip="10.77.2.2", port=8080, node_name="node")
+B2 = Endpoint(ip="10.77.3.2", port=8080, node_name="node")
+NODE = NodeView(name="node", node_ips=(NODE_IP,))
+
+
+def test_cluster_ip_spreads_connections_over_both_backends(lab):
+    proxy = ServiceProxy(table="skiff-svc", node=NODE, run=lab.nft)
+    proxy.sync({"web": web(endpoints=[B1, B2])})
+    counts = lab.connect(CLUSTER_IP, 80, 60)
+    assert set(counts) == {"b1", "b2"}, counts
+    assert counts["b1"] + counts["b2"] == 60
+    assert min(counts.values()) >= 10, counts   # 60 fair coin flips: < 10 of one side is ~1e-6
+
+
+def test_an_endpoint_change_is_applied_incrementally(lab):
+    proxy = ServiceProxy(table="skiff-svc", node=NODE, run=lab.nft)
+    other = ServicePort(namespace="default", name="other", port_name="", protocol="tcp", port=81,
+                        cluster_ips=("10.96.0.11",), endpoints=(B1,))
+    assert proxy.sync({"web": web(endpoints=[B1, B2]), "other": other}).full
+    result = proxy.sync({"web": web(endpoints=[B2]), "other": other})
+    assert not result.full and result.changed_ports == 1
+    assert lab.connect(CLUSTER_IP, 80, 10) == Counter({"b2": 10})
+    assert lab.connect("10.96.0.11", 81, 3) == Counter({"b1": 3})
+    proxy.sync({"web": web(endpoints=[B2])})   # "other" deleted: its chains and elements go
+    assert "10.96.0.11" not in lab.nft(["list", "table", "ip", "skiff-svc"])
+    assert lab.connect("10.96.0.11", 81, 1) != Counter({"b1": 1})
+
+
+def test_a_service_without_ready_endpoints_refuses_at_once(lab):
+    proxy = ServiceProxy(table="skiff-svc", node=NODE, run=lab.nft)
+    unready = Endpoint(ip="10.77.2.2", port=8080, ready=False, serving=False, node_name="node")
+    proxy.sync({"web": web(endpoints=[unready], node_port=30080)})
+    assert lab.connect(CLUSTER_IP, 80, 3) == Counter({"refused": 3})
+    assert lab.connect(NODE_IP, 30080, 2) == Counter({"refused": 2})
+
+
+def test_node_port_answers_on_the_node_address(lab):
+    proxy = ServiceProxy(table="skiff-svc", node=NODE, run=lab.nft)
+    proxy.sync({"web": web(endpoints=[B1, B2], node_port=30080)})
+    counts = lab.connect(NODE_IP, 30080, 30)
+    assert set(counts) == {"b1", "b2"} and sum(counts.values()) == 30, counts
+
+
+def test_session_affinity_keeps_a_client_on_one_backend(lab):
+    proxy = ServiceProxy(table="skiff-svc", node=NODE, run=lab.nft)
+    proxy.sync({"web": web(endpoints=[B1, B2], affinity_seconds=60)})
+    counts = lab.connect(CLUSTER_IP, 80, 20)
+    assert len(counts) == 1 and sum(counts.values()) == 20, counts
+
+
+def test_a_restart_replaces_a_left_over_table_and_teardown_removes_it(lab):
+    crashed = ServiceProxy(table="skiff-svc", node=NODE, run=lab.nft)
+    crashed.sync({"web": web(endpoints=[B1])})
+    restarted = ServiceProxy(table="skiff-svc", node=NODE, run=lab.nft)   # knows nothing of the old table
+    assert restarted.sync({"web": web(endpoints=[B2])}).full
+    assert lab.connect(CLUSTER_IP, 80, 5) == Counter({"b2": 5})
+    assert "10.77.2.2" not in lab.nft(["list", "table", "ip", "skiff-svc"])
+    restarted.teardown()
+    restarted.teardown()   # idempotent
+    assert not table_exists("skiff-svc", run=lab.nft)
