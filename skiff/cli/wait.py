@@ -9,17 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import re
-from typing import Any, Callable
+from typing import Callable
 
 import grpc
 from google.protobuf.message import Message
 
-from skiff.api import printers
+from skiff.api import jsonpath, printers
 from skiff.cli._common import CliError, add_namespace_flags, call_api, kind_arg, namespace_of, parse_duration, scope
 from skiff.client import ApiClient, ApiError, Gone, Unavailable
-
-_INDEX = re.compile(r"^(?P<key>[^\[\]]*)((?:\[\d+\])*)$")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("resource", metavar="TYPE[/NAME]", help="pod, node, job, ... or TYPE/NAME (job/pi)")
     p.add_argument("name", metavar="NAME", nargs="?")
     p.add_argument("--for", dest="condition", required=True, metavar="CONDITION",
-                   help="condition=TYPE[=STATUS], delete, or jsonpath={.path}=VALUE")
+                   help="condition=TYPE[=STATUS], delete, or jsonpath={.path}[=VALUE] (kubectl's JSONPath, filters included; without =VALUE: until the field is set)")
     p.add_argument("--timeout", type=parse_duration, default=30.0, metavar="DURATION",
                    help="give up after this long (default 30s)")
     add_namespace_flags(p)
@@ -53,27 +50,29 @@ def predicate(spec: str) -> Callable[[Message | None], bool]:
     if spec.startswith("jsonpath="):
         expr = spec[len("jsonpath="):]
         if expr.startswith("{"):
-            path, _, rest = expr[1:].partition("}")
+            end = expr.rfind("}")
+            path, rest = expr[1:end], expr[end + 1:]
             sep, want = rest[:1], rest[1:]
         else:
             path, sep, want = expr.partition("=")
-        if sep != "=" or not path.strip("."):
+        if not path.strip().strip(".") or (sep and sep != "="):
             raise CliError(f"--for {spec}: expected jsonpath={{.status.phase}}=VALUE")
-        keys = path.strip().strip(".").split(".")
-        return lambda obj: obj is not None and str(_lookup(printers.to_dict(obj), keys)) == want
-    raise CliError(f"--for {spec}: expected condition=TYPE[=STATUS], delete, or jsonpath={{.path}}=VALUE")
+        try:
+            template = jsonpath.parse("{" + path.strip() + "}")
+        except jsonpath.JsonPathError as exc:
+            raise CliError(f"--for {spec}: {exc}") from None
 
-
-def _lookup(data: Any, keys: list[str]) -> Any:
-    for key in keys:
-        m = _INDEX.match(key)
-        if not m:
-            return None
-        if m["key"]:
-            data = data.get(m["key"]) if isinstance(data, dict) else None
-        for index in re.findall(r"\[(\d+)\]", key):
-            data = data[int(index)] if isinstance(data, list) and int(index) < len(data) else None
-    return data
+        def matches(obj: Message | None) -> bool:
+            if obj is None:
+                return False
+            try:
+                got = template.render(printers.to_dict(obj))
+            except jsonpath.JsonPathError:
+                return False
+            # Without =VALUE, as kubectl: the field is there and not empty.
+            return got == want if sep else got not in ("", "[]", "{}")
+        return matches
+    raise CliError(f"--for {spec}: expected condition=TYPE[=STATUS], delete, or jsonpath={{.path}}[=VALUE]")
 
 
 def run(args: argparse.Namespace) -> int:

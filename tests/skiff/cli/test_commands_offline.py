@@ -67,6 +67,13 @@ def test_wait_predicates():
     assert phase(pod_with("Succeeded")) and not phase(pod_with("Running"))
     assert predicate("jsonpath=.status.phase=Running")(pod_with("Running"))
     assert predicate("jsonpath={.metadata.name}=p")(pod_with("Running"))
+    # kubectl's JSONPath, filters included, and the value-less form: the field is set
+    ready_by_filter = predicate('jsonpath={.status.conditions[?(@.type=="Ready")].status}=True')
+    assert ready_by_filter(pod_with("Running", "True")) and not ready_by_filter(pod_with("Running", "False"))
+    has_conditions = predicate("jsonpath={.status.conditions}")
+    assert has_conditions(pod_with("Running", "False")) and not has_conditions(pod_with("Running"))
+    with pytest.raises(CliError, match="jsonpath"):
+        predicate("jsonpath={.status[?(@.x==}=1")
     assert predicate("delete")(None) and not predicate("delete")(pod_with("Running"))
     with pytest.raises(CliError):
         predicate("ready")
