@@ -1,26 +1,45 @@
 """The scheduling framework: what a plugin is and what it returns.
 
-Two extension points, as in kube-scheduler: a Filter says whether a pod can
-run on a node (Status Success, or Unschedulable with a reason that ends up in
-the pod's PodScheduled condition), a Score ranks the nodes that passed
-(0-100, higher is better). Plugins are pure: they see the pod and a NodeInfo
-snapshot (the node plus the pods already on it), never the API.
+The extension points are kube-scheduler's, each optional on a plugin:
+
+    pre_filter(pod, snapshot) -> Status | None   once per cycle: cluster-wide state (counts per topology)
+    filter(pod, node) -> Status                  can the pod run on this node?
+    pre_score(pod, snapshot, feasible)           once per cycle, over the nodes that passed
+    score(pod, node) -> int                      rank one feasible node
+    normalize(scores) -> None                    scores (node name -> int) brought to 0-100 in place
+
+A Filter says Success, Unschedulable (the pod does not fit now; removing
+pods - preemption - may help) or UnschedulableAndUnresolvable (nothing but
+a change of the node or the pod helps; preemption skips the node), with a
+reason worded as Kubernetes words it; the reasons end up in the pod's
+PodScheduled condition. A plugin instance lives for one scheduling cycle
+(cycle.py makes a fresh one per pod), so pre_filter/pre_score may keep their
+state on `self`. Plugins are pure: they see the pod and a Snapshot (nodes with
+the pods counted against them, namespaces' labels), never the API.
 """
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Mapping, Protocol
 
 from proto.skiff.v1 import types_pb2
 from skiff.api.quantity import QuantityError, cpu_millis, memory_bytes
 
 MAX_SCORE = 100
+# What a container without a request counts as when scores compare nodes
+# (Kubernetes' DefaultMilliCPURequest / DefaultMemoryRequest): a node full of
+# best-effort pods is not "empty".
+NON_ZERO_CPU_MILLIS = 100
+NON_ZERO_MEMORY_BYTES = 200 * 1024 * 1024
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
 class Code(enum.Enum):
     SUCCESS = "Success"
-    UNSCHEDULABLE = "Unschedulable"  # the pod does not fit this node now; may later
+    UNSCHEDULABLE = "Unschedulable"  # the pod does not fit this node now; preemption may help
+    UNRESOLVABLE = "UnschedulableAndUnresolvable"  # removing pods would not help
     ERROR = "Error"                  # the plugin could not decide (bad data)
 
 
@@ -33,6 +52,11 @@ class Status:
     def ok(self) -> bool:
         return self.code is Code.SUCCESS
 
+    @property
+    def resolvable(self) -> bool:
+        """Whether removing pods from the node might make the pod fit."""
+        return self.code is Code.UNSCHEDULABLE
+
     @classmethod
     def success(cls) -> "Status":
         return cls()
@@ -40,6 +64,10 @@ class Status:
     @classmethod
     def unschedulable(cls, *reasons: str) -> "Status":
         return cls(Code.UNSCHEDULABLE, reasons)
+
+    @classmethod
+    def unresolvable(cls, *reasons: str) -> "Status":
+        return cls(Code.UNRESOLVABLE, reasons)
 
     @classmethod
     def error(cls, reason: str) -> "Status":
@@ -54,22 +82,27 @@ class Resources:
     def __add__(self, other: "Resources") -> "Resources":
         return Resources(self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes)
 
+    def __sub__(self, other: "Resources") -> "Resources":
+        return Resources(self.cpu_millis - other.cpu_millis, self.memory_bytes - other.memory_bytes)
 
-def _quantity(values: dict, name: str) -> int:
+
+def _quantity(values: Mapping[str, str], name: str) -> int:
     text = values.get(name)
     if text is None:
         return 0
     return cpu_millis(text) if name == "cpu" else memory_bytes(text)
 
 
-def pod_requests(pod: types_pb2.Pod) -> Resources:
-    """What a pod asks for: the sum over its containers (the largest init
-    container if that is more), each container's request defaulting to its
-    limit as Kubernetes defaults it."""
+def _requests(pod: types_pb2.Pod, *, non_zero: bool) -> Resources:
     def container(c: types_pb2.Container) -> Resources:
-        req, lim = dict(c.resources.requests), dict(c.resources.limits)
-        return Resources(_quantity(req if "cpu" in req else lim, "cpu"),
-                         _quantity(req if "memory" in req else lim, "memory"))
+        req, lim = c.resources.requests, c.resources.limits
+        cpu_from = req if "cpu" in req else lim
+        mem_from = req if "memory" in req else lim
+        cpu, mem = _quantity(cpu_from, "cpu"), _quantity(mem_from, "memory")
+        if non_zero:
+            cpu = cpu if "cpu" in cpu_from else NON_ZERO_CPU_MILLIS
+            mem = mem if "memory" in mem_from else NON_ZERO_MEMORY_BYTES
+        return Resources(cpu, mem)
     total = Resources()
     for c in pod.spec.containers:
         total += container(c)
@@ -79,16 +112,51 @@ def pod_requests(pod: types_pb2.Pod) -> Resources:
     return total
 
 
+def pod_requests(pod: types_pb2.Pod) -> Resources:
+    """What a pod asks for: the sum over its containers (the largest init
+    container if that is more), each container's request defaulting to its
+    limit as Kubernetes defaults it."""
+    return _requests(pod, non_zero=False)
+
+
+def pod_non_zero_requests(pod: types_pb2.Pod) -> Resources:
+    """pod_requests with an absent request counted as 100m CPU / 200Mi (scoring only)."""
+    return _requests(pod, non_zero=True)
+
+
+def pod_priority(pod: types_pb2.Pod) -> int:
+    """spec.priority, which the Priority admission sets from the class; 0 when absent."""
+    return pod.spec.priority if pod.spec.HasField("priority") else 0
+
+
+def has_required_anti_affinity(pod: types_pb2.Pod) -> bool:
+    a = pod.spec.affinity
+    return bool(a.pod_anti_affinity.required_during_scheduling_ignored_during_execution)
+
+
+def has_affinity(pod: types_pb2.Pod) -> bool:
+    a = pod.spec.affinity
+    return bool(a.pod_affinity.required_during_scheduling_ignored_during_execution
+                or a.pod_affinity.preferred_during_scheduling_ignored_during_execution
+                or a.pod_anti_affinity.required_during_scheduling_ignored_during_execution
+                or a.pod_anti_affinity.preferred_during_scheduling_ignored_during_execution)
+
+
 @dataclass(frozen=True)
 class NodeInfo:
-    """A node and the pods counted against it (bound or assumed, not finished)."""
+    """A node and the pods counted against it (bound, assumed or nominated; not finished)."""
     node: types_pb2.Node
     pods: tuple[types_pb2.Pod, ...] = ()
     requested: Resources = field(default=Resources())
+    non_zero_requested: Resources = field(default=Resources())
 
     @property
     def name(self) -> str:
         return self.node.metadata.name
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self.node.metadata.labels
 
     @property
     def allocatable(self) -> Resources:
@@ -106,12 +174,54 @@ class NodeInfo:
         except ValueError:
             return 110
 
+    @functools.cached_property
+    def pods_with_affinity(self) -> tuple[types_pb2.Pod, ...]:
+        return tuple(p for p in self.pods if has_affinity(p))
+
+    @functools.cached_property
+    def pods_with_required_anti_affinity(self) -> tuple[types_pb2.Pod, ...]:
+        return tuple(p for p in self.pods_with_affinity if has_required_anti_affinity(p))
+
     @classmethod
-    def build(cls, node: types_pb2.Node, pods: list[types_pb2.Pod]) -> "NodeInfo":
-        requested = Resources()
+    def build(cls, node: types_pb2.Node, pods: Iterable[types_pb2.Pod]) -> "NodeInfo":
+        pods = tuple(pods)
+        requested, non_zero = Resources(), Resources()
         for pod in pods:
-            requested += pod_requests(pod)
-        return cls(node=node, pods=tuple(pods), requested=requested)
+            try:
+                requested += pod_requests(pod)
+                non_zero += pod_non_zero_requests(pod)
+            except QuantityError:
+                continue  # refused by validation; never counted
+        return cls(node=node, pods=pods, requested=requested, non_zero_requested=non_zero)
+
+    def without(self, victims: Iterable[types_pb2.Pod]) -> "NodeInfo":
+        gone = {(p.metadata.namespace, p.metadata.name) for p in victims}
+        return NodeInfo.build(self.node, [p for p in self.pods
+                                          if (p.metadata.namespace, p.metadata.name) not in gone])
+
+    def with_pod(self, pod: types_pb2.Pod) -> "NodeInfo":
+        return NodeInfo.build(self.node, [*self.pods, pod])
+
+
+class Snapshot:
+    """The cluster as one scheduling cycle sees it: nodes (in a fixed order) and namespaces' labels."""
+
+    def __init__(self, nodes: Iterable[NodeInfo], namespace_labels: Mapping[str, Mapping[str, str]] | None = None):
+        self.nodes: list[NodeInfo] = list(nodes)
+        self.namespace_labels: Mapping[str, Mapping[str, str]] = namespace_labels or {}
+        self.by_name: dict[str, NodeInfo] = {n.name: n for n in self.nodes}
+
+    def replace(self, info: NodeInfo) -> "Snapshot":
+        """The same cluster with one node's pods changed (preemption's what-if)."""
+        return Snapshot([info if n.name == info.name else n for n in self.nodes], self.namespace_labels)
+
+    @functools.cached_property
+    def have_pods_with_affinity(self) -> list[NodeInfo]:
+        return [n for n in self.nodes if n.pods_with_affinity]
+
+    @functools.cached_property
+    def have_pods_with_required_anti_affinity(self) -> list[NodeInfo]:
+        return [n for n in self.have_pods_with_affinity if n.pods_with_required_anti_affinity]
 
 
 class FilterPlugin(Protocol):
@@ -126,6 +236,21 @@ class ScorePlugin(Protocol):
     def score(self, pod: types_pb2.Pod, node: NodeInfo) -> int: ...
 
 
+def default_normalize(scores: dict[str, int], *, reverse: bool = False) -> None:
+    """Kubernetes' DefaultNormalizeScore: scaled so the highest is 100 (reversed: the lowest)."""
+    top = max(scores.values(), default=0)
+    for name, value in scores.items():
+        if top == 0:
+            scores[name] = MAX_SCORE if reverse else 0
+            continue
+        value = MAX_SCORE * value // top
+        scores[name] = MAX_SCORE - value if reverse else value
+
+
+def terminating(pod: types_pb2.Pod) -> bool:
+    return pod.metadata.HasField("deletion_timestamp")
+
+
 # name -> factory. Plugins register themselves in plugins/__init__.py.
 REGISTRY: dict[str, Callable[[], object]] = {}
 
@@ -138,13 +263,22 @@ def register(name: str) -> Callable[[type], type]:
     return add
 
 
-def unschedulable_message(total_nodes: int, reasons_by_node: dict[str, tuple[str, ...]]) -> str:
-    """Kubernetes' summary: "0/3 nodes are available: 1 Insufficient memory, 2 node(s) were not ready."."""
-    counts: dict[str, int] = {}
-    for reasons in reasons_by_node.values():
-        for reason in set(reasons):
-            counts[reason] = counts.get(reason, 0) + 1
+NO_NODE_AVAILABLE = "0/{} nodes are available"
+
+
+def unschedulable_message(total_nodes: int, reasons_by_node: Mapping[str, Iterable[str]], *,
+                          post_filter: str = "") -> str:
+    """Kubernetes' FitError: "0/3 nodes are available: 1 Insufficient memory, 2 node(s) were not ready."
+    (the "count reason" strings sorted as text), then the preemption's message, if any."""
     if total_nodes == 0:
-        return "0/0 nodes are available: no nodes registered."
-    detail = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
-    return f"0/{total_nodes} nodes are available: {detail}."
+        text = "0/0 nodes are available: no nodes registered."
+    else:
+        counts: dict[str, int] = {}
+        for reasons in reasons_by_node.values():
+            for reason in dict.fromkeys(reasons):
+                counts[reason] = counts.get(reason, 0) + 1
+        detail = ", ".join(sorted(f"{n} {reason}" for reason, n in counts.items()))
+        text = f"{NO_NODE_AVAILABLE.format(total_nodes)}: {detail}."
+    if post_filter:
+        text += f" {post_filter}"
+    return text

@@ -1,71 +1,55 @@
-"""The scheduler: a controller (skiff.controller) that binds each pending pod to the best node that fits.
+"""The scheduler: binds each pending pod to the best node that fits (kube-scheduler's loop).
 
-    informers (pods, nodes) ──► WorkQueue of pod keys ──► reconcile(key) = schedule_one
-                                     ▲                     │ filter → score → Bind (CAS)
-                                     │                     │ none fits: PodScheduled=False, Unschedulable
-        node changes, pods finishing ┘◄── parked pods ◄────┘
+    informers (pods, nodes, namespaces, PDBs) ──► cache: NodeInfo per node, kept current per event
+         │ pending pod added/changed                    │
+         ▼                                              ▼
+    SchedulingQueue (queue.py) ──pop──► cycle (cycle.py): snapshot → pre_filter → filter → score
+         ▲   ▲                              │ a node: assume the pod there, bind in a task of its own
+         │   │                              │        (the next cycle does not wait for the API)
+         │   └── back-off, errors           │ none: preemption (preemption.py) → evict victims,
+         └────── cluster events ◄───────────┘       nominatedNodeName; PodScheduled=False with
+                 (node added/changed,                Kubernetes' message; the pod waits in the
+                  pod deleted) move parked pods      unschedulable set
 
 It reaches the API over loopback like any client and shares the process's
-Pod and Node informers. Between a Bind and the informer seeing it, the pod is
-"assumed" on its node, so two pods scheduled back to back never both take the
-same free memory. A pod that fits nowhere is parked, and retried when a node or
-a bound pod changes (and every `retry_seconds` as a safety net); errors are
-retried with the queue's per-key back-off.
+informers. Between the cycle's choice and the informer seeing the binding the
+pod is "assumed" on its node, so pods scheduled back to back never both take
+the same free memory; a failed bind forgets it and queues the pod again.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from typing import Hashable
 
 from google.protobuf.message import Message
 
 from controlplane.events import EventRecorder
 from controlplane.metrics import Metrics
-from controlplane.scheduler import plugins
-from controlplane.scheduler.framework import REGISTRY, NodeInfo, unschedulable_message
+from controlplane.scheduler import plugins, preemption
+from controlplane.scheduler.cycle import Decision, Profile
+from controlplane.scheduler.cycle import schedule as run_cycle
+from controlplane.scheduler.framework import NodeInfo, Snapshot, pod_priority
+from controlplane.scheduler.queue import SchedulingQueue
 from proto.skiff.v1 import types_pb2
-from skiff.api import meta
+from skiff.api import kinds, meta
 from skiff.client import ApiClient, ApiError, Conflict, NotFound
 from skiff.controller import Controller, EventHandler, Key, SharedInformerFactory
-from skiff.retry import Backoff
 
 log = logging.getLogger(__name__)
 SCHEDULER_NAME = "default-scheduler"
 TERMINAL_PHASES = ("Succeeded", "Failed")
+DEFAULT_PROFILE = Profile(filters=plugins.DEFAULT_FILTERS, scores=plugins.DEFAULT_SCORES)
+BACKOFF_FLUSH_SECONDS = 1.0
+UNSCHEDULABLE_FLUSH_SECONDS = 30.0
+DISRUPTION_TARGET_MESSAGE = f"{SCHEDULER_NAME}: preempting to accommodate a higher priority pod"
 
 
-@dataclass(frozen=True)
-class Decision:
-    node_name: str | None
-    message: str = ""
-
-
-def schedule(pod: types_pb2.Pod, nodes: list[NodeInfo], *, filters: tuple[str, ...] = plugins.DEFAULT_FILTERS,
-             scores: tuple[str, ...] = plugins.DEFAULT_SCORES) -> Decision:
-    """Pure: the node for `pod`, or None and the reason as Kubernetes words it."""
-    filter_plugins = [REGISTRY[name]() for name in filters]
-    score_plugins = [REGISTRY[name]() for name in scores]
-    feasible: list[NodeInfo] = []
-    reasons: dict[str, tuple[str, ...]] = {}
-    for info in nodes:
-        for plugin in filter_plugins:
-            status = plugin.filter(pod, info)
-            if not status.ok:
-                reasons[info.name] = status.reasons
-                break
-        else:
-            feasible.append(info)
-    if not feasible:
-        return Decision(None, unschedulable_message(len(nodes), reasons))
-    # Highest total score; ties broken by name so the choice is reproducible.
-    best = max(feasible, key=lambda info: (sum(p.score(pod, info) for p in score_plugins), _neg(info.name)))
-    return Decision(best.name)
-
-
-def _neg(name: str) -> tuple[int, ...]:
-    return tuple(-ord(ch) for ch in name)
+def schedule(pod: types_pb2.Pod, nodes: list[NodeInfo] | Snapshot, *, filters: tuple[str, ...] = plugins.DEFAULT_FILTERS,
+             scores: tuple[tuple[str, int], ...] = plugins.DEFAULT_SCORES, percentage: int = 0) -> Decision:
+    """Pure: the node for `pod`, or None and the reason as Kubernetes words it (no preemption)."""
+    return run_cycle(pod, nodes, Profile(filters, scores, percentage))
 
 
 def wants_scheduling(pod: types_pb2.Pod | None) -> bool:
@@ -74,106 +58,263 @@ def wants_scheduling(pod: types_pb2.Pod | None) -> bool:
             and pod.status.phase not in TERMINAL_PHASES)
 
 
+def _counts(pod: types_pb2.Pod | None) -> bool:
+    return pod is not None and pod.status.phase not in TERMINAL_PHASES
+
+
+def _scheduling_view(node: types_pb2.Node | None) -> tuple:
+    """What of a node can change where pods fit (heartbeats cannot)."""
+    if node is None:
+        return ()
+    return (node.spec.SerializeToString(deterministic=True), sorted(node.metadata.labels.items()),
+            sorted(node.status.allocatable.items()), sorted((c.type, c.status) for c in node.status.conditions),
+            len(node.status.images))
+
+
 class Scheduler(Controller):
     name = "scheduler"
 
     def __init__(self, *, client: ApiClient, factory: SharedInformerFactory, metrics: Metrics,
-                 retry_seconds: float = 30.0, backoff: Backoff = Backoff(initial=0.2, maximum=10.0)) -> None:
+                 profile: Profile = DEFAULT_PROFILE, queue: SchedulingQueue | None = None) -> None:
         events = EventRecorder(client=client, component=SCHEDULER_NAME)
-        super().__init__(backoff=backoff, recorder=events, metrics=factory.metrics)
+        super().__init__(recorder=events, metrics=factory.metrics)
         self.client = client
         self.metrics = metrics
-        self.retry_seconds = retry_seconds
+        self.profile = profile
         self.events = events
+        self.scheduling_queue = queue or SchedulingQueue()
         self.pods = self.uses(factory.informer("Pod"))
         self.nodes = self.uses(factory.informer("Node"))
-        self._parked: set[Key] = set()
-        self._assumed: dict[Key, str] = {}  # pod -> node, until the informer shows the binding
-        self.pods.add_handler(self._on_pod)
-        self.nodes.add_event_handler(EventHandler(on_add=self._on_node, on_update=self._on_node,
-                                                  on_delete=self._on_node))
+        self.namespaces = self.uses(factory.informer("Namespace"))
+        self.budgets_informer = None
+        try:
+            kinds.kind_named("PodDisruptionBudget")
+            self.budgets_informer = self.uses(factory.informer("PodDisruptionBudget"))
+        except kinds.UnknownKind:
+            pass   # no PDB kind in this build: preemption counts no violations
+        self._assumed: dict[Key, str] = {}              # pod -> node, until the informer shows the binding
+        self._on_node: dict[str, dict[Key, types_pb2.Pod]] = {}   # the cache: pods counted per node
+        self._infos: dict[str, NodeInfo] = {}           # built lazily, dropped when the node's pods change
+        self._nominated: dict[Key, types_pb2.Pod] = {}
+        self._binding: set[asyncio.Task] = set()
+        self._next_start = 0
+        self.pods.add_event_handler(EventHandler(on_add=self._pod_added, on_update=self._pod_updated,
+                                                 on_delete=self._pod_deleted))
+        self.nodes.add_event_handler(EventHandler(on_add=self._node_changed, on_update=self._node_updated,
+                                                  on_delete=self._node_changed))
 
-    # ------------------------------------------------------------ queue
+    # ------------------------------------------------------------ cache and queue, from events
 
-    def enqueue(self, key: Key) -> None:
-        self._parked.discard(key)
-        super().enqueue(key)
-
-    def _flush_parked(self) -> None:
-        for key in list(self._parked):
-            self.enqueue(key)
-
-    def _on_pod(self, key: Key) -> None:
-        pod = self.pods.get(key)
-        if pod is None or pod.spec.node_name:
-            self._assumed.pop(key, None)
-            self._flush_parked()  # capacity may have been freed or taken
+    def enqueue(self, key: Hashable) -> None:
+        pod = self.pods.get(key)  # type: ignore[arg-type]
         if wants_scheduling(pod):
-            self.enqueue(key)
+            self.scheduling_queue.add(key, pod_priority(pod))
 
-    def _on_node(self, key: Key, *objs: Message) -> None:
-        self._flush_parked()
+    def _place(self, key: Key, pod: types_pb2.Pod | None) -> None:
+        """Count `pod` (or nothing) against its node in the cache."""
+        for node, pods in self._on_node.items():
+            if key in pods and (pod is None or pod.spec.node_name != node):
+                del pods[key]
+                self._infos.pop(node, None)
+        node = pod.spec.node_name if pod is not None else ""
+        if not node and key in self._assumed and _counts(pod):
+            node = self._assumed[key]
+        if node and _counts(pod):
+            self._on_node.setdefault(node, {})[key] = pod   # type: ignore[assignment]
+            self._infos.pop(node, None)
+        if pod is not None and pod.status.nominated_node_name and wants_scheduling(pod):
+            self._nominated[key] = pod
+        else:
+            self._nominated.pop(key, None)
+
+    def _pod_added(self, key: Key, pod: Message) -> None:
+        self._pod_changed(key, None, pod)
+
+    def _pod_updated(self, key: Key, old: Message, new: Message) -> None:
+        self._pod_changed(key, old, new)
+
+    def _pod_changed(self, key: Key, old: types_pb2.Pod | None, pod: types_pb2.Pod) -> None:
+        if pod.spec.node_name:
+            self._assumed.pop(key, None)
+            self.scheduling_queue.delete(key)
+        self._place(key, pod)
+        if wants_scheduling(pod):
+            self.scheduling_queue.add(key, pod_priority(pod))
+        elif not pod.spec.node_name:
+            self.scheduling_queue.delete(key)
+        finished = old is not None and _counts(old) and not _counts(pod)
+        if finished or (old is not None and old.spec.node_name and old.metadata.labels != pod.metadata.labels):
+            self.scheduling_queue.move_all()   # room freed, or labels that affinity reads changed
+
+    def _pod_deleted(self, key: Key, pod: Message) -> None:
+        self._assumed.pop(key, None)
+        self._place(key, None)
+        self.scheduling_queue.delete(key)
+        if pod.spec.node_name:
+            self.scheduling_queue.move_all()
+
+    def _node_changed(self, key: Key, node: Message) -> None:
+        self._infos.pop(node.metadata.name, None)
+        self.scheduling_queue.move_all()
+
+    def _node_updated(self, key: Key, old: Message, new: Message) -> None:
+        self._infos.pop(new.metadata.name, None)
+        if _scheduling_view(old) != _scheduling_view(new):
+            self.scheduling_queue.move_all()
+
+    def snapshot(self, pod: types_pb2.Pod | None = None) -> Snapshot:
+        """The nodes by name with their pods; pods nominated to a node with at least `pod`'s priority
+        count there too (their room is promised)."""
+        infos = []
+        for node in sorted(self.nodes.list(), key=lambda n: n.metadata.name):
+            name = node.metadata.name
+            info = self._infos.get(name)
+            if info is None or info.node is not node:
+                info = self._infos[name] = NodeInfo.build(node, self._on_node.get(name, {}).values())
+            infos.append(info)
+        if pod is not None and self._nominated:
+            priority = pod_priority(pod)
+            by_name = {i.name: i for i in infos}
+            own = (pod.metadata.namespace, pod.metadata.name)
+            for key, other in self._nominated.items():
+                target = by_name.get(other.status.nominated_node_name)
+                if key != own and target is not None and pod_priority(other) >= priority:
+                    by_name[target.name] = target.with_pod(other)
+            infos = [by_name[i.name] for i in infos]
+        labels = {ns.metadata.name: dict(ns.metadata.labels) for ns in self.namespaces.list()}
+        return Snapshot(infos, labels)
+
+    def node_infos(self) -> list[NodeInfo]:
+        return self.snapshot().nodes
+
+    def budgets(self) -> list[preemption.Budget]:
+        if self.budgets_informer is None:
+            return []
+        return [preemption.Budget.of(pdb) for pdb in self.budgets_informer.list()]
 
     # ------------------------------------------------------------ loop
 
-    async def started(self) -> list[asyncio.Task]:
-        return [asyncio.create_task(self._periodic_retry(), name="scheduler-retry-parked")]
-
-    async def _periodic_retry(self) -> None:
-        while True:
-            await asyncio.sleep(self.retry_seconds)
-            self._flush_parked()
-
-    async def reconcile(self, key: Key) -> None:
-        await self.schedule_one(key)
-
-    def node_infos(self) -> list[NodeInfo]:
-        by_node: dict[str, list[types_pb2.Pod]] = {}
+    async def run(self) -> None:
+        for informer in self.informers:
+            informer.start()
+        await self.wait_synced()
         for key in self.pods.keys():
-            pod = self.pods.get(key)
-            if pod is None or pod.status.phase in TERMINAL_PHASES:
-                continue
-            node = pod.spec.node_name or self._assumed.get(key)
-            if node:
-                by_node.setdefault(node, []).append(pod)
-        return [NodeInfo.build(node, by_node.get(node.metadata.name, []))
-                for node in sorted(self.nodes.list(), key=lambda n: n.metadata.name)]
+            self._place(key, self.pods.get(key))
+            self.enqueue(key)
+        tasks = [asyncio.create_task(self._loop(), name="scheduler-loop"),
+                 asyncio.create_task(self._every(BACKOFF_FLUSH_SECONDS,
+                                                 self.scheduling_queue.flush_backoff_completed),
+                                     name="scheduler-flush-backoff"),
+                 asyncio.create_task(self._every(UNSCHEDULABLE_FLUSH_SECONDS,
+                                                 self.scheduling_queue.flush_unschedulable_leftover),
+                                     name="scheduler-flush-unschedulable")]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in [*tasks, *self._binding]:
+                task.cancel()
+            await asyncio.gather(*tasks, *self._binding, return_exceptions=True)
 
-    async def schedule_one(self, key: Key) -> None:
+    @staticmethod
+    async def _every(seconds: float, fn) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            fn()
+
+    async def _loop(self) -> None:
+        while True:
+            key = await self.scheduling_queue.pop()
+            cycle = self.scheduling_queue.scheduling_cycle
+            try:
+                await self.schedule_one(key, cycle)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("scheduling %s/%s failed: %s; retrying after back-off", *key, exc,
+                            exc_info=not isinstance(exc, ApiError))
+                self.scheduling_queue.error(key)
+
+    async def schedule_one(self, key: Key, cycle: int = 0) -> None:
         pod = self.pods.get(key)
         if not wants_scheduling(pod) or key in self._assumed:
+            self.scheduling_queue.done(key)
             return
         started = time.perf_counter()
-        decision = schedule(pod, self.node_infos())
+        snapshot = self.snapshot(pod)
+        decision = run_cycle(pod, snapshot, self.profile, start=self._next_start,
+                             nominated=pod.status.nominated_node_name)
+        if snapshot.nodes:
+            self._next_start = (self._next_start + decision.evaluated) % len(snapshot.nodes)
         if decision.node_name is None:
             result = "unschedulable"
-            self._parked.add(key)
-            await self._mark_unschedulable(pod, decision.message)
+            outcome = preemption.preempt(pod, snapshot, decision.statuses, self.profile.filters, self.budgets())
+            message = decision.message + (f" {outcome.message}" if outcome.message else "")
+            self.scheduling_queue.unschedulable(key, cycle)
+            nominated = ""
+            if outcome.candidate is not None:
+                nominated = outcome.candidate.node
+                await self._evict(pod, outcome.candidate)
+            await self._mark_unschedulable(pod, message, nominated)
         else:
             result = "scheduled"
             self._assumed[key] = decision.node_name
-            try:
-                await self.client.bind(pod.metadata.name, decision.node_name, pod.metadata.namespace,
-                                       resource_version=pod.metadata.resource_version)
-                log.info("bound %s/%s to %s", *key, decision.node_name)
-                await self.events.record(pod, type_="Normal", reason="Scheduled",
-                                         message=f"Successfully assigned {meta.namespaced_name(pod)} "
-                                                 f"to {decision.node_name}")
-            except (Conflict, NotFound):
-                # The pod changed or went away meanwhile: the informer brings the news.
-                self._assumed.pop(key, None)
-                result = "error"
-            except ApiError:
-                self._assumed.pop(key, None)
-                self.metrics.schedule_attempts.labels("error", SCHEDULER_NAME).inc()
-                raise
+            self._place(key, pod)
+            self.scheduling_queue.done(key)
+            task = asyncio.create_task(self._bind(key, pod, decision.node_name), name=f"bind-{key[1]}")
+            self._binding.add(task)
+            task.add_done_callback(self._binding.discard)
         self.metrics.schedule_attempts.labels(result, SCHEDULER_NAME).inc()
         self.metrics.scheduling_latency.labels(result, SCHEDULER_NAME).observe(time.perf_counter() - started)
 
-    async def _mark_unschedulable(self, pod: types_pb2.Pod, message: str) -> None:
+    async def _bind(self, key: Key, pod: types_pb2.Pod, node: str) -> None:
+        try:
+            await self.client.bind(pod.metadata.name, node, pod.metadata.namespace,
+                                   resource_version=pod.metadata.resource_version)
+        except (Conflict, NotFound):
+            self._forget(key)   # the pod changed or went away meanwhile: the informer brings the news
+            return
+        except ApiError as exc:
+            log.warning("binding %s/%s to %s failed: %s", *key, node, exc)
+            self._forget(key)
+            self.metrics.schedule_attempts.labels("error", SCHEDULER_NAME).inc()
+            self.enqueue(key)
+            return
+        log.info("bound %s/%s to %s", *key, node)
+        await self.events.record(pod, type_="Normal", reason="Scheduled",
+                                 message=f"Successfully assigned {meta.namespaced_name(pod)} to {node}")
+
+    def _forget(self, key: Key) -> None:
+        if self._assumed.pop(key, None) is not None:
+            self._place(key, self.pods.get(key))
+
+    async def _evict(self, preemptor: types_pb2.Pod, candidate: preemption.Candidate) -> None:
+        """Delete the victims gracefully, each marked DisruptionTarget first, as Kubernetes does."""
+        for victim in candidate.victims:
+            marked = meta.copy(victim)
+            if meta.set_condition(marked.status.conditions, type_="DisruptionTarget", status="True",
+                                  reason="PreemptionByScheduler", message=DISRUPTION_TARGET_MESSAGE):
+                try:
+                    await self.client.update_status(marked)
+                except (Conflict, NotFound):
+                    pass
+            try:
+                await self.client.delete("Pod", victim.metadata.name, victim.metadata.namespace,
+                                         precondition_uid=victim.metadata.uid)
+            except NotFound:
+                continue
+            log.info("preempted %s on %s for %s", meta.namespaced_name(victim), candidate.node,
+                     meta.namespaced_name(preemptor))
+            await self.events.record(victim, type_="Normal", reason="Preempted",
+                                     message=f"Preempted by pod {preemptor.metadata.uid} on node {candidate.node}")
+
+    async def _mark_unschedulable(self, pod: types_pb2.Pod, message: str, nominated: str) -> None:
         updated = meta.copy(pod)
-        if not meta.set_condition(updated.status.conditions, type_="PodScheduled", status="False",
-                                  reason="Unschedulable", message=message):
+        changed = meta.set_condition(updated.status.conditions, type_="PodScheduled", status="False",
+                                     reason="Unschedulable", message=message)
+        if updated.status.nominated_node_name != nominated:
+            updated.status.nominated_node_name = nominated
+            changed = True
+        if not changed:
             return
         log.info("%s: %s", meta.namespaced_name(pod), message)
         try:

@@ -1,23 +1,32 @@
-"""LeastAllocated: prefer the node with the most CPU and memory left after
-placing the pod (spreads load), 0-100, CPU and memory weighted equally."""
+"""LeastAllocated, NodeResourcesFit's default scoring strategy: prefer the
+node with the most CPU and memory left after placing the pod (spreads load).
+Per resource (capacity - requested) × 100 / capacity, with the pods' non-zero
+requests (an absent request counts 100m / 200Mi), averaged over CPU and
+memory with weight 1 each; integer arithmetic as Kubernetes'."""
 from __future__ import annotations
 
-from controlplane.scheduler.framework import MAX_SCORE, NodeInfo, pod_requests, register
+from controlplane.scheduler.framework import MAX_SCORE, NodeInfo, pod_non_zero_requests, register
 from proto.skiff.v1 import types_pb2
+from skiff.api.quantity import QuantityError
+
+WEIGHTS = (("cpu", 1), ("memory", 1))
 
 
-def _free_fraction(requested: int, capacity: int) -> float:
-    if capacity <= 0:
-        return 0.0
-    return max(0.0, (capacity - requested) / capacity)
+def _least_requested(requested: int, capacity: int) -> int:
+    if capacity <= 0 or requested > capacity:
+        return 0
+    return (capacity - requested) * MAX_SCORE // capacity
 
 
 def score(pod: types_pb2.Pod, node: NodeInfo) -> int:
-    want = pod_requests(pod)
+    try:
+        want = pod_non_zero_requests(pod)
+    except QuantityError:
+        return 0
     have = node.allocatable
-    cpu = _free_fraction(node.requested.cpu_millis + want.cpu_millis, have.cpu_millis)
-    memory = _free_fraction(node.requested.memory_bytes + want.memory_bytes, have.memory_bytes)
-    return int(MAX_SCORE * (cpu + memory) / 2)
+    cpu = _least_requested(node.non_zero_requested.cpu_millis + want.cpu_millis, have.cpu_millis)
+    memory = _least_requested(node.non_zero_requested.memory_bytes + want.memory_bytes, have.memory_bytes)
+    return (cpu * WEIGHTS[0][1] + memory * WEIGHTS[1][1]) // sum(w for _, w in WEIGHTS)
 
 
 @register("LeastAllocated")

@@ -1,9 +1,12 @@
 """NodeResourcesFit: the pod's requests (limits where requests are absent)
 fit in the node's allocatable minus what its pods already request; and the
-node's pod count is below its "pods" allocatable."""
+node's pod count is below its "pods" allocatable. Its score is the
+LeastAllocated strategy (least_allocated.py), Kubernetes' default.
+Not fitting is Unschedulable: removing pods (preemption) may help."""
 from __future__ import annotations
 
 from controlplane.scheduler.framework import NodeInfo, Status, pod_requests, register
+from controlplane.scheduler.plugins import least_allocated
 from proto.skiff.v1 import types_pb2
 from skiff.api.quantity import QuantityError
 
@@ -34,3 +37,6 @@ class NodeResourcesFit:
         except QuantityError as exc:
             return Status.error(f"bad resource quantity: {exc}")
         return Status.unschedulable(*reasons) if reasons else Status.success()
+
+    def score(self, pod: types_pb2.Pod, node: NodeInfo) -> int:
+        return least_allocated.score(pod, node)

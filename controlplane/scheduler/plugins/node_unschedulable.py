@@ -14,4 +14,4 @@ def fits(pod: types_pb2.Pod, node: types_pb2.Node) -> bool:
 @register("NodeUnschedulable")
 class NodeUnschedulable:
     def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
-        return Status.success() if fits(pod, node.node) else Status.unschedulable(REASON)
+        return Status.success() if fits(pod, node.node) else Status.unresolvable(REASON)

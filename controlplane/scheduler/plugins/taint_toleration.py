@@ -1,10 +1,12 @@
 """TaintToleration: a pod goes only to nodes whose NoSchedule and NoExecute
 taints it tolerates (Kubernetes' ToleratesTaint: operator Exists matches any
 value, and an empty key with Exists every taint; Equal matches the value; an
-empty effect matches every effect)."""
+empty effect matches every effect). An untolerated taint is Unresolvable
+(removing pods never helps). The score prefers nodes with fewer
+PreferNoSchedule taints the pod does not tolerate (reversed: fewest is 100)."""
 from __future__ import annotations
 
-from controlplane.scheduler.framework import NodeInfo, Status, register
+from controlplane.scheduler.framework import NodeInfo, Status, default_normalize, register
 from proto.skiff.v1 import types_pb2
 
 REPELLING = ("NoSchedule", "NoExecute")
@@ -29,6 +31,13 @@ def untolerated(pod: types_pb2.Pod, node: types_pb2.Node) -> types_pb2.Taint | N
     return None
 
 
+def intolerable_prefer_no_schedule(pod: types_pb2.Pod, node: types_pb2.Node) -> int:
+    """How many PreferNoSchedule taints of `node` no toleration (effect empty or PreferNoSchedule) covers."""
+    tolerations = [t for t in pod.spec.tolerations if t.effect in ("", "PreferNoSchedule")]
+    return sum(1 for taint in node.spec.taints
+               if taint.effect == "PreferNoSchedule" and not any(tolerates(t, taint) for t in tolerations))
+
+
 def fits(pod: types_pb2.Pod, node: types_pb2.Node) -> bool:
     return untolerated(pod, node) is None
 
@@ -39,5 +48,10 @@ class TaintToleration:
         taint = untolerated(pod, node.node)
         if taint is None:
             return Status.success()
-        shown = f"{taint.key}: {taint.value}" if taint.value else taint.key
-        return Status.unschedulable(f"node(s) had untolerated taint {{{shown}}}")
+        return Status.unresolvable(f"node(s) had untolerated taint {{{taint.key}: {taint.value}}}")
+
+    def score(self, pod: types_pb2.Pod, node: NodeInfo) -> int:
+        return intolerable_prefer_no_schedule(pod, node.node)
+
+    def normalize(self, scores: dict[str, int]) -> None:
+        default_normalize(scores, reverse=True)

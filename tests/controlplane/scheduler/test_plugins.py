@@ -71,7 +71,8 @@ def test_schedule_explains_why_nothing_fits():
     decision = schedule(p, [NodeInfo.build(node("a"), []), NodeInfo.build(node("b", ready=False), []),
                             NodeInfo.build(node("c", memory="1Gi"), [])])
     assert decision.node_name is None
-    assert decision.message == "0/3 nodes are available: 2 Insufficient memory, 1 node(s) were not ready."
+    # Kubernetes sorts the "count reason" strings as text.
+    assert decision.message == "0/3 nodes are available: 1 node(s) were not ready, 2 Insufficient memory."
 
 
 def test_unschedulable_message_is_kubernetes_style():

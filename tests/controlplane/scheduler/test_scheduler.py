@@ -74,7 +74,8 @@ async def too_big_stays_pending_fitting_one_is_bound(c) -> None:
     cond = meta.get_condition(big.status.conditions, "PodScheduled")
     assert big.spec.node_name == "" and big.status.phase == "Pending"
     assert cond.reason == "Unschedulable"
-    assert cond.message == "0/1 nodes are available: 1 Insufficient memory."
+    assert cond.message == ("0/1 nodes are available: 1 Insufficient memory. preemption: 0/1 nodes are available: "
+                            "1 No preemption victims found for incoming pod.")
 
     # A second node with room: the parked pod is retried and bound there.
     await c.create(node("node-2", "4Gi"))
@@ -85,10 +86,12 @@ async def too_big_stays_pending_fitting_one_is_bound(c) -> None:
     assert (await eventually(big_bound, what="pod big to be bound")).spec.node_name == "node-2"
 
     # What `describe pod big` shows: why it waited, then where it went.
-    events, _ = await c.list("Event", namespace="default")
-    about_big = [(e.reason, e.message) for e in events if e.involved_object.name == "big"]
-    assert ("FailedScheduling", "0/1 nodes are available: 1 Insufficient memory.") in about_big
-    assert ("Scheduled", "Successfully assigned default/big to node-2") in about_big
+    async def scheduled_event():   # recorded after the binding (binding is asynchronous to the cycle)
+        events, _ = await c.list("Event", namespace="default")
+        about = [(e.reason, e.message) for e in events if e.involved_object.name == "big"]
+        return about if ("Scheduled", "Successfully assigned default/big to node-2") in about else None
+    about_big = await eventually(scheduled_event, what="the Scheduled event of big")
+    assert ("FailedScheduling", cond.message) in about_big
 
 
 def test_too_big_pod_stays_pending_fitting_one_is_bound():
