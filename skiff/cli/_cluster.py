@@ -71,6 +71,8 @@ class ClusterConfig:
     pod_egress: str = "nat"
     # `up --eviction-hard`: passed to every agent (kubelet's --eviction-hard); "" keeps the agent's default.
     eviction_hard: str = ""
+    # `up --hollow-nodes N`: N more nodes with no containers (agent/hollow.py), in one process.
+    hollow_nodes: int = 0
 
     @property
     def lab(self) -> Lab | None:
@@ -173,10 +175,36 @@ def components(config: ClusterConfig) -> list[Component]:
             address=f"127.0.0.1:{config.agent_port}", node=config.node_name))
     elif config.with_agent:
         out += [node_agent(config, config.lab.node(i)) for i in config.nodes]
+    if config.hollow_nodes:
+        out.append(hollow_component(config))
     if config.monitoring:
         from skiff.cli._monitoring import prometheus_component   # it builds on this module
         out.append(prometheus_component(config))
     return out
+
+
+HOLLOW_PREFIX = "hollow-node"
+
+
+def hollow_component(config: ClusterConfig) -> Component:
+    """`up --hollow-nodes N`: nodes hollow-node-0 .. N-1 in one process (agent/hollow.py); no
+    ports, no kernel objects, scratch files under the run dir (removed when it stops)."""
+    return Component("hollow-nodes", (
+        sys.executable, "-m", "agent.hollow", "--server", config.api_address, "--nodes", str(config.hollow_nodes),
+        "--prefix", HOLLOW_PREFIX, "--scratch-dir", str(config.run_dir / "hollow")),
+        marker="agent.hollow", address=f"{HOLLOW_PREFIX}-0 .. {HOLLOW_PREFIX}-{config.hollow_nodes - 1}")
+
+
+async def _hollow_ready(config: ClusterConfig) -> int | None:
+    """How many of the hollow nodes are Ready; None if the API cannot say."""
+    wanted = {f"{HOLLOW_PREFIX}-{i}" for i in range(config.hollow_nodes)}
+    async with ApiClient(config.api_address) as client:
+        try:
+            nodes, _ = await client.list("Node", "", timeout=10)
+        except ApiError:
+            return None
+    return sum(1 for n in nodes if n.metadata.name in wanted
+               and any(c.type == "Ready" and c.status == "True" for c in n.status.conditions))
 
 
 def _eviction_args(config: ClusterConfig) -> tuple[str, ...]:
@@ -312,5 +340,9 @@ def health(config: ClusterConfig, component: Component) -> str:
     if component.name == "prometheus":
         from skiff.cli._monitoring import prometheus_ready
         return "healthy" if prometheus_ready(config) else "unhealthy"
+    if component.name == "hollow-nodes":
+        count = asyncio.run(_hollow_ready(config))
+        return "unknown" if count is None else "Ready" if count == config.hollow_nodes else \
+            f"{count}/{config.hollow_nodes} Ready"
     ready = asyncio.run(_node_ready(config, component.node or config.node_name))
     return "unknown" if ready is None else "Ready" if ready else "NotReady"

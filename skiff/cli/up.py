@@ -146,6 +146,7 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: 
              "prometheus": [("prometheus", config.prometheus_port)]}
     # A namespaced node's agent has the ports of its own namespace.
     ports.update({c.name: [] for c in wanted if c.is_agent and c.name != "agent"})
+    ports["hollow-nodes"] = []   # hollow nodes serve nothing
     _check_flags(config, ports, [c for c in wanted if c.name not in running])
     hosts = {("API", config.api_port): config.api_host}
     for component in wanted:
@@ -521,6 +522,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eviction-hard", default="", metavar="SIGNAL<QUANTITY,...",
                    help="the agents' hard eviction thresholds, as kubelet's --eviction-hard (e.g. "
                         "'memory.available<500Mi,nodefs.available<15%%'; default: the agent's own)")
+    p.add_argument("--hollow-nodes", type=int, default=0, metavar="N",
+                   help="also run N hollow nodes (hollow-node-0 ..): node agents with an in-memory runtime, no "
+                        "containers, all in one process (kubemark's idea; agent/hollow.py); with many, raise "
+                        "--start-timeout")
     p.add_argument("--no-agent", action="store_true",
                    help="start only etcd and the control plane (no node)")
     p.add_argument("--no-bootstrap", action="store_true",
@@ -560,7 +565,10 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      monitoring=args.monitoring, prometheus_port=args.prometheus_port,
                      monitoring_rule_for_scale=args.monitoring_rule_for_scale,
                      nodes=tuple(range(1, (args.nodes or 0) + 1)), name=args.name, node_cidr=args.node_cidr,
-                     pod_network=args.pod_network, pod_egress=args.pod_egress, eviction_hard=args.eviction_hard)
+                     pod_network=args.pod_network, pod_egress=args.pod_egress, eviction_hard=args.eviction_hard,
+                     hollow_nodes=args.hollow_nodes)
+        if args.hollow_nodes < 0:
+            raise CliError(f"--hollow-nodes: must not be negative, got {args.hollow_nodes}")
         if not 0 < args.monitoring_rule_for_scale <= 1:
             raise CliError(f"--monitoring-rule-for-scale: must be > 0 and <= 1, got {args.monitoring_rule_for_scale}")
         if args.nodes is not None and args.nodes < 1:

@@ -38,7 +38,7 @@ def test_command_line_refuses_bad_flags_with_exit_2(capsys):
 
 def test_command_line_defaults():
     config, scratch, level = config_from_args(["--server", "127.0.0.1:9", "--nodes", "5"])
-    assert (config.nodes, config.prefix, config.heartbeat_seconds, scratch, level) == (5, "hollow-node", 10.0,
+    assert (config.nodes, config.prefix, config.heartbeat_seconds, scratch, level) == (5, "hollow-node", 2.0,
                                                                                        None, "info")
     assert [config.node_name(i) for i in range(2)] == ["hollow-node-0", "hollow-node-1"]
 
