@@ -21,7 +21,7 @@ Served at the control plane's /metrics/kube-state-metrics; the http_sd list
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from google.protobuf.message import Message
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -32,8 +32,6 @@ from skiff.api.quantity import parse_quantity
 
 POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 STATUSES = ("true", "false", "unknown")
-# The kinds this renders, if registered; the factory gets one informer for each.
-KINDS = ("Pod", "Node", "Deployment", "ReplicaSet", "DaemonSet", "Job", "CronJob")
 
 
 def _registered(name: str) -> bool:
@@ -71,7 +69,7 @@ class KubeStateCollector:
 
     @classmethod
     def from_factory(cls, factory) -> "KubeStateCollector":
-        return cls({k: factory.informer(k) for k in KINDS if _registered(k)})
+        return cls({k: factory.informer(k) for k in FAMILIES if _registered(k)})
 
     def _objects(self, kind: str) -> list[Message] | None:
         informer = self.informers.get(kind)
@@ -83,27 +81,10 @@ class KubeStateCollector:
         return []   # families depend on which kinds are registered: collected only
 
     def collect(self) -> Iterator[Metric]:
-        pods = self._objects("Pod")
-        if pods is not None:
-            yield from pod_families(pods)
-        nodes = self._objects("Node")
-        if nodes is not None:
-            yield from node_families(nodes)
-        deployments = self._objects("Deployment")
-        if deployments is not None:
-            yield from deployment_families(deployments)
-        replicasets = self._objects("ReplicaSet")
-        if replicasets is not None:
-            yield from replicaset_families(replicasets)
-        daemonsets = self._objects("DaemonSet")
-        if daemonsets is not None:
-            yield from daemonset_families(daemonsets)
-        jobs = self._objects("Job")
-        if jobs is not None:
-            yield from job_families(jobs)
-        cronjobs = self._objects("CronJob")
-        if cronjobs is not None:
-            yield from cronjob_families(cronjobs)
+        for kind, families in FAMILIES.items():
+            objects = self._objects(kind)
+            if objects is not None:
+                yield from families(objects)
 
 
 class KubeStateMetrics:
@@ -454,3 +435,11 @@ def cronjob_families(cronjobs: list[Message]) -> Iterator[Metric]:
             last_ok.add_metric(ids, _timestamp(st.last_successful_time))
         created.add_metric(ids, _created(cj))
     yield from (info, active, suspend, last, last_ok, created)
+
+
+# The kinds this renders, if registered, and their families; the factory gets one informer for each.
+FAMILIES: dict[str, Callable[[list[Message]], Iterator[Metric]]] = {
+    "Pod": pod_families, "Node": node_families, "Deployment": deployment_families,
+    "ReplicaSet": replicaset_families, "DaemonSet": daemonset_families, "Job": job_families,
+    "CronJob": cronjob_families,
+}
