@@ -86,7 +86,7 @@ class EvictionManager:
                 if cr.current is None or cr.current.state is State.EXITED:
                     continue
                 try:
-                    stats = await self.runtime.stats(cr.current.id)
+                    stats = await self.runtime.stats(cr.current.id, filesystem=resource != "memory")
                 except Exception:  # gone meanwhile
                     continue
                 used = stats.memory_working_set_bytes if resource == "memory" else getattr(stats, "fs_usage_bytes", 0)

@@ -306,7 +306,7 @@ async def node_stats(*, workers: PodWorkers, runtime: Runtime, node_name: str) -
             if cr.current is None or cr.current.state is not State.RUNNING:
                 continue
             try:
-                st = await runtime.stats(cr.current.id)
+                st = await runtime.stats(cr.current.id, filesystem=False)
             except Exception as exc:  # it may have exited since
                 log.debug("stats %s: %s", cr.current.id, exc)
                 continue

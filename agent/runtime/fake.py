@@ -165,7 +165,7 @@ class FakeRuntime:
     async def list_containers(self) -> Sequence[ContainerStatus]:
         return [c.status for c in self.containers.values()]
 
-    async def stats(self, container_id: str) -> ContainerStats:
+    async def stats(self, container_id: str, *, filesystem: bool = True) -> ContainerStats:
         self._get(container_id)
         return self.stats_by_id.get(container_id) or ContainerStats(
             id=container_id, cpu_usage_seconds=0.5, memory_working_set_bytes=4 << 20, pids=1)

@@ -204,7 +204,10 @@ class Runtime(Protocol):
 
     async def list_sandboxes(self) -> Sequence[Sandbox]: ...
 
-    async def stats(self, container_id: str) -> ContainerStats: ...
+    async def stats(self, container_id: str, *, filesystem: bool = True) -> ContainerStats:
+        """CPU, memory and pids from the cgroup; with `filesystem`, also the
+        writable layer's usage (a walk of its tree: only for callers that need it)."""
+        ...
 
     def stdin_fifo(self, container_id: str) -> Path | None:
         """The FIFO a `stdin: true` container's program reads as its stdin (an

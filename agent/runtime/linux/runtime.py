@@ -326,7 +326,7 @@ class LinuxRuntime:
                 continue  # half-created by a crashed start: cleanup_orphans removes it
         return out
 
-    async def stats(self, container_id: str) -> ContainerStats:
+    async def stats(self, container_id: str, *, filesystem: bool = True) -> ContainerStats:
         cfg = read_json(self.dirs.container(container_id) / "config.json")
         if cfg is None:
             raise KeyError(f"container {container_id}: not found")
@@ -334,7 +334,7 @@ class LinuxRuntime:
         m = s.memory
         # The writable layer's size is a walk of its tree: off the event loop.
         upper = cfg.get("upper_dir") or str(self.dirs.container(container_id) / "upper")
-        fs_bytes, fs_inodes = await asyncio.to_thread(disk_usage, Path(upper))
+        fs_bytes, fs_inodes = await asyncio.to_thread(disk_usage, Path(upper)) if filesystem else (0, 0)
         return ContainerStats(id=container_id, cpu_usage_seconds=s[0], memory_working_set_bytes=s[1], pids=s[2],
                               memory_usage_bytes=m.usage, memory_rss_bytes=m.rss, memory_cache_bytes=m.cache,
                               memory_limit_bytes=m.limit, memory_failcnt=m.failcnt, oom_events=m.oom_events,
