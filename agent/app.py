@@ -28,6 +28,7 @@ from agent.imagepuller import Registry
 from agent.memory import release_free_memory
 from agent.metrics import AgentMetrics
 from agent.containerlogs import ContainerLogManager
+from agent.dns.node import DnsSettings, NodeDns
 from agent.network.routes import RouteTable
 from agent import pressure
 from agent.eviction import EvictionManager
@@ -66,6 +67,7 @@ class Agent:
         self.server = None
         self.port = 0
         self.metrics_server = None
+        self.dns: NodeDns | None = None
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -96,15 +98,20 @@ class Agent:
                                           metrics=self.metrics.controller)
             self._tasks.append(asyncio.create_task(routes.run(), name="noderoutes"))
         self.informer = self.informers.informer("Pod", field_selector=f"spec.nodeName={cfg.node_name}")
+        # Cluster DNS and the Services' variables (agent/dns, decision 26): on the bridge's gateway.
+        self.dns = NodeDns(informers=self.informers, settings=DnsSettings(
+            enabled=cfg.cluster_dns, domain=cfg.cluster_domain, upstreams=cfg.dns_upstreams))
         self.informers.start()
         await self.informer.wait_synced()
+        await self.dns.start(self.network.gateway if self.network is not None else "")
         self.workers = PodWorkers(node_name=cfg.node_name, node_ip=cfg.node_ip, pods=self.informer,
                                   client=self.client, runtime=self.runtime, images=self.images,
                                   pods_dir=cfg.pods_dir, pids_limit=cfg.pids_limit, network=self.network,
                                   metrics=self.metrics,
                                   events=EventRecorder(client=self.client, node_name=cfg.node_name),
                                   registry=self.registry, default_pull_policy=cfg.default_pull_policy,
-                                  informers=self.informers)
+                                  informers=self.informers, resolv_conf=self.dns.resolv_conf,
+                                  service_env=self.dns.service_env)
         await self.workers.recover()
         self.informer.add_handler(self.workers.on_pod_event)
         self.workers.start()
@@ -154,6 +161,8 @@ class Agent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.workers is not None:
             await self.workers.shutdown()
+        if self.dns is not None:
+            await self.dns.stop()
         await self.informers.stop()
         if self.server is not None:
             await self.server.stop(grace=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,12 @@ class AgentConfig:
     pod_network: str = "none"
     cluster_cidr: str = ""
     vxlan_device: str = "skiff-vxlan"
+    # Cluster DNS (agent/dns, decision 26): served on the pod bridge's gateway address, port 53;
+    # names outside cluster_domain are forwarded to dns_upstreams ("IP" or "IP:PORT", in order;
+    # none: REFUSED at once).
+    cluster_dns: bool = True
+    cluster_domain: str = "cluster.local"
+    dns_upstreams: tuple[str, ...] = ()
     # imagePullPolicy of a container that sets none. "IfNotPresent": an image the node has
     # is used as is (an offline node with built/bootstrapped `busybox` never reaches out);
     # "kubernetes": Always for :latest or no tag, else IfNotPresent (agent.imagepuller).
@@ -123,6 +130,11 @@ def validate(config: AgentConfig) -> AgentConfig:
                               f"(--pod-network {config.pod_network} needs one)") from None
     if "skiff" not in config.vxlan_device or len(config.vxlan_device) > 15:
         raise ConfigError(f"--vxlan-device: {config.vxlan_device!r} must contain 'skiff' and be at most 15 characters")
+    if not _DOMAIN.match(config.cluster_domain):
+        raise ConfigError(f"--cluster-domain: {config.cluster_domain!r} is not a DNS domain (e.g. cluster.local)")
+    for upstream in config.dns_upstreams:
+        if not _upstream_ok(upstream):
+            raise ConfigError(f"--dns-upstream: {upstream!r} is not an IP address or IP:PORT")
     if config.default_pull_policy not in DEFAULT_PULL_POLICIES:
         raise ConfigError(f"--default-pull-policy: {config.default_pull_policy!r} is not one of "
                           f"{', '.join(DEFAULT_PULL_POLICIES)}")
@@ -141,6 +153,22 @@ def validate(config: AgentConfig) -> AgentConfig:
     except ThresholdError as exc:
         raise ConfigError(f"--eviction-hard: {exc}") from None
     return config
+
+
+_DOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
+
+
+def _upstream_ok(text: str) -> bool:
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]:")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return port.isdigit() and 0 < int(port) <= 65535
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vxlan-device", default=AgentConfig.vxlan_device, help="with --pod-network vxlan: its device")
     p.add_argument("--cluster-cidr", default=AgentConfig.cluster_cidr, metavar="CIDR",
                    help="the whole pod network (with --pod-network host-gw)")
+    p.add_argument("--no-cluster-dns", action="store_true",
+                   help="serve no cluster DNS (ClusterFirst pods then get the node's resolvers)")
+    p.add_argument("--cluster-domain", default=AgentConfig.cluster_domain,
+                   help="the cluster's DNS domain (default cluster.local)")
+    p.add_argument("--dns-upstream", action="append", default=[], metavar="IP[:PORT]",
+                   help="where the cluster DNS forwards names outside the cluster domain (repeatable, in order)")
     p.add_argument("--default-pull-policy", default=AgentConfig.default_pull_policy, choices=DEFAULT_PULL_POLICIES,
                    help="imagePullPolicy of containers that set none: IfNotPresent (default: a local image is "
                         "used as is) or kubernetes (Always for :latest or no tag, else IfNotPresent)")
@@ -211,6 +245,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
         eviction_hard=args.eviction_hard,
         pod_network=args.pod_network, cluster_cidr=args.cluster_cidr, vxlan_device=args.vxlan_device,
         default_pull_policy=args.default_pull_policy,
+        cluster_dns=not args.no_cluster_dns, cluster_domain=args.cluster_domain.strip("."),
+        dns_upstreams=tuple(args.dns_upstream),
         container_log_max_size=_log_max_size(args.container_log_max_size),
         container_log_max_files=args.container_log_max_files,
         container_log_check_seconds=args.container_log_check_seconds))
