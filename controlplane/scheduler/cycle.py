@@ -114,10 +114,10 @@ def schedule(pod: types_pb2.Pod, snapshot: Snapshot | Sequence[NodeInfo], profil
     if not feasible:
         return Decision(None, _message(len(nodes), statuses), statuses, evaluated)
     if len(feasible) == 1:
-        return Decision(feasible[0].name, evaluated=evaluated)
+        return Decision(feasible[0].name, statuses=statuses, evaluated=evaluated)
     totals = score(pod, snapshot, feasible, score_plugins)
     best = min(feasible, key=lambda info: (-totals[info.name], info.name))
-    return Decision(best.name, evaluated=evaluated, scores=totals)
+    return Decision(best.name, statuses=statuses, evaluated=evaluated, scores=totals)
 
 
 def score(pod: types_pb2.Pod, snapshot: Snapshot, feasible: list[NodeInfo],
