@@ -28,6 +28,7 @@ class MemoryDetails(NamedTuple):
     limit: int = 0          # 0: no limit
     failcnt: int = 0        # times the limit was hit
     oom_events: int = 0     # OOM kills in the cgroup and below
+    working_set: int = 0    # usage - inactive file pages, as cAdvisor computes it
 
 
 class CgroupStats(NamedTuple):

@@ -67,11 +67,12 @@ class CgroupV1Manager:
 
     def stats(self) -> CgroupStats:
         periods, throttled, throttled_seconds = cpu.throttling(path=self._paths[cpu.NAME])
+        mem = memory.details(path=self._paths[memory.NAME])
         return CgroupStats(
             cpu_usage_seconds=cpuacct.usage_seconds(path=self._paths[cpuacct.NAME]),
-            memory_working_set_bytes=memory.working_set_bytes(path=self._paths[memory.NAME]),
+            memory_working_set_bytes=mem.working_set,
             pids=pids.current(path=self._paths[pids.NAME]),
-            memory=memory.details(path=self._paths[memory.NAME]), cpu_periods=periods,
+            memory=mem, cpu_periods=periods,
             cpu_throttled_periods=throttled, cpu_throttled_seconds=throttled_seconds)
 
     def oom_killed(self) -> bool:

@@ -36,14 +36,6 @@ def apply(*, path: Path, resources: Resources) -> None:
         write_file(memsw, str(new))
 
 
-def working_set_bytes(*, path: Path) -> int:
-    """usage - total_inactive_file, as cAdvisor computes it (page cache the
-    kernel would drop first does not count against the container)."""
-    usage = read_int(path / "memory.usage_in_bytes")
-    inactive = read_keyed(path / "memory.stat").get("total_inactive_file", 0)
-    return max(0, usage - inactive)
-
-
 def oom_killed(*, path: Path) -> bool:
     """memory.oom_control counts OOM kills (Linux ≥ 4.13), but on v1 only in
     the victim's own cgroup, so the subtree is summed: a pod sees the kills
@@ -64,11 +56,15 @@ _UNLIMITED_ABOVE = 1 << 62
 
 
 def details(*, path: Path) -> MemoryDetails:
-    """usage, rss, cache, limit (0: none), failcnt and OOM kills (subtree) for
-    cAdvisor's container_memory_* series."""
+    """usage, rss, cache, limit (0: none), failcnt, OOM kills (subtree) and the
+    working set (usage - total_inactive_file, as cAdvisor computes it: page
+    cache the kernel would drop first does not count against the container)
+    for cAdvisor's container_memory_* series."""
     stat = read_keyed(path / "memory.stat")
+    usage = read_int(path / "memory.usage_in_bytes")
     limit = read_int(path / "memory.limit_in_bytes")
     ooms = sum(read_keyed(d / "memory.oom_control").get("oom_kill", 0) for d in subtree_dirs(path))
-    return MemoryDetails(usage=read_int(path / "memory.usage_in_bytes"), rss=stat.get("total_rss", 0),
+    return MemoryDetails(usage=usage, rss=stat.get("total_rss", 0),
                          cache=stat.get("total_cache", 0), limit=0 if limit >= _UNLIMITED_ABOVE else limit,
-                         failcnt=read_int(path / "memory.failcnt"), oom_events=ooms)
+                         failcnt=read_int(path / "memory.failcnt"), oom_events=ooms,
+                         working_set=max(0, usage - stat.get("total_inactive_file", 0)))

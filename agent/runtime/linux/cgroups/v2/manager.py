@@ -72,11 +72,12 @@ class CgroupV2Manager:
     def stats(self) -> CgroupStats:
         count = pids.current(path=self.path)
         periods, throttled, throttled_seconds = cpu.throttling(path=self.path)
+        mem = memory.details(path=self.path)
         return CgroupStats(
             cpu_usage_seconds=cpu.usage_seconds(path=self.path),
-            memory_working_set_bytes=memory.working_set_bytes(path=self.path),
+            memory_working_set_bytes=mem.working_set,
             pids=len(self.procs()) if count is None else count,
-            memory=memory.details(path=self.path), cpu_periods=periods,
+            memory=mem, cpu_periods=periods,
             cpu_throttled_periods=throttled, cpu_throttled_seconds=throttled_seconds)
 
     def oom_killed(self) -> bool:

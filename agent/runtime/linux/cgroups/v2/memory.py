@@ -25,15 +25,6 @@ def apply(*, path: Path, resources: Resources) -> None:
         write_file(path / "memory.oom.group", "1")
 
 
-def working_set_bytes(*, path: Path) -> int:
-    """memory.current - inactive_file, as cAdvisor computes it; 0 without the controller."""
-    current = path / "memory.current"
-    if not current.exists():
-        return 0
-    inactive = read_keyed(path / "memory.stat").get("inactive_file", 0)
-    return max(0, read_int(current) - inactive)
-
-
 def oom_killed(*, path: Path) -> bool:
     """memory.events counts OOM kills in this cgroup and below."""
     events = path / "memory.events"
@@ -42,13 +33,17 @@ def oom_killed(*, path: Path) -> bool:
 
 def details(*, path: Path) -> MemoryDetails:
     """usage, rss (anon), cache (file), limit (0: none), times the limit was
-    hit and OOM kills, for cAdvisor's container_memory_* series."""
+    hit, OOM kills and the working set (memory.current - inactive_file, as
+    cAdvisor computes it), for cAdvisor's container_memory_* series; all 0
+    without the controller."""
     current = path / "memory.current"
     if not current.exists():
         return MemoryDetails()
     stat = read_keyed(path / "memory.stat")
     raw = (path / "memory.max").read_text().strip() if (path / "memory.max").exists() else "max"
     events = read_keyed(path / "memory.events") if (path / "memory.events").exists() else {}
-    return MemoryDetails(usage=read_int(current), rss=stat.get("anon", 0), cache=stat.get("file", 0),
+    usage = read_int(current)
+    return MemoryDetails(usage=usage, rss=stat.get("anon", 0), cache=stat.get("file", 0),
                          limit=0 if raw == "max" else int(raw), failcnt=events.get("max", 0),
-                         oom_events=events.get("oom_kill", 0))
+                         oom_events=events.get("oom_kill", 0),
+                         working_set=max(0, usage - stat.get("inactive_file", 0)))
