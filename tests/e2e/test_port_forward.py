@@ -1,8 +1,8 @@
 """Port forwarding into a pod on a real node: `skiff port-forward` (gRPC, through
 the control plane to the pod's agent, which connects inside the pod's network
 namespace), the official Python client's `portforward` (WebSocket channels on
-the REST front door), and kubectl, whose SPDY-based attempts get a clear
-error at once."""
+the REST front door), and kubectl's own port-forward (SPDY/3.1 tunnelled in a
+WebSocket) with a connection refused in the pod reported by kubectl."""
 from __future__ import annotations
 
 import os
@@ -12,6 +12,8 @@ import subprocess
 import urllib.request
 
 import pytest
+
+from tests.conftest import free_port
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow]
 
@@ -97,11 +99,41 @@ def test_port_forward_into_a_pod(private_cluster, tmp_path):
     finally:
         pf.close()
 
-    # kubectl 1.32 speaks SPDY (tunnelled in a WebSocket, then plain): refused
-    # at once, with what to use instead.
+    # kubectl's own port-forward (SPDY/3.1 tunnelled in a WebSocket): a local
+    # port, two connections in turn, each answered by the pod.
     kubectl = shutil.which("kubectl")
-    if kubectl is not None:
-        k = subprocess.run([kubectl, "--cache-dir", str(c.base / "kube-cache"), "port-forward", "pod/web",
-                            "0:8080"], env=c.env(), capture_output=True, text=True, timeout=120)
-        assert k.returncode != 0
-        assert "skiff port-forward" in k.stderr, k.stderr
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    local = free_port()
+    k = subprocess.Popen([kubectl, "--cache-dir", str(c.base / "kube-cache"), "port-forward", "--address",
+                          "127.0.0.1", "pod/web", f"{local}:8080"], env=c.env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = k.stdout.readline()
+        assert first == f"Forwarding from 127.0.0.1:{local} -> 8080\n", \
+            first + (k.stderr.read() if k.poll() is not None else "")
+        answers = []
+        for _ in range(2):
+            try:
+                with _OPENER.open(f"http://127.0.0.1:{local}/", timeout=30) as r:
+                    answers.append((r.status, r.read()))
+            except OSError as exc:
+                answers.append(exc)
+        # A port nothing listens on in the pod: kubectl hears the refusal on the error stream.
+        refused_local = free_port()
+        r = subprocess.Popen([kubectl, "--cache-dir", str(c.base / "kube-cache"), "port-forward", "--address",
+                              "127.0.0.1", "pod/web", f"{refused_local}:8081"], env=c.env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert r.stdout.readline() == f"Forwarding from 127.0.0.1:{refused_local} -> 8081\n"
+            with pytest.raises(OSError):
+                _OPENER.open(f"http://127.0.0.1:{refused_local}/", timeout=30).read()
+        finally:
+            r.terminate()
+            _, refused_err = r.communicate(timeout=30)
+    finally:
+        k.terminate()
+        out, err = k.communicate(timeout=30)
+    assert answers == [(200, b"web\n")] * 2, out + err
+    assert out.count(f"Handling connection for {local}") == 2, out + err
+    assert "8081" in refused_err and "refused" in refused_err, refused_err
