@@ -27,6 +27,9 @@ _ALWAYS = {
     "skiff.v1.ContainerStateTerminated": {"exitCode": 0},
     "skiff.v1.ContainerStatus": {"ready": False, "restartCount": 0},
 }
+# IntOrString fields (strings in the proto) that Kubernetes writes as a number when they hold one:
+# kubectl's typed clients tell 8080 from "8080" (a port named "8080").
+_INT_OR_STRING_NUMBERS = {("skiff.v1.ServicePort", "targetPort")}
 _INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
           FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
 
@@ -77,6 +80,8 @@ def _as_kubernetes(data: Any, desc: Descriptor) -> None:
                     _as_kubernetes(v, vf.message_type)
         elif f.type in _INT64:
             data[f.json_name] = [int(v) for v in value] if f.is_repeated else int(value)
+        elif (desc.full_name, f.json_name) in _INT_OR_STRING_NUMBERS and value.isdigit():
+            data[f.json_name] = int(value)
         elif f.message_type is not None and f.message_type.full_name != "google.protobuf.Timestamp":
             for item in (value if f.is_repeated else [value]):
                 _as_kubernetes(item, f.message_type)

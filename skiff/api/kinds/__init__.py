@@ -105,7 +105,8 @@ def envelope_kind(envelope: api_pb2.Object) -> Kind:
 
 # The kinds Skiff serves, in the order `api-resources` lists them.
 from skiff.api.kinds import configmap, cronjob, daemonset, deployment, event, horizontalpodautoscaler, job, lease, namespace, node, pod, replicaset, secret  # noqa: E402  (they import the classes above)
+from skiff.api.kinds import endpoints, endpointslice, service  # noqa: E402
 
 for _module in (pod, node, event, lease, namespace, configmap, secret, replicaset, deployment, job, cronjob, daemonset,
-                horizontalpodautoscaler):
+                horizontalpodautoscaler, service, endpoints, endpointslice):
     register(_module.KIND)
