@@ -32,7 +32,7 @@ from agent.dns.node import DnsSettings, NodeDns
 from agent.network.routes import RouteTable
 from agent import pressure
 from agent.eviction import EvictionManager
-from agent.node import NodeAgent, NodeIdentity
+from agent.node import POD_EGRESS_ANNOTATION, NodeAgent, NodeIdentity
 from agent.noderoutes import NodeRoutesController
 from agent.podworkers import ImageResolver, PodWorkers
 from agent.runtime.interface import Runtime
@@ -79,7 +79,8 @@ class Agent:
         if cfg.metrics_listen:  # bound early too: a taken port fails the start, not an hour later
             mhost, mport = split_host_port(cfg.metrics_listen, flag="--metrics-listen")
             self.metrics_server = self.metrics.serve(host=mhost, port=mport)
-        identity = NodeIdentity(cfg.node_name, cfg.node_ip, self.port, self._metrics_address())
+        identity = NodeIdentity(cfg.node_name, cfg.node_ip, self.port, self._metrics_address(),
+                                annotations=((POD_EGRESS_ANNOTATION, cfg.pod_egress),) if self.network_factory else ())
         thresholds = pressure.parse_thresholds(cfg.eviction_hard)
         node = NodeAgent(client=self.client, identity=identity,
                          period_seconds=cfg.heartbeat_seconds, runtime_health=self.runtime.check_health,

@@ -17,6 +17,7 @@ from typing import Sequence
 
 RUNTIMES = ("linux", "fake")
 POD_NETWORKS = ("none", "host-gw", "vxlan")
+POD_EGRESS = ("nat", "none")
 # Kept equal to agent.imagepuller.DEFAULT_POLICY_MODES (not imported: this module stays light).
 DEFAULT_PULL_POLICIES = ("IfNotPresent", "kubernetes")
 
@@ -61,6 +62,11 @@ class AgentConfig:
     cluster_dns: bool = True
     cluster_domain: str = "cluster.local"
     dns_upstreams: tuple[str, ...] = ()
+    # Pod egress (decision 30): "nat" masquerades pod traffic to addresses outside the
+    # cluster (neither cluster_cidr nor service_cidr) to the node's address, as Kubernetes
+    # and Docker do; "none" keeps decision 9's fence (pods reach nothing beyond the cluster).
+    pod_egress: str = "nat"
+    service_cidr: str = "10.96.0.0/16"
     # imagePullPolicy of a container that sets none. "IfNotPresent": an image the node has
     # is used as is (an offline node with built/bootstrapped `busybox` never reaches out);
     # "kubernetes": Always for :latest or no tag, else IfNotPresent (agent.imagepuller).
@@ -128,6 +134,12 @@ def validate(config: AgentConfig) -> AgentConfig:
         except ValueError:
             raise ConfigError(f"--cluster-cidr: {config.cluster_cidr!r} is not an IPv4 network "
                               f"(--pod-network {config.pod_network} needs one)") from None
+    if config.pod_egress not in POD_EGRESS:
+        raise ConfigError(f"--pod-egress: {config.pod_egress!r} is not one of {', '.join(POD_EGRESS)}")
+    try:
+        ipaddress.IPv4Network(config.service_cidr)
+    except ValueError:
+        raise ConfigError(f"--service-cidr: {config.service_cidr!r} is not an IPv4 network") from None
     if "skiff" not in config.vxlan_device or len(config.vxlan_device) > 15:
         raise ConfigError(f"--vxlan-device: {config.vxlan_device!r} must contain 'skiff' and be at most 15 characters")
     if not _DOMAIN.match(config.cluster_domain):
@@ -199,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vxlan-device", default=AgentConfig.vxlan_device, help="with --pod-network vxlan: its device")
     p.add_argument("--cluster-cidr", default=AgentConfig.cluster_cidr, metavar="CIDR",
                    help="the whole pod network (with --pod-network host-gw)")
+    p.add_argument("--pod-egress", default=AgentConfig.pod_egress, choices=POD_EGRESS,
+                   help="pods reaching addresses outside the cluster: nat (masqueraded to the node's address, "
+                        "the default) or none (fenced in)")
+    p.add_argument("--service-cidr", default=AgentConfig.service_cidr, metavar="CIDR",
+                   help="the Services' virtual addresses (never NATed by --pod-egress nat)")
     p.add_argument("--no-cluster-dns", action="store_true",
                    help="serve no cluster DNS (ClusterFirst pods then get the node's resolvers)")
     p.add_argument("--cluster-domain", default=AgentConfig.cluster_domain,
@@ -244,6 +261,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
         bridge=args.bridge, nft_table=args.nft_table, heartbeat_seconds=args.heartbeat_seconds,
         eviction_hard=args.eviction_hard,
         pod_network=args.pod_network, cluster_cidr=args.cluster_cidr, vxlan_device=args.vxlan_device,
+        pod_egress=args.pod_egress, service_cidr=args.service_cidr,
         default_pull_policy=args.default_pull_policy,
         cluster_dns=not args.no_cluster_dns, cluster_domain=args.cluster_domain.strip("."),
         dns_upstreams=tuple(args.dns_upstream),

@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def run() -> None:
         # netlink's blocking client cannot run on the event loop's thread
         uplink, mtu = await asyncio.to_thread(_pod_network_uplink, config) if config.pod_network != "none" else (None, 0)
-        runtime, images, registry, network_factory = _build_parts(config, zygote, uplink, mtu)
+        egress_uplink = await asyncio.to_thread(_egress_uplink, config) if config.pod_egress == "nat" else ""
+        runtime, images, registry, network_factory = _build_parts(config, zygote, uplink, mtu, egress_uplink)
         agent = Agent(config=config, runtime=runtime, images=images, network_factory=network_factory,
                       registry=registry, routes=_route_table(config, uplink) if network_factory is not None else None)
         stop = asyncio.Event()
@@ -80,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _build_parts(config: AgentConfig, zygote, uplink: str | None = None, mtu: int = 0):
+def _build_parts(config: AgentConfig, zygote, uplink: str | None = None, mtu: int = 0, egress_uplink: str = ""):
     """The runtime, the image resolver, the registry it pulls from and the network factory."""
     if config.runtime == "fake":
         from agent.runtime.fake import FakeImages, FakeRuntime
@@ -91,10 +92,10 @@ def _build_parts(config: AgentConfig, zygote, uplink: str | None = None, mtu: in
     runtime = LinuxRuntime(run_dir=config.run_dir, cgroup_parent=config.cgroup_parent,
                            default_pids_limit=config.pids_limit, zygote=zygote)
     images = ImageStore(root=config.images_dir)
-    return runtime, images, StoreRegistry(store=images), _network_factory(config, uplink, mtu)
+    return runtime, images, StoreRegistry(store=images), _network_factory(config, uplink, mtu, egress_uplink)
 
 
-def _network_factory(config: AgentConfig, uplink: str | None = None, mtu: int = 0):
+def _network_factory(config: AgentConfig, uplink: str | None = None, mtu: int = 0, egress_uplink: str = ""):
     """pod CIDR -> PodNetworkManager, or None without pod networking."""
     if not config.network:
         return None
@@ -109,8 +110,21 @@ def _network_factory(config: AgentConfig, uplink: str | None = None, mtu: int = 
     def factory(pod_cidr: str):
         return PodNetworkManager(pod_cidr=pod_cidr, state_dir=config.data_dir / "network", bridge=config.bridge,
                                  nft_table=config.nft_table, node_ip=config.node_ip, uplinks=uplinks,
-                                 cluster_cidr=config.cluster_cidr if uplinks else "", mtu=mtu)
+                                 cluster_cidr=config.cluster_cidr if uplinks else "", mtu=mtu,
+                                 egress=config.pod_egress, egress_uplink=egress_uplink,
+                                 service_cidr=config.service_cidr)
     return factory
+
+
+def _egress_uplink(config: AgentConfig) -> str:
+    """Where the pods' egress leaves and its replies come back (decision 30): the
+    interface of the default route, else the one holding the node IP; "" when
+    neither is there (loopback only): forwarding is then needed on the bridge alone."""
+    if not config.network or config.runtime == "fake":
+        return ""
+    from agent.network.links import default_route_interface, interface_with_address
+    interface = default_route_interface() or interface_with_address(ip=config.node_ip)
+    return "" if interface in (None, "lo") else interface
 
 
 def _node_interface(config: AgentConfig) -> str:

@@ -93,6 +93,8 @@ class Cluster:
                 # Machine-wide names of its own: never the bridge, table or cgroups of a cluster running here.
                 "--bridge", f"skiff-d{self.tag}", "--nft-table", f"skiff_density_{self.tag}",
                 "--cgroup-parent", f"skiff-density-{self.tag}",
+                # A shared machine: the pods stay fenced in (no source NAT out of the host; decision 30).
+                "--pod-egress", "none",
                 "--cluster-cidr", f"10.{200 + int(self.tag, 16) % 50}.0.0/16",
                 "--api-port", str(p["api"]), "--controlplane-metrics-port", str(p["cpm"]),
                 "--agent-port", str(p["agent"]), "--agent-metrics-port", str(p["agentm"]),

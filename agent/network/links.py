@@ -146,6 +146,15 @@ def interface_with_address(*, ip: str) -> str | None:
     return None
 
 
+def default_route_interface() -> str | None:
+    """The interface of the node namespace's IPv4 default route (main table), if it has one."""
+    with _iproute() as ipr:
+        for route in ipr.get_routes(family=socket.AF_INET, table=254):
+            if route.get("dst_len") == 0 and route.get_attr("RTA_OIF") is not None:
+                return _name(ipr, route.get_attr("RTA_OIF"))
+    return None
+
+
 def _name(ipr: IPRoute, index: int) -> str | None:
     links = ipr.link("get", index=index)
     return links[0].get("ifname") if links else None

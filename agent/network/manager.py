@@ -20,6 +20,11 @@ Kernel objects, all named so a leak is visible:
           teardown if it was off) and lets only DNAT'd hostPort flows through,
           and, given `cluster_cidr`, pod-to-pod flows between this node's pods
           and the rest of the pod network (the routes: agent/network/routes.py).
+  egress  `egress="nat"` (decision 30): pods reach addresses outside the cluster
+          masqueraded to the node's address. Forwarding is turned on on the bridge
+          and on `egress_uplink` (the interface replies come back on; off again on
+          teardown if Skiff turned it on), never host-wide; the table still drops
+          whatever else arrives on that uplink. `egress="none"`: decision 9's fence.
 
 Ordering for crash safety (state first on the way in, last on the way out):
   attach: record the allocation -> create veth -> configure the pod -> rules
@@ -45,12 +50,14 @@ from agent.network.types import (
 log = logging.getLogger(__name__)
 
 MAX_IFNAME = 15
+EGRESS_MODES = ("nat", "none")
 
 
 class PodNetworkManager:
     def __init__(self, *, pod_cidr: str, state_dir: Path, bridge: str = "skiff0",
                  nft_table: str = "skiff", node_ip: str = "127.0.0.1", uplinks: Sequence[str] = (),
-                 cluster_cidr: str = "", mtu: int = 0) -> None:
+                 cluster_cidr: str = "", mtu: int = 0, egress: str = "none", egress_uplink: str = "",
+                 service_cidr: str = "") -> None:
         try:
             network = ipaddress.IPv4Network(pod_cidr)
         except ValueError as exc:
@@ -62,10 +69,17 @@ class PodNetworkManager:
         if not nft_table.startswith("skiff") or not nft_table.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"nft_table {nft_table!r} must start with 'skiff' and be alphanumeric, '_' or '-'")
         ipaddress.IPv4Address(node_ip)
-        for uplink in uplinks:
+        if egress not in EGRESS_MODES:
+            raise ValueError(f"egress {egress!r} is not one of {', '.join(EGRESS_MODES)}")
+        for uplink in (*uplinks, *([egress_uplink] if egress_uplink else [])):
             if not 0 < len(uplink) <= MAX_IFNAME or "/" in uplink or uplink in (".", "..", "all", "default"):
                 raise ValueError(f"uplink {uplink!r} is not an interface name")
         self.uplinks = tuple(uplinks)
+        self.egress = egress
+        # Where replies to the pods' egress come in: forwarding must be on there too.
+        self.egress_uplink = egress_uplink if egress == "nat" else ""
+        if service_cidr:
+            service_cidr = str(ipaddress.IPv4Network(service_cidr))
         self.mtu = mtu   # the pods' interfaces (a tunnel's overhead taken off); 0: the kernel's default
         self.pod_cidr = str(network)
         self.prefix_len = network.prefixlen
@@ -80,7 +94,8 @@ class PodNetworkManager:
                 raise ValueError(f"pod_cidr {pod_cidr} is not inside cluster_cidr {cluster_cidr}")
             cluster_cidr = str(cluster)
         self._spec = nftables.TableSpec(table=nft_table, bridge=bridge, pod_cidr=self.pod_cidr, node_ip=node_ip,
-                                        uplinks=self.uplinks, cluster_cidr=cluster_cidr)
+                                        uplinks=self.uplinks, cluster_cidr=cluster_cidr, egress=egress,
+                                        service_cidr=service_cidr)
 
     # -- node -------------------------------------------------------------
 
@@ -96,9 +111,10 @@ class PodNetworkManager:
             state = self._load()
             # The fence goes in before forwarding is turned on, so there is no
             # moment in which the bridge or an uplink routes freely.
-            newly_enabled = [u for u in self.uplinks if links.get_interface_sysctl(interface=u, key="forwarding") == "0"
+            forwarding_on = self._forwarding_interfaces()
+            newly_enabled = [u for u in forwarding_on if links.get_interface_sysctl(interface=u, key="forwarding") == "0"
                              and u not in state.forwarding_enabled_on]
-            for dropped in [u for u in state.forwarding_enabled_on if u not in self.uplinks]:
+            for dropped in [u for u in state.forwarding_enabled_on if u not in forwarding_on]:
                 # No longer an uplink in the configuration: undo what Skiff did to it.
                 links.set_interface_sysctl(interface=dropped, key="forwarding", value="0", missing_ok=True)
                 state.forwarding_enabled_on.remove(dropped)
@@ -107,7 +123,7 @@ class PodNetworkManager:
             nftables.apply_rules(spec=self._spec, state=state)
             # A pod calling the node's address:hostPort is routed back out of the
             # bridge; forwarding on this interface (not host-wide) allows that.
-            for interface in (self.bridge, *self.uplinks):
+            for interface in (self.bridge, *forwarding_on):
                 links.set_interface_sysctl(interface=interface, key="forwarding", value="1")
 
     def teardown_node(self) -> None:
@@ -229,6 +245,11 @@ class PodNetworkManager:
             return {pod_id: rec.ip for pod_id, rec in self._load().pods.items()}
 
     # -- internals --------------------------------------------------------
+
+    def _forwarding_interfaces(self) -> tuple[str, ...]:
+        """The interfaces besides the bridge whose forwarding Skiff needs on."""
+        extra = (self.egress_uplink,) if self.egress_uplink and self.egress_uplink not in self.uplinks else ()
+        return (*self.uplinks, *extra)
 
     def _load(self) -> NetworkState:
         return load_state(state_dir=self.state_dir, pod_cidr=self.pod_cidr)

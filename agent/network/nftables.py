@@ -22,6 +22,12 @@ can see whose they are.
                                DNAT'd hostPort flows cross between an uplink and the
                                bridge, and an uplink whose forwarding Skiff turned on
                                forwards nothing else.
+                               With egress `nat` (decision 30): the bridge may also send
+                               to any address outside the cluster (neither the cluster
+                               CIDR nor the service CIDR), and replies come back in.
+    postrouting (nat, srcnat)  egress `nat`: a pod's packet to such an address leaves by
+                               any interface but the bridge masqueraded to the node's address;
+                               pod to pod and pod to service are never NATed.
 """
 from __future__ import annotations
 
@@ -48,6 +54,17 @@ class TableSpec:
     # The whole pod network (all nodes' podCIDRs): with it, pods may reach
     # other nodes' pods through the uplinks, unNATed (agent/network/routes.py).
     cluster_cidr: str = ""
+    # Pod egress (decision 30): "nat" masquerades pod traffic to addresses outside
+    # the cluster (not cluster_cidr, or pod_cidr without one; not service_cidr);
+    # "none" keeps the fence of decision 9.
+    egress: str = "none"
+    service_cidr: str = ""
+
+    @property
+    def inside(self) -> str:
+        """The addresses that are the cluster's own, as an nft set: never NATed."""
+        cidrs = [self.cluster_cidr or self.pod_cidr] + ([self.service_cidr] if self.service_cidr else [])
+        return "{ " + ", ".join(cidrs) + " }"
 
 
 def _quote(text: str) -> str:
@@ -75,6 +92,9 @@ def render_script(*, spec: TableSpec, state: NetworkState) -> str:
         f"add rule {t} postrouting oifname {bridge} ct status dnat ip saddr 127.0.0.0/8 masquerade",
         f"add rule {t} postrouting oifname {bridge} ct status dnat ip saddr {spec.pod_cidr} masquerade",
     ]
+    if spec.egress == "nat":
+        lines.append(f"add rule {t} postrouting oifname != {bridge} ip saddr {spec.pod_cidr} "
+                     f"ip daddr != {spec.inside} masquerade")
     for uplink in spec.uplinks:
         # Replies of hostPort flows that came in from another node.
         lines.append(f"add rule {t} forward iifname {bridge} oifname {_quote(uplink)} "
@@ -83,6 +103,16 @@ def render_script(*, spec: TableSpec, state: NetworkState) -> str:
         # Pod to pod across nodes: only towards the pod network, never beyond it.
         lines.append(f"add rule {t} forward iifname {bridge} oifname {_quote(uplink)} "
                      f"ip daddr {spec.cluster_cidr} accept")
+    if spec.egress == "nat":
+        # Out to the world beyond the cluster (masqueraded in postrouting), and back.
+        lines.append(f"add rule {t} forward iifname {bridge} oifname != {bridge} ip saddr {spec.pod_cidr} "
+                     f"ip daddr != {spec.inside} accept")
+        lines.append(f"add rule {t} forward iifname != {bridge} oifname {bridge} ip daddr {spec.pod_cidr} "
+                     "ct status snat ct state established,related accept")
+    if spec.uplinks:
+        # The service proxy's hook (decision 25): a NodePort/LoadBalancer flow DNAT'd to
+        # another node's pod is relayed between the node's own interfaces, replies too.
+        lines.append(f"add rule {t} forward iifname != {bridge} oifname != {bridge} ct status dnat accept")
     lines.append(f"add rule {t} forward iifname {bridge} oifname != {bridge} drop")
     for uplink in spec.uplinks:
         lines.append(f"add rule {t} forward iifname {_quote(uplink)} oifname {bridge} "
@@ -92,6 +122,10 @@ def render_script(*, spec: TableSpec, state: NetworkState) -> str:
                          f"ip saddr {spec.cluster_cidr} ip daddr {spec.pod_cidr} accept")
         if uplink in state.forwarding_enabled_on:
             lines.append(f"add rule {t} forward iifname {_quote(uplink)} drop")
+    for other in sorted(set(state.forwarding_enabled_on) - set(spec.uplinks)):
+        # The egress uplink (decision 30), when it is not a pod-network one: Skiff
+        # turned its forwarding on for the replies above alone.
+        lines.append(f"add rule {t} forward iifname {_quote(other)} drop")
     for pod_id, record in sorted(state.pods.items()):
         for mapping in record.ports:
             daddrs = ", ".join(iter_host_ips(mapping, node_ip=spec.node_ip))

@@ -25,7 +25,8 @@ def status_rows(config: ClusterConfig) -> list[dict]:
     for component in components(config):
         pid = running_pid(config, component)
         saved = state.get(component.name, {})
-        rows.append({"component": component.name, "pid": pid,
+        extra = {"pod_egress": config.pod_egress} if component.is_agent else {}
+        rows.append({"component": component.name, "pid": pid, **extra,
                      "health": health(config, component) if pid else "down",
                      "restarts": int(saved.get("restarts", 0)), "last_exit": saved.get("last_exit") or None,
                      "address": component.address, "log": str(config.log_dir / f"{component.name}.log")})
@@ -47,6 +48,8 @@ def status(config: ClusterConfig, *, output: str) -> int:
         widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS) - 1)]
         for row in table:
             print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "   " + row[-1])
+        if any(c.is_agent for c in components(recorded)):
+            print(f"pod egress: {recorded.pod_egress}")
     fine = all(r["health"] in ("running", "healthy", "Ready") for r in rows)
     return 0 if fine else 1
 

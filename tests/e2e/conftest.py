@@ -70,6 +70,9 @@ class PrivateCluster:
                 "--agent-port", str(self.ports["agent"]), "--agent-metrics-port", str(self.ports["agentm"]),
                 "--bridge", self.bridge, "--nft-table", self.nft_table, "--cgroup-parent", self.cgroup_parent,
                 "--cluster-cidr", f"10.{100 + int(self.tag, 16) % 100}.0.0/16",
+                # No packet may leave the machine: a node on the host keeps its pods fenced
+                # unless the test asks (egress tests use --nodes, whose namespaces have no way out).
+                *(() if "--pod-egress" in extra else ("--pod-egress", "none")),
                 *extra]
 
     def skiff(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

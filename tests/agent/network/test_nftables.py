@@ -62,8 +62,62 @@ def test_uplink_rules_let_only_hostport_flows_cross_and_fence_what_skiff_enabled
     assert forward == [
         'iifname "skiff-trender" oifname "skiff-uplinkA" ct status dnat ct direction reply accept',
         'iifname "skiff-trender" oifname "skiff-uplinkB" ct status dnat ct direction reply accept',
+        'iifname != "skiff-trender" oifname != "skiff-trender" ct status dnat accept',   # a NodePort relayed
         'iifname "skiff-trender" oifname != "skiff-trender" drop',
         'iifname "skiff-uplinkA" oifname "skiff-trender" ct status dnat ct direction original accept',
         'iifname "skiff-uplinkA" drop',   # Skiff turned its forwarding on: nothing else may pass
         'iifname "skiff-uplinkB" oifname "skiff-trender" ct status dnat ct direction original accept',
     ]
+
+
+def _rules(script: str, chain: str) -> list[str]:
+    return [line.split(f" {chain} ", 1)[1] for line in script.splitlines()
+            if line.startswith(f"add rule inet skiff_test_render {chain} ")]
+
+
+def test_egress_nat_masquerades_only_traffic_leaving_the_cluster():
+    state = _state()
+    state.forwarding_enabled_on = ["skiff-uplinkA", "eth9"]
+    spec = TableSpec(table="skiff_test_render", bridge="skiff-trender", pod_cidr="10.9.0.0/24", node_ip="10.9.0.1",
+                     uplinks=("skiff-uplinkA",), cluster_cidr="10.9.0.0/16", egress="nat",
+                     service_cidr="10.96.0.0/16")
+    script = render_script(spec=spec, state=state)
+    assert ('oifname != "skiff-trender" ip saddr 10.9.0.0/24 ip daddr != { 10.9.0.0/16, 10.96.0.0/16 } masquerade'
+            in _rules(script, "postrouting"))
+    forward = _rules(script, "forward")
+    out = ('iifname "skiff-trender" oifname != "skiff-trender" ip saddr 10.9.0.0/24 '
+           'ip daddr != { 10.9.0.0/16, 10.96.0.0/16 } accept')
+    back = ('iifname != "skiff-trender" oifname "skiff-trender" ip daddr 10.9.0.0/24 '
+            'ct status snat ct state established,related accept')
+    fence = 'iifname "skiff-trender" oifname != "skiff-trender" drop'
+    assert forward.index(out) < forward.index(back) < forward.index(fence)
+    # The egress uplink Skiff turned forwarding on for forwards nothing but those replies.
+    assert forward[-1] == 'iifname "eth9" drop'
+
+
+def test_egress_none_keeps_the_fence_and_no_source_nat():
+    spec = TableSpec(table="skiff_test_render", bridge="skiff-trender", pod_cidr="10.9.0.0/24", node_ip="10.9.0.1",
+                     egress="none", service_cidr="10.96.0.0/16")
+    script = render_script(spec=spec, state=_state())
+    assert not any("masquerade" in rule and "ct status dnat" not in rule for rule in _rules(script, "postrouting"))
+    assert _rules(script, "forward") == ['iifname "skiff-trender" oifname != "skiff-trender" drop']
+
+
+def test_egress_without_a_cluster_cidr_keeps_the_nodes_own_pods_unnated():
+    spec = TableSpec(table="skiff_test_render", bridge="skiff-trender", pod_cidr="10.9.0.0/24", node_ip="10.9.0.1",
+                     egress="nat")
+    assert "ip daddr != { 10.9.0.0/24 } masquerade" in render_script(spec=spec, state=_state())
+
+
+@pytest.mark.root
+def test_nft_accepts_the_egress_script():
+    if os.geteuid() != 0:
+        pytest.skip("nft --check needs root")
+    state = _state()
+    state.forwarding_enabled_on = ["eth9"]
+    spec = TableSpec(table="skiff_test_render", bridge="skiff-trender", pod_cidr="10.9.0.0/24", node_ip="10.9.0.1",
+                     uplinks=("skiff-uplinkA",), cluster_cidr="10.9.0.0/16", egress="nat",
+                     service_cidr="10.96.0.0/16")
+    done = subprocess.run(["nft", "--check", "-f", "-"], input=render_script(spec=spec, state=state),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
