@@ -21,6 +21,7 @@ from typing import Any, Callable
 from google.protobuf.message import Message
 
 from proto.skiff.v1 import types_pb2
+from skiff.api.kinds import pod_scheduling
 from skiff.api.quantity import QuantityError, parse_quantity
 from skiff.api.validation import FieldError, dns1123_label_error, dns1123_subdomain_error
 
@@ -338,7 +339,7 @@ def _volume_errors(volume: types_pb2.Volume, path: str, containers: set[str]) ->
 
 def validate_features(spec: types_pb2.PodSpec, path: str) -> list[FieldError]:
     """Probes, env sources and volume sources of the spec at `path`."""
-    errors: list[FieldError] = []
+    errors: list[FieldError] = pod_scheduling.validate_scheduling(spec, path)   # affinity, spreading, priority
     containers = {c.name for c in spec.containers} | {c.name for c in spec.init_containers}
     for i, volume in enumerate(spec.volumes):
         errors += _volume_errors(volume, f"{path}.volumes[{i}]", containers)
@@ -407,9 +408,9 @@ _ALWAYS: Check = lambda value: True  # noqa: E731
 NOT_IMPLEMENTED: dict[tuple[str, str], Check] = {
     **{("PodSpec", f): _ALWAYS for f in (
         "ephemeral_containers", "active_deadline_seconds", "automount_service_account_token", "host_pid",
-        "host_ipc", "affinity", "host_aliases",
-        "priority_class_name", "priority", "readiness_gates", "runtime_class_name",
-        "preemption_policy", "overhead", "topology_spread_constraints", "set_hostname_as_fqdn", "host_users",
+        "host_ipc", "host_aliases",
+        "readiness_gates", "runtime_class_name",
+        "overhead", "set_hostname_as_fqdn", "host_users",
         "scheduling_gates", "resource_claims", "resources")},
     ("Lifecycle", "stop_signal"): _ALWAYS,
     ("PodOS", "name"): lambda v: v != "linux",

@@ -96,9 +96,7 @@ def test_every_kubernetes_field_parses_and_the_unimplemented_ones_are_warned_abo
             "spec.containers[0].securityContext.seLinuxOptions",
             "spec.containers[0].resizePolicy",
             "spec.volumes[0].persistentVolumeClaim",
-            "spec.affinity",
-            "spec.priorityClassName",
-        )]
+        )]   # affinity and priorityClassName are the scheduler's (controlplane/scheduler/)
 
 
 def test_a_misspelt_field_is_still_refused():
