@@ -102,6 +102,7 @@ class Agent:
         # Cluster DNS and the Services' variables (agent/dns, decision 26): on the bridge's gateway.
         self.dns = NodeDns(informers=self.informers, settings=DnsSettings(
             enabled=cfg.cluster_dns, domain=cfg.cluster_domain, upstreams=cfg.dns_upstreams))
+        self._start_service_proxy()
         self.informers.start()
         await self.informer.wait_synced()
         await self.dns.start(self.network.gateway if self.network is not None else "")
@@ -129,6 +130,20 @@ class Agent:
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
         self._tasks.append(asyncio.create_task(self._stats(), name="stats"))
         log.info("agent for node %s ready: service on %s:%d", cfg.node_name, host, self.port)
+
+    def _start_service_proxy(self) -> None:
+        """ClusterIP/NodePort/LoadBalancer DNAT in Skiff's own nftables table (decision 25)."""
+        if self.network is None:
+            return
+        from agent.network.serviceproxy import NodeView
+        from agent.network.serviceproxy.controller import service_proxy_controller
+        cfg = self.config
+        node = NodeView(name=cfg.node_name, node_ips=(cfg.node_ip,),
+                        cluster_cidr=cfg.cluster_cidr or self.network.pod_cidr)
+        proxy = service_proxy_controller(informers=self.informers, table=f"{cfg.nft_table}-svc", node=node,
+                                         metrics=self.metrics.controller)
+        if proxy is not None:
+            self._tasks.append(asyncio.create_task(proxy.run(), name="serviceproxy"))
 
     def _metrics_address(self) -> str:
         if self.metrics_server is None:

@@ -384,6 +384,8 @@ def _teardown_node(config: ClusterConfig) -> None:
         print("removing the node network ...", end=" ", flush=True)
         PodNetworkManager(pod_cidr=pod_cidr, state_dir=state_dir, bridge=config.bridge,
                           nft_table=config.nft_table).teardown_node()
+        from agent.network.serviceproxy.proxy import delete_table as delete_service_table
+        delete_service_table(f"{config.nft_table}-svc")   # the service proxy's table (decision 25)
         print("ok", flush=True)
     except Exception as exc:  # noqa: BLE001 - purge goes on; the user is told what is left
         print(f"\nwarning: could not remove the node network: {exc}", flush=True)
