@@ -131,6 +131,7 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     from controlplane.controllers.cronjob import CronJobController
     from controlplane.controllers.daemonset import DaemonSetController
     from controlplane.controllers.deployment import DeploymentController
+    from controlplane.controllers.disruption import DisruptionController
     from controlplane.controllers.job import JobController
     from controlplane.controllers.garbagecollector import GarbageCollector
     from controlplane.controllers.horizontalpodautoscaler import HorizontalPodAutoscalerController
@@ -198,6 +199,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
                                 recorder=EventRecorder(client=client, component="daemonset-controller")),
             HorizontalPodAutoscalerController(client=client, factory=factory, recorder=EventRecorder(
                 client=client, component="horizontal-pod-autoscaler")),
+            DisruptionController(client=client, factory=factory,
+                                 recorder=EventRecorder(client=client, component="controllermanager")),
         ]
 
     async def lead() -> None:

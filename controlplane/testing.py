@@ -27,7 +27,7 @@ import grpc
 from google.protobuf.message import Message
 
 from controlplane import store as st
-from controlplane.api import errors
+from controlplane.api import errors, eviction
 from controlplane.api.registry import Registry
 from controlplane.store.memory import MemoryStore
 from proto.skiff.v1 import api_pb2
@@ -67,6 +67,10 @@ def to_api_error(exc: Exception) -> api.ApiError | None:
         return api.Invalid(str(exc))
     if isinstance(exc, errors.Forbidden):
         return api.ApiError(str(exc), code=grpc.StatusCode.PERMISSION_DENIED)
+    if isinstance(exc, errors.TooManyRequests):
+        return api.TooManyRequests(exc.message)
+    if isinstance(exc, errors.InternalError):
+        return api.ApiError(str(exc), code=grpc.StatusCode.INTERNAL)
     return None
 
 
@@ -170,6 +174,13 @@ class FakeApiClient:
                    resource_version: str = "", timeout: float | None = 30) -> Message:
         return _copy(await self.registry.bind(namespace or "default", name, node_name,
                                               resource_version=resource_version))
+
+    @_mapped
+    async def evict(self, name: str, namespace: str = "default", *, grace_period_seconds: int | None = None,
+                    precondition_uid: str = "", dry_run: bool = False, timeout: float | None = 30) -> Message:
+        return _copy(await eviction.evict(self.registry, namespace or "default", name,
+                                          grace_period_seconds=grace_period_seconds,
+                                          precondition_uid=precondition_uid, dry_run=dry_run))
 
     async def watch(self, kind: str, namespace: str = "", label_selector: str = "",
                     field_selector: str = "", resource_version: str = ""

@@ -76,8 +76,13 @@ class Unavailable(ApiError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class TooManyRequests(ApiError):
+    """Refused for now (HTTP's 429): an eviction a PodDisruptionBudget does not allow yet."""
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 _BY_CODE: dict[grpc.StatusCode, type[ApiError]] = {
-    cls.code: cls for cls in (NotFound, AlreadyExists, Conflict, Invalid, Gone, Unavailable)
+    cls.code: cls for cls in (NotFound, AlreadyExists, Conflict, Invalid, Gone, Unavailable, TooManyRequests)
 }
 
 
@@ -246,6 +251,16 @@ class ApiClient:
         request = api_pb2.BindRequest(namespace=namespace, name=name, node_name=node_name,
                                       resource_version=resource_version)
         return kinds.unwrap(await self._call("Bind", request, timeout))
+
+    async def evict(self, name: str, namespace: str = "default", *, grace_period_seconds: int | None = None,
+                    precondition_uid: str = "", dry_run: bool = False, timeout: float | None = 30) -> Message:
+        """Evict a pod (policy/v1 Eviction): deleted as `delete` would unless a
+        PodDisruptionBudget forbids it now (TooManyRequests: try again later)."""
+        request = api_pb2.EvictRequest(namespace=namespace, name=name, precondition_uid=precondition_uid,
+                                       dry_run=dry_run)
+        if grace_period_seconds is not None:
+            request.grace_period_seconds = grace_period_seconds
+        return kinds.unwrap(await self._call("Evict", request, timeout))
 
     async def watch(self, kind: str, namespace: str = "", label_selector: str = "",
                     field_selector: str = "", resource_version: str = ""

@@ -27,3 +27,18 @@ class Invalid(Exception):
 class Forbidden(Exception):
     """A request refused for the state of the cluster, not the object's content
     (Kubernetes' 403: new content in a namespace being terminated)."""
+
+
+class TooManyRequests(Exception):
+    """Refused for now, fine later (Kubernetes' 429): an eviction a disruption
+    budget does not allow yet. `causes`: (type, message) pairs, as a Status's
+    details.causes. The service answers RESOURCE_EXHAUSTED."""
+
+    def __init__(self, message: str, *, causes: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.message, self.causes = message, causes
+
+
+class InternalError(Exception):
+    """A request the API cannot serve for the state it finds (Kubernetes' 500
+    InternalError, as for a pod covered by two disruption budgets)."""

@@ -18,7 +18,8 @@ import grpc
 from google.protobuf.message import Message
 
 from controlplane import store as st
-from controlplane.api.errors import Forbidden, Invalid, RpcAbort
+from controlplane.api import eviction
+from controlplane.api.errors import Forbidden, InternalError, Invalid, RpcAbort, TooManyRequests
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.registry import Admission, Registry
 from controlplane.metrics import Metrics
@@ -55,6 +56,10 @@ def _to_abort(exc: Exception) -> RpcAbort:
         return RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, exc.message, field_path=exc.field_path)
     if isinstance(exc, Forbidden):
         return RpcAbort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+    if isinstance(exc, TooManyRequests):
+        return RpcAbort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
+    if isinstance(exc, InternalError):
+        return RpcAbort(grpc.StatusCode.INTERNAL, str(exc))
     if isinstance(exc, kinds.UnknownKind):
         return RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, str(exc), field_path="kind")
     log.exception("internal error")
@@ -102,7 +107,7 @@ def _resource(request: Any) -> str:
         if hasattr(request, "object"):
             return kinds.kind_of(kinds.unwrap(request.object)).resource
         name = request.key.kind if hasattr(request, "key") else getattr(request, "kind", "")
-        if isinstance(request, api_pb2.BindRequest):
+        if isinstance(request, (api_pb2.BindRequest, api_pb2.EvictRequest)):
             return "pods"
         if isinstance(request, api_pb2.StatsRequest):
             return "nodes"
@@ -177,6 +182,13 @@ class ApiService(api_pb2_grpc.ApiServicer):
     async def Bind(self, request: api_pb2.BindRequest, context: Any) -> api_pb2.Object:
         return kinds.wrap(await self.registry.bind(request.namespace, request.name, request.node_name,
                                                    resource_version=request.resource_version))
+
+    @unary
+    async def Evict(self, request: api_pb2.EvictRequest, context: Any) -> api_pb2.Object:
+        grace = request.grace_period_seconds if request.HasField("grace_period_seconds") else None
+        return kinds.wrap(await eviction.evict(self.registry, request.namespace, request.name,
+                                               grace_period_seconds=grace, precondition_uid=request.precondition_uid,
+                                               dry_run=request.dry_run))
 
     # ------------------------------------------------------------ reads
 

@@ -122,12 +122,18 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
         if owner is not None:
             resources.append({"name": sub, "singularName": "", "namespaced": True, "kind": verbs[1],
                               "verbs": verbs[0]})
+    for sub in EVICTION_SUBRESOURCES:   # kubectl drain looks for this entry to evict rather than delete
+        if any(s.resource == sub.split("/")[0] for s in here):
+            resources.append({"name": sub, "singularName": "", "namespaced": True, "group": "policy",
+                              "version": "v1", "kind": "Eviction", "verbs": ["create"]})
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": here[0].group_version,
             "resources": resources}
 
 
 # Subresources served by a kind-specific handler (the pod's agent): name -> (verbs, kind).
 LOG_SUBRESOURCES = {"pods/log": (["get"], "Pod")}
+# The eviction subresource (policy/v1 Eviction; controlplane/api/eviction.py).
+EVICTION_SUBRESOURCES = ("pods/eviction",)
 
 
 # ---------------------------------------------------------------- aggregated discovery (apidiscovery.k8s.io/v2)

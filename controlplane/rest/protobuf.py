@@ -1,6 +1,6 @@
 """Kubernetes' protobuf request bodies, for what kubectl's typed `create`
 commands send that way (`kubectl create namespace|configmap|secret|
-deployment|job|cronjob`): decoded into the JSON shape, then read as any JSON body.
+deployment|job|cronjob`, and `kubectl drain`'s Eviction): decoded into the JSON shape, then read as any JSON body.
 
 The body is the magic `k8s\\0` and a runtime.Unknown {typeMeta{apiVersion,
 kind}, raw}; raw is the object in Kubernetes' own field numbering (its
@@ -45,6 +45,11 @@ KINDS: dict[str, Schema] = {
                              5: ("jobTemplate", {1: ("metadata", _OBJECT_META), 2: ("spec", _JOB_SPEC)})})},
     "Secret": {1: ("metadata", _OBJECT_META), 2: ("data", ("map", _BYTES)), 3: ("type", _STRING),
                4: ("stringData", ("map", _STRING)), 5: ("immutable", _BOOL)},
+    # What `kubectl drain` posts to pods/NAME/eviction (policy/v1 Eviction with its DeleteOptions).
+    "Eviction": {1: ("metadata", _OBJECT_META),
+                 2: ("deleteOptions", {1: ("gracePeriodSeconds", _INT),
+                                       2: ("preconditions", {1: ("uid", _STRING), 2: ("resourceVersion", _STRING)}),
+                                       5: ("dryRun", ("list", _STRING))})},
 }
 
 

@@ -11,6 +11,7 @@ as printers.to_dict prints it, a List, a Table, a watch stream or a Status.
     PATCH  item        json / merge / strategic patch, apply-patch (server-side apply: apply.py)
     DELETE item        delete (DeleteOptions)      DELETE collection  deletecollection
     status, scale      get / update / patch of the subresource
+    POST   pods/NAME/eviction   a policy/v1 Eviction (controlplane/api/eviction.py: disruption budgets)
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from controlplane import store as st
+from controlplane.api import eviction
 from controlplane.api.errors import Invalid
 from controlplane.api.registry import Registry, same_content
 from controlplane.rest import apply as server_side_apply
@@ -323,6 +325,32 @@ class ResourceHandlers:
         if "orphanDependents" in q:
             options["orphanDependents"] = codec.flag(q, "orphanDependents")
         return options
+
+    # ------------------------------------------------------------ eviction
+
+    async def evict(self, request: web.Request, t: Target) -> web.StreamResponse:
+        """POST pods/NAME/eviction: 201 Success once the pod is deleted (or marked),
+        429 TooManyRequests while its disruption budget allows no disruption."""
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            raise bad_request("the body of an eviction must be a policy/v1 Eviction object")
+        if body.get("kind") not in (None, "", "Eviction"):
+            raise bad_request(f"the body of an eviction must be a policy/v1 Eviction, not {body.get('kind')}")
+        named = (body.get("metadata") or {}).get("name")
+        if named and named != t.name:
+            raise bad_request("name in URL does not match name in Eviction object")
+        options = body.get("deleteOptions") or {}
+        if not isinstance(options, dict):
+            raise bad_request("deleteOptions must be a JSON object")
+        grace = options.get("gracePeriodSeconds")
+        if grace is not None and not isinstance(grace, int):
+            raise bad_request("deleteOptions.gracePeriodSeconds must be an integer")
+        dry_run = _dry_run(request) or options.get("dryRun") == ["All"]
+        await eviction.evict(self.registry, t.namespace, t.name, grace_period_seconds=grace,
+                             precondition_uid=(options.get("preconditions") or {}).get("uid") or "",
+                             dry_run=dry_run)
+        return respond({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
+                       status=201)
 
     # ------------------------------------------------------------ scale
 

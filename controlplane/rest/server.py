@@ -166,6 +166,8 @@ class RestServer:
             return await streams.exec_ws(request, t, proxy=self.proxy, attach=t.subresource == "attach")
         elif t.served.kind.name == "Pod" and t.subresource == "portforward" and method in ("GET", "POST"):
             return await portforward.portforward_ws(request, t, proxy=self.proxy)
+        elif f"{t.served.resource}/{t.subresource}" in discovery.EVICTION_SUBRESOURCES and method == "POST":
+            return await h.evict(request, t)
         else:
             raise _NOT_FOUND
         handler = table.get(method)

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from controlplane import store as st
-from controlplane.api.errors import Forbidden, Invalid, RpcAbort
+from controlplane.api.errors import Forbidden, InternalError, Invalid, RpcAbort, TooManyRequests
 from skiff.api import kinds
 from skiff.api.convert import ConversionError
 from skiff.api.merge import PatchError
@@ -71,6 +71,7 @@ _RPC_CODES = {
     grpc.StatusCode.UNAVAILABLE: (503, "ServiceUnavailable"),
     grpc.StatusCode.PERMISSION_DENIED: (403, "Forbidden"),
     grpc.StatusCode.ALREADY_EXISTS: (409, "AlreadyExists"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "TooManyRequests"),
 }
 
 
@@ -112,6 +113,12 @@ def from_exception(exc: BaseException, *, resource: str = "", name: str = "") ->
                                                 "field": exc.field_path}]})
     if isinstance(exc, Forbidden):
         return ApiError(403, "Forbidden", str(exc), details)
+    if isinstance(exc, TooManyRequests):
+        return ApiError(429, "TooManyRequests", exc.message,
+                        {**details, "causes": [{"reason": reason, "message": message} for reason, message in exc.causes]})
+    if isinstance(exc, InternalError):
+        return ApiError(500, "InternalError", f"Internal error occurred: {exc}",
+                        {**details, "causes": [{"message": str(exc)}]})
     if isinstance(exc, (ConversionError, PatchError)):
         return ApiError(422, "Invalid", str(exc), details)
     if isinstance(exc, kinds.UnknownKind):

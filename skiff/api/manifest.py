@@ -58,6 +58,7 @@ _INT_OR_STRING_FIELDS = {
     ("skiff.v1.RollingUpdateDaemonSet", "max_surge"), ("skiff.v1.RollingUpdateDaemonSet", "max_unavailable"),
     ("skiff.v1.HTTPGetAction", "port"), ("skiff.v1.TCPSocketAction", "port"),
     ("skiff.v1.ResourceFieldSelector", "divisor"), ("skiff.v1.EmptyDirVolumeSource", "size_limit"),
+    ("skiff.v1.PodDisruptionBudgetSpec", "min_available"), ("skiff.v1.PodDisruptionBudgetSpec", "max_unavailable"),
     ("skiff.v1.ServicePort", "target_port"),
 }
 _TIMESTAMP = "google.protobuf.Timestamp"

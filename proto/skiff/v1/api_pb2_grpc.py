@@ -79,6 +79,11 @@ class ApiStub:
                 request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.BindRequest.SerializeToString,
                 response_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.Object.FromString,
                 _registered_method=True)
+        self.Evict = channel.unary_unary(
+                '/skiff.v1.Api/Evict',
+                request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.EvictRequest.SerializeToString,
+                response_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.Object.FromString,
+                _registered_method=True)
         self.Logs = channel.unary_stream(
                 '/skiff.v1.Api/Logs',
                 request_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.LogsRequest.SerializeToString,
@@ -163,6 +168,12 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Evict(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Logs(self, request, context):
         """Proxied to the agent of the pod's node.
         """
@@ -241,6 +252,11 @@ def add_ApiServicer_to_server(servicer, server):
             'Bind': grpc.unary_unary_rpc_method_handler(
                     servicer.Bind,
                     request_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.BindRequest.FromString,
+                    response_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.Object.SerializeToString,
+            ),
+            'Evict': grpc.unary_unary_rpc_method_handler(
+                    servicer.Evict,
+                    request_deserializer=proto_dot_skiff_dot_v1_dot_api__pb2.EvictRequest.FromString,
                     response_serializer=proto_dot_skiff_dot_v1_dot_api__pb2.Object.SerializeToString,
             ),
             'Logs': grpc.unary_stream_rpc_method_handler(
@@ -511,6 +527,33 @@ class Api:
             target,
             '/skiff.v1.Api/Bind',
             proto_dot_skiff_dot_v1_dot_api__pb2.BindRequest.SerializeToString,
+            proto_dot_skiff_dot_v1_dot_api__pb2.Object.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Evict(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skiff.v1.Api/Evict',
+            proto_dot_skiff_dot_v1_dot_api__pb2.EvictRequest.SerializeToString,
             proto_dot_skiff_dot_v1_dot_api__pb2.Object.FromString,
             options,
             channel_credentials,

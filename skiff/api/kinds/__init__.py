@@ -104,9 +104,9 @@ def envelope_kind(envelope: api_pb2.Object) -> Kind:
 
 
 # The kinds Skiff serves, in the order `api-resources` lists them.
-from skiff.api.kinds import configmap, cronjob, daemonset, deployment, event, horizontalpodautoscaler, job, lease, namespace, node, pod, replicaset, secret  # noqa: E402  (they import the classes above)
+from skiff.api.kinds import configmap, cronjob, daemonset, deployment, event, horizontalpodautoscaler, job, lease, namespace, node, pod, poddisruptionbudget, replicaset, secret  # noqa: E402  (they import the classes above)
 from skiff.api.kinds import endpoints, endpointslice, service  # noqa: E402
 
 for _module in (pod, node, event, lease, namespace, configmap, secret, replicaset, deployment, job, cronjob, daemonset,
-                horizontalpodautoscaler, service, endpoints, endpointslice):
+                horizontalpodautoscaler, poddisruptionbudget, service, endpoints, endpointslice):
     register(_module.KIND)
