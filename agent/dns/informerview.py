@@ -60,7 +60,7 @@ class InformerView:
     def endpoints(self, namespace: str, name: str) -> list[EndpointInfo]:
         out: list[EndpointInfo] = []
         for eps in self.slices.lister.with_label(SERVICE_NAME_LABEL, name):
-            if eps.metadata.namespace == namespace:
+            if eps.metadata.namespace == namespace and eps.address_type != "FQDN":
                 out += endpoint_infos(eps)
         return out
 
