@@ -27,6 +27,7 @@ from typing import Any, AsyncIterator, Callable
 
 from google.protobuf.message import Message
 
+from controlplane.api import priority
 from controlplane.api.errors import Forbidden, Invalid
 from controlplane.store.interface import AlreadyExists, Conflict, NotFound
 from proto.skiff.v1 import types_pb2
@@ -61,6 +62,8 @@ class Admission:
                 add_default_tolerations(obj.spec, like=old.spec)
             add_default_tolerations(obj.spec, not_ready_seconds=self.not_ready_toleration_seconds,
                                     unreachable_seconds=self.unreachable_toleration_seconds)
+        if old is not None:
+            priority.keep(obj, old)   # the Priority admission's value stays (controlplane/api/priority.py)
         return obj
 
 
@@ -82,6 +85,7 @@ class Registry:
             except NotFound:
                 await self._admit(kind, ns)
                 created = self.admission.mutate(strategy.prepare_create(meta.copy(incoming)))
+                await priority.admit(self.store, created)
                 if dry_run:   # refused as the write would be, size included
                     self.store.check_size(created)
                     return created, "created"
@@ -108,6 +112,7 @@ class Registry:
         kind, ns, _ = _key_of(incoming)
         await self._admit(kind, ns)
         created = self.admission.mutate(kind.strategy.prepare_create(incoming))
+        await priority.admit(self.store, created)
         if dry_run:
             self.store.check_size(created)
             return created
@@ -251,6 +256,7 @@ class Registry:
         """Create the initial namespaces (idempotent; run at control-plane start)."""
         for name in INITIAL_NAMESPACES:
             await self._ensure_namespace(name)
+        await priority.bootstrap(self.create)
 
     async def _ensure_namespace(self, name: str) -> Message:
         ns = kinds.kind_named("Namespace").message()
