@@ -59,7 +59,7 @@ _INT_OR_STRING_FIELDS = {
     ("skiff.v1.HTTPGetAction", "port"), ("skiff.v1.TCPSocketAction", "port"),
     ("skiff.v1.ResourceFieldSelector", "divisor"), ("skiff.v1.EmptyDirVolumeSource", "size_limit"),
     ("skiff.v1.PodDisruptionBudgetSpec", "min_available"), ("skiff.v1.PodDisruptionBudgetSpec", "max_unavailable"),
-    ("skiff.v1.ServicePort", "target_port"),
+    ("skiff.v1.ServicePort", "target_port"), ("skiff.v1.NetworkPolicyPort", "port"),
 }
 _TIMESTAMP = "google.protobuf.Timestamp"
 _INT_TYPES = {

@@ -29,7 +29,9 @@ _ALWAYS = {
 }
 # IntOrString fields (strings in the proto) that Kubernetes writes as a number when they hold one:
 # kubectl's typed clients tell 8080 from "8080" (a port named "8080").
-_INT_OR_STRING_NUMBERS = {("skiff.v1.ServicePort", "targetPort")}
+_INT_OR_STRING_NUMBERS = {("skiff.v1.ServicePort", "targetPort"), ("skiff.v1.NetworkPolicyPort", "port"),
+                          ("skiff.v1.PodDisruptionBudgetSpec", "minAvailable"),
+                          ("skiff.v1.PodDisruptionBudgetSpec", "maxUnavailable")}
 _INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
           FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
 

@@ -2,6 +2,7 @@ from proto.skiff.v1 import types_pb2 as _types_pb2
 from proto.skiff.v1 import apps_pb2 as _apps_pb2
 from proto.skiff.v1 import batch_pb2 as _batch_pb2
 from proto.skiff.v1 import autoscaling_pb2 as _autoscaling_pb2
+from proto.skiff.v1 import networking_pb2 as _networking_pb2
 from proto.skiff.v1 import policy_pb2 as _policy_pb2
 from proto.skiff.v1 import services_pb2 as _services_pb2
 from proto.skiff.v1 import scheduling_pb2 as _scheduling_pb2
@@ -14,7 +15,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Object(_message.Message):
-    __slots__ = ("pod", "node", "event", "lease", "namespace", "config_map", "secret", "replica_set", "deployment", "job", "cron_job", "daemon_set", "horizontal_pod_autoscaler", "service", "endpoints", "endpoint_slice", "priority_class", "pod_disruption_budget")
+    __slots__ = ("pod", "node", "event", "lease", "namespace", "config_map", "secret", "replica_set", "deployment", "job", "cron_job", "daemon_set", "horizontal_pod_autoscaler", "service", "endpoints", "endpoint_slice", "network_policy", "priority_class", "pod_disruption_budget")
     POD_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +32,7 @@ class Object(_message.Message):
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_SLICE_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_POLICY_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_CLASS_FIELD_NUMBER: _ClassVar[int]
     POD_DISRUPTION_BUDGET_FIELD_NUMBER: _ClassVar[int]
     pod: _types_pb2.Pod
@@ -49,9 +51,10 @@ class Object(_message.Message):
     service: _services_pb2.Service
     endpoints: _services_pb2.Endpoints
     endpoint_slice: _services_pb2.EndpointSlice
+    network_policy: _networking_pb2.NetworkPolicy
     priority_class: _scheduling_pb2.PriorityClass
     pod_disruption_budget: _policy_pb2.PodDisruptionBudget
-    def __init__(self, pod: _Optional[_Union[_types_pb2.Pod, _Mapping]] = ..., node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., event: _Optional[_Union[_types_pb2.Event, _Mapping]] = ..., lease: _Optional[_Union[_types_pb2.Lease, _Mapping]] = ..., namespace: _Optional[_Union[_types_pb2.Namespace, _Mapping]] = ..., config_map: _Optional[_Union[_types_pb2.ConfigMap, _Mapping]] = ..., secret: _Optional[_Union[_types_pb2.Secret, _Mapping]] = ..., replica_set: _Optional[_Union[_apps_pb2.ReplicaSet, _Mapping]] = ..., deployment: _Optional[_Union[_apps_pb2.Deployment, _Mapping]] = ..., job: _Optional[_Union[_batch_pb2.Job, _Mapping]] = ..., cron_job: _Optional[_Union[_batch_pb2.CronJob, _Mapping]] = ..., daemon_set: _Optional[_Union[_apps_pb2.DaemonSet, _Mapping]] = ..., horizontal_pod_autoscaler: _Optional[_Union[_autoscaling_pb2.HorizontalPodAutoscaler, _Mapping]] = ..., service: _Optional[_Union[_services_pb2.Service, _Mapping]] = ..., endpoints: _Optional[_Union[_services_pb2.Endpoints, _Mapping]] = ..., endpoint_slice: _Optional[_Union[_services_pb2.EndpointSlice, _Mapping]] = ..., priority_class: _Optional[_Union[_scheduling_pb2.PriorityClass, _Mapping]] = ..., pod_disruption_budget: _Optional[_Union[_policy_pb2.PodDisruptionBudget, _Mapping]] = ...) -> None: ...
+    def __init__(self, pod: _Optional[_Union[_types_pb2.Pod, _Mapping]] = ..., node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., event: _Optional[_Union[_types_pb2.Event, _Mapping]] = ..., lease: _Optional[_Union[_types_pb2.Lease, _Mapping]] = ..., namespace: _Optional[_Union[_types_pb2.Namespace, _Mapping]] = ..., config_map: _Optional[_Union[_types_pb2.ConfigMap, _Mapping]] = ..., secret: _Optional[_Union[_types_pb2.Secret, _Mapping]] = ..., replica_set: _Optional[_Union[_apps_pb2.ReplicaSet, _Mapping]] = ..., deployment: _Optional[_Union[_apps_pb2.Deployment, _Mapping]] = ..., job: _Optional[_Union[_batch_pb2.Job, _Mapping]] = ..., cron_job: _Optional[_Union[_batch_pb2.CronJob, _Mapping]] = ..., daemon_set: _Optional[_Union[_apps_pb2.DaemonSet, _Mapping]] = ..., horizontal_pod_autoscaler: _Optional[_Union[_autoscaling_pb2.HorizontalPodAutoscaler, _Mapping]] = ..., service: _Optional[_Union[_services_pb2.Service, _Mapping]] = ..., endpoints: _Optional[_Union[_services_pb2.Endpoints, _Mapping]] = ..., endpoint_slice: _Optional[_Union[_services_pb2.EndpointSlice, _Mapping]] = ..., network_policy: _Optional[_Union[_networking_pb2.NetworkPolicy, _Mapping]] = ..., priority_class: _Optional[_Union[_scheduling_pb2.PriorityClass, _Mapping]] = ..., pod_disruption_budget: _Optional[_Union[_policy_pb2.PodDisruptionBudget, _Mapping]] = ...) -> None: ...
 
 class ObjectKey(_message.Message):
     __slots__ = ("kind", "namespace", "name")

@@ -106,8 +106,9 @@ def envelope_kind(envelope: api_pb2.Object) -> Kind:
 # The kinds Skiff serves, in the order `api-resources` lists them.
 from skiff.api.kinds import configmap, cronjob, daemonset, deployment, event, horizontalpodautoscaler, job, lease, namespace, node, pod, poddisruptionbudget, replicaset, secret  # noqa: E402  (they import the classes above)
 from skiff.api.kinds import endpoints, endpointslice, service  # noqa: E402
+from skiff.api.kinds import networkpolicy  # noqa: E402
 from skiff.api.kinds import priorityclass  # noqa: E402
 
 for _module in (pod, node, event, lease, namespace, configmap, secret, replicaset, deployment, job, cronjob, daemonset,
-                horizontalpodautoscaler, poddisruptionbudget, service, endpoints, endpointslice, priorityclass):
+                horizontalpodautoscaler, poddisruptionbudget, service, endpoints, endpointslice, priorityclass, networkpolicy):
     register(_module.KIND)
