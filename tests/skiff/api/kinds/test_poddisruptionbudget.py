@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from skiff.api import kinds, manifest
+from skiff.api import kinds, manifest, printers
 
 DOCS = Path(__file__).resolve().parents[3] / "fixtures" / "kubernetes-docs"
 KIND = kinds.kind_named("PodDisruptionBudget")
@@ -53,9 +53,12 @@ def test_int_or_percent(value, ok):
         assert [e.path for e in doc.errors] == ["spec.maxUnavailable"]
 
 
-def test_a_yaml_integer_is_kept_as_its_text():
+def test_a_yaml_integer_is_kept_as_its_text_and_printed_as_a_number():
     doc = _pdb("  minAvailable: 2\n  selector: {matchLabels: {app: a}}")
     assert doc.ok and doc.obj.spec.min_available == "2"
+    assert printers.to_dict(doc.obj)["spec"]["minAvailable"] == 2   # as Kubernetes writes it
+    doc = _pdb("  maxUnavailable: 25%\n  selector: {matchLabels: {app: a}}")
+    assert printers.to_dict(doc.obj)["spec"]["maxUnavailable"] == "25%"
 
 
 def test_selector_and_policy_checked():
