@@ -101,8 +101,9 @@ class Agent:
         self.informer = self.informers.informer("Pod", field_selector=f"spec.nodeName={cfg.node_name}")
         # Cluster DNS and the Services' variables (agent/dns, decision 26): on the bridge's gateway.
         self.dns = NodeDns(informers=self.informers, settings=DnsSettings(
-            enabled=cfg.cluster_dns, domain=cfg.cluster_domain, upstreams=cfg.dns_upstreams))
+            enabled=cfg.cluster_dns, domain=cfg.cluster_domain, upstreams=dns_upstreams(cfg)))
         self._start_service_proxy()
+        self._start_network_policies()
         self.informers.start()
         await self.informer.wait_synced()
         await self.dns.start(self.network.gateway if self.network is not None else "")
@@ -130,6 +131,16 @@ class Agent:
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
         self._tasks.append(asyncio.create_task(self._stats(), name="stats"))
         log.info("agent for node %s ready: service on %s:%d", cfg.node_name, host, self.port)
+
+    def _start_network_policies(self) -> None:
+        """NetworkPolicy enforced in this node's own table (agent/network/policy.py, decision 30)."""
+        if self.network is None:
+            return
+        from agent.network.policy import policy_controller
+        cfg = self.config
+        policies = policy_controller(informers=self.informers, node_name=cfg.node_name, table=cfg.nft_table,
+                                     bridge=cfg.bridge, metrics=self.metrics.controller)
+        self._tasks.append(asyncio.create_task(policies.run(), name="networkpolicy"))
 
     def _start_service_proxy(self) -> None:
         """ClusterIP/NodePort/LoadBalancer DNAT in Skiff's own nftables table (decision 25)."""
@@ -186,6 +197,29 @@ class Agent:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
         await self.client.close()
+
+
+def dns_upstreams(cfg: AgentConfig) -> tuple[str, ...]:
+    """Where the cluster DNS forwards other names: --dns-upstream as given; else, with pod
+    egress nat, the node's own resolvers (its /etc/resolv.conf, IPv4 ones); with none, nowhere
+    (decision 30)."""
+    if cfg.dns_upstreams or cfg.pod_egress != "nat":
+        return cfg.dns_upstreams
+    import ipaddress
+
+    from agent.dns.resolvconf import HostResolv
+    try:
+        nameservers = HostResolv.read().nameservers
+    except OSError:
+        return ()
+    out = []
+    for nameserver in nameservers:
+        try:
+            if ipaddress.ip_address(nameserver).version == 4:
+                out.append(nameserver)
+        except ValueError:
+            continue
+    return tuple(out)
 
 
 class _LateService(AgentService):
