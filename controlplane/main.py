@@ -20,6 +20,8 @@ from controlplane.api.registry import Admission
 from controlplane.api.server import ApiServer
 from controlplane.metrics import Metrics, MetricsServer
 from controlplane.rest import RestServer
+from controlplane.services.hook import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceAllocations, \
+    service_range_problems
 from controlplane.store import Store
 from controlplane.store import Unavailable as StoreUnavailable
 from skiff.client import ApiClient
@@ -39,6 +41,8 @@ class Config:
     rest_listen: str = DEFAULT_REST_ADDRESS   # Kubernetes' REST API (loopback HTTP until TLS lands); "" = off
     cluster_cidr: str = "10.244.0.0/16"
     node_cidr_mask_size: int = 24
+    service_cluster_ip_range: str = DEFAULT_SERVICE_CIDR   # Services' cluster IPs (decision 24)
+    service_node_port_range: str = DEFAULT_NODE_PORT_RANGE
     # Skiff's small-cluster defaults (docs/architecture.md decision 23): with the
     # agent's 2 s heartbeat a silent node is NotReady within 8 s + one 2 s check,
     # and its pods leave after 5 s more. Kubernetes: 40 s and 300 s.
@@ -67,6 +71,8 @@ def validate_config(config: Config) -> list[str]:
                             f"the cluster CIDR's /{network.prefixlen} and at most /{network.max_prefixlen}")
     except ValueError as exc:
         problems.append(f"--cluster-cidr {config.cluster_cidr!r}: {exc}")
+    problems += service_range_problems(config.service_cluster_ip_range, config.service_node_port_range,
+                                       cluster_cidr=config.cluster_cidr)
     if config.event_ttl_seconds < 0:
         problems.append(f"--event-ttl {config.event_ttl_seconds:g}: must be 0 (keep events) or more")
     if config.leader_lease_seconds < 1:
@@ -74,6 +80,17 @@ def validate_config(config: Config) -> list[str]:
     if not config.etcd_prefix.startswith("/"):
         problems.append(f"--etcd-prefix {config.etcd_prefix!r}: must start with /")
     return problems
+
+
+async def start_services(allocations: ServiceAllocations, registry, rest_listen: str) -> None:
+    """Repair the Service allocations, ensure the `kubernetes` Service, then repair every few minutes."""
+    from controlplane.services import kubernetes
+    backoff = Backoff(initial=0.2, maximum=5.0)
+    await retry_async(allocations.repair, retry_on=(StoreUnavailable,), backoff=backoff)
+    await retry_async(lambda: kubernetes.ensure(registry, cluster_ip=allocations.first_ip,
+                                                rest_address=rest_listen),
+                      retry_on=(StoreUnavailable,), backoff=backoff)
+    await allocations.run_repairs()
 
 
 def _default_rest_listen(listen: str) -> str:
@@ -93,6 +110,10 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
                         "127.0.0.1 at the --listen port + 1: 6444)")
     p.add_argument("--cluster-cidr", default=Config.cluster_cidr, help="pod network; node pod CIDRs come from it")
     p.add_argument("--node-cidr-mask-size", type=int, default=Config.node_cidr_mask_size)
+    p.add_argument("--service-cluster-ip-range", default=Config.service_cluster_ip_range, metavar="CIDR",
+                   help="Services' cluster IPs (IPv4, /12 to /28)")
+    p.add_argument("--service-node-port-range", default=Config.service_node_port_range, metavar="FIRST-LAST",
+                   help="Services' node ports")
     p.add_argument("--node-monitor-grace-period", type=float, default=Config.node_monitor_grace_seconds,
                    help="seconds without a heartbeat before a node's Ready becomes Unknown "
                         "(default %(default)g; Kubernetes: 40)")
@@ -116,6 +137,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     config = Config(etcd=a.etcd, etcd_prefix=a.etcd_prefix, listen=a.listen, metrics_listen=a.metrics_listen,
                     rest_listen=a.rest_listen if a.rest_listen is not None else _default_rest_listen(a.listen),
                     cluster_cidr=a.cluster_cidr, node_cidr_mask_size=a.node_cidr_mask_size,
+                    service_cluster_ip_range=a.service_cluster_ip_range,
+                    service_node_port_range=a.service_node_port_range,
                     node_monitor_grace_seconds=a.node_monitor_grace_period, run_controllers=not a.no_controllers,
                     leader_elect=a.leader_elect == "true", leader_lease_seconds=a.leader_lease_seconds,
                     identity=a.identity, event_ttl_seconds=a.event_ttl,
@@ -131,6 +154,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     from controlplane.controllers.cronjob import CronJobController
     from controlplane.controllers.daemonset import DaemonSetController
     from controlplane.controllers.deployment import DeploymentController
+    from controlplane.controllers.endpointslice import EndpointSliceController
+    from controlplane.controllers.servicelb import ServiceLbController
     from controlplane.controllers.disruption import DisruptionController
     from controlplane.controllers.job import JobController
     from controlplane.controllers.garbagecollector import GarbageCollector
@@ -151,6 +176,10 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     admission = Admission(not_ready_toleration_seconds=config.default_not_ready_toleration_seconds,
                           unreachable_toleration_seconds=config.default_unreachable_toleration_seconds)
     api = ApiServer(store=store, metrics=metrics, listen=config.listen, admission=admission)
+    # Services' cluster IPs and node ports, allocated by the registry (controlplane/services/).
+    allocations = ServiceAllocations(store=store, cluster_ip_range=config.service_cluster_ip_range,
+                                     node_port_range=config.service_node_port_range)
+    api.service.registry.hooks[allocations.kind_name] = allocations
     host, _, port = config.metrics_listen.rpartition(":")
     metrics_server = MetricsServer(metrics=metrics, host=host.strip("[]"), port=int(port))
     port = await api.start()
@@ -162,6 +191,9 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     # The initial namespaces (default, kube-system, ...): in the background, as etcd may not answer yet.
     bootstrap = asyncio.create_task(retry_async(api.service.registry.bootstrap, retry_on=(StoreUnavailable,),
                                                 backoff=Backoff(initial=0.2, maximum=5.0)), name="namespaces")
+    # The allocations repaired from the Services (before the first is allocated), the `kubernetes` Service.
+    services = asyncio.create_task(start_services(allocations, api.service.registry, config.rest_listen),
+                                   name="services")
     metrics_server.start()
     log.info("serving the API on %s, metrics on %s:%d, etcd %s%s", config.listen, host, metrics_server.port,
              config.etcd, config.etcd_prefix)
@@ -186,6 +218,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
             TaintEvictionController(client=client, factory=factory),
             PodGcController(client=client, factory=factory, quarantine_seconds=config.node_monitor_grace_seconds),
             NamespaceController(client=client, factory=factory),
+            EndpointSliceController(client=client, factory=factory),
+            ServiceLbController(client=client, factory=factory),
             GarbageCollector(client=client, factory=factory),   # an informer for every kind
             ReplicaSetController(client=client, factory=factory,
                                  recorder=EventRecorder(client=client, component="replicaset-controller")),
@@ -232,7 +266,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
         log.info("shutting down")
         work.cancel()
         bootstrap.cancel()
-        await asyncio.gather(work, bootstrap, return_exceptions=True)
+        services.cancel()
+        await asyncio.gather(work, bootstrap, services, return_exceptions=True)
         await client.close()
         if rest is not None:
             await rest.stop()

@@ -29,6 +29,7 @@ from google.protobuf.message import Message
 from controlplane import store as st
 from controlplane.api import errors, eviction
 from controlplane.api.registry import Registry
+from controlplane.services.hook import ServiceAllocations
 from controlplane.store.memory import MemoryStore
 from proto.skiff.v1 import api_pb2
 from skiff import client as api
@@ -105,7 +106,8 @@ class FakeApiClient:
 
     def __init__(self, store: MemoryStore | None = None) -> None:
         self.store = store if store is not None else MemoryStore()
-        self.registry = Registry(store=self.store)
+        # Services get cluster IPs and node ports as from the API server (defaults: 10.96.0.0/16, 30000-32767).
+        self.registry = Registry(store=self.store, hooks={"Service": ServiceAllocations.ready(store=self.store)})
         self.address = "fake"
         self._bootstrapped = False
 

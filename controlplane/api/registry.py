@@ -23,7 +23,7 @@ gRPC codes, FakeApiClient to the client's exceptions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol
 
 from google.protobuf.message import Message
 
@@ -67,10 +67,27 @@ class Admission:
         return obj
 
 
+class WriteHook(Protocol):
+    """Values the server allocates for a kind's objects from a shared pool (a Service's cluster IP
+    and node ports: controlplane/services/hook.py): taken before a write, given back if the write
+    fails, and released once the object no longer holds them. The registry calls the hook
+    registered under the object's kind name; other kinds have none."""
+
+    async def take(self, old: Message | None, new: Message, *, dry_run: bool = False) -> Any: ...
+
+    async def give_back(self, taken: Any) -> None: ...
+
+    async def stored(self, old: Message | None, new: Message) -> None: ...
+
+    async def removed(self, obj: Message) -> None: ...
+
+
 class Registry:
-    def __init__(self, *, store: Any, admission: Admission = Admission()) -> None:
+    def __init__(self, *, store: Any, admission: Admission = Admission(),
+                 hooks: Mapping[str, WriteHook] | None = None) -> None:
         self.store = store
         self.admission = admission
+        self.hooks: dict[str, WriteHook] = dict(hooks or {})  # kind name -> its WriteHook
 
     # ------------------------------------------------------------ writes
 
@@ -86,23 +103,19 @@ class Registry:
                 await self._admit(kind, ns)
                 created = self.admission.mutate(strategy.prepare_create(meta.copy(incoming)))
                 await priority.admit(self.store, created)
-                if dry_run:   # refused as the write would be, size included
-                    self.store.check_size(created)
-                    return created, "created"
                 try:
-                    return await self.store.create(created), "created"
+                    return await self._hooked(None, created, lambda: self._create(created, dry_run=dry_run),
+                                              dry_run=dry_run), "created"
                 except AlreadyExists:
                     continue
             merged = self.admission.mutate(strategy.prepare_apply(existing, incoming), old=existing)
             self._check_update(existing, merged)
             if same_content(merged, existing):
                 return existing, "unchanged"
-            if dry_run:
-                self.store.check_size(merged)
-                return merged, "configured"
             merged.metadata.resource_version = existing.metadata.resource_version
             try:
-                return await self._write(merged), "configured"
+                return await self._hooked(existing, merged, lambda: self._update(merged, dry_run=dry_run),
+                                          dry_run=dry_run), "configured"
             except (Conflict, NotFound):
                 continue
         raise Conflict(f"{kind.name} {name!r} kept changing during apply; try again")
@@ -113,10 +126,7 @@ class Registry:
         await self._admit(kind, ns)
         created = self.admission.mutate(kind.strategy.prepare_create(incoming))
         await priority.admit(self.store, created)
-        if dry_run:
-            self.store.check_size(created)
-            return created
-        return await self.store.create(created)
+        return await self._hooked(None, created, lambda: self._create(created, dry_run=dry_run), dry_run=dry_run)
 
     async def update(self, obj: Message) -> Message:
         """Replace the object's spec side (CAS when metadata.resourceVersion is set)."""
@@ -176,7 +186,8 @@ class Registry:
                 marked.metadata.deletion_grace_period_seconds = 0  # removed once the finalizers are done
             try:
                 if marked is None:
-                    return await self.store.delete(kind, ns, name, resource_version=existing.metadata.resource_version)
+                    return await self._removed(await self.store.delete(
+                        kind, ns, name, resource_version=existing.metadata.resource_version))
                 if marked == existing:
                     return existing  # already marked; nothing new to write
                 marked.metadata.resource_version = existing.metadata.resource_version
@@ -317,8 +328,45 @@ class Registry:
             deleted = await self.store.delete(kind, m.namespace, m.name, resource_version=m.resource_version)
             gone = meta.copy(obj)
             gone.metadata.resource_version = deleted.metadata.resource_version
-            return gone
+            return await self._removed(gone)
         return await self.store.update(obj)
+
+    async def _create(self, obj: Message, *, dry_run: bool) -> Message:
+        if dry_run:   # refused as the write would be, size included
+            self.store.check_size(obj)
+            return obj
+        return await self.store.create(obj)
+
+    async def _update(self, obj: Message, *, dry_run: bool) -> Message:
+        if dry_run:
+            self.store.check_size(obj)
+            return obj
+        return await self._write(obj)
+
+    async def _hooked(self, old: Message | None, new: Message, write: Callable[[], Awaitable[Message]], *,
+                      dry_run: bool = False) -> Message:
+        """write() with the kind's WriteHook around it: values taken first (filled into `new`),
+        given back if the write fails, the ones only `old` held released once it is stored."""
+        hook = self.hooks.get(kinds.kind_of(new).name)
+        if hook is None:
+            return await write()
+        taken = await hook.take(old, new, dry_run=dry_run)
+        try:
+            stored = await write()
+        except BaseException:
+            if not dry_run:
+                await hook.give_back(taken)
+            raise
+        if not dry_run:
+            await hook.stored(old, stored)
+        return stored
+
+    async def _removed(self, obj: Message) -> Message:
+        """The object is gone from the store: its hook releases what it held."""
+        hook = self.hooks.get(kinds.kind_of(obj).name)
+        if hook is not None:
+            await hook.removed(obj)
+        return obj
 
     async def _replace(self, incoming: Message, build: Callable[[Message], Message]) -> Message:
         """Write build(existing) with CAS. With the caller's resourceVersion set,
@@ -334,7 +382,7 @@ class Registry:
             updated = build(existing)
             updated.metadata.resource_version = existing.metadata.resource_version
             try:
-                return await self._write(updated)
+                return await self._hooked(existing, updated, lambda: self._write(updated))
             except Conflict:
                 if rv:
                     raise

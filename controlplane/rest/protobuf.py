@@ -1,6 +1,6 @@
 """Kubernetes' protobuf request bodies, for what kubectl's typed `create`
 commands send that way (`kubectl create namespace|configmap|secret|
-deployment|job|cronjob`, and `kubectl drain`'s Eviction): decoded into the JSON shape, then read as any JSON body.
+deployment|job|cronjob|service`, and `kubectl drain`'s Eviction): decoded into the JSON shape, then read as any JSON body.
 
 The body is the magic `k8s\\0` and a runtime.Unknown {typeMeta{apiVersion,
 kind}, raw}; raw is the object in Kubernetes' own field numbering (its
@@ -19,6 +19,7 @@ MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 # field number -> (JSON name, how to read it); "map" fields hold entries {1: key, 2: value}.
 Schema = dict[int, tuple[str, Any]]
 _STRING, _BYTES, _BOOL, _INT = "string", "bytes", "bool", "int"
+_INT_OR_STRING = "intstr"   # intstr.IntOrString {1: type (0 int, 1 string), 2: intVal, 3: strVal}
 _OBJECT_META: Schema = {1: ("name", _STRING), 2: ("generateName", _STRING), 3: ("namespace", _STRING),
                         11: ("labels", ("map", _STRING)), 12: ("annotations", ("map", _STRING)),
                         14: ("finalizers", ("list", _STRING))}
@@ -43,6 +44,12 @@ KINDS: dict[str, Schema] = {
     "CronJob": {1: ("metadata", _OBJECT_META),
                 2: ("spec", {1: ("schedule", _STRING),
                              5: ("jobTemplate", {1: ("metadata", _OBJECT_META), 2: ("spec", _JOB_SPEC)})})},
+    # What `kubectl create service clusterip|nodeport|loadbalancer|externalname NAME --tcp=P:T` sends.
+    "Service": {1: ("metadata", _OBJECT_META),
+                2: ("spec", {1: ("ports", ("list", {1: ("name", _STRING), 2: ("protocol", _STRING), 3: ("port", _INT),
+                                                    4: ("targetPort", _INT_OR_STRING), 5: ("nodePort", _INT)})),
+                             2: ("selector", ("map", _STRING)), 3: ("clusterIP", _STRING), 4: ("type", _STRING),
+                             7: ("sessionAffinity", _STRING), 10: ("externalName", _STRING)})},
     "Secret": {1: ("metadata", _OBJECT_META), 2: ("data", ("map", _BYTES)), 3: ("type", _STRING),
                4: ("stringData", ("map", _STRING)), 5: ("immutable", _BOOL)},
     # What `kubectl drain` posts to pods/NAME/eviction (policy/v1 Eviction with its DeleteOptions).
@@ -113,6 +120,9 @@ def _message(data: bytes, schema: Schema) -> dict[str, Any]:
         read: Callable[..., Any]
         if isinstance(how, dict):
             out[name] = _message(value, how) if isinstance(value, bytes) else {}
+        elif how == _INT_OR_STRING:
+            parts = dict(_fields(value)) if isinstance(value, bytes) else {}
+            out[name] = _scalar(_STRING, parts.get(3, b"")) if parts.get(1) == 1 else _scalar(_INT, parts.get(2, 0))
         elif isinstance(how, tuple) and how[0] == "map":
             entry = dict(_fields(value)) if isinstance(value, bytes) else {}
             out.setdefault(name, {})[_scalar(_STRING, entry.get(1, b""))] = _scalar(how[1], entry.get(2, b""))

@@ -133,6 +133,9 @@ class ServiceStrategy(Strategy):
         obj.ClearField("status")
         return obj
 
+    def prepare_update(self, old: Message, new: Message) -> Message:
+        return carry_allocated(old, super().prepare_update(old, new))
+
     def columns(self, *, wide: bool) -> list[str]:
         return ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] + (["SELECTOR"] if wide else [])
 
@@ -147,6 +150,28 @@ class ServiceStrategy(Strategy):
 
     def describe(self, obj: Message, ctx: DescribeContext) -> str:
         return describe_service(obj, ctx)
+
+
+def carry_allocated(old: Message, new: Message) -> Message:
+    """What the server allocated and an update (a manifest applied again) leaves out stays, as
+    Kubernetes' patchAllocatedValues: the cluster IPs, and each port's nodePort (matched by port and
+    protocol) while the type still uses node ports."""
+    was, spec = old.spec, new.spec
+    if was.type != EXTERNAL_NAME and spec.type != EXTERNAL_NAME and not spec.cluster_ip and not spec.cluster_ips:
+        spec.cluster_ip = was.cluster_ip
+        spec.cluster_ips[:] = was.cluster_ips
+        if not spec.ip_families:
+            spec.ip_families[:] = was.ip_families
+        if not spec.HasField("ip_family_policy") and was.HasField("ip_family_policy"):
+            spec.ip_family_policy = was.ip_family_policy
+    if uses_node_ports(new):
+        old_ports = {(p.port, p.protocol): p.node_port for p in was.ports if p.node_port}
+        for port in spec.ports:
+            if not port.node_port:
+                port.node_port = old_ports.get((port.port, port.protocol), 0)
+        if not spec.health_check_node_port and spec.external_traffic_policy == "Local":
+            spec.health_check_node_port = was.health_check_node_port
+    return new
 
 
 # ---------------------------------------------------------------- validation

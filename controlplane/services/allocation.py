@@ -1,0 +1,139 @@
+"""A range's allocations persisted in the store, changed only with
+compare-and-swap (Kubernetes' RangeAllocation kept in etcd).
+
+The bitmap lives in one ConfigMap in kube-system (binaryData `allocated`,
+data `range`), so any number of API server tasks — or processes — allocating
+at once serialise on its resourceVersion: each reads, takes a free offset,
+and writes at the revision it read; a concurrent writer makes the write a
+Conflict and the loser reads again. No value is ever handed out twice.
+
+A value taken for an object that then failed to be stored is given back by
+the caller; one lost to a crash between the two is found by `repair`
+(a value in the bitmap that no object holds, seen so twice in a row, is
+freed; a value an object holds but the bitmap lacks is marked at once).
+"""
+from __future__ import annotations
+
+import random
+from typing import Callable, Iterable, TypeVar
+
+from google.protobuf.message import Message
+
+from controlplane.store.interface import AlreadyExists, Conflict, NotFound
+from controlplane.services.ranges import Bitmap, Range, Value
+from skiff.api import kinds
+
+NAMESPACE = "kube-system"
+_ATTEMPTS = 100  # concurrent allocations only mean: read and try again
+T = TypeVar("T")
+
+
+class RangeAllocator:
+    def __init__(self, *, store, name: str, range_: Range) -> None:
+        self.store = store
+        self.name = name            # the ConfigMap's name
+        self.range = range_
+        self._suspects: set[int] = set()
+
+    # ------------------------------------------------------------ the operations
+
+    async def allocate(self, value: Value, *, dry_run: bool = False) -> Value:
+        """Take `value`; NotInRange or AlreadyAllocated."""
+        offset = self.range.offset(value)
+        if offset is None:
+            raise self.range.not_in_range(value)
+
+        def take(bitmap: Bitmap) -> Value:
+            if bitmap.has(offset):
+                raise self.range.already(value)
+            bitmap.set(offset)
+            return value
+        return await self._change(take, dry_run=dry_run)
+
+    async def allocate_next(self, *, dry_run: bool = False) -> Value:
+        """Take a free value (from a random place, so a value just given back is not handed out at once); RangeFull."""
+        start = random.randrange(self.range.size)
+
+        def take(bitmap: Bitmap) -> Value:
+            offset = bitmap.first_free(start)
+            if offset is None:
+                raise self.range.full()
+            bitmap.set(offset)
+            return self.range.value(offset)
+        return await self._change(take, dry_run=dry_run)
+
+    async def release(self, values: Iterable[Value]) -> None:
+        offsets = [o for o in (self.range.offset(v) for v in values) if o is not None]
+        if not offsets:
+            return
+
+        def give_back(bitmap: Bitmap) -> None:
+            for offset in offsets:
+                bitmap.clear(offset)
+        await self._change(give_back)
+
+    async def allocated(self) -> set[Value]:
+        bitmap, _ = await self._read()
+        return {self.range.value(o) for o in bitmap.offsets()}
+
+    async def repair(self, held: Iterable[Value]) -> tuple[list[Value], list[Value]]:
+        """Make the bitmap agree with the values objects hold: mark the missing at
+        once, free a leaked one only when the previous repair saw it leaked too
+        (an allocation may be on its way to being stored). Returns (marked, freed)."""
+        wanted = {o for o in (self.range.offset(v) for v in held) if o is not None}
+
+        def fix(bitmap: Bitmap) -> tuple[list[Value], list[Value]]:
+            present = bitmap.offsets()
+            missing, leaked = wanted - present, present - wanted
+            freed = leaked & self._suspects
+            for offset in missing:
+                bitmap.set(offset)
+            for offset in freed:
+                bitmap.clear(offset)
+            self._suspects = leaked - freed
+            return [self.range.value(o) for o in sorted(missing)], [self.range.value(o) for o in sorted(freed)]
+        return await self._change(fix)
+
+    # ------------------------------------------------------------ the store
+
+    async def _read(self) -> tuple[Bitmap, Message | None]:
+        try:
+            cm = await self.store.get(kinds.kind_named("ConfigMap"), NAMESPACE, self.name)
+        except NotFound:
+            return Bitmap(self.range.size), None
+        if cm.data.get("range") != str(self.range):
+            # The range changed (a restart with another flag): start over; repair marks what Services hold.
+            return Bitmap(self.range.size), cm
+        return Bitmap(self.range.size, cm.binary_data.get("allocated", b"")), cm
+
+    async def _change(self, mutate: Callable[[Bitmap], T], *, dry_run: bool = False) -> T:
+        for _ in range(_ATTEMPTS):
+            bitmap, cm = await self._read()
+            before = bitmap.bits
+            result = mutate(bitmap)
+            if dry_run or bitmap.bits == before:
+                return result
+            try:
+                await self._write(bitmap, cm)
+                return result
+            except (Conflict, AlreadyExists, NotFound):
+                continue
+        raise Conflict(f"the {self.name} allocations kept changing; try again")
+
+    async def _write(self, bitmap: Bitmap, cm: Message | None) -> None:
+        kind = kinds.kind_named("ConfigMap")
+        if cm is None:
+            new = kind.message()
+            new.api_version, new.kind = kind.api_version, kind.name
+            new.metadata.namespace, new.metadata.name = NAMESPACE, self.name
+            new.metadata.labels["app.kubernetes.io/managed-by"] = "skiff-controlplane"
+            kind.strategy.prepare_create(new)
+        else:
+            new = kind.message()
+            new.CopyFrom(cm)
+        new.data["range"] = str(self.range)
+        new.binary_data["allocated"] = bitmap.to_bytes()
+        if cm is None:
+            await self.store.create(new)
+        else:
+            await self.store.update(new)
