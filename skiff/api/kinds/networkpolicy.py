@@ -97,7 +97,7 @@ def ip_block_errors(block: Message, path: str) -> list[FieldError]:
         return [FieldError(f"{path}.cidr", f"Invalid value: {quoted(block.cidr)}: must be a valid CIDR "
                                            "(e.g. 10.9.8.0/24 or 2001:db8::/64)")]
     errors: list[FieldError] = []
-    for i, text in enumerate(block.except_ if hasattr(block, "except_") else getattr(block, "except")):
+    for i, text in enumerate(getattr(block, "except")):   # `except` is a Python keyword
         where = f"{path}.except[{i}]"
         inner = _cidr(text)
         if inner is None:
@@ -165,7 +165,7 @@ def _ports_text(ports) -> str:
 def _peer_lines(peer: Message) -> list[str]:
     if peer.HasField("ip_block"):
         excepts = list(getattr(peer.ip_block, "except"))
-        return [f"IPBlock:", f"  CIDR: {peer.ip_block.cidr}", f"  Except: {', '.join(excepts)}"]
+        return ["IPBlock:", f"  CIDR: {peer.ip_block.cidr}", f"  Except: {', '.join(excepts)}"]
     lines = []
     if peer.HasField("pod_selector"):
         lines.append(f"PodSelector: {labelselector.to_text(peer.pod_selector)}")
@@ -221,7 +221,7 @@ class NetworkPolicyStrategy(Strategy):
             for i, rule in enumerate(rules):
                 if i:
                     text.line("    ----------")
-                text.line(f"    {'To' if kind == INGRESS else 'To'} Port: {_ports_text(rule.ports)}")
+                text.line(f"    To Port: {_ports_text(rule.ports)}")
                 peers = getattr(rule, peers_field)
                 if not peers:
                     text.line(f"    {word}: <any> (traffic not restricted by {'source' if kind == INGRESS else 'destination'})")
