@@ -150,7 +150,7 @@ class Agent:
         from agent.network.serviceproxy.controller import service_proxy_controller
         cfg = self.config
         node = NodeView(name=cfg.node_name, node_ips=(cfg.node_ip,),
-                        cluster_cidr=cfg.cluster_cidr or self.network.pod_cidr)
+                        cluster_cidr=cfg.cluster_cidr or self.network.pod_cidr, pod_gateway=self.network.gateway)
         proxy = service_proxy_controller(informers=self.informers, table=f"{cfg.nft_table}-svc", node=node,
                                          metrics=self.metrics.controller)
         if proxy is not None:

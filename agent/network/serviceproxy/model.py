@@ -53,6 +53,10 @@ class NodeView:
     node_ips: tuple[str, ...] = ()       # where NodePorts (and LoadBalancer IPs) are served
     cluster_cidr: str = ""               # pod network; ClusterIP traffic from outside it is masqueraded
     mark: int = 0x2000                   # the packet-mark bit "masquerade me"
+    # This node's address on the pod network (its bridge's gateway): the source of
+    # masqueraded traffic to pods, so another node's fence (decision 9) sees a
+    # pod-network address; "" masquerades to the outgoing interface's address.
+    pod_gateway: str = ""
 
 
 def _usable(endpoints: list[Endpoint]) -> list[Endpoint]:

@@ -11,7 +11,9 @@ mode is the model) has a fixed part, written on a full sync only:
                                                                  external-… (LoadBalancer, externalIPs)
                          daddr in @nodeport-ips: proto.port vmap @service-nodeports ─► external-…
     nat-postrouting (nat, 100) ─► masquerading: packets marked by mark-for-masquerade, and
-                         pods that reached themselves (saddr . daddr in @hairpin)
+                         pods that reached themselves (saddr . daddr in @hairpin); to
+                         a pod, the source becomes this node's pod-network gateway (another
+                         node's fence admits only pod-network sources), else the interface's
 
 and a part per service port, its *unit*: chains, affinity sets and the map
 elements that point at them.
@@ -199,7 +201,9 @@ def _base_chains(node: NodeView) -> list[str]:
         f"ip daddr @{NODEPORT_IPS} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}; }}",
         f"chain mark-for-masquerade {{ meta mark set meta mark or {mark}; }}",
         f"chain masquerading {{ meta mark & {mark} == 0 return; meta mark set meta mark xor {mark}; "
-        "masquerade fully-random; }",
+        + (f"ip daddr {node.cluster_cidr} snat ip to {node.pod_gateway} fully-random; "
+           if node.cluster_cidr and node.pod_gateway else "")
+        + "masquerade fully-random; }",
         "chain reject-chain { meta l4proto tcp reject with tcp reset; reject; }",
     ]
 

@@ -75,7 +75,8 @@ def web(*, endpoints, **kw) -> ServicePort:
 
 B1 = Endpoint(ip="10.77.2.2", port=8080, node_name="node")
 B2 = Endpoint(ip="10.77.3.2", port=8080, node_name="node")
-NODE = NodeView(name="node", node_ips=(NODE_IP,))
+# The pod network of this lab is 10.77.0.0/16; masqueraded traffic to pods comes from NODE_IP.
+NODE = NodeView(name="node", node_ips=(NODE_IP,), cluster_cidr="10.77.0.0/16", pod_gateway=NODE_IP)
 
 
 def test_cluster_ip_spreads_connections_over_both_backends(lab):
@@ -114,6 +115,10 @@ def test_node_port_answers_on_the_node_address(lab):
     proxy.sync({"web": web(endpoints=[B1, B2], node_port=30080)})
     counts = lab.connect(NODE_IP, 30080, 30)
     assert set(counts) == {"b1", "b2"} and sum(counts.values()) == 30, counts
+    # Masqueraded: the backends saw the node's pod-network address, not the client's.
+    seen = lab.client.run(sys.executable, "-c", "import socket; s = socket.create_connection(('10.77.0.1', 30080));"
+                          "print(s.recv(100).decode())").stdout.split()
+    assert seen[1] == NODE_IP, seen
 
 
 def test_session_affinity_keeps_a_client_on_one_backend(lab):

@@ -132,3 +132,11 @@ def test_diff_removes_a_deleted_services_chains_and_elements():
         lines.index(f"delete chain ip skiff-svc {service_chain(gone)}")
     assert "delete element ip skiff-svc hairpin { 10.244.1.6 . 10.244.1.6 }" in lines
     assert "kept" not in script
+
+
+def test_masqueraded_traffic_to_pods_comes_from_the_nodes_pod_network_address():
+    node = NodeView(name="node-1", node_ips=("10.213.0.2",), cluster_cidr="10.244.0.0/16", pod_gateway="10.244.1.1")
+    script = render_full(table="skiff-svc", node=node, units={})
+    # Another node's fence lets pod-network sources through, not node IPs.
+    assert ("meta mark set meta mark xor 0x2000; ip daddr 10.244.0.0/16 snat ip to 10.244.1.1 fully-random; "
+            "masquerade fully-random;") in script
