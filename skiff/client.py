@@ -76,6 +76,11 @@ class Unavailable(ApiError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class Unreachable(Unavailable):
+    """No connection to the API at all (refused, no route, name unknown), as
+    opposed to a server that answers UNAVAILABLE itself (etcd down)."""
+
+
 class TooManyRequests(ApiError):
     """Refused for now (HTTP's 429): an eviction a PodDisruptionBudget does not allow yet."""
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -108,7 +113,7 @@ def error_from_rpc(exc: grpc.RpcError, *, address: str) -> ApiError:
         lowered = details.lower()
         if ORIGIN_METADATA not in metadata and any(w in lowered for w in ("failed to connect", "connection refused", "connect failed",
                                       "socket closed", "dns resolution", "no route")):
-            return Unavailable(f"cannot reach the Skiff API at {address}: {_short_reason(details)}")
+            return Unreachable(f"cannot reach the Skiff API at {address}: {_short_reason(details)}")
         return Unavailable(details)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details.lower():
         # gRPC's own words: "Received message larger than max (20000180 vs. 3145728)".

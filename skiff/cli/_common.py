@@ -12,7 +12,7 @@ import sys
 from typing import Awaitable, Callable
 
 from skiff.api import kinds
-from skiff.client import ApiClient, ApiError, Unavailable
+from skiff.client import ApiClient, ApiError, Unreachable
 from skiff.config import resolve_server
 from skiff.cli.errors import CliError  # noqa: F401 - re-exported for the command modules
 
@@ -43,7 +43,7 @@ def print_warning(text: str, *, _seen: set[str] = set()) -> None:
 
 def describe_api_error(exc: ApiError) -> str:
     """One line for an API error; an unreachable server gets the hint to start one."""
-    if isinstance(exc, Unavailable) and exc.message.startswith("cannot reach the Skiff API"):
+    if isinstance(exc, Unreachable):
         where, _, reason = exc.message.rpartition(": ")
         message = f"{where} ({reason})" if where else exc.message
         return f"{message}; is the cluster up? (skiff up)"

@@ -16,7 +16,7 @@ from google.protobuf.message import Message
 
 from skiff.api import jsonpath, printers
 from skiff.cli._common import CliError, add_namespace_flags, call_api, kind_arg, namespace_of, parse_duration, scope
-from skiff.client import ApiClient, ApiError, Gone, Unavailable
+from skiff.client import ApiClient, ApiError, Gone, Unavailable, Unreachable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             except (Gone, Unavailable, ApiError) as exc:
                 # The server ended the watch (compacted, stalled, restarting): list again,
                 # as kubectl's watch tools do; an unreachable server is not retried.
-                if isinstance(exc, Unavailable) and exc.message.startswith("cannot reach"):
+                if isinstance(exc, Unreachable):
                     raise
                 if not isinstance(exc, (Gone, Unavailable)) and exc.code != grpc.StatusCode.CANCELLED:
                     raise
