@@ -95,7 +95,7 @@ class PodNetworkManager:
             cluster_cidr = str(cluster)
         self._spec = nftables.TableSpec(table=nft_table, bridge=bridge, pod_cidr=self.pod_cidr, node_ip=node_ip,
                                         uplinks=self.uplinks, cluster_cidr=cluster_cidr, egress=egress,
-                                        service_cidr=service_cidr)
+                                        service_cidr=service_cidr, egress_uplink=self.egress_uplink)
 
     # -- node -------------------------------------------------------------
 

@@ -25,8 +25,8 @@ can see whose they are.
                                With egress `nat` (decision 30): the bridge may also send
                                to any address outside the cluster (neither the cluster
                                CIDR nor the service CIDR), and replies come back in.
-    postrouting (nat, srcnat)  egress `nat`: a pod's packet to such an address leaves by
-                               any interface but the bridge masqueraded to the node's address;
+    postrouting (nat, srcnat)  egress `nat`: a pod's packet to such an address leaves by the
+                               egress uplink masqueraded to the node's address;
                                pod to pod and pod to service are never NATed.
 """
 from __future__ import annotations
@@ -59,6 +59,9 @@ class TableSpec:
     # "none" keeps the fence of decision 9.
     egress: str = "none"
     service_cidr: str = ""
+    # Where egress leaves and its replies come back (the default route's interface);
+    # "": any interface but the bridge.
+    egress_uplink: str = ""
 
     @property
     def inside(self) -> str:
@@ -92,8 +95,10 @@ def render_script(*, spec: TableSpec, state: NetworkState) -> str:
         f"add rule {t} postrouting oifname {bridge} ct status dnat ip saddr 127.0.0.0/8 masquerade",
         f"add rule {t} postrouting oifname {bridge} ct status dnat ip saddr {spec.pod_cidr} masquerade",
     ]
+    out_by = f"oifname {_quote(spec.egress_uplink)}" if spec.egress_uplink else f"oifname != {bridge}"
+    in_by = f"iifname {_quote(spec.egress_uplink)}" if spec.egress_uplink else f"iifname != {bridge}"
     if spec.egress == "nat":
-        lines.append(f"add rule {t} postrouting oifname != {bridge} ip saddr {spec.pod_cidr} "
+        lines.append(f"add rule {t} postrouting {out_by} ip saddr {spec.pod_cidr} "
                      f"ip daddr != {spec.inside} masquerade")
     for uplink in spec.uplinks:
         # Replies of hostPort flows that came in from another node.
@@ -105,9 +110,9 @@ def render_script(*, spec: TableSpec, state: NetworkState) -> str:
                      f"ip daddr {spec.cluster_cidr} accept")
     if spec.egress == "nat":
         # Out to the world beyond the cluster (masqueraded in postrouting), and back.
-        lines.append(f"add rule {t} forward iifname {bridge} oifname != {bridge} ip saddr {spec.pod_cidr} "
+        lines.append(f"add rule {t} forward iifname {bridge} {out_by} ip saddr {spec.pod_cidr} "
                      f"ip daddr != {spec.inside} accept")
-        lines.append(f"add rule {t} forward iifname != {bridge} oifname {bridge} ip daddr {spec.pod_cidr} "
+        lines.append(f"add rule {t} forward {in_by} oifname {bridge} ip daddr {spec.pod_cidr} "
                      "ct status snat ct state established,related accept")
     if spec.uplinks:
         # The service proxy's hook (decision 25): a NodePort/LoadBalancer flow DNAT'd to

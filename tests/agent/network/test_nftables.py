@@ -80,14 +80,15 @@ def test_egress_nat_masquerades_only_traffic_leaving_the_cluster():
     state.forwarding_enabled_on = ["skiff-uplinkA", "eth9"]
     spec = TableSpec(table="skiff_test_render", bridge="skiff-trender", pod_cidr="10.9.0.0/24", node_ip="10.9.0.1",
                      uplinks=("skiff-uplinkA",), cluster_cidr="10.9.0.0/16", egress="nat",
-                     service_cidr="10.96.0.0/16")
+                     service_cidr="10.96.0.0/16", egress_uplink="eth9")
     script = render_script(spec=spec, state=state)
-    assert ('oifname != "skiff-trender" ip saddr 10.9.0.0/24 ip daddr != { 10.9.0.0/16, 10.96.0.0/16 } masquerade'
+    assert ('oifname "eth9" ip saddr 10.9.0.0/24 ip daddr != { 10.9.0.0/16, 10.96.0.0/16 } masquerade'
             in _rules(script, "postrouting"))
     forward = _rules(script, "forward")
-    out = ('iifname "skiff-trender" oifname != "skiff-trender" ip saddr 10.9.0.0/24 '
+    # Out by the egress uplink alone (not by any other interface), and back.
+    out = ('iifname "skiff-trender" oifname "eth9" ip saddr 10.9.0.0/24 '
            'ip daddr != { 10.9.0.0/16, 10.96.0.0/16 } accept')
-    back = ('iifname != "skiff-trender" oifname "skiff-trender" ip daddr 10.9.0.0/24 '
+    back = ('iifname "eth9" oifname "skiff-trender" ip daddr 10.9.0.0/24 '
             'ct status snat ct state established,related accept')
     fence = 'iifname "skiff-trender" oifname != "skiff-trender" drop'
     assert forward.index(out) < forward.index(back) < forward.index(fence)
@@ -106,7 +107,8 @@ def test_egress_none_keeps_the_fence_and_no_source_nat():
 def test_egress_without_a_cluster_cidr_keeps_the_nodes_own_pods_unnated():
     spec = TableSpec(table="skiff_test_render", bridge="skiff-trender", pod_cidr="10.9.0.0/24", node_ip="10.9.0.1",
                      egress="nat")
-    assert "ip daddr != { 10.9.0.0/24 } masquerade" in render_script(spec=spec, state=_state())
+    assert 'oifname != "skiff-trender" ip saddr 10.9.0.0/24 ip daddr != { 10.9.0.0/24 } masquerade' in \
+        render_script(spec=spec, state=_state())
 
 
 @pytest.mark.root

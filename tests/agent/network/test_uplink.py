@@ -72,3 +72,23 @@ def test_another_node_reaches_a_host_port_and_nothing_else(net_factory, make_pod
 
     net.teardown_node()
     assert forwarding(uplink) == "0"  # put back as it was
+
+
+def test_egress_nat_leaves_by_the_uplink_with_the_nodes_address_and_teardown_puts_forwarding_back(
+        net_factory, make_pod_netns, spawn_in_netns, other_node):
+    # The "outside" is the other namespace's address: reached only over the test's veth.
+    uplink, node_ip, remote_ip, remote = other_node
+    assert forwarding(uplink) == "0"
+    net = net_factory(node_ip=node_ip, egress="nat", egress_uplink=uplink, service_cidr="10.96.0.0/16")
+    assert forwarding(uplink) == "1"
+    pod = make_pod_netns()
+    address = net.attach(pod_id="out-" + secrets.token_hex(3), netns_path=pod.path)
+    token = secrets.token_hex(4)
+    port = 20000 + secrets.randbelow(20000)
+    start_tcp_server(spawn=spawn_in_netns, netns=remote, port=port, token=token)
+    reply = pod.run(sys.executable, "-c", TCP_CLIENT, remote_ip, str(port)).stdout.split()
+    assert reply == [token, node_ip]     # masqueraded: the server sees the node, not the pod
+    assert address.ip != node_ip
+
+    net.teardown_node()
+    assert forwarding(uplink) == "0"     # put back as it was
