@@ -199,7 +199,7 @@ class Agent:
         await self.client.close()
 
 
-def dns_upstreams(cfg: AgentConfig) -> tuple[str, ...]:
+def dns_upstreams(cfg: AgentConfig, *, resolv_conf: str = "/etc/resolv.conf") -> tuple[str, ...]:
     """Where the cluster DNS forwards other names: --dns-upstream as given; else, with pod
     egress nat, the node's own resolvers (its /etc/resolv.conf, IPv4 ones); with none, nowhere
     (decision 30)."""
@@ -209,7 +209,7 @@ def dns_upstreams(cfg: AgentConfig) -> tuple[str, ...]:
 
     from agent.dns.resolvconf import HostResolv
     try:
-        nameservers = HostResolv.read().nameservers
+        nameservers = HostResolv.read(resolv_conf).nameservers
     except OSError:
         return ()
     out = []
