@@ -49,6 +49,9 @@ class ClusterConfig:
     nft_table: str = "skiff"
     cgroup_parent: str = "skiff"
     cluster_cidr: str = "10.244.0.0/16"
+    # Services' cluster IPs and node ports (the control plane's flags of the same names; decision 24).
+    service_cluster_ip_range: str = "10.96.0.0/16"
+    service_node_port_range: str = "30000-32767"
     bootstrap_busybox: bool = True
     start_timeout: float = 60.0
     stop_timeout: float = 15.0
@@ -161,7 +164,9 @@ def components(config: ClusterConfig) -> list[Component]:
         Component("controlplane", (
             sys.executable, "-m", "controlplane.main", "--etcd", etcd, "--listen", config.api_address,
             "--metrics-listen", f"127.0.0.1:{config.controlplane_metrics_port}",
-            "--cluster-cidr", config.cluster_cidr), marker="controlplane.main", address=config.api_address),
+            "--cluster-cidr", config.cluster_cidr, "--service-cluster-ip-range", config.service_cluster_ip_range,
+            "--service-node-port-range", config.service_node_port_range),
+            marker="controlplane.main", address=config.api_address),
     ]
     if config.with_agent and config.lab is None:
         out.append(Component("agent", (

@@ -5,6 +5,7 @@
     skiff create deployment NAME --image IMAGE [--replicas N] [--port P] [-- CMD]
     skiff create job NAME --image IMAGE [-- CMD]
     skiff create job NAME --from=cronjob/NAME
+    skiff create service clusterip|nodeport|loadbalancer NAME --tcp=P[:T]   (skiff/cli/expose.py)
 
 The Deployment kubectl makes: labels, selector and template labels `app=NAME`,
 one container per --image named after the image (`busybox:1.36` -> busybox).
@@ -56,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     j.add_argument("--from", dest="source", metavar="cronjob/NAME", help="the cron job whose template to use")
     add_namespace_flags(j)
     j.set_defaults(func=run_job, takes_command=True)
+    from skiff.cli.expose import register_create
+    register_create(what)
 
 
 def run_files(args: argparse.Namespace) -> int:

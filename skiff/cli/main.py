@@ -19,7 +19,7 @@ from skiff.config import DEFAULT_SERVER, ConfigError
 # Order is the order of `skiff --help`.
 COMMAND_MODULES = (
     "apply", "diff", "get", "describe", "delete", "label", "patch", "edit", "api_resources",
-    "explain", "create", "scale", "autoscale", "rollout", "set", "logs", "exec", "attach", "port_forward", "run", "wait", "top", "build", "image",
+    "explain", "create", "expose", "scale", "autoscale", "rollout", "set", "logs", "exec", "attach", "port_forward", "run", "wait", "top", "build", "image",
     "up",
     "node", "taint", "drain", "status", "version",
 )

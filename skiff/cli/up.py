@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import ipaddress
 import json
 import os
 import shutil
@@ -111,6 +112,25 @@ class Cluster:
         if everything or not any(running_pid(self.config, c) for c in components(self.config)):
             for name in ("cluster.json", "supervisor.json", "supervisor.pid"):
                 (self.config.pid_dir / name).unlink(missing_ok=True)
+
+
+def _service_range_problem(args: argparse.Namespace) -> str | None:
+    """The service CIDR must parse and stay clear of the pod network and the nodes' link (checked again,
+    with the node port range, by the control plane)."""
+    try:
+        services = ipaddress.ip_network(args.service_cluster_ip_range)
+    except ValueError as exc:
+        return f"--service-cluster-ip-range {args.service_cluster_ip_range!r}: {exc}"
+    for flag, value in (("--cluster-cidr", args.cluster_cidr), ("--node-cidr", args.node_cidr)):
+        try:
+            if services.overlaps(ipaddress.ip_network(value)):
+                return f"--service-cluster-ip-range {services}: overlaps {flag} {value}"
+        except ValueError:
+            pass   # that flag's own check names it
+    low, _, high = args.service_node_port_range.partition("-")
+    if not (low.isdigit() and (high or low).isdigit() and 1 <= int(low) <= int(high or low) <= 65535):
+        return f"--service-node-port-range {args.service_node_port_range!r}: expected FIRST-LAST, e.g. 30000-32767"
+    return None
 
 
 def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: Path | None = None) -> int:
@@ -496,6 +516,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the cgroup all pods go under, in every hierarchy (default %(default)s)")
     p.add_argument("--cluster-cidr", default=ClusterConfig.cluster_cidr, metavar="CIDR",
                    help="the pod network; each node gets a /24 of it (default %(default)s)")
+    p.add_argument("--service-cluster-ip-range", default=ClusterConfig.service_cluster_ip_range, metavar="CIDR",
+                   help="Services' cluster IPs, clear of --cluster-cidr and --node-cidr (default %(default)s)")
+    p.add_argument("--service-node-port-range", default=ClusterConfig.service_node_port_range,
+                   metavar="FIRST-LAST", help="Services' node ports (default %(default)s)")
     p.add_argument("--nodes", type=int, default=None, metavar="N",
                    help="run N nodes, each in a network namespace of its own acting as a separate host, on a "
                         "private link (without it: one node on this host)")
@@ -568,7 +592,10 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      monitoring_rule_for_scale=args.monitoring_rule_for_scale,
                      nodes=tuple(range(1, (args.nodes or 0) + 1)), name=args.name, node_cidr=args.node_cidr,
                      pod_network=args.pod_network, pod_egress=args.pod_egress, eviction_hard=args.eviction_hard,
-                     hollow_nodes=args.hollow_nodes)
+                     hollow_nodes=args.hollow_nodes, service_cluster_ip_range=args.service_cluster_ip_range,
+                     service_node_port_range=args.service_node_port_range)
+        if problem := _service_range_problem(args):
+            raise CliError(problem)
         if args.hollow_nodes < 0:
             raise CliError(f"--hollow-nodes: must not be negative, got {args.hollow_nodes}")
         if not 0 < args.monitoring_rule_for_scale <= 1:
