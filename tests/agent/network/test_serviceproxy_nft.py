@@ -4,6 +4,7 @@ service table in the node namespace DNATs a ClusterIP (and a NodePort) to the
 backends. Connections are counted per backend."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -138,3 +139,42 @@ def test_a_restart_replaces_a_left_over_table_and_teardown_removes_it(lab):
     restarted.teardown()
     restarted.teardown()   # idempotent
     assert not table_exists("skiff-svc", run=lab.nft)
+
+
+def test_incremental_changes_of_every_shape_apply_in_the_kernel(lab):
+    """Affinity on and off, NodePort and Local policies added and removed, endpoints
+    going and coming: each diff is one transaction the kernel accepts, ending equal
+    to a full write of the same Services."""
+    proxy = ServiceProxy(table="skiff-svc", node=NODE, run=lab.nft)
+    shapes = [
+        {"web": web(endpoints=[B1, B2])},
+        {"web": web(endpoints=[B1, B2], affinity_seconds=30)},
+        {"web": web(endpoints=[B1], affinity_seconds=60, node_port=30080)},
+        {"web": web(endpoints=[B1, B2], node_port=30080, external_local=True)},
+        {"web": web(endpoints=[], node_port=30080)},
+        {"web": web(endpoints=[B2], internal_local=True)},
+        {},
+        {"web": web(endpoints=[B1, B2], affinity_seconds=30)},
+    ]
+    for ports in shapes:
+        proxy.sync(ports)
+    incremental = _contents(lab)
+    ServiceProxy(table="skiff-svc", node=NODE, run=lab.nft).sync(shapes[-1])
+    assert incremental == _contents(lab)
+    counts = lab.connect(CLUSTER_IP, 80, 10)
+    assert len(counts) == 1 and sum(counts.values()) == 10, counts
+
+
+def _contents(lab) -> list[str]:
+    """The table's chains, rules, sets and maps with their elements, in no particular order."""
+    items = json.loads(lab.nft(["-j", "list", "table", "ip", "skiff-svc"]))["nftables"]
+    out = []
+    for item in items:
+        for kind, body in item.items():
+            if kind == "metainfo":
+                continue
+            body = {k: v for k, v in body.items() if k != "handle"}
+            if "elem" in body:
+                body["elem"] = sorted(json.dumps(e, sort_keys=True) for e in body["elem"])
+            out.append(json.dumps({kind: body}, sort_keys=True))
+    return sorted(out)
