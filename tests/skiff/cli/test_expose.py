@@ -40,6 +40,12 @@ def test_expose_deployment_pod_and_create_service(skiff, controlplane):
     assert table[1].split()[:5] == ["web", "NodePort", svc["spec"]["clusterIP"], "<none>",
                                     f"80:{port['nodePort']}/TCP"]
 
+    described = skiff("describe", "svc", "web", server=server).stdout.splitlines()
+    assert "Selector:                 app=web" in described
+    assert "TargetPort:               http/TCP" in described
+    assert f"NodePort:                 <unset>  {port['nodePort']}/TCP" in described
+    assert "Endpoints:                <none>" in described
+
     # Without --port: the container ports; again: AlreadyExists as kubectl words it.
     assert skiff("expose", "deployment", "web", "--name", "web2", server=server).returncode == 0
     again = skiff("expose", "deploy/web", "--port", "80", server=server)
