@@ -16,7 +16,6 @@ this class is synchronous and blocking, and the agent runs it in a thread.
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import time
 from dataclasses import dataclass
@@ -25,8 +24,6 @@ from typing import Callable, Mapping
 from agent.network.serviceproxy.model import NodeView, ServicePort
 from agent.network.serviceproxy.render import Unit, render_diff, render_full, render_unit
 from agent.network.types import NetworkError
-
-log = logging.getLogger(__name__)
 
 
 def run_nft(args: list[str], script: str | None = None) -> str:

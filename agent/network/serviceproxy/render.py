@@ -227,7 +227,8 @@ def render_full(*, table: str, node: NodeView, units: dict[str, Unit]) -> str:
     ips = ", ".join(node.node_ips)
     out.append(f"  set {NODEPORT_IPS} {{ type ipv4_addr; " + (f"elements = {{ {ips} }}; " if ips else "") + "}")
     pairs = ", ".join(f"{ip} . {ip}" for ip in sorted(_endpoint_ips(units)))
-    out.append(f"  set {HAIRPIN} {{ type ipv4_addr . ipv4_addr; " + (f"elements = {{ {pairs} }}; " if pairs else "") + "}")
+    out.append(f"  set {HAIRPIN} {{ type ipv4_addr . ipv4_addr; "
+               + (f"elements = {{ {pairs} }}; " if pairs else "") + "}")
     for unit in units.values():
         out += [f"  {_set_decl(n, t)}" for n, t in unit.sets.items()]
     chains = sorted(((n, r) for u in units.values() for n, r in u.chains.items()), key=lambda c: _chain_order(c[0]))
