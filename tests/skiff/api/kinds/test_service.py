@@ -203,3 +203,18 @@ def test_describe_service_as_kubectl():
     assert "Endpoints:                10.244.0.5:9376" in lines
     assert "Session Affinity:         None" in lines
     assert lines[-1] == "Events:  <none>"
+
+
+def test_the_docs_service_manifests_are_valid():
+    from pathlib import Path
+    docs = Path(__file__).resolve().parents[3] / "fixtures" / "kubernetes-docs"
+    found = []
+    for path in ("service/simple-service.yaml", "service/networking/nginx-svc.yaml", "application/nginx-app.yaml"):
+        for item in manifest.load([str(docs / path)]):
+            assert not item.errors, (path, item.errors)
+            if isinstance(item.obj, services_pb2.Service):
+                obj = S.defaults(item.obj)
+                assert S.validate(obj) == [], path
+                found.append((obj.metadata.name, obj.spec.type, obj.spec.ports[0].target_port))
+    assert found == [("my-service", "ClusterIP", "9376"), ("my-nginx", "ClusterIP", "80"),
+                     ("my-nginx-svc", "LoadBalancer", "80")]
