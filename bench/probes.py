@@ -29,6 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from density import Cluster, free_port, teardown  # noqa: E402
 
 BUDGET = 0.15          # of one core
+# On a loaded machine the agent can miss its heartbeat (8 s grace) while it starts 100 pods; the
+# node's unreachable/not-ready NoExecute taints would then evict every pod, and the bench would
+# measure nothing. It measures probes, not node lifecycle: its pods tolerate those taints.
+TOLERATIONS = ("  tolerations:\n"
+               "  - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute}\n"
+               "  - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute}\n")
 PROBES_PER_POD = 3
 
 
@@ -42,7 +48,7 @@ def manifest(n: int, *, probes: bool) -> str:
             text += f"    livenessProbe: {{tcpSocket: {{port: {port}}}, periodSeconds: 1}}\n"
         return text
     docs = [f"apiVersion: v1\nkind: Pod\nmetadata: {{name: probes-{i:03d}, labels: {{app: probes}}}}\n"
-            f"spec:\n  terminationGracePeriodSeconds: 1\n  containers:\n"
+            f"spec:\n  terminationGracePeriodSeconds: 1\n{TOLERATIONS}  containers:\n"
             + container("web", 8080, True) + container("side", 8081, False)
             for i in range(n)]
     return "---\n".join(docs)

@@ -8,9 +8,12 @@ all on the loop's thread without yielding — a few sockets at a time, so a pod'
 probes share one setns pair), and everything after that — connect, TLS, the
 request, the answer — is non-blocking on a socket that lives in the pod's
 namespace. A tcpSocket or plain httpGet probe of an IP address is one exchange
-of loop callbacks (`_exchange`: connect, send, read the status line) with one
-future and one timer: no stream objects, no per-step futures (issue 10: the
-probe CPU budget). So a pod needs no route from the
+of callbacks (`_exchange`: connect, send, read the status line) with one
+future: no stream objects, no per-step futures; the agent's go through one
+`Exchanges` — the probes' sockets in an epoll set of their own that the loop
+watches as one reader, timeouts in shared 0.1 s buckets — so a probe adds
+no selector registration or timer of its own (issue 10: the probe CPU
+budget; an HTTP probe's request bytes are made once). So a pod needs no route from the
 node, and a probe of 127.0.0.1 reaches the pod's loopback, as a kubelet
 probe of the pod's IP would reach the pod.
 
@@ -21,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import os
+import select
 import socket
 import ssl
 import struct
@@ -136,81 +141,174 @@ def _is_ip(host: str, _known: dict[str, bool] = {}) -> bool:
     return known
 
 
-def _exchange(sock: socket.socket, address: tuple[str, int], request: bytes | None,
-              timeout: float) -> asyncio.Future:
-    """Connect, send `request` and read up to the first line of the answer, as
-    loop callbacks: resolves to those bytes (b"" without a request), or raises
-    _Dial (the connect failed), OSError (later) or TimeoutError. The socket is
-    closed with a reset when the future is done, cancelled included."""
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
-    fd = sock.fileno()
-    data = bytearray()
-    pending = [request]
+class _Op:
+    """One exchange in flight: connect, send the request, read up to the
+    first line of the answer. step() runs when its socket is ready and says
+    which readiness it waits for next (EPOLLOUT, EPOLLIN), or 0 when its
+    future is done."""
+    __slots__ = ("sock", "fd", "future", "request", "data", "connected")
 
-    def fail(exc: BaseException) -> None:
-        if not future.done():
-            future.set_exception(exc)
+    def __init__(self, sock: socket.socket, future: asyncio.Future, request: bytes | None) -> None:
+        self.sock, self.fd, self.future, self.request = sock, sock.fileno(), future, request
+        self.data = bytearray()
+        self.connected = False
 
-    def readable() -> None:
+    def connect(self, address: tuple[str, int]) -> bool:
+        """Start the connect; False when it failed at once (the future has the error)."""
         try:
-            chunk = sock.recv(4096)
+            self.sock.connect(address)
         except (BlockingIOError, InterruptedError):
-            return
+            pass
         except OSError as exc:
-            fail(exc)
-            return
-        data.extend(chunk)
-        if (not chunk or b"\n" in data or len(data) >= 4096) and not future.done():
-            future.set_result(bytes(data))
+            self.future.set_exception(_Dial(exc))
+            return False
+        return True   # connected at once (rare) or under way: writable when done either way
 
-    def writable() -> None:
-        if pending[0] is request:   # the connect has finished: its outcome is SO_ERROR
+    def step(self) -> int:
+        sock, future = self.sock, self.future
+        if future.done():
+            return 0
+        if not self.connected:   # the connect has finished: its outcome is SO_ERROR
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
-                fail(_Dial(OSError(err, os.strerror(err))))
-                return
-            if request is None:
-                if not future.done():
-                    future.set_result(b"")
-                return
+                future.set_exception(_Dial(OSError(err, os.strerror(err))))
+                return 0
+            if self.request is None:
+                future.set_result(b"")
+                return 0
+            self.connected = True
         try:
-            sent = sock.send(pending[0])
+            if self.request:
+                self.request = self.request[sock.send(self.request):]
+                return select.EPOLLOUT if self.request else select.EPOLLIN
+            chunk = sock.recv(4096)
         except (BlockingIOError, InterruptedError):
-            return
+            return select.EPOLLIN if self.connected and not self.request else select.EPOLLOUT
         except OSError as exc:
-            fail(exc)
+            future.set_exception(exc)
+            return 0
+        self.data += chunk
+        if not chunk or b"\n" in self.data or len(self.data) >= 4096:
+            future.set_result(bytes(self.data))
+            return 0
+        return select.EPOLLIN
+
+    def close(self) -> None:
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)   # no TIME_WAIT left behind
+        self.sock.close()
+
+
+class Exchanges:
+    """Every network probe's I/O at a fixed, small cost per probe (issue 10,
+    the probe CPU budget). The probes' sockets sit in an epoll set of their
+    own, which the event loop watches as ONE reader: a probe costs two or
+    three epoll_ctl calls and no selector bookkeeping or handle objects, and
+    one wake-up of the loop serves every probe whose socket is ready.
+    Timeouts are buckets of TIMEOUT_RESOLUTION seconds with one loop timer
+    each, not a timer per probe: a probe times out at most that much late,
+    never early. The ProbeManager owns one (close() with it)."""
+
+    TIMEOUT_RESOLUTION = 0.1
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.epoll = select.epoll()
+        self.ops: dict[int, _Op] = {}
+        self.buckets: dict[int, list[_Op]] = {}
+        loop.add_reader(self.epoll.fileno(), self._ready)
+
+    def start(self, sock: socket.socket, address: tuple[str, int], request: bytes | None,
+              timeout: float) -> asyncio.Future:
+        op = _Op(sock, self.loop.create_future(), request)
+        op.future.add_done_callback(lambda _: self._finish(op))
+        if not op.connect(address):
+            return op.future
+        self.ops[op.fd] = op
+        self.epoll.register(op.fd, select.EPOLLOUT)
+        key = math.ceil((self.loop.time() + timeout) / self.TIMEOUT_RESOLUTION)
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = []
+            self.loop.call_at(key * self.TIMEOUT_RESOLUTION, self._expire, key)
+        bucket.append(op)
+        return op.future
+
+    def _expire(self, key: int) -> None:
+        for op in self.buckets.pop(key, ()):
+            if not op.future.done():
+                op.future.set_exception(TimeoutError())
+
+    def _ready(self) -> None:
+        for fd, _ in self.epoll.poll(0):
+            op = self.ops.get(fd)
+            if op is not None:
+                before = select.EPOLLIN if op.connected and not op.request else select.EPOLLOUT
+                interest = op.step()
+                if interest and interest != before:
+                    self.epoll.modify(fd, interest)
+
+    def _finish(self, op: _Op) -> None:
+        if self.ops.get(op.fd) is op:
+            del self.ops[op.fd]
+            self.epoll.unregister(op.fd)
+        op.close()
+
+    def close(self) -> None:
+        for op in list(self.ops.values()):
+            op.future.cancel()
+            self._finish(op)
+        self.loop.remove_reader(self.epoll.fileno())
+        self.epoll.close()
+
+
+def _exchange(sock: socket.socket, address: tuple[str, int], request: bytes | None,
+              timeout: float, exchanges: Exchanges | None = None) -> asyncio.Future:
+    """Connect, send `request` and read up to the first line of the answer,
+    as loop callbacks (no task, no stream): resolves to those bytes (b""
+    without a request), or raises _Dial (the connect failed), OSError (later)
+    or TimeoutError. The socket is closed with a reset when the future is
+    done, cancelled included. Through `exchanges` when given (the agent's
+    probes); else on the loop's own selector, with a timer of its own."""
+    if exchanges is not None:
+        return exchanges.start(sock, address, request, timeout)
+    loop = asyncio.get_running_loop()
+    op = _Op(sock, loop.create_future(), request)
+    watching = [0]
+
+    def watch(interest: int) -> None:
+        if interest == watching[0]:
             return
-        pending[0] = pending[0][sent:]
-        if not pending[0]:
-            loop.add_reader(fd, readable)
-            loop.remove_writer(fd)
+        if watching[0] == select.EPOLLOUT:
+            loop.remove_writer(op.fd)
+        elif watching[0] == select.EPOLLIN:
+            loop.remove_reader(op.fd)
+        if interest == select.EPOLLOUT:
+            loop.add_writer(op.fd, ready)
+        elif interest == select.EPOLLIN:
+            loop.add_reader(op.fd, ready)
+        watching[0] = interest
+
+    def ready() -> None:
+        watch(op.step())
 
     def done(_: asyncio.Future) -> None:
         timer.cancel()
-        loop.remove_writer(fd)
-        loop.remove_reader(fd)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)   # no TIME_WAIT left behind
-        sock.close()
+        watch(0)
+        op.close()
 
-    timer = loop.call_later(timeout, fail, TimeoutError())
-    future.add_done_callback(done)
-    try:
-        sock.connect(address)
-    except (BlockingIOError, InterruptedError):
-        loop.add_writer(fd, writable)
-    except OSError as exc:
-        fail(_Dial(exc))
-    else:
-        loop.add_writer(fd, writable)   # connected at once (rare): writable now, so called next
-    return future
+    timer = loop.call_later(timeout, lambda: op.future.done() or op.future.set_exception(TimeoutError()))
+    op.future.add_done_callback(done)
+    if op.connect(address):
+        watch(select.EPOLLOUT)
+    return op.future
 
 
-async def tcp_socket(sockets: Sockets, netns: Path | None, *, host: str, port: int, timeout: float) -> Outcome:
+async def tcp_socket(sockets: Sockets, netns: Path | None, *, host: str, port: int, timeout: float,
+                     exchanges: Exchanges | None = None) -> Outcome:
     if _is_ip(host):
         try:
             await _exchange(sockets.socket(netns, socket.AF_INET6 if ":" in host else socket.AF_INET),
-                            (host, port), None, timeout)
+                            (host, port), None, timeout, exchanges)
             return Outcome(True)
         except _Dial as exc:
             return Outcome(False, _dial_error(host, port, exc.error))
@@ -227,9 +325,21 @@ async def tcp_socket(sockets: Sockets, netns: Path | None, *, host: str, port: i
         return Outcome(False, _dial_error(host, port, exc))
 
 
-async def http_get(sockets: Sockets, netns: Path | None, *, host: str, port: int, path: str, scheme: str,
-                   headers: Sequence[tuple[str, str]], timeout: float) -> Outcome:
-    """kubelet's HTTP probe: success on 200-399 (a redirect is not followed)."""
+def _http_request(host: str, port: int, path: str, scheme: str, headers: tuple[tuple[str, str], ...],
+                  _made: dict[tuple, tuple[str, str, bytes]] = {}) -> tuple[str, str, bytes]:
+    """(SCHEME, url, request bytes) of an HTTP probe; made once per probe (a probe a second asks again)."""
+    key = (host, port, path, scheme, headers)
+    made = _made.get(key)
+    if made is None:
+        made = _make_http_request(host, port, path, scheme, headers)
+        if len(_made) >= 4096:
+            _made.clear()
+        _made[key] = made
+    return made
+
+
+def _make_http_request(host: str, port: int, path: str, scheme: str,
+                       headers: tuple[tuple[str, str], ...]) -> tuple[str, str, bytes]:
     scheme = (scheme or "HTTP").upper()
     url_host = f"[{host}]" if ":" in host else host
     url = f"{scheme.lower()}://{url_host}:{port}{path or '/'}"
@@ -243,11 +353,18 @@ async def http_get(sockets: Sockets, netns: Path | None, *, host: str, port: int
         lines.append("Accept: */*")
     lines += [f"{name}: {value}" for name, value in headers]
     lines.append("Connection: close")
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+    return scheme, url, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+
+
+async def http_get(sockets: Sockets, netns: Path | None, *, host: str, port: int, path: str, scheme: str,
+                   headers: Sequence[tuple[str, str]], timeout: float,
+                   exchanges: Exchanges | None = None) -> Outcome:
+    """kubelet's HTTP probe: success on 200-399 (a redirect is not followed)."""
+    scheme, url, request = _http_request(host, port, path, scheme, tuple(headers))
     if scheme != "HTTPS" and _is_ip(host):
         try:
             answer = await _exchange(sockets.socket(netns, socket.AF_INET6 if ":" in host else socket.AF_INET),
-                                     (host, port), request, timeout)
+                                     (host, port), request, timeout, exchanges)
         except _Dial as exc:
             return Outcome(False, f'Get "{url}": {_dial_error(host, port, exc.error)}')
         except TimeoutError:

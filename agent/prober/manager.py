@@ -22,7 +22,9 @@ and fresh results, and `forget` drops an attempt that is over.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -57,14 +59,44 @@ class _Attempt:
     kill: tuple[str, float | None] | None = None   # (kind, probe-level grace) once a kill is due
 
 
+class Wheel:
+    """The probe workers' sleeps on shared timers (issue 10, the probe CPU
+    budget): a sleep ends at the first RESOLUTION boundary at or after its
+    deadline, and each boundary with sleepers is one loop timer, so 300
+    workers sleeping a second cost a handful of timers a second, not 300
+    (each a heap entry whose ordering runs Python code)."""
+
+    RESOLUTION = 0.05
+
+    def __init__(self) -> None:
+        self._slots: dict[int, list[asyncio.Future]] = {}
+
+    async def sleep(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        key = math.ceil((loop.time() + seconds) / self.RESOLUTION)
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = []
+            loop.call_at(key * self.RESOLUTION, self._wake, key)
+        future = loop.create_future()
+        slot.append(future)
+        await future
+
+    def _wake(self, key: int) -> None:
+        for future in self._slots.pop(key, ()):
+            if not future.done():
+                future.set_result(None)
+
+
 class ProbeManager:
     def __init__(self, *, runtime: checks.Exec, on_change: Callable[[str], None], events: EventSink | None = None,
-                 sockets: checks.Sockets | None = None, sleep: Sleep = asyncio.sleep) -> None:
+                 sockets: checks.Sockets | None = None, sleep: Sleep | None = None) -> None:
         self.runtime = runtime
         self.on_change = on_change
         self.events = events
         self._sockets = sockets
-        self.sleep = sleep
+        self.sleep = sleep or Wheel().sleep
+        self._exchanges: checks.Exchanges | None = None
         self._attempts: dict[str, _Attempt] = {}
 
     @property
@@ -72,6 +104,12 @@ class ProbeManager:
         if self._sockets is None:   # opened on first use: a node without network probes never setns()
             self._sockets = checks.NetnsSockets()
         return self._sockets
+
+    @property
+    def exchanges(self) -> checks.Exchanges:
+        if self._exchanges is None:   # made on the loop, at the first network probe
+            self._exchanges = checks.Exchanges(asyncio.get_running_loop())
+        return self._exchanges
 
     # ------------------------------------------------------------ what the pod worker asks
 
@@ -134,6 +172,9 @@ class ProbeManager:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._exchanges is not None:
+            self._exchanges.close()
+            self._exchanges = None
 
     # ------------------------------------------------------------ the worker
 
@@ -144,9 +185,12 @@ class ProbeManager:
             if probe.initial_delay_seconds > 0:
                 await self.sleep(probe.initial_delay_seconds)
             period = max(1, probe.period_seconds)
+            plan, planned_for = None, None
             while True:
                 if kind == STARTUP or self.started(target.container_id):
-                    outcome = await self.run(kind, probe, target)
+                    if planned_for != target.pod_ip:   # the handler's arguments, made again only if the IP changes
+                        plan, planned_for = self.plan(probe, target), target.pod_ip
+                    outcome = await plan()
                     if not outcome.ok:
                         self._event(target.pod, "Warning", "Unhealthy", f"{kind} probe failed: {outcome.message}")
                     if state.observe(outcome.ok):
@@ -168,34 +212,47 @@ class ProbeManager:
 
     async def run(self, kind: str, probe: types_pb2.Probe, target: Target) -> checks.Outcome:
         """One probe run with its timeout."""
+        return await self.plan(probe, target)()
+
+    def plan(self, probe: types_pb2.Probe, target: Target) -> Callable[[], Awaitable[checks.Outcome]]:
+        """The probe's handler with its arguments bound: a worker makes it once
+        and calls it every period (issue 10, the probe CPU budget)."""
         timeout = float(max(1, probe.timeout_seconds))
         host = target.pod_ip or "127.0.0.1"
         netns = target.netns
         if probe.HasField("exec"):
-            return await checks.exec_probe(self.runtime, target.container_id, probe.exec.command, timeout=timeout)
+            return functools.partial(checks.exec_probe, self.runtime, target.container_id, list(probe.exec.command),
+                                     timeout=timeout)
         if probe.HasField("http_get"):
             g = probe.http_get
             port = _port(g.port, target.container)
             if port is None:
-                return checks.Outcome(False, f"unknown port {g.port!r}: no container port of that name")
-            return await checks.http_get(self.sockets, netns, host=g.host or host, port=port, path=g.path,
-                                         scheme=g.scheme, headers=[(h.name, h.value) for h in g.http_headers],
-                                         timeout=timeout)
+                return _fixed(checks.Outcome(False, f"unknown port {g.port!r}: no container port of that name"))
+            return functools.partial(checks.http_get, self.sockets, netns, host=g.host or host, port=port,
+                                     path=g.path, scheme=g.scheme,
+                                     headers=tuple((h.name, h.value) for h in g.http_headers), timeout=timeout,
+                                     exchanges=self.exchanges)
         if probe.HasField("tcp_socket"):
             port = _port(probe.tcp_socket.port, target.container)
             if port is None:
-                return checks.Outcome(False, f"unknown port {probe.tcp_socket.port!r}: no container port of "
-                                             f"that name")
-            return await checks.tcp_socket(self.sockets, netns, host=probe.tcp_socket.host or host, port=port,
-                                           timeout=timeout)
+                return _fixed(checks.Outcome(False, f"unknown port {probe.tcp_socket.port!r}: no container port of "
+                                                    f"that name"))
+            return functools.partial(checks.tcp_socket, self.sockets, netns, host=probe.tcp_socket.host or host,
+                                     port=port, timeout=timeout, exchanges=self.exchanges)
         if probe.HasField("grpc"):
-            return await checks.grpc_health(self.sockets, netns, host=host, port=probe.grpc.port,
-                                            service=probe.grpc.service, timeout=timeout)
-        return checks.Outcome(False, "the probe has no handler")
+            return functools.partial(checks.grpc_health, self.sockets, netns, host=host, port=probe.grpc.port,
+                                     service=probe.grpc.service, timeout=timeout)
+        return _fixed(checks.Outcome(False, "the probe has no handler"))
 
     def _event(self, pod: types_pb2.Pod, kind: str, reason: str, message: str) -> None:
         if self.events is not None:
             self.events(pod, kind, reason, message)
+
+
+def _fixed(outcome: checks.Outcome) -> Callable[[], Awaitable[checks.Outcome]]:
+    async def answer() -> checks.Outcome:
+        return outcome
+    return answer
 
 
 def _port(value: str, container: types_pb2.Container) -> int | None:

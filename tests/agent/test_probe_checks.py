@@ -181,3 +181,58 @@ def test_a_server_that_never_answers_times_out_with_kubelet_s_words_and_leaves_n
     assert http == checks.Outcome(False, f'Get "http://127.0.0.1:{port}/healthz": context deadline exceeded '
                                          f'(Client.Timeout exceeded while awaiting headers)')
     assert leaked <= 0
+
+
+def test_probes_through_one_shared_epoll_answer_as_alone_and_leave_nothing_behind():
+    """The agent's probes go through checks.Exchanges (one epoll set watched
+    as one reader, timeouts in shared buckets): many at once, answered,
+    refused and unanswered, give each its own outcome; close() leaves no fd."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)   # accepted by the kernel, never answered
+    silent = listener.getsockname()[1]
+    refused_port = free_port()
+
+    async def handle(reader, writer):
+        request = await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 " + (b"204 No Content" if b"/ok " in request else b"503 Unavailable") + b"\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def scenario():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        fds = len(os.listdir("/proc/self/fd"))
+        engine = checks.Exchanges(asyncio.get_running_loop())
+
+        def http(p, path, timeout=5.0):
+            return checks.http_get(HostSockets(), None, host="127.0.0.1", port=p, path=path, scheme="HTTP",
+                                   headers=[], timeout=timeout, exchanges=engine)
+        outcomes = await asyncio.gather(
+            *[http(port, "/ok") for _ in range(20)], *[http(port, "/bad") for _ in range(5)],
+            http(refused_port, "/ok"), http(silent, "/ok", timeout=0.3),
+            checks.tcp_socket(HostSockets(), None, host="127.0.0.1", port=port, timeout=5, exchanges=engine),
+            checks.tcp_socket(HostSockets(), None, host="127.0.0.1", port=refused_port, timeout=5,
+                              exchanges=engine))
+        in_flight = asyncio.ensure_future(http(silent, "/", timeout=30))   # still waiting at close()
+        await asyncio.sleep(0.05)
+        engine.close()
+        await asyncio.gather(in_flight, return_exceptions=True)
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0)
+        return port, outcomes, in_flight, len(os.listdir("/proc/self/fd")) - fds
+    try:
+        port, outcomes, in_flight, leaked = run(scenario())
+    finally:
+        listener.close()
+    assert outcomes[:20] == [checks.Outcome(True)] * 20
+    assert outcomes[20:25] == [checks.Outcome(False, "HTTP probe failed with statuscode: 503")] * 5
+    assert outcomes[25] == checks.Outcome(False, f'Get "http://127.0.0.1:{refused_port}/ok": dial tcp '
+                                                 f'127.0.0.1:{refused_port}: connect: connection refused')
+    assert outcomes[26] == checks.Outcome(False, f'Get "http://127.0.0.1:{silent}/ok": context deadline exceeded '
+                                                 f'(Client.Timeout exceeded while awaiting headers)')
+    assert outcomes[27:] == [checks.Outcome(True), checks.Outcome(
+        False, f"dial tcp 127.0.0.1:{refused_port}: connect: connection refused")]
+    assert in_flight.cancelled()
+    assert leaked <= 0

@@ -222,3 +222,23 @@ def test_a_startup_probe_that_never_succeeds_kills_the_container(tmp_path):
         assert w.events.reasons("Killing") == ["Container main failed startup probe, will be restarted"]
         await w.workers.shutdown()
     run(scenario())
+
+
+def test_the_wheel_wakes_every_sleeper_never_before_its_time():
+    """Probe workers sleep on a shared Wheel (one loop timer per boundary with
+    sleepers, not one per worker): each sleep lasts at least what was asked."""
+    from agent.prober.manager import Wheel
+
+    async def scenario():
+        wheel, loop = Wheel(), asyncio.get_running_loop()
+
+        async def sleeper(seconds):
+            start = loop.time()
+            await wheel.sleep(seconds)
+            return loop.time() - start - seconds
+        cancelled = asyncio.ensure_future(wheel.sleep(0.05))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        return await asyncio.gather(*(sleeper(0.01 * (i % 7)) for i in range(60)))
+    lateness = run(scenario())
+    assert len(lateness) == 60 and min(lateness) >= -1e-3   # the loop clock's granularity

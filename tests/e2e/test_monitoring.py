@@ -10,8 +10,9 @@ the hungry container's working set holds what it allocated, below its
 limit); kube-state-metrics' families; the API server's requests under
 Kubernetes' names; the rules loaded, and KubePodCrashLooping firing for the
 crashing pod in Prometheus' /api/v1/alerts (the cluster is started with
-`--monitoring-rule-for-scale 0.02`, so the alert's `for: 15m` is 18 s). A pod annotated prometheus.io/scrape that appears after
-Prometheus started is discovered and scraped. Every panel of the Grafana
+`--monitoring-rule-for-scale 0.02`, so the alert's `for: 15m` is 18 s). A
+pod annotated prometheus.io/scrape that appears after Prometheus started is
+discovered and scraped. Every panel of the Grafana
 dashboards in deploy/monitoring/dashboards returns series, and Prometheus
 serves the console page filled in. `skiff top` shows the same containers.
 `skiff down --purge` stops Prometheus and removes its data.

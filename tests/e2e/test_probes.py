@@ -2,7 +2,10 @@
 readiness probe against busybox httpd flips the pod's Ready both ways, a
 tcpSocket liveness probe restarts a container whose port closed, and the
 Kubernetes docs' exec liveness manifest (applied unchanged, a local busybox
-standing in for its image) restarts its container with kubelet's events.
+standing in for its image) restarts its container with kubelet's events; so
+do the docs' http-liveness (a stand-in for agnhost's `liveness` server: 200
+on /healthz for 10 s, then 500; the probe's Custom-Header reaches it) and
+tcp-liveness-readiness (a stand-in goproxy listening on 8080) manifests.
 Real etcd, control plane, agent and runtime (root), in a private cluster."""
 from __future__ import annotations
 
@@ -50,6 +53,33 @@ spec:
       failureThreshold: 2
 """
 
+# Local stand-ins for the docs' images, built FROM busybox. agnhost's `liveness`
+# answers /healthz 200 for its first 10 s, then 500; this one does the same with
+# busybox nc, one handler per connection, and prints each request's headers.
+AGNHOST = """\
+#!/bin/sh
+[ "$1" = liveness ] || { echo "stand-in agnhost: only 'liveness'" >&2; exit 2; }
+date +%s > /tmp/started
+exec nc -ll -p 8080 -e /liveness-handler
+"""
+AGNHOST_HANDLER = """\
+#!/bin/sh
+cr=$(printf '\\r')
+while read -r line && [ "${line%$cr}" != "" ]; do echo "${line%$cr}" >&2; done
+if [ $(( $(date +%s) - $(cat /tmp/started) )) -lt 10 ]; then
+  printf 'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok'
+else
+  printf 'HTTP/1.1 500 Internal Server Error\\r\\nContent-Length: 5\\r\\nConnection: close\\r\\n\\r\\nerror'
+fi
+"""
+STANDINS = {
+    "registry.k8s.io/e2e-test-images/agnhost:2.40": (
+        'FROM busybox\nCOPY agnhost liveness-handler /\nENTRYPOINT ["/agnhost"]\n',
+        {"agnhost": AGNHOST, "liveness-handler": AGNHOST_HANDLER}),
+    "registry.k8s.io/goproxy:0.1": (
+        'FROM busybox\nENTRYPOINT ["sh", "-c", "mkdir -p /www && exec httpd -f -p 8080 -h /www"]\n', {}),
+}
+
 
 def test_probes_on_a_real_node(private_cluster, tmp_path):
     if os.geteuid() != 0:
@@ -60,10 +90,20 @@ def test_probes_on_a_real_node(private_cluster, tmp_path):
     data = ["--data-dir", str(c.data_dir)]
     tagged = c.skiff("image", "tag", *data, "busybox", "registry.k8s.io/busybox:1.27.2")
     assert tagged.returncode == 0, tagged.stderr
+    for i, (image, (dockerfile, files)) in enumerate(STANDINS.items()):
+        context = tmp_path / f"standin-{i}"
+        context.mkdir()
+        (context / "Dockerfile").write_text(dockerfile)
+        for name, text in files.items():
+            (context / name).write_text(text)
+            (context / name).chmod(0o755)
+        built = c.skiff("build", *data, "-t", image, str(context), timeout=300)
+        assert built.returncode == 0, built.stdout + built.stderr
 
     (tmp_path / "ready.yaml").write_text(READY)
     (tmp_path / "live.yaml").write_text(LIVE)
-    for manifest in (tmp_path / "ready.yaml", tmp_path / "live.yaml", DOCS / "pods/probe/exec-liveness.yaml"):
+    for manifest in (tmp_path / "ready.yaml", tmp_path / "live.yaml", DOCS / "pods/probe/exec-liveness.yaml",
+                     DOCS / "pods/probe/http-liveness.yaml", DOCS / "pods/probe/tcp-liveness-readiness.yaml"):
         applied = c.skiff("apply", "-f", str(manifest))
         assert applied.returncode == 0 and applied.stderr == "", applied.stderr
 
@@ -103,3 +143,16 @@ def test_probes_on_a_real_node(private_cluster, tmp_path):
     pod = json.loads(c.skiff("get", "pod", "liveness-exec", "-o", "json").stdout)
     last = pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
     assert last["exitCode"] == 137 and last["reason"] == "Error"
+
+    # The docs' http-liveness: healthy for 10 s, then 500 -> restarted, with the probe's header seen.
+    wait("pod", "liveness-http", "--for=jsonpath={.status.containerStatuses[0].restartCount}=1")
+    text = describe("liveness-http")
+    assert "Liveness probe failed: HTTP probe failed with statuscode: 500" in text
+    assert "Container liveness failed liveness probe, will be restarted" in text
+    seen = c.skiff("logs", "liveness-http", "--previous").stdout
+    assert "GET /healthz HTTP/1.1" in seen and "Custom-Header: Awesome" in seen, seen
+
+    # The docs' tcp-liveness-readiness: Ready once its tcpSocket probes pass (after 15 s), never restarted.
+    wait("pod", "goproxy", "--for=condition=Ready")
+    pod = json.loads(c.skiff("get", "pod", "goproxy", "-o", "json").stdout)
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
