@@ -6,7 +6,8 @@
 #      and cgroup memory limit, then exits (Succeeded);
 #   2. manifests/examples/web-server — `skiff build` of a Python web server on an
 #      offline Debian base, run as a Deployment of one pod per node, each published
-#      on its node's port 5000; then a rolling update to v2, one node at a time.
+#      on its node's port 5000, and behind a NodePort Service (port 30500 on every
+#      node, any pod answering); then a rolling update to v2, one node at a time.
 # Every step says what to look at. Safe to run again: every step is idempotent
 # (a second run rolls v1 out again, then v2). `skiff down --purge` removes it all.
 #
@@ -76,6 +77,22 @@ step "curl each node's IP on port 5000"
 look "every node answers, from its own pod (the pod's name and its node in the reply), version v1"
 ask_every_node v1
 
+step "skiff apply -f manifests/examples/web-server/service.yaml: one address in front of the pods"
+skiff apply -f manifests/examples/web-server/service.yaml
+look "a ClusterIP from the service range and NodePort 30500; the EndpointSlice lists the ready pods"
+skiff get svc web-server
+skiff get endpointslices -l kubernetes.io/service-name=web-server
+step "curl the Service on each node: http://NODE_IP:30500/"
+look "any node answers from any pod: each node's service proxy (nftables) spreads the connections"
+for ip in $node_ips; do
+  for _ in 1 2 3; do
+    answer=""
+    for _ in $(seq 1 50); do answer=$(get "http://$ip:30500/" 2>/dev/null) && break; sleep 0.2; done
+    printf '  curl http://%s:30500/  ->  %s\n' "$ip" "${answer:-no answer}"
+    [[ -n $answer ]] || { echo "the Service did not answer on $ip" >&2; exit 1; }
+  done
+done
+
 step "rolling update to v2: skiff build --build-arg VERSION=v2; skiff set image; skiff rollout status"
 skiff build --build-arg VERSION=v2 -t my-web-server:v2 manifests/examples/web-server
 look "maxSurge 0 / maxUnavailable 1: one old pod stops, frees its node's port, a v2 pod starts there; then the next"
@@ -120,9 +137,8 @@ EOF
 
 step "done"
 cat <<'EOF'
-  Next for Skiff: Services, a stable address in front of the Deployment's pods (one
-  virtual IP load-balanced over them, kube-proxy's nftables mode); until then each
-  node's hostPort is the way in.
+  The web server is reachable on every node's port 30500 (its Service), from any pod
+  at its ClusterIP (`skiff get svc web-server`), and each node's port 5000 (hostPort).
   Stop it all and remove every pod, namespace, link, table and byte of data:
     skiff down --purge
 EOF

@@ -81,6 +81,17 @@ def test_web_server_deployment_one_pod_per_node_then_v2_everywhere(private_clust
     wait_for("each node's IP answers v1 from its own pod", lambda: every_node_answers("v1"), timeout=60)
     v1_pods = {p["metadata"]["name"] for p in pods()}
 
+    # The demo's Service: NodePort 30500 on every node's IP answers from any of the pods.
+    applied = c.skiff("apply", "-f", str(EXAMPLE / "service.yaml"))
+    assert (applied.returncode, applied.stdout) == (0, "service/web-server created\n"), applied.stderr
+
+    def service_answers() -> set[str] | None:
+        bodies = [_answer(f"http://{node_ips[node]}:30500/") for node in nodes for _ in range(10)]
+        return {b.split(",")[0].rsplit(" ", 1)[-1] for b in bodies} if all(bodies) else None
+
+    assert wait_for("the Service answers on every node's port 30500 from every pod", lambda: (
+        answered if (answered := service_answers()) == v1_pods else None), timeout=60) == v1_pods
+
     # The rolling update: one node at a time (maxSurge 0, maxUnavailable 1), then v2 everywhere.
     assert c.skiff("set", "image", "deploy/web-server", "web=my-web-server:v2").returncode == 0
     cause = "kubernetes.io/change-cause=skiff set image deploy/web-server web=my-web-server:v2"
