@@ -14,7 +14,7 @@ name is looked up in the pod's container ports (same protocol): pods
 resolving the Service's ports to different numbers are in different slices,
 and a pod where a name resolves to nothing is left out of that port.
 hostname is the pod's spec.hostname when its spec.subdomain is the
-Service's name.
+Service's name; zone is the node's topology.kubernetes.io/zone label.
 
 Slices are changed as little as possible: an endpoint stays in the slice it
 is in, new ones fill slices with room, then new slices; emptied slices go.
@@ -35,6 +35,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from google.protobuf.message import Message
 
@@ -52,6 +53,7 @@ CONTROLLER_NAME = "endpointslice-controller.k8s.io"
 MAX_ENDPOINTS_PER_SLICE = 100
 MAX_ENDPOINTS_ADDRESSES = 1000
 OVER_CAPACITY = "endpoints.kubernetes.io/over-capacity"
+ZONE_LABEL = "topology.kubernetes.io/zone"
 _TERMINAL = ("Succeeded", "Failed")
 
 PortsKey = tuple[tuple[str, str, int, str], ...]   # (name, protocol, port, appProtocol) per Service port
@@ -98,7 +100,7 @@ def target_ref(pod: Message) -> types_pb2.ObjectReference:
                                      uid=pod.metadata.uid)
 
 
-def endpoint_for(svc: Message, pod: Message) -> services_pb2.Endpoint:
+def endpoint_for(svc: Message, pod: Message, zones: Mapping[str, str] | None = None) -> services_pb2.Endpoint:
     publish = svc.spec.publish_not_ready_addresses
     serving = publish or pod_ready(pod)
     terminating = pod.metadata.HasField("deletion_timestamp")
@@ -108,19 +110,22 @@ def endpoint_for(svc: Message, pod: Message) -> services_pb2.Endpoint:
     endpoint.conditions.terminating = terminating
     if pod.spec.node_name:
         endpoint.node_name = pod.spec.node_name
+        if zone := (zones or {}).get(pod.spec.node_name):
+            endpoint.zone = zone
     if hostname := hostname_for(svc, pod):
         endpoint.hostname = hostname
     return endpoint
 
 
-def desired_endpoints(svc: Message, pods: list[Message]) -> dict[tuple[str, PortsKey], dict[str, Message]]:
+def desired_endpoints(svc: Message, pods: list[Message], zones: Mapping[str, str] | None = None
+                      ) -> dict[tuple[str, PortsKey], dict[str, Message]]:
     """(addressType, ports) -> {address: Endpoint} for the pods the Service selects."""
     groups: dict[tuple[str, PortsKey], dict[str, Message]] = {}
     for pod in sorted(pods, key=lambda p: p.metadata.name):
         if not in_endpoints(pod):
             continue
         group = groups.setdefault((address_type(pod.status.pod_ip), resolve_ports(svc, pod)), {})
-        group[pod.status.pod_ip] = endpoint_for(svc, pod)
+        group[pod.status.pod_ip] = endpoint_for(svc, pod, zones)
     return groups
 
 
@@ -167,11 +172,11 @@ def with_owner_and_labels(svc: Message, sl: Message) -> Message:
 
 
 def plan_slices(svc: Message, pods: list[Message], existing: list[Message], *,
-                max_per_slice: int = MAX_ENDPOINTS_PER_SLICE) -> Plan:
+                max_per_slice: int = MAX_ENDPOINTS_PER_SLICE, zones: Mapping[str, str] | None = None) -> Plan:
     """What to create, update and delete so `existing` (this Service's managed slices) hold the
     endpoints of `pods`, moving as few endpoints as possible."""
     plan = Plan()
-    desired = desired_endpoints(svc, pods)
+    desired = desired_endpoints(svc, pods, zones)
     kept: list[Message] = []
     for old in sorted(existing, key=lambda s: s.metadata.name):
         group = desired.get((old.address_type, ports_key_of(old)))
@@ -276,6 +281,7 @@ class EndpointSliceController(Controller):
         self.slices = self.uses(factory.informer("EndpointSlice"))
         self.slices.add_event_handler(EventHandler(on_add=self._slice_changed, on_update=self._slice_changed,
                                                    on_delete=self._slice_changed))
+        self.nodes = self.uses(factory.informer("Node"))   # an endpoint's zone is its node's
         self.endpoints = self.uses(factory.informer("Endpoints"))
         self.endpoints.add_event_handler(EventHandler(on_update=self._endpoints_changed,
                                                       on_delete=self._endpoints_changed))
@@ -311,7 +317,9 @@ class EndpointSliceController(Controller):
                 await self._delete("Endpoints", old)
             return None
         pods = [p for p in self.pods.lister.list(namespace) if selects(svc, p.metadata.labels)]
-        plan = plan_slices(svc, pods, existing, max_per_slice=self.max_endpoints_per_slice)
+        zones = {n.metadata.name: n.metadata.labels[ZONE_LABEL] for n in self.nodes.lister.list()
+                 if ZONE_LABEL in n.metadata.labels}
+        plan = plan_slices(svc, pods, existing, max_per_slice=self.max_endpoints_per_slice, zones=zones)
         for sl in plan.delete:
             await self._delete("EndpointSlice", sl)
         for sl in plan.update:

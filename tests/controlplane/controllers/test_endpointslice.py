@@ -60,6 +60,13 @@ def test_conditions_from_readiness_and_deletion():
     assert sl.endpoints[0].node_name == "n1" and sl.endpoints[0].target_ref.name == "a"
 
 
+def test_zone_from_the_nodes_label():
+    [sl] = plan_slices(service(), [pod("a", "10.244.0.2", node="n1"), pod("b", "10.244.0.3", node="n2")], [],
+                       zones={"n1": "zone-a"}).create
+    assert [(e.node_name, e.zone if e.HasField("zone") else None) for e in sl.endpoints] == [
+        ("n1", "zone-a"), ("n2", None)]
+
+
 def test_publish_not_ready_addresses_makes_every_pod_ready():
     svc = service(publish_not_ready_addresses=True)
     [sl] = plan_slices(svc, [pod("b", "10.244.0.3", ready=False)], []).create
