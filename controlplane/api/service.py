@@ -201,7 +201,13 @@ class ApiService(api_pb2_grpc.ApiServicer):
         items, revision = await self.registry.list(_kind(request.kind), request.namespace,
                                                    label_selector=request.label_selector,
                                                    field_selector=request.field_selector)
-        return api_pb2.ObjectList(items=[kinds.wrap(o) for o in items], resource_version=revision)
+        # Each object copied once, straight into its place in the reply: ObjectList(items=[wrap(o)...])
+        # copied every object twice (into the envelope, then the envelope into the list), a third of
+        # a cluster-wide LIST of 10 000 pods (bench/api_latency.py; docs/benchmarks.md).
+        reply = api_pb2.ObjectList(resource_version=revision)
+        for obj in items:
+            getattr(reply.items.add(), kinds.kind_of(obj).envelope_field).CopyFrom(obj)
+        return reply
 
     async def Watch(self, request: api_pb2.WatchRequest, context: Any) -> AsyncIterator[api_pb2.WatchEvent]:
         started_code = grpc.StatusCode.OK
@@ -213,7 +219,9 @@ class ApiService(api_pb2_grpc.ApiServicer):
                     kind, request.namespace, label_selector=request.label_selector,
                     field_selector=request.field_selector, resource_version=request.resource_version):
                 self.metrics.watches.labels(kind.name, type_).inc()
-                yield api_pb2.WatchEvent(type=type_, object=kinds.wrap(obj), resource_version=revision)
+                event = api_pb2.WatchEvent(type=type_, resource_version=revision)
+                getattr(event.object, kinds.kind_of(obj).envelope_field).CopyFrom(obj)   # one copy, as List
+                yield event
         except Exception as exc:
             if type(exc).__name__ == "AbortError":
                 raise
