@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -63,6 +64,8 @@ class ServiceProxy:
         self.node = node
         self._run = run
         self._applied: dict[str, tuple[ServicePort, Unit]] | None = None   # None: next sync is full
+        self._refs: Counter = Counter()       # endpoint IP -> units using it (the hairpin set)
+        self._udp_refs: Counter = Counter()   # the same for UDP service ports (conntrack clean-up)
 
     def set_node(self, node: NodeView) -> None:
         if node != self.node:
@@ -76,21 +79,43 @@ class ServiceProxy:
         units: dict[str, tuple[ServicePort, Unit]] = {}
         for key, port in ports.items():
             known = previous.get(key)
-            units[key] = known if known is not None and known[0] == port else (port, render_unit(port, self.node))
+            same = known is not None and (known[0] is port or known[0] == port)
+            units[key] = known if same else (port, render_unit(port, self.node))
         new = {k: u for k, (_p, u) in units.items()}
         full = self._applied is None
+        touched = [k for k in set(units) | set(previous) if units.get(k) is not previous.get(k)]
+        # How many units use each endpoint IP (and each UDP one): changed by the touched units alone.
+        delta, udp_delta = Counter(), Counter()
+        for key in touched if not full else ():
+            if key in previous:
+                delta.subtract(previous[key][1].endpoint_ips)
+                udp_delta.subtract(previous[key][1].udp_endpoints)
+        if full:
+            self._refs.clear()
+            self._udp_refs.clear()
+        for key in touched if not full else units:
+            if key in units:
+                delta.update(units[key][1].endpoint_ips)
+                udp_delta.update(units[key][1].udp_endpoints)
         if full:
             script = render_full(table=self.table, node=self.node, units=new)
         else:
-            script = render_diff(table=self.table, old={k: u for k, (_p, u) in previous.items()}, new=new)
-        changed = sum(1 for k in set(units) | set(previous) if units.get(k) is not previous.get(k))
+            hairpin = ([ip for ip, d in delta.items() if d < 0 and self._refs[ip] + d <= 0],
+                       [ip for ip, d in delta.items() if d > 0 and self._refs[ip] <= 0])
+            script = render_diff(table=self.table, old={k: u for k, (_p, u) in previous.items()}, new=new,
+                                 hairpin=hairpin)
         self._applied = None   # a failure below leaves the table unknown: the next sync writes it whole
         if script:
             self._run(["-f", "-"], script)
         self._applied = units
-        still = {ip for _p, u in units.values() for ip in u.udp_endpoints}
-        stale = frozenset(ip for _p, u in previous.values() for ip in u.udp_endpoints if ip not in still)
-        return SyncResult(full=full, seconds=time.monotonic() - started, changed_ports=changed,
+        stale = frozenset(ip for ip, d in udp_delta.items() if d < 0 and self._udp_refs[ip] + d <= 0)
+        for refs, changes in ((self._refs, delta), (self._udp_refs, udp_delta)):
+            for ip, d in changes.items():
+                if refs[ip] + d > 0:
+                    refs[ip] += d
+                else:
+                    refs.pop(ip, None)
+        return SyncResult(full=full, seconds=time.monotonic() - started, changed_ports=len(touched),
                           stale_udp_endpoints=stale)
 
     def teardown(self) -> None:

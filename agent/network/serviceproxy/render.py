@@ -245,8 +245,13 @@ def render_full(*, table: str, node: NodeView, units: dict[str, Unit]) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_diff(*, table: str, old: dict[str, Unit], new: dict[str, Unit]) -> str:
+def render_diff(*, table: str, old: dict[str, Unit], new: dict[str, Unit],
+                hairpin: tuple[list[str], list[str]] | None = None) -> str:
     """Only what changed between two renders, as one transaction ("" when nothing did).
+
+    `hairpin` is (endpoint IPs no unit uses any more, IPs newly used) when the
+    caller keeps count (ServiceProxy does, so a sync does not walk every
+    endpoint); without it the two renders' unions are compared.
 
     Order matters to the kernel: map elements pointing at a chain go before the
     chain; chains are created (empty) before rules jump to them; a chain is
@@ -295,9 +300,11 @@ def render_diff(*, table: str, old: dict[str, Unit], new: dict[str, Unit]) -> st
     lines += adds
     if touched:
         # Endpoints are shared between Services: the hairpin set follows the union.
-        before_ips, after_ips = _endpoint_ips(old), _endpoint_ips(new)
-        if gone := sorted(before_ips - after_ips):
+        if hairpin is None:
+            before_ips, after_ips = _endpoint_ips(old), _endpoint_ips(new)
+            hairpin = (list(before_ips - after_ips), list(after_ips - before_ips))
+        if gone := sorted(hairpin[0]):
             lines.append(f"delete element {t} {HAIRPIN} {{ {', '.join(f'{ip} . {ip}' for ip in gone)} }}")
-        if added := sorted(after_ips - before_ips):
+        if added := sorted(hairpin[1]):
             lines.append(f"add element {t} {HAIRPIN} {{ {', '.join(f'{ip} . {ip}' for ip in added)} }}")
     return "\n".join(lines) + "\n" if lines else ""

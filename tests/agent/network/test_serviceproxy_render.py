@@ -140,3 +140,17 @@ def test_masqueraded_traffic_to_pods_comes_from_the_nodes_pod_network_address():
     # Another node's fence lets pod-network sources through, not node IPs.
     assert ("meta mark set meta mark xor 0x2000; ip daddr 10.244.0.0/16 snat ip to 10.244.1.1 fully-random; "
             "masquerade fully-random;") in script
+
+
+def test_an_endpoint_is_stale_for_udp_once_no_udp_service_port_uses_it():
+    from agent.network.serviceproxy.proxy import ServiceProxy
+    scripts = []
+    proxy = ServiceProxy(table="skiff-svc", node=NODE, run=lambda args, script=None: scripts.append(script) or "")
+    dns = port("dns", protocol="udp", port=53, endpoints=[ep("10.244.1.5", port=53)])
+    other = port("other", protocol="udp", port=54, cluster_ips=("10.96.0.11",), endpoints=[ep("10.244.1.5", port=54)])
+    assert proxy.sync({"a": dns, "b": other}).full
+    assert proxy.sync({"a": dns}).stale_udp_endpoints == frozenset()   # "a" still sends there
+    result = proxy.sync({})
+    assert result.stale_udp_endpoints == {"10.244.1.5"} and result.changed_ports == 1
+    assert "delete element ip skiff-svc hairpin { 10.244.1.5 . 10.244.1.5 }" in scripts[-1]
+    assert proxy.sync({}).changed_ports == 0 and len(scripts) == 3   # nothing to write
