@@ -1,7 +1,8 @@
 """Services on a real node: `skiff expose` a Deployment of busybox pods whose
 readiness a file decides, and the EndpointSlice follows the pods as the agent
 reports them — their real IPs, ready, then not ready when the probe fails,
-gone with the pod — as kubectl shows it (`get endpointslices`, `get ep`)."""
+gone with the pod — as kubectl shows it (`get endpointslices`, `get ep`); a
+LoadBalancer Service gets the node's address."""
 from __future__ import annotations
 
 import json
@@ -100,3 +101,11 @@ def test_endpoints_follow_the_pods_on_a_real_node(private_cluster):
     until(lambda: ip not in endpoints(), "the deleted pod gone from the slice")
     described = k("describe", "svc", "web").stdout
     assert "TargetPort:               http/TCP" in described
+
+    # LoadBalancer as k3s's ServiceLB: the Ready node's address, and a node port.
+    assert c.skiff("expose", "deploy/web", "--name", "lb", "--type", "LoadBalancer", "--port", "81").returncode == 0
+    node_ip = k("get", "nodes", "-o", "jsonpath={.items[0].status.addresses[?(@.type=='InternalIP')].address}").stdout
+    assert node_ip
+    row = until(lambda: (lambda r: r if r[3] != "<pending>" else None)(
+        k("get", "svc", "lb", "--no-headers").stdout.split()), "the load balancer's address")
+    assert row[1] == "LoadBalancer" and row[3] == node_ip and row[4].startswith("81:")
