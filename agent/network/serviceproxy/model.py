@@ -57,6 +57,12 @@ class NodeView:
     # masqueraded traffic to pods, so another node's fence (decision 9) sees a
     # pod-network address; "" masquerades to the outgoing interface's address.
     pod_gateway: str = ""
+    # With both: traffic to the service CIDR arriving by any other interface than
+    # the pod bridge is left alone in prerouting. Clusters side by side on one
+    # host (test clusters, each with its own bridge and table) hand out the
+    # same ClusterIPs; each table answers its own pods only.
+    pod_interface: str = ""
+    service_cidr: str = ""
 
 
 def _usable(endpoints: list[Endpoint]) -> list[Endpoint]:

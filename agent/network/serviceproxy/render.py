@@ -186,13 +186,15 @@ def render_units(ports: list[ServicePort], node: NodeView) -> dict[str, Unit]:
 
 def _base_chains(node: NodeView) -> list[str]:
     mark = hex(node.mark)
+    others = (f'iifname != "{node.pod_interface}" ip daddr {node.service_cidr} return; '
+              if node.pod_interface and node.service_cidr else "")
     return [
-        "chain nat-prerouting { type nat hook prerouting priority -100; policy accept; jump services; }",
+        f"chain nat-prerouting {{ type nat hook prerouting priority -100; policy accept; {others}jump services; }}",
         "chain nat-output { type nat hook output priority -100; policy accept; jump services; }",
         "chain nat-postrouting { type nat hook postrouting priority 100; policy accept; "
         f"ct status dnat ip saddr . ip daddr @{HAIRPIN} jump mark-for-masquerade; jump masquerading; }}",
         "chain filter-prerouting { type filter hook prerouting priority -110; policy accept; "
-        "ct state new jump service-endpoints-check; }",
+        f"{others}ct state new jump service-endpoints-check; }}",
         "chain filter-output { type filter hook output priority -110; policy accept; "
         "ct state new jump service-endpoints-check; }",
         f"chain service-endpoints-check {{ ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}; "

@@ -178,3 +178,16 @@ def _contents(lab) -> list[str]:
                 body["elem"] = sorted(json.dumps(e, sort_keys=True) for e in body["elem"])
             out.append(json.dumps({kind: body}, sort_keys=True))
     return sorted(out)
+
+
+def test_cluster_ips_serve_only_the_pod_interface_when_one_is_named(lab):
+    """Two clusters on one host hand out the same ClusterIPs: each table answers its own bridge."""
+    own = NodeView(name="node", node_ips=(NODE_IP,), pod_interface="v1", service_cidr="10.96.0.0/16")
+    proxy = ServiceProxy(table="skiff-svc", node=own, run=lab.nft)
+    proxy.sync({"web": web(endpoints=[B1, B2])})
+    assert sum(lab.connect(CLUSTER_IP, 80, 6).values()) == 6   # the client's veth is v1
+    other = ServiceProxy(table="skiff-svc", node=NodeView(name="node", node_ips=(NODE_IP,), pod_interface="v3",
+                                                          service_cidr="10.96.0.0/16"), run=lab.nft)
+    other.sync({"web": web(endpoints=[B1, B2])})
+    counts = lab.connect(CLUSTER_IP, 80, 3)
+    assert not {"b1", "b2"} & set(counts), counts   # not DNAT'd: the node has no route there
