@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -54,6 +55,7 @@ MAX_ENDPOINTS_PER_SLICE = 100
 MAX_ENDPOINTS_ADDRESSES = 1000
 OVER_CAPACITY = "endpoints.kubernetes.io/over-capacity"
 ZONE_LABEL = "topology.kubernetes.io/zone"
+UNSEEN_WAIT_SECONDS = 10.0
 _TERMINAL = ("Succeeded", "Failed")
 
 PortsKey = tuple[tuple[str, str, int, str], ...]   # (name, protocol, port, appProtocol) per Service port
@@ -285,6 +287,10 @@ class EndpointSliceController(Controller):
         self.endpoints = self.uses(factory.informer("Endpoints"))
         self.endpoints.add_event_handler(EventHandler(on_update=self._endpoints_changed,
                                                       on_delete=self._endpoints_changed))
+        # Slices this controller created that its informer has not shown yet, per Service: until it
+        # has, a plan from the cache would create them again (Kubernetes' endpointSliceTracker).
+        # (A slice deleted before it was ever seen would hold the Service up: the wait is bounded.)
+        self._unseen: dict[Key, tuple[float, set[str]]] = {}
 
     def _pod_changed(self, key: Key, *pods: Message) -> None:
         for svc in self.services.lister.list(key[0]):
@@ -316,6 +322,12 @@ class EndpointSliceController(Controller):
             if old is not None and svc is None:   # a selector-less Service's Endpoints are the user's
                 await self._delete("Endpoints", old)
             return None
+        if key in self._unseen:
+            since, unseen = self._unseen[key]
+            unseen -= {sl.metadata.name for sl in existing}
+            if unseen and time.monotonic() - since < UNSEEN_WAIT_SECONDS:
+                return 0.1   # look again once the informer has caught up with our own writes
+            del self._unseen[key]
         pods = [p for p in self.pods.lister.list(namespace) if selects(svc, p.metadata.labels)]
         zones = {n.metadata.name: n.metadata.labels[ZONE_LABEL] for n in self.nodes.lister.list()
                  if ZONE_LABEL in n.metadata.labels}
@@ -328,7 +340,8 @@ class EndpointSliceController(Controller):
             except NotFound:
                 self.enqueue(key)
         for sl in plan.create:
-            await self.client.create(sl)
+            created = await self.client.create(sl)
+            self._unseen.setdefault(key, (time.monotonic(), set()))[1].add(created.metadata.name)
         await self._sync_endpoints(svc, pods)
         return None
 

@@ -219,3 +219,27 @@ def test_service_lb_lists_the_ready_nodes():
             await c.update_status(n3)
             await eventually(lambda: _eq(ingress(), ["10.213.0.2", "10.213.0.3", "10.213.0.4"]), what="n3 in")
     asyncio.run(body())
+
+
+def test_a_burst_of_pod_events_makes_one_slice_not_duplicates():
+    """Reconciles that run before the informer shows the slice just created must not create it again."""
+    async def body():
+        c = FakeApiClient()
+        await c.create(service())
+        factory = SharedInformerFactory(c)
+        controller = EndpointSliceController(client=c, factory=factory)
+        async with running(controller, factory=factory):
+            for i in range(20):
+                await c.create(pod(f"p{i}", f"10.244.0.{i + 2}"))
+                stored = await c.get("Pod", f"p{i}")
+                stored.status.CopyFrom(pod(f"p{i}", f"10.244.0.{i + 2}").status)
+                await c.update_status(stored)
+
+            async def settled():
+                items, _ = await c.list("EndpointSlice", "default")
+                return len(items) == 1 and len(items[0].endpoints) == 20
+            await eventually(settled, what="one slice of 20")
+            await asyncio.sleep(0.5)
+            items, _ = await c.list("EndpointSlice", "default")
+            assert len(items) == 1
+    asyncio.run(body())
