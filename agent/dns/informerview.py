@@ -4,8 +4,9 @@ One cluster-wide informer per kind from the agent's SharedInformerFactory
 (the same ones the service proxy reads: one watch each per node). Every
 answer is read from the caches at query time, so a Service or endpoint
 change is seen by the next query with no rebuild step; the ClusterIP index
-for PTR is the one derived structure, rebuilt lazily when the Service cache
-changed (an informer handler marks it stale).
+for PTR and the set of namespaces are the derived structures, rebuilt lazily
+when the Service cache changed (an informer handler marks them stale and
+bumps `generation`, which the server's answer cache is keyed by).
 
 The messages are read by Kubernetes' field names (v1 Service,
 discovery.k8s.io/v1 EndpointSlice): spec.type, spec.clusterIP(s),
@@ -48,10 +49,17 @@ class InformerView:
         self.services = services
         self.slices = slices
         self._by_ip: dict[str, tuple[str, str]] | None = None
+        self._namespaces: set[str] | None = None
+        self.generation = 0
         services.add_handler(self._stale)
+        slices.add_handler(self._changed)
 
     def _stale(self, _key) -> None:
-        self._by_ip = None
+        self._by_ip = self._namespaces = None
+        self.generation += 1
+
+    def _changed(self, _key) -> None:
+        self.generation += 1
 
     def service(self, namespace: str, name: str) -> ServiceInfo | None:
         svc = self.services.get((namespace, name))
@@ -65,7 +73,9 @@ class InformerView:
         return out
 
     def namespaces(self) -> set[str]:
-        return {key[0] for key in self.services.keys()}
+        if self._namespaces is None:
+            self._namespaces = {key[0] for key in self.services.keys()}
+        return self._namespaces
 
     def service_by_ip(self, ip: str) -> ServiceInfo | None:
         if self._by_ip is None:

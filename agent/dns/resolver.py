@@ -54,6 +54,11 @@ class Resolver:
             self.domain, ttl, dns.rdataclass.IN, dns.rdatatype.SOA,
             f"ns.dns.{self.domain} hostmaster.{self.domain} {serial} 7200 1800 86400 {ttl}")
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever an answer may have (the view's)."""
+        return getattr(self.view, "generation", 0)
+
     # ------------------------------------------------------------ entry point
 
     def resolve(self, query: dns.message.Message) -> dns.message.Message | None:

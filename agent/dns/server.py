@@ -7,6 +7,12 @@
         upstreams, in order (`--dns-upstream`), over the client's transport,
         FORWARD_TIMEOUT each; all failed: SERVFAIL; none configured: REFUSED
 
+The zone's answers are kept by the query's bytes (less its ID) for at most
+CACHE_SECONDS (the records' TTL) and only while the view's `generation` is
+the same, so a Service or endpoint change is answered at the next query: a
+repeated question — what ndots:5 and the search path make of every lookup —
+is answered without parsing or rendering a message.
+
 A UDP answer larger than the client's limit (512 bytes, or its EDNS payload
 size) is sent truncated (TC) with no records, so the client asks again over
 TCP, as RFC 1035 says. Nothing here blocks: every answer of the zone comes
@@ -32,6 +38,8 @@ log = logging.getLogger(__name__)
 
 FORWARD_TIMEOUT = 2.0
 TCP_IDLE_SECONDS = 10.0
+CACHE_SECONDS = 5.0
+CACHE_ENTRIES = 10000
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class DnsServer:
         self.resolver = resolver
         self.upstreams = upstreams
         self.forward_timeout = forward_timeout
+        self._cache: dict[tuple[bytes, bool], tuple[int, float, bytes]] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.base_events.Server | None = None
         self.address: tuple[str, int] | None = None
@@ -89,6 +98,21 @@ class DnsServer:
 
     async def answer(self, wire: bytes, *, tcp: bool) -> bytes | None:
         """The response's bytes for a query's bytes; None: no answer (unparseable)."""
+        out = self.answer_now(wire, tcp=tcp)
+        if isinstance(out, dns.message.Message):
+            return await self._forward(out, wire, tcp=tcp)
+        return out
+
+    def answer_now(self, wire: bytes, *, tcp: bool) -> bytes | dns.message.Message | None:
+        """The response's bytes, None (no answer), or the parsed query when it is to be
+        forwarded: everything but forwarding is synchronous, so a datagram of the
+        cluster zone is answered in its callback, with no task."""
+        key = (wire[2:], tcp)
+        cached = self._cache.get(key)
+        generation = self.resolver.generation
+        now = asyncio.get_running_loop().time()
+        if cached is not None and cached[0] == generation and cached[1] > now:
+            return wire[:2] + cached[2][2:]
         try:
             query = dns.message.from_wire(wire)
         except dns.exception.DNSException:
@@ -101,8 +125,13 @@ class DnsServer:
             log.exception("cluster DNS: answering %s failed", query.question)
             response = _rcode(query, dns.rcode.SERVFAIL)
         if response is None:
-            return await self._forward(query, wire, tcp=tcp)
-        return _to_wire(query, response, tcp=tcp)
+            return query
+        out = _to_wire(query, response, tcp=tcp)
+        if response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            if len(self._cache) >= CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[key] = (generation, now + CACHE_SECONDS, out)
+        return out
 
     async def _forward(self, query: dns.message.Message, wire: bytes, *, tcp: bool) -> bytes:
         if not self.upstreams:
@@ -146,13 +175,19 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
-        task = asyncio.ensure_future(self._reply(data, addr))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        out = self.server.answer_now(data, tcp=False)
+        if isinstance(out, dns.message.Message):   # forwarded: the one path that waits
+            task = asyncio.ensure_future(self._forward(out, data, addr))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        elif out is not None:
+            self._send(out, addr)
 
-    async def _reply(self, data: bytes, addr) -> None:
-        out = await self.server.answer(data, tcp=False)
-        if out is not None and self.transport is not None and not self.transport.is_closing():
+    async def _forward(self, query: dns.message.Message, data: bytes, addr) -> None:
+        self._send(await self.server._forward(query, data, tcp=False), addr)
+
+    def _send(self, out: bytes, addr) -> None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(out, addr)
 
     def connection_lost(self, exc) -> None:

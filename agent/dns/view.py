@@ -53,7 +53,9 @@ class EndpointInfo:
 
 
 class ClusterView(Protocol):
-    """Read-only answers from caches; each call is cheap (no I/O)."""
+    """Read-only answers from caches; each call is cheap (no I/O). `generation` changes
+    whenever an answer may have (the server's answer cache is keyed by it)."""
+    generation: int
 
     def service(self, namespace: str, name: str) -> ServiceInfo | None: ...
 
@@ -74,6 +76,7 @@ class StaticView:
     services: list[ServiceInfo] = field(default_factory=list)
     endpoint_lists: dict[tuple[str, str], list[EndpointInfo]] = field(default_factory=dict)
     extra_namespaces: set[str] = field(default_factory=set)
+    generation: int = 0   # bump after changing the lists
 
     def service(self, namespace: str, name: str) -> ServiceInfo | None:
         return next((s for s in self.services if (s.namespace, s.name) == (namespace, name)), None)

@@ -112,6 +112,28 @@ def test_other_names_are_forwarded_to_the_first_upstream_that_answers():
     asyncio.run(scenario())
 
 
+def test_a_repeated_question_is_answered_with_its_own_id_and_a_change_at_once():
+    async def scenario():
+        view = StaticView(services=[WEB])
+        server = DnsServer(resolver=Resolver(view=view))
+        await server.start("127.0.0.1", 0)
+        try:
+            host, port = server.address
+            for qid in (1111, 2222):
+                query = dns.message.make_query("web.default.svc.cluster.local", "A")
+                query.id = qid
+                response = await dns.asyncquery.udp(query, host, port=port, timeout=5)
+                assert response.id == qid and [r.to_text() for r in response.answer[0]] == ["10.96.0.20"]
+            view.services[0] = ServiceInfo("default", "web", cluster_ips=("10.96.0.99",))
+            view.generation += 1
+            response = await dns.asyncquery.udp(dns.message.make_query("web.default.svc.cluster.local", "A"),
+                                                host, port=port, timeout=5)
+            assert [r.to_text() for r in response.answer[0]] == ["10.96.0.99"]
+        finally:
+            await server.stop()
+    asyncio.run(scenario())
+
+
 def test_upstream_parsing():
     assert Upstream.parse("192.0.2.53") == Upstream("192.0.2.53", 53)
     assert Upstream.parse("192.0.2.53:5353") == Upstream("192.0.2.53", 5353)
