@@ -73,6 +73,9 @@ def test_hello_pod_end_to_end(private_cluster):
     assert leftovers(uid) == []
 
     pids = c.pids()
+    # The agent's service proxy keeps a table of its own beside the node's (decision 25).
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert f"ip {c.nft_table}-svc\n" in tables + "\n", tables
     down = c.skiff("down", "--data-dir", str(c.data_dir), "--run-dir", str(c.run_dir), "--purge")
     assert down.returncode == 0, down.stderr
     assert not any(alive(p) for p in pids.values())
@@ -82,6 +85,7 @@ def test_hello_pod_end_to_end(private_cluster):
     assert not Path(f"/sys/class/net/{c.bridge}").exists(), f"bridge {c.bridge} is left"
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert f"inet {c.nft_table}\n" not in tables + "\n", f"nftables table {c.nft_table} is left"
+    assert f"ip {c.nft_table}-svc\n" not in tables + "\n", f"the service table {c.nft_table}-svc is left"
     # Last, so that the cleanup above is checked even while the runtime does not
     # yet give the container PID 1 or a view of its own cgroup.
     assert logs.stdout.splitlines() == ["pid 1", "hostname hello", f"memory limit {64 * 1024 * 1024}"]
