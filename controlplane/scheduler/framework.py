@@ -59,7 +59,7 @@ class Status:
 
     @classmethod
     def success(cls) -> "Status":
-        return cls()
+        return _SUCCESS
 
     @classmethod
     def unschedulable(cls, *reasons: str) -> "Status":
@@ -72,6 +72,9 @@ class Status:
     @classmethod
     def error(cls, reason: str) -> "Status":
         return cls(Code.ERROR, (reason,))
+
+
+_SUCCESS = Status()
 
 
 @dataclass(frozen=True)
@@ -112,16 +115,30 @@ def _requests(pod: types_pb2.Pod, *, non_zero: bool) -> Resources:
     return total
 
 
+# The last pod asked about, by identity (a cycle asks about one pod once per node and plugin;
+# holding it keeps its id from being reused): (pod, non_zero) -> Resources.
+_last: dict[bool, tuple[types_pb2.Pod, Resources]] = {}
+
+
+def _cached_requests(pod: types_pb2.Pod, non_zero: bool) -> Resources:
+    hit = _last.get(non_zero)
+    if hit is not None and hit[0] is pod:
+        return hit[1]
+    value = _requests(pod, non_zero=non_zero)
+    _last[non_zero] = (pod, value)
+    return value
+
+
 def pod_requests(pod: types_pb2.Pod) -> Resources:
     """What a pod asks for: the sum over its containers (the largest init
     container if that is more), each container's request defaulting to its
     limit as Kubernetes defaults it."""
-    return _requests(pod, non_zero=False)
+    return _cached_requests(pod, False)
 
 
 def pod_non_zero_requests(pod: types_pb2.Pod) -> Resources:
     """pod_requests with an absent request counted as 100m CPU / 200Mi (scoring only)."""
-    return _requests(pod, non_zero=True)
+    return _cached_requests(pod, True)
 
 
 def pod_priority(pod: types_pb2.Pod) -> int:
@@ -149,16 +166,18 @@ class NodeInfo:
     pods: tuple[types_pb2.Pod, ...] = ()
     requested: Resources = field(default=Resources())
     non_zero_requested: Resources = field(default=Resources())
+    # Per-node values a plugin derives from the node alone (its images, say), kept while this NodeInfo lives.
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return self.node.metadata.name
 
-    @property
+    @functools.cached_property
     def labels(self) -> Mapping[str, str]:
-        return self.node.metadata.labels
+        return dict(self.node.metadata.labels)
 
-    @property
+    @functools.cached_property
     def allocatable(self) -> Resources:
         values = dict(self.node.status.allocatable) or dict(self.node.status.capacity)
         try:
@@ -166,7 +185,7 @@ class NodeInfo:
         except QuantityError:
             return Resources()
 
-    @property
+    @functools.cached_property
     def allocatable_pods(self) -> int:
         values = dict(self.node.status.allocatable) or dict(self.node.status.capacity)
         try:
@@ -200,7 +219,11 @@ class NodeInfo:
                                           if (p.metadata.namespace, p.metadata.name) not in gone])
 
     def with_pod(self, pod: types_pb2.Pod) -> "NodeInfo":
-        return NodeInfo.build(self.node, [*self.pods, pod])
+        try:
+            return NodeInfo(self.node, (*self.pods, pod), self.requested + pod_requests(pod),
+                            self.non_zero_requested + pod_non_zero_requests(pod))
+        except QuantityError:
+            return NodeInfo(self.node, (*self.pods, pod), self.requested, self.non_zero_requested)
 
 
 class Snapshot:
@@ -214,6 +237,10 @@ class Snapshot:
     def replace(self, info: NodeInfo) -> "Snapshot":
         """The same cluster with one node's pods changed (preemption's what-if)."""
         return Snapshot([info if n.name == info.name else n for n in self.nodes], self.namespace_labels)
+
+    @functools.cached_property
+    def have_images(self) -> bool:
+        return any(n.node.status.images for n in self.nodes)
 
     @functools.cached_property
     def have_pods_with_affinity(self) -> list[NodeInfo]:

@@ -24,6 +24,13 @@ def node_images(node: types_pb2.Node) -> dict[str, int]:
     return {normalized(n): image.size_bytes for image in node.status.images for n in image.names}
 
 
+def _images(info: NodeInfo) -> dict[str, int]:
+    images = info.memo.get("images")
+    if images is None:
+        images = info.memo["images"] = node_images(info.node)
+    return images
+
+
 def calculate_priority(sum_scores: int, num_containers: int) -> int:
     max_threshold = MAX_CONTAINER_THRESHOLD * num_containers
     sum_scores = min(max(sum_scores, MIN_THRESHOLD), max_threshold)
@@ -37,17 +44,19 @@ class ImageLocality:
         self.total_nodes = 0
 
     def pre_score(self, pod: types_pb2.Pod, snapshot: Snapshot, feasible: list[NodeInfo]) -> bool:
+        if not snapshot.have_images:
+            return False   # no node reports images: nothing tells nodes apart
         wanted = {normalized(c.image) for c in (*pod.spec.init_containers, *pod.spec.containers)}
         self.total_nodes = len(snapshot.nodes)
         self.spread = {image: 0 for image in wanted}
         for info in snapshot.nodes:
-            for image in wanted & node_images(info.node).keys():
+            for image in wanted & _images(info).keys():
                 self.spread[image] += 1
         return True
 
     def score(self, pod: types_pb2.Pod, node: NodeInfo) -> int:
         containers = [*pod.spec.init_containers, *pod.spec.containers]
-        have = node_images(node.node)
+        have = _images(node)
         total = 0
         for c in containers:
             image = normalized(c.image)

@@ -44,5 +44,14 @@ def fits(pod: types_pb2.Pod, node: NodeInfo) -> bool:
 
 @register("NodePorts")
 class NodePorts:
+    def __init__(self) -> None:
+        self.wanted: list[HostPort] | None = None
+
     def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
-        return Status.success() if fits(pod, node) else Status.unschedulable(REASON)
+        if self.wanted is None:
+            self.wanted = list(host_ports(pod))   # once per cycle
+        if not self.wanted:
+            return Status.success()
+        used = [hp for other in node.pods for hp in host_ports(other)]
+        ok = not any(conflicts(hp, used) for hp in self.wanted)
+        return Status.success() if ok else Status.unschedulable(REASON)
