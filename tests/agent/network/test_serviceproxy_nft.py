@@ -191,3 +191,14 @@ def test_cluster_ips_serve_only_the_pod_interface_when_one_is_named(lab):
     other.sync({"web": web(endpoints=[B1, B2])})
     counts = lab.connect(CLUSTER_IP, 80, 3)
     assert not {"b1", "b2"} & set(counts), counts   # not DNAT'd: the node has no route there
+
+
+def test_the_node_itself_reaches_a_cluster_ip(lab):
+    """Node-originated traffic takes the output hook. The kernel routes before NAT, so
+    the node needs some route to the ClusterIP (a host's default route; here one of ours)."""
+    proxy = ServiceProxy(table="skiff-svc", node=NODE, run=lab.nft)
+    proxy.sync({"web": web(endpoints=[B1, B2])})
+    lab.node.run("ip", "route", "add", "10.96.0.0/16", "dev", "v1")
+    done = lab.node.run(sys.executable, "-c", CLIENT, CLUSTER_IP, "80", "20", timeout=120)
+    counts = Counter(done.stdout.split())
+    assert set(counts) == {"b1", "b2"} and sum(counts.values()) == 20, counts
