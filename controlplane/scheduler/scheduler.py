@@ -98,6 +98,7 @@ class Scheduler(Controller):
         self._nominated: dict[Key, types_pb2.Pod] = {}
         self._binding: set[asyncio.Task] = set()
         self._next_start = 0
+        self._node_order: list[str] | None = None     # node names, sorted; reset when nodes come or go
         self.pods.add_event_handler(EventHandler(on_add=self._pod_added, on_update=self._pod_updated,
                                                  on_delete=self._pod_deleted))
         self.nodes.add_event_handler(EventHandler(on_add=self._node_changed, on_update=self._node_updated,
@@ -139,7 +140,10 @@ class Scheduler(Controller):
             self.scheduling_queue.delete(key)
         self._place(key, pod)
         if wants_scheduling(pod):
-            self.scheduling_queue.add(key, pod_priority(pod))
+            # Only a change of what scheduling reads moves a parked pod (not the status this scheduler wrote).
+            if (old is None or self.scheduling_queue.where(key) is None or old.spec != pod.spec
+                    or old.metadata.labels != pod.metadata.labels):
+                self.scheduling_queue.add(key, pod_priority(pod))
         elif not pod.spec.node_name:
             self.scheduling_queue.delete(key)
         finished = old is not None and _counts(old) and not _counts(pod)
@@ -154,6 +158,7 @@ class Scheduler(Controller):
             self.scheduling_queue.move_all()
 
     def _node_changed(self, key: Key, node: Message) -> None:
+        self._node_order = None
         self._infos.pop(node.metadata.name, None)
         self.scheduling_queue.move_all()
 
@@ -165,9 +170,13 @@ class Scheduler(Controller):
     def snapshot(self, pod: types_pb2.Pod | None = None) -> Snapshot:
         """The nodes by name with their pods; pods nominated to a node with at least `pod`'s priority
         count there too (their room is promised)."""
+        if self._node_order is None:
+            self._node_order = sorted(n.metadata.name for n in self.nodes.list())
         infos = []
-        for node in sorted(self.nodes.list(), key=lambda n: n.metadata.name):
-            name = node.metadata.name
+        for name in self._node_order:
+            node = self.nodes.get(("", name))
+            if node is None:
+                continue
             info = self._infos.get(name)
             if info is None or info.node is not node:
                 info = self._infos[name] = NodeInfo.build(node, self._on_node.get(name, {}).values())
