@@ -47,6 +47,14 @@ STATS_PERIOD_SECONDS = 15.0
 NetworkFactory = Callable[[str], Any]  # pod CIDR -> a PodNetworkManager
 
 
+def _credentials(config: AgentConfig):
+    """Secure mode's CA and node certificate (skiff.pki.Credentials), or None."""
+    if not config.client_ca_file:
+        return None
+    from skiff.pki import Credentials
+    return Credentials.load(ca=config.client_ca_file, cert=config.tls_cert_file, key=config.tls_private_key_file)
+
+
 class Agent:
     def __init__(self, *, config: AgentConfig, runtime: Runtime, images: ImageResolver,
                  network_factory: NetworkFactory | None = None, registry: Registry | None = None,
@@ -57,7 +65,8 @@ class Agent:
         self.registry = registry  # pulls images into `images`; None: only local images run
         self.network_factory = network_factory
         self.routes = routes  # routes to other nodes' pods (--pod-network host-gw); None: this node alone
-        self.client = ApiClient(config.server)
+        self.credentials = _credentials(config)   # secure mode (decision 32): the node's certificate
+        self.client = ApiClient(config.server, credentials=self.credentials)
         self.metrics = AgentMetrics(node_name=config.node_name)
         self.network: Any = None
         self.informers = SharedInformerFactory(self.client, metrics=self.metrics.controller)
@@ -75,7 +84,8 @@ class Agent:
         host, port = split_host_port(cfg.listen, flag="--listen")
         # The service port goes into the Node, so bind it first (port 0 in tests: a free one).
         service_holder: dict[str, AgentService] = {}
-        self.server, self.port = await start_server(service=_LateService(service_holder), host=host, port=port)
+        self.server, self.port = await start_server(service=_LateService(service_holder), host=host, port=port,
+                                                    tls=self.credentials)
         if cfg.metrics_listen:  # bound early too: a taken port fails the start, not an hour later
             mhost, mport = split_host_port(cfg.metrics_listen, flag="--metrics-listen")
             self.metrics_server = self.metrics.serve(host=mhost, port=mport)

@@ -29,6 +29,12 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class AgentConfig:
     server: str = "127.0.0.1:6443"          # the control plane's API address
+    # Secure mode (decision 32; kubelet's flag names): the cluster CA, and this node's certificate
+    # (CN system:node:NAME) as its client to the API and as the agent's serving one. The agent's
+    # service then accepts only the control plane's client certificate.
+    client_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_private_key_file: str = ""
     node_name: str = ""
     node_ip: str = "127.0.0.1"              # the node's InternalIP
     listen: str = "127.0.0.1:10250"         # the Agent gRPC service (logs, exec, stats)
@@ -106,6 +112,10 @@ def validate(config: AgentConfig) -> AgentConfig:
         raise ConfigError(f"--node-ip: {config.node_ip!r} is not an IP address") from None
     split_host_port(config.server, flag="--server")
     split_host_port(config.listen, flag="--listen")
+    tls = {"--client-ca-file": config.client_ca_file, "--tls-cert-file": config.tls_cert_file,
+           "--tls-private-key-file": config.tls_private_key_file}
+    if any(tls.values()) and not all(tls.values()):
+        raise ConfigError(f"secure mode needs {', '.join(f for f, v in tls.items() if not v)} as well")
     if config.metrics_listen:
         split_host_port(config.metrics_listen, flag="--metrics-listen")
     for flag, path in (("--data-dir", config.data_dir), ("--run-dir", config.run_dir),
@@ -187,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="skiff-agent", description="Skiff's node agent: runs the pods bound to this node.")
     p.add_argument("--server", default=AgentConfig.server, help="control plane API address (HOST:PORT)")
     p.add_argument("--node-name", default="", help="this node's name (default: the hostname)")
+    p.add_argument("--client-ca-file", default="", metavar="PATH",
+                   help="secure mode: the cluster CA (the API's and the control plane's certificates chain to it)")
+    p.add_argument("--tls-cert-file", default="", metavar="PATH",
+                   help="secure mode: this node's certificate, client to the API and the service's own")
+    p.add_argument("--tls-private-key-file", default="", metavar="PATH")
     p.add_argument("--node-ip", default=AgentConfig.node_ip, help="this node's InternalIP")
     p.add_argument("--listen", default=AgentConfig.listen, help="the agent's gRPC service (logs, exec, stats)")
     p.add_argument("--metrics-listen", default=AgentConfig.metrics_listen,
@@ -254,6 +269,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
     node_name = args.node_name or socket.gethostname().lower()
     return validate(AgentConfig(
         server=args.server, node_name=node_name, node_ip=args.node_ip, listen=args.listen,
+        client_ca_file=args.client_ca_file, tls_cert_file=args.tls_cert_file,
+        tls_private_key_file=args.tls_private_key_file,
         metrics_listen=args.metrics_listen, data_dir=Path(args.data_dir), run_dir=Path(args.run_dir),
         image_dir=Path(args.image_dir) if args.image_dir else None,
         cgroup_parent=args.cgroup_parent, pids_limit=args.pids_limit, log_level=args.log_level,

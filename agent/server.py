@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import grpc
 
@@ -27,6 +27,9 @@ from agent.podworkers import PodRecord, PodWorkers
 from agent.runtime.interface import Runtime, StartError, State, TerminalSize
 from proto.skiff.v1 import api_pb2, api_pb2_grpc
 from skiff.grpcdecoding import add_servicer
+
+if TYPE_CHECKING:
+    from skiff.pki import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -330,13 +333,38 @@ def _host_usage() -> tuple[float, int]:
         return 0.0, 0
 
 
-async def start_server(*, service: AgentService, host: str, port: int) -> tuple[grpc.aio.Server, int]:
-    """Serve the Agent service; returns the server and the port bound (port 0: a free one)."""
+async def _control_plane_only(method: str, _request: Any, context: grpc.aio.ServicerContext) -> None:
+    """Secure mode: the TLS layer has verified the peer's certificate against the cluster CA;
+    only the control plane's may run commands in, read logs of, or forward ports to this node's pods."""
+    from skiff import pki
+    pems = (context.auth_context() or {}).get("x509_pem_cert") or []
+    user = ""
+    if pems:
+        from cryptography import x509
+        user = pki.identity_of(x509.load_pem_x509_certificate(pems[0])).user
+    if user != pki.CONTROLPLANE_USER:
+        log.warning("refused %s from %s: certificate of %r, not the control plane's", method, context.peer(),
+                    user or "nobody")
+        context.set_trailing_metadata((("skiff-origin", "agent"),))
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                            f"the agent's service answers only the control plane ({pki.CONTROLPLANE_USER}), "
+                            f"not {user or 'an anonymous client'}")
+
+
+async def start_server(*, service: AgentService, host: str, port: int, tls: "Credentials | None" = None
+                       ) -> tuple[grpc.aio.Server, int]:
+    """Serve the Agent service; returns the server and the port bound (port 0: a free one).
+    With `tls` (secure mode): mutual TLS, and only the control plane's certificate is answered."""
     server = grpc.aio.server()
     # Requests decoded by the service: garbage is INVALID_ARGUMENT naming the message, not UNKNOWN (issue 15).
-    add_servicer(api_pb2_grpc.add_AgentServicer_to_server, service, server, "skiff.v1.Agent", origin="agent")
+    add_servicer(api_pb2_grpc.add_AgentServicer_to_server, service, server, "skiff.v1.Agent", origin="agent",
+                 guard=_control_plane_only if tls is not None else None)
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        if tls is None:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        else:
+            bound = server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials(
+                [(tls.key, tls.cert)], root_certificates=tls.ca, require_client_auth=True))
     except RuntimeError:  # grpc's way of saying the address is taken or not ours
         bound = 0
     if bound == 0:

@@ -54,6 +54,20 @@ class Config:
     leader_elect: bool = True
     leader_lease_seconds: float = 15.0
     identity: str = ""  # "" = hostname_random
+    # Secure mode (decision 32; kube-apiserver's flag names): all set, or none.
+    client_ca_file: str = ""          # the CA client certificates must chain to; set = secure
+    tls_cert_file: str = ""           # the API's serving certificate (gRPC and REST)
+    tls_private_key_file: str = ""
+    token_auth_file: str = ""         # static bearer tokens (REST): token,user,uid,"groups"
+    kubelet_client_certificate: str = ""   # the control plane's client certificate: agents, its own controllers
+    kubelet_client_key: str = ""
+    etcd_cafile: str = ""             # etcd with --client-cert-auth: its CA, and this client's certificate
+    etcd_certfile: str = ""
+    etcd_keyfile: str = ""
+
+    @property
+    def secure(self) -> bool:
+        return bool(self.client_ca_file)
 
 
 def validate_config(config: Config) -> list[str]:
@@ -79,6 +93,18 @@ def validate_config(config: Config) -> list[str]:
         problems.append(f"--leader-lease-seconds {config.leader_lease_seconds}: must be at least 1")
     if not config.etcd_prefix.startswith("/"):
         problems.append(f"--etcd-prefix {config.etcd_prefix!r}: must start with /")
+    tls_flags = {"--client-ca-file": config.client_ca_file, "--tls-cert-file": config.tls_cert_file,
+                 "--tls-private-key-file": config.tls_private_key_file,
+                 "--kubelet-client-certificate": config.kubelet_client_certificate,
+                 "--kubelet-client-key": config.kubelet_client_key}
+    etcd_tls = {"--etcd-cafile": config.etcd_cafile, "--etcd-certfile": config.etcd_certfile,
+                "--etcd-keyfile": config.etcd_keyfile}
+    if any(etcd_tls.values()) and not all(etcd_tls.values()):
+        problems.append(f"etcd over TLS needs {', '.join(f for f, v in etcd_tls.items() if not v)} as well")
+    if any(tls_flags.values()) or config.token_auth_file:
+        missing = [flag for flag, value in tls_flags.items() if not value]
+        if missing:
+            problems.append(f"secure mode needs {', '.join(missing)} as well")
     return problems
 
 
@@ -133,6 +159,19 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     p.add_argument("--leader-lease-seconds", type=float, default=Config.leader_lease_seconds)
     p.add_argument("--identity", default="", help="this replica's name in the leader lease")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    secure = p.add_argument_group("secure mode (decision 32: TLS, authentication, authorization; all or none)")
+    secure.add_argument("--client-ca-file", default="", metavar="PATH",
+                        help="the cluster CA: client certificates must chain to it")
+    secure.add_argument("--tls-cert-file", default="", metavar="PATH", help="the API's serving certificate")
+    secure.add_argument("--tls-private-key-file", default="", metavar="PATH")
+    secure.add_argument("--token-auth-file", default="", metavar="PATH",
+                        help='static bearer tokens for the REST API, a line each: token,user,uid,"group1,group2"')
+    secure.add_argument("--kubelet-client-certificate", default="", metavar="PATH",
+                        help="the control plane's client certificate: to the agents, and its own controllers'")
+    secure.add_argument("--kubelet-client-key", default="", metavar="PATH")
+    secure.add_argument("--etcd-cafile", default="", metavar="PATH", help="etcd over TLS: the CA of its certificate")
+    secure.add_argument("--etcd-certfile", default="", metavar="PATH", help="etcd over TLS: this client's certificate")
+    secure.add_argument("--etcd-keyfile", default="", metavar="PATH")
     a = p.parse_args(argv)
     config = Config(etcd=a.etcd, etcd_prefix=a.etcd_prefix, listen=a.listen, metrics_listen=a.metrics_listen,
                     rest_listen=a.rest_listen if a.rest_listen is not None else _default_rest_listen(a.listen),
@@ -143,7 +182,12 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
                     leader_elect=a.leader_elect == "true", leader_lease_seconds=a.leader_lease_seconds,
                     identity=a.identity, event_ttl_seconds=a.event_ttl,
                     default_not_ready_toleration_seconds=a.default_not_ready_toleration_seconds,
-                    default_unreachable_toleration_seconds=a.default_unreachable_toleration_seconds)
+                    default_unreachable_toleration_seconds=a.default_unreachable_toleration_seconds,
+                    client_ca_file=a.client_ca_file, tls_cert_file=a.tls_cert_file,
+                    tls_private_key_file=a.tls_private_key_file, token_auth_file=a.token_auth_file,
+                    kubelet_client_certificate=a.kubelet_client_certificate,
+                    kubelet_client_key=a.kubelet_client_key, etcd_cafile=a.etcd_cafile,
+                    etcd_certfile=a.etcd_certfile, etcd_keyfile=a.etcd_keyfile)
     problems = validate_config(config)
     if problems:
         p.error("; ".join(problems))
@@ -172,10 +216,13 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     from skiff.controller import ControllerMetrics, SharedInformerFactory
 
     metrics = Metrics()
-    store = Store(endpoint=config.etcd, root=config.etcd_prefix, event_ttl=config.event_ttl_seconds)
+    store = Store(endpoint=config.etcd, root=config.etcd_prefix, event_ttl=config.event_ttl_seconds,
+                  tls=_etcd_credentials(config))
     admission = Admission(not_ready_toleration_seconds=config.default_not_ready_toleration_seconds,
                           unreachable_toleration_seconds=config.default_unreachable_toleration_seconds)
-    api = ApiServer(store=store, metrics=metrics, listen=config.listen, admission=admission)
+    security = _security(config)
+    api = ApiServer(store=store, metrics=metrics, listen=config.listen, admission=admission,
+                    tls=security.serving, guard=security.guard, agent_credentials=security.client)
     # Services' cluster IPs and node ports, allocated by the registry (controlplane/services/).
     allocations = ServiceAllocations(store=store, cluster_ip_range=config.service_cluster_ip_range,
                                      node_port_range=config.service_node_port_range)
@@ -184,8 +231,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     metrics_server = MetricsServer(metrics=metrics, host=host.strip("[]"), port=int(port))
     port = await api.start()
     # The REST front door: the same Registry and agent proxy as the gRPC service.
-    rest = RestServer(registry=api.service.registry, proxy=api.proxy, listen=config.rest_listen) \
-        if config.rest_listen else None
+    rest = RestServer(registry=api.service.registry, proxy=api.proxy, listen=config.rest_listen,
+                      ssl_context=security.rest_ssl, guard=security.guard) if config.rest_listen else None
     if rest is not None:
         await rest.start()
     # The initial namespaces (default, kube-system, ...): in the background, as etcd may not answer yet.
@@ -198,8 +245,9 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     log.info("serving the API on %s, metrics on %s:%d, etcd %s%s", config.listen, host, metrics_server.port,
              config.etcd, config.etcd_prefix)
     if rest is not None:
-        log.info("serving Kubernetes' REST API on http://%s (plain HTTP)", config.rest_listen)
-    client = ApiClient(f"{config.listen.rpartition(':')[0]}:{port}")
+        log.info("serving Kubernetes' REST API on %s", f"https://{config.rest_listen}" if config.secure
+                 else f"http://{config.rest_listen} (plain HTTP)")
+    client = ApiClient(f"{config.listen.rpartition(':')[0]}:{port}", credentials=security.client)
     factory = SharedInformerFactory(client, metrics=ControllerMetrics(metrics.registry))
     store.observe = metrics.observe_etcd
     # Readiness (issue 15): not ready while one of its informers has been failing or stalled past a bound.
@@ -282,6 +330,46 @@ def _readyz(problems: list[str]) -> tuple[str, bytes, int]:
         return "text/plain", b"ok\n", 200
     text = "".join(f"[-]informer failed: {p}\n" for p in problems) + "readyz check failed\n"
     return "text/plain", text.encode(), 503
+
+
+def _etcd_credentials(config: Config):
+    if not config.etcd_cafile:
+        return None
+    from skiff.pki import Credentials, PkiError
+    try:
+        return Credentials.load(ca=config.etcd_cafile, cert=config.etcd_certfile, key=config.etcd_keyfile)
+    except PkiError as exc:
+        raise OSError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class _Security:
+    serving: "Credentials | None" = None      # the API's certificate and key, and the client CA
+    client: "Credentials | None" = None       # the control plane's own client certificate
+    guard: "Guard | None" = None
+    rest_ssl: "ssl.SSLContext | None" = None
+
+
+def _security(config: Config) -> _Security:
+    """Secure mode's parts, from the files the flags name (OSError names a file that cannot be read)."""
+    if not config.secure:
+        return _Security()
+    import ssl
+
+    from controlplane.auth import Authenticator, Authorizer, Guard
+    from skiff.pki import Credentials, PkiError
+    try:
+        serving = Credentials.load(ca=config.client_ca_file, cert=config.tls_cert_file,
+                                   key=config.tls_private_key_file)
+        client = Credentials.load(ca=config.client_ca_file, cert=config.kubelet_client_certificate,
+                                  key=config.kubelet_client_key)
+        authenticator = Authenticator.from_token_file(config.token_auth_file)
+    except PkiError as exc:
+        raise OSError(str(exc)) from None
+    rest_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=config.client_ca_file)
+    rest_ssl.load_cert_chain(config.tls_cert_file, config.tls_private_key_file)
+    rest_ssl.verify_mode = ssl.CERT_OPTIONAL   # a certificate is checked when given; else a bearer token
+    return _Security(serving=serving, client=client, guard=Guard(authenticator, Authorizer()), rest_ssl=rest_ssl)
 
 
 def _serve_monitoring(server: MetricsServer, *, factory, client: ApiClient, etcd: str,

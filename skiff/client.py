@@ -20,13 +20,16 @@ gRPC status codes come back as exceptions, so callers write
 from __future__ import annotations
 
 import re
-from typing import AsyncIterable, AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterable, AsyncIterator, Callable
 
 import grpc
 from google.protobuf.message import Message
 
 from proto.skiff.v1 import api_pb2, api_pb2_grpc
 from skiff.api import kinds
+
+if TYPE_CHECKING:
+    from skiff.pki import Credentials
 
 FIELD_PATH_METADATA = "skiff-field-path"
 ORIGIN_METADATA = "skiff-origin"  # set by the API server on every error it sends
@@ -133,6 +136,31 @@ def error_from_rpc(exc: grpc.RpcError, *, address: str) -> ApiError:
     return ApiError(details, code=code)
 
 
+def _untrusted_server(address: str, credentials: "Credentials") -> ApiError | None:
+    """When the server's certificate does not chain to the CA this client trusts: an error naming
+    the certificate's SHA-256 fingerprint (as kubectl refuses an unknown authority); else None."""
+    import ssl
+
+    from cryptography import x509
+
+    from skiff import pki
+    host, _, port = address.rpartition(":")
+    try:
+        pem = ssl.get_server_certificate((host.strip("[]"), int(port)), timeout=5).encode()
+        leaf = x509.load_pem_x509_certificate(pem)
+        ca = x509.load_pem_x509_certificate(credentials.ca)
+    except (OSError, ValueError):
+        return None
+    try:
+        leaf.verify_directly_issued_by(ca)
+        return None   # signed by our CA: the handshake failed for another reason
+    except Exception:  # noqa: BLE001 - InvalidSignature, a different issuer (ValueError), a different key type
+        pass
+    return ApiError(f"the Skiff API at {address} presents a certificate this client's CA did not sign "
+                    f"(SHA-256 fingerprint {pki.fingerprint(pem)}): refusing it; is the configured "
+                    f"certificate-authority this cluster's?", code=grpc.StatusCode.UNAVAILABLE)
+
+
 def _kind_name(kind: str) -> str:
     """Accept "Pod", "pod", "pods", "po": send the canonical kind name.
     A kind this client does not know goes as typed: the server decides."""
@@ -153,8 +181,11 @@ class ApiClient:
     closed by `close()`; also usable as `async with ApiClient(addr) as c:`.
     """
 
-    def __init__(self, address: str, *, on_warning: Callable[[str], None] | None = None) -> None:
+    def __init__(self, address: str, *, on_warning: Callable[[str], None] | None = None,
+                 credentials: "Credentials | None" = None) -> None:
+        """`credentials`: the cluster CA and a client certificate, for a secure API (decision 32)."""
         self.address = address
+        self.credentials = credentials
         # Called with each warning the server sends about a write (kubectl's
         # WarningHandler); the CLI prints them to stderr.
         self.on_warning = on_warning
@@ -166,8 +197,13 @@ class ApiClient:
     @property
     def stub(self) -> api_pb2_grpc.ApiStub:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(
-                self.address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+            options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+            if self.credentials is None:
+                self._channel = grpc.aio.insecure_channel(self.address, options=options)
+            else:
+                self._channel = grpc.aio.secure_channel(self.address, grpc.ssl_channel_credentials(
+                    root_certificates=self.credentials.ca, private_key=self.credentials.key or None,
+                    certificate_chain=self.credentials.cert or None), options=options)
             self._stub = api_pb2_grpc.ApiStub(self._channel)
         return self._stub
 
@@ -176,6 +212,12 @@ class ApiClient:
             await self._channel.close()
         self._channel = None
         self._stub = None
+
+    def _error(self, exc: grpc.RpcError) -> ApiError:
+        error = error_from_rpc(exc, address=self.address)
+        if self.credentials is not None and isinstance(error, Unavailable) and error.code == grpc.StatusCode.UNAVAILABLE:
+            return _untrusted_server(self.address, self.credentials) or error
+        return error
 
     async def __aenter__(self) -> "ApiClient":
         return self
@@ -193,7 +235,7 @@ class ApiClient:
                         self.on_warning(value.decode() if isinstance(value, bytes) else value)
             return response
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc, address=self.address) from None
+            raise self._error(exc) from None
 
     # ------------------------------------------------------------ objects
 
@@ -282,7 +324,7 @@ class ApiClient:
                 yield event.type, kinds.unwrap(event.object) if event.HasField("object") else None, \
                     event.resource_version
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc, address=self.address) from None
+            raise self._error(exc) from None
         finally:
             call.cancel()
 
@@ -297,7 +339,7 @@ class ApiClient:
             async for chunk in call:
                 yield chunk.data
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc, address=self.address) from None
+            raise self._error(exc) from None
         finally:
             call.cancel()
 
@@ -330,7 +372,7 @@ class ApiClient:
                 if which is not None:
                     yield which, getattr(out, which)
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc, address=self.address) from None
+            raise self._error(exc) from None
         finally:
             call.cancel()
 
@@ -355,7 +397,7 @@ class ApiClient:
                 if which is not None:
                     yield which, getattr(out, which)
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc, address=self.address) from None
+            raise self._error(exc) from None
         finally:
             call.cancel()
 
@@ -376,7 +418,7 @@ class ApiClient:
             async for out in call:
                 yield out.data
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc, address=self.address) from None
+            raise self._error(exc) from None
         finally:
             call.cancel()
 

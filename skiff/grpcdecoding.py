@@ -7,11 +7,14 @@ UNKNOWN "Unexpected <class 'DecodeError'>" (issue 15).
 generated `add_XServicer_to_server` would, with each handler's deserializer
 moved inside its behaviour. Shared by the API server (controlplane/api) and the
 agent's own service (agent/server.py); `origin` is the `skiff-origin` trailer
-value of the refusal (who read the request).
+value of the refusal (who read the request). `guard(method, request, context)`,
+when given, runs before the method with its decoded request (for a stream
+from the client, its first message) and aborts to refuse it: the API server's
+authentication and authorization in secure mode (controlplane/api/guard.py).
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import grpc
 
@@ -31,11 +34,14 @@ class _Collected:
         self.handlers[service] = handlers
 
 
+Guard = Callable[[str, Any, grpc.aio.ServicerContext], Awaitable[None]]
+
+
 def add_servicer(add: Callable[[Any, Any], None], servicer: Any, server: grpc.aio.Server, service: str, *,
-                 origin: str = "apiserver") -> None:
+                 origin: str = "apiserver", guard: Guard | None = None) -> None:
     collected = _Collected()
     add(servicer, collected)
-    handlers = {name: _decoding(handler, origin) for name, handler in collected.handlers[service].items()}
+    handlers = {name: _decoding(handler, origin, name, guard) for name, handler in collected.handlers[service].items()}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
     server.add_registered_method_handlers(service, handlers)
 
@@ -52,19 +58,29 @@ async def _decode(deserialize: Callable[[bytes], Any], data: bytes, context: grp
                             f"the request is not a valid {what} ({len(data)} bytes): {str(exc)[:200]}")
 
 
-def _decoding(handler: grpc.RpcMethodHandler, origin: str) -> grpc.RpcMethodHandler:
+async def _decode_checked(deserialize: Callable[[bytes], Any], data: bytes, context: grpc.aio.ServicerContext,
+                          origin: str, name: str, guard: Guard | None) -> Any:
+    request = await _decode(deserialize, data, context, origin)
+    if guard is not None:
+        await guard(name, request, context)
+    return request
+
+
+def _decoding(handler: grpc.RpcMethodHandler, origin: str, name: str = "",
+              guard: Guard | None = None) -> grpc.RpcMethodHandler:
     deserialize, serialize = handler.request_deserializer, handler.response_serializer
     if handler.unary_unary is not None:
         behaviour = handler.unary_unary
 
         async def unary_unary(data: bytes, context: grpc.aio.ServicerContext) -> Any:
-            return await behaviour(await _decode(deserialize, data, context, origin), context)
+            return await behaviour(await _decode_checked(deserialize, data, context, origin, name, guard), context)
         return grpc.unary_unary_rpc_method_handler(unary_unary, response_serializer=serialize)
     if handler.unary_stream is not None:
         stream = handler.unary_stream
 
         async def unary_stream(data: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async for item in stream(await _decode(deserialize, data, context, origin), context):
+            async for item in stream(await _decode_checked(deserialize, data, context, origin, name, guard),
+                                     context):
                 yield item
         return grpc.unary_stream_rpc_method_handler(unary_stream, response_serializer=serialize)
     if handler.stream_stream is not None:
@@ -72,9 +88,16 @@ def _decoding(handler: grpc.RpcMethodHandler, origin: str) -> grpc.RpcMethodHand
 
         async def stream_stream(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
                                 ) -> AsyncIterator[Any]:
+            first = True
+
             async def decoded() -> AsyncIterator[Any]:
+                nonlocal first
                 async for data in requests:
-                    yield await _decode(deserialize, data, context, origin)
+                    if first:
+                        first = False
+                        yield await _decode_checked(deserialize, data, context, origin, name, guard)
+                    else:
+                        yield await _decode(deserialize, data, context, origin)
             async for item in streams(decoded(), context):
                 yield item
         return grpc.stream_stream_rpc_method_handler(stream_stream, response_serializer=serialize)

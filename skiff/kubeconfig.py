@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from skiff.pki import Credentials
 
 NAME = "skiff"
 # Where the control plane serves Kubernetes' REST API unless told otherwise (--rest-listen):
@@ -42,14 +45,26 @@ def _upsert(entries: list[dict[str, Any]], name: str, key: str, value: dict[str,
     return [*out, {"name": name, key: value}]
 
 
-def merge(config: dict[str, Any] | None, *, server: str, namespace: str = "") -> dict[str, Any]:
-    """`config` with Skiff's cluster, user and context added or refreshed."""
+def _b64(data: bytes) -> str:
+    import base64
+    return base64.b64encode(data).decode()
+
+
+def merge(config: dict[str, Any] | None, *, server: str, namespace: str = "",
+          credentials: "Credentials | None" = None) -> dict[str, Any]:
+    """`config` with Skiff's cluster, user and context added or refreshed; with `credentials`
+    (a secure cluster, decision 32) the cluster's CA and the user's client certificate, embedded."""
     config = dict(config or {})
     config.setdefault("apiVersion", "v1")
     config.setdefault("kind", "Config")
     config.setdefault("preferences", {})
-    config["clusters"] = _upsert(config.get("clusters") or [], NAME, "cluster", {"server": server})
-    config["users"] = _upsert(config.get("users") or [], NAME, "user", {})
+    cluster: dict[str, Any] = {"server": server}
+    user: dict[str, Any] = {}
+    if credentials is not None:
+        cluster["certificate-authority-data"] = _b64(credentials.ca)
+        user = {"client-certificate-data": _b64(credentials.cert), "client-key-data": _b64(credentials.key)}
+    config["clusters"] = _upsert(config.get("clusters") or [], NAME, "cluster", cluster)
+    config["users"] = _upsert(config.get("users") or [], NAME, "user", user)
     context = {"cluster": NAME, "user": NAME, **({"namespace": namespace} if namespace else {})}
     config["contexts"] = _upsert(config.get("contexts") or [], NAME, "context", context)
     if not config.get("current-context") or config["current-context"] == NAME:
@@ -57,7 +72,7 @@ def merge(config: dict[str, Any] | None, *, server: str, namespace: str = "") ->
     return config
 
 
-def write(path: Path, *, server: str) -> Path:
+def write(path: Path, *, server: str, credentials: "Credentials | None" = None) -> Path:
     """Merge Skiff's entries into the kubeconfig at `path` (created if absent)."""
     existing: dict[str, Any] | None = None
     if path.exists():
@@ -65,7 +80,8 @@ def write(path: Path, *, server: str) -> Path:
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{path}: not a kubeconfig (expected a mapping)")
         existing = loaded
-    text = yaml.safe_dump(merge(existing, server=server), default_flow_style=False, sort_keys=False)
+    text = yaml.safe_dump(merge(existing, server=server, credentials=credentials), default_flow_style=False,
+                          sort_keys=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -58,8 +58,9 @@ class Credentials:
     key: bytes = b""
 
     @classmethod
-    def load(cls, *, ca: Path, cert: Path | None = None, key: Path | None = None) -> "Credentials":
-        def read(path: Path | None) -> bytes:
+    def load(cls, *, ca: Path | str, cert: Path | str | None = None, key: Path | str | None = None
+             ) -> "Credentials":
+        def read(path: Path | str | None) -> bytes:
             if path is None:
                 return b""
             try:
@@ -243,8 +244,9 @@ class ClusterPki:
                      ip_addresses=["127.0.0.1", *api_addresses, service_cluster_ip])
         self._ensure(ca, "admin", common_name=ADMIN_USER, groups=[MASTERS], client=True)
         self._ensure(ca, "controlplane", common_name=CONTROLPLANE_USER, groups=[MASTERS], client=True)
-        self._ensure(ca, "etcd-server", common_name="skiff-etcd", server=True, dns_names=["localhost"],
-                     ip_addresses=["127.0.0.1"])
+        # client too: etcd dials itself (its gRPC gateway) with this certificate under --client-cert-auth
+        self._ensure(ca, "etcd-server", common_name="skiff-etcd", server=True, client=True,
+                     dns_names=["localhost"], ip_addresses=["127.0.0.1"])
         for node in node_names:
             self.ensure_node(ca, node, address=(node_addresses or {}).get(node, "127.0.0.1"))
         if not self.token_file.exists():

@@ -17,6 +17,7 @@ from controlplane import store as st
 from controlplane.api.errors import RpcAbort
 from proto.skiff.v1 import api_pb2, api_pb2_grpc, types_pb2
 from skiff.api import kinds
+from skiff.pki import Credentials
 
 DEFAULT_AGENT_PORT = 10250
 
@@ -30,8 +31,11 @@ def agent_address(node: types_pb2.Node) -> str:
 
 
 class AgentProxy:
-    def __init__(self, *, store: st.Store) -> None:
+    def __init__(self, *, store: st.Store, credentials: Credentials | None = None) -> None:
         self.store = store
+        # Secure mode: mutual TLS to the agents, with the control plane's client certificate
+        # (the agent accepts no other) and the cluster CA its serving certificate chains to.
+        self.credentials = credentials
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     async def close(self) -> None:
@@ -41,7 +45,13 @@ class AgentProxy:
     def _stub(self, address: str) -> api_pb2_grpc.AgentStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+            if self.credentials is None:
+                channel = grpc.aio.insecure_channel(address)
+            else:
+                channel = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(
+                    root_certificates=self.credentials.ca, private_key=self.credentials.key,
+                    certificate_chain=self.credentials.cert))
+            self._channels[address] = channel
         return api_pb2_grpc.AgentStub(channel)
 
     async def _node_address(self, node_name: str) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 import grpc
 
 from controlplane import store as st
+from controlplane.api.guard import grpc_guard
+from controlplane.auth import Guard
+from skiff.pki import Credentials
 from skiff.grpcdecoding import add_servicer
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.service import ApiService
@@ -15,8 +18,14 @@ MAX_REQUEST_BYTES = 3 * 1024 * 1024
 
 
 class ApiServer:
-    def __init__(self, *, store: st.Store, metrics: Metrics, listen: str, admission: Admission = Admission()) -> None:
-        self.proxy = AgentProxy(store=store)
+    def __init__(self, *, store: st.Store, metrics: Metrics, listen: str, admission: Admission = Admission(),
+                 tls: Credentials | None = None, guard: Guard | None = None,
+                 agent_credentials: Credentials | None = None) -> None:
+        """`tls` (the serving certificate and the CA clients' certificates must chain to) and `guard`
+        make it secure (decision 32): TLS, a client certificate required, every call authorized;
+        `agent_credentials` is the client certificate the agents' service is dialed with."""
+        self.proxy = AgentProxy(store=store, credentials=agent_credentials)
+        self.tls = tls
         self.service = ApiService(store=store, metrics=metrics, proxy=self.proxy, admission=admission)
         self.listen = listen
         # A request larger than any object the store takes (1.5 MiB) plus its
@@ -25,13 +34,19 @@ class ApiServer:
         # caps a request body at 3 MB the same way.
         self._server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
                                                 ("grpc.so_reuseport", 0)])
-        add_servicer(api_pb2_grpc.add_ApiServicer_to_server, self.service, self._server, "skiff.v1.Api")
+        add_servicer(api_pb2_grpc.add_ApiServicer_to_server, self.service, self._server, "skiff.v1.Api",
+                     guard=grpc_guard(guard) if guard is not None else None)
         self.port = 0
 
     async def start(self) -> int:
         """Bind and serve; returns the bound port (useful with port 0)."""
         try:
-            self.port = self._server.add_insecure_port(self.listen)
+            if self.tls is None:
+                self.port = self._server.add_insecure_port(self.listen)
+            else:   # Python's gRPC can require a client certificate or not ask for one: it requires one
+                credentials = grpc.ssl_server_credentials([(self.tls.key, self.tls.cert)],
+                                                          root_certificates=self.tls.ca, require_client_auth=True)
+                self.port = self._server.add_secure_port(self.listen, credentials)
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {self.listen}: {exc}") from None
         if self.port == 0:

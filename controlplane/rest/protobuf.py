@@ -52,6 +52,13 @@ KINDS: dict[str, Schema] = {
                              7: ("sessionAffinity", _STRING), 10: ("externalName", _STRING)})},
     "Secret": {1: ("metadata", _OBJECT_META), 2: ("data", ("map", _BYTES)), 3: ("type", _STRING),
                4: ("stringData", ("map", _STRING)), 5: ("immutable", _BOOL)},
+    # What `kubectl auth can-i` posts (authorization.k8s.io/v1; decision 32).
+    "SelfSubjectAccessReview": {
+        1: ("metadata", _OBJECT_META),
+        2: ("spec", {1: ("resourceAttributes", {1: ("namespace", _STRING), 2: ("verb", _STRING), 3: ("group", _STRING),
+                                                4: ("version", _STRING), 5: ("resource", _STRING),
+                                                6: ("subresource", _STRING), 7: ("name", _STRING)}),
+                     2: ("nonResourceAttributes", {1: ("path", _STRING), 2: ("verb", _STRING)})})},
     # What `kubectl drain` posts to pods/NAME/eviction (policy/v1 Eviction with its DeleteOptions).
     "Eviction": {1: ("metadata", _OBJECT_META),
                  2: ("deleteOptions", {1: ("gracePeriodSeconds", _INT),

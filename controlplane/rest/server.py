@@ -10,19 +10,24 @@ the resource handlers, and every exception turned into a Status.
     /apis/<g>/<v>/[namespaces/<ns>/]<resource>[/<name>[/<sub>]]     (and the
                                                                      legacy /watch/ prefix)
 
-Plain HTTP on loopback until the security issue brings TLS and credentials:
-anyone who can reach the port can do anything, as with the gRPC port today.
+Without `ssl_context`/`guard`, plain HTTP on loopback: anyone who can reach the
+port can do anything. Secure (decision 32): HTTPS with the cluster CA, a client
+certificate (asked for, verified when given) or a bearer token, anonymous
+requests 401 and every resource request authorized (403 in Kubernetes' words);
+a SelfSubjectAccessReview answers `kubectl auth can-i`.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.registry import Registry
+from controlplane.auth import Attributes, Guard, Identity, Unauthenticated
 from controlplane.rest import codec, discovery, metrics, openapi, podlogs, portforward, streams
 from controlplane.rest.resources import ResourceHandlers, Target, error_response, respond
 from controlplane.rest.status import ApiError, from_exception
@@ -30,6 +35,24 @@ from controlplane.rest.status import ApiError, from_exception
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 3 * 1024 * 1024   # as the gRPC server and Kubernetes' API server
 _NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
+_UNAUTHORIZED = ApiError(401, "Unauthorized", "Unauthorized")
+_SSAR = ("authorization.k8s.io", "v1", "selfsubjectaccessreviews")
+_SUBRESOURCE_VERBS = {"exec": "create", "attach": "create", "portforward": "create", "eviction": "create",
+                      "binding": "create", "log": "get"}
+
+
+def rest_attributes(method: str, t: Target, *, watch: bool, query) -> Attributes:
+    """Kubernetes' request attributes of a resource request (the verb from the method and the path)."""
+    if t.subresource in _SUBRESOURCE_VERBS:
+        verb = _SUBRESOURCE_VERBS[t.subresource]
+    elif method == "GET":
+        verb = "watch" if watch or codec.flag(query, "watch") else "get" if t.name else "list"
+    elif method == "DELETE":
+        verb = "delete" if t.name else "deletecollection"
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+    return Attributes(verb=verb, resource=t.served.kind.resource, subresource=t.subresource,
+                      namespace=t.namespace, name=t.name, api_group=t.served.group)
 
 
 def parse_target(parts: list[str], *, group: str, version: str) -> tuple[Target | None, bool]:
@@ -50,8 +73,10 @@ def parse_target(parts: list[str], *, group: str, version: str) -> tuple[Target 
 
 
 class RestServer:
-    def __init__(self, *, registry: Registry, proxy: AgentProxy, listen: str, bookmark_seconds: float = 10.0) -> None:
+    def __init__(self, *, registry: Registry, proxy: AgentProxy, listen: str, bookmark_seconds: float = 10.0,
+                 ssl_context: ssl.SSLContext | None = None, guard: Guard | None = None) -> None:
         self.registry, self.proxy, self.listen = registry, proxy, listen
+        self.ssl_context, self.guard = ssl_context, guard
         self.handlers = ResourceHandlers(registry=registry, bookmark_seconds=bookmark_seconds)
         self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         self.app.router.add_route("*", "/{tail:.*}", self.dispatch)
@@ -65,7 +90,7 @@ class RestServer:
         host, _, port = self.listen.rpartition(":")
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]"), int(port))
+        site = web.TCPSite(self._runner, host.strip("[]"), int(port), ssl_context=self.ssl_context)
         await site.start()
         sockets = self._runner.addresses
         self.port = sockets[0][1] if sockets else int(port)
@@ -85,7 +110,8 @@ class RestServer:
         if task is not None:
             self._requests.add(task)
         try:
-            return await self._route(request, seen)
+            identity = self._authenticate(request) if self.guard is not None else None
+            return await self._route(request, seen, identity)
         except ApiError as err:
             return error_response(err)
         except Exception as exc:  # noqa: BLE001 - every failure is a Status, never a 500 page
@@ -96,9 +122,56 @@ class RestServer:
         finally:
             self._requests.discard(task)
 
-    async def _route(self, request: web.Request, seen: list[Target]) -> web.StreamResponse:
+    def _authenticate(self, request: web.Request) -> Identity:
+        tls = request.transport.get_extra_info("ssl_object") if request.transport is not None else None
+        der = tls.getpeercert(binary_form=True) if tls is not None else None
+        try:
+            return self.guard.authenticator.http(peercert_der=der,
+                                                 authorization=request.headers.get("Authorization", ""))
+        except Unauthenticated as exc:
+            log.info("unauthorized %s %s from %s: %s", request.method, request.path, request.remote, exc)
+            raise _UNAUTHORIZED from None
+
+    def _authorize(self, identity: Identity | None, attributes: Attributes) -> None:
+        if self.guard is None or identity is None:
+            return
+        message = self.guard.check(identity, attributes)
+        if message is not None:
+            details = {"kind": attributes.resource, **({"name": attributes.name} if attributes.name else {})}
+            if attributes.api_group:
+                details["group"] = attributes.api_group
+            raise ApiError(403, "Forbidden", message, details)
+
+    async def _access_review(self, request: web.Request, identity: Identity | None) -> web.StreamResponse:
+        """POST selfsubjectaccessreviews: may the caller do what the spec says (`kubectl auth can-i`)."""
+        review = codec.parse_body(await request.read(), request.headers.get("Content-Type", "application/json"))
+        spec = review.get("spec") if isinstance(review, dict) else None
+        if not isinstance(spec, dict):
+            raise ApiError(400, "BadRequest", "the body is not a SelfSubjectAccessReview (no spec)")
+        ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+        if ra:
+            attributes = Attributes(verb=ra.get("verb", ""), resource=ra.get("resource", ""),
+                                    subresource=ra.get("subresource", ""), namespace=ra.get("namespace", ""),
+                                    name=ra.get("name", ""), api_group=ra.get("group", ""))
+        elif nra:
+            attributes = Attributes(verb=nra.get("verb", ""), path=nra.get("path", ""))
+        else:
+            raise ApiError(422, "Invalid", "SelfSubjectAccessReview.authorization.k8s.io is invalid: "
+                                           "spec: Invalid value: one of resourceAttributes or "
+                                           "nonResourceAttributes must be set")
+        allowed = True
+        if self.guard is not None and identity is not None:
+            allowed = self.guard.authorizer.allowed(identity, attributes)
+        status = {"allowed": allowed}
+        return respond({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                        "metadata": {}, "spec": spec, "status": status}, status=201)
+
+    async def _route(self, request: web.Request, seen: list[Target],
+                     identity: Identity | None = None) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
         parts = path.strip("/").split("/") if path != "/" else []
+        if tuple(parts[1:]) == _SSAR and parts[0] == "apis" and request.method == "POST":
+            return await self._access_review(request, identity)
         if path == "/readyz":
             problems = self.readiness()
             if problems:   # as Kubernetes' verbose failure: a line per failed check
@@ -130,6 +203,11 @@ class RestServer:
                     raise _NOT_FOUND
                 if len(parts) == 3:
                     return respond(metrics.resource_list())
+                tail = parts[3:]
+                namespace, tail = (tail[1], tail[2:]) if tail[0] == "namespaces" and len(tail) > 2 else ("", tail)
+                self._authorize(identity, Attributes(verb="get" if len(tail) > 1 else "list", resource=tail[0],
+                                                     name="/".join(tail[1:]), api_group=metrics.GROUP,
+                                                     namespace=namespace))
                 return await metrics.serve(request, parts[3:], registry=self.registry, proxy=self.proxy)
             if len(parts) == 2:
                 found = discovery.api_group(parts[1])
@@ -148,6 +226,7 @@ class RestServer:
         if target is None:
             raise _NOT_FOUND
         seen.append(target)
+        self._authorize(identity, rest_attributes(request.method, target, watch=watch, query=request.query))
         return await self._verb(request, target, watch=watch)
 
     async def _verb(self, request: web.Request, t: Target, *, watch: bool) -> web.StreamResponse:

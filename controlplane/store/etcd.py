@@ -19,7 +19,7 @@ import functools
 import logging
 import math
 import time
-from typing import AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 import aetcd
 import grpc
@@ -31,6 +31,9 @@ from controlplane.store.interface import (REQUEST_LIMIT_BYTES, AlreadyExists, Co
                                           Conflict, FutureRevision, InvalidRevision, NotFound, StoreError, StoreEvent,
                                           Unavailable, check_size, copy_message, describe, encode, guaranteed_update)
 from skiff.api import kinds
+
+if TYPE_CHECKING:
+    from skiff.pki import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +73,9 @@ class Store:
 
     def __init__(self, *, endpoint: str, root: str = "/skiff", timeout: float = 10.0,
                  event_ttl: float = 3600.0, request_limit: int = REQUEST_LIMIT_BYTES,
-                 watch_progress_interval: float = 30.0) -> None:
-        endpoint = endpoint.removeprefix("http://")  # etcd's own flags spell URLs; accept them
+                 watch_progress_interval: float = 30.0, tls: "Credentials | None" = None) -> None:
+        """`tls`: etcd's CA and this client's certificate (secure mode, etcd's --client-cert-auth)."""
+        endpoint = endpoint.removeprefix("http://").removeprefix("https://")  # etcd's flags spell URLs
         host, _, port = endpoint.rpartition(":")
         self.endpoint = endpoint
         self.root = root.rstrip("/")
@@ -85,8 +89,13 @@ class Store:
         # object and its previous value) must never be refused by our own client
         # (gRPC's default of 4 MiB did, and the stream died with it): as Kubernetes'
         # etcd client, receive whatever etcd sends.
-        self._client = aetcd.Client(host=host or "127.0.0.1", port=int(port), timeout=timeout,
-                                    options={"grpc.max_receive_message_length": -1})
+        if tls is None:
+            self._client = aetcd.Client(host=host or "127.0.0.1", port=int(port), timeout=timeout,
+                                        options={"grpc.max_receive_message_length": -1})
+        else:
+            from controlplane.store.etcdtls import TlsClient
+            self._client = TlsClient(credentials=tls, host=host or "127.0.0.1", port=int(port), timeout=timeout,
+                                     options={"grpc.max_receive_message_length": -1})
 
     async def close(self) -> None:
         await self._client.close()

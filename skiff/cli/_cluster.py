@@ -21,10 +21,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skiff.cli._lab import Lab, LabNode
 from skiff.cli._processes import read_pid_file, write_pid_file
 from skiff.client import ApiClient, ApiError, NotFound
+
+if TYPE_CHECKING:
+    from skiff.pki import ClusterPki, Credentials
 
 ROOT = Path(__file__).resolve().parents[2]  # the source tree, for PYTHONPATH of the components
 
@@ -76,6 +80,9 @@ class ClusterConfig:
     eviction_hard: str = ""
     # `up --hollow-nodes N`: N more nodes with no containers (agent/hollow.py), in one process.
     hollow_nodes: int = 0
+    # `up --secure` (decision 32): a cluster CA in DATA/pki, TLS on the API (gRPC and REST) and the
+    # agents' service, client certificates required, every request authorized.
+    secure: bool = False
 
     @property
     def lab(self) -> Lab | None:
@@ -95,6 +102,15 @@ class ClusterConfig:
     def node_names(self) -> list[str]:
         lab = self.lab
         return [lab.node(i).name for i in self.nodes] if lab is not None else [self.node_name]
+
+    @property
+    def pki(self) -> "ClusterPki":
+        from skiff.pki import ClusterPki
+        return ClusterPki(self.data_dir / "pki")
+
+    def client_credentials(self) -> "Credentials | None":
+        """What this machine's `skiff` uses on a secure cluster: the CA and the admin certificate."""
+        return self.pki.credentials("admin") if self.secure else None
 
     @property
     def pid_dir(self) -> Path:
@@ -152,20 +168,52 @@ class Component:
         return ("nsenter", f"--net={self.netns}", "--", *self.argv) if self.netns else self.argv
 
 
+def _controlplane_tls(config: ClusterConfig) -> tuple[str, ...]:
+    if not config.secure:
+        return ()
+    pki = config.pki
+    return ("--client-ca-file", str(pki.ca_file), "--tls-cert-file", str(pki.cert_file("apiserver")),
+            "--tls-private-key-file", str(pki.key_file("apiserver")), "--token-auth-file", str(pki.token_file),
+            "--kubelet-client-certificate", str(pki.cert_file("controlplane")),
+            "--kubelet-client-key", str(pki.key_file("controlplane")),
+            "--etcd-cafile", str(pki.ca_file), "--etcd-certfile", str(pki.cert_file("controlplane")),
+            "--etcd-keyfile", str(pki.key_file("controlplane")))
+
+
+def _etcd_tls(config: ClusterConfig) -> tuple[str, ...]:
+    """Secure: etcd serves TLS and answers only clients with a certificate the cluster CA signed
+    (the control plane's; the peer URL stays on loopback, one member)."""
+    if not config.secure:
+        return ()
+    pki = config.pki
+    return ("--client-cert-auth", "--trusted-ca-file", str(pki.ca_file),
+            "--cert-file", str(pki.cert_file("etcd-server")), "--key-file", str(pki.key_file("etcd-server")))
+
+
+def _agent_tls(config: ClusterConfig, node: str) -> tuple[str, ...]:
+    if not config.secure:
+        return ()
+    pki = config.pki
+    return ("--client-ca-file", str(pki.ca_file), "--tls-cert-file", str(pki.cert_file(f"node-{node}")),
+            "--tls-private-key-file", str(pki.key_file(f"node-{node}")))
+
+
 def components(config: ClusterConfig) -> list[Component]:
     etcd = f"127.0.0.1:{config.etcd_port}"
     peer = f"http://127.0.0.1:{config.etcd_peer_port}"
+    scheme = "https" if config.secure else "http"
     out = [
         Component("etcd", (
             config.etcd_binary, "--name", "skiff", "--data-dir", str(config.data_dir / "etcd"),
-            "--listen-client-urls", f"http://{etcd}", "--advertise-client-urls", f"http://{etcd}",
+            "--listen-client-urls", f"{scheme}://{etcd}", "--advertise-client-urls", f"{scheme}://{etcd}",
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"skiff={peer}"), marker=str(config.data_dir / "etcd"), address=etcd),
+            "--initial-cluster", f"skiff={peer}", *_etcd_tls(config)), marker=str(config.data_dir / "etcd"),
+            address=etcd),
         Component("controlplane", (
             sys.executable, "-m", "controlplane.main", "--etcd", etcd, "--listen", config.api_address,
             "--metrics-listen", f"127.0.0.1:{config.controlplane_metrics_port}",
             "--cluster-cidr", config.cluster_cidr, "--service-cluster-ip-range", config.service_cluster_ip_range,
-            "--service-node-port-range", config.service_node_port_range),
+            "--service-node-port-range", config.service_node_port_range, *_controlplane_tls(config)),
             marker="controlplane.main", address=config.api_address),
     ]
     if config.with_agent and config.lab is None:
@@ -176,7 +224,7 @@ def components(config: ClusterConfig) -> list[Component]:
             "--data-dir", str(config.data_dir), "--run-dir", str(config.run_dir),
             "--bridge", config.bridge, "--nft-table", config.nft_table,
             "--cgroup-parent", config.cgroup_parent, "--pod-egress", config.pod_egress,
-            *_eviction_args(config)), marker="agent.main",
+            *_eviction_args(config), *_agent_tls(config, config.node_name)), marker="agent.main",
             address=f"127.0.0.1:{config.agent_port}", node=config.node_name))
     elif config.with_agent:
         out += [node_agent(config, config.lab.node(i)) for i in config.nodes]
@@ -203,7 +251,7 @@ def hollow_component(config: ClusterConfig) -> Component:
 async def _hollow_ready(config: ClusterConfig) -> int | None:
     """How many of the hollow nodes are Ready; None if the API cannot say."""
     wanted = {f"{HOLLOW_PREFIX}-{i}" for i in range(config.hollow_nodes)}
-    async with ApiClient(config.api_address) as client:
+    async with ApiClient(config.api_address, credentials=config.client_credentials()) as client:
         try:
             nodes, _ = await client.list("Node", "", timeout=10)
         except ApiError:
@@ -237,7 +285,8 @@ def node_agent(config: ClusterConfig, node: LabNode) -> Component:
             "--image-dir", str(config.data_dir / "images"),
             "--bridge", node.bridge, "--nft-table", node.nft_table, "--cgroup-parent", node.cgroup_parent,
             "--pod-network", config.pod_network, "--cluster-cidr", config.cluster_cidr,
-            "--vxlan-device", node.vxlan_device, "--pod-egress", config.pod_egress, *_eviction_args(config))
+            "--vxlan-device", node.vxlan_device, "--pod-egress", config.pod_egress, *_eviction_args(config),
+            *_agent_tls(config, node.name))
     return Component(f"agent-{node.name}", argv, marker=f" --node-name {node.name} ",
                      address=f"{node.ip}:{config.agent_port}", node=node.name, netns=str(node.netns_path))
 
@@ -284,14 +333,21 @@ def _etcd_healthy(config: ClusterConfig) -> bool:
     try:
         # No proxy: an http_proxy in the environment must not intercept loopback.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://127.0.0.1:{config.etcd_port}/health", timeout=1) as r:
+        if config.secure:   # etcd answers only a client certificate of the cluster CA: the control plane's
+            import ssl
+            context = ssl.create_default_context(cafile=str(config.pki.ca_file))
+            context.load_cert_chain(config.pki.cert_file("controlplane"), config.pki.key_file("controlplane"))
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                 urllib.request.HTTPSHandler(context=context))
+        scheme = "https" if config.secure else "http"
+        with opener.open(f"{scheme}://127.0.0.1:{config.etcd_port}/health", timeout=1) as r:
             return b'"true"' in r.read()
     except OSError:
         return False
 
 
 async def _api_answers(config: ClusterConfig) -> bool:
-    async with ApiClient(config.api_address) as client:
+    async with ApiClient(config.api_address, credentials=config.client_credentials()) as client:
         try:
             await client.list("Node", "", timeout=2)
             return True
@@ -317,7 +373,7 @@ def _controlplane_ready(config: ClusterConfig) -> str | None:
 
 async def _node_ready(config: ClusterConfig, node_name: str) -> bool | None:
     """The node's Ready condition; None if the API cannot say."""
-    async with ApiClient(config.api_address) as client:
+    async with ApiClient(config.api_address, credentials=config.client_credentials()) as client:
         try:
             node = await client.get("Node", node_name, "", timeout=2)
         except NotFound:

@@ -13,7 +13,7 @@ from typing import Awaitable, Callable
 
 from skiff.api import kinds
 from skiff.client import ApiClient, ApiError, Unreachable
-from skiff.config import resolve_server
+from skiff.config import resolve_credentials, resolve_server
 from skiff.cli.errors import CliError  # noqa: F401 - re-exported for the command modules
 
 DEFAULT_NAMESPACE = "default"
@@ -26,9 +26,10 @@ def server_address(args: argparse.Namespace) -> str:
 def call_api(args: argparse.Namespace, fn: Callable[[ApiClient], Awaitable[int]]) -> int:
     """Open a client to the resolved server, run `fn(client)` to completion, close it."""
     address = server_address(args)
+    credentials = resolve_credentials()
 
     async def conversation() -> int:
-        async with ApiClient(address, on_warning=print_warning) as client:
+        async with ApiClient(address, on_warning=print_warning, credentials=credentials) as client:
             return await fn(client)
 
     return asyncio.run(conversation())

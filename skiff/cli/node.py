@@ -70,7 +70,7 @@ def add(config: ClusterConfig) -> int:
 
 
 async def _drain(config: ClusterConfig, node_name: str, *, timeout: float, grace_period: int | None) -> None:
-    async with ApiClient(config.api_address) as client:
+    async with ApiClient(config.api_address, credentials=config.client_credentials()) as client:
         try:
             node = await client.get("Node", node_name, "")
         except NotFound:
@@ -97,7 +97,7 @@ async def _drain(config: ClusterConfig, node_name: str, *, timeout: float, grace
 
 
 async def _delete_node(config: ClusterConfig, node_name: str) -> None:
-    async with ApiClient(config.api_address) as client:
+    async with ApiClient(config.api_address, credentials=config.client_credentials()) as client:
         try:
             await client.delete("Node", node_name, "")
         except NotFound:

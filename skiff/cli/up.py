@@ -114,6 +114,25 @@ class Cluster:
                 (self.config.pid_dir / name).unlink(missing_ok=True)
 
 
+def _ensure_pki(config: ClusterConfig) -> None:
+    """DATA/pki: the cluster CA and every certificate this cluster's parts use (kept if there)."""
+    from skiff.pki import fingerprint   # here: cryptography is for secure clusters only
+    lab = config.lab
+    addresses = {lab.node(i).name: lab.node(i).ip for i in config.nodes} if lab is not None else {}
+    first_service_ip = str(ipaddress.ip_network(config.service_cluster_ip_range, strict=False)[1])
+    ca = config.pki.ensure_cluster(api_addresses=[config.api_host], service_cluster_ip=first_service_ip,
+                                   node_names=config.node_names(), node_addresses=addresses)
+    print(f"cluster CA {config.pki.ca_file} (SHA-256 fingerprint {fingerprint(ca.cert_pem)})")
+
+
+def _client_config(config: ClusterConfig) -> ClientConfig:
+    if not config.secure:
+        return ClientConfig(server=config.api_address)
+    pki = config.pki
+    return ClientConfig(server=config.api_address, certificate_authority=str(pki.ca_file),
+                        client_certificate=str(pki.cert_file("admin")), client_key=str(pki.key_file("admin")))
+
+
 def _service_range_problem(args: argparse.Namespace) -> str | None:
     """The service CIDR must parse and stay clear of the pod network and the nodes' link (checked again,
     with the node port range, by the control plane)."""
@@ -184,6 +203,8 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: 
         _ensure_busybox(config, data_dir=config.data_dir)   # every node's store is DATA/images
     if config.monitoring and "prometheus" not in running:
         write_monitoring_config(config)   # DATA/monitoring: the config for this cluster, the rules
+    if config.secure:
+        _ensure_pki(config)   # before any component: they read their certificates at start
     # `down`, `status` and the supervisor read the options from here, so they need no flags of their own.
     save_config(config)
     cluster = Cluster(config)
@@ -202,10 +223,11 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: 
                 print("failed", flush=True)
                 raise
             print("ok", flush=True)
-        write_config(path=client_config, config=ClientConfig(server=config.api_address))
+        write_config(path=client_config, config=_client_config(config))
         if kubeconfig is not None:   # kubectl's context `skiff`, merged into what the file holds
-            server = f"http://{rest_address(config.api_port)}"   # where its control plane serves it
-            write_kubeconfig(kubeconfig, server=server)
+            scheme = "https" if config.secure else "http"
+            server = f"{scheme}://{rest_address(config.api_port)}"   # where its control plane serves it
+            write_kubeconfig(kubeconfig, server=server, credentials=config.client_credentials())
             print(f"kubectl: context skiff in {kubeconfig} (Kubernetes API at {server})")
         print(f"cluster is up: API at {config.api_address}, client config {client_config}, "
               f"logs in {config.log_dir}")
@@ -334,7 +356,7 @@ def _delete_all_pods(config: ClusterConfig, *, timeout: float, grace_period: int
     """Delete every pod through the API and wait until the agent has confirmed
     each (its containers stopped, mounts, cgroups and addresses freed)."""
     async def delete_all() -> None:
-        async with ApiClient(config.api_address) as client:
+        async with ApiClient(config.api_address, credentials=config.client_credentials()) as client:
             # A controller is found through a pod it made, so one whose pod came
             # after the last pass (a Job a CronJob just started) is caught by the next.
             for _ in range(5):
@@ -520,6 +542,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="Services' cluster IPs, clear of --cluster-cidr and --node-cidr (default %(default)s)")
     p.add_argument("--service-node-port-range", default=ClusterConfig.service_node_port_range,
                    metavar="FIRST-LAST", help="Services' node ports (default %(default)s)")
+    p.add_argument("--secure", action="store_true",
+                   help="a cluster CA in DATA/pki; TLS on the API and the agents' service, client certificates "
+                        "(the admin's in the client config and --kubeconfig), every request authorized "
+                        "(decision 32; the default later)")
     p.add_argument("--nodes", type=int, default=None, metavar="N",
                    help="run N nodes, each in a network namespace of its own acting as a separate host, on a "
                         "private link (without it: one node on this host)")
@@ -594,6 +620,10 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      pod_network=args.pod_network, pod_egress=args.pod_egress, eviction_hard=args.eviction_hard,
                      hollow_nodes=args.hollow_nodes, service_cluster_ip_range=args.service_cluster_ip_range,
                      service_node_port_range=args.service_node_port_range)
+        if args.secure:
+            if args.hollow_nodes:
+                raise CliError("--secure: --hollow-nodes has no node certificates yet; use one or the other")
+            extra = dict(extra, secure=True)
         if problem := _service_range_problem(args):
             raise CliError(problem)
         if args.hollow_nodes < 0:

@@ -1,0 +1,77 @@
+"""The gRPC side of authentication and authorization (controlplane/auth.py):
+each `Api` method and its request mapped to Kubernetes' request attributes
+(verb, API group, resource, subresource, namespace, name), checked before the
+method runs. Streams that say what they are about in their first message
+(Exec, Attach, PortForward) are checked on that message.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from controlplane.auth import Attributes, Guard, Unauthenticated
+from skiff.api import kinds
+
+_ORIGIN = (("skiff-origin", "apiserver"),)
+_VERBS = {"Get": "get", "List": "list", "Watch": "watch", "Create": "create", "Apply": "patch",
+          "Update": "update", "UpdateStatus": "update", "Delete": "delete"}
+_POD_SUBRESOURCES = {"Bind": ("create", "binding"), "Evict": ("create", "eviction"), "Logs": ("get", "log"),
+                     "Exec": ("create", "exec"), "Attach": ("create", "attach"),
+                     "PortForward": ("create", "portforward")}
+
+
+def _kind(name: str) -> kinds.Kind | None:
+    for lookup in (kinds.kind_named, kinds.kind_for_resource):
+        try:
+            return lookup(name)
+        except kinds.UnknownKind:
+            continue
+    return None
+
+
+def _of_kind(verb: str, kind: kinds.Kind | None, namespace: str, name: str, subresource: str = "") -> Attributes:
+    if kind is None:   # an unknown kind: the method answers INVALID_ARGUMENT once allowed to
+        return Attributes(verb=verb, resource="unknown", namespace=namespace, name=name)
+    group = kind.api_version.rpartition("/")[0]
+    return Attributes(verb=verb, resource=kind.resource, subresource=subresource, api_group=group,
+                      namespace=namespace if kind.namespaced else "", name=name)
+
+
+def attributes(method: str, request: Any) -> Attributes:
+    """What `method` with `request` does, for the authorizer."""
+    if method in _POD_SUBRESOURCES:
+        verb, sub = _POD_SUBRESOURCES[method]
+        where = request.start if method in ("Exec", "Attach", "PortForward") else request
+        return Attributes(verb=verb, resource="pods", subresource=sub, namespace=where.namespace or "default",
+                          name=where.name)
+    if method == "Stats":
+        return Attributes(verb="get", resource="nodes", subresource="stats", name=request.node_name)
+    verb = _VERBS.get(method, method.lower())
+    if hasattr(request, "object"):   # Create, Apply, Update, UpdateStatus
+        try:
+            obj = kinds.unwrap(request.object)
+            kind = kinds.kind_of(obj)
+        except (ValueError, kinds.UnknownKind):
+            return Attributes(verb=verb, resource="unknown")
+        namespace = obj.metadata.namespace or ("default" if kind.namespaced else "")
+        return _of_kind(verb, kind, namespace, obj.metadata.name if method != "Create" else "",
+                        "status" if method == "UpdateStatus" else "")
+    if hasattr(request, "key"):      # Get, Delete
+        return _of_kind(verb, _kind(request.key.kind), request.key.namespace, request.key.name)
+    return _of_kind(verb, _kind(request.kind), request.namespace, "")   # List, Watch
+
+
+def grpc_guard(guard: Guard):
+    """The `guard` of skiff.grpcdecoding.add_servicer: aborts UNAUTHENTICATED or PERMISSION_DENIED."""
+    async def check(method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
+        try:
+            identity = guard.authenticator.grpc(context)
+        except Unauthenticated as exc:
+            context.set_trailing_metadata(_ORIGIN)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Unauthorized: {exc}")
+        message = guard.check(identity, attributes(method, request))
+        if message is not None:
+            context.set_trailing_metadata(_ORIGIN)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+    return check

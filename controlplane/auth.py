@@ -1,0 +1,148 @@
+"""Who is asking, and may they (issue 12, decision 32): the API server's
+authentication and authorization, shared by the gRPC service and the REST
+front door. Only in secure mode (`skiff-controlplane --client-ca-file`); without
+it the server answers everyone, as before.
+
+Authentication, as kube-apiserver's chain:
+  - a client certificate the cluster CA signed: user = CN, groups = O (the TLS
+    layer has verified it; gRPC requires one, REST asks for one);
+  - `Authorization: Bearer T` with T in the static token file (REST);
+  - nothing else: anonymous requests are refused (401 / UNAUTHENTICATED).
+
+Authorization decides every request from its attributes (user, verb, API group,
+resource, subresource, namespace, name), as Kubernetes' authorizer chain:
+  - system:masters may do anything (the admin and the control plane's own client);
+  - system:nodes: what an agent does today (a broad grant this session; the node
+    authorizer narrowing it to a node's own pods, Node and Lease comes next);
+  - everyone else is refused with Kubernetes' wording until RBAC grants them
+    (the RBAC kinds and their evaluation are the next step of issue 12).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from cryptography import x509
+
+from skiff import pki
+from skiff.pki import Identity
+
+log = logging.getLogger(__name__)
+
+
+class Unauthenticated(Exception):
+    """No usable credential; the message says which was missing or wrong."""
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What a request does, as Kubernetes' authorizer.Attributes."""
+    verb: str
+    resource: str = ""
+    subresource: str = ""
+    namespace: str = ""
+    name: str = ""
+    api_group: str = ""
+    path: str = ""   # a non-resource request (/version, /api, /openapi/v2 ...)
+
+
+def forbidden_message(identity: Identity, a: Attributes) -> str:
+    """Kubernetes' wording: `pods is forbidden: User "alice" cannot list resource "pods" in API group "" in
+    the namespace "default"`."""
+    if a.path:
+        return f'forbidden: User "{identity.user}" cannot {a.verb} path "{a.path}"'
+    resource = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
+    subject = f'{a.resource} "{a.name}"' if a.name else a.resource
+    where = f' in the namespace "{a.namespace}"' if a.namespace else " at the cluster scope"
+    return (f'{subject} is forbidden: User "{identity.user}" cannot {a.verb} resource "{resource}" '
+            f'in API group "{a.api_group}"{where}')
+
+
+# ------------------------------------------------------------ authentication
+
+class Authenticator:
+    def __init__(self, *, tokens: Mapping[str, Identity] | None = None) -> None:
+        self.tokens = dict(tokens or {})
+
+    @classmethod
+    def from_token_file(cls, path: str) -> "Authenticator":
+        return cls(tokens=pki.read_token_file(Path(path)) if path else {})
+
+    def certificate(self, pem: bytes) -> Identity:
+        identity = pki.identity_of(x509.load_pem_x509_certificate(pem))
+        if not identity.user:
+            raise Unauthenticated("the client certificate has no common name")
+        return identity
+
+    def bearer(self, header: str) -> Identity:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("the Authorization header is not `Bearer <token>`")
+        identity = self.tokens.get(token.strip())
+        if identity is None:
+            raise Unauthenticated("invalid bearer token")
+        return identity
+
+    def grpc(self, context: Any) -> Identity:
+        """The peer's verified client certificate (gRPC has checked it against the CA)."""
+        auth = context.auth_context() or {}
+        pems = auth.get("x509_pem_cert") or []
+        if pems:
+            return self.certificate(pems[0])
+        raise Unauthenticated("no client certificate")
+
+    def http(self, *, peercert_der: bytes | None, authorization: str) -> Identity:
+        """A verified client certificate (the TLS layer checked it), else a bearer token."""
+        if peercert_der:
+            cert = x509.load_der_x509_certificate(peercert_der)
+            identity = pki.identity_of(cert)
+            if identity.user:
+                return identity
+        if authorization:
+            return self.bearer(authorization)
+        raise Unauthenticated("no client certificate or bearer token")
+
+
+# ------------------------------------------------------------ authorization
+
+Rule = Callable[[Identity, Attributes], bool | None]   # True allow, False deny, None no opinion
+
+
+def _masters(identity: Identity, _a: Attributes) -> bool | None:
+    return True if pki.MASTERS in identity.groups else None
+
+
+def _nodes(identity: Identity, _a: Attributes) -> bool | None:
+    # Broad this session (what agent/ does today); the node authorizer narrows it.
+    return True if pki.NODES in identity.groups and identity.user.startswith("system:node:") else None
+
+
+class Authorizer:
+    """The first rule with an opinion decides; none: forbidden."""
+
+    def __init__(self, rules: list[Rule] | None = None) -> None:
+        self.rules: list[Rule] = rules if rules is not None else [_masters, _nodes]
+
+    def allowed(self, identity: Identity, attributes: Attributes) -> bool:
+        for rule in self.rules:
+            decision = rule(identity, attributes)
+            if decision is not None:
+                return decision
+        return False
+
+
+@dataclass
+class Guard:
+    """Authentication and authorization together: what the servers call."""
+    authenticator: Authenticator
+    authorizer: Authorizer
+
+    def check(self, identity: Identity, attributes: Attributes) -> str | None:
+        """None when allowed; else the Forbidden message (logged with the identity)."""
+        if self.authorizer.allowed(identity, attributes):
+            return None
+        message = forbidden_message(identity, attributes)
+        log.info("forbidden: %s (groups %s)", message, ",".join(identity.groups) or "-")
+        return message

@@ -1,0 +1,109 @@
+"""`skiff up --secure` (decision 32), driven as a user would: the admin works with
+skiff and kubectl; nothing else gets in - no credential, a local user (`nobody`)
+without the keys, a user certificate without a grant, a certificate of another CA,
+a client that does not know the cluster's CA; keys are 0600 and `down --purge`
+removes them."""
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from skiff import pki
+
+pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.etcd, pytest.mark.slow]
+
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def _kubeconfig(path, *, server: str, credentials: pki.Credentials) -> str:
+    from skiff import kubeconfig
+    kubeconfig.write(path, server=server, credentials=credentials)
+    return str(path)
+
+
+def _curl(*args: str, nobody: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run([*(AS_NOBODY if nobody else []), "curl", "-sS", "--max-time", "10", *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def _skiff_with(c, config, *args: str) -> subprocess.CompletedProcess:
+    """`skiff ARGS` with another client config than the one `up` wrote."""
+    return subprocess.run([sys.executable, "-m", "skiff.cli.main", *args], cwd=c.base,
+                          env={**c.env(), "SKIFF_CONFIG": str(config)}, capture_output=True, text=True, timeout=60)
+
+
+def test_a_secure_cluster_answers_only_its_credentials(private_cluster):
+    c = private_cluster
+    up = subprocess.run(c.up_args("--secure", "--detach", "--no-bootstrap"), env=c.env(), capture_output=True,
+                        text=True, timeout=240)
+    assert up.returncode == 0, up.stdout + up.stderr
+    files = pki.ClusterPki(c.data_dir / "pki")
+    rest = f"https://127.0.0.1:{c.ports['rest']}"
+
+    # Keys and certificates: root's alone.
+    assert stat.S_IMODE(files.directory.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files.directory.iterdir()} == {0o600}
+
+    # The admin: skiff through the client config `up` wrote, kubectl through the kubeconfig.
+    nodes = c.skiff("get", "nodes")
+    assert nodes.returncode == 0 and "skiff-test-node" in nodes.stdout, nodes.stderr
+    kubectl = subprocess.run(["kubectl", "get", "nodes", "-o", "name"], env=c.env(), capture_output=True,
+                             text=True, timeout=60)
+    assert kubectl.returncode == 0 and "node/skiff-test-node" in kubectl.stdout, kubectl.stderr
+    assert yaml.safe_load((c.base / "kubeconfig").read_text())["clusters"][0]["cluster"]["server"] == rest
+
+    # No credential: REST 401 with Kubernetes' Status; gRPC without a certificate, nothing.
+    anonymous = _curl("--cacert", str(files.ca_file), f"{rest}/api/v1/namespaces/default/pods")
+    assert json.loads(anonymous.stdout) == {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                            "status": "Failure", "message": "Unauthorized",
+                                            "reason": "Unauthorized", "code": 401}
+    (c.base / "anonymous-config").write_text(f"server: {c.api_address}\n")
+    plain = _skiff_with(c, c.base / "anonymous-config", "get", "pods")
+    assert plain.returncode == 1 and plain.stderr.startswith("error: "), plain.stderr
+
+    # A local user without the keys (uid nobody): cannot read them, nor reach the API or the agent's service.
+    assert subprocess.run([*AS_NOBODY, "cat", str(files.key_file("admin"))], capture_output=True).returncode != 0
+    assert json.loads(_curl("-k", f"{rest}/api/v1/pods", nobody=True).stdout)["code"] == 401
+    for port in (c.ports["api"], c.ports["agent"]):
+        refused = _curl("-k", "--http2", f"https://127.0.0.1:{port}/skiff.v1.Agent/Stats", nobody=True)
+        assert refused.returncode != 0, f"port {port} answered a client without a certificate: {refused.stdout}"
+
+    # A user the CA certified but nothing granted: Kubernetes' Forbidden, from kubectl.
+    alice = files.issue_user("alice", user="alice", groups=["dev"])
+    alice_config = _kubeconfig(c.base / "alice.kubeconfig", server=rest, credentials=alice)
+    forbidden = subprocess.run(["kubectl", "--kubeconfig", alice_config, "get", "pods", "-n", "default"],
+                               capture_output=True, text=True, timeout=60)
+    assert forbidden.returncode == 1
+    assert ('Error from server (Forbidden): pods is forbidden: User "alice" cannot list resource "pods" in API '
+            'group "" in the namespace "default"') in forbidden.stderr
+    can_i = subprocess.run(["kubectl", "--kubeconfig", alice_config, "auth", "can-i", "list", "pods"],
+                           capture_output=True, text=True, timeout=60)
+    assert (can_i.returncode, can_i.stdout.strip()) == (1, "no")
+    admin_can = subprocess.run(["kubectl", "auth", "can-i", "delete", "nodes"], env=c.env(), capture_output=True,
+                               text=True, timeout=60)
+    assert (admin_can.returncode, admin_can.stdout.strip()) == (0, "yes")
+
+    # Another CA: its client certificate is refused; a client trusting it refuses the server, naming it.
+    other = pki.ClusterPki(c.base / "other-pki")
+    other.ensure_cluster(api_addresses=[], service_cluster_ip="10.96.0.1")
+    stranger = pki.Credentials(ca=files.ca_file.read_bytes(), cert=other.cert_file("admin").read_bytes(),
+                               key=other.key_file("admin").read_bytes())
+    refused = subprocess.run(["kubectl", "--kubeconfig", _kubeconfig(c.base / "stranger", server=rest,
+                                                                     credentials=stranger), "get", "pods"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and not refused.stdout, refused.stdout   # the TLS handshake fails
+    (c.base / "wrong-ca-config").write_text(yaml.safe_dump({
+        "server": c.api_address, "certificate-authority": str(other.ca_file),
+        "client-certificate": str(other.cert_file("admin")), "client-key": str(other.key_file("admin"))}))
+    wrong = _skiff_with(c, c.base / "wrong-ca-config", "get", "pods")
+    server_print = pki.fingerprint(files.cert_file("apiserver").read_bytes())
+    assert wrong.returncode == 1 and f"SHA-256 fingerprint {server_print}" in wrong.stderr, wrong.stderr
+
+    down = c.skiff("down", "--purge", "--data-dir", str(c.data_dir), "--run-dir", str(c.run_dir), timeout=180)
+    assert down.returncode == 0, down.stderr
+    assert not files.directory.exists()
