@@ -9,8 +9,7 @@
 
 A node without pod networking, or whose address cannot be bound, serves no
 DNS: its ClusterFirst pods get the node's resolvers (kubelet's fallback
-when it has no cluster DNS), logged once. Before the Service kinds are
-known to this build, the view is empty (every cluster name NXDOMAIN).
+when it has no cluster DNS), logged once.
 """
 from __future__ import annotations
 
@@ -22,10 +21,8 @@ from agent.dns.informerview import InformerView, service_info
 from agent.dns.resolvconf import ClusterDns, HostResolv, resolv_conf
 from agent.dns.resolver import Resolver
 from agent.dns.server import DnsServer, Upstream
-from agent.dns.view import StaticView
 from agent.envvars import service_env
 from proto.skiff.v1 import types_pb2
-from skiff.api import kinds
 from skiff.controller import Informer, SharedInformerFactory
 
 log = logging.getLogger(__name__)
@@ -46,29 +43,20 @@ class NodeDns:
                  host_resolv_path: str = "/etc/resolv.conf") -> None:
         self.settings = settings
         self.host_resolv_path = host_resolv_path
-        self.services: Informer | None = None
-        self.slices: Informer | None = None
-        try:
-            kinds.kind_named("Service")
-            kinds.kind_named("EndpointSlice")
-        except kinds.UnknownKind:
-            log.warning("cluster DNS: this build has no Service/EndpointSlice kinds; the zone is empty")
-        else:
-            self.services = informers.informer("Service")
-            self.slices = informers.informer("EndpointSlice")
-        view = InformerView(services=self.services, slices=self.slices) if self.services else StaticView()
-        self.resolver = Resolver(view=view, domain=settings.domain)
+        self.services: Informer = informers.informer("Service")
+        self.slices: Informer = informers.informer("EndpointSlice")
+        self.resolver = Resolver(view=InformerView(services=self.services, slices=self.slices),
+                                 domain=settings.domain)
         self.server: DnsServer | None = None
         self.address = ""
 
     async def start(self, address: str) -> None:
         """Wait (bounded) for the Service cache, then serve on address (no DNS on failure, logged)."""
-        if self.services is not None:
-            try:
-                await asyncio.wait_for(asyncio.gather(self.services.wait_synced(), self.slices.wait_synced()),
-                                       SYNC_WAIT_SECONDS)
-            except asyncio.TimeoutError:
-                log.warning("cluster DNS: Services not listed within %.0f s; serving what arrives", SYNC_WAIT_SECONDS)
+        try:
+            await asyncio.wait_for(asyncio.gather(self.services.wait_synced(), self.slices.wait_synced()),
+                                   SYNC_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("cluster DNS: Services not listed within %.0f s; serving what arrives", SYNC_WAIT_SECONDS)
         if not self.settings.enabled or not address:
             return
         server = DnsServer(resolver=self.resolver,
@@ -91,8 +79,6 @@ class NodeDns:
                            host=HostResolv.read(self.host_resolv_path))
 
     def service_env(self, pod: types_pb2.Pod) -> dict[str, str]:
-        if self.services is None:
-            return {}
         links = pod.spec.enable_service_links if pod.spec.HasField("enable_service_links") else True
         return service_env((service_info(s) for s in self.services.list()),
                            namespace=pod.metadata.namespace or "default", enable_service_links=links)

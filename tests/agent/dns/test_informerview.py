@@ -6,22 +6,12 @@ import asyncio
 
 import dns.message
 import dns.rcode
-import pytest
-
-from skiff.api import kinds, manifest
-
-try:
-    kinds.kind_named("Service")
-    kinds.kind_named("EndpointSlice")
-except kinds.UnknownKind:
-    pytest.skip("this build has no Service/EndpointSlice kinds", allow_module_level=True)
-
-from agent.dns import Resolver   # noqa: E402
-from agent.dns.informerview import InformerView   # noqa: E402
-from agent.envvars import service_env   # noqa: E402
-from agent.dns.informerview import service_info   # noqa: E402
-from controlplane.testing import FakeApiClient   # noqa: E402
-from skiff.controller import SharedInformerFactory   # noqa: E402
+from agent.dns import Resolver
+from agent.dns.informerview import InformerView, service_info
+from agent.envvars import service_env
+from controlplane.testing import FakeApiClient
+from skiff.api import manifest
+from skiff.controller import SharedInformerFactory
 
 OBJECTS = """\
 apiVersion: v1
