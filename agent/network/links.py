@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import errno
 import ipaddress
+import logging
 import os
 import random
 import socket
@@ -25,6 +26,8 @@ from agent.network.types import VETH_PREFIX, NetworkError
 package("pyroute2")  # its __init__ imports all of pyroute2: ~6 MiB the agent would keep (agent.lightimport)
 from pyroute2.iproute.linux import IPRoute  # noqa: E402
 from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 CLONE_NEWNET = 0x40000000
 NETLINK_ROUTE = 0
@@ -123,6 +126,14 @@ def ensure_bridge(*, name: str, gateway: str, prefix_len: int) -> None:
                 if exc.code != errno.EEXIST:
                     raise NetworkError(f"cannot add {gateway}/{prefix_len} to bridge {name}: {exc}") from exc
         ipr.link("set", index=index, state="up")
+        try:
+            # This bridge's frames between two pods through the IPv4 hooks (br_netfilter's
+            # per-bridge switch, not the host-wide sysctl): NetworkPolicy holds between
+            # pods of one node too (agent/network/policy.py, decision 30).
+            ipr.link("set", index=index, kind="bridge", br_nf_call_iptables=1)
+        except NetlinkError as exc:
+            log.warning("bridge %s: cannot pass bridged traffic to the IPv4 hooks (%s); network policies "
+                        "do not hold between pods of this node", name, exc)
 
 
 def check_cidr_unused(*, pod_cidr: str, bridge: str) -> None:

@@ -14,7 +14,8 @@ Kernel objects, all named so a leak is visible:
   sysctl  route_localnet=1 and forwarding=1 on the bridge only; the host-wide
           ip_forward is never touched, and the table's forward chain drops
           anything from the bridge bound for another interface, so pod traffic
-          never leaves the node.
+          never leaves the node. The bridge's own `nf_call_iptables` is on, so
+          frames between two of its pods pass the IPv4 hooks (NetworkPolicy).
   uplinks optional (`uplinks=("eth0",)`): interfaces where other nodes' traffic
           to hostPorts arrives. Skiff turns their forwarding on (off again on
           teardown if it was off) and lets only DNAT'd hostPort flows through,

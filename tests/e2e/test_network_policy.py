@@ -39,6 +39,13 @@ metadata: {{name: stranger}}
 spec:
   nodeName: {node1}
   containers: [{{name: sh, image: busybox, command: ["sleep", "3600"]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: neighbour}}
+spec:
+  nodeName: {node2}
+  containers: [{{name: sh, image: busybox, command: ["sleep", "3600"]}}]
 """
 
 DENY_INGRESS = """\
@@ -83,12 +90,12 @@ def test_default_deny_then_allow_by_pod_selector_then_egress_deny(private_cluste
             outside.route_from(node)
         (c.base / "pods.yaml").write_text(PODS.format(node1=nodes[0], node2=nodes[1]))
         assert c.skiff("apply", "-f", str(c.base / "pods.yaml")).returncode == 0
-        ips = wait_for("the pods Running with an IP", lambda: _pods_running(c, {"web", "friend", "stranger"}))
+        ips = wait_for("the pods Running with an IP", lambda: _pods_running(c, {"web", "friend", "stranger", "neighbour"}))
 
         def web(pod: str):
             return _get(c, pod, ips["web"], 8080, "/cgi-bin/ip")
 
-        for pod in ("friend", "stranger"):
+        for pod in ("friend", "stranger", "neighbour"):
             assert wait_for(f"{pod} reaches web", lambda pod=pod: web(pod)) == ips[pod]
 
         def apply(text: str, file: str) -> None:
@@ -96,17 +103,24 @@ def test_default_deny_then_allow_by_pod_selector_then_egress_deny(private_cluste
             done = c.skiff("apply", "-f", str(c.base / file))
             assert done.returncode == 0, done.stderr
 
-        # Default deny: nobody reaches web across nodes.
+        # A policy with a bad CIDR is refused whole, naming the field.
+        bad = DENY_INGRESS.replace("policyTypes: [Ingress]", "ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/33}}]}]")
+        (c.base / "bad.yaml").write_text(bad)
+        refused = c.skiff("apply", "-f", str(c.base / "bad.yaml"))
+        assert refused.returncode != 0 and "spec.ingress[0].from[0].ipBlock.cidr" in refused.stderr, refused.stderr
+        assert "default-deny-ingress" not in c.skiff("get", "netpol").stdout
+
+        # Default deny: nobody reaches web, across nodes or from its own node's bridge.
         apply(DENY_INGRESS, "deny.yaml")
         listed = c.skiff("get", "netpol")
         assert listed.stdout.split()[:4] == ["NAME", "POD-SELECTOR", "AGE", "default-deny-ingress"], listed.stdout
-        for pod in ("friend", "stranger"):
+        for pod in ("friend", "stranger", "neighbour"):
             wait_for(f"{pod} blocked from web", lambda pod=pod: web(pod) is None, timeout=60)
 
         # The allow rule re-opens web for the labelled client only (by the named port).
         apply(ALLOW_CLIENTS, "allow.yaml")
         assert wait_for("friend reaches web again", lambda: web("friend"), timeout=60) == ips["friend"]
-        assert web("stranger") is None
+        assert web("stranger") is None and web("neighbour") is None
 
         # Egress: the labelled client may reach pods only; the outside host is blocked for it, not for others.
         assert wait_for("friend reaches the outside host", lambda: fetch_outside(c, "friend"))
