@@ -91,10 +91,18 @@ class ProgressLog:
     and layers and bytes are counted for the summary line."""
     _BYTES = re.compile(r"Pull complete \((\d+) bytes\)")
 
-    def __init__(self, ref: str) -> None:
+    def __init__(self, ref: str, on_source: Callable[[str], None] | None = None) -> None:
         self.ref = ref
         self.layers_pulled = self.layers_present = self.bytes_pulled = 0
         self._partial = ""
+        self.node = ""   # the peer node the image came from (decision 33); "" a registry
+        self._on_source = on_source
+
+    def source(self, node: str) -> None:
+        """The registry says where it fetches from: a peer node (called from the pull's thread)."""
+        self.node = node
+        if self._on_source is not None:
+            self._on_source(node)
 
     def write(self, text: str) -> int:
         self._partial += text
@@ -139,6 +147,7 @@ class _Pull:
     task: asyncio.Task
     started: float
     waiters: set[WaitKey] = field(default_factory=set)
+    progress: ProgressLog | None = None
 
 
 class ImagePuller:
@@ -228,18 +237,29 @@ class ImagePuller:
         self._event(wait.pod, "Normal", "Pulling", f'Pulling image "{wait.image}"')
         pull = self._pulls.get(wait.ref)
         if pull is None:
-            task = asyncio.get_running_loop().create_task(self._pull(wait.ref, credentials), name=f"pull-{wait.ref}")
-            pull = self._pulls[wait.ref] = _Pull(task=task, started=time.monotonic())
+            loop = asyncio.get_running_loop()
+            progress = ProgressLog(wait.ref, on_source=lambda node, ref=wait.ref: loop.call_soon_threadsafe(
+                self._announce_source, ref, node))
+            task = loop.create_task(self._pull(wait.ref, credentials, progress), name=f"pull-{wait.ref}")
+            pull = self._pulls[wait.ref] = _Pull(task=task, started=time.monotonic(), progress=progress)
             task.add_done_callback(lambda t, ref=wait.ref: self._finish(ref, t))
         else:
             log.info("pull of %s already under way: pod %s/%s waits for it", wait.ref,
                      wait.pod.metadata.namespace, wait.pod.metadata.name)
         pull.waiters.add(wkey)
 
-    async def _pull(self, ref: str, credentials: object = None) -> Image:
+    def _announce_source(self, ref: str, node: str) -> None:
+        """The pull of `ref` fetches from peer `node`: each pod waiting for it hears so."""
+        pull = self._pulls.get(ref)
+        for wkey in (pull.waiters if pull is not None else ()):
+            wait = self._waits.get(wkey)
+            if wait is not None:
+                self._event(wait.pod, "Normal", "Pulling", f'Pulling image "{wait.image}" from node {node}')
+
+    async def _pull(self, ref: str, credentials: object = None, progress: ProgressLog | None = None) -> Image:
         if self.registry is None:
             raise RuntimeError("this node has no registry client: images must be loaded or built here")
-        progress = ProgressLog(ref)
+        progress = progress or ProgressLog(ref)
         started = time.monotonic()
 
         def work() -> Image:
@@ -277,8 +297,10 @@ class ImagePuller:
             if exc is None:
                 result = task.result()
                 waited = ended - wait.since
+                source = f" from node {pull.progress.node}" if pull.progress is not None and pull.progress.node else ""
                 self._event(wait.pod, "Normal", "Pulled",
-                            f'Successfully pulled image "{image}" in {_duration(min(waited, ended - pull.started))} '
+                            f'Successfully pulled image "{image}"{source} in '
+                            f'{_duration(min(waited, ended - pull.started))} '
                             f'({_duration(waited)} including waiting). Image size: {result.size} bytes.')
                 self._results[wkey] = _Result(image=result)
             else:

@@ -124,8 +124,10 @@ class NodeAgent:
                  runtime_health: Callable[[], Awaitable[str | None]] | None = None,
                  health_period_seconds: float = 1.0,
                  pressure: Callable[[], list[pressure_.Condition]] | None = None,
-                 watch_health: Callable[[], str | None] | None = None) -> None:
+                 watch_health: Callable[[], str | None] | None = None,
+                 images: Callable[[], list[types_pb2.ContainerImage]] | None = None) -> None:
         self.client = client
+        self.images = images   # status.images: what this node's store holds (blocking; run in a thread)
         # Why the agent's pod informer cannot watch (past its bound), or None: Ready=False PodWatchFailing.
         self.watch_health = watch_health
         # MemoryPressure / DiskPressure / PIDPressure, measured at each heartbeat (agent.pressure).
@@ -186,6 +188,11 @@ class NodeAgent:
             updated.status.conditions.extend(conditions)
             problem, reason = await self._problem()
             set_ready(updated.status, now_clock=self.clock, problem=problem, reason=reason)
+            if self.images is not None:
+                try:
+                    updated.status.images.extend(await asyncio.to_thread(self.images))
+                except (OSError, ValueError) as exc:
+                    log.warning("node %s: listing its images failed: %s", self.identity.name, exc)
             if self.pressure is not None:
                 now = timestamp(self.clock.now())
                 try:

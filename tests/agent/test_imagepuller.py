@@ -303,3 +303,27 @@ def test_default_pull_policy_is_validated():
     from agent.config import AgentConfig, validate
     with pytest.raises(ConfigError, match="--default-pull-policy"):
         validate(replace(AgentConfig(node_name="n"), default_pull_policy="Always"))
+
+
+def test_an_image_fetched_from_a_peer_node_says_so_in_the_events(tmp_path):
+    """The registry (agent/peerimages.ClusterRegistry in the agent) names the peer node it
+    fetches from: the pod hears `Pulling image "x" from node N` and `... pulled ... from node N`."""
+    async def scenario():
+        w = World(tmp_path, missing={"my-web-server:v1"})
+        real_pull = w.registry.pull
+
+        def pull_from_peer(*, ref: str, progress: ProgressLog) -> str:
+            progress.source("skiff-node-1")
+            return real_pull(ref=ref, progress=progress)
+        w.registry.pull = pull_from_peer
+        uid = w.add("p", image="my-web-server:v1", policy="IfNotPresent")
+        await w.workers.reconcile(uid)
+        await w.workers.puller.drain()
+        await asyncio.sleep(0)   # the source was announced from the pull's thread
+        await w.workers.reconcile(uid)
+        assert w.phase("p") == "Running"
+        messages = [(r, m) for p, _, r, m in w.events.seen if p == "p" and r in ("Pulling", "Pulled")]
+        assert messages[:2] == [("Pulling", 'Pulling image "my-web-server:v1"'),
+                                ("Pulling", 'Pulling image "my-web-server:v1" from node skiff-node-1')]
+        assert messages[2][1].startswith('Successfully pulled image "my-web-server:v1" from node skiff-node-1 in ')
+    run(scenario())
