@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from controlplane.scheduler.framework import REGISTRY, Code, NodeInfo, Snapshot, Status, unschedulable_message
+from controlplane.scheduler.framework import REGISTRY, SKIP, Code, NodeInfo, Snapshot, Status, unschedulable_message
 from proto.skiff.v1 import types_pb2
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
@@ -63,13 +63,19 @@ def run_filters(pod: types_pb2.Pod, info: NodeInfo, filter_plugins: Sequence) ->
     return Status.success()
 
 
-def pre_filter(pod: types_pb2.Pod, snapshot: Snapshot, filter_plugins: Sequence) -> Status:
+def pre_filter(pod: types_pb2.Pod, snapshot: Snapshot, filter_plugins: list) -> Status:
+    """Run every pre_filter; plugins answering SKIP are taken out of `filter_plugins` (in place)."""
+    skipped = []
     for plugin in filter_plugins:
         hook = getattr(plugin, "pre_filter", None)
         if hook is not None:
             status = hook(pod, snapshot)
-            if status is not None and not status.ok:
+            if status is SKIP:
+                skipped.append(plugin)
+            elif status is not None and not status.ok:
                 return status
+    for plugin in skipped:
+        filter_plugins.remove(plugin)
     return Status.success()
 
 

@@ -2,7 +2,8 @@
 
 The extension points are kube-scheduler's, each optional on a plugin:
 
-    pre_filter(pod, snapshot) -> Status | None   once per cycle: cluster-wide state (counts per topology)
+    pre_filter(pod, snapshot) -> Status | None   once per cycle: cluster-wide state (counts per topology);
+                                                 SKIP: nothing to check, filter is not called
     filter(pod, node) -> Status                  can the pod run on this node?
     pre_score(pod, snapshot, feasible)           once per cycle, over the nodes that passed
     score(pod, node) -> int                      rank one feasible node
@@ -75,6 +76,9 @@ class Status:
 
 
 _SUCCESS = Status()
+# What pre_filter returns when the plugin has nothing to check for this pod: its filter is not
+# called this cycle (Kubernetes' Skip), so a pod without affinity pays nothing for affinity.
+SKIP = Status(Code.SUCCESS, ("skip",))
 
 
 @dataclass(frozen=True)

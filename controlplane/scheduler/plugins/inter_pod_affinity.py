@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping
 
-from controlplane.scheduler.framework import MAX_SCORE, NodeInfo, Snapshot, Status, register
+from controlplane.scheduler.framework import MAX_SCORE, SKIP, NodeInfo, Snapshot, Status, register
 from proto.skiff.v1 import types_pb2
 from skiff.api import labelselector, selectors
 
@@ -112,7 +112,7 @@ class InterPodAffinity:
 
     # ------------------------------------------------------------ filter
 
-    def pre_filter(self, pod: types_pb2.Pod, snapshot: Snapshot) -> None:
+    def pre_filter(self, pod: types_pb2.Pod, snapshot: Snapshot) -> Status | None:
         ns_labels = snapshot.namespace_labels
         self.affinity, self.anti_affinity, _, _ = terms(pod)
         for info in snapshot.have_pods_with_required_anti_affinity:
@@ -131,6 +131,9 @@ class InterPodAffinity:
                         if term.matches(existing, ns_labels) and (pair := _pair(info.labels, term.topology_key)):
                             self.anti_affinity_counts[pair] += 1
         self.self_matches_all = bool(self.affinity) and all(t.matches(pod, ns_labels) for t in self.affinity)
+        if not self.affinity and not self.anti_affinity and not self.existing_anti_affinity_counts:
+            return SKIP
+        return None
 
     def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
         labels = node.labels

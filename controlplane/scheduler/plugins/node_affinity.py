@@ -7,7 +7,7 @@ The matching is skiff/api/nodeaffinity.py's, which the DaemonSet controller
 shares. A node that does not match is Unresolvable: removing pods never helps."""
 from __future__ import annotations
 
-from controlplane.scheduler.framework import NodeInfo, Status, default_normalize, register
+from controlplane.scheduler.framework import SKIP, NodeInfo, Status, default_normalize, register
 from proto.skiff.v1 import types_pb2
 from skiff.api import nodeaffinity
 
@@ -26,6 +26,10 @@ def preferred_weight(pod: types_pb2.Pod, node: types_pb2.Node) -> int:
 
 @register("NodeAffinity")
 class NodeAffinity:
+    def pre_filter(self, pod: types_pb2.Pod, snapshot: object) -> Status | None:
+        required = pod.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution
+        return None if pod.spec.node_selector or required.node_selector_terms else SKIP
+
     def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
         return Status.success() if fits(pod, node.node) else Status.unresolvable(REASON)
 

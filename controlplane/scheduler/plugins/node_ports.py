@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from controlplane.scheduler.framework import NodeInfo, Status, register
+from controlplane.scheduler.framework import SKIP, NodeInfo, Status, register
 from proto.skiff.v1 import types_pb2
 
 REASON = "node(s) didn't have free ports for the requested pod ports"
@@ -46,6 +46,10 @@ def fits(pod: types_pb2.Pod, node: NodeInfo) -> bool:
 class NodePorts:
     def __init__(self) -> None:
         self.wanted: list[HostPort] | None = None
+
+    def pre_filter(self, pod: types_pb2.Pod, snapshot: object) -> Status | None:
+        self.wanted = list(host_ports(pod))
+        return None if self.wanted else SKIP
 
     def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
         if self.wanted is None:

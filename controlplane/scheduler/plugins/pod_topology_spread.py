@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from controlplane.scheduler.framework import (HOSTNAME_LABEL, MAX_SCORE, NodeInfo, Snapshot, Status, register,
+from controlplane.scheduler.framework import (HOSTNAME_LABEL, MAX_SCORE, SKIP, NodeInfo, Snapshot, Status, register,
                                               terminating)
 from controlplane.scheduler.plugins.taint_toleration import untolerated
 from proto.skiff.v1 import types_pb2
@@ -104,13 +104,14 @@ class PodTopologySpread:
 
     # ------------------------------------------------------------ filter
 
-    def pre_filter(self, pod: types_pb2.Pod, snapshot: Snapshot) -> None:
+    def pre_filter(self, pod: types_pb2.Pod, snapshot: Snapshot) -> Status | None:
         self.hard = constraints(pod, DO_NOT_SCHEDULE)
         if not self.hard:
-            return
+            return SKIP
         self.counts = domain_counts(pod, snapshot.nodes, self.hard)
         self.minimums = [min(counts.values()) if len(counts) >= c.min_domains and counts else 0
                          for c, counts in zip(self.hard, self.counts)]
+        return None
 
     def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
         labels = node.labels

@@ -51,6 +51,8 @@ class TaintToleration:
         return Status.unresolvable(f"node(s) had untolerated taint {{{taint.key}: {taint.value}}}")
 
     def score(self, pod: types_pb2.Pod, node: NodeInfo) -> int:
+        if not node.node.spec.taints:
+            return 0
         return intolerable_prefer_no_schedule(pod, node.node)
 
     def normalize(self, scores: dict[str, int]) -> None:
