@@ -25,6 +25,8 @@ from agent.cadvisor import collect as collect_cadvisor
 from agent.config import AgentConfig, split_host_port
 from agent.events import EventRecorder
 from agent.imagepuller import Registry
+from agent.images.store import ImageStore
+from agent.peerimages import REGISTRY_ANNOTATION, ImagesReport
 from agent.memory import release_free_memory
 from agent.metrics import AgentMetrics
 from agent.containerlogs import ContainerLogManager
@@ -76,6 +78,7 @@ class Agent:
         self.server = None
         self.port = 0
         self.metrics_server = None
+        self.image_server = None   # the node's registry for its peers (decision 33)
         self.dns: NodeDns | None = None
         self._tasks: list[asyncio.Task] = []
 
@@ -89,13 +92,16 @@ class Agent:
         if cfg.metrics_listen:  # bound early too: a taken port fails the start, not an hour later
             mhost, mport = split_host_port(cfg.metrics_listen, flag="--metrics-listen")
             self.metrics_server = self.metrics.serve(host=mhost, port=mport)
+        registry_address = await self._serve_images()
         identity = NodeIdentity(cfg.node_name, cfg.node_ip, self.port, self._metrics_address(),
-                                annotations=((POD_EGRESS_ANNOTATION, cfg.pod_egress),) if self.network_factory else ())
+                                annotations=(((POD_EGRESS_ANNOTATION, cfg.pod_egress),) if self.network_factory else ())
+                                + (((REGISTRY_ANNOTATION, registry_address),) if registry_address else ()))
         thresholds = pressure.parse_thresholds(cfg.eviction_hard)
         node = NodeAgent(client=self.client, identity=identity,
                          period_seconds=cfg.heartbeat_seconds, runtime_health=self.runtime.check_health,
                          pressure=lambda: pressure.conditions(pressure.observe(cfg.data_dir), thresholds),
-                         watch_health=lambda: self.informer.problem(self.watch_bound_seconds) if self.informer else None)
+                         watch_health=lambda: self.informer.problem(self.watch_bound_seconds) if self.informer else None,
+                         images=ImagesReport(self.images) if isinstance(self.images, ImageStore) else None)
         await node.register()
         self._tasks.append(asyncio.create_task(node.heartbeat(), name="heartbeat"))
         if self.network_factory is not None:
@@ -109,6 +115,8 @@ class Agent:
                                           metrics=self.metrics.controller)
             self._tasks.append(asyncio.create_task(routes.run(), name="noderoutes"))
         self.informer = self.informers.informer("Pod", field_selector=f"spec.nodeName={cfg.node_name}")
+        if hasattr(self.registry, "attach_nodes"):   # peer nodes' images (decision 33)
+            self.registry.attach_nodes(self.informers.informer("Node").list)
         # Cluster DNS and the Services' variables (agent/dns, decision 26): on the bridge's gateway.
         self.dns = NodeDns(informers=self.informers, settings=DnsSettings(
             enabled=cfg.cluster_dns, domain=cfg.cluster_domain, upstreams=dns_upstreams(cfg)))
@@ -167,6 +175,22 @@ class Agent:
         if proxy is not None:
             self._tasks.append(asyncio.create_task(proxy.run(), name="serviceproxy"))
 
+    async def _serve_images(self) -> str:
+        """This node's images to its peers (agent/images/distribution.py); their HOST:PORT, "" none."""
+        cfg = self.config
+        if cfg.registry_port < 0 or not isinstance(self.images, ImageStore):
+            return ""
+        from agent.images import distribution
+        tls = distribution.ssl_context(ca_file=cfg.client_ca_file, cert_file=cfg.tls_cert_file,
+                                       key_file=cfg.tls_private_key_file) if cfg.client_ca_file else None
+        try:
+            self.image_server, port = await distribution.serve(store=self.images, host=cfg.node_ip,
+                                                               port=cfg.registry_port, tls=tls)
+        except OSError as exc:   # the pods still run; peers just cannot fetch from this node
+            log.warning("node %s serves no images to its peers: %s", cfg.node_name, exc)
+            return ""
+        return f"[{cfg.node_ip}]:{port}" if ":" in cfg.node_ip else f"{cfg.node_ip}:{port}"
+
     def _metrics_address(self) -> str:
         if self.metrics_server is None:
             return ""
@@ -207,6 +231,8 @@ class Agent:
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
+        if self.image_server is not None:
+            await self.image_server.cleanup()
         await self.client.close()
 
 

@@ -39,6 +39,9 @@ class AgentConfig:
     node_ip: str = "127.0.0.1"              # the node's InternalIP
     listen: str = "127.0.0.1:10250"         # the Agent gRPC service (logs, exec, stats)
     metrics_listen: str = "127.0.0.1:10255"
+    # The node's images served to its peers (OCI Distribution API, read only; decision 33), on
+    # --node-ip; 0: a free port (the Node's skiff.io/image-registry annotation says which); -1: off.
+    registry_port: int = 10251
     data_dir: Path = Path("/var/lib/skiff")
     run_dir: Path = Path("/run/skiff")
     # The image store; None: DATA_DIR/images. Nodes of one machine (`skiff up --nodes N`)
@@ -112,6 +115,8 @@ def validate(config: AgentConfig) -> AgentConfig:
         raise ConfigError(f"--node-ip: {config.node_ip!r} is not an IP address") from None
     split_host_port(config.server, flag="--server")
     split_host_port(config.listen, flag="--listen")
+    if not -1 <= config.registry_port <= 65535:
+        raise ConfigError(f"--registry-port: {config.registry_port} is not a port (0-65535, or -1: off)")
     tls = {"--client-ca-file": config.client_ca_file, "--tls-cert-file": config.tls_cert_file,
            "--tls-private-key-file": config.tls_private_key_file}
     if any(tls.values()) and not all(tls.values()):
@@ -206,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default=AgentConfig.listen, help="the agent's gRPC service (logs, exec, stats)")
     p.add_argument("--metrics-listen", default=AgentConfig.metrics_listen,
                    help="Prometheus /metrics address (HOST:PORT; empty: off)")
+    p.add_argument("--registry-port", type=int, default=AgentConfig.registry_port, metavar="PORT",
+                   help="serve this node's images to its peers on NODE_IP:PORT (OCI distribution API, read "
+                        "only; 0: a free port; -1: off)")
     p.add_argument("--data-dir", default=str(AgentConfig.data_dir))
     p.add_argument("--run-dir", default=str(AgentConfig.run_dir))
     p.add_argument("--image-dir", default="", metavar="DIR",
@@ -272,6 +280,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
         client_ca_file=args.client_ca_file, tls_cert_file=args.tls_cert_file,
         tls_private_key_file=args.tls_private_key_file,
         metrics_listen=args.metrics_listen, data_dir=Path(args.data_dir), run_dir=Path(args.run_dir),
+        registry_port=args.registry_port,
         image_dir=Path(args.image_dir) if args.image_dir else None,
         cgroup_parent=args.cgroup_parent, pids_limit=args.pids_limit, log_level=args.log_level,
         runtime=args.runtime, network=not args.no_network,

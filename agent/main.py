@@ -91,8 +91,16 @@ def _build_parts(config: AgentConfig, zygote, uplink: str | None = None, mtu: in
     from agent.runtime.linux.runtime import LinuxRuntime
     runtime = LinuxRuntime(run_dir=config.run_dir, cgroup_parent=config.cgroup_parent,
                            default_pids_limit=config.pids_limit, zygote=zygote)
+    from agent.peerimages import ClusterRegistry
     images = ImageStore(root=config.images_dir)
-    return runtime, images, StoreRegistry(store=images), _network_factory(config, uplink, mtu, egress_uplink)
+    tls = None
+    if config.client_ca_file:   # secure mode: the node's certificate to its peers' registries (decision 33)
+        import ssl
+        tls = ssl.create_default_context(cafile=config.client_ca_file)
+        tls.load_cert_chain(config.tls_cert_file, config.tls_private_key_file)
+    registry = ClusterRegistry(store=images, upstream=StoreRegistry(store=images), node_name=config.node_name,
+                               tls=tls)
+    return runtime, images, registry, _network_factory(config, uplink, mtu, egress_uplink)
 
 
 def _network_factory(config: AgentConfig, uplink: str | None = None, mtu: int = 0, egress_uplink: str = ""):
