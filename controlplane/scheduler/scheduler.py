@@ -207,6 +207,16 @@ class Scheduler(Controller):
         for informer in self.informers:
             informer.start()
         await self.wait_synced()
+        # A run again after a cancel (a leader that lost and regained its lease) starts from the
+        # informers: cancelled binds left pods assumed, a cancelled cycle left one "in flight".
+        q = self.scheduling_queue
+        self.scheduling_queue = SchedulingQueue(clock=q.clock, initial_backoff=q.initial_backoff,
+                                                max_backoff=q.max_backoff, max_unschedulable=q.max_unschedulable)
+        self._assumed.clear()
+        self._on_node.clear()
+        self._infos.clear()
+        self._nominated.clear()
+        self._node_order = None
         for key in self.pods.keys():
             self._place(key, self.pods.get(key))
             self.enqueue(key)
