@@ -76,6 +76,10 @@ class ClusterConfig:
     # `up --pod-egress`: pods reach addresses outside the cluster masqueraded to their
     # node's address ("nat", as Kubernetes and Docker) or not at all ("none"; decision 30).
     pod_egress: str = "nat"
+    # `up --separate-image-stores`: each node of --nodes gets a store of its own (DATA/nodes/NODE/images)
+    # instead of sharing DATA/images (decision 22), as separate machines have; images reach the
+    # others through the nodes' registries (decision 33).
+    separate_image_stores: bool = False
     # `up --eviction-hard`: passed to every agent (kubelet's --eviction-hard); "" keeps the agent's default.
     eviction_hard: str = ""
     # `up --hollow-nodes N`: N more nodes with no containers (agent/hollow.py), in one process.
@@ -268,6 +272,12 @@ def node_data_dir(config: ClusterConfig, node: LabNode) -> Path:
     return config.data_dir / "nodes" / node.name
 
 
+def node_images_dir(config: ClusterConfig, node: LabNode) -> Path:
+    """The node's image store: DATA/images, shared by the nodes of this machine (decision 22),
+    or with --separate-image-stores DATA/nodes/NODE/images, its own."""
+    return node_data_dir(config, node) / "images" if config.separate_image_stores else config.data_dir / "images"
+
+
 def node_run_dir(config: ClusterConfig, node: LabNode) -> Path:
     return config.run_dir / "nodes" / node.name
 
@@ -282,7 +292,7 @@ def node_agent(config: ClusterConfig, node: LabNode) -> Component:
             "--metrics-listen", f"{node.ip}:{config.agent_metrics_port}",
             "--data-dir", str(node_data_dir(config, node)), "--run-dir", str(node_run_dir(config, node)),
             # One image store for the nodes of this machine: the one `skiff build` writes (decision 22).
-            "--image-dir", str(config.data_dir / "images"),
+            "--image-dir", str(node_images_dir(config, node)),
             "--bridge", node.bridge, "--nft-table", node.nft_table, "--cgroup-parent", node.cgroup_parent,
             "--pod-network", config.pod_network, "--cluster-cidr", config.cluster_cidr,
             "--vxlan-device", node.vxlan_device, "--pod-egress", config.pod_egress, *_eviction_args(config),

@@ -200,7 +200,10 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: 
         made_lab = not lab_namespaces(config.lab)
         _ensure_lab(config)
     if config.bootstrap_busybox and any(c.is_agent and c.name not in running for c in wanted):
-        _ensure_busybox(config, data_dir=config.data_dir)   # every node's store is DATA/images
+        # Every node's store is DATA/images; with separate ones, the first node's (the others fetch it from there).
+        _ensure_busybox(config, data_dir=node_data_dir(config, config.lab.node(config.nodes[0]))
+                        if config.separate_image_stores and config.lab is not None and config.nodes
+                        else config.data_dir)
     if config.monitoring and "prometheus" not in running:
         write_monitoring_config(config)   # DATA/monitoring: the config for this cluster, the rules
     if config.secure:
@@ -557,6 +560,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pod-network", default=ClusterConfig.pod_network, choices=("host-gw", "vxlan"),
                    help="with --nodes: how pods reach other nodes' pods: host-gw (routes via the node IPs) or "
                         "vxlan (a VXLAN tunnel between the nodes) (default %(default)s)")
+    p.add_argument("--separate-image-stores", action="store_true",
+                   help="with --nodes: each node gets an image store of its own (DATA/nodes/NODE/images), as "
+                        "separate machines have, instead of sharing DATA/images; a node fetches what it lacks "
+                        "from its peers (decision 33)")
     p.add_argument("--pod-egress", default=ClusterConfig.pod_egress, choices=("nat", "none"),
                    help="pods reaching addresses outside the cluster: nat (source NAT to their node's address, "
                         "as Kubernetes and Docker; forwarding on the pod bridge and the node's uplink only) or "
@@ -619,7 +626,8 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      nodes=tuple(range(1, (args.nodes or 0) + 1)), name=args.name, node_cidr=args.node_cidr,
                      pod_network=args.pod_network, pod_egress=args.pod_egress, eviction_hard=args.eviction_hard,
                      hollow_nodes=args.hollow_nodes, service_cluster_ip_range=args.service_cluster_ip_range,
-                     service_node_port_range=args.service_node_port_range)
+                     service_node_port_range=args.service_node_port_range,
+                     separate_image_stores=args.separate_image_stores)
         if args.secure:
             if args.hollow_nodes:
                 raise CliError("--secure: --hollow-nodes has no node certificates yet; use one or the other")
@@ -632,6 +640,8 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
             raise CliError(f"--monitoring-rule-for-scale: must be > 0 and <= 1, got {args.monitoring_rule_for_scale}")
         if args.nodes is not None and args.nodes < 1:
             raise CliError(f"--nodes: must be at least 1, got {args.nodes}")
+        if args.separate_image_stores and not args.nodes:
+            raise CliError("--separate-image-stores: only with --nodes N (the one node on the host has one store)")
     else:
         extra = dict(node_name="")
     return ClusterConfig(data_dir=args.data_dir.absolute(), run_dir=args.run_dir.absolute(),

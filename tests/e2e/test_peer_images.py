@@ -1,0 +1,73 @@
+"""Images reach every node from the cluster itself (decision 33), on `skiff up --nodes 2
+--separate-image-stores`: an image `skiff build` writes into node 1's store runs in a pod
+pinned to node 2, whose agent fetches it from node 1's registry over the nodes' private
+link (the pod's events say `from node ...-node-1`); down --purge leaves nothing.
+
+Root and the real kernel; no packet leaves the machine (the nodes' link is a private one
+in namespaces the test's cluster creates).
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.test_nodes import leftovers, wait_for
+
+pytestmark = [pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
+
+DOCKERFILE = """\
+FROM busybox
+COPY index.html /srv/index.html
+CMD ["sh", "-c", "cat /srv/index.html; exec sleep 3600"]
+"""
+
+
+def test_an_image_built_on_node_1_runs_on_node_2(private_cluster):
+    c = private_cluster
+    name = f"skiffim{c.tag[:2]}"
+    node_cidr = f"10.213.{1 + int(c.tag[2:4], 16) % 254}.0/24"
+    up = c.skiff(*c.up_args("--detach", "--nodes", "2", "--name", name, "--node-cidr", node_cidr,
+                            "--separate-image-stores")[3:], timeout=300)
+    assert up.returncode == 0, up.stdout + up.stderr
+    one, two = f"{name}-node-1", f"{name}-node-2"
+    store_one, store_two = c.data_dir / "nodes" / one, c.data_dir / "nodes" / two
+
+    context = c.base / "web"
+    context.mkdir()
+    (context / "Dockerfile").write_text(DOCKERFILE)
+    (context / "index.html").write_text("hello from node 1's build\n")
+    built = c.skiff("build", "--data-dir", str(store_one), "-t", "my-web-server:v1", str(context), timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+
+    def images(store) -> set[str]:
+        listed = c.skiff("image", "ls", "--data-dir", str(store), "--format", "json").stdout.splitlines()
+        return {f"{row['Repository']}:{row['Tag']}" for row in map(json.loads, listed)}
+    assert "my-web-server:v1" in images(store_one) and not images(store_two)
+    # Node 1 reports what its store holds (the scheduler's ImageLocality reads it; peers find it there).
+    wait_for("node 1 reports my-web-server:v1", lambda: any(
+        "docker.io/library/my-web-server:v1" in image["names"]
+        for image in json.loads(c.skiff("get", "node", one, "-o", "json").stdout)["status"].get("images", [])))
+
+    pod = c.base / "web.yaml"
+    pod.write_text(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+                               "spec": {"nodeName": two, "terminationGracePeriodSeconds": 1,
+                                        "containers": [{"name": "web", "image": "my-web-server:v1"}]}}))
+    assert c.skiff("apply", "-f", str(pod)).returncode == 0
+
+    def running():
+        got = json.loads(c.skiff("get", "pod", "web", "-o", "json").stdout)
+        return got["status"].get("phase") == "Running" and got
+    wait_for("pod web Running on node 2", running, timeout=180)
+    logs = wait_for("the pod's output", lambda: c.skiff("logs", "web").stdout)
+    assert logs == "hello from node 1's build\n"
+    described = c.skiff("describe", "pod", "web").stdout
+    assert f'Pulling image "my-web-server:v1" from node {one}' in described, described
+    assert f'Successfully pulled image "my-web-server:v1" from node {one} in ' in described, described
+    # Node 2's own store now holds it (and busybox beneath it came along as its layer).
+    assert "my-web-server:v1" in images(store_two)
+
+    down = c.skiff("down", "--data-dir", str(c.data_dir), "--purge", "--grace-period", "1", timeout=300)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert leftovers(name, [node_cidr]) == {}
+    assert not c.data_dir.exists()
