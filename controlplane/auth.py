@@ -14,15 +14,16 @@ resource, subresource, namespace, name), as Kubernetes' authorizer chain:
   - system:masters may do anything (the admin and the control plane's own client);
   - system:nodes: what an agent does today (a broad grant this session; the node
     authorizer narrowing it to a node's own pods, Node and Lease comes next);
-  - everyone else is refused with Kubernetes' wording until RBAC grants them
-    (the RBAC kinds and their evaluation are the next step of issue 12).
+  - RBAC (controlplane/rbac.py): the roles bound to the user or their groups;
+  - nothing else: refused with Kubernetes' wording.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from cryptography import x509
 
@@ -107,7 +108,8 @@ class Authenticator:
 
 # ------------------------------------------------------------ authorization
 
-Rule = Callable[[Identity, Attributes], bool | None]   # True allow, False deny, None no opinion
+# True allow, False deny, None no opinion; a rule may be async (RBAC reads the store).
+Rule = Callable[[Identity, Attributes], "bool | None | Awaitable[bool | None]"]
 
 
 def _masters(identity: Identity, _a: Attributes) -> bool | None:
@@ -119,15 +121,22 @@ def _nodes(identity: Identity, _a: Attributes) -> bool | None:
     return True if pki.NODES in identity.groups and identity.user.startswith("system:node:") else None
 
 
+def default_rules() -> list[Rule]:
+    """system:masters, then system:nodes; RBAC's rule goes after them (controlplane/rbac.py)."""
+    return [_masters, _nodes]
+
+
 class Authorizer:
     """The first rule with an opinion decides; none: forbidden."""
 
     def __init__(self, rules: list[Rule] | None = None) -> None:
-        self.rules: list[Rule] = rules if rules is not None else [_masters, _nodes]
+        self.rules: list[Rule] = rules if rules is not None else default_rules()
 
-    def allowed(self, identity: Identity, attributes: Attributes) -> bool:
+    async def allowed(self, identity: Identity, attributes: Attributes) -> bool:
         for rule in self.rules:
             decision = rule(identity, attributes)
+            if inspect.isawaitable(decision):
+                decision = await decision
             if decision is not None:
                 return decision
         return False
@@ -139,9 +148,9 @@ class Guard:
     authenticator: Authenticator
     authorizer: Authorizer
 
-    def check(self, identity: Identity, attributes: Attributes) -> str | None:
+    async def check(self, identity: Identity, attributes: Attributes) -> str | None:
         """None when allowed; else the Forbidden message (logged with the identity)."""
-        if self.authorizer.allowed(identity, attributes):
+        if await self.authorizer.allowed(identity, attributes):
             return None
         message = forbidden_message(identity, attributes)
         log.info("forbidden: %s (groups %s)", message, ",".join(identity.groups) or "-")

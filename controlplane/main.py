@@ -119,6 +119,13 @@ async def start_services(allocations: ServiceAllocations, registry, rest_listen:
     await allocations.run_repairs()
 
 
+async def _bootstrap(registry, *, secure: bool) -> None:
+    await registry.bootstrap()
+    if secure:
+        from controlplane import rbac
+        await rbac.bootstrap(registry.create)
+
+
 def _default_rest_listen(listen: str) -> str:
     port = listen.rpartition(":")[2]
     return rest_address(int(port)) if port.isdigit() else rest_address()
@@ -220,7 +227,7 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
                   tls=_etcd_credentials(config))
     admission = Admission(not_ready_toleration_seconds=config.default_not_ready_toleration_seconds,
                           unreachable_toleration_seconds=config.default_unreachable_toleration_seconds)
-    security = _security(config)
+    security = _security(config, store)
     api = ApiServer(store=store, metrics=metrics, listen=config.listen, admission=admission,
                     tls=security.serving, guard=security.guard, agent_credentials=security.client)
     # Services' cluster IPs and node ports, allocated by the registry (controlplane/services/).
@@ -236,7 +243,9 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     if rest is not None:
         await rest.start()
     # The initial namespaces (default, kube-system, ...): in the background, as etcd may not answer yet.
-    bootstrap = asyncio.create_task(retry_async(api.service.registry.bootstrap, retry_on=(StoreUnavailable,),
+    # Secure: also the default ClusterRoles and system:masters' binding (controlplane/rbac.py).
+    bootstrap = asyncio.create_task(retry_async(lambda: _bootstrap(api.service.registry, secure=config.secure),
+                                                retry_on=(StoreUnavailable,),
                                                 backoff=Backoff(initial=0.2, maximum=5.0)), name="namespaces")
     # The allocations repaired from the Services (before the first is allocated), the `kubernetes` Service.
     services = asyncio.create_task(start_services(allocations, api.service.registry, config.rest_listen),
@@ -350,13 +359,14 @@ class _Security:
     rest_ssl: "ssl.SSLContext | None" = None
 
 
-def _security(config: Config) -> _Security:
+def _security(config: Config, store) -> _Security:
     """Secure mode's parts, from the files the flags name (OSError names a file that cannot be read)."""
     if not config.secure:
         return _Security()
     import ssl
 
-    from controlplane.auth import Authenticator, Authorizer, Guard
+    from controlplane.auth import Authenticator, Authorizer, Guard, default_rules
+    from controlplane.rbac import RbacAuthorizer
     from skiff.pki import Credentials, PkiError
     try:
         serving = Credentials.load(ca=config.client_ca_file, cert=config.tls_cert_file,
@@ -369,7 +379,8 @@ def _security(config: Config) -> _Security:
     rest_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=config.client_ca_file)
     rest_ssl.load_cert_chain(config.tls_cert_file, config.tls_private_key_file)
     rest_ssl.verify_mode = ssl.CERT_OPTIONAL   # a certificate is checked when given; else a bearer token
-    return _Security(serving=serving, client=client, guard=Guard(authenticator, Authorizer()), rest_ssl=rest_ssl)
+    authorizer = Authorizer([*default_rules(), RbacAuthorizer(store).decide])
+    return _Security(serving=serving, client=client, guard=Guard(authenticator, authorizer), rest_ssl=rest_ssl)
 
 
 def _serve_monitoring(server: MetricsServer, *, factory, client: ApiClient, etcd: str,

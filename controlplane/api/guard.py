@@ -70,7 +70,7 @@ def grpc_guard(guard: Guard):
         except Unauthenticated as exc:
             context.set_trailing_metadata(_ORIGIN)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Unauthorized: {exc}")
-        message = guard.check(identity, attributes(method, request))
+        message = await guard.check(identity, attributes(method, request))
         if message is not None:
             context.set_trailing_metadata(_ORIGIN)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)

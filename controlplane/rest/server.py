@@ -132,10 +132,10 @@ class RestServer:
             log.info("unauthorized %s %s from %s: %s", request.method, request.path, request.remote, exc)
             raise _UNAUTHORIZED from None
 
-    def _authorize(self, identity: Identity | None, attributes: Attributes) -> None:
+    async def _authorize(self, identity: Identity | None, attributes: Attributes) -> None:
         if self.guard is None or identity is None:
             return
-        message = self.guard.check(identity, attributes)
+        message = await self.guard.check(identity, attributes)
         if message is not None:
             details = {"kind": attributes.resource, **({"name": attributes.name} if attributes.name else {})}
             if attributes.api_group:
@@ -161,7 +161,7 @@ class RestServer:
                                            "nonResourceAttributes must be set")
         allowed = True
         if self.guard is not None and identity is not None:
-            allowed = self.guard.authorizer.allowed(identity, attributes)
+            allowed = await self.guard.authorizer.allowed(identity, attributes)
         status = {"allowed": allowed}
         return respond({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
                         "metadata": {}, "spec": spec, "status": status}, status=201)
@@ -205,7 +205,7 @@ class RestServer:
                     return respond(metrics.resource_list())
                 tail = parts[3:]
                 namespace, tail = (tail[1], tail[2:]) if tail[0] == "namespaces" and len(tail) > 2 else ("", tail)
-                self._authorize(identity, Attributes(verb="get" if len(tail) > 1 else "list", resource=tail[0],
+                await self._authorize(identity, Attributes(verb="get" if len(tail) > 1 else "list", resource=tail[0],
                                                      name="/".join(tail[1:]), api_group=metrics.GROUP,
                                                      namespace=namespace))
                 return await metrics.serve(request, parts[3:], registry=self.registry, proxy=self.proxy)
@@ -226,7 +226,7 @@ class RestServer:
         if target is None:
             raise _NOT_FOUND
         seen.append(target)
-        self._authorize(identity, rest_attributes(request.method, target, watch=watch, query=request.query))
+        await self._authorize(identity, rest_attributes(request.method, target, watch=watch, query=request.query))
         return await self._verb(request, target, watch=watch)
 
     async def _verb(self, request: web.Request, t: Target, *, watch: bool) -> web.StreamResponse:

@@ -31,6 +31,28 @@ def _curl(*args: str, nobody: bool = False) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=30)
 
 
+GRANT = """\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: team
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: alice-view
+  namespace: team
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: view
+subjects:
+- kind: User
+  name: alice
+  apiGroup: rbac.authorization.k8s.io
+"""
+
+
 def _skiff_with(c, config, *args: str) -> subprocess.CompletedProcess:
     """`skiff ARGS` with another client config than the one `up` wrote."""
     return subprocess.run([sys.executable, "-m", "skiff.cli.main", *args], cwd=c.base,
@@ -87,6 +109,21 @@ def test_a_secure_cluster_answers_only_its_credentials(private_cluster):
     admin_can = subprocess.run(["kubectl", "auth", "can-i", "delete", "nodes"], env=c.env(), capture_output=True,
                                text=True, timeout=60)
     assert (admin_can.returncode, admin_can.stdout.strip()) == (0, "yes")
+
+    # The admin grants alice `view` in one namespace: she lists pods there, and nowhere else.
+    grant = subprocess.run(["kubectl", "apply", "-f", "-"], env=c.env(), capture_output=True, text=True, timeout=60,
+                           input=GRANT)
+    assert grant.returncode == 0, grant.stderr
+    assert "rolebinding.rbac.authorization.k8s.io/alice-view created" in grant.stdout
+    there = subprocess.run(["kubectl", "--kubeconfig", alice_config, "get", "pods", "-n", "team"],
+                           capture_output=True, text=True, timeout=60)
+    assert there.returncode == 0 and "No resources found in team namespace." in there.stderr, there.stderr
+    elsewhere = subprocess.run(["kubectl", "--kubeconfig", alice_config, "get", "pods", "-n", "default"],
+                               capture_output=True, text=True, timeout=60)
+    assert elsewhere.returncode == 1 and 'cannot list resource "pods"' in elsewhere.stderr
+    no_exec = subprocess.run(["kubectl", "--kubeconfig", alice_config, "auth", "can-i", "create", "pods/exec",
+                              "-n", "team"], capture_output=True, text=True, timeout=60)
+    assert no_exec.stdout.strip() == "no"
 
     # Another CA: its client certificate is refused; a client trusting it refuses the server, naming it.
     other = pki.ClusterPki(c.base / "other-pki")

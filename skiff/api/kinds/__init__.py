@@ -112,3 +112,6 @@ from skiff.api.kinds import priorityclass  # noqa: E402
 for _module in (pod, node, event, lease, namespace, configmap, secret, replicaset, deployment, job, cronjob, daemonset,
                 horizontalpodautoscaler, poddisruptionbudget, service, endpoints, endpointslice, priorityclass, networkpolicy):
     register(_module.KIND)
+from skiff.api.kinds import rbac  # noqa: E402
+for _kind in rbac.KINDS:
+    register(_kind)
