@@ -8,7 +8,7 @@ import pytest
 from controlplane.metrics import Metrics
 from controlplane.scheduler.scheduler import Scheduler
 from controlplane.testing import FakeApiClient, running
-from proto.skiff.v1 import types_pb2
+from proto.skiff.v1 import policy_pb2, scheduling_pb2, types_pb2
 from skiff.api import meta
 from skiff.client import ApiClient
 from skiff.controller import SharedInformerFactory
@@ -120,4 +120,82 @@ def test_pods_scheduled_back_to_back_do_not_overcommit():
             return items if len(done) == 4 else None
         items = await eventually(settled, what="all four pods to be decided")
         assert sum(1 for p in items if p.spec.node_name == "node-1") == 2  # 2 x 400Mi fit in 1Gi, 3 do not
+    with_scheduler(body)
+
+
+# ---------------------------------------------------------------- preemption through the scheduler's loop
+
+def cpu_node(name: str) -> types_pb2.Node:
+    n = node(name, "4Gi")
+    n.status.allocatable["cpu"] = n.status.capacity["cpu"] = "1"
+    return n
+
+
+def bound_pod(name: str, node_name: str, **labels: str) -> types_pb2.Pod:
+    p = pod(name, "64Mi")
+    p.spec.containers[0].resources.requests["cpu"] = "1"
+    p.metadata.labels.update(labels)
+    p.spec.node_name = node_name
+    return p
+
+
+async def create_class(c, name: str, value: int, policy: str = "PreemptLowerPriority") -> None:
+    pc = scheduling_pb2.PriorityClass(value=value, preemption_policy=policy)
+    pc.metadata.name = name
+    await c.create(pc)
+
+
+async def urgent_pod(c, class_name: str):
+    p = pod("urgent", "64Mi")
+    p.spec.containers[0].resources.requests["cpu"] = "1"
+    p.spec.priority_class_name = class_name
+    return await c.create(p)
+
+
+def test_preemption_spares_the_pods_a_disruption_budget_protects():
+    async def body(c):
+        await c.create(cpu_node("node-a"))
+        await c.create(cpu_node("node-b"))
+        await c.create(bound_pod("db", "node-a", app="db"))
+        await c.create(bound_pod("batch", "node-b", app="batch"))
+        pdb = policy_pb2.PodDisruptionBudget()
+        pdb.metadata.name = "db"
+        pdb.spec.min_available = "1"
+        pdb.spec.selector.match_labels["app"] = "db"
+        await c.create(pdb)       # no disruption controller here: disruptionsAllowed stays 0
+        await create_class(c, "high", 1000)
+        await urgent_pod(c, "high")
+
+        async def nominated():
+            p = await c.get("Pod", "urgent")
+            return p.status.nominated_node_name or None
+        assert await eventually(nominated, what="urgent nominated") == "node-b"
+
+        async def batch_marked():
+            p = await c.get("Pod", "batch")
+            return p if p.metadata.HasField("deletion_timestamp") else None
+        batch = await eventually(batch_marked, what="batch marked for deletion")
+        cond = meta.get_condition(batch.status.conditions, "DisruptionTarget")
+        assert (cond.status, cond.reason) == ("True", "PreemptionByScheduler")
+        db = await c.get("Pod", "db")
+        assert not db.metadata.HasField("deletion_timestamp")
+    with_scheduler(body)
+
+
+def test_preemption_policy_never_waits_without_evicting():
+    async def body(c):
+        await c.create(cpu_node("node-a"))
+        await c.create(bound_pod("batch", "node-a"))
+        await create_class(c, "polite", 1000, policy="Never")
+        created = await urgent_pod(c, "polite")
+        assert created.spec.preemption_policy == "Never"
+
+        async def reported():
+            p = await c.get("Pod", "urgent")
+            cond = meta.get_condition(p.status.conditions, "PodScheduled")
+            return cond.message if cond is not None and cond.message.startswith("0/1") else None
+        assert await eventually(reported, what="urgent reported") == (
+            "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.")
+        batch = await c.get("Pod", "batch")
+        assert not batch.metadata.HasField("deletion_timestamp")
     with_scheduler(body)
