@@ -309,6 +309,16 @@ class ApiClient:
             request.grace_period_seconds = grace_period_seconds
         return kinds.unwrap(await self._call("Evict", request, timeout))
 
+    async def access_review(self, *, verb: str, resource: str, namespace: str = "", name: str = "",
+                            subresource: str = "", api_group: str = "", user: str = "",
+                            groups: tuple[str, ...] = (), timeout: float | None = 30) -> bool:
+        """May the caller (or `user`, impersonated) do this? (`skiff auth can-i`)"""
+        from proto.skiff.v1 import rbac_pb2
+        request = rbac_pb2.AccessReviewRequest(verb=verb, resource=resource, subresource=subresource,
+                                               namespace=namespace, name=name, api_group=api_group, user=user,
+                                               groups=list(groups))
+        return (await self._call("AccessReview", request, timeout)).allowed
+
     async def watch(self, kind: str, namespace: str = "", label_selector: str = "",
                     field_selector: str = "", resource_version: str = ""
                     ) -> AsyncIterator[tuple[str, Message, str]]:

@@ -45,6 +45,9 @@ def attributes(method: str, request: Any) -> Attributes:
         where = request.start if method in ("Exec", "Attach", "PortForward") else request
         return Attributes(verb=verb, resource="pods", subresource=sub, namespace=where.namespace or "default",
                           name=where.name)
+    if method == "AccessReview":   # about oneself: anyone authenticated (system:basic-user); another: impersonate
+        return Attributes(verb="impersonate", resource="users", name=request.user) if request.user else \
+            Attributes(verb="create", resource="selfsubjectaccessreviews", api_group="authorization.k8s.io")
     if method == "Stats":
         return Attributes(verb="get", resource="nodes", subresource="stats", name=request.node_name)
     verb = _VERBS.get(method, method.lower())
@@ -70,7 +73,10 @@ def grpc_guard(guard: Guard):
         except Unauthenticated as exc:
             context.set_trailing_metadata(_ORIGIN)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Unauthorized: {exc}")
-        message = await guard.check(identity, attributes(method, request))
+        wanted = attributes(method, request)
+        if wanted.resource == "selfsubjectaccessreviews":
+            return   # every authenticated user may ask what they may do, as Kubernetes' system:basic-user
+        message = await guard.check(identity, wanted)
         if message is not None:
             context.set_trailing_metadata(_ORIGIN)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)

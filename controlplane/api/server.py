@@ -27,6 +27,7 @@ class ApiServer:
         self.proxy = AgentProxy(store=store, credentials=agent_credentials)
         self.tls = tls
         self.service = ApiService(store=store, metrics=metrics, proxy=self.proxy, admission=admission)
+        self.service.guard = guard   # AccessReview asks it
         self.listen = listen
         # A request larger than any object the store takes (1.5 MiB) plus its
         # envelope is refused by gRPC before it is read into memory and parsed

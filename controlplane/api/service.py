@@ -146,6 +146,7 @@ class ApiService(api_pb2_grpc.ApiServicer):
         self.registry = Registry(store=store, admission=admission)
         self.metrics = metrics
         self.proxy = proxy or AgentProxy(store=store)
+        self.guard: Any = None   # secure mode's controlplane.auth.Guard (set by ApiServer); None: all allowed
 
     # ------------------------------------------------------------ writes
 
@@ -189,6 +190,21 @@ class ApiService(api_pb2_grpc.ApiServicer):
         return kinds.wrap(await eviction.evict(self.registry, request.namespace, request.name,
                                                grace_period_seconds=grace, precondition_uid=request.precondition_uid,
                                                dry_run=request.dry_run))
+
+    @unary
+    async def AccessReview(self, request: Any, context: Any) -> Any:
+        """`skiff auth can-i`: the authorizer's answer for the caller, or for `request.user`
+        (the guard has checked the caller may impersonate); always yes on an insecure server."""
+        from controlplane.auth import Attributes, Identity
+        from proto.skiff.v1 import rbac_pb2
+        if self.guard is None:
+            return rbac_pb2.AccessReviewResponse(allowed=True, user=request.user)
+        who = Identity(request.user, tuple(request.groups)) if request.user else \
+            self.guard.authenticator.grpc(context)
+        attributes = Attributes(verb=request.verb, resource=request.resource, subresource=request.subresource,
+                                namespace=request.namespace, name=request.name, api_group=request.api_group)
+        return rbac_pb2.AccessReviewResponse(allowed=await self.guard.authorizer.allowed(who, attributes),
+                                             user=who.user)
 
     # ------------------------------------------------------------ reads
 

@@ -94,3 +94,31 @@ class ClusterRoleBinding(_message.Message):
     subjects: _containers.RepeatedCompositeFieldContainer[Subject]
     role_ref: RoleRef
     def __init__(self, api_version: _Optional[str] = ..., kind: _Optional[str] = ..., metadata: _Optional[_Union[_types_pb2.ObjectMeta, _Mapping]] = ..., subjects: _Optional[_Iterable[_Union[Subject, _Mapping]]] = ..., role_ref: _Optional[_Union[RoleRef, _Mapping]] = ...) -> None: ...
+
+class AccessReviewRequest(_message.Message):
+    __slots__ = ("verb", "resource", "subresource", "namespace", "name", "api_group", "user", "groups")
+    VERB_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    SUBRESOURCE_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    API_GROUP_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    verb: str
+    resource: str
+    subresource: str
+    namespace: str
+    name: str
+    api_group: str
+    user: str
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, verb: _Optional[str] = ..., resource: _Optional[str] = ..., subresource: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., api_group: _Optional[str] = ..., user: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AccessReviewResponse(_message.Message):
+    __slots__ = ("allowed", "user")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    user: str
+    def __init__(self, allowed: _Optional[bool] = ..., user: _Optional[str] = ...) -> None: ...

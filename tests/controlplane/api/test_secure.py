@@ -100,3 +100,15 @@ def test_a_certificate_from_another_ca_is_refused_and_the_unknown_server_named(c
             with pytest.raises(Unavailable):
                 await c.list("Pod", "default", timeout=5)
     serve_and(cluster_pki, body)
+
+
+def test_access_review_for_oneself_and_by_impersonation(cluster_pki):
+    async def body(address):
+        async with ApiClient(address, credentials=cluster_pki.credentials("admin")) as admin:
+            assert await admin.access_review(verb="delete", resource="nodes")
+            assert not await admin.access_review(verb="list", resource="pods", namespace="default", user="alice")
+        async with ApiClient(address, credentials=cluster_pki.credentials("alice")) as alice:
+            assert not await alice.access_review(verb="list", resource="pods", namespace="default")
+            with pytest.raises(ApiError, match='User "alice" cannot impersonate resource "users"'):
+                await alice.access_review(verb="list", resource="pods", user="admin", groups=("system:masters",))
+    serve_and(cluster_pki, body)
