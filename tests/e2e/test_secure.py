@@ -124,6 +124,11 @@ def test_a_secure_cluster_answers_only_its_credentials(private_cluster):
     no_exec = subprocess.run(["kubectl", "--kubeconfig", alice_config, "auth", "can-i", "create", "pods/exec",
                               "-n", "team"], capture_output=True, text=True, timeout=60)
     assert no_exec.stdout.strip() == "no"
+    # skiff's own can-i, asking (as the admin may) about alice.
+    yes = c.skiff("auth", "can-i", "list", "pods", "-n", "team", "--as", "alice")
+    assert (yes.returncode, yes.stdout) == (0, "yes\n"), yes.stderr
+    no = c.skiff("auth", "can-i", "create", "pods", "--subresource", "exec", "-n", "team", "--as", "alice")
+    assert (no.returncode, no.stdout) == (1, "no\n"), no.stderr
 
     # Another CA: its client certificate is refused; a client trusting it refuses the server, naming it.
     other = pki.ClusterPki(c.base / "other-pki")
