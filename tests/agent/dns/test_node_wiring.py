@@ -22,3 +22,51 @@ def test_sandbox_gets_the_resolv_conf_and_containers_the_service_variables(tmp_p
         container = w.runtime.containers[w.current(pod.metadata.uid).id].config
         assert dict(container.env)["WEB_SERVICE_HOST"] == "10.96.0.20"
     asyncio.run(scenario())
+
+
+def _pod():
+    from proto.skiff.v1 import types_pb2
+    pod = types_pb2.Pod()
+    pod.metadata.name, pod.metadata.namespace = "p", "shop"
+    return pod
+
+
+def test_node_dns_serves_and_writes_its_address_and_falls_back_when_it_cannot_bind(tmp_path):
+    import socket
+
+    import dns.asyncquery
+    import dns.message
+    import dns.rcode
+
+    from agent.dns.node import DnsSettings, NodeDns
+    from controlplane.testing import FakeApiClient
+    from skiff.controller import SharedInformerFactory
+
+    host_resolv = tmp_path / "resolv.conf"
+    host_resolv.write_text("nameserver 192.0.2.53\n")
+
+    async def scenario():
+        factory = SharedInformerFactory(FakeApiClient())
+        serving = NodeDns(informers=factory, settings=DnsSettings(port=0), host_resolv_path=str(host_resolv))
+        taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        refused = NodeDns(informers=factory, settings=DnsSettings(port=taken.getsockname()[1]),
+                          host_resolv_path=str(host_resolv))
+        factory.start()
+        try:
+            await serving.start("127.0.0.1")
+            await refused.start("127.0.0.1")
+            assert serving.resolv_conf(_pod()).startswith("nameserver 127.0.0.1\nsearch shop.svc.cluster.local ")
+            response = await dns.asyncquery.udp(dns.message.make_query("nope.shop.svc.cluster.local", "A"),
+                                                "127.0.0.1", port=serving.server.address[1], timeout=5)
+            assert response.rcode() == dns.rcode.NXDOMAIN
+            # Port taken: no DNS on this node, ClusterFirst pods get the node's resolvers.
+            assert refused.server is None
+            assert refused.resolv_conf(_pod()) == "nameserver 192.0.2.53\n"
+        finally:
+            await serving.stop()
+            await refused.stop()
+            taken.close()
+            await factory.stop()
+    asyncio.run(scenario())
