@@ -7,24 +7,29 @@ moves the endpoints to where the front door listens now.
 """
 from __future__ import annotations
 
+import logging
+
 from google.protobuf.message import Message
 
+from controlplane.api.errors import Invalid
 from controlplane.store.interface import AlreadyExists, NotFound
 from proto.skiff.v1 import services_pb2
 from skiff.api import kinds
 from skiff.api.kinds.endpointslice import MANAGED_BY_LABEL, SERVICE_NAME_LABEL
+
+log = logging.getLogger("skiff.controlplane.services")
 
 NAME, NAMESPACE = "kubernetes", "default"
 PORT = 443
 LABELS = {"component": "apiserver", "provider": "kubernetes"}
 
 
-def service(cluster_ip: str) -> services_pb2.Service:
+def service(cluster_ip: str, target_port: int = PORT) -> services_pb2.Service:
     svc = services_pb2.Service()
     svc.metadata.name, svc.metadata.namespace = NAME, NAMESPACE
     svc.metadata.labels.update(LABELS)
     svc.spec.cluster_ip = cluster_ip
-    svc.spec.ports.add(name="https", protocol="TCP", port=PORT)
+    svc.spec.ports.add(name="https", protocol="TCP", port=PORT, target_port=str(target_port))
     return svc
 
 
@@ -49,18 +54,36 @@ def endpoint_slice(host: str, port: int) -> services_pb2.EndpointSlice:
 
 
 async def ensure(registry, *, cluster_ip: str, rest_address: str) -> None:
-    """Create the Service (or leave the one there), and point its endpoints at `rest_address` (HOST:PORT; "" = none)."""
+    """Create the Service (or keep the one there, its target port moved to the front door's), and point
+    its endpoints at `rest_address` (HOST:PORT; "" = none)."""
+    host, _, port_text = rest_address.rpartition(":")
+    port = int(port_text) if port_text.isdigit() else PORT
+    kind = kinds.kind_named("Service")
     try:
-        await registry.create(service(cluster_ip))
-    except AlreadyExists:
-        pass
+        existing = await registry.get(kind, NAMESPACE, NAME)
+    except NotFound:
+        try:
+            await registry.create(service(cluster_ip, port))
+        except AlreadyExists:
+            pass
+        except Invalid as exc:
+            # The range's first address held by another Service (the range changed since): the API
+            # still serves; the `kubernetes` Service is missing until that Service is deleted.
+            log.error("cannot create the kubernetes Service at %s: %s", cluster_ip, exc)
+            return
+    else:
+        if [p.target_port for p in existing.spec.ports] != [str(port)]:
+            moved = type(existing)()
+            moved.CopyFrom(existing)
+            del moved.spec.ports[:]
+            moved.spec.ports.add(name="https", protocol="TCP", port=PORT, target_port=str(port))
+            await registry.update(moved)
     if not rest_address:
         return
-    host, _, port = rest_address.rpartition(":")
     host = host.strip("[]")
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
-    for obj in (endpoints(host, int(port)), endpoint_slice(host, int(port))):
+    for obj in (endpoints(host, port), endpoint_slice(host, port)):
         await _put(registry, obj)
 
 

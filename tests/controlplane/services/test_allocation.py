@@ -162,3 +162,30 @@ def test_a_restart_repairs_from_the_services(etcd, etcd_prefix):
         assert await restarted.ips.allocated() == {a.spec.cluster_ip}
         await store.close()
     asyncio.run(body())
+
+
+def test_the_kubernetes_service_takes_the_first_address_and_points_at_the_front_door():
+    from controlplane.services import kubernetes
+
+    async def body():
+        store = MemoryStore()
+        hook = ServiceAllocations.ready(store=store)
+        registry = Registry(store=store, hooks={"Service": hook})
+        for address in ("127.0.0.1:6444", "127.0.0.1:7000"):   # a restart on another port moves the endpoints
+            await kubernetes.ensure(registry, cluster_ip=hook.first_ip, rest_address=address)
+        svc = await registry.get(kinds.kind_named("Service"), "default", "kubernetes")
+        assert (svc.spec.cluster_ip, svc.spec.ports[0].port, svc.spec.ports[0].target_port) == \
+            ("10.96.0.1", 443, "7000")
+        ep = await registry.get(kinds.kind_named("Endpoints"), "default", "kubernetes")
+        assert [(a.ip, p.port) for s in ep.subsets for a in s.addresses for p in s.ports] == [("127.0.0.1", 7000)]
+        sl = await registry.get(kinds.kind_named("EndpointSlice"), "default", "kubernetes")
+        assert [e.addresses[0] for e in sl.endpoints] == ["127.0.0.1"] and sl.ports[0].port == 7000
+        # The first address taken by another Service (a changed range): logged, the API goes on.
+        await registry.delete(kinds.kind_named("Service"), "default", "kubernetes")
+        await registry.create(svc_with_ip("squatter", "10.96.0.1"))
+        await kubernetes.ensure(registry, cluster_ip=hook.first_ip, rest_address="127.0.0.1:7000")
+    asyncio.run(body())
+
+
+def svc_with_ip(name: str, ip: str) -> services_pb2.Service:
+    return svc(name, cluster_ip=ip)
