@@ -64,6 +64,7 @@ class Config:
     etcd_cafile: str = ""             # etcd with --client-cert-auth: its CA, and this client's certificate
     etcd_certfile: str = ""
     etcd_keyfile: str = ""
+    encryption_key_file: str = ""     # Secrets encrypted at rest with its keys (controlplane/store/encryption.py)
 
     @property
     def secure(self) -> bool:
@@ -179,6 +180,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     secure.add_argument("--etcd-cafile", default="", metavar="PATH", help="etcd over TLS: the CA of its certificate")
     secure.add_argument("--etcd-certfile", default="", metavar="PATH", help="etcd over TLS: this client's certificate")
     secure.add_argument("--etcd-keyfile", default="", metavar="PATH")
+    secure.add_argument("--encryption-key-file", default="", metavar="PATH",
+                        help="store Secrets encrypted (AES-GCM) with the keys of this file (NAME:BASE64 lines; "
+                             "the first encrypts)")
     a = p.parse_args(argv)
     config = Config(etcd=a.etcd, etcd_prefix=a.etcd_prefix, listen=a.listen, metrics_listen=a.metrics_listen,
                     rest_listen=a.rest_listen if a.rest_listen is not None else _default_rest_listen(a.listen),
@@ -194,7 +198,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
                     tls_private_key_file=a.tls_private_key_file, token_auth_file=a.token_auth_file,
                     kubelet_client_certificate=a.kubelet_client_certificate,
                     kubelet_client_key=a.kubelet_client_key, etcd_cafile=a.etcd_cafile,
-                    etcd_certfile=a.etcd_certfile, etcd_keyfile=a.etcd_keyfile)
+                    etcd_certfile=a.etcd_certfile, etcd_keyfile=a.etcd_keyfile,
+                    encryption_key_file=a.encryption_key_file)
     problems = validate_config(config)
     if problems:
         p.error("; ".join(problems))
@@ -224,7 +229,7 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
 
     metrics = Metrics()
     store = Store(endpoint=config.etcd, root=config.etcd_prefix, event_ttl=config.event_ttl_seconds,
-                  tls=_etcd_credentials(config))
+                  tls=_etcd_credentials(config), encryption=_encryption(config))
     admission = Admission(not_ready_toleration_seconds=config.default_not_ready_toleration_seconds,
                           unreachable_toleration_seconds=config.default_unreachable_toleration_seconds)
     security = _security(config, store)
@@ -339,6 +344,16 @@ def _readyz(problems: list[str]) -> tuple[str, bytes, int]:
         return "text/plain", b"ok\n", 200
     text = "".join(f"[-]informer failed: {p}\n" for p in problems) + "readyz check failed\n"
     return "text/plain", text.encode(), 503
+
+
+def _encryption(config: Config):
+    if not config.encryption_key_file:
+        return None
+    from controlplane.store.encryption import EncryptionError, SecretEncryption
+    try:
+        return SecretEncryption.from_file(config.encryption_key_file)
+    except EncryptionError as exc:
+        raise OSError(str(exc)) from None
 
 
 def _etcd_credentials(config: Config):

@@ -10,6 +10,7 @@ decision 32), as kubeadm lays out /etc/kubernetes/pki:
                                             certificate, also its serving one (its addresses as SANs)
     DATA/pki/etcd-server.crt/.key           etcd's serving certificate (127.0.0.1)
     DATA/pki/tokens.csv                     the static bearer-token file (token,user,uid,"group1,group2")
+    DATA/pki/encryption.key                 the key Secrets are encrypted with in etcd (name:base64 lines)
 
 Every file is written 0600 in a 0700 directory through a temporary file and a
 rename, so no reader ever sees half a key; key material is never logged (only
@@ -21,6 +22,7 @@ second time reuses the CA, so kubeconfigs written before stay good.
 """
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import ipaddress
@@ -214,6 +216,10 @@ class ClusterPki:
     def token_file(self) -> Path:
         return self.directory / "tokens.csv"
 
+    @property
+    def encryption_key_file(self) -> Path:
+        return self.directory / "encryption.key"
+
     def credentials(self, name: str) -> Credentials:
         return Credentials.load(ca=self.ca_file, cert=self.cert_file(name), key=self.key_file(name))
 
@@ -251,6 +257,8 @@ class ClusterPki:
             self.ensure_node(ca, node, address=(node_addresses or {}).get(node, "127.0.0.1"))
         if not self.token_file.exists():
             _write_private(self.token_file, b"")
+        if not self.encryption_key_file.exists():   # Secrets at rest (controlplane/store/encryption.py)
+            _write_private(self.encryption_key_file, f"key1:{base64.b64encode(os.urandom(32)).decode()}\n".encode())
         return ca
 
     def ensure_node(self, ca: CertificateAuthority, node: str, *, address: str) -> Path:

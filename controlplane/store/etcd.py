@@ -33,7 +33,10 @@ from controlplane.store.interface import (REQUEST_LIMIT_BYTES, AlreadyExists, Co
 from skiff.api import kinds
 
 if TYPE_CHECKING:
+    from controlplane.store.encryption import SecretEncryption
     from skiff.pki import Credentials
+
+ENCRYPTED_RESOURCES = ("secrets",)   # with `encryption`: what is stored encrypted, as Kubernetes' usual config
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +76,11 @@ class Store:
 
     def __init__(self, *, endpoint: str, root: str = "/skiff", timeout: float = 10.0,
                  event_ttl: float = 3600.0, request_limit: int = REQUEST_LIMIT_BYTES,
-                 watch_progress_interval: float = 30.0, tls: "Credentials | None" = None) -> None:
-        """`tls`: etcd's CA and this client's certificate (secure mode, etcd's --client-cert-auth)."""
+                 watch_progress_interval: float = 30.0, tls: "Credentials | None" = None,
+                 encryption: "SecretEncryption | None" = None) -> None:
+        """`tls`: etcd's CA and this client's certificate (secure mode, etcd's --client-cert-auth);
+        `encryption`: Secrets are stored encrypted with it (controlplane/store/encryption.py)."""
+        self.encryption = encryption
         endpoint = endpoint.removeprefix("http://").removeprefix("https://")  # etcd's flags spell URLs
         host, _, port = endpoint.rpartition(":")
         self.endpoint = endpoint
@@ -113,7 +119,10 @@ class Store:
 
     def _decode(self, kind: kinds.Kind, kv: object, revision: int | None = None) -> Message:
         obj = kind.message()
-        obj.ParseFromString(kv.value)
+        value = kv.value
+        if self.encryption is not None and kind.resource in ENCRYPTED_RESOURCES:
+            value = self.encryption.decrypt(kv.key, value)
+        obj.ParseFromString(value)
         obj.metadata.resource_version = str(revision if revision is not None else kv.mod_revision)
         return obj
 
@@ -129,8 +138,12 @@ class Store:
         return obj
 
     def _encode(self, obj: Message) -> bytes:
-        return encode(obj, describe(kinds.kind_of(obj), obj.metadata.namespace, obj.metadata.name),
-                      request_limit=self.request_limit)
+        kind = kinds.kind_of(obj)
+        value = encode(obj, describe(kind, obj.metadata.namespace, obj.metadata.name),
+                       request_limit=self.request_limit)
+        if self.encryption is not None and kind.resource in ENCRYPTED_RESOURCES:
+            value = self.encryption.encrypt(self.key(kind, obj.metadata.namespace, obj.metadata.name), value)
+        return value
 
     async def _kv(self) -> rpc.KVStub:
         # aetcd's high-level calls drop the response header, and the header's

@@ -181,7 +181,8 @@ def _controlplane_tls(config: ClusterConfig) -> tuple[str, ...]:
             "--kubelet-client-certificate", str(pki.cert_file("controlplane")),
             "--kubelet-client-key", str(pki.key_file("controlplane")),
             "--etcd-cafile", str(pki.ca_file), "--etcd-certfile", str(pki.cert_file("controlplane")),
-            "--etcd-keyfile", str(pki.key_file("controlplane")))
+            "--etcd-keyfile", str(pki.key_file("controlplane")),
+            "--encryption-key-file", str(pki.encryption_key_file))
 
 
 def _etcd_tls(config: ClusterConfig) -> tuple[str, ...]:

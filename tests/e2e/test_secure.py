@@ -5,6 +5,8 @@ a client that does not know the cluster's CA; keys are 0600 and `down --purge`
 removes them."""
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import stat
 import subprocess
@@ -51,6 +53,15 @@ subjects:
   name: alice
   apiGroup: rbac.authorization.k8s.io
 """
+
+
+def _raw_etcd(port: int, key: bytes, files: pki.ClusterPki) -> bytes:
+    from controlplane.store.etcdtls import TlsClient
+
+    async def read() -> bytes:
+        async with TlsClient(credentials=files.credentials("controlplane"), host="127.0.0.1", port=port) as client:
+            return (await client.get(key)).value
+    return asyncio.run(read())
 
 
 def _skiff_with(c, config, *args: str) -> subprocess.CompletedProcess:
@@ -129,6 +140,16 @@ def test_a_secure_cluster_answers_only_its_credentials(private_cluster):
     assert (yes.returncode, yes.stdout) == (0, "yes\n"), yes.stderr
     no = c.skiff("auth", "can-i", "create", "pods", "--subresource", "exec", "-n", "team", "--as", "alice")
     assert (no.returncode, no.stdout) == (1, "no\n"), no.stderr
+
+    # Secrets at rest: ciphertext in etcd (read with the control plane's certificate, as etcd demands).
+    made = subprocess.run(["kubectl", "create", "secret", "generic", "db", "--from-literal=password=hunter2-e2e"],
+                          env=c.env(), capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    stored = _raw_etcd(c.ports["etcd"], b"/skiff/secrets/default/db", files)
+    assert stored.startswith(b"k8s:enc:aesgcm:v1:key1:") and b"hunter2-e2e" not in stored
+    shown = subprocess.run(["kubectl", "get", "secret", "db", "-o", "jsonpath={.data.password}"], env=c.env(),
+                           capture_output=True, text=True, timeout=60)
+    assert base64.b64decode(shown.stdout) == b"hunter2-e2e"
 
     # Another CA: its client certificate is refused; a client trusting it refuses the server, naming it.
     other = pki.ClusterPki(c.base / "other-pki")
