@@ -87,8 +87,12 @@ class Agent:
         host, port = split_host_port(cfg.listen, flag="--listen")
         # The service port goes into the Node, so bind it first (port 0 in tests: a free one).
         service_holder: dict[str, AgentService] = {}
+        images_service = None
+        if isinstance(self.images, ImageStore):   # `skiff image load|push` through the API (decision 33)
+            from agent.imageservice import ImagesService
+            images_service = ImagesService(store=self.images, node_name=cfg.node_name)
         self.server, self.port = await start_server(service=_LateService(service_holder), host=host, port=port,
-                                                    tls=self.credentials)
+                                                    tls=self.credentials, images=images_service)
         if cfg.metrics_listen:  # bound early too: a taken port fails the start, not an hour later
             mhost, mport = split_host_port(cfg.metrics_listen, flag="--metrics-listen")
             self.metrics_server = self.metrics.serve(host=mhost, port=mport)

@@ -351,14 +351,19 @@ async def _control_plane_only(method: str, _request: Any, context: grpc.aio.Serv
                             f"not {user or 'an anonymous client'}")
 
 
-async def start_server(*, service: AgentService, host: str, port: int, tls: "Credentials | None" = None
-                       ) -> tuple[grpc.aio.Server, int]:
-    """Serve the Agent service; returns the server and the port bound (port 0: a free one).
+async def start_server(*, service: AgentService, host: str, port: int, tls: "Credentials | None" = None,
+                       images: Any = None) -> tuple[grpc.aio.Server, int]:
+    """Serve the Agent service (and `images`, the Images service: archives loaded into the node's
+    store, decision 33); returns the server and the port bound (port 0: a free one).
     With `tls` (secure mode): mutual TLS, and only the control plane's certificate is answered."""
     server = grpc.aio.server()
     # Requests decoded by the service: garbage is INVALID_ARGUMENT naming the message, not UNKNOWN (issue 15).
     add_servicer(api_pb2_grpc.add_AgentServicer_to_server, service, server, "skiff.v1.Agent", origin="agent",
                  guard=_control_plane_only if tls is not None else None)
+    if images is not None:
+        from proto.skiff.v1 import images_pb2_grpc
+        add_servicer(images_pb2_grpc.add_ImagesServicer_to_server, images, server, "skiff.v1.Images",
+                     origin="agent", guard=_control_plane_only if tls is not None else None)
     try:
         if tls is None:
             bound = server.add_insecure_port(f"{host}:{port}")

@@ -37,6 +37,11 @@ class ApiServer:
                                                 ("grpc.so_reuseport", 0)])
         add_servicer(api_pb2_grpc.add_ApiServicer_to_server, self.service, self._server, "skiff.v1.Api",
                      guard=grpc_guard(guard) if guard is not None else None)
+        # `skiff image load|push`: archives streamed on to a node's agent (decision 33).
+        from controlplane.api.images import ImagesService, images_guard
+        from proto.skiff.v1 import images_pb2_grpc
+        add_servicer(images_pb2_grpc.add_ImagesServicer_to_server, ImagesService(store=store, proxy=self.proxy),
+                     self._server, "skiff.v1.Images", guard=images_guard(guard) if guard is not None else None)
         self.port = 0
 
     async def start(self) -> int:

@@ -1,5 +1,10 @@
 """`skiff image ...`: manage the node's local image store.
 
+`skiff image load --cluster` and `skiff image push NAME` (NAME with no registry host,
+or --cluster) put an image into the cluster instead, through the API: the archive
+streams to the control plane, which passes it on to one node's agent; the other nodes
+fetch it from that node (decision 33).
+
 Wiring only: each sub-command maps to one function over agent.images. Like
 `nerdctl image` / `k3s ctr images`, it works on the local store (DATA/images)
 directly, as root, with no control plane. Long work (bootstrap, pull, push,
@@ -51,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="Dockerfile instruction applied to the config (CMD, ENV, ...)")
     sp = add("load", _cmd_load, "load a docker-save or OCI archive")
     sp.add_argument("-i", "--input", required=True, metavar="FILE")
+    sp.add_argument("--cluster", action="store_true",
+                    help="into the cluster (through the API, to one node's store; the other nodes fetch it "
+                         "from there) instead of this machine's store")
+    sp.add_argument("--node", default="", metavar="NODE",
+                    help="with --cluster: the node to load into (default: the first Ready one)")
     sp = add("save", _cmd_save, "write images to an OCI/docker-compatible archive")
     sp.add_argument("-o", "--output", required=True, metavar="FILE")
     sp.add_argument("refs", nargs="+", metavar="REF")
@@ -65,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sp.add_argument("--insecure", action="store_true", default=None,
                         help="plain http (default for localhost and 127.0.0.1)")
         sp.add_argument("-q", "--quiet", action="store_true")
+    sub.choices["push"].add_argument(
+        "--cluster", action="store_true",
+        help="into the cluster (through the API) even if REF names a registry host; a REF without one "
+             "(my-web-server:v1) always goes there")
+    sub.choices["push"].add_argument("--node", default="", metavar="NODE",
+                                     help="into the cluster: the node to put it on (default: the first Ready one)")
     sp = add("bootstrap", _cmd_bootstrap, "make an offline base image (busybox, debian)")
     sp.add_argument("base", choices=("busybox", "debian"))
     sp.add_argument("--include", action="append", default=[],
@@ -197,7 +213,62 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return _run(go)
 
 
+def _has_registry_host(ref: str) -> bool:
+    """`localhost:5000/app`, `ghcr.io/x/y` name a registry; `my-web-server:v1`, `me/app` do not."""
+    first, sep, _ = ref.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
+LOAD_CHUNK = 1 << 20
+
+
+def _into_cluster(args: argparse.Namespace, path: Path) -> list[tuple[str, str, str]]:
+    """Stream the archive at `path` to the cluster's Images service (decision 33):
+    (familiar ref or "", image id, node) of each image loaded."""
+    import asyncio
+
+    import grpc
+
+    from proto.skiff.v1 import images_pb2, images_pb2_grpc
+    from skiff.cli._common import call_api
+
+    out: list[tuple[str, str, str]] = []
+
+    async def go(client) -> int:
+        client.stub   # opens the channel (and its credentials)
+        stub = images_pb2_grpc.ImagesStub(client._channel)
+
+        async def chunks():
+            with open(path, "rb") as f:
+                first = True
+                while True:
+                    data = await asyncio.to_thread(f.read, LOAD_CHUNK)
+                    if data or first:
+                        yield images_pb2.ImageLoadChunk(node_name=args.node if first else "", data=data)
+                    if not data:
+                        return
+                    first = False
+        try:
+            async for answer in stub.Load(chunks()):
+                out.extend((i.reference, i.image_id, answer.node_name) for i in answer.images)
+        except grpc.aio.AioRpcError as exc:
+            raise client._error(exc) from None
+        return 0
+    call_api(args, go)
+    return out
+
+
 def _cmd_load(args: argparse.Namespace) -> int:
+    if args.cluster or args.node:
+        def remote() -> int:
+            if not Path(args.input).is_file():
+                print(f"error: {args.input}: not a readable tar archive: no such file", file=sys.stderr)
+                return 1
+            for ref, image_id, node in _into_cluster(args, Path(args.input)):
+                print(f"Loaded image: {ref} (node {node})" if ref else f"Loaded image ID: {image_id} (node {node})")
+            return 0
+        return _run(remote)
+
     def go() -> int:
         from agent.images.archive import load_archive
         progress = _progress(args, sys.stderr)
@@ -274,6 +345,22 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
+    if args.cluster or args.node or not _has_registry_host(args.ref):
+        def remote() -> int:
+            import tempfile
+
+            from agent.images.archive import save_archive
+            store = _store(args)
+            store.manifest(args.ref)   # not here: the store's own "no such image" error
+            with tempfile.TemporaryDirectory(prefix="skiff-push-") as tmp:
+                path = Path(tmp) / "image.tar"
+                save_archive(store=store, refs=(args.ref,), path=path)
+                loaded = _into_cluster(args, path)
+            for ref, image_id, node in loaded:
+                print(f"{ref or image_id}: pushed into the cluster, node {node} (image {image_id})")
+            return 0
+        return _run(remote)
+
     def go() -> int:
         from agent.images.registry import push
         progress = _progress(args, sys.stdout)

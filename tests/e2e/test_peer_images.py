@@ -1,7 +1,9 @@
 """Images reach every node from the cluster itself (decision 33), on `skiff up --nodes 2
 --separate-image-stores`: an image `skiff build` writes into node 1's store runs in a pod
 pinned to node 2, whose agent fetches it from node 1's registry over the nodes' private
-link (the pod's events say `from node ...-node-1`); down --purge leaves nothing.
+link (the pod's events say `from node ...-node-1`). `skiff image push` / `image load --cluster`
+from a store no node uses put images into a node's store through the API; a bad archive is
+refused naming the node. down --purge leaves nothing.
 
 Root and the real kernel; no packet leaves the machine (the nodes' link is a private one
 in namespaces the test's cluster creates).
@@ -66,6 +68,33 @@ def test_an_image_built_on_node_1_runs_on_node_2(private_cluster):
     assert f'Successfully pulled image "my-web-server:v1" from node {one} in ' in described, described
     # Node 2's own store now holds it (and busybox beneath it came along as its layer).
     assert "my-web-server:v1" in images(store_two)
+
+    # From a client machine's store (one no node uses), through the API only.
+    client_store = c.base / "client"
+    archive = c.base / "busybox.tar"
+    assert c.skiff("image", "save", "--data-dir", str(store_one), "-o", str(archive), "busybox").returncode == 0
+    assert c.skiff("image", "load", "--data-dir", str(client_store), "-i", str(archive)).returncode == 0
+    assert c.skiff("image", "tag", "--data-dir", str(client_store), "busybox", "my-tool:v1").returncode == 0
+    pushed = c.skiff("image", "push", "--data-dir", str(client_store), "my-tool:v1")
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    assert pushed.stdout.startswith(f"my-tool:v1: pushed into the cluster, node {one} (image sha256:"), pushed.stdout
+    assert "my-tool:v1" in images(store_one) and "my-tool:v1" not in images(store_two)
+    loaded = c.skiff("image", "load", "--cluster", "--node", two, "-i", str(archive))
+    assert (loaded.returncode, loaded.stdout) == (0, f"Loaded image: busybox:latest (node {two})\n"), loaded.stderr
+    assert "busybox:latest" in images(store_two)
+    bad = c.base / "not-an-image.tar"
+    bad.write_bytes(b"garbage" * 100)
+    refused = c.skiff("image", "load", "--cluster", "-i", str(bad))
+    assert refused.returncode == 1 and refused.stderr.startswith(f"error: node {one}: "), refused.stderr
+    assert "not a readable tar archive" in refused.stderr
+    # The pushed image runs on node 2 too: fetched from node 1.
+    tool = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tool"},
+            "spec": {"nodeName": two, "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "c", "image": "my-tool:v1", "command": ["sh", "-c", "echo pushed; sleep 3600"]}]}}
+    pod.write_text(json.dumps(tool))
+    assert c.skiff("apply", "-f", str(pod)).returncode == 0
+    assert wait_for("the pushed image's output", lambda: c.skiff("logs", "tool").stdout, timeout=180) == "pushed\n"
+    assert f'Pulling image "my-tool:v1" from node {one}' in c.skiff("describe", "pod", "tool").stdout
 
     down = c.skiff("down", "--data-dir", str(c.data_dir), "--purge", "--grace-period", "1", timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
