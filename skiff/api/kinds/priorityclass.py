@@ -62,7 +62,7 @@ class PriorityClassStrategy(Strategy):
         elif obj.value > HIGHEST_USER_DEFINABLE_PRIORITY:
             errors.append(FieldError("value", f"Forbidden: maximum allowed value of a user defined priority is "
                                               f"{HIGHEST_USER_DEFINABLE_PRIORITY}"))
-        if obj.preemption_policy not in PREEMPTION_POLICIES:
+        if obj.preemption_policy and obj.preemption_policy not in PREEMPTION_POLICIES:   # "": the default
             errors.append(FieldError("preemptionPolicy", f'Unsupported value: "{obj.preemption_policy}": supported '
                                                          f'values: "Never", "PreemptLowerPriority"'))
         return errors

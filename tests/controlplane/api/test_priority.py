@@ -8,6 +8,7 @@ import pytest
 
 from controlplane.testing import FakeApiClient
 from proto.skiff.v1 import scheduling_pb2, types_pb2
+from skiff.api import manifest
 from skiff.client import ApiError, Invalid
 
 
@@ -97,3 +98,13 @@ def test_priority_class_rules():
         assert sorted(pc.metadata.name for pc in classes) == ["low", "system-cluster-critical",
                                                               "system-node-critical"]
     run(body)
+
+
+def test_a_priority_class_manifest_without_a_policy_parses():
+    (doc,) = manifest.parse_text("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: high}\n"
+                                 "value: 1000\n", source="pc.yaml")
+    assert doc.ok, [str(e) for e in doc.errors]
+    (doc,) = manifest.parse_text("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: high}\n"
+                                 "value: 1000\npreemptionPolicy: Sometimes\n", source="pc.yaml")
+    assert [f"{e.path}: {e.message}" for e in doc.errors] == [
+        'preemptionPolicy: Unsupported value: "Sometimes": supported values: "Never", "PreemptLowerPriority"']
