@@ -256,3 +256,68 @@ def test_node_images_and_the_peers_asked_first(store):
     nodes = [node("a"), node("b", images), node("c", address=""), node("self", images)]
     peers = peers_for(nodes, ref="my-web-server:v1", self_name="self")
     assert [(p.node, p.digest) for p in peers] == [("b", digest), ("a", "")]
+
+
+class _Upstream:
+    """The registry path (agent.imagepuller.StoreRegistry's place): records calls, may fail."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.calls, self.error = [], error
+
+    def pull(self, *, ref: str, progress) -> str:
+        self.calls.append(ref)
+        if self.error is not None:
+            raise self.error
+        return "sha256:upstream"
+
+
+class _Progress(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def source(self, node: str) -> None:
+        self.sources.append(node)
+
+
+def _peer_node(name: str, address: str, store: ImageStore | None = None) -> types_pb2.Node:
+    n = types_pb2.Node()
+    n.metadata.name = name
+    n.metadata.annotations["skiff.io/image-registry"] = address
+    if store is not None:
+        n.status.images.extend(node_images(store))
+    return n
+
+
+def test_cluster_registry_asks_peers_first_for_a_name_without_a_registry_host(store, served, other_store):
+    from agent.peerimages import ClusterRegistry
+    _image(store)
+    upstream = _Upstream()
+    registry = ClusterRegistry(store=other_store, upstream=upstream, node_name="node-2")
+    registry.attach_nodes(lambda: [_peer_node("node-1", served.address, store),
+                                   _peer_node("node-2", "127.0.0.1:1", other_store)])
+    progress = _Progress()
+    image_id = registry.pull(ref="docker.io/library/my-web-server:v1", progress=progress)
+    assert (upstream.calls, progress.sources) == ([], ["node-1"])
+    assert other_store.resolve("my-web-server:v1").id == image_id
+    # No peer has it: the registry is asked, as before.
+    assert registry.pull(ref="docker.io/library/nothing:v1", progress=_Progress()) == "sha256:upstream"
+    assert upstream.calls == ["docker.io/library/nothing:v1"]
+
+
+def test_cluster_registry_falls_back_to_peers_only_when_the_registry_is_unreachable(store, served, other_store):
+    from agent.images.registry import RegistryError
+    from agent.peerimages import ClusterRegistry
+    _image(store, ref="registry.example:5000/team/app:1")
+    nodes = lambda: [_peer_node("node-1", served.address, store)]   # noqa: E731
+    unreachable = _Upstream(RegistryError("registry.example:5000: cannot connect: [Errno 111] refused"))
+    registry = ClusterRegistry(store=other_store, upstream=unreachable, node_name="node-2")
+    registry.attach_nodes(nodes)
+    registry.pull(ref="registry.example:5000/team/app:1", progress=_Progress())
+    assert unreachable.calls == ["registry.example:5000/team/app:1"]
+    assert other_store.resolve("registry.example:5000/team/app:1") is not None
+    denied = _Upstream(RegistryError("registry.example:5000: access denied (403)"))
+    registry = ClusterRegistry(store=other_store, upstream=denied, node_name="node-2")
+    registry.attach_nodes(nodes)
+    with pytest.raises(RegistryError, match="access denied"):   # the registry's answer stands
+        registry.pull(ref="registry.example:5000/team/app:1", progress=_Progress())
