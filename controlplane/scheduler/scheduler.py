@@ -325,6 +325,17 @@ class Scheduler(Controller):
                      meta.namespaced_name(preemptor))
             await self.events.record(victim, type_="Normal", reason="Preempted",
                                      message=f"Preempted by pod {preemptor.metadata.uid} on node {candidate.node}")
+        # Lower-priority pods nominated to this node may no longer fit there: they lose the nomination.
+        priority = pod_priority(preemptor)
+        own = (preemptor.metadata.namespace, preemptor.metadata.name)
+        for key, other in list(self._nominated.items()):
+            if key != own and other.status.nominated_node_name == candidate.node and pod_priority(other) < priority:
+                cleared = meta.copy(other)
+                cleared.status.nominated_node_name = ""
+                try:
+                    await self.client.update_status(cleared)
+                except (Conflict, NotFound):
+                    pass
 
     async def _mark_unschedulable(self, pod: types_pb2.Pod, message: str, nominated: str) -> None:
         updated = meta.copy(pod)
