@@ -163,7 +163,7 @@ class HollowNode:
                 self.workers.enqueue(uid)
 
     def pods_running(self) -> int:
-        return len({c.status.pod_id for c in self.runtime.running()})
+        return len({c.pod_id for c in self.runtime.running()})
 
     async def stop(self) -> None:
         for task in self._tasks:
