@@ -1,6 +1,8 @@
 """The client's configuration: where the `skiff` CLI finds the control plane.
 
-`skiff up` writes ~/.skiff/config (YAML, `server: HOST:PORT`); every other
+`skiff up` writes ~/.skiff/config (YAML: contexts, one per cluster, each with
+`server: HOST:PORT`, and the current one; `skiff config use-context` switches,
+as kubectl's); every other
 command resolves the address in kubectl's order of precedence: the `--server`
 flag, then the SKIFF_SERVER environment variable, then the config file
 (SKIFF_CONFIG names another one), then the default 127.0.0.1:6443.
@@ -48,8 +50,7 @@ def config_path(*, env: Mapping[str, str] = os.environ) -> Path:
     return Path(env.get("HOME") or Path.home()) / ".skiff" / "config"
 
 
-def load_config(*, path: Path) -> ClientConfig | None:
-    """The config in `path`, or None when there is no such file."""
+def _read(path: Path) -> dict | None:
     import yaml   # here, not at the top: commands that never read the config (build) skip its import
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -59,24 +60,85 @@ def load_config(*, path: Path) -> ClientConfig | None:
         raise ConfigError(f"cannot read the client config {path}: {exc}") from None
     if data is None:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("server", ""), str):
+    if not isinstance(data, dict):
         raise ConfigError(f"the client config {path} must be a mapping like 'server: 127.0.0.1:6443'")
+    return data
+
+
+def _entry(data: dict, path: Path, where: str = "") -> ClientConfig:
+    if not isinstance(data.get("server", ""), str):
+        raise ConfigError(f"the client config {path}{where}: server must be HOST:PORT")
     files = {attr: data.get(key) or "" for key, attr in _CREDENTIAL_KEYS}
     if not all(isinstance(v, str) for v in files.values()):
-        raise ConfigError(f"the client config {path}: certificate-authority, client-certificate and client-key "
-                          "must be file paths")
+        raise ConfigError(f"the client config {path}{where}: certificate-authority, client-certificate and "
+                          "client-key must be file paths")
     return ClientConfig(server=data.get("server") or DEFAULT_SERVER, **files)
 
 
-def write_config(*, path: Path, config: ClientConfig) -> None:
-    """Write atomically (rename), so a concurrent reader never sees half a file."""
+def load_contexts(*, path: Path) -> tuple[str, dict[str, ClientConfig]]:
+    """(current context, contexts by name). A file in the one-cluster form (`server:` at
+    the top, as `skiff up` wrote before contexts) is one context named "default"."""
+    data = _read(path)
+    if data is None:
+        return "", {}
+    if "contexts" not in data:
+        return "default", {"default": _entry(data, path)}
+    contexts = data.get("contexts") or []
+    if not isinstance(contexts, list) or not all(isinstance(c, dict) and c.get("name") for c in contexts):
+        raise ConfigError(f"the client config {path}: contexts must be a list of mappings with a name")
+    out = {str(c["name"]): _entry(c, path, f' (context "{c["name"]}")') for c in contexts}
+    return str(data.get("current-context") or ""), out
+
+
+def load_config(*, path: Path) -> ClientConfig | None:
+    """The current context of the config in `path`, or None when there is no such file."""
+    current, contexts = load_contexts(path=path)
+    if not contexts:
+        return None
+    if current not in contexts:
+        raise ConfigError(f'the client config {path}: current-context "{current}" is not one of its contexts '
+                          f'({", ".join(sorted(contexts))}); `skiff config use-context NAME` picks one')
+    return contexts[current]
+
+
+def _as_dict(config: ClientConfig) -> dict:
+    return {"server": config.server, **{key: getattr(config, attr) for key, attr in _CREDENTIAL_KEYS
+                                        if getattr(config, attr)}}
+
+
+def _write(path: Path, data: dict) -> None:
+    """Atomically (rename), so a concurrent reader never sees half a file."""
     import yaml
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    data = {"server": config.server, **{key: getattr(config, attr) for key, attr in _CREDENTIAL_KEYS
-                                        if getattr(config, attr)}}
-    tmp.write_text(yaml.safe_dump(data, default_flow_style=False), encoding="utf-8")
+    tmp.write_text(yaml.safe_dump(data, default_flow_style=False, sort_keys=False), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_config(*, path: Path, config: ClientConfig) -> None:
+    """The one-cluster form: `server:` (and a secure cluster's files) at the top."""
+    _write(path, _as_dict(config))
+
+
+def write_context(*, path: Path, name: str, config: ClientConfig) -> None:
+    """Add or refresh context `name` and make it current; the file's other contexts stay
+    (a one-cluster file becomes context "default" beside it, unless it is the same server)."""
+    current, contexts = load_contexts(path=path)
+    if list(contexts) == ["default"] and name != "default" and contexts["default"].server == config.server:
+        contexts = {}   # the same cluster, written before contexts had names
+    contexts[name] = config
+    _write(path, {"current-context": name,
+                  "contexts": [{"name": n, **_as_dict(c)} for n, c in contexts.items()]})
+
+
+def use_context(*, path: Path, name: str) -> None:
+    current, contexts = load_contexts(path=path)
+    if name not in contexts:
+        raise ConfigError(f'no context exists with the name: "{name}"')
+    if list(contexts) == ["default"]:
+        return   # the one-cluster form: "default" is all it holds
+    _write(path, {"current-context": name,
+                  "contexts": [{"name": n, **_as_dict(c)} for n, c in contexts.items()]})
 
 
 def resolve_server(*, flag: str | None, env: Mapping[str, str] = os.environ) -> str:

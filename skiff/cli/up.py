@@ -55,7 +55,7 @@ from skiff.cli._processes import (last_log_line, mounts_under, other_agents, por
                                   stop_pid, write_pid_file)
 from skiff.cli._supervisor import Supervisor, start_detached, state_path, supervisor_pid
 from skiff.client import ApiClient, ApiError, NotFound
-from skiff.config import ClientConfig, config_path, write_config
+from skiff.config import ClientConfig, config_path, write_context
 
 # ---------------------------------------------------------------- up
 
@@ -226,7 +226,7 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: 
                 print("failed", flush=True)
                 raise
             print("ok", flush=True)
-        write_config(path=client_config, config=_client_config(config))
+        write_context(path=client_config, name=config.name, config=_client_config(config))
         if kubeconfig is not None:   # kubectl's context `skiff`, merged into what the file holds
             scheme = "https" if config.secure else "http"
             server = f"{scheme}://{rest_address(config.api_port)}"   # where its control plane serves it

@@ -24,7 +24,8 @@ def test_up_detach_then_down_purge(private_cluster):
                         timeout=180)
     assert up.returncode == 0, up.stderr
     assert up.stdout.splitlines()[:2] == ["starting etcd ... ok", "starting controlplane ... ok"]
-    assert (c.base / "client-config").read_text() == f"server: {c.api_address}\n"
+    assert (c.base / "client-config").read_text() == (f"current-context: skiff\ncontexts:\n- name: skiff\n"
+                                                       f"  server: {c.api_address}\n")
     pids = c.pids()
     assert set(pids) == {"supervisor", "etcd", "controlplane"} and all(alive(p) for p in pids.values())
     assert up.stdout.splitlines()[-1] == (f"supervisor started (pid {pids['supervisor']}); "

@@ -31,3 +31,46 @@ def test_broken_config_names_the_file(tmp_path):
     cfg.write_text("server: [\n")
     with pytest.raises(ConfigError, match=str(cfg)):
         load_config(path=cfg)
+
+
+def test_contexts_one_per_cluster_and_switching(tmp_path):
+    from skiff.config import load_contexts, use_context, write_context
+    cfg = tmp_path / "config"
+    write_config(path=cfg, config=ClientConfig(server="10.0.0.1:6443"))   # the one-cluster form of before
+    write_context(path=cfg, name="lab", config=ClientConfig(server="10.0.0.9:6443", certificate_authority="/p/ca.crt",
+                                                            client_certificate="/p/admin.crt",
+                                                            client_key="/p/admin.key"))
+    current, contexts = load_contexts(path=cfg)
+    assert current == "lab" and list(contexts) == ["default", "lab"]
+    assert load_config(path=cfg).secure and load_config(path=cfg).server == "10.0.0.9:6443"
+    use_context(path=cfg, name="default")
+    assert load_config(path=cfg) == ClientConfig(server="10.0.0.1:6443")
+    with pytest.raises(ConfigError, match='no context exists with the name: "nope"'):
+        use_context(path=cfg, name="nope")
+
+
+def test_a_current_context_that_is_not_there_is_named(tmp_path):
+    cfg = tmp_path / "config"
+    cfg.write_text("current-context: gone\ncontexts:\n- name: a\n  server: h:1\n")
+    with pytest.raises(ConfigError, match='current-context "gone" is not one of its contexts'):
+        load_config(path=cfg)
+
+
+def test_the_config_commands(tmp_path, monkeypatch, capsys):
+    from skiff.cli.main import main
+    from skiff.config import write_context
+    cfg = tmp_path / "config"
+    monkeypatch.setenv("SKIFF_CONFIG", str(cfg))
+    write_context(path=cfg, name="one", config=ClientConfig(server="h:1"))
+    write_context(path=cfg, name="two", config=ClientConfig(server="h:2", certificate_authority="/p/ca.crt",
+                                                            client_certificate="/p/admin.crt", client_key="/p/k"))
+    assert main(["config", "get-contexts"]) == 0
+    assert capsys.readouterr().out == ("CURRENT   NAME   SERVER   AUTHINFO\n"
+                                       "          one    h:1\n"
+                                       "*         two    h:2      admin\n")
+    assert main(["config", "use-context", "one"]) == 0
+    assert capsys.readouterr().out == 'Switched to context "one".\n'
+    assert main(["config", "current-context"]) == 0
+    assert capsys.readouterr().out == "one\n"
+    assert main(["config", "use-context", "three"]) == 1
+    assert capsys.readouterr().err == 'error: no context exists with the name: "three"\n'
