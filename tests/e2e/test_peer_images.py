@@ -10,7 +10,11 @@ in namespaces the test's cluster creates).
 """
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -25,12 +29,15 @@ CMD ["sh", "-c", "cat /srv/index.html; exec sleep 3600"]
 """
 
 
-def test_an_image_built_on_node_1_runs_on_node_2(private_cluster):
+@pytest.mark.parametrize("mode", ["plain", "secure"])
+def test_an_image_built_on_node_1_runs_on_node_2(private_cluster, mode):
+    """secure: the nodes' registries take only certificates of the cluster CA (node to node TLS)."""
     c = private_cluster
     name = f"skiffim{c.tag[:2]}"
     node_cidr = f"10.213.{1 + int(c.tag[2:4], 16) % 254}.0/24"
     up = c.skiff(*c.up_args("--detach", "--nodes", "2", "--name", name, "--node-cidr", node_cidr,
-                            "--separate-image-stores")[3:], timeout=300)
+                            "--separate-image-stores", *(["--secure"] if mode == "secure" else []))[3:],
+                 timeout=300)
     assert up.returncode == 0, up.stdout + up.stderr
     one, two = f"{name}-node-1", f"{name}-node-2"
     store_one, store_two = c.data_dir / "nodes" / one, c.data_dir / "nodes" / two
@@ -50,6 +57,19 @@ def test_an_image_built_on_node_1_runs_on_node_2(private_cluster):
     wait_for("node 1 reports my-web-server:v1", lambda: any(
         "docker.io/library/my-web-server:v1" in image["names"]
         for image in json.loads(c.skiff("get", "node", one, "-o", "json").stdout)["status"].get("images", [])))
+
+    # Node 1's registry on its node IP (the private link): plain HTTP, or TLS with a client certificate.
+    address = json.loads(c.skiff("get", "node", one, "-o", "json").stdout)["metadata"]["annotations"][
+        "skiff.io/image-registry"]
+    assert address.startswith(node_cidr.rsplit(".", 1)[0] + ".")
+    if mode == "plain":
+        with urllib.request.urlopen(f"http://{address}/v2/", timeout=10) as resp:
+            assert (resp.status, resp.read()) == (200, b"{}")
+    else:
+        for scheme in ("http", "https"):   # no TLS; TLS without a client certificate: no answer
+            with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+                urllib.request.urlopen(f"{scheme}://{address}/v2/", timeout=10,
+                                       context=ssl._create_unverified_context() if scheme == "https" else None)
 
     pod = c.base / "web.yaml"
     pod.write_text(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
