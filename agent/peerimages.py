@@ -125,24 +125,19 @@ class ClusterRegistry:
             return self._from_peers(ref, progress)
 
     def _from_peers(self, ref: str, progress) -> str:
-        from agent.images.peerfetch import PeerError, fetch
+        from agent.images.peerfetch import PeerClient, PeerError, fetch
         peers = self._peers(ref)
         if not peers:
             raise ImageNotFound("no peer node serves images")
+        parsed = parse_reference(ref)
         problems = []
         for peer in peers:
             try:
-                if peer.digest or len(peers) == 1:
-                    progress.source(peer.node)
-                else:   # not reported by it: ask before announcing it as the source
-                    from agent.images.peerfetch import PeerClient
-                    name = parse_reference(ref)
-                    with PeerClient(peer, tls=self.tls).open(
-                            f"{name.name}/manifests/{name.digest or name.tag or 'latest'}"):
-                        pass
-                    progress.source(peer.node)
-                result = fetch(store=self.store, ref=ref, peer=peer, tls=self.tls, progress=progress)
-                return result.image_id
+                if not peer.digest:   # not reported by it: ask before naming it as the source
+                    PeerClient(peer, tls=self.tls).open(
+                        f"{parsed.name}/manifests/{parsed.digest or parsed.tag or 'latest'}").close()
+                progress.source(peer.node)
+                return fetch(store=self.store, ref=ref, peer=peer, tls=self.tls, progress=progress).image_id
             except ImageNotFound as exc:
                 problems.append(str(exc))
             except PeerError as exc:

@@ -42,10 +42,6 @@ class Peer:
     address: str       # HOST:PORT of its registry
     digest: str = ""   # the manifest digest it reported for the image, if it did
 
-    @property
-    def base(self) -> str:
-        return self.address
-
 
 @dataclass(frozen=True)
 class Fetched:

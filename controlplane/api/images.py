@@ -56,8 +56,7 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
             await context.abort(exc.code, exc.message)
             return
         address = agent_address(node)
-        self.proxy._stub(address)   # opens (or reuses) the channel to that agent
-        stub = images_pb2_grpc.ImagesStub(self.proxy._channels[address])
+        stub = images_pb2_grpc.ImagesStub(self.proxy.channel(address))
 
         async def forward() -> AsyncIterator[images_pb2.ImageLoadChunk]:
             yield images_pb2.ImageLoadChunk(node_name=node.metadata.name, data=first.data)

@@ -42,7 +42,8 @@ class AgentProxy:
         channels, self._channels = self._channels, {}
         await asyncio.gather(*(c.close() for c in channels.values()), return_exceptions=True)
 
-    def _stub(self, address: str) -> api_pb2_grpc.AgentStub:
+    def channel(self, address: str) -> grpc.aio.Channel:
+        """The (kept) channel to the agent at `address`; other services of the agent use it too."""
         channel = self._channels.get(address)
         if channel is None:
             if self.credentials is None:
@@ -52,7 +53,10 @@ class AgentProxy:
                     root_certificates=self.credentials.ca, private_key=self.credentials.key,
                     certificate_chain=self.credentials.cert))
             self._channels[address] = channel
-        return api_pb2_grpc.AgentStub(channel)
+        return channel
+
+    def _stub(self, address: str) -> api_pb2_grpc.AgentStub:
+        return api_pb2_grpc.AgentStub(self.channel(address))
 
     async def _node_address(self, node_name: str) -> str:
         node = await self.store.get(kinds.kind_named("Node"), "", node_name)
