@@ -70,21 +70,22 @@ def count_matching(info: NodeInfo, namespace: str, constraint: Constraint) -> in
                if p.metadata.namespace == namespace and not terminating(p) and constraint.matches(p))
 
 
-def _passes_policies(pod: types_pb2.Pod, node: types_pb2.Node, c: Constraint) -> bool:
-    if c.honor_node_affinity and not nodeaffinity.pod_fits_node(pod.spec, node):
+def _passes_policies(pod: types_pb2.Pod, node: types_pb2.Node, c: Constraint, *, has_node_rules: bool) -> bool:
+    if c.honor_node_affinity and has_node_rules and not nodeaffinity.pod_fits_node(pod.spec, node):
         return False
-    return not (c.honor_taints and untolerated(pod, node) is not None)
+    return not (c.honor_taints and node.spec.taints and untolerated(pod, node) is not None)
 
 
 def domain_counts(pod: types_pb2.Pod, nodes: list[NodeInfo], cons: list[Constraint]) -> list[dict[str, int]]:
     """Per constraint: topology value -> matching pods, over the eligible nodes."""
     counts: list[dict[str, int]] = [{} for _ in cons]
     ns = pod.metadata.namespace
+    has_node_rules = bool(pod.spec.node_selector) or pod.spec.affinity.HasField("node_affinity")
     for info in nodes:
         if not all(c.topology_key in info.labels for c in cons):
             continue   # a node counts only if it has every constraint's key
         for i, c in enumerate(cons):
-            if not _passes_policies(pod, info.node, c):
+            if not _passes_policies(pod, info.node, c, has_node_rules=has_node_rules):
                 continue
             value = info.labels[c.topology_key]
             counts[i][value] = counts[i].get(value, 0) + count_matching(info, ns, c)
