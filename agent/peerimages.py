@@ -20,7 +20,7 @@ import logging
 import ssl
 from typing import Callable, Iterable
 
-from agent.images.errors import ImageError, ImageNotFound
+from agent.images.errors import DigestMismatch, ImageError, ImageNotFound
 from agent.images.reference import DEFAULT_DOMAIN, parse_reference
 from agent.images.store import ImageStore
 from proto.skiff.v1 import types_pb2
@@ -28,6 +28,7 @@ from proto.skiff.v1 import types_pb2
 log = logging.getLogger(__name__)
 
 REGISTRY_ANNOTATION = "skiff.io/image-registry"
+MAX_IMAGES = 50   # kubelet's nodeStatusMaxImages: the largest ones are reported
 
 
 def node_images(store: ImageStore) -> list[types_pb2.ContainerImage]:
@@ -42,7 +43,7 @@ def node_images(store: ImageStore) -> list[types_pb2.ContainerImage]:
             entry = by_digest[row.manifest_digest] = types_pb2.ContainerImage(size_bytes=row.size)
             entry.names.append(f"{ref.name}@{row.manifest_digest}")
         entry.names.append(row.reference)
-    return list(by_digest.values())
+    return sorted(by_digest.values(), key=lambda i: -i.size_bytes)[:MAX_IMAGES]
 
 
 class ImagesReport:
@@ -109,17 +110,25 @@ class ClusterRegistry:
 
     def pull(self, *, ref: str, progress, credentials=None) -> str:
         local_name = parse_reference(ref).domain == DEFAULT_DOMAIN
+        peers_said = ""
         if local_name:
             try:
                 return self._from_peers(ref, progress)
-            except ImageNotFound as exc:
-                log.info("%s: no peer node has it (%s); asking its registry", ref, exc)
+            except DigestMismatch:
+                raise   # a peer serving wrong content is reported, not papered over
+            except ImageError as exc:
+                log.info("%s: not from a peer node (%s); asking its registry", ref, exc)
+                peers_said = str(exc)
         try:
             if credentials is not None:
                 return self.upstream.pull(ref=ref, progress=progress, credentials=credentials)
             return self.upstream.pull(ref=ref, progress=progress)
         except ImageError as exc:
-            if local_name or "cannot connect" not in str(exc):
+            if local_name:
+                if peers_said and not isinstance(exc, ImageNotFound):
+                    raise type(exc)(f"{exc} (and from the peer nodes: {peers_said})") from None
+                raise
+            if "cannot connect" not in str(exc):
                 raise
             log.info("%s: its registry is unreachable (%s); asking the peer nodes", ref, exc)
             return self._from_peers(ref, progress)

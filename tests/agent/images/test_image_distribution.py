@@ -321,3 +321,20 @@ def test_cluster_registry_falls_back_to_peers_only_when_the_registry_is_unreacha
     registry.attach_nodes(nodes)
     with pytest.raises(RegistryError, match="access denied"):   # the registry's answer stands
         registry.pull(ref="registry.example:5000/team/app:1", progress=_Progress())
+
+
+def test_cluster_registry_goes_to_the_registry_when_the_peers_cannot_answer(other_store):
+    from agent.images.registry import RegistryError
+    from agent.peerimages import ClusterRegistry
+    upstream = _Upstream()
+    registry = ClusterRegistry(store=other_store, upstream=upstream, node_name="node-2")
+    registry.attach_nodes(lambda: [_peer_node("node-1", "127.0.0.1:1")])   # nothing listens there
+    assert registry.pull(ref="docker.io/library/busybox:latest", progress=_Progress()) == "sha256:upstream"
+    offline = _Upstream(RegistryError("docker.io: cannot connect: [Errno 101] Network is unreachable"))
+    registry = ClusterRegistry(store=other_store, upstream=offline, node_name="node-2")
+    registry.attach_nodes(lambda: [_peer_node("node-1", "127.0.0.1:1")])
+    with pytest.raises(RegistryError) as failed:   # both reasons, in one line
+        registry.pull(ref="docker.io/library/busybox:latest", progress=_Progress())
+    assert "Network is unreachable" in str(failed.value)
+    assert "and from the peer nodes: fetching from the peer nodes failed: node node-1: cannot reach its " \
+           "registry at 127.0.0.1:1" in str(failed.value)
