@@ -12,8 +12,8 @@ Authentication, as kube-apiserver's chain:
 Authorization decides every request from its attributes (user, verb, API group,
 resource, subresource, namespace, name), as Kubernetes' authorizer chain:
   - system:masters may do anything (the admin and the control plane's own client);
-  - system:nodes: what an agent does today (a broad grant this session; the node
-    authorizer narrowing it to a node's own pods, Node and Lease comes next);
+  - system:nodes: the node authorizer (controlplane/nodeauthorizer.py): only the
+    Secrets and ConfigMaps its pods name, writes to its own Node;
   - RBAC (controlplane/rbac.py): the roles bound to the user or their groups;
   - nothing else: refused with Kubernetes' wording.
 """
@@ -112,7 +112,7 @@ class Authenticator:
 Rule = Callable[[Identity, Attributes], "bool | None | Awaitable[bool | None]"]
 
 
-def _masters(identity: Identity, _a: Attributes) -> bool | None:
+def masters(identity: Identity, _a: Attributes) -> bool | None:
     return True if pki.MASTERS in identity.groups else None
 
 
@@ -122,8 +122,9 @@ def _nodes(identity: Identity, _a: Attributes) -> bool | None:
 
 
 def default_rules() -> list[Rule]:
-    """system:masters, then system:nodes; RBAC's rule goes after them (controlplane/rbac.py)."""
-    return [_masters, _nodes]
+    """system:masters, then system:nodes broadly (what the control plane uses instead: masters, the node
+    authorizer of controlplane/nodeauthorizer.py, then RBAC's rule of controlplane/rbac.py)."""
+    return [masters, _nodes]
 
 
 class Authorizer:

@@ -380,7 +380,8 @@ def _security(config: Config, store) -> _Security:
         return _Security()
     import ssl
 
-    from controlplane.auth import Authenticator, Authorizer, Guard, default_rules
+    from controlplane.auth import Authenticator, Authorizer, Guard, masters
+    from controlplane.nodeauthorizer import NodeAuthorizer
     from controlplane.rbac import RbacAuthorizer
     from skiff.pki import Credentials, PkiError
     try:
@@ -394,7 +395,7 @@ def _security(config: Config, store) -> _Security:
     rest_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=config.client_ca_file)
     rest_ssl.load_cert_chain(config.tls_cert_file, config.tls_private_key_file)
     rest_ssl.verify_mode = ssl.CERT_OPTIONAL   # a certificate is checked when given; else a bearer token
-    authorizer = Authorizer([*default_rules(), RbacAuthorizer(store).decide])
+    authorizer = Authorizer([masters, NodeAuthorizer(store).decide, RbacAuthorizer(store).decide])
     return _Security(serving=serving, client=client, guard=Guard(authenticator, authorizer), rest_ssl=rest_ssl)
 
 

@@ -62,7 +62,14 @@ def attributes(method: str, request: Any) -> Attributes:
                         "status" if method == "UpdateStatus" else "")
     if hasattr(request, "key"):      # Get, Delete
         return _of_kind(verb, _kind(request.key.kind), request.key.namespace, request.key.name)
-    return _of_kind(verb, _kind(request.kind), request.namespace, "")   # List, Watch
+    # List, Watch: one object by `metadata.name=X` names it (the node authorizer reads that, as Kubernetes').
+    return _of_kind(verb, _kind(request.kind), request.namespace, selected_name(request.field_selector))
+
+
+def selected_name(field_selector: str) -> str:
+    """X of a field selector that is exactly `metadata.name=X` (or ==X); else ""."""
+    key, op, value = field_selector.partition("==") if "==" in field_selector else field_selector.partition("=")
+    return value.strip() if op and key.strip() == "metadata.name" and "," not in value else ""
 
 
 def grpc_guard(guard: Guard):

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.registry import Registry
+from controlplane.api.guard import selected_name
 from controlplane.auth import Attributes, Guard, Identity, Unauthenticated
 from controlplane.rest import codec, discovery, metrics, openapi, podlogs, portforward, streams
 from controlplane.rest.resources import ResourceHandlers, Target, error_response, respond
@@ -51,8 +52,9 @@ def rest_attributes(method: str, t: Target, *, watch: bool, query) -> Attributes
         verb = "delete" if t.name else "deletecollection"
     else:
         verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+    name = t.name or (selected_name(query.get("fieldSelector", "")) if verb in ("list", "watch") else "")
     return Attributes(verb=verb, resource=t.served.kind.resource, subresource=t.subresource,
-                      namespace=t.namespace, name=t.name, api_group=t.served.group)
+                      namespace=t.namespace, name=name, api_group=t.served.group)
 
 
 def parse_target(parts: list[str], *, group: str, version: str) -> tuple[Target | None, bool]:

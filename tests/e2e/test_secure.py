@@ -64,6 +64,28 @@ def _raw_etcd(port: int, key: bytes, files: pki.ClusterPki) -> bytes:
     return asyncio.run(read())
 
 
+async def _as_node_and_at_agent(c, files: pki.ClusterPki) -> tuple[str, str]:
+    import grpc
+
+    from proto.skiff.v1 import api_pb2, api_pb2_grpc
+    from skiff.client import ApiClient, ApiError
+    async with ApiClient(c.api_address, credentials=files.credentials("node-skiff-test-node")) as node:
+        try:
+            await node.get("Secret", "db", "default")
+            node_message = "read"
+        except ApiError as exc:
+            node_message = exc.message
+    admin = files.credentials("admin")
+    async with grpc.aio.secure_channel(f"127.0.0.1:{c.ports['agent']}", grpc.ssl_channel_credentials(
+            root_certificates=admin.ca, private_key=admin.key, certificate_chain=admin.cert)) as channel:
+        try:
+            await api_pb2_grpc.AgentStub(channel).Stats(api_pb2.StatsRequest(node_name="skiff-test-node"), timeout=10)
+            agent_message = "answered"
+        except grpc.aio.AioRpcError as exc:
+            agent_message = exc.details()
+    return node_message, agent_message
+
+
 def _skiff_with(c, config, *args: str) -> subprocess.CompletedProcess:
     """`skiff ARGS` with another client config than the one `up` wrote."""
     return subprocess.run([sys.executable, "-m", "skiff.cli.main", *args], cwd=c.base,
@@ -150,6 +172,13 @@ def test_a_secure_cluster_answers_only_its_credentials(private_cluster):
     shown = subprocess.run(["kubectl", "get", "secret", "db", "-o", "jsonpath={.data.password}"], env=c.env(),
                            capture_output=True, text=True, timeout=60)
     assert base64.b64decode(shown.stdout) == b"hunter2-e2e"
+
+    # The node's certificate reads no Secret its pods do not use; the agent's service answers only
+    # the control plane's certificate (the admin's is refused there too).
+    node_forbidden, agent_refused = asyncio.run(_as_node_and_at_agent(c, files))
+    assert node_forbidden == ('secrets "db" is forbidden: User "system:node:skiff-test-node" cannot get resource '
+                              '"secrets" in API group "" in the namespace "default"')
+    assert agent_refused.startswith("the agent's service answers only the control plane"), agent_refused
 
     # Another CA: its client certificate is refused; a client trusting it refuses the server, naming it.
     other = pki.ClusterPki(c.base / "other-pki")
