@@ -107,7 +107,7 @@ def private_cluster():
         # `skiff down --purge` first: it deletes the pods through the API so the
         # agent frees their mounts, cgroups and addresses; then by PID whatever it left.
         pids = cluster.pids() if (cluster.data_dir / "run").exists() else {}
-        if pids:
+        if pids or cluster.data_dir.exists():   # a stopped cluster is purged too: its network stays otherwise
             subprocess.run([sys.executable, "-m", "skiff.cli.main", "down", "--data-dir", str(cluster.data_dir),
                             "--run-dir", str(cluster.run_dir), "--stop-timeout", "5", "--pods-timeout", "30", "--grace-period", "2",
                             "--purge"], env=cluster.env(), capture_output=True, timeout=180)
@@ -122,3 +122,10 @@ def private_cluster():
         # Never rmtree across a mount (it would delete inside an overlay or a bind mount).
         assert not mounts, f"left mounted under {base}: {mounts}"
         shutil.rmtree(base, ignore_errors=True)
+        # Leave nothing behind: the node's table and the service proxy's are gone with the cluster.
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.split("\n")
+        left = [line.strip() for line in tables if line.split()[-1:] and
+                line.split()[-1] in (cluster.nft_table, f"{cluster.nft_table}-svc")]
+        for line in left:
+            subprocess.run(["nft", "delete", *line.split()], capture_output=True)
+        assert not left, f"left behind by skiff down --purge: {left}"
