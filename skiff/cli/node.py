@@ -46,6 +46,9 @@ def add(config: ClusterConfig) -> int:
     ensure_node(node)
     for d in (node_data_dir(config, node), node_run_dir(config, node)):
         d.mkdir(parents=True, exist_ok=True)
+    if config.secure:   # its certificate (system:node:NAME, its link address), from the cluster CA
+        from skiff.pki import CertificateAuthority
+        config.pki.ensure_node(CertificateAuthority.load(config.pki.directory), node.name, address=node.ip)
     if config.bootstrap_busybox:
         from skiff.cli.up import _ensure_busybox
         _ensure_busybox(config, data_dir=config.data_dir)   # the nodes' shared store
