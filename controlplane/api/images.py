@@ -57,6 +57,7 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
             return
         address = agent_address(node)
         stub = images_pb2_grpc.ImagesStub(self.proxy.channel(address))
+        yield images_pb2.ImageLoadProgress(node_name=node.metadata.name)   # accepted: send the archive
 
         async def forward() -> AsyncIterator[images_pb2.ImageLoadChunk]:
             yield images_pb2.ImageLoadChunk(node_name=node.metadata.name, data=first.data)

@@ -237,19 +237,19 @@ def _into_cluster(args: argparse.Namespace, path: Path) -> list[tuple[str, str, 
     async def go(client) -> int:
         client.stub   # opens the channel (and its credentials)
         stub = images_pb2_grpc.ImagesStub(client._channel)
+        accepted = asyncio.Event()
 
         async def chunks():
+            yield images_pb2.ImageLoadChunk(node_name=args.node)   # alone: a refusal comes before the archive
+            await accepted.wait()
             with open(path, "rb") as f:
-                first = True
-                while True:
-                    data = await asyncio.to_thread(f.read, LOAD_CHUNK)
-                    if data or first:
-                        yield images_pb2.ImageLoadChunk(node_name=args.node if first else "", data=data)
-                    if not data:
-                        return
-                    first = False
+                while data := await asyncio.to_thread(f.read, LOAD_CHUNK):
+                    yield images_pb2.ImageLoadChunk(data=data)
         try:
             async for answer in stub.Load(chunks()):
+                if not accepted.is_set():
+                    accepted.set()
+                    continue
                 out.extend((i.reference, i.image_id, answer.node_name) for i in answer.images)
         except grpc.aio.AioRpcError as exc:
             raise client._error(exc) from None

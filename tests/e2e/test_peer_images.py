@@ -107,6 +107,9 @@ def test_an_image_built_on_node_1_runs_on_node_2(private_cluster, mode):
     refused = c.skiff("image", "load", "--cluster", "-i", str(bad))
     assert refused.returncode == 1 and refused.stderr.startswith(f"error: node {one}: "), refused.stderr
     assert "not a readable tar archive" in refused.stderr
+    assert not list((store_one / "images" / "tmp").iterdir())   # the spooled archive is gone too
+    unknown = c.skiff("image", "load", "--cluster", "--node", "nosuch", "-i", str(archive))
+    assert (unknown.returncode, unknown.stderr) == (1, 'error: nodes "nosuch" not found\n')
     # The pushed image runs on node 2 too: fetched from node 1.
     tool = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tool"},
             "spec": {"nodeName": two, "terminationGracePeriodSeconds": 1,
