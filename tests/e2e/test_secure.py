@@ -94,10 +94,13 @@ def _skiff_with(c, config, *args: str) -> subprocess.CompletedProcess:
 
 def test_a_secure_cluster_answers_only_its_credentials(private_cluster):
     c = private_cluster
+    # A bearer token in the static token file before the API starts (it reads the file at start, as Kubernetes).
+    files = pki.ClusterPki(c.data_dir / "pki")
+    files.ensure_ca()
+    token = files.add_token(user="bob", groups=["system:masters"])
     up = subprocess.run(c.up_args("--secure", "--detach", "--no-bootstrap"), env=c.env(), capture_output=True,
                         text=True, timeout=240)
     assert up.returncode == 0, up.stdout + up.stderr
-    files = pki.ClusterPki(c.data_dir / "pki")
     rest = f"https://127.0.0.1:{c.ports['rest']}"
 
     # Keys and certificates: root's alone.
@@ -117,6 +120,11 @@ def test_a_secure_cluster_answers_only_its_credentials(private_cluster):
     assert json.loads(anonymous.stdout) == {"kind": "Status", "apiVersion": "v1", "metadata": {},
                                             "status": "Failure", "message": "Unauthorized",
                                             "reason": "Unauthorized", "code": 401}
+    with_token = _curl("--cacert", str(files.ca_file), "-H", f"Authorization: Bearer {token}",
+                       f"{rest}/api/v1/nodes")
+    assert json.loads(with_token.stdout)["items"][0]["metadata"]["name"] == "skiff-test-node"
+    wrong_token = _curl("--cacert", str(files.ca_file), "-H", "Authorization: Bearer not-a-token", f"{rest}/api/v1/nodes")
+    assert json.loads(wrong_token.stdout)["code"] == 401
     (c.base / "anonymous-config").write_text(f"server: {c.api_address}\n")
     plain = _skiff_with(c, c.base / "anonymous-config", "get", "pods")
     assert plain.returncode == 1 and plain.stderr.startswith("error: "), plain.stderr
