@@ -17,6 +17,8 @@ from typing import Iterable, Sequence
 from controlplane.scheduler.framework import REGISTRY, SKIP, Code, NodeInfo, Snapshot, Status, unschedulable_message
 from proto.skiff.v1 import types_pb2
 
+_OK = Code.SUCCESS
+_SUCCESS = Status.success()
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE = 5
 BASE_PERCENTAGE_OF_NODES_TO_SCORE = 50
@@ -58,9 +60,9 @@ def run_filters(pod: types_pb2.Pod, info: NodeInfo, filter_plugins: Sequence) ->
     """The first failing filter's Status, or Success."""
     for plugin in filter_plugins:
         status = plugin.filter(pod, info)
-        if not status.ok:
+        if status.code is not _OK:
             return status
-    return Status.success()
+    return _SUCCESS
 
 
 def pre_filter(pod: types_pb2.Pod, snapshot: Snapshot, filter_plugins: list) -> Status:

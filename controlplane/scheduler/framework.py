@@ -189,6 +189,19 @@ class NodeInfo:
         except QuantityError:
             return Resources()
 
+    # The node's own facts the filters read on every cycle, as plain values (no protobuf access per cycle).
+    @functools.cached_property
+    def ready(self) -> bool:
+        return any(c.type == "Ready" and c.status == "True" for c in self.node.status.conditions)
+
+    @functools.cached_property
+    def unschedulable(self) -> bool:
+        return self.node.spec.unschedulable
+
+    @functools.cached_property
+    def taints(self) -> tuple[types_pb2.Taint, ...]:
+        return tuple(self.node.spec.taints)
+
     @functools.cached_property
     def allocatable_pods(self) -> int:
         values = dict(self.node.status.allocatable) or dict(self.node.status.capacity)

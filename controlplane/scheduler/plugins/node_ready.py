@@ -6,6 +6,8 @@ from controlplane.scheduler.framework import NodeInfo, Status, register
 from proto.skiff.v1 import types_pb2
 
 REASON = "node(s) were not ready"
+_SUCCESS = Status.success()
+_NOT_READY = Status.unresolvable(REASON)
 
 
 def fits(pod: types_pb2.Pod, node: types_pb2.Node) -> bool:
@@ -15,4 +17,4 @@ def fits(pod: types_pb2.Pod, node: types_pb2.Node) -> bool:
 @register("NodeReady")
 class NodeReady:
     def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
-        return Status.success() if fits(pod, node.node) else Status.unresolvable(REASON)
+        return _SUCCESS if node.ready else _NOT_READY

@@ -10,6 +10,8 @@ from controlplane.scheduler.plugins import least_allocated
 from proto.skiff.v1 import types_pb2
 from skiff.api.quantity import QuantityError
 
+_SUCCESS = Status.success()
+
 
 def insufficient(pod: types_pb2.Pod, node: NodeInfo) -> tuple[str, ...]:
     """The reasons the pod does not fit, Kubernetes' wording ("Insufficient memory")."""
@@ -31,12 +33,28 @@ def fits(pod: types_pb2.Pod, node: NodeInfo) -> bool:
 
 @register("NodeResourcesFit")
 class NodeResourcesFit:
-    def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
+    _want: tuple[int, int] | Status | None = None   # the pod's (cpu, memory) requests, once per cycle
+
+    def pre_filter(self, pod: types_pb2.Pod, snapshot: object) -> None:
         try:
-            reasons = insufficient(pod, node)
+            want = pod_requests(pod)
+            self._want = (want.cpu_millis, want.memory_bytes)
         except QuantityError as exc:
-            return Status.error(f"bad resource quantity: {exc}")
-        return Status.unschedulable(*reasons) if reasons else Status.success()
+            self._want = Status.error(f"bad resource quantity: {exc}")   # every node's answer, as before
+
+    def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
+        if self._want is None:
+            self.pre_filter(pod, None)
+        want = self._want
+        if isinstance(want, Status):
+            return want
+        # insufficient(), inlined: this runs once per node per cycle.
+        cpu, memory = want
+        requested, have = node.requested, node.allocatable
+        if (len(node.pods) < node.allocatable_pods and (not cpu or requested.cpu_millis + cpu <= have.cpu_millis)
+                and (not memory or requested.memory_bytes + memory <= have.memory_bytes)):
+            return _SUCCESS
+        return Status.unschedulable(*insufficient(pod, node))
 
     def score(self, pod: types_pb2.Pod, node: NodeInfo) -> int:
         return least_allocated.score(pod, node)

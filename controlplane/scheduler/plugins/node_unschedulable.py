@@ -5,6 +5,8 @@ from controlplane.scheduler.framework import NodeInfo, Status, register
 from proto.skiff.v1 import types_pb2
 
 REASON = "node(s) were unschedulable"
+_SUCCESS = Status.success()
+_CORDONED = Status.unresolvable(REASON)
 
 
 def fits(pod: types_pb2.Pod, node: types_pb2.Node) -> bool:
@@ -14,4 +16,4 @@ def fits(pod: types_pb2.Pod, node: types_pb2.Node) -> bool:
 @register("NodeUnschedulable")
 class NodeUnschedulable:
     def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
-        return Status.success() if fits(pod, node.node) else Status.unresolvable(REASON)
+        return _CORDONED if node.unschedulable else _SUCCESS

@@ -45,13 +45,15 @@ def fits(pod: types_pb2.Pod, node: types_pb2.Node) -> bool:
 @register("TaintToleration")
 class TaintToleration:
     def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
+        if not node.taints:
+            return Status.success()
         taint = untolerated(pod, node.node)
         if taint is None:
             return Status.success()
         return Status.unresolvable(f"node(s) had untolerated taint {{{taint.key}: {taint.value}}}")
 
     def score(self, pod: types_pb2.Pod, node: NodeInfo) -> int:
-        if not node.node.spec.taints:
+        if not node.taints:
             return 0
         return intolerable_prefer_no_schedule(pod, node.node)
 
