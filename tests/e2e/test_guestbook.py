@@ -39,8 +39,11 @@ REDIS = "debian-redis:bookworm"
 REDIS_CACHE = BASE_CACHE.with_name("debian-redis-bookworm.tar")
 NODE_PORT = 30180   # manifests/examples/guestbook/frontend.yaml
 
-# The docs' nginx, standing in: busybox httpd on port 80 answering with its pod's name.
-NGINX = 'FROM busybox\nCMD ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]\n'
+# The docs' nginx, standing in: busybox httpd on port 80 answering with its pod's name. As
+# PID 1, httpd would ignore SIGTERM (and each deletion wait out the 30 s grace period): the
+# shell stays PID 1 and exits on it.
+NGINX = ('FROM busybox\nCMD ["sh", "-c", "mkdir -p /www; hostname > /www/index.html; trap \'exit 0\' TERM; '
+         'httpd -f -p 80 -h /www & wait"]\n')
 DOCS_NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: nginx-app}\n"
 
 
