@@ -135,7 +135,8 @@ def score(pod: types_pb2.Pod, snapshot: Snapshot, feasible: list[NodeInfo],
         hook = getattr(plugin, "pre_score", None)
         if hook is not None and hook(pod, snapshot, feasible) is False:
             continue   # nothing to score for this pod (Kubernetes' Skip)
-        scores = {info.name: plugin.score(pod, info) for info in feasible}
+        many = getattr(plugin, "score_nodes", None)   # the same scores, the pod's side computed once
+        scores = many(pod, feasible) if many is not None else {info.name: plugin.score(pod, info) for info in feasible}
         normalize = getattr(plugin, "normalize", None)
         if normalize is not None:
             normalize(scores)

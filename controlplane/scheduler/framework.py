@@ -7,6 +7,8 @@ The extension points are kube-scheduler's, each optional on a plugin:
     filter(pod, node) -> Status                  can the pod run on this node?
     pre_score(pod, snapshot, feasible)           once per cycle, over the nodes that passed
     score(pod, node) -> int                      rank one feasible node
+    score_nodes(pod, feasible) -> {node: int}    optional: score() over every feasible node in one call
+                                                 (the pod's side computed once; same numbers)
     normalize(scores) -> None                    scores (node name -> int) brought to 0-100 in place
 
 A Filter says Success, Unschedulable (the pod does not fit now; removing

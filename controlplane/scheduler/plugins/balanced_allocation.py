@@ -42,3 +42,21 @@ def score(pod: types_pb2.Pod, node: NodeInfo) -> int:
 class BalancedAllocation:
     def score(self, pod: types_pb2.Pod, node: NodeInfo) -> int:
         return score(pod, node)
+
+    def score_nodes(self, pod: types_pb2.Pod, feasible: list[NodeInfo]) -> dict[str, int]:
+        """score() over many nodes; the usual two-resource case inlined, anything else through score()."""
+        try:
+            want = pod_requests(pod)
+        except QuantityError:
+            return {info.name: 0 for info in feasible}
+        cpu_want, mem_want = want.cpu_millis, want.memory_bytes
+        out = {}
+        for info in feasible:
+            have, used = info.allocatable, info.requested
+            if have.cpu_millis > 0 and have.memory_bytes > 0:
+                cpu = min((used.cpu_millis + cpu_want) / have.cpu_millis, 1.0)
+                memory = min((used.memory_bytes + mem_want) / have.memory_bytes, 1.0)
+                out[info.name] = int((1 - abs(cpu - memory) / 2) * MAX_SCORE)
+            else:
+                out[info.name] = score(pod, info)
+        return out

@@ -58,3 +58,6 @@ class NodeResourcesFit:
 
     def score(self, pod: types_pb2.Pod, node: NodeInfo) -> int:
         return least_allocated.score(pod, node)
+
+    def score_nodes(self, pod: types_pb2.Pod, feasible: list[NodeInfo]) -> dict[str, int]:
+        return least_allocated.score_nodes(pod, feasible)

@@ -57,5 +57,8 @@ class TaintToleration:
             return 0
         return intolerable_prefer_no_schedule(pod, node.node)
 
+    def score_nodes(self, pod: types_pb2.Pod, feasible: list[NodeInfo]) -> dict[str, int]:
+        return {info.name: intolerable_prefer_no_schedule(pod, info.node) if info.taints else 0 for info in feasible}
+
     def normalize(self, scores: dict[str, int]) -> None:
         default_normalize(scores, reverse=True)
