@@ -113,7 +113,7 @@ def schedule(pod: types_pb2.Pod, snapshot: Snapshot | Sequence[NodeInfo], profil
         info = nodes[(start + i) % len(nodes)]
         evaluated += 1
         status = run_filters(pod, info, filter_plugins)
-        if status.ok:
+        if status is _SUCCESS:
             feasible.append(info)
             if len(feasible) >= want:
                 break

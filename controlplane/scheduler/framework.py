@@ -221,15 +221,21 @@ class NodeInfo:
         return tuple(p for p in self.pods_with_affinity if has_required_anti_affinity(p))
 
     @classmethod
-    def build(cls, node: types_pb2.Node, pods: Iterable[types_pb2.Pod]) -> "NodeInfo":
+    def build(cls, node: types_pb2.Node, pods: Iterable[types_pb2.Pod],
+              requests: Callable[[types_pb2.Pod], tuple[Resources, Resources]] | None = None) -> "NodeInfo":
+        """`requests`, if given, answers (pod_requests, pod_non_zero_requests) for a pod (a cache's memo)."""
         pods = tuple(pods)
         requested, non_zero = Resources(), Resources()
         for pod in pods:
             try:
-                requested += pod_requests(pod)
-                non_zero += pod_non_zero_requests(pod)
+                if requests is not None:
+                    want, want_non_zero = requests(pod)
+                else:
+                    want, want_non_zero = pod_requests(pod), pod_non_zero_requests(pod)
             except QuantityError:
                 continue  # refused by validation; never counted
+            requested += want
+            non_zero += want_non_zero
         return cls(node=node, pods=pods, requested=requested, non_zero_requested=non_zero)
 
     def without(self, victims: Iterable[types_pb2.Pod]) -> "NodeInfo":
@@ -248,10 +254,18 @@ class NodeInfo:
 class Snapshot:
     """The cluster as one scheduling cycle sees it: nodes (in a fixed order) and namespaces' labels."""
 
-    def __init__(self, nodes: Iterable[NodeInfo], namespace_labels: Mapping[str, Mapping[str, str]] | None = None):
+    def __init__(self, nodes: Iterable[NodeInfo], namespace_labels: Mapping[str, Mapping[str, str]] | None = None,
+                 *, by_name: dict[str, NodeInfo] | None = None, have_images: bool | None = None,
+                 have_pods_with_affinity: list[NodeInfo] | None = None):
+        """by_name, have_images and have_pods_with_affinity may come precomputed (the scheduler's cache
+        keeps them current per event); they must then be what the properties below would compute."""
         self.nodes: list[NodeInfo] = list(nodes)
         self.namespace_labels: Mapping[str, Mapping[str, str]] = namespace_labels or {}
-        self.by_name: dict[str, NodeInfo] = {n.name: n for n in self.nodes}
+        self.by_name: dict[str, NodeInfo] = {n.name: n for n in self.nodes} if by_name is None else by_name
+        if have_images is not None:
+            self.__dict__["have_images"] = have_images
+        if have_pods_with_affinity is not None:
+            self.__dict__["have_pods_with_affinity"] = have_pods_with_affinity
 
     def replace(self, info: NodeInfo) -> "Snapshot":
         """The same cluster with one node's pods changed (preemption's what-if)."""

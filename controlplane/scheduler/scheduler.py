@@ -30,7 +30,8 @@ from controlplane.metrics import Metrics
 from controlplane.scheduler import plugins, preemption
 from controlplane.scheduler.cycle import Decision, Profile
 from controlplane.scheduler.cycle import schedule as run_cycle
-from controlplane.scheduler.framework import NodeInfo, Snapshot, pod_priority
+from controlplane.scheduler.framework import (NodeInfo, Resources, Snapshot, pod_non_zero_requests, pod_priority,
+                                              pod_requests)
 from controlplane.scheduler.queue import SchedulingQueue
 from proto.skiff.v1 import types_pb2
 from skiff.api import kinds, meta
@@ -95,6 +96,15 @@ class Scheduler(Controller):
         self._assumed: dict[Key, str] = {}              # pod -> node, until the informer shows the binding
         self._on_node: dict[str, dict[Key, types_pb2.Pod]] = {}   # the cache: pods counted per node
         self._infos: dict[str, NodeInfo] = {}           # built lazily, dropped when the node's pods change
+        self._where: dict[Key, str] = {}                # pod -> the node it is counted on in _on_node
+        self._requests_memo: dict[Key, tuple[types_pb2.Pod, Resources, Resources]] = {}   # for _where's pods
+        # The last snapshot's nodes, kept between cycles: only nodes changed since (_dirty) are rebuilt,
+        # and the aggregates the plugins ask for (nodes with images, with affinity pods) kept with them.
+        self._order_infos: list[NodeInfo] = []
+        self._by_name: dict[str, NodeInfo] = {}
+        self._dirty: set[str] = set()
+        self._with_images: set[str] = set()
+        self._with_affinity: set[str] = set()
         self._nominated: dict[Key, types_pb2.Pod] = {}
         self._binding: set[asyncio.Task] = set()
         self._next_start = 0
@@ -111,18 +121,27 @@ class Scheduler(Controller):
         if wants_scheduling(pod):
             self.scheduling_queue.add(key, pod_priority(pod))
 
+    def _invalidate(self, node: str) -> None:
+        self._infos.pop(node, None)
+        self._dirty.add(node)
+
     def _place(self, key: Key, pod: types_pb2.Pod | None) -> None:
         """Count `pod` (or nothing) against its node in the cache."""
-        for node, pods in self._on_node.items():
-            if key in pods and (pod is None or pod.spec.node_name != node):
-                del pods[key]
-                self._infos.pop(node, None)
         node = pod.spec.node_name if pod is not None else ""
         if not node and key in self._assumed and _counts(pod):
             node = self._assumed[key]
-        if node and _counts(pod):
+        if not _counts(pod):
+            node = ""
+        was = self._where.pop(key, None)
+        if was is not None and was != node:
+            self._on_node[was].pop(key, None)
+            self._invalidate(was)
+        if not node:
+            self._requests_memo.pop(key, None)
+        if node:
             self._on_node.setdefault(node, {})[key] = pod   # type: ignore[assignment]
-            self._infos.pop(node, None)
+            self._where[key] = node
+            self._invalidate(node)
         if pod is not None and pod.status.nominated_node_name and wants_scheduling(pod):
             self._nominated[key] = pod
         else:
@@ -159,11 +178,11 @@ class Scheduler(Controller):
 
     def _node_changed(self, key: Key, node: Message) -> None:
         self._node_order = None
-        self._infos.pop(node.metadata.name, None)
+        self._invalidate(node.metadata.name)
         self.scheduling_queue.move_all()
 
     def _node_updated(self, key: Key, old: Message, new: Message) -> None:
-        self._infos.pop(new.metadata.name, None)
+        self._invalidate(new.metadata.name)
         if _scheduling_view(old) != _scheduling_view(new):
             self.scheduling_queue.move_all()
 
@@ -172,15 +191,36 @@ class Scheduler(Controller):
         count there too (their room is promised)."""
         if self._node_order is None:
             self._node_order = sorted(n.metadata.name for n in self.nodes.list())
-        infos = []
-        for name in self._node_order:
-            node = self.nodes.get(("", name))
-            if node is None:
-                continue
-            info = self._infos.get(name)
-            if info is None or info.node is not node:
-                info = self._infos[name] = NodeInfo.build(node, self._on_node.get(name, {}).values())
-            infos.append(info)
+            self._order_infos = [self._node_info(name) for name in self._node_order]
+            self._order_infos = [i for i in self._order_infos if i is not None]
+            self._by_name = {i.name: i for i in self._order_infos}
+            self._with_images = {i.name for i in self._order_infos if i.node.status.images}
+            self._with_affinity = {i.name for i in self._order_infos if i.pods_with_affinity}
+            self._dirty.clear()
+        elif self._dirty:
+            # Only the nodes whose pods or object changed since the last cycle (the informer's events
+            # say which); node order is unchanged (nodes coming or going reset it above).
+            position = None
+            for name in self._dirty:
+                old = self._by_name.get(name)
+                if old is None:
+                    continue
+                info = self._node_info(name)
+                if info is None:   # gone; its delete event resets the order before the next cycle
+                    self._node_order = None
+                    return self.snapshot(pod)
+                if position is None:
+                    position = {i.name: n for n, i in enumerate(self._order_infos)}
+                self._order_infos[position[name]] = self._by_name[name] = info
+                (self._with_images.add if info.node.status.images else self._with_images.discard)(name)
+                (self._with_affinity.add if info.pods_with_affinity else self._with_affinity.discard)(name)
+            self._dirty.clear()
+        infos = self._order_infos
+        labels = {ns.metadata.name: dict(ns.metadata.labels) for ns in self.namespaces.list()}
+        if pod is None or not self._nominated:
+            with_affinity = [i for i in infos if i.name in self._with_affinity] if self._with_affinity else []
+            return Snapshot(infos, labels, by_name=dict(self._by_name), have_images=bool(self._with_images),
+                            have_pods_with_affinity=with_affinity)
         if pod is not None and self._nominated:
             priority = pod_priority(pod)
             by_name = {i.name: i for i in infos}
@@ -190,8 +230,24 @@ class Scheduler(Controller):
                 if key != own and target is not None and pod_priority(other) >= priority:
                     by_name[target.name] = target.with_pod(other)
             infos = [by_name[i.name] for i in infos]
-        labels = {ns.metadata.name: dict(ns.metadata.labels) for ns in self.namespaces.list()}
         return Snapshot(infos, labels)
+
+    def _node_info(self, name: str) -> NodeInfo | None:
+        node = self.nodes.get(("", name))
+        if node is None:
+            return None
+        info = self._infos.get(name)
+        if info is None or info.node is not node:
+            info = self._infos[name] = NodeInfo.build(node, self._on_node.get(name, {}).values(), self._requests)
+        return info
+
+    def _requests(self, pod: types_pb2.Pod) -> tuple[Resources, Resources]:
+        """pod_requests and pod_non_zero_requests of a pod counted on a node, parsed once per pod version."""
+        key = (pod.metadata.namespace, pod.metadata.name)
+        hit = self._requests_memo.get(key)
+        if hit is None or hit[0] is not pod:
+            hit = self._requests_memo[key] = (pod, pod_requests(pod), pod_non_zero_requests(pod))
+        return hit[1], hit[2]
 
     def node_infos(self) -> list[NodeInfo]:
         return self.snapshot().nodes
@@ -215,6 +271,9 @@ class Scheduler(Controller):
         self._assumed.clear()
         self._on_node.clear()
         self._infos.clear()
+        self._where.clear()
+        self._requests_memo.clear()
+        self._dirty.clear()
         self._nominated.clear()
         self._node_order = None
         for key in self.pods.keys():

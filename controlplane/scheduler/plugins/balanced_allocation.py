@@ -54,8 +54,12 @@ class BalancedAllocation:
         for info in feasible:
             have, used = info.allocatable, info.requested
             if have.cpu_millis > 0 and have.memory_bytes > 0:
-                cpu = min((used.cpu_millis + cpu_want) / have.cpu_millis, 1.0)
-                memory = min((used.memory_bytes + mem_want) / have.memory_bytes, 1.0)
+                cpu = (used.cpu_millis + cpu_want) / have.cpu_millis
+                memory = (used.memory_bytes + mem_want) / have.memory_bytes
+                if cpu > 1.0:
+                    cpu = 1.0
+                if memory > 1.0:
+                    memory = 1.0
                 out[info.name] = int((1 - abs(cpu - memory) / 2) * MAX_SCORE)
             else:
                 out[info.name] = score(pod, info)

@@ -123,6 +123,30 @@ def test_pods_scheduled_back_to_back_do_not_overcommit():
     with_scheduler(body)
 
 
+def test_a_finished_pod_frees_its_room():
+    async def body(c):
+        await c.create(node("node-1", "1Gi"))
+        done = pod("done", "800Mi")
+        done.spec.node_name = "node-1"
+        done = await c.create(done)
+        await c.create(pod("waiting", "800Mi"))
+
+        async def parked():
+            p = await c.get("Pod", "waiting")
+            cond = meta.get_condition(p.status.conditions, "PodScheduled")
+            return p if cond is not None and cond.message.startswith("0/1 nodes are available: 1 Insufficient") else None
+        await eventually(parked, what="pod waiting to be refused for memory")
+
+        done.status.phase = "Succeeded"   # its containers exited: its requests no longer count
+        await c.update_status(done)
+
+        async def bound():
+            p = await c.get("Pod", "waiting")
+            return p if p.spec.node_name else None
+        assert (await eventually(bound, what="pod waiting to be bound")).spec.node_name == "node-1"
+    with_scheduler(body)
+
+
 # ---------------------------------------------------------------- preemption through the scheduler's loop
 
 def cpu_node(name: str) -> types_pb2.Node:
