@@ -11,11 +11,16 @@ A value taken for an object that then failed to be stored is given back by
 the caller; one lost to a crash between the two is found by `repair`
 (a value in the bitmap that no object holds, seen so twice in a row, is
 freed; a value an object holds but the bitmap lacks is marked at once).
+
+The ConfigMap is a user-visible object (`skiff delete cm --all -A` reaches
+it): a bitmap found missing, or kept for another range, starts from the
+values the stored objects hold (`held`), never from empty, so a deleted
+ConfigMap cannot make a taken value look free.
 """
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterable, TypeVar
+from typing import Awaitable, Callable, Iterable, TypeVar
 
 from google.protobuf.message import Message
 
@@ -29,10 +34,12 @@ T = TypeVar("T")
 
 
 class RangeAllocator:
-    def __init__(self, *, store, name: str, range_: Range) -> None:
+    def __init__(self, *, store, name: str, range_: Range,
+                 held: Callable[[], Awaitable[Iterable[Value]]] | None = None) -> None:
         self.store = store
         self.name = name            # the ConfigMap's name
         self.range = range_
+        self.held = held            # the values stored objects hold: the start of a missing bitmap
         self._suspects: set[int] = set()
 
     # ------------------------------------------------------------ the operations
@@ -100,11 +107,19 @@ class RangeAllocator:
         try:
             cm = await self.store.get(kinds.kind_named("ConfigMap"), NAMESPACE, self.name)
         except NotFound:
-            return Bitmap(self.range.size), None
+            return await self._from_held(), None
         if cm.data.get("range") != str(self.range):
-            # The range changed (a restart with another flag): start over; repair marks what Services hold.
-            return Bitmap(self.range.size), cm
+            # The range changed (a restart with another flag): start over from what the objects hold.
+            return await self._from_held(), cm
         return Bitmap(self.range.size, cm.binary_data.get("allocated", b"")), cm
+
+    async def _from_held(self) -> Bitmap:
+        bitmap = Bitmap(self.range.size)
+        for value in (await self.held()) if self.held is not None else ():
+            offset = self.range.offset(value)
+            if offset is not None:
+                bitmap.set(offset)
+        return bitmap
 
     async def _change(self, mutate: Callable[[Bitmap], T], *, dry_run: bool = False) -> T:
         for _ in range(_ATTEMPTS):

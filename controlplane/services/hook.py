@@ -21,6 +21,7 @@ import asyncio
 import ipaddress
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
 
 from google.protobuf.message import Message
 
@@ -92,8 +93,10 @@ class ServiceAllocations:
     def __init__(self, *, store, cluster_ip_range: str = DEFAULT_SERVICE_CIDR,
                  node_port_range: str = DEFAULT_NODE_PORT_RANGE) -> None:
         self.store = store
-        self.ips = RangeAllocator(store=store, name=IP_ALLOCATIONS, range_=IpRange(cluster_ip_range))
-        self.ports = RangeAllocator(store=store, name=PORT_ALLOCATIONS, range_=PortRange.parse(node_port_range))
+        self.ips = RangeAllocator(store=store, name=IP_ALLOCATIONS, range_=IpRange(cluster_ip_range),
+                                  held=lambda: self._held(held_ips))
+        self.ports = RangeAllocator(store=store, name=PORT_ALLOCATIONS, range_=PortRange.parse(node_port_range),
+                                    held=lambda: self._held(held_ports))
         self.repaired = asyncio.Event()
 
     @property
@@ -144,10 +147,13 @@ class ServiceAllocations:
 
     # ------------------------------------------------------------ repair
 
-    async def repair(self) -> None:
+    async def _held(self, values: Callable[[Message], set]) -> set:
+        """What the stored Services hold (by `values`: held_ips or held_ports)."""
         services_, _ = await self.store.list(kinds.kind_named("Service"))
-        ips = set().union(*(held_ips(s) for s in services_)) if services_ else set()
-        ports = set().union(*(held_ports(s) for s in services_)) if services_ else set()
+        return set().union(*(values(s) for s in services_)) if services_ else set()
+
+    async def repair(self) -> None:
+        ips, ports = await self._held(held_ips), await self._held(held_ports)
         for allocator, values in ((self.ips, ips), (self.ports, ports)):
             marked, freed = await allocator.repair(values)
             if marked or freed:

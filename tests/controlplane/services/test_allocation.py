@@ -189,3 +189,24 @@ def test_the_kubernetes_service_takes_the_first_address_and_points_at_the_front_
 
 def svc_with_ip(name: str, ip: str) -> services_pb2.Service:
     return svc(name, cluster_ip=ip)
+
+
+def test_a_deleted_bitmap_configmap_starts_again_from_the_services_not_from_empty():
+    """`skiff delete cm --all -A` reaches the allocations' ConfigMaps: the next
+    allocation must still see every value a Service holds, before any repair."""
+    async def body():
+        store = MemoryStore()
+        hook = ServiceAllocations.ready(store=store, cluster_ip_range="10.96.0.0/29",
+                                        node_port_range="30000-30002")
+        registry = Registry(store=store, hooks={"Service": hook})
+        held = [await registry.create(svc(f"s{i}", type="NodePort")) for i in range(3)]
+        for name in ("skiff-service-cluster-ips", "skiff-service-node-ports"):
+            await store.delete(kinds.kind_named("ConfigMap"), "kube-system", name)
+        with pytest.raises(Invalid, match="provided IP is already allocated"):
+            await registry.create(svc("again", cluster_ip=held[0].spec.cluster_ip))
+        more = [await registry.create(svc(f"t{i}")) for i in range(3)]
+        ips = [s.spec.cluster_ip for s in held + more]
+        assert len(set(ips)) == 6   # the /29's six addresses, none handed out twice
+        with pytest.raises(RangeFull):   # the three ports are the NodePort Services'
+            await hook.ports.allocate_next()
+    asyncio.run(body())
