@@ -109,16 +109,21 @@ def schedule(pod: types_pb2.Pod, snapshot: Snapshot | Sequence[NodeInfo], profil
     feasible: list[NodeInfo] = []
     statuses: dict[str, Status] = {}
     evaluated = 0
-    for i in range(len(nodes)):
-        info = nodes[(start + i) % len(nodes)]
+    # run_filters inlined (this loop runs once per node): the first failing filter's Status is the node's.
+    filters = [plugin.filter for plugin in filter_plugins]
+    count = len(nodes)
+    start %= count
+    for info in (nodes[start:] + nodes[:start]) if start else nodes:
         evaluated += 1
-        status = run_filters(pod, info, filter_plugins)
-        if status is _SUCCESS:
+        for check in filters:
+            status = check(pod, info)
+            if status.code is not _OK:
+                statuses[info.name] = status
+                break
+        else:
             feasible.append(info)
             if len(feasible) >= want:
                 break
-        else:
-            statuses[info.name] = status
     if not feasible:
         return Decision(None, _message(len(nodes), statuses), statuses, evaluated)
     if len(feasible) == 1:
