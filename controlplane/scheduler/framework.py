@@ -213,6 +213,13 @@ class NodeInfo:
             return 110
 
     @functools.cached_property
+    def free(self) -> tuple[int, int, int]:
+        """(pod slots, CPU millis, memory bytes) left: allocatable minus what the pods request (may be < 0)."""
+        have = self.allocatable
+        return (self.allocatable_pods - len(self.pods), have.cpu_millis - self.requested.cpu_millis,
+                have.memory_bytes - self.requested.memory_bytes)
+
+    @functools.cached_property
     def pods_with_affinity(self) -> tuple[types_pb2.Pod, ...]:
         return tuple(p for p in self.pods if has_affinity(p))
 

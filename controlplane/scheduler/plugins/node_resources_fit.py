@@ -50,9 +50,8 @@ class NodeResourcesFit:
             return want
         # insufficient(), inlined: this runs once per node per cycle.
         cpu, memory = want
-        requested, have = node.requested, node.allocatable
-        if (len(node.pods) < node.allocatable_pods and (not cpu or requested.cpu_millis + cpu <= have.cpu_millis)
-                and (not memory or requested.memory_bytes + memory <= have.memory_bytes)):
+        slots, cpu_free, memory_free = node.free
+        if slots > 0 and (not cpu or cpu <= cpu_free) and (not memory or memory <= memory_free):
             return _SUCCESS
         return Status.unschedulable(*insufficient(pod, node))
 
