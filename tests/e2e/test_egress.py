@@ -15,10 +15,11 @@ import ipaddress
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.test_nodes import wait_for
 
 pytestmark = [pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -70,17 +71,6 @@ def run(*args: str, check: bool = True) -> str:
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(args)}: {done.stderr}")
     return done.stdout
-
-
-def wait_for(what: str, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        time.sleep(0.5)
 
 
 def forwarding_sysctls() -> dict[str, str]:

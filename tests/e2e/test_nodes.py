@@ -46,7 +46,7 @@ def ip(*args: str) -> str:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=True).stdout
 
 
-def wait_for(what: str, check, timeout: float = 90.0):
+def wait_for(what: str, check, timeout: float = 120.0):
     deadline = time.monotonic() + timeout
     while True:
         value = check()
