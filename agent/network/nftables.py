@@ -141,35 +141,37 @@ def render_script(*, spec: TableSpec, state: NetworkState) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _nft(*, args: list[str], script: str | None = None) -> str:
+def run_nft(args: list[str], script: str | None = None) -> str:
+    """`nft ARGS` (with `script` on stdin for `-f -`): its output, or NetworkError
+    with nft's own message. Every Skiff table (node, policy, service proxy) goes through it."""
     try:
         done = subprocess.run(["nft", *args], input=script, capture_output=True, text=True, check=False)
     except FileNotFoundError as exc:
         raise NetworkError("nft (nftables) is not installed") from exc
     if done.returncode != 0:
-        raise NetworkError(f"nft {' '.join(args)} failed: {done.stderr.strip()}")
+        raise NetworkError(f"nft {' '.join(args)} failed: {done.stderr.strip()[:2000]}")
     return done.stdout
 
 
 def apply_rules(*, spec: TableSpec, state: NetworkState) -> None:
     """Make the table equal to the state, in one transaction."""
-    _nft(args=["-f", "-"], script=render_script(spec=spec, state=state))
+    run_nft(["-f", "-"], script=render_script(spec=spec, state=state))
 
 
 def table_exists(*, table: str) -> bool:
-    listing = json.loads(_nft(args=["-j", "list", "tables", "inet"]))
+    listing = json.loads(run_nft(["-j", "list", "tables", "inet"]))
     return any(item.get("table", {}).get("name") == table for item in listing.get("nftables", []))
 
 
 def delete_table(*, table: str) -> None:
     """Remove Skiff's table; absent already is fine."""
     if table_exists(table=table):
-        _nft(args=["delete", "table", "inet", table])
+        run_nft(["delete", "table", "inet", table])
 
 
 def list_rules(*, table: str) -> list[dict]:
     """The rules of the table as nft's JSON objects ([] when the table is absent)."""
     if not table_exists(table=table):
         return []
-    listing = json.loads(_nft(args=["-j", "list", "table", "inet", table]))
+    listing = json.loads(run_nft(["-j", "list", "table", "inet", table]))
     return [item["rule"] for item in listing.get("nftables", []) if "rule" in item]

@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import subprocess
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from agent.network.nftables import _nft, _quote
+from agent.network.nftables import _quote, run_nft
 from skiff.api import labelselector
 
 INGRESS, EGRESS = "Ingress", "Egress"
@@ -242,7 +241,7 @@ def render_script(*, table: str, bridge: str, rules: Sequence[PodRules]) -> str:
 
 def apply(*, table: str, bridge: str, rules: Sequence[PodRules]) -> None:
     """Make the policy chains equal to `rules`, in one transaction."""
-    _nft(args=["-f", "-"], script=render_script(table=table, bridge=bridge, rules=rules))
+    run_nft(["-f", "-"], script=render_script(table=table, bridge=bridge, rules=rules))
 
 
 def pod_info(pod) -> PodInfo:
@@ -303,7 +302,7 @@ def policy_controller(*, informers, node_name: str, table: str, bridge: str, **k
                          namespaces=namespaces, local_ips=local)
             script = render_script(table=table, bridge=bridge, rules=rules)
             if script != self.written:
-                await asyncio.to_thread(_nft, args=["-f", "-"], script=script)
+                await asyncio.to_thread(run_nft, ["-f", "-"], script)
                 self.written = script
                 log.info("network policies: %d pod(s) of this node isolated", len(rules))
             return RESYNC_SECONDS

@@ -16,7 +16,6 @@ this class is synchronous and blocking, and the agent runs it in a thread.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -24,17 +23,7 @@ from typing import Callable, Mapping
 
 from agent.network.serviceproxy.model import NodeView, ServicePort
 from agent.network.serviceproxy.render import Unit, render_diff, render_full, render_unit
-from agent.network.types import NetworkError
-
-
-def run_nft(args: list[str], script: str | None = None) -> str:
-    try:
-        done = subprocess.run(["nft", *args], input=script, capture_output=True, text=True, check=False)
-    except FileNotFoundError as exc:
-        raise NetworkError("nft (nftables) is not installed") from exc
-    if done.returncode != 0:
-        raise NetworkError(f"nft {' '.join(args)} failed: {done.stderr.strip()[:2000]}")
-    return done.stdout
+from agent.network.nftables import run_nft
 
 
 def table_exists(table: str, *, run: Callable = run_nft) -> bool:
