@@ -116,10 +116,14 @@ class InterPodAffinity:
         ns_labels = snapshot.namespace_labels
         self.affinity, self.anti_affinity, _, _ = terms(pod)
         for info in snapshot.have_pods_with_required_anti_affinity:
-            for existing in info.pods_with_required_anti_affinity:
-                for term in terms(existing)[1]:
-                    if term.matches(pod, ns_labels) and (pair := _pair(info.labels, term.topology_key)):
-                        self.existing_anti_affinity_counts[pair] += 1
+            # The node's pods' required anti-affinity terms, kept while this NodeInfo lives (across cycles).
+            node_terms = info.memo.get("required_anti_affinity_terms")
+            if node_terms is None:
+                node_terms = info.memo["required_anti_affinity_terms"] = tuple(
+                    t for existing in info.pods_with_required_anti_affinity for t in terms(existing)[1])
+            for term in node_terms:
+                if term.matches(pod, ns_labels) and (pair := _pair(info.labels, term.topology_key)):
+                    self.existing_anti_affinity_counts[pair] += 1
         if self.affinity or self.anti_affinity:
             for info in snapshot.nodes:
                 for existing in info.pods:
