@@ -184,6 +184,12 @@ class FakeApiClient:
                                           grace_period_seconds=grace_period_seconds,
                                           precondition_uid=precondition_uid, dry_run=dry_run))
 
+    async def access_review(self, *, verb: str, resource: str, namespace: str = "", name: str = "",
+                            subresource: str = "", api_group: str = "", user: str = "",
+                            groups: tuple[str, ...] = (), timeout: float | None = 30) -> bool:
+        """As an insecure server answers (no authorizer): always yes."""
+        return True
+
     async def watch(self, kind: str, namespace: str = "", label_selector: str = "",
                     field_selector: str = "", resource_version: str = ""
                     ) -> AsyncIterator[tuple[str, Message, str]]:
