@@ -355,9 +355,9 @@ async def _delete_pod_controllers(client: ApiClient) -> None:
         print("ok", flush=True)
 
 
-def _delete_all_pods(config: ClusterConfig, *, timeout: float, grace_period: int | None = None) -> None:
+def _delete_all_pods(config: ClusterConfig, *, timeout: float, grace_period: int | None = None) -> bool:
     """Delete every pod through the API and wait until the agent has confirmed
-    each (its containers stopped, mounts, cgroups and addresses freed)."""
+    each (its containers stopped, mounts, cgroups and addresses freed); whether all went."""
     async def delete_all() -> None:
         async with ApiClient(config.api_address, credentials=config.client_credentials()) as client:
             # A controller is found through a pod it made, so one whose pod came
@@ -395,9 +395,30 @@ def _delete_all_pods(config: ClusterConfig, *, timeout: float, grace_period: int
 
     try:
         asyncio.run(delete_all())
+        return True
     except (ApiError, asyncio.TimeoutError) as exc:
         reason = exc.message if isinstance(exc, ApiError) else f"not all gone after {timeout:g}s"
-        print(f"\nwarning: could not delete every pod ({reason}); their containers may still run", flush=True)
+        print(f"\nwarning: could not delete every pod ({reason}); removing what they left once the agent "
+              f"is stopped", flush=True)
+        return False
+
+
+def _remove_leftover_pods(run_dir: Path, cgroup_parent: str) -> None:
+    """With the agent stopped: the containers and sandboxes of pods that did not
+    go in time (their processes, namespace mounts and cgroups), as the agent's
+    own next start would remove them (runtime.cleanup_orphans)."""
+    if not (run_dir / "pods").is_dir() or not any((run_dir / "pods").iterdir()):
+        return
+    from agent.runtime.linux.runtime import LinuxRuntime
+    print("removing the pods' leftover containers and sandboxes ...", end=" ", flush=True)
+    runtime = LinuxRuntime(run_dir=run_dir, cgroup_parent=cgroup_parent)
+    try:
+        asyncio.run(runtime.cleanup_orphans(set()))
+        print("ok", flush=True)
+    except Exception as exc:  # noqa: BLE001 - purge goes on; the mounts check below names what is left
+        print(f"\nwarning: could not remove every pod's leftovers: {exc}", flush=True)
+    finally:
+        runtime.close()
 
 
 def _teardown_node(config: ClusterConfig) -> None:
@@ -465,8 +486,9 @@ def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
         stopped += 1
     for name in ("supervisor.pid", "supervisor.json"):
         (config.pid_dir / name).unlink(missing_ok=True)
+    pods_gone = True
     if purge and all(running_pid(config, c) for c in components(config)[:2]):
-        _delete_all_pods(config, timeout=pods_timeout, grace_period=grace_period)
+        pods_gone = _delete_all_pods(config, timeout=pods_timeout, grace_period=grace_period)
     for component in reversed(components(config)):
         pid_file = config.pid_dir / f"{component.name}.pid"
         pid = running_pid(config, component)
@@ -490,6 +512,8 @@ def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
     if config.lab is not None:
         _teardown_lab(config)
     else:
+        if not pods_gone:
+            _remove_leftover_pods(config.run_dir, config.cgroup_parent)
         _teardown_node(config)
     dirs = [d for d in (config.data_dir, config.run_dir) if d.exists()]
     mounts = mounts_under(dirs)

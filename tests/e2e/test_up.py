@@ -8,8 +8,10 @@ foreground stopping everything.
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +103,42 @@ def test_foreground_up_stops_everything_on_ctrl_c(private_cluster):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+STUBBORN = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 300
+  containers:
+  - name: c
+    image: busybox
+    command: ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"]
+"""
+
+
+def test_purge_removes_what_a_pod_slower_than_the_timeout_left(private_cluster, tmp_path):
+    """`down --purge` gives the pods --pods-timeout to go; one still stopping then
+    (a long grace period, SIGTERM ignored) is removed once the agent has stopped:
+    no process, mount or cgroup of it stays."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    c = private_cluster
+    up = c.skiff(*c.up_args("--detach")[3:], timeout=180)
+    assert up.returncode == 0, up.stderr
+    (tmp_path / "pod.yaml").write_text(STUBBORN)
+    assert c.skiff("apply", "-f", str(tmp_path / "pod.yaml")).returncode == 0
+    running = c.skiff("wait", "pod", "stubborn", "--for=condition=Ready", "--timeout", "120s")
+    assert running.returncode == 0, running.stderr
+    cgroups = [p for p in Path("/sys/fs/cgroup").glob(f"*/{c.cgroup_parent}/pod-*")]
+    assert cgroups
+
+    down = c.skiff("down", "--data-dir", str(c.data_dir), "--run-dir", str(c.run_dir), "--purge",
+                   "--pods-timeout", "3", timeout=180)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "removing the pods' leftover containers and sandboxes ... ok" in down.stdout, down.stdout
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+              if line.split()[4].startswith(str(c.base) + "/")]
+    assert mounts == [] and not any(p.exists() for p in cgroups)
+    assert not c.data_dir.exists() and not c.run_dir.exists()
