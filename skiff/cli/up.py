@@ -457,12 +457,16 @@ def _teardown_node(config: ClusterConfig) -> None:
         print(f"\nwarning: could not remove the node network: {exc}", flush=True)
 
 
-def _teardown_lab(config: ClusterConfig) -> None:
+def _teardown_lab(config: ClusterConfig, *, pods_gone: bool = True) -> None:
     """Remove every node's cgroups and namespace (its link, bridge, routes and
-    table go with it), then the lab namespace and the host's link."""
+    table go with it), then the lab namespace and the host's link; first, if
+    pods did not all go, what they left on each node."""
     lab = config.lab
     names = lab_namespaces(lab)
     indexes = sorted(set(config.nodes) | {int(n.rsplit("-", 1)[1]) for n in names if n != lab.netns})
+    if not pods_gone:
+        for index in indexes:
+            _remove_leftover_pods(node_run_dir(config, lab.node(index)), lab.node(index).cgroup_parent)
     print(f"removing the node network ({', '.join(names) or 'nothing left'}) ...", end=" ", flush=True)
     left = []
     for index in indexes:
@@ -510,7 +514,7 @@ def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
             remove_empty_cgroups(config.cgroup_parent)
         return 0
     if config.lab is not None:
-        _teardown_lab(config)
+        _teardown_lab(config, pods_gone=pods_gone)
     else:
         if not pods_gone:
             _remove_leftover_pods(config.run_dir, config.cgroup_parent)
