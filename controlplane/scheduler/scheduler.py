@@ -349,7 +349,10 @@ class Scheduler(Controller):
             await self.client.bind(pod.metadata.name, node, pod.metadata.namespace,
                                    resource_version=pod.metadata.resource_version)
         except (Conflict, NotFound):
-            self._forget(key)   # the pod changed or went away meanwhile: the informer brings the news
+            # The pod changed or went away meanwhile. Its update may already have come while it was
+            # assumed (and been dropped as "being bound"), so it is queued again here, not left to news.
+            self._forget(key)
+            self.enqueue(key)
             return
         except ApiError as exc:
             log.warning("binding %s/%s to %s failed: %s", *key, node, exc)

@@ -129,4 +129,9 @@ def test_anti_affinity_spreads_and_a_higher_priority_pod_preempts(controlplane_f
         async with ApiClient(info.address) as c:
             await asyncio.wait_for(anti_affinity_then_preemption(c), 90)
     with kubelet(info.address), finishing_deletions(info.address):
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        except AssertionError as exc:   # what the scheduler said meanwhile, with the failure
+            lines = [line for line in info.log.read_text(errors="replace").splitlines() if "grpc._cython" not in line]
+            tail = "\n".join(lines[-120:])
+            raise AssertionError(f"{exc}\n--- control plane log (tail) ---\n{tail}") from None

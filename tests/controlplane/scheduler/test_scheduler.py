@@ -223,3 +223,29 @@ def test_preemption_policy_never_waits_without_evicting():
         batch = await c.get("Pod", "batch")
         assert not batch.metadata.HasField("deletion_timestamp")
     with_scheduler(body)
+
+
+def test_a_bind_that_meets_a_conflict_is_tried_again():
+    """A pod changed while it was being bound (a status write racing the bind): the
+    bind's Conflict puts it back in the queue; the update that caused it may have
+    come while the pod was assumed, so no later event is waited for."""
+    from skiff.client import Conflict
+
+    async def body(c):
+        original, conflicts = c.bind, []
+
+        async def bind_once_conflicting(name, node_name, namespace="default", **kw):
+            if not conflicts:
+                conflicts.append(name)
+                raise Conflict(f'Operation cannot be fulfilled on pods "{name}": the object has been modified')
+            return await original(name, node_name, namespace, **kw)
+        c.bind = bind_once_conflicting
+        await c.create(node("node-1", "1Gi"))
+        await c.create(pod("p", "64Mi"))
+
+        async def bound():
+            p = await c.get("Pod", "p")
+            return p.spec.node_name or None
+        assert await eventually(bound, what="p bound after its first bind conflicted") == "node-1"
+        assert conflicts == ["p"]
+    with_scheduler(body)
