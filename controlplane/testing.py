@@ -23,10 +23,8 @@ import contextlib
 import functools
 from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, TypeVar
 
-import grpc
 from google.protobuf.message import Message
 
-from controlplane import store as st
 from controlplane.api import errors, eviction
 from controlplane.api.registry import Registry
 from controlplane.services.hook import ServiceAllocations
@@ -34,45 +32,17 @@ from controlplane.store.memory import MemoryStore
 from proto.skiff.v1 import api_pb2
 from skiff import client as api
 from skiff.api import kinds
-from skiff.api.selectors import SelectorError
 
 T = TypeVar("T")
 
-# As service.py maps them to gRPC codes, and skiff.client those codes to exceptions.
-_STORE_ERRORS: dict[type[st.StoreError], type[api.ApiError]] = {
-    st.NotFound: api.NotFound,
-    st.AlreadyExists: api.AlreadyExists,
-    st.Conflict: api.Conflict,
-    st.Compacted: api.Gone,
-    st.FutureRevision: api.Gone,
-    st.Unavailable: api.Unavailable,
-    st.TooLarge: api.Invalid,
-    st.InvalidRevision: api.Invalid,
-}
-
 
 def to_api_error(exc: Exception) -> api.ApiError | None:
-    """The ApiClient exception the real API would send for a registry error (None: a bug)."""
+    """The ApiClient exception the real API would send for a registry error (None: a bug):
+    the server's code for it (errors.status_of), as skiff.client raises that code."""
     if isinstance(exc, api.ApiError):
         return exc
-    for store_error, client_error in _STORE_ERRORS.items():
-        if isinstance(exc, store_error):
-            return client_error(str(exc))
-    if isinstance(exc, st.StoreError):
-        return api.ApiError(f"internal error: {type(exc).__name__}: {exc}", code=grpc.StatusCode.INTERNAL)
-    if isinstance(exc, errors.Invalid):
-        return api.Invalid(exc.message, field_path=exc.field_path)
-    if isinstance(exc, kinds.UnknownKind):
-        return api.Invalid(str(exc), field_path="kind")
-    if isinstance(exc, SelectorError):
-        return api.Invalid(str(exc))
-    if isinstance(exc, errors.Forbidden):
-        return api.ApiError(str(exc), code=grpc.StatusCode.PERMISSION_DENIED)
-    if isinstance(exc, errors.TooManyRequests):
-        return api.TooManyRequests(exc.message)
-    if isinstance(exc, errors.InternalError):
-        return api.ApiError(str(exc), code=grpc.StatusCode.INTERNAL)
-    return None
+    abort = errors.status_of(exc)
+    return None if abort is None else api.error_for(abort.code, abort.message, field_path=abort.field_path)
 
 
 def _mapped(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:

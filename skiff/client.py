@@ -125,15 +125,18 @@ def error_from_rpc(exc: grpc.RpcError, *, address: str) -> ApiError:
         return ApiError(f"too large for the Skiff API at {address}: {what}", code=code)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ApiError(f"the Skiff API at {address} did not answer in time: {details}", code=code)
+    field_path = metadata.get(FIELD_PATH_METADATA, "")
+    return error_for(code, details, field_path=field_path.decode() if isinstance(field_path, bytes) else field_path)
+
+
+def error_for(code: grpc.StatusCode, message: str, *, field_path: str = "") -> ApiError:
+    """The ApiError subclass for a code the API answered with (FakeApiClient raises these too)."""
     if code == grpc.StatusCode.INVALID_ARGUMENT:
-        field_path = metadata.get(FIELD_PATH_METADATA, "")
-        if isinstance(field_path, bytes):
-            field_path = field_path.decode()
-        return Invalid(details, field_path=field_path)
+        return Invalid(message, field_path=field_path)
     cls = _BY_CODE.get(code)
     if cls is not None:
-        return cls(details)
-    return ApiError(details, code=code)
+        return cls(message)
+    return ApiError(message, code=code)
 
 
 def _untrusted_server(address: str, credentials: "Credentials") -> ApiError | None:

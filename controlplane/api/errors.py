@@ -1,9 +1,18 @@
 """The API's errors: RpcAbort (how handlers and the agent proxy end a call with a
 chosen gRPC code) and the registry's own, Invalid and Forbidden, beside the
-store's (NotFound, AlreadyExists, Conflict, Compacted, Unavailable)."""
+store's (NotFound, AlreadyExists, Conflict, Compacted, Unavailable).
+
+`status_of` is the one table from these errors to gRPC codes: service.py answers
+with it, and FakeApiClient raises the client exception skiff.client makes of
+that code, so the fake and the server cannot disagree on an error.
+"""
 from __future__ import annotations
 
 import grpc
+
+from controlplane.store import interface as st
+from skiff.api.kinds import UnknownKind
+from skiff.api.selectors import SelectorError
 
 
 class RpcAbort(Exception):
@@ -42,3 +51,37 @@ class TooManyRequests(Exception):
 class InternalError(Exception):
     """A request the API cannot serve for the state it finds (Kubernetes' 500
     InternalError, as for a pod covered by two disruption budgets)."""
+
+
+_STORE_CODES: dict[type[st.StoreError], grpc.StatusCode] = {
+    st.NotFound: grpc.StatusCode.NOT_FOUND,
+    st.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    st.Conflict: grpc.StatusCode.ABORTED,
+    st.Compacted: grpc.StatusCode.OUT_OF_RANGE,         # the client raises Gone: list again
+    st.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    st.TooLarge: grpc.StatusCode.INVALID_ARGUMENT,
+    st.InvalidRevision: grpc.StatusCode.INVALID_ARGUMENT,
+    st.FutureRevision: grpc.StatusCode.OUT_OF_RANGE,    # the client lists again, as after Gone
+}
+
+
+def status_of(exc: Exception) -> RpcAbort | None:
+    """The gRPC code and message the API answers `exc` with; None when it is
+    not one of the API's errors (a bug: the server answers INTERNAL)."""
+    if isinstance(exc, RpcAbort):
+        return exc
+    if isinstance(exc, st.StoreError):
+        return RpcAbort(_STORE_CODES.get(type(exc), grpc.StatusCode.INTERNAL), str(exc))
+    if isinstance(exc, Invalid):
+        return RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, exc.message, field_path=exc.field_path)
+    if isinstance(exc, Forbidden):
+        return RpcAbort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+    if isinstance(exc, TooManyRequests):
+        return RpcAbort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
+    if isinstance(exc, InternalError):
+        return RpcAbort(grpc.StatusCode.INTERNAL, str(exc))
+    if isinstance(exc, UnknownKind):
+        return RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, str(exc), field_path="kind")
+    if isinstance(exc, SelectorError):
+        return RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    return None

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 
 from controlplane import store as st
 from controlplane.api import eviction
-from controlplane.api.errors import Forbidden, InternalError, Invalid, RpcAbort, TooManyRequests
+from controlplane.api.errors import RpcAbort, status_of
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.registry import Admission, Registry
 from controlplane.metrics import Metrics
@@ -32,38 +32,17 @@ ORIGIN_METADATA = "skiff-origin"
 WARNING_METADATA = "skiff-warning"  # one entry per warning on a successful write
 
 
-_STORE_CODES: dict[type[st.StoreError], grpc.StatusCode] = {
-    st.NotFound: grpc.StatusCode.NOT_FOUND,
-    st.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    st.Conflict: grpc.StatusCode.ABORTED,
-    st.Compacted: grpc.StatusCode.OUT_OF_RANGE,
-    st.Unavailable: grpc.StatusCode.UNAVAILABLE,
-    st.TooLarge: grpc.StatusCode.INVALID_ARGUMENT,
-    st.InvalidRevision: grpc.StatusCode.INVALID_ARGUMENT,
-    st.FutureRevision: grpc.StatusCode.OUT_OF_RANGE,   # the client lists again, as after Gone
-}
 MAX_MESSAGE_CHARS = 2048
 """Error messages are cut to this: they travel in gRPC's trailing metadata, whose
 8 KiB limit a message echoing a 100 KB name overflowed (RESOURCE_EXHAUSTED)."""
 
 
 def _to_abort(exc: Exception) -> RpcAbort:
-    if isinstance(exc, RpcAbort):
-        return exc
-    if isinstance(exc, st.StoreError):
-        return RpcAbort(_STORE_CODES.get(type(exc), grpc.StatusCode.INTERNAL), str(exc))
-    if isinstance(exc, Invalid):
-        return RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, exc.message, field_path=exc.field_path)
-    if isinstance(exc, Forbidden):
-        return RpcAbort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-    if isinstance(exc, TooManyRequests):
-        return RpcAbort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
-    if isinstance(exc, InternalError):
-        return RpcAbort(grpc.StatusCode.INTERNAL, str(exc))
-    if isinstance(exc, kinds.UnknownKind):
-        return RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, str(exc), field_path="kind")
-    log.exception("internal error")
-    return RpcAbort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+    abort = status_of(exc)
+    if abort is None:
+        log.exception("internal error")
+        return RpcAbort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+    return abort
 
 
 async def _abort(context: grpc.aio.ServicerContext, abort: RpcAbort) -> None:
@@ -147,6 +126,8 @@ class ApiService(api_pb2_grpc.ApiServicer):
         self.metrics = metrics
         self.proxy = proxy or AgentProxy(store=store)
         self.guard: Any = None   # secure mode's controlplane.auth.Guard (set by ApiServer); None: all allowed
+        # serviceaccounts/token (controlplane/serviceaccounts/tokenrequest.py); None: no signing key
+        self.tokens: Any = None
 
     # ------------------------------------------------------------ writes
 
@@ -192,6 +173,14 @@ class ApiService(api_pb2_grpc.ApiServicer):
                                                dry_run=request.dry_run))
 
     @unary
+    async def CreateToken(self, request: Any, context: Any) -> Any:
+        """serviceaccounts/NAME/token (`skiff create token`): a signed token for the ServiceAccount."""
+        if self.tokens is None:
+            raise RpcAbort(grpc.StatusCode.FAILED_PRECONDITION,
+                           "this API server issues no ServiceAccount tokens (no --service-account-signing-key-file)")
+        return await self.tokens.create(request.namespace or "default", request.name, request.token_request)
+
+    @unary
     async def AccessReview(self, request: Any, context: Any) -> Any:
         """`skiff auth can-i`: the authorizer's answer for the caller, or for `request.user`
         (the guard has checked the caller may impersonate); always yes on an insecure server."""
@@ -231,13 +220,19 @@ class ApiService(api_pb2_grpc.ApiServicer):
         try:
             kind = _kind(request.kind)
             kind_name = kind.name
-            async for type_, obj, revision in self.registry.watch(
+            async for item in self.registry.watch(
                     kind, request.namespace, label_selector=request.label_selector,
                     field_selector=request.field_selector, resource_version=request.resource_version):
+                type_, obj, revision = item
                 self.metrics.watches.labels(kind.name, type_).inc()
-                event = api_pb2.WatchEvent(type=type_, resource_version=revision)
-                getattr(event.object, kinds.kind_of(obj).envelope_field).CopyFrom(obj)   # one copy, as List
-                yield event
+                # Serialized once per event, the bytes shared by every watcher of the watch cache's
+                # event (the server's serializer passes bytes through: skiff/grpcdecoding.py).
+                encoded = item.encoded.get(("grpc", type_))
+                if encoded is None:
+                    event = api_pb2.WatchEvent(type=type_, resource_version=revision)
+                    getattr(event.object, kinds.kind_of(obj).envelope_field).CopyFrom(obj)   # one copy, as List
+                    encoded = item.encoded[("grpc", type_)] = event.SerializeToString()
+                yield encoded
         except Exception as exc:
             if type(exc).__name__ == "AbortError":
                 raise
