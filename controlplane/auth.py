@@ -6,7 +6,12 @@ it the server answers everyone, as before.
 Authentication, as kube-apiserver's chain:
   - a client certificate the cluster CA signed: user = CN, groups = O (the TLS
     layer has verified it; gRPC requires one, REST asks for one);
-  - `Authorization: Bearer T` with T in the static token file (REST);
+  - `Authorization: Bearer T` (REST header; gRPC metadata `authorization`),
+    asked of each `TokenAuthenticator` of the chain in turn: the static token
+    file, ServiceAccount JWTs (controlplane/serviceaccounts/authenticator.py),
+    and whatever else is added with `add_token_authenticator` (bootstrap
+    tokens); the first to know the token decides, and a token identity is also
+    in system:authenticated;
   - nothing else: anonymous requests are refused (401 / UNAUTHENTICATED).
 
 Authorization decides every request from its attributes (user, verb, API group,
@@ -23,7 +28,7 @@ import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
 from cryptography import x509
 
@@ -63,13 +68,37 @@ def forbidden_message(identity: Identity, a: Attributes) -> str:
 
 # ------------------------------------------------------------ authentication
 
+AUTHENTICATED = "system:authenticated"
+
+
+class TokenAuthenticator(Protocol):
+    """One link of the bearer-token chain: the identity a token proves, None when the token is not of
+    this kind (the next link is asked), Unauthenticated (with the reason) when it is but is not good."""
+
+    async def authenticate(self, token: str) -> Identity | None: ...
+
+
+class StaticTokens:
+    """kube-apiserver's --token-auth-file."""
+
+    def __init__(self, tokens: Mapping[str, Identity]) -> None:
+        self.tokens = tokens
+
+    async def authenticate(self, token: str) -> Identity | None:
+        return self.tokens.get(token)
+
+
 class Authenticator:
     def __init__(self, *, tokens: Mapping[str, Identity] | None = None) -> None:
         self.tokens = dict(tokens or {})
+        self.token_authenticators: list[TokenAuthenticator] = [StaticTokens(self.tokens)]
 
     @classmethod
     def from_token_file(cls, path: str) -> "Authenticator":
         return cls(tokens=pki.read_token_file(Path(path)) if path else {})
+
+    def add_token_authenticator(self, link: TokenAuthenticator) -> None:
+        self.token_authenticators.append(link)
 
     def certificate(self, pem: bytes) -> Identity:
         identity = pki.identity_of(x509.load_pem_x509_certificate(pem))
@@ -77,14 +106,17 @@ class Authenticator:
             raise Unauthenticated("the client certificate has no common name")
         return identity
 
-    def bearer(self, header: str) -> Identity:
+    async def bearer(self, header: str) -> Identity:
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("the Authorization header is not `Bearer <token>`")
-        identity = self.tokens.get(token.strip())
-        if identity is None:
-            raise Unauthenticated("invalid bearer token")
-        return identity
+        for link in self.token_authenticators:
+            identity = await link.authenticate(token)
+            if identity is not None:
+                groups = identity.groups if AUTHENTICATED in identity.groups else (*identity.groups, AUTHENTICATED)
+                return Identity(user=identity.user, groups=groups)
+        raise Unauthenticated("invalid bearer token")
 
     def grpc(self, context: Any) -> Identity:
         """The peer's verified client certificate (gRPC has checked it against the CA)."""
@@ -94,7 +126,17 @@ class Authenticator:
             return self.certificate(pems[0])
         raise Unauthenticated("no client certificate")
 
-    def http(self, *, peercert_der: bytes | None, authorization: str) -> Identity:
+    async def grpc_request(self, context: Any) -> Identity:
+        """A verified client certificate, else the metadata `authorization: Bearer T`."""
+        auth = context.auth_context() or {}
+        if auth.get("x509_pem_cert"):
+            return self.grpc(context)
+        header = dict(context.invocation_metadata() or ()).get("authorization", "")
+        if header:
+            return await self.bearer(header)
+        raise Unauthenticated("no client certificate or bearer token")
+
+    async def http(self, *, peercert_der: bytes | None, authorization: str) -> Identity:
         """A verified client certificate (the TLS layer checked it), else a bearer token."""
         if peercert_der:
             cert = x509.load_der_x509_certificate(peercert_der)
@@ -102,7 +144,7 @@ class Authenticator:
             if identity.user:
                 return identity
         if authorization:
-            return self.bearer(authorization)
+            return await self.bearer(authorization)
         raise Unauthenticated("no client certificate or bearer token")
 
 

@@ -65,6 +65,9 @@ class Config:
     etcd_certfile: str = ""
     etcd_keyfile: str = ""
     encryption_key_file: str = ""     # Secrets encrypted at rest with its keys (controlplane/store/encryption.py)
+    # ServiceAccount tokens (decision 35): "" = sa.key beside the CA (created when absent)
+    service_account_signing_key_file: str = ""
+    service_account_issuer: str = "https://kubernetes.default.svc.cluster.local"
 
     @property
     def secure(self) -> bool:
@@ -183,6 +186,11 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     secure.add_argument("--encryption-key-file", default="", metavar="PATH",
                         help="store Secrets encrypted (AES-GCM) with the keys of this file (NAME:BASE64 lines; "
                              "the first encrypts)")
+    secure.add_argument("--service-account-signing-key-file", default="", metavar="PATH",
+                        help="the EC P-256 key ServiceAccount tokens are signed with (default: sa.key beside "
+                             "--client-ca-file, created when absent)")
+    secure.add_argument("--service-account-issuer", default=Config.service_account_issuer, metavar="URL",
+                        help="the tokens' iss claim, also the audience the API accepts (default %(default)s)")
     a = p.parse_args(argv)
     config = Config(etcd=a.etcd, etcd_prefix=a.etcd_prefix, listen=a.listen, metrics_listen=a.metrics_listen,
                     rest_listen=a.rest_listen if a.rest_listen is not None else _default_rest_listen(a.listen),
@@ -199,7 +207,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
                     kubelet_client_certificate=a.kubelet_client_certificate,
                     kubelet_client_key=a.kubelet_client_key, etcd_cafile=a.etcd_cafile,
                     etcd_certfile=a.etcd_certfile, etcd_keyfile=a.etcd_keyfile,
-                    encryption_key_file=a.encryption_key_file)
+                    encryption_key_file=a.encryption_key_file,
+                    service_account_signing_key_file=a.service_account_signing_key_file,
+                    service_account_issuer=a.service_account_issuer)
     problems = validate_config(config)
     if problems:
         p.error("; ".join(problems))
@@ -245,6 +255,10 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     # The REST front door: the same Registry and agent proxy as the gRPC service.
     rest = RestServer(registry=api.service.registry, proxy=api.proxy, listen=config.rest_listen,
                       ssl_context=security.rest_ssl, guard=security.guard) if config.rest_listen else None
+    if security.tokens is not None:   # serviceaccounts/token, REST and gRPC (decision 35)
+        api.service.tokens = security.tokens
+        if rest is not None:
+            rest.tokens = security.tokens
     if rest is not None:
         await rest.start()
     # The initial namespaces (default, kube-system, ...): in the background, as etcd may not answer yet.
@@ -372,6 +386,7 @@ class _Security:
     client: "Credentials | None" = None       # the control plane's own client certificate
     guard: "Guard | None" = None
     rest_ssl: "ssl.SSLContext | None" = None
+    tokens: "TokenIssuer | None" = None       # ServiceAccount tokens (controlplane/serviceaccounts/)
 
 
 def _security(config: Config, store) -> _Security:
@@ -396,7 +411,29 @@ def _security(config: Config, store) -> _Security:
     rest_ssl.load_cert_chain(config.tls_cert_file, config.tls_private_key_file)
     rest_ssl.verify_mode = ssl.CERT_OPTIONAL   # a certificate is checked when given; else a bearer token
     authorizer = Authorizer([masters, NodeAuthorizer(store).decide, RbacAuthorizer(store).decide])
-    return _Security(serving=serving, client=client, guard=Guard(authenticator, authorizer), rest_ssl=rest_ssl)
+    tokens = _service_account_tokens(config, store, authenticator)
+    return _Security(serving=serving, client=client, guard=Guard(authenticator, authorizer), rest_ssl=rest_ssl,
+                     tokens=tokens)
+
+
+def _service_account_tokens(config: Config, store, authenticator) -> "TokenIssuer":
+    """The signing key (created beside the CA when absent), the TokenRequest issuer, and the
+    ServiceAccount link of the bearer-token chain (decision 35)."""
+    from pathlib import Path
+
+    from controlplane.serviceaccounts.authenticator import ServiceAccountTokens
+    from controlplane.serviceaccounts.keys import KEY_NAME, ensure_signing_key
+    from controlplane.serviceaccounts.tokenrequest import TokenIssuer
+    from controlplane.serviceaccounts.tokens import TokenSigner, key_id
+    path = Path(config.service_account_signing_key_file or Path(config.client_ca_file).parent / KEY_NAME)
+    try:
+        key = ensure_signing_key(path)
+    except ValueError as exc:
+        raise OSError(str(exc)) from None
+    log.info("ServiceAccount tokens signed with %s (key id %s)", path, key_id(key.public_key()))
+    signer = TokenSigner(key, issuer=config.service_account_issuer)
+    authenticator.add_token_authenticator(ServiceAccountTokens(signer.verifier(), store))
+    return TokenIssuer(signer=signer, store=store)
 
 
 def _serve_monitoring(server: MetricsServer, *, factory, client: ApiClient, etcd: str,

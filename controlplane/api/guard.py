@@ -6,6 +6,7 @@ method runs. Streams that say what they are about in their first message
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import grpc
@@ -13,6 +14,7 @@ import grpc
 from controlplane.auth import Attributes, Guard, Unauthenticated
 from skiff.api import kinds
 
+log = logging.getLogger(__name__)
 _ORIGIN = (("skiff-origin", "apiserver"),)
 _VERBS = {"Get": "get", "List": "list", "Watch": "watch", "Create": "create", "Apply": "patch",
           "Update": "update", "UpdateStatus": "update", "Delete": "delete"}
@@ -48,6 +50,9 @@ def attributes(method: str, request: Any) -> Attributes:
     if method == "AccessReview":   # about oneself: anyone authenticated (system:basic-user); another: impersonate
         return Attributes(verb="impersonate", resource="users", name=request.user) if request.user else \
             Attributes(verb="create", resource="selfsubjectaccessreviews", api_group="authorization.k8s.io")
+    if method == "CreateToken":
+        return Attributes(verb="create", resource="serviceaccounts", subresource="token",
+                          namespace=request.namespace or "default", name=request.name)
     if method == "Stats":
         return Attributes(verb="get", resource="nodes", subresource="stats", name=request.node_name)
     verb = _VERBS.get(method, method.lower())
@@ -76,8 +81,9 @@ def grpc_guard(guard: Guard):
     """The `guard` of skiff.grpcdecoding.add_servicer: aborts UNAUTHENTICATED or PERMISSION_DENIED."""
     async def check(method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
         try:
-            identity = guard.authenticator.grpc(context)
+            identity = await guard.authenticator.grpc_request(context)
         except Unauthenticated as exc:
+            log.info("unauthorized %s from %s: %s", method, context.peer(), exc)
             context.set_trailing_metadata(_ORIGIN)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Unauthorized: {exc}")
         wanted = attributes(method, request)

@@ -126,6 +126,10 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
         if any(s.resource == sub.split("/")[0] for s in here):
             resources.append({"name": sub, "singularName": "", "namespaced": True, "group": "policy",
                               "version": "v1", "kind": "Eviction", "verbs": ["create"]})
+    for sub in TOKEN_SUBRESOURCES:   # kubectl create token (authentication.k8s.io/v1 TokenRequest)
+        if any(s.resource == sub.split("/")[0] for s in here):
+            resources.append({"name": sub, "singularName": "", "namespaced": True, "group": "authentication.k8s.io",
+                              "version": "v1", "kind": "TokenRequest", "verbs": ["create"]})
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": here[0].group_version,
             "resources": resources}
 
@@ -134,6 +138,8 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
 LOG_SUBRESOURCES = {"pods/log": (["get"], "Pod")}
 # The eviction subresource (policy/v1 Eviction; controlplane/api/eviction.py).
 EVICTION_SUBRESOURCES = ("pods/eviction",)
+# The TokenRequest subresource (controlplane/serviceaccounts/tokenrequest.py).
+TOKEN_SUBRESOURCES = ("serviceaccounts/token",)
 
 
 # ---------------------------------------------------------------- aggregated discovery (apidiscovery.k8s.io/v2)

@@ -59,6 +59,12 @@ KINDS: dict[str, Schema] = {
                                                 4: ("version", _STRING), 5: ("resource", _STRING),
                                                 6: ("subresource", _STRING), 7: ("name", _STRING)}),
                      2: ("nonResourceAttributes", {1: ("path", _STRING), 2: ("verb", _STRING)})})},
+    # What `kubectl create token NAME [--audience A] [--duration D] [--bound-object-kind K ...]` posts
+    # (authentication.k8s.io/v1 TokenRequest; decision 35).
+    "TokenRequest": {1: ("metadata", _OBJECT_META),
+                     2: ("spec", {1: ("audiences", ("list", _STRING)), 4: ("expirationSeconds", _INT),
+                                  3: ("boundObjectRef", {1: ("kind", _STRING), 2: ("apiVersion", _STRING),
+                                                         3: ("name", _STRING), 4: ("uid", _STRING)})})},
     # What `kubectl drain` posts to pods/NAME/eviction (policy/v1 Eviction with its DeleteOptions).
     "Eviction": {1: ("metadata", _OBJECT_META),
                  2: ("deleteOptions", {1: ("gracePeriodSeconds", _INT),

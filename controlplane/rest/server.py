@@ -86,6 +86,8 @@ class RestServer:
         self._requests: set[asyncio.Task] = set()   # in flight: watches and streams end at stop()
         # /readyz: what makes the control plane not ready (its informers failing past a bound, issue 15).
         self.readiness: Callable[[], list[str]] = lambda: []
+        # serviceaccounts/NAME/token (controlplane/serviceaccounts/tokenrequest.TokenIssuer); None: not served
+        self.tokens = None
         self.port = 0
 
     async def start(self) -> int:
@@ -112,7 +114,7 @@ class RestServer:
         if task is not None:
             self._requests.add(task)
         try:
-            identity = self._authenticate(request) if self.guard is not None else None
+            identity = await self._authenticate(request) if self.guard is not None else None
             return await self._route(request, seen, identity)
         except ApiError as err:
             return error_response(err)
@@ -124,11 +126,11 @@ class RestServer:
         finally:
             self._requests.discard(task)
 
-    def _authenticate(self, request: web.Request) -> Identity:
+    async def _authenticate(self, request: web.Request) -> Identity:
         tls = request.transport.get_extra_info("ssl_object") if request.transport is not None else None
         der = tls.getpeercert(binary_form=True) if tls is not None else None
         try:
-            return self.guard.authenticator.http(peercert_der=der,
+            return await self.guard.authenticator.http(peercert_der=der,
                                                  authorization=request.headers.get("Authorization", ""))
         except Unauthenticated as exc:
             log.info("unauthorized %s %s from %s: %s", request.method, request.path, request.remote, exc)
@@ -249,6 +251,8 @@ class RestServer:
             return await portforward.portforward_ws(request, t, proxy=self.proxy)
         elif f"{t.served.resource}/{t.subresource}" in discovery.EVICTION_SUBRESOURCES and method == "POST":
             return await h.evict(request, t)
+        elif f"{t.served.resource}/{t.subresource}" in discovery.TOKEN_SUBRESOURCES and method == "POST":
+            return await self._token(request, t)
         else:
             raise _NOT_FOUND
         handler = table.get(method)
@@ -256,6 +260,29 @@ class RestServer:
             raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested "
                                                     f"resource ({method} {t.served.qualified})")
         return await handler(request, t)
+
+    async def _token(self, request: web.Request, t: Target) -> web.StreamResponse:
+        """POST serviceaccounts/NAME/token (`kubectl create token`): 201 with status.token."""
+        if self.tokens is None:
+            raise ApiError(503, "ServiceUnavailable", "this API server issues no ServiceAccount tokens "
+                                                      "(no --service-account-signing-key-file)")
+        from google.protobuf import json_format
+        from proto.skiff.v1 import serviceaccounts_pb2
+        body = codec.parse_body(await request.read(), request.headers.get("Content-Type", "application/json"))
+        if not isinstance(body, dict) or body.get("kind") not in (None, "", "TokenRequest"):
+            raise ApiError(400, "BadRequest", "the body of serviceaccounts/token must be an "
+                                              "authentication.k8s.io/v1 TokenRequest")
+        wanted = serviceaccounts_pb2.TokenRequest()
+        try:
+            json_format.ParseDict({k: v for k, v in body.items() if k != "status"}, wanted,
+                                  ignore_unknown_fields=True)
+        except json_format.ParseError as exc:
+            raise ApiError(400, "BadRequest", f"TokenRequest: {exc}") from None
+        issued = await self.tokens.create(t.namespace, t.name, wanted)
+        out = json_format.MessageToDict(issued)
+        out["spec"]["expirationSeconds"] = int(issued.spec.expiration_seconds)
+        out["metadata"].setdefault("creationTimestamp", None)
+        return respond(out, status=201)
 
     def _openapi(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
         if parts == ["v2"]:

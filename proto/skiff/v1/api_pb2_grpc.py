@@ -5,6 +5,7 @@ import warnings
 
 from proto.skiff.v1 import api_pb2 as proto_dot_skiff_dot_v1_dot_api__pb2
 from proto.skiff.v1 import rbac_pb2 as proto_dot_skiff_dot_v1_dot_rbac__pb2
+from proto.skiff.v1 import serviceaccounts_pb2 as proto_dot_skiff_dot_v1_dot_serviceaccounts__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -89,6 +90,11 @@ class ApiStub:
                 '/skiff.v1.Api/AccessReview',
                 request_serializer=proto_dot_skiff_dot_v1_dot_rbac__pb2.AccessReviewRequest.SerializeToString,
                 response_deserializer=proto_dot_skiff_dot_v1_dot_rbac__pb2.AccessReviewResponse.FromString,
+                _registered_method=True)
+        self.CreateToken = channel.unary_unary(
+                '/skiff.v1.Api/CreateToken',
+                request_serializer=proto_dot_skiff_dot_v1_dot_serviceaccounts__pb2.CreateTokenRequest.SerializeToString,
+                response_deserializer=proto_dot_skiff_dot_v1_dot_serviceaccounts__pb2.TokenRequest.FromString,
                 _registered_method=True)
         self.Logs = channel.unary_stream(
                 '/skiff.v1.Api/Logs',
@@ -187,6 +193,13 @@ class ApiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateToken(self, request, context):
+        """serviceaccounts/token (skiff create token)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Logs(self, request, context):
         """Proxied to the agent of the pod's node.
         """
@@ -276,6 +289,11 @@ def add_ApiServicer_to_server(servicer, server):
                     servicer.AccessReview,
                     request_deserializer=proto_dot_skiff_dot_v1_dot_rbac__pb2.AccessReviewRequest.FromString,
                     response_serializer=proto_dot_skiff_dot_v1_dot_rbac__pb2.AccessReviewResponse.SerializeToString,
+            ),
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=proto_dot_skiff_dot_v1_dot_serviceaccounts__pb2.CreateTokenRequest.FromString,
+                    response_serializer=proto_dot_skiff_dot_v1_dot_serviceaccounts__pb2.TokenRequest.SerializeToString,
             ),
             'Logs': grpc.unary_stream_rpc_method_handler(
                     servicer.Logs,
@@ -600,6 +618,33 @@ class Api:
             '/skiff.v1.Api/AccessReview',
             proto_dot_skiff_dot_v1_dot_rbac__pb2.AccessReviewRequest.SerializeToString,
             proto_dot_skiff_dot_v1_dot_rbac__pb2.AccessReviewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skiff.v1.Api/CreateToken',
+            proto_dot_skiff_dot_v1_dot_serviceaccounts__pb2.CreateTokenRequest.SerializeToString,
+            proto_dot_skiff_dot_v1_dot_serviceaccounts__pb2.TokenRequest.FromString,
             options,
             channel_credentials,
             insecure,

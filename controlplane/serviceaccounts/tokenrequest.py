@@ -1,0 +1,71 @@
+"""The TokenRequest subresource, `POST serviceaccounts/NAME/token` (REST) and
+`Api.CreateToken` (gRPC), as Kubernetes' TokenREST:
+
+    the ServiceAccount must exist (404 otherwise); expirationSeconds defaults to
+    3600 and may not be under 600; audiences default to the API server's own;
+    a boundObjectRef (Pod or Secret) must exist with its uid, and a Pod must run
+    as this ServiceAccount; the token then carries the account's and the pod's
+    uids, so it stops authenticating once either is gone.
+
+The token is signed by `TokenSigner` (tokens.py); the request is answered with
+status.token and status.expirationTimestamp.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from controlplane.api.errors import Invalid
+from controlplane.serviceaccounts.tokens import DEFAULT_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS, TokenSigner
+from controlplane.store.interface import Conflict
+from proto.skiff.v1 import serviceaccounts_pb2
+from skiff.api import kinds
+from skiff.api.kinds import serviceaccount
+
+_BOUND_KINDS = ("Pod", "Secret")
+MAX_EXPIRATION_SECONDS = 2 ** 32   # Kubernetes' validation bound
+
+
+class TokenIssuer:
+    def __init__(self, *, signer: TokenSigner, store: Any, audiences: Iterable[str] = ()) -> None:
+        self.signer, self.store = signer, store
+        self.audiences = tuple(audiences) or (signer.issuer,)
+
+    async def create(self, namespace: str, name: str,
+                     request: serviceaccounts_pb2.TokenRequest) -> serviceaccounts_pb2.TokenRequest:
+        sa = await self.store.get(serviceaccount.KIND, namespace, name)   # NotFound: serviceaccounts "x" not found
+        spec = request.spec
+        seconds = spec.expiration_seconds if spec.HasField("expiration_seconds") else DEFAULT_EXPIRATION_SECONDS
+        if seconds < MIN_EXPIRATION_SECONDS:
+            raise Invalid(f"spec.expirationSeconds: Invalid value: {seconds}: may not specify a duration less "
+                          f"than 10 minutes", field_path="spec.expirationSeconds")
+        if seconds > MAX_EXPIRATION_SECONDS:
+            raise Invalid(f"spec.expirationSeconds: Invalid value: {seconds}: may not specify a duration larger "
+                          f"than 2^32 seconds", field_path="spec.expirationSeconds")
+        pod_name = pod_uid = ""
+        ref = spec.bound_object_ref
+        if ref.kind or ref.name:
+            if ref.kind not in _BOUND_KINDS:
+                raise Invalid(f'spec.boundObjectRef.kind: Unsupported value: "{ref.kind}": supported values: '
+                              f'"Pod", "Secret"', field_path="spec.boundObjectRef.kind")
+            bound = await self.store.get(kinds.kind_named(ref.kind), namespace, ref.name)
+            if ref.uid and ref.uid != bound.metadata.uid:
+                raise Conflict(f"the UID in the bound object reference ({ref.uid}) does not match the UID in "
+                               f"record. The object might have been deleted and then recreated")
+            if ref.kind == "Pod":
+                runs_as = bound.spec.service_account_name or bound.spec.service_account or serviceaccount.DEFAULT_NAME
+                if runs_as != name:
+                    raise Invalid(f'cannot bind token for serviceaccount "{name}" to pod running with different '
+                                  f'serviceaccount name.', field_path="spec.boundObjectRef")
+                pod_name, pod_uid = bound.metadata.name, bound.metadata.uid
+        audiences = list(spec.audiences) or list(self.audiences)
+        token, expires = self.signer.sign(namespace=namespace, name=name, uid=sa.metadata.uid, audiences=audiences,
+                                          expiration_seconds=seconds, pod_name=pod_name, pod_uid=pod_uid)
+        out = serviceaccounts_pb2.TokenRequest(api_version="authentication.k8s.io/v1", kind="TokenRequest")
+        out.metadata.CopyFrom(request.metadata)
+        out.metadata.name, out.metadata.namespace = name, namespace
+        out.spec.CopyFrom(spec)
+        out.spec.audiences[:] = audiences
+        out.spec.expiration_seconds = seconds
+        out.status.token = token
+        out.status.expiration_timestamp.FromSeconds(expires)
+        return out

@@ -1,0 +1,178 @@
+"""ServiceAccount tokens (controlplane/serviceaccounts/): signed and verified as
+Kubernetes' JWTs, each refusal with its one-line reason, and the authenticator
+that refuses a token whose account or bound pod is gone."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from controlplane.auth import Authenticator, Unauthenticated
+from controlplane.serviceaccounts.authenticator import ServiceAccountTokens
+from controlplane.serviceaccounts.keys import ensure_signing_key
+from controlplane.serviceaccounts.tokenrequest import TokenIssuer
+from controlplane.serviceaccounts.tokens import DEFAULT_ISSUER, TokenInvalid, TokenSigner
+from controlplane.api.errors import Invalid
+from controlplane.store import MemoryStore
+from controlplane.store.interface import NotFound
+from proto.skiff.v1 import serviceaccounts_pb2, types_pb2
+from skiff.api import kinds
+from skiff.api.kinds import serviceaccount
+
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def signer(clock=None, key=None) -> TokenSigner:
+    return TokenSigner(key or ec.generate_private_key(ec.SECP256R1()), clock=clock or Clock())
+
+
+def claims_of(token: str) -> dict:
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def test_a_token_carries_kubernetes_claims_and_verifies():
+    s = signer()
+    token, expires = s.sign(namespace="shop", name="web", uid="sa-uid", audiences=["api"], expiration_seconds=3600,
+                            pod_name="web-1", pod_uid="pod-uid")
+    c = claims_of(token)
+    assert c["iss"] == DEFAULT_ISSUER and c["sub"] == "system:serviceaccount:shop:web" and c["aud"] == ["api"]
+    assert c["exp"] == expires == int(NOW) + 3600 and c["iat"] == c["nbf"] == int(NOW)
+    assert c["kubernetes.io"] == {"namespace": "shop", "serviceaccount": {"name": "web", "uid": "sa-uid"},
+                                  "pod": {"name": "web-1", "uid": "pod-uid"}}
+    got = s.verifier(audiences=["api"]).verify(token)
+    assert (got.user, got.uid, got.pod_name, got.pod_uid) == ("system:serviceaccount:shop:web", "sa-uid",
+                                                               "web-1", "pod-uid")
+
+
+def test_an_expired_token_is_refused():
+    clock = Clock()
+    s = signer(clock)
+    token, _ = s.sign(namespace="d", name="default", uid="u", audiences=[DEFAULT_ISSUER], expiration_seconds=600)
+    clock.now += 600 + 61
+    with pytest.raises(TokenInvalid, match="service account token has expired"):
+        s.verifier().verify(token)
+
+
+def test_a_token_for_another_audience_is_refused():
+    s = signer()
+    token, _ = s.sign(namespace="d", name="default", uid="u", audiences=["vault"], expiration_seconds=600)
+    with pytest.raises(TokenInvalid, match=r"token audiences \['vault'\] is invalid for the target audiences"):
+        s.verifier().verify(token)
+
+
+def test_a_token_signed_by_another_key_is_refused():
+    token, _ = signer().sign(namespace="d", name="default", uid="u", audiences=[DEFAULT_ISSUER],
+                             expiration_seconds=600)
+    with pytest.raises(TokenInvalid, match="invalid token signature"):
+        signer().verifier().verify(token)
+
+
+def test_a_tampered_token_is_refused():
+    s = signer()
+    token, _ = s.sign(namespace="d", name="default", uid="u", audiences=[DEFAULT_ISSUER], expiration_seconds=600)
+    header, _, signature = token.split(".")
+    forged = dict(claims_of(token), sub="system:serviceaccount:kube-system:admin")
+    body = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
+    with pytest.raises(TokenInvalid, match="invalid token signature"):
+        s.verifier().verify(f"{header}.{body}.{signature}")
+    with pytest.raises(TokenInvalid, match="not a JWT"):
+        s.verifier().verify("eyJ.not.base64!")
+
+
+def test_the_signing_key_is_created_0600_and_kept(tmp_path):
+    path = tmp_path / "pki" / "sa.key"
+    key = ensure_signing_key(path)
+    assert path.stat().st_mode & 0o777 == 0o600 and (tmp_path / "pki" / "sa.pub").exists()
+    assert ensure_signing_key(path).private_numbers() == key.private_numbers()
+
+
+# ------------------------------------------------------------ issuing and authenticating against a store
+
+def _setup():
+    store = MemoryStore()
+    clock = Clock()
+    s = signer(clock)
+    return store, clock, s, TokenIssuer(signer=s, store=store), Authenticator()
+
+
+def _pod(name: str, sa: str = "") -> types_pb2.Pod:
+    pod = types_pb2.Pod(api_version="v1", kind="Pod")
+    pod.metadata.name, pod.metadata.namespace = name, "default"
+    pod.spec.service_account_name = sa
+    pod.spec.containers.add(name="c", image="busybox")
+    return pod
+
+
+def _request(**spec) -> serviceaccounts_pb2.TokenRequest:
+    return serviceaccounts_pb2.TokenRequest(spec=serviceaccounts_pb2.TokenRequestSpec(**spec))
+
+
+def test_token_request_and_authentication_follow_the_account_and_the_bound_pod():
+    async def go():
+        store, _, s, issuer, auth = _setup()
+        auth.add_token_authenticator(ServiceAccountTokens(s.verifier(), store))
+        sa = serviceaccount.new("default", "robot")
+        sa.metadata.uid = "sa-uid-1"
+        sa = await store.create(sa)
+        pod = _pod("worker", "robot")
+        pod.metadata.uid = "pod-uid-1"
+        pod = await store.create(pod)
+        bound = await issuer.create("default", "robot", _request(bound_object_ref=serviceaccounts_pb2.BoundObjectReference(
+            kind="Pod", api_version="v1", name="worker", uid=pod.metadata.uid)))
+        assert bound.spec.expiration_seconds == 3600 and list(bound.spec.audiences) == [DEFAULT_ISSUER]
+        who = await auth.bearer(f"Bearer {bound.status.token}")
+        assert who.user == "system:serviceaccount:default:robot"
+        assert set(who.groups) == {"system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"}
+        assert claims_of(bound.status.token)["kubernetes.io"]["serviceaccount"]["uid"] == sa.metadata.uid
+        plain = await issuer.create("default", "robot", _request(audiences=["vault"], expiration_seconds=7200))
+        assert claims_of(plain.status.token)["aud"] == ["vault"]
+        with pytest.raises(Unauthenticated, match="token audiences"):
+            await auth.bearer(f"Bearer {plain.status.token}")
+        # The bound pod gone: its token no longer authenticates.
+        await store.delete(kinds.kind_named("Pod"), "default", "worker")
+        with pytest.raises(Unauthenticated, match='pods "worker" not found'):
+            await auth.bearer(f"Bearer {bound.status.token}")
+        # The account deleted (and re-created: another uid): refused.
+        unbound = await issuer.create("default", "robot", _request())
+        assert (await auth.bearer(f"Bearer {unbound.status.token}")).user.endswith(":robot")
+        await store.delete(serviceaccount.KIND, "default", "robot")
+        with pytest.raises(Unauthenticated, match='serviceaccounts "robot" not found'):
+            await auth.bearer(f"Bearer {unbound.status.token}")
+        again = serviceaccount.new("default", "robot")
+        again.metadata.uid = "sa-uid-2"
+        await store.create(again)
+        with pytest.raises(Unauthenticated, match=r"service account UID \(sa-uid-2\) does not match claim \(sa-uid-1\)"):
+            await auth.bearer(f"Bearer {unbound.status.token}")
+        with pytest.raises(Unauthenticated, match="invalid bearer token"):
+            await auth.bearer("Bearer 0123456789abcdef")
+    asyncio.run(go())
+
+
+def test_token_request_refusals():
+    async def go():
+        store, _, _, issuer, _ = _setup()
+        with pytest.raises(NotFound):
+            await issuer.create("default", "nobody", _request())
+        await store.create(serviceaccount.new("default", "robot"))
+        await store.create(_pod("other", "default"))
+        with pytest.raises(Invalid, match="may not specify a duration less than 10 minutes"):
+            await issuer.create("default", "robot", _request(expiration_seconds=60))
+        with pytest.raises(Invalid, match="pod running with different serviceaccount name"):
+            await issuer.create("default", "robot", _request(
+                bound_object_ref=serviceaccounts_pb2.BoundObjectReference(kind="Pod", name="other")))
+        with pytest.raises(Invalid, match='Unsupported value: "Node"'):
+            await issuer.create("default", "robot", _request(
+                bound_object_ref=serviceaccounts_pb2.BoundObjectReference(kind="Node", name="n1")))
+    asyncio.run(go())
