@@ -101,6 +101,25 @@ def label_value_error(value: str) -> str | None:
     return None
 
 
+def port_name_errors(names: list[str], path: str, *, required: bool = False) -> list[FieldError]:
+    """Kubernetes' checks of the names in a list of ports (a Service's spec.ports, an EndpointSlice's
+    ports; `path` the list's): each one given is a DNS-1123 label, and no two are alike (two unnamed
+    ports are alike); `required`: every port has one (a Service of more than one port)."""
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        where = f"{path}[{i}].name"
+        if required and not name:
+            errors.append(FieldError(where, "Required value"))
+            continue
+        if name and (problem := dns1123_label_error(name)):
+            errors.append(FieldError(where, invalid_value(name, problem.split(": ", 1)[-1])))
+        if name in seen:
+            errors.append(FieldError(where, f"Duplicate value: {quoted(name)}"))
+        seen.add(name)
+    return errors
+
+
 def invalid_value(value: str, problem: str) -> str:
     """Kubernetes' `Invalid value: "<value>": <problem>`, the value cut to a readable length."""
     return f"Invalid value: {quoted(value)}: {problem}"

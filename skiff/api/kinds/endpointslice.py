@@ -20,7 +20,7 @@ from proto.skiff.v1 import services_pb2
 from skiff.api import humanize
 from skiff.api.kinds.service import PROTOCOLS, unsupported
 from skiff.api.kinds.strategy import Kind, Strategy, getter
-from skiff.api.validation import FieldError, dns1123_label_error, dns1123_subdomain_error, quoted
+from skiff.api.validation import FieldError, dns1123_label_error, dns1123_subdomain_error, port_name_errors, quoted
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
@@ -98,16 +98,9 @@ class EndpointSliceStrategy(Strategy):
                                                               f"{problem.split(': ', 1)[-1]}"))
         if len(obj.ports) > MAX_PORTS:
             errors.append(FieldError("ports", f"Too many: {len(obj.ports)}: must have at most {MAX_PORTS} items"))
-        names: set[str] = set()
+        errors += port_name_errors([p.name for p in obj.ports], "ports")
         for i, port in enumerate(obj.ports):
             where = f"ports[{i}]"
-            if port.name:
-                if problem := dns1123_label_error(port.name):
-                    errors.append(FieldError(f"{where}.name", f"Invalid value: {quoted(port.name)}: "
-                                                              f"{problem.split(': ', 1)[-1]}"))
-            if port.name in names:
-                errors.append(FieldError(f"{where}.name", f"Duplicate value: {quoted(port.name)}"))
-            names.add(port.name)
             if port.HasField("port") and not 1 <= port.port <= 65535:
                 errors.append(FieldError(f"{where}.port", f"Invalid value: {port.port}: "
                                                           f"must be between 1 and 65535, inclusive"))

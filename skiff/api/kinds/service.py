@@ -27,8 +27,8 @@ from google.protobuf.message import Message
 from proto.skiff.v1 import services_pb2
 from skiff.api import describing, humanize
 from skiff.api.kinds.strategy import DescribeContext, Kind, Strategy
-from skiff.api.validation import FieldError, dns1123_label_error, dns1123_subdomain_error, label_value_error, \
-    qualified_name_error, quoted
+from skiff.api.validation import FieldError, dns1123_subdomain_error, label_value_error, \
+    port_name_errors, qualified_name_error, quoted
 
 CLUSTER_IP, NODE_PORT, LOAD_BALANCER, EXTERNAL_NAME = "ClusterIP", "NodePort", "LoadBalancer", "ExternalName"
 TYPES = (CLUSTER_IP, EXTERNAL_NAME, LOAD_BALANCER, NODE_PORT)
@@ -242,21 +242,11 @@ def validate_spec(spec: Message) -> list[FieldError]:
 
 
 def _port_errors(spec: Message) -> list[FieldError]:
-    errors: list[FieldError] = []
-    names: set[str] = set()
+    errors = port_name_errors([p.name for p in spec.ports], "spec.ports", required=len(spec.ports) > 1)
     keys: set[tuple[int, str]] = set()
     node_ports: set[tuple[int, str]] = set()
     for i, port in enumerate(spec.ports):
         where = f"spec.ports[{i}]"
-        if len(spec.ports) > 1 and not port.name:
-            errors.append(FieldError(f"{where}.name", "Required value"))
-        elif port.name:
-            if problem := dns1123_label_error(port.name):
-                errors.append(FieldError(f"{where}.name", f"Invalid value: {quoted(port.name)}: "
-                                                          f"{problem.split(': ', 1)[-1]}"))
-            elif port.name in names:
-                errors.append(FieldError(f"{where}.name", f"Duplicate value: {quoted(port.name)}"))
-            names.add(port.name)
         if port.protocol not in PROTOCOLS:
             errors.append(FieldError(f"{where}.protocol", unsupported(port.protocol, PROTOCOLS)))
         if not 1 <= port.port <= 65535:
