@@ -79,6 +79,14 @@ def test_ports_rules_with_field_paths():
                                         '(a-z, 0-9), and hyphens (-)') in got
 
 
+def test_a_port_name_invalid_and_repeated_gets_both_errors_as_on_kubernetes():
+    got = errors(svc({"port": 80, "name": "Web"}, {"port": 81, "name": "Web"}))
+    invalid = ("Invalid value: \"Web\": a lowercase RFC 1123 label must consist of lower case alphanumeric "
+               "characters or '-', and must start and end with an alphanumeric character")
+    assert got == [("spec.ports[0].name", invalid), ("spec.ports[1].name", invalid),
+                   ("spec.ports[1].name", 'Duplicate value: "Web"')]
+
+
 def test_one_unnamed_port_is_fine_and_ports_are_required_but_for_headless_and_external_name():
     assert errors(svc({"port": 80})) == []
     assert errors(svc()) == [("spec.ports", "Required value")]
