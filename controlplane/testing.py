@@ -88,7 +88,7 @@ class FakeApiClient:
             self._bootstrapped = True
 
     async def close(self) -> None:
-        pass
+        await self.registry.close()
 
     async def __aenter__(self) -> "FakeApiClient":
         return self

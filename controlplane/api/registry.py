@@ -4,8 +4,10 @@ do to any object, over any Store (etcd for the server, memory for
 FakeApiClient). The kind's own rules come from its Strategy
 (skiff/api/kinds/); this module never asks which kind it holds.
 
-    create   defaults → validate → namespace admission → prepare_create → admission.mutate → store.create
-    update   defaults → validate → prepare_update → admission.mutate → validate_update → CAS write
+    create   defaults → validate → namespace admission → prepare_create → admission.mutate
+             → the kind's admission plug-ins → store.create
+    update   defaults → validate → prepare_update → admission.mutate → the kind's admission
+             plug-ins → validate_update → CAS write
     status   prepare_status_update → validate → CAS write
     delete   propagation finalizer → on_delete (graceful mark) or finalizers
              (mark deletionTimestamp, keep) or remove
@@ -23,12 +25,13 @@ gRPC codes, FakeApiClient to the client's exceptions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
 
 from google.protobuf.message import Message
 
-from controlplane.api import priority
+from controlplane.api import plugins, priority
 from controlplane.api.errors import Forbidden, Invalid
+from controlplane.api.informers import LoopbackInformers
 from controlplane.store.interface import AlreadyExists, Conflict, NotFound
 from proto.skiff.v1 import types_pb2
 from skiff.api import kinds, meta
@@ -62,8 +65,6 @@ class Admission:
                 add_default_tolerations(obj.spec, like=old.spec)
             add_default_tolerations(obj.spec, not_ready_seconds=self.not_ready_toleration_seconds,
                                     unreachable_seconds=self.unreachable_toleration_seconds)
-        if old is not None:
-            priority.keep(obj, old)   # the Priority admission's value stays (controlplane/api/priority.py)
         return obj
 
 
@@ -82,12 +83,32 @@ class WriteHook(Protocol):
     async def removed(self, obj: Message) -> None: ...
 
 
+class AdmissionPlugin(Protocol):
+    """A kind's admission step (Kubernetes' admission plug-ins; Priority for Pods and
+    PriorityClasses: controlplane/api/priority.py): at create (`old` None) and update, after the
+    strategy has prepared `new` and before the update's checks and the write, it may fill fields
+    of `new` or refuse it (Forbidden, Invalid). The registry calls the plug-ins registered under
+    the object's kind name (the server's set: controlplane/api/plugins.py); other kinds have none."""
+
+    async def admit(self, old: Message | None, new: Message) -> None: ...
+
+
 class Registry:
     def __init__(self, *, store: Any, admission: Admission = Admission(),
-                 hooks: Mapping[str, WriteHook] | None = None) -> None:
+                 hooks: Mapping[str, WriteHook] | None = None,
+                 admission_plugins: Mapping[str, Sequence[AdmissionPlugin]] | None = None) -> None:
         self.store = store
         self.admission = admission
         self.hooks: dict[str, WriteHook] = dict(hooks or {})  # kind name -> its WriteHook
+        # The server's own informers over this registry (cached listers for admission), started on first use.
+        self.informers = LoopbackInformers(self)
+        self.admission_plugins: dict[str, list[AdmissionPlugin]] = {   # kind name -> its plug-ins, in order
+            name: list(p) for name, p in (plugins.default(self) if admission_plugins is None
+                                          else admission_plugins).items()}
+
+    async def close(self) -> None:
+        """Stop the informers (at server stop)."""
+        await self.informers.stop()
 
     # ------------------------------------------------------------ writes
 
@@ -102,13 +123,14 @@ class Registry:
             except NotFound:
                 await self._admit(kind, ns)
                 created = self.admission.mutate(strategy.prepare_create(meta.copy(incoming)))
-                await priority.admit(self.store, created)
+                await self._run_plugins(None, created)
                 try:
                     return await self._hooked(None, created, lambda: self._create(created, dry_run=dry_run),
                                               dry_run=dry_run), "created"
                 except AlreadyExists:
                     continue
             merged = self.admission.mutate(strategy.prepare_apply(existing, incoming), old=existing)
+            await self._run_plugins(existing, merged)
             self._check_update(existing, merged)
             if same_content(merged, existing):
                 return existing, "unchanged"
@@ -125,7 +147,7 @@ class Registry:
         kind, ns, _ = _key_of(incoming)
         await self._admit(kind, ns)
         created = self.admission.mutate(kind.strategy.prepare_create(incoming))
-        await priority.admit(self.store, created)
+        await self._run_plugins(None, created)
         return await self._hooked(None, created, lambda: self._create(created, dry_run=dry_run), dry_run=dry_run)
 
     async def update(self, obj: Message) -> Message:
@@ -133,8 +155,9 @@ class Registry:
         incoming = self._incoming(obj)
         strategy = kinds.kind_of(incoming).strategy
 
-        def build(existing: Message) -> Message:
+        async def build(existing: Message) -> Message:
             updated = self.admission.mutate(strategy.prepare_update(existing, incoming), old=existing)
+            await self._run_plugins(existing, updated)
             self._check_update(existing, updated)
             return updated
         return await self._replace(incoming, build)
@@ -146,7 +169,7 @@ class Registry:
         if not kind.strategy.has_status:
             raise Invalid(f"{kind.name} has no status", field_path="status")
 
-        def build(existing: Message) -> Message:
+        async def build(existing: Message) -> Message:
             updated = kind.strategy.prepare_status_update(existing, incoming)
             errors = kind.strategy.validate(updated)
             if errors:
@@ -361,6 +384,10 @@ class Registry:
             await hook.stored(old, stored)
         return stored
 
+    async def _run_plugins(self, old: Message | None, new: Message) -> None:
+        for plugin in self.admission_plugins.get(kinds.kind_of(new).name, ()):
+            await plugin.admit(old, new)
+
     async def _removed(self, obj: Message) -> Message:
         """The object is gone from the store: its hook releases what it held."""
         hook = self.hooks.get(kinds.kind_of(obj).name)
@@ -368,7 +395,7 @@ class Registry:
             await hook.removed(obj)
         return obj
 
-    async def _replace(self, incoming: Message, build: Callable[[Message], Message]) -> Message:
+    async def _replace(self, incoming: Message, build: Callable[[Message], Awaitable[Message]]) -> Message:
         """Write build(existing) with CAS. With the caller's resourceVersion set,
         a stale one is a Conflict; without, a concurrent writer only means: read
         and build again (last writer wins on what the caller sends)."""
@@ -379,7 +406,7 @@ class Registry:
             if rv and rv != existing.metadata.resource_version:
                 raise Conflict(f"{kind.name} {name!r} was modified (resourceVersion "
                                f"{existing.metadata.resource_version}, request had {rv}); read it again and retry")
-            updated = build(existing)
+            updated = await build(existing)
             updated.metadata.resource_version = existing.metadata.resource_version
             try:
                 return await self._hooked(existing, updated, lambda: self._write(updated))

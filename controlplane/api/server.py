@@ -63,3 +63,4 @@ class ApiServer:
     async def stop(self, *, grace: float = 2.0) -> None:
         await self._server.stop(grace)
         await self.proxy.close()
+        await self.service.registry.close()
