@@ -3,22 +3,30 @@ plugin/pkg/auth/authorizer/rbac): may a user, by the roles bound to them or
 their groups, do what a request's attributes say. One authorizer rule of
 controlplane/auth.py, after system:masters and system:nodes.
 
-The roles and bindings are read from the store on each decision (four range
-reads, only for users who are not system:masters or nodes); an informer cache
-is the next step once a secure cluster serves many such users.
+The roles and bindings are read from informer caches of the four kinds
+(Role, ClusterRole, RoleBinding, ClusterRoleBinding: the API server's own
+informers, controlplane/api/informers.py), as Kubernetes' authorizer reads its
+listers: a decision costs no store read, and a binding created or deleted
+takes effect when its watch event arrives (milliseconds). Until the caches
+have listed once, RBAC has no opinion (refused), with a warning.
 `bootstrap` creates the default ClusterRoles and system:masters' binding.
 """
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+import logging
+from typing import Any, Awaitable, Callable
 
 from google.protobuf.message import Message
 
+from controlplane.api.informers import LoopbackInformers, NotReady
+from controlplane.api.registry import Registry
 from controlplane.auth import Attributes
-from controlplane.store import AlreadyExists, NotFound
-from skiff.api import kinds
+from controlplane.store import AlreadyExists
 from skiff.api.kinds import rbac
+from skiff.controller import Lister
 from skiff.pki import Identity
+
+log = logging.getLogger(__name__)
 
 
 def subject_matches(subject: Message, identity: Identity, binding_namespace: str) -> bool:
@@ -57,31 +65,41 @@ def rule_allows(rule: Message, a: Attributes) -> bool:
 
 
 class RbacAuthorizer:
-    def __init__(self, store) -> None:
-        self.store = store
+    """`store`: the caches are informers of their own over it; or `informers` to share a registry's."""
 
-    async def _rules(self, ref: Message, namespace: str) -> list[Message]:
-        kind = kinds.kind_named(ref.kind)
-        try:
-            role = await self.store.get(kind, namespace if kind.namespaced else "", ref.name)
-        except NotFound:
-            return []   # a binding to a role not (yet) there grants nothing
-        return list(role.rules)
+    def __init__(self, store: Any = None, *, informers: LoopbackInformers | None = None) -> None:
+        if informers is None:
+            informers = LoopbackInformers(Registry(store=store))
+        self.informers = informers
 
     async def decide(self, identity: Identity, a: Attributes) -> bool | None:
         """True when a bound role allows the request; None (no opinion: refused) otherwise."""
-        bindings, _ = await self.store.list(rbac.CLUSTER_ROLE_BINDING, "")
-        scoped = [(b, "") for b in bindings]
+        try:
+            cluster_bindings = await self.informers.lister(rbac.CLUSTER_ROLE_BINDING.name)
+            bindings = await self.informers.lister(rbac.ROLE_BINDING.name)
+            roles = {kind.name: await self.informers.lister(kind.name) for kind in (rbac.ROLE, rbac.CLUSTER_ROLE)}
+        except NotReady as exc:
+            log.warning("RBAC cannot decide yet: %s", exc)
+            return None
+        scoped = [(b, "") for b in cluster_bindings.list()]
         if a.namespace:
-            namespaced, _ = await self.store.list(rbac.ROLE_BINDING, a.namespace)
-            scoped += [(b, a.namespace) for b in namespaced]
+            scoped += [(b, a.namespace) for b in bindings.list(a.namespace)]
         for binding, namespace in scoped:
             if not any(subject_matches(s, identity, namespace) for s in binding.subjects):
                 continue
-            for rule in await self._rules(binding.role_ref, namespace):
+            for rule in _rules(roles, binding.role_ref, namespace):
                 if rule_allows(rule, a):
                     return True
         return None
+
+    async def stop(self) -> None:
+        await self.informers.stop()
+
+
+def _rules(roles: dict[str, Lister], ref: Message, namespace: str) -> list[Message]:
+    lister = roles.get(ref.kind)
+    role = lister.get_named(namespace if ref.kind == rbac.ROLE.name else "", ref.name) if lister else None
+    return list(role.rules) if role is not None else []   # a binding to a role not (yet) there grants nothing
 
 
 async def bootstrap(create: Callable[[Message], Awaitable[Message]]) -> None:

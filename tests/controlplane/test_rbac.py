@@ -12,8 +12,10 @@ from controlplane.api.errors import Invalid
 from controlplane.api.registry import Registry
 from controlplane.auth import Attributes, Authorizer, default_rules, forbidden_message
 from controlplane.store import MemoryStore
+from controlplane.testing import eventually
 from proto.skiff.v1 import rbac_pb2
 from skiff.api import kinds
+from skiff.api.kinds import rbac as kinds_rbac
 from skiff.pki import Identity
 
 ALICE = Identity("alice", ("dev",))
@@ -98,7 +100,6 @@ def test_cluster_admin_through_a_cluster_role_binding():
 def test_the_defaults_exist_after_bootstrap_and_bootstrap_is_idempotent():
     registry, _ = setup()
     asyncio.run(rbac.bootstrap(registry.create))
-    from skiff.api.kinds import rbac as kinds_rbac
     names = [r.metadata.name for r in asyncio.run(registry.store.list(kinds_rbac.CLUSTER_ROLE, ""))[0]]
     assert sorted(names) == ["admin", "cluster-admin", "edit", "view"]
 
@@ -124,3 +125,50 @@ def test_a_rule_without_verbs_is_invalid():
     with pytest.raises(Invalid) as err:
         asyncio.run(registry.create(role))
     assert err.value.field_path == "rules[0].verbs"
+
+
+class CountingStore(MemoryStore):
+    """Counts the store reads of the RBAC kinds (the authorizer's, once its caches run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rbac_reads = 0
+
+    async def get(self, kind, namespace, name):
+        self.rbac_reads += kind in kinds_rbac.KINDS
+        return await super().get(kind, namespace, name)
+
+    async def list(self, kind, namespace=""):
+        self.rbac_reads += kind in kinds_rbac.KINDS
+        return await super().list(kind, namespace)
+
+
+def test_decisions_come_from_the_caches_and_a_binding_takes_effect_and_stops_by_its_watch():
+    async def main():
+        store = CountingStore()
+        registry = Registry(store=store)
+        await rbac.bootstrap(registry.create)
+        namespace = kinds.kind_named("Namespace").message()
+        namespace.metadata.name = "team"
+        await registry.create(namespace)
+        authorizer = rbac.RbacAuthorizer(informers=registry.informers)
+        check = Authorizer([*default_rules(), authorizer.decide])
+        may_list = Attributes(verb="list", resource="pods", namespace="team")
+        try:
+            assert not await check.allowed(ALICE, may_list)   # the caches fill
+            store.rbac_reads = 0
+            await registry.create(binding("alice-view", "team", "view", user="alice"))
+            await eventually(lambda: check.allowed(ALICE, may_list), what="the new RoleBinding granting")
+            for _ in range(20):
+                assert await check.allowed(ALICE, may_list)
+            assert not await check.allowed(ALICE, Attributes(verb="list", resource="pods", namespace="other"))
+            assert store.rbac_reads == 0    # no store read per decision
+
+            await registry.delete(kinds_rbac.ROLE_BINDING, "team", "alice-view")
+
+            async def refused():
+                return not await check.allowed(ALICE, may_list)
+            await eventually(refused, what="the deleted RoleBinding to stop granting")
+        finally:
+            await authorizer.stop()
+    asyncio.run(main())
