@@ -33,11 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._cluster import wait_until  # noqa: E402
 from proto.skiff.v1 import apps_pb2  # noqa: E402
 from skiff.api import meta  # noqa: E402
-from skiff.client import ApiClient, ApiError  # noqa: E402
+from skiff.client import ApiClient  # noqa: E402
 
 K8S_NOT_READY, K8S_TOLERATION = 40.0, 300.0
+POLL_SECONDS = 0.05   # the timings' resolution
 GOAL = 15.0
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
 
@@ -82,20 +84,6 @@ def deployment(replicas: int) -> apps_pb2.Deployment:
     return d
 
 
-async def until(check, *, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            got = await check()
-        except ApiError:
-            got = None
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        await asyncio.sleep(interval)
-
-
 async def measure(server: str, *, nodes: list[str], replicas: int, timeout: float,
                   agents: dict[str, subprocess.Popen]) -> tuple[float, float]:
     async with ApiClient(server) as c:
@@ -109,9 +97,11 @@ async def measure(server: str, *, nodes: list[str], replicas: int, timeout: floa
             return [p.spec.node_name for p in pods if p.status.phase == "Running"
                     and not p.metadata.HasField("deletion_timestamp")]
 
-        await until(lambda: _is(ready_nodes(), sorted(nodes)), timeout=timeout, what="nodes Ready")
+        await wait_until(lambda: _is(ready_nodes(), sorted(nodes)), timeout=timeout, what="nodes Ready",
+                         interval=POLL_SECONDS)
         await c.create(deployment(replicas))
-        await until(lambda: _count(running_on(), replicas), timeout=timeout, what="replicas Running")
+        await wait_until(lambda: _count(running_on(), replicas), timeout=timeout, what="replicas Running",
+                         interval=POLL_SECONDS)
         placed = await running_on()
         victim = max(nodes, key=placed.count)
         print(f"{replicas} pods Running on {len(nodes)} hollow nodes; killing {victim}'s agent "
@@ -119,13 +109,14 @@ async def measure(server: str, *, nodes: list[str], replicas: int, timeout: floa
         agents[victim].send_signal(signal.SIGKILL)
         agents.pop(victim).wait()
         t0 = time.monotonic()
-        await until(lambda: _not_in(victim, ready_nodes()), timeout=timeout, what=f"{victim} NotReady")
+        await wait_until(lambda: _not_in(victim, ready_nodes()), timeout=timeout, what=f"{victim} NotReady",
+                         interval=POLL_SECONDS)
         not_ready = time.monotonic() - t0
 
         async def moved() -> bool:
             on = await running_on()
             return len(on) == replicas and victim not in on
-        await until(moved, timeout=timeout, what="pods Running elsewhere")
+        await wait_until(moved, timeout=timeout, what="pods Running elsewhere", interval=POLL_SECONDS)
         return not_ready, time.monotonic() - t0
 
 
