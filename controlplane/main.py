@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 
 from controlplane.api.registry import Admission
+from controlplane.store.cacher import DEFAULT_CAPACITY as DEFAULT_WATCH_CACHE_SIZE
 from controlplane.api.server import ApiServer
 from controlplane.metrics import Metrics, MetricsServer
 from controlplane.rest import RestServer
@@ -50,6 +51,7 @@ class Config:
     default_not_ready_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
     default_unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
     event_ttl_seconds: float = 3600.0
+    watch_cache_size: int = DEFAULT_WATCH_CACHE_SIZE   # events kept per kind (decision 38); 0: no watch cache
     run_controllers: bool = True
     leader_elect: bool = True
     leader_lease_seconds: float = 15.0
@@ -95,6 +97,8 @@ def validate_config(config: Config) -> list[str]:
         problems.append(f"--event-ttl {config.event_ttl_seconds:g}: must be 0 (keep events) or more")
     if config.leader_lease_seconds < 1:
         problems.append(f"--leader-lease-seconds {config.leader_lease_seconds}: must be at least 1")
+    if config.watch_cache_size < 0:
+        problems.append(f"--default-watch-cache-size {config.watch_cache_size}: must be 0 (no watch cache) or more")
     if not config.etcd_prefix.startswith("/"):
         problems.append(f"--etcd-prefix {config.etcd_prefix!r}: must start with /")
     tls_flags = {"--client-ca-file": config.client_ca_file, "--tls-cert-file": config.tls_cert_file,
@@ -164,6 +168,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     p.add_argument("--event-ttl", type=float, default=Config.event_ttl_seconds, metavar="SECONDS",
                    help="how long an Event is kept after its last update (default %(default)g, "
                         "as Kubernetes' 1h; 0 keeps them)")
+    p.add_argument("--default-watch-cache-size", type=int, default=Config.watch_cache_size, metavar="EVENTS",
+                   help="events the API server's watch cache keeps per kind (decision 38; default %(default)d); "
+                        "0 serves lists and watches from etcd, one etcd watch per client")
     p.add_argument("--no-controllers", action="store_true", help="serve the API only (no scheduler, controllers)")
     p.add_argument("--leader-elect", default="true", choices=["true", "false"],
                    help="run the scheduler and controllers only while holding the leader lease in etcd")
@@ -199,7 +206,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
                     service_node_port_range=a.service_node_port_range,
                     node_monitor_grace_seconds=a.node_monitor_grace_period, run_controllers=not a.no_controllers,
                     leader_elect=a.leader_elect == "true", leader_lease_seconds=a.leader_lease_seconds,
-                    identity=a.identity, event_ttl_seconds=a.event_ttl,
+                    identity=a.identity, event_ttl_seconds=a.event_ttl, watch_cache_size=a.default_watch_cache_size,
                     default_not_ready_toleration_seconds=a.default_not_ready_toleration_seconds,
                     default_unreachable_toleration_seconds=a.default_unreachable_toleration_seconds,
                     client_ca_file=a.client_ca_file, tls_cert_file=a.tls_cert_file,
@@ -244,7 +251,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
                           unreachable_toleration_seconds=config.default_unreachable_toleration_seconds)
     security = _security(config, store)
     api = ApiServer(store=store, metrics=metrics, listen=config.listen, admission=admission,
-                    tls=security.serving, guard=security.guard, agent_credentials=security.client)
+                    tls=security.serving, guard=security.guard, agent_credentials=security.client,
+                    watch_cache_size=config.watch_cache_size)
     # Services' cluster IPs and node ports, allocated by the registry (controlplane/services/).
     allocations = ServiceAllocations(store=store, cluster_ip_range=config.service_cluster_ip_range,
                                      node_port_range=config.service_node_port_range)

@@ -82,7 +82,7 @@ def _decoding(handler: grpc.RpcMethodHandler, origin: str, name: str = "",
             async for item in stream(await _decode_checked(deserialize, data, context, origin, name, guard),
                                      context):
                 yield item
-        return grpc.unary_stream_rpc_method_handler(unary_stream, response_serializer=serialize)
+        return grpc.unary_stream_rpc_method_handler(unary_stream, response_serializer=_bytes_or(serialize))
     if handler.stream_stream is not None:
         streams = handler.stream_stream
 
@@ -102,3 +102,11 @@ def _decoding(handler: grpc.RpcMethodHandler, origin: str, name: str = "",
                 yield item
         return grpc.stream_stream_rpc_method_handler(stream_stream, response_serializer=serialize)
     return handler   # stream-unary: neither service has one
+
+
+def _bytes_or(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """A stream's serializer that sends a message already serialized (bytes) as it is: the API
+    server's watch serializes an event once for all its watchers (controlplane/api/service.py)."""
+    if serialize is None:
+        return None
+    return lambda message: message if isinstance(message, bytes) else serialize(message)

@@ -32,6 +32,7 @@ from google.protobuf.message import Message
 from controlplane.api import plugins, priority
 from controlplane.api.errors import Forbidden, Invalid
 from controlplane.api.informers import LoopbackInformers
+from controlplane.store.cacher import Page, paginate, sorted_items
 from controlplane.store.interface import AlreadyExists, Conflict, NotFound
 from proto.skiff.v1 import types_pb2
 from skiff.api import kinds, meta
@@ -66,6 +67,16 @@ class Admission:
             add_default_tolerations(obj.spec, not_ready_seconds=self.not_ready_toleration_seconds,
                                     unreachable_seconds=self.unreachable_toleration_seconds)
         return obj
+
+
+class Delivery(tuple):
+    """A watch item: (type, object, resourceVersion), and `encoded`: the bytes of it per wire
+    format ((format, type) -> bytes), shared by every watcher of the cache's event."""
+
+    def __new__(cls, type_: str, obj: Message | None, revision: str, encoded: dict) -> "Delivery":
+        item = super().__new__(cls, (type_, obj, revision))
+        item.encoded = encoded
+        return item
 
 
 class WriteHook(Protocol):
@@ -246,12 +257,37 @@ class Registry:
         items, revision = await self.store.list(kind, namespace if kind.namespaced else "")
         return [o for o in items if labels.matches(o.metadata.labels) and fields.matches(o)], str(revision)
 
+    async def list_page(self, kind: kinds.Kind, namespace: str = "", *, label_selector: str = "",
+                        field_selector: str = "", resource_version: str = "", resource_version_match: str = "",
+                        limit: int = 0, continue_from: tuple[int, tuple[str, str]] | None = None) -> Page:
+        """A list as Kubernetes' LIST reads it: at `resource_version` ("" the latest, "0" any,
+        R with `resource_version_match` NotOlderThan or Exact), `limit` objects a page in key
+        order, continuing after `continue_from` = (the first page's revision, the last key).
+        Served by the watch cache (controlplane/store/cacher.py) when the store is one; over
+        a plain store a later page is read at the store's current revision."""
+        labels, fields = _selectors(kind, label_selector, field_selector)
+
+        def matches(obj: Message) -> bool:
+            return labels.matches(obj.metadata.labels) and fields.matches(obj)
+        namespace = namespace if kind.namespaced else ""
+        if hasattr(self.store, "list_page"):
+            return await self.store.list_page(kind, namespace, resource_version=resource_version,
+                                              match=resource_version_match, limit=limit,
+                                              continue_from=continue_from, predicate=matches)
+        items, revision = await self.store.list(kind, namespace)
+        return paginate(sorted_items({(o.metadata.namespace, o.metadata.name): o for o in items}),
+                        continue_from[0] if continue_from else revision, limit=limit,
+                        after=continue_from[1] if continue_from else None, predicate=matches)
+
     async def watch(self, kind: kinds.Kind, namespace: str = "", *, label_selector: str = "",
-                    field_selector: str = "", resource_version: str = ""
-                    ) -> AsyncIterator[tuple[str, Message | None, str]]:
+                    field_selector: str = "", resource_version: str = "", bookmarks: bool = False
+                    ) -> AsyncIterator[Delivery]:
         """(type, object, resourceVersion) for every change after `resource_version`
         (empty: the current objects first, as ADDED). An object that stops matching
-        the selectors is DELETED to this watcher, one that starts matching ADDED."""
+        the selectors is DELETED to this watcher, one that starts matching ADDED.
+        With `bookmarks` and the watch cache, ("BOOKMARK", None, revision) when idle.
+        Each item's `encoded` is shared by every watcher of the same event: a wire
+        format's bytes of it, made by the first watcher that sends it."""
         labels, fields = _selectors(kind, label_selector, field_selector)
         namespace = namespace if kind.namespaced else ""
 
@@ -268,8 +304,12 @@ class Registry:
             items, revision = await self.store.list(kind, namespace)
             for obj in items:
                 if matches(obj):
-                    yield "ADDED", obj, obj.metadata.resource_version
-        async for event in self.store.watch(kind, namespace, after_revision=revision):
+                    yield Delivery("ADDED", obj, obj.metadata.resource_version, {})
+        options = {"bookmarks": True} if bookmarks and hasattr(self.store, "list_page") else {}
+        async for event in self.store.watch(kind, namespace, after_revision=revision, **options):
+            if event.type == "BOOKMARK":
+                yield Delivery("BOOKMARK", None, str(event.revision), {})
+                continue
             now, before = matches(event.obj), matches(event.prev)
             if event.type == "DELETED":
                 seen_as = "DELETED" if now else None
@@ -282,7 +322,8 @@ class Registry:
             else:
                 seen_as = None
             if seen_as is not None:
-                yield seen_as, event.obj, str(event.revision)
+                shared = getattr(event, "encoded", None)   # the watch cache's event: one per event
+                yield Delivery(seen_as, event.obj, str(event.revision), {} if shared is None else shared)
 
     # ------------------------------------------------------------ namespaces
 

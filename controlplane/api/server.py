@@ -11,6 +11,7 @@ from skiff.grpcdecoding import add_servicer
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.service import ApiService
 from controlplane.api.registry import Admission
+from controlplane.store.cacher import DEFAULT_CAPACITY, Cacher
 from controlplane.metrics import Metrics
 from proto.skiff.v1 import api_pb2_grpc
 
@@ -20,13 +21,19 @@ MAX_REQUEST_BYTES = 3 * 1024 * 1024
 class ApiServer:
     def __init__(self, *, store: st.Store, metrics: Metrics, listen: str, admission: Admission = Admission(),
                  tls: Credentials | None = None, guard: Guard | None = None,
-                 agent_credentials: Credentials | None = None) -> None:
+                 agent_credentials: Credentials | None = None, watch_cache_size: int = DEFAULT_CAPACITY) -> None:
         """`tls` (the serving certificate and the CA clients' certificates must chain to) and `guard`
         make it secure (decision 32): TLS, a client certificate required, every call authorized;
-        `agent_credentials` is the client certificate the agents' service is dialed with."""
+        `agent_credentials` is the client certificate the agents' service is dialed with.
+        `watch_cache_size`: events the watch cache keeps per kind (decision 38); 0 serves lists and
+        watches from the store itself (one store watch per client)."""
         self.proxy = AgentProxy(store=store, credentials=agent_credentials)
         self.tls = tls
-        self.service = ApiService(store=store, metrics=metrics, proxy=self.proxy, admission=admission)
+        # Lists and watches of every client (gRPC and REST: the same registry) from the watch cache;
+        # gets and writes go straight to the store.
+        self.cacher = Cacher(store, capacity=watch_cache_size) if watch_cache_size > 0 else None
+        self.service = ApiService(store=self.cacher or store, metrics=metrics, proxy=self.proxy,
+                                  admission=admission)
         self.service.guard = guard   # AccessReview asks it
         self.listen = listen
         # A request larger than any object the store takes (1.5 MiB) plus its
@@ -64,3 +71,5 @@ class ApiServer:
         await self._server.stop(grace)
         await self.proxy.close()
         await self.service.registry.close()
+        if self.cacher is not None:
+            await self.cacher.stop()

@@ -126,6 +126,8 @@ class ApiService(api_pb2_grpc.ApiServicer):
         self.metrics = metrics
         self.proxy = proxy or AgentProxy(store=store)
         self.guard: Any = None   # secure mode's controlplane.auth.Guard (set by ApiServer); None: all allowed
+        # serviceaccounts/token (controlplane/serviceaccounts/tokenrequest.py); None: no signing key
+        self.tokens: Any = None
 
     # ------------------------------------------------------------ writes
 
@@ -171,6 +173,14 @@ class ApiService(api_pb2_grpc.ApiServicer):
                                                dry_run=request.dry_run))
 
     @unary
+    async def CreateToken(self, request: Any, context: Any) -> Any:
+        """serviceaccounts/NAME/token (`skiff create token`): a signed token for the ServiceAccount."""
+        if self.tokens is None:
+            raise RpcAbort(grpc.StatusCode.FAILED_PRECONDITION,
+                           "this API server issues no ServiceAccount tokens (no --service-account-signing-key-file)")
+        return await self.tokens.create(request.namespace or "default", request.name, request.token_request)
+
+    @unary
     async def AccessReview(self, request: Any, context: Any) -> Any:
         """`skiff auth can-i`: the authorizer's answer for the caller, or for `request.user`
         (the guard has checked the caller may impersonate); always yes on an insecure server."""
@@ -210,13 +220,19 @@ class ApiService(api_pb2_grpc.ApiServicer):
         try:
             kind = _kind(request.kind)
             kind_name = kind.name
-            async for type_, obj, revision in self.registry.watch(
+            async for item in self.registry.watch(
                     kind, request.namespace, label_selector=request.label_selector,
                     field_selector=request.field_selector, resource_version=request.resource_version):
+                type_, obj, revision = item
                 self.metrics.watches.labels(kind.name, type_).inc()
-                event = api_pb2.WatchEvent(type=type_, resource_version=revision)
-                getattr(event.object, kinds.kind_of(obj).envelope_field).CopyFrom(obj)   # one copy, as List
-                yield event
+                # Serialized once per event, the bytes shared by every watcher of the watch cache's
+                # event (the server's serializer passes bytes through: skiff/grpcdecoding.py).
+                encoded = item.encoded.get(("grpc", type_))
+                if encoded is None:
+                    event = api_pb2.WatchEvent(type=type_, resource_version=revision)
+                    getattr(event.object, kinds.kind_of(obj).envelope_field).CopyFrom(obj)   # one copy, as List
+                    encoded = item.encoded[("grpc", type_)] = event.SerializeToString()
+                yield encoded
         except Exception as exc:
             if type(exc).__name__ == "AbortError":
                 raise

@@ -105,18 +105,24 @@ def encode(data: Any) -> bytes:
 
 
 class Continue:
-    """A list's `continue` token: the revision of the first page and the offset
-    of the next item (a later page of a changing list may skip or repeat an
-    item; Kubernetes' own token reads at a fixed revision instead)."""
+    """A list's `continue` token, as Kubernetes': the revision of the first page
+    and the key (namespace/name) of the last object sent; the next page is the
+    state at that revision after that key (the watch cache rebuilds it; a
+    revision older than its window is 410 Expired)."""
 
     @staticmethod
-    def encode(revision: str, offset: int) -> str:
-        return base64.urlsafe_b64encode(json.dumps({"rv": revision, "start": offset}).encode()).decode()
+    def encode(revision: str | int, after: tuple[str, str]) -> str:
+        data = {"v": "meta.k8s.io/v1", "rv": int(revision), "start": "/".join(after)}
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
 
     @staticmethod
-    def decode(token: str) -> tuple[str, int]:
+    def decode(token: str) -> tuple[int, tuple[str, str]]:
         try:
             data = json.loads(base64.urlsafe_b64decode(token.encode()))
-            return str(data["rv"]), int(data["start"])
+            namespace, _, name = str(data["start"]).rpartition("/")
+            revision = int(data["rv"])
+            if revision < 0 or not name:
+                raise ValueError(token)
+            return revision, (namespace, name)
         except (ValueError, KeyError, TypeError):
             raise ApiError(400, "BadRequest", "continue key is not valid: the token could not be decoded") from None

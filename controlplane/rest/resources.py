@@ -30,7 +30,7 @@ from controlplane.api.registry import Registry, same_content
 from controlplane.rest import apply as server_side_apply
 from controlplane.rest import codec, tables
 from controlplane.rest.discovery import Served
-from controlplane.rest.status import ApiError, bad_request, from_exception
+from controlplane.rest.status import ApiError, bad_request, from_exception, invalid
 from skiff.api import labelselector, merge, meta, printers
 
 log = logging.getLogger(__name__)
@@ -86,24 +86,26 @@ class ResourceHandlers:
         if codec.flag(q, "watch"):
             return await self.watch(request, t)
         kind = t.served.kind
+        rv, match, token = q.get("resourceVersion", ""), q.get("resourceVersionMatch", ""), q.get("continue", "")
+        _check_list_options(rv, match, token)
+        limit = max(codec.integer(q, "limit") or 0, 0)
         try:
-            items, revision = await self.registry.list(kind, t.namespace, label_selector=q.get("labelSelector", ""),
-                                                       field_selector=q.get("fieldSelector", ""))
+            page = await self.registry.list_page(
+                kind, t.namespace, label_selector=q.get("labelSelector", ""),
+                field_selector=q.get("fieldSelector", ""), resource_version=rv, resource_version_match=match,
+                limit=limit, continue_from=codec.Continue.decode(token) if token else None)
         except Invalid as exc:   # only the selectors can be: Kubernetes answers 400 for them
             raise bad_request(exc.message) from None
-        items.sort(key=kind.strategy.sort_key)
-        start = 0
-        if q.get("continue"):
-            revision, start = codec.Continue.decode(q["continue"])
-        limit = codec.integer(q, "limit") or 0
-        page = items[start:start + limit] if limit > 0 else items[start:]
-        token = codec.Continue.encode(revision, start + limit) if limit > 0 and start + limit < len(items) else ""
+        items, revision = page.items, str(page.revision)
+        if not limit and not token:
+            items.sort(key=kind.strategy.sort_key)   # a whole list in the kind's order (pages: key order)
+        token = codec.Continue.encode(page.revision, page.next_key) if page.next_key is not None else ""
         if tables.wants_table(request.headers.get("Accept", "")):
-            return respond(tables.table(page, kind=kind, resource_version=revision, continue_token=token,
+            return respond(tables.table(items, kind=kind, resource_version=revision, continue_token=token,
                                         include_object=q.get("includeObject", "Metadata")))
         metadata = {"resourceVersion": revision, **({"continue": token} if token else {})}
         return respond({"kind": f"{kind.name}List", "apiVersion": kind.api_version, "metadata": metadata,
-                        "items": [printers.to_dict(o) for o in page]})
+                        "items": [printers.to_dict(o) for o in items]})
 
     async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
         """A chunked stream of {"type","object"} lines. A revision compacted away
@@ -113,20 +115,21 @@ class ResourceHandlers:
         kind = t.served.kind
         as_table = tables.wants_table(request.headers.get("Accept", ""))
         rv = q.get("resourceVersion", "")
-        events = self.registry.watch(kind, t.namespace, label_selector=q.get("labelSelector", ""),
-                                     field_selector=q.get("fieldSelector", ""),
-                                     resource_version="" if rv in ("", "0") else rv)
         timeout = codec.integer(q, "timeoutSeconds")
         bookmarks = codec.flag(q, "allowWatchBookmarks")
+        events = self.registry.watch(kind, t.namespace, label_selector=q.get("labelSelector", ""),
+                                     field_selector=q.get("fieldSelector", ""),
+                                     resource_version="" if rv in ("", "0") else rv, bookmarks=bookmarks)
         response = web.StreamResponse(status=200, headers={"Content-Type": JSON})
         response.enable_chunked_encoding()
         await response.prepare(request)
-        queue: asyncio.Queue[tuple[str, Message | None, str] | BaseException] = asyncio.Queue(maxsize=1000)
+        queue: asyncio.Queue[tuple[str, Message | None, str] | BaseException | None] = asyncio.Queue(maxsize=1000)
 
         async def pump() -> None:
             try:
                 async for event in events:
                     await queue.put(event)
+                await queue.put(None)   # the watch cache closed it (a client too slow): end the stream
             except BaseException as exc:  # noqa: BLE001 - handed to the writer, which reports it
                 await queue.put(exc)
 
@@ -150,6 +153,8 @@ class ResourceHandlers:
                         await response.write(line("BOOKMARK", {"kind": kind.name, "apiVersion": kind.api_version,
                                                                "metadata": {"resourceVersion": last}}))
                     continue
+                if item is None:
+                    break
                 if isinstance(item, BaseException):
                     if isinstance(item, asyncio.CancelledError):
                         break
@@ -157,11 +162,20 @@ class ResourceHandlers:
                     await response.write(line("ERROR", err.body()))
                     break
                 type_, obj, last = item
-                assert obj is not None
-                body = (tables.table([obj], kind=kind, resource_version=last,
-                                     include_object=q.get("includeObject", "Metadata"))
-                        if as_table else printers.to_dict(obj))
-                await response.write(line(type_, body))
+                if obj is None:   # the watch cache's BOOKMARK: the revision moved
+                    next_bookmark = loop.time() + self.bookmark_seconds
+                    await response.write(line("BOOKMARK", {"kind": kind.name, "apiVersion": kind.api_version,
+                                                           "metadata": {"resourceVersion": last}}))
+                    continue
+                if as_table:
+                    await response.write(line(type_, tables.table([obj], kind=kind, resource_version=last,
+                                                                  include_object=q.get("includeObject", "Metadata"))))
+                    continue
+                # The line is made once per event and shared by every watcher (the watch cache's event).
+                encoded = item.encoded.get(("json", type_))
+                if encoded is None:
+                    encoded = item.encoded[("json", type_)] = line(type_, printers.to_dict(obj))
+                await response.write(encoded)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -424,3 +438,25 @@ def _patched(patch_type: str, current: dict[str, Any], patch: Any) -> Any:
         raise ApiError(422, "Invalid", f"the patch could not be applied: {exc}") from None
     except (TypeError, AttributeError, KeyError) as exc:
         raise bad_request(f"the patch is malformed: {exc}") from None
+
+def _check_list_options(rv: str, match: str, token: str) -> None:
+    """Kubernetes' ValidateListOptions for resourceVersion, resourceVersionMatch and continue (422)."""
+    causes: list[tuple[str, str]] = []
+    if match not in ("", "Exact", "NotOlderThan"):
+        causes.append(("resourceVersionMatch", f'Unsupported value: "{match}": supported values: "Exact", '
+                                               f'"NotOlderThan", ""'))
+    elif token:
+        if rv and rv != "0":
+            causes.append(("resourceVersion", "Forbidden: specifying resource version is not allowed when "
+                                              "using continue"))
+        if match:
+            causes.append(("resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden when "
+                                                   "continue is provided"))
+    elif match and not rv:
+        causes.append(("resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden unless "
+                                               "resourceVersion is provided"))
+    elif match == "Exact" and rv == "0":
+        causes.append(("resourceVersionMatch", 'Forbidden: resourceVersionMatch "exact" is forbidden for '
+                                               'resourceVersion "0"'))
+    if causes:
+        raise invalid("ListOptions.meta.k8s.io", "", causes)

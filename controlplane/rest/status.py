@@ -96,7 +96,9 @@ def from_exception(exc: BaseException, *, resource: str = "", name: str = "") ->
                    else str(exc))
         return ApiError(409, "Conflict", message, details)
     if isinstance(exc, st.Compacted):
-        return ApiError(410, "Expired", f"too old resource version: {exc}")
+        # The watch cache's list errors are Kubernetes' sentences already (`verbatim`).
+        return ApiError(410, "Expired", str(exc) if getattr(exc, "verbatim", False)
+                        else f"too old resource version: {exc}")
     if isinstance(exc, st.FutureRevision):
         return ApiError(504, "Timeout", f"Too large resource version: {exc}",
                         {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],

@@ -132,6 +132,10 @@ class Store(Protocol):
 
     async def revision(self) -> int: ...
 
+    async def count(self, kind, namespace: str = "", *, at: int, modified_after: int) -> tuple[int, int]:
+        """(objects of `kind` (in `namespace`) at revision `at`, how many last modified after `modified_after`):
+        what the watch cache (cacher.py) proves "nothing of this kind changed up to `at`" with."""
+
     async def create(self, obj: Message) -> Message: ...
 
     async def update(self, obj: Message) -> Message: ...

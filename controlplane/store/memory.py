@@ -109,6 +109,26 @@ class MemoryStore:
         self._check()
         return self._revision
 
+    async def count(self, kind: kinds.Kind, namespace: str = "", *, at: int,
+                    modified_after: int) -> tuple[int, int]:
+        """(objects of `kind` (in `namespace`) at revision `at`, how many of them last modified
+        after `modified_after`)."""
+        self._check()
+        if at > self._revision:
+            raise FutureRevision(f"revision {at} is newer than the store's revision {self._revision}")
+        if at < self._compacted:
+            raise Compacted(f"revision {at} has been compacted (oldest available: {self._compacted})")
+        state = {key: value for key, value in self._data.items() if _in(kind, namespace, key)}
+        for change in reversed(self._history):
+            if change.revision <= at:
+                break
+            if _in(kind, namespace, change.key):
+                if change.prev is None:
+                    state.pop(change.key, None)
+                else:
+                    state[change.key] = change.prev
+        return len(state), sum(1 for value in state.values() if value.mod_revision > modified_after)
+
     # ------------------------------------------------------------ writes
 
     async def create(self, obj: Message) -> Message:

@@ -1,0 +1,266 @@
+"""The watch cache (controlplane/store/cacher.py) against a real etcd: a list at
+revision R is etcd's at R, a watch from R under concurrent writers gets every
+event once and in order, pagination across the cache's window and etcd's
+compaction is 410 Expired and a fresh list works; and, through the REST front
+door, what kubectl and client libraries see (continue tokens, 410, bookmarks)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import pytest
+from aetcd import rpc
+from aiohttp.test_utils import TestClient, TestServer
+
+from controlplane.api.proxy import AgentProxy
+from controlplane.api.registry import Registry
+from controlplane.rest import RestServer
+from controlplane.store import Compacted, Store
+from controlplane.store.cacher import Cacher, Expired
+from controlplane.store.etcd import _prefix_end
+from proto.skiff.v1 import types_pb2
+from skiff.api import kinds
+
+pytestmark = pytest.mark.etcd
+POD = kinds.kind_named("Pod")
+
+
+def pod(name: str, namespace: str = "default", *, image: str = "busybox", app: str = "web") -> types_pb2.Pod:
+    p = types_pb2.Pod(kind="Pod", api_version="v1")
+    p.metadata.name, p.metadata.namespace = name, namespace
+    p.metadata.labels["app"] = app
+    p.spec.containers.add(name="c", image=image)
+    return p
+
+
+def namespace(name: str) -> types_pb2.Namespace:
+    ns = types_pb2.Namespace(kind="Namespace", api_version="v1")
+    ns.metadata.name = name
+    return ns
+
+
+def run(etcd, prefix, body, **options):
+    async def main():
+        store = Store(endpoint=etcd, root=prefix)
+        cacher = Cacher(store, **options)
+        try:
+            return await asyncio.wait_for(body(cacher, store), 120)
+        finally:
+            await cacher.close()
+    return asyncio.run(main())
+
+
+async def etcd_at(store: Store, revision: int) -> dict[tuple[str, str], types_pb2.Pod]:
+    """Every pod as etcd itself has them at `revision` (a range read at that revision)."""
+    prefix = store.prefix(POD)
+    response = await store._range(rpc.RangeRequest(key=prefix, range_end=_prefix_end(prefix), revision=revision))
+    objs = [store._decode(POD, kv) for kv in response.kvs]
+    return {(o.metadata.namespace, o.metadata.name): o for o in objs}
+
+
+async def churn(store: Store, writer: int, steps: int, seed: int) -> None:
+    """Creates, updates and deletes of a writer's own pods, in a random order."""
+    rng = random.Random(seed)
+    live: list[str] = []
+    for step in range(steps):
+        choice = rng.random()
+        if not live or choice < 0.4:
+            name = f"w{writer}-{step}"
+            await store.create(pod(name, ("default", "other")[step % 2]))
+            live.append(name)
+            continue
+        name = rng.choice(live)
+        ns = ("default", "other")[int(name.rsplit("-", 1)[1]) % 2]
+        if choice < 0.8:
+            current = await store.get(POD, ns, name)
+            current.spec.containers[0].image = f"image-{step}"
+            await store.update(current)
+        else:
+            await store.delete(POD, ns, name)
+            live.remove(name)
+
+
+def test_a_list_at_revision_r_is_etcds_at_r(etcd, etcd_prefix):
+    async def body(cacher, store):
+        for i in range(5):
+            await store.create(pod(f"seed-{i}"))
+        await cacher.list(POD)                      # the cache starts here
+        revisions = []
+        for step in range(30):
+            if step % 3:
+                await churn(store, writer=step, steps=3, seed=step)
+            await store.create(pod(f"p-{step}", "other"))
+            if step % 5 == 0:
+                await store.delete(POD, "default", f"seed-{step // 5}") if step < 25 else None
+            revisions.append(await store.revision())
+        await store.create(namespace("unrelated"))  # moves etcd's revision, not the pods'
+        for revision in revisions[::4] + [await store.revision()]:
+            page = await cacher.list_page(POD, resource_version=str(revision), match="Exact")
+            expected = await etcd_at(store, revision)
+            assert page.revision == revision
+            assert [(o.metadata.namespace, o.metadata.name) for o in page.items] == sorted(expected)
+            assert [o for o in page.items] == [expected[k] for k in sorted(expected)]
+    run(etcd, etcd_prefix, body)
+
+
+def test_a_consistent_list_sees_every_write_before_it(etcd, etcd_prefix):
+    async def body(cacher, store):
+        await cacher.list(POD)
+        created = await store.create(pod("fresh"))
+        items, revision = await cacher.list(POD)   # no resourceVersion: never older than etcd now
+        assert "fresh" in [o.metadata.name for o in items]
+        other = await store.create(namespace("elsewhere"))
+        items, revision = await cacher.list(POD)
+        # Nothing of the kind changed: the cache proves it is etcd's state at the current revision.
+        assert revision >= int(other.metadata.resource_version) > int(created.metadata.resource_version)
+        assert sorted(await etcd_at(store, revision)) == [(o.metadata.namespace, o.metadata.name) for o in items]
+        with pytest.raises(Exception, match="newer than the store's revision"):
+            await cacher.list_page(POD, resource_version=str(revision + 1000))
+    run(etcd, etcd_prefix, body)
+
+
+def test_a_watch_from_r_gets_every_event_once_in_order_under_concurrent_writers(etcd, etcd_prefix):
+    async def body(cacher, store):
+        await store.create(pod("before"))
+        _, start = await cacher.list(POD)
+        writers = [asyncio.create_task(churn(store, writer=w, steps=40, seed=w)) for w in range(4)]
+        got: dict[int, list[tuple[str, str, int]]] = {}
+        starts: dict[int, int] = {}
+
+        async def watcher(n: int) -> None:
+            await asyncio.sleep(0.05 * n)        # some start during the writes
+            after = start if n % 2 == 0 else await store.revision()
+            starts[n] = after
+            got[n] = []
+            async for event in cacher.watch(POD, after_revision=after):
+                got[n].append((event.type, event.obj.metadata.name, event.revision))
+                if event.obj.metadata.name == "last":
+                    return
+
+        watchers = [asyncio.create_task(watcher(n)) for n in range(6)]
+        await asyncio.gather(*writers)
+        while len(starts) < len(watchers):   # "last" after every watcher's revision
+            await asyncio.sleep(0.05)
+        await store.create(pod("last"))
+        await asyncio.wait_for(asyncio.gather(*watchers), 60)
+        for n, events in got.items():
+            # etcd's own watch from the same revision is the reference.
+            reference = []
+            async for event in store.watch(POD, after_revision=starts[n]):
+                reference.append((event.type, event.obj.metadata.name, event.revision))
+                if event.obj.metadata.name == "last":
+                    break
+            assert events == reference, f"watcher {n} from {starts[n]}"
+            assert len({e[2] for e in events}) == len(events)   # no duplicate
+    run(etcd, etcd_prefix, body)
+
+
+def test_pagination_across_the_window_and_compaction_is_410_and_a_new_list_works(etcd, etcd_prefix):
+    async def body(cacher, store):
+        for i in range(6):
+            await store.create(pod(f"p-{i}"))
+        first = await cacher.list_page(POD, limit=2)
+        assert [o.metadata.name for o in first.items] == ["p-0", "p-1"] and first.next_key == ("default", "p-1")
+        await store.delete(POD, "default", "p-2")          # a change between pages: the token's revision holds
+        second = await cacher.list_page(POD, limit=2, continue_from=(first.revision, first.next_key))
+        assert [o.metadata.name for o in second.items] == ["p-2", "p-3"]
+        for i in range(12):                                   # more than the cache's window of 8 events
+            await store.create(pod(f"q-{i}"))
+        await store.compact(await store.revision())
+        await cacher.list(POD)                                # (the cache has seen them all)
+        with pytest.raises(Expired, match="The provided continue parameter is too old"):
+            await cacher.list_page(POD, limit=2, continue_from=(second.revision, second.next_key))
+        with pytest.raises(Expired, match="The resourceVersion for the provided list is too old"):
+            await cacher.list_page(POD, resource_version=str(first.revision), match="Exact")
+        names, key, revision = [], None, None   # the restart: a list without continue, paged to the end
+        while True:
+            page = await cacher.list_page(POD, limit=5, continue_from=(revision, key) if key else None)
+            names += [o.metadata.name for o in page.items]
+            revision, key = page.revision, page.next_key
+            if key is None:
+                break
+        assert names == sorted(n for n in [f"p-{i}" for i in range(6) if i != 2] + [f"q-{i}" for i in range(12)])
+        with pytest.raises(Compacted):                      # etcd no longer has it either
+            async for _ in cacher.watch(POD, after_revision=first.revision):
+                pass
+    run(etcd, etcd_prefix, body, capacity=8)
+
+
+def test_a_watcher_that_does_not_read_is_closed_and_others_go_on(etcd, etcd_prefix):
+    async def body(cacher, store):
+        _, start = await cacher.list(POD)
+        slow = cacher.watch(POD, after_revision=start)
+        fast = cacher.watch(POD, after_revision=start)
+        await store.create(pod("a"))
+        assert (await anext(slow)).obj.metadata.name == "a"     # both registered
+        assert (await anext(fast)).obj.metadata.name == "a"
+        for i in range(8):                                       # more than the slow one's buffer
+            await store.create(pod(f"b-{i}"))
+            assert (await asyncio.wait_for(anext(fast), 10)).obj.metadata.name == f"b-{i}"
+        with pytest.raises(StopAsyncIteration):                  # closed, as Kubernetes closes it
+            await asyncio.wait_for(anext(slow), 10)
+        cache = cacher._caches["pods"]
+        assert len(cache.watchers) == 1
+        await fast.aclose()
+    run(etcd, etcd_prefix, body, watcher_buffer=4)
+
+
+def test_an_event_is_encoded_once_for_every_watcher(etcd, etcd_prefix):
+    async def body(cacher, store):
+        registry = Registry(store=cacher)
+        _, start = await cacher.list(POD)
+        streams = [registry.watch(POD, "default", resource_version=str(start)) for _ in range(3)]
+        await store.create(pod("a"))
+        items = [await anext(s) for s in streams]
+        assert len({id(item.encoded) for item in items}) == 1        # one shared encoding per event
+        items[0].encoded[("json", "ADDED")] = b"made once"
+        assert items[2].encoded[("json", "ADDED")] == b"made once"
+        for s in streams:
+            await s.aclose()
+    run(etcd, etcd_prefix, body)
+
+
+async def rest(cacher, body) -> None:
+    registry = Registry(store=cacher)
+    await registry.bootstrap()
+    server = RestServer(registry=registry, proxy=AgentProxy(store=cacher.store), listen="127.0.0.1:0",
+                        bookmark_seconds=30.0)
+    async with TestClient(TestServer(server.app)) as client:
+        await body(client, registry)
+
+
+def test_rest_pages_410_and_bookmarks_as_kubernetes(etcd, etcd_prefix):
+    async def body(cacher, store):
+        async def on(client, registry):
+            for i in range(5):
+                await registry.create(pod(f"p-{i}", app="web" if i % 2 == 0 else "db"))
+            r = await client.get("/api/v1/namespaces/default/pods?limit=2&labelSelector=app%3Dweb")
+            first = await r.json()
+            assert [i["metadata"]["name"] for i in first["items"]] == ["p-0", "p-2"]
+            token = first["metadata"]["continue"]
+            r = await client.get(f"/api/v1/namespaces/default/pods?limit=2&labelSelector=app%3Dweb&continue={token}")
+            second = await r.json()
+            assert [i["metadata"]["name"] for i in second["items"]] == ["p-4"]
+            assert "continue" not in second["metadata"]
+            assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+            r = await client.get("/api/v1/namespaces/default/pods?resourceVersionMatch=Exact")
+            assert r.status == 422 and "resourceVersionMatch is forbidden unless resourceVersion is provided" \
+                in (await r.json())["message"]
+            for i in range(10):
+                await registry.create(pod(f"q-{i}"))
+            r = await client.get(f"/api/v1/namespaces/default/pods?limit=2&continue={token}")
+            status = await r.json()
+            assert (r.status, status["reason"]) == (410, "Expired")
+            assert status["message"].startswith("The provided continue parameter is too old")
+            r = await client.get("/api/v1/namespaces/default/pods?limit=100")   # the restart
+            assert len((await r.json())["items"]) == 15
+            rv = (await r.json())["metadata"]["resourceVersion"]
+            # An idle watch gets the cache's bookmarks (cache's own timer is 0.3 s here).
+            response = await client.get(f"/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}"
+                                        f"&allowWatchBookmarks=true")
+            line = json.loads(await asyncio.wait_for(response.content.readline(), 30))
+            assert line["type"] == "BOOKMARK" and int(line["object"]["metadata"]["resourceVersion"]) >= int(rv)
+            response.close()
+        await rest(cacher, on)
+    run(etcd, etcd_prefix, body, capacity=8, bookmark_seconds=0.3)
