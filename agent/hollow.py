@@ -13,7 +13,12 @@ every benchmark or scale test drives the real scheduler, controllers and API.
 What makes N = 1000 fit on one small machine:
 
 - ONE `ApiClient` (one gRPC channel, one HTTP/2 connection) for every node:
-  each node's watch is a stream on it, each write a call on it;
+  each node's watch is a stream on it, each write a call on it — on an
+  insecure API. On a secure one (`--cert-dir`, decision 34) each node is
+  itself: its own certificate (CN system:node:NAME, O system:nodes, as
+  DATA/pki/node-NAME.crt/.key) on its own channel, so the node authorizer
+  judges every call as it judges a real node's; a TLS connection per node
+  is the price;
 - one asyncio loop, one metrics registry; no Agent service, no /metrics, no
   eviction, stats or container-log tasks (nothing to measure on a hollow node);
 - the runtime sleeps for a realistic time instead of making namespaces and
@@ -96,6 +101,8 @@ class HollowConfig:
     sandbox_latency: float = 0.03
     start_latency: float = 0.015
     resync_seconds: float = 60.0
+    # A secure API (decision 34): the directory with ca.crt and node-NAME.crt/.key per node (DATA/pki).
+    cert_dir: str = ""
 
     def node_name(self, index: int) -> str:
         return f"{self.prefix}-{index}"
@@ -116,6 +123,13 @@ def validate(config: HollowConfig) -> None:
     for flag, value in (("--sandbox-latency", config.sandbox_latency), ("--start-latency", config.start_latency)):
         if value < 0:
             raise ValueError(f"{flag}: must not be negative, got {value:g}")
+    if config.cert_dir:
+        wanted = ["ca.crt", *(f"node-{config.node_name(i)}.{ext}" for i in range(config.nodes)
+                              for ext in ("crt", "key"))]
+        missing = [name for name in wanted if not (Path(config.cert_dir) / name).is_file()]
+        if missing:
+            raise ValueError(f"--cert-dir {config.cert_dir}: no {missing[0]}"
+                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
 
 
 class HollowNode:
@@ -180,7 +194,7 @@ class HollowCluster:
     def __init__(self, config: HollowConfig, *, scratch: Path | None = None) -> None:
         validate(config)
         self.config = config
-        self.client = ApiClient(config.server)
+        self.client = ApiClient(config.server)   # an insecure API's one channel for every node
         self.metrics = AgentMetrics(node_name=config.prefix)   # one registry for all: nothing serves it
         self._scratch_parent = scratch
         self.scratch: Path | None = None
@@ -195,8 +209,8 @@ class HollowCluster:
         if self._scratch_parent is not None:
             self._scratch_parent.mkdir(parents=True, exist_ok=True)
         self.scratch = Path(tempfile.mkdtemp(prefix="skiff-hollow-", dir=self._scratch_parent))
-        self.nodes = [HollowNode(name=name, client=self.client, config=self.config, metrics=self.metrics,
-                                 pods_dir=self.scratch / name) for name in self.node_names]
+        self.nodes = [HollowNode(name=name, client=self._client_of(name), config=self.config,
+                                 metrics=self.metrics, pods_dir=self.scratch / name) for name in self.node_names]
         gate = asyncio.Semaphore(concurrency)
 
         async def start_one(node: HollowNode) -> None:
@@ -210,10 +224,18 @@ class HollowCluster:
         log.info("%d hollow nodes ready (%s-0 .. %s-%d)", len(self.nodes), self.config.prefix,
                  self.config.prefix, len(self.nodes) - 1)
 
+    def _client_of(self, name: str) -> ApiClient:
+        if not self.config.cert_dir:
+            return self.client
+        from skiff.pki import ClusterPki
+        files = ClusterPki(Path(self.config.cert_dir))
+        return ApiClient(self.config.server, credentials=files.credentials(f"node-{name}"))
+
     async def stop(self) -> None:
         """Stop every node (their Node objects stay, as a real agent's do) and remove the scratch dir."""
         await asyncio.gather(*(n.stop() for n in self.nodes), return_exceptions=True)
-        await self.client.close()
+        clients = {id(c): c for c in [self.client, *(n.client for n in self.nodes)]}   # one, or one per node
+        await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True)
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = None
@@ -221,9 +243,9 @@ class HollowCluster:
     async def delete_nodes(self) -> None:
         """Delete the Node objects (a test's or bench's teardown)."""
         from skiff.client import NotFound
-        for name in self.node_names:
+        for node in self.nodes:   # each with its own client: on a secure API a node may delete only itself
             try:
-                await self.client.delete("Node", name, "")
+                await node.client.delete("Node", node.name, "")
             except NotFound:
                 pass
 
@@ -252,11 +274,14 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[HollowConfig, P
                    help="how long a container takes to start (default %(default)s)")
     p.add_argument("--scratch-dir", type=Path, default=None, metavar="DIR",
                    help="where the private scratch dir goes (default: the system temp dir)")
+    p.add_argument("--cert-dir", default="", metavar="DIR",
+                   help="a secure API: DIR/ca.crt and each node's DIR/node-NAME.crt/.key (DATA/pki as `skiff up` "
+                        "writes it)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     args = p.parse_args(argv)
     config = HollowConfig(server=args.server, nodes=args.nodes, prefix=args.prefix,
                           heartbeat_seconds=args.heartbeat_seconds, sandbox_latency=args.sandbox_latency,
-                          start_latency=args.start_latency)
+                          start_latency=args.start_latency, cert_dir=args.cert_dir)
     validate(config)
     return config, args.scratch_dir, args.log_level
 

@@ -2,6 +2,7 @@
 controlplane_memory, pod_startup).
 
     with hollow_cluster(nodes=100) as cluster:
+        async with cluster.client() as c: ...   # the admin's client
         ... cluster.server, cluster.pids["controlplane"], cluster.pids["etcd"] ...
 
 etcd and the control plane (`python -m controlplane.main`) on free loopback
@@ -10,6 +11,12 @@ ports, and `python -m agent.hollow` running the N hollow nodes in one process
 containers, nothing made in the kernel), all in a temp dir; the block gets
 them once every node is Ready. At its end every process is stopped by PID
 (SIGTERM, then SIGKILL) and the temp dir removed. Needs /usr/bin/etcd, no root.
+
+Secure unless `secure=False`, as a default `skiff up` (decision 34): a cluster CA
+in the temp dir (skiff.pki.ClusterPki), etcd with client-certificate auth, the
+API with TLS and authorization, each hollow node with its own certificate; the
+benchmark's client is the admin's, from the client config written beside them
+(`cluster.client()`, skiff.config.connect, as `skiff` connects).
 
 It passes Kubernetes' own node timings (`heartbeat_seconds=10`,
 `--node-monitor-grace-period 40`) unless told otherwise: with Skiff's 2 s / 8 s
@@ -37,7 +44,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from skiff.api import meta  # noqa: E402
+from skiff.cli._cluster import controlplane_tls_flags, etcd_tls_flags  # noqa: E402
 from skiff.client import ApiClient, ApiError  # noqa: E402
+from skiff.config import ClientConfig, connect, write_context  # noqa: E402
+from skiff.pki import ClusterPki  # noqa: E402
 
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
 
@@ -55,6 +65,14 @@ class Cluster:
     etcd: str = ""
     pids: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def client_config(self) -> Path:
+        return self.base / "client-config"
+
+    def client(self) -> ApiClient:
+        """A new client with the admin's credentials (secure) or none, from the client config."""
+        return connect(path=self.client_config)
 
     def spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         with open(self.base / f"{name}.log", "wb") as out:
@@ -108,27 +126,40 @@ async def wait_until(check, *, timeout: float, what: str, interval: float = 0.5,
 
 @contextlib.contextmanager
 def hollow_cluster(*, nodes: int, heartbeat_seconds: float | None = None, controlplane_flags: tuple[str, ...] = (),
-                   start_timeout: float = 600.0, hollow_flags: tuple[str, ...] = ()) -> Iterator[Cluster]:
+                   start_timeout: float = 600.0, hollow_flags: tuple[str, ...] = (),
+                   secure: bool = True) -> Iterator[Cluster]:
     heartbeat = heartbeat_seconds if heartbeat_seconds is not None else 10.0
     grace = ("--node-monitor-grace-period", "40") if heartbeat >= 10 else ()
     cluster = Cluster(base=Path(tempfile.mkdtemp(prefix="skiff-bench-scale-")))
     try:
         client, peer = free_port(), free_port()
         cluster.etcd = f"127.0.0.1:{client}"
+        cluster.server = f"127.0.0.1:{free_port()}"
+        pki = ClusterPki(cluster.base / "pki")
+        if secure:
+            pki.ensure_cluster(api_addresses=[], service_cluster_ip="10.96.0.1",
+                               node_names=[f"hollow-node-{i}" for i in range(nodes)])
+            write_context(path=cluster.client_config, name="bench", config=ClientConfig(
+                server=cluster.server, certificate_authority=str(pki.ca_file),
+                client_certificate=str(pki.cert_file("admin")), client_key=str(pki.key_file("admin"))))
+        else:
+            write_context(path=cluster.client_config, name="bench", config=ClientConfig(server=cluster.server))
+        scheme = "https" if secure else "http"
         cluster.spawn("etcd", [
             "/usr/bin/etcd", "--name", "bench", "--data-dir", str(cluster.base / "etcd"),
-            "--listen-client-urls", f"http://{cluster.etcd}", "--advertise-client-urls", f"http://{cluster.etcd}",
+            "--listen-client-urls", f"{scheme}://{cluster.etcd}", "--advertise-client-urls",
+            f"{scheme}://{cluster.etcd}",
             "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls",
             f"http://127.0.0.1:{peer}", "--initial-cluster", f"bench=http://127.0.0.1:{peer}",
-            "--log-level", "warn", "--quota-backend-bytes", str(4 * 1024 ** 3)])
-        cluster.server = f"127.0.0.1:{free_port()}"
+            "--log-level", "warn", "--quota-backend-bytes", str(4 * 1024 ** 3),
+            *(etcd_tls_flags(pki) if secure else ())])
         cluster.spawn("controlplane", [
             sys.executable, "-m", "controlplane.main", "--etcd", cluster.etcd, "--etcd-prefix", "/bench",
             "--listen", cluster.server, "--metrics-listen", f"127.0.0.1:{free_port()}", "--rest-listen", "",
-            *grace, *controlplane_flags])
+            *grace, *(controlplane_tls_flags(pki) if secure else ()), *controlplane_flags])
 
         async def api_up() -> bool:
-            async with ApiClient(cluster.server) as c:
+            async with cluster.client() as c:
                 await c.list("Namespace", "", timeout=2)
                 return True
         asyncio.run(wait_until(api_up, timeout=60, what="the API", cluster=cluster))
@@ -136,10 +167,10 @@ def hollow_cluster(*, nodes: int, heartbeat_seconds: float | None = None, contro
             cluster.spawn("hollow", [sys.executable, "-m", "agent.hollow", "--server", cluster.server,
                                      "--nodes", str(nodes), "--heartbeat-seconds", str(heartbeat),
                                      "--scratch-dir", str(cluster.base / "hollow"), "--log-level", "warning",
-                                     *hollow_flags])
+                                     *(("--cert-dir", str(pki.directory)) if secure else ()), *hollow_flags])
 
             async def all_ready() -> bool:
-                async with ApiClient(cluster.server) as c:
+                async with cluster.client() as c:
                     return await ready_nodes(c) >= nodes
             began = time.monotonic()
             asyncio.run(wait_until(all_ready, timeout=start_timeout, what=f"{nodes} hollow nodes Ready",

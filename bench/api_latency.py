@@ -90,8 +90,8 @@ async def churn(c: ApiClient, *, ops: int, rate: float) -> dict[str, list[float]
     return seen
 
 
-async def watch_delivery(server: str, *, watchers: int, events: int, rate: float) -> list[float]:
-    clients = [ApiClient(server) for _ in range(4)]
+async def watch_delivery(cluster, *, watchers: int, events: int, rate: float) -> list[float]:
+    clients = [cluster.client() for _ in range(4)]
     latencies: list[float] = []
     ready = 0
     all_ready = asyncio.Event()
@@ -139,8 +139,8 @@ def row(label: str, value: float, *, reference: float, goal: float, unit: str = 
           f"   goal <= {goal * scale:g}{unit}: {verdict}", flush=True)
 
 
-async def measure(server: str, a: argparse.Namespace) -> None:
-    async with ApiClient(server) as c:
+async def measure(cluster, a: argparse.Namespace) -> None:
+    async with cluster.client() as c:
         await c.create(namespace("churn"))
         began = time.perf_counter()
         await create_all(c, [pod(f"stored-{i}", node=f"node-{i % 100}") for i in range(a.pods)])
@@ -153,7 +153,7 @@ async def measure(server: str, a: argparse.Namespace) -> None:
             items, _ = await c.list("Pod", "", timeout=120)
             lists.append(time.perf_counter() - t)
         assert len(items) >= a.pods, len(items)
-    latencies = await watch_delivery(server, watchers=a.watchers, events=a.events, rate=a.rate)
+    latencies = await watch_delivery(cluster, watchers=a.watchers, events=a.events, rate=a.rate)
     print(f"{'':38}{'Skiff':>12}{'Kubernetes':>13}{'ratio':>10}")
     for kind in ("mutating", "non-mutating"):
         values = seen[kind]
@@ -175,7 +175,7 @@ def main() -> None:
     p.add_argument("--events", type=int, default=100)
     a = p.parse_args()
     with hollow_cluster(nodes=0, controlplane_flags=("--no-controllers",)) as cluster:
-        asyncio.run(measure(cluster.server, a))
+        asyncio.run(measure(cluster, a))
 
 
 if __name__ == "__main__":

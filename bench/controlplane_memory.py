@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from bench._cluster import hollow_cluster, rss_mib, wait_until  # noqa: E402
 from proto.skiff.v1 import apps_pb2  # noqa: E402
 from skiff.api import meta  # noqa: E402
-from skiff.client import ApiClient, NotFound  # noqa: E402
+from skiff.client import NotFound  # noqa: E402
 
 GOALS = {1000: 200.0, 10000: 500.0}
 K8S_APISERVER = {1000: 1024.0, 10000: 2048.0}
@@ -45,10 +45,10 @@ def deployment(replicas: int) -> apps_pb2.Deployment:
     return d
 
 
-async def scale_to(server: str, replicas: int, *, timeout: float, cluster) -> float:
+async def scale_to(replicas: int, *, timeout: float, cluster) -> float:
     """Scale the Deployment (create it the first time) and wait, through a watch of its pods,
     until `replicas` of them are Running and Ready."""
-    async with ApiClient(server) as c:
+    async with cluster.client() as c:
         began = time.monotonic()
         ready: set[str] = set()
         done = asyncio.Event()
@@ -101,7 +101,7 @@ def main() -> None:
         rows.append(("idle", 0, rss_mib(cluster.pids["controlplane"]), rss_mib(cluster.pids["etcd"]),
                      rss_mib(cluster.pids["hollow"])))
         for count in (int(x) for x in a.pods.split(",") if x):
-            took = asyncio.run(scale_to(cluster.server, count, timeout=a.timeout, cluster=cluster))
+            took = asyncio.run(scale_to(count, timeout=a.timeout, cluster=cluster))
             print(f"{count} pods Running on {a.nodes} hollow nodes after {took:.0f}s", flush=True)
             time.sleep(a.settle)
             rows.append((f"{count} pods", count, rss_mib(cluster.pids["controlplane"]),

@@ -51,7 +51,6 @@ from controlplane.scheduler.scheduler import Scheduler  # noqa: E402
 from controlplane.testing import FakeApiClient  # noqa: E402
 from proto.skiff.v1 import types_pb2  # noqa: E402
 from skiff.api import meta  # noqa: E402
-from skiff.client import ApiClient  # noqa: E402
 from skiff.controller import SharedInformerFactory  # noqa: E402
 
 K8S_BASIC = 270.0    # scheduler_perf's SchedulingBasic threshold, pods/s
@@ -138,8 +137,8 @@ async def in_process(*, nodes: int, pods: int, shape: str, timeout: float, profi
     return c.bound / ((c.last_bind or time.perf_counter()) - started)
 
 
-async def end_to_end(server: str, *, pods: int, timeout: float) -> tuple[float, float]:
-    async with ApiClient(server) as client:
+async def end_to_end(cluster, *, pods: int, timeout: float) -> tuple[float, float]:
+    async with cluster.client() as client:
         bound: set[str] = set()
         done = asyncio.Event()
         last = [0.0]
@@ -193,7 +192,7 @@ def main() -> None:
                 reference=K8S_BASIC if shape == "basic" else None, goal=GOAL if shape == "basic" else None)
     for n in (int(x) for x in a.e2e_nodes.split(",") if x):
         with hollow_cluster(nodes=n) as cluster:
-            rate, create_rate = asyncio.run(end_to_end(cluster.server, pods=a.pods, timeout=a.timeout))
+            rate, create_rate = asyncio.run(end_to_end(cluster, pods=a.pods, timeout=a.timeout))
         row(f"basic, end to end, {n} hollow nodes, {a.pods} pods", rate, reference=K8S_BASIC, goal=None)
         print(f"{'  (pods created through the API at':44}{create_rate:9.0f}/s)", flush=True)
 

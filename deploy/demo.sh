@@ -27,6 +27,7 @@ bash deploy/install.sh --monitoring
 
 step "skiff up --detach --nodes $NODES --monitoring"
 look "one line per component: etcd, the control plane, an agent per node (each in its own network namespace), prometheus"
+look "secure by default: a cluster CA in /var/lib/skiff/pki (its fingerprint printed), every part TLS with certificates"
 skiff up --detach --nodes "$NODES" --monitoring
 
 step "skiff get nodes -o wide; skiff status"
@@ -111,9 +112,11 @@ look "CPU (millicores) and memory in use: a pod's from its cgroup; the nodes sha
 skiff top nodes
 skiff top pods
 
-# Only if context skiff still points at this cluster's REST API (another `skiff up` may have taken it).
-if [[ $(kubectl config view -o jsonpath='{.clusters[?(@.name=="skiff")].cluster.server}' 2>/dev/null) \
-      == "http://127.0.0.1:6444" ]] && kubectl --context skiff get nodes >/dev/null 2>&1; then
+# Only if context skiff still points at this cluster's REST API (another `skiff up` may have taken it):
+# HTTPS with the admin's certificate (secure, the default), http:// for an `up --insecure` one.
+rest_api=$(kubectl config view -o jsonpath='{.clusters[?(@.name=="skiff")].cluster.server}' 2>/dev/null || true)
+if [[ $rest_api == "https://127.0.0.1:6444" || $rest_api == "http://127.0.0.1:6444" ]] \
+    && kubectl --context skiff get nodes >/dev/null 2>&1; then
   step "kubectl --context skiff get deploy,pods -o wide"
   look "the same cluster through Kubernetes' REST API: skiff up added context skiff to ~/.kube/config"
   kubectl --context skiff get deploy,pods -o wide

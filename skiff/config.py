@@ -154,12 +154,46 @@ def resolve_server(*, flag: str | None, env: Mapping[str, str] = os.environ) -> 
 def resolve_credentials(*, env: Mapping[str, str] = os.environ):
     """The CA and client certificate the config file names (skiff.pki.Credentials), or None:
     kept whichever server --server or SKIFF_SERVER names, as kubectl keeps the user's."""
-    config = load_config(path=config_path(env=env))
-    if config is None or not config.secure:
+    path = config_path(env=env)
+    config = load_config(path=path)
+    return None if config is None else credentials_of(config, path=path)
+
+
+def credentials_of(config: ClientConfig, *, path: Path):
+    """The files a context names, read (skiff.pki.Credentials), or None for an insecure one."""
+    if not config.secure:
         return None
     from skiff.pki import Credentials, PkiError
     try:
         return Credentials.load(ca=config.certificate_authority, cert=config.client_certificate or None,
                                 key=config.client_key or None)
     except PkiError as exc:
-        raise ConfigError(f"the client config {config_path(env=env)}: {exc}") from None
+        raise ConfigError(f"the client config {path}: {exc}") from None
+
+
+def connect(*, path: Path, context: str = ""):
+    """An ApiClient (skiff.client) for a context of the client config at `path` (default: its
+    current one) with that context's server and credentials, as the CLI connects; what test
+    harnesses and benchmarks use (kubernetes' `config.new_client_from_config`)."""
+    from skiff.client import ApiClient
+    current, contexts = load_contexts(path=path)
+    name = context or current
+    if name not in contexts:
+        raise ConfigError(f'the client config {path}: no context "{name}" (it has {", ".join(sorted(contexts))})')
+    return ApiClient(contexts[name].server, credentials=credentials_of(contexts[name], path=path))
+
+
+def remove_context(*, path: Path, name: str, server: str = "") -> bool:
+    """`down --purge`: drop context `name` (only if it names `server`, when given), as
+    `kubectl config delete-context`; the file goes with its last context. If it was the
+    current one, none is current after (the CLI then asks for `skiff config use-context`)."""
+    current, contexts = load_contexts(path=path)
+    if name not in contexts or (server and contexts[name].server != server):
+        return False
+    del contexts[name]
+    if not contexts:
+        path.unlink(missing_ok=True)
+        return True
+    _write(path, {"current-context": current if current in contexts else "",
+                  "contexts": [{"name": n, **_as_dict(c)} for n, c in contexts.items()]})
+    return True

@@ -265,6 +265,10 @@ class ClusterPki:
         return self._ensure(ca, f"node-{node}", common_name=f"system:node:{node}", groups=[NODES],
                             server=True, client=True, dns_names=[node], ip_addresses=["127.0.0.1", address])
 
+    def ensure_client(self, name: str, *, user: str, groups: Iterable[str] = ()) -> Path:
+        """A client certificate for `user` as NAME.crt/.key, kept if there (e.g. Prometheus' for etcd)."""
+        return self._ensure(self.ensure_ca(), name, common_name=user, groups=groups, client=True)
+
     def issue_user(self, name: str, *, user: str, groups: Iterable[str] = ()) -> Credentials:
         """A client certificate for a user (written as NAME.crt/.key), e.g. for a test's "alice"."""
         ca = CertificateAuthority.load(self.directory)

@@ -6,7 +6,13 @@
 `controlplane` (function): `python -m controlplane.main` against that etcd and a
     fresh prefix; yields its API address "127.0.0.1:PORT". `controlplane_info`
     gives the same as a ControlPlaneInfo (metrics address, pid, log path);
-    `controlplane_factory` starts more, with extra command-line flags.
+    `controlplane_factory` starts more, with extra command-line flags, and
+    `secure=True` a secure one (decision 34): a cluster CA in the test's temp
+    dir (skiff.pki.ClusterPki, `info.pki`), TLS and authorization on the API.
+    Either way `info.client()` is a client as `skiff` makes one, from the
+    client config written beside it (`info.client_config`: the server, and on a
+    secure API the admin's certificate) - skiff.config.connect, the one helper
+    every harness uses.
 Every process is stopped by its PID and every directory removed, even when the
 test fails.
 """
@@ -26,8 +32,12 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from skiff.pki import ClusterPki
 
 ROOT = Path(__file__).resolve().parents[1]
 ETCD = "/usr/bin/etcd"
@@ -129,13 +139,31 @@ class ControlPlaneInfo:
     etcd_prefix: str
     pid: int
     log: Path             # its stderr (removed after the test; read it inside the test)
+    client_config: Path   # a skiff client config (context "test") for this API
+    pki: "ClusterPki | None" = None   # a secure API's CA and certificates, else None
+
+    def client(self):
+        """A new ApiClient for this API, with the admin's certificate when it is secure."""
+        from skiff.config import connect
+        return connect(path=self.client_config)
 
 
-def _api_answers(address: str) -> bool:
-    from skiff.client import ApiClient, ApiError
+def write_client_config(path: Path, *, server: str, pki: "ClusterPki | None" = None) -> Path:
+    """A skiff client config (one context, "test") for `server`, with the admin's files of `pki`."""
+    from skiff.config import ClientConfig, write_context
+    config = ClientConfig(server=server) if pki is None else ClientConfig(
+        server=server, certificate_authority=str(pki.ca_file), client_certificate=str(pki.cert_file("admin")),
+        client_key=str(pki.key_file("admin")))
+    write_context(path=path, name="test", config=config)
+    return path
+
+
+def _api_answers(client_config: Path) -> bool:
+    from skiff.client import ApiError
+    from skiff.config import connect
 
     async def probe() -> bool:
-        client = ApiClient(address)
+        client = connect(path=client_config)
         try:
             await client.list("Node", timeout=2)
             return True
@@ -147,43 +175,59 @@ def _api_answers(address: str) -> bool:
     return asyncio.run(probe())
 
 
+def make_pki(directory: Path) -> "ClusterPki":
+    """A cluster CA and the API's, admin's and control plane's certificates in `directory` (kept if there)."""
+    from skiff.pki import ClusterPki
+    pki = ClusterPki(directory)
+    pki.ensure_cluster(api_addresses=[], service_cluster_ip="10.96.0.1")
+    return pki
+
+
 @contextlib.contextmanager
 def _running_controlplane(*, etcd: str, etcd_prefix: str, workdir: Path, extra_args: tuple[str, ...] = (),
-                          api_port: int | None = None):
+                          api_port: int | None = None, secure: bool = False):
+    from skiff.cli._cluster import controlplane_tls_flags
     api_port, metrics_port = api_port or free_port(), free_port()
     log = workdir / f"controlplane-{api_port}.log"
+    address = f"127.0.0.1:{api_port}"
+    pki = make_pki(workdir / "pki") if secure else None
+    client_config = write_client_config(workdir / f"client-config-{api_port}", server=address, pki=pki)
     args = [sys.executable, "-m", "controlplane.main", "--etcd", etcd, "--etcd-prefix", etcd_prefix,
-            "--listen", f"127.0.0.1:{api_port}", "--metrics-listen", f"127.0.0.1:{metrics_port}",
+            "--listen", address, "--metrics-listen", f"127.0.0.1:{metrics_port}",
             # The REST front door on a port of its own (a test wanting it passes --rest-listen again).
-            "--log-level", "debug", "--rest-listen", "127.0.0.1:0", *extra_args]
+            "--log-level", "debug", "--rest-listen", "127.0.0.1:0",
+            # The session's etcd serves plain HTTP (shared by every test).
+            *(controlplane_tls_flags(pki, etcd_tls=False) if pki is not None else ()), *extra_args]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        address = f"127.0.0.1:{api_port}"
-        _wait_until(lambda: _api_answers(address), proc=proc, what="skiff-controlplane", log=log)
+        _wait_until(lambda: _api_answers(client_config), proc=proc, what="skiff-controlplane", log=log)
         yield ControlPlaneInfo(address=address, metrics_address=f"127.0.0.1:{metrics_port}",
-                               etcd=etcd, etcd_prefix=etcd_prefix, pid=proc.pid, log=log)
+                               etcd=etcd, etcd_prefix=etcd_prefix, pid=proc.pid, log=log,
+                               client_config=client_config, pki=pki)
     finally:
         _stop(proc)
 
 
 @pytest.fixture
 def controlplane_factory(etcd, etcd_prefix):
-    """start(*extra_args, prefix=None, api_port=None) -> ControlPlaneInfo: more
+    """start(*extra_args, prefix=None, api_port=None, secure=False) -> ControlPlaneInfo: more
     control planes (e.g. a restart on the same etcd prefix and port; stop the
-    old one first with stop(info)); all stopped after the test."""
+    old one first with stop(info)); all stopped after the test. Secure ones of
+    one test share one CA (workdir/pki)."""
     # Logs go to a private temp dir removed afterwards; a failing start prints their tail.
     workdir = Path(tempfile.mkdtemp(prefix="skiff-test-cp-"))
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         running: dict[int, contextlib.ExitStack] = {}
 
-        def start(*extra_args: str, prefix: str | None = None, api_port: int | None = None) -> ControlPlaneInfo:
+        def start(*extra_args: str, prefix: str | None = None, api_port: int | None = None,
+                  secure: bool = False) -> ControlPlaneInfo:
             own = stack.enter_context(contextlib.ExitStack())
             info = own.enter_context(_running_controlplane(
                 etcd=etcd, etcd_prefix=prefix or etcd_prefix, workdir=workdir, extra_args=extra_args,
-                api_port=api_port))
+                api_port=api_port, secure=secure))
             running[info.pid] = own
             return info
 

@@ -6,17 +6,20 @@ import asyncio
 import contextlib
 import threading
 
+from typing import Callable
+
 from skiff.api import meta
 from skiff.client import ApiClient
 
 
 @contextlib.contextmanager
-def kubelet(server: str):
-    """Marks every pod in "default" Running and Ready while the block runs."""
+def kubelet(server: str | Callable[[], ApiClient]):
+    """Marks every pod in "default" Running and Ready while the block runs. `server`: the API's
+    address, or what makes a client with credentials for it (ControlPlaneInfo.client)."""
     stop = threading.Event()
 
     async def loop():
-        async with ApiClient(server) as c:
+        async with (ApiClient(server) if isinstance(server, str) else server()) as c:
             while not stop.is_set():
                 pods, _ = await c.list("Pod", "default")
                 for pod in pods:

@@ -107,6 +107,9 @@ class ClusterConfig:
         lab = self.lab
         return [lab.node(i).name for i in self.nodes] if lab is not None else [self.node_name]
 
+    def hollow_node_names(self) -> list[str]:
+        return [f"{HOLLOW_PREFIX}-{i}" for i in range(self.hollow_nodes)]
+
     @property
     def pki(self) -> "ClusterPki":
         from skiff.pki import ClusterPki
@@ -172,27 +175,31 @@ class Component:
         return ("nsenter", f"--net={self.netns}", "--", *self.argv) if self.netns else self.argv
 
 
-def _controlplane_tls(config: ClusterConfig) -> tuple[str, ...]:
-    if not config.secure:
-        return ()
-    pki = config.pki
+def controlplane_tls_flags(pki: "ClusterPki", *, etcd_tls: bool = True) -> tuple[str, ...]:
+    """`python -m controlplane.main`'s secure-mode flags for the files of `pki` (made by
+    `ensure_cluster`); `etcd_tls=False` for an etcd that serves plain HTTP (a test's shared one)."""
     return ("--client-ca-file", str(pki.ca_file), "--tls-cert-file", str(pki.cert_file("apiserver")),
             "--tls-private-key-file", str(pki.key_file("apiserver")), "--token-auth-file", str(pki.token_file),
             "--kubelet-client-certificate", str(pki.cert_file("controlplane")),
             "--kubelet-client-key", str(pki.key_file("controlplane")),
-            "--etcd-cafile", str(pki.ca_file), "--etcd-certfile", str(pki.cert_file("controlplane")),
-            "--etcd-keyfile", str(pki.key_file("controlplane")),
+            *(("--etcd-cafile", str(pki.ca_file), "--etcd-certfile", str(pki.cert_file("controlplane")),
+               "--etcd-keyfile", str(pki.key_file("controlplane"))) if etcd_tls else ()),
             "--encryption-key-file", str(pki.encryption_key_file))
 
 
-def _etcd_tls(config: ClusterConfig) -> tuple[str, ...]:
+def _controlplane_tls(config: ClusterConfig) -> tuple[str, ...]:
+    return controlplane_tls_flags(config.pki) if config.secure else ()
+
+
+def etcd_tls_flags(pki: "ClusterPki") -> tuple[str, ...]:
     """Secure: etcd serves TLS and answers only clients with a certificate the cluster CA signed
     (the control plane's; the peer URL stays on loopback, one member)."""
-    if not config.secure:
-        return ()
-    pki = config.pki
     return ("--client-cert-auth", "--trusted-ca-file", str(pki.ca_file),
             "--cert-file", str(pki.cert_file("etcd-server")), "--key-file", str(pki.key_file("etcd-server")))
+
+
+def _etcd_tls(config: ClusterConfig) -> tuple[str, ...]:
+    return etcd_tls_flags(config.pki) if config.secure else ()
 
 
 def _agent_tls(config: ClusterConfig, node: str) -> tuple[str, ...]:
@@ -249,13 +256,14 @@ def hollow_component(config: ClusterConfig) -> Component:
     ports, no kernel objects, scratch files under the run dir (removed when it stops)."""
     return Component("hollow-nodes", (
         sys.executable, "-m", "agent.hollow", "--server", config.api_address, "--nodes", str(config.hollow_nodes),
-        "--prefix", HOLLOW_PREFIX, "--scratch-dir", str(config.run_dir / "hollow")),
+        "--prefix", HOLLOW_PREFIX, "--scratch-dir", str(config.run_dir / "hollow"),
+        *(("--cert-dir", str(config.pki.directory)) if config.secure else ())),
         marker="agent.hollow", address=f"{HOLLOW_PREFIX}-0 .. {HOLLOW_PREFIX}-{config.hollow_nodes - 1}")
 
 
 async def _hollow_ready(config: ClusterConfig) -> int | None:
     """How many of the hollow nodes are Ready; None if the API cannot say."""
-    wanted = {f"{HOLLOW_PREFIX}-{i}" for i in range(config.hollow_nodes)}
+    wanted = set(config.hollow_node_names())
     async with ApiClient(config.api_address, credentials=config.client_credentials()) as client:
         try:
             nodes, _ = await client.list("Node", "", timeout=10)

@@ -12,7 +12,11 @@ with nothing but Prometheus; their charts come from console_libraries/skiff.lib,
 Prometheus' own console JavaScript; deploy/monitoring/dashboards holds the same
 views for Grafana). The supervisor restarts it with the same files and
 `down --purge` removes it all with DATA. `down` stops it first (it is
-the last component).
+the last component). On a secure cluster (the default) etcd answers only
+certificates of the cluster CA, so its job scrapes over TLS with a client
+certificate of Prometheus' own (DATA/pki/prometheus.crt, CN
+system:skiff-prometheus, no group: the API grants it nothing); the control
+plane's and the agents' /metrics stay plain HTTP on loopback (decision 34).
 """
 from __future__ import annotations
 
@@ -56,6 +60,13 @@ def render_config(config: ClusterConfig, *, source: Path = SOURCE) -> dict:
         for sd in job.get("http_sd_configs", []):
             sd["url"] = sd["url"].replace(DEFAULT_CONTROLPLANE, address)
     prom["rule_files"] = [str(monitoring_dir(config) / "rules" / "*.yml")]
+    if config.secure:   # etcd serves TLS and answers only certificates of the cluster CA: Prometheus gets one
+        pki = config.pki
+        for job in prom.get("scrape_configs", []):
+            if job.get("job_name") == "etcd":
+                job["scheme"] = "https"
+                job["tls_config"] = {"ca_file": str(pki.ca_file), "cert_file": str(pki.cert_file("prometheus")),
+                                     "key_file": str(pki.key_file("prometheus"))}
     return prom
 
 

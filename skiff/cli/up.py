@@ -55,7 +55,7 @@ from skiff.cli._processes import (last_log_line, mounts_under, other_agents, por
                                   stop_pid, write_pid_file)
 from skiff.cli._supervisor import Supervisor, start_detached, state_path, supervisor_pid
 from skiff.client import ApiClient, ApiError, NotFound
-from skiff.config import ClientConfig, config_path, write_context
+from skiff.config import ClientConfig, config_path, remove_context, write_context
 
 # ---------------------------------------------------------------- up
 
@@ -120,8 +120,12 @@ def _ensure_pki(config: ClusterConfig) -> None:
     lab = config.lab
     addresses = {lab.node(i).name: lab.node(i).ip for i in config.nodes} if lab is not None else {}
     first_service_ip = str(ipaddress.ip_network(config.service_cluster_ip_range, strict=False)[1])
+    # Hollow nodes are nodes too: one certificate each (decision 34), 127.0.0.1 their address.
     ca = config.pki.ensure_cluster(api_addresses=[config.api_host], service_cluster_ip=first_service_ip,
-                                   node_names=config.node_names(), node_addresses=addresses)
+                                   node_names=[*config.node_names(), *config.hollow_node_names()],
+                                   node_addresses=addresses)
+    if config.monitoring:   # Prometheus scrapes etcd, which answers only certificates of the cluster CA
+        config.pki.ensure_client("prometheus", user="system:skiff-prometheus")
     print(f"cluster CA {config.pki.ca_file} (SHA-256 fingerprint {fingerprint(ca.cert_pem)})")
 
 
@@ -204,10 +208,10 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: 
         _ensure_busybox(config, data_dir=node_data_dir(config, config.lab.node(config.nodes[0]))
                         if config.separate_image_stores and config.lab is not None and config.nodes
                         else config.data_dir)
-    if config.monitoring and "prometheus" not in running:
-        write_monitoring_config(config)   # DATA/monitoring: the config for this cluster, the rules
     if config.secure:
         _ensure_pki(config)   # before any component: they read their certificates at start
+    if config.monitoring and "prometheus" not in running:
+        write_monitoring_config(config)   # DATA/monitoring: the config for this cluster, the rules
     # `down`, `status` and the supervisor read the options from here, so they need no flags of their own.
     save_config(config)
     cluster = Cluster(config)
@@ -479,7 +483,7 @@ def _teardown_lab(config: ClusterConfig, *, pods_gone: bool = True) -> None:
 
 
 def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
-         grace_period: int | None = None) -> int:
+         grace_period: int | None = None, client_config: Path | None = None) -> int:
     config = load_config(config)  # as `up` recorded it; without a record the defaults stand
     stopped = 0
     # The supervisor first, so it does not start again what is stopped below.
@@ -526,6 +530,10 @@ def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
     for d in dirs:
         shutil.rmtree(d)
         print(f"removed {d}")
+    # Its context named credentials that are gone now (only if it still names this cluster's API).
+    if client_config is not None and remove_context(path=client_config, name=config.name,
+                                                    server=config.api_address):
+        print(f"removed context {config.name} from {client_config}")
     return 0
 
 
@@ -577,6 +585,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a cluster CA in DATA/pki; TLS on the API and the agents' service, client certificates "
                         "(the admin's in the client config and --kubeconfig), every request authorized "
                         "(decision 32; the default later)")
+    p.add_argument("--insecure", action="store_true", help=argparse.SUPPRESS)   # the default until decision 34
     p.add_argument("--nodes", type=int, default=None, metavar="N",
                    help="run N nodes, each in a network namespace of its own acting as a separate host, on a "
                         "private link (without it: one node on this host)")
@@ -656,10 +665,9 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      hollow_nodes=args.hollow_nodes, service_cluster_ip_range=args.service_cluster_ip_range,
                      service_node_port_range=args.service_node_port_range,
                      separate_image_stores=args.separate_image_stores)
-        if args.secure:
-            if args.hollow_nodes:
-                raise CliError("--secure: --hollow-nodes has no node certificates yet; use one or the other")
-            extra = dict(extra, secure=True)
+        if args.secure and args.insecure:
+            raise CliError("--secure and --insecure: pick one (secure is the default)")
+        extra = dict(extra, secure=args.secure)
         if problem := _service_range_problem(args):
             raise CliError(problem)
         if args.hollow_nodes < 0:
@@ -683,4 +691,4 @@ def run_up(args: argparse.Namespace) -> int:
 
 def run_down(args: argparse.Namespace) -> int:
     return down(_config(args), purge=args.purge, pods_timeout=args.pods_timeout,
-                grace_period=args.grace_period)
+                grace_period=args.grace_period, client_config=config_path())

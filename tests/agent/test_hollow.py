@@ -16,7 +16,7 @@ from agent.runtime.interface import ContainerConfig, SandboxConfig
 from controlplane.testing import eventually
 from proto.skiff.v1 import apps_pb2
 from skiff.api import meta
-from skiff.client import ApiClient
+from skiff.client import ApiClient, ApiError
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -127,3 +127,51 @@ def test_100_hollow_nodes_run_a_deployment_and_scale_it_to_zero(controlplane_fac
 
 async def _at_least(coro, n: int) -> bool:
     return await coro >= n
+
+
+def test_cert_dir_without_a_node_s_certificate_is_refused(tmp_path):
+    (tmp_path / "ca.crt").write_text("")
+    for ext in ("crt", "key"):
+        (tmp_path / f"node-hollow-node-0.{ext}").write_text("")
+    with pytest.raises(ValueError, match=rf"^--cert-dir {tmp_path}: no node-hollow-node-1.crt \(and 1 more\)$"):
+        validate(HollowConfig(server="127.0.0.1:1", nodes=2, cert_dir=str(tmp_path)))
+
+
+@pytest.mark.etcd
+@pytest.mark.slow
+def test_hollow_nodes_on_a_secure_api_are_each_their_own_node(controlplane_factory, tmp_path):
+    """Each hollow node with its own certificate (system:node:NAME): registered, running its
+    pods, and judged by the node authorizer as itself - its own Node only (decision 34)."""
+    info = controlplane_factory(secure=True)
+    names = [f"hollow-node-{i}" for i in range(3)]
+    ca = info.pki.ensure_ca()
+    for name in names:
+        info.pki.ensure_node(ca, name, address="127.0.0.1")
+
+    async def scenario():
+        hollow = HollowCluster(HollowConfig(server=info.address, nodes=3, cert_dir=str(info.pki.directory)),
+                               scratch=tmp_path / "hollow")
+        async with info.client() as c:
+            await hollow.start()
+            try:
+                listed, _ = await c.list("Node")
+                assert sorted(n.metadata.name for n in listed) == names
+                await c.create(_deployment(6))
+
+                async def running():
+                    pods, _ = await c.list("Pod", "default", label_selector="app=scale")
+                    return sum(1 for p in pods if p.status.phase == "Running")
+                await eventually(lambda: _at_least(running(), 6), timeout=300, interval=0.5,
+                                 what="6 pods Running")
+                assert hollow.pods_running() == 6
+                # Node 0's client is node 0: another node's Node is not its to write.
+                first = hollow.nodes[0]
+                other = await first.client.get("Node", "hollow-node-1", "")
+                other.metadata.labels["touched"] = "yes"
+                with pytest.raises(ApiError, match='User "system:node:hollow-node-0" cannot update resource '
+                                                   '"nodes"'):
+                    await first.client.update(other)
+            finally:
+                await hollow.stop()
+
+    asyncio.run(scenario())

@@ -1,7 +1,12 @@
 """A private all-in-one cluster for end-to-end tests: `skiff up` with its own
 data dir, run dir, client config and free loopback ports, so it runs beside a
 real cluster. Whatever the test does, the processes the pid files name are
-stopped (by PID) and the directories removed afterwards."""
+stopped (by PID) and the directories removed afterwards.
+
+A test talks to it as a user does: `skiff` (c.skiff) and kubectl (c.env())
+read the client config and kubeconfig `up` wrote; in-process clients come from
+`c.client()`, that client config's server and credentials (skiff.config.connect),
+so the same test runs on a secure cluster (the default) and an --insecure one."""
 from __future__ import annotations
 
 import os
@@ -56,7 +61,7 @@ class PrivateCluster:
 
     def env(self) -> dict[str, str]:
         # A private kubeconfig and REST port: `up` writes context skiff there, never to ~/.kube/config.
-        env = dict(os.environ, SKIFF_CONFIG=str(self.base / "client-config"), PYTHONUNBUFFERED="1",
+        env = dict(os.environ, SKIFF_CONFIG=str(self.client_config), PYTHONUNBUFFERED="1",
                    KUBECONFIG=str(self.base / "kubeconfig"), SKIFF_REST_LISTEN=f"127.0.0.1:{self.ports['rest']}",
                    PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
         env.pop("SKIFF_SERVER", None)
@@ -74,6 +79,16 @@ class PrivateCluster:
                 # unless the test asks (egress tests use --nodes, whose namespaces have no way out).
                 *(() if "--pod-egress" in extra else ("--pod-egress", "none")),
                 *extra]
+
+    @property
+    def client_config(self) -> Path:
+        return self.base / "client-config"
+
+    def client(self):
+        """An ApiClient (skiff.client) as `skiff` connects: the server and credentials of the
+        client config `up` wrote (the admin's certificate on a secure cluster)."""
+        from skiff.config import connect
+        return connect(path=self.client_config)
 
     def skiff(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         """Run `skiff ARGS` as a user would: the server comes from the config `up` wrote."""

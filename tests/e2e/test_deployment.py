@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from typing import Callable
 
 import pytest
 
@@ -46,8 +47,8 @@ class Sampler:
     """Follows the app's pods through a watch (from a list, so no state is
     missed) and records (pods not being deleted, Ready pods) after each event."""
 
-    def __init__(self, server: str) -> None:
-        self.server = server
+    def __init__(self, connect: Callable[[], ApiClient]) -> None:
+        self.connect = connect   # a new client (PrivateCluster.client), in the sampler's own loop
         self.samples: list[tuple[int, int]] = []
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -63,7 +64,7 @@ class Sampler:
             pass
 
     async def _run(self) -> None:
-        async with ApiClient(self.server) as c:
+        async with self.connect() as c:
             listed, revision = await c.list("Pod", "default", label_selector="app=web")
             pods = {p.metadata.name: p for p in listed}
             self._record(pods)
@@ -117,7 +118,7 @@ def test_rolling_update_bounds_undo_and_replacement(private_cluster, tmp_path):
     assert status.returncode == 0, status.stderr + _diagnose(c)
     assert len(_pods(c)) == 4
 
-    with Sampler(c.api_address) as sampler:
+    with Sampler(c.client) as sampler:
         changed = c.skiff("set", "image", "deployment/web", "main=busybox:v2")
         assert (changed.returncode, changed.stdout) == (0, "deployment/web image updated\n"), changed.stderr
         status = c.skiff("rollout", "status", "deployment/web", "--timeout", "300s", timeout=320)

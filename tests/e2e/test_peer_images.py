@@ -36,7 +36,7 @@ def test_an_image_built_on_node_1_runs_on_node_2(private_cluster, mode):
     name = f"skiffim{c.tag[:2]}"
     node_cidr = f"10.213.{1 + int(c.tag[2:4], 16) % 254}.0/24"
     up = c.skiff(*c.up_args("--detach", "--nodes", "2", "--name", name, "--node-cidr", node_cidr,
-                            "--separate-image-stores", *(["--secure"] if mode == "secure" else []))[3:],
+                            "--separate-image-stores", "--insecure" if mode == "plain" else "--secure")[3:],
                  timeout=300)
     assert up.returncode == 0, up.stdout + up.stderr
     one, two = f"{name}-node-1", f"{name}-node-2"

@@ -74,3 +74,37 @@ def test_the_config_commands(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out == "one\n"
     assert main(["config", "use-context", "three"]) == 1
     assert capsys.readouterr().err == 'error: no context exists with the name: "three"\n'
+
+
+def test_remove_context_as_down_purge_does(tmp_path):
+    from skiff.config import load_contexts, remove_context, write_context
+    cfg = tmp_path / "config"
+    write_context(path=cfg, name="lab", config=ClientConfig(server="10.0.0.1:6443"))
+    write_context(path=cfg, name="skiff", config=ClientConfig(server="127.0.0.1:6443"))
+    # Another cluster's context of the same name (another server) is not this cluster's to remove.
+    assert not remove_context(path=cfg, name="skiff", server="127.0.0.1:7443")
+    assert remove_context(path=cfg, name="skiff", server="127.0.0.1:6443")
+    current, contexts = load_contexts(path=cfg)
+    assert (current, list(contexts)) == ("", ["lab"])   # the current one is gone: none is current
+    with pytest.raises(ConfigError, match="skiff config use-context NAME"):
+        load_config(path=cfg)
+    assert remove_context(path=cfg, name="lab")
+    assert not cfg.exists()   # the last context takes the file with it
+
+
+def test_connect_uses_the_context_s_server_and_credentials(tmp_path):
+    from skiff import pki
+    from skiff.config import connect, write_context
+    files = pki.ClusterPki(tmp_path / "pki")
+    files.ensure_cluster(api_addresses=[], service_cluster_ip="10.96.0.1")
+    cfg = tmp_path / "config"
+    write_context(path=cfg, name="plain", config=ClientConfig(server="127.0.0.1:1"))
+    write_context(path=cfg, name="secure", config=ClientConfig(
+        server="127.0.0.1:2", certificate_authority=str(files.ca_file),
+        client_certificate=str(files.cert_file("admin")), client_key=str(files.key_file("admin"))))
+    secure = connect(path=cfg)
+    assert (secure.address, secure.credentials) == ("127.0.0.1:2", files.credentials("admin"))
+    plain = connect(path=cfg, context="plain")
+    assert (plain.address, plain.credentials) == ("127.0.0.1:1", None)
+    with pytest.raises(ConfigError, match='no context "other"'):
+        connect(path=cfg, context="other")

@@ -1,5 +1,5 @@
 """Requests a client might send wrongly get Kubernetes' status code and a
-Status body (never a 500 or a hang): plain HTTP, as any client sends them."""
+Status body (never a 500 or a hang): raw HTTPS requests, as any client sends them."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ def call(rest, method: str, path: str, body: object = None, content_type: str = 
     request = urllib.request.Request(rest.url + path, data=data, method=method,
                                      headers={"Content-Type": content_type, "Accept": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with rest.open(request, timeout=30) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())

@@ -18,12 +18,11 @@ from tests.fake_kubelet import kubelet
 pytestmark = [pytest.mark.etcd, pytest.mark.slow]
 
 
-def _post(url: str, body: dict) -> tuple[int, dict]:
+def _post(rest, url: str, body: dict) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # loopback only, never a proxy
     try:
-        with opener.open(request, timeout=30) as response:
+        with rest.open(request, timeout=30) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
@@ -56,20 +55,20 @@ def test_evictions_spend_the_budget_then_429(rest):
     url = f"{rest.url}/api/v1/namespaces/default/pods"
 
     async def body():
-        async with ApiClient(rest.info.address) as c:
+        async with rest.info.client() as c:
             for name in ("web-1", "web-2", "web-3", "solo"):
                 await c.create(_pod(name, "web" if name.startswith("web") else "solo"))
             await c.create(_budget("web-pdb", "web", minAvailable=2))
             await _allowed(c, "web-pdb", 1, 3)
 
             # Allowed: 201 Success, the pod is gone (unbound: nothing to stop), the budget spent.
-            status, answer = await asyncio.to_thread(_post, f"{url}/web-1/eviction", _eviction("web-1"))
+            status, answer = await asyncio.to_thread(_post, rest, f"{url}/web-1/eviction", _eviction("web-1"))
             assert (status, answer["status"]) == (201, "Success"), answer
             with pytest.raises(NotFound):
                 await c.get("Pod", "web-1")
 
             # Refused: 429 TooManyRequests, Kubernetes' message and the DisruptionBudget cause.
-            status, answer = await asyncio.to_thread(_post, f"{url}/web-2/eviction", _eviction("web-2"))
+            status, answer = await asyncio.to_thread(_post, rest, f"{url}/web-2/eviction", _eviction("web-2"))
             assert (status, answer["reason"]) == (429, "TooManyRequests"), answer
             assert answer["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
             [cause] = answer["details"]["causes"]
@@ -81,7 +80,7 @@ def test_evictions_spend_the_budget_then_429(rest):
             await _allowed(c, "web-pdb", 0, 2)
 
             # A pod no budget selects goes; a name in the body unlike the URL's is a 400.
-            status, answer = await asyncio.to_thread(_post, f"{url}/solo/eviction", _eviction("other"))
+            status, answer = await asyncio.to_thread(_post, rest, f"{url}/solo/eviction", _eviction("other"))
             assert (status, answer["message"]) == (400, "name in URL does not match name in Eviction object")
             await c.evict("solo")
             with pytest.raises(NotFound):
@@ -89,11 +88,11 @@ def test_evictions_spend_the_budget_then_429(rest):
 
             # Two budgets over one pod: 500, as Kubernetes answers.
             await c.create(_budget("web-pdb-2", "web", maxUnavailable="0"))
-            status, answer = await asyncio.to_thread(_post, f"{url}/web-2/eviction", _eviction("web-2"))
+            status, answer = await asyncio.to_thread(_post, rest, f"{url}/web-2/eviction", _eviction("web-2"))
             assert (status, answer["reason"]) == (500, "InternalError"), answer
             assert "more than one PodDisruptionBudget" in answer["message"]
 
-    with kubelet(rest.info.address):
+    with kubelet(rest.info.client):
         asyncio.run(asyncio.wait_for(body(), 90))
 
 

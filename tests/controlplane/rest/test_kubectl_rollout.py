@@ -28,7 +28,7 @@ def test_kubectl_rollout_status_history_undo(rest, tmp_path):
     (tmp_path / "d.yaml").write_text(DEPLOYMENT)
     r = rest.kubectl("apply", "-f", str(tmp_path / "d.yaml"))
     assert r.returncode == 0, r.stderr
-    with kubelet(rest.info.address):
+    with kubelet(rest.info.client):
         r = rest.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
         assert r.returncode == 0, r.stderr
         assert r.stdout.splitlines()[-1] == 'deployment "web" successfully rolled out'

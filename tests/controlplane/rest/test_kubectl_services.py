@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Callable
 
 import pytest
 
@@ -44,10 +45,10 @@ def rows(text: str) -> list[list[str]]:
     return [line.split() for line in text.splitlines() if line.strip()]
 
 
-def run_pod_as_kubelet(address: str, name: str, ip: str) -> None:
+def run_pod_as_kubelet(connect: Callable[[], ApiClient], name: str, ip: str) -> None:
     """What an agent would write: the pod Running and Ready with an IP."""
     async def body():
-        async with ApiClient(address) as c:
+        async with connect() as c:
             pod = await c.get("Pod", name)
             pod.status.phase = "Running"
             pod.status.pod_ip = ip
@@ -76,7 +77,7 @@ def test_kubernetes_service_simple_service_and_describe(rest, tmp_path):
     pod.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: app, labels: {app.kubernetes.io/name: MyApp}}\n"
                    "spec: {containers: [{name: c, image: busybox}]}\n")
     ok(rest.kubectl("apply", "-f", str(pod)))
-    run_pod_as_kubelet(rest.info.address, "app", "10.244.0.7")
+    run_pod_as_kubelet(rest.info.client, "app", "10.244.0.7")
     until(lambda: "10.244.0.7:9376" in ok(rest.kubectl("get", "ep", "my-service")), "the endpoints")
     table = ok(rest.kubectl("get", "svc,endpointslices,ep", "-l", "app.kubernetes.io/name!=x"))
     lines = rows(table)
