@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 
 from skiff.api import jsonpath, kinds, meta, printers
 from skiff.cli._common import CliError, kind_arg, scope
-from skiff.client import ApiClient, Conflict
+from skiff.client import AlreadyExists, ApiClient, Conflict
 
 FORMATS = ("custom-columns", "custom-columns-file", "json", "jsonpath", "jsonpath-file", "name", "wide", "yaml")
 
@@ -72,6 +72,17 @@ def not_found(kind: kinds.Kind, name: str) -> str:
 def object_label(obj: Message) -> str:
     """`pod/web`, as kubectl names an object in its messages."""
     return printers.name_of(obj)
+
+
+async def create_and_report(client: ApiClient, obj: Message, *, exists: str, verb: str = "created") -> Message:
+    """The end of kubectl's create, expose and autoscale: the object created and `<kind>/<name> <verb>`
+    printed; one of that name already there: the error `exists` (each command's kubectl wording)."""
+    try:
+        created = await client.create(obj)
+    except AlreadyExists:
+        raise CliError(exists) from None
+    print(f"{object_label(created)} {verb}")
+    return created
 
 
 # ---------------------------------------------------------------- -o

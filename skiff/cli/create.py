@@ -20,7 +20,7 @@ import sys
 
 from proto.skiff.v1 import apps_pb2
 from skiff.cli._common import CliError, add_namespace_flags, call_api, namespace_of
-from skiff.cli._objects import object_label
+from skiff.cli._objects import create_and_report
 from skiff.client import AlreadyExists, ApiClient, NotFound
 
 
@@ -130,11 +130,7 @@ def run_deployment(args: argparse.Namespace) -> int:
     d.metadata.namespace = namespace_of(args)
 
     async def body(client: ApiClient) -> int:
-        try:
-            created = await client.create(d)
-        except AlreadyExists:
-            raise CliError(f'deployments.apps "{args.name}" already exists') from None
-        print(f"{object_label(created)} created")
+        await create_and_report(client, d, exists=f'deployments.apps "{args.name}" already exists')
         return 0
     return call_api(args, body)
 
@@ -169,10 +165,6 @@ def run_job(args: argparse.Namespace) -> int:
             job.spec.template.spec.restart_policy = "Never"
         job.metadata.name = args.name
         job.metadata.namespace = namespace
-        try:
-            created = await client.create(job)
-        except AlreadyExists:
-            raise CliError(f'jobs.batch "{args.name}" already exists') from None
-        print(f"{object_label(created)} created")
+        await create_and_report(client, job, exists=f'jobs.batch "{args.name}" already exists')
         return 0
     return call_api(args, body)

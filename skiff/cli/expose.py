@@ -17,8 +17,8 @@ from google.protobuf.message import Message
 from proto.skiff.v1 import services_pb2
 from skiff.api.kinds import service as services
 from skiff.cli._common import CliError, add_namespace_flags, call_api, namespace_of
-from skiff.cli._objects import intermixed, not_found, object_label, parse_resources
-from skiff.client import AlreadyExists, ApiClient, NotFound
+from skiff.cli._objects import create_and_report, intermixed, not_found, parse_resources
+from skiff.client import ApiClient, NotFound
 
 EXPOSABLE = ("Deployment", "ReplicaSet", "Pod", "Service")
 
@@ -121,12 +121,8 @@ def run(args: argparse.Namespace) -> int:
         errors = services.KIND.strategy.validate(services.KIND.strategy.defaults(svc))
         if errors:
             raise CliError(f'The Service "{svc.metadata.name}" is invalid: ' + "; ".join(map(str, errors)))
-        try:
-            created = await client.create(svc)
-        except AlreadyExists:
-            raise CliError(f'Error from server (AlreadyExists): services "{svc.metadata.name}" already exists') \
-                from None
-        print(f"{object_label(created)} exposed")
+        await create_and_report(client, svc, verb="exposed", exists=f'Error from server (AlreadyExists): services '
+                                                                   f'"{svc.metadata.name}" already exists')
         return 0
     return call_api(args, body)
 
@@ -181,10 +177,7 @@ def run_create(args: argparse.Namespace) -> int:
     svc.metadata.namespace = namespace_of(args)
 
     async def body(client: ApiClient) -> int:
-        try:
-            created = await client.create(svc)
-        except AlreadyExists:
-            raise CliError(f'Error from server (AlreadyExists): services "{args.name}" already exists') from None
-        print(f"{object_label(created)} created")
+        await create_and_report(client, svc, exists=f'Error from server (AlreadyExists): services "{args.name}" '
+                                                    f'already exists')
         return 0
     return call_api(args, body)
