@@ -22,8 +22,9 @@ of the data stream closes the connection into the pod. Plain SPDY (an HTTP
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
@@ -105,18 +106,26 @@ async def portforward_ws(request: web.Request, t: Target, *, proxy: AgentProxy) 
         await send(2 * index, prefix)
         await send(2 * index + 1, prefix)
     reader = asyncio.create_task(read_client())
+
+    async def stop_reading() -> None:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+    return await _to_the_end(ws, asyncio.gather(*(forward(i, p) for i, p in enumerate(ports))), stop_reading)
+
+
+async def _to_the_end(ws: web.WebSocketResponse, session: Awaitable[object],
+                      cleanup: Callable[[], Awaitable[None]]) -> web.WebSocketResponse:
+    """Run a forwarding session over `ws` to its end (the client going away is an end, not an
+    error), then `cleanup()`, and close the WebSocket unless the client has."""
     try:
-        await asyncio.gather(*(forward(i, p) for i, p in enumerate(ports)))
+        await session
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
+        await cleanup()
     if not ws.closed:
-        try:
+        with contextlib.suppress(ConnectionResetError):
             await ws.close()
-        except ConnectionResetError:
-            pass
     return ws
 
 
@@ -246,15 +255,4 @@ async def portforward_spdy(request: web.Request, t: Target, *, proxy: AgentProxy
     ws = web.WebSocketResponse(protocols=(SPDY_TUNNEL,), autoping=True, max_msg_size=0)
     await ws.prepare(request)
     session = _SpdyForward(ws, t, proxy)
-    try:
-        await session.serve()
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        await session.close()
-    if not ws.closed:
-        try:
-            await ws.close()
-        except ConnectionResetError:
-            pass
-    return ws
+    return await _to_the_end(ws, session.serve(), session.close)
