@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from controlplane.rest import protobuf
 from controlplane.rest.discovery import Served
 from controlplane.rest.status import ApiError, bad_request, invalid
-from skiff.api import manifest
+from skiff.api import convert
 
 _TRUE = ("true", "1", "True")
 
@@ -89,15 +89,10 @@ def to_object(data: Any, served: Served, *, namespace: str, name: str | None = N
     if not metadata.get("name") and metadata.get("generateName"):
         suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
         metadata["name"] = metadata["generateName"] + suffix
-    items = manifest.parse_text(json.dumps(data), source="request body")
-    item = items[0] if len(items) == 1 else None
-    if isinstance(item, manifest.ManifestError):
-        raise invalid(kind.name, str(metadata.get("name", "")), [(item.path, item.message)])
-    if item is None or item.obj is None or item.errors:
-        errors = item.errors if item is not None else ()
-        raise invalid(kind.name, str(metadata.get("name", "")),
-                      [(e.path, e.message) for e in errors] or [("", "not a valid object")])
-    return item.obj
+    try:
+        return convert.to_object(data, source="request body")
+    except convert.ConversionError as exc:
+        raise invalid(kind.name, str(metadata.get("name", "")), exc.errors or [("", "not a valid object")]) from None
 
 
 def encode(data: Any) -> bytes:

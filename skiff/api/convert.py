@@ -16,7 +16,12 @@ from skiff.api import manifest
 
 
 class ConversionError(ValueError):
-    """The dict is not a valid object; the message lists field paths and problems."""
+    """The dict is not a valid object; the message lists field paths and problems,
+    `errors` the same as (path, message) pairs (the REST API's Status causes)."""
+
+    def __init__(self, message: str, errors: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
 
 
 def to_object(data: dict[str, Any], *, source: str = "<object>") -> Message:
@@ -26,9 +31,10 @@ def to_object(data: dict[str, Any], *, source: str = "<object>") -> Message:
         raise ConversionError(f"{source}: expected one object, got {len(items)}")
     item = items[0]
     if isinstance(item, manifest.ManifestError):
-        raise ConversionError(_without_line(item))
+        raise ConversionError(_without_line(item), [(item.path, item.message)])
     if item.errors or item.obj is None:
-        raise ConversionError("; ".join(_without_line(e) for e in item.errors) or f"{source}: invalid object")
+        raise ConversionError("; ".join(_without_line(e) for e in item.errors) or f"{source}: invalid object",
+                              [(e.path, e.message) for e in item.errors])
     return item.obj
 
 
