@@ -16,7 +16,8 @@ import subprocess
 
 import pytest
 
-from tests.e2e.test_nodes import leftovers, wait_for
+from tests.e2e.conftest import wait_for
+from tests.e2e.test_nodes import leftovers
 
 pytestmark = [pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 

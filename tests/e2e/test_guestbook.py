@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_nodes import leftovers, wait_for
+from tests.e2e.conftest import wait_for
+from tests.e2e.test_nodes import leftovers
 from tests.e2e.test_web_server import BASE_CACHE, _cached_base, _skiff
 
 pytestmark = [pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]

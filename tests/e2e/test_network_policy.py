@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from tests.e2e.test_egress import Outside, _cluster, _get, _pods_running, fetch_outside, wait_for
+from tests.e2e.conftest import wait_for
+from tests.e2e.test_egress import Outside, _cluster, _get, _pods_running, fetch_outside
 
 pytestmark = [pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 

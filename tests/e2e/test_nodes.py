@@ -11,10 +11,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.conftest import wait_for
 
 pytestmark = [pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
 
@@ -44,17 +45,6 @@ spec:
 
 def ip(*args: str) -> str:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=True).stdout
-
-
-def wait_for(what: str, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        time.sleep(0.5)
 
 
 def _overlaps(destination: str, cidrs: list[str]) -> bool:

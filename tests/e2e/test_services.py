@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 
 import pytest
+
+from tests.e2e.conftest import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow]
 
@@ -34,16 +35,6 @@ spec:
           exec: {command: [cat, /tmp/ready]}
           periodSeconds: 1
 """
-
-
-def until(check, what: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def test_endpoints_follow_the_pods_on_a_real_node(private_cluster):
@@ -81,8 +72,8 @@ def test_endpoints_follow_the_pods_on_a_real_node(private_cluster):
                                     e["conditions"].get("terminating", False))
                 for s in slices for e in s.get("endpoints") or []}
 
-    ips = until(lambda: (lambda got: got if len(got) == 2 and all(got.values()) else None)(pod_ips()), "pod IPs")
-    until(lambda: endpoints() == {ip: (True, True, False) for ip in ips.values()}, "both endpoints ready")
+    ips = wait_for("pod IPs", lambda: (lambda got: got if len(got) == 2 and all(got.values()) else None)(pod_ips()))
+    wait_for("both endpoints ready", lambda: endpoints() == {ip: (True, True, False) for ip in ips.values()})
     slices = json.loads(k("get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json").stdout)
     [port] = slices["items"][0]["ports"]
     assert (port["port"], port["protocol"]) == (8080, "TCP")     # targetPort "http" resolved
@@ -92,13 +83,13 @@ def test_endpoints_follow_the_pods_on_a_real_node(private_cluster):
     # One pod's probe fails: its endpoint is neither ready nor serving; the Endpoints drop it.
     name, ip = sorted(ips.items())[0]
     assert k("exec", name, "--", "rm", "/tmp/ready").returncode == 0
-    until(lambda: endpoints().get(ip) == (False, False, False), "the endpoint not ready")
-    until(lambda: k("get", "ep", "web", "--no-headers").stdout.split()[1] == f"{ips[sorted(ips)[1]]}:8080",
-          "the Endpoints without it")
+    wait_for("the endpoint not ready", lambda: endpoints().get(ip) == (False, False, False))
+    wait_for("the Endpoints without it",
+             lambda: k("get", "ep", "web", "--no-headers").stdout.split()[1] == f"{ips[sorted(ips)[1]]}:8080")
 
     # Deleted: the pod leaves the slice (its replacement comes in).
     assert k("delete", "pod", name, "--wait=true").returncode == 0
-    until(lambda: ip not in endpoints(), "the deleted pod gone from the slice")
+    wait_for("the deleted pod gone from the slice", lambda: ip not in endpoints())
     described = k("describe", "svc", "web").stdout
     assert "TargetPort:               http/TCP" in described
 
@@ -106,6 +97,6 @@ def test_endpoints_follow_the_pods_on_a_real_node(private_cluster):
     assert c.skiff("expose", "deploy/web", "--name", "lb", "--type", "LoadBalancer", "--port", "81").returncode == 0
     node_ip = k("get", "nodes", "-o", "jsonpath={.items[0].status.addresses[?(@.type=='InternalIP')].address}").stdout
     assert node_ip
-    row = until(lambda: (lambda r: r if r[3] != "<pending>" else None)(
-        k("get", "svc", "lb", "--no-headers").stdout.split()), "the load balancer's address")
+    row = wait_for("the load balancer's address", lambda: (lambda r: r if r[3] != "<pending>" else None)(
+        k("get", "svc", "lb", "--no-headers").stdout.split()))
     assert row[1] == "LoadBalancer" and row[3] == node_ip and row[4].startswith("81:")
