@@ -201,8 +201,11 @@ class KindCache:
         return out
 
     def subscribe(self, namespace: str, after: int) -> _Watcher:
-        watcher = _Watcher(namespace, after, self.watcher_buffer)
-        for event in self.since(after):
+        replay = self.since(after)
+        # The replay (at most the ring) does not count against the buffer: a watcher from far
+        # back would otherwise be closed before it read anything, and come back for ever.
+        watcher = _Watcher(namespace, after, self.watcher_buffer + len(replay))
+        for event in replay:
             watcher.offer(event)
         self.watchers.add(watcher)
         return watcher

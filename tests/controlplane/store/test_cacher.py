@@ -203,6 +203,10 @@ def test_a_watcher_that_does_not_read_is_closed_and_others_go_on(etcd, etcd_pref
         cache = cacher._caches["pods"]
         assert len(cache.watchers) == 1
         await fast.aclose()
+        # A watch from further back than its buffer replays it all (not closed before it reads).
+        late = cacher.watch(POD, after_revision=start)
+        assert [(await anext(late)).obj.metadata.name for _ in range(9)] == ["a"] + [f"b-{i}" for i in range(8)]
+        await late.aclose()
     run(etcd, etcd_prefix, body, watcher_buffer=4)
 
 
