@@ -99,7 +99,8 @@ class Agent:
         registry_address = await self._serve_images()
         identity = NodeIdentity(cfg.node_name, cfg.node_ip, self.port, self._metrics_address(),
                                 annotations=(((POD_EGRESS_ANNOTATION, cfg.pod_egress),) if self.network_factory else ())
-                                + (((REGISTRY_ANNOTATION, registry_address),) if registry_address else ()))
+                                + (((REGISTRY_ANNOTATION, registry_address),) if registry_address else ()),
+                                max_pods=cfg.max_pods)
         thresholds = pressure.parse_thresholds(cfg.eviction_hard)
         node = NodeAgent(client=self.client, identity=identity,
                          period_seconds=cfg.heartbeat_seconds, runtime_health=self.runtime.check_health,

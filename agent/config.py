@@ -49,6 +49,7 @@ class AgentConfig:
     image_dir: Path | None = None
     cgroup_parent: str = "skiff"
     pids_limit: int = 4096
+    max_pods: int = 110                     # kubelet's --max-pods: the Node's capacity/allocatable pods
     log_level: str = "info"
     runtime: str = "linux"                  # "fake": in-memory runtime, for tests of the agent process
     heartbeat_seconds: float = 2.0   # with the control plane's 8 s grace: NotReady <= 10 s (decision 23)
@@ -172,6 +173,8 @@ def validate(config: AgentConfig) -> AgentConfig:
                           f"got {config.container_log_max_files}")
     if config.container_log_check_seconds <= 0:
         raise ConfigError("--container-log-check-seconds: must be positive")
+    if config.max_pods < 1:
+        raise ConfigError(f"--max-pods: must be at least 1, got {config.max_pods}")
     if config.heartbeat_seconds <= 0 or config.resync_seconds <= 0:
         raise ConfigError("heartbeat and resync periods must be positive")
     from agent.pressure import ThresholdError, parse_thresholds
@@ -250,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "used as is) or kubernetes (Always for :latest or no tag, else IfNotPresent)")
     p.add_argument("--heartbeat-seconds", type=float, default=AgentConfig.heartbeat_seconds,
                    help=argparse.SUPPRESS)
+    p.add_argument("--max-pods", type=int, default=AgentConfig.max_pods, metavar="N",
+                   help="how many pods this node runs at most: its capacity and allocatable pods, which the "
+                        "scheduler honours (kubelet's --max-pods; default %(default)s)")
     p.add_argument("--eviction-hard", default=AgentConfig.eviction_hard, metavar="SIGNAL<QUANTITY,...",
                    help="kubelet's hard eviction thresholds (memory.available, nodefs.available, "
                         "nodefs.inodesFree, pid.available; a quantity or N%%)")
@@ -282,7 +288,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
         metrics_listen=args.metrics_listen, data_dir=Path(args.data_dir), run_dir=Path(args.run_dir),
         registry_port=args.registry_port,
         image_dir=Path(args.image_dir) if args.image_dir else None,
-        cgroup_parent=args.cgroup_parent, pids_limit=args.pids_limit, log_level=args.log_level,
+        cgroup_parent=args.cgroup_parent, pids_limit=args.pids_limit, max_pods=args.max_pods,
+        log_level=args.log_level,
         runtime=args.runtime, network=not args.no_network,
         bridge=args.bridge, nft_table=args.nft_table, heartbeat_seconds=args.heartbeat_seconds,
         eviction_hard=args.eviction_hard,

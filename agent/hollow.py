@@ -54,7 +54,7 @@ from typing import Sequence
 from agent.config import AgentConfig
 from agent.events import EventRecorder
 from agent.metrics import AgentMetrics
-from agent.node import NodeAgent, NodeIdentity
+from agent.node import MAX_PODS, NodeAgent, NodeIdentity
 from agent.podworkers import PodWorkers
 from agent.runtime.fake import FakeImages, FakeRuntime
 from agent.runtime.interface import ContainerConfig, ContainerStatus, Sandbox, SandboxConfig
@@ -101,6 +101,7 @@ class HollowConfig:
     sandbox_latency: float = 0.03
     start_latency: float = 0.015
     resync_seconds: float = 60.0
+    max_pods: int = MAX_PODS   # each node's capacity/allocatable pods (kubelet's --max-pods)
     # A secure API (decision 34): the directory with ca.crt and node-NAME.crt/.key per node (DATA/pki).
     cert_dir: str = ""
 
@@ -116,6 +117,8 @@ def validate(config: HollowConfig) -> None:
             or not config.prefix[0].isalnum() or config.prefix != config.prefix.lower():
         raise ValueError(f"--prefix: {config.prefix!r} is not a valid start of a node name "
                          "(lower-case letters, digits, '-' and '.', starting with a letter or digit)")
+    if config.max_pods < 1:
+        raise ValueError(f"--max-pods: must be at least 1, got {config.max_pods}")
     for flag, value in (("--heartbeat-seconds", config.heartbeat_seconds),
                         ("--resync-seconds", config.resync_seconds)):
         if value <= 0:
@@ -144,7 +147,7 @@ class HollowNode:
         self.pods_dir = pods_dir
         self.informers = SharedInformerFactory(client, metrics=metrics.controller)
         self.informer: Informer | None = None
-        self.node = NodeAgent(client=client, identity=NodeIdentity(name, HOLLOW_IP, 0),
+        self.node = NodeAgent(client=client, identity=NodeIdentity(name, HOLLOW_IP, 0, max_pods=config.max_pods),
                               period_seconds=config.heartbeat_seconds,
                               watch_health=lambda: self.informer.problem(READY_BOUND_SECONDS)
                               if self.informer else None)
@@ -272,6 +275,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[HollowConfig, P
                    help="how long a pod sandbox takes to make (default %(default)s)")
     p.add_argument("--start-latency", type=float, default=HollowConfig.start_latency, metavar="SECONDS",
                    help="how long a container takes to start (default %(default)s)")
+    p.add_argument("--max-pods", type=int, default=HollowConfig.max_pods, metavar="N",
+                   help="each node's pod capacity (default %(default)s)")
     p.add_argument("--scratch-dir", type=Path, default=None, metavar="DIR",
                    help="where the private scratch dir goes (default: the system temp dir)")
     p.add_argument("--cert-dir", default="", metavar="DIR",
@@ -279,7 +284,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[HollowConfig, P
                         "writes it)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     args = p.parse_args(argv)
-    config = HollowConfig(server=args.server, nodes=args.nodes, prefix=args.prefix,
+    config = HollowConfig(server=args.server, nodes=args.nodes, prefix=args.prefix, max_pods=args.max_pods,
                           heartbeat_seconds=args.heartbeat_seconds, sandbox_latency=args.sandbox_latency,
                           start_latency=args.start_latency, cert_dir=args.cert_dir)
     validate(config)

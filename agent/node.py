@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 RUNTIME_VERSION = "skiff://0.1.0"
 AGENT_VERSION = "v0.1.0"
-MAX_PODS = 110
+MAX_PODS = 110   # kubelet's default --max-pods
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
@@ -51,6 +51,8 @@ class NodeIdentity:
     metrics_address: str = ""   # HOST:PORT of /metrics and /metrics/cadvisor; "" none served
     # More annotations the agent owns on its Node, e.g. skiff.io/pod-egress (decision 30).
     annotations: tuple[tuple[str, str], ...] = ()
+    # The node's pod capacity (`--max-pods`): capacity and allocatable pods, which the scheduler reads.
+    max_pods: int = MAX_PODS
 
 
 # Where the control plane's http_sd lists (controlplane/discovery.py) find this agent's metrics.
@@ -88,7 +90,7 @@ def machine_status(identity: NodeIdentity) -> types_pb2.NodeStatus:
     for field in (status.capacity, status.allocatable):
         field["cpu"] = str(os.cpu_count() or 1)
         field["memory"] = f"{memory_kib}Ki"
-        field["pods"] = str(MAX_PODS)
+        field["pods"] = str(identity.max_pods)
     status.addresses.add(type="InternalIP", address=identity.internal_ip)
     status.addresses.add(type="Hostname", address=identity.name)
     uname = os.uname()
@@ -214,11 +216,15 @@ class NodeAgent:
         raise ApiError(f"node {self.identity.name}: status update kept conflicting")
 
     async def heartbeat_once(self) -> types_pb2.Node:
+        """One write, not a read and a write: the heartbeat goes onto the node as last written
+        (its resourceVersion); if anyone changed the node since, that is a Conflict and
+        _write_status reads it then. (Kubernetes' kubelet reads from the API server's cache;
+        here a read is an etcd range, and 1000 hollow nodes' heartbeats doubled the calls.)"""
         try:
-            current = await self.client.get("Node", self.identity.name, "")
+            current = self.node if self.node is not None else await self.client.get("Node", self.identity.name, "")
+            self.node = await self._write_status(current)
         except NotFound:  # deleted by someone: register again
-            return await self._register_once()
-        self.node = await self._write_status(current)
+            self.node = await self._register_once()
         return self.node
 
     async def runtime_problem(self) -> str | None:

@@ -82,6 +82,8 @@ class ClusterConfig:
     separate_image_stores: bool = False
     # `up --eviction-hard`: passed to every agent (kubelet's --eviction-hard); "" keeps the agent's default.
     eviction_hard: str = ""
+    # `up --max-pods`: every node's pod capacity, the hollow ones' too (kubelet's --max-pods, 110).
+    max_pods: int = 110
     # `up --hollow-nodes N`: N more nodes with no containers (agent/hollow.py), in one process.
     hollow_nodes: int = 0
     # `up --secure` (decision 32): a cluster CA in DATA/pki, TLS on the API (gRPC and REST) and the
@@ -236,7 +238,7 @@ def components(config: ClusterConfig) -> list[Component]:
             "--data-dir", str(config.data_dir), "--run-dir", str(config.run_dir),
             "--bridge", config.bridge, "--nft-table", config.nft_table,
             "--cgroup-parent", config.cgroup_parent, "--pod-egress", config.pod_egress,
-            *_eviction_args(config), *_agent_tls(config, config.node_name)), marker="agent.main",
+            *_eviction_args(config), *_max_pods_args(config), *_agent_tls(config, config.node_name)), marker="agent.main",
             address=f"127.0.0.1:{config.agent_port}", node=config.node_name))
     elif config.with_agent:
         out += [node_agent(config, config.lab.node(i)) for i in config.nodes]
@@ -256,6 +258,7 @@ def hollow_component(config: ClusterConfig) -> Component:
     ports, no kernel objects, scratch files under the run dir (removed when it stops)."""
     return Component("hollow-nodes", (
         sys.executable, "-m", "agent.hollow", "--server", config.api_address, "--nodes", str(config.hollow_nodes),
+        *_max_pods_args(config),
         "--prefix", HOLLOW_PREFIX, "--scratch-dir", str(config.run_dir / "hollow"),
         *(("--cert-dir", str(config.pki.directory)) if config.secure else ())),
         marker="agent.hollow", address=f"{HOLLOW_PREFIX}-0 .. {HOLLOW_PREFIX}-{config.hollow_nodes - 1}")
@@ -275,6 +278,10 @@ async def _hollow_ready(config: ClusterConfig) -> int | None:
 
 def _eviction_args(config: ClusterConfig) -> tuple[str, ...]:
     return ("--eviction-hard", config.eviction_hard) if config.eviction_hard else ()
+
+
+def _max_pods_args(config: ClusterConfig) -> tuple[str, ...]:
+    return ("--max-pods", str(config.max_pods)) if config.max_pods != ClusterConfig.max_pods else ()
 
 
 def node_data_dir(config: ClusterConfig, node: LabNode) -> Path:
@@ -304,7 +311,7 @@ def node_agent(config: ClusterConfig, node: LabNode) -> Component:
             "--image-dir", str(node_images_dir(config, node)),
             "--bridge", node.bridge, "--nft-table", node.nft_table, "--cgroup-parent", node.cgroup_parent,
             "--pod-network", config.pod_network, "--cluster-cidr", config.cluster_cidr,
-            "--vxlan-device", node.vxlan_device, "--pod-egress", config.pod_egress, *_eviction_args(config),
+            "--vxlan-device", node.vxlan_device, "--pod-egress", config.pod_egress, *_eviction_args(config), *_max_pods_args(config),
             *_agent_tls(config, node.name))
     return Component(f"agent-{node.name}", argv, marker=f" --node-name {node.name} ",
                      address=f"{node.ip}:{config.agent_port}", node=node.name, netns=str(node.netns_path))

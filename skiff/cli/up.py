@@ -618,6 +618,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eviction-hard", default="", metavar="SIGNAL<QUANTITY,...",
                    help="the agents' hard eviction thresholds, as kubelet's --eviction-hard (e.g. "
                         "'memory.available<500Mi,nodefs.available<15%%'; default: the agent's own)")
+    p.add_argument("--max-pods", type=int, default=ClusterConfig.max_pods, metavar="N",
+                   help="every node's pod capacity, hollow ones included: the Node's capacity and allocatable "
+                        "pods, which the scheduler honours (kubelet's --max-pods; default %(default)s)")
     p.add_argument("--hollow-nodes", type=int, default=0, metavar="N",
                    help="also run N hollow nodes (hollow-node-0 ..): node agents with an in-memory runtime, no "
                         "containers, all in one process (kubemark's idea; agent/hollow.py); with many, raise "
@@ -662,7 +665,8 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      monitoring_rule_for_scale=args.monitoring_rule_for_scale,
                      nodes=tuple(range(1, (args.nodes or 0) + 1)), name=args.name, node_cidr=args.node_cidr,
                      pod_network=args.pod_network, pod_egress=args.pod_egress, eviction_hard=args.eviction_hard,
-                     hollow_nodes=args.hollow_nodes, service_cluster_ip_range=args.service_cluster_ip_range,
+                     hollow_nodes=args.hollow_nodes, max_pods=args.max_pods,
+                     service_cluster_ip_range=args.service_cluster_ip_range,
                      service_node_port_range=args.service_node_port_range,
                      separate_image_stores=args.separate_image_stores)
         if args.secure and args.insecure:
@@ -670,6 +674,8 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
         extra = dict(extra, secure=args.secure)
         if problem := _service_range_problem(args):
             raise CliError(problem)
+        if args.max_pods < 1:
+            raise CliError(f"--max-pods: must be at least 1, got {args.max_pods}")
         if args.hollow_nodes < 0:
             raise CliError(f"--hollow-nodes: must not be negative, got {args.hollow_nodes}")
         if not 0 < args.monitoring_rule_for_scale <= 1:

@@ -31,6 +31,7 @@ class NodeStore:
         self.node: types_pb2.Node | None = None
         self.rv = 0
         self.conflicts_left = 0
+        self.gets = self.status_writes = 0
 
     async def create(self, node):
         if self.node is not None:
@@ -48,6 +49,7 @@ class NodeStore:
         return out
 
     async def get(self, kind, name, namespace=""):
+        self.gets += 1
         if self.node is None:
             raise NotFound(name)
         out = types_pb2.Node()
@@ -55,6 +57,9 @@ class NodeStore:
         return out
 
     async def update_status(self, node):
+        self.status_writes += 1
+        if self.node is None:
+            raise NotFound(node.metadata.name)
         if self.conflicts_left:
             self.conflicts_left -= 1
             self.rv += 1
@@ -87,6 +92,33 @@ def test_register_keeps_spec_and_heartbeat_renews_through_conflicts():
         again = await NodeAgent(client=store, identity=NodeIdentity("n1", "127.0.0.1", 10251), clock=clock).register()
         assert again.spec.pod_cidr == "10.88.1.0/24"
         assert again.status.daemon_endpoints.kubelet_endpoint.port == 10251
+    asyncio.run(scenario())
+
+
+def test_a_heartbeat_is_one_write_and_a_deleted_node_registers_again():
+    async def scenario():
+        store, clock = NodeStore(), FakeClock()
+        agent = NodeAgent(client=store, identity=NodeIdentity("n1", "127.0.0.1", 10250), clock=clock)
+        await agent.register()
+        store.gets = store.status_writes = 0
+        for _ in range(3):
+            clock.advance(10)
+            await agent.heartbeat_once()
+        assert (store.gets, store.status_writes) == (0, 3)   # onto the node as last written
+
+        store.node.spec.unschedulable = True   # someone cordons it: the next heartbeat conflicts, re-reads
+        store.rv += 1
+        store.node.metadata.resource_version = str(store.rv)
+        clock.advance(10)
+        node = await agent.heartbeat_once()
+        assert node.spec.unschedulable and store.gets == 1
+        ready = {c.type: c for c in node.status.conditions}["Ready"]
+        assert ready.last_heartbeat_time.ToDatetime() == clock.now().replace(tzinfo=None)
+
+        store.node = None   # deleted: registered again, with its status
+        node = await agent.heartbeat_once()
+        assert store.node is not None and node.metadata.name == "n1"
+        assert [c.type for c in node.status.conditions] == ["Ready"]
     asyncio.run(scenario())
 
 

@@ -16,6 +16,7 @@ from tests.conftest import ROOT, free_port
     (["--node-name", "n1", "--api-port", "70000"], "the API port 70000: must be between 1 and 65535"),
     (["--node-name", "n1", "--eviction-hard", "memory.available>1Gi"], "--eviction-hard: eviction threshold"),
     (["--node-name", "n1", "--hollow-nodes", "-1"], "--hollow-nodes: must not be negative, got -1"),
+    (["--node-name", "n1", "--max-pods", "0"], "--max-pods: must be at least 1, got 0"),
     (["--node-name", "n1", "--service-cluster-ip-range", "10.244.3.0/24"],
      "--service-cluster-ip-range 10.244.3.0/24: overlaps --cluster-cidr 10.244.0.0/16"),
     (["--node-name", "n1", "--service-cluster-ip-range", "10.213.0.0/16"], "overlaps --node-cidr 10.213.0.0/24"),
