@@ -81,6 +81,8 @@ class Agent:
         self.image_server = None   # the node's registry for its peers (decision 33)
         self.dns: NodeDns | None = None
         self._tasks: list[asyncio.Task] = []
+        self._image_tls = None   # the peers' registry's TLS context (reloaded on certificate rotation)
+        self.rotator = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -91,8 +93,14 @@ class Agent:
         if isinstance(self.images, ImageStore):   # `skiff image load|push` through the API (decision 33)
             from agent.imageservice import ImagesService
             images_service = ImagesService(store=self.images, node_name=cfg.node_name)
+        rotating = None
+        if cfg.rotate_certificates:   # the serving side takes the renewed pair at its next handshake
+            from agent.certrotation import serving_credentials
+            rotating = serving_credentials(ca_file=cfg.client_ca_file, cert_file=cfg.tls_cert_file,
+                                           key_file=cfg.tls_private_key_file)
         self.server, self.port = await start_server(service=_LateService(service_holder), host=host, port=port,
-                                                    tls=self.credentials, images=images_service)
+                                                    tls=self.credentials, images=images_service,
+                                                    tls_credentials=rotating)
         if cfg.metrics_listen:  # bound early too: a taken port fails the start, not an hour later
             mhost, mport = split_host_port(cfg.metrics_listen, flag="--metrics-listen")
             self.metrics_server = self.metrics.serve(host=mhost, port=mport)
@@ -109,6 +117,8 @@ class Agent:
                          images=ImagesReport(self.images) if isinstance(self.images, ImageStore) else None)
         await node.register()
         self._tasks.append(asyncio.create_task(node.heartbeat(), name="heartbeat"))
+        if cfg.rotate_certificates:
+            self._start_certificate_rotation()
         if self.network_factory is not None:
             cidr = await node.wait_for_pod_cidr()
             log.info("node %s: pod CIDR %s", cfg.node_name, cidr)
@@ -180,6 +190,22 @@ class Agent:
         if proxy is not None:
             self._tasks.append(asyncio.create_task(proxy.run(), name="serviceproxy"))
 
+    def _start_certificate_rotation(self) -> None:
+        """kubelet's certificate manager (decision 36): renew before expiry, then use the new pair."""
+        from agent.certrotation import CertificateRotator
+        cfg = self.config
+
+        async def rotated(credentials) -> None:
+            self.credentials = credentials
+            await self.client.use_credentials(credentials)   # new channel; the old one drains
+            if self._image_tls is not None:   # the peers' registry: new handshakes get the new pair
+                self._image_tls.load_cert_chain(cfg.tls_cert_file, cfg.tls_private_key_file)
+
+        self.rotator = CertificateRotator(client=self.client, node_name=cfg.node_name, node_ip=cfg.node_ip,
+                                          ca_file=cfg.client_ca_file, cert_file=cfg.tls_cert_file,
+                                          key_file=cfg.tls_private_key_file, on_rotated=rotated)
+        self._tasks.append(asyncio.create_task(self.rotator.run(), name="certificate-rotation"))
+
     async def _serve_images(self) -> str:
         """This node's images to its peers (agent/images/distribution.py); their HOST:PORT, "" none."""
         cfg = self.config
@@ -188,6 +214,7 @@ class Agent:
         from agent.images import distribution
         tls = distribution.ssl_context(ca_file=cfg.client_ca_file, cert_file=cfg.tls_cert_file,
                                        key_file=cfg.tls_private_key_file) if cfg.client_ca_file else None
+        self._image_tls = tls
         try:
             self.image_server, port = await distribution.serve(store=self.images, host=cfg.node_ip,
                                                                port=cfg.registry_port, tls=tls)

@@ -35,6 +35,9 @@ class AgentConfig:
     client_ca_file: str = ""
     tls_cert_file: str = ""
     tls_private_key_file: str = ""
+    # kubelet's --rotate-certificates (decision 36): renew the node certificate through a CSR at 70-90 %
+    # of its lifetime and swap it in (agent/certrotation.py); the files above are rewritten.
+    rotate_certificates: bool = False
     node_name: str = ""
     node_ip: str = "127.0.0.1"              # the node's InternalIP
     listen: str = "127.0.0.1:10250"         # the Agent gRPC service (logs, exec, stats)
@@ -122,6 +125,8 @@ def validate(config: AgentConfig) -> AgentConfig:
            "--tls-private-key-file": config.tls_private_key_file}
     if any(tls.values()) and not all(tls.values()):
         raise ConfigError(f"secure mode needs {', '.join(f for f, v in tls.items() if not v)} as well")
+    if config.rotate_certificates and not all(tls.values()):
+        raise ConfigError("--rotate-certificates needs --client-ca-file, --tls-cert-file and --tls-private-key-file")
     if config.metrics_listen:
         split_host_port(config.metrics_listen, flag="--metrics-listen")
     for flag, path in (("--data-dir", config.data_dir), ("--run-dir", config.run_dir),
@@ -210,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert-file", default="", metavar="PATH",
                    help="secure mode: this node's certificate, client to the API and the service's own")
     p.add_argument("--tls-private-key-file", default="", metavar="PATH")
+    p.add_argument("--rotate-certificates", action="store_true",
+                   help="secure mode: renew this node's certificate through the API before it expires")
     p.add_argument("--node-ip", default=AgentConfig.node_ip, help="this node's InternalIP")
     p.add_argument("--listen", default=AgentConfig.listen, help="the agent's gRPC service (logs, exec, stats)")
     p.add_argument("--metrics-listen", default=AgentConfig.metrics_listen,
@@ -284,7 +291,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> AgentConfig:
     return validate(AgentConfig(
         server=args.server, node_name=node_name, node_ip=args.node_ip, listen=args.listen,
         client_ca_file=args.client_ca_file, tls_cert_file=args.tls_cert_file,
-        tls_private_key_file=args.tls_private_key_file,
+        tls_private_key_file=args.tls_private_key_file, rotate_certificates=args.rotate_certificates,
         metrics_listen=args.metrics_listen, data_dir=Path(args.data_dir), run_dir=Path(args.run_dir),
         registry_port=args.registry_port,
         image_dir=Path(args.image_dir) if args.image_dir else None,

@@ -352,7 +352,7 @@ async def _control_plane_only(method: str, _request: Any, context: grpc.aio.Serv
 
 
 async def start_server(*, service: AgentService, host: str, port: int, tls: "Credentials | None" = None,
-                       images: Any = None) -> tuple[grpc.aio.Server, int]:
+                       images: Any = None, tls_credentials: Any = None) -> tuple[grpc.aio.Server, int]:
     """Serve the Agent service (and `images`, the Images service: archives loaded into the node's
     store, decision 33); returns the server and the port bound (port 0: a free one).
     With `tls` (secure mode): mutual TLS, and only the control plane's certificate is answered."""
@@ -368,7 +368,8 @@ async def start_server(*, service: AgentService, host: str, port: int, tls: "Cre
         if tls is None:
             bound = server.add_insecure_port(f"{host}:{port}")
         else:
-            bound = server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials(
+            # `tls_credentials`: the rotating certificate's (agent/certrotation.py), read at each handshake.
+            bound = server.add_secure_port(f"{host}:{port}", tls_credentials or grpc.ssl_server_credentials(
                 [(tls.key, tls.cert)], root_certificates=tls.ca, require_client_auth=True))
     except RuntimeError:  # grpc's way of saying the address is taken or not ours
         bound = 0

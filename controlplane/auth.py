@@ -190,6 +190,17 @@ class Guard:
     """Authentication and authorization together: what the servers call."""
     authenticator: Authenticator
     authorizer: Authorizer
+    # Admission that needs the requester and the written object (controlplane/requestadmission.py):
+    # (identity, attributes, obj) -> None, or the Forbidden message; it may fill in obj (a CSR's requester).
+    admission: "Callable[[Identity, Attributes, Any], Awaitable[str | None]] | None" = None
+
+    async def admit(self, identity: Identity, attributes: Attributes, obj: Any) -> str | None:
+        if self.admission is None:
+            return None
+        message = await self.admission(identity, attributes, obj)
+        if message is not None:
+            log.info("forbidden by admission: %s (user %s)", message, identity.user)
+        return message
 
     async def check(self, identity: Identity, attributes: Attributes) -> str | None:
         """None when allowed; else the Forbidden message (logged with the identity)."""

@@ -70,6 +70,11 @@ class Config:
     # ServiceAccount tokens (decision 35): "" = sa.key beside the CA (created when absent)
     service_account_signing_key_file: str = ""
     service_account_issuer: str = "https://kubernetes.default.svc.cluster.local"
+    # Node certificates from CSRs (decision 36; kube-controller-manager's flags): "" = ca.crt/ca.key beside
+    # --client-ca-file, and $SKIFF_CLUSTER_SIGNING_DURATION or 8760h
+    cluster_signing_cert_file: str = ""
+    cluster_signing_key_file: str = ""
+    cluster_signing_duration: str = ""
 
     @property
     def secure(self) -> bool:
@@ -101,6 +106,11 @@ def validate_config(config: Config) -> list[str]:
         problems.append(f"--default-watch-cache-size {config.watch_cache_size}: must be 0 (no watch cache) or more")
     if not config.etcd_prefix.startswith("/"):
         problems.append(f"--etcd-prefix {config.etcd_prefix!r}: must start with /")
+    try:
+        from controlplane.joining import signing_duration
+        signing_duration(config.cluster_signing_duration)
+    except ValueError as exc:
+        problems.append(str(exc))
     tls_flags = {"--client-ca-file": config.client_ca_file, "--tls-cert-file": config.tls_cert_file,
                  "--tls-private-key-file": config.tls_private_key_file,
                  "--kubelet-client-certificate": config.kubelet_client_certificate,
@@ -132,6 +142,8 @@ async def _bootstrap(registry, *, secure: bool) -> None:
     if secure:
         from controlplane import rbac
         await rbac.bootstrap(registry.create)
+        from controlplane import joining
+        await joining.bootstrap(registry.create)   # kubeadm's roles for joining nodes (decision 36)
 
 
 def _default_rest_listen(listen: str) -> str:
@@ -198,6 +210,13 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
                              "--client-ca-file, created when absent)")
     secure.add_argument("--service-account-issuer", default=Config.service_account_issuer, metavar="URL",
                         help="the tokens' iss claim, also the audience the API accepts (default %(default)s)")
+    secure.add_argument("--cluster-signing-cert-file", default="", metavar="PATH",
+                        help="the CA that signs nodes' CSRs (default: --client-ca-file)")
+    secure.add_argument("--cluster-signing-key-file", default="", metavar="PATH",
+                        help="its key (default: ca.key beside --client-ca-file)")
+    secure.add_argument("--cluster-signing-duration", default="", metavar="DURATION",
+                        help="the lifetime of the certificates it signs (default $SKIFF_CLUSTER_SIGNING_DURATION, "
+                             "else 8760h)")
     a = p.parse_args(argv)
     config = Config(etcd=a.etcd, etcd_prefix=a.etcd_prefix, listen=a.listen, metrics_listen=a.metrics_listen,
                     rest_listen=a.rest_listen if a.rest_listen is not None else _default_rest_listen(a.listen),
@@ -216,7 +235,10 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
                     etcd_certfile=a.etcd_certfile, etcd_keyfile=a.etcd_keyfile,
                     encryption_key_file=a.encryption_key_file,
                     service_account_signing_key_file=a.service_account_signing_key_file,
-                    service_account_issuer=a.service_account_issuer)
+                    service_account_issuer=a.service_account_issuer,
+                    cluster_signing_cert_file=a.cluster_signing_cert_file,
+                    cluster_signing_key_file=a.cluster_signing_key_file,
+                    cluster_signing_duration=a.cluster_signing_duration)
     problems = validate_config(config)
     if problems:
         p.error("; ".join(problems))
@@ -320,6 +342,13 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
             DisruptionController(client=client, factory=factory,
                                  recorder=EventRecorder(client=client, component="controllermanager")),
         ]
+        if config.secure:   # bootstrap tokens, CSRs and their signer (decision 36)
+            from controlplane import joining
+            components += joining.controllers(
+                client=client, factory=factory, client_ca_file=config.client_ca_file, rest_listen=config.rest_listen,
+                listen=config.listen, signing_cert_file=config.cluster_signing_cert_file,
+                signing_key_file=config.cluster_signing_key_file,
+                duration=joining.signing_duration(config.cluster_signing_duration))
 
     async def lead() -> None:
         # All or nothing: if one component dies, the others stop and the error surfaces.
@@ -419,8 +448,11 @@ def _security(config: Config, store) -> _Security:
     rest_ssl.load_cert_chain(config.tls_cert_file, config.tls_private_key_file)
     rest_ssl.verify_mode = ssl.CERT_OPTIONAL   # a certificate is checked when given; else a bearer token
     authorizer = Authorizer([masters, NodeAuthorizer(store).decide, RbacAuthorizer(store).decide])
+    from controlplane import joining
+    joining.add_authentication(authenticator, store)   # bootstrap tokens (decision 36)
     tokens = _service_account_tokens(config, store, authenticator)
-    return _Security(serving=serving, client=client, guard=Guard(authenticator, authorizer), rest_ssl=rest_ssl,
+    return _Security(serving=serving, client=client, guard=Guard(authenticator, authorizer, joining.admission(store)),
+                     rest_ssl=rest_ssl,
                      tokens=tokens)
 
 

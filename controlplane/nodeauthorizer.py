@@ -1,21 +1,32 @@
-"""The node authorizer (Kubernetes' plugin/pkg/auth/authorizer/node, in part):
-what a node's certificate (CN system:node:NAME, O system:nodes) may do.
+"""The node authorizer and NodeRestriction (Kubernetes' plugin/pkg/auth/authorizer/node
+and plugin/pkg/admission/noderestriction, in part): what a node's certificate
+(CN system:node:NAME, O system:nodes) may do.
 
+Authorization (`NodeAuthorizer.decide`, from the request's attributes):
   - Secrets and ConfigMaps: only those a pod bound to NAME names
     (skiff.api.podrefs.references), read one by one (get, or list/watch with
     `metadata.name=X`, as the agent's per-object informers do); no other
     Secret, and never a whole list.
   - Node and Lease: write only its own (name NAME).
-  - Everything else an agent reads or writes today: allowed (pods and their
-    status, events, Services, EndpointSlices, NetworkPolicies, namespaces).
-    NodeRestriction's finer checks (the status only of pods bound to NAME) are
-    not done yet.
+  - Pods: update (and its status), patch and delete only a pod bound to NAME;
+    never create one or bind one.
+  - Everything else an agent reads or writes today: allowed (pods, events,
+    Services, EndpointSlices, NetworkPolicies, namespaces, its own CSRs).
 
-Answers True or False for nodes, None (no opinion) for anyone else.
+Admission (`NodeRestriction.admit`, from the object being written, which the
+attributes of a create do not name):
+  - a Node or Lease it creates or updates is its own (metadata.name NAME);
+  - it may not set, change or remove its Node's labels under
+    `node-restriction.kubernetes.io/` (they are how an administrator pins
+    workloads to nodes the node itself cannot vouch for).
+
+Both answer for nodes only: None (no opinion / nothing to say) for anyone else.
 """
 from __future__ import annotations
 
 import logging
+
+from google.protobuf.message import Message
 
 from controlplane.auth import Attributes
 from skiff import pki
@@ -27,6 +38,8 @@ log = logging.getLogger(__name__)
 _READ = ("get", "list", "watch")
 _REFERENCED = {"secrets": "Secret", "configmaps": "ConfigMap"}
 _OWN = {("nodes", ""), ("leases", "coordination.k8s.io")}
+_POD_WRITES = ("update", "patch", "delete")
+RESTRICTED_LABEL_PREFIX = "node-restriction.kubernetes.io/"
 
 
 def node_name(identity: Identity) -> str | None:
@@ -47,8 +60,55 @@ class NodeAuthorizer:
             return a.verb in _READ and bool(a.name) and await self._referenced(node, _REFERENCED[a.resource], a)
         if (a.resource, a.api_group) in _OWN and a.verb not in _READ:
             return a.name == node or (a.verb == "create" and not a.name)
+        if a.resource == "pods" and not a.api_group and a.verb not in _READ:
+            if a.verb in _POD_WRITES and a.subresource in ("", "status"):
+                return bool(a.name) and await self._bound(node, a.namespace, a.name)
+            return False
         return True
 
     async def _referenced(self, node: str, kind: str, a: Attributes) -> bool:
         pods, _ = await self.store.list(kinds.kind_named("Pod"), a.namespace)
         return any(p.spec.node_name == node and (kind, a.namespace, a.name) in references(p) for p in pods)
+
+    async def _bound(self, node: str, namespace: str, name: str) -> bool:
+        from controlplane.store.interface import NotFound
+        try:
+            pod = await self.store.get(kinds.kind_named("Pod"), namespace or "default", name)
+        except NotFound:
+            return False
+        return pod.spec.node_name == node
+
+
+class NodeRestriction:
+    def __init__(self, store) -> None:
+        self.store = store
+
+    async def admit(self, identity: Identity, a: Attributes, obj: Message) -> str | None:
+        node = node_name(identity)
+        if node is None or a.verb not in ("create", "update", "patch"):
+            return None
+        kind = kinds.kind_of(obj)
+        own = (kind.name == "Node" and not a.subresource) or kind.name == "Lease"
+        if own and obj.metadata.name != node:
+            return (f'node "{node}" is not allowed to modify {kind.resource} "{obj.metadata.name}"'
+                    if a.verb != "create" else
+                    f'node "{node}" is not allowed to create {kind.resource} "{obj.metadata.name}"')
+        if kind.name == "Node" and not a.subresource:   # a status write keeps the labels stored
+            return await self._labels(node, a, obj)
+        return None
+
+    async def _labels(self, node: str, a: Attributes, obj: Message) -> str | None:
+        from controlplane.store.interface import NotFound
+        before: dict[str, str] = {}
+        if a.verb != "create":
+            try:
+                before = dict((await self.store.get(kinds.kind_named("Node"), "", obj.metadata.name)).metadata.labels)
+            except NotFound:
+                pass
+        after = dict(obj.metadata.labels)
+        changed = sorted(k for k in set(before) | set(after)
+                         if k.startswith(RESTRICTED_LABEL_PREFIX) and before.get(k) != after.get(k))
+        if changed:
+            return (f'node "{node}" is not allowed to modify labels: {", ".join(changed)} '
+                    f'(the {RESTRICTED_LABEL_PREFIX} prefix is the administrator\'s)')
+        return None

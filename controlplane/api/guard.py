@@ -90,7 +90,24 @@ def grpc_guard(guard: Guard):
         if wanted.resource == "selfsubjectaccessreviews":
             return   # every authenticated user may ask what they may do, as Kubernetes' system:basic-user
         message = await guard.check(identity, wanted)
+        if message is None and guard.admission is not None and method in _WRITES:
+            message = await _admit(guard, identity, wanted, request)
         if message is not None:
             context.set_trailing_metadata(_ORIGIN)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
     return check
+
+
+_WRITES = ("Create", "Apply", "Update", "UpdateStatus")
+
+
+async def _admit(guard: Guard, identity, wanted: Attributes, request: Any) -> str | None:
+    """Admission with the requester (controlplane/requestadmission.py); what it fills in goes into the request."""
+    try:
+        obj = kinds.unwrap(request.object)
+    except (ValueError, kinds.UnknownKind):
+        return None   # the method answers INVALID_ARGUMENT
+    message = await guard.admit(identity, wanted, obj)
+    if message is None:
+        request.object.CopyFrom(kinds.wrap(obj))
+    return message

@@ -57,6 +57,24 @@ class Target:
         return {"resource": self.served.qualified, "name": self.name}
 
 
+# Subresources whose writes replace the status (a CSR's approval: its conditions, as kubectl sends them).
+_STATUS_WRITES = ("status", "approval")
+
+
+async def _admit(request: web.Request, verb: str, t: Target, obj: Message) -> None:
+    """Admission with the requester (controlplane/requestadmission.py), set by the server when secure."""
+    admit = request.get("admit")
+    if admit is None:
+        return
+    from controlplane.auth import Attributes
+    attributes = Attributes(verb=verb, resource=t.served.kind.resource, subresource=t.subresource,
+                            namespace=t.namespace, name=t.name, api_group=t.served.group)
+    message = await admit(attributes, obj)
+    if message is not None:
+        raise ApiError(403, "Forbidden", message, {"kind": t.served.kind.resource,
+                                                   **({"name": t.name} if t.name else {})})
+
+
 def respond(data: Any, *, status: int = 200) -> web.Response:
     return web.Response(body=codec.encode(data), status=status, content_type=JSON)
 
@@ -192,6 +210,7 @@ class ResourceHandlers:
 
     async def create(self, request: web.Request, t: Target) -> web.StreamResponse:
         obj = codec.to_object(await self._body(request), t.served, namespace=t.namespace)
+        await _admit(request, "create", t, obj)
         try:
             created = await self.registry.create(obj, dry_run=_dry_run(request))
         except st.AlreadyExists as exc:   # the name is the body's, not the URL's
@@ -205,9 +224,10 @@ class ResourceHandlers:
             rv = ((body.get("metadata") or {}).get("resourceVersion", "")) if isinstance(body, dict) else ""
             return respond(await self._set_replicas(t, replicas, rv))
         obj = codec.to_object(body, t.served, namespace=t.namespace, name=t.name)
+        await _admit(request, "update", t, obj)
         if _dry_run(request):
             return respond(await self._dry_run_update(obj))
-        write = self.registry.update_status if t.subresource == "status" else self.registry.update
+        write = self.registry.update_status if t.subresource in _STATUS_WRITES else self.registry.update
         return respond(printers.to_dict(await write(obj)))
 
     async def patch(self, request: web.Request, t: Target) -> web.StreamResponse:
@@ -236,8 +256,9 @@ class ResourceHandlers:
                 # A patch that changes nothing is not written (no new resourceVersion, no watch
                 # event), as Kubernetes skips a no-op update.
                 return respond(printers.to_dict(existing))
+            await _admit(request, "patch", t, obj)
             pinned = obj.metadata.resource_version != existing.metadata.resource_version
-            write = self.registry.update_status if t.subresource == "status" else self.registry.update
+            write = self.registry.update_status if t.subresource in _STATUS_WRITES else self.registry.update
             try:
                 return respond(printers.to_dict(await write(obj)))
             except st.Conflict:

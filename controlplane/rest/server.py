@@ -19,6 +19,7 @@ a SelfSubjectAccessReview answers `kubectl auth can-i`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 from typing import Awaitable, Callable
@@ -38,6 +39,17 @@ MAX_REQUEST_BYTES = 3 * 1024 * 1024   # as the gRPC server and Kubernetes' API s
 _NOT_FOUND = ApiError(404, "NotFound", "the server could not find the requested resource")
 _UNAUTHORIZED = ApiError(401, "Unauthorized", "Unauthorized")
 _SSAR = ("authorization.k8s.io", "v1", "selfsubjectaccessreviews")
+# Anonymous requests reach the authorizer only here, as kube-apiserver's anonymous.conditions: the
+# cluster-info ConfigMap a joining machine reads before it has a credential (decision 36; RBAC decides).
+ANONYMOUS = Identity(user="system:anonymous", groups=("system:unauthenticated",))
+_ANONYMOUS_PATHS = ("/api/v1/namespaces/kube-public/configmaps/cluster-info",)
+_APPROVAL = "certificatesigningrequests/approval"   # kubectl certificate approve|deny: the conditions
+
+
+def _anonymous_allowed(request: web.Request) -> bool:
+    return request.method == "GET" and request.path.rstrip("/") in _ANONYMOUS_PATHS
+
+
 _SUBRESOURCE_VERBS = {"exec": "create", "attach": "create", "portforward": "create", "eviction": "create",
                       "binding": "create", "log": "get"}
 
@@ -115,6 +127,8 @@ class RestServer:
             self._requests.add(task)
         try:
             identity = await self._authenticate(request) if self.guard is not None else None
+            if identity is not None and self.guard.admission is not None:   # resources.py's writes ask it
+                request["admit"] = functools.partial(self.guard.admit, identity)
             return await self._route(request, seen, identity)
         except ApiError as err:
             return error_response(err)
@@ -133,6 +147,8 @@ class RestServer:
             return await self.guard.authenticator.http(peercert_der=der,
                                                  authorization=request.headers.get("Authorization", ""))
         except Unauthenticated as exc:
+            if not der and not request.headers.get("Authorization") and _anonymous_allowed(request):
+                return ANONYMOUS
             log.info("unauthorized %s %s from %s: %s", request.method, request.path, request.remote, exc)
             raise _UNAUTHORIZED from None
 
@@ -243,6 +259,8 @@ class RestServer:
             table = {"GET": h.get, "PUT": h.update, "PATCH": h.patch, "DELETE": h.delete}
         elif t.subresource == "status" and t.served.has_status or t.subresource == "scale" and t.served.scalable:
             table = {"GET": h.get, "PUT": h.update, "PATCH": h.patch}
+        elif f"{t.served.resource}/{t.subresource}" == _APPROVAL:
+            table = {"GET": h.get, "PUT": h.update}
         elif (f"{t.served.resource}/{t.subresource}" in discovery.LOG_SUBRESOURCES) and method == "GET":
             return await podlogs.logs(request, t, proxy=self.proxy)
         elif t.served.kind.name == "Pod" and t.subresource in ("exec", "attach") and method in ("GET", "POST"):

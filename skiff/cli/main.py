@@ -21,7 +21,7 @@ COMMAND_MODULES = (
     "apply", "diff", "get", "describe", "delete", "label", "patch", "edit", "api_resources",
     "explain", "create", "expose", "scale", "autoscale", "rollout", "set", "logs", "exec", "attach", "port_forward", "run", "wait", "top", "build", "image",
     "up",
-    "node", "taint", "drain", "status", "auth", "config", "version",
+    "node", "taint", "drain", "status", "auth", "certificate", "token", "join", "config", "version",
 )
 
 

@@ -31,70 +31,71 @@ from proto.skiff.v1 import policy_pb2 as proto_dot_skiff_dot_v1_dot_policy__pb2
 from proto.skiff.v1 import services_pb2 as proto_dot_skiff_dot_v1_dot_services__pb2
 from proto.skiff.v1 import scheduling_pb2 as proto_dot_skiff_dot_v1_dot_scheduling__pb2
 from proto.skiff.v1 import rbac_pb2 as proto_dot_skiff_dot_v1_dot_rbac__pb2
+from proto.skiff.v1 import certificates_pb2 as proto_dot_skiff_dot_v1_dot_certificates__pb2
 from proto.skiff.v1 import serviceaccounts_pb2 as proto_dot_skiff_dot_v1_dot_serviceaccounts__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18proto/skiff/v1/api.proto\x12\x08skiff.v1\x1a\x1aproto/skiff/v1/types.proto\x1a\x19proto/skiff/v1/apps.proto\x1a\x1aproto/skiff/v1/batch.proto\x1a proto/skiff/v1/autoscaling.proto\x1a\x1fproto/skiff/v1/networking.proto\x1a\x1bproto/skiff/v1/policy.proto\x1a\x1dproto/skiff/v1/services.proto\x1a\x1fproto/skiff/v1/scheduling.proto\x1a\x19proto/skiff/v1/rbac.proto\x1a$proto/skiff/v1/serviceaccounts.proto\"\xb6\x08\n\x06Object\x12\x1c\n\x03pod\x18\x01 \x01(\x0b\x32\r.skiff.v1.PodH\x00\x12\x1e\n\x04node\x18\x02 \x01(\x0b\x32\x0e.skiff.v1.NodeH\x00\x12 \n\x05\x65vent\x18\x03 \x01(\x0b\x32\x0f.skiff.v1.EventH\x00\x12 \n\x05lease\x18\x04 \x01(\x0b\x32\x0f.skiff.v1.LeaseH\x00\x12(\n\tnamespace\x18\x05 \x01(\x0b\x32\x13.skiff.v1.NamespaceH\x00\x12)\n\nconfig_map\x18\x06 \x01(\x0b\x32\x13.skiff.v1.ConfigMapH\x00\x12\"\n\x06secret\x18\x07 \x01(\x0b\x32\x10.skiff.v1.SecretH\x00\x12+\n\x0breplica_set\x18\x08 \x01(\x0b\x32\x14.skiff.v1.ReplicaSetH\x00\x12*\n\ndeployment\x18\t \x01(\x0b\x32\x14.skiff.v1.DeploymentH\x00\x12\x1c\n\x03job\x18\n \x01(\x0b\x32\r.skiff.v1.JobH\x00\x12%\n\x08\x63ron_job\x18\x0b \x01(\x0b\x32\x11.skiff.v1.CronJobH\x00\x12)\n\ndaemon_set\x18\x0c \x01(\x0b\x32\x13.skiff.v1.DaemonSetH\x00\x12\x46\n\x19horizontal_pod_autoscaler\x18\r \x01(\x0b\x32!.skiff.v1.HorizontalPodAutoscalerH\x00\x12$\n\x07service\x18\x0e \x01(\x0b\x32\x11.skiff.v1.ServiceH\x00\x12(\n\tendpoints\x18\x0f \x01(\x0b\x32\x13.skiff.v1.EndpointsH\x00\x12\x31\n\x0e\x65ndpoint_slice\x18\x10 \x01(\x0b\x32\x17.skiff.v1.EndpointSliceH\x00\x12\x31\n\x0enetwork_policy\x18\x12 \x01(\x0b\x32\x17.skiff.v1.NetworkPolicyH\x00\x12\x31\n\x0epriority_class\x18\x13 \x01(\x0b\x32\x17.skiff.v1.PriorityClassH\x00\x12>\n\x15pod_disruption_budget\x18\x11 \x01(\x0b\x32\x1d.skiff.v1.PodDisruptionBudgetH\x00\x12\x1e\n\x04role\x18\x14 \x01(\x0b\x32\x0e.skiff.v1.RoleH\x00\x12-\n\x0c\x63luster_role\x18\x15 \x01(\x0b\x32\x15.skiff.v1.ClusterRoleH\x00\x12-\n\x0crole_binding\x18\x16 \x01(\x0b\x32\x15.skiff.v1.RoleBindingH\x00\x12<\n\x14\x63luster_role_binding\x18\x17 \x01(\x0b\x32\x1c.skiff.v1.ClusterRoleBindingH\x00\x12\x33\n\x0fservice_account\x18\x18 \x01(\x0b\x32\x18.skiff.v1.ServiceAccountH\x00\x42\x06\n\x04kind\":\n\tObjectKey\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"A\n\x0c\x41pplyRequest\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"A\n\rApplyResponse\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\x12\x0e\n\x06result\x18\x02 \x01(\t\"1\n\rCreateRequest\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\"1\n\rUpdateRequest\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\".\n\nGetRequest\x12 \n\x03key\x18\x01 \x01(\x0b\x32\x13.skiff.v1.ObjectKey\"^\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\"G\n\nObjectList\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.skiff.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xa3\x01\n\rDeleteRequest\x12 \n\x03key\x18\x01 \x01(\x0b\x32\x13.skiff.v1.ObjectKey\x12!\n\x14grace_period_seconds\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x10precondition_uid\x18\x03 \x01(\t\x12\x1a\n\x12propagation_policy\x18\x04 \x01(\tB\x17\n\x15_grace_period_seconds\"\x96\x01\n\x0c\x45victRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x14grace_period_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x10precondition_uid\x18\x04 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x42\x17\n\x15_grace_period_seconds\"y\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\"V\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12 \n\x06object\x18\x02 \x01(\x0b\x32\x10.skiff.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"[\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\"w\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x03\x12\x10\n\x08previous\x18\x06 \x01(\x08\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x92\x01\n\tExecStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x04 \x03(\t\x12\r\n\x05stdin\x18\x05 \x01(\x08\x12\x0b\n\x03tty\x18\x06 \x01(\x08\x12$\n\x04size\x18\x07 \x01(\x0b\x32\x16.skiff.v1.TerminalSize\"\x8c\x01\n\tExecInput\x12$\n\x05start\x18\x01 \x01(\x0b\x32\x13.skiff.v1.ExecStartH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x12(\n\x06resize\x18\x04 \x01(\x0b\x32\x16.skiff.v1.TerminalSizeH\x00\x42\x07\n\x05input\"*\n\x0cTerminalSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"O\n\nExecOutput\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x03 \x01(\x05H\x00\x42\x08\n\x06output\"!\n\x0cStatsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\x8e\x01\n\x0e\x43ontainerStats\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x19\n\x11\x63pu_usage_seconds\x18\x04 \x01(\x01\x12 \n\x18memory_working_set_bytes\x18\x05 \x01(\x03\x12\x0c\n\x04pids\x18\x06 \x01(\x03\"\x89\x01\n\tNodeStats\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12,\n\ncontainers\x18\x02 \x03(\x0b\x32\x18.skiff.v1.ContainerStats\x12\x19\n\x11\x63pu_usage_seconds\x18\x03 \x01(\x01\x12 \n\x18memory_working_set_bytes\x18\x04 \x01(\x03\"A\n\x10PortForwardStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\"o\n\x10PortForwardInput\x12+\n\x05start\x18\x01 \x01(\x0b\x32\x1a.skiff.v1.PortForwardStartH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_write\x18\x03 \x01(\x08H\x00\x42\x07\n\x05input\"!\n\x11PortForwardOutput\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x32\xd5\x07\n\x03\x41pi\x12\x38\n\x05\x41pply\x12\x16.skiff.v1.ApplyRequest\x1a\x17.skiff.v1.ApplyResponse\x12\x33\n\x06\x43reate\x12\x17.skiff.v1.CreateRequest\x1a\x10.skiff.v1.Object\x12\x33\n\x06Update\x12\x17.skiff.v1.UpdateRequest\x1a\x10.skiff.v1.Object\x12\x39\n\x0cUpdateStatus\x12\x17.skiff.v1.UpdateRequest\x1a\x10.skiff.v1.Object\x12-\n\x03Get\x12\x14.skiff.v1.GetRequest\x1a\x10.skiff.v1.Object\x12\x33\n\x04List\x12\x15.skiff.v1.ListRequest\x1a\x14.skiff.v1.ObjectList\x12\x33\n\x06\x44\x65lete\x12\x17.skiff.v1.DeleteRequest\x1a\x10.skiff.v1.Object\x12\x37\n\x05Watch\x12\x16.skiff.v1.WatchRequest\x1a\x14.skiff.v1.WatchEvent0\x01\x12/\n\x04\x42ind\x12\x15.skiff.v1.BindRequest\x1a\x10.skiff.v1.Object\x12\x31\n\x05\x45vict\x12\x16.skiff.v1.EvictRequest\x1a\x10.skiff.v1.Object\x12M\n\x0c\x41\x63\x63\x65ssReview\x12\x1d.skiff.v1.AccessReviewRequest\x1a\x1e.skiff.v1.AccessReviewResponse\x12\x43\n\x0b\x43reateToken\x12\x1c.skiff.v1.CreateTokenRequest\x1a\x16.skiff.v1.TokenRequest\x12\x33\n\x04Logs\x12\x15.skiff.v1.LogsRequest\x1a\x12.skiff.v1.LogChunk0\x01\x12\x35\n\x04\x45xec\x12\x13.skiff.v1.ExecInput\x1a\x14.skiff.v1.ExecOutput(\x01\x30\x01\x12J\n\x0bPortForward\x12\x1a.skiff.v1.PortForwardInput\x1a\x1b.skiff.v1.PortForwardOutput(\x01\x30\x01\x12\x37\n\x06\x41ttach\x12\x13.skiff.v1.ExecInput\x1a\x14.skiff.v1.ExecOutput(\x01\x30\x01\x12\x34\n\x05Stats\x12\x16.skiff.v1.StatsRequest\x1a\x13.skiff.v1.NodeStats2\xae\x02\n\x05\x41gent\x12\x33\n\x04Logs\x12\x15.skiff.v1.LogsRequest\x1a\x12.skiff.v1.LogChunk0\x01\x12\x35\n\x04\x45xec\x12\x13.skiff.v1.ExecInput\x1a\x14.skiff.v1.ExecOutput(\x01\x30\x01\x12J\n\x0bPortForward\x12\x1a.skiff.v1.PortForwardInput\x1a\x1b.skiff.v1.PortForwardOutput(\x01\x30\x01\x12\x37\n\x06\x41ttach\x12\x13.skiff.v1.ExecInput\x1a\x14.skiff.v1.ExecOutput(\x01\x30\x01\x12\x34\n\x05Stats\x12\x16.skiff.v1.StatsRequest\x1a\x13.skiff.v1.NodeStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18proto/skiff/v1/api.proto\x12\x08skiff.v1\x1a\x1aproto/skiff/v1/types.proto\x1a\x19proto/skiff/v1/apps.proto\x1a\x1aproto/skiff/v1/batch.proto\x1a proto/skiff/v1/autoscaling.proto\x1a\x1fproto/skiff/v1/networking.proto\x1a\x1bproto/skiff/v1/policy.proto\x1a\x1dproto/skiff/v1/services.proto\x1a\x1fproto/skiff/v1/scheduling.proto\x1a\x19proto/skiff/v1/rbac.proto\x1a!proto/skiff/v1/certificates.proto\x1a$proto/skiff/v1/serviceaccounts.proto\"\x82\t\n\x06Object\x12\x1c\n\x03pod\x18\x01 \x01(\x0b\x32\r.skiff.v1.PodH\x00\x12\x1e\n\x04node\x18\x02 \x01(\x0b\x32\x0e.skiff.v1.NodeH\x00\x12 \n\x05\x65vent\x18\x03 \x01(\x0b\x32\x0f.skiff.v1.EventH\x00\x12 \n\x05lease\x18\x04 \x01(\x0b\x32\x0f.skiff.v1.LeaseH\x00\x12(\n\tnamespace\x18\x05 \x01(\x0b\x32\x13.skiff.v1.NamespaceH\x00\x12)\n\nconfig_map\x18\x06 \x01(\x0b\x32\x13.skiff.v1.ConfigMapH\x00\x12\"\n\x06secret\x18\x07 \x01(\x0b\x32\x10.skiff.v1.SecretH\x00\x12+\n\x0breplica_set\x18\x08 \x01(\x0b\x32\x14.skiff.v1.ReplicaSetH\x00\x12*\n\ndeployment\x18\t \x01(\x0b\x32\x14.skiff.v1.DeploymentH\x00\x12\x1c\n\x03job\x18\n \x01(\x0b\x32\r.skiff.v1.JobH\x00\x12%\n\x08\x63ron_job\x18\x0b \x01(\x0b\x32\x11.skiff.v1.CronJobH\x00\x12)\n\ndaemon_set\x18\x0c \x01(\x0b\x32\x13.skiff.v1.DaemonSetH\x00\x12\x46\n\x19horizontal_pod_autoscaler\x18\r \x01(\x0b\x32!.skiff.v1.HorizontalPodAutoscalerH\x00\x12$\n\x07service\x18\x0e \x01(\x0b\x32\x11.skiff.v1.ServiceH\x00\x12(\n\tendpoints\x18\x0f \x01(\x0b\x32\x13.skiff.v1.EndpointsH\x00\x12\x31\n\x0e\x65ndpoint_slice\x18\x10 \x01(\x0b\x32\x17.skiff.v1.EndpointSliceH\x00\x12\x31\n\x0enetwork_policy\x18\x12 \x01(\x0b\x32\x17.skiff.v1.NetworkPolicyH\x00\x12\x31\n\x0epriority_class\x18\x13 \x01(\x0b\x32\x17.skiff.v1.PriorityClassH\x00\x12>\n\x15pod_disruption_budget\x18\x11 \x01(\x0b\x32\x1d.skiff.v1.PodDisruptionBudgetH\x00\x12\x1e\n\x04role\x18\x14 \x01(\x0b\x32\x0e.skiff.v1.RoleH\x00\x12-\n\x0c\x63luster_role\x18\x15 \x01(\x0b\x32\x15.skiff.v1.ClusterRoleH\x00\x12-\n\x0crole_binding\x18\x16 \x01(\x0b\x32\x15.skiff.v1.RoleBindingH\x00\x12<\n\x14\x63luster_role_binding\x18\x17 \x01(\x0b\x32\x1c.skiff.v1.ClusterRoleBindingH\x00\x12\x33\n\x0fservice_account\x18\x18 \x01(\x0b\x32\x18.skiff.v1.ServiceAccountH\x00\x12J\n\x1b\x63\x65rtificate_signing_request\x18\x19 \x01(\x0b\x32#.skiff.v1.CertificateSigningRequestH\x00\x42\x06\n\x04kind\":\n\tObjectKey\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"A\n\x0c\x41pplyRequest\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"A\n\rApplyResponse\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\x12\x0e\n\x06result\x18\x02 \x01(\t\"1\n\rCreateRequest\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\"1\n\rUpdateRequest\x12 \n\x06object\x18\x01 \x01(\x0b\x32\x10.skiff.v1.Object\".\n\nGetRequest\x12 \n\x03key\x18\x01 \x01(\x0b\x32\x13.skiff.v1.ObjectKey\"^\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\"G\n\nObjectList\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.skiff.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"\xa3\x01\n\rDeleteRequest\x12 \n\x03key\x18\x01 \x01(\x0b\x32\x13.skiff.v1.ObjectKey\x12!\n\x14grace_period_seconds\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x10precondition_uid\x18\x03 \x01(\t\x12\x1a\n\x12propagation_policy\x18\x04 \x01(\tB\x17\n\x15_grace_period_seconds\"\x96\x01\n\x0c\x45victRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x14grace_period_seconds\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x18\n\x10precondition_uid\x18\x04 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x05 \x01(\x08\x42\x17\n\x15_grace_period_seconds\"y\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\"V\n\nWatchEvent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12 \n\x06object\x18\x02 \x01(\x0b\x32\x10.skiff.v1.Object\x12\x18\n\x10resource_version\x18\x03 \x01(\t\"[\n\x0b\x42indRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\"w\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\x12\n\ntail_lines\x18\x05 \x01(\x03\x12\x10\n\x08previous\x18\x06 \x01(\x08\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x92\x01\n\tExecStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x04 \x03(\t\x12\r\n\x05stdin\x18\x05 \x01(\x08\x12\x0b\n\x03tty\x18\x06 \x01(\x08\x12$\n\x04size\x18\x07 \x01(\x0b\x32\x16.skiff.v1.TerminalSize\"\x8c\x01\n\tExecInput\x12$\n\x05start\x18\x01 \x01(\x0b\x32\x13.skiff.v1.ExecStartH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x12(\n\x06resize\x18\x04 \x01(\x0b\x32\x16.skiff.v1.TerminalSizeH\x00\x42\x07\n\x05input\"*\n\x0cTerminalSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"O\n\nExecOutput\x12\x10\n\x06stdout\x18\x01 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x02 \x01(\x0cH\x00\x12\x13\n\texit_code\x18\x03 \x01(\x05H\x00\x42\x08\n\x06output\"!\n\x0cStatsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\"\x8e\x01\n\x0e\x43ontainerStats\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x19\n\x11\x63pu_usage_seconds\x18\x04 \x01(\x01\x12 \n\x18memory_working_set_bytes\x18\x05 \x01(\x03\x12\x0c\n\x04pids\x18\x06 \x01(\x03\"\x89\x01\n\tNodeStats\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12,\n\ncontainers\x18\x02 \x03(\x0b\x32\x18.skiff.v1.ContainerStats\x12\x19\n\x11\x63pu_usage_seconds\x18\x03 \x01(\x01\x12 \n\x18memory_working_set_bytes\x18\x04 \x01(\x03\"A\n\x10PortForwardStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\"o\n\x10PortForwardInput\x12+\n\x05start\x18\x01 \x01(\x0b\x32\x1a.skiff.v1.PortForwardStartH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_write\x18\x03 \x01(\x08H\x00\x42\x07\n\x05input\"!\n\x11PortForwardOutput\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x32\xd5\x07\n\x03\x41pi\x12\x38\n\x05\x41pply\x12\x16.skiff.v1.ApplyRequest\x1a\x17.skiff.v1.ApplyResponse\x12\x33\n\x06\x43reate\x12\x17.skiff.v1.CreateRequest\x1a\x10.skiff.v1.Object\x12\x33\n\x06Update\x12\x17.skiff.v1.UpdateRequest\x1a\x10.skiff.v1.Object\x12\x39\n\x0cUpdateStatus\x12\x17.skiff.v1.UpdateRequest\x1a\x10.skiff.v1.Object\x12-\n\x03Get\x12\x14.skiff.v1.GetRequest\x1a\x10.skiff.v1.Object\x12\x33\n\x04List\x12\x15.skiff.v1.ListRequest\x1a\x14.skiff.v1.ObjectList\x12\x33\n\x06\x44\x65lete\x12\x17.skiff.v1.DeleteRequest\x1a\x10.skiff.v1.Object\x12\x37\n\x05Watch\x12\x16.skiff.v1.WatchRequest\x1a\x14.skiff.v1.WatchEvent0\x01\x12/\n\x04\x42ind\x12\x15.skiff.v1.BindRequest\x1a\x10.skiff.v1.Object\x12\x31\n\x05\x45vict\x12\x16.skiff.v1.EvictRequest\x1a\x10.skiff.v1.Object\x12M\n\x0c\x41\x63\x63\x65ssReview\x12\x1d.skiff.v1.AccessReviewRequest\x1a\x1e.skiff.v1.AccessReviewResponse\x12\x43\n\x0b\x43reateToken\x12\x1c.skiff.v1.CreateTokenRequest\x1a\x16.skiff.v1.TokenRequest\x12\x33\n\x04Logs\x12\x15.skiff.v1.LogsRequest\x1a\x12.skiff.v1.LogChunk0\x01\x12\x35\n\x04\x45xec\x12\x13.skiff.v1.ExecInput\x1a\x14.skiff.v1.ExecOutput(\x01\x30\x01\x12J\n\x0bPortForward\x12\x1a.skiff.v1.PortForwardInput\x1a\x1b.skiff.v1.PortForwardOutput(\x01\x30\x01\x12\x37\n\x06\x41ttach\x12\x13.skiff.v1.ExecInput\x1a\x14.skiff.v1.ExecOutput(\x01\x30\x01\x12\x34\n\x05Stats\x12\x16.skiff.v1.StatsRequest\x1a\x13.skiff.v1.NodeStats2\xae\x02\n\x05\x41gent\x12\x33\n\x04Logs\x12\x15.skiff.v1.LogsRequest\x1a\x12.skiff.v1.LogChunk0\x01\x12\x35\n\x04\x45xec\x12\x13.skiff.v1.ExecInput\x1a\x14.skiff.v1.ExecOutput(\x01\x30\x01\x12J\n\x0bPortForward\x12\x1a.skiff.v1.PortForwardInput\x1a\x1b.skiff.v1.PortForwardOutput(\x01\x30\x01\x12\x37\n\x06\x41ttach\x12\x13.skiff.v1.ExecInput\x1a\x14.skiff.v1.ExecOutput(\x01\x30\x01\x12\x34\n\x05Stats\x12\x16.skiff.v1.StatsRequest\x1a\x13.skiff.v1.NodeStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.skiff.v1.api_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OBJECT']._serialized_start=347
-  _globals['_OBJECT']._serialized_end=1425
-  _globals['_OBJECTKEY']._serialized_start=1427
-  _globals['_OBJECTKEY']._serialized_end=1485
-  _globals['_APPLYREQUEST']._serialized_start=1487
-  _globals['_APPLYREQUEST']._serialized_end=1552
-  _globals['_APPLYRESPONSE']._serialized_start=1554
-  _globals['_APPLYRESPONSE']._serialized_end=1619
-  _globals['_CREATEREQUEST']._serialized_start=1621
-  _globals['_CREATEREQUEST']._serialized_end=1670
-  _globals['_UPDATEREQUEST']._serialized_start=1672
-  _globals['_UPDATEREQUEST']._serialized_end=1721
-  _globals['_GETREQUEST']._serialized_start=1723
-  _globals['_GETREQUEST']._serialized_end=1769
-  _globals['_LISTREQUEST']._serialized_start=1771
-  _globals['_LISTREQUEST']._serialized_end=1865
-  _globals['_OBJECTLIST']._serialized_start=1867
-  _globals['_OBJECTLIST']._serialized_end=1938
-  _globals['_DELETEREQUEST']._serialized_start=1941
-  _globals['_DELETEREQUEST']._serialized_end=2104
-  _globals['_EVICTREQUEST']._serialized_start=2107
-  _globals['_EVICTREQUEST']._serialized_end=2257
-  _globals['_WATCHREQUEST']._serialized_start=2259
-  _globals['_WATCHREQUEST']._serialized_end=2380
-  _globals['_WATCHEVENT']._serialized_start=2382
-  _globals['_WATCHEVENT']._serialized_end=2468
-  _globals['_BINDREQUEST']._serialized_start=2470
-  _globals['_BINDREQUEST']._serialized_end=2561
-  _globals['_LOGSREQUEST']._serialized_start=2563
-  _globals['_LOGSREQUEST']._serialized_end=2682
-  _globals['_LOGCHUNK']._serialized_start=2684
-  _globals['_LOGCHUNK']._serialized_end=2708
-  _globals['_EXECSTART']._serialized_start=2711
-  _globals['_EXECSTART']._serialized_end=2857
-  _globals['_EXECINPUT']._serialized_start=2860
-  _globals['_EXECINPUT']._serialized_end=3000
-  _globals['_TERMINALSIZE']._serialized_start=3002
-  _globals['_TERMINALSIZE']._serialized_end=3044
-  _globals['_EXECOUTPUT']._serialized_start=3046
-  _globals['_EXECOUTPUT']._serialized_end=3125
-  _globals['_STATSREQUEST']._serialized_start=3127
-  _globals['_STATSREQUEST']._serialized_end=3160
-  _globals['_CONTAINERSTATS']._serialized_start=3163
-  _globals['_CONTAINERSTATS']._serialized_end=3305
-  _globals['_NODESTATS']._serialized_start=3308
-  _globals['_NODESTATS']._serialized_end=3445
-  _globals['_PORTFORWARDSTART']._serialized_start=3447
-  _globals['_PORTFORWARDSTART']._serialized_end=3512
-  _globals['_PORTFORWARDINPUT']._serialized_start=3514
-  _globals['_PORTFORWARDINPUT']._serialized_end=3625
-  _globals['_PORTFORWARDOUTPUT']._serialized_start=3627
-  _globals['_PORTFORWARDOUTPUT']._serialized_end=3660
-  _globals['_API']._serialized_start=3663
-  _globals['_API']._serialized_end=4644
-  _globals['_AGENT']._serialized_start=4647
-  _globals['_AGENT']._serialized_end=4949
+  _globals['_OBJECT']._serialized_start=382
+  _globals['_OBJECT']._serialized_end=1536
+  _globals['_OBJECTKEY']._serialized_start=1538
+  _globals['_OBJECTKEY']._serialized_end=1596
+  _globals['_APPLYREQUEST']._serialized_start=1598
+  _globals['_APPLYREQUEST']._serialized_end=1663
+  _globals['_APPLYRESPONSE']._serialized_start=1665
+  _globals['_APPLYRESPONSE']._serialized_end=1730
+  _globals['_CREATEREQUEST']._serialized_start=1732
+  _globals['_CREATEREQUEST']._serialized_end=1781
+  _globals['_UPDATEREQUEST']._serialized_start=1783
+  _globals['_UPDATEREQUEST']._serialized_end=1832
+  _globals['_GETREQUEST']._serialized_start=1834
+  _globals['_GETREQUEST']._serialized_end=1880
+  _globals['_LISTREQUEST']._serialized_start=1882
+  _globals['_LISTREQUEST']._serialized_end=1976
+  _globals['_OBJECTLIST']._serialized_start=1978
+  _globals['_OBJECTLIST']._serialized_end=2049
+  _globals['_DELETEREQUEST']._serialized_start=2052
+  _globals['_DELETEREQUEST']._serialized_end=2215
+  _globals['_EVICTREQUEST']._serialized_start=2218
+  _globals['_EVICTREQUEST']._serialized_end=2368
+  _globals['_WATCHREQUEST']._serialized_start=2370
+  _globals['_WATCHREQUEST']._serialized_end=2491
+  _globals['_WATCHEVENT']._serialized_start=2493
+  _globals['_WATCHEVENT']._serialized_end=2579
+  _globals['_BINDREQUEST']._serialized_start=2581
+  _globals['_BINDREQUEST']._serialized_end=2672
+  _globals['_LOGSREQUEST']._serialized_start=2674
+  _globals['_LOGSREQUEST']._serialized_end=2793
+  _globals['_LOGCHUNK']._serialized_start=2795
+  _globals['_LOGCHUNK']._serialized_end=2819
+  _globals['_EXECSTART']._serialized_start=2822
+  _globals['_EXECSTART']._serialized_end=2968
+  _globals['_EXECINPUT']._serialized_start=2971
+  _globals['_EXECINPUT']._serialized_end=3111
+  _globals['_TERMINALSIZE']._serialized_start=3113
+  _globals['_TERMINALSIZE']._serialized_end=3155
+  _globals['_EXECOUTPUT']._serialized_start=3157
+  _globals['_EXECOUTPUT']._serialized_end=3236
+  _globals['_STATSREQUEST']._serialized_start=3238
+  _globals['_STATSREQUEST']._serialized_end=3271
+  _globals['_CONTAINERSTATS']._serialized_start=3274
+  _globals['_CONTAINERSTATS']._serialized_end=3416
+  _globals['_NODESTATS']._serialized_start=3419
+  _globals['_NODESTATS']._serialized_end=3556
+  _globals['_PORTFORWARDSTART']._serialized_start=3558
+  _globals['_PORTFORWARDSTART']._serialized_end=3623
+  _globals['_PORTFORWARDINPUT']._serialized_start=3625
+  _globals['_PORTFORWARDINPUT']._serialized_end=3736
+  _globals['_PORTFORWARDOUTPUT']._serialized_start=3738
+  _globals['_PORTFORWARDOUTPUT']._serialized_end=3771
+  _globals['_API']._serialized_start=3774
+  _globals['_API']._serialized_end=4755
+  _globals['_AGENT']._serialized_start=4758
+  _globals['_AGENT']._serialized_end=5060
 # @@protoc_insertion_point(module_scope)

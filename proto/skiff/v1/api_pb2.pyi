@@ -7,6 +7,7 @@ from proto.skiff.v1 import policy_pb2 as _policy_pb2
 from proto.skiff.v1 import services_pb2 as _services_pb2
 from proto.skiff.v1 import scheduling_pb2 as _scheduling_pb2
 from proto.skiff.v1 import rbac_pb2 as _rbac_pb2
+from proto.skiff.v1 import certificates_pb2 as _certificates_pb2
 from proto.skiff.v1 import serviceaccounts_pb2 as _serviceaccounts_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -17,7 +18,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Object(_message.Message):
-    __slots__ = ("pod", "node", "event", "lease", "namespace", "config_map", "secret", "replica_set", "deployment", "job", "cron_job", "daemon_set", "horizontal_pod_autoscaler", "service", "endpoints", "endpoint_slice", "network_policy", "priority_class", "pod_disruption_budget", "role", "cluster_role", "role_binding", "cluster_role_binding", "service_account")
+    __slots__ = ("pod", "node", "event", "lease", "namespace", "config_map", "secret", "replica_set", "deployment", "job", "cron_job", "daemon_set", "horizontal_pod_autoscaler", "service", "endpoints", "endpoint_slice", "network_policy", "priority_class", "pod_disruption_budget", "role", "cluster_role", "role_binding", "cluster_role_binding", "service_account", "certificate_signing_request")
     POD_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +43,7 @@ class Object(_message.Message):
     ROLE_BINDING_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ROLE_BINDING_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_SIGNING_REQUEST_FIELD_NUMBER: _ClassVar[int]
     pod: _types_pb2.Pod
     node: _types_pb2.Node
     event: _types_pb2.Event
@@ -66,7 +68,8 @@ class Object(_message.Message):
     role_binding: _rbac_pb2.RoleBinding
     cluster_role_binding: _rbac_pb2.ClusterRoleBinding
     service_account: _serviceaccounts_pb2.ServiceAccount
-    def __init__(self, pod: _Optional[_Union[_types_pb2.Pod, _Mapping]] = ..., node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., event: _Optional[_Union[_types_pb2.Event, _Mapping]] = ..., lease: _Optional[_Union[_types_pb2.Lease, _Mapping]] = ..., namespace: _Optional[_Union[_types_pb2.Namespace, _Mapping]] = ..., config_map: _Optional[_Union[_types_pb2.ConfigMap, _Mapping]] = ..., secret: _Optional[_Union[_types_pb2.Secret, _Mapping]] = ..., replica_set: _Optional[_Union[_apps_pb2.ReplicaSet, _Mapping]] = ..., deployment: _Optional[_Union[_apps_pb2.Deployment, _Mapping]] = ..., job: _Optional[_Union[_batch_pb2.Job, _Mapping]] = ..., cron_job: _Optional[_Union[_batch_pb2.CronJob, _Mapping]] = ..., daemon_set: _Optional[_Union[_apps_pb2.DaemonSet, _Mapping]] = ..., horizontal_pod_autoscaler: _Optional[_Union[_autoscaling_pb2.HorizontalPodAutoscaler, _Mapping]] = ..., service: _Optional[_Union[_services_pb2.Service, _Mapping]] = ..., endpoints: _Optional[_Union[_services_pb2.Endpoints, _Mapping]] = ..., endpoint_slice: _Optional[_Union[_services_pb2.EndpointSlice, _Mapping]] = ..., network_policy: _Optional[_Union[_networking_pb2.NetworkPolicy, _Mapping]] = ..., priority_class: _Optional[_Union[_scheduling_pb2.PriorityClass, _Mapping]] = ..., pod_disruption_budget: _Optional[_Union[_policy_pb2.PodDisruptionBudget, _Mapping]] = ..., role: _Optional[_Union[_rbac_pb2.Role, _Mapping]] = ..., cluster_role: _Optional[_Union[_rbac_pb2.ClusterRole, _Mapping]] = ..., role_binding: _Optional[_Union[_rbac_pb2.RoleBinding, _Mapping]] = ..., cluster_role_binding: _Optional[_Union[_rbac_pb2.ClusterRoleBinding, _Mapping]] = ..., service_account: _Optional[_Union[_serviceaccounts_pb2.ServiceAccount, _Mapping]] = ...) -> None: ...
+    certificate_signing_request: _certificates_pb2.CertificateSigningRequest
+    def __init__(self, pod: _Optional[_Union[_types_pb2.Pod, _Mapping]] = ..., node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., event: _Optional[_Union[_types_pb2.Event, _Mapping]] = ..., lease: _Optional[_Union[_types_pb2.Lease, _Mapping]] = ..., namespace: _Optional[_Union[_types_pb2.Namespace, _Mapping]] = ..., config_map: _Optional[_Union[_types_pb2.ConfigMap, _Mapping]] = ..., secret: _Optional[_Union[_types_pb2.Secret, _Mapping]] = ..., replica_set: _Optional[_Union[_apps_pb2.ReplicaSet, _Mapping]] = ..., deployment: _Optional[_Union[_apps_pb2.Deployment, _Mapping]] = ..., job: _Optional[_Union[_batch_pb2.Job, _Mapping]] = ..., cron_job: _Optional[_Union[_batch_pb2.CronJob, _Mapping]] = ..., daemon_set: _Optional[_Union[_apps_pb2.DaemonSet, _Mapping]] = ..., horizontal_pod_autoscaler: _Optional[_Union[_autoscaling_pb2.HorizontalPodAutoscaler, _Mapping]] = ..., service: _Optional[_Union[_services_pb2.Service, _Mapping]] = ..., endpoints: _Optional[_Union[_services_pb2.Endpoints, _Mapping]] = ..., endpoint_slice: _Optional[_Union[_services_pb2.EndpointSlice, _Mapping]] = ..., network_policy: _Optional[_Union[_networking_pb2.NetworkPolicy, _Mapping]] = ..., priority_class: _Optional[_Union[_scheduling_pb2.PriorityClass, _Mapping]] = ..., pod_disruption_budget: _Optional[_Union[_policy_pb2.PodDisruptionBudget, _Mapping]] = ..., role: _Optional[_Union[_rbac_pb2.Role, _Mapping]] = ..., cluster_role: _Optional[_Union[_rbac_pb2.ClusterRole, _Mapping]] = ..., role_binding: _Optional[_Union[_rbac_pb2.RoleBinding, _Mapping]] = ..., cluster_role_binding: _Optional[_Union[_rbac_pb2.ClusterRoleBinding, _Mapping]] = ..., service_account: _Optional[_Union[_serviceaccounts_pb2.ServiceAccount, _Mapping]] = ..., certificate_signing_request: _Optional[_Union[_certificates_pb2.CertificateSigningRequest, _Mapping]] = ...) -> None: ...
 
 class ObjectKey(_message.Message):
     __slots__ = ("kind", "namespace", "name")

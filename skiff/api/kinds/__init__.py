@@ -115,5 +115,7 @@ for _module in (pod, node, event, lease, namespace, configmap, secret, replicase
 from skiff.api.kinds import rbac  # noqa: E402
 for _kind in rbac.KINDS:
     register(_kind)
+from skiff.api.kinds import certificatesigningrequest  # noqa: E402
+register(certificatesigningrequest.KIND)
 from skiff.api.kinds import serviceaccount  # noqa: E402
 register(serviceaccount.KIND)

@@ -81,6 +81,19 @@ def default_cluster_role_bindings() -> list[rbac_pb2.ClusterRoleBinding]:
     return [binding]
 
 
+def _name_errors(obj: Message, errors: list[FieldError]) -> list[FieldError]:
+    """RBAC objects are named like path segments (Kubernetes' ValidateRBACName), not DNS subdomains:
+    `system:node-bootstrapper`, `kubeadm:bootstrap-signer-clusterinfo` (decision 36)."""
+    name = obj.metadata.name
+    kept = [e for e in errors if e.path != "metadata.name"]
+    if not name:
+        return [*kept, *(e for e in errors if e.path == "metadata.name")]
+    if name in (".", "..") or "/" in name or "%" in name:
+        kept.append(FieldError("metadata.name", f"Invalid value: {name!r}: may not be '.' or '..' and may not "
+                                                "contain '/' or '%'"))
+    return kept
+
+
 def _rule_errors(rules, *, cluster: bool) -> list[FieldError]:
     errors = []
     for i, rule in enumerate(rules):
@@ -105,7 +118,7 @@ def _rule_errors(rules, *, cluster: bool) -> list[FieldError]:
 
 class RoleStrategy(Strategy):
     def validate(self, obj: Message) -> list[FieldError]:
-        return super().validate(obj) + _rule_errors(obj.rules, cluster=not self.kind.namespaced)
+        return _name_errors(obj, super().validate(obj)) + _rule_errors(obj.rules, cluster=not self.kind.namespaced)
 
     def columns(self, *, wide: bool) -> list[str]:
         return ["NAME", "CREATED AT"]
@@ -129,7 +142,7 @@ class BindingStrategy(Strategy):
     immutable_fields = ("roleRef",)
 
     def validate(self, obj: Message) -> list[FieldError]:
-        errors = super().validate(obj)
+        errors = _name_errors(obj, super().validate(obj))
         ref = obj.role_ref
         kinds = ("Role", "ClusterRole") if self.kind.namespaced else ("ClusterRole",)
         if ref.api_group != GROUP:

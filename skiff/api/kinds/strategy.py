@@ -121,6 +121,10 @@ class Strategy:
         return [FieldError(path, "field is immutable") for path in self.immutable_fields
                 if json_path_value(old, path) != json_path_value(new, path)]
 
+    def requested_by(self, obj: Message, *, user: str, groups: tuple[str, ...], uid: str = "") -> None:
+        """At create on a secure server: who asked (CertificateSigningRequest records it in its spec,
+        from the credential, as Kubernetes' strategies read the request's user). Most kinds ignore it."""
+
     def prepare_create(self, obj: Message) -> Message:
         """A new object's server-owned metadata (in place; returns obj)."""
         m = obj.metadata
