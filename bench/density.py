@@ -1,14 +1,20 @@
 """Pod density: what N sleeping pods cost on one node, beyond their own processes.
 
-    python bench/density.py [--pods 100] [--timeout 600]
+    python bench/density.py [--pods 100] [--timeout 600] [--max-pods N]
+    python bench/density.py --pods 500        # issue 17: Running within 60 s, agent <= 100 MiB
 
 Starts a private all-in-one cluster the way a user does (`skiff up --detach`
 with its own data dir, run dir, client config and free loopback ports),
-applies N busybox pods running `sleep`, waits until all are Running, and
-prints:
+applies N busybox pods running `sleep`, waits until all are Running (timed
+from the start of the apply; the node's `--max-pods` is raised to N when N is
+above kubelet's 110), and prints:
+
+  ramp              seconds from the apply to all N Running. Goal (issue 17):
+                    500 pods within 60 s.
 
   agent RSS         VmRSS of the agent (its pid from the pid file `up`
-                    writes), idle and with N pods. Goal: <= 60 MiB.
+                    writes), idle and with N pods. Goal: <= 60 MiB up to
+                    110 pods, <= 100 MiB at 500 (issue 17).
   per-pod overhead  the proportional set size (PSS, /proc/PID/smaps_rollup:
                     shared pages divided among their sharers, so sums are
                     honest) of every Skiff process on the node (the agent,
@@ -44,7 +50,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
-AGENT_GOAL_MIB = 60.0
+AGENT_GOAL_MIB = 60.0          # up to kubelet's 110 pods
+AGENT_GOAL_500_MIB = 100.0     # issue 17: 500 pods on one node
+RAMP_GOAL_500_S = 60.0         # issue 17: 500 pods Running within 60 s
 PER_POD_GOAL_MIB = 1.0
 PEERS = (("containerd shim (Go)", 11.0), ("conmon", 0.3))
 
@@ -264,10 +272,14 @@ def report(*, n: int, idle: Snapshot, full: Snapshot, ramp_seconds: float) -> No
     available_delta = (idle.mem_available_kib - full.mem_available_kib) / n
     user = sum(full.user_pss_kib.values())
     verdict = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
-    print(f"\ndensity: {n} sleeping busybox pods on one node, all Running after {ramp_seconds:.1f} s")
+    agent_goal = AGENT_GOAL_MIB if n <= 110 else AGENT_GOAL_500_MIB
+    ramp_goal = f"   goal (500 pods) <= {RAMP_GOAL_500_S:g} s: {verdict(ramp_seconds <= RAMP_GOAL_500_S)}" \
+        if n >= 500 else ""
+    print(f"\ndensity: {n} sleeping busybox pods on one node, all Running {ramp_seconds:.1f} s after the apply "
+          f"began{ramp_goal}   (load average {os.getloadavg()[0]:.1f})")
     print(f"  agent RSS, idle                   {mib(idle.agent_rss_kib)}")
-    print(f"  agent RSS, {n:3d} pods               {mib(full.agent_rss_kib)}   goal <= {AGENT_GOAL_MIB:g} MiB: "
-          f"{verdict(full.agent_rss_kib / 1024 <= AGENT_GOAL_MIB)}")
+    print(f"  agent RSS, {n:3d} pods               {mib(full.agent_rss_kib)}   goal <= {agent_goal:g} MiB: "
+          f"{verdict(full.agent_rss_kib / 1024 <= agent_goal)}")
     print(f"  Skiff processes on the node       {len(idle.skiff_pss_kib)} idle -> {len(full.skiff_pss_kib)} "
           f"with pods ({len(inits)} of them per container)")
     print(f"  Skiff PSS, idle                   {mib(sum(idle.skiff_pss_kib.values()))}")
@@ -292,6 +304,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pods", type=int, default=100, help="how many pods (default 100)")
     ap.add_argument("--timeout", type=float, default=600, help="seconds to wait for all to be Running")
+    ap.add_argument("--max-pods", type=int, default=0,
+                    help="the node's --max-pods (default: 110, or --pods when that is more)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("density.py needs root (it runs real containers)")
@@ -302,15 +316,19 @@ def main() -> None:
     try:
         print("bootstrapping busybox and starting a private cluster ...", flush=True)
         cluster.skiff("image", "--data-dir", str(cluster.data_dir), "bootstrap", "busybox")
-        up = cluster.skiff(*cluster.up_args(), check=False)
+        max_pods = args.max_pods or max(110, args.pods)
+        up = cluster.skiff(*cluster.up_args(), *(("--max-pods", str(max_pods)) if max_pods != 110 else ()),
+                           check=False)
         if up.returncode != 0:  # the logs go with the purge: show them now
             raise SystemExit(f"skiff up failed:\n{up.stdout}{up.stderr}{cluster.log_tails()}")
         time.sleep(2)  # let the agent finish its first resync and stats pass before the idle reading
         idle = snapshot(cluster)
         (base / "pods.yaml").write_text(manifest(args.pods))
         print(f"applying {args.pods} pods ...", flush=True)
+        began = time.monotonic()
         cluster.skiff("apply", "-f", str(base / "pods.yaml"))
-        ramp = wait_all_running(cluster, n=args.pods, timeout=args.timeout)
+        wait_all_running(cluster, n=args.pods, timeout=args.timeout)
+        ramp = time.monotonic() - began
         time.sleep(2)  # status writes and the informer settle
         full = snapshot(cluster)
         report(n=args.pods, idle=idle, full=full, ramp_seconds=ramp)
