@@ -74,7 +74,7 @@ def _decoding(handler: grpc.RpcMethodHandler, origin: str, name: str = "",
 
         async def unary_unary(data: bytes, context: grpc.aio.ServicerContext) -> Any:
             return await behaviour(await _decode_checked(deserialize, data, context, origin, name, guard), context)
-        return grpc.unary_unary_rpc_method_handler(unary_unary, response_serializer=serialize)
+        return grpc.unary_unary_rpc_method_handler(unary_unary, response_serializer=_bytes_or(serialize))
     if handler.unary_stream is not None:
         stream = handler.unary_stream
 
@@ -105,8 +105,9 @@ def _decoding(handler: grpc.RpcMethodHandler, origin: str, name: str = "",
 
 
 def _bytes_or(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
-    """A stream's serializer that sends a message already serialized (bytes) as it is: the API
-    server's watch serializes an event once for all its watchers (controlplane/api/service.py)."""
+    """A serializer that sends a message already serialized (bytes) as it is: the API server's
+    watch serializes an event once for all its watchers, its LIST writes the list around each
+    object's cached bytes (controlplane/api/service.py)."""
     if serialize is None:
         return None
     return lambda message: message if isinstance(message, bytes) else serialize(message)

@@ -257,6 +257,11 @@ class Registry:
         items, revision = await self.store.list(kind, namespace if kind.namespaced else "")
         return [o for o in items if labels.matches(o.metadata.labels) and fields.matches(o)], str(revision)
 
+    def serialized(self, obj: Message) -> bytes:
+        """The object's bytes: from the watch cache, made once per version it holds."""
+        serialized = getattr(self.store, "serialized", None)
+        return serialized(obj) if serialized is not None else obj.SerializeToString()
+
     async def list_page(self, kind: kinds.Kind, namespace: str = "", *, label_selector: str = "",
                         field_selector: str = "", resource_version: str = "", resource_version_match: str = "",
                         limit: int = 0, continue_from: tuple[int, tuple[str, str]] | None = None) -> Page:

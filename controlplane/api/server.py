@@ -1,6 +1,8 @@
 """Start and stop the gRPC server that carries the Api service."""
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 
 from controlplane import store as st
@@ -14,6 +16,7 @@ from controlplane.api.registry import Admission
 from controlplane.store.cacher import DEFAULT_CAPACITY, Cacher
 from controlplane.metrics import Metrics
 from proto.skiff.v1 import api_pb2_grpc
+from skiff.api import kinds
 
 MAX_REQUEST_BYTES = 3 * 1024 * 1024
 
@@ -50,6 +53,7 @@ class ApiServer:
         add_servicer(images_pb2_grpc.add_ImagesServicer_to_server, ImagesService(store=store, proxy=self.proxy),
                      self._server, "skiff.v1.Images", guard=images_guard(guard) if guard is not None else None)
         self.port = 0
+        self._warming: asyncio.Task | None = None
 
     async def start(self) -> int:
         """Bind and serve; returns the bound port (useful with port 0)."""
@@ -65,6 +69,8 @@ class ApiServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.listen}: address in use or not available")
         await self._server.start()
+        if self.cacher is not None:
+            self._warming = self.cacher.warm(kinds.all_kinds())
         return self.port
 
     async def stop(self, *, grace: float = 2.0) -> None:
@@ -72,4 +78,6 @@ class ApiServer:
         await self.proxy.close()
         await self.service.registry.close()
         if self.cacher is not None:
+            if self._warming is not None:
+                self._warming.cancel()
             await self.cacher.stop()

@@ -79,6 +79,23 @@ def unary(method: Callable[..., Awaitable[Message]]) -> Callable[..., Awaitable[
     return handler
 
 
+_ENVELOPE_FIELDS = {f.name: f.number for f in api_pb2.Object.DESCRIPTOR.fields}
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _length_delimited(number: int, data: bytes) -> bytes:
+    """A length-delimited protobuf field: its key (number, wire type 2), length, bytes."""
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
 def _resource(request: Any) -> str:
     """The resource a request is about, for the metrics' `resource` label: a
     registered kind's plural, never the caller's text."""
@@ -202,17 +219,21 @@ class ApiService(api_pb2_grpc.ApiServicer):
         return kinds.wrap(await self.registry.get(_kind(request.key.kind), request.key.namespace, request.key.name))
 
     @unary
-    async def List(self, request: api_pb2.ListRequest, context: Any) -> api_pb2.ObjectList:
+    async def List(self, request: api_pb2.ListRequest, context: Any) -> bytes:
         items, revision = await self.registry.list(_kind(request.kind), request.namespace,
                                                    label_selector=request.label_selector,
                                                    field_selector=request.field_selector)
-        # Each object copied once, straight into its place in the reply: ObjectList(items=[wrap(o)...])
-        # copied every object twice (into the envelope, then the envelope into the list), a third of
-        # a cluster-wide LIST of 10 000 pods (bench/api_latency.py; docs/benchmarks.md).
-        reply = api_pb2.ObjectList(resource_version=revision)
+        # The ObjectList written as its wire format around each object's bytes, which the watch
+        # cache keeps once made: no object is copied or serialized again for a LIST (10 000 pods:
+        # putting them into a reply message and serializing it was most of the call; bench/
+        # api_latency.py, docs/benchmarks.md). The server's serializer passes bytes through.
+        out = bytearray()
         for obj in items:
-            getattr(reply.items.add(), kinds.kind_of(obj).envelope_field).CopyFrom(obj)
-        return reply
+            envelope = _length_delimited(_ENVELOPE_FIELDS[kinds.kind_of(obj).envelope_field],
+                                         self.registry.serialized(obj))
+            out += _length_delimited(1, envelope)     # ObjectList.items = 1
+        out += _length_delimited(2, revision.encode())   # ObjectList.resource_version = 2
+        return bytes(out)
 
     async def Watch(self, request: api_pb2.WatchRequest, context: Any) -> AsyncIterator[api_pb2.WatchEvent]:
         started_code = grpc.StatusCode.OK

@@ -52,6 +52,7 @@ from typing import AsyncIterator, Callable
 from google.protobuf.message import Message
 
 from controlplane.store.interface import Compacted, FutureRevision, InvalidRevision, StoreError, Unavailable
+from skiff.api import kinds
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +136,16 @@ class KindCache:
         self.proofs: dict[str, tuple[int, int]] = {}
         self.advanced = asyncio.Event()
         self.task: asyncio.Task | None = None
+        # id(current object) -> its serialized bytes, made on the first list that sends it; an
+        # entry goes when its object is replaced (so an id is never reused while it is here).
+        self.serialized: dict[int, bytes] = {}
 
     def reset(self, items: list[Message], revision: int) -> None:
         self.objects = {}
         for obj in items:
             self.objects.setdefault(obj.metadata.namespace, {})[obj.metadata.name] = obj
         self.count = len(items)
+        self.serialized.clear()
         self.revision = self.window_start = revision
         self.ring.clear()
         self.proofs.clear()
@@ -151,6 +156,8 @@ class KindCache:
         ns, name = obj.metadata.namespace, obj.metadata.name
         names = self.objects.setdefault(ns, {})
         prev = names.get(name)
+        if prev is not None:
+            self.serialized.pop(id(prev), None)
         if type_ == "DELETED":
             if prev is not None:
                 del names[name]
@@ -293,6 +300,20 @@ class Cacher:
         return paginate(sorted_items(cache.state(namespace, at)), revision, limit=limit,
                         after=continue_from[1] if continue_from else None, predicate=predicate)
 
+    def serialized(self, obj: Message) -> bytes:
+        """obj.SerializeToString(), made once per object version the cache holds (a LIST of
+        10 000 pods sends the same bytes every time until a pod changes)."""
+        cache = self._caches.get(kinds.kind_of(obj).resource)
+        if cache is None:
+            return obj.SerializeToString()
+        data = cache.serialized.get(id(obj))
+        if data is None:
+            data = obj.SerializeToString()
+            current = cache.objects.get(obj.metadata.namespace, {}).get(obj.metadata.name)
+            if current is obj:   # not a past version from the ring (those are not kept)
+                cache.serialized[id(obj)] = data
+        return data
+
     # ------------------------------------------------------------ watch
 
     async def watch(self, kind, namespace: str = "", *, after_revision: int,
@@ -345,6 +366,18 @@ class Cacher:
             cache.watchers.discard(watcher)
 
     # ------------------------------------------------------------ the caches
+
+    def warm(self, kinds_: list) -> asyncio.Task:
+        """Start the caches of `kinds_` in the background, as kube-apiserver starts its cachers
+        with the server: the first list of a kind then does not wait for a whole list from etcd
+        (10 000 pods: a second of decoding in the one event loop, under every other call)."""
+        async def start_all() -> None:
+            for kind in kinds_:
+                try:
+                    await self._cache(kind)
+                except Exception as exc:  # noqa: BLE001 - the first list or watch of the kind tries again
+                    log.info("watch cache of %s: not started yet: %s", kind.resource, exc)
+        return asyncio.get_running_loop().create_task(start_all(), name="watch-cache warm-up")
 
     async def _cache(self, kind) -> KindCache:
         cache = self._caches.get(kind.resource)

@@ -222,6 +222,15 @@ def test_an_event_is_encoded_once_for_every_watcher(etcd, etcd_prefix):
         assert items[2].encoded[("json", "ADDED")] == b"made once"
         for s in streams:
             await s.aclose()
+        # A LIST sends each object's bytes made once, new bytes once the object changed.
+        (listed,), _ = await cacher.list(POD, "default")
+        data = registry.serialized(listed)
+        assert registry.serialized(listed) is data and types_pb2.Pod.FromString(data) == listed
+        changed = types_pb2.Pod.FromString(data)      # (the cache's objects are read-only)
+        changed.spec.containers[0].image = "changed"
+        await store.update(changed)
+        (again,), _ = await cacher.list(POD, "default")
+        assert types_pb2.Pod.FromString(registry.serialized(again)).spec.containers[0].image == "changed"
     run(etcd, etcd_prefix, body)
 
 
