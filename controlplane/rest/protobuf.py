@@ -65,6 +65,16 @@ KINDS: dict[str, Schema] = {
                      2: ("spec", {1: ("audiences", ("list", _STRING)), 4: ("expirationSeconds", _INT),
                                   3: ("boundObjectRef", {1: ("kind", _STRING), 2: ("apiVersion", _STRING),
                                                          3: ("name", _STRING), 4: ("uid", _STRING)})})},
+    # What `kubectl certificate approve|deny` puts to certificatesigningrequests/NAME/approval (certificates.k8s.io/v1;
+    # decision 36): the object with one more condition (its times are left out: the server sets them).
+    "CertificateSigningRequest": {
+        1: ("metadata", _OBJECT_META),
+        2: ("spec", {1: ("request", _BYTES), 2: ("username", _STRING), 3: ("uid", _STRING),
+                     4: ("groups", ("list", _STRING)), 5: ("usages", ("list", _STRING)), 7: ("signerName", _STRING),
+                     8: ("expirationSeconds", _INT)}),
+        3: ("status", {1: ("conditions", ("list", {1: ("type", _STRING), 2: ("reason", _STRING),
+                                                   3: ("message", _STRING), 6: ("status", _STRING)})),
+                       2: ("certificate", _BYTES)})},
     # What `kubectl drain` posts to pods/NAME/eviction (policy/v1 Eviction with its DeleteOptions).
     "Eviction": {1: ("metadata", _OBJECT_META),
                  2: ("deleteOptions", {1: ("gracePeriodSeconds", _INT),

@@ -288,6 +288,7 @@ class ResourceHandlers:
                     {"reason": "FieldManagerConflict", "message": f'conflict with "{m}"', "field": f}
                     for m, f in exc.conflicts]}) from None
             obj = codec.to_object(merged, t.served, namespace=t.namespace, name=t.name)
+            await _admit(request, "create" if existing is None else "patch", t, obj)
             if existing is None:
                 try:
                     created = await self.registry.create(obj, dry_run=_dry_run(request))

@@ -92,6 +92,17 @@ async def _csr_for_another_node(api: str, files: pki.ClusterPki, node: str) -> s
     raise AssertionError("the CSR for another node's name was never denied")
 
 
+def _csr_manifest(name: str, node: str) -> str:
+    import base64
+
+    from skiff import csr as csrs
+    _, request = csrs.node_key_and_request(node)
+    return json.dumps({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                       "metadata": {"name": name},
+                       "spec": {"request": base64.b64encode(request).decode(), "signerName": csrs.KUBELET_CLIENT_SIGNER,
+                                "usages": ["digital signature", "client auth"]}})
+
+
 def test_a_machine_joins_with_the_printed_line_and_rotates_its_certificate(private_cluster):
     from skiff.cli._cluster import (ClusterConfig, load_config, node_agent, node_data_dir, save_config,
                                     start_component)
@@ -169,6 +180,24 @@ def test_a_machine_joins_with_the_printed_line_and_rotates_its_certificate(priva
     assert message == f"node '{first}' may renew only its own certificate; the request asks for 'system:node:intruder'"
     csrs = skiff("get", "csr", "steal")
     assert csrs.stdout.split()[-1] == "Denied" and f"system:node:{first}" in csrs.stdout, csrs.stdout
+    # A request nobody approves automatically (the admin's) waits for a person: kubectl's approve issues it,
+    # skiff's deny refuses another; kubectl's columns.
+    for name in ("manual", "refused"):
+        manifest = _csr_manifest(name, f"{name}-node")
+        made = subprocess.run(["kubectl", "create", "-f", "-"], input=manifest, env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+    approved = subprocess.run(["kubectl", "certificate", "approve", "manual"], env=env, capture_output=True,
+                              text=True, timeout=60)
+    assert approved.stdout.strip() == "certificatesigningrequest.certificates.k8s.io/manual approved", \
+        approved.stdout + approved.stderr
+    denied = skiff("certificate", "deny", "refused")
+    assert denied.stdout.strip() == "certificatesigningrequest.certificates.k8s.io/refused denied", denied.stderr
+    wait_for("the approved request issued", lambda: skiff("get", "csr", "manual").stdout.split()[-1]
+             == "Approved,Issued", timeout=60)
+    table = skiff("get", "csr").stdout.splitlines()
+    assert table[0].split() == ["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"]
+    assert [r.split()[-1] for r in table if r.startswith("refused ")] == ["Denied"]
 
     # The printed line, on the fresh machine: key, CSR, certificate, the agent's settings.
     joined = join(*line[2:])

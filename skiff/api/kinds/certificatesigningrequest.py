@@ -63,6 +63,23 @@ class CsrStrategy(Strategy):
         obj.ClearField("status")
         return obj
 
+    def prepare_status_update(self, old: Message, new: Message) -> Message:
+        """The status (and approval) writes: a condition without times keeps the stored one's, or gets now,
+        as Kubernetes defaults them (kubectl's protobuf body carries none here)."""
+        result = super().prepare_status_update(old, new)
+        now = meta.timestamp()
+        before = {c.type: c for c in old.status.conditions}
+        for c in result.status.conditions:
+            was = before.get(c.type)
+            if was is not None and not c.last_update_time.seconds and (was.status, was.reason) == (c.status, c.reason):
+                c.last_update_time.CopyFrom(was.last_update_time)
+                c.last_transition_time.CopyFrom(was.last_transition_time)
+            if not c.last_update_time.seconds:
+                c.last_update_time.CopyFrom(now)
+            if not c.last_transition_time.seconds:
+                c.last_transition_time.CopyFrom(now)
+        return result
+
     def validate(self, obj: Message) -> list[FieldError]:
         errors = super().validate(obj)
         spec = obj.spec
