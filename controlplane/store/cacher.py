@@ -17,7 +17,8 @@ Guarantees, as Kubernetes gives them:
   one, so "seen E" is also proven without waiting (`Store.count`, etcd's
   count-only ranges at E): no object of the kind modified after the cache's
   revision and the same number of objects means the cache's state is etcd's at
-  E. If neither happens within `sync_timeout` the list is read from the store.
+  E (one round trip: the count reads E too). If neither happens within
+  `sync_timeout` the list is read from the store.
 - `resourceVersion=R` with `NotOlderThan` (the default): a state at R or later;
   `Exact` (and a continue token, which carries its first page's revision): the
   state at exactly R, rebuilt from the current one by undoing the ring's events
@@ -290,7 +291,7 @@ class Cacher:
                 await self._reach_or_fail(cache, wanted, namespace)
         else:
             try:
-                await self._reach(cache, await self.store.revision(), namespace)
+                await self._reach(cache, None, namespace)
             except _Behind:
                 items, revision = await self.store.list(kind, namespace)   # as without the cache
                 return paginate(sorted_items({_key(o): o for o in items}), revision, limit=limit,
@@ -433,23 +434,27 @@ class Cacher:
                 best = max(best, proven)
         return best
 
-    async def _reach(self, cache: KindCache, at: int, namespace: str = "") -> None:
-        """Return once the cache's state is the store's at `at` or later: it has applied an event
-        at `at` or later, or the store shows nothing of the kind changed between the cache's
-        revision and `at` (then `proof` records it). _Behind after `sync_timeout`."""
+    async def _reach(self, cache: KindCache, at: int | None, namespace: str = "") -> None:
+        """Return once the cache's state is the store's at `at` (None: the store's current
+        revision, read by the first count: one round trip) or later: it has applied an event at
+        `at` or later, or the store shows nothing of the kind changed between the cache's
+        revision and `at` (then `proofs` records it). _Behind after `sync_timeout`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.sync_timeout
         counting = hasattr(self.store, "count")
+        if at is None and not counting:
+            at = await self.store.revision()
         while True:
-            if self._served_revision(cache, namespace) >= at:
+            if at is not None and self._served_revision(cache, namespace) >= at:
                 return
             advanced = cache.advanced
             if counting:
                 seen = cache.revision
                 count = len(cache.objects.get(namespace, ())) if namespace else cache.count
-                total, newer = await self.store.count(cache.kind, namespace, at=at, modified_after=seen)
+                total, newer, at = await self.store.count(cache.kind, namespace, at=at or 0, modified_after=seen)
                 if cache.revision == seen and newer == 0 and total == count:
-                    cache.proofs[namespace] = (seen, at)
+                    if self._served_revision(cache, namespace) < at:
+                        cache.proofs[namespace] = (seen, at)
                     return
                 if cache.revision >= at:
                     return

@@ -185,13 +185,13 @@ class Store:
         response = await self._range(rpc.RangeRequest(key=f"{self.root}/".encode(), limit=1))
         return response.header.revision
 
-    async def count(self, kind: kinds.Kind, namespace: str = "", *, at: int,
-                    modified_after: int) -> tuple[int, int]:
-        """(objects of `kind` (in `namespace`) at revision `at`, how many of them last modified
-        after `modified_after`), in one transaction: a count-only range, and a keys-only one
-        filtered by mod revision (etcd ignores that filter when only counting, so the keys
-        come back: the few modified ones). The watch cache's proof that nothing of a kind
-        changed up to `at` (cacher.py)."""
+    async def count(self, kind: kinds.Kind, namespace: str = "", *, at: int = 0,
+                    modified_after: int) -> tuple[int, int, int]:
+        """(objects of `kind` (in `namespace`) at revision `at` (0: the current one), how many
+        of them last modified after `modified_after`, that revision), in one transaction: a
+        count-only range, and a keys-only one filtered by mod revision (etcd ignores that
+        filter when only counting, so the keys come back: the few modified ones). The watch
+        cache's proof that nothing of a kind changed up to `at` (cacher.py)."""
         prefix = self.prefix(kind, namespace)
         end = _prefix_end(prefix)
         try:
@@ -206,7 +206,8 @@ class Store:
             if "future revision" in str(exc):
                 raise FutureRevision(f"revision {at} is newer than the store's revision") from None
             raise
-        return response.responses[0].response_range.count, len(response.responses[1].response_range.kvs)
+        return (response.responses[0].response_range.count, len(response.responses[1].response_range.kvs),
+                at or response.header.revision)
 
     # ------------------------------------------------------------ writes
 

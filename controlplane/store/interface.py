@@ -132,8 +132,10 @@ class Store(Protocol):
 
     async def revision(self) -> int: ...
 
-    async def count(self, kind, namespace: str = "", *, at: int, modified_after: int) -> tuple[int, int]:
-        """(objects of `kind` (in `namespace`) at revision `at`, how many last modified after `modified_after`):
+    async def count(self, kind, namespace: str = "", *, at: int = 0,
+                    modified_after: int) -> tuple[int, int, int]:
+        """(objects of `kind` (in `namespace`) at revision `at` (0: current), how many last modified after
+        `modified_after`, that revision):
         what the watch cache (cacher.py) proves "nothing of this kind changed up to `at`" with."""
 
     async def create(self, obj: Message) -> Message: ...

@@ -109,11 +109,12 @@ class MemoryStore:
         self._check()
         return self._revision
 
-    async def count(self, kind: kinds.Kind, namespace: str = "", *, at: int,
-                    modified_after: int) -> tuple[int, int]:
-        """(objects of `kind` (in `namespace`) at revision `at`, how many of them last modified
-        after `modified_after`)."""
+    async def count(self, kind: kinds.Kind, namespace: str = "", *, at: int = 0,
+                    modified_after: int) -> tuple[int, int, int]:
+        """(objects of `kind` (in `namespace`) at revision `at` (0: the current one), how many
+        of them last modified after `modified_after`, that revision)."""
         self._check()
+        at = at or self._revision
         if at > self._revision:
             raise FutureRevision(f"revision {at} is newer than the store's revision {self._revision}")
         if at < self._compacted:
@@ -127,7 +128,7 @@ class MemoryStore:
                     state.pop(change.key, None)
                 else:
                     state[change.key] = change.prev
-        return len(state), sum(1 for value in state.values() if value.mod_revision > modified_after)
+        return len(state), sum(1 for value in state.values() if value.mod_revision > modified_after), at
 
     # ------------------------------------------------------------ writes
 
