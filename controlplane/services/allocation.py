@@ -1,21 +1,24 @@
 """A range's allocations persisted in the store, changed only with
 compare-and-swap (Kubernetes' RangeAllocation kept in etcd).
 
-The bitmap lives in one ConfigMap in kube-system (binaryData `allocated`,
-data `range`), so any number of API server tasks — or processes — allocating
-at once serialise on its resourceVersion: each reads, takes a free offset,
-and writes at the revision it read; a concurrent writer makes the write a
-Conflict and the loser reads again. No value is ever handed out twice.
+The bitmap lives in one RangeAllocation object (proto/skiff/v1/internal.proto:
+`range`, and the bitmap as `data`), a kind the store keeps but no API serves
+(`kinds.register_unserved`): no verb, `-A` or garbage collector reaches it.
+Any number of API server tasks - or processes - allocating at once serialise
+on its resourceVersion: each reads, takes a free offset, and writes at the
+revision it read; a concurrent writer makes the write a Conflict and the
+loser reads again. No value is ever handed out twice.
 
 A value taken for an object that then failed to be stored is given back by
 the caller; one lost to a crash between the two is found by `repair`
 (a value in the bitmap that no object holds, seen so twice in a row, is
 freed; a value an object holds but the bitmap lacks is marked at once).
 
-The ConfigMap is a user-visible object (`skiff delete cm --all -A` reaches
-it): a bitmap found missing, or kept for another range, starts from the
-values the stored objects hold (`held`), never from empty, so a deleted
-ConfigMap cannot make a taken value look free.
+A bitmap found missing, or kept for another range, starts from the values the
+stored objects hold (`held`), never from empty. Clusters from before kept the
+bitmap in a user-visible ConfigMap in kube-system of the same name: a missing
+RangeAllocation starts from that ConfigMap's bitmap (for the same range), which
+is deleted once the RangeAllocation is written (decision 24).
 """
 from __future__ import annotations
 
@@ -26,9 +29,13 @@ from google.protobuf.message import Message
 
 from controlplane.store.interface import AlreadyExists, Conflict, NotFound
 from controlplane.services.ranges import Bitmap, Range, Value
+from proto.skiff.v1 import internal_pb2
 from skiff.api import kinds
+from skiff.api.kinds.strategy import Kind
 
-NAMESPACE = "kube-system"
+RANGE_ALLOCATION = kinds.register_unserved(Kind("RangeAllocation", "v1", "rangeallocations", "",
+                                                internal_pb2.RangeAllocation, namespaced=False))
+LEGACY_NAMESPACE = "kube-system"   # where clusters from before kept the bitmap, as a ConfigMap
 _ATTEMPTS = 100  # concurrent allocations only mean: read and try again
 T = TypeVar("T")
 
@@ -37,7 +44,7 @@ class RangeAllocator:
     def __init__(self, *, store, name: str, range_: Range,
                  held: Callable[[], Awaitable[Iterable[Value]]] | None = None) -> None:
         self.store = store
-        self.name = name            # the ConfigMap's name
+        self.name = name            # the RangeAllocation's name
         self.range = range_
         self.held = held            # the values stored objects hold: the start of a missing bitmap
         self._suspects: set[int] = set()
@@ -105,13 +112,26 @@ class RangeAllocator:
 
     async def _read(self) -> tuple[Bitmap, Message | None]:
         try:
-            cm = await self.store.get(kinds.kind_named("ConfigMap"), NAMESPACE, self.name)
+            stored = await self.store.get(RANGE_ALLOCATION, "", self.name)
         except NotFound:
-            return await self._from_held(), None
-        if cm.data.get("range") != str(self.range):
+            return await self._from_legacy(), None
+        if stored.range != str(self.range):
             # The range changed (a restart with another flag): start over from what the objects hold.
-            return await self._from_held(), cm
-        return Bitmap(self.range.size, cm.binary_data.get("allocated", b"")), cm
+            return await self._from_held(), stored
+        return Bitmap(self.range.size, stored.data), stored
+
+    async def _from_legacy(self) -> Bitmap:
+        """No RangeAllocation yet: the held values, and what the ConfigMap of a cluster from before
+        marks (for this range) - a value taken for a Service still being stored is not lost."""
+        bitmap = await self._from_held()
+        try:
+            cm = await self.store.get(kinds.kind_named("ConfigMap"), LEGACY_NAMESPACE, self.name)
+        except NotFound:
+            return bitmap
+        if cm.data.get("range") == str(self.range):
+            for offset in Bitmap(self.range.size, cm.binary_data.get("allocated", b"")).offsets():
+                bitmap.set(offset)
+        return bitmap
 
     async def _from_held(self) -> Bitmap:
         bitmap = Bitmap(self.range.size)
@@ -123,32 +143,32 @@ class RangeAllocator:
 
     async def _change(self, mutate: Callable[[Bitmap], T], *, dry_run: bool = False) -> T:
         for _ in range(_ATTEMPTS):
-            bitmap, cm = await self._read()
+            bitmap, stored = await self._read()
             before = bitmap.bits
             result = mutate(bitmap)
             if dry_run or bitmap.bits == before:
                 return result
             try:
-                await self._write(bitmap, cm)
+                await self._write(bitmap, stored)
                 return result
             except (Conflict, AlreadyExists, NotFound):
                 continue
         raise Conflict(f"the {self.name} allocations kept changing; try again")
 
-    async def _write(self, bitmap: Bitmap, cm: Message | None) -> None:
-        kind = kinds.kind_named("ConfigMap")
-        if cm is None:
-            new = kind.message()
-            new.api_version, new.kind = kind.api_version, kind.name
-            new.metadata.namespace, new.metadata.name = NAMESPACE, self.name
-            new.metadata.labels["app.kubernetes.io/managed-by"] = "skiff-controlplane"
-            kind.strategy.prepare_create(new)
+    async def _write(self, bitmap: Bitmap, stored: Message | None) -> None:
+        new = internal_pb2.RangeAllocation(api_version="v1", kind="RangeAllocation")
+        if stored is None:
+            new.metadata.name = self.name
+            RANGE_ALLOCATION.strategy.prepare_create(new)
         else:
-            new = kind.message()
-            new.CopyFrom(cm)
-        new.data["range"] = str(self.range)
-        new.binary_data["allocated"] = bitmap.to_bytes()
-        if cm is None:
-            await self.store.create(new)
-        else:
+            new.CopyFrom(stored)
+        new.range = str(self.range)
+        new.data = bitmap.to_bytes()
+        if stored is not None:
             await self.store.update(new)
+            return
+        await self.store.create(new)
+        try:   # the bitmap has moved out of a user-visible ConfigMap (decision 24)
+            await self.store.delete(kinds.kind_named("ConfigMap"), LEGACY_NAMESPACE, self.name)
+        except NotFound:
+            pass

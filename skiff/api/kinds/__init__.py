@@ -17,7 +17,8 @@ from skiff.api.kinds.strategy import DescribeContext, Kind, Strategy
 from skiff.api.validation import FieldError
 
 __all__ = ["DescribeContext", "Kind", "KINDS", "Strategy", "UnknownKind", "all_kinds", "envelope_kind",
-           "kind_for_resource", "kind_named", "kind_of", "register", "unwrap", "validate", "wrap"]
+           "kind_for_resource", "kind_named", "kind_of", "register", "register_unserved", "unwrap", "validate",
+           "wrap"]
 
 _BY_NAME: dict[str, Kind] = {}
 _BY_FIELD: dict[str, Kind] = {}
@@ -38,6 +39,16 @@ def register(kind: Kind) -> Kind:
     for alias in names:
         _BY_ALIAS[alias] = kind
     KINDS = (*KINDS, kind)
+    return kind
+
+
+def register_unserved(kind: Kind) -> Kind:
+    """A kind the store keeps but no API serves (the API server's own state, as Kubernetes'
+    RangeAllocation): only `kind_of` knows it, so the store can write and read it; kind_named,
+    kind_for_resource, all_kinds and the Object envelope never name it."""
+    if kind.message in _BY_MESSAGE or kind.name in _BY_NAME:
+        raise ValueError(f"kind {kind.name} is registered twice")
+    _BY_MESSAGE[kind.message] = kind
     return kind
 
 

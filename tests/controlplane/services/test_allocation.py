@@ -7,7 +7,7 @@ import pytest
 
 from controlplane.api.errors import Invalid
 from controlplane.api.registry import Registry
-from controlplane.services.allocation import RangeAllocator
+from controlplane.services.allocation import RANGE_ALLOCATION, RangeAllocator
 from controlplane.services.hook import ServiceAllocations
 from controlplane.services.ranges import AlreadyAllocated, Bitmap, IpRange, NotInRange, PortRange, RangeFull
 from controlplane.store import Store
@@ -146,9 +146,9 @@ def test_a_restart_repairs_from_the_services(etcd, etcd_prefix):
         await hook.repair()
         registry = Registry(store=store, hooks={"Service": hook})
         a = await registry.create(svc("a", type="NodePort"))
-        # The allocations are lost (as if their ConfigMaps were deleted), one leaked value is left behind.
+        # The allocations are lost (their RangeAllocations deleted in etcd), one leaked value is left behind.
         for name in ("skiff-service-cluster-ips", "skiff-service-node-ports"):
-            await store.delete(kinds.kind_named("ConfigMap"), "kube-system", name)
+            await store.delete(RANGE_ALLOCATION, "", name)
         await hook.ips.allocate("10.96.9.9")
         restarted = ServiceAllocations(store=store)
         await restarted.repair()
@@ -191,8 +191,8 @@ def svc_with_ip(name: str, ip: str) -> services_pb2.Service:
     return svc(name, cluster_ip=ip)
 
 
-def test_a_deleted_bitmap_configmap_starts_again_from_the_services_not_from_empty():
-    """`skiff delete cm --all -A` reaches the allocations' ConfigMaps: the next
+def test_a_lost_bitmap_starts_again_from_the_services_not_from_empty():
+    """A RangeAllocation missing from the store (lost, or never written): the next
     allocation must still see every value a Service holds, before any repair."""
     async def body():
         store = MemoryStore()
@@ -201,7 +201,7 @@ def test_a_deleted_bitmap_configmap_starts_again_from_the_services_not_from_empt
         registry = Registry(store=store, hooks={"Service": hook})
         held = [await registry.create(svc(f"s{i}", type="NodePort")) for i in range(3)]
         for name in ("skiff-service-cluster-ips", "skiff-service-node-ports"):
-            await store.delete(kinds.kind_named("ConfigMap"), "kube-system", name)
+            await store.delete(RANGE_ALLOCATION, "", name)
         with pytest.raises(Invalid, match="provided IP is already allocated"):
             await registry.create(svc("again", cluster_ip=held[0].spec.cluster_ip))
         more = [await registry.create(svc(f"t{i}")) for i in range(3)]
@@ -209,4 +209,33 @@ def test_a_deleted_bitmap_configmap_starts_again_from_the_services_not_from_empt
         assert len(set(ips)) == 6   # the /29's six addresses, none handed out twice
         with pytest.raises(RangeFull):   # the three ports are the NodePort Services'
             await hook.ports.allocate_next()
+    asyncio.run(body())
+
+
+def test_the_bitmaps_are_not_configmaps_and_move_out_of_the_configmaps_of_before():
+    """Decision 24: the bitmaps are unserved RangeAllocations, not kube-system ConfigMaps a user
+    sees (and `delete cm --all -A` reaches); a cluster's ConfigMap bitmap of before is taken over."""
+    async def body():
+        store = MemoryStore()
+        registry = Registry(store=store)
+        # A cluster from before: 10.96.0.3 taken in the ConfigMap, its Service on its way to being stored.
+        legacy = kinds.kind_named("ConfigMap").message()
+        legacy.metadata.namespace, legacy.metadata.name = "kube-system", "skiff-service-cluster-ips"
+        legacy.data["range"] = "10.96.0.0/29"
+        bitmap = Bitmap(6)
+        bitmap.set(IpRange("10.96.0.0/29").offset("10.96.0.3"))
+        legacy.binary_data["allocated"] = bitmap.to_bytes()
+        await registry.create(legacy)
+        hook = ServiceAllocations.ready(store=store, cluster_ip_range="10.96.0.0/29")
+        registry = Registry(store=store, hooks={"Service": hook})
+        with pytest.raises(Invalid, match="provided IP is already allocated"):
+            await registry.create(svc("late", cluster_ip="10.96.0.3"))
+        a = await registry.create(svc("a", type="NodePort"))
+        assert a.spec.cluster_ip != "10.96.0.3"
+        configmaps, _ = await registry.list(kinds.kind_named("ConfigMap"))
+        assert [(c.metadata.namespace, c.metadata.name) for c in configmaps] == []
+        assert await hook.ips.allocated() == {"10.96.0.3", a.spec.cluster_ip}
+        assert await hook.ports.allocated() == {a.spec.ports[0].node_port}
+        with pytest.raises(kinds.UnknownKind):   # not served: no verb names it
+            kinds.kind_named("RangeAllocation")
     asyncio.run(body())
