@@ -39,6 +39,7 @@ from agent.noderoutes import NodeRoutesController
 from agent.podworkers import ImageResolver, PodWorkers
 from agent.runtime.interface import Runtime
 from agent.server import AgentService, start_server
+from agent.stopping import stop_tasks_and_workers
 from skiff.client import ApiClient
 from skiff.controller import Informer, SharedInformerFactory
 from skiff.controller.informer import READY_BOUND_SECONDS
@@ -250,11 +251,7 @@ class Agent:
 
     async def stop(self) -> None:
         """Stop the agent; containers keep running."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.workers is not None:
-            await self.workers.shutdown()
+        await stop_tasks_and_workers(self._tasks, self.workers)
         if self.dns is not None:
             await self.dns.stop()
         await self.informers.stop()

@@ -58,6 +58,7 @@ from agent.node import MAX_PODS, NodeAgent, NodeIdentity
 from agent.podworkers import PodWorkers
 from agent.runtime.fake import FakeImages, FakeRuntime
 from agent.runtime.interface import ContainerConfig, ContainerStatus, Sandbox, SandboxConfig
+from agent.stopping import stop_tasks_and_workers
 from skiff.client import ApiClient
 from skiff.controller import Informer, SharedInformerFactory
 from skiff.controller.informer import READY_BOUND_SECONDS
@@ -183,11 +184,7 @@ class HollowNode:
         return len({c.pod_id for c in self.runtime.running()})
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.workers is not None:
-            await self.workers.shutdown()
+        await stop_tasks_and_workers(self._tasks, self.workers)
         await self.informers.stop()
 
 
