@@ -102,6 +102,13 @@ def payload(pod: types_pb2.Pod, volume: types_pb2.Volume, ctx: EnvContext) -> at
             out.update(_keys("Secret", obj, s.items, optional=s.optional, name=s.name, mode=mode))
         elif source.HasField("downward_api"):
             out.update(_downward(pod, source.downward_api.items, ctx, mode))
+        elif source.HasField("service_account_token"):
+            s = source.service_account_token
+            token = ctx.token(pod, s) if ctx.token is not None else None
+            if token is None:
+                reason = ctx.token_error(pod, s) if ctx.token_error is not None else "no token source on this node"
+                raise VolumeError(f"failed to fetch token: {reason}")
+            out[s.path] = (token, mode)
     return out
 
 

@@ -72,6 +72,9 @@ class EnvContext:
     host_ip: str = ""
     allocatable: tuple[Fraction, int] = field(default_factory=node_allocatable)
     service_env: dict[str, str] = field(default_factory=dict)   # service_env(...) for the pod
+    # A projected ServiceAccount token: (pod, projection) -> the token, or None (agent.tokens.TokenManager)
+    token: Callable[[types_pb2.Pod, types_pb2.ServiceAccountTokenProjection], bytes | None] | None = None
+    token_error: Callable[[types_pb2.Pod, types_pb2.ServiceAccountTokenProjection], str] | None = None
 
 
 @dataclass

@@ -59,6 +59,7 @@ from agent.records import DEFAULT_GRACE_SECONDS, ContainerRecord, PodRecord
 from agent.runtime.interface import ContainerStatus, Mount, Runtime, StartError, State
 from agent.status import TERMINAL_PHASES, oom_score_adj
 from agent.statuswriter import StatusWriter
+from agent.tokens import TokenManager
 from agent.volumes import container_mounts, prepare_volumes, release_volumes
 from proto.skiff.v1 import types_pb2
 from skiff.client import Conflict, NotFound
@@ -115,6 +116,8 @@ class PodWorkers(Controller):
         self._key_by_uid: dict[str, Key] = {}
         # The ConfigMaps and Secrets the pods name, each watched alone; a change wakes the pods naming it.
         self.config = ConfigObjects(informers, on_change=self.enqueue) if informers is not None else None
+        # Projected ServiceAccount tokens, asked of the API and refreshed before they expire (agent.tokens).
+        self.tokens = TokenManager(client=client, on_due=self.enqueue)
         self._allocatable = None
         # Probes run as tasks on this loop; a changed result wakes the pod's worker.
         self.prober = prober or ProbeManager(runtime=runtime, on_change=self.enqueue, events=self._event)
@@ -300,6 +303,7 @@ class PodWorkers(Controller):
             return True
         if self.config is not None and not await self.config.wait_synced(references(pod)):
             return False
+        await self.tokens.prefetch(pod)
         try:
             written = configvolumes.sync(pod, rec.paths.root / "volumes", self._env_context(rec, pod))
         except (configvolumes.VolumeError, ContainerConfigError, OSError) as exc:
@@ -485,7 +489,8 @@ class PodWorkers(Controller):
             self._allocatable = node_allocatable()
         lookup = self.config.get if self.config is not None else (lambda kind, namespace, name: None)
         return EnvContext(lookup=lookup, pod_ip=rec.pod_ip, host_ip=self.node_ip, allocatable=self._allocatable,
-                          service_env=self.service_env(pod) if self.service_env else {})
+                          service_env=self.service_env(pod) if self.service_env else {},
+                          token=self.tokens.token, token_error=self.tokens.error)
 
     def _probe(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container, container_id: str) -> None:
         """Run the container's probes (once per attempt)."""
@@ -596,6 +601,7 @@ class PodWorkers(Controller):
         self._key_by_uid.pop(uid, None)
         self.backoff.forget(uid)
         self.puller.forget(uid)
+        self.tokens.forget(uid)
 
     # ------------------------------------------------------------ recovery
 

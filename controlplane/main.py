@@ -70,6 +70,9 @@ class Config:
     # ServiceAccount tokens (decision 35): "" = sa.key beside the CA (created when absent)
     service_account_signing_key_file: str = ""
     service_account_issuer: str = "https://kubernetes.default.svc.cluster.local"
+    # Where pods reach the REST front door (the `kubernetes` Service's endpoint; the REST server listens
+    # there too): "" = the --rest-listen address (loopback: reached from a host's pods by route_localnet)
+    advertise_address: str = ""
     # Node certificates from CSRs (decision 36; kube-controller-manager's flags): "" = ca.crt/ca.key beside
     # --client-ca-file, and $SKIFF_CLUSTER_SIGNING_DURATION or 8760h
     cluster_signing_cert_file: str = ""
@@ -98,6 +101,11 @@ def validate_config(config: Config) -> list[str]:
         problems.append(f"--cluster-cidr {config.cluster_cidr!r}: {exc}")
     problems += service_range_problems(config.service_cluster_ip_range, config.service_node_port_range,
                                        cluster_cidr=config.cluster_cidr)
+    if config.advertise_address:
+        try:
+            ipaddress.ip_address(config.advertise_address)
+        except ValueError:
+            problems.append(f"--advertise-address {config.advertise_address!r}: expected an IP address")
     if config.event_ttl_seconds < 0:
         problems.append(f"--event-ttl {config.event_ttl_seconds:g}: must be 0 (keep events) or more")
     if config.leader_lease_seconds < 1:
@@ -144,6 +152,14 @@ async def _bootstrap(registry, *, secure: bool) -> None:
         await rbac.bootstrap(registry.create)
         from controlplane import joining
         await joining.bootstrap(registry.create)   # kubeadm's roles for joining nodes (decision 36)
+
+
+def _advertised(config: Config) -> str:
+    """ADVERTISE:REST_PORT, where pods reach the REST front door ("" = the --rest-listen address)."""
+    if not config.advertise_address or not config.rest_listen:
+        return ""
+    host, _, port = config.rest_listen.rpartition(":")
+    return "" if host.strip("[]") == config.advertise_address else f"{config.advertise_address}:{port}"
 
 
 def _default_rest_listen(listen: str) -> str:
@@ -208,6 +224,9 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     secure.add_argument("--service-account-signing-key-file", default="", metavar="PATH",
                         help="the EC P-256 key ServiceAccount tokens are signed with (default: sa.key beside "
                              "--client-ca-file, created when absent)")
+    p.add_argument("--advertise-address", default="", metavar="IP",
+                   help="the address pods reach the API at (the kubernetes Service's endpoint, at the REST "
+                        "port; the REST API listens there too); default: the --rest-listen host")
     secure.add_argument("--service-account-issuer", default=Config.service_account_issuer, metavar="URL",
                         help="the tokens' iss claim, also the audience the API accepts (default %(default)s)")
     secure.add_argument("--cluster-signing-cert-file", default="", metavar="PATH",
@@ -235,7 +254,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
                     etcd_certfile=a.etcd_certfile, etcd_keyfile=a.etcd_keyfile,
                     encryption_key_file=a.encryption_key_file,
                     service_account_signing_key_file=a.service_account_signing_key_file,
-                    service_account_issuer=a.service_account_issuer,
+                    service_account_issuer=a.service_account_issuer, advertise_address=a.advertise_address,
                     cluster_signing_cert_file=a.cluster_signing_cert_file,
                     cluster_signing_key_file=a.cluster_signing_key_file,
                     cluster_signing_duration=a.cluster_signing_duration)
@@ -284,9 +303,14 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     port = await api.start()
     # The REST front door: the same Registry and agent proxy as the gRPC service.
     rest = RestServer(registry=api.service.registry, proxy=api.proxy, listen=config.rest_listen,
-                      ssl_context=security.rest_ssl, guard=security.guard) if config.rest_listen else None
+                      ssl_context=security.rest_ssl, guard=security.guard,
+                      also_listen=_advertised(config)) if config.rest_listen else None
     if security.tokens is not None:   # serviceaccounts/token, REST and gRPC (decision 35)
         api.service.tokens = security.tokens
+        # Pods run as a ServiceAccount that exists, with its token mounted (controlplane/serviceaccounts/admission.py).
+        from controlplane.serviceaccounts.admission import ServiceAccountAdmission
+        api.service.registry.admission_plugins.setdefault("Pod", []).append(
+            ServiceAccountAdmission(store=api.service.registry.store))
         if rest is not None:
             rest.tokens = security.tokens
     if rest is not None:
@@ -297,7 +321,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
                                                 retry_on=(StoreUnavailable,),
                                                 backoff=Backoff(initial=0.2, maximum=5.0)), name="namespaces")
     # The allocations repaired from the Services (before the first is allocated), the `kubernetes` Service.
-    services = asyncio.create_task(start_services(allocations, api.service.registry, config.rest_listen),
+    services = asyncio.create_task(start_services(allocations, api.service.registry,
+                                                  _advertised(config) or config.rest_listen),
                                    name="services")
     metrics_server.start()
     log.info("serving the API on %s, metrics on %s:%d, etcd %s%s", config.listen, host, metrics_server.port,
@@ -342,6 +367,12 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
             DisruptionController(client=client, factory=factory,
                                  recorder=EventRecorder(client=client, component="controllermanager")),
         ]
+        if config.secure:   # `default` in every namespace, and kube-root-ca.crt (decision 35)
+            from pathlib import Path
+
+            from controlplane.controllers.serviceaccount import ServiceAccountsController
+            components.append(ServiceAccountsController(client=client, factory=factory,
+                                                        ca_pem=Path(config.client_ca_file).read_text()))
         if config.secure:   # bootstrap tokens, CSRs and their signer (decision 36)
             from controlplane import joining
             components += joining.controllers(

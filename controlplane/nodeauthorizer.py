@@ -10,6 +10,7 @@ Authorization (`NodeAuthorizer.decide`, from the request's attributes):
   - Node and Lease: write only its own (name NAME).
   - Pods: update (and its status), patch and delete only a pod bound to NAME;
     never create one or bind one.
+  - ServiceAccount tokens: only for an account one of its pods runs as.
   - Everything else an agent reads or writes today: allowed (pods, events,
     Services, EndpointSlices, NetworkPolicies, namespaces, its own CSRs).
 
@@ -60,11 +61,18 @@ class NodeAuthorizer:
             return a.verb in _READ and bool(a.name) and await self._referenced(node, _REFERENCED[a.resource], a)
         if (a.resource, a.api_group) in _OWN and a.verb not in _READ:
             return a.name == node or (a.verb == "create" and not a.name)
+        if a.resource == "serviceaccounts" and a.subresource == "token" and not a.api_group:
+            # Only for an account one of its pods runs as (the projected token of that pod).
+            return a.verb == "create" and await self._runs_as(node, a.namespace, a.name)
         if a.resource == "pods" and not a.api_group and a.verb not in _READ:
             if a.verb in _POD_WRITES and a.subresource in ("", "status"):
                 return bool(a.name) and await self._bound(node, a.namespace, a.name)
             return False
         return True
+
+    async def _runs_as(self, node: str, namespace: str, account: str) -> bool:
+        pods, _ = await self.store.list(kinds.kind_named("Pod"), namespace)
+        return any(p.spec.node_name == node and (p.spec.service_account_name or "default") == account for p in pods)
 
     async def _referenced(self, node: str, kind: str, a: Attributes) -> bool:
         pods, _ = await self.store.list(kinds.kind_named("Pod"), a.namespace)

@@ -23,6 +23,7 @@ import contextlib
 import functools
 from typing import Any, AsyncIterable, AsyncIterator, Awaitable, Callable, TypeVar
 
+import grpc
 from google.protobuf.message import Message
 
 from controlplane.api import errors, eviction
@@ -80,6 +81,7 @@ class FakeApiClient:
         self.registry = Registry(store=self.store, hooks={"Service": ServiceAllocations.ready(store=self.store)})
         self.address = "fake"
         self._bootstrapped = False
+        self.tokens: Any = None   # serviceaccounts/token: a controlplane.serviceaccounts TokenIssuer
 
     async def _bootstrap(self) -> None:
         """The initial namespaces, as the control plane creates them at start."""
@@ -153,6 +155,21 @@ class FakeApiClient:
         return _copy(await eviction.evict(self.registry, namespace or "default", name,
                                           grace_period_seconds=grace_period_seconds,
                                           precondition_uid=precondition_uid, dry_run=dry_run))
+
+    @_mapped
+    async def create_token(self, name: str, namespace: str = "default", *, audiences: tuple[str, ...] = (),
+                           expiration_seconds: int | None = None, bound_kind: str = "", bound_name: str = "",
+                           bound_uid: str = "", timeout: float | None = 30) -> Message:
+        """As a server without a signing key answers, unless `self.tokens` (a TokenIssuer) is set."""
+        from proto.skiff.v1 import serviceaccounts_pb2 as sa
+        if self.tokens is None:
+            raise errors.RpcAbort(grpc.StatusCode.FAILED_PRECONDITION,
+                                  "this API server issues no ServiceAccount tokens")
+        spec = sa.TokenRequestSpec(audiences=list(audiences), bound_object_ref=sa.BoundObjectReference(
+            kind=bound_kind, name=bound_name, uid=bound_uid))
+        if expiration_seconds is not None:
+            spec.expiration_seconds = expiration_seconds
+        return await self.tokens.create(namespace or "default", name, sa.TokenRequest(spec=spec))
 
     async def access_review(self, *, verb: str, resource: str, namespace: str = "", name: str = "",
                             subresource: str = "", api_group: str = "", user: str = "",

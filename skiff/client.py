@@ -326,6 +326,19 @@ class ApiClient:
             request.grace_period_seconds = grace_period_seconds
         return kinds.unwrap(await self._call("Evict", request, timeout))
 
+    async def create_token(self, name: str, namespace: str = "default", *, audiences: tuple[str, ...] = (),
+                           expiration_seconds: int | None = None, bound_kind: str = "", bound_name: str = "",
+                           bound_uid: str = "", timeout: float | None = 30) -> Message:
+        """A token for the ServiceAccount (serviceaccounts/NAME/token, `skiff create token`): the
+        authentication.k8s.io/v1 TokenRequest back, the token in status.token."""
+        from proto.skiff.v1 import serviceaccounts_pb2 as sa
+        spec = sa.TokenRequestSpec(audiences=list(audiences), bound_object_ref=sa.BoundObjectReference(
+            kind=bound_kind, api_version="v1" if bound_kind else "", name=bound_name, uid=bound_uid))
+        if expiration_seconds is not None:
+            spec.expiration_seconds = expiration_seconds
+        request = sa.CreateTokenRequest(namespace=namespace, name=name, token_request=sa.TokenRequest(spec=spec))
+        return await self._call("CreateToken", request, timeout)
+
     async def access_review(self, *, verb: str, resource: str, namespace: str = "", name: str = "",
                             subresource: str = "", api_group: str = "", user: str = "",
                             groups: tuple[str, ...] = (), timeout: float | None = 30) -> bool:

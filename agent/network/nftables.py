@@ -28,6 +28,10 @@ can see whose they are.
     postrouting (nat, srcnat)  egress `nat`: a pod's packet to such an address leaves by the
                                egress uplink masqueraded to the node's address;
                                pod to pod and pod to service are never NATed.
+                               Whatever the egress: a pod's flow to the `kubernetes`
+                               Service (the service range's first address), DNAT'd to
+                               the control plane's address off the node, is let out
+                               masqueraded and its replies in (decision 35).
 """
 from __future__ import annotations
 
@@ -62,6 +66,14 @@ class TableSpec:
     # Where egress leaves and its replies come back (the default route's interface);
     # "": any interface but the bridge.
     egress_uplink: str = ""
+
+    @property
+    def api_service_ip(self) -> str:
+        """The `kubernetes` Service's cluster IP: the service range's first address (decision 35)."""
+        if not self.service_cidr:
+            return ""
+        import ipaddress
+        return str(ipaddress.ip_network(self.service_cidr)[1])
 
     @property
     def inside(self) -> str:
@@ -100,6 +112,15 @@ def render_script(*, spec: TableSpec, state: NetworkState) -> str:
     if spec.egress == "nat":
         lines.append(f"add rule {t} postrouting {out_by} ip saddr {spec.pod_cidr} "
                      f"ip daddr != {spec.inside} masquerade")
+    api = spec.api_service_ip
+    if api:
+        # Pods reach the API through the `kubernetes` Service whatever the egress choice (decision 35):
+        # its endpoint (the control plane's address on the node's link) is let out masqueraded, and back.
+        lines.append(f"add rule {t} postrouting oifname != {bridge} ip saddr {spec.pod_cidr} "
+                     f"ct status dnat ct original ip daddr {api} masquerade")
+        lines.append(f"add rule {t} forward iifname {bridge} oifname != {bridge} ct original ip daddr {api} accept")
+        lines.append(f"add rule {t} forward iifname != {bridge} oifname {bridge} ct original ip daddr {api} "
+                     "ct direction reply accept")
     for uplink in spec.uplinks:
         # Replies of hostPort flows that came in from another node.
         lines.append(f"add rule {t} forward iifname {bridge} oifname {_quote(uplink)} "

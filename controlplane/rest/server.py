@@ -88,8 +88,10 @@ def parse_target(parts: list[str], *, group: str, version: str) -> tuple[Target 
 
 class RestServer:
     def __init__(self, *, registry: Registry, proxy: AgentProxy, listen: str, bookmark_seconds: float = 10.0,
-                 ssl_context: ssl.SSLContext | None = None, guard: Guard | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, guard: Guard | None = None,
+                 also_listen: str = "") -> None:
         self.registry, self.proxy, self.listen = registry, proxy, listen
+        self.also_listen = also_listen   # HOST:PORT pods reach it at (--advertise-address), "" = none
         self.ssl_context, self.guard = ssl_context, guard
         self.handlers = ResourceHandlers(registry=registry, bookmark_seconds=bookmark_seconds)
         self.app = web.Application(client_max_size=MAX_REQUEST_BYTES)
@@ -108,6 +110,10 @@ class RestServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host.strip("[]"), int(port), ssl_context=self.ssl_context)
         await site.start()
+        if self.also_listen:
+            extra_host, _, extra_port = self.also_listen.rpartition(":")
+            await web.TCPSite(self._runner, extra_host.strip("[]"), int(extra_port),
+                              ssl_context=self.ssl_context).start()
         sockets = self._runner.addresses
         self.port = sockets[0][1] if sockets else int(port)
         return self.port

@@ -227,7 +227,9 @@ def components(config: ClusterConfig) -> list[Component]:
             sys.executable, "-m", "controlplane.main", "--etcd", etcd, "--listen", config.api_address,
             "--metrics-listen", f"127.0.0.1:{config.controlplane_metrics_port}",
             "--cluster-cidr", config.cluster_cidr, "--service-cluster-ip-range", config.service_cluster_ip_range,
-            "--service-node-port-range", config.service_node_port_range, *_controlplane_tls(config)),
+            "--service-node-port-range", config.service_node_port_range, *_controlplane_tls(config),
+            # Pods reach the REST API (the `kubernetes` Service) on the lab link's host end (decision 35).
+            *(("--advertise-address", config.api_host) if config.lab is not None else ())),
             marker="controlplane.main", address=config.api_address),
     ]
     if config.with_agent and config.lab is None:

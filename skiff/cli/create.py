@@ -59,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     j.set_defaults(func=run_job, takes_command=True)
     from skiff.cli.expose import register_create
     register_create(what)
+    from skiff.cli.create_auth import register as register_auth   # token, serviceaccount, rolebinding
+    register_auth(what)
 
 
 def run_files(args: argparse.Namespace) -> int:

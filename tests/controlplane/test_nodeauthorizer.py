@@ -53,3 +53,18 @@ def test_a_watch_of_one_object_names_it():
     assert selected_name("metadata.name=db,x=y") == "" and selected_name("spec.nodeName=n1") == ""
     watch = api_pb2.WatchRequest(kind="Secret", namespace="default", field_selector="metadata.name=db")
     assert attributes("Watch", watch) == Attributes(verb="watch", resource="secrets", namespace="default", name="db")
+
+
+def test_a_node_gets_tokens_only_for_the_accounts_its_pods_run_as():
+    async def go(identity: Identity, account: str) -> bool | None:
+        store = MemoryStore()
+        pod = types_pb2.Pod(kind="Pod", api_version="v1")
+        pod.metadata.name, pod.metadata.namespace = "web", "default"
+        pod.spec.node_name, pod.spec.service_account_name = "n1", "robot"
+        pod.spec.containers.add(name="c", image="busybox")
+        await store.create(pod)
+        return await NodeAuthorizer(store).decide(identity, Attributes(
+            verb="create", resource="serviceaccounts", subresource="token", namespace="default", name=account))
+    assert asyncio.run(go(N1, "robot")) is True
+    assert asyncio.run(go(N1, "admin")) is False
+    assert asyncio.run(go(N2, "robot")) is False

@@ -407,7 +407,7 @@ _ALWAYS: Check = lambda value: True  # noqa: E731
 # of the schema is implemented, or harmless (serviceAccountName: read by fieldRef).
 NOT_IMPLEMENTED: dict[tuple[str, str], Check] = {
     **{("PodSpec", f): _ALWAYS for f in (
-        "ephemeral_containers", "active_deadline_seconds", "automount_service_account_token", "host_pid",
+        "ephemeral_containers", "active_deadline_seconds", "host_pid",
         "host_ipc", "host_aliases",
         "readiness_gates", "runtime_class_name",
         "overhead", "set_hostname_as_fqdn", "host_users",
@@ -428,7 +428,6 @@ NOT_IMPLEMENTED: dict[tuple[str, str], Check] = {
     ("VolumeMount", "recursive_read_only"): lambda v: v != "Disabled",
     **{("Volume", f): _ALWAYS for f in VOLUME_SOURCES if f not in (
         "empty_dir", "host_path", "config_map", "secret", "downward_api", "projected")},
-    ("VolumeProjection", "service_account_token"): _ALWAYS,
     ("VolumeProjection", "cluster_trust_bundle"): _ALWAYS,
 }
 

@@ -101,7 +101,34 @@ def test_egress_none_keeps_the_fence_and_no_source_nat():
                      egress="none", service_cidr="10.96.0.0/16")
     script = render_script(spec=spec, state=_state())
     assert not any("masquerade" in rule and "ct status dnat" not in rule for rule in _rules(script, "postrouting"))
-    assert _rules(script, "forward") == ['iifname "skiff-trender" oifname != "skiff-trender" drop']
+    assert _rules(script, "forward") == [
+        # ... but for the API through the `kubernetes` Service (decision 35; test below).
+        'iifname "skiff-trender" oifname != "skiff-trender" ct original ip daddr 10.96.0.1 accept',
+        'iifname != "skiff-trender" oifname "skiff-trender" ct original ip daddr 10.96.0.1 ct direction reply accept',
+        'iifname "skiff-trender" oifname != "skiff-trender" drop']
+
+
+def test_pods_reach_the_api_service_whatever_the_egress():
+    """The `kubernetes` Service's endpoint is the control plane on the node's link (decision 35): a
+    pod's flow to its cluster IP (the service range's first address), DNAT'd there by the service
+    proxy, leaves masqueraded and its replies come back, before the fence; nothing else does."""
+    spec = TableSpec(table="skiff_test_render", bridge="skiff-trender", pod_cidr="10.9.0.0/24", node_ip="10.9.0.1",
+                     uplinks=("skiff-uplinkA",), cluster_cidr="10.9.0.0/16", egress="none",
+                     service_cidr="10.96.0.0/16")
+    state = _state()
+    state.forwarding_enabled_on = ["skiff-uplinkA"]
+    script = render_script(spec=spec, state=state)
+    assert ('oifname != "skiff-trender" ip saddr 10.9.0.0/24 ct status dnat ct original ip daddr 10.96.0.1 '
+            'masquerade') in _rules(script, "postrouting")
+    forward = _rules(script, "forward")
+    api_out = forward.index('iifname "skiff-trender" oifname != "skiff-trender" ct original ip daddr 10.96.0.1 accept')
+    api_back = forward.index('iifname != "skiff-trender" oifname "skiff-trender" ct original ip daddr 10.96.0.1 '
+                             'ct direction reply accept')
+    assert max(api_out, api_back) < forward.index('iifname "skiff-trender" oifname != "skiff-trender" drop')
+    assert max(api_out, api_back) < forward.index('iifname "skiff-uplinkA" drop')
+    no_services = TableSpec(table="skiff_test_render", bridge="skiff-trender", pod_cidr="10.9.0.0/24",
+                            node_ip="10.9.0.1")
+    assert "ct original" not in render_script(spec=no_services, state=_state())
 
 
 def test_egress_without_a_cluster_cidr_keeps_the_nodes_own_pods_unnated():
