@@ -136,9 +136,12 @@ def private_cluster():
         # agent frees their mounts, cgroups and addresses; then by PID whatever it left.
         pids = cluster.pids() if (cluster.data_dir / "run").exists() else {}
         if pids or cluster.data_dir.exists():   # a stopped cluster is purged too: its network stays otherwise
-            subprocess.run([sys.executable, "-m", "skiff.cli.main", "down", "--data-dir", str(cluster.data_dir),
-                            "--run-dir", str(cluster.run_dir), "--stop-timeout", "5", "--pods-timeout", "30", "--grace-period", "2",
-                            "--purge"], env=cluster.env(), capture_output=True, timeout=180)
+            try:
+                subprocess.run([sys.executable, "-m", "skiff.cli.main", "down", "--data-dir", str(cluster.data_dir),
+                                "--run-dir", str(cluster.run_dir), "--stop-timeout", "5", "--pods-timeout", "30",
+                                "--grace-period", "2", "--purge"], env=cluster.env(), capture_output=True, timeout=180)
+            except subprocess.TimeoutExpired:   # the processes are still stopped by PID below
+                pass
         # The supervisor first, or it would start again what is killed here.
         for pid in sorted(pids.values(), key=lambda pid: pid != pids.get("supervisor")):
             if alive(pid):
