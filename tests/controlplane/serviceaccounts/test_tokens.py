@@ -176,3 +176,33 @@ def test_token_request_refusals():
             await issuer.create("default", "robot", _request(
                 bound_object_ref=serviceaccounts_pb2.BoundObjectReference(kind="Node", name="n1")))
     asyncio.run(go())
+
+
+class _GrpcContext:
+    """What the gRPC guard reads of a call: its TLS auth context and its metadata."""
+
+    def __init__(self, metadata=(), cert: bytes = b"") -> None:
+        self.metadata, self.cert = metadata, cert
+
+    def auth_context(self):
+        return {"x509_pem_cert": [self.cert]} if self.cert else {}
+
+    def invocation_metadata(self):
+        return self.metadata
+
+
+def test_a_bearer_token_in_grpc_metadata_authenticates_a_call():
+    async def go():
+        store, _, s, issuer, auth = _setup()
+        auth.add_token_authenticator(ServiceAccountTokens(s.verifier(), store))
+        sa = serviceaccount.new("default", "robot")
+        sa.metadata.uid = "sa-uid"
+        await store.create(sa)
+        token = (await issuer.create("default", "robot", _request())).status.token
+        who = await auth.grpc_request(_GrpcContext((("authorization", f"Bearer {token}"),)))
+        assert who.user == "system:serviceaccount:default:robot"
+        with pytest.raises(Unauthenticated, match="no client certificate or bearer token"):
+            await auth.grpc_request(_GrpcContext())
+        with pytest.raises(Unauthenticated, match="invalid bearer token"):
+            await auth.grpc_request(_GrpcContext((("authorization", "Bearer nope"),)))
+    asyncio.run(go())
