@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.auth import Unauthenticated
-from controlplane.serviceaccounts.tokens import TokenInvalid, TokenVerifier
+from controlplane.serviceaccounts.tokens import TokenInvalid, TokenVerifier, unverified_subject
 from controlplane.store.interface import NotFound
 from skiff.api import kinds
 from skiff.api.kinds import serviceaccount
@@ -31,7 +31,8 @@ class ServiceAccountTokens:
         try:
             claims = self.verifier.verify(token)
         except TokenInvalid as exc:
-            raise Unauthenticated(str(exc)) from None
+            subject = unverified_subject(token)
+            raise Unauthenticated(f"{exc} (a token for {subject})" if subject else str(exc)) from None
         try:
             sa = await self.store.get(serviceaccount.KIND, claims.namespace, claims.name)
         except NotFound:
