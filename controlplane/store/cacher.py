@@ -57,7 +57,7 @@ from skiff.api import kinds
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CAPACITY = 2000        # events kept per kind (Kubernetes' --default-watch-cache-size is 100, then grows)
+DEFAULT_CAPACITY = 1000        # events kept per kind (Kubernetes: --default-watch-cache-size 100, then grows)
 WATCHER_BUFFER = 1000          # events a watcher may have unread before it is closed
 SYNC_TIMEOUT = 3.0             # how long a consistent read waits for the cache (Kubernetes: 3 s)
 CONTINUE_TOO_OLD = ("The provided continue parameter is too old to display a consistent list result. "
