@@ -198,7 +198,7 @@ class Agent:
 
         async def rotated(credentials) -> None:
             self.credentials = credentials
-            await self.client.use_credentials(credentials)   # new channel; the old one drains
+            await self.client.use_credentials(credentials)   # new calls on a new channel; open watches stay
             if self._image_tls is not None:   # the peers' registry: new handshakes get the new pair
                 self._image_tls.load_cert_chain(cfg.tls_cert_file, cfg.tls_private_key_file)
 

@@ -19,7 +19,6 @@ gRPC status codes come back as exceptions, so callers write
 """
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import TYPE_CHECKING, AsyncIterable, AsyncIterator, Callable
 
@@ -212,23 +211,22 @@ class ApiClient:
         return self._stub
 
     async def close(self) -> None:
+        for old in getattr(self, "_retired", ()):   # channels of replaced credentials
+            await old.close()
+        self._retired = []
         if self._channel is not None:
             await self._channel.close()
         self._channel = None
         self._stub = None
 
-    async def use_credentials(self, credentials: "Credentials", *, drain_seconds: float = 30.0) -> None:
-        """Swap in a renewed certificate (agent/certrotation.py): the next call opens a new channel with it;
-        calls and watches on the old one keep it for `drain_seconds`, then it closes (a watch re-opens)."""
-        old, self.credentials = self._channel, credentials
+    async def use_credentials(self, credentials: "Credentials") -> None:
+        """Swap in a renewed certificate (agent/certrotation.py): the next call opens a new channel with it.
+        Calls and watches already on the old channel stay there (their TLS session is established; closing
+        it would cancel a watch under its informer); it is closed with the client."""
+        if self._channel is not None:
+            self._retired = [*getattr(self, "_retired", []), self._channel]
+        self.credentials = credentials
         self._channel, self._stub = None, None
-        if old is not None:
-            async def drain() -> None:
-                await asyncio.sleep(drain_seconds)
-                await old.close()
-            task = asyncio.get_running_loop().create_task(drain())
-            self._draining = {*getattr(self, "_draining", set()), task}
-            task.add_done_callback(self._draining.discard)
 
     def _error(self, exc: grpc.RpcError) -> ApiError:
         error = error_from_rpc(exc, address=self.address)

@@ -167,8 +167,9 @@ def request_certificate(server: str, info: bt.ClusterInfo, token: str, node: str
         _call("POST", base, ca_pem=info.ca_pem, token=token, body=body)
     except _HttpError as exc:
         token_id = token.partition(".")[0]
-        if exc.code == 401:
-            raise CliError(f'the API refused bootstrap token "{token_id}": unknown or expired') from None
+        if exc.code == 401:   # expired (or deleted) since discovery read its signature
+            raise CliError(f'token id "{token_id}" is invalid for this cluster or it has expired: the API refused '
+                           'it (create a new one with `skiff token create`)') from None
         raise CliError(f"cannot send the certificate signing request: {exc}") from None
     deadline = time.monotonic() + timeout
     while True:

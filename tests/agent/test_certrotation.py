@@ -66,3 +66,23 @@ def test_a_renewal_rewrites_the_pair_and_hands_it_over(tmp_path):
     assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "node.crt", tmp_path / "node.key")} == {0o600}
     assert [h.cert for h in handed] == [new_cert] and handed[0].ca == ca.cert_pem
     assert [o.status.conditions[0].reason for o in csr_list] == ["AutoApproved"]
+
+
+def test_a_client_swaps_credentials_and_closes_the_old_channel_with_itself():
+    from skiff.client import ApiClient
+    from skiff.pki import Credentials
+
+    async def go():
+        ca = CertificateAuthority.create()
+        cert, key = ca.issue(common_name="system:node:n1", client=True)
+        client = ApiClient("127.0.0.1:1", credentials=Credentials(ca=ca.cert_pem, cert=cert, key=key))
+        client.stub   # opens the first channel
+        first = client._channel
+        renewed = Credentials(ca=ca.cert_pem, cert=cert + b"", key=key)
+        await client.use_credentials(renewed)
+        assert client.credentials is renewed and client._channel is None
+        client.stub
+        assert client._channel is not first and client._retired == [first]   # its watches stay on it
+        await client.close()
+        assert client._retired == []
+    asyncio.run(asyncio.wait_for(go(), 30))
