@@ -32,6 +32,8 @@ packages=(python3 python3-venv python3-pip etcd-server busybox-static nftables i
 [[ $with_tests -eq 1 ]] && packages+=(docker-registry)
 # chromium: tests/e2e/test_console_charts.py renders the console pages' charts headless.
 [[ $with_tests -eq 1 ]] && packages+=(chromium)
+# qemu: tests/deploy/test_vm_cluster.py boots the VMs of deploy/vm (software emulation without KVM).
+[[ $with_tests -eq 1 ]] && packages+=(qemu-system-x86 qemu-utils)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -49,6 +51,13 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
   [[ $had_policy -eq 0 ]] && rm -f /usr/sbin/policy-rc.d
+  # ... nor at the next boot: Debian enables the units it installs (etcd's would take 2379
+  # before skiff-etcd's on a machine of deploy/README.md).
+  for unit in etcd prometheus; do
+    if [[ " ${missing[*]} " == *" ${unit/etcd/etcd-server} "* ]] && command -v systemctl >/dev/null; then
+      systemctl disable -q "$unit.service" 2>/dev/null || true
+    fi
+  done
 fi
 
 venv="$here/.venv"
