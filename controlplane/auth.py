@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Protocol
@@ -36,6 +37,9 @@ from skiff import pki
 from skiff.pki import Identity
 
 log = logging.getLogger(__name__)
+# Who is making the request being served (set by the gRPC guard and the REST door once authenticated; None
+# on an insecure server): what request-dependent checks inside a verb read (a node's TokenRequest, decision 35).
+REQUESTER: ContextVar["Identity | None"] = ContextVar("skiff_requester", default=None)
 
 
 class Unauthenticated(Exception):

@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from controlplane.auth import Attributes, Guard, Unauthenticated
+from controlplane.auth import REQUESTER, Attributes, Guard, Unauthenticated
 from skiff.api import kinds
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ def grpc_guard(guard: Guard):
             log.info("unauthorized %s from %s: %s", method, context.peer(), exc)
             context.set_trailing_metadata(_ORIGIN)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Unauthorized: {exc}")
+        REQUESTER.set(identity)
         wanted = attributes(method, request)
         if wanted.resource == "selfsubjectaccessreviews":
             return   # every authenticated user may ask what they may do, as Kubernetes' system:basic-user

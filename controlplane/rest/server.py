@@ -29,7 +29,7 @@ from aiohttp import web
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.registry import Registry
 from controlplane.api.guard import selected_name
-from controlplane.auth import Attributes, Guard, Identity, Unauthenticated
+from controlplane.auth import REQUESTER, Attributes, Guard, Identity, Unauthenticated
 from controlplane.rest import codec, discovery, metrics, openapi, podlogs, portforward, streams
 from controlplane.rest.resources import ResourceHandlers, Target, error_response, respond
 from controlplane.rest.status import ApiError, from_exception
@@ -133,6 +133,7 @@ class RestServer:
             self._requests.add(task)
         try:
             identity = await self._authenticate(request) if self.guard is not None else None
+            REQUESTER.set(identity)
             if identity is not None and self.guard.admission is not None:   # resources.py's writes ask it
                 request["admit"] = functools.partial(self.guard.admit, identity)
             return await self._route(request, seen, identity)

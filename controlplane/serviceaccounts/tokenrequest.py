@@ -5,7 +5,8 @@
     3600 and may not be under 600; audiences default to the API server's own;
     a boundObjectRef (Pod or Secret) must exist with its uid, and a Pod must run
     as this ServiceAccount; the token then carries the account's and the pod's
-    uids, so it stops authenticating once either is gone.
+    uids, so it stops authenticating once either is gone; a node (NodeRestriction) may only ask for
+    a token bound to a pod on itself.
 
 The token is signed by `TokenSigner` (tokens.py); the request is answered with
 status.token and status.expirationTimestamp.
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from controlplane.api.errors import Invalid
+from controlplane.api.errors import Forbidden, Invalid
+from controlplane.auth import REQUESTER
+from controlplane.nodeauthorizer import node_name
 from controlplane.serviceaccounts.tokens import DEFAULT_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS, TokenSigner
 from controlplane.store.interface import Conflict
 from proto.skiff.v1 import serviceaccounts_pb2
@@ -23,6 +26,18 @@ from skiff.api.kinds import serviceaccount
 
 _BOUND_KINDS = ("Pod", "Secret")
 MAX_EXPIRATION_SECONDS = 2 ** 32   # Kubernetes' validation bound
+
+
+def _node_restriction(requester, bound_kind: str, bound) -> None:
+    """Kubernetes' NodeRestriction for TokenRequests: a node's token is bound to a pod on that node."""
+    node = node_name(requester) if requester is not None else None
+    if node is None:
+        return
+    if bound_kind != "Pod":
+        raise Forbidden(f'node "{node}" is not allowed to request a token that is not bound to a pod')
+    if bound.spec.node_name != node:
+        raise Forbidden(f'node "{node}" is not allowed to request a token bound to a pod scheduled on a '
+                        f'different node')
 
 
 class TokenIssuer:
@@ -42,6 +57,7 @@ class TokenIssuer:
             raise Invalid(f"spec.expirationSeconds: Invalid value: {seconds}: may not specify a duration larger "
                           f"than 2^32 seconds", field_path="spec.expirationSeconds")
         pod_name = pod_uid = ""
+        bound = None
         ref = spec.bound_object_ref
         if ref.kind or ref.name:
             if ref.kind not in _BOUND_KINDS:
@@ -57,6 +73,7 @@ class TokenIssuer:
                     raise Invalid(f'cannot bind token for serviceaccount "{name}" to pod running with different '
                                   f'serviceaccount name.', field_path="spec.boundObjectRef")
                 pod_name, pod_uid = bound.metadata.name, bound.metadata.uid
+        _node_restriction(REQUESTER.get(), ref.kind if bound is not None else "", bound)
         audiences = list(spec.audiences) or list(self.audiences)
         token, expires = self.signer.sign(namespace=namespace, name=name, uid=sa.metadata.uid, audiences=audiences,
                                           expiration_seconds=seconds, pod_name=pod_name, pod_uid=pod_uid)

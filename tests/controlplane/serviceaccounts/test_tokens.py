@@ -206,3 +206,31 @@ def test_a_bearer_token_in_grpc_metadata_authenticates_a_call():
         with pytest.raises(Unauthenticated, match="invalid bearer token"):
             await auth.grpc_request(_GrpcContext((("authorization", "Bearer nope"),)))
     asyncio.run(go())
+
+
+def test_a_node_gets_only_tokens_bound_to_its_own_pods():
+    """NodeRestriction: a node (system:node:NAME) asks for tokens bound to a pod on itself, nothing else."""
+    from controlplane.api.errors import Forbidden
+    from controlplane.auth import REQUESTER
+    from skiff.pki import Identity
+
+    async def go():
+        store, _, _, issuer, _ = _setup()
+        await store.create(serviceaccount.new("default", "robot"))
+        for name, node in (("mine", "n1"), ("theirs", "n2")):
+            pod = _pod(name, "robot")
+            pod.spec.node_name = node
+            await store.create(pod)
+        REQUESTER.set(Identity("system:node:n1", ("system:nodes",)))
+
+        def bound(name):
+            return _request(bound_object_ref=serviceaccounts_pb2.BoundObjectReference(kind="Pod", name=name))
+        assert (await issuer.create("default", "robot", bound("mine"))).status.token
+        with pytest.raises(Forbidden, match='node "n1" is not allowed to request a token bound to a pod '
+                                            'scheduled on a different node'):
+            await issuer.create("default", "robot", bound("theirs"))
+        with pytest.raises(Forbidden, match="not bound to a pod"):
+            await issuer.create("default", "robot", _request())
+        REQUESTER.set(Identity("admin", ("system:masters",)))
+        assert (await issuer.create("default", "robot", bound("theirs"))).status.token
+    asyncio.run(go())
