@@ -168,7 +168,7 @@ class HollowNode:
                                   runtime=self.runtime, images=FakeImages(), pods_dir=self.pods_dir,
                                   pids_limit=0, metrics=self.metrics,
                                   events=EventRecorder(client=self.client, node_name=self.name),
-                                  informers=self.informers)
+                                  informers=self.informers, memory_volumes=False)
         await self.workers.recover()
         self.informer.add_handler(self.workers.on_pod_event)
         self.workers.start()

@@ -95,8 +95,12 @@ class PodWorkers(Controller):
                  pull_backoff: RestartBackoff | None = None, prober: ProbeManager | None = None,
                  informers: SharedInformerFactory | None = None,
                  resolv_conf: Callable[[types_pb2.Pod], str] | None = None,
-                 service_env: Callable[[types_pb2.Pod], dict[str, str]] | None = None) -> None:
+                 service_env: Callable[[types_pb2.Pod], dict[str, str]] | None = None,
+                 memory_volumes: bool = True) -> None:
         self.node_name, self.node_ip = node_name, node_ip
+        # False (hollow nodes, as kubemark's fake mounter): Secret, projected and Memory emptyDir
+        # volumes are plain directories, not a tmpfs mount each.
+        self.memory_volumes = memory_volumes
         # The pod's /etc/resolv.conf and its Services' variables (agent.dns, agent.envvars);
         # None: the runtime's default resolv.conf and no Service variables.
         self.resolv_conf, self.service_env = resolv_conf, service_env
@@ -238,7 +242,7 @@ class PodWorkers(Controller):
                 config = sandbox_config(pod, pids_limit=self.pids_limit,
                                         resolv_conf=self.resolv_conf(pod) if self.resolv_conf else "")
                 rec.sandbox = await self._rt("create_sandbox", self.runtime.create_sandbox(config))
-                prepare_volumes(pod=pod, paths=rec.paths)
+                prepare_volumes(pod=pod, paths=rec.paths, tmpfs=self.memory_volumes)
             except Exception as exc:  # shown on the pod and retried, never a crash loop of the agent
                 log.exception("pod %s: creating the sandbox failed", self._describe(uid))
                 self._setup_failed(pod, rec, ("FailedCreatePodSandBox", f"creating the pod sandbox: {exc}"))

@@ -62,20 +62,21 @@ def _mounted_under(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
-def prepare_volumes(*, pod: types_pb2.Pod, paths: PodPaths) -> None:
-    """Make every emptyDir of the pod exist (tmpfs mounted for medium Memory). Idempotent."""
+def prepare_volumes(*, pod: types_pb2.Pod, paths: PodPaths, tmpfs: bool = True) -> None:
+    """Make every emptyDir of the pod exist (tmpfs mounted for medium Memory, and for Secret and
+    projected volumes, unless `tmpfs` is False: plain directories then). Idempotent."""
     mounted = set(_mounted_under(paths.root / "volumes")) if (paths.root / "volumes").exists() else set()
     for volume in pod.spec.volumes:
         target = paths.volume_dir(volume.name)
         if any(volume.HasField(s) for s in MEMORY_SOURCES):
             target.mkdir(parents=True, exist_ok=True, mode=0o755)
-            if target.resolve() not in mounted:
+            if tmpfs and target.resolve() not in mounted:
                 _mount_tmpfs(target, size="", source=SECRET_TMPFS_SOURCE, mode="0755")
             continue
         if not volume.HasField("empty_dir"):
             continue
         target.mkdir(parents=True, exist_ok=True)
-        if volume.empty_dir.medium == "Memory" and target.resolve() not in mounted:
+        if tmpfs and volume.empty_dir.medium == "Memory" and target.resolve() not in mounted:
             _mount_tmpfs(target, size=volume.empty_dir.size_limit)
 
 

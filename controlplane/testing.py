@@ -92,6 +92,10 @@ class FakeApiClient:
     async def close(self) -> None:
         await self.registry.close()
 
+    async def use_credentials(self, credentials: "Credentials") -> None:
+        """A fake has no channel: the renewed credentials are only kept."""
+        self.credentials = credentials
+
     async def __aenter__(self) -> "FakeApiClient":
         return self
 

@@ -164,6 +164,12 @@ def test_hollow_nodes_on_a_secure_api_are_each_their_own_node(controlplane_facto
                 await eventually(lambda: _at_least(running(), 6), timeout=300, interval=0.5,
                                  what="6 pods Running")
                 assert hollow.pods_running() == 6
+                # Their kube-api-access volumes are plain directories on hollow nodes: 3000 pods
+                # are not 3000 tmpfs mounts (nor mounts left behind by a killed hollow process).
+                pods, _ = await c.list("Pod", "default", label_selector="app=scale")
+                assert all(any(v.HasField("projected") for v in p.spec.volumes) for p in pods)
+                with open("/proc/self/mountinfo") as mountinfo:
+                    assert [line for line in mountinfo if str(tmp_path) in line] == []
                 # Node 0's client is node 0: another node's Node is not its to write.
                 first = hollow.nodes[0]
                 other = await first.client.get("Node", "hollow-node-1", "")
