@@ -18,6 +18,7 @@ stops sending pods to a node that would leave them ContainerCreating.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import platform
@@ -141,6 +142,15 @@ class NodeAgent:
         self.health_period_seconds = health_period_seconds
         self.node: types_pb2.Node | None = None
         self._reported_problem: str | None = None   # what the last written Ready said
+        # The status's blocking reads (images, pressure) on a thread of their own: in the loop's
+        # default pool they queued behind 100 pods' network attaches (serial, one lock) for more
+        # than the 8 s grace, and the node was marked unreachable and its pods evicted.
+        self._status_thread: concurrent.futures.ThreadPoolExecutor | None = None
+
+    async def _in_status_thread(self, fn):
+        if self._status_thread is None:
+            self._status_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="node-status")
+        return await asyncio.get_running_loop().run_in_executor(self._status_thread, fn)
 
     async def register(self) -> types_pb2.Node:
         """Create or take over this node's object; retried until the control plane answers."""
@@ -192,13 +202,13 @@ class NodeAgent:
             set_ready(updated.status, now_clock=self.clock, problem=problem, reason=reason)
             if self.images is not None:
                 try:
-                    updated.status.images.extend(await asyncio.to_thread(self.images))
+                    updated.status.images.extend(await self._in_status_thread(self.images))
                 except (OSError, ValueError) as exc:
                     log.warning("node %s: listing its images failed: %s", self.identity.name, exc)
             if self.pressure is not None:
                 now = timestamp(self.clock.now())
                 try:
-                    for cond in await asyncio.to_thread(self.pressure):
+                    for cond in await self._in_status_thread(self.pressure):
                         meta.set_condition(updated.status.conditions, type_=cond.type,
                                            status="True" if cond.status else "False", reason=cond.reason,
                                            message=cond.message, now=now, heartbeat=True)

@@ -122,6 +122,30 @@ def test_a_heartbeat_is_one_write_and_a_deleted_node_registers_again():
     asyncio.run(scenario())
 
 
+def test_a_heartbeat_does_not_wait_for_a_busy_default_thread_pool():
+    """Pod work (network attaches, cgroups) fills the loop's default thread pool when many pods
+    start at once; the heartbeat's own reads must not queue behind it."""
+    import threading
+
+    async def scenario():
+        store, clock = NodeStore(), FakeClock()
+        agent = NodeAgent(client=store, identity=NodeIdentity("n1", "127.0.0.1", 10250), clock=clock,
+                          pressure=lambda: [], images=lambda: [])
+        await agent.register()
+        release = threading.Event()
+        loop = asyncio.get_running_loop()
+        busy = [loop.run_in_executor(None, release.wait) for _ in range(64)]   # every default thread taken
+        try:
+            clock.advance(10)
+            node = await asyncio.wait_for(agent.heartbeat_once(), 5)
+            ready = {c.type: c for c in node.status.conditions}["Ready"]
+            assert ready.last_heartbeat_time.ToDatetime() == clock.now().replace(tzinfo=None)
+        finally:
+            release.set()
+            await asyncio.gather(*busy)
+    asyncio.run(scenario())
+
+
 def test_restart_backoff_resets_after_ten_quiet_minutes():
     b = RestartBackoff()
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -100,6 +100,15 @@ def _grow_send_buffer(sock: socket.socket) -> int:
 
 # ---------------------------------------------------------------- the agent's side
 
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
 class Zygote:
     """The agent's handle on the node's zygote."""
 
@@ -297,6 +306,12 @@ class Zygote:
         loop = asyncio.get_running_loop()
         if self._lock is None or self._lock_loop is not loop:
             self._lock, self._lock_loop = asyncio.Lock(), loop
+        if self._lock.locked() and not self.closed and not self._broken and _alive(self.pid):
+            # A request is being served: the zygote is at work, and that request finds out if it
+            # dies. Waiting for the lock would put this check - the node's heartbeat - behind
+            # every queued sandbox and start: with 100 pods arriving at once that was more than
+            # the 8 s grace, and the node was marked unreachable and its pods evicted.
+            return None
         async with self._lock:
             if self.closed:
                 return "the runtime is detached from its zygote"
