@@ -407,17 +407,26 @@ def _delete_all_pods(config: ClusterConfig, *, timeout: float, grace_period: int
         return False
 
 
-def _remove_leftover_pods(run_dir: Path, cgroup_parent: str) -> None:
+def _remove_leftover_pods(run_dir: Path, data_dir: Path, cgroup_parent: str) -> None:
     """With the agent stopped: the containers and sandboxes of pods that did not
-    go in time (their processes, namespace mounts and cgroups), as the agent's
-    own next start would remove them (runtime.cleanup_orphans)."""
-    if not (run_dir / "pods").is_dir() or not any((run_dir / "pods").iterdir()):
+    go in time (their processes, namespace mounts and cgroups) and their volumes'
+    tmpfs mounts (Secrets, projected tokens, Memory emptyDirs), as the agent's own
+    next start would remove them (runtime.cleanup_orphans, release_volumes).
+    Also after a purge that was itself cut short: then no pod is known to be gone."""
+    from agent.containers import PodPaths
+    from agent.volumes import release_volumes
+
+    pods = data_dir / "pods"
+    volumes = [d for d in pods.iterdir() if d.is_dir()] if pods.is_dir() else []
+    if not volumes and not ((run_dir / "pods").is_dir() and any((run_dir / "pods").iterdir())):
         return
     from agent.runtime.linux.runtime import LinuxRuntime
-    print("removing the pods' leftover containers and sandboxes ...", end=" ", flush=True)
+    print("removing the pods' leftover containers, sandboxes and volumes ...", end=" ", flush=True)
     runtime = LinuxRuntime(run_dir=run_dir, cgroup_parent=cgroup_parent)
     try:
         asyncio.run(runtime.cleanup_orphans(set()))
+        for d in volumes:
+            release_volumes(paths=PodPaths(root=d))
         print("ok", flush=True)
     except Exception as exc:  # noqa: BLE001 - purge goes on; the mounts check below names what is left
         print(f"\nwarning: could not remove every pod's leftovers: {exc}", flush=True)
@@ -461,16 +470,16 @@ def _teardown_node(config: ClusterConfig) -> None:
         print(f"\nwarning: could not remove the node network: {exc}", flush=True)
 
 
-def _teardown_lab(config: ClusterConfig, *, pods_gone: bool = True) -> None:
+def _teardown_lab(config: ClusterConfig) -> None:
     """Remove every node's cgroups and namespace (its link, bridge, routes and
-    table go with it), then the lab namespace and the host's link; first, if
-    pods did not all go, what they left on each node."""
+    table go with it), then the lab namespace and the host's link; first what
+    pods that did not go left on each node."""
     lab = config.lab
     names = lab_namespaces(lab)
     indexes = sorted(set(config.nodes) | {int(n.rsplit("-", 1)[1]) for n in names if n != lab.netns})
-    if not pods_gone:
-        for index in indexes:
-            _remove_leftover_pods(node_run_dir(config, lab.node(index)), lab.node(index).cgroup_parent)
+    for index in indexes:
+        node = lab.node(index)
+        _remove_leftover_pods(node_run_dir(config, node), node_data_dir(config, node), node.cgroup_parent)
     print(f"removing the node network ({', '.join(names) or 'nothing left'}) ...", end=" ", flush=True)
     left = []
     for index in indexes:
@@ -494,9 +503,8 @@ def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
         stopped += 1
     for name in ("supervisor.pid", "supervisor.json"):
         (config.pid_dir / name).unlink(missing_ok=True)
-    pods_gone = True
     if purge and all(running_pid(config, c) for c in components(config)[:2]):
-        pods_gone = _delete_all_pods(config, timeout=pods_timeout, grace_period=grace_period)
+        _delete_all_pods(config, timeout=pods_timeout, grace_period=grace_period)
     for component in reversed(components(config)):
         pid_file = config.pid_dir / f"{component.name}.pid"
         pid = running_pid(config, component)
@@ -518,10 +526,9 @@ def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
             remove_empty_cgroups(config.cgroup_parent)
         return 0
     if config.lab is not None:
-        _teardown_lab(config, pods_gone=pods_gone)
+        _teardown_lab(config)
     else:
-        if not pods_gone:
-            _remove_leftover_pods(config.run_dir, config.cgroup_parent)
+        _remove_leftover_pods(config.run_dir, config.data_dir, config.cgroup_parent)
         _teardown_node(config)
     dirs = [d for d in (config.data_dir, config.run_dir) if d.exists()]
     mounts = mounts_under(dirs)
