@@ -79,6 +79,11 @@ def request_dns_names(pem: bytes) -> list[str]:
     return [str(n.value) for n in _sans(load(pem)) if isinstance(n, x509.DNSName)]
 
 
+def request_ip_addresses(pem: bytes) -> list[str]:
+    """The IP addresses a CSR asks for as SANs (normalized: ::1, not 0:0:...:1)."""
+    return [str(n.value) for n in _sans(load(pem)) if isinstance(n, x509.IPAddress)]
+
+
 def _sans(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
     try:
         return list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
