@@ -22,10 +22,18 @@ attributes of a create do not name):
     workloads to nodes the node itself cannot vouch for).
 
 Both answer for nodes only: None (no opinion / nothing to say) for anyone else.
+
+The pods of a node are read from the API server's cached pod lister
+(controlplane/api/informers.py, indexed by spec.nodeName), so a Secret,
+ConfigMap or token decision makes no store read; as every cache it lags a
+write by one watch event, so a request the cache would refuse (a pod bound an
+instant ago) is checked against the store before it is refused, as priority
+admission does.
 """
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from google.protobuf.message import Message
 
@@ -50,8 +58,15 @@ def node_name(identity: Identity) -> str | None:
 
 
 class NodeAuthorizer:
-    def __init__(self, store) -> None:
+    """`store`: the pod cache is a loopback informer of its own over it; or `informers` to share one."""
+
+    def __init__(self, store, *, informers=None) -> None:
         self.store = store
+        if informers is None:
+            from controlplane.api.informers import LoopbackInformers
+            from controlplane.api.registry import Registry
+            informers = LoopbackInformers(Registry(store=store))
+        self.informers = informers
 
     async def decide(self, identity: Identity, a: Attributes) -> bool | None:
         node = node_name(identity)
@@ -71,12 +86,26 @@ class NodeAuthorizer:
         return True
 
     async def _runs_as(self, node: str, namespace: str, account: str) -> bool:
-        pods, _ = await self.store.list(kinds.kind_named("Pod"), namespace)
-        return any(p.spec.node_name == node and (p.spec.service_account_name or "default") == account for p in pods)
+        return await self._any_pod(node, namespace,
+                                   lambda p: (p.spec.service_account_name or "default") == account)
 
     async def _referenced(self, node: str, kind: str, a: Attributes) -> bool:
-        pods, _ = await self.store.list(kinds.kind_named("Pod"), a.namespace)
-        return any(p.spec.node_name == node and (kind, a.namespace, a.name) in references(p) for p in pods)
+        return await self._any_pod(node, a.namespace, lambda p: (kind, a.namespace, a.name) in references(p))
+
+    async def _any_pod(self, node: str, namespace: str, match: Callable[[Message], bool]) -> bool:
+        """Whether a pod of `namespace` bound to `node` matches: the cache's pods, else the store's."""
+        from controlplane.api.informers import NotReady
+        try:
+            pods = (await self.informers.lister("Pod")).on_node(node)
+        except NotReady:
+            pods = []
+        if any(p.metadata.namespace == namespace and match(p) for p in pods):
+            return True
+        stored, _ = await self.store.list(kinds.kind_named("Pod"), namespace)   # the cache may lag
+        return any(p.spec.node_name == node and match(p) for p in stored)
+
+    async def stop(self) -> None:
+        await self.informers.stop()
 
     async def _bound(self, node: str, namespace: str, name: str) -> bool:
         from controlplane.store.interface import NotFound

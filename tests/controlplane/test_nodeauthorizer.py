@@ -68,3 +68,62 @@ def test_a_node_gets_tokens_only_for_the_accounts_its_pods_run_as():
     assert asyncio.run(go(N1, "robot")) is True
     assert asyncio.run(go(N1, "admin")) is False
     assert asyncio.run(go(N2, "robot")) is False
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts its list calls."""
+
+    lists = 0
+
+    async def list(self, *args, **kwargs):
+        self.lists += 1
+        return await super().list(*args, **kwargs)
+
+
+def _pod(node: str, secret: str) -> types_pb2.Pod:
+    pod = types_pb2.Pod(kind="Pod", api_version="v1")
+    pod.metadata.name, pod.metadata.namespace = f"on-{node}", "default"
+    pod.spec.node_name = node
+    c = pod.spec.containers.add(name="c", image="busybox")
+    c.env.add(name="PW").value_from.secret_key_ref.name = secret
+    return pod
+
+
+def test_a_decision_reads_the_pods_from_the_cache_not_the_store():
+    async def go():
+        store = CountingStore()
+        await store.create(_pod("n1", "db"))
+        authz = NodeAuthorizer(store)
+        try:
+            secret = Attributes(verb="get", resource="secrets", namespace="default", name="db")
+            assert await authz.decide(N1, secret) is True   # the cache's first list
+            store.lists = 0
+            for _ in range(3):
+                assert await authz.decide(N1, secret) is True
+                assert await authz.decide(N1, Attributes(verb="create", resource="serviceaccounts",
+                                                         subresource="token", namespace="default",
+                                                         name="default")) is True
+            assert store.lists == 0
+        finally:
+            await authz.stop()
+    asyncio.run(asyncio.wait_for(go(), 30))
+
+
+def test_a_pod_the_cache_has_not_seen_is_read_from_the_store_before_a_refusal():
+    from controlplane.api.informers import LoopbackInformers
+    from controlplane.api.registry import Registry
+
+    async def go():
+        store = CountingStore()
+        await store.create(_pod("n1", "db"))
+        stale = LoopbackInformers(Registry(store=MemoryStore()))   # a cache that never sees the pod
+        authz = NodeAuthorizer(store, informers=stale)
+        try:
+            assert await authz.decide(N1, Attributes(verb="get", resource="secrets", namespace="default",
+                                                     name="db")) is True
+            assert store.lists == 1
+            assert await authz.decide(N2, Attributes(verb="get", resource="secrets", namespace="default",
+                                                     name="db")) is False
+        finally:
+            await authz.stop()
+    asyncio.run(asyncio.wait_for(go(), 30))
