@@ -192,7 +192,11 @@ class PodNetworkManager:
                 links.create_pod_veth(host_name=veth, bridge=self.bridge, netns_path=Path(netns_path), mtu=self.mtu)
                 links.configure_pod_interfaces(netns_path=Path(netns_path), ip=ip,
                                                prefix_len=self.prefix_len, gateway=self.gateway, mtu=self.mtu)
-                nftables.apply_rules(spec=self._spec, state=state)
+                # A pod is in the node's table only by its hostPorts: without any (before or now)
+                # the table is unchanged, and an `nft -f` per pod start, under the lock every
+                # attach takes in turn, is what bounded the node's start throughput.
+                if mappings or (previous is not None and previous.ports):
+                    nftables.apply_rules(spec=self._spec, state=state)
             except BaseException:
                 self._undo_attach(state=state, pod_id=pod_id, veth=veth)
                 raise
@@ -209,8 +213,10 @@ class PodNetworkManager:
                 return
             del state.pods[pod_id]
             # The pod was recorded, so the node network was set up: no need to
-            # ask nft whether the table exists (a process spawn saved).
-            nftables.apply_rules(spec=self._spec, state=state)
+            # ask nft whether the table exists (a process spawn saved); and a pod
+            # without hostPorts is not in the table at all.
+            if record.ports:
+                nftables.apply_rules(spec=self._spec, state=state)
             _forget_flows(record)
             save_state(state_dir=self.state_dir, state=state)
 

@@ -253,3 +253,23 @@ def test_a_udp_host_port_follows_the_pod_that_replaces_another(net, make_pod_net
         net.attach(pod_id="new-" + secrets.token_hex(3), netns_path=new_ns.path, ports=mapping)
         client.sendto(b"?", ("127.0.0.1", host_port))
         assert client.recv(100) == b"new"
+
+
+def test_a_pod_without_host_ports_costs_no_nft_run(net, make_pod_netns, monkeypatch):
+    """A pod is in the node's table only by its hostPorts: attaching and detaching one without
+    any runs no `nft` (one per pod, under the attach lock, bounded the node's start rate)."""
+    runs = []
+    real = nftables.run_nft
+    monkeypatch.setattr(nftables, "run_nft", lambda args, script=None: runs.append(args) or real(args, script))
+    plain, published = f"plain-{secrets.token_hex(3)}", f"ports-{secrets.token_hex(3)}"
+    net.attach(pod_id=plain, netns_path=make_pod_netns().path, ports=())
+    assert runs == [] and plain in net.allocations()
+    net.attach(pod_id=published, netns_path=make_pod_netns().path,
+               ports=[PortMapping(host_port=free_tcp_port(), container_port=80)])
+    assert runs == [["-f", "-"]] and len(pod_rules(net, published)) == 1
+    before = len(runs)
+    net.detach(plain)
+    assert plain not in net.allocations() and veth_name(plain) not in link_names()
+    assert len(runs) == before   # the detach ran nothing
+    net.detach(published)
+    assert pod_rules(net, published) == []
