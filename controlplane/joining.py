@@ -3,7 +3,7 @@ parts, wired here so controlplane/main.py stays a few lines.
 
   authentication   bootstrap tokens (controlplane/bootstrapauth.py), one link of the token chain
   admission        the requester into a CSR, NodeRestriction (controlplane/requestadmission.py)
-  controllers      csrapproving, csrsigning (the cluster CA signs), tokencleaner, bootstrapsigner
+  controllers      csrapproving, csrsigning (the cluster CA signs), csrcleaner, tokencleaner, bootstrapsigner
   bootstrap        kubeadm's roles for anonymous cluster-info and bootstrappers (controlplane/bootstraprbac.py)
 
 The signer's CA is `--cluster-signing-cert-file/--cluster-signing-key-file`
@@ -67,12 +67,14 @@ def cluster_info_kubeconfig(*, client_ca_file: str, rest_listen: str, listen: st
 
 def controllers(*, client, factory, client_ca_file: str, rest_listen: str, listen: str,
                 signing_cert_file: str = "", signing_key_file: str = "", duration: datetime.timedelta) -> list:
-    """The four controllers; without a readable signing key, no signer (CSRs stay approved, unissued)."""
+    """The five controllers; without a readable signing key, no signer (CSRs stay approved, unissued)."""
     from controlplane.controllers.bootstraptokens import BootstrapSigner, TokenCleaner
     from controlplane.controllers.csrapproving import CsrApprovingController
+    from controlplane.controllers.csrcleaner import CsrCleaner
     from controlplane.controllers.csrsigning import CsrSigningController
     from skiff.pki import PkiError
-    out = [CsrApprovingController(client=client, factory=factory), TokenCleaner(client=client, factory=factory)]
+    out = [CsrApprovingController(client=client, factory=factory), CsrCleaner(client=client, factory=factory),
+           TokenCleaner(client=client, factory=factory)]
     if rest_listen:
         out.append(BootstrapSigner(client=client, factory=factory, kubeconfig=cluster_info_kubeconfig(
             client_ca_file=client_ca_file, rest_listen=rest_listen, listen=listen)))
