@@ -86,9 +86,10 @@ class ClusterConfig:
     max_pods: int = 110
     # `up --hollow-nodes N`: N more nodes with no containers (agent/hollow.py), in one process.
     hollow_nodes: int = 0
-    # `up --secure` (decision 32): a cluster CA in DATA/pki, TLS on the API (gRPC and REST) and the
-    # agents' service, client certificates required, every request authorized.
-    secure: bool = False
+    # Secure (decisions 32, 34; the default, `up --insecure` the opt-out): a cluster CA in DATA/pki, TLS on
+    # the API (gRPC and REST), etcd and the agents' service, client certificates required, every request
+    # authorized.
+    secure: bool = True
 
     @property
     def lab(self) -> Lab | None:

@@ -588,11 +588,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="Services' cluster IPs, clear of --cluster-cidr and --node-cidr (default %(default)s)")
     p.add_argument("--service-node-port-range", default=ClusterConfig.service_node_port_range,
                    metavar="FIRST-LAST", help="Services' node ports (default %(default)s)")
-    p.add_argument("--secure", action="store_true",
-                   help="a cluster CA in DATA/pki; TLS on the API and the agents' service, client certificates "
-                        "(the admin's in the client config and --kubeconfig), every request authorized "
-                        "(decision 32; the default later)")
-    p.add_argument("--insecure", action="store_true", help=argparse.SUPPRESS)   # the default until decision 34
+    p.add_argument("--insecure", action="store_true",
+                   help="no CA, no TLS, no authentication: anyone who reaches the API, the agents' service or "
+                        "etcd may do anything (the default is secure: a cluster CA in DATA/pki, TLS on the API, "
+                        "etcd and the agents' service, client certificates - the admin's in the client config and "
+                        "--kubeconfig -, every request authorized; decisions 32, 34)")
+    p.add_argument("--secure", action="store_true", help=argparse.SUPPRESS)   # the default now; kept for old scripts
     p.add_argument("--nodes", type=int, default=None, metavar="N",
                    help="run N nodes, each in a network namespace of its own acting as a separate host, on a "
                         "private link (without it: one node on this host)")
@@ -678,7 +679,7 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      separate_image_stores=args.separate_image_stores)
         if args.secure and args.insecure:
             raise CliError("--secure and --insecure: pick one (secure is the default)")
-        extra = dict(extra, secure=args.secure)
+        extra = dict(extra, secure=not args.insecure)
         if problem := _service_range_problem(args):
             raise CliError(problem)
         if args.max_pods < 1:

@@ -44,9 +44,11 @@ def test_hello_pod_end_to_end(private_cluster):
     c = private_cluster
     up = c.skiff(*c.up_args("--detach")[3:], timeout=180)  # up_args starts with python -m skiff.cli.main
     assert up.returncode == 0, up.stderr + _log_tails(c)
-    assert up.stdout.splitlines()[:4] == ["preparing image busybox ... ok", "starting etcd ... ok",
-                                          "starting controlplane ... ok",
-                                          "starting agent (node skiff-test-node) ... ok"]
+    lines = up.stdout.splitlines()
+    assert lines[1].startswith("cluster CA ")   # secure by default (decision 34): the CA, by its fingerprint
+    assert [lines[0], *lines[2:5]] == ["preparing image busybox ... ok", "starting etcd ... ok",
+                                       "starting controlplane ... ok",
+                                       "starting agent (node skiff-test-node) ... ok"]
 
     nodes = c.skiff("get", "nodes")
     assert nodes.stdout.splitlines()[1].split()[:2] == ["skiff-test-node", "Ready"]

@@ -1,8 +1,9 @@
-"""`skiff up --secure` (decision 32), driven as a user would: the admin works with
-skiff and kubectl; nothing else gets in - no credential, a local user (`nobody`)
-without the keys, a user certificate without a grant, a certificate of another CA,
-a client that does not know the cluster's CA; keys are 0600 and `down --purge`
-removes them."""
+"""A default `skiff up` is secure (decisions 32, 34), driven as a user would: the
+admin works with skiff and kubectl; nothing else gets in - no credential, a local
+user (`nobody`) without the keys (API gRPC and REST, the agent's port, etcd), a
+user certificate without a grant, a certificate of another CA, a client that does
+not know the cluster's CA; keys are 0600 and `down --purge` removes them and the
+client config's context."""
 from __future__ import annotations
 
 import asyncio
@@ -98,9 +99,11 @@ def test_a_secure_cluster_answers_only_its_credentials(private_cluster):
     files = pki.ClusterPki(c.data_dir / "pki")
     files.ensure_ca()
     token = files.add_token(user="bob", groups=["system:masters"])
-    up = subprocess.run(c.up_args("--secure", "--detach", "--no-bootstrap"), env=c.env(), capture_output=True,
+    # No flag: secure is the default.
+    up = subprocess.run(c.up_args("--detach", "--no-bootstrap"), env=c.env(), capture_output=True,
                         text=True, timeout=240)
     assert up.returncode == 0, up.stdout + up.stderr
+    assert "cluster CA " in up.stdout and "SHA-256 fingerprint" in up.stdout
     rest = f"https://127.0.0.1:{c.ports['rest']}"
 
     # Keys and certificates: root's alone.
@@ -135,6 +138,16 @@ def test_a_secure_cluster_answers_only_its_credentials(private_cluster):
     for port in (c.ports["api"], c.ports["agent"]):
         refused = _curl("-k", "--http2", f"https://127.0.0.1:{port}/skiff.v1.Agent/Stats", nobody=True)
         assert refused.returncode != 0, f"port {port} answered a client without a certificate: {refused.stdout}"
+    # etcd: TLS only, and only for a client certificate of the cluster CA (plain HTTP gets no answer either).
+    every_key = ("-X", "POST", "-d", '{"key": "Lw==", "range_end": "AA=="}')
+    etcd_range = f"127.0.0.1:{c.ports['etcd']}/v3/kv/range"
+    refused = _curl("-k", *every_key, f"https://{etcd_range}", nobody=True)
+    assert refused.returncode != 0, f"etcd answered a client without a certificate: {refused.stdout}"
+    plain = _curl(*every_key, f"http://{etcd_range}", nobody=True)   # Go's TLS server: "400 Bad Request"
+    assert '"kvs"' not in plain.stdout and '"header"' not in plain.stdout, plain.stdout
+    with_cert = _curl(*every_key, "--cacert", str(files.ca_file), "--cert", str(files.cert_file("controlplane")),
+                      "--key", str(files.key_file("controlplane")), f"https://{etcd_range}")
+    assert '"kvs"' in with_cert.stdout, with_cert.stdout + with_cert.stderr   # the same request, with the certificate
 
     # A user the CA certified but nothing granted: Kubernetes' Forbidden, from kubectl.
     alice = files.issue_user("alice", user="alice", groups=["dev"])
@@ -207,3 +220,6 @@ def test_a_secure_cluster_answers_only_its_credentials(private_cluster):
     down = c.skiff("down", "--purge", "--data-dir", str(c.data_dir), "--run-dir", str(c.run_dir), timeout=180)
     assert down.returncode == 0, down.stderr
     assert not files.directory.exists()
+    # Its context named those keys: gone too (it was the only one, so the file goes).
+    assert f"removed context skiff from {c.client_config}" in down.stdout
+    assert not c.client_config.exists()

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import alive
 
@@ -25,9 +26,14 @@ def test_up_detach_then_down_purge(private_cluster):
     up = subprocess.run(c.up_args("--detach", "--no-agent"), env=c.env(), capture_output=True, text=True,
                         timeout=180)
     assert up.returncode == 0, up.stderr
-    assert up.stdout.splitlines()[:2] == ["starting etcd ... ok", "starting controlplane ... ok"]
-    assert (c.base / "client-config").read_text() == (f"current-context: skiff\ncontexts:\n- name: skiff\n"
-                                                       f"  server: {c.api_address}\n")
+    # Secure by default (decision 34): the CA first, named by its fingerprint; the client config names its files.
+    lines = up.stdout.splitlines()
+    assert lines[0].startswith(f"cluster CA {c.data_dir / 'pki' / 'ca.crt'} (SHA-256 fingerprint "), lines[0]
+    assert lines[1:3] == ["starting etcd ... ok", "starting controlplane ... ok"]
+    pki = c.data_dir / "pki"
+    assert yaml.safe_load(c.client_config.read_text()) == {"current-context": "skiff", "contexts": [{
+        "name": "skiff", "server": c.api_address, "certificate-authority": str(pki / "ca.crt"),
+        "client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")}]}
     pids = c.pids()
     assert set(pids) == {"supervisor", "etcd", "controlplane"} and all(alive(p) for p in pids.values())
     assert up.stdout.splitlines()[-1] == (f"supervisor started (pid {pids['supervisor']}); "
@@ -49,7 +55,8 @@ def test_up_detach_then_down_purge(private_cluster):
         f"stopping supervisor (pid {pids['supervisor']}) ... ok",
         f"stopping controlplane (pid {pids['controlplane']}) ... ok",
         f"stopping etcd (pid {pids['etcd']}) ... ok",
-        f"removed {c.data_dir}"]
+        f"removed {c.data_dir}",
+        f"removed context skiff from {c.client_config}"]
     assert not any(alive(p) for p in pids.values())
     assert not c.data_dir.exists()
 
@@ -61,8 +68,8 @@ def test_component_dying_at_start_is_reported_and_nothing_is_left(private_cluste
     assert up.returncode == 1
     log = c.data_dir / "logs" / "etcd.log"
     assert up.stderr == f"error: etcd exited at start (exit code 1); full log: {log}\n"
-    assert up.stdout == "starting etcd ... failed\nstopping etcd (pid %d) ... ok\n" % int(
-        up.stdout.split("pid ")[1].split(")")[0])
+    assert up.stdout.split("\n", 1)[1] == "starting etcd ... failed\nstopping etcd (pid %d) ... ok\n" % int(
+        up.stdout.split("pid ")[1].split(")")[0])   # after the cluster CA's line
     assert list((c.data_dir / "run").iterdir()) == []
     assert not (c.base / "client-config").exists()
 
