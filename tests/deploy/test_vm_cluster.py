@@ -1,0 +1,232 @@
+"""deploy/vm end to end (issue 12 item 7): `deploy/vm/cluster.sh up --nodes 3` boots three
+Debian 12 VMs under qemu (software emulation where KVM is not usable), node1 running etcd,
+the control plane and an agent from deploy/systemd, node2 and node3 joining on first boot.
+The seed's web server, built on the host (which is not a node) and pushed into the cluster,
+runs on the VMs and answers through its NodePort; powering one VM off moves its pod to
+another; `down` leaves no qemu, tap, bridge, namespace or disk.
+
+Root, qemu and debootstrap from this machine's apt sources (the image is cached in
+/var/cache/skiff-vm after the first run). Every packet stays in the network namespace the
+script creates (skiff-vmlab-<tag> here): the VMs' bridge has no link to the host's network.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.vm, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1200)]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "deploy" / "vm" / "cluster.sh"
+EXAMPLE = ROOT / "manifests" / "examples" / "web-server"
+SUBNET = "10.77.0"
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.__stderr__, flush=True)   # long steps show up even under capture
+
+
+class Lab:
+    def __init__(self, tmp: Path) -> None:
+        self.tag = secrets.token_hex(2)
+        self.netns = f"skiff-vmlab-{self.tag}"
+        self.state = Path("/var/lib/skiff-vm") / self.netns
+        self.tmp = tmp
+        self.env = dict(os.environ, SKIFF_VM_NETNS=self.netns, SKIFF_VM_STATE=str(self.state))
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run([str(SCRIPT), *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def up(self, nodes: int, timeout: float) -> None:
+        proc = subprocess.Popen([str(SCRIPT), "up", "--nodes", str(nodes)], env=self.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out = []
+        deadline = time.monotonic() + timeout
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.append(line)
+            _progress(f"vm: {line.rstrip()}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                break
+        assert proc.wait() == 0, "".join(out) + self.consoles()
+
+    def skiff(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return self.run("skiff", *args, timeout=timeout)
+
+    def get(self, *args: str):
+        got = self.skiff("get", *args, "-o", "json")
+        assert got.returncode == 0, got.stderr
+        return json.loads(got.stdout)
+
+    def http(self, url: str) -> str:
+        got = self.run("exec", "curl", "-s", "--max-time", "10", "--noproxy", "*", url, timeout=60)
+        return got.stdout if got.returncode == 0 else ""
+
+    def consoles(self) -> str:
+        return "".join(f"\n--- {p.name} (tail)\n" + "\n".join(p.read_text(errors="replace").splitlines()[-40:])
+                       for p in sorted(self.state.glob("*.console.log")))
+
+    def qemu_pids(self) -> list[int]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    if f"skiff-vm-{self.netns}-".encode() in (proc / "cmdline").read_bytes():
+                        found.append(int(proc.name))
+                except OSError:
+                    pass
+        return found
+
+    def leftovers(self) -> list[str]:
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        return ([f"netns {self.netns}"] if self.netns in netns else []) + \
+            [f"qemu pid {p}" for p in self.qemu_pids()] + ([str(self.state)] if self.state.exists() else [])
+
+
+def wait_for(what: str, check, timeout: float):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g}s: {what}")
+        time.sleep(2)
+
+
+# Opt-in until the VMs fit CI's bound: on this project's 2-core machine, shared with other
+# sessions (load 12-23), `up --nodes 3` under software emulation alone took longer than
+# the 20 minutes CI gives these tests (decision 37 has the figures). SKIFF_VM_TESTS=1 runs them.
+ENABLED = os.environ.get("SKIFF_VM_TESTS", "") not in ("", "0")
+
+
+@pytest.fixture
+def lab(tmp_path):
+    if not ENABLED:
+        pytest.skip("deploy/vm tests are opt-in (SKIFF_VM_TESTS=1): minutes per VM under software emulation")
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    for tool in ("qemu-system-x86_64", "debootstrap", "curl"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed (apt-get install qemu-system-x86 qemu-utils debootstrap curl)")
+    lab = Lab(tmp_path)
+    try:
+        yield lab
+    finally:
+        if lab.state.exists():
+            keep = tmp_path / "consoles"
+            keep.mkdir(exist_ok=True)
+            for p in lab.state.glob("*.console.log"):
+                shutil.copy(p, keep / p.name)
+        down = lab.run("down", timeout=120)
+        assert down.returncode == 0, down.stderr
+
+
+def _web_server_manifests() -> str:
+    """The example's Deployment (two replicas, never two on one node, no hostPort: the
+    NodePort Service reaches them) and its NodePort Service, unchanged."""
+    deployment = yaml.safe_load((EXAMPLE / "deployment.yaml").read_text())
+    spec = deployment["spec"]
+    spec["replicas"] = 2
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    container["imagePullPolicy"] = "IfNotPresent"      # a node without it fetches it from a peer
+    for port in container["ports"]:
+        port.pop("hostPort", None)
+    container["resources"]["limits"]["memory"] = "64Mi"
+    pod["terminationGracePeriodSeconds"] = 2
+    pod["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "web-server"}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    return yaml.safe_dump(deployment) + "---\n" + (EXAMPLE / "service.yaml").read_text()
+
+
+def test_three_vms_join_run_the_web_server_and_survive_a_power_off(lab):
+    from tests.e2e.test_web_server import _cached_base
+    started = time.monotonic()
+    lab.up(3, timeout=900)
+    _progress(f"vm: up took {time.monotonic() - started:.0f}s")
+    nodes = {n["metadata"]["name"]: n for n in lab.get("nodes")["items"]}
+    assert sorted(nodes) == ["node1", "node2", "node3"]
+    for name, node in nodes.items():
+        ready = [c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready == ["True"], (name, node["status"]["conditions"])
+        addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
+        assert addresses["InternalIP"] == f"{SUBNET}.{10 + int(name[-1])}"
+
+    # Built on the host, which is not a node, then pushed into the cluster.
+    store = lab.tmp / "host-store"
+    data = ["--data-dir", str(store)]
+    skiff = [sys.executable, "-m", "skiff.cli.main"]
+    loaded = subprocess.run([*skiff, "image", "load", *data, "-i", str(_cached_base())], capture_output=True,
+                            text=True, timeout=300, cwd=ROOT)
+    assert loaded.returncode == 0, loaded.stderr
+    built = subprocess.run([*skiff, "build", *data, "-t", "my-web-server:v1", str(EXAMPLE)], capture_output=True,
+                           text=True, timeout=300, cwd=ROOT)
+    assert built.returncode == 0, built.stdout + built.stderr
+    _progress("vm: pushing my-web-server:v1 into the cluster")
+    pushed = lab.skiff("image", "push", *data, "my-web-server:v1", timeout=600)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    assert pushed.stdout.startswith("my-web-server:v1: pushed into the cluster, node "), pushed.stdout
+
+    manifests = lab.tmp / "web.yaml"
+    manifests.write_text(_web_server_manifests())
+    applied = lab.skiff("apply", "-f", str(manifests))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+
+    def ready_pods() -> dict[str, str]:
+        pods = lab.get("pods", "-l", "app=web-server")["items"]
+        return {p["metadata"]["name"]: p["spec"].get("nodeName", "") for p in pods
+                if p["metadata"].get("deletionTimestamp") is None
+                and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))}
+
+    _progress("vm: waiting for the web server's two pods")
+    placed = wait_for("two ready web-server pods", lambda: len(ready_pods()) == 2 and ready_pods(), timeout=480)
+    assert len(set(placed.values())) == 2, placed
+    for ip in (f"{SUBNET}.11", f"{SUBNET}.12", f"{SUBNET}.13"):   # any node's NodePort answers
+        answer = wait_for(f"http://{ip}:30500/", lambda: lab.http(f"http://{ip}:30500/"), timeout=120)
+        assert "v1" in answer and "node" in answer, answer
+
+    # Pull one worker's plug: its pod goes to the node left free.
+    victim = sorted(n for n in placed.values() if n != "node1")[0]
+    _progress(f"vm: powering {victim} off")
+    off = lab.run("poweroff", victim)
+    assert off.returncode == 0, off.stderr
+
+    def moved():
+        now = ready_pods()
+        return len(now) == 2 and victim not in now.values() and now
+    after = wait_for(f"the pod of {victim} running elsewhere", moved, timeout=300)
+    assert set(after.values()) == {"node1", "node2", "node3"} - {victim}, after
+    answer = wait_for("the NodePort after the move", lambda: lab.http(f"http://{SUBNET}.11:30500/"), timeout=60)
+    assert "v1" in answer
+
+    down = lab.run("down", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert lab.leftovers() == []
+
+
+def test_down_after_a_killed_up_leaves_nothing(lab):
+    """`up` killed while the VMs boot: `down` still stops its qemu processes and removes all."""
+    proc = subprocess.Popen([str(SCRIPT), "up", "--nodes", "2"], env=lab.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        _progress(f"vm: {line.rstrip()}")
+        if "node2: qemu pid" in line:
+            break
+    proc.kill()
+    proc.wait()
+    assert len(lab.qemu_pids()) == 2
+    down = lab.run("down", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert lab.leftovers() == []
