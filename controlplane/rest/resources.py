@@ -461,6 +461,7 @@ def _patched(patch_type: str, current: dict[str, Any], patch: Any) -> Any:
     except (TypeError, AttributeError, KeyError) as exc:
         raise bad_request(f"the patch is malformed: {exc}") from None
 
+
 def _check_list_options(rv: str, match: str, token: str) -> None:
     """Kubernetes' ValidateListOptions for resourceVersion, resourceVersionMatch and continue (422)."""
     causes: list[tuple[str, str]] = []
