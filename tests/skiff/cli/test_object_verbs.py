@@ -266,10 +266,14 @@ text = path.read_text()
 if 'bogusField' not in text:
     path.write_text(text.replace('restartPolicy: Never', 'restartPolicy: Never\\n  bogusField: 1'))
 """)
-    result = sk("edit", "pod", "web", server=controlplane, env={"EDITOR": always_bad})
+    kept = tmp_path / "kept"   # the copy goes to $TMPDIR, as kubectl's: here, not the machine's /tmp
+    kept.mkdir()
+    result = sk("edit", "pod", "web", server=controlplane, env={"EDITOR": always_bad, "TMPDIR": str(kept)})
     assert result.returncode == 1
     assert result.stderr.endswith("error: Edit cancelled, no valid changes were saved.\n")
-    assert "A copy of your changes has been stored to" in result.stderr
+    [copy] = kept.iterdir()
+    assert f'A copy of your changes has been stored to "{copy}"' in result.stderr
+    assert "bogusField: 1" in copy.read_text()
     missing = sk("edit", "pod", "nope", server=controlplane, env={"EDITOR": "true"})
     assert (missing.returncode, missing.stderr) == (1, 'Error from server (NotFound): pods "nope" not found\n')
 
