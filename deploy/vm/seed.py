@@ -10,7 +10,8 @@ writes, under STATE_DIR:
     config                the host's client config (SKIFF_CONFIG): node1's API, the CA, the admin
     seed/nodeN/           what VM N reads on every boot from its seed disk (/dev/vdb):
         node.env          NODE, IP, PREFIX, ROLE (control-plane or node), SERVER; a node's JOIN_*
-        pki/              node1: the CA, its node certificate and the control plane's files
+        pki/              node1: the CA (with its key: the CSR signer runs there), its node
+                          certificate and the control plane's files
 
 The join step is `join_material`: node1 (the control-plane machine, as on kubeadm's `init`
 one) gets its certificates from the CA here; every other VM joins on its first boot with
@@ -35,7 +36,6 @@ FIRST_SERVICE_IP = "10.96.0.1"
 CLUSTER_CIDR = "10.244.0.0/16"
 API_PORT = 6443
 REST_PORT = 6444        # the REST door, where `skiff join` discovers the cluster
-CONTROL_PLANE_FILES = ("apiserver", "controlplane", "etcd-server", "admin")
 
 
 def node_name(i: int) -> str:
@@ -98,12 +98,10 @@ def main() -> int:
         for name in (f"node-{node}",):
             _copy_private(pki.cert_file(name), seed / "pki" / f"{name}.crt")
             _copy_private(pki.key_file(name), seed / "pki" / f"{name}.key")
-        if i == 1:
-            for name in CONTROL_PLANE_FILES:
-                _copy_private(pki.cert_file(name), seed / "pki" / f"{name}.crt")
-                _copy_private(pki.key_file(name), seed / "pki" / f"{name}.key")
-            for f in (pki.token_file, pki.encryption_key_file):
-                _copy_private(f, seed / "pki" / f.name)
+        if i == 1:   # the control-plane machine holds the CA's key: its signer issues the nodes' certificates
+            for f in sorted(pki.directory.iterdir()):
+                if f.is_file() and not f.name.startswith("node-"):
+                    _copy_private(f, seed / "pki" / f.name)
     return 0
 
 

@@ -32,6 +32,8 @@ if [[ $ROLE == node ]]; then
   # control plane may still be starting (the host creates the token once its API answers):
   # each refused attempt leaves nothing, so try again until it is in.
   if [[ ! -e /var/lib/skiff/pki/node.crt ]]; then
+    # A Python start is dear under software emulation: knock (bash's /dev/tcp) until the door opens.
+    until timeout 5 bash -c "exec 3<>/dev/tcp/${JOIN_SERVER%:*}/${JOIN_SERVER##*:}" 2>/dev/null; do sleep 5; done
     until skiff join "$JOIN_SERVER" --token "$JOIN_TOKEN" --discovery-token-ca-cert-hash "$JOIN_CA_HASH" \
         --node-ip "$IP" --no-start --timeout 120; do
       echo "skiff-vm-boot: $NODE: join refused or unreachable, again in 5 s" > /dev/console
@@ -50,6 +52,12 @@ if [[ $ROLE == node ]]; then
 fi
 
 # The control-plane machine: its certificates come with the seed (made where the CA is).
+# Kubernetes' 40 s without a heartbeat before a node is NotReady (Skiff's own default, 8 s,
+# is for one machine: under software emulation a busy agent's heartbeats come later than
+# that and healthy nodes flap), and 30 s before its pods are evicted: a powered-off VM's
+# pods move after ~70 s.
+LIFECYCLE_ARGS="--node-monitor-grace-period 40 --default-unreachable-toleration-seconds 30"
+LIFECYCLE_ARGS+=" --default-not-ready-toleration-seconds 30"
 pki=/etc/skiff/pki
 install -d -m 0700 "$pki"
 install -m 0600 "$seed"/pki/* "$pki"/
@@ -65,7 +73,7 @@ umount "$seed"
     "--kubelet-client-certificate $pki/controlplane.crt --kubelet-client-key $pki/controlplane.key" \
     "--etcd-cafile $pki/ca.crt --etcd-certfile $pki/controlplane.crt --etcd-keyfile $pki/controlplane.key" \
     "--encryption-key-file $pki/encryption.key --cluster-cidr $CLUSTER_CIDR" \
-    "--service-cluster-ip-range $SERVICE_CIDR --rest-listen $IP:6444"
+    "--service-cluster-ip-range $SERVICE_CIDR --rest-listen $IP:6444 $LIFECYCLE_ARGS"
 } > /etc/default/skiff
 units=(skiff-etcd.service skiff-controlplane.service skiff-agent.service)
 echo "skiff-vm-boot: $NODE ($ROLE) at $IP, starting ${units[*]}" > /dev/console
