@@ -3,6 +3,7 @@ and what they see."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
@@ -66,7 +67,9 @@ def test_apply_get_patch_delete(rest, tmp_path):
     assert [i["metadata"]["name"] for i in as_json["items"]] == ["web"]
 
     described = ok(rest.kubectl("describe", "pod", "web"))
-    assert "Name:         web" in described and "Image:      busybox" in described
+    # kubectl aligns the values to its longest label ("Service Account:" on a secure cluster).
+    assert re.search(r"^Name:\s+web$", described, re.M) and re.search(r"^\s+Image:\s+busybox$", described, re.M)
+    assert re.search(r"^Service Account:\s+default$", described, re.M)
 
     ok(rest.kubectl("patch", "pod", "web", "--type", "merge", "-p", '{"metadata":{"labels":{"m":"1"}}}'))
     ok(rest.kubectl("patch", "pod", "web", "--type", "json", "-p",

@@ -58,6 +58,8 @@ def run_pod_as_kubelet(connect: Callable[[], ApiClient], name: str, ip: str) -> 
 
 
 def test_kubernetes_service_simple_service_and_describe(rest, tmp_path):
+    # The control plane makes it in the background once it serves, as kube-apiserver does.
+    until(lambda: rest.kubectl("get", "svc", "kubernetes").returncode == 0, "the kubernetes Service", timeout=120)
     svc = rows(ok(rest.kubectl("get", "svc", "kubernetes")))
     assert svc[0] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
     assert svc[1][:5] == ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP"]
