@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._cluster import create_all, hollow_cluster, percentile  # noqa: E402
-from proto.skiff.v1 import types_pb2  # noqa: E402
+from proto.skiff.v1 import serviceaccounts_pb2, types_pb2  # noqa: E402
 from skiff.client import ApiClient  # noqa: E402
 
 SLO_CALL, GOAL_CALL = 1.0, 0.025
@@ -55,6 +55,16 @@ def namespace(name: str) -> types_pb2.Namespace:
     ns = types_pb2.Namespace(api_version="v1", kind="Namespace")
     ns.metadata.name = name
     return ns
+
+
+async def with_default_account(c: ApiClient, name: str, *, create: bool = True) -> None:
+    """The namespace (unless it exists) and its `default` ServiceAccount: with --no-controllers
+    nothing else makes the account, and a secure API refuses pods without it."""
+    if create:
+        await c.create(namespace(name))
+    sa = serviceaccounts_pb2.ServiceAccount(api_version="v1", kind="ServiceAccount")
+    sa.metadata.name, sa.metadata.namespace = "default", name
+    await c.create(sa)
 
 
 async def churn(c: ApiClient, *, ops: int, rate: float) -> dict[str, list[float]]:
@@ -112,7 +122,7 @@ async def watch_delivery(cluster, *, watchers: int, events: int, rate: float) ->
                 return
 
     writer = clients[0]
-    await writer.create(namespace("watched"))
+    await with_default_account(writer, "watched")
     target = await writer.create(pod("target", "watched"))
     tasks = [asyncio.create_task(watch(clients[i % len(clients)])) for i in range(watchers)]
     await asyncio.sleep(2.0)   # every watch open
@@ -141,7 +151,8 @@ def row(label: str, value: float, *, reference: float, goal: float, unit: str = 
 
 async def measure(cluster, a: argparse.Namespace) -> None:
     async with cluster.client() as c:
-        await c.create(namespace("churn"))
+        await with_default_account(c, "default", create=False)
+        await with_default_account(c, "churn")
         began = time.perf_counter()
         await create_all(c, [pod(f"stored-{i}", node=f"node-{i % 100}") for i in range(a.pods)])
         took = time.perf_counter() - began
