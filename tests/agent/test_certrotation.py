@@ -10,6 +10,7 @@ import stat
 from agent.certrotation import CertificateRotator, pair_matches, rotation_deadline
 from controlplane.controllers.csrapproving import CsrApprovingController
 from controlplane.controllers.csrsigning import CsrSigningController
+from proto.skiff.v1 import types_pb2
 from skiff import csr as csrs
 from skiff.pki import CertificateAuthority
 
@@ -38,6 +39,11 @@ def test_a_renewal_rewrites_the_pair_and_hands_it_over(tmp_path):
         # The fake answers as the registry does; the admission that writes the requester runs in
         # the real server, so the rotator's CSR is stamped here as system:node:n1 would be.
         c = FakeApiClient()
+        # The node as it registered itself: the approver lets a renewal name only its Node's addresses.
+        node = types_pb2.Node(api_version="v1", kind="Node")
+        node.metadata.name = "n1"
+        node.status.addresses.add(type="InternalIP", address="10.0.0.11")
+        await c.create(node)
         create = c.create
 
         async def as_node(obj):
