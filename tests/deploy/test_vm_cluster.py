@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.e2e.conftest import wait_for
+
 pytestmark = [pytest.mark.vm, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,17 +93,6 @@ class Lab:
         netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
         return ([f"netns {self.netns}"] if self.netns in netns else []) + \
             [f"qemu pid {p}" for p in self.qemu_pids()] + ([str(self.state)] if self.state.exists() else [])
-
-
-def wait_for(what: str, check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        time.sleep(2)
 
 
 # Opt-in until the VMs fit CI's bound: on this project's 2-core machine, shared with other
@@ -190,10 +181,11 @@ def test_three_vms_join_run_the_web_server_and_survive_a_power_off(lab):
                 and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))}
 
     _progress("vm: waiting for the web server's two pods")
-    placed = wait_for("two ready web-server pods", lambda: len(ready_pods()) == 2 and ready_pods(), timeout=480)
+    placed = wait_for("two ready web-server pods", lambda: len(ready_pods()) == 2 and ready_pods(),
+                      timeout=480, interval=2)
     assert len(set(placed.values())) == 2, placed
     for ip in (f"{SUBNET}.11", f"{SUBNET}.12", f"{SUBNET}.13"):   # any node's NodePort answers
-        answer = wait_for(f"http://{ip}:30500/", lambda: lab.http(f"http://{ip}:30500/"), timeout=120)
+        answer = wait_for(f"http://{ip}:30500/", lambda: lab.http(f"http://{ip}:30500/"), timeout=120, interval=2)
         assert "v1" in answer and "node" in answer, answer
 
     # Pull one worker's plug: its pod goes to the node left free.
@@ -205,9 +197,10 @@ def test_three_vms_join_run_the_web_server_and_survive_a_power_off(lab):
     def moved():
         now = ready_pods()
         return len(now) == 2 and victim not in now.values() and now
-    after = wait_for(f"the pod of {victim} running elsewhere", moved, timeout=300)
+    after = wait_for(f"the pod of {victim} running elsewhere", moved, timeout=300, interval=2)
     assert set(after.values()) == {"node1", "node2", "node3"} - {victim}, after
-    answer = wait_for("the NodePort after the move", lambda: lab.http(f"http://{SUBNET}.11:30500/"), timeout=60)
+    answer = wait_for("the NodePort after the move", lambda: lab.http(f"http://{SUBNET}.11:30500/"),
+                      timeout=60, interval=2)
     assert "v1" in answer
 
     down = lab.run("down", timeout=120)

@@ -27,9 +27,9 @@ from tests.conftest import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def wait_for(what: str, check, timeout: float = 120.0):
-    """Poll `check()` every half second until it returns something truthy, and return that;
-    after `timeout` seconds, fail naming `what`."""
+def wait_for(what: str, check, timeout: float = 120.0, interval: float = 0.5):
+    """Poll `check()` every `interval` seconds until it returns something truthy, and return
+    that; after `timeout` seconds, fail naming `what`."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -37,7 +37,7 @@ def wait_for(what: str, check, timeout: float = 120.0):
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:g}s: {what}")
-        time.sleep(0.5)
+        time.sleep(interval)
 
 
 @dataclass

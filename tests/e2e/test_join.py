@@ -27,6 +27,7 @@ import pytest
 from cryptography import x509
 
 from skiff import pki
+from tests.e2e.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.etcd, pytest.mark.slow]
 
@@ -41,17 +42,6 @@ spec:
     image: busybox
     command: ["sleep", "3600"]
 """
-
-
-def wait_for(what: str, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        time.sleep(0.5)
 
 
 def _env_file(path) -> dict[str, str]:

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from tests.e2e.conftest import wait_for
 from tests.e2e.test_web_server import BASE, _cached_base
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.etcd, pytest.mark.slow]
@@ -80,15 +81,6 @@ def _answers(c, after: int = 0) -> list[str]:
     return [line[len("ANSWER "):] for line in logs.stdout.splitlines() if line.startswith("ANSWER ")][after:]
 
 
-def _wait(what: str, check, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(1)
-
 
 def test_a_pod_reaches_the_api_with_exactly_its_accounts_roles(private_cluster):
     c = private_cluster
@@ -101,7 +93,7 @@ def test_a_pod_reaches_the_api_with_exactly_its_accounts_roles(private_cluster):
     # Every namespace has `default` (the controller), as kubectl shows it.
     assert subprocess.run(["kubectl", "create", "namespace", "team"], env=c.env(), capture_output=True,
                           timeout=60).returncode == 0
-    listed = _wait("team's default account", lambda: (r := subprocess.run(
+    listed = wait_for("team's default account", lambda: (r := subprocess.run(
         ["kubectl", "get", "serviceaccounts", "-n", "team"], env=c.env(), capture_output=True, text=True,
         timeout=60)).returncode == 0 and "default" in r.stdout and r)
     assert listed.stdout.split("\n")[0].split() == ["NAME", "SECRETS", "AGE"]
@@ -119,7 +111,7 @@ def test_a_pod_reaches_the_api_with_exactly_its_accounts_roles(private_cluster):
     assert applied.returncode == 0, applied.stderr
 
     # Its token, read-only, bound to the pod; without a binding the API says 403 as Kubernetes does.
-    first = _wait("the pod's first answer", lambda: _answers(c))
+    first = wait_for("the pod's first answer", lambda: _answers(c))
     logs = c.skiff("logs", "reader", "-n", "team").stdout
     assert "read-only: Read-only file system" in logs and "WRITABLE" not in logs, logs
     claims = _claims(next(line for line in logs.splitlines() if line.startswith("CLAIMS "))[len("CLAIMS "):])
@@ -135,7 +127,7 @@ def test_a_pod_reaches_the_api_with_exactly_its_accounts_roles(private_cluster):
     bound = c.skiff("apply", "-f", str(c.base / "binding.yaml"))
     assert bound.returncode == 0, bound.stderr
     seen = len(_answers(c))
-    _wait("the list after the binding", lambda: "200 reader" in _answers(c, seen))
+    wait_for("the list after the binding", lambda: "200 reader" in _answers(c, seen))
 
     # kubectl's TokenRequest: a token for an audience and a lifetime, that the API takes; the
     # account deleted, the same token is refused.
@@ -182,5 +174,5 @@ def test_a_pod_on_a_node_namespace_reaches_the_api_too(private_cluster):
     (c.base / "pod.yaml").write_text(POD)
     applied = c.skiff("apply", "-f", str(c.base / "pod.yaml"))
     assert applied.returncode == 0, applied.stderr
-    first = _wait("the pod's first answer", lambda: _answers(c), timeout=180)
+    first = wait_for("the pod's first answer", lambda: _answers(c), timeout=180)
     assert first[0].startswith('403 pods is forbidden: User "system:serviceaccount:team:reader"'), first
