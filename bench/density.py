@@ -7,7 +7,8 @@ Starts a private all-in-one cluster the way a user does (`skiff up --detach`
 with its own data dir, run dir, client config and free loopback ports),
 applies N busybox pods running `sleep`, waits until all are Running (timed
 from the start of the apply; the node's `--max-pods` is raised to N when N is
-above kubelet's 110), and prints:
+above kubelet's 110, and its pod CIDR widened with `--node-cidr-mask-size`
+when N is above a /24's 253 addresses, e.g. /23 for 500), and prints:
 
   ramp              seconds from the apply to all N Running. Goal (issue 17):
                     500 pods within 60 s.
@@ -317,8 +318,10 @@ def main() -> None:
         print("bootstrapping busybox and starting a private cluster ...", flush=True)
         cluster.skiff("image", "--data-dir", str(cluster.data_dir), "bootstrap", "busybox")
         max_pods = args.max_pods or max(110, args.pods)
+        # A node's pod CIDR holds 2^(32-N)-3 pods (a /24: 253): above that, a shorter one (500: /23).
+        mask = max(m for m in range(17, 25) if 2 ** (32 - m) - 3 >= max_pods)
         up = cluster.skiff(*cluster.up_args(), *(("--max-pods", str(max_pods)) if max_pods != 110 else ()),
-                           check=False)
+                           *(("--node-cidr-mask-size", str(mask)) if mask != 24 else ()), check=False)
         if up.returncode != 0:  # the logs go with the purge: show them now
             raise SystemExit(f"skiff up failed:\n{up.stdout}{up.stderr}{cluster.log_tails()}")
         time.sleep(2)  # let the agent finish its first resync and stats pass before the idle reading

@@ -53,6 +53,9 @@ class ClusterConfig:
     nft_table: str = "skiff"
     cgroup_parent: str = "skiff"
     cluster_cidr: str = "10.244.0.0/16"
+    # `up --node-cidr-mask-size`: the prefix of each node's pod CIDR cut from cluster_cidr (the control
+    # plane's flag, kube-controller-manager's; /24 = 253 pod addresses, Kubernetes' default for 110 pods).
+    node_cidr_mask_size: int = 24
     # Services' cluster IPs and node ports (the control plane's flags of the same names; decision 24).
     service_cluster_ip_range: str = "10.96.0.0/16"
     service_node_port_range: str = "30000-32767"
@@ -227,7 +230,8 @@ def components(config: ClusterConfig) -> list[Component]:
         Component("controlplane", (
             sys.executable, "-m", "controlplane.main", "--etcd", etcd, "--listen", config.api_address,
             "--metrics-listen", f"127.0.0.1:{config.controlplane_metrics_port}",
-            "--cluster-cidr", config.cluster_cidr, "--service-cluster-ip-range", config.service_cluster_ip_range,
+            "--cluster-cidr", config.cluster_cidr, "--node-cidr-mask-size", str(config.node_cidr_mask_size),
+            "--service-cluster-ip-range", config.service_cluster_ip_range,
             "--service-node-port-range", config.service_node_port_range, *_controlplane_tls(config),
             # Pods reach the REST API (the `kubernetes` Service) on the lab link's host end (decision 35).
             *(("--advertise-address", config.api_host) if config.lab is not None else ())),

@@ -156,6 +156,32 @@ def _service_range_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _node_cidr_mask_problem(args: argparse.Namespace) -> str | None:
+    """Each node's pod CIDR (a /--node-cidr-mask-size of --cluster-cidr) must fit the cluster CIDR, be
+    there for every node, and hold a real node's --max-pods pods besides its network, gateway and broadcast
+    addresses (the agent hands out the rest: 253 on a /24). Hollow nodes take no addresses."""
+    mask = args.node_cidr_mask_size
+    try:
+        cluster = ipaddress.ip_network(args.cluster_cidr)
+    except ValueError:
+        return None   # --cluster-cidr's own check names it
+    if not cluster.prefixlen < mask <= cluster.max_prefixlen:
+        return (f"--node-cidr-mask-size {mask}: must be longer than --cluster-cidr {cluster}'s "
+                f"/{cluster.prefixlen} and at most /{cluster.max_prefixlen}")
+    nodes = (args.nodes or (0 if args.no_agent else 1)) + max(args.hollow_nodes, 0)
+    if nodes > 2 ** (mask - cluster.prefixlen):
+        return (f"--node-cidr-mask-size {mask}: --cluster-cidr {cluster} has room for "
+                f"{2 ** (mask - cluster.prefixlen)} node CIDRs of /{mask}, not {nodes} nodes")
+    addresses = 2 ** (cluster.max_prefixlen - mask) - 3
+    if (args.nodes or not args.no_agent) and args.max_pods > addresses:
+        longest = next((m for m in range(cluster.max_prefixlen, 0, -1) if 2 ** (cluster.max_prefixlen - m) - 3
+                       >= args.max_pods), 1)
+        return (f"--node-cidr-mask-size {mask}: a node's /{mask} holds {addresses} pod addresses (besides its "
+                f"network, gateway and broadcast ones), fewer than --max-pods {args.max_pods}; "
+                f"use /{longest} or shorter")
+    return None
+
+
 def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: Path | None = None) -> int:
     if config.lab is not None:
         lab_validate(name=config.name, node_cidr=config.node_cidr, indexes=config.nodes)
@@ -583,7 +609,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cgroup-parent", default=ClusterConfig.cgroup_parent, metavar="NAME",
                    help="the cgroup all pods go under, in every hierarchy (default %(default)s)")
     p.add_argument("--cluster-cidr", default=ClusterConfig.cluster_cidr, metavar="CIDR",
-                   help="the pod network; each node gets a /24 of it (default %(default)s)")
+                   help="the pod network; each node gets a /--node-cidr-mask-size of it (default %(default)s)")
+    p.add_argument("--node-cidr-mask-size", type=int, default=ClusterConfig.node_cidr_mask_size, metavar="N",
+                   help="the prefix length of each node's pod CIDR, cut from --cluster-cidr (the control plane's "
+                        "flag, kube-controller-manager's); a /N holds 2^(32-N)-3 pods, so --max-pods above 253 "
+                        "needs a shorter one, e.g. 23 for 500 (default %(default)s)")
     p.add_argument("--service-cluster-ip-range", default=ClusterConfig.service_cluster_ip_range, metavar="CIDR",
                    help="Services' cluster IPs, clear of --cluster-cidr and --node-cidr (default %(default)s)")
     p.add_argument("--service-node-port-range", default=ClusterConfig.service_node_port_range,
@@ -674,6 +704,7 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
                      nodes=tuple(range(1, (args.nodes or 0) + 1)), name=args.name, node_cidr=args.node_cidr,
                      pod_network=args.pod_network, pod_egress=args.pod_egress, eviction_hard=args.eviction_hard,
                      hollow_nodes=args.hollow_nodes, max_pods=args.max_pods,
+                     node_cidr_mask_size=args.node_cidr_mask_size,
                      service_cluster_ip_range=args.service_cluster_ip_range,
                      service_node_port_range=args.service_node_port_range,
                      separate_image_stores=args.separate_image_stores)
@@ -686,6 +717,8 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
             raise CliError(f"--max-pods: must be at least 1, got {args.max_pods}")
         if args.hollow_nodes < 0:
             raise CliError(f"--hollow-nodes: must not be negative, got {args.hollow_nodes}")
+        if problem := _node_cidr_mask_problem(args):
+            raise CliError(problem)
         if not 0 < args.monitoring_rule_for_scale <= 1:
             raise CliError(f"--monitoring-rule-for-scale: must be > 0 and <= 1, got {args.monitoring_rule_for_scale}")
         if args.nodes is not None and args.nodes < 1:

@@ -21,6 +21,13 @@ from tests.conftest import ROOT, free_port
      "--service-cluster-ip-range 10.244.3.0/24: overlaps --cluster-cidr 10.244.0.0/16"),
     (["--node-name", "n1", "--service-cluster-ip-range", "10.213.0.0/16"], "overlaps --node-cidr 10.213.0.0/24"),
     (["--node-name", "n1", "--service-node-port-range", "32767-30000"], "--service-node-port-range '32767-30000'"),
+    (["--node-name", "n1", "--max-pods", "500"],
+     "--node-cidr-mask-size 24: a node's /24 holds 253 pod addresses (besides its network, gateway and broadcast "
+     "ones), fewer than --max-pods 500; use /23 or shorter"),
+    (["--node-name", "n1", "--node-cidr-mask-size", "16"],
+     "--node-cidr-mask-size 16: must be longer than --cluster-cidr 10.244.0.0/16's /16 and at most /32"),
+    (["--node-name", "n1", "--cluster-cidr", "10.244.0.0/24", "--node-cidr-mask-size", "25", "--hollow-nodes", "2"],
+     "--node-cidr-mask-size 25: --cluster-cidr 10.244.0.0/24 has room for 2 node CIDRs of /25, not 3 nodes"),
 ])
 def test_a_bad_flag_is_refused_before_anything_starts(tmp_path, flags, words):
     ports = [str(free_port()) for _ in range(6)]
