@@ -8,7 +8,11 @@ decision 32), as kubeadm lays out /etc/kubernetes/pki:
                                             plane's own client (its controllers, the agents' service, etcd)
     DATA/pki/node-NAME.crt/.key             CN system:node:NAME, O system:nodes: an agent's client
                                             certificate, also its serving one (its addresses as SANs)
-    DATA/pki/etcd-server.crt/.key           etcd's serving certificate (127.0.0.1)
+    DATA/pki/etcd/ca.crt, ca.key            etcd's own CA (kubeadm's etcd/ca): etcd trusts only what it signed
+    DATA/pki/etcd/server.crt/.key           etcd's serving certificate (127.0.0.1), from etcd's CA
+    DATA/pki/apiserver-etcd-client.crt/.key the control plane's client to etcd, from etcd's CA: the only
+                                            certificate that reads or writes etcd
+    DATA/pki/prometheus-etcd-client.crt/.key  Prometheus' client to etcd's /metrics (--monitoring)
     DATA/pki/tokens.csv                     the static bearer-token file (token,user,uid,"group1,group2")
     DATA/pki/encryption.key                 the key Secrets are encrypted with in etcd (name:base64 lines)
 
@@ -202,6 +206,11 @@ class ClusterPki:
     """The files of one cluster's PKI under `directory` (DATA/pki)."""
     directory: Path
 
+    # NAMEs for cert_file/key_file of etcd's CA's certificates
+    ETCD_SERVER = "etcd/server"
+    ETCD_CLIENT = "apiserver-etcd-client"
+    PROMETHEUS_ETCD_CLIENT = "prometheus-etcd-client"
+
     @property
     def ca_file(self) -> Path:
         return self.directory / "ca.crt"
@@ -220,8 +229,33 @@ class ClusterPki:
     def encryption_key_file(self) -> Path:
         return self.directory / "encryption.key"
 
+    @property
+    def etcd_ca_file(self) -> Path:
+        return self.directory / "etcd" / "ca.crt"
+
     def credentials(self, name: str) -> Credentials:
         return Credentials.load(ca=self.ca_file, cert=self.cert_file(name), key=self.key_file(name))
+
+    def etcd_credentials(self) -> Credentials:
+        """The control plane's client to etcd (etcd's CA, apiserver-etcd-client)."""
+        return Credentials.load(ca=self.etcd_ca_file, cert=self.cert_file(self.ETCD_CLIENT),
+                                key=self.key_file(self.ETCD_CLIENT))
+
+    def ensure_etcd_ca(self) -> CertificateAuthority:
+        """etcd's own CA (kubeadm's etcd/ca): etcd trusts only certificates it signed, so a node's,
+        the admin's or any user's certificate from the cluster CA opens nothing there."""
+        directory = self.etcd_ca_file.parent
+        if self.etcd_ca_file.exists():
+            return CertificateAuthority.load(directory)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(directory, 0o700)
+        ca = CertificateAuthority.create(common_name="skiff-etcd-ca")
+        ca.save(directory)
+        return ca
+
+    def ensure_etcd_client(self, name: str, *, user: str) -> Path:
+        """A client certificate of etcd's CA as NAME.crt/.key, kept if there (Prometheus')."""
+        return self._ensure(self.ensure_etcd_ca(), name, common_name=user, client=True)
 
     def ensure_ca(self) -> CertificateAuthority:
         if self.ca_file.exists():
@@ -250,9 +284,11 @@ class ClusterPki:
                      ip_addresses=["127.0.0.1", *api_addresses, service_cluster_ip])
         self._ensure(ca, "admin", common_name=ADMIN_USER, groups=[MASTERS], client=True)
         self._ensure(ca, "controlplane", common_name=CONTROLPLANE_USER, groups=[MASTERS], client=True)
+        etcd_ca = self.ensure_etcd_ca()
         # client too: etcd dials itself (its gRPC gateway) with this certificate under --client-cert-auth
-        self._ensure(ca, "etcd-server", common_name="skiff-etcd", server=True, client=True,
+        self._ensure(etcd_ca, self.ETCD_SERVER, common_name="skiff-etcd", server=True, client=True,
                      dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+        self._ensure(etcd_ca, self.ETCD_CLIENT, common_name="skiff-apiserver-etcd-client", client=True)
         for node in node_names:
             self.ensure_node(ca, node, address=(node_addresses or {}).get(node, "127.0.0.1"))
         if not self.token_file.exists():

@@ -102,6 +102,9 @@ def main() -> int:
             for f in sorted(pki.directory.iterdir()):
                 if f.is_file() and not f.name.startswith("node-"):
                     _copy_private(f, seed / "pki" / f.name)
+            (seed / "pki" / "etcd").mkdir(mode=0o700)   # etcd's own CA and its server certificate
+            for f in sorted(pki.etcd_ca_file.parent.iterdir()):
+                _copy_private(f, seed / "pki" / "etcd" / f.name)
     return 0
 
 

@@ -60,7 +60,7 @@ LIFECYCLE_ARGS="--node-monitor-grace-period 40 --default-unreachable-toleration-
 LIFECYCLE_ARGS+=" --default-not-ready-toleration-seconds 30"
 pki=/etc/skiff/pki
 install -d -m 0700 "$pki"
-install -m 0600 "$seed"/pki/* "$pki"/
+cp -r "$seed"/pki/. "$pki"/ && chmod -R go-rwx "$pki"   # files and etcd/ (etcd's own CA), 0600/0700
 umount "$seed"
 {
   echo "SKIFF_SERVER=$SERVER"
@@ -71,7 +71,8 @@ umount "$seed"
   echo "SKIFF_CONTROLPLANE_ARGS=--client-ca-file $pki/ca.crt --tls-cert-file $pki/apiserver.crt" \
     "--tls-private-key-file $pki/apiserver.key --token-auth-file $pki/tokens.csv" \
     "--kubelet-client-certificate $pki/controlplane.crt --kubelet-client-key $pki/controlplane.key" \
-    "--etcd-cafile $pki/ca.crt --etcd-certfile $pki/controlplane.crt --etcd-keyfile $pki/controlplane.key" \
+    "--etcd-cafile $pki/etcd/ca.crt --etcd-certfile $pki/apiserver-etcd-client.crt" \
+    "--etcd-keyfile $pki/apiserver-etcd-client.key" \
     "--encryption-key-file $pki/encryption.key --cluster-cidr $CLUSTER_CIDR" \
     "--service-cluster-ip-range $SERVICE_CIDR --rest-listen $IP:6444 $LIFECYCLE_ARGS"
 } > /etc/default/skiff

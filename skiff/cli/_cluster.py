@@ -188,8 +188,8 @@ def controlplane_tls_flags(pki: "ClusterPki", *, etcd_tls: bool = True) -> tuple
             "--tls-private-key-file", str(pki.key_file("apiserver")), "--token-auth-file", str(pki.token_file),
             "--kubelet-client-certificate", str(pki.cert_file("controlplane")),
             "--kubelet-client-key", str(pki.key_file("controlplane")),
-            *(("--etcd-cafile", str(pki.ca_file), "--etcd-certfile", str(pki.cert_file("controlplane")),
-               "--etcd-keyfile", str(pki.key_file("controlplane"))) if etcd_tls else ()),
+            *(("--etcd-cafile", str(pki.etcd_ca_file), "--etcd-certfile", str(pki.cert_file(pki.ETCD_CLIENT)),
+               "--etcd-keyfile", str(pki.key_file(pki.ETCD_CLIENT))) if etcd_tls else ()),
             "--encryption-key-file", str(pki.encryption_key_file))
 
 
@@ -198,10 +198,11 @@ def _controlplane_tls(config: ClusterConfig) -> tuple[str, ...]:
 
 
 def etcd_tls_flags(pki: "ClusterPki") -> tuple[str, ...]:
-    """Secure: etcd serves TLS and answers only clients with a certificate the cluster CA signed
-    (the control plane's; the peer URL stays on loopback, one member)."""
-    return ("--client-cert-auth", "--trusted-ca-file", str(pki.ca_file),
-            "--cert-file", str(pki.cert_file("etcd-server")), "--key-file", str(pki.key_file("etcd-server")))
+    """Secure: etcd serves TLS and answers only clients with a certificate of etcd's own CA (the
+    control plane's apiserver-etcd-client, Prometheus'; not the cluster CA's users and nodes);
+    the peer URL stays on loopback, one member."""
+    return ("--client-cert-auth", "--trusted-ca-file", str(pki.etcd_ca_file),
+            "--cert-file", str(pki.cert_file(pki.ETCD_SERVER)), "--key-file", str(pki.key_file(pki.ETCD_SERVER)))
 
 
 def _etcd_tls(config: ClusterConfig) -> tuple[str, ...]:
@@ -366,10 +367,11 @@ def _etcd_healthy(config: ClusterConfig) -> bool:
     try:
         # No proxy: an http_proxy in the environment must not intercept loopback.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        if config.secure:   # etcd answers only a client certificate of the cluster CA: the control plane's
+        if config.secure:   # etcd answers only a client certificate of its own CA: the control plane's
             import ssl
-            context = ssl.create_default_context(cafile=str(config.pki.ca_file))
-            context.load_cert_chain(config.pki.cert_file("controlplane"), config.pki.key_file("controlplane"))
+            pki = config.pki
+            context = ssl.create_default_context(cafile=str(pki.etcd_ca_file))
+            context.load_cert_chain(pki.cert_file(pki.ETCD_CLIENT), pki.key_file(pki.ETCD_CLIENT))
             opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
                                                  urllib.request.HTTPSHandler(context=context))
         scheme = "https" if config.secure else "http"

@@ -60,13 +60,14 @@ def render_config(config: ClusterConfig, *, source: Path = SOURCE) -> dict:
         for sd in job.get("http_sd_configs", []):
             sd["url"] = sd["url"].replace(DEFAULT_CONTROLPLANE, address)
     prom["rule_files"] = [str(monitoring_dir(config) / "rules" / "*.yml")]
-    if config.secure:   # etcd serves TLS and answers only certificates of the cluster CA: Prometheus gets one
+    if config.secure:   # etcd serves TLS and answers only certificates of its own CA: Prometheus gets one
         pki = config.pki
         for job in prom.get("scrape_configs", []):
             if job.get("job_name") == "etcd":
                 job["scheme"] = "https"
-                job["tls_config"] = {"ca_file": str(pki.ca_file), "cert_file": str(pki.cert_file("prometheus")),
-                                     "key_file": str(pki.key_file("prometheus"))}
+                job["tls_config"] = {"ca_file": str(pki.etcd_ca_file),
+                                     "cert_file": str(pki.cert_file(pki.PROMETHEUS_ETCD_CLIENT)),
+                                     "key_file": str(pki.key_file(pki.PROMETHEUS_ETCD_CLIENT))}
     return prom
 
 

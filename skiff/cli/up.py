@@ -124,8 +124,8 @@ def _ensure_pki(config: ClusterConfig) -> None:
     ca = config.pki.ensure_cluster(api_addresses=[config.api_host], service_cluster_ip=first_service_ip,
                                    node_names=[*config.node_names(), *config.hollow_node_names()],
                                    node_addresses=addresses)
-    if config.monitoring:   # Prometheus scrapes etcd, which answers only certificates of the cluster CA
-        config.pki.ensure_client("prometheus", user="system:skiff-prometheus")
+    if config.monitoring:   # Prometheus scrapes etcd, which answers only certificates of its own CA
+        config.pki.ensure_etcd_client(config.pki.PROMETHEUS_ETCD_CLIENT, user="system:skiff-prometheus")
     print(f"cluster CA {config.pki.ca_file} (SHA-256 fingerprint {fingerprint(ca.cert_pem)})")
 
 

@@ -60,7 +60,7 @@ def _raw_etcd(port: int, key: bytes, files: pki.ClusterPki) -> bytes:
     from controlplane.store.etcdtls import TlsClient
 
     async def read() -> bytes:
-        async with TlsClient(credentials=files.credentials("controlplane"), host="127.0.0.1", port=port) as client:
+        async with TlsClient(credentials=files.etcd_credentials(), host="127.0.0.1", port=port) as client:
             return (await client.get(key)).value
     return asyncio.run(read())
 
@@ -107,8 +107,9 @@ def test_a_secure_cluster_answers_only_its_credentials(private_cluster):
     rest = f"https://127.0.0.1:{c.ports['rest']}"
 
     # Keys and certificates: root's alone.
-    assert stat.S_IMODE(files.directory.stat().st_mode) == 0o700
-    assert {stat.S_IMODE(p.stat().st_mode) for p in files.directory.iterdir()} == {0o600}
+    for directory in (files.directory, files.etcd_ca_file.parent):   # etcd/: etcd's own CA
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        assert {stat.S_IMODE(p.stat().st_mode) for p in directory.iterdir() if p.is_file()} == {0o600}
 
     # The admin: skiff through the client config `up` wrote, kubectl through the kubeconfig.
     nodes = c.skiff("get", "nodes")
@@ -145,9 +146,15 @@ def test_a_secure_cluster_answers_only_its_credentials(private_cluster):
     assert refused.returncode != 0, f"etcd answered a client without a certificate: {refused.stdout}"
     plain = _curl(*every_key, f"http://{etcd_range}", nobody=True)   # Go's TLS server: "400 Bad Request"
     assert '"kvs"' not in plain.stdout and '"header"' not in plain.stdout, plain.stdout
-    with_cert = _curl(*every_key, "--cacert", str(files.ca_file), "--cert", str(files.cert_file("controlplane")),
-                      "--key", str(files.key_file("controlplane")), f"https://{etcd_range}")
-    assert '"kvs"' in with_cert.stdout, with_cert.stdout + with_cert.stderr   # the same request, with the certificate
+    # etcd trusts its own CA only: the cluster CA's certificates - the admin's, a node's - open nothing there.
+    for other in ("admin", "node-skiff-test-node"):
+        denied = _curl(*every_key, "--cacert", str(files.etcd_ca_file), "--cert", str(files.cert_file(other)),
+                       "--key", str(files.key_file(other)), f"https://{etcd_range}")
+        assert '"kvs"' not in denied.stdout and denied.returncode != 0, f"etcd answered {other}: {denied.stdout}"
+    with_cert = _curl(*every_key, "--cacert", str(files.etcd_ca_file),
+                      "--cert", str(files.cert_file(files.ETCD_CLIENT)), "--key", str(files.key_file(files.ETCD_CLIENT)),
+                      f"https://{etcd_range}")
+    assert '"kvs"' in with_cert.stdout, with_cert.stdout + with_cert.stderr   # the same request, the control plane's
 
     # A user the CA certified but nothing granted: Kubernetes' Forbidden, from kubectl.
     alice = files.issue_user("alice", user="alice", groups=["dev"])

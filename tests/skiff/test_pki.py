@@ -5,6 +5,7 @@ import stat
 
 import pytest
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from skiff import pki
@@ -25,8 +26,21 @@ def _cert(files: pki.ClusterPki, name: str) -> x509.Certificate:
 
 def test_every_certificate_is_signed_by_the_cluster_ca(cluster):
     ca = x509.load_pem_x509_certificate(cluster.ca_file.read_bytes())
-    for name in ("apiserver", "admin", "controlplane", "etcd-server", "node-n1"):
+    for name in ("apiserver", "admin", "controlplane", "node-n1"):
         _cert(cluster, name).verify_directly_issued_by(ca)
+
+
+def test_etcd_has_a_ca_of_its_own_trusting_only_the_control_plane(cluster):
+    """etcd trusts etcd/ca.crt, which signs only etcd's server and the control plane's etcd
+    client: a node's or the admin's certificate (the cluster CA's) opens nothing there."""
+    etcd_ca = x509.load_pem_x509_certificate(cluster.etcd_ca_file.read_bytes())
+    assert etcd_ca.subject != x509.load_pem_x509_certificate(cluster.ca_file.read_bytes()).subject
+    for name in (cluster.ETCD_SERVER, cluster.ETCD_CLIENT):
+        _cert(cluster, name).verify_directly_issued_by(etcd_ca)
+    for name in ("admin", "controlplane", "node-n1"):
+        with pytest.raises((ValueError, InvalidSignature)):
+            _cert(cluster, name).verify_directly_issued_by(etcd_ca)
+    assert cluster.etcd_credentials().ca == cluster.etcd_ca_file.read_bytes()
 
 
 def test_the_api_serving_certificate_names_every_address_a_client_uses(cluster):
@@ -44,9 +58,10 @@ def test_client_certificates_carry_user_and_groups(cluster):
 
 
 def test_keys_and_certificates_are_private(cluster):
-    assert stat.S_IMODE(cluster.directory.stat().st_mode) == 0o700
-    for path in cluster.directory.iterdir():
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for directory in (cluster.directory, cluster.etcd_ca_file.parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        for path in directory.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
 
 
 def test_a_second_ensure_keeps_the_ca_and_certificates(cluster):

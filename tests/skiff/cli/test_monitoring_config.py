@@ -23,14 +23,15 @@ def _config(tmp_path: Path, **kw) -> ClusterConfig:
 def test_the_config_reads_only_this_cluster_s_sd_lists(tmp_path, secure):
     config = _config(tmp_path, monitoring=True, prometheus_port=49090, secure=secure)
     if secure:   # as `up` makes them before Prometheus starts
-        config.pki.ensure_client("prometheus", user="system:skiff-prometheus")
+        config.pki.ensure_etcd_client(config.pki.PROMETHEUS_ETCD_CLIENT, user="system:skiff-prometheus")
     path = write_config(config)
     prom = json.loads(path.read_text())
     etcd = next(job for job in prom["scrape_configs"] if job["job_name"] == "etcd")
-    # A secure etcd answers only certificates of the cluster CA: Prometheus scrapes it with its own.
+    # A secure etcd answers only certificates of its own CA: Prometheus scrapes it with its own.
     assert (etcd.get("scheme"), etcd.get("tls_config")) == (("https", {
-        "ca_file": str(tmp_path / "pki" / "ca.crt"), "cert_file": str(tmp_path / "pki" / "prometheus.crt"),
-        "key_file": str(tmp_path / "pki" / "prometheus.key")}) if secure else (None, None))
+        "ca_file": str(tmp_path / "pki" / "etcd" / "ca.crt"),
+        "cert_file": str(tmp_path / "pki" / "prometheus-etcd-client.crt"),
+        "key_file": str(tmp_path / "pki" / "prometheus-etcd-client.key")}) if secure else (None, None))
     urls = [sd["url"] for job in prom["scrape_configs"] for sd in job["http_sd_configs"]]
     assert urls and all(u.startswith("http://127.0.0.1:41257/sd/") for u in urls)
     assert not any("static_configs" in job for job in prom["scrape_configs"])
