@@ -144,7 +144,7 @@ def test_purge_removes_what_a_pod_slower_than_the_timeout_left(private_cluster, 
     down = c.skiff("down", "--data-dir", str(c.data_dir), "--run-dir", str(c.run_dir), "--purge",
                    "--pods-timeout", "3", timeout=180)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert "removing the pods' leftover containers and sandboxes ... ok" in down.stdout, down.stdout
+    assert "removing the pods' leftover containers, sandboxes and volumes ... ok" in down.stdout, down.stdout
     mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
               if line.split()[4].startswith(str(c.base) + "/")]
     assert mounts == [] and not any(p.exists() for p in cgroups)
