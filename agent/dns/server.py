@@ -152,8 +152,10 @@ class DnsServer:
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_SECONDS)
-                wire = await asyncio.wait_for(reader.readexactly(struct.unpack("!H", head)[0]), TCP_IDLE_SECONDS)
+                async with asyncio.timeout(TCP_IDLE_SECONDS):
+                    head = await reader.readexactly(2)
+                async with asyncio.timeout(TCP_IDLE_SECONDS):
+                    wire = await reader.readexactly(struct.unpack("!H", head)[0])
                 out = await self.answer(wire, tcp=True)
                 if out is None:
                     break

@@ -164,8 +164,9 @@ class ResourceHandlers:
                 if request.transport is None or request.transport.is_closing():
                     break
                 try:
-                    item = await asyncio.wait_for(queue.get(), timeout=1.0)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(1.0):   # not wait_for: see controlplane/store/etcd.py
+                        item = await queue.get()
+                except TimeoutError:
                     if bookmarks and last and loop.time() >= next_bookmark:
                         next_bookmark = loop.time() + self.bookmark_seconds
                         await response.write(line("BOOKMARK", {"kind": kind.name, "apiVersion": kind.api_version,

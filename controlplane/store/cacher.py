@@ -358,8 +358,9 @@ class Cacher:
                     await watcher.wake.wait()
                     continue
                 try:
-                    await asyncio.wait_for(watcher.wake.wait(), self.bookmark_seconds)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(self.bookmark_seconds):   # not wait_for: see store/etcd.py
+                        await watcher.wake.wait()
+                except TimeoutError:
                     if not watcher.pending and not watcher.closed:
                         watcher.after = max(watcher.after, self._served_revision(cache, watcher.namespace))
                         yield CachedEvent("BOOKMARK", None, watcher.after, None, ("", ""))  # type: ignore[arg-type]
@@ -463,8 +464,9 @@ class Cacher:
             if remaining <= 0:
                 raise _Behind()
             try:
-                await asyncio.wait_for(advanced.wait(), min(remaining, 0.25))
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(min(remaining, 0.25)):
+                    await advanced.wait()
+            except TimeoutError:
                 pass
 
     async def _not_compacted(self, cache: KindCache, at: int, *, error: bool = True) -> bool:

@@ -366,13 +366,18 @@ class Store:
         what = f"watch of {prefix.decode()} after revision {after_revision}"
         try:
             while True:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns a result that is
+                # ready as the task is cancelled and drops the cancellation, and this loop then
+                # held the control plane's shutdown (tests/controlplane/test_main.py, under load).
                 try:
-                    response = await asyncio.wait_for(responses.get(), self.watch_progress_interval)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(self.watch_progress_interval):
+                        response = await responses.get()
+                except TimeoutError:
                     requests.put_nowait(rpc.WatchRequest(progress_request=rpc.WatchProgressRequest()))
                     try:
-                        response = await asyncio.wait_for(responses.get(), self._timeout)
-                    except asyncio.TimeoutError:
+                        async with asyncio.timeout(self._timeout):
+                            response = await responses.get()
+                    except TimeoutError:
                         raise Unavailable(f"etcd at {self.endpoint}: {what} stalled: no answer to a "
                                           f"progress request in {self._timeout:g}s") from None
                 if isinstance(response, rpc.AioRpcError):
