@@ -20,7 +20,7 @@ gRPC status codes come back as exceptions, so callers write
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, AsyncIterable, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Callable
 
 import grpc
 from google.protobuf.message import Message
@@ -162,6 +162,13 @@ def _untrusted_server(address: str, credentials: "Credentials") -> ApiError | No
     return ApiError(f"the Skiff API at {address} presents a certificate this client's CA did not sign "
                     f"(SHA-256 fingerprint {pki.fingerprint(pem)}): refusing it; is the configured "
                     f"certificate-authority this cluster's?", code=grpc.StatusCode.UNAVAILABLE)
+
+
+def _lost_status(exc: grpc.aio.AioRpcError) -> bool:
+    """A streaming call whose server ended it as the client was writing: gRPC's asyncio client
+    then reports INTERNAL "Internal error from Core" (the failed write) in place of the status
+    the server sent (grpc/grpc#36066)."""
+    return exc.code() == grpc.StatusCode.INTERNAL and exc.details() == "Internal error from Core"
 
 
 def _kind_name(kind: str) -> str:
@@ -403,16 +410,8 @@ class ApiClient:
                         yield api_pb2.ExecInput(stdin=data)
                 yield api_pb2.ExecInput(close_stdin=True)
 
-        call = self.stub.Exec(requests())
-        try:
-            async for out in call:
-                which = out.WhichOneof("output")
-                if which is not None:
-                    yield which, getattr(out, which)
-        except grpc.aio.AioRpcError as exc:
-            raise self._error(exc) from None
-        finally:
-            call.cancel()
+        async for item in self._outputs(self.stub.Exec(requests())):
+            yield item
 
     async def attach(self, name: str, namespace: str = "default", *, container: str = "",
                      stdin: AsyncIterable[bytes] | None = None) -> AsyncIterator[tuple[str, bytes | int]]:
@@ -428,14 +427,21 @@ class ApiClient:
                     yield api_pb2.ExecInput(stdin=data)
                 yield api_pb2.ExecInput(close_stdin=True)
 
-        call = self.stub.Attach(requests())
+        async for item in self._outputs(self.stub.Attach(requests())):
+            yield item
+
+    async def _outputs(self, call: Any) -> AsyncIterator[tuple[str, bytes | int]]:
+        """An exec or attach stream's outputs, ending after its exit code."""
+        exited = False
         try:
             async for out in call:
                 which = out.WhichOneof("output")
                 if which is not None:
+                    exited = exited or which == "exit_code"
                     yield which, getattr(out, which)
         except grpc.aio.AioRpcError as exc:
-            raise self._error(exc) from None
+            if not (exited and _lost_status(exc)):   # stdin still flowing as the command ended
+                raise self._error(exc) from None
         finally:
             call.cancel()
 
@@ -452,11 +458,16 @@ class ApiClient:
             yield api_pb2.PortForwardInput(close_write=True)
 
         call = self.stub.PortForward(requests())
+        connected = False
         try:
             async for out in call:
+                connected = True
                 yield out.data
         except grpc.aio.AioRpcError as exc:
-            raise self._error(exc) from None
+            # The pod's end closed the connection as ours was still sending: the connection is
+            # over and every byte of it arrived; only the server's final status was lost.
+            if not (connected and _lost_status(exc)):
+                raise self._error(exc) from None
         finally:
             call.cancel()
 

@@ -2,10 +2,11 @@
 control plane (its re-list logic against scripted clients is in tests/skiff/controller/)."""
 import asyncio
 
+import grpc
 import pytest
 
-from proto.skiff.v1 import types_pb2
-from skiff.client import ApiClient, Unavailable
+from proto.skiff.v1 import api_pb2, types_pb2
+from skiff.client import ApiClient, ApiError, Unavailable
 from skiff.controller import Informer
 
 
@@ -87,3 +88,59 @@ def test_informer_survives_a_control_plane_restart(controlplane_factory):
             finally:
                 await informer.stop()
     asyncio.run(body())
+
+
+class _EndedCall:
+    """A stream call that delivers `outputs`, then fails as gRPC's asyncio client does when
+    the server ended the stream during a client write (grpc/grpc#36066): INTERNAL in place of
+    the server's status."""
+
+    def __init__(self, requests, outputs, details="Internal error from Core"):
+        self.requests, self.outputs, self.details = requests, outputs, details
+
+    async def __aiter__(self):
+        async for _ in self.requests:      # the client's writes; the last one "fails"
+            break
+        for out in self.outputs:
+            yield out
+        raise grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                   details=self.details)
+
+    def cancel(self):
+        return True
+
+
+def _stub(**methods):
+    return type("Stub", (), {name: staticmethod(fn) for name, fn in methods.items()})()
+
+
+def test_a_stream_the_server_ended_during_a_write_is_over_not_an_error(unused_port):
+    """`skiff port-forward` printed "error: forwarding to port 8080: Internal error from Core"
+    after a connection that had worked (CI, tests/e2e/test_port_forward.py): the pod closed the
+    connection as the client sent its end. The bytes arrived, the connection is over."""
+    async def data():
+        yield b"GET / HTTP/1.0\r\n\r\n"
+
+    async def body():
+        async with ApiClient(f"127.0.0.1:{unused_port}") as c:
+            c._stub = _stub(PortForward=lambda requests: _EndedCall(requests, [
+                api_pb2.PortForwardOutput(data=b"HTTP/1.0 200 OK\r\n\r\nweb\n")]))
+            forwarded = [chunk async for chunk in c.port_forward("web", 8080, data=data())]
+            c._stub = _stub(Exec=lambda requests: _EndedCall(requests, [
+                api_pb2.ExecOutput(stdout=b"x"), api_pb2.ExecOutput(exit_code=0)]))
+            executed = [item async for item in c.exec("web", ["head", "-c1"], stdin=data())]
+            # Before any answer it is an error still: a refusal's status may be what was lost.
+            c._stub = _stub(PortForward=lambda requests: _EndedCall(requests, []))
+            with pytest.raises(ApiError) as refused:
+                [chunk async for chunk in c.port_forward("web", 8080, data=data())]
+            # And another INTERNAL is not mistaken for it.
+            c._stub = _stub(PortForward=lambda requests: _EndedCall(requests, [
+                api_pb2.PortForwardOutput(data=b"x")], details="agent crashed"))
+            with pytest.raises(ApiError) as crashed:
+                [chunk async for chunk in c.port_forward("web", 8080, data=data())]
+            return forwarded, executed, refused.value.message, crashed.value.message
+    forwarded, executed, refused, crashed = asyncio.run(body())
+    assert forwarded == [b"HTTP/1.0 200 OK\r\n\r\nweb\n"]
+    assert executed == [("stdout", b"x"), ("exit_code", 0)]
+    assert refused == "Internal error from Core"
+    assert crashed == "agent crashed"
