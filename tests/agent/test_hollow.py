@@ -15,7 +15,8 @@ from agent.hollow import HollowCluster, HollowConfig, HollowRuntime, config_from
 from agent.runtime.interface import ContainerConfig, SandboxConfig
 from controlplane.testing import eventually
 from proto.skiff.v1 import apps_pb2
-from skiff.api import meta
+from skiff.api import kinds, meta
+from skiff.cli._objects import change
 from skiff.client import ApiClient, ApiError
 
 
@@ -107,9 +108,12 @@ def test_100_hollow_nodes_run_a_deployment_and_scale_it_to_zero(controlplane_fac
                 assert used <= set(hollow.node_names) and len(used) > nodes // 2   # spread, not piled up
                 assert hollow.pods_running() == replicas
 
-                d = await c.get("Deployment", "scale")
-                d.spec.replicas = 0
-                await c.update(d)
+                def to_zero(d):
+                    d.spec.replicas = 0
+                    return d
+                # As `skiff scale` does: the controller writes the status meanwhile, so a plain
+                # read-modify-write can meet a Conflict; read again and retry.
+                await change(c, kinds.kind_named("Deployment"), "default", "scale", to_zero)
 
                 async def none_left():
                     left, _ = await c.list("Pod", "default", label_selector="app=scale")

@@ -13,7 +13,8 @@ from controlplane.controllers.deployment import DeploymentController
 from controlplane.controllers.replicaset import ReplicaSetController
 from controlplane.testing import FakeApiClient, eventually, running
 from proto.skiff.v1 import apps_pb2
-from skiff.api import manifest, meta, rollout
+from skiff.api import kinds, manifest, meta, rollout
+from skiff.cli._objects import change
 from skiff.controller import SharedInformerFactory
 
 DOCS = Path(__file__).resolve().parents[2] / "fixtures" / "kubernetes-docs"
@@ -72,9 +73,18 @@ def _ready(kubelet):
 
 
 async def _set_image(c, image, name="web"):
-    d = await c.get("Deployment", name)
-    d.spec.template.spec.containers[0].image = image
-    await c.update(d)
+    def to_image(d):
+        d.spec.template.spec.containers[0].image = image
+    await _edit(c, to_image, name)
+
+
+async def _edit(c, mutate, name="web"):
+    """Read, mutate and update as `skiff edit` does: again on a Conflict (the controller
+    writes the Deployment's status meanwhile)."""
+    def changed(d):
+        mutate(d)
+        return d
+    await change(c, kinds.kind_named("Deployment"), "default", name, changed)
 
 
 def test_docs_deployment_gets_a_hashed_replica_set_and_reports_complete(kubelet_class):
@@ -137,10 +147,10 @@ def test_rolling_update_keeps_its_bounds_and_undo_returns_the_old_template(kubel
             assert [rs.spec.replicas for rs in sets] == [0, 4]
             # rollout undo: the Deployment gets revision 1's template back; that
             # ReplicaSet becomes revision 3 and takes the pods again.
-            d = await c.get("Deployment", "web")
-            _, target = rollout.rollback_target(d, rollout.owned_by(d, sets))
-            d.spec.template.CopyFrom(rollout.rolled_back_template(target))
-            await c.update(d)
+            def undo(d):
+                _, target = rollout.rollback_target(d, rollout.owned_by(d, sets))
+                d.spec.template.CopyFrom(rollout.rolled_back_template(target))
+            await _edit(c, undo)
             d = await eventually(lambda: _image_done(c, "busybox:1"), what="rolled back")
             sets = await _sets(c)
             assert len(sets) == 2
@@ -195,9 +205,7 @@ def test_paused_deployment_does_not_roll_until_resumed(kubelet_class):
         ready = _ready(kubelet_class(c))
         try:
             await eventually(lambda: _complete(c), what="first rollout")
-            d = await c.get("Deployment", "web")
-            d.spec.paused = True
-            await c.update(d)
+            await _edit(c, lambda d: setattr(d.spec, "paused", True))
 
             async def paused():
                 d = await c.get("Deployment", "web")
@@ -207,9 +215,7 @@ def test_paused_deployment_does_not_roll_until_resumed(kubelet_class):
             await _set_image(c, "busybox:2")
             await asyncio.sleep(0.3)
             assert len(await _sets(c)) == 1
-            d = await c.get("Deployment", "web")
-            d.spec.paused = False
-            await c.update(d)
+            await _edit(c, lambda d: setattr(d.spec, "paused", False))
             await eventually(lambda: _image_done(c, "busybox:2"), what="rolled after resume")
         finally:
             ready.cancel()
@@ -270,9 +276,7 @@ def test_history_beyond_the_limit_is_deleted_and_scaling_resizes(kubelet_class):
                 return sets if len(sets) == 2 else None
             sets = await eventually(two_sets, what="history cut to 1 old ReplicaSet")
             assert [rollout.revision_of(rs) for rs in sets] == [2, 3]
-            d = await c.get("Deployment", "web")
-            d.spec.replicas = 5
-            await c.update(d)
+            await _edit(c, lambda d: setattr(d.spec, "replicas", 5))
 
             async def five():
                 d = await _complete(c)
@@ -318,10 +322,10 @@ def test_a_change_cause_goes_to_the_new_replica_set_only(kubelet_class):
         ready = _ready(kubelet_class(c))
         try:
             await eventually(lambda: _complete(c), what="first rollout")
-            d = await c.get("Deployment", "web")
-            d.spec.template.spec.containers[0].image = "busybox:2"
-            d.metadata.annotations[rollout.CHANGE_CAUSE] = "v2"
-            await c.update(d)
+            def to_v2(d):
+                d.spec.template.spec.containers[0].image = "busybox:2"
+                d.metadata.annotations[rollout.CHANGE_CAUSE] = "v2"
+            await _edit(c, to_v2)
             await eventually(lambda: _image_done(c, "busybox:2"), what="rolled to busybox:2")
             sets = await _sets(c)
             assert [(rs.spec.replicas, rs.metadata.annotations[rollout.CHANGE_CAUSE]) for rs in sets] == \
