@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import base64
 import datetime
-import hashlib
-import hmac
 import json
 import re
 import secrets
 import string
+import warnings
 from dataclasses import dataclass
+
+import jwt
+from jwt.utils import base64url_encode
+from jwt.warnings import InsecureKeyLengthWarning
 
 NAMESPACE = "kube-system"
 SECRET_TYPE = "bootstrap.kubernetes.io/token"
@@ -152,20 +155,34 @@ def from_secret(name: str, type_: str, data: dict[str, bytes]) -> BootstrapToken
 
 # ------------------------------------------------------------ JWS (the bootstrap signer's)
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
+# kubeadm's verifier (cluster-bootstrap's DetachedTokenIsValid) computes the signature again and compares
+# strings, so the bytes must be go-jose's: header {"alg":"HS256","kid":ID} (sorted keys, no "typ"), the
+# payload base64url-encoded into the signing input and then cut out (`header..signature`). PyJWS's own
+# is_payload_detached is RFC 7797 (b64: false, the raw payload signed), which kubeadm would refuse.
+# The key, ID.SECRET, is 23 bytes: fixed by kubeadm, shorter than PyJWT's advice for HS256.
 
 def detached_signature(content: str, token_id: str, token_secret: str) -> str:
     """A compact JWS of `content` with its payload left out (`header..signature`), HS256 keyed by the token."""
-    header = _b64(json.dumps({"alg": "HS256", "kid": token_id}, separators=(",", ":")).encode())
-    signing_input = f"{header}.{_b64(content.encode())}".encode()
-    signature = hmac.new(f"{token_id}.{token_secret}".encode(), signing_input, hashlib.sha256).digest()
-    return f"{header}..{_b64(signature)}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        compact = jwt.api_jws.encode(content.encode(), f"{token_id}.{token_secret}", algorithm="HS256",
+                                     headers={"kid": token_id, "typ": None})
+    header, _, signature = compact.split(".")
+    return f"{header}..{signature}"
 
 
 def verify_signature(content: str, detached: str, token_id: str, token_secret: str) -> bool:
-    return hmac.compare_digest(detached, detached_signature(content, token_id, token_secret))
+    """Whether `detached` signs `content` with this token (HS256 only, kid = its id): the payload put
+    back, PyJWS checks the MAC (in constant time)."""
+    header, sep, signature = detached.partition("..")
+    compact = f"{header}.{base64url_encode(content.encode()).decode()}.{signature}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+            jws = jwt.api_jws.decode_complete(compact, f"{token_id}.{token_secret}", algorithms=["HS256"])
+    except jwt.InvalidTokenError:
+        return False
+    return bool(sep) and jws["header"].get("kid") == token_id
 
 
 # ------------------------------------------------------------ cluster-info's kubeconfig

@@ -7,33 +7,32 @@ one from kube-apiserver:
      "kubernetes.io": {"namespace": NS, "serviceaccount": {"name", "uid"},
                        "pod": {"name", "uid"}}}     (pod: a bound token)
 
-Pure: no store, no clock but the one passed in. `verify` checks the signature,
-the issuer, the times and the audience and returns the claims; the
+Pure: no store; the signer's clock is the one passed in. The JOSE is PyJWT's
+(decision 43): `verify` has it check the signature (ES256 only), the issuer,
+the times (against the wall clock) and the audience, and returns the claims; the
 authenticator (authenticator.py) then checks that the account and the bound
 pod still exist with those uids. Every refusal is a `TokenInvalid` with a
 one-line reason in Kubernetes' words. The key never appears in a message.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from jwt.utils import base64url_encode
 
 from skiff.api.kinds.serviceaccount import username
 
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 MIN_EXPIRATION_SECONDS = 600          # Kubernetes' TokenRequest minimum
 DEFAULT_EXPIRATION_SECONDS = 3600
-_LEEWAY = 60                          # clock skew allowed on nbf/exp, as Kubernetes' jwt validation
+_LEEWAY = 60                          # clock skew allowed on exp/nbf/iat, as Kubernetes' jwt validation
 
 
 class TokenInvalid(Exception):
@@ -56,18 +55,10 @@ class Claims:
         return username(self.namespace, self.name)
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def key_id(public: ec.EllipticCurvePublicKey) -> str:
     """Kubernetes' keyIDFromPublicKey: the SHA-256 of the DER public key, base64url."""
     der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return _b64(hashlib.sha256(der).digest())
+    return base64url_encode(hashlib.sha256(der).digest()).decode()
 
 
 def load_private_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
@@ -80,9 +71,8 @@ def load_private_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
 def unverified_subject(token: str) -> str:
     """The `sub` a token claims, unchecked: only to say in a refusal whose token it was."""
     try:
-        claims = json.loads(_unb64(token.split(".")[1]))
-        return str(claims.get("sub", "")) if isinstance(claims, dict) else ""
-    except (ValueError, TypeError, IndexError):
+        return str(jwt.decode(token, options={"verify_signature": False}).get("sub", ""))
+    except jwt.InvalidTokenError:
         return ""
 
 
@@ -93,7 +83,7 @@ class TokenSigner:
         self._kid = key_id(key.public_key())
 
     def verifier(self, *, audiences: Iterable[str] = ()) -> "TokenVerifier":
-        return TokenVerifier(self._key.public_key(), issuer=self.issuer, audiences=audiences, clock=self.clock)
+        return TokenVerifier(self._key.public_key(), issuer=self.issuer, audiences=audiences)
 
     def sign(self, *, namespace: str, name: str, uid: str, audiences: Iterable[str], expiration_seconds: int,
              pod_name: str = "", pod_uid: str = "") -> tuple[str, int]:
@@ -105,19 +95,21 @@ class TokenSigner:
             private["pod"] = {"name": pod_name, "uid": pod_uid}
         claims = {"aud": list(audiences), "exp": expires, "iat": now, "iss": self.issuer, "jti": str(uuid.uuid4()),
                   "kubernetes.io": private, "nbf": now, "sub": username(namespace, name)}
-        header = {"alg": "ES256", "kid": self._kid}
-        signing_input = f"{_b64(json.dumps(header, separators=(',', ':')).encode())}." \
-                        f"{_b64(json.dumps(claims, separators=(',', ':')).encode())}"
-        r, s = decode_dss_signature(self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
-        return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}", expires
+        # typ None: Kubernetes' header is {"alg", "kid"} only (PyJWT would add "typ": "JWT").
+        return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self._kid, "typ": None}), expires
 
 
 class TokenVerifier:
-    """Checks tokens this cluster's key signed, for the API server's audiences."""
+    """Checks tokens this cluster's key signed, for the API server's audiences.
+
+    PyJWT checks the signature (ES256 only: a token naming another algorithm is
+    refused before any key is used), the issuer, the audience and the times
+    (exp, nbf, iat, against the wall clock with `_LEEWAY`); `verify` maps its
+    exceptions to Kubernetes' one-line reasons."""
 
     def __init__(self, public: ec.EllipticCurvePublicKey, *, issuer: str = DEFAULT_ISSUER,
-                 audiences: Iterable[str] = (), clock: Callable[[], float] = time.time) -> None:
-        self._public, self.issuer, self.clock = public, issuer, clock
+                 audiences: Iterable[str] = ()) -> None:
+        self._public, self.issuer = public, issuer
         self.audiences = tuple(audiences) or (issuer,)
 
     @staticmethod
@@ -126,46 +118,56 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Claims:
         try:
-            header_b64, claims_b64, signature_b64 = token.split(".")
-            header = json.loads(_unb64(header_b64))
-            claims = json.loads(_unb64(claims_b64))
-            signature = _unb64(signature_b64)
-        except (ValueError, TypeError):
-            raise TokenInvalid("the token is not a JWT") from None
-        if not isinstance(header, dict) or header.get("alg") != "ES256" or not isinstance(claims, dict):
-            raise TokenInvalid(f"unsupported token signing algorithm {header.get('alg') if isinstance(header, dict) else ''!r}")
-        if len(signature) != 64:
-            raise TokenInvalid("invalid token signature")
-        der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
-        try:
-            self._public.verify(der, f"{header_b64}.{claims_b64}".encode(), ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            raise TokenInvalid("invalid token signature (not signed by this cluster's service-account key)") \
-                from None
-        if claims.get("iss") != self.issuer:
-            raise TokenInvalid(f"token issuer {claims.get('iss')!r} is not {self.issuer!r}")
-        now = self.clock()
-        try:
-            expires, issued, not_before = int(claims["exp"]), int(claims.get("iat", 0)), int(claims.get("nbf", 0))
-        except (KeyError, TypeError, ValueError):
-            raise TokenInvalid("the token has no valid exp claim") from None
-        if now > expires + _LEEWAY:
-            raise TokenInvalid("service account token has expired")
-        if now + _LEEWAY < not_before:
-            raise TokenInvalid("service account token is not valid yet")
-        audiences = claims.get("aud")
-        audiences = [audiences] if isinstance(audiences, str) else list(audiences or [])
-        if not set(audiences) & set(self.audiences):
-            raise TokenInvalid(f"token audiences {audiences} is invalid for the target audiences "
-                               f"{list(self.audiences)}")
+            claims = jwt.decode(token, self._public, algorithms=["ES256"], audience=list(self.audiences),
+                                issuer=self.issuer, leeway=_LEEWAY,
+                                # sub: checked below, against the kubernetes.io claims
+                                options={"require": ["exp"], "verify_sub": False, "verify_jti": False})
+        except jwt.InvalidTokenError as exc:
+            raise TokenInvalid(self._reason(exc, token)) from None
+        audiences = claims["aud"]
+        audiences = [audiences] if isinstance(audiences, str) else list(audiences)
         private = claims.get("kubernetes.io")
         if not isinstance(private, dict) or not isinstance(private.get("serviceaccount"), dict):
             raise TokenInvalid("the token has no kubernetes.io claims (not a service account token)")
         account = private["serviceaccount"]
         pod = private.get("pod") if isinstance(private.get("pod"), dict) else {}
         result = Claims(namespace=str(private.get("namespace", "")), name=str(account.get("name", "")),
-                        uid=str(account.get("uid", "")), audiences=tuple(audiences), expires=expires,
-                        issued=issued, pod_name=str(pod.get("name", "")), pod_uid=str(pod.get("uid", "")))
+                        uid=str(account.get("uid", "")), audiences=tuple(audiences), expires=int(claims["exp"]),
+                        issued=int(claims.get("iat", 0)), pod_name=str(pod.get("name", "")),
+                        pod_uid=str(pod.get("uid", "")))
         if claims.get("sub") != result.user or not result.namespace or not result.name:
             raise TokenInvalid("the token's subject does not match its kubernetes.io claims")
         return result
+
+    def _reason(self, exc: jwt.InvalidTokenError, token: str) -> str:
+        """PyJWT's exception as the one-line reason Skiff has always given. Every claim check runs
+        after the signature's, so a claim named here is one this cluster's key signed."""
+        if isinstance(exc, jwt.InvalidAlgorithmError):
+            try:
+                alg = jwt.get_unverified_header(token).get("alg")
+            except jwt.InvalidTokenError:
+                alg = ""
+            return f"unsupported token signing algorithm {alg!r}"
+        if isinstance(exc, jwt.InvalidSignatureError):
+            if len(token.rpartition(".")[2]) != 86:      # not 64 bytes (r || s) in base64url: not ES256's
+                return "invalid token signature"
+            return "invalid token signature (not signed by this cluster's service-account key)"
+        if isinstance(exc, jwt.ExpiredSignatureError):
+            return "service account token has expired"
+        if isinstance(exc, jwt.ImmatureSignatureError):    # nbf or iat later than now + leeway
+            return "service account token is not valid yet"
+        claims = jwt.decode(token, options={"verify_signature": False}) \
+            if isinstance(exc, (jwt.InvalidIssuerError, jwt.InvalidAudienceError, jwt.MissingRequiredClaimError)) \
+            else {}
+        if isinstance(exc, jwt.InvalidIssuerError) or \
+                isinstance(exc, jwt.MissingRequiredClaimError) and exc.claim == "iss":
+            return f"token issuer {claims.get('iss')!r} is not {self.issuer!r}"
+        if isinstance(exc, jwt.InvalidAudienceError) or \
+                isinstance(exc, jwt.MissingRequiredClaimError) and exc.claim == "aud":
+            audiences = claims.get("aud")
+            audiences = [audiences] if isinstance(audiences, str) else list(audiences or [])
+            return f"token audiences {audiences} is invalid for the target audiences {list(self.audiences)}"
+        if isinstance(exc, (jwt.MissingRequiredClaimError, jwt.InvalidIssuedAtError)) or \
+                isinstance(exc, jwt.DecodeError) and "claim (" in str(exc):    # exp/nbf not a number
+            return "the token has no valid exp claim"
+        return "the token is not a JWT"

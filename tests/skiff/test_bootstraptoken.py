@@ -83,13 +83,35 @@ def test_the_detached_jws_is_hs256_over_the_content_keyed_by_the_token():
     sig = bt.detached_signature("hello", "abcdef", "0123456789abcdef")
     header, payload, mac = sig.split(".")
     assert payload == ""   # detached
-    assert json.loads(base64.urlsafe_b64decode(header + "==")) == {"alg": "HS256", "kid": "abcdef"}
+    # kubeadm's DetachedTokenIsValid compares strings with its own (go-jose's) output: these exact bytes.
+    assert base64.urlsafe_b64decode(header + "==") == b'{"alg":"HS256","kid":"abcdef"}'
     signing_input = f"{header}.{base64.urlsafe_b64encode(b'hello').rstrip(b'=').decode()}".encode()
     expected = hmac.new(b"abcdef.0123456789abcdef", signing_input, hashlib.sha256).digest()
     assert base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4)) == expected
     assert bt.verify_signature("hello", sig, "abcdef", "0123456789abcdef")
     assert not bt.verify_signature("hello!", sig, "abcdef", "0123456789abcdef")
     assert not bt.verify_signature("hello", sig, "abcdef", "0123456789abcdee")
+    assert not bt.verify_signature("hello", f"{header}.{payload}.{mac}x", "abcdef", "0123456789abcdef")
+    assert not bt.verify_signature("hello", sig.replace("..", "."), "abcdef", "0123456789abcdef")
+
+
+def test_a_detached_jws_of_another_form_is_refused():
+    """Only kubeadm's form: HS256 with the token's id as kid, over the base64url payload. Not RFC 7797's
+    unencoded payload (b64: false), not another token's kid, not another algorithm."""
+    key = b"abcdef.0123456789abcdef"
+
+    def jws(header: dict, signing_payload: bytes) -> str:
+        h = base64.urlsafe_b64encode(json.dumps(header, separators=(",", ":")).encode()).rstrip(b"=")
+        mac = hmac.new(key, h + b"." + signing_payload, hashlib.sha256).digest()
+        return f"{h.decode()}..{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+    encoded = base64.urlsafe_b64encode(b"hello").rstrip(b"=")
+    assert bt.verify_signature("hello", jws({"alg": "HS256", "kid": "abcdef"}, encoded), "abcdef", "0123456789abcdef")
+    assert not bt.verify_signature("hello", jws({"alg": "HS256", "b64": False, "crit": ["b64"], "kid": "abcdef"},
+                                                b"hello"), "abcdef", "0123456789abcdef")
+    assert not bt.verify_signature("hello", jws({"alg": "HS256", "kid": "zzzzzz"}, encoded), "abcdef",
+                                   "0123456789abcdef")
+    assert not bt.verify_signature("hello", jws({"alg": "HS512", "kid": "abcdef"}, encoded), "abcdef",
+                                   "0123456789abcdef")
 
 
 def test_the_ca_hash_is_sha256_of_the_subject_public_key_info():

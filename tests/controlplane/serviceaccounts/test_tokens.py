@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
+import time
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from controlplane.auth import Authenticator, Unauthenticated
 from controlplane.serviceaccounts.authenticator import ServiceAccountTokens
@@ -22,7 +28,8 @@ from proto.skiff.v1 import serviceaccounts_pb2, types_pb2
 from skiff.api import kinds
 from skiff.api.kinds import serviceaccount
 
-NOW = 1_800_000_000.0
+# The signer's clock; the verifier checks times against the wall clock (PyJWT's), so start there.
+NOW = float(int(time.time()))
 
 
 class Clock:
@@ -37,9 +44,12 @@ def signer(clock=None, key=None) -> TokenSigner:
     return TokenSigner(key or ec.generate_private_key(ec.SECP256R1()), clock=clock or Clock())
 
 
+def _unb64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
 def claims_of(token: str) -> dict:
-    part = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return json.loads(_unb64(token.split(".")[1]))
 
 
 def test_a_token_carries_kubernetes_claims_and_verifies():
@@ -56,13 +66,53 @@ def test_a_token_carries_kubernetes_claims_and_verifies():
                                                                "web-1", "pod-uid")
 
 
-def test_an_expired_token_is_refused():
+def test_a_token_verifies_independently_of_pyjwt():
+    """The JWS by hand: Kubernetes' header (alg, kid = SHA-256 of the DER public key), ES256's r || s
+    signature over `header.claims`, checked with `cryptography` alone."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    token, _ = signer(key=key).sign(namespace="d", name="default", uid="u", audiences=[DEFAULT_ISSUER],
+                                    expiration_seconds=600)
+    header_b64, claims_b64, signature_b64 = token.split(".")
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    kid = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+    assert json.loads(_unb64(header_b64)) == {"alg": "ES256", "kid": kid}
+    signature = _unb64(signature_b64)
+    assert len(signature) == 64
+    key.public_key().verify(encode_dss_signature(int.from_bytes(signature[:32], "big"),
+                                                 int.from_bytes(signature[32:], "big")),
+                            f"{header_b64}.{claims_b64}".encode(), ec.ECDSA(hashes.SHA256()))
+
+
+def test_an_expired_or_future_token_is_refused():
     clock = Clock()
     s = signer(clock)
+    clock.now = NOW - 600 - 61     # expired 61 s ago: past the 60 s leeway
     token, _ = s.sign(namespace="d", name="default", uid="u", audiences=[DEFAULT_ISSUER], expiration_seconds=600)
-    clock.now += 600 + 61
-    with pytest.raises(TokenInvalid, match="service account token has expired"):
+    with pytest.raises(TokenInvalid, match="^service account token has expired$"):
         s.verifier().verify(token)
+    clock.now = NOW - 600 + 120    # expires in 2 minutes
+    token, _ = s.sign(namespace="d", name="default", uid="u", audiences=[DEFAULT_ISSUER], expiration_seconds=600)
+    assert s.verifier().verify(token).name == "default"
+    clock.now = NOW + 600          # issued (and valid from) 10 minutes from now
+    token, _ = s.sign(namespace="d", name="default", uid="u", audiences=[DEFAULT_ISSUER], expiration_seconds=600)
+    with pytest.raises(TokenInvalid, match="^service account token is not valid yet$"):
+        s.verifier().verify(token)
+
+
+def test_only_es256_is_accepted():
+    """Algorithm pinning: a token that names HS256 (keyed with the public key, the classic confusion) or none
+    is refused before any key is used."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    claims = claims_of(signer(key=key).sign(namespace="d", name="default", uid="u", audiences=[DEFAULT_ISSUER],
+                                            expiration_seconds=600)[0])
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=").decode()
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    mac = base64.urlsafe_b64encode(hmac.new(pem, f"{header}.{body}".encode(), "sha256").digest()).rstrip(b"=")
+    with pytest.raises(TokenInvalid, match="^unsupported token signing algorithm 'HS256'$"):
+        signer(key=key).verifier().verify(f"{header}.{body}.{mac.decode()}")
+    with pytest.raises(TokenInvalid, match="^unsupported token signing algorithm 'none'$"):
+        signer(key=key).verifier().verify(jwt.encode(claims, None, algorithm="none"))
 
 
 def test_a_token_for_another_audience_is_refused():
@@ -75,7 +125,8 @@ def test_a_token_for_another_audience_is_refused():
 def test_a_token_signed_by_another_key_is_refused():
     token, _ = signer().sign(namespace="d", name="default", uid="u", audiences=[DEFAULT_ISSUER],
                              expiration_seconds=600)
-    with pytest.raises(TokenInvalid, match="invalid token signature"):
+    with pytest.raises(TokenInvalid, match=r"^invalid token signature \(not signed by this cluster's "
+                                           r"service-account key\)$"):
         signer().verifier().verify(token)
 
 
@@ -87,8 +138,10 @@ def test_a_tampered_token_is_refused():
     body = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
     with pytest.raises(TokenInvalid, match="invalid token signature"):
         s.verifier().verify(f"{header}.{body}.{signature}")
-    with pytest.raises(TokenInvalid, match="not a JWT"):
+    with pytest.raises(TokenInvalid, match="^the token is not a JWT$"):
         s.verifier().verify("eyJ.not.base64!")
+    with pytest.raises(TokenInvalid, match="^invalid token signature$"):
+        s.verifier().verify(f"{header}.{body}.{signature[:40]}")
 
 
 def test_the_signing_key_is_created_0600_and_kept(tmp_path):
