@@ -294,6 +294,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     api = ApiServer(store=store, metrics=metrics, listen=config.listen, admission=admission,
                     tls=security.serving, guard=security.guard, agent_credentials=security.client,
                     watch_cache_size=config.watch_cache_size)
+    for authorizer in security.informed:   # the server's own caches of pods and RBAC (decision 44)
+        authorizer.informers = api.service.registry.informers
     # Services' cluster IPs and node ports, allocated by the registry (controlplane/services/).
     allocations = ServiceAllocations(store=store, cluster_ip_range=config.service_cluster_ip_range,
                                      node_port_range=config.service_node_port_range)
@@ -310,7 +312,7 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
         # Pods run as a ServiceAccount that exists, with its token mounted (controlplane/serviceaccounts/admission.py).
         from controlplane.serviceaccounts.admission import ServiceAccountAdmission
         api.service.registry.admission_plugins.setdefault("Pod", []).append(
-            ServiceAccountAdmission(store=api.service.registry.store))
+            ServiceAccountAdmission(store=api.service.registry.store, informers=api.service.registry.informers))
         if rest is not None:
             rest.tokens = security.tokens
     if rest is not None:
@@ -455,6 +457,7 @@ class _Security:
     guard: "Guard | None" = None
     rest_ssl: "ssl.SSLContext | None" = None
     tokens: "TokenIssuer | None" = None       # ServiceAccount tokens (controlplane/serviceaccounts/)
+    informed: tuple = ()   # the authorizers reading informers: given the API server's once it is made
 
 
 def _security(config: Config, store) -> _Security:
@@ -478,13 +481,14 @@ def _security(config: Config, store) -> _Security:
     rest_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=config.client_ca_file)
     rest_ssl.load_cert_chain(config.tls_cert_file, config.tls_private_key_file)
     rest_ssl.verify_mode = ssl.CERT_OPTIONAL   # a certificate is checked when given; else a bearer token
-    authorizer = Authorizer([masters, NodeAuthorizer(store).decide, RbacAuthorizer(store).decide])
+    informed = (NodeAuthorizer(store), RbacAuthorizer(store))
+    authorizer = Authorizer([masters, *(a.decide for a in informed)])
     from controlplane import joining
     joining.add_authentication(authenticator, store)   # bootstrap tokens (decision 36)
     tokens = _service_account_tokens(config, store, authenticator)
     return _Security(serving=serving, client=client, guard=Guard(authenticator, authorizer, joining.admission(store)),
                      rest_ssl=rest_ssl,
-                     tokens=tokens)
+                     tokens=tokens, informed=informed)
 
 
 def _service_account_tokens(config: Config, store, authenticator) -> "TokenIssuer":

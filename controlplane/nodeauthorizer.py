@@ -58,15 +58,25 @@ def node_name(identity: Identity) -> str | None:
 
 
 class NodeAuthorizer:
-    """`store`: the pod cache is a loopback informer of its own over it; or `informers` to share one."""
+    """`informers`: the API server's own (`registry.informers`; the control plane sets them after
+    making the server, decision 44); without them, a loopback informer of its own over `store`,
+    made on first use (tests)."""
 
     def __init__(self, store, *, informers=None) -> None:
         self.store = store
-        if informers is None:
+        self._informers = informers
+
+    @property
+    def informers(self):
+        if self._informers is None:
             from controlplane.api.informers import LoopbackInformers
             from controlplane.api.registry import Registry
-            informers = LoopbackInformers(Registry(store=store))
-        self.informers = informers
+            self._informers = LoopbackInformers(Registry(store=self.store))
+        return self._informers
+
+    @informers.setter
+    def informers(self, informers) -> None:
+        self._informers = informers
 
     async def decide(self, identity: Identity, a: Attributes) -> bool | None:
         node = node_name(identity)

@@ -65,12 +65,23 @@ def rule_allows(rule: Message, a: Attributes) -> bool:
 
 
 class RbacAuthorizer:
-    """`store`: the caches are informers of their own over it; or `informers` to share a registry's."""
+    """`informers`: the API server's own (`registry.informers`; the control plane sets them after
+    making the server, decision 44); without them, informers of its own over `store`, made on
+    first use (tests)."""
 
     def __init__(self, store: Any = None, *, informers: LoopbackInformers | None = None) -> None:
-        if informers is None:
-            informers = LoopbackInformers(Registry(store=store))
-        self.informers = informers
+        self.store = store
+        self._informers = informers
+
+    @property
+    def informers(self) -> LoopbackInformers:
+        if self._informers is None:
+            self._informers = LoopbackInformers(Registry(store=self.store))
+        return self._informers
+
+    @informers.setter
+    def informers(self, informers: LoopbackInformers) -> None:
+        self._informers = informers
 
     async def decide(self, identity: Identity, a: Attributes) -> bool | None:
         """True when a bound role allows the request; None (no opinion: refused) otherwise."""

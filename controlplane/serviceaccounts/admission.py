@@ -27,6 +27,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from controlplane.api.errors import Forbidden
+from controlplane.api.informers import NotReady
 from controlplane.store.interface import NotFound
 from proto.skiff.v1 import types_pb2
 from skiff.api.kinds import serviceaccount
@@ -62,8 +63,13 @@ def _api_access_name(spec: Message) -> str:
 
 
 class ServiceAccountAdmission:
-    def __init__(self, *, store: Any, default_wait: tuple[float, ...] = _DEFAULT_WAIT) -> None:
-        self.store, self.default_wait = store, default_wait
+    """`informers`: the API server's (`registry.informers`): the account is read from its cached
+    lister, and from `store` only when the cache lacks it (an account created an instant ago, the
+    cache one watch event behind; or the cache not listed yet). Without them, always the store."""
+
+    def __init__(self, *, store: Any, informers: Any = None,
+                 default_wait: tuple[float, ...] = _DEFAULT_WAIT) -> None:
+        self.store, self.informers, self.default_wait = store, informers, default_wait
 
     async def admit(self, old: Message | None, new: Message) -> None:
         spec = new.spec
@@ -87,6 +93,9 @@ class ServiceAccountAdmission:
 
     async def _account(self, pod: Message, name: str) -> Message:
         namespace = pod.metadata.namespace or "default"
+        cached = await self._cached(namespace, name)
+        if cached is not None:
+            return cached
         waits = self.default_wait if name == serviceaccount.DEFAULT_NAME else ()
         for wait in (*waits, None):
             try:
@@ -97,6 +106,14 @@ class ServiceAccountAdmission:
                 await asyncio.sleep(wait)
         raise Forbidden(f'pods "{pod.metadata.name}" is forbidden: error looking up service account '
                         f'{namespace}/{name}: serviceaccount "{name}" not found')
+
+    async def _cached(self, namespace: str, name: str) -> Message | None:
+        if self.informers is None:
+            return None
+        try:
+            return (await self.informers.lister(serviceaccount.KIND.name)).get_named(namespace, name)
+        except NotReady:
+            return None
 
     @staticmethod
     def _keep(new: Message, old: Message) -> None:

@@ -15,10 +15,23 @@ from proto.skiff.v1 import types_pb2
 from skiff.api.kinds import serviceaccount
 
 
-def _registry() -> Registry:
-    registry = Registry(store=MemoryStore())
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts its reads of ServiceAccounts by name."""
+
+    account_gets = 0
+
+    async def get(self, kind, *args, **kwargs):
+        if kind.name == "ServiceAccount":
+            self.account_gets += 1
+        return await super().get(kind, *args, **kwargs)
+
+
+def _registry(store: MemoryStore | None = None, informers=None) -> Registry:
+    """A registry with the plug-in wired as the control plane does (the registry's own informers)."""
+    registry = Registry(store=store or MemoryStore())
     registry.admission_plugins.setdefault("Pod", []).append(
-        ServiceAccountAdmission(store=registry.store, default_wait=(0.01,)))
+        ServiceAccountAdmission(store=registry.store, informers=informers or registry.informers,
+                                default_wait=(0.01,)))
     return registry
 
 
@@ -84,3 +97,39 @@ def test_automount_false_on_the_account_or_the_pod():
         pod = await r.create(_pod("c", service_account_name="quiet", automount_service_account_token=True))
         assert [v.name[:16] for v in pod.spec.volumes] == ["kube-api-access-"]
     asyncio.run(go())
+
+
+def test_the_account_is_read_from_the_servers_cache_not_the_store_per_pod():
+    async def go():
+        store = CountingStore()
+        r = _registry(store)
+        try:
+            await _with_accounts(r, serviceaccount.new("default"), serviceaccount.new("default", "robot"))
+            await r.create(_pod("first", service_account_name="robot"))   # the cache's first list
+            store.account_gets = 0
+            for i in range(5):
+                pod = await r.create(_pod(f"p{i}", service_account_name="robot"))
+                assert pod.spec.volumes[0].name.startswith("kube-api-access-")
+            assert store.account_gets == 0
+        finally:
+            await r.close()
+    asyncio.run(asyncio.wait_for(go(), 30))
+
+
+def test_an_account_the_cache_has_not_seen_is_read_from_the_store():
+    from controlplane.api.informers import LoopbackInformers
+
+    async def go():
+        store = CountingStore()
+        stale = LoopbackInformers(Registry(store=MemoryStore()))   # a cache that never sees an account
+        r = _registry(store, informers=stale)
+        try:
+            await _with_accounts(r, serviceaccount.new("default", "robot"))
+            pod = await r.create(_pod(service_account_name="robot"))
+            assert pod.spec.service_account_name == "robot" and store.account_gets == 1
+            with pytest.raises(Forbidden, match='serviceaccount "ghost" not found'):
+                await r.create(_pod("other", service_account_name="ghost"))
+        finally:
+            await stale.stop()
+            await r.close()
+    asyncio.run(asyncio.wait_for(go(), 30))
