@@ -217,7 +217,9 @@ def test_a_machine_joins_with_the_printed_line_and_rotates_its_certificate(priva
     def ready():
         nodes = json.loads(skiff("get", "nodes", "-o", "json").stdout or "{}").get("items", [])
         return any(n["metadata"]["name"] == fresh.name and any(
-            x["type"] == "Ready" and x["status"] == "True" for x in n["status"]["conditions"]) for n in nodes)
+            x["type"] == "Ready" and x["status"] == "True"
+            # A Node is created before its first status: no conditions yet (omitted from the JSON).
+            for x in n.get("status", {}).get("conditions", [])) for n in nodes)
     wait_for(f"{fresh.name} Ready", ready)
     (c.base / "pod.yaml").write_text(POD.format(name="on-joined", node=fresh.name))
     assert skiff("apply", "-f", str(c.base / "pod.yaml")).returncode == 0
