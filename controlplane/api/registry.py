@@ -24,6 +24,7 @@ gRPC codes, FakeApiClient to the client's exceptions.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
 
@@ -310,25 +311,33 @@ class Registry:
             for obj in items:
                 if matches(obj):
                     yield Delivery("ADDED", obj, obj.metadata.resource_version, {})
-        options = {"bookmarks": True} if bookmarks and hasattr(self.store, "list_page") else {}
-        async for event in self.store.watch(kind, namespace, after_revision=revision, **options):
-            if event.type == "BOOKMARK":
-                yield Delivery("BOOKMARK", None, str(event.revision), {})
-                continue
-            now, before = matches(event.obj), matches(event.prev)
-            if event.type == "DELETED":
-                seen_as = "DELETED" if now else None
-            elif now and (before or event.type == "MODIFIED" and event.prev is None):
-                seen_as = "MODIFIED"
-            elif now:
-                seen_as = "ADDED"
-            elif before:  # left the selector: to this watcher it is gone
-                seen_as = "DELETED"
-            else:
-                seen_as = None
-            if seen_as is not None:
-                shared = getattr(event, "encoded", None)   # the watch cache's event: one per event
-                yield Delivery(seen_as, event.obj, str(event.revision), {} if shared is None else shared)
+        options: dict = {}
+        if hasattr(self.store, "list_page"):   # the watch cache
+            options["fields"] = {r.field: r.value for r in fields.requirements if r.op == "="}
+            if bookmarks:
+                options["bookmarks"] = True
+        # Closed with this generator, not when the collector gets to it: the watch cache's
+        # watcher (and its share of every event) goes as the client does.
+        async with contextlib.aclosing(self.store.watch(kind, namespace, after_revision=revision,
+                                                        **options)) as events:
+            async for event in events:
+                if event.type == "BOOKMARK":
+                    yield Delivery("BOOKMARK", None, str(event.revision), {})
+                    continue
+                now, before = matches(event.obj), matches(event.prev)
+                if event.type == "DELETED":
+                    seen_as = "DELETED" if now else None
+                elif now and (before or event.type == "MODIFIED" and event.prev is None):
+                    seen_as = "MODIFIED"
+                elif now:
+                    seen_as = "ADDED"
+                elif before:  # left the selector: to this watcher it is gone
+                    seen_as = "DELETED"
+                else:
+                    seen_as = None
+                if seen_as is not None:
+                    shared = getattr(event, "encoded", None)   # the watch cache's event: one per event
+                    yield Delivery(seen_as, event.obj, str(event.revision), {} if shared is None else shared)
 
     # ------------------------------------------------------------ namespaces
 

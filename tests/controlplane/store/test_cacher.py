@@ -234,6 +234,46 @@ def test_an_event_is_encoded_once_for_every_watcher(etcd, etcd_prefix):
     run(etcd, etcd_prefix, body)
 
 
+def test_a_node_s_pod_watch_is_offered_only_its_node_s_pods(etcd, etcd_prefix):
+    """Pods' watchers are indexed by spec.nodeName (Kubernetes' trigger): an agent's watch of
+    its node's pods is not woken by every other node's pod, yet sees its own pods come (bound)
+    and go, replayed or live, as an unindexed watch does."""
+    async def body(cacher, store):
+        registry = Registry(store=cacher)
+        _, start = await cacher.list(POD)
+        by_node = {n: registry.watch(POD, field_selector=f"spec.nodeName={n}", resource_version=str(start))
+                   for n in ("n1", "n2")}
+        raw = cacher.watch(POD, after_revision=start, fields={"spec.nodeName": "n2"})   # no selector applied
+        everything = registry.watch(POD, resource_version=str(start))
+        await store.create(pod("p1"))
+        p1 = await store.get(POD, "default", "p1")
+        p1.spec.node_name = "n1"                                   # bound
+        await store.update(p1)
+        p2 = pod("p2")
+        p2.spec.node_name = "n2"
+        await store.create(p2)
+        await store.delete(POD, "default", "p1")
+
+        async def seen(stream, n):
+            events = [await asyncio.wait_for(anext(stream), 10) for _ in range(n)]
+            return [(e.type, e.obj.metadata.name) if hasattr(e, "key") else (e[0], e[1].metadata.name)
+                    for e in events]   # a CachedEvent, or the registry's Delivery
+        assert await seen(by_node["n1"], 2) == [("ADDED", "p1"), ("DELETED", "p1")]
+        assert await seen(by_node["n2"], 1) == [("ADDED", "p2")]
+        assert await seen(everything, 4) == [("ADDED", "p1"), ("MODIFIED", "p1"), ("ADDED", "p2"),
+                                             ("DELETED", "p1")]
+        assert await seen(raw, 1) == [("ADDED", "p2")]            # p1's three events never reached it
+        cache = cacher._caches["pods"]
+        assert set(cache.triggered) == {"n1", "n2"}
+        # From the start again: the ring's replay is indexed the same way.
+        late = registry.watch(POD, field_selector="spec.nodeName=n1", resource_version=str(start))
+        assert await seen(late, 2) == [("ADDED", "p1"), ("DELETED", "p1")]
+        for stream in (*by_node.values(), raw, everything, late):
+            await stream.aclose()
+        assert not cache.watchers and not cache.triggered and not cache.untriggered
+    run(etcd, etcd_prefix, body)
+
+
 async def rest(cacher, body) -> None:
     registry = Registry(store=cacher)
     await registry.bootstrap()
