@@ -70,6 +70,44 @@ def test_a_terminating_namespace_takes_no_new_objects_but_keeps_its_own():
     run(body)
 
 
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts the gets of each kind (what admission reads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: dict[str, int] = {}
+
+    async def get(self, kind, namespace, name):
+        self.gets[kind.name] = self.gets.get(kind.name, 0) + 1
+        return await super().get(kind, namespace, name)
+
+
+def test_namespace_admission_reads_the_cache_and_the_store_where_the_cache_may_be_behind():
+    """As Kubernetes' NamespaceLifecycle: a create in a namespace the cache holds reads no
+    namespace from the store; one the cache lacks (just made), shows terminating (a new one of
+    the name may be there), or this server began deleting is read from the store."""
+    async def main():
+        store = CountingStore()
+        r = Registry(store=store)
+        await r.bootstrap()
+        try:
+            await r.create(configmap("first"))              # starts the cache
+            before = store.gets.get("Namespace", 0)
+            for i in range(20):
+                await r.create(configmap(f"c{i}"))
+            from_cache = store.gets.get("Namespace", 0) - before
+            await r.create(namespace("dev"))
+            await r.create(configmap("new", "dev"))          # not in the cache yet: from the store
+            await r.delete(NS, "", "dev")
+            with pytest.raises(Forbidden, match="because it is being terminated$"):
+                await r.create(configmap("late", "dev"))     # at once, whatever the cache shows
+            return from_cache, (await r.get(CM, "dev", "new")).metadata.name
+        finally:
+            await r.close()
+    from_cache, made = asyncio.run(main())
+    assert (from_cache, made) == (0, "new")
+
+
 def test_finalizers_hold_a_deleted_object_until_an_update_removes_the_last():
     async def body(r: Registry):
         cm = configmap("c")
