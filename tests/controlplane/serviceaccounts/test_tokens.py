@@ -28,13 +28,13 @@ from proto.skiff.v1 import serviceaccounts_pb2, types_pb2
 from skiff.api import kinds
 from skiff.api.kinds import serviceaccount
 
-# The signer's clock; the verifier checks times against the wall clock (PyJWT's), so start there.
-NOW = float(int(time.time()))
-
-
 class Clock:
+    """The signer's clock. The verifier checks times against the wall clock (PyJWT's), so it
+    starts there — when the test makes it, not when the module is imported (in the whole
+    suite that is minutes earlier, and a token "valid for 2 more minutes" had expired)."""
+
     def __init__(self) -> None:
-        self.now = NOW
+        self.now = self.start = float(int(time.time()))
 
     def __call__(self) -> float:
         return self.now
@@ -53,12 +53,13 @@ def claims_of(token: str) -> dict:
 
 
 def test_a_token_carries_kubernetes_claims_and_verifies():
-    s = signer()
+    clock = Clock()
+    s = signer(clock)
     token, expires = s.sign(namespace="shop", name="web", uid="sa-uid", audiences=["api"], expiration_seconds=3600,
                             pod_name="web-1", pod_uid="pod-uid")
     c = claims_of(token)
     assert c["iss"] == DEFAULT_ISSUER and c["sub"] == "system:serviceaccount:shop:web" and c["aud"] == ["api"]
-    assert c["exp"] == expires == int(NOW) + 3600 and c["iat"] == c["nbf"] == int(NOW)
+    assert c["exp"] == expires == int(clock.start) + 3600 and c["iat"] == c["nbf"] == int(clock.start)
     assert c["kubernetes.io"] == {"namespace": "shop", "serviceaccount": {"name": "web", "uid": "sa-uid"},
                                   "pod": {"name": "web-1", "uid": "pod-uid"}}
     got = s.verifier(audiences=["api"]).verify(token)
@@ -86,14 +87,14 @@ def test_a_token_verifies_independently_of_pyjwt():
 def test_an_expired_or_future_token_is_refused():
     clock = Clock()
     s = signer(clock)
-    clock.now = NOW - 600 - 61     # expired 61 s ago: past the 60 s leeway
+    clock.now = clock.start - 600 - 61     # expired 61 s ago: past the 60 s leeway
     token, _ = s.sign(namespace="d", name="default", uid="u", audiences=[DEFAULT_ISSUER], expiration_seconds=600)
     with pytest.raises(TokenInvalid, match="^service account token has expired$"):
         s.verifier().verify(token)
-    clock.now = NOW - 600 + 120    # expires in 2 minutes
+    clock.now = clock.start - 600 + 120    # expires in 2 minutes
     token, _ = s.sign(namespace="d", name="default", uid="u", audiences=[DEFAULT_ISSUER], expiration_seconds=600)
     assert s.verifier().verify(token).name == "default"
-    clock.now = NOW + 600          # issued (and valid from) 10 minutes from now
+    clock.now = clock.start + 600          # issued (and valid from) 10 minutes from now
     token, _ = s.sign(namespace="d", name="default", uid="u", audiences=[DEFAULT_ISSUER], expiration_seconds=600)
     with pytest.raises(TokenInvalid, match="^service account token is not valid yet$"):
         s.verifier().verify(token)
