@@ -92,6 +92,20 @@ def unused_port() -> int:
 @pytest.fixture(scope="session")
 def etcd():
     """A real etcd on free loopback ports; yields its client endpoint "127.0.0.1:PORT"."""
+    with _running_etcd() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def private_etcd():
+    """An etcd of this test's own (a test that reads etcd-wide figures, such as its watcher count,
+    which other tests' watches on the shared one would move)."""
+    with _running_etcd() as endpoint:
+        yield endpoint
+
+
+@contextlib.contextmanager
+def _running_etcd():
     if not os.path.exists(ETCD):
         pytest.skip(f"{ETCD} is not installed (Debian package etcd-server)")
     workdir = Path(tempfile.mkdtemp(prefix="skiff-test-etcd-"))

@@ -1,8 +1,8 @@
 """The authorizers read the API server's own informers (decision 44): on a secure control
 plane, a node's and a user's requests (the node authorizer's pod cache, RBAC's four caches)
 open no etcd watch beyond the watch cache's one per kind. Observed as an operator would: etcd's
-own gauge of watchers (etcd_debugging_mvcc_watcher_total on its /metrics) on the session's
-etcd, counted from what it was before this test's control plane started."""
+own gauge of watchers (etcd_debugging_mvcc_watcher_total on its /metrics) on an
+etcd of its own, counted from what it was before this test's control plane started."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +14,13 @@ import pytest
 from skiff.api import kinds
 from skiff.client import ApiClient, ApiError
 from proto.skiff.v1 import rbac_pb2
+
+
+@pytest.fixture
+def etcd(private_etcd):
+    """This test's own etcd (controlplane_factory takes it too): the watcher count is etcd-wide,
+    and on the shared etcd a watch an earlier test left closing moved it mid-test (CI: 25 for 26)."""
+    return private_etcd
 
 
 def _etcd_watchers(etcd: str) -> int:
