@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 
 from skiff.api import meta
-from skiff.client import ApiClient
+from skiff.client import ApiClient, Conflict
 from tests.controlplane.rest.test_kubectl import DEPLOYMENT, ok
 
 pytestmark = [pytest.mark.etcd, pytest.mark.slow]
@@ -46,14 +46,22 @@ def rows(text: str) -> list[list[str]]:
 
 
 def run_pod_as_kubelet(connect: Callable[[], ApiClient], name: str, ip: str) -> None:
-    """What an agent would write: the pod Running and Ready with an IP."""
+    """What an agent would write: the pod Running and Ready with an IP. Read, change,
+    write, and again on Conflict: the scheduler binds the pod just after it is created,
+    so the version first read may already be gone, as an agent's would be."""
     async def body():
         async with connect() as c:
-            pod = await c.get("Pod", name)
-            pod.status.phase = "Running"
-            pod.status.pod_ip = ip
-            meta.set_condition(pod.status.conditions, type_="Ready", status="True")
-            await c.update_status(pod)
+            for attempt in range(5):
+                pod = await c.get("Pod", name)
+                pod.status.phase = "Running"
+                pod.status.pod_ip = ip
+                meta.set_condition(pod.status.conditions, type_="Ready", status="True")
+                try:
+                    await c.update_status(pod)
+                    return
+                except Conflict:
+                    if attempt == 4:
+                        raise
     asyncio.run(body())
 
 
