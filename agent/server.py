@@ -285,6 +285,7 @@ class AgentService(api_pb2_grpc.AgentServicer):
                     yield None
                     return
 
+        yield api_pb2.PortForwardOutput(connected=True)   # the sender may now send data
         async for data in portforward.pump(reader, writer, inputs()):
             yield api_pb2.PortForwardOutput(data=data)
 

@@ -19,6 +19,7 @@ gRPC status codes come back as exceptions, so callers write
 """
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Callable
 
@@ -450,23 +451,28 @@ class ApiClient:
         """One TCP connection to `port` inside a pod's network namespace: sends
         `data` (its end is the connection's EOF) and yields what comes back."""
 
+        connected = asyncio.Event()
+
         async def requests() -> AsyncIterator[api_pb2.PortForwardInput]:
             yield api_pb2.PortForwardInput(start=api_pb2.PortForwardStart(namespace=namespace, name=name,
                                                                           port=port))
+            # Data only once the agent has reached the port: a refusal then arrives as
+            # its status, with no write of ours in flight to lose it (grpc/grpc#36066).
+            await connected.wait()
             async for chunk in data:
                 yield api_pb2.PortForwardInput(data=chunk)
             yield api_pb2.PortForwardInput(close_write=True)
 
         call = self.stub.PortForward(requests())
-        connected = False
         try:
             async for out in call:
-                connected = True
-                yield out.data
+                connected.set()
+                if out.data:
+                    yield out.data
         except grpc.aio.AioRpcError as exc:
             # The pod's end closed the connection as ours was still sending: the connection is
             # over and every byte of it arrived; only the server's final status was lost.
-            if not (connected and _lost_status(exc)):
+            if not (connected.is_set() and _lost_status(exc)):
                 raise self._error(exc) from None
         finally:
             call.cancel()

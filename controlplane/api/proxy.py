@@ -107,8 +107,19 @@ class AgentProxy:
         if first is None or first.WhichOneof("input") != "start":
             raise RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, "the first PortForward message must be `start`",
                            field_path="start")
-        async with aclosing(self._stream_to_agent("PortForward", first, requests)) as outputs:
+        # Nothing past `start` goes to the agent before it has connected (its `connected`
+        # output): a refused port then ends the stream with the agent's status, not with
+        # a write that raced it (grpc/grpc#36066: "Internal error from Core").
+        connected = asyncio.Event()
+
+        async def after_connect() -> AsyncIterator[api_pb2.PortForwardInput]:
+            await connected.wait()
+            async for message in requests:
+                yield message
+
+        async with aclosing(self._stream_to_agent("PortForward", first, after_connect())) as outputs:
             async for out in outputs:
+                connected.set()
                 yield out
 
     @staticmethod

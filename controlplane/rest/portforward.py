@@ -86,7 +86,8 @@ async def portforward_ws(request: web.Request, t: Target, *, proxy: AgentProxy) 
 
         try:
             async for out in proxy.port_forward(inputs()):
-                await send(2 * index, out.data)
+                if out.data:
+                    await send(2 * index, out.data)
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as exc:  # noqa: BLE001 - the client hears it on the port's error channel

@@ -322,7 +322,10 @@ def test_port_forward_carries_a_connection_both_ways(tmp_path):
                     yield api_pb2.PortForwardInput(close_write=True)
                 return stub.PortForward(requests())
 
-            assert b"".join([o.data async for o in forward("web", app_port, b"abc", b"def\n")]) == b"ABCDEF\n"
+            outputs = [o async for o in forward("web", app_port, b"abc", b"def\n")]
+            # First the agent says it reached the port (senders wait for it), then the answer.
+            assert outputs[0] == api_pb2.PortForwardOutput(connected=True)
+            assert b"".join(o.data for o in outputs[1:]) == b"ABCDEF\n"
             assert sockets.netns == [w.workers.lookup("default", "web").sandbox.netns_path]
 
             app.close()

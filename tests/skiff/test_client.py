@@ -124,6 +124,7 @@ def test_a_stream_the_server_ended_during_a_write_is_over_not_an_error(unused_po
     async def body():
         async with ApiClient(f"127.0.0.1:{unused_port}") as c:
             c._stub = _stub(PortForward=lambda requests: _EndedCall(requests, [
+                api_pb2.PortForwardOutput(connected=True),
                 api_pb2.PortForwardOutput(data=b"HTTP/1.0 200 OK\r\n\r\nweb\n")]))
             forwarded = [chunk async for chunk in c.port_forward("web", 8080, data=data())]
             c._stub = _stub(Exec=lambda requests: _EndedCall(requests, [
@@ -135,7 +136,8 @@ def test_a_stream_the_server_ended_during_a_write_is_over_not_an_error(unused_po
                 [chunk async for chunk in c.port_forward("web", 8080, data=data())]
             # And another INTERNAL is not mistaken for it.
             c._stub = _stub(PortForward=lambda requests: _EndedCall(requests, [
-                api_pb2.PortForwardOutput(data=b"x")], details="agent crashed"))
+                api_pb2.PortForwardOutput(connected=True), api_pb2.PortForwardOutput(data=b"x")],
+                details="agent crashed"))
             with pytest.raises(ApiError) as crashed:
                 [chunk async for chunk in c.port_forward("web", 8080, data=data())]
             return forwarded, executed, refused.value.message, crashed.value.message
@@ -144,3 +146,48 @@ def test_a_stream_the_server_ended_during_a_write_is_over_not_an_error(unused_po
     assert executed == [("stdout", b"x"), ("exit_code", 0)]
     assert refused == "Internal error from Core"
     assert crashed == "agent crashed"
+
+
+class _RefusingCall:
+    """An agent that cannot reach the port: it reads `start`, then ends the stream with its
+    status. What the client wrote before that is kept in `sent`."""
+
+    def __init__(self, requests):
+        self.requests, self.sent = aiter(requests), []
+
+    async def __aiter__(self):
+        self.sent.append(await anext(self.requests))
+        try:   # whatever the client sends unasked would race the status in real gRPC
+            self.sent.append(await asyncio.wait_for(anext(self.requests), 0.5))
+        except asyncio.TimeoutError:
+            pass
+        raise grpc.aio.AioRpcError(grpc.StatusCode.FAILED_PRECONDITION, grpc.aio.Metadata(),
+                                   grpc.aio.Metadata(), details="connect to 127.0.0.1:8081 in the pod: "
+                                                                "connection refused")
+        yield  # an async generator
+
+    def cancel(self):
+        return True
+
+
+def test_port_forward_sends_no_data_before_the_agent_has_connected(unused_port):
+    """kubectl port-forward to a refused port printed "Internal error from Core" (CI): data
+    sent while the agent was ending the stream lost its status. The client waits for the
+    agent's `connected`, so the refusal is what it hears."""
+    async def data():
+        yield b"GET / HTTP/1.0\r\n\r\n"
+
+    async def body():
+        calls = []
+
+        def refusing(requests):
+            calls.append(_RefusingCall(requests))
+            return calls[-1]
+        async with ApiClient(f"127.0.0.1:{unused_port}") as c:
+            c._stub = _stub(PortForward=refusing)
+            with pytest.raises(ApiError) as refused:
+                [chunk async for chunk in c.port_forward("web", 8081, data=data())]
+        return refused.value, calls[0].sent
+    error, sent = asyncio.run(body())
+    assert "connection refused" in error.message
+    assert [m.WhichOneof("input") for m in sent] == ["start"]

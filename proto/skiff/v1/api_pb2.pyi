@@ -322,7 +322,9 @@ class PortForwardInput(_message.Message):
     def __init__(self, start: _Optional[_Union[PortForwardStart, _Mapping]] = ..., data: _Optional[bytes] = ..., close_write: _Optional[bool] = ...) -> None: ...
 
 class PortForwardOutput(_message.Message):
-    __slots__ = ("data",)
+    __slots__ = ("data", "connected")
     DATA_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
     data: bytes
-    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+    connected: bool
+    def __init__(self, data: _Optional[bytes] = ..., connected: _Optional[bool] = ...) -> None: ...
