@@ -65,7 +65,7 @@ def supervisor_pid(config: ClusterConfig) -> int | None:
 
 
 def read_state(config: ClusterConfig) -> dict[str, dict]:
-    """Per component: restarts and last_exit, as the supervisor last wrote them."""
+    """Per component: restarts, last_exit and the pid they go with, as the supervisor last wrote them."""
     try:
         return json.loads(state_path(config).read_text()).get("components", {})
     except (OSError, ValueError, AttributeError):
@@ -179,7 +179,7 @@ class Supervisor:
         return True
 
     def save(self) -> None:
-        data = {"components": {name: {"restarts": s.restarts, "last_exit": s.last_exit}
+        data = {"components": {name: {"restarts": s.restarts, "last_exit": s.last_exit, "pid": s.pid}
                                for name, s in self.states.items()}}
         tmp = state_path(self.config).with_suffix(".tmp")
         tmp.write_text(json.dumps(data) + "\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from skiff.cli._cluster import ClusterConfig, components, health, load_config, running_pid
@@ -17,13 +18,29 @@ from skiff.cli._supervisor import read_state, supervisor_pid
 COLUMNS = ("COMPONENT", "PID", "HEALTH", "RESTARTS", "ADDRESS", "LOG")
 
 
+def _state_for(config: ClusterConfig, pids: dict[str, int | None], *, wait: float = 2.0) -> dict[str, dict]:
+    """The supervisor's counts for the processes now running: it writes a restarted
+    component's pid file, then its state, so a look in between would pair the new pid
+    with the old count; read again until each running pid is the one the state is for
+    (a state without pids, from an older supervisor, is taken as it is)."""
+    deadline = time.monotonic() + wait
+    while True:
+        state = read_state(config)
+        stale = [name for name, pid in pids.items()
+                 if pid is not None and state.get(name, {}).get("pid", pid) != pid]
+        if not stale or time.monotonic() > deadline:
+            return state
+        time.sleep(0.05)
+
+
 def status_rows(config: ClusterConfig) -> list[dict]:
-    state = read_state(config)
     sup = supervisor_pid(config)
     rows = [{"component": "supervisor", "pid": sup, "health": "running" if sup else "down",
              "restarts": None, "address": None, "log": str(config.log_dir / "supervisor.log")}]
+    pids = {component.name: running_pid(config, component) for component in components(config)}
+    state = _state_for(config, pids) if sup else read_state(config)
     for component in components(config):
-        pid = running_pid(config, component)
+        pid = pids[component.name]
         saved = state.get(component.name, {})
         extra = {"pod_egress": config.pod_egress} if component.is_agent else {}
         rows.append({"component": component.name, "pid": pid, **extra,

@@ -20,8 +20,17 @@ from tests.e2e.test_restart import POD, pod_processes
 pytestmark = [pytest.mark.root, pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow]
 
 
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def instances(c, name: str) -> list[int]:
-    """PIDs of this cluster's processes of component `name` (found by command line, not pid file)."""
+    """PIDs of this cluster's processes of component `name` (found by command line, not pid file).
+    A child of one of them that has the same command line is a fork on its way to an exec
+    (the agent runs nft, ip, mount...), not a second copy: left out."""
     marker = {"etcd": f"{c.data_dir}/etcd", "controlplane": f"--listen {c.api_address}",
               "agent": f"--data-dir {c.data_dir}"}[name]
     program = {"etcd": "etcd", "controlplane": "controlplane.main", "agent": "agent.main"}[name]
@@ -34,7 +43,7 @@ def instances(c, name: str) -> list[int]:
                 continue
             if program in cmdline and marker in cmdline and alive(int(proc.name)):
                 out.append(int(proc.name))
-    return out
+    return [pid for pid in out if _ppid(pid) not in out]
 
 
 def status(c) -> tuple[int, dict[str, dict]]:

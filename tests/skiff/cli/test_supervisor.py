@@ -3,10 +3,13 @@ pid files and fake starts: what it logs, when it restarts, what it counts.
 The real processes are exercised by tests/e2e/test_supervise.py."""
 from __future__ import annotations
 
+import json
 import signal
+import threading
 
 from skiff.cli._cluster import AlreadyRunning, ClusterConfig
 from skiff.cli._supervisor import RESET_AFTER, Supervisor, read_state
+from skiff.cli.status import _state_for
 from skiff.retry import Backoff
 
 
@@ -69,7 +72,7 @@ def test_an_exited_component_is_restarted_after_back_off_and_counted(tmp_path):
     node.now = 1.0
     sup.tick()
     assert node.started == ["agent"] and logs[-1] == "agent restarted (pid 100, restart 1)"
-    assert read_state(sup.config)["agent"] == {"restarts": 1, "last_exit": "exited"}
+    assert read_state(sup.config)["agent"] == {"restarts": 1, "last_exit": "exited", "pid": 100}
 
     node.kill("agent")      # our child now: its status is known; the back-off doubles
     node.now = 2.0
@@ -78,14 +81,14 @@ def test_an_exited_component_is_restarted_after_back_off_and_counted(tmp_path):
     node.now = 4.0
     sup.tick()
     assert node.started == ["agent", "agent"]
-    assert read_state(sup.config)["agent"] == {"restarts": 2, "last_exit": "killed by SIGKILL"}
+    assert read_state(sup.config)["agent"] == {"restarts": 2, "last_exit": "killed by SIGKILL", "pid": 101}
 
     node.now = 4.0 + RESET_AFTER + 1   # up long enough: the back-off starts again from its first step
     sup.tick()
     node.kill("agent", returncode=1)
     sup.tick()
     assert logs[-1] == "agent (pid 101) exit code 1; restarting in 1.0s (restart 3)"
-    assert read_state(sup.config)["etcd"] == {"restarts": 0, "last_exit": ""}
+    assert read_state(sup.config)["etcd"] == {"restarts": 0, "last_exit": "", "pid": 10}
 
 
 def test_a_component_started_by_someone_else_is_adopted_not_started_twice(tmp_path):
@@ -151,3 +154,29 @@ def test_nodes_added_and_removed_by_skiff_node_are_watched_and_dropped(tmp_path)
     node.kill("agent-skiff-node-3")                              # a recorded node that exits is restarted
     sup.tick()
     assert logs == ["agent-skiff-node-3 (pid 23) exited; restarting in 1.0s (restart 1)"]
+
+
+def test_status_pairs_a_restarted_pid_with_its_own_count(tmp_path):
+    """The supervisor writes a restarted component's pid file, then its state: `skiff status`
+    looking in between showed the new pid with the old restart count (CI, test_supervise:
+    restarts 1 for 2). It reads the state again until the state is for the pids it saw."""
+    config = ClusterConfig(data_dir=tmp_path, run_dir=tmp_path / "volatile", node_name="n")
+    config.pid_dir.mkdir()
+    path = config.pid_dir / "supervisor.json"
+
+    def write(restarts: int, pid: int) -> None:
+        path.write_text(json.dumps({"components": {"agent": {"restarts": restarts, "last_exit": "exited",
+                                                             "pid": pid}}}))
+    write(1, 100)
+    late = threading.Timer(0.3, write, (2, 101))
+    late.start()
+    try:
+        assert _state_for(config, {"agent": 101})["agent"]["restarts"] == 2
+    finally:
+        late.cancel()
+    # A pid the supervisor never writes about (it is not running) does not hold status up for long.
+    assert _state_for(config, {"agent": 555}, wait=0.2)["agent"]["restarts"] == 2
+    # A component that is down, and a state from an older supervisor without pids: taken as they are.
+    assert _state_for(config, {"agent": None}, wait=60)["agent"]["restarts"] == 2
+    path.write_text(json.dumps({"components": {"agent": {"restarts": 3}}}))
+    assert _state_for(config, {"agent": 102}, wait=60)["agent"]["restarts"] == 3
