@@ -37,6 +37,7 @@ from typing import Callable
 
 from google.protobuf.message import Message
 
+from controlplane.api.informers import ReadsLoopbackInformers
 from controlplane.auth import Attributes
 from skiff import pki
 from skiff.api import kinds
@@ -57,25 +58,11 @@ def node_name(identity: Identity) -> str | None:
     return None
 
 
-class NodeAuthorizer:
-    """`informers`: the API server's own (`registry.informers`; the control plane sets them after
-    making the server, decision 44); without them, a loopback informer of its own over `store`,
-    made on first use (tests)."""
+class NodeAuthorizer(ReadsLoopbackInformers):
+    """Reads pods and what they reference from the API server's informers (ReadsLoopbackInformers)."""
 
     def __init__(self, store, *, informers=None) -> None:
         self.store = store
-        self._informers = informers
-
-    @property
-    def informers(self):
-        if self._informers is None:
-            from controlplane.api.informers import LoopbackInformers
-            from controlplane.api.registry import Registry
-            self._informers = LoopbackInformers(Registry(store=self.store))
-        return self._informers
-
-    @informers.setter
-    def informers(self, informers) -> None:
         self._informers = informers
 
     async def decide(self, identity: Identity, a: Attributes) -> bool | None:

@@ -18,8 +18,7 @@ from typing import Any, Awaitable, Callable
 
 from google.protobuf.message import Message
 
-from controlplane.api.informers import LoopbackInformers, NotReady
-from controlplane.api.registry import Registry
+from controlplane.api.informers import LoopbackInformers, NotReady, ReadsLoopbackInformers
 from controlplane.auth import Attributes
 from controlplane.store import AlreadyExists
 from skiff.api.kinds import rbac
@@ -64,23 +63,11 @@ def rule_allows(rule: Message, a: Attributes) -> bool:
     return not rule.resource_names or a.name in rule.resource_names
 
 
-class RbacAuthorizer:
-    """`informers`: the API server's own (`registry.informers`; the control plane sets them after
-    making the server, decision 44); without them, informers of its own over `store`, made on
-    first use (tests)."""
+class RbacAuthorizer(ReadsLoopbackInformers):
+    """Reads roles and bindings from the API server's informers (ReadsLoopbackInformers)."""
 
     def __init__(self, store: Any = None, *, informers: LoopbackInformers | None = None) -> None:
         self.store = store
-        self._informers = informers
-
-    @property
-    def informers(self) -> LoopbackInformers:
-        if self._informers is None:
-            self._informers = LoopbackInformers(Registry(store=self.store))
-        return self._informers
-
-    @informers.setter
-    def informers(self, informers: LoopbackInformers) -> None:
         self._informers = informers
 
     async def decide(self, identity: Identity, a: Attributes) -> bool | None:

@@ -85,3 +85,23 @@ class LoopbackInformers:
 
     async def stop(self) -> None:
         await self.factory.stop()
+
+
+class ReadsLoopbackInformers:
+    """For an authorizer that reads the API server's informers: `informers` are the server's
+    own (`registry.informers`; the control plane sets them after making the server, decision
+    44); until set, informers of its own over `self.store`, made on first use (tests)."""
+
+    store: Any
+    _informers: LoopbackInformers | None = None
+
+    @property
+    def informers(self) -> LoopbackInformers:
+        if self._informers is None:
+            from controlplane.api.registry import Registry   # it imports this module
+            self._informers = LoopbackInformers(Registry(store=self.store))
+        return self._informers
+
+    @informers.setter
+    def informers(self, informers: LoopbackInformers) -> None:
+        self._informers = informers
