@@ -72,16 +72,42 @@ def merge(config: dict[str, Any] | None, *, server: str, namespace: str = "",
     return config
 
 
+def _load(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    loaded = yaml.safe_load(path.read_text())
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ValueError(f"{path}: not a kubeconfig (expected a mapping)")
+    return loaded
+
+
 def write(path: Path, *, server: str, credentials: "Credentials | None" = None) -> Path:
     """Merge Skiff's entries into the kubeconfig at `path` (created if absent)."""
-    existing: dict[str, Any] | None = None
-    if path.exists():
-        loaded = yaml.safe_load(path.read_text())
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"{path}: not a kubeconfig (expected a mapping)")
-        existing = loaded
-    text = yaml.safe_dump(merge(existing, server=server, credentials=credentials), default_flow_style=False,
-                          sort_keys=False)
+    return _save(path, merge(_load(path), server=server, credentials=credentials))
+
+
+def remove(path: Path, *, server: str) -> bool:
+    """`down --purge`: drop Skiff's cluster, user and context from the kubeconfig at `path`,
+    as `kubectl config delete-context/-cluster/-user` would, if its cluster still names
+    `server` (another cluster's `skiff up` may have taken the name since); the rest of the
+    file stays, and no context is current if Skiff's was. True if anything was removed."""
+    config = _load(path)
+    if not config:
+        return False
+    ours = [c for c in config.get("clusters") or [] if isinstance(c, dict) and c.get("name") == NAME]
+    if not ours or (ours[0].get("cluster") or {}).get("server") != server:
+        return False
+    for key in ("clusters", "users", "contexts"):
+        config[key] = [e for e in config.get(key) or [] if not (isinstance(e, dict) and e.get("name") == NAME)]
+    if config.get("current-context") == NAME:
+        config["current-context"] = ""
+    _save(path, config)
+    return True
+
+
+def _save(path: Path, config: dict[str, Any]) -> Path:
+    """Write `config` to `path` atomically, 0600 (it holds a client key)."""
+    text = yaml.safe_dump(config, default_flow_style=False, sort_keys=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

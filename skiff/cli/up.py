@@ -43,12 +43,15 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from skiff.cli._cluster import (AlreadyRunning, ClusterConfig, Component, component_env, components,
                                 node_data_dir, node_run_dir,
                                 healthy, load_config, running_pid, save_config, start_component)
 from skiff.cli._common import CliError
 from skiff.cli._monitoring import write_config as write_monitoring_config
-from skiff.kubeconfig import default_path as default_kubeconfig, rest_address, write as write_kubeconfig
+from skiff.kubeconfig import default_path as default_kubeconfig, remove as remove_kubeconfig, rest_address, \
+    write as write_kubeconfig
 from skiff.cli._lab import ensure_lab, remove_lab, remove_node, validate as lab_validate
 from skiff.cli._lab import ensure_node as ensure_lab_node, namespaces as lab_namespaces
 from skiff.cli._processes import (last_log_line, mounts_under, other_agents, port_taken, remove_empty_cgroups,
@@ -258,8 +261,7 @@ def up(config: ClusterConfig, *, detach: bool, client_config: Path, kubeconfig: 
             print("ok", flush=True)
         write_context(path=client_config, name=config.name, config=_client_config(config))
         if kubeconfig is not None:   # kubectl's context `skiff`, merged into what the file holds
-            scheme = "https" if config.secure else "http"
-            server = f"{scheme}://{rest_address(config.api_port)}"   # where its control plane serves it
+            server = _rest_server(config)
             write_kubeconfig(kubeconfig, server=server, credentials=config.client_credentials())
             print(f"kubectl: context skiff in {kubeconfig} (Kubernetes API at {server})")
         print(f"cluster is up: API at {config.api_address}, client config {client_config}, "
@@ -518,7 +520,8 @@ def _teardown_lab(config: ClusterConfig) -> None:
 
 
 def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
-         grace_period: int | None = None, client_config: Path | None = None) -> int:
+         grace_period: int | None = None, client_config: Path | None = None,
+         kubeconfig: Path | None = None) -> int:
     config = load_config(config)  # as `up` recorded it; without a record the defaults stand
     stopped = 0
     # The supervisor first, so it does not start again what is stopped below.
@@ -567,7 +570,18 @@ def down(config: ClusterConfig, *, purge: bool, pods_timeout: float = 60.0,
     if client_config is not None and remove_context(path=client_config, name=config.name,
                                                     server=config.api_address):
         print(f"removed context {config.name} from {client_config}")
+    if kubeconfig is not None:   # kubectl's context `skiff`, if `up` wrote it for this cluster
+        try:
+            if remove_kubeconfig(kubeconfig, server=_rest_server(config)):
+                print(f"removed context skiff from {kubeconfig}")
+        except (OSError, ValueError, yaml.YAMLError) as exc:   # the cluster is gone; say what stayed
+            print(f"warning: context skiff left in {kubeconfig}: {exc}", file=sys.stderr)
     return 0
+
+
+def _rest_server(config: ClusterConfig) -> str:
+    """The Kubernetes API address `up` writes into the kubeconfig: where its control plane serves it."""
+    return f"{'https' if config.secure else 'http'}://{rest_address(config.api_port)}"
 
 
 # ---------------------------------------------------------------- wiring
@@ -685,6 +699,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "30 s unless it says otherwise; a program that ignores SIGTERM is killed after it)")
     d.add_argument("--pods-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="with --purge: how long to wait for the pods to be gone")
+    d.add_argument("--kubeconfig", type=Path, default=None, metavar="PATH",
+                   help="with --purge: the kubeconfig to remove context `skiff` from, if it names this "
+                        "cluster (default: $KUBECONFIG or ~/.kube/config)")
     _common_flags(d)
     d.set_defaults(func=run_down)
 
@@ -738,4 +755,5 @@ def run_up(args: argparse.Namespace) -> int:
 
 def run_down(args: argparse.Namespace) -> int:
     return down(_config(args), purge=args.purge, pods_timeout=args.pods_timeout,
-                grace_period=args.grace_period, client_config=config_path())
+                grace_period=args.grace_period, client_config=config_path(),
+                kubeconfig=args.kubeconfig or default_kubeconfig())

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import alive
 
@@ -78,8 +79,13 @@ def test_hello_pod_end_to_end(private_cluster):
     # The agent's service proxy keeps a table of its own beside the node's (decision 25).
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert f"ip {c.nft_table}-svc\n" in tables + "\n", tables
+    kubeconfig = Path(c.env()["KUBECONFIG"])
+    assert "skiff" in {ctx["name"] for ctx in yaml.safe_load(kubeconfig.read_text())["contexts"]}
     down = c.skiff("down", "--data-dir", str(c.data_dir), "--run-dir", str(c.run_dir), "--purge")
     assert down.returncode == 0, down.stderr
+    # kubectl's context went with the credentials it held.
+    assert f"removed context skiff from {kubeconfig}" in down.stdout.splitlines(), down.stdout
+    assert yaml.safe_load(kubeconfig.read_text())["contexts"] == []
     assert not any(alive(p) for p in pids.values())
     assert not c.data_dir.exists() and not c.run_dir.exists()
     # The cluster's own node-wide objects are gone too: cgroup parent, bridge, nftables table.

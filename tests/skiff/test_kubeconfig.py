@@ -49,3 +49,24 @@ def test_rest_address_is_the_api_port_plus_one_unless_set(monkeypatch):
     assert kubeconfig.rest_address(7000) == "127.0.0.1:7001"
     monkeypatch.setenv("SKIFF_REST_LISTEN", "127.0.0.1:9999")
     assert kubeconfig.rest_address(7000) == "127.0.0.1:9999"
+
+
+def test_remove_drops_only_skiffs_entries_and_only_for_its_server(tmp_path):
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump(OTHER))
+    kubeconfig.write(path, server="https://127.0.0.1:6444")
+    # Another cluster's `up` has the name now: its entries stay.
+    assert not kubeconfig.remove(path, server="https://127.0.0.1:7444")
+    assert not kubeconfig.remove(tmp_path / "absent", server="https://127.0.0.1:6444")
+    assert kubeconfig.remove(path, server="https://127.0.0.1:6444")
+    left = yaml.safe_load(path.read_text())
+    assert [c["name"] for c in left["clusters"]] == ["prod"]
+    assert [u["name"] for u in left["users"]] == ["admin"]
+    assert [c["name"] for c in left["contexts"]] == ["prod"]
+    assert left["current-context"] == "prod"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # Skiff's context was the current one: none is, after.
+    solo = tmp_path / "solo"
+    kubeconfig.write(solo, server="http://127.0.0.1:1")
+    assert kubeconfig.remove(solo, server="http://127.0.0.1:1")
+    assert yaml.safe_load(solo.read_text())["current-context"] == ""
