@@ -4,11 +4,17 @@ service of one node's agent (the one named, else the first Ready node serving im
 peers), which loads it into its store; the other nodes fetch it from there. The client needs
 a route to the API only, as for logs and exec (controlplane/api/proxy.py).
 
-Secure mode: the caller must be allowed `create` on `nodes/images` (the node's name; cluster-admin
-is); the agent accepts the stream only with the control plane's certificate.
+`skiff build --cluster` sends a build context the same way (Build): the node builds it into its
+store. Each stream is accepted twice before the bytes flow: by this service (the node found) to
+the client, and by the node (its checks passed) to this service.
+
+Secure mode: the caller must be allowed `create` on `nodes/images` to load, `nodes/build` to
+build (the node's name; cluster-admin is); the agent accepts the stream only with the control
+plane's certificate.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any, AsyncIterator
 
 import grpc
@@ -29,7 +35,7 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
     def __init__(self, *, store: st.Store, proxy: AgentProxy) -> None:
         self.store, self.proxy = store, proxy
 
-    async def _node(self, name: str) -> types_pb2.Node:
+    async def _node(self, name: str, purpose: str) -> types_pb2.Node:
         kind = kinds.kind_named("Node")
         if name:
             try:
@@ -41,32 +47,55 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
                              and not n.spec.unschedulable), key=lambda n: n.metadata.name)
         if not candidates:
             raise _Abort(grpc.StatusCode.FAILED_PRECONDITION,
-                         "no Ready node serves images to its peers (the agents' --registry-port) to load into")
+                         f"no Ready node serves images to its peers (the agents' --registry-port) {purpose}")
         return candidates[0]
 
     async def Load(self, request_iterator, context) -> AsyncIterator[images_pb2.ImageLoadProgress]:
+        async for out in self._to_node("Load", request_iterator, context, images_pb2.ImageLoadProgress,
+                                       "image load: no archive was sent"):
+            yield out
+
+    async def Build(self, request_iterator, context) -> AsyncIterator[images_pb2.ImageBuildProgress]:
+        async for out in self._to_node("Build", request_iterator, context, images_pb2.ImageBuildProgress,
+                                       "image build: nothing was sent"):
+            yield out
+
+    async def _to_node(self, method: str, request_iterator, context, progress: type,
+                       nothing: str) -> AsyncIterator:
+        """The stream on to the Images service of the node the first message names (else
+        the first Ready one serving images): accepted (a `progress` with the node's name)
+        before the client sends its bytes, then relayed both ways as they come."""
         requests = aiter(request_iterator)
         first = await anext(requests, None)
         if first is None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image load: no archive was sent")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, nothing)
             return
         try:
-            node = await self._node(first.node_name)
+            node = await self._node(first.node_name, "to load into" if method == "Load" else "to build on")
         except _Abort as exc:
             await context.abort(exc.code, exc.message)
             return
         address = agent_address(node)
         stub = images_pb2_grpc.ImagesStub(self.proxy.channel(address))
-        yield images_pb2.ImageLoadProgress(node_name=node.metadata.name)   # accepted: send the archive
+        yield progress(node_name=node.metadata.name)   # accepted: send the bytes
+        first.node_name = node.metadata.name
 
-        async def forward() -> AsyncIterator[images_pb2.ImageLoadChunk]:
-            yield images_pb2.ImageLoadChunk(node_name=node.metadata.name, data=first.data)
+        node_accepted = asyncio.Event()
+
+        async def forward() -> AsyncIterator:
+            yield first
+            # The rest once the node has accepted too: its refusal then arrives as its status,
+            # not lost to a write in flight (grpc/grpc#36066).
+            await node_accepted.wait()
             async for chunk in requests:
                 yield chunk
 
-        call = stub.Load(forward())
+        call = getattr(stub, method)(forward())
         try:
             async for out in call:
+                if not node_accepted.is_set():   # the node's own acceptance: the client has had one
+                    node_accepted.set()
+                    continue
                 yield out
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
@@ -95,7 +124,9 @@ def images_guard(guard: Any):
         except Unauthenticated as exc:
             context.set_trailing_metadata(origin)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Unauthorized: {exc}")
-        message = await guard.check(identity, Attributes(verb="create", resource="nodes", subresource="images",
+        # A build runs the Dockerfile's RUN steps on the node: a right of its own (cluster-admin has it).
+        subresource = "build" if method == "Build" else "images"
+        message = await guard.check(identity, Attributes(verb="create", resource="nodes", subresource=subresource,
                                                          name=getattr(request, "node_name", "")))
         if message is not None:
             context.set_trailing_metadata(origin)

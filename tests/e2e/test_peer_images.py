@@ -3,7 +3,8 @@
 pinned to node 2, whose agent fetches it from node 1's registry over the nodes' private
 link (the pod's events say `from node ...-node-1`). `skiff image push` / `image load --cluster`
 from a store no node uses put images into a node's store through the API; a bad archive is
-refused naming the node. down --purge leaves nothing.
+refused naming the node. `skiff build --cluster` sends a context from the client to a node,
+which builds it (its .dockerignore kept what it lists on the client). down --purge leaves nothing.
 
 Root and the real kernel; no packet leaves the machine (the nodes' link is a private one
 in namespaces the test's cluster creates).
@@ -110,7 +111,37 @@ def test_an_image_built_on_node_1_runs_on_node_2(private_cluster, mode):
     assert not list((store_one / "images" / "tmp").iterdir())   # the spooled archive is gone too
     unknown = c.skiff("image", "load", "--cluster", "--node", "nosuch", "-i", str(archive))
     assert (unknown.returncode, unknown.stderr) == (1, 'error: nodes "nosuch" not found\n')
-    # The pushed image runs on node 2 too: fetched from node 1.
+
+    # A build from a machine that is not a node: the context goes through the API, node 2 builds it.
+    (context / "index.html").write_text("built on node 2 from a client\n")
+    (context / "notes.key").write_text("stays on the client\n")
+    (context / ".dockerignore").write_text("*.key\n")
+    whole = c.base / "Dockerfile.whole"   # outside the context, as -f allows
+    whole.write_text(DOCKERFILE.replace("COPY index.html /srv/index.html", "COPY . /srv/"))
+    iid = c.base / "iid"
+    remote = c.skiff("build", "--cluster", "--node", two, "-f", str(whole), "-t", "my-web-server:v2",
+                     "--iidfile", str(iid), str(context), timeout=300)
+    assert remote.returncode == 0, remote.stdout + remote.stderr
+    lines = remote.stdout.splitlines()
+    assert lines[0].startswith(f"Sending build context to node {two}: "), lines
+    assert "Successfully tagged my-web-server:v2" in lines, lines
+    assert iid.read_text().startswith("sha256:")
+    assert "my-web-server:v2" in images(store_two) and "my-web-server:v2" not in images(store_one)
+    assert not list((store_two / "images" / "tmp").iterdir())   # the context is gone from the node
+    failing = c.base / "failing"
+    failing.mkdir()
+    (failing / "Dockerfile").write_text("FROM busybox\nRUN exit 3\n")
+    failed = c.skiff("build", "--cluster", str(failing), timeout=300)
+    assert failed.returncode == 1 and failed.stderr.startswith(f"error: node {one}: "), failed.stderr
+    # The pushed image runs on node 2 too: fetched from node 1; the one built on node 2 runs on node 1.
+    built_there = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "remote-built"},
+                   "spec": {"nodeName": one, "terminationGracePeriodSeconds": 1,
+                            "containers": [{"name": "web", "image": "my-web-server:v2"}]}}
+    pod.write_text(json.dumps(built_there))
+    assert c.skiff("apply", "-f", str(pod)).returncode == 0
+    assert wait_for("the remotely built image's output", lambda: c.skiff("logs", "remote-built").stdout,
+                    timeout=180) == "built on node 2 from a client\n"
+    assert "notes.key" not in c.skiff("exec", "remote-built", "--", "ls", "/srv").stdout
     tool = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tool"},
             "spec": {"nodeName": two, "terminationGracePeriodSeconds": 1,
                      "containers": [{"name": "c", "image": "my-tool:v1", "command": ["sh", "-c", "echo pushed; sleep 3600"]}]}}

@@ -31,3 +31,46 @@ class ImageLoadProgress(_message.Message):
     images: _containers.RepeatedCompositeFieldContainer[LoadedImage]
     bytes_received: int
     def __init__(self, node_name: _Optional[str] = ..., images: _Optional[_Iterable[_Union[LoadedImage, _Mapping]]] = ..., bytes_received: _Optional[int] = ...) -> None: ...
+
+class ImageBuildOptions(_message.Message):
+    __slots__ = ("tags", "dockerfile", "build_args", "target", "no_cache", "network")
+    class BuildArgsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    DOCKERFILE_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ARGS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    dockerfile: str
+    build_args: _containers.ScalarMap[str, str]
+    target: str
+    no_cache: bool
+    network: str
+    def __init__(self, tags: _Optional[_Iterable[str]] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., network: _Optional[str] = ...) -> None: ...
+
+class ImageBuildChunk(_message.Message):
+    __slots__ = ("node_name", "options", "context")
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    options: ImageBuildOptions
+    context: bytes
+    def __init__(self, node_name: _Optional[str] = ..., options: _Optional[_Union[ImageBuildOptions, _Mapping]] = ..., context: _Optional[bytes] = ...) -> None: ...
+
+class ImageBuildProgress(_message.Message):
+    __slots__ = ("node_name", "line", "image_id")
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    line: str
+    image_id: str
+    def __init__(self, node_name: _Optional[str] = ..., line: _Optional[str] = ..., image_id: _Optional[str] = ...) -> None: ...

@@ -39,6 +39,11 @@ class ImagesStub:
                 request_serializer=proto_dot_skiff_dot_v1_dot_images__pb2.ImageLoadChunk.SerializeToString,
                 response_deserializer=proto_dot_skiff_dot_v1_dot_images__pb2.ImageLoadProgress.FromString,
                 _registered_method=True)
+        self.Build = channel.stream_stream(
+                '/skiff.v1.Images/Build',
+                request_serializer=proto_dot_skiff_dot_v1_dot_images__pb2.ImageBuildChunk.SerializeToString,
+                response_deserializer=proto_dot_skiff_dot_v1_dot_images__pb2.ImageBuildProgress.FromString,
+                _registered_method=True)
 
 
 class ImagesServicer:
@@ -51,6 +56,12 @@ class ImagesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Build(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImagesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +69,11 @@ def add_ImagesServicer_to_server(servicer, server):
                     servicer.Load,
                     request_deserializer=proto_dot_skiff_dot_v1_dot_images__pb2.ImageLoadChunk.FromString,
                     response_serializer=proto_dot_skiff_dot_v1_dot_images__pb2.ImageLoadProgress.SerializeToString,
+            ),
+            'Build': grpc.stream_stream_rpc_method_handler(
+                    servicer.Build,
+                    request_deserializer=proto_dot_skiff_dot_v1_dot_images__pb2.ImageBuildChunk.FromString,
+                    response_serializer=proto_dot_skiff_dot_v1_dot_images__pb2.ImageBuildProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +103,33 @@ class Images:
             '/skiff.v1.Images/Load',
             proto_dot_skiff_dot_v1_dot_images__pb2.ImageLoadChunk.SerializeToString,
             proto_dot_skiff_dot_v1_dot_images__pb2.ImageLoadProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Build(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/skiff.v1.Images/Build',
+            proto_dot_skiff_dot_v1_dot_images__pb2.ImageBuildChunk.SerializeToString,
+            proto_dot_skiff_dot_v1_dot_images__pb2.ImageBuildProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -112,3 +112,47 @@ def test_access_review_for_oneself_and_by_impersonation(cluster_pki):
             with pytest.raises(ApiError, match='User "alice" cannot impersonate resource "users"'):
                 await alice.access_review(verb="list", resource="pods", user="admin", groups=("system:masters",))
     serve_and(cluster_pki, body)
+
+
+def test_loading_and_building_images_are_separate_rights(cluster_pki):
+    """`create nodes/images` lets a client load an image into a node; a build runs its RUN steps
+    on the node, so it needs `create nodes/build` (cluster-admin has both)."""
+    import grpc
+
+    from controlplane.auth import default_rules
+    from proto.skiff.v1 import images_pb2, images_pb2_grpc
+
+    def loader(identity, a):   # alice may load images, nothing more
+        return True if identity.user == "alice" and (a.resource, a.subresource) == ("nodes", "images") else None
+
+    async def main():
+        server = ApiServer(store=MemoryStore(), metrics=Metrics(), listen="127.0.0.1:0",
+                           tls=cluster_pki.credentials("apiserver"),
+                           guard=Guard(Authenticator(), Authorizer([loader, *default_rules()])))
+        port = await server.start()
+        outcomes = {}
+        try:
+            for who in ("alice", "admin"):
+                async with ApiClient(f"127.0.0.1:{port}", credentials=cluster_pki.credentials(who)) as c:
+                    c.stub   # opens the channel with the credentials
+                    stub = images_pb2_grpc.ImagesStub(c._channel)
+                    for method, first in (("Load", images_pb2.ImageLoadChunk()),
+                                          ("Build", images_pb2.ImageBuildChunk(
+                                              options=images_pb2.ImageBuildOptions(dockerfile="FROM scratch\n")))):
+                        async def one():
+                            yield first
+                        try:
+                            [m async for m in getattr(stub, method)(one())]
+                        except grpc.aio.AioRpcError as exc:
+                            outcomes[who, method] = (exc.code(), exc.details())
+        finally:
+            await server.stop(grace=0)
+        return outcomes
+    outcomes = asyncio.run(main())
+    # Past the door, with no node to take it: FAILED_PRECONDITION; refused at the door: PERMISSION_DENIED.
+    no_node = "no Ready node serves images to its peers (the agents' --registry-port) to load into"
+    assert outcomes["alice", "Load"] == (grpc.StatusCode.FAILED_PRECONDITION, no_node)
+    code, message = outcomes["alice", "Build"]
+    assert code == grpc.StatusCode.PERMISSION_DENIED and 'cannot create resource "nodes/build"' in message, message
+    assert outcomes["admin", "Build"] == (grpc.StatusCode.FAILED_PRECONDITION,
+                                          no_node.replace("to load into", "to build on"))
