@@ -269,3 +269,31 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, interva
         if loop.time() > deadline:
             raise AssertionError(f"{what} not reached in {timeout:g}s")
         await asyncio.sleep(interval)
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts its reads, for tests that a cache, not the store, answers:
+    `reads(*kinds, verb=)` is how many `get`s and `list`s (or only `verb`'s) of those kind
+    names (none named: of any) since it was made or `reset()`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[tuple[str, str], int] = {}
+
+    def _count(self, verb: str, kind: kinds.Kind) -> None:
+        self.calls[verb, kind.name] = self.calls.get((verb, kind.name), 0) + 1
+
+    async def get(self, kind, *args, **kwargs):
+        self._count("get", kind)
+        return await super().get(kind, *args, **kwargs)
+
+    async def list(self, kind, *args, **kwargs):
+        self._count("list", kind)
+        return await super().list(kind, *args, **kwargs)
+
+    def reads(self, *kind_names: str, verb: str = "") -> int:
+        return sum(n for (v, k), n in self.calls.items()
+                   if (not verb or v == verb) and (not kind_names or k in kind_names))
+
+    def reset(self) -> None:
+        self.calls.clear()

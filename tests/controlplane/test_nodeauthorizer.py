@@ -8,6 +8,7 @@ from controlplane.api.guard import attributes, selected_name
 from controlplane.auth import Attributes
 from controlplane.nodeauthorizer import NodeAuthorizer
 from controlplane.store import MemoryStore
+from controlplane.testing import CountingStore
 from proto.skiff.v1 import api_pb2, types_pb2
 from skiff.pki import Identity
 
@@ -70,16 +71,6 @@ def test_a_node_gets_tokens_only_for_the_accounts_its_pods_run_as():
     assert asyncio.run(go(N2, "robot")) is False
 
 
-class CountingStore(MemoryStore):
-    """A MemoryStore that counts its list calls."""
-
-    lists = 0
-
-    async def list(self, *args, **kwargs):
-        self.lists += 1
-        return await super().list(*args, **kwargs)
-
-
 def _pod(node: str, secret: str) -> types_pb2.Pod:
     pod = types_pb2.Pod(kind="Pod", api_version="v1")
     pod.metadata.name, pod.metadata.namespace = f"on-{node}", "default"
@@ -97,13 +88,13 @@ def test_a_decision_reads_the_pods_from_the_cache_not_the_store():
         try:
             secret = Attributes(verb="get", resource="secrets", namespace="default", name="db")
             assert await authz.decide(N1, secret) is True   # the cache's first list
-            store.lists = 0
+            store.reset()
             for _ in range(3):
                 assert await authz.decide(N1, secret) is True
                 assert await authz.decide(N1, Attributes(verb="create", resource="serviceaccounts",
                                                          subresource="token", namespace="default",
                                                          name="default")) is True
-            assert store.lists == 0
+            assert store.reads(verb="list") == 0
         finally:
             await authz.stop()
     asyncio.run(asyncio.wait_for(go(), 30))
@@ -121,7 +112,7 @@ def test_a_pod_the_cache_has_not_seen_is_read_from_the_store_before_a_refusal():
         try:
             assert await authz.decide(N1, Attributes(verb="get", resource="secrets", namespace="default",
                                                      name="db")) is True
-            assert store.lists == 1
+            assert store.reads(verb="list") == 1
             assert await authz.decide(N2, Attributes(verb="get", resource="secrets", namespace="default",
                                                      name="db")) is False
         finally:

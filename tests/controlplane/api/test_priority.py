@@ -6,8 +6,7 @@ import asyncio
 import grpc
 import pytest
 
-from controlplane.store.memory import MemoryStore
-from controlplane.testing import FakeApiClient, eventually
+from controlplane.testing import CountingStore, FakeApiClient, eventually
 from proto.skiff.v1 import scheduling_pb2, types_pb2
 from skiff.api import manifest
 from skiff.client import ApiError, Invalid
@@ -111,22 +110,6 @@ def test_a_priority_class_manifest_without_a_policy_parses():
         'preemptionPolicy: Unsupported value: "Sometimes": supported values: "Never", "PreemptLowerPriority"']
 
 
-class CountingStore(MemoryStore):
-    """A MemoryStore that counts the reads of PriorityClasses (the admission's, once its cache runs)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.class_reads = 0
-
-    async def get(self, kind, namespace, name):
-        self.class_reads += kind.name == "PriorityClass"
-        return await super().get(kind, namespace, name)
-
-    async def list(self, kind, namespace=""):
-        self.class_reads += kind.name == "PriorityClass"
-        return await super().list(kind, namespace)
-
-
 def test_pod_creates_read_the_classes_from_the_cache_not_the_store():
     async def main():
         store = CountingStore()
@@ -134,17 +117,17 @@ def test_pod_creates_read_the_classes_from_the_cache_not_the_store():
         try:
             await c.create(priority_class("high", 1000))
             await c.create(pod("first", class_name="high"))   # the cache fills
-            store.class_reads = 0
+            store.reset()
             for i in range(10):
                 created = await c.create(pod(f"named-{i}", class_name="high"))
                 assert created.spec.priority == 1000
                 assert (await c.create(pod(f"plain-{i}"))).spec.priority == 0
-            assert store.class_reads == 0
+            assert store.reads("PriorityClass") == 0
             # A default created now reaches later pods through the watch.
             await c.create(priority_class("normal", 100, default=True))
 
             async def defaulted():
-                p = await c.create(pod(f"p-{store.class_reads}-{asyncio.get_running_loop().time()}"))
+                p = await c.create(pod(f"p-{store.reads('PriorityClass')}-{asyncio.get_running_loop().time()}"))
                 return p.spec.priority == 100 and p.spec.priority_class_name == "normal"
             await eventually(defaulted, what="the new default class applied to a pod naming none")
             # A class created just before the pod naming it: the pod gets it (from the cache or the store).

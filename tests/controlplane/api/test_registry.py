@@ -8,6 +8,7 @@ import pytest
 from controlplane.api.errors import Forbidden, Invalid
 from controlplane.api.registry import Registry
 from controlplane.store import Conflict, MemoryStore, NotFound
+from controlplane.testing import CountingStore
 from proto.skiff.v1 import types_pb2
 from skiff.api import kinds
 
@@ -70,18 +71,6 @@ def test_a_terminating_namespace_takes_no_new_objects_but_keeps_its_own():
     run(body)
 
 
-class CountingStore(MemoryStore):
-    """A MemoryStore that counts the gets of each kind (what admission reads)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gets: dict[str, int] = {}
-
-    async def get(self, kind, namespace, name):
-        self.gets[kind.name] = self.gets.get(kind.name, 0) + 1
-        return await super().get(kind, namespace, name)
-
-
 def test_namespace_admission_reads_the_cache_and_the_store_where_the_cache_may_be_behind():
     """As Kubernetes' NamespaceLifecycle: a create in a namespace the cache holds reads no
     namespace from the store; one the cache lacks (just made), shows terminating (a new one of
@@ -92,10 +81,10 @@ def test_namespace_admission_reads_the_cache_and_the_store_where_the_cache_may_b
         await r.bootstrap()
         try:
             await r.create(configmap("first"))              # starts the cache
-            before = store.gets.get("Namespace", 0)
+            before = store.reads("Namespace", verb="get")
             for i in range(20):
                 await r.create(configmap(f"c{i}"))
-            from_cache = store.gets.get("Namespace", 0) - before
+            from_cache = store.reads("Namespace", verb="get") - before
             await r.create(namespace("dev"))
             await r.create(configmap("new", "dev"))          # not in the cache yet: from the store
             await r.delete(NS, "", "dev")

@@ -11,19 +11,9 @@ from controlplane.api.errors import Forbidden
 from controlplane.api.registry import Registry
 from controlplane.serviceaccounts.admission import MOUNT_PATH, ServiceAccountAdmission
 from controlplane.store import MemoryStore
+from controlplane.testing import CountingStore
 from proto.skiff.v1 import types_pb2
 from skiff.api.kinds import serviceaccount
-
-
-class CountingStore(MemoryStore):
-    """A MemoryStore that counts its reads of ServiceAccounts by name."""
-
-    account_gets = 0
-
-    async def get(self, kind, *args, **kwargs):
-        if kind.name == "ServiceAccount":
-            self.account_gets += 1
-        return await super().get(kind, *args, **kwargs)
 
 
 def _registry(store: MemoryStore | None = None, informers=None) -> Registry:
@@ -106,11 +96,11 @@ def test_the_account_is_read_from_the_servers_cache_not_the_store_per_pod():
         try:
             await _with_accounts(r, serviceaccount.new("default"), serviceaccount.new("default", "robot"))
             await r.create(_pod("first", service_account_name="robot"))   # the cache's first list
-            store.account_gets = 0
+            store.reset()
             for i in range(5):
                 pod = await r.create(_pod(f"p{i}", service_account_name="robot"))
                 assert pod.spec.volumes[0].name.startswith("kube-api-access-")
-            assert store.account_gets == 0
+            assert store.reads("ServiceAccount", verb="get") == 0
         finally:
             await r.close()
     asyncio.run(asyncio.wait_for(go(), 30))
@@ -126,7 +116,7 @@ def test_an_account_the_cache_has_not_seen_is_read_from_the_store():
         try:
             await _with_accounts(r, serviceaccount.new("default", "robot"))
             pod = await r.create(_pod(service_account_name="robot"))
-            assert pod.spec.service_account_name == "robot" and store.account_gets == 1
+            assert pod.spec.service_account_name == "robot" and store.reads("ServiceAccount", verb="get") == 1
             with pytest.raises(Forbidden, match='serviceaccount "ghost" not found'):
                 await r.create(_pod("other", service_account_name="ghost"))
         finally:
