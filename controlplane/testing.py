@@ -182,13 +182,14 @@ class FakeApiClient:
         return True
 
     async def watch(self, kind: str, namespace: str = "", label_selector: str = "",
-                    field_selector: str = "", resource_version: str = ""
-                    ) -> AsyncIterator[tuple[str, Message, str]]:
+                    field_selector: str = "", resource_version: str = "", *, bookmarks: bool = False
+                    ) -> AsyncIterator[tuple[str, Message | None, str]]:
         try:
             await self._bootstrap()
             k = _kind(kind)
             stream = self.registry.watch(k, namespace if k.namespaced else "", label_selector=label_selector,
-                                         field_selector=field_selector, resource_version=resource_version)
+                                         field_selector=field_selector, resource_version=resource_version,
+                                         bookmarks=bookmarks)
             try:
                 async for event_type, obj, revision in stream:
                     yield event_type, (_copy(obj) if obj is not None else None), revision

@@ -356,14 +356,15 @@ class ApiClient:
         return (await self._call("AccessReview", request, timeout)).allowed
 
     async def watch(self, kind: str, namespace: str = "", label_selector: str = "",
-                    field_selector: str = "", resource_version: str = ""
-                    ) -> AsyncIterator[tuple[str, Message, str]]:
+                    field_selector: str = "", resource_version: str = "", *, bookmarks: bool = False
+                    ) -> AsyncIterator[tuple[str, Message | None, str]]:
         """Yield (type, object, resource_version) for every change after
-        `resource_version` (empty: the current objects first, as ADDED).
+        `resource_version` (empty: the current objects first, as ADDED); with
+        `bookmarks`, also ("BOOKMARK", None, revision) when the watch is idle.
         Raises Gone when that revision has been compacted."""
         request = api_pb2.WatchRequest(kind=_kind_name(kind), namespace=namespace,
                                        label_selector=label_selector, field_selector=field_selector,
-                                       resource_version=resource_version)
+                                       resource_version=resource_version, allow_watch_bookmarks=bookmarks)
         call = self.stub.Watch(request)
         try:
             async for event in call:

@@ -54,9 +54,11 @@ class RegistryListWatcher:
             raise _api_error(exc) from None
 
     async def watch(self, kind: str, namespace: str = "", label_selector: str = "", field_selector: str = "",
-                    resource_version: str = "") -> AsyncIterator[tuple[str, Message | None, str]]:
+                    resource_version: str = "", *, bookmarks: bool = False
+                    ) -> AsyncIterator[tuple[str, Message | None, str]]:
         stream = self.registry.watch(kinds.kind_named(kind), namespace, label_selector=label_selector,
-                                     field_selector=field_selector, resource_version=resource_version)
+                                     field_selector=field_selector, resource_version=resource_version,
+                                     bookmarks=bookmarks)
         try:
             async for event_type, obj, revision in stream:
                 yield event_type, obj, revision

@@ -243,8 +243,12 @@ class ApiService(api_pb2_grpc.ApiServicer):
             kind_name = kind.name
             async for item in self.registry.watch(
                     kind, request.namespace, label_selector=request.label_selector,
-                    field_selector=request.field_selector, resource_version=request.resource_version):
+                    field_selector=request.field_selector, resource_version=request.resource_version,
+                    bookmarks=request.allow_watch_bookmarks):
                 type_, obj, revision = item
+                if obj is None:   # BOOKMARK: the revision only, no object
+                    yield api_pb2.WatchEvent(type=type_, resource_version=revision)
+                    continue
                 self.metrics.watches.labels(kind.name, type_).inc()
                 # Serialized once per event, the bytes shared by every watcher of the watch cache's
                 # event (the server's serializer passes bytes through: skiff/grpcdecoding.py).

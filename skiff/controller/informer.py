@@ -63,7 +63,8 @@ class ListWatcher(Protocol):
                    field_selector: str = "") -> tuple[list[Message], str]: ...
 
     def watch(self, kind: str, namespace: str = "", label_selector: str = "", field_selector: str = "",
-              resource_version: str = "") -> AsyncIterator[tuple[str, Message | None, str]]: ...
+              resource_version: str = "", *, bookmarks: bool = False
+              ) -> AsyncIterator[tuple[str, Message | None, str]]: ...
 
 
 @dataclass(frozen=True)
@@ -281,8 +282,10 @@ class Informer:
         self._synced.set()
 
     async def _watch(self) -> None:
+        # Bookmarks: an idle watch is told the revision it has reached every 10 s, so it is not
+        # taken for a silent one (a re-list after resync_seconds) and resumes from a recent revision.
         stream = self.client.watch(self.kind, self.namespace, self.label_selector, self.field_selector,
-                                   resource_version=self.resource_version)
+                                   resource_version=self.resource_version, bookmarks=True)
         self._watching_since = time.monotonic()
         try:
             while True:

@@ -213,7 +213,8 @@ def test_ready_is_false_naming_the_pod_watch_while_the_pod_informer_cannot_watch
                 raise Unavailable("watch of pods refused: etcd unreachable")
             return [], "5"
 
-        async def watch(self, kind, namespace="", label_selector="", field_selector="", resource_version=""):
+        async def watch(self, kind, namespace="", label_selector="", field_selector="", resource_version="",
+                    bookmarks=False):
             p = types_pb2.Pod()
             p.metadata.name, p.metadata.namespace, p.metadata.resource_version = "web", "default", "6"
             yield "ADDED", p, "6"

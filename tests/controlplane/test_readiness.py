@@ -32,7 +32,8 @@ class FlakyApi:
             raise Unavailable("the API at 127.0.0.1:1 is unreachable")
         return [], "3"
 
-    async def watch(self, kind, namespace="", label_selector="", field_selector="", resource_version=""):
+    async def watch(self, kind, namespace="", label_selector="", field_selector="", resource_version="",
+                    bookmarks=False):
         node = types_pb2.Node()
         node.metadata.name, node.metadata.resource_version = "n1", "4"
         yield "ADDED", node, "4"

@@ -242,7 +242,8 @@ class HidingConfigMaps:
         items, revision = await self.client.list(kind, namespace, label_selector, field_selector)
         return ([] if kind == "ConfigMap" else items), revision
 
-    async def watch(self, kind, namespace="", label_selector="", field_selector="", resource_version=""):
+    async def watch(self, kind, namespace="", label_selector="", field_selector="", resource_version="",
+                    bookmarks=False):
         if kind == "ConfigMap":
             await asyncio.Event().wait()
         async for event in self.client.watch(kind, namespace, label_selector, field_selector, resource_version):

@@ -317,3 +317,36 @@ def test_rest_pages_410_and_bookmarks_as_kubernetes(etcd, etcd_prefix):
             response.close()
         await rest(cacher, on)
     run(etcd, etcd_prefix, body, capacity=8, bookmark_seconds=0.3)
+
+
+def test_grpc_watch_bookmarks_carry_an_idle_watch_to_the_stores_revision(etcd, etcd_prefix):
+    """The gRPC API's allow_watch_bookmarks (the informers ask for it): a pod watch with no pod
+    event is told the revision the cache has proven for pods, past writes of other kinds, so
+    resuming it later does not start from a revision etcd may have compacted."""
+    from controlplane.api.server import ApiServer
+    from controlplane.metrics import Metrics
+    from skiff.client import ApiClient
+
+    async def main():
+        store = Store(endpoint=etcd, root=etcd_prefix)
+        server = ApiServer(store=store, metrics=Metrics(), listen="127.0.0.1:0")
+        server.cacher.bookmark_seconds = 0.3
+        port = await server.start()
+        try:
+            async with ApiClient(f"127.0.0.1:{port}") as c:
+                _, before = await c.list("Pod", "default")
+                for i in range(3):   # the store's revision moves; no pod changes
+                    await c.create(namespace(f"busy-{i}"))
+                _, proven = await c.list("Pod", "default")   # a consistent list: pods unchanged up to here
+                assert int(proven) > int(before)
+                stream = c.watch("Pod", "default", resource_version=before, bookmarks=True)
+                try:
+                    event = await asyncio.wait_for(anext(stream), 30)
+                finally:
+                    await stream.aclose()
+                return event, proven
+        finally:
+            await server.stop(grace=0)
+    (type_, obj, revision), proven = asyncio.run(main())
+    assert (type_, obj) == ("BOOKMARK", None)
+    assert int(revision) >= int(proven)

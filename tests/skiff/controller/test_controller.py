@@ -18,7 +18,8 @@ class StaticClient:
     async def list(self, kind, namespace="", label_selector="", field_selector=""):
         return list(self.items), "1"
 
-    async def watch(self, kind, namespace="", label_selector="", field_selector="", resource_version=""):
+    async def watch(self, kind, namespace="", label_selector="", field_selector="", resource_version="",
+                    bookmarks=False):
         await asyncio.Event().wait()
         yield  # pragma: no cover
 

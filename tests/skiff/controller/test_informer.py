@@ -36,9 +36,11 @@ class ScriptedClient:
         self.list_calls += 1
         return self.lists.pop(0) if len(self.lists) > 1 else self.lists[0]
 
-    async def watch(self, kind, namespace="", label_selector="", field_selector="", resource_version=""):
+    async def watch(self, kind, namespace="", label_selector="", field_selector="", resource_version="",
+                    bookmarks=False):
         self.watch_calls += 1
         self.watch_args.append(resource_version)
+        self.bookmarks = bookmarks
         script = self.watches.pop(0) if self.watches else ["hang"]
         for step in script:
             if step == "hang":
@@ -92,6 +94,7 @@ def test_list_then_watch_feeds_cache_and_handlers_with_keys():
         assert keys == [("default", "a"), ("default", "b"), ("default", "a"), ("default", "b")]
         assert informer.keys() == [("default", "a")] and informer.resource_version == "5"
         assert client.watch_args == ["1"]
+        assert client.bookmarks   # asked for: an idle watch's revision keeps moving
     run(body())
 
 
