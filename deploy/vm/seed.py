@@ -11,7 +11,7 @@ writes, under STATE_DIR:
     seed/nodeN/           what VM N reads on every boot from its seed disk (/dev/vdb):
         node.env          NODE, IP, PREFIX, ROLE (control-plane or node), SERVER; a node's JOIN_*
         pki/              node1: the CA (with its key: the CSR signer runs there), its node
-                          certificate and the control plane's files
+                          certificate and the control plane's files (CONTROL_PLANE_FILES)
 
 The join step is `join_material`: node1 (the control-plane machine, as on kubeadm's `init`
 one) gets its certificates from the CA here; every other VM joins on its first boot with
@@ -57,6 +57,16 @@ def join_material(pki: ClusterPki, *, token: str, server_ip: str) -> str:
             f"JOIN_CA_HASH={ca_cert_hash(pki.ca_file.read_bytes())}\n")
 
 
+# The control-plane VM's share of the PKI, named (not the directory's listing: a client
+# certificate issued on the host later, or the admin's key, stays on the host). The CA's key
+# is here because the CSR signer runs there; etcd's CA signs nothing at run time, so only its
+# certificate goes.
+CONTROL_PLANE_FILES = (
+    "ca.crt", "ca.key", "apiserver.crt", "apiserver.key", "controlplane.crt", "controlplane.key",
+    "apiserver-etcd-client.crt", "apiserver-etcd-client.key", "tokens.csv", "encryption.key",
+    "etcd/ca.crt", "etcd/server.crt", "etcd/server.key")
+
+
 def new_token() -> str:
     """A bootstrap token, [a-z0-9]{6}.[a-z0-9]{16} (skiff/bootstraptoken.py)."""
     alphabet = string.ascii_lowercase + string.digits
@@ -98,13 +108,10 @@ def main() -> int:
         for name in (f"node-{node}",):
             _copy_private(pki.cert_file(name), seed / "pki" / f"{name}.crt")
             _copy_private(pki.key_file(name), seed / "pki" / f"{name}.key")
-        if i == 1:   # the control-plane machine holds the CA's key: its signer issues the nodes' certificates
-            for f in sorted(pki.directory.iterdir()):
-                if f.is_file() and not f.name.startswith("node-"):
-                    _copy_private(f, seed / "pki" / f.name)
-            (seed / "pki" / "etcd").mkdir(mode=0o700)   # etcd's own CA and its server certificate
-            for f in sorted(pki.etcd_ca_file.parent.iterdir()):
-                _copy_private(f, seed / "pki" / "etcd" / f.name)
+        if i == 1:   # the control-plane machine: what its etcd and control plane read, and no more
+            (seed / "pki" / "etcd").mkdir(mode=0o700)
+            for name in CONTROL_PLANE_FILES:
+                _copy_private(pki.directory / name, seed / "pki" / name)
     return 0
 
 
