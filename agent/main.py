@@ -37,6 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0   # `skiff up` asks this before it starts etcd and the control plane
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.runtime != "fake":
+        # Under systemd's Delegate=yes on a v2 host: the pods' cgroups under the unit's own, the
+        # agent in a leaf of it; first, so the zygote and every thread start there too.
+        import dataclasses
+
+        from agent.cgroupdelegation import pods_parent
+        config = dataclasses.replace(config, cgroup_parent=pods_parent(config.cgroup_parent))
     zygote = _spawn_zygote(config)
 
     from agent.memory import limit_malloc_arenas
