@@ -184,6 +184,11 @@ def test_three_vms_join_run_the_web_server_and_survive_a_power_off(lab):
     placed = wait_for("two ready web-server pods", lambda: len(ready_pods()) == 2 and ready_pods(),
                       timeout=480, interval=2)
     assert len(set(placed.values())) == 2, placed
+    # Under systemd's Delegate=yes the pods' cgroups are the agent unit's (agent/cgroupdelegation.py),
+    # as the node's cAdvisor metrics name them.
+    some = sorted(placed.values())[0]
+    cadvisor = lab.http(f"http://{SUBNET}.{10 + int(some[-1])}:10255/metrics/cadvisor")
+    assert 'id="/system.slice/skiff-agent.service/skiff/pod-' in cadvisor, cadvisor[:3000]
     for ip in (f"{SUBNET}.11", f"{SUBNET}.12", f"{SUBNET}.13"):   # any node's NodePort answers
         answer = wait_for(f"http://{ip}:30500/", lambda: lab.http(f"http://{ip}:30500/"), timeout=120, interval=2)
         assert "v1" in answer and "node" in answer, answer
