@@ -33,14 +33,17 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
     def __init__(self, *, store: ImageStore, node_name: str) -> None:
         self.store, self.node_name = store, node_name
 
+    def other_node(self, name: str) -> str | None:
+        """The refusal of a stream the control plane meant for another node; None if it is ours."""
+        return f"this agent is node {self.node_name}, not {name[:100]!r}" if name and name != self.node_name else None
+
     async def Load(self, request_iterator, context) -> AsyncIterator[images_pb2.ImageLoadProgress]:
         first = await anext(aiter(request_iterator), None)
         if first is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image load: no archive was sent")
             return
-        if first.node_name and first.node_name != self.node_name:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"this agent is node {self.node_name}, "
-                                                           f"not {first.node_name[:100]!r}")
+        if (other := self.other_node(first.node_name)) is not None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, other)
             return
         yield images_pb2.ImageLoadProgress(node_name=self.node_name)   # accepted: the archive may come
         fd, path = tempfile.mkstemp(dir=self.store.tmp, prefix="load-", suffix=".tar")
@@ -107,9 +110,8 @@ async def _build(service: ImagesService, request_iterator, context) -> AsyncIter
     if first is None or not first.HasField("options"):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "image build: the first message must carry the options")
         return
-    if first.node_name and first.node_name != service.node_name:
-        await context.abort(grpc.StatusCode.NOT_FOUND, f"this agent is node {service.node_name}, "
-                                                       f"not {first.node_name[:100]!r}")
+    if (other := service.other_node(first.node_name)) is not None:
+        await context.abort(grpc.StatusCode.NOT_FOUND, other)
         return
     options = first.options
     if options.network not in ("", "default", "none"):
