@@ -56,7 +56,8 @@ def test_up_detach_then_down_purge(private_cluster):
         f"stopping controlplane (pid {pids['controlplane']}) ... ok",
         f"stopping etcd (pid {pids['etcd']}) ... ok",
         f"removed {c.data_dir}",
-        f"removed context skiff from {c.client_config}"]
+        f"removed context skiff from {c.client_config}",
+        f"removed context skiff from {c.base / 'kubeconfig'}"]   # kubectl's, which `up` wrote
     assert not any(alive(p) for p in pids.values())
     assert not c.data_dir.exists()
 
