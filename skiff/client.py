@@ -292,13 +292,45 @@ class ApiClient:
         return kinds.unwrap(response)
 
     async def list(self, kind: str, namespace: str = "", label_selector: str = "",
-                   field_selector: str = "", *, timeout: float | None = 60) -> tuple[list[Message], str]:
+                   field_selector: str = "", *, chunk_size: int = 0,
+                   timeout: float | None = 60) -> tuple[list[Message], str]:
         """All matching objects and the store revision they were read at
-        (the resource_version to start a watch from)."""
-        request = api_pb2.ListRequest(kind=_kind_name(kind), namespace=namespace,
-                                      label_selector=label_selector, field_selector=field_selector)
+        (the resource_version to start a watch from). With `chunk_size`, read in
+        pages of that many, all at the first page's revision (kubectl's --chunk-size);
+        if that revision leaves the server's window before the last page (Gone),
+        the list is read again whole, as client-go's pager does."""
+        if chunk_size <= 0:
+            items, revision, _ = await self.list_page(kind, namespace, label_selector, field_selector,
+                                                      timeout=timeout)
+            return items, revision
+        everything: list[Message] = []
+        token = first_revision = ""
+        while True:
+            try:
+                items, revision, token = await self.list_page(kind, namespace, label_selector, field_selector,
+                                                              limit=chunk_size, continue_=token, timeout=timeout)
+            except Gone:
+                if not first_revision:
+                    raise
+                return await self.list(kind, namespace, label_selector, field_selector, timeout=timeout)
+            everything += items
+            first_revision = first_revision or revision
+            if not token:
+                return everything, first_revision
+
+    async def list_page(self, kind: str, namespace: str = "", label_selector: str = "",
+                        field_selector: str = "", *, limit: int = 0, continue_: str = "",
+                        resource_version: str = "", resource_version_match: str = "",
+                        timeout: float | None = 60) -> tuple[list[Message], str, str]:
+        """One page of a list, as Kubernetes' LIST with limit/continue: (objects,
+        revision, the next page's continue token or "" after the last). A token
+        whose revision the server no longer holds raises Gone."""
+        request = api_pb2.ListRequest(kind=_kind_name(kind), namespace=namespace, label_selector=label_selector,
+                                      field_selector=field_selector, limit=limit, resource_version=resource_version,
+                                      resource_version_match=resource_version_match, **{"continue": continue_})
         response = await self._call("List", request, timeout)
-        return [kinds.unwrap(item) for item in response.items], response.resource_version
+        return ([kinds.unwrap(item) for item in response.items], response.resource_version,
+                getattr(response, "continue"))
 
     async def delete(self, kind: str, name: str, namespace: str = "default",
                      grace_period_seconds: int | None = None, *, precondition_uid: str = "",

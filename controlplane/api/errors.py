@@ -71,7 +71,9 @@ def status_of(exc: Exception) -> RpcAbort | None:
     if isinstance(exc, RpcAbort):
         return exc
     if isinstance(exc, st.StoreError):
-        return RpcAbort(_STORE_CODES.get(type(exc), grpc.StatusCode.INTERNAL), str(exc))
+        # The nearest class listed: the watch cache's Expired is a Compacted.
+        code = next((_STORE_CODES[c] for c in type(exc).__mro__ if c in _STORE_CODES), grpc.StatusCode.INTERNAL)
+        return RpcAbort(code, str(exc))
     if isinstance(exc, Invalid):
         return RpcAbort(grpc.StatusCode.INVALID_ARGUMENT, exc.message, field_path=exc.field_path)
     if isinstance(exc, Forbidden):

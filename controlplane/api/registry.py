@@ -24,7 +24,9 @@ gRPC codes, FakeApiClient to the client's exceptions.
 """
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
@@ -51,6 +53,51 @@ PROPAGATION_FINALIZERS = {"Foreground": "foregroundDeletion", "Orphan": "orphan"
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "skiff-system")
 LIVE_LOOKUP_SECONDS = 30.0   # Kubernetes' NamespaceLifecycle forceLiveLookupTTL
 _ATTEMPTS = 10  # a concurrent writer only means: read and build again, this many times
+
+
+def encode_continue(revision: str | int, after: tuple[str, str]) -> str:
+    """A list's `continue` token, as Kubernetes': the revision of the first page and
+    the key (namespace/name) of the last object sent; the next page is the state at
+    that revision after that key (the watch cache rebuilds it; a revision older than
+    its window is 410 Expired). REST and gRPC hand out the same tokens."""
+    data = {"v": "meta.k8s.io/v1", "rv": int(revision), "start": "/".join(after)}
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
+
+
+def decode_continue(token: str) -> tuple[int, tuple[str, str]]:
+    """(revision, last key) of a token encode_continue made; Invalid otherwise."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, _, name = str(data["start"]).rpartition("/")
+        revision = int(data["rv"])
+        if revision < 0 or not name:
+            raise ValueError(token)
+        return revision, (namespace, name)
+    except (ValueError, KeyError, TypeError):
+        raise Invalid("continue key is not valid: the token could not be decoded", "continue") from None
+
+
+def list_option_errors(resource_version: str, match: str, token: str) -> list[tuple[str, str]]:
+    """Kubernetes' ValidateListOptions for resourceVersion, resourceVersionMatch and
+    continue: (field, message) pairs, none for a valid combination."""
+    causes: list[tuple[str, str]] = []
+    if match not in ("", "Exact", "NotOlderThan"):
+        causes.append(("resourceVersionMatch", f'Unsupported value: "{match}": supported values: "Exact", '
+                                               f'"NotOlderThan", ""'))
+    elif token:
+        if resource_version and resource_version != "0":
+            causes.append(("resourceVersion", "Forbidden: specifying resource version is not allowed when "
+                                              "using continue"))
+        if match:
+            causes.append(("resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden when "
+                                                   "continue is provided"))
+    elif match and not resource_version:
+        causes.append(("resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden unless "
+                                               "resourceVersion is provided"))
+    elif match == "Exact" and resource_version == "0":
+        causes.append(("resourceVersionMatch", 'Forbidden: resourceVersionMatch "exact" is forbidden for '
+                                               'resourceVersion "0"'))
+    return causes
 
 
 @dataclass(frozen=True)

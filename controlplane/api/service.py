@@ -19,9 +19,9 @@ from google.protobuf.message import Message
 
 from controlplane import store as st
 from controlplane.api import eviction
-from controlplane.api.errors import RpcAbort, status_of
+from controlplane.api.errors import Invalid, RpcAbort, status_of
 from controlplane.api.proxy import AgentProxy
-from controlplane.api.registry import Admission, Registry
+from controlplane.api.registry import Admission, Registry, decode_continue, encode_continue, list_option_errors
 from controlplane.metrics import Metrics
 from proto.skiff.v1 import api_pb2, api_pb2_grpc
 from skiff.api import kinds
@@ -220,9 +220,23 @@ class ApiService(api_pb2_grpc.ApiServicer):
 
     @unary
     async def List(self, request: api_pb2.ListRequest, context: Any) -> bytes:
-        items, revision = await self.registry.list(_kind(request.kind), request.namespace,
-                                                   label_selector=request.label_selector,
-                                                   field_selector=request.field_selector)
+        token = getattr(request, "continue")
+        next_token = ""
+        if request.limit or token or request.resource_version or request.resource_version_match:
+            rv, match = request.resource_version, request.resource_version_match
+            for field, message in list_option_errors(rv, match, token):
+                raise Invalid(message, field)
+            page = await self.registry.list_page(
+                _kind(request.kind), request.namespace, label_selector=request.label_selector,
+                field_selector=request.field_selector, resource_version=rv, resource_version_match=match,
+                limit=max(request.limit, 0), continue_from=decode_continue(token) if token else None)
+            items, revision = page.items, str(page.revision)
+            if page.next_key is not None:
+                next_token = encode_continue(page.revision, page.next_key)
+        else:
+            items, revision = await self.registry.list(_kind(request.kind), request.namespace,
+                                                       label_selector=request.label_selector,
+                                                       field_selector=request.field_selector)
         # The ObjectList written as its wire format around each object's bytes, which the watch
         # cache keeps once made: no object is copied or serialized again for a LIST (10 000 pods:
         # putting them into a reply message and serializing it was most of the call; bench/
@@ -233,6 +247,8 @@ class ApiService(api_pb2_grpc.ApiServicer):
                                          self.registry.serialized(obj))
             out += _length_delimited(1, envelope)     # ObjectList.items = 1
         out += _length_delimited(2, revision.encode())   # ObjectList.resource_version = 2
+        if next_token:
+            out += _length_delimited(3, next_token.encode())   # ObjectList.continue = 3
         return bytes(out)
 
     async def Watch(self, request: api_pb2.WatchRequest, context: Any) -> AsyncIterator[api_pb2.WatchEvent]:

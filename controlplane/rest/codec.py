@@ -8,7 +8,6 @@ is a 400 worded as Kubernetes words it.
 """
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import string
@@ -99,25 +98,3 @@ def encode(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-class Continue:
-    """A list's `continue` token, as Kubernetes': the revision of the first page
-    and the key (namespace/name) of the last object sent; the next page is the
-    state at that revision after that key (the watch cache rebuilds it; a
-    revision older than its window is 410 Expired)."""
-
-    @staticmethod
-    def encode(revision: str | int, after: tuple[str, str]) -> str:
-        data = {"v": "meta.k8s.io/v1", "rv": int(revision), "start": "/".join(after)}
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
-
-    @staticmethod
-    def decode(token: str) -> tuple[int, tuple[str, str]]:
-        try:
-            data = json.loads(base64.urlsafe_b64decode(token.encode()))
-            namespace, _, name = str(data["start"]).rpartition("/")
-            revision = int(data["rv"])
-            if revision < 0 or not name:
-                raise ValueError(token)
-            return revision, (namespace, name)
-        except (ValueError, KeyError, TypeError):
-            raise ApiError(400, "BadRequest", "continue key is not valid: the token could not be decoded") from None

@@ -26,7 +26,8 @@ from google.protobuf.message import Message
 from controlplane import store as st
 from controlplane.api import eviction
 from controlplane.api.errors import Invalid
-from controlplane.api.registry import Registry, same_content
+from controlplane.api.registry import Registry, decode_continue, encode_continue, list_option_errors, \
+    same_content
 from controlplane.rest import apply as server_side_apply
 from controlplane.rest import codec, tables
 from controlplane.rest.discovery import Served
@@ -111,13 +112,13 @@ class ResourceHandlers:
             page = await self.registry.list_page(
                 kind, t.namespace, label_selector=q.get("labelSelector", ""),
                 field_selector=q.get("fieldSelector", ""), resource_version=rv, resource_version_match=match,
-                limit=limit, continue_from=codec.Continue.decode(token) if token else None)
+                limit=limit, continue_from=decode_continue(token) if token else None)
         except Invalid as exc:   # only the selectors can be: Kubernetes answers 400 for them
             raise bad_request(exc.message) from None
         items, revision = page.items, str(page.revision)
         if not limit and not token:
             items.sort(key=kind.strategy.sort_key)   # a whole list in the kind's order (pages: key order)
-        token = codec.Continue.encode(page.revision, page.next_key) if page.next_key is not None else ""
+        token = encode_continue(page.revision, page.next_key) if page.next_key is not None else ""
         if tables.wants_table(request.headers.get("Accept", "")):
             return respond(tables.table(items, kind=kind, resource_version=revision, continue_token=token,
                                         include_object=q.get("includeObject", "Metadata")))
@@ -465,22 +466,6 @@ def _patched(patch_type: str, current: dict[str, Any], patch: Any) -> Any:
 
 def _check_list_options(rv: str, match: str, token: str) -> None:
     """Kubernetes' ValidateListOptions for resourceVersion, resourceVersionMatch and continue (422)."""
-    causes: list[tuple[str, str]] = []
-    if match not in ("", "Exact", "NotOlderThan"):
-        causes.append(("resourceVersionMatch", f'Unsupported value: "{match}": supported values: "Exact", '
-                                               f'"NotOlderThan", ""'))
-    elif token:
-        if rv and rv != "0":
-            causes.append(("resourceVersion", "Forbidden: specifying resource version is not allowed when "
-                                              "using continue"))
-        if match:
-            causes.append(("resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden when "
-                                                   "continue is provided"))
-    elif match and not rv:
-        causes.append(("resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden unless "
-                                               "resourceVersion is provided"))
-    elif match == "Exact" and rv == "0":
-        causes.append(("resourceVersionMatch", 'Forbidden: resourceVersionMatch "exact" is forbidden for '
-                                               'resourceVersion "0"'))
+    causes = list_option_errors(rv, match, token)
     if causes:
         raise invalid("ListOptions.meta.k8s.io", "", causes)

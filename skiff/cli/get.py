@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-headers", action="store_true", help="tables without the header line")
     p.add_argument("--show-labels", action="store_true", help="add a LABELS column to tables")
     p.add_argument("--ignore-not-found", action="store_true", help="a missing NAME is not an error")
+    p.add_argument("--chunk-size", type=int, default=500, metavar="N",
+                   help="read large lists in pages of N objects rather than all at once; 0 reads them whole "
+                        "(default 500)")
     p.set_defaults(func=run)
     intermixed(p)
 
@@ -87,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                 if args.watch:
                     _, revision = await client.list(kind.name, namespace, args.selector, args.field_selector)
             else:
-                objs, revision = await client.list(kind.name, namespace, args.selector, args.field_selector)
+                objs, revision = await client.list(kind.name, namespace, args.selector, args.field_selector,
+                                                   chunk_size=args.chunk_size)
                 _sort(kind, objs)
             everything += objs
             if objs and output.format in ("", "wide", "custom-columns"):

@@ -122,6 +122,36 @@ def test_list_by_namespace_label_and_field_selector(controlplane):
     run(controlplane, body)
 
 
+def test_list_in_pages_at_one_revision_and_the_errors_of_a_bad_token(controlplane):
+    from controlplane.api.registry import encode_continue
+
+    async def body(c: ApiClient):
+        for name in "edcba":
+            await c.create(pod(name))
+        first, revision, token = await c.list_page("Pod", "default", limit=2)
+        assert [p.metadata.name for p in first] == ["a", "b"] and token
+        await c.create(pod("aa"))          # after the first page: not in this list
+        await c.delete("Pod", "e", grace_period_seconds=0)
+        second, again, token = await c.list_page("Pod", "default", limit=2, continue_=token)
+        assert [p.metadata.name for p in second] == ["c", "d"] and again == revision
+        last, _, token = await c.list_page("Pod", "default", limit=2, continue_=token)
+        assert [p.metadata.name for p in last] == ["e"] and token == ""
+        # The pager reads the current state, every page at its first page's revision.
+        items, now = await c.list("Pod", "default", chunk_size=2)
+        assert [p.metadata.name for p in items] == ["a", "aa", "b", "c", "d"] and int(now) > int(revision)
+
+        with pytest.raises(Invalid) as bad:
+            await c.list_page("Pod", limit=2, continue_="not-a-token")
+        assert "continue key is not valid" in str(bad.value) and bad.value.field_path == "continue"
+        with pytest.raises(Invalid) as both:
+            await c.list_page("Pod", limit=2, continue_=encode_continue(revision, ("default", "b")),
+                              resource_version=revision)
+        assert both.value.field_path == "resourceVersion"
+        with pytest.raises(Gone, match="continue parameter is too old"):
+            await c.list_page("Pod", limit=2, continue_=encode_continue(1, ("default", "b")))
+    run(controlplane, body)
+
+
 def test_bind_then_graceful_delete_then_agent_confirms(controlplane):
     async def body(c: ApiClient):
         created = await c.create(pod("p"))

@@ -91,6 +91,10 @@ def test_get_output_formats(skiff, controlplane, tmp_path):
     assert table[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert sorted(line.split()[:4] for line in table[1:]) == [
         ["db", "0/1", "Pending", "0"], ["web", "0/1", "Pending", "0"]]
+    # Read a page at a time (kubectl's --chunk-size) or whole: the same table.
+    for chunk in ("1", "0"):
+        paged = skiff("get", "pods", "--chunk-size", chunk, server=controlplane).stdout.splitlines()
+        assert [line.split()[:4] for line in paged] == [line.split()[:4] for line in table]   # AGE moves on
 
     yaml_out = skiff("get", "pods", "-o", "yaml", server=controlplane).stdout
     assert yaml_out.startswith("apiVersion: v1\nkind: List\nitems:\n")
