@@ -16,6 +16,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from skiff.metricshttp import MetricsHttpServer, Route
 
@@ -77,6 +78,8 @@ class Metrics:
             "leader_election_master_status", "1 while this replica holds the leader lease, else 0.",
             ["name"], registry=r)
         self.leader.labels("skiff-controlplane").set(0)
+        self.watch_cache = WatchCacheCollector()
+        r.register(self.watch_cache)
 
     def count_request(self, method: str, resource: str, code: str, seconds: float | None) -> None:
         """One API call: `method` the gRPC method, `code` the gRPC status code's name."""
@@ -93,6 +96,50 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class WatchCacheCollector:
+    """The watch cache's series, read from its caches at each scrape (kube-apiserver's
+    names, by `resource`): events received from etcd and dispatched to watchers,
+    initializations (a list of the kind from etcd), watchers closed for falling
+    behind, lists served with the objects they looked at and returned; gauges for
+    each kind's revision, ring capacity and registered watchers."""
+
+    _COUNTERS = (
+        ("apiserver_watch_cache_events_received", "Events the watch cache received from etcd.", "received"),
+        ("apiserver_watch_cache_events_dispatched", "Events the watch cache dispatched to watchers.", "dispatched"),
+        ("apiserver_watch_cache_initializations", "Watch cache (re)initializations: lists of the kind from etcd.",
+         "initializations"),
+        ("apiserver_terminated_watchers", "Watchers closed because they did not read their events.",
+         "terminated_watchers"),
+        ("apiserver_cache_list", "Lists served from the watch cache.", "lists"),
+        ("apiserver_cache_list_fetched_objects", "Objects the watch cache's lists looked at.", "fetched_objects"),
+        ("apiserver_cache_list_returned_objects", "Objects the watch cache's lists returned.", "returned_objects"),
+    )
+
+    def __init__(self) -> None:
+        self.cachers: list = []   # controlplane.store.cacher.Cacher; attached by the API server
+
+    def describe(self) -> list:
+        return []   # collected at scrape time only
+
+    def collect(self):
+        counters = [(CounterMetricFamily(name, text, labels=["resource"]), attr) for name, text, attr in self._COUNTERS]
+        revision = GaugeMetricFamily("apiserver_watch_cache_resource_version",
+                                     "The revision the watch cache of the kind has applied.", labels=["resource"])
+        capacity = GaugeMetricFamily("apiserver_watch_cache_capacity",
+                                     "Events the watch cache of the kind keeps.", labels=["resource"])
+        watchers = GaugeMetricFamily("apiserver_registered_watchers",
+                                     "Watchers the watch cache of the kind serves now.", labels=["resource"])
+        for cacher in self.cachers:
+            for resource, cache in sorted(cacher.caches().items()):
+                for family, attr in counters:
+                    family.add_metric([resource], getattr(cache.stats, attr))
+                revision.add_metric([resource], cache.revision)
+                capacity.add_metric([resource], cache.capacity)
+                watchers.add_metric([resource], len(cache.watchers))
+        yield from (family for family, _ in counters)
+        yield from (revision, capacity, watchers)
 
 
 class MetricsServer(MetricsHttpServer):

@@ -35,6 +35,8 @@ class ApiServer:
         # Lists and watches of every client (gRPC and REST: the same registry) from the watch cache;
         # gets and writes go straight to the store.
         self.cacher = Cacher(store, capacity=watch_cache_size) if watch_cache_size > 0 else None
+        if self.cacher is not None:
+            metrics.watch_cache.cachers.append(self.cacher)
         self.service = ApiService(store=self.cacher or store, metrics=metrics, proxy=self.proxy,
                                   admission=admission)
         self.service.guard = guard   # AccessReview asks it
@@ -81,3 +83,5 @@ class ApiServer:
             if self._warming is not None:
                 self._warming.cancel()
             await self.cacher.stop()
+            if self.cacher in self.service.metrics.watch_cache.cachers:
+                self.service.metrics.watch_cache.cachers.remove(self.cacher)

@@ -105,16 +105,18 @@ class _Watcher:
         self.closed = False
         self.error: BaseException | None = None
 
-    def offer(self, event: CachedEvent) -> None:
+    def offer(self, event: CachedEvent) -> bool:
+        """Queue `event` for this watcher; True when that closed it instead (too far behind)."""
         if self.closed or event.revision <= self.after or (self.namespace and event.key[0] != self.namespace):
-            return
+            return False
         if len(self.pending) >= self.buffer:
             log.info("watch cache: closing a watcher of %s that did not read %d events", self.namespace or "all",
                      self.buffer)
             self.close()
-            return
+            return True
         self.pending.append(event)
         self.wake.set()
+        return False
 
     def close(self, error: BaseException | None = None) -> None:
         self.closed, self.error = True, error
@@ -129,6 +131,19 @@ class Expired(Compacted):
 
 class _Behind(Exception):
     """The cache did not reach a revision within the sync timeout."""
+
+
+@dataclass
+class CacheStats:
+    """What one kind's cache has done since the server started, as kube-apiserver's
+    watch-cache metrics count it (controlplane/metrics.py exposes them)."""
+    initializations: int = 0    # lists of the kind from the store (the first, and after a compaction)
+    received: int = 0           # events from the store's watch
+    dispatched: int = 0         # events offered to at least one watcher
+    terminated_watchers: int = 0   # closed for not reading WATCHER_BUFFER events
+    lists: int = 0              # lists (and pages) served from the cache
+    fetched_objects: int = 0    # objects those lists looked at ...
+    returned_objects: int = 0   # ... and returned
 
 
 class KindCache:
@@ -154,6 +169,7 @@ class KindCache:
         # id(current object) -> its serialized bytes, made on the first list that sends it; an
         # entry goes when its object is replaced (so an id is never reused while it is here).
         self.serialized: dict[int, bytes] = {}
+        self.stats = CacheStats()
 
     def reset(self, items: list[Message], revision: int) -> None:
         self.objects = {}
@@ -164,6 +180,7 @@ class KindCache:
         self.revision = self.window_start = revision
         self.ring.clear()
         self.proofs.clear()
+        self.stats.initializations += 1
         for w in list(self.watchers):
             w.close()   # they resume from their revision; before the new window, from the store
 
@@ -188,8 +205,13 @@ class KindCache:
             self.window_start = self.ring.popleft().revision
         self.ring.append(event)
         self.revision = revision
-        for w in self._audience(event):
-            w.offer(event)
+        self.stats.received += 1
+        audience = self._audience(event)
+        if audience:
+            self.stats.dispatched += 1
+        for w in audience:
+            if w.offer(event):
+                self.stats.terminated_watchers += 1
         self.advanced.set()
         self.advanced = asyncio.Event()
 
@@ -277,6 +299,10 @@ class Cacher:
         self._starting: dict[str, asyncio.Lock] = {}
         self._closed = False
 
+    def caches(self) -> dict[str, KindCache]:
+        """resource -> its kind's cache, for the ones started (the metrics read them)."""
+        return dict(self._caches)
+
     # ------------------------------------------------------------ the store's own verbs
 
     def __getattr__(self, name: str):
@@ -344,8 +370,13 @@ class Cacher:
                                 after=None, predicate=predicate)
         # Everything below runs in one step of the loop: the state cannot move under it.
         revision = at if at is not None else self._served_revision(cache, namespace)
-        return paginate(sorted_items(cache.state(namespace, at)), revision, limit=limit,
+        state = cache.state(namespace, at)
+        page = paginate(sorted_items(state), revision, limit=limit,
                         after=continue_from[1] if continue_from else None, predicate=predicate)
+        cache.stats.lists += 1
+        cache.stats.fetched_objects += len(state)
+        cache.stats.returned_objects += len(page.items)
+        return page
 
     def serialized(self, obj: Message) -> bytes:
         """obj.SerializeToString(), made once per object version the cache holds (a LIST of

@@ -1,5 +1,6 @@
 """The skiff-controlplane process: /metrics, clean SIGTERM, bad flags."""
 import asyncio
+import re
 import signal
 import subprocess
 import sys
@@ -39,6 +40,11 @@ def test_metrics_count_requests_and_scheduling(controlplane_info):
     assert "scheduler_scheduling_attempt_duration_seconds_bucket" in text
     assert 'etcd_request_duration_seconds_count{operation="create",type="pods"}' in text
     assert 'leader_election_master_status{name="skiff-controlplane"} 1.0' in text
+    # The watch cache serves the pod informers: the pod it received, the scheduler's watcher on it.
+    assert 'apiserver_watch_cache_events_received_total{resource="pods"}' in text
+    assert 'apiserver_watch_cache_initializations_total{resource="pods"} 1.0' in text
+    watchers = re.search(r'^apiserver_registered_watchers\{resource="pods"\} (\S+)$', text, re.M)
+    assert watchers and float(watchers.group(1)) >= 1, text
     assert "skiff_apiserver_requests_total" not in text
     # One informer per kind for the whole process (one SharedInformerFactory), however
     # many controllers read pods and nodes; the kit's queues report under their names.

@@ -12,9 +12,11 @@ import random
 import pytest
 from aetcd import rpc
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.registry import Registry
+from controlplane.metrics import Metrics
 from controlplane.rest import RestServer
 from controlplane.store import Compacted, Store
 from controlplane.store.cacher import Cacher, Expired
@@ -202,12 +204,29 @@ def test_a_watcher_that_does_not_read_is_closed_and_others_go_on(etcd, etcd_pref
             await asyncio.wait_for(anext(slow), 10)
         cache = cacher._caches["pods"]
         assert len(cache.watchers) == 1
+        # What a scrape of the API server's /metrics shows of it, in kube-apiserver's names.
+        metrics = Metrics()
+        metrics.watch_cache.cachers.append(cacher)
+        pods = {name: value for name, labels, value in samples(metrics) if labels == {"resource": "pods"}}
+        assert pods == {
+            "apiserver_watch_cache_events_received_total": 9, "apiserver_watch_cache_events_dispatched_total": 9,
+            "apiserver_watch_cache_initializations_total": 1, "apiserver_terminated_watchers_total": 1,
+            "apiserver_cache_list_total": 1, "apiserver_cache_list_fetched_objects_total": 0,
+            "apiserver_cache_list_returned_objects_total": 0,
+            "apiserver_watch_cache_resource_version": cache.revision, "apiserver_watch_cache_capacity": 100,
+            "apiserver_registered_watchers": 1}
         await fast.aclose()
         # A watch from further back than its buffer replays it all (not closed before it reads).
         late = cacher.watch(POD, after_revision=start)
         assert [(await anext(late)).obj.metadata.name for _ in range(9)] == ["a"] + [f"b-{i}" for i in range(8)]
         await late.aclose()
-    run(etcd, etcd_prefix, body, watcher_buffer=4)
+    run(etcd, etcd_prefix, body, watcher_buffer=4, capacity=100)
+
+
+def samples(metrics) -> list[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every sample in a scrape of `metrics`."""
+    return [(sample.name, sample.labels, sample.value)
+            for family in text_string_to_metric_families(metrics.render().decode()) for sample in family.samples]
 
 
 def test_an_event_is_encoded_once_for_every_watcher(etcd, etcd_prefix):
