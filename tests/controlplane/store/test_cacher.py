@@ -321,6 +321,10 @@ def test_rest_pages_410_and_bookmarks_as_kubernetes(etcd, etcd_prefix):
                 in (await r.json())["message"]
             for i in range(10):
                 await registry.create(pod(f"q-{i}"))
+            # A consistent list waits until the cache has applied those writes (their events come
+            # over its etcd watch): only then has its 8-event window moved past the token's revision.
+            r = await client.get("/api/v1/namespaces/default/pods?limit=1")
+            assert r.status == 200
             r = await client.get(f"/api/v1/namespaces/default/pods?limit=2&continue={token}")
             status = await r.json()
             assert (r.status, status["reason"]) == (410, "Expired")
