@@ -70,7 +70,7 @@ class Agent:
         self.routes = routes  # routes to other nodes' pods (--pod-network host-gw); None: this node alone
         self.credentials = _credentials(config)   # secure mode (decision 32): the node's certificate
         self.client = ApiClient(config.server, credentials=self.credentials)
-        self.metrics = AgentMetrics(node_name=config.node_name)
+        self.metrics = AgentMetrics(node_name=config.node_name, cgroup_parent=config.cgroup_parent)
         self.network: Any = None
         self.informers = SharedInformerFactory(self.client, metrics=self.metrics.controller)
         self.informer: Informer | None = None

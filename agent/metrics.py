@@ -24,7 +24,9 @@ PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 
 
 class AgentMetrics:
-    def __init__(self, *, node_name: str) -> None:
+    def __init__(self, *, node_name: str, cgroup_parent: str = "skiff") -> None:
+        """`cgroup_parent`: where the pods' cgroups are (agent/cgroupdelegation.py may have put it
+        under the unit's own), which cAdvisor's `id` label names."""
         self.node_name = node_name
         self.registry = CollectorRegistry()
         r = self.registry
@@ -42,7 +44,7 @@ class AgentMetrics:
         self.runtime_operation_errors = Counter("kubelet_runtime_operations_errors_total",
                                                 "Runtime calls that raised, by operation", ["operation_type"],
                                                 registry=r)
-        self.cadvisor = Cadvisor(node_name=node_name)
+        self.cadvisor = Cadvisor(node_name=node_name, cgroup_parent=cgroup_parent)
         for phase in PHASES:
             self.pods.labels(node=node_name, phase=phase).set(0)
 

@@ -244,6 +244,7 @@ def test_cadvisor_series_follow_the_stats(tmp_path):
         assert {k: labels[k] for k in ("namespace", "pod", "container", "node")} == {
             "namespace": "default", "pod": "hungry", "container": "main", "node": "node-1"}
         assert labels["image"] == w.current(uid).image
+        assert labels["id"] == f"/skiff/pod-{uid}/{cid}"   # the cgroup, under the agent's --cgroup-parent
         assert got["container_memory_working_set_bytes"].value == 123456
         assert got["container_cpu_usage_seconds_total"].value == 1.5
         assert got["container_memory_rss"].value == 100000

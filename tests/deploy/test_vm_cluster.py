@@ -2,7 +2,8 @@
 Debian 12 VMs under qemu (software emulation where KVM is not usable), node1 running etcd,
 the control plane and an agent from deploy/systemd, node2 and node3 joining on first boot.
 The seed's web server, built on the host (which is not a node) and pushed into the cluster,
-runs on the VMs and answers through its NodePort; powering one VM off moves its pod to
+runs on the VMs and answers through its NodePort; the guestbook spreads over the three
+(written through node1, read through node3); powering one VM off moves its pod to
 another; `down` leaves no qemu, tap, bridge, namespace or disk.
 
 Root, qemu and debootstrap from this machine's apt sources (the image is cached in
@@ -25,11 +26,12 @@ import yaml
 
 from tests.e2e.conftest import wait_for
 
-pytestmark = [pytest.mark.vm, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.vm, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(2700)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "vm" / "cluster.sh"
 EXAMPLE = ROOT / "manifests" / "examples" / "web-server"
+GUESTBOOK = ROOT / "manifests" / "examples" / "guestbook"
 SUBNET = "10.77.0"
 
 
@@ -193,6 +195,8 @@ def test_three_vms_join_run_the_web_server_and_survive_a_power_off(lab):
         answer = wait_for(f"http://{ip}:30500/", lambda: lab.http(f"http://{ip}:30500/"), timeout=120, interval=2)
         assert "v1" in answer and "node" in answer, answer
 
+    _guestbook(lab, store, skiff)
+
     # Pull one worker's plug: its pod goes to the node left free.
     victim = sorted(n for n in placed.values() if n != "node1")[0]
     _progress(f"vm: powering {victim} off")
@@ -211,6 +215,60 @@ def test_three_vms_join_run_the_web_server_and_survive_a_power_off(lab):
     down = lab.run("down", timeout=120)
     assert down.returncode == 0, down.stderr
     assert lab.leftovers() == []
+
+
+def _guestbook_manifests() -> str:
+    """manifests/examples/guestbook as it is, but for the frontend's pull policy: Never says
+    "built on this node"; here it was built on the host and pushed into the cluster, and a
+    node without it fetches it from the one that has it."""
+    docs = []
+    for path in sorted(GUESTBOOK.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc["kind"] == "Deployment":
+                for container in doc["spec"]["template"]["spec"]["containers"]:
+                    container["imagePullPolicy"] = "IfNotPresent"
+            docs.append(doc)
+    return yaml.safe_dump_all(docs)
+
+
+def _guestbook(lab: Lab, store: Path, skiff: list[str]) -> None:
+    """The guestbook over the three VMs: redis from a Debian image loaded on the host, the
+    frontend built there, both pushed; written through node1's NodePort, read through node3's."""
+    from tests.e2e.test_guestbook import NODE_PORT, _cached_redis
+    data = ["--data-dir", str(store)]
+    loaded = subprocess.run([*skiff, "image", "load", *data, "-i", str(_cached_redis())], capture_output=True,
+                            text=True, timeout=600, cwd=ROOT)
+    assert loaded.returncode == 0, loaded.stderr
+    built = subprocess.run([*skiff, "build", *data, "-t", "guestbook-frontend", str(GUESTBOOK)],
+                           capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert built.returncode == 0, built.stdout + built.stderr
+    for image in ("debian-redis:bookworm", "guestbook-frontend:latest"):
+        _progress(f"vm: pushing {image} into the cluster")
+        pushed = lab.skiff("image", "push", *data, image, timeout=900)
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    manifests = lab.tmp / "guestbook.yaml"
+    manifests.write_text(_guestbook_manifests())
+    applied = lab.skiff("apply", "-f", str(manifests))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    for deployment in ("redis-leader", "redis-follower", "frontend"):
+        _progress(f"vm: waiting for deployment/{deployment}")
+        done = lab.skiff("rollout", "status", f"deployment/{deployment}", "--timeout", "600s", timeout=660)
+        assert done.returncode == 0, done.stdout + done.stderr + lab.skiff("get", "pods", "-o", "wide").stdout
+    pods = lab.get("pods", "-l", "app=guestbook")["items"]
+    frontends = sorted(p["spec"]["nodeName"] for p in pods if p["metadata"]["labels"].get("tier") == "frontend")
+    assert frontends == ["node1", "node2", "node3"], frontends   # its topology spread: one a VM
+    followers = {p["spec"]["nodeName"] for p in pods if p["metadata"]["labels"].get("role") == "follower"}
+    assert len(followers) == 2, followers
+
+    value = f"hello-from-{lab.tag}"
+    written = wait_for("a write through node1's NodePort", lambda: lab.http(
+        f"http://{SUBNET}.11:{NODE_PORT}/?cmd=set&key=messages&value={value}"), timeout=60, interval=2)
+    assert json.loads(written) == {"message": "OK"}
+
+    def read_back():
+        got = lab.http(f"http://{SUBNET}.13:{NODE_PORT}/?cmd=get&key=messages")
+        return got if got and json.loads(got) == {"data": value} else None
+    wait_for(f"{value} read back through node3's NodePort", read_back, timeout=120, interval=2)
 
 
 def test_down_after_a_killed_up_leaves_nothing(lab):
