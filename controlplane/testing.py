@@ -131,11 +131,33 @@ class FakeApiClient:
 
     @_mapped
     async def list(self, kind: str, namespace: str = "", label_selector: str = "",
-                   field_selector: str = "", *, timeout: float | None = 60) -> tuple[list[Message], str]:
+                   field_selector: str = "", *, chunk_size: int = 0,
+                   timeout: float | None = 60) -> tuple[list[Message], str]:
         k = _kind(kind)
+        if chunk_size > 0:   # as the real client pages: every page at the first one's revision
+            items, token, revision = [], "", ""
+            while True:
+                page, at, token = await self.list_page(kind, namespace, label_selector, field_selector,
+                                                       limit=chunk_size, continue_=token)
+                items += page
+                revision = revision or at
+                if not token:
+                    return items, revision
         items, revision = await self.registry.list(k, namespace if k.namespaced else "",
                                                    label_selector=label_selector, field_selector=field_selector)
         return [_copy(i) for i in items], revision
+
+    @_mapped
+    async def list_page(self, kind: str, namespace: str = "", label_selector: str = "",
+                        field_selector: str = "", *, limit: int = 0, continue_: str = "",
+                        resource_version: str = "", resource_version_match: str = "",
+                        timeout: float | None = 60) -> tuple[list[Message], str, str]:
+        k = _kind(kind)
+        items, revision, token = await self.registry.list_chunk(
+            k, namespace if k.namespaced else "", label_selector=label_selector, field_selector=field_selector,
+            resource_version=resource_version, resource_version_match=resource_version_match, limit=limit,
+            token=continue_)
+        return [_copy(i) for i in items], revision, token
 
     @_mapped
     async def delete(self, kind: str, name: str, namespace: str = "default",

@@ -315,6 +315,20 @@ class Registry:
         items, revision = await self.store.list(kind, namespace if kind.namespaced else "")
         return [o for o in items if labels.matches(o.metadata.labels) and fields.matches(o)], str(revision)
 
+    async def list_chunk(self, kind: kinds.Kind, namespace: str = "", *, label_selector: str = "",
+                         field_selector: str = "", resource_version: str = "", resource_version_match: str = "",
+                         limit: int = 0, token: str = "") -> tuple[list[Message], str, str]:
+        """list_page with the request's own words, as gRPC's List (and the fake client) take them:
+        the ListOptions checked (Invalid naming the field), `token` a continue token;
+        (objects, revision, the next page's token or "")."""
+        for field, message in list_option_errors(resource_version, resource_version_match, token):
+            raise Invalid(message, field)
+        page = await self.list_page(kind, namespace, label_selector=label_selector, field_selector=field_selector,
+                                    resource_version=resource_version, resource_version_match=resource_version_match,
+                                    limit=max(limit, 0), continue_from=decode_continue(token) if token else None)
+        next_token = encode_continue(page.revision, page.next_key) if page.next_key is not None else ""
+        return page.items, str(page.revision), next_token
+
     def serialized(self, obj: Message) -> bytes:
         """The object's bytes: from the watch cache, made once per version it holds."""
         serialized = getattr(self.store, "serialized", None)

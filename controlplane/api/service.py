@@ -19,9 +19,9 @@ from google.protobuf.message import Message
 
 from controlplane import store as st
 from controlplane.api import eviction
-from controlplane.api.errors import Invalid, RpcAbort, status_of
+from controlplane.api.errors import RpcAbort, status_of
 from controlplane.api.proxy import AgentProxy
-from controlplane.api.registry import Admission, Registry, decode_continue, encode_continue, list_option_errors
+from controlplane.api.registry import Admission, Registry
 from controlplane.metrics import Metrics
 from proto.skiff.v1 import api_pb2, api_pb2_grpc
 from skiff.api import kinds
@@ -223,16 +223,10 @@ class ApiService(api_pb2_grpc.ApiServicer):
         token = getattr(request, "continue")
         next_token = ""
         if request.limit or token or request.resource_version or request.resource_version_match:
-            rv, match = request.resource_version, request.resource_version_match
-            for field, message in list_option_errors(rv, match, token):
-                raise Invalid(message, field)
-            page = await self.registry.list_page(
+            items, revision, next_token = await self.registry.list_chunk(
                 _kind(request.kind), request.namespace, label_selector=request.label_selector,
-                field_selector=request.field_selector, resource_version=rv, resource_version_match=match,
-                limit=max(request.limit, 0), continue_from=decode_continue(token) if token else None)
-            items, revision = page.items, str(page.revision)
-            if page.next_key is not None:
-                next_token = encode_continue(page.revision, page.next_key)
+                field_selector=request.field_selector, resource_version=request.resource_version,
+                resource_version_match=request.resource_version_match, limit=request.limit, token=token)
         else:
             items, revision = await self.registry.list(_kind(request.kind), request.namespace,
                                                        label_selector=request.label_selector,
