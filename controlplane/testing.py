@@ -133,16 +133,10 @@ class FakeApiClient:
     async def list(self, kind: str, namespace: str = "", label_selector: str = "",
                    field_selector: str = "", *, chunk_size: int = 0,
                    timeout: float | None = 60) -> tuple[list[Message], str]:
-        k = _kind(kind)
         if chunk_size > 0:   # as the real client pages: every page at the first one's revision
-            items, token, revision = [], "", ""
-            while True:
-                page, at, token = await self.list_page(kind, namespace, label_selector, field_selector,
-                                                       limit=chunk_size, continue_=token)
-                items += page
-                revision = revision or at
-                if not token:
-                    return items, revision
+            return await api.list_in_chunks(self.list_page, kind, namespace, label_selector, field_selector,
+                                            chunk_size=chunk_size, timeout=timeout)
+        k = _kind(kind)
         items, revision = await self.registry.list(k, namespace if k.namespaced else "",
                                                    label_selector=label_selector, field_selector=field_selector)
         return [_copy(i) for i in items], revision

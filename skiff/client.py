@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Awaitable, Callable
 
 import grpc
 from google.protobuf.message import Message
@@ -185,6 +185,32 @@ def _kind_name(kind: str) -> str:
         return kind
 
 
+async def list_in_chunks(list_page: Callable[..., Awaitable[tuple[list[Message], str, str]]], kind: str,
+                         namespace: str = "", label_selector: str = "", field_selector: str = "", *,
+                         chunk_size: int = 0, timeout: float | None = 60) -> tuple[list[Message], str]:
+    """client-go's pager over a `list_page` callable: every page at the first
+    page's revision; if that revision leaves the server's window before the last
+    page (Gone), the list is read again whole. chunk_size <= 0 reads one page."""
+    if chunk_size <= 0:
+        items, revision, _ = await list_page(kind, namespace, label_selector, field_selector, timeout=timeout)
+        return items, revision
+    everything: list[Message] = []
+    token = first_revision = ""
+    while True:
+        try:
+            items, revision, token = await list_page(kind, namespace, label_selector, field_selector,
+                                                     limit=chunk_size, continue_=token, timeout=timeout)
+        except Gone:
+            if not first_revision:
+                raise
+            return await list_in_chunks(list_page, kind, namespace, label_selector, field_selector,
+                                        timeout=timeout)
+        everything += items
+        first_revision = first_revision or revision
+        if not token:
+            return everything, first_revision
+
+
 class ApiClient:
     """An async client of one control plane.
 
@@ -299,24 +325,8 @@ class ApiClient:
         pages of that many, all at the first page's revision (kubectl's --chunk-size);
         if that revision leaves the server's window before the last page (Gone),
         the list is read again whole, as client-go's pager does."""
-        if chunk_size <= 0:
-            items, revision, _ = await self.list_page(kind, namespace, label_selector, field_selector,
-                                                      timeout=timeout)
-            return items, revision
-        everything: list[Message] = []
-        token = first_revision = ""
-        while True:
-            try:
-                items, revision, token = await self.list_page(kind, namespace, label_selector, field_selector,
-                                                              limit=chunk_size, continue_=token, timeout=timeout)
-            except Gone:
-                if not first_revision:
-                    raise
-                return await self.list(kind, namespace, label_selector, field_selector, timeout=timeout)
-            everything += items
-            first_revision = first_revision or revision
-            if not token:
-                return everything, first_revision
+        return await list_in_chunks(self.list_page, kind, namespace, label_selector, field_selector,
+                                    chunk_size=chunk_size, timeout=timeout)
 
     async def list_page(self, kind: str, namespace: str = "", label_selector: str = "",
                         field_selector: str = "", *, limit: int = 0, continue_: str = "",

@@ -26,7 +26,7 @@ from google.protobuf.message import Message
 from controlplane import store as st
 from controlplane.api import eviction
 from controlplane.api.errors import Invalid
-from controlplane.api.registry import Registry, decode_continue, encode_continue, list_option_errors, \
+from controlplane.api.registry import Registry, list_option_errors, \
     same_content
 from controlplane.rest import apply as server_side_apply
 from controlplane.rest import codec, tables
@@ -109,16 +109,15 @@ class ResourceHandlers:
         _check_list_options(rv, match, token)
         limit = max(codec.integer(q, "limit") or 0, 0)
         try:
-            page = await self.registry.list_page(
+            items, revision, next_token = await self.registry.list_chunk(
                 kind, t.namespace, label_selector=q.get("labelSelector", ""),
                 field_selector=q.get("fieldSelector", ""), resource_version=rv, resource_version_match=match,
-                limit=limit, continue_from=decode_continue(token) if token else None)
-        except Invalid as exc:   # only the selectors can be: Kubernetes answers 400 for them
+                limit=limit, token=token)
+        except Invalid as exc:   # only the selectors and the token can be: Kubernetes answers 400 for them
             raise bad_request(exc.message) from None
-        items, revision = page.items, str(page.revision)
         if not limit and not token:
             items.sort(key=kind.strategy.sort_key)   # a whole list in the kind's order (pages: key order)
-        token = encode_continue(page.revision, page.next_key) if page.next_key is not None else ""
+        token = next_token
         if tables.wants_table(request.headers.get("Accept", "")):
             return respond(tables.table(items, kind=kind, resource_version=revision, continue_token=token,
                                         include_object=q.get("includeObject", "Metadata")))
