@@ -110,12 +110,14 @@ def schedule(pod: types_pb2.Pod, snapshot: Snapshot | Sequence[NodeInfo], profil
     statuses: dict[str, Status] = {}
     evaluated = 0
     # run_filters inlined (this loop runs once per node): the first failing filter's Status is the node's.
+    # On a plain node (ready, schedulable, untainted: most of them) the node-only filters are skipped.
     filters = [plugin.filter for plugin in filter_plugins]
+    plain_filters = [plugin.filter for plugin in filter_plugins if not getattr(plugin, "passes_plain_nodes", False)]
     count = len(nodes)
     start %= count
     for info in (nodes[start:] + nodes[:start]) if start else nodes:
         evaluated += 1
-        for check in filters:
+        for check in plain_filters if info.plain else filters:
             status = check(pod, info)
             if status.code is not _OK:
                 statuses[info.name] = status
@@ -129,13 +131,14 @@ def schedule(pod: types_pb2.Pod, snapshot: Snapshot | Sequence[NodeInfo], profil
     if len(feasible) == 1:
         return Decision(feasible[0].name, statuses=statuses, evaluated=evaluated)
     totals = score(pod, snapshot, feasible, score_plugins)
-    best = min(feasible, key=lambda info: (-totals[info.name], info.name))
-    return Decision(best.name, statuses=statuses, evaluated=evaluated, scores=totals)
+    top = max(totals.values())
+    best = min(name for name, total in totals.items() if total == top)   # a tie goes to the first by name
+    return Decision(best, statuses=statuses, evaluated=evaluated, scores=totals)
 
 
 def score(pod: types_pb2.Pod, snapshot: Snapshot, feasible: list[NodeInfo],
           score_plugins: Sequence[tuple[object, int]]) -> dict[str, int]:
-    totals = {info.name: 0 for info in feasible}
+    totals: dict[str, int] | None = None
     for plugin, weight in score_plugins:
         hook = getattr(plugin, "pre_score", None)
         if hook is not None and hook(pod, snapshot, feasible) is False:
@@ -145,9 +148,15 @@ def score(pod: types_pb2.Pod, snapshot: Snapshot, feasible: list[NodeInfo],
         normalize = getattr(plugin, "normalize", None)
         if normalize is not None:
             normalize(scores)
-        for name, value in scores.items():
-            totals[name] += value * weight
-    return totals
+        if totals is None:   # the first plugin's scores start the totals
+            totals = scores if weight == 1 else {name: value * weight for name, value in scores.items()}
+        elif weight == 1:
+            for name, value in scores.items():
+                totals[name] += value
+        else:
+            for name, value in scores.items():
+                totals[name] += value * weight
+    return totals if totals is not None else dict.fromkeys((info.name for info in feasible), 0)
 
 
 def _message(total: int, statuses: dict[str, Status]) -> str:

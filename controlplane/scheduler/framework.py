@@ -5,6 +5,8 @@ The extension points are kube-scheduler's, each optional on a plugin:
     pre_filter(pod, snapshot) -> Status | None   once per cycle: cluster-wide state (counts per topology);
                                                  SKIP: nothing to check, filter is not called
     filter(pod, node) -> Status                  can the pod run on this node?
+    passes_plain_nodes = True                    optional: filter is Success on every NodeInfo.plain node
+                                                 (ready, schedulable, untainted), so the cycle skips it there
     pre_score(pod, snapshot, feasible)           once per cycle, over the nodes that passed
     score(pod, node) -> int                      rank one feasible node
     score_nodes(pod, feasible) -> {node: int}    optional: score() over every feasible node in one call
@@ -205,6 +207,11 @@ class NodeInfo:
         return tuple(self.node.spec.taints)
 
     @functools.cached_property
+    def plain(self) -> bool:
+        """Ready, schedulable and untainted: the filters marked `passes_plain_nodes` need not run."""
+        return self.ready and not self.unschedulable and not self.taints
+
+    @functools.cached_property
     def allocatable_pods(self) -> int:
         values = dict(self.node.status.allocatable) or dict(self.node.status.capacity)
         try:
@@ -218,6 +225,14 @@ class NodeInfo:
         have = self.allocatable
         return (self.allocatable_pods - len(self.pods), have.cpu_millis - self.requested.cpu_millis,
                 have.memory_bytes - self.requested.memory_bytes)
+
+    @functools.cached_property
+    def resource_view(self) -> tuple[int, int, int, int, int, int]:
+        """(allocatable CPU, memory; requested CPU, memory; non-zero requested CPU, memory) as
+        plain ints: the scores read them for every feasible node on every cycle."""
+        have, used, non_zero = self.allocatable, self.requested, self.non_zero_requested
+        return (have.cpu_millis, have.memory_bytes, used.cpu_millis, used.memory_bytes,
+                non_zero.cpu_millis, non_zero.memory_bytes)
 
     @functools.cached_property
     def pods_with_affinity(self) -> tuple[types_pb2.Pod, ...]:
@@ -306,12 +321,14 @@ class ScorePlugin(Protocol):
 def default_normalize(scores: dict[str, int], *, reverse: bool = False) -> None:
     """Kubernetes' DefaultNormalizeScore: scaled so the highest is 100 (reversed: the lowest)."""
     top = max(scores.values(), default=0)
-    for name, value in scores.items():
-        if top == 0:
-            scores[name] = MAX_SCORE if reverse else 0
-            continue
-        value = MAX_SCORE * value // top
-        scores[name] = MAX_SCORE - value if reverse else value
+    if top == 0:
+        scores.update(dict.fromkeys(scores, MAX_SCORE if reverse else 0))
+    elif reverse:
+        for name, value in scores.items():
+            scores[name] = MAX_SCORE - MAX_SCORE * value // top
+    else:
+        for name, value in scores.items():
+            scores[name] = MAX_SCORE * value // top
 
 
 def terminating(pod: types_pb2.Pod) -> bool:

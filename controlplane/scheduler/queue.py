@@ -51,6 +51,7 @@ class SchedulingQueue:
         self._backoff: list[tuple[float, int, Hashable]] = []
         self._pods: dict[Hashable, QueuedPod] = {}     # every pod the queue holds, wherever
         self._where: dict[Hashable, str] = {}          # key -> "active" | "backoff" | "unschedulable" | "flight"
+        self._parked: dict[Hashable, None] = {}        # the "unschedulable" keys, in parking order (move_all)
         self._seq = itertools.count()
         self._ready = asyncio.Event()
         self.scheduling_cycle = 0
@@ -83,15 +84,23 @@ class SchedulingQueue:
 
     def delete(self, key: Hashable) -> None:
         self._pods.pop(key, None)
+        self._parked.pop(key, None)
         self._where.pop(key, None)   # heap entries of a deleted key are skipped when reached
 
+    def _place(self, key: Hashable, place: str) -> None:
+        self._where[key] = place
+        if place == "unschedulable":
+            self._parked[key] = None
+        else:
+            self._parked.pop(key, None)
+
     def _to_active(self, pod: QueuedPod) -> None:
-        self._where[pod.key] = "active"
+        self._place(pod.key, "active")
         heapq.heappush(self._active, (-pod.priority, pod.added, next(self._seq), pod.key))
         self._ready.set()
 
     def _to_backoff(self, pod: QueuedPod) -> None:
-        self._where[pod.key] = "backoff"
+        self._place(pod.key, "backoff")
         expiry = pod.failed_at + pod.backoff(self.initial_backoff, self.max_backoff)
         heapq.heappush(self._backoff, (expiry, next(self._seq), pod.key))
 
@@ -108,7 +117,7 @@ class SchedulingQueue:
             while self._active:
                 _, _, _, key = heapq.heappop(self._active)
                 if self._where.get(key) == "active":
-                    self._where[key] = "flight"
+                    self._place(key, "flight")
                     self.scheduling_cycle += 1
                     return key
             self._ready.clear()
@@ -131,7 +140,7 @@ class SchedulingQueue:
         if self._move_request_cycle >= cycle:
             self._to_backoff(pod)
         else:
-            self._where[key] = "unschedulable"
+            self._place(key, "unschedulable")
 
     def error(self, key: Hashable) -> None:
         """The cycle failed (an API error): try again after the back-off."""
@@ -147,7 +156,7 @@ class SchedulingQueue:
     def move_all(self) -> int:
         """A cluster event that may make parked pods fit: move them to active (or backoff)."""
         self._move_request_cycle = self.scheduling_cycle
-        parked = [self._pods[k] for k, place in self._where.items() if place == "unschedulable"]
+        parked = [self._pods[k] for k in self._parked]
         for pod in parked:
             self._move(pod)
         return len(parked)
@@ -161,7 +170,7 @@ class SchedulingQueue:
 
     def flush_unschedulable_leftover(self) -> None:
         now = self.clock()
-        for key, place in list(self._where.items()):
+        for key in list(self._parked):
             pod = self._pods[key]
-            if place == "unschedulable" and now - pod.failed_at >= self.max_unschedulable:
+            if now - pod.failed_at >= self.max_unschedulable:
                 self._move(pod)

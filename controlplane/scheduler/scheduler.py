@@ -194,13 +194,13 @@ class Scheduler(Controller):
             self._order_infos = [self._node_info(name) for name in self._node_order]
             self._order_infos = [i for i in self._order_infos if i is not None]
             self._by_name = {i.name: i for i in self._order_infos}
+            self._position = {i.name: n for n, i in enumerate(self._order_infos)}
             self._with_images = {i.name for i in self._order_infos if i.node.status.images}
             self._with_affinity = {i.name for i in self._order_infos if i.pods_with_affinity}
             self._dirty.clear()
         elif self._dirty:
             # Only the nodes whose pods or object changed since the last cycle (the informer's events
             # say which); node order is unchanged (nodes coming or going reset it above).
-            position = None
             for name in self._dirty:
                 old = self._by_name.get(name)
                 if old is None:
@@ -209,9 +209,7 @@ class Scheduler(Controller):
                 if info is None:   # gone; its delete event resets the order before the next cycle
                     self._node_order = None
                     return self.snapshot(pod)
-                if position is None:
-                    position = {i.name: n for n, i in enumerate(self._order_infos)}
-                self._order_infos[position[name]] = self._by_name[name] = info
+                self._order_infos[self._position[name]] = self._by_name[name] = info
                 (self._with_images.add if info.node.status.images else self._with_images.discard)(name)
                 (self._with_affinity.add if info.pods_with_affinity else self._with_affinity.discard)(name)
             self._dirty.clear()

@@ -52,10 +52,10 @@ class BalancedAllocation:
         cpu_want, mem_want = want.cpu_millis, want.memory_bytes
         out = {}
         for info in feasible:
-            have, used = info.allocatable, info.requested
-            if have.cpu_millis > 0 and have.memory_bytes > 0:
-                cpu = (used.cpu_millis + cpu_want) / have.cpu_millis
-                memory = (used.memory_bytes + mem_want) / have.memory_bytes
+            cpu_cap, mem_cap, cpu_used, mem_used, _, _ = info.resource_view
+            if cpu_cap > 0 and mem_cap > 0:
+                cpu = (cpu_used + cpu_want) / cpu_cap
+                memory = (mem_used + mem_want) / mem_cap
                 if cpu > 1.0:
                     cpu = 1.0
                 if memory > 1.0:

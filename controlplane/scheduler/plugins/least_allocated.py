@@ -40,11 +40,11 @@ def score_nodes(pod: types_pb2.Pod, feasible: list[NodeInfo]) -> dict[str, int]:
     w_sum = w_cpu + w_mem
     out = {}
     for info in feasible:
-        have, used = info.allocatable, info.non_zero_requested
-        cap, req = have.cpu_millis, used.cpu_millis + cpu_want
-        cpu = 0 if cap <= 0 or req > cap else (cap - req) * MAX_SCORE // cap
-        cap, req = have.memory_bytes, used.memory_bytes + mem_want
-        memory = 0 if cap <= 0 or req > cap else (cap - req) * MAX_SCORE // cap
+        cpu_cap, mem_cap, _, _, cpu_used, mem_used = info.resource_view
+        req = cpu_used + cpu_want
+        cpu = 0 if cpu_cap <= 0 or req > cpu_cap else (cpu_cap - req) * MAX_SCORE // cpu_cap
+        req = mem_used + mem_want
+        memory = 0 if mem_cap <= 0 or req > mem_cap else (mem_cap - req) * MAX_SCORE // mem_cap
         out[info.name] = (cpu * w_cpu + memory * w_mem) // w_sum
     return out
 

@@ -16,5 +16,7 @@ def fits(pod: types_pb2.Pod, node: types_pb2.Node) -> bool:
 
 @register("NodeReady")
 class NodeReady:
+    passes_plain_nodes = True
+
     def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
         return _SUCCESS if node.ready else _NOT_READY

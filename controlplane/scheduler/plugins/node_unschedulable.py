@@ -15,5 +15,7 @@ def fits(pod: types_pb2.Pod, node: types_pb2.Node) -> bool:
 
 @register("NodeUnschedulable")
 class NodeUnschedulable:
+    passes_plain_nodes = True
+
     def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
         return _CORDONED if node.unschedulable else _SUCCESS

@@ -44,6 +44,8 @@ def fits(pod: types_pb2.Pod, node: types_pb2.Node) -> bool:
 
 @register("TaintToleration")
 class TaintToleration:
+    passes_plain_nodes = True
+
     def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
         if not node.taints:
             return Status.success()
@@ -51,6 +53,11 @@ class TaintToleration:
         if taint is None:
             return Status.success()
         return Status.unresolvable(f"node(s) had untolerated taint {{{taint.key}: {taint.value}}}")
+
+    def pre_score(self, pod: types_pb2.Pod, snapshot: object, feasible: list[NodeInfo]) -> bool:
+        """No feasible node tainted: each would score 100 - the same for all, which cannot change
+        the ranking - so the score is skipped (most clusters' case: no cost per node)."""
+        return any(info.taints for info in feasible)
 
     def score(self, pod: types_pb2.Pod, node: NodeInfo) -> int:
         if not node.taints:
