@@ -45,13 +45,16 @@ class Term:
     weight: int = 1
 
     def matches(self, pod: types_pb2.Pod, namespace_labels: Mapping[str, Mapping[str, str]]) -> bool:
+        return self.matches_labels(pod.metadata.namespace, pod.metadata.labels, namespace_labels)
+
+    def matches_labels(self, ns: str, labels: Mapping[str, str],
+                       namespace_labels: Mapping[str, Mapping[str, str]]) -> bool:
         if self.selector is None:
             return False
-        ns = pod.metadata.namespace
         if ns not in self.namespaces and not (self.namespace_selector is not None and
                                               self.namespace_selector.matches(namespace_labels.get(ns, {}))):
             return False
-        return self.selector.matches(pod.metadata.labels)
+        return self.selector.matches(labels)
 
 
 def make_term(term: types_pb2.PodAffinityTerm, owner: types_pb2.Pod, weight: int = 1) -> Term:
@@ -72,6 +75,15 @@ def make_term(term: types_pb2.PodAffinityTerm, owner: types_pb2.Pod, weight: int
 
 
 _TERMS: dict[tuple[str, str, str, str], tuple[tuple[Term, ...], ...]] = {}
+# Equal terms (every pod of a Deployment has the same ones) are one object, so a cycle matches
+# each distinct term once (keyed by id) however many pods carry it.
+_INTERNED: dict[Term, Term] = {}
+
+
+def _intern(parsed: tuple[Term, ...]) -> tuple[Term, ...]:
+    if len(_INTERNED) > 50_000:
+        _INTERNED.clear()
+    return tuple(_INTERNED.setdefault(term, term) for term in parsed)
 
 
 def terms(pod: types_pb2.Pod) -> tuple[tuple[Term, ...], tuple[Term, ...], tuple[Term, ...], tuple[Term, ...]]:
@@ -82,12 +94,12 @@ def terms(pod: types_pb2.Pod) -> tuple[tuple[Term, ...], tuple[Term, ...], tuple
     if cached is not None:
         return cached  # type: ignore[return-value]
     a, anti = pod.spec.affinity.pod_affinity, pod.spec.affinity.pod_anti_affinity
-    parsed = (tuple(make_term(t, pod) for t in a.required_during_scheduling_ignored_during_execution),
-              tuple(make_term(t, pod) for t in anti.required_during_scheduling_ignored_during_execution),
-              tuple(make_term(w.pod_affinity_term, pod, w.weight)
-                    for w in a.preferred_during_scheduling_ignored_during_execution),
-              tuple(make_term(w.pod_affinity_term, pod, w.weight)
-                    for w in anti.preferred_during_scheduling_ignored_during_execution))
+    parsed = (_intern(tuple(make_term(t, pod) for t in a.required_during_scheduling_ignored_during_execution)),
+              _intern(tuple(make_term(t, pod) for t in anti.required_during_scheduling_ignored_during_execution)),
+              _intern(tuple(make_term(w.pod_affinity_term, pod, w.weight)
+                            for w in a.preferred_during_scheduling_ignored_during_execution)),
+              _intern(tuple(make_term(w.pod_affinity_term, pod, w.weight)
+                            for w in anti.preferred_during_scheduling_ignored_during_execution)))
     if pod.metadata.resource_version:
         if len(_TERMS) > 50_000:
             _TERMS.clear()
@@ -97,6 +109,83 @@ def terms(pod: types_pb2.Pod) -> tuple[tuple[Term, ...], tuple[Term, ...], tuple
 
 def _pair(labels: Mapping[str, str], key: str) -> Pair | None:
     return (key, labels[key]) if key in labels else None
+
+
+# Per NodeInfo, kept in its memo while it lives (across cycles: a node's pods change rarely).
+Group = tuple[str, Mapping[str, str], int]   # (namespace, labels, how many of the node's pods have them)
+
+
+def _pod_groups(info: NodeInfo) -> tuple[Group, ...]:
+    """The node's pods grouped by (namespace, labels): a term is matched once per group."""
+    groups = info.memo.get("pod_groups")
+    if groups is None:
+        counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter(
+            (p.metadata.namespace, tuple(sorted(p.metadata.labels.items()))) for p in info.pods)
+        groups = info.memo["pod_groups"] = tuple((ns, _labels(ns, labels), n) for (ns, labels), n in counts.items())
+    return groups
+
+
+# One dict per distinct (namespace, labels) in the cluster, so a cycle's match cache can key on its id.
+_LABELS: dict[tuple[str, tuple[tuple[str, str], ...]], Mapping[str, str]] = {}
+
+
+def _labels(ns: str, labels: tuple[tuple[str, str], ...]) -> Mapping[str, str]:
+    found = _LABELS.get((ns, labels))
+    if found is None:
+        if len(_LABELS) > 50_000:
+            _LABELS.clear()
+        found = _LABELS[(ns, labels)] = dict(labels)
+    return found
+
+
+def _existing_terms(info: NodeInfo, kind: str) -> tuple[tuple[Term, Pair, int], ...]:
+    """The terms of the node's pods, each with its topology pair on this node and a count (equal
+    terms summed): kind "anti" their required anti-affinity (the filter's symmetry), "score" the
+    terms that score an incoming pod (required affinity at weight 1, preferred +, preferred anti -)."""
+    memo_key = "existing_terms_" + kind
+    found = info.memo.get(memo_key)
+    if found is None:
+        weights: Counter[tuple[Term, Pair]] = Counter()
+        pods = info.pods_with_required_anti_affinity if kind == "anti" else info.pods_with_affinity
+        for existing in pods:
+            required, anti, preferred, preferred_anti = terms(existing)
+            weighted = ([(t, 1) for t in anti] if kind == "anti" else
+                        [(t, HARD_POD_AFFINITY_WEIGHT) for t in required] + [(t, t.weight) for t in preferred]
+                        + [(t, -t.weight) for t in preferred_anti])
+            for term, weight in weighted:
+                if weight and (pair := _pair(info.labels, term.topology_key)):
+                    weights[(term, pair)] += weight
+        found = info.memo[memo_key] = tuple((t, pair, w) for (t, pair), w in weights.items() if w)
+    return found
+
+
+class _PodMatches:
+    """Whether a term matches the cycle's pod, asked once per distinct term."""
+
+    def __init__(self, pod: types_pb2.Pod, ns_labels: Mapping[str, Mapping[str, str]]) -> None:
+        self.namespace, self.labels, self.ns_labels = pod.metadata.namespace, dict(pod.metadata.labels), ns_labels
+        self.seen: dict[int, bool] = {}
+
+    def __call__(self, term: Term) -> bool:
+        found = self.seen.get(id(term))
+        if found is None:
+            found = self.seen[id(term)] = term.matches_labels(self.namespace, self.labels, self.ns_labels)
+        return found
+
+
+class _Matches:
+    """Whether a term matches a (namespace, labels), asked once per distinct term and group in a cycle."""
+
+    def __init__(self, ns_labels: Mapping[str, Mapping[str, str]]) -> None:
+        self.ns_labels = ns_labels
+        self.seen: dict[tuple[int, int], bool] = {}
+
+    def __call__(self, term: Term, ns: str, labels: Mapping[str, str]) -> bool:
+        key = (id(term), id(labels))
+        found = self.seen.get(key)
+        if found is None:
+            found = self.seen[key] = term.matches_labels(ns, labels, self.ns_labels)
+        return found
 
 
 @register("InterPodAffinity")
@@ -115,25 +204,23 @@ class InterPodAffinity:
     def pre_filter(self, pod: types_pb2.Pod, snapshot: Snapshot) -> Status | None:
         ns_labels = snapshot.namespace_labels
         self.affinity, self.anti_affinity, _, _ = terms(pod)
+        matches_pod = _PodMatches(pod, ns_labels)
         for info in snapshot.have_pods_with_required_anti_affinity:
-            # The node's pods' required anti-affinity terms, kept while this NodeInfo lives (across cycles).
-            node_terms = info.memo.get("required_anti_affinity_terms")
-            if node_terms is None:
-                node_terms = info.memo["required_anti_affinity_terms"] = tuple(
-                    t for existing in info.pods_with_required_anti_affinity for t in terms(existing)[1])
-            for term in node_terms:
-                if term.matches(pod, ns_labels) and (pair := _pair(info.labels, term.topology_key)):
-                    self.existing_anti_affinity_counts[pair] += 1
+            for term, pair, count in _existing_terms(info, "anti"):
+                if matches_pod(term):
+                    self.existing_anti_affinity_counts[pair] += count
         if self.affinity or self.anti_affinity:
+            matches = _Matches(ns_labels)
             for info in snapshot.nodes:
-                for existing in info.pods:
-                    if self.affinity and all(t.matches(existing, ns_labels) for t in self.affinity):
+                labels = info.labels
+                for ns, pod_labels, count in _pod_groups(info):
+                    if self.affinity and all(matches(t, ns, pod_labels) for t in self.affinity):
                         for term in self.affinity:
-                            if pair := _pair(info.labels, term.topology_key):
-                                self.affinity_counts[pair] += 1
+                            if pair := _pair(labels, term.topology_key):
+                                self.affinity_counts[pair] += count
                     for term in self.anti_affinity:
-                        if term.matches(existing, ns_labels) and (pair := _pair(info.labels, term.topology_key)):
-                            self.anti_affinity_counts[pair] += 1
+                        if matches(term, ns, pod_labels) and (pair := _pair(labels, term.topology_key)):
+                            self.anti_affinity_counts[pair] += count
         self.self_matches_all = bool(self.affinity) and all(t.matches(pod, ns_labels) for t in self.affinity)
         if not self.affinity and not self.anti_affinity and not self.existing_anti_affinity_counts:
             return SKIP
@@ -166,28 +253,21 @@ class InterPodAffinity:
     def pre_score(self, pod: types_pb2.Pod, snapshot: Snapshot, feasible: list[NodeInfo]) -> bool:
         ns_labels = snapshot.namespace_labels
         _, _, preferred, preferred_anti = terms(pod)
-        nodes = snapshot.nodes if (preferred or preferred_anti) else snapshot.have_pods_with_affinity
-        for info in nodes:
-            labels = info.labels
-            for existing in (info.pods if (preferred or preferred_anti) else info.pods_with_affinity):
-                for term in preferred:
-                    self._add(term, existing, labels, ns_labels, term.weight)
-                for term in preferred_anti:
-                    self._add(term, existing, labels, ns_labels, -term.weight)
-                if existing.spec.HasField("affinity"):
-                    req, _, pref, pref_anti = terms(existing)
-                    for term in req:
-                        self._add(term, pod, labels, ns_labels, HARD_POD_AFFINITY_WEIGHT)
-                    for term in pref:
-                        self._add(term, pod, labels, ns_labels, term.weight)
-                    for term in pref_anti:
-                        self._add(term, pod, labels, ns_labels, -term.weight)
+        if preferred or preferred_anti:   # this pod's preferences, over every pod placed
+            matches = _Matches(ns_labels)
+            weighted = [(t, t.weight) for t in preferred] + [(t, -t.weight) for t in preferred_anti]
+            for info in snapshot.nodes:
+                labels = info.labels
+                for ns, pod_labels, count in _pod_groups(info):
+                    for term, weight in weighted:
+                        if weight and matches(term, ns, pod_labels) and (pair := _pair(labels, term.topology_key)):
+                            self.topology_score[pair] += weight * count
+        matches_pod = _PodMatches(pod, ns_labels)   # the placed pods' terms that score this one
+        for info in snapshot.have_pods_with_affinity:
+            for term, pair, weight in _existing_terms(info, "score"):
+                if matches_pod(term):
+                    self.topology_score[pair] += weight
         return bool(self.topology_score)
-
-    def _add(self, term: Term, target: types_pb2.Pod, labels: Mapping[str, str],
-             ns_labels: Mapping[str, Mapping[str, str]], weight: int) -> None:
-        if weight and term.matches(target, ns_labels) and (pair := _pair(labels, term.topology_key)):
-            self.topology_score[pair] += weight
 
     def score(self, pod: types_pb2.Pod, node: NodeInfo) -> int:
         return sum(self.topology_score.get((k, v), 0) for k, v in node.labels.items())
