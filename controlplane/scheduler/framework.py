@@ -24,6 +24,7 @@ the pods counted against them, namespaces' labels), never the API.
 """
 from __future__ import annotations
 
+import collections
 import enum
 import functools
 from dataclasses import dataclass, field
@@ -333,6 +334,35 @@ def default_normalize(scores: dict[str, int], *, reverse: bool = False) -> None:
 
 def terminating(pod: types_pb2.Pod) -> bool:
     return pod.metadata.HasField("deletion_timestamp")
+
+
+PodGroup = tuple[str, Mapping[str, str], int]   # (namespace, labels, how many of a node's pods have them)
+
+
+def pod_groups(info: NodeInfo, *, live: bool = False) -> tuple[PodGroup, ...]:
+    """The node's pods (`live`: not terminating) grouped by (namespace, labels), kept in the
+    NodeInfo's memo: a selector is matched once per group, not once per pod. Equal labels are
+    one dict across the cluster, so a cycle may cache a match by the dict's id."""
+    memo_key = "live_pod_groups" if live else "pod_groups"
+    groups = info.memo.get(memo_key)
+    if groups is None:
+        counts = collections.Counter((p.metadata.namespace, tuple(sorted(p.metadata.labels.items())))
+                                     for p in info.pods if not (live and terminating(p)))
+        groups = info.memo[memo_key] = tuple((ns, _interned_labels(ns, labels), n)
+                                             for (ns, labels), n in counts.items())
+    return groups
+
+
+_LABELS: dict[tuple[str, tuple[tuple[str, str], ...]], Mapping[str, str]] = {}
+
+
+def _interned_labels(ns: str, labels: tuple[tuple[str, str], ...]) -> Mapping[str, str]:
+    found = _LABELS.get((ns, labels))
+    if found is None:
+        if len(_LABELS) > 50_000:
+            _LABELS.clear()
+        found = _LABELS[(ns, labels)] = dict(labels)
+    return found
 
 
 # name -> factory. Plugins register themselves in plugins/__init__.py.

@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping
 
-from controlplane.scheduler.framework import MAX_SCORE, SKIP, NodeInfo, Snapshot, Status, register
+from controlplane.scheduler.framework import MAX_SCORE, SKIP, NodeInfo, Snapshot, Status, pod_groups, register
 from proto.skiff.v1 import types_pb2
 from skiff.api import labelselector, selectors
 
@@ -112,32 +112,6 @@ def _pair(labels: Mapping[str, str], key: str) -> Pair | None:
 
 
 # Per NodeInfo, kept in its memo while it lives (across cycles: a node's pods change rarely).
-Group = tuple[str, Mapping[str, str], int]   # (namespace, labels, how many of the node's pods have them)
-
-
-def _pod_groups(info: NodeInfo) -> tuple[Group, ...]:
-    """The node's pods grouped by (namespace, labels): a term is matched once per group."""
-    groups = info.memo.get("pod_groups")
-    if groups is None:
-        counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter(
-            (p.metadata.namespace, tuple(sorted(p.metadata.labels.items()))) for p in info.pods)
-        groups = info.memo["pod_groups"] = tuple((ns, _labels(ns, labels), n) for (ns, labels), n in counts.items())
-    return groups
-
-
-# One dict per distinct (namespace, labels) in the cluster, so a cycle's match cache can key on its id.
-_LABELS: dict[tuple[str, tuple[tuple[str, str], ...]], Mapping[str, str]] = {}
-
-
-def _labels(ns: str, labels: tuple[tuple[str, str], ...]) -> Mapping[str, str]:
-    found = _LABELS.get((ns, labels))
-    if found is None:
-        if len(_LABELS) > 50_000:
-            _LABELS.clear()
-        found = _LABELS[(ns, labels)] = dict(labels)
-    return found
-
-
 def _existing_terms(info: NodeInfo, kind: str) -> tuple[tuple[Term, Pair, int], ...]:
     """The terms of the node's pods, each with its topology pair on this node and a count (equal
     terms summed): kind "anti" their required anti-affinity (the filter's symmetry), "score" the
@@ -213,7 +187,7 @@ class InterPodAffinity:
             matches = _Matches(ns_labels)
             for info in snapshot.nodes:
                 labels = info.labels
-                for ns, pod_labels, count in _pod_groups(info):
+                for ns, pod_labels, count in pod_groups(info):
                     if self.affinity and all(matches(t, ns, pod_labels) for t in self.affinity):
                         for term in self.affinity:
                             if pair := _pair(labels, term.topology_key):
@@ -258,7 +232,7 @@ class InterPodAffinity:
             weighted = [(t, t.weight) for t in preferred] + [(t, -t.weight) for t in preferred_anti]
             for info in snapshot.nodes:
                 labels = info.labels
-                for ns, pod_labels, count in _pod_groups(info):
+                for ns, pod_labels, count in pod_groups(info):
                     for term, weight in weighted:
                         if weight and matches(term, ns, pod_labels) and (pair := _pair(labels, term.topology_key)):
                             self.topology_score[pair] += weight * count

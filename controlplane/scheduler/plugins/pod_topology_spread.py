@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Mapping
 
-from controlplane.scheduler.framework import (HOSTNAME_LABEL, MAX_SCORE, SKIP, NodeInfo, Snapshot, Status, register,
-                                              terminating)
+from controlplane.scheduler.framework import (HOSTNAME_LABEL, MAX_SCORE, SKIP, NodeInfo, Snapshot, Status, pod_groups,
+                                              register)
 from controlplane.scheduler.plugins.taint_toleration import untolerated
 from proto.skiff.v1 import types_pb2
 from skiff.api import labelselector, nodeaffinity, selectors
@@ -43,7 +44,10 @@ class Constraint:
     honor_taints: bool = False
 
     def matches(self, pod: types_pb2.Pod) -> bool:
-        return self.selector is not None and self.selector.matches(pod.metadata.labels)
+        return self.matches_labels(pod.metadata.labels)
+
+    def matches_labels(self, labels: Mapping[str, str]) -> bool:
+        return self.selector is not None and self.selector.matches(labels)
 
 
 def constraints(pod: types_pb2.Pod, when: str) -> list[Constraint]:
@@ -66,8 +70,8 @@ def constraints(pod: types_pb2.Pod, when: str) -> list[Constraint]:
 
 
 def count_matching(info: NodeInfo, namespace: str, constraint: Constraint) -> int:
-    return sum(1 for p in info.pods
-               if p.metadata.namespace == namespace and not terminating(p) and constraint.matches(p))
+    return sum(n for ns, labels, n in pod_groups(info, live=True)
+               if ns == namespace and constraint.matches_labels(labels))
 
 
 def _passes_policies(pod: types_pb2.Pod, node: types_pb2.Node, c: Constraint, *, has_node_rules: bool) -> bool:
@@ -81,14 +85,28 @@ def domain_counts(pod: types_pb2.Pod, nodes: list[NodeInfo], cons: list[Constrai
     counts: list[dict[str, int]] = [{} for _ in cons]
     ns = pod.metadata.namespace
     has_node_rules = bool(pod.spec.node_selector) or pod.spec.affinity.HasField("node_affinity")
+    keys = [c.topology_key for c in cons]
+    policies = [(c.honor_node_affinity and has_node_rules) or c.honor_taints for c in cons]
+    matched: dict[tuple[int, int], bool] = {}   # (constraint, id of a labels group) -> matches
     for info in nodes:
-        if not all(c.topology_key in info.labels for c in cons):
+        labels = info.labels
+        if not all(key in labels for key in keys):
             continue   # a node counts only if it has every constraint's key
+        groups = pod_groups(info, live=True)
         for i, c in enumerate(cons):
-            if not _passes_policies(pod, info.node, c, has_node_rules=has_node_rules):
+            if policies[i] and not _passes_policies(pod, info.node, c, has_node_rules=has_node_rules):
                 continue
-            value = info.labels[c.topology_key]
-            counts[i][value] = counts[i].get(value, 0) + count_matching(info, ns, c)
+            n = 0
+            for group_ns, group_labels, count in groups:
+                if group_ns == ns:
+                    found = matched.get((i, id(group_labels)))
+                    if found is None:
+                        found = matched[(i, id(group_labels))] = c.matches_labels(group_labels)
+                    if found:
+                        n += count
+            domain = counts[i]
+            value = labels[keys[i]]
+            domain[value] = domain.get(value, 0) + n
     return counts
 
 
@@ -98,6 +116,7 @@ class PodTopologySpread:
         self.hard: list[Constraint] = []
         self.counts: list[dict[str, int]] = []
         self.minimums: list[int] = []
+        self.self_matches: list[int] = []
         self.soft: list[Constraint] = []
         self.soft_counts: list[dict[str, int]] = []
         self.weights: list[float] = []
@@ -112,14 +131,14 @@ class PodTopologySpread:
         self.counts = domain_counts(pod, snapshot.nodes, self.hard)
         self.minimums = [min(counts.values()) if len(counts) >= c.min_domains and counts else 0
                          for c, counts in zip(self.hard, self.counts)]
+        self.self_matches = [1 if c.matches(pod) else 0 for c in self.hard]
         return None
 
     def filter(self, pod: types_pb2.Pod, node: NodeInfo) -> Status:
         labels = node.labels
-        for c, counts, minimum in zip(self.hard, self.counts, self.minimums):
+        for c, counts, minimum, self_match in zip(self.hard, self.counts, self.minimums, self.self_matches):
             if c.topology_key not in labels:
                 return Status.unresolvable(REASON_MISSING_LABEL)
-            self_match = 1 if c.matches(pod) else 0
             if counts.get(labels[c.topology_key], 0) + self_match - minimum > c.max_skew:
                 return Status.unschedulable(REASON)
         return Status.success()
