@@ -276,7 +276,9 @@ class NodeAgent:
         waited = 0.0
         while True:
             try:
-                node = await self.client.get("Node", self.identity.name, "")
+                # From the API server's watch cache (resourceVersion 0), as kubelet reads its Node:
+                # a thousand nodes polling at start are no thousand etcd reads a second.
+                node = await self.client.get("Node", self.identity.name, "", resource_version="0")
                 if node.spec.pod_cidr:
                     return node.spec.pod_cidr
             except ApiError as exc:

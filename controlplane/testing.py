@@ -124,10 +124,10 @@ class FakeApiClient:
         return _copy(await self.registry.update_status(_copy(obj)))
 
     @_mapped
-    async def get(self, kind: str, name: str, namespace: str = "default", *,
+    async def get(self, kind: str, name: str, namespace: str = "default", *, resource_version: str = "",
                   timeout: float | None = 30) -> Message:
         k = _kind(kind)
-        return _copy(await self.registry.get(k, _namespace(k, namespace), name))
+        return _copy(await self.registry.get(k, _namespace(k, namespace), name, resource_version=resource_version))
 
     @_mapped
     async def list(self, kind: str, namespace: str = "", label_selector: str = "",

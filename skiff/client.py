@@ -311,10 +311,12 @@ class ApiClient:
         response = await self._call("UpdateStatus", api_pb2.UpdateRequest(object=kinds.wrap(obj)), timeout)
         return kinds.unwrap(response)
 
-    async def get(self, kind: str, name: str, namespace: str = "default", *,
+    async def get(self, kind: str, name: str, namespace: str = "default", *, resource_version: str = "",
                   timeout: float | None = 30) -> Message:
+        """resource_version "" the latest (a quorum read), "0" whatever the server's watch cache
+        holds (cheap: kubelet reads its Node so), R an object not older than revision R."""
         key = api_pb2.ObjectKey(kind=_kind_name(kind), namespace=namespace, name=name)
-        response = await self._call("Get", api_pb2.GetRequest(key=key), timeout)
+        response = await self._call("Get", api_pb2.GetRequest(key=key, resource_version=resource_version), timeout)
         return kinds.unwrap(response)
 
     async def list(self, kind: str, namespace: str = "", label_selector: str = "",

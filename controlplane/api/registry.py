@@ -305,8 +305,13 @@ class Registry:
 
     # ------------------------------------------------------------ reads
 
-    async def get(self, kind: kinds.Kind, namespace: str, name: str) -> Message:
-        return await self.store.get(kind, self._namespace(kind, namespace), name)
+    async def get(self, kind: kinds.Kind, namespace: str, name: str, *, resource_version: str = "") -> Message:
+        """The object: resource_version "" the latest (a quorum read), "0" any, R not older than R;
+        the last two from the watch cache when the store has one (kubelet reads its Node so)."""
+        namespace = self._namespace(kind, namespace)
+        if resource_version and hasattr(self.store, "get_at"):
+            return await self.store.get_at(kind, namespace, name, resource_version=resource_version)
+        return await self.store.get(kind, namespace, name)
 
     async def list(self, kind: kinds.Kind, namespace: str = "", *, label_selector: str = "",
                    field_selector: str = "") -> tuple[list[Message], str]:

@@ -216,7 +216,8 @@ class ApiService(api_pb2_grpc.ApiServicer):
 
     @unary
     async def Get(self, request: api_pb2.GetRequest, context: Any) -> api_pb2.Object:
-        return kinds.wrap(await self.registry.get(_kind(request.key.kind), request.key.namespace, request.key.name))
+        return kinds.wrap(await self.registry.get(_kind(request.key.kind), request.key.namespace, request.key.name,
+                                                  resource_version=request.resource_version))
 
     @unary
     async def List(self, request: api_pb2.ListRequest, context: Any) -> bytes:

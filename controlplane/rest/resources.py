@@ -92,7 +92,8 @@ class ResourceHandlers:
     # ------------------------------------------------------------ reads
 
     async def get(self, request: web.Request, t: Target) -> web.StreamResponse:
-        obj = await self.registry.get(t.served.kind, t.namespace, t.name)
+        obj = await self.registry.get(t.served.kind, t.namespace, t.name,
+                                      resource_version=request.query.get("resourceVersion", ""))
         if t.subresource == "scale":
             return respond(self._scale(obj))
         if tables.wants_table(request.headers.get("Accept", "")):

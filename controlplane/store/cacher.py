@@ -57,7 +57,8 @@ from typing import AsyncIterator, Callable
 
 from google.protobuf.message import Message
 
-from controlplane.store.interface import Compacted, FutureRevision, InvalidRevision, StoreError, Unavailable
+from controlplane.store.interface import (Compacted, FutureRevision, InvalidRevision, NotFound, StoreError, Unavailable,
+                                          describe)
 from skiff.api import kinds
 
 log = logging.getLogger(__name__)
@@ -325,7 +326,25 @@ class Cacher:
         await asyncio.gather(*(c.task for c in self._caches.values() if c.task is not None),
                              return_exceptions=True)
 
-    # ------------------------------------------------------------ lists
+    # ------------------------------------------------------------ reads
+
+    async def get_at(self, kind, namespace: str, name: str, *, resource_version: str = "") -> Message:
+        """Kubernetes' GET semantics: resource_version "" the latest (the store's: a quorum read),
+        "0" any (the cache's object now), R not older than R (the cache's once it reached R).
+        A copy: the caller may change it."""
+        if not resource_version:
+            return await self.store.get(kind, namespace, name)
+        namespace = namespace if kind.namespaced else ""
+        cache = await self._cache(kind)
+        if resource_version != "0":
+            await self._reach_or_fail(cache, _revision(resource_version), namespace)
+        obj = cache.objects.get(namespace, {}).get(name)
+        if obj is None:
+            raise NotFound(describe(kind, namespace, name) + " not found")
+        copy = type(obj)()
+        copy.CopyFrom(obj)
+        return copy
+
 
     async def list(self, kind, namespace: str = "") -> tuple[list[Message], int]:
         """A consistent list (Store protocol), from the cache."""

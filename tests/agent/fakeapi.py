@@ -71,7 +71,8 @@ class FakeClient:
     def __init__(self, api: FakeApi) -> None:
         self.api = api
 
-    async def get(self, kind: str, name: str, namespace: str = "default") -> types_pb2.Pod:
+    async def get(self, kind: str, name: str, namespace: str = "default", *,
+                  resource_version: str = "") -> types_pb2.Pod:
         pod = self.api.pods.get((namespace, name))
         if pod is None:
             raise NotFound(f"pods {namespace}/{name} not found")

@@ -48,7 +48,7 @@ class NodeStore:
         out.CopyFrom(self.node)
         return out
 
-    async def get(self, kind, name, namespace=""):
+    async def get(self, kind, name, namespace="", resource_version=""):
         self.gets += 1
         if self.node is None:
             raise NotFound(name)

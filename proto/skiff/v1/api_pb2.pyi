@@ -110,10 +110,12 @@ class UpdateRequest(_message.Message):
     def __init__(self, object: _Optional[_Union[Object, _Mapping]] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("key",)
+    __slots__ = ("key", "resource_version")
     KEY_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_VERSION_FIELD_NUMBER: _ClassVar[int]
     key: ObjectKey
-    def __init__(self, key: _Optional[_Union[ObjectKey, _Mapping]] = ...) -> None: ...
+    resource_version: str
+    def __init__(self, key: _Optional[_Union[ObjectKey, _Mapping]] = ..., resource_version: _Optional[str] = ...) -> None: ...
 
 class ListRequest(_message.Message):
     __slots__ = ("kind", "namespace", "label_selector", "field_selector", "limit", "resource_version", "resource_version_match")

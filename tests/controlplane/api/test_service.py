@@ -165,6 +165,10 @@ def test_bind_then_graceful_delete_then_agent_confirms(controlplane):
         assert marked.metadata.HasField("deletion_timestamp")
         assert marked.metadata.deletion_grace_period_seconds == 30
         assert (await c.get("Pod", "p")).metadata.HasField("deletion_timestamp")
+        # Not older than the mark (from the watch cache, once it has it), as kubelet reads.
+        at_mark = await c.get("Pod", "p", resource_version=marked.metadata.resource_version)
+        assert at_mark.metadata.resource_version == marked.metadata.resource_version
+        assert (await c.get("Pod", "p", resource_version="0")).metadata.name == "p"
         await c.delete("Pod", "p", grace_period_seconds=0)  # the agent, once containers stopped
         with pytest.raises(NotFound):
             await c.get("Pod", "p")

@@ -20,6 +20,7 @@ from controlplane.metrics import Metrics
 from controlplane.rest import RestServer
 from controlplane.store import Compacted, Store
 from controlplane.store.cacher import Cacher, Expired
+from controlplane.store.interface import FutureRevision, InvalidRevision, NotFound
 from controlplane.store.etcd import _prefix_end
 from proto.skiff.v1 import types_pb2
 from skiff.api import kinds
@@ -119,6 +120,41 @@ def test_a_consistent_list_sees_every_write_before_it(etcd, etcd_prefix):
         assert sorted(await etcd_at(store, revision)) == [(o.metadata.namespace, o.metadata.name) for o in items]
         with pytest.raises(Exception, match="newer than the store's revision"):
             await cacher.list_page(POD, resource_version=str(revision + 1000))
+    run(etcd, etcd_prefix, body)
+
+
+def test_a_get_at_0_or_r_is_the_caches_and_only_a_get_without_one_reads_etcd(etcd, etcd_prefix):
+    """Kubernetes' GET semantics: resourceVersion "0" any (the cache's), R not older than R
+    (the cache's once it has R), "" the latest (a quorum read from etcd)."""
+    async def body(cacher, store):
+        await store.create(pod("a"))
+        await cacher.list(POD)                      # the cache starts
+        reads = []
+        real_get = store.get
+
+        async def counted(*args, **kwargs):
+            reads.append(args)
+            return await real_get(*args, **kwargs)
+        store.get = counted
+        got = await cacher.get_at(POD, "default", "a", resource_version="0")
+        assert got.metadata.name == "a" and reads == []
+        got.spec.containers[0].image = "changed-by-the-caller"   # a copy: the cache's object is its own
+        assert (await cacher.get_at(POD, "default", "a", resource_version="0")).spec.containers[0].image == "busybox"
+        current = await real_get(POD, "default", "a")
+        current.spec.containers[0].image = "nginx"
+        updated = await store.update(current)
+        rv = updated.metadata.resource_version
+        got = await cacher.get_at(POD, "default", "a", resource_version=rv)   # waits for the cache to have it
+        assert (got.metadata.resource_version, got.spec.containers[0].image) == (rv, "nginx")
+        assert reads == []
+        assert (await cacher.get_at(POD, "default", "a")).metadata.resource_version == rv
+        assert len(reads) == 1                      # "": from etcd
+        with pytest.raises(NotFound, match='Pod "missing" in namespace "default" not found'):   # as etcd's get words it
+            await cacher.get_at(POD, "default", "missing", resource_version="0")
+        with pytest.raises(InvalidRevision, match="not a revision"):
+            await cacher.get_at(POD, "default", "a", resource_version="yesterday")
+        with pytest.raises(FutureRevision, match="newer than the store's revision"):
+            await cacher.get_at(POD, "default", "a", resource_version=str(int(rv) + 1000))
     run(etcd, etcd_prefix, body)
 
 
@@ -319,6 +355,10 @@ def test_rest_pages_410_and_bookmarks_as_kubernetes(etcd, etcd_prefix):
             assert [i["metadata"]["name"] for i in second["items"]] == ["p-4"]
             assert "continue" not in second["metadata"]
             assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+            r = await client.get("/api/v1/namespaces/default/pods/p-0?resourceVersion=0")   # from the cache
+            assert (r.status, (await r.json())["metadata"]["name"]) == (200, "p-0")
+            r = await client.get("/api/v1/namespaces/default/pods/nope?resourceVersion=0")
+            assert (r.status, (await r.json())["reason"]) == (404, "NotFound")
             r = await client.get("/api/v1/namespaces/default/pods?resourceVersionMatch=Exact")
             assert r.status == 422 and "resourceVersionMatch is forbidden unless resourceVersion is provided" \
                 in (await r.json())["message"]
