@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from controlplane.api.registry import Admission
 from controlplane.store.cacher import DEFAULT_CAPACITY as DEFAULT_WATCH_CACHE_SIZE
+from controlplane.api.inflight import DEFAULT_MUTATING, DEFAULT_READONLY
 from controlplane.api.server import ApiServer
 from controlplane.metrics import Metrics, MetricsServer
 from controlplane.rest import RestServer
@@ -52,6 +53,8 @@ class Config:
     default_unreachable_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS
     event_ttl_seconds: float = 3600.0
     watch_cache_size: int = DEFAULT_WATCH_CACHE_SIZE   # events kept per kind (decision 38); 0: no watch cache
+    max_requests_inflight: int = DEFAULT_READONLY      # kube-apiserver's limits (controlplane/api/inflight.py)
+    max_mutating_requests_inflight: int = DEFAULT_MUTATING
     run_controllers: bool = True
     leader_elect: bool = True
     leader_lease_seconds: float = 15.0
@@ -112,6 +115,10 @@ def validate_config(config: Config) -> list[str]:
         problems.append(f"--leader-lease-seconds {config.leader_lease_seconds}: must be at least 1")
     if config.watch_cache_size < 0:
         problems.append(f"--default-watch-cache-size {config.watch_cache_size}: must be 0 (no watch cache) or more")
+    for flag, value in (("--max-requests-inflight", config.max_requests_inflight),
+                        ("--max-mutating-requests-inflight", config.max_mutating_requests_inflight)):
+        if value < 0:
+            problems.append(f"{flag} {value}: must be 0 (no limit) or more")
     if not config.etcd_prefix.startswith("/"):
         problems.append(f"--etcd-prefix {config.etcd_prefix!r}: must start with /")
     try:
@@ -199,6 +206,11 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
     p.add_argument("--default-watch-cache-size", type=int, default=Config.watch_cache_size, metavar="EVENTS",
                    help="events the API server's watch cache keeps per kind (decision 38; default %(default)d); "
                         "0 serves lists and watches from etcd, one etcd watch per client")
+    p.add_argument("--max-requests-inflight", type=int, default=Config.max_requests_inflight, metavar="N",
+                   help="read-only requests served at once; more are refused with 429 and Retry-After "
+                        "(default %(default)d, as kube-apiserver; 0: no limit)")
+    p.add_argument("--max-mutating-requests-inflight", type=int, default=Config.max_mutating_requests_inflight,
+                   metavar="N", help="mutating requests served at once (default %(default)d; 0: no limit)")
     p.add_argument("--no-controllers", action="store_true", help="serve the API only (no scheduler, controllers)")
     p.add_argument("--leader-elect", default="true", choices=["true", "false"],
                    help="run the scheduler and controllers only while holding the leader lease in etcd")
@@ -245,6 +257,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, str]:
                     node_monitor_grace_seconds=a.node_monitor_grace_period, run_controllers=not a.no_controllers,
                     leader_elect=a.leader_elect == "true", leader_lease_seconds=a.leader_lease_seconds,
                     identity=a.identity, event_ttl_seconds=a.event_ttl, watch_cache_size=a.default_watch_cache_size,
+                    max_requests_inflight=a.max_requests_inflight,
+                    max_mutating_requests_inflight=a.max_mutating_requests_inflight,
                     default_not_ready_toleration_seconds=a.default_not_ready_toleration_seconds,
                     default_unreachable_toleration_seconds=a.default_unreachable_toleration_seconds,
                     client_ca_file=a.client_ca_file, tls_cert_file=a.tls_cert_file,
@@ -293,7 +307,8 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     security = _security(config, store)
     api = ApiServer(store=store, metrics=metrics, listen=config.listen, admission=admission,
                     tls=security.serving, guard=security.guard, agent_credentials=security.client,
-                    watch_cache_size=config.watch_cache_size)
+                    watch_cache_size=config.watch_cache_size, max_requests_inflight=config.max_requests_inflight,
+                    max_mutating_requests_inflight=config.max_mutating_requests_inflight)
     for authorizer in security.informed:   # the server's own caches of pods and RBAC (decision 44)
         authorizer.informers = api.service.registry.informers
     # Services' cluster IPs and node ports, allocated by the registry (controlplane/services/).
@@ -306,7 +321,7 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
     # The REST front door: the same Registry and agent proxy as the gRPC service.
     rest = RestServer(registry=api.service.registry, proxy=api.proxy, listen=config.rest_listen,
                       ssl_context=security.rest_ssl, guard=security.guard,
-                      also_listen=_advertised(config)) if config.rest_listen else None
+                      also_listen=_advertised(config), inflight=api.inflight) if config.rest_listen else None
     if security.tokens is not None:   # serviceaccounts/token, REST and gRPC (decision 35)
         api.service.tokens = security.tokens
         # Pods run as a ServiceAccount that exists, with its token mounted (controlplane/serviceaccounts/admission.py).

@@ -78,6 +78,12 @@ class Metrics:
             "leader_election_master_status", "1 while this replica holds the leader lease, else 0.",
             ["name"], registry=r)
         self.leader.labels("skiff-controlplane").set(0)
+        self.inflight_current = Gauge(
+            "apiserver_current_inflight_requests", "Requests being served now, by kind (readOnly, mutating; "
+            "long-running ones are not counted).", ["request_kind"], registry=r)
+        self.inflight_dropped = Counter(
+            "apiserver_dropped_requests", "Requests refused with 429 by the max-in-flight limit, by kind.",
+            ["request_kind"], registry=r)
         self.watch_cache = WatchCacheCollector()
         r.register(self.watch_cache)
 

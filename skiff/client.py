@@ -37,6 +37,23 @@ ORIGIN_METADATA = "skiff-origin"  # set by the API server on every error it send
 WARNING_METADATA = "skiff-warning"  # one per warning the server has about a write it accepted
 
 
+RETRY_AFTER_METADATA = "retry-after"  # seconds: the server refused the call unserved (its in-flight limit)
+MAX_OVERLOAD_RETRIES = 10
+
+
+def _retry_after(exc: grpc.aio.AioRpcError) -> float | None:
+    """The seconds a RESOURCE_EXHAUSTED answer asks the client to wait before trying again, if any."""
+    if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    for key, value in exc.trailing_metadata() or ():
+        if key == RETRY_AFTER_METADATA:
+            try:
+                return min(max(float(value), 0.0), 60.0)
+            except ValueError:
+                return None
+    return None
+
+
 class ApiError(Exception):
     """An error returned by the Skiff API (or the failure to reach it)."""
 
@@ -275,16 +292,23 @@ class ApiClient:
         await self.close()
 
     async def _call(self, method: str, request: Message, timeout: float | None) -> Message:
-        try:
-            call = getattr(self.stub, method)(request, timeout=timeout)
-            response = await call
-            if self.on_warning is not None and method in ("Apply", "Create", "Update"):
-                for key, value in await call.trailing_metadata() or ():
-                    if key == WARNING_METADATA:
-                        self.on_warning(value.decode() if isinstance(value, bytes) else value)
-            return response
-        except grpc.aio.AioRpcError as exc:
-            raise self._error(exc) from None
+        for attempt in range(MAX_OVERLOAD_RETRIES + 1):
+            try:
+                call = getattr(self.stub, method)(request, timeout=timeout)
+                response = await call
+                if self.on_warning is not None and method in ("Apply", "Create", "Update"):
+                    for key, value in await call.trailing_metadata() or ():
+                        if key == WARNING_METADATA:
+                            self.on_warning(value.decode() if isinstance(value, bytes) else value)
+                return response
+            except grpc.aio.AioRpcError as exc:
+                retry_after = _retry_after(exc)
+                if retry_after is None or attempt == MAX_OVERLOAD_RETRIES:
+                    raise self._error(exc) from None
+                # Refused unserved by the server's in-flight limit: again after the time it asked
+                # for, as client-go retries a 429 with Retry-After (10 times).
+                await asyncio.sleep(retry_after)
+        raise AssertionError("not reached")
 
     # ------------------------------------------------------------ objects
 

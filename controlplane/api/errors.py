@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import grpc
 
+from controlplane.api.inflight import Overloaded
 from controlplane.store import interface as st
 from skiff.api.kinds import UnknownKind
 from skiff.api.selectors import SelectorError
@@ -19,9 +20,9 @@ class RpcAbort(Exception):
     """Raised inside a handler to end the call with `code`; `field_path`
     goes to trailing metadata `skiff-field-path` (INVALID_ARGUMENT)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, *, field_path: str = "") -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, *, field_path: str = "", retry_after: int = 0) -> None:
         super().__init__(message)
-        self.code, self.message, self.field_path = code, message, field_path
+        self.code, self.message, self.field_path, self.retry_after = code, message, field_path, retry_after
 
 
 class Invalid(Exception):
@@ -80,6 +81,8 @@ def status_of(exc: Exception) -> RpcAbort | None:
         return RpcAbort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
     if isinstance(exc, TooManyRequests):
         return RpcAbort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
+    if isinstance(exc, Overloaded):   # the max-in-flight limit: the client retries after a second
+        return RpcAbort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, retry_after=exc.retry_after)
     if isinstance(exc, InternalError):
         return RpcAbort(grpc.StatusCode.INTERNAL, str(exc))
     if isinstance(exc, UnknownKind):

@@ -7,6 +7,7 @@ import grpc
 
 from controlplane import store as st
 from controlplane.api.guard import grpc_guard
+from controlplane.api.inflight import DEFAULT_MUTATING, DEFAULT_READONLY, InflightLimits
 from controlplane.auth import Guard
 from skiff.pki import Credentials
 from skiff.grpcdecoding import add_servicer
@@ -24,7 +25,9 @@ MAX_REQUEST_BYTES = 3 * 1024 * 1024
 class ApiServer:
     def __init__(self, *, store: st.Store, metrics: Metrics, listen: str, admission: Admission = Admission(),
                  tls: Credentials | None = None, guard: Guard | None = None,
-                 agent_credentials: Credentials | None = None, watch_cache_size: int = DEFAULT_CAPACITY) -> None:
+                 agent_credentials: Credentials | None = None, watch_cache_size: int = DEFAULT_CAPACITY,
+                 max_requests_inflight: int = DEFAULT_READONLY,
+                 max_mutating_requests_inflight: int = DEFAULT_MUTATING) -> None:
         """`tls` (the serving certificate and the CA clients' certificates must chain to) and `guard`
         make it secure (decision 32): TLS, a client certificate required, every call authorized;
         `agent_credentials` is the client certificate the agents' service is dialed with.
@@ -40,6 +43,10 @@ class ApiServer:
         self.service = ApiService(store=self.cacher or store, metrics=metrics, proxy=self.proxy,
                                   admission=admission)
         self.service.guard = guard   # AccessReview asks it
+        # kube-apiserver's max-in-flight limits, one for both doors (the REST server is given it too).
+        self.inflight = InflightLimits(readonly=max_requests_inflight, mutating=max_mutating_requests_inflight,
+                                       current=metrics.inflight_current, dropped=metrics.inflight_dropped)
+        self.service.inflight = self.inflight
         self.listen = listen
         # A request larger than any object the store takes (1.5 MiB) plus its
         # envelope is refused by gRPC before it is read into memory and parsed

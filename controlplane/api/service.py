@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 FIELD_PATH_METADATA = "skiff-field-path"
 ORIGIN_METADATA = "skiff-origin"
 WARNING_METADATA = "skiff-warning"  # one entry per warning on a successful write
+RETRY_AFTER_METADATA = "retry-after"  # seconds, on RESOURCE_EXHAUSTED from the max-in-flight limit
+# The unary calls that only read: they count against the read-only in-flight limit, the rest against
+# the mutating one; streams (Watch, Exec, Logs, PortForward, ...) are long-running and count against none.
+READ_ONLY_METHODS = frozenset({"Get", "List", "Stats"})
 
 
 MAX_MESSAGE_CHARS = 2048
@@ -49,6 +53,8 @@ async def _abort(context: grpc.aio.ServicerContext, abort: RpcAbort) -> None:
     metadata = [(ORIGIN_METADATA, "apiserver")]  # tells clients the server answered (vs. unreachable)
     if abort.field_path:
         metadata.append((FIELD_PATH_METADATA, _truncated(abort.field_path, 512)))
+    if abort.retry_after:   # HTTP's Retry-After, which the client honours
+        metadata.append((RETRY_AFTER_METADATA, str(abort.retry_after)))
     context.set_trailing_metadata(tuple(metadata))
     await context.abort(abort.code, _truncated(abort.message, MAX_MESSAGE_CHARS))
 
@@ -66,7 +72,10 @@ def unary(method: Callable[..., Awaitable[Message]]) -> Callable[..., Awaitable[
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            return await method(self, request, context)
+            if self.inflight is None:
+                return await method(self, request, context)
+            with self.inflight.hold(mutating=name not in READ_ONLY_METHODS):
+                return await method(self, request, context)
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError) or type(exc).__name__ == "AbortError":
                 raise
@@ -143,6 +152,7 @@ class ApiService(api_pb2_grpc.ApiServicer):
         self.metrics = metrics
         self.proxy = proxy or AgentProxy(store=store)
         self.guard: Any = None   # secure mode's controlplane.auth.Guard (set by ApiServer); None: all allowed
+        self.inflight: Any = None   # controlplane.api.inflight.InflightLimits (set by ApiServer); None: unlimited
         # serviceaccounts/token (controlplane/serviceaccounts/tokenrequest.py); None: no signing key
         self.tokens: Any = None
 

@@ -80,8 +80,10 @@ def respond(data: Any, *, status: int = 200) -> web.Response:
     return web.Response(body=codec.encode(data), status=status, content_type=JSON)
 
 
-def error_response(err: ApiError) -> web.Response:
-    return respond(err.body(), status=err.code)
+def error_response(err: ApiError, *, headers: dict[str, str] | None = None) -> web.Response:
+    response = respond(err.body(), status=err.code)
+    response.headers.update(headers or {})
+    return response
 
 
 class ResourceHandlers:

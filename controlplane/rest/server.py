@@ -29,6 +29,7 @@ from aiohttp import web
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.registry import Registry
 from controlplane.api.guard import selected_name
+from controlplane.api.inflight import InflightLimits, Overloaded
 from controlplane.auth import REQUESTER, Attributes, Guard, Identity, Unauthenticated
 from controlplane.rest import codec, discovery, metrics, openapi, podlogs, portforward, streams
 from controlplane.rest.resources import ResourceHandlers, Target, error_response, respond
@@ -69,6 +70,28 @@ def rest_attributes(method: str, t: Target, *, watch: bool, query) -> Attributes
                       namespace=t.namespace, name=name, api_group=t.served.group)
 
 
+_LONG_RUNNING_SUBRESOURCES = {"exec", "attach", "portforward", "proxy"}
+_HEALTH = {"/healthz", "/livez", "/readyz"}
+
+
+def _exempt_from_limits(request: web.Request, identity: Identity | None) -> bool:
+    """What the max-in-flight limit does not count (controlplane/api/inflight.py): long-running
+    requests (a watch, exec/attach/port-forward/proxy, followed logs), health checks, system:masters."""
+    path = request.path.rstrip("/")
+    if path in _HEALTH or (identity is not None and "system:masters" in identity.groups):
+        return True
+    if codec.flag(request.query, "watch"):
+        return True
+    parts = path.strip("/").split("/")
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:] if parts[:1] == ["apis"] else []
+    if rest[:1] == ["watch"]:
+        return True
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    subresource = rest[2] if len(rest) > 2 else ""   # resource, name, subresource[, proxied path]
+    return subresource in _LONG_RUNNING_SUBRESOURCES or (subresource == "log" and codec.flag(request.query, "follow"))
+
+
 def parse_target(parts: list[str], *, group: str, version: str) -> tuple[Target | None, bool]:
     """(Target, watch prefix) for the path segments after /api/v1 or /apis/<g>/<v>;
     (None, _) when they name no served resource."""
@@ -89,8 +112,9 @@ def parse_target(parts: list[str], *, group: str, version: str) -> tuple[Target 
 class RestServer:
     def __init__(self, *, registry: Registry, proxy: AgentProxy, listen: str, bookmark_seconds: float = 10.0,
                  ssl_context: ssl.SSLContext | None = None, guard: Guard | None = None,
-                 also_listen: str = "") -> None:
+                 also_listen: str = "", inflight: InflightLimits | None = None) -> None:
         self.registry, self.proxy, self.listen = registry, proxy, listen
+        self.inflight = inflight   # the max-in-flight limits, shared with the gRPC door; None: unlimited
         self.also_listen = also_listen   # HOST:PORT pods reach it at (--advertise-address), "" = none
         self.ssl_context, self.guard = ssl_context, guard
         self.handlers = ResourceHandlers(registry=registry, bookmark_seconds=bookmark_seconds)
@@ -136,7 +160,14 @@ class RestServer:
             REQUESTER.set(identity)
             if identity is not None and self.guard.admission is not None:   # resources.py's writes ask it
                 request["admit"] = functools.partial(self.guard.admit, identity)
-            return await self._route(request, seen, identity)
+            if self.inflight is None or _exempt_from_limits(request, identity):
+                return await self._route(request, seen, identity)
+            with self.inflight.hold(mutating=request.method not in ("GET", "HEAD", "OPTIONS")):
+                return await self._route(request, seen, identity)
+        except Overloaded as exc:
+            return error_response(ApiError(429, "TooManyRequests", exc.message,
+                                           {"retryAfterSeconds": exc.retry_after}),
+                                  headers={"Retry-After": str(exc.retry_after)})
         except ApiError as err:
             return error_response(err)
         except Exception as exc:  # noqa: BLE001 - every failure is a Status, never a 500 page
