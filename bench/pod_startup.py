@@ -184,6 +184,8 @@ def run_real(a: argparse.Namespace) -> None:
     cluster = Cluster(base=base, ports={k: free_port() for k in ("etcd", "peer", "api", "cpm", "agent", "agentm")},
                       node_name="skiff-startup-" + base.name.rsplit("-", 1)[-1].replace("_", "x").lower())
     try:
+        if not a.run_dir_on_disk:
+            cluster.volatile_run_dir()   # a tmpfs, as a Debian host's /run
         print("bootstrapping busybox and starting a private cluster ...", flush=True)
         cluster.skiff("image", "--data-dir", str(cluster.data_dir), "bootstrap", "busybox")
         up_args = cluster.up_args() + (["--max-pods", str(a.max_pods)] if a.max_pods else [])
@@ -224,6 +226,8 @@ def main() -> None:
     ap.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",") if x], default=[20.0, 50.0],
                     help="creation rates for the real node, pods/s (default 20,50)")
     ap.add_argument("--max-pods", type=int, default=0, help="the real node's --max-pods (default: the agent's)")
+    ap.add_argument("--run-dir-on-disk", action="store_true",
+                    help="the real node's run dir on this machine's disk, not on a tmpfs as a Debian host's /run")
     ap.add_argument("--hollow-nodes", type=int, default=100)
     ap.add_argument("--pods-per-node", type=int, default=30)
     ap.add_argument("--hollow-rate", type=float, default=20.0, help="creation rate on hollow nodes, pods/s")
