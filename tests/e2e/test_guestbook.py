@@ -173,6 +173,13 @@ def test_guestbook_writes_on_one_node_and_reads_on_another(private_cluster, tmp_
         got = _get(f"http://{node_ips[2]}:{NODE_PORT}/?cmd=get&key=messages")
         return got if got == (200, {"data": value}) else None
     wait_for(f"{value} read back through {node_ips[2]}", read_back, timeout=30)
+    # Redis replicates asynchronously: once both followers hold the write (a follower may lag it
+    # by a moment; clean-clone CI once read None through the other one), every frontend must read it.
+    for follower in followers:
+        def holds(follower=follower):
+            out = c.skiff("exec", follower, "--", "redis-cli", "get", "messages")
+            return out.stdout if out.stdout.strip() == value else None
+        wait_for(f"{follower} holding {value}", holds, timeout=30)
     # And from every node's IP, whichever frontend and follower answer.
     for ip in node_ips:
         for _ in range(3):
