@@ -161,6 +161,10 @@ def test_a_start_goes_on_when_the_spare_was_killed(runtime):
         spares = [p for p in _children(runtime.rt.zygote.pid) if _comm(p) == "skiff-spare"]
         for pid in spares:
             os.kill(pid, signal.SIGKILL)
+            # A kill lands asynchronously: handed over in the instant before
+            # the spare's exit closed its socket, the start would go to a dying
+            # process and end 137, as a program killed right at its start.
+            await aio.wait_pidfd(pid, alive=lambda: True)
         cfg = runtime.container_config(sb.pod_id, ("echo", "still starts"))
         await runtime.rt.start(cfg)
         return spares, await runtime.rt.wait(cfg.id), Path(cfg.log_path).read_text()
