@@ -26,18 +26,13 @@ from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Awaitable, 
 import grpc
 from google.protobuf.message import Message
 
+from proto.metadata import FIELD_PATH_METADATA, ORIGIN_METADATA, RETRY_AFTER_METADATA, WARNING_METADATA
 from proto.skiff.v1 import api_pb2, api_pb2_grpc
 from skiff.api import kinds
 
 if TYPE_CHECKING:
     from skiff.pki import Credentials
 
-FIELD_PATH_METADATA = "skiff-field-path"
-ORIGIN_METADATA = "skiff-origin"  # set by the API server on every error it sends
-WARNING_METADATA = "skiff-warning"  # one per warning the server has about a write it accepted
-
-
-RETRY_AFTER_METADATA = "retry-after"  # seconds: the server refused the call unserved (its in-flight limit)
 MAX_OVERLOAD_RETRIES = 10
 
 

@@ -23,14 +23,11 @@ from controlplane.api.errors import RpcAbort, status_of
 from controlplane.api.proxy import AgentProxy
 from controlplane.api.registry import Admission, Registry
 from controlplane.metrics import Metrics
+from proto.metadata import FIELD_PATH_METADATA, ORIGIN_METADATA, RETRY_AFTER_METADATA, WARNING_METADATA
 from proto.skiff.v1 import api_pb2, api_pb2_grpc
 from skiff.api import kinds
 
 log = logging.getLogger(__name__)
-FIELD_PATH_METADATA = "skiff-field-path"
-ORIGIN_METADATA = "skiff-origin"
-WARNING_METADATA = "skiff-warning"  # one entry per warning on a successful write
-RETRY_AFTER_METADATA = "retry-after"  # seconds, on RESOURCE_EXHAUSTED from the max-in-flight limit
 # The unary calls that only read: they count against the read-only in-flight limit, the rest against
 # the mutating one; streams (Watch, Exec, Logs, PortForward, ...) are long-running and count against none.
 READ_ONLY_METHODS = frozenset({"Get", "List", "Stats"})

@@ -19,6 +19,7 @@ a SelfSubjectAccessReview answers `kubectl auth can-i`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import ssl
@@ -71,25 +72,23 @@ def rest_attributes(method: str, t: Target, *, watch: bool, query) -> Attributes
 
 
 _LONG_RUNNING_SUBRESOURCES = {"exec", "attach", "portforward", "proxy"}
-_HEALTH = {"/healthz", "/livez", "/readyz"}
 
 
-def _exempt_from_limits(request: web.Request, identity: Identity | None) -> bool:
-    """What the max-in-flight limit does not count (controlplane/api/inflight.py): long-running
-    requests (a watch, exec/attach/port-forward/proxy, followed logs), health checks, system:masters."""
-    path = request.path.rstrip("/")
-    if path in _HEALTH or (identity is not None and "system:masters" in identity.groups):
-        return True
-    if codec.flag(request.query, "watch"):
-        return True
-    parts = path.strip("/").split("/")
-    rest = parts[2:] if parts[:1] == ["api"] else parts[3:] if parts[:1] == ["apis"] else []
-    if rest[:1] == ["watch"]:
-        return True
-    if len(rest) >= 3 and rest[0] == "namespaces":
-        rest = rest[2:]
-    subresource = rest[2] if len(rest) > 2 else ""   # resource, name, subresource[, proxied path]
-    return subresource in _LONG_RUNNING_SUBRESOURCES or (subresource == "log" and codec.flag(request.query, "follow"))
+def _long_running(attributes: Attributes, query) -> bool:
+    """A request the max-in-flight limit does not count (controlplane/api/inflight.py), as
+    kube-apiserver's: a watch, exec/attach/port-forward/proxy, a followed log."""
+    return (attributes.verb == "watch" or attributes.subresource in _LONG_RUNNING_SUBRESOURCES
+            or (attributes.subresource == "log" and codec.flag(query, "follow")))
+
+
+def _api_path(parts: list[str]) -> tuple[str, str, list[str]] | None:
+    """(group, version, the segments after them) of a path under /api/v1 or /apis/<g>/<v>
+    that may name a resource; None for the rest (discovery, the metrics group, ...)."""
+    if parts[:1] == ["api"] and len(parts) > 2:
+        return "", parts[1], parts[2:]
+    if parts[:1] == ["apis"] and len(parts) > 3 and parts[1] != metrics.GROUP and tuple(parts[1:]) != _SSAR:
+        return parts[1], parts[2], parts[3:]
+    return None
 
 
 def parse_target(parts: list[str], *, group: str, version: str) -> tuple[Target | None, bool]:
@@ -160,10 +159,7 @@ class RestServer:
             REQUESTER.set(identity)
             if identity is not None and self.guard.admission is not None:   # resources.py's writes ask it
                 request["admit"] = functools.partial(self.guard.admit, identity)
-            if self.inflight is None or _exempt_from_limits(request, identity):
-                return await self._route(request, seen, identity)
-            with self.inflight.hold(mutating=request.method not in ("GET", "HEAD", "OPTIONS")):
-                return await self._route(request, seen, identity)
+            return await self._route(request, seen, identity)
         except Overloaded as exc:
             return error_response(ApiError(429, "TooManyRequests", exc.message,
                                            {"retryAfterSeconds": exc.retry_after}),
@@ -224,13 +220,18 @@ class RestServer:
         return respond({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
                         "metadata": {}, "spec": spec, "status": status}, status=201)
 
+    def _hold(self, request: web.Request, identity: Identity | None, *, long_running: bool = False):
+        """The request's max-in-flight slot, taken after authorization as kube-apiserver's filter
+        (raises Overloaded); none for a long-running request or system:masters."""
+        if self.inflight is None or long_running or (identity is not None and "system:masters" in identity.groups):
+            return contextlib.nullcontext()
+        return self.inflight.hold(mutating=request.method not in ("GET", "HEAD", "OPTIONS"))
+
     async def _route(self, request: web.Request, seen: list[Target],
                      identity: Identity | None = None) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
         parts = path.strip("/").split("/") if path != "/" else []
-        if tuple(parts[1:]) == _SSAR and parts[0] == "apis" and request.method == "POST":
-            return await self._access_review(request, identity)
-        if path == "/readyz":
+        if path == "/readyz":   # health checks are not counted
             problems = self.readiness()
             if problems:   # as Kubernetes' verbose failure: a line per failed check
                 body = "".join(f"[-]informer failed: {p}\n" for p in problems) + "readyz check failed\n"
@@ -238,7 +239,23 @@ class RestServer:
             return web.Response(text="ok")
         if path in ("/healthz", "/livez"):
             return web.Response(text="ok")
-        if path == "/version":
+        api = _api_path(parts)
+        target, watch = parse_target(api[2], group=api[0], version=api[1]) if api else (None, False)
+        if target is None:
+            with self._hold(request, identity):
+                return await self._non_resource(request, parts, identity)
+        seen.append(target)
+        attributes = rest_attributes(request.method, target, watch=watch, query=request.query)
+        await self._authorize(identity, attributes)
+        with self._hold(request, identity, long_running=_long_running(attributes, request.query)):
+            return await self._verb(request, target, watch=watch)
+
+    async def _non_resource(self, request: web.Request, parts: list[str],
+                            identity: Identity | None) -> web.StreamResponse:
+        """Discovery, OpenAPI, /version, the access review and the metrics group."""
+        if tuple(parts[1:]) == _SSAR and parts[0] == "apis" and request.method == "POST":
+            return await self._access_review(request, identity)
+        if parts == ["version"]:
             return respond(discovery.KUBERNETES_VERSION)
         if parts[:1] == ["openapi"]:
             return self._openapi(request, parts[1:])
@@ -249,7 +266,7 @@ class RestServer:
         if parts[:1] == ["api"]:
             if len(parts) == 1:
                 return respond(discovery.api_versions())
-            group, version, rest = "", parts[1], parts[2:]
+            group, version = "", parts[1]
         elif parts[:1] == ["apis"]:
             if len(parts) == 1:
                 groups = discovery.api_group_list()
@@ -272,20 +289,15 @@ class RestServer:
                 if found is None:
                     raise _NOT_FOUND
                 return respond(found)
-            group, version, rest = parts[1], parts[2], parts[3:]
+            group, version = parts[1], parts[2]
         else:
             raise _NOT_FOUND
-        if not rest:
-            found = discovery.resource_list(group, version)
-            if found is None:
-                raise _NOT_FOUND
-            return respond(found)
-        target, watch = parse_target(rest, group=group, version=version)
-        if target is None:
+        if len(parts) > (2 if group == "" else 3):
             raise _NOT_FOUND
-        seen.append(target)
-        await self._authorize(identity, rest_attributes(request.method, target, watch=watch, query=request.query))
-        return await self._verb(request, target, watch=watch)
+        found = discovery.resource_list(group, version)
+        if found is None:
+            raise _NOT_FOUND
+        return respond(found)
 
     async def _verb(self, request: web.Request, t: Target, *, watch: bool) -> web.StreamResponse:
         h = self.handlers

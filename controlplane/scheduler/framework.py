@@ -28,7 +28,7 @@ import collections
 import enum
 import functools
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from proto.skiff.v1 import types_pb2
 from skiff.api.quantity import QuantityError, cpu_millis, memory_bytes
@@ -351,6 +351,23 @@ def pod_groups(info: NodeInfo, *, live: bool = False) -> tuple[PodGroup, ...]:
         groups = info.memo[memo_key] = tuple((ns, _interned_labels(ns, labels), n)
                                              for (ns, labels), n in counts.items())
     return groups
+
+
+class MatchCache:
+    """Whether a selector (an affinity term, a spread constraint) matches a (namespace, labels),
+    asked once per distinct selector and labels dict in a cycle: pod_groups makes equal labels
+    one dict, so its id is the key (the selectors and dicts live through the cycle)."""
+
+    def __init__(self, test: Callable[[Any, str, Mapping[str, str]], bool]) -> None:
+        self.test = test
+        self.seen: dict[tuple[int, int], bool] = {}
+
+    def __call__(self, selector: Any, ns: str, labels: Mapping[str, str]) -> bool:
+        key = (id(selector), id(labels))
+        found = self.seen.get(key)
+        if found is None:
+            found = self.seen[key] = self.test(selector, ns, labels)
+        return found
 
 
 _LABELS: dict[tuple[str, tuple[tuple[str, str], ...]], Mapping[str, str]] = {}

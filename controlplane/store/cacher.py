@@ -328,12 +328,10 @@ class Cacher:
 
     # ------------------------------------------------------------ reads
 
-    async def get_at(self, kind, namespace: str, name: str, *, resource_version: str = "") -> Message:
-        """Kubernetes' GET semantics: resource_version "" the latest (the store's: a quorum read),
-        "0" any (the cache's object now), R not older than R (the cache's once it reached R).
+    async def get_at(self, kind, namespace: str, name: str, *, resource_version: str) -> Message:
+        """Kubernetes' GET at a resource_version: "0" any (the cache's object now), R not older
+        than R (the cache's once it reached R); the latest ("") is the store's get, a quorum read.
         A copy: the caller may change it."""
-        if not resource_version:
-            return await self.store.get(kind, namespace, name)
         namespace = namespace if kind.namespaced else ""
         cache = await self._cache(kind)
         if resource_version != "0":
@@ -344,7 +342,6 @@ class Cacher:
         copy = type(obj)()
         copy.CopyFrom(obj)
         return copy
-
 
     async def list(self, kind, namespace: str = "") -> tuple[list[Message], int]:
         """A consistent list (Store protocol), from the cache."""

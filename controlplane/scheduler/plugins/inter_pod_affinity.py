@@ -24,7 +24,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping
 
-from controlplane.scheduler.framework import MAX_SCORE, SKIP, NodeInfo, Snapshot, Status, pod_groups, register
+from controlplane.scheduler.framework import (MAX_SCORE, SKIP, MatchCache, NodeInfo, Snapshot, Status, pod_groups,
+                                              register)
 from proto.skiff.v1 import types_pb2
 from skiff.api import labelselector, selectors
 
@@ -133,33 +134,8 @@ def _existing_terms(info: NodeInfo, kind: str) -> tuple[tuple[Term, Pair, int], 
     return found
 
 
-class _PodMatches:
-    """Whether a term matches the cycle's pod, asked once per distinct term."""
-
-    def __init__(self, pod: types_pb2.Pod, ns_labels: Mapping[str, Mapping[str, str]]) -> None:
-        self.namespace, self.labels, self.ns_labels = pod.metadata.namespace, dict(pod.metadata.labels), ns_labels
-        self.seen: dict[int, bool] = {}
-
-    def __call__(self, term: Term) -> bool:
-        found = self.seen.get(id(term))
-        if found is None:
-            found = self.seen[id(term)] = term.matches_labels(self.namespace, self.labels, self.ns_labels)
-        return found
-
-
-class _Matches:
-    """Whether a term matches a (namespace, labels), asked once per distinct term and group in a cycle."""
-
-    def __init__(self, ns_labels: Mapping[str, Mapping[str, str]]) -> None:
-        self.ns_labels = ns_labels
-        self.seen: dict[tuple[int, int], bool] = {}
-
-    def __call__(self, term: Term, ns: str, labels: Mapping[str, str]) -> bool:
-        key = (id(term), id(labels))
-        found = self.seen.get(key)
-        if found is None:
-            found = self.seen[key] = term.matches_labels(ns, labels, self.ns_labels)
-        return found
+def _matches(ns_labels: Mapping[str, Mapping[str, str]]) -> MatchCache:
+    return MatchCache(lambda term, ns, labels: term.matches_labels(ns, labels, ns_labels))
 
 
 @register("InterPodAffinity")
@@ -178,13 +154,13 @@ class InterPodAffinity:
     def pre_filter(self, pod: types_pb2.Pod, snapshot: Snapshot) -> Status | None:
         ns_labels = snapshot.namespace_labels
         self.affinity, self.anti_affinity, _, _ = terms(pod)
-        matches_pod = _PodMatches(pod, ns_labels)
+        matches = _matches(ns_labels)
+        namespace, own_labels = pod.metadata.namespace, dict(pod.metadata.labels)
         for info in snapshot.have_pods_with_required_anti_affinity:
             for term, pair, count in _existing_terms(info, "anti"):
-                if matches_pod(term):
+                if matches(term, namespace, own_labels):
                     self.existing_anti_affinity_counts[pair] += count
         if self.affinity or self.anti_affinity:
-            matches = _Matches(ns_labels)
             for info in snapshot.nodes:
                 labels = info.labels
                 for ns, pod_labels, count in pod_groups(info):
@@ -227,8 +203,8 @@ class InterPodAffinity:
     def pre_score(self, pod: types_pb2.Pod, snapshot: Snapshot, feasible: list[NodeInfo]) -> bool:
         ns_labels = snapshot.namespace_labels
         _, _, preferred, preferred_anti = terms(pod)
+        matches = _matches(ns_labels)
         if preferred or preferred_anti:   # this pod's preferences, over every pod placed
-            matches = _Matches(ns_labels)
             weighted = [(t, t.weight) for t in preferred] + [(t, -t.weight) for t in preferred_anti]
             for info in snapshot.nodes:
                 labels = info.labels
@@ -236,10 +212,10 @@ class InterPodAffinity:
                     for term, weight in weighted:
                         if weight and matches(term, ns, pod_labels) and (pair := _pair(labels, term.topology_key)):
                             self.topology_score[pair] += weight * count
-        matches_pod = _PodMatches(pod, ns_labels)   # the placed pods' terms that score this one
-        for info in snapshot.have_pods_with_affinity:
+        namespace, own_labels = pod.metadata.namespace, dict(pod.metadata.labels)
+        for info in snapshot.have_pods_with_affinity:   # the placed pods' terms that score this one
             for term, pair, weight in _existing_terms(info, "score"):
-                if matches_pod(term):
+                if matches(term, namespace, own_labels):
                     self.topology_score[pair] += weight
         return bool(self.topology_score)
 

@@ -22,8 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from controlplane.scheduler.framework import (HOSTNAME_LABEL, MAX_SCORE, SKIP, NodeInfo, Snapshot, Status, pod_groups,
-                                              register)
+from controlplane.scheduler.framework import (HOSTNAME_LABEL, MAX_SCORE, SKIP, MatchCache, NodeInfo, Snapshot, Status,
+                                              pod_groups, register)
 from controlplane.scheduler.plugins.taint_toleration import untolerated
 from proto.skiff.v1 import types_pb2
 from skiff.api import labelselector, nodeaffinity, selectors
@@ -87,7 +87,7 @@ def domain_counts(pod: types_pb2.Pod, nodes: list[NodeInfo], cons: list[Constrai
     has_node_rules = bool(pod.spec.node_selector) or pod.spec.affinity.HasField("node_affinity")
     keys = [c.topology_key for c in cons]
     policies = [(c.honor_node_affinity and has_node_rules) or c.honor_taints for c in cons]
-    matched: dict[tuple[int, int], bool] = {}   # (constraint, id of a labels group) -> matches
+    matches = MatchCache(lambda c, _ns, labels: c.matches_labels(labels))
     for info in nodes:
         labels = info.labels
         if not all(key in labels for key in keys):
@@ -98,12 +98,8 @@ def domain_counts(pod: types_pb2.Pod, nodes: list[NodeInfo], cons: list[Constrai
                 continue
             n = 0
             for group_ns, group_labels, count in groups:
-                if group_ns == ns:
-                    found = matched.get((i, id(group_labels)))
-                    if found is None:
-                        found = matched[(i, id(group_labels))] = c.matches_labels(group_labels)
-                    if found:
-                        n += count
+                if group_ns == ns and matches(c, ns, group_labels):
+                    n += count
             domain = counts[i]
             value = labels[keys[i]]
             domain[value] = domain.get(value, 0) + n

@@ -72,7 +72,11 @@ def test_over_the_limit_rest_answers_429_with_retry_after_a_watch_does_not_count
             assert refused.headers["Retry-After"] == "1"
             assert (body["reason"], body["message"], body["details"]["retryAfterSeconds"]) == \
                 ("TooManyRequests", "Too many requests, please try again later.", 1)
-            alone = await http.get(f"{url}/api/v1/namespaces/default/pods")   # the watch is still open
+            for _ in range(20):   # the watch is still open; the control plane's own calls may hold the slot a moment
+                alone = await http.get(f"{url}/api/v1/namespaces/default/pods")
+                if alone.status != 429:
+                    break
+                await asyncio.sleep(0.1)
             assert alone.status == 200 and len((await alone.json())["items"]) == 5
             health = await asyncio.gather(*(http.get(f"{url}/readyz") for _ in range(20)))
             assert {r.status for r in health} == {200}   # health checks are never refused

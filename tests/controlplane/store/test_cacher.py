@@ -147,7 +147,7 @@ def test_a_get_at_0_or_r_is_the_caches_and_only_a_get_without_one_reads_etcd(etc
         got = await cacher.get_at(POD, "default", "a", resource_version=rv)   # waits for the cache to have it
         assert (got.metadata.resource_version, got.spec.containers[0].image) == (rv, "nginx")
         assert reads == []
-        assert (await cacher.get_at(POD, "default", "a")).metadata.resource_version == rv
+        assert (await Registry(store=cacher).get(POD, "default", "a")).metadata.resource_version == rv
         assert len(reads) == 1                      # "": from etcd
         with pytest.raises(NotFound, match='Pod "missing" in namespace "default" not found'):   # as etcd's get words it
             await cacher.get_at(POD, "default", "missing", resource_version="0")
