@@ -14,6 +14,8 @@ import logging
 import secrets
 from typing import Any
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from agent.clock import Clock, SystemClock
 from agent.status import timestamp
 from proto.skiff.v1 import types_pb2
@@ -28,7 +30,9 @@ class EventRecorder:
         self.client = client
         self.node_name = node_name
         self.clock = clock or SystemClock()
-        self._seen: dict[tuple[str, str, str], types_pb2.Event] = {}
+        # (pod uid, reason, message) -> what a repeat needs of the Event written, as client-go's
+        # correlator keeps it: (name, resourceVersion, count, firstTimestamp), not the whole Event
+        self._seen: dict[tuple[str, str, str], tuple[str, str, int, Timestamp]] = {}
         self._tasks: set[asyncio.Task] = set()
 
     def record(self, pod: types_pb2.Pod, *, type: str, reason: str, message: str) -> None:
@@ -51,32 +55,42 @@ class EventRecorder:
         try:
             seen = self._seen.get(key)
             if seen is not None:
-                seen.count += 1
-                seen.last_timestamp.CopyFrom(now)
+                name, resource_version, count, first = seen
+                event = self._event(pod, type_, reason, message, name=name, count=count + 1, first=first, last=now)
+                event.metadata.resource_version = resource_version
                 try:
-                    self._seen[key] = await self.client.update(seen)
+                    self._seen[key] = _remembered(await self.client.update(event))
                     return
                 except ApiError:
                     self._seen.pop(key, None)  # gone or changed: start a new one
-            event = types_pb2.Event(api_version="v1", kind="Event", reason=reason, message=message, type=type_,
-                                    count=1)
-            event.metadata.name = f"{pod.metadata.name}.{secrets.token_hex(8)}"
-            event.metadata.namespace = pod.metadata.namespace
-            event.involved_object.CopyFrom(types_pb2.ObjectReference(
-                kind="Pod", namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid,
-                api_version="v1"))
-            event.first_timestamp.CopyFrom(now)
-            event.last_timestamp.CopyFrom(now)
-            event.source.component, event.source.host = "skiff-agent", self.node_name
+            event = self._event(pod, type_, reason, message, name=f"{pod.metadata.name}.{secrets.token_hex(8)}",
+                                count=1, first=now, last=now)
             if len(self._seen) >= MAX_REMEMBERED:
                 self._seen.clear()
-            self._seen[key] = await self.client.create(event)
+            self._seen[key] = _remembered(await self.client.create(event))
         except ApiError as exc:
             log.debug("event %s for pod %s/%s not recorded: %s", reason, pod.metadata.namespace,
                       pod.metadata.name, exc)
         except Exception:
             log.exception("event %s for pod %s/%s not recorded", reason, pod.metadata.namespace, pod.metadata.name)
 
+    def _event(self, pod: types_pb2.Pod, type_: str, reason: str, message: str, *, name: str, count: int,
+               first: Timestamp, last: Timestamp) -> types_pb2.Event:
+        event = types_pb2.Event(api_version="v1", kind="Event", reason=reason, message=message, type=type_,
+                                count=count, first_timestamp=first, last_timestamp=last)
+        event.metadata.name, event.metadata.namespace = name, pod.metadata.namespace
+        event.involved_object.CopyFrom(types_pb2.ObjectReference(
+            kind="Pod", namespace=pod.metadata.namespace, name=pod.metadata.name, uid=pod.metadata.uid,
+            api_version="v1"))
+        event.source.component, event.source.host = "skiff-agent", self.node_name
+        return event
+
     def forget(self, pod_uid: str) -> None:
         for key in [k for k in self._seen if k[0] == pod_uid]:
             del self._seen[key]
+
+
+def _remembered(event: types_pb2.Event) -> tuple[str, str, int, Timestamp]:
+    first = Timestamp()
+    first.CopyFrom(event.first_timestamp)
+    return event.metadata.name, event.metadata.resource_version, event.count, first

@@ -35,12 +35,14 @@ Pod lifecycle on this node:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 from agent.backoff import RestartBackoff
 from agent.clock import Clock, SystemClock
@@ -70,6 +72,13 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 FORCED_GRACE_SECONDS = 2  # kubelet's minimumGracePeriodInSeconds
+START_SLOTS = 16
+"""Pods in their first setup at once (sandbox, network, first containers; decision 47). The
+zygote starts one container at a time, so more pods in setup only wait in front of it, each
+holding its configs and requests: 500 pods at once cost the agent ~10 MiB that the allocators'
+fragmentation kept after the burst, for no speed. A postStart hook gives its slot back while
+it runs; an image pull holds none (it runs in the background and wakes the pod when done)."""
+_START_SLOT: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("start_slot", default=None)
 RETRY_SECONDS = 10.0  # a pod that cannot progress yet (image missing, port taken) is retried
 
 
@@ -96,8 +105,9 @@ class PodWorkers(Controller):
                  informers: SharedInformerFactory | None = None,
                  resolv_conf: Callable[[types_pb2.Pod], str] | None = None,
                  service_env: Callable[[types_pb2.Pod], dict[str, str]] | None = None,
-                 memory_volumes: bool = True) -> None:
+                 memory_volumes: bool = True, start_slots: int = START_SLOTS) -> None:
         self.node_name, self.node_ip = node_name, node_ip
+        self._start_slots = asyncio.Semaphore(start_slots)
         # False (hollow nodes, as kubemark's fake mounter): Secret, projected and Memory emptyDir
         # volumes are plain directories, not a tmpfs mount each.
         self.memory_volumes = memory_volumes
@@ -211,7 +221,37 @@ class PodWorkers(Controller):
     # ------------------------------------------------------------ reconcile
 
     async def reconcile(self, uid: str) -> float | None:
-        """Converge one pod; returns seconds after which to look again (None: on events only)."""
+        """Converge one pod; returns seconds after which to look again (None: on events only).
+        A pod's first setup waits for one of the START_SLOTS."""
+        pod, rec = self._desired(uid), self.records.get(uid)
+        if pod is None or pod.metadata.HasField("deletion_timestamp") or (rec is not None and rec.sandbox is not None):
+            return await self._reconcile(uid)
+        await self._start_slots.acquire()
+        held = [True]   # False while given back (a postStart hook) or if taking it again was cancelled
+        token = _START_SLOT.set(held)
+        try:
+            return await self._reconcile(uid)
+        finally:
+            _START_SLOT.reset(token)
+            if held[0]:
+                self._start_slots.release()
+
+    @contextlib.asynccontextmanager
+    async def _start_slot_given_back(self) -> AsyncIterator[None]:
+        """Wait for something slow (a postStart hook) without holding a start slot."""
+        held = _START_SLOT.get()
+        if not held or not held[0]:
+            yield
+            return
+        held[0] = False
+        self._start_slots.release()
+        try:
+            yield
+        finally:
+            await self._start_slots.acquire()
+            held[0] = True
+
+    async def _reconcile(self, uid: str) -> float | None:
         pod = self._desired(uid)
         rec = self.records.get(uid)
         if pod is None or pod.metadata.HasField("deletion_timestamp"):
@@ -468,7 +508,8 @@ class PodWorkers(Controller):
     async def _post_start(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container,
                           status: ContainerStatus) -> ContainerStatus:
         """Run postStart before the container counts as started; a failure kills it."""
-        error = await self._hook(pod, rec, spec, spec.lifecycle.post_start, status.id, rec.grace_seconds)
+        async with self._start_slot_given_back():
+            error = await self._hook(pod, rec, spec, spec.lifecycle.post_start, status.id, rec.grace_seconds)
         if error is None:
             return status
         self._event(pod, "Warning", "FailedPostStartHook", f"PostStartHook failed: {error}")
@@ -498,8 +539,8 @@ class PodWorkers(Controller):
 
     def _probe(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container, container_id: str) -> None:
         """Run the container's probes (once per attempt)."""
-        self.prober.ensure(Target(pod=pod, container=spec, container_id=container_id, pod_ip=rec.pod_ip,
-                                  netns=rec.sandbox.netns_path if rec.sandbox is not None else None))
+        self.prober.ensure(Target.of(pod, spec, container_id=container_id, pod_ip=rec.pod_ip,
+                                     netns=rec.sandbox.netns_path if rec.sandbox is not None else None))
 
     def _watch(self, rec: PodRecord, container_id: str) -> None:
         """Wake the pod's worker when this container exits."""

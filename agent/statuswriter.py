@@ -48,9 +48,13 @@ class StatusWriter:
         """Write the pod's status if it changed; returns it (None: the pod is gone)."""
         status = self.status_of(pod, rec)
         self.note_phase(rec.uid, status.phase, pod=pod, adopted=rec.adopted)
+        written = self._written.get(rec.uid)
+        if written is not None and int(pod.metadata.resource_version or 0) >= written[0]:
+            # The cache has caught up with our write: what it kept (a whole Pod) is no longer needed.
+            del self._written[rec.uid]
+            written = None
         if same_status(status, pod.status):
             return status
-        written = self._written.get(rec.uid)
         base = pod
         if written is not None and int(pod.metadata.resource_version or 0) < written[0]:
             if same_status(written[1], status):

@@ -254,6 +254,23 @@ def pod_info(pod) -> PodInfo:
                    labels=dict(pod.metadata.labels), ports=ports)
 
 
+def policy_view(pod):
+    """What pod_info reads of a Pod: all the agent's informer of every pod in the cluster keeps
+    (client-go's transform), a tenth of a decoded Pod."""
+    view = type(pod)()
+    m = view.metadata
+    m.name, m.namespace, m.uid, m.resource_version = (pod.metadata.name, pod.metadata.namespace,
+                                                      pod.metadata.uid, pod.metadata.resource_version)
+    m.labels.update(pod.metadata.labels)
+    view.spec.node_name, view.spec.host_network = pod.spec.node_name, pod.spec.host_network
+    for c in pod.spec.containers:
+        named = [p for p in c.ports if p.name]
+        if named:
+            view.spec.containers.add(name=c.name).ports.extend(named)
+    view.status.phase, view.status.pod_ip = pod.status.phase, pod.status.pod_ip
+    return view
+
+
 # ---------------------------------------------------------------- the agent's loop
 
 SYNC_KEY = "networkpolicies"
@@ -277,7 +294,7 @@ def policy_controller(*, informers, node_name: str, table: str, bridge: str, **k
         def __init__(self) -> None:
             super().__init__(**kwargs)
             self.policies = informers.informer("NetworkPolicy")
-            self.pods = informers.informer("Pod")
+            self.pods = informers.informer("Pod", transform=policy_view)
             self.namespaces = informers.informer("Namespace")
             for informer in (self.policies, self.pods, self.namespaces):
                 informer.add_handler(lambda _key: self.enqueue(SYNC_KEY))

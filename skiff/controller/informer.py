@@ -90,9 +90,13 @@ class Informer:
     def __init__(self, client: ListWatcher, kind: str, *, namespace: str = "", label_selector: str = "",
                  field_selector: str = "", resync_seconds: float = DEFAULT_RESYNC_SECONDS,
                  backoff: Backoff = Backoff(initial=0.2, maximum=5.0), metrics: ControllerMetrics | None = None,
-                 indexes: dict[str, IndexFunc] | None = None) -> None:
+                 indexes: dict[str, IndexFunc] | None = None,
+                 transform: Callable[[Message], Message] | None = None) -> None:
+        """`transform` (client-go's SetTransform): what the cache keeps of each object listed or
+        watched, e.g. only the fields its controllers read; it keeps metadata.resourceVersion."""
         self.client = client
         self.kind = kind
+        self.transform = transform
         self.namespace = namespace
         self.label_selector = label_selector
         self.field_selector = field_selector
@@ -254,6 +258,8 @@ class Informer:
                                                  self.field_selector)
         self.metrics.relists.labels(self.kind, reason).inc()
         self.metrics.last_event.labels(self.kind).set(time.time())
+        if self.transform is not None:
+            items = [self.transform(obj) for obj in items]
         fresh = {key_of(obj): obj for obj in items}
         self.resource_version = revision
         changes = 0
@@ -311,6 +317,8 @@ class Informer:
             await stream.aclose()
 
     def _apply(self, event_type: str, obj: Message) -> None:
+        if self.transform is not None:
+            obj = self.transform(obj)
         key = key_of(obj)
         if event_type == "DELETED":
             old = self.indexer.pop(key)
@@ -344,17 +352,18 @@ class SharedInformerFactory:
         self.metrics = metrics or ControllerMetrics()
         self.resync_seconds = resync_seconds
         self.backoff = backoff
-        self._informers: dict[tuple[str, str, str, str], Informer] = {}
+        self._informers: dict[tuple, Informer] = {}
 
     def informer(self, kind: str, *, namespace: str = "", label_selector: str = "",
-                 field_selector: str = "") -> Informer:
+                 field_selector: str = "", transform: Callable[[Message], Message] | None = None) -> Informer:
+        """The shared informer; one with a `transform` is shared only with those asking for the same one."""
         name = _canonical_kind(kind)
-        key = (name, namespace, label_selector, field_selector)
+        key = (name, namespace, label_selector, field_selector, transform)
         if key not in self._informers:
             self._informers[key] = Informer(self.client, name, namespace=namespace,
                                             label_selector=label_selector, field_selector=field_selector,
                                             resync_seconds=self.resync_seconds, backoff=self.backoff,
-                                            metrics=self.metrics)
+                                            metrics=self.metrics, transform=transform)
         return self._informers[key]
 
     def lister(self, kind: str, **selectors: str) -> Lister:

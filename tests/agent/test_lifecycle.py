@@ -79,3 +79,32 @@ def test_termination_messages(tmp_path):
         assert file_cs.state.terminated.message == "all done"
         assert logs_cs.state.terminated.message.splitlines() == [f"line {i}" for i in range(20, 100)]
     asyncio.run(scenario())
+
+
+def test_a_post_start_hook_gives_its_start_slot_back_while_it_runs(tmp_path):
+    from agent.podworkers import PodWorkers
+
+    async def scenario():
+        w = _world(tmp_path)
+        w.workers = PodWorkers(node_name="node-1", node_ip="10.0.0.5", pods=w.api, client=w.client,
+                               runtime=w.runtime, images=w.images, pods_dir=w.pods_dir, pids_limit=100,
+                               clock=w.clock, start_slots=1)
+        gate = asyncio.Event()
+        hook = w.workers._hook
+
+        async def slow_hook(*args):   # a postStart that takes until the gate opens
+            await gate.wait()
+            return await hook(*args)
+        w.workers._hook = slow_hook
+        hooked = w.api.add_pod("hooked").metadata.uid
+        w.api.pods[("default", "hooked")].spec.containers[0].lifecycle.post_start.exec.command.append("warm-up")
+        plain = w.api.add_pod("plain").metadata.uid
+        first = asyncio.create_task(w.workers.reconcile(hooked))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        await asyncio.wait_for(w.workers.reconcile(plain), 5)   # the only slot is free meanwhile
+        assert w.status("plain")[0].phase == "Running" and not first.done()
+        gate.set()
+        await asyncio.wait_for(first, 5)
+        assert w.status("hooked")[0].phase == "Running"
+    asyncio.run(scenario())

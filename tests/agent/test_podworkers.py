@@ -452,3 +452,37 @@ def test_changed_container_spec_restarts_the_container(tmp_path):
         cs = w.status("upd")[1]
         assert cs.restart_count == 1 and cs.image == "busybox:1.36" and cs.state.HasField("running")
     run(scenario())
+
+
+def test_at_most_start_slots_pods_are_in_their_first_setup_and_running_pods_never_wait(tmp_path):
+    async def scenario():
+        w = World(tmp_path)
+        w.workers = PodWorkers(node_name="node-1", node_ip="10.0.0.5", pods=w.api, client=w.client,
+                               runtime=w.runtime, images=w.images, pods_dir=w.pods_dir, pids_limit=100,
+                               clock=w.clock, start_slots=2)
+        running = w.api.add_pod("running").metadata.uid
+        await w.workers.reconcile(running)
+        gate, inside, most = asyncio.Event(), [], [0]
+        create = w.runtime.create_sandbox
+
+        async def slow_create(config):   # a sandbox that takes until the gate opens
+            inside.append(config)
+            most[0] = max(most[0], len(inside))
+            await gate.wait()
+            try:
+                return await create(config)
+            finally:
+                inside.remove(config)
+        w.runtime.create_sandbox = slow_create
+        uids = [w.api.add_pod(f"new-{i}").metadata.uid for i in range(5)]
+        setups = [asyncio.create_task(w.workers.reconcile(uid)) for uid in uids]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert len(inside) == 2   # three wait for a slot
+        w.runtime.exit(w.current(running).id, 1)
+        await asyncio.wait_for(w.workers.reconcile(running), 5)   # a running pod's restart does not queue
+        assert w.status("running")[1].restart_count == 1
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(*setups), 5)
+        assert most[0] == 2 and {w.status(f"new-{i}")[0].phase for i in range(5)} == {"Running"}
+    run(scenario())

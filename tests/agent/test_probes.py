@@ -242,3 +242,24 @@ def test_the_wheel_wakes_every_sleeper_never_before_its_time():
         return await asyncio.gather(*(sleeper(0.01 * (i % 7)) for i in range(60)))
     lateness = run(scenario())
     assert len(lateness) == 60 and min(lateness) >= -1e-3   # the loop clock's granularity
+
+
+def test_a_probe_target_keeps_the_pods_identity_and_the_containers_probes_not_the_pod():
+    from agent.prober.manager import Target
+    pod = types_pb2.Pod()
+    pod.metadata.name, pod.metadata.namespace, pod.metadata.uid = "web", "default", "u-1"
+    pod.metadata.labels["app"] = "web"
+    probed = pod.spec.containers.add(name="app", image="busybox")
+    probed.ports.add(name="http", container_port=8080)
+    probed.env.add(name="A", value="b")
+    probed.readiness_probe.http_get.path, probed.readiness_probe.http_get.port = "/", "http"
+    plain = pod.spec.containers.add(name="side", image="busybox")
+    plain.ports.add(name="metrics", container_port=9100)
+    target = Target.of(pod, probed, container_id="c1", netns=None, pod_ip="10.1.0.2")
+    assert (target.pod.metadata.name, target.pod.metadata.namespace, target.pod.metadata.uid) == ("web", "default", "u-1")
+    assert not target.pod.metadata.labels and not target.pod.spec.containers
+    assert target.container.readiness_probe == probed.readiness_probe   # a named port still resolves:
+    assert [(p.name, p.container_port) for p in target.container.ports] == [("http", 8080)]
+    assert not target.container.env and not target.container.image
+    bare = Target.of(pod, plain, container_id="c2", netns=None, pod_ip="10.1.0.2").container
+    assert bare == types_pb2.Container(name="side")   # nothing to probe: only its name

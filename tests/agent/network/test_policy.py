@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from agent.network.policy import PodInfo, plan, render_script
+from agent.network.policy import PodInfo, plan, pod_info, policy_view, render_script
 from skiff.api import manifest
 
 NAMESPACES = {"default": {"kubernetes.io/metadata.name": "default"},
@@ -104,3 +104,34 @@ def test_nft_accepts_the_policy_script():
     script = render_script(table="skiff_np", bridge="skiff-np0", rules=rules)
     done = subprocess.run(["nft", "--check", "-f", "-"], input=script, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr + script
+
+
+POD = """apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: team-a, labels: {role: web, tier: front}, annotations: {note: long text}}
+spec:
+  nodeName: n1
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "3600"]
+    env: [{name: A, value: b}]
+    ports: [{name: http, containerPort: 8080}, {containerPort: 9090}]
+    readinessProbe: {httpGet: {path: /, port: http}}
+  - {name: side, image: busybox, ports: [{name: metrics, containerPort: 9100, protocol: UDP}]}
+"""
+
+
+@pytest.mark.parametrize("phase, host_network", [("Running", False), ("Succeeded", False), ("Running", True)])
+def test_the_policy_informer_keeps_only_what_the_policies_read(phase, host_network):
+    (doc,) = manifest.parse_text(POD, source="pod.yaml")
+    assert doc.ok, doc.errors
+    pod = doc.obj
+    pod.metadata.resource_version, pod.metadata.uid = "42", "u-1"
+    pod.spec.host_network = host_network
+    pod.status.phase, pod.status.pod_ip, pod.status.host_ip = phase, "10.1.2.7", "192.0.2.1"
+    view = policy_view(pod)
+    assert pod_info(view) == pod_info(pod)
+    assert pod_info(view).ports == (("http", 8080, "TCP"), ("metrics", 9100, "UDP"))
+    assert (view.metadata.resource_version, view.spec.node_name) == ("42", "n1")   # the informer compares versions
+    assert not view.metadata.annotations and not view.spec.containers[0].env and not view.status.host_ip

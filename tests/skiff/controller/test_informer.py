@@ -322,3 +322,32 @@ def test_a_stall_is_a_problem_until_the_watch_delivers_again():
         finally:
             await informer.stop()
     run(body())
+
+
+def test_a_transform_decides_what_the_cache_keeps_of_listed_and_watched_objects():
+    def names_and_labels(p):   # as client-go's SetTransform: drop what no reader needs
+        kept = types_pb2.Pod()
+        kept.metadata.name, kept.metadata.namespace = p.metadata.name, p.metadata.namespace
+        kept.metadata.resource_version = p.metadata.resource_version
+        kept.metadata.labels.update(p.metadata.labels)
+        return kept
+
+    async def body():
+        client = ScriptedClient(lists=[([pod("a", "1", node="n1", app="web")], "1")],
+                                watches=[[("ADDED", pod("b", "2", node="n2", app="db"), "2"), "hang"]])
+        factory = SharedInformerFactory(client, backoff=FAST)
+        trimmed = factory.informer("Pod", transform=names_and_labels)
+        assert factory.informer("Pod", transform=names_and_labels) is trimmed
+        assert factory.informer("Pod") is not trimmed   # a reader of whole objects gets its own
+        seen = recorder(trimmed)
+        trimmed.start()
+        try:
+            await trimmed.wait_synced()
+            await until(lambda: len(seen) == 2)
+        finally:
+            await trimmed.stop()
+        cached = sorted(trimmed.list(), key=lambda p: p.metadata.name)
+        assert [(p.metadata.name, dict(p.metadata.labels), p.spec.node_name) for p in cached] == \
+            [("a", {"app": "web"}, ""), ("b", {"app": "db"}, "")]
+        assert seen == [("add", "a", "1"), ("add", "b", "2")]
+    run(body())
