@@ -82,6 +82,13 @@ def deleting_dependents(obj: Message) -> bool:
     return deleting(obj) and FOREGROUND in obj.metadata.finalizers
 
 
+# Kinds the graph leaves out, as Kubernetes' DefaultIgnoredResources: Events are written by the
+# thousand (four or five a pod), own nothing and are owned by nothing, and watching them kept
+# every one decoded twice (the informer and the watch cache): 125 MiB of the control plane's
+# 539 at 10 000 pods. An Event dies by its TTL, not by an owner.
+IGNORED_KINDS = frozenset({"Event"})
+
+
 class GarbageCollector(Controller):
     name = "garbage-collector"
 
@@ -94,6 +101,8 @@ class GarbageCollector(Controller):
         self._first_seen: dict[GcKey, float] = {}
         self.caches: dict[str, Informer] = {}
         for kind in kinds.all_kinds():
+            if kind.name in IGNORED_KINDS:
+                continue
             informer = self.uses(factory.informer(kind.name))
             self.caches[kind.name] = informer
             informer.add_event_handler(EventHandler(

@@ -20,8 +20,8 @@ class Recorder:
         pass
 
 
-def _world(tmp_path, fails: set[str] = frozenset()) -> World:
-    w = World(tmp_path)
+def _world(tmp_path, fails: set[str] = frozenset(), **kw) -> World:
+    w = World(tmp_path, **kw)
     w.workers.events = Recorder()
     w.runtime.exec_handler = lambda argv, data: (b"", b"hook failed\n", 1) if argv[0] in fails else (b"", b"", 0)
     return w
@@ -82,13 +82,8 @@ def test_termination_messages(tmp_path):
 
 
 def test_a_post_start_hook_gives_its_start_slot_back_while_it_runs(tmp_path):
-    from agent.podworkers import PodWorkers
-
     async def scenario():
-        w = _world(tmp_path)
-        w.workers = PodWorkers(node_name="node-1", node_ip="10.0.0.5", pods=w.api, client=w.client,
-                               runtime=w.runtime, images=w.images, pods_dir=w.pods_dir, pids_limit=100,
-                               clock=w.clock, start_slots=1)
+        w = _world(tmp_path, start_slots=1)
         gate = asyncio.Event()
         hook = w.workers._hook
 

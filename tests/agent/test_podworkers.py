@@ -18,7 +18,9 @@ from tests.agent.fakeapi import FakeApi, FakeClient
 
 
 class World:
-    def __init__(self, tmp_path: Path, *, missing_images: set[str] | None = None) -> None:
+    def __init__(self, tmp_path: Path, *, missing_images: set[str] | None = None,
+                 start_slots: int | None = None) -> None:
+        self.start_slots = start_slots
         self.api = FakeApi()
         self.client = FakeClient(self.api)
         self.clock = FakeClock()
@@ -30,7 +32,7 @@ class World:
     def new_workers(self) -> PodWorkers:
         return PodWorkers(node_name="node-1", node_ip="10.0.0.5", pods=self.api, client=self.client,
                           runtime=self.runtime, images=self.images, pods_dir=self.pods_dir, pids_limit=100,
-                          clock=self.clock)
+                          clock=self.clock, **({"start_slots": self.start_slots} if self.start_slots else {}))
 
     def status(self, name: str, container: int = 0):
         pod = self.api.pod(name)
@@ -456,10 +458,7 @@ def test_changed_container_spec_restarts_the_container(tmp_path):
 
 def test_at_most_start_slots_pods_are_in_their_first_setup_and_running_pods_never_wait(tmp_path):
     async def scenario():
-        w = World(tmp_path)
-        w.workers = PodWorkers(node_name="node-1", node_ip="10.0.0.5", pods=w.api, client=w.client,
-                               runtime=w.runtime, images=w.images, pods_dir=w.pods_dir, pids_limit=100,
-                               clock=w.clock, start_slots=2)
+        w = World(tmp_path, start_slots=2)
         running = w.api.add_pod("running").metadata.uid
         await w.workers.reconcile(running)
         gate, inside, most = asyncio.Event(), [], [0]

@@ -300,3 +300,14 @@ def test_a_dependent_seen_before_its_owner_is_kept_while_the_owner_appears_withi
         finally:
             await factory.stop()
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_events_are_left_out_of_the_graph_as_kubernetes_ignores_them():
+    # Four or five Events a pod, owning nothing: watching them kept each one decoded twice.
+    async def body():
+        c = FakeApiClient()
+        factory = SharedInformerFactory(c)
+        GarbageCollector(client=c, factory=factory)
+        watched = {informer.kind for informer in factory.informers}
+        assert "Event" not in watched and {"Pod", "ReplicaSet", "ConfigMap"} <= watched
+    asyncio.run(body())
