@@ -56,7 +56,7 @@ from agent.imagepuller import ImagePuller, Registry
 from agent.images.types import Image
 from agent.metrics import AgentMetrics
 from agent.podnetwork import attach_pod, call_network
-from agent.prober import ProbeManager, Target
+from agent.prober import ProbeManager
 from agent.records import DEFAULT_GRACE_SECONDS, ContainerRecord, PodRecord
 from agent.runtime.interface import ContainerStatus, Mount, Runtime, StartError, State
 from agent.status import TERMINAL_PHASES, oom_score_adj
@@ -539,8 +539,8 @@ class PodWorkers(Controller):
 
     def _probe(self, pod: types_pb2.Pod, rec: PodRecord, spec: types_pb2.Container, container_id: str) -> None:
         """Run the container's probes (once per attempt)."""
-        self.prober.ensure(Target.of(pod, spec, container_id=container_id, pod_ip=rec.pod_ip,
-                                     netns=rec.sandbox.netns_path if rec.sandbox is not None else None))
+        self.prober.ensure(pod, spec, container_id=container_id, pod_ip=rec.pod_ip,
+                           netns=rec.sandbox.netns_path if rec.sandbox is not None else None)
 
     def _watch(self, rec: PodRecord, container_id: str) -> None:
         """Wake the pod's worker when this container exits."""

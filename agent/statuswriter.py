@@ -56,7 +56,7 @@ class StatusWriter:
         if same_status(status, pod.status):
             return status
         base = pod
-        if written is not None and int(pod.metadata.resource_version or 0) < written[0]:
+        if written is not None:   # newer than the cache (an entry goes once the cache has it)
             if same_status(written[1], status):
                 return status  # our cache has not caught up with our own write yet
             base = written[2]  # newer than the cache: saves a conflict

@@ -52,8 +52,7 @@ from controlplane.scheduler.scheduler import Scheduler  # noqa: E402
 from controlplane.testing import FakeApiClient  # noqa: E402
 from proto.skiff.v1 import types_pb2  # noqa: E402
 from skiff.api import meta  # noqa: E402
-from skiff.client import ApiError  # noqa: E402
-from skiff.controller import SharedInformerFactory  # noqa: E402
+from skiff.controller import EventHandler, Informer, SharedInformerFactory  # noqa: E402
 
 K8S_BASIC = 270.0    # scheduler_perf's SchedulingBasic threshold, pods/s
 GOAL = 1000.0        # Skiff's, in one process
@@ -146,29 +145,19 @@ async def end_to_end(cluster, *, pods: int, timeout: float) -> tuple[float, floa
         last = [0.0]
 
         def seen(obj) -> None:
-            if obj is not None and obj.spec.node_name and obj.metadata.name not in bound:
+            if obj.spec.node_name and obj.metadata.name not in bound:
                 bound.add(obj.metadata.name)
                 last[0] = time.perf_counter()
                 if len(bound) >= pods:
                     done.set()
 
-        async def watch() -> None:
-            # As an informer: list, watch from the list's revision, and list again whenever the
-            # watch ends (the server closes a watcher that falls behind its buffer, or one whose
-            # revision the cache re-listed past) - else a lost watch would stall the clock.
-            while not done.is_set():
-                try:
-                    items, revision = await client.list("Pod", "default", chunk_size=500)
-                    for obj in items:
-                        seen(obj)
-                    async for _type, obj, _rv in client.watch("Pod", "default", resource_version=revision):
-                        seen(obj)
-                        if done.is_set():
-                            return
-                except ApiError as exc:
-                    print(f"  (watch ended: {exc}; listing again)", flush=True)
-        watcher = asyncio.create_task(watch())
-        await asyncio.sleep(0.5)
+        # An informer: it lists again whenever the watch ends (the server closes a watcher that
+        # falls behind its buffer), else a lost watch would stall the clock.
+        informer = Informer(client, "Pod", namespace="default")
+        informer.add_event_handler(EventHandler(on_add=lambda _key, obj: seen(obj),
+                                                on_update=lambda _key, _old, obj: seen(obj)))
+        informer.start()
+        await informer.wait_synced()
         started = time.perf_counter()
         # Hollow nodes report this machine's CPUs (2 here): 10m a pod, so 5000 fit on 100 of them.
         await create_all(client, [pod(i, "basic", 1, cpu="10m") for i in range(pods)])
@@ -177,8 +166,7 @@ async def end_to_end(cluster, *, pods: int, timeout: float) -> tuple[float, floa
             await asyncio.wait_for(done.wait(), timeout)
         except asyncio.TimeoutError:
             print(f"  timed out: {len(bound)}/{pods} bound", flush=True)
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+        await informer.stop()
         return len(bound) / (last[0] - started), pods / created
 
 

@@ -131,12 +131,15 @@ class ProbeManager:
 
     # ------------------------------------------------------------ what the pod worker asks
 
-    def ensure(self, target: Target) -> None:
-        """Start the probes of this container attempt, once (idempotent)."""
-        cid = target.container_id
+    def ensure(self, pod: types_pb2.Pod, container: types_pb2.Container, *, container_id: str,
+               netns: Path | None, pod_ip: str) -> None:
+        """Start the probes of this container attempt, once (idempotent; every sync of a running
+        container asks): its Target (what probes read) is made on the first call only."""
+        cid = container_id
         if cid in self._attempts:
-            self._attempts[cid].target.pod_ip = target.pod_ip or self._attempts[cid].target.pod_ip
+            self._attempts[cid].target.pod_ip = pod_ip or self._attempts[cid].target.pod_ip
             return
+        target = Target.of(pod, container, container_id=cid, netns=netns, pod_ip=pod_ip)
         attempt = self._attempts[cid] = _Attempt(target=target)
         for kind, name in _FIELDS:
             if target.container.HasField(name):
