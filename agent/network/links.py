@@ -1,6 +1,8 @@
 """Netlink work for pod networking: the node bridge and each pod's veth pair.
 
-Everything goes through pyroute2 with one short-lived IPRoute per operation.
+Node-wide work goes through pyroute2's IPRoute, one short-lived one per
+operation; the per-pod path (a veth, the pod's interfaces, a link's deletion)
+through agent/network/rtnl.py: pyroute2's messages on a plain socket.
 Work inside a pod's network namespace uses a netlink socket opened *in* that
 namespace: the calling thread enters it with setns(2), opens the socket and
 returns at once (a socket stays bound to the namespace it was made in).
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from agent.lightimport import package
+from agent.network.rtnl import Rtnl
 from agent.network.types import VETH_PREFIX, NetworkError
 
 package("pyroute2")  # its __init__ imports all of pyroute2: ~6 MiB the agent would keep (agent.lightimport)
@@ -42,13 +45,8 @@ def _setns(*, fd: int, what: str) -> None:
         raise NetworkError(f"setns(CLONE_NEWNET) into {what} failed: {os.strerror(err)}")
 
 
-@contextlib.contextmanager
-def _iproute(netns_path: Path | None = None) -> Iterator[IPRoute]:
-    """An IPRoute on the node's namespace, or on the one pinned at netns_path."""
-    if netns_path is None:
-        with IPRoute(groups=0) as ipr:
-            yield ipr
-        return
+def _netns_socket(netns_path: Path) -> socket.socket:
+    """A NETLINK_ROUTE socket bound to the network namespace pinned at netns_path."""
     try:
         target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
@@ -57,14 +55,23 @@ def _iproute(netns_path: Path | None = None) -> Iterator[IPRoute]:
     try:
         _setns(fd=target, what=str(netns_path))
         try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+            return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
         finally:
             # A thread left in the pod's namespace would do the node's work there.
             _setns(fd=home, what="the node's namespace (/proc/thread-self/ns/net)")
     finally:
         os.close(target)
         os.close(home)
-    with IPRoute(use_socket=sock, groups=0) as ipr:
+
+
+@contextlib.contextmanager
+def _iproute(netns_path: Path | None = None) -> Iterator[IPRoute]:
+    """An IPRoute on the node's namespace, or on the one pinned at netns_path."""
+    if netns_path is None:
+        with IPRoute(groups=0) as ipr:
+            yield ipr
+        return
+    with IPRoute(use_socket=_netns_socket(netns_path), groups=0) as ipr:
         yield ipr
 
 
@@ -172,20 +179,17 @@ def _name(ipr: IPRoute, index: int) -> str | None:
 
 
 def link_exists(*, name: str) -> bool:
-    with _iproute() as ipr:
-        return _index(ipr, name) is not None
+    with Rtnl() as rtnl:
+        return rtnl.index(name) is not None
 
 
 def delete_link(*, name: str) -> bool:
     """Delete a link by name; False if it was not there."""
-    with _iproute() as ipr:
+    with Rtnl() as rtnl:
         try:
-            ipr.link("del", ifname=name)
+            return rtnl.delete_link(name)
         except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                return False
             raise NetworkError(f"cannot delete link {name}: {exc}") from exc
-        return True
 
 
 def bridge_ports(*, bridge: str) -> list[str]:
@@ -199,31 +203,29 @@ def bridge_ports(*, bridge: str) -> list[str]:
 
 
 def create_pod_veth(*, host_name: str, bridge: str, netns_path: Path, mtu: int = 0) -> None:
-    """Create host_name <-> eth0 with eth0 born inside the pod's namespace, host end on the bridge."""
+    """Create host_name <-> eth0 with eth0 born inside the pod's namespace, host end up on the bridge."""
     try:
         ns_fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise NetworkError(f"cannot open pod network namespace {netns_path}: {exc.strerror}") from exc
     try:
-        with _iproute() as ipr:
-            master = _index(ipr, bridge)
+        with Rtnl() as rtnl:
+            master = rtnl.index(bridge)
             if master is None:
                 raise NetworkError(f"bridge {bridge} does not exist; call ensure_node_network() first")
             try:
-                ipr.link("add", ifname=host_name, kind="veth",
-                         peer={"ifname": POD_IFNAME, "net_ns_fd": ns_fd})
+                rtnl.add_veth(name=host_name, peer=POD_IFNAME, peer_netns_fd=ns_fd, master=master, mtu=mtu)
             except NetlinkError as exc:
                 raise NetworkError(f"cannot create veth {host_name} with {POD_IFNAME} in {netns_path}: {exc}") from exc
-            index = _index(ipr, host_name)
+            index = rtnl.index(host_name)
             if index is None:
                 raise NetworkError(f"veth {host_name} vanished right after being created")
-            ipr.link("set", index=index, master=master, state="up", **({"mtu": mtu} if mtu else {}))
             # Hairpin lets a pod reach its own hostPort through the node's address: after
             # DNAT the bridge must send the frame back out of the port it came in on.
             # Set by netlink (IFLA_BRPORT_MODE), not /sys/class/net: an agent in a node's
             # network namespace still sees the host's sysfs, where this veth is not.
             try:
-                ipr.brport("set", index=index, mode=1)
+                rtnl.set_hairpin(index)
             except NetlinkError as exc:
                 raise NetworkError(f"cannot enable hairpin mode on {host_name}: {exc}") from exc
     finally:
@@ -243,15 +245,15 @@ def pod_has_address(*, netns_path: Path, ip: str) -> bool:
 
 def configure_pod_interfaces(*, netns_path: Path, ip: str, prefix_len: int, gateway: str, mtu: int = 0) -> None:
     """Inside the pod: lo and eth0 up, the address on eth0, default route via the bridge."""
-    with _iproute(netns_path) as ipr:
-        lo, eth0 = _index(ipr, "lo"), _index(ipr, POD_IFNAME)
-        if lo is None or eth0 is None:
-            raise NetworkError(f"pod namespace {netns_path} lacks lo or {POD_IFNAME}")
+    with Rtnl(_netns_socket(netns_path)) as rtnl:
+        eth0 = rtnl.index(POD_IFNAME)
+        if eth0 is None:
+            raise NetworkError(f"pod namespace {netns_path} lacks {POD_IFNAME}")
         try:
-            ipr.link("set", index=lo, state="up")
-            ipr.addr("add", index=eth0, address=ip, prefixlen=prefix_len)
-            ipr.link("set", index=eth0, state="up", **({"mtu": mtu} if mtu else {}))
-            ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=eth0)
+            rtnl.set_link(name="lo")
+            rtnl.add_address(index=eth0, ip=ip, prefix_len=prefix_len)
+            rtnl.set_link(index=eth0, mtu=mtu)
+            rtnl.add_default_route(gateway=gateway, index=eth0)
         except NetlinkError as exc:
             raise NetworkError(f"cannot configure {POD_IFNAME} ({ip}/{prefix_len} via {gateway}) "
                                f"in {netns_path}: {exc}") from exc

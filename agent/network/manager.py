@@ -42,7 +42,7 @@ from typing import Sequence
 from agent.network import conntrack, links, nftables
 from agent.network.hostports import host_port_holder
 from agent.network.state import (
-    NetworkState, PodRecord, StateLock, gateway_of, iter_host_ips, load_state, save_state,
+    NetworkState, PodRecord, StateLock, gateway_of, iter_host_ips,
 )
 from agent.network.types import (
     HostPortInUse, NetworkError, PodAddress, PortMapping, validate_port_mapping, veth_name,
@@ -108,8 +108,8 @@ class PodNetworkManager:
         # 127.0.0.1 hostPorts: after DNAT the packet leaves on the bridge with a
         # loopback source, which the kernel drops as martian unless route_localnet.
         links.set_interface_sysctl(interface=self.bridge, key="route_localnet", value="1")
-        with StateLock(self.state_dir):
-            state = self._load()
+        with StateLock(self.state_dir) as lock:
+            state = lock.load(pod_cidr=self.pod_cidr)
             # The fence goes in before forwarding is turned on, so there is no
             # moment in which the bridge or an uplink routes freely.
             forwarding_on = self._forwarding_interfaces()
@@ -120,7 +120,7 @@ class PodNetworkManager:
                 links.set_interface_sysctl(interface=dropped, key="forwarding", value="0", missing_ok=True)
                 state.forwarding_enabled_on.remove(dropped)
             state.forwarding_enabled_on.extend(newly_enabled)
-            save_state(state_dir=self.state_dir, state=state)
+            lock.save(state)
             nftables.apply_rules(spec=self._spec, state=state)
             # A pod calling the node's address:hostPort is routed back out of the
             # bridge; forwarding on this interface (not host-wide) allows that.
@@ -130,9 +130,9 @@ class PodNetworkManager:
     def teardown_node(self) -> None:
         """Remove every pod's veth and allocation, the table and the bridge. Idempotent."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with StateLock(self.state_dir):
+        with StateLock(self.state_dir) as lock:
             try:
-                state = self._load()
+                state = lock.load(pod_cidr=self.pod_cidr)
             except NetworkError:
                 # An unreadable state must not keep `skiff down` from removing
                 # the kernel objects; the bridge's ports are found without it.
@@ -149,7 +149,7 @@ class PodNetworkManager:
             state.forwarding_enabled_on.clear()
             nftables.delete_table(table=self.nft_table)
             links.delete_link(name=self.bridge)
-            save_state(state_dir=self.state_dir, state=state)
+            lock.save(state)
 
     # -- pods -------------------------------------------------------------
 
@@ -168,8 +168,8 @@ class PodNetworkManager:
         mappings = [validate_port_mapping(p) for p in ports]
         veth = veth_name(pod_id)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with StateLock(self.state_dir):
-            state = self._load()
+        with StateLock(self.state_dir) as lock:
+            state = lock.load(pod_cidr=self.pod_cidr)
             self._check_host_ports(state=state, pod_id=pod_id, mappings=mappings)
             previous = state.pods.get(pod_id)
             if (previous is not None and links.link_exists(name=previous.veth)
@@ -179,7 +179,7 @@ class PodNetworkManager:
                 # hostPorts may change.
                 state.pods[pod_id] = PodRecord(ip=previous.ip, veth=previous.veth, ports=mappings)
                 nftables.apply_rules(spec=self._spec, state=state)
-                save_state(state_dir=self.state_dir, state=state)
+                lock.save(state)
                 return PodAddress(ip=previous.ip, gateway=self.gateway, prefix_len=self.prefix_len)
             if previous is not None:
                 # Recorded, but its veth is gone or leads to another namespace (a
@@ -187,7 +187,7 @@ class PodNetworkManager:
                 links.delete_link(name=previous.veth)
             ip = previous.ip if previous is not None else state.allocate_pod_ip()
             state.pods[pod_id] = PodRecord(ip=ip, veth=veth, ports=mappings)
-            save_state(state_dir=self.state_dir, state=state)
+            lock.save(state)
             try:
                 links.create_pod_veth(host_name=veth, bridge=self.bridge, netns_path=Path(netns_path), mtu=self.mtu)
                 links.configure_pod_interfaces(netns_path=Path(netns_path), ip=ip,
@@ -198,15 +198,15 @@ class PodNetworkManager:
                 if mappings or (previous is not None and previous.ports):
                     nftables.apply_rules(spec=self._spec, state=state)
             except BaseException:
-                self._undo_attach(state=state, pod_id=pod_id, veth=veth)
+                self._undo_attach(lock=lock, state=state, pod_id=pod_id, veth=veth)
                 raise
         return PodAddress(ip=ip, gateway=self.gateway, prefix_len=self.prefix_len)
 
     def detach(self, pod_id: str) -> None:
         """Remove the pod's veth, rules and address. Idempotent."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with StateLock(self.state_dir):
-            state = self._load()
+        with StateLock(self.state_dir) as lock:
+            state = lock.load(pod_cidr=self.pod_cidr)
             record = state.pods.get(pod_id)
             links.delete_link(name=record.veth if record else veth_name(pod_id))
             if record is None:
@@ -218,7 +218,7 @@ class PodNetworkManager:
             if record.ports:
                 nftables.apply_rules(spec=self._spec, state=state)
             _forget_flows(record)
-            save_state(state_dir=self.state_dir, state=state)
+            lock.save(state)
 
     def cleanup_orphans(self, keep_pod_ids: set[str]) -> list[str]:
         """After a crash: remove veths, rules and allocations of pods not in keep_pod_ids.
@@ -226,8 +226,8 @@ class PodNetworkManager:
         Returns the pod ids whose allocations were removed.
         """
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with StateLock(self.state_dir):
-            state = self._load()
+        with StateLock(self.state_dir) as lock:
+            state = lock.load(pod_cidr=self.pod_cidr)
             removed = sorted(set(state.pods) - set(keep_pod_ids))
             for pod_id in removed:
                 links.delete_link(name=state.pods[pod_id].veth)
@@ -242,14 +242,14 @@ class PodNetworkManager:
                 nftables.apply_rules(spec=self._spec, state=state)
             for record in records:
                 _forget_flows(record)
-            save_state(state_dir=self.state_dir, state=state)
+            lock.save(state)
         return removed
 
     def allocations(self) -> dict[str, str]:
         """pod id -> IP of every recorded pod (for status reporting and tests)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with StateLock(self.state_dir):
-            return {pod_id: rec.ip for pod_id, rec in self._load().pods.items()}
+        with StateLock(self.state_dir) as lock:
+            return {pod_id: rec.ip for pod_id, rec in lock.load(pod_cidr=self.pod_cidr).pods.items()}
 
     # -- internals --------------------------------------------------------
 
@@ -257,9 +257,6 @@ class PodNetworkManager:
         """The interfaces besides the bridge whose forwarding Skiff needs on."""
         extra = (self.egress_uplink,) if self.egress_uplink and self.egress_uplink not in self.uplinks else ()
         return (*self.uplinks, *extra)
-
-    def _load(self) -> NetworkState:
-        return load_state(state_dir=self.state_dir, pod_cidr=self.pod_cidr)
 
     def _check_host_ports(self, *, state: NetworkState, pod_id: str, mappings: list[PortMapping]) -> None:
         claimed: dict[tuple[str, int, str], str] = {}
@@ -281,7 +278,7 @@ class PodNetworkManager:
                 if holder is not None:
                     raise HostPortInUse(host_port=m.host_port, protocol=m.protocol, holder=holder)
 
-    def _undo_attach(self, *, state: NetworkState, pod_id: str, veth: str) -> None:
+    def _undo_attach(self, *, lock: StateLock, state: NetworkState, pod_id: str, veth: str) -> None:
         """Roll back a failed attach; errors here are logged so the original one surfaces."""
         try:
             links.delete_link(name=veth)
@@ -294,7 +291,7 @@ class PodNetworkManager:
         except Exception:
             log.exception("rollback of pod %s: restoring nftables table %s failed", pod_id, self.nft_table)
         try:
-            save_state(state_dir=self.state_dir, state=state)
+            lock.save(state)
         except Exception:
             log.exception("rollback of pod %s: releasing its address failed", pod_id)
 

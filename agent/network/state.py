@@ -5,14 +5,23 @@ node's pod CIDR are taken and which hostPort rules belong to which pod; the
 nftables rules are rendered from it, so they can always be rebuilt exactly.
 
 Crash safety:
-- The file is replaced atomically (write a temp file, fsync, rename, fsync the
-  directory), so a reader sees the old or the new version, never half of one.
+- The file is replaced atomically (write a temp file, fsync, rename), so a
+  reader sees the old or the new version, never half of one. The directory is
+  not fsynced: after a power loss the old version may come back, which is
+  harmless, since nothing it describes (veths, addresses in pod namespaces,
+  sysctls) outlives a reboot; every record is then an orphan or is rewired.
 - Callers hold `StateLock` (an exclusive flock on `<state_dir>/pods.lock`) from
   reading to writing, so two managers (threads or processes) never hand out
   the same address.
 - An allocation is recorded *before* the veth is created and dropped only
   *after* it is deleted, so an agent crash in between leaves a record that
   `cleanup_orphans` removes, never a live address that could be given twice.
+
+Cost: every attach and detach reads and rewrites the state, so a process keeps
+the state it last wrote (`StateLock.load`/`save`) and reads the file again only
+when another writer has been there since: each save leaves a random token in
+the lock file, and a load under the lock compares it with its own. The file is
+written by the C JSON encoder, compact.
 """
 from __future__ import annotations
 
@@ -30,6 +39,7 @@ from agent.network.types import NetworkError, PortMapping
 STATE_FILE = "pods.json"
 LOCK_FILE = "pods.lock"
 FORMAT_VERSION = 1
+TOKEN_BYTES = 16
 
 
 @dataclass
@@ -77,16 +87,45 @@ class StateLock:
     flock locks belong to the open file description, so every acquisition opens
     the lock file afresh; the thread lock keeps one process's threads from
     piling up on the kernel lock.
+
+    `load` and `save` (under the lock) keep the state this process last saved:
+    it is used again while the lock file still holds the token that save wrote.
+    A block that loads and does not save, or fails, drops it: what a caller
+    changed in the loaded state is only ever kept by saving it.
     """
 
     _thread_locks: dict[Path, threading.Lock] = {}
+    _saved: dict[Path, tuple[bytes, NetworkState]] = {}   # lock file -> (token, state), under its thread lock
     _guard = threading.Lock()
 
     def __init__(self, state_dir: Path) -> None:
+        self._state_dir = state_dir
         self._path = state_dir / LOCK_FILE
+        self._key = self._path.resolve()
         with StateLock._guard:
-            self._thread_lock = StateLock._thread_locks.setdefault(self._path.resolve(), threading.Lock())
+            self._thread_lock = StateLock._thread_locks.setdefault(self._key, threading.Lock())
         self._fd: int | None = None
+        self._keep = True
+
+    def load(self, *, pod_cidr: str) -> NetworkState:
+        """The state: this process's last save if no one wrote since, else read from the file."""
+        assert self._fd is not None, "load() outside the lock"
+        self._keep = False
+        saved = StateLock._saved.get(self._key)
+        if saved is not None and saved[1].pod_cidr == pod_cidr and os.pread(self._fd, TOKEN_BYTES, 0) == saved[0]:
+            return saved[1]
+        StateLock._saved.pop(self._key, None)
+        return load_state(state_dir=self._state_dir, pod_cidr=pod_cidr)
+
+    def save(self, state: NetworkState) -> None:
+        """Write the state (save_state) and remember it with a fresh token in the lock file."""
+        assert self._fd is not None, "save() outside the lock"
+        StateLock._saved.pop(self._key, None)
+        save_state(state_dir=self._state_dir, state=state)
+        token = os.urandom(TOKEN_BYTES)
+        if os.pwrite(self._fd, token, 0) == TOKEN_BYTES:
+            StateLock._saved[self._key] = (token, state)
+            self._keep = True
 
     def __enter__(self) -> "StateLock":
         self._thread_lock.acquire()
@@ -101,8 +140,11 @@ class StateLock:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         assert self._fd is not None
+        if exc_type is not None or not self._keep:
+            StateLock._saved.pop(self._key, None)
+        self._keep = True
         os.close(self._fd)  # closing the last fd of the description drops the flock
         self._fd = None
         self._thread_lock.release()
@@ -151,15 +193,10 @@ def save_state(*, state_dir: Path, state: NetworkState) -> None:
     tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1)
+            f.write(json.dumps(doc, separators=(",", ":")))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise NetworkError(f"cannot write pod network state {path}: {exc}") from exc

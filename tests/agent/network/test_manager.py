@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import secrets
+import subprocess
 import socket
 import sys
 
@@ -52,6 +54,20 @@ def test_pod_gets_address_route_and_eth0(net, make_pod_netns):
     assert veth_name(pod_id) in link_names()
     assert net.allocations() == {pod_id: address.ip}
 
+
+
+def test_a_pod_veth_is_up_on_the_bridge_in_hairpin_mode_with_the_mtu(net_factory, make_pod_netns):
+    net = net_factory(mtu=1400)
+    ns = make_pod_netns()
+    pod_id = f"pod-{secrets.token_hex(4)}"
+    net.attach(pod_id=pod_id, netns_path=ns.path, ports=())
+    host_end = json.loads(subprocess.run(["ip", "-d", "-j", "link", "show", veth_name(pod_id)], capture_output=True,
+                                         text=True, check=True).stdout)[0]
+    assert host_end["master"] == net.bridge and "UP" in host_end["flags"] and host_end["mtu"] == 1400
+    assert host_end["linkinfo"]["info_kind"] == "veth"
+    assert host_end["linkinfo"]["info_slave_data"]["hairpin"] is True
+    eth0 = next(link for link in ns.addresses() if link["ifname"] == "eth0")
+    assert eth0["mtu"] == 1400
 
 def test_two_pods_reach_each_other_by_ip(net, make_pod_netns, spawn_in_netns):
     a, b = make_pod_netns(), make_pod_netns()

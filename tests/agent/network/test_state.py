@@ -64,11 +64,13 @@ def test_a_corrupt_state_file_is_reported_with_its_path(tmp_path):
 
 
 def _allocate_many(state_dir: str, tag: str, count: int) -> None:
+    # Through the lock's load/save: each process keeps what it saved, so this also
+    # proves a process reads the file again once another one has written it.
     for i in range(count):
-        with StateLock(Path(state_dir)):
-            state = load_state(state_dir=Path(state_dir), pod_cidr="10.9.0.0/22")
+        with StateLock(Path(state_dir)) as lock:
+            state = lock.load(pod_cidr="10.9.0.0/22")
             state.pods[f"{tag}-{i}"] = PodRecord(ip=state.allocate_pod_ip(), veth=f"{tag}{i}")
-            save_state(state_dir=Path(state_dir), state=state)
+            lock.save(state)
 
 
 def test_concurrent_processes_never_share_an_address(tmp_path):
@@ -82,3 +84,37 @@ def test_concurrent_processes_never_share_an_address(tmp_path):
     pods = json.loads((tmp_path / "pods.json").read_text())["pods"]
     assert len(pods) == 75
     assert len({rec["ip"] for rec in pods.values()}) == 75
+
+
+def _record(state_dir: Path, pod_id: str) -> None:
+    with StateLock(state_dir) as lock:
+        state = lock.load(pod_cidr="10.9.0.0/24")
+        state.pods[pod_id] = PodRecord(ip=state.allocate_pod_ip(), veth=pod_id)
+        lock.save(state)
+
+
+def _pods(state_dir: Path) -> set[str]:
+    with StateLock(state_dir) as lock:
+        return set(lock.load(pod_cidr="10.9.0.0/24").pods)
+
+
+def test_a_change_to_the_loaded_state_is_kept_only_by_saving_it(tmp_path):
+    _record(tmp_path, "a")
+    with pytest.raises(RuntimeError):
+        with StateLock(tmp_path) as lock:
+            lock.load(pod_cidr="10.9.0.0/24").pods["failed"] = PodRecord(ip="10.9.0.99", veth="failed")
+            raise RuntimeError("the attach failed before it saved")
+    assert _pods(tmp_path) == {"a"}
+    with StateLock(tmp_path) as lock:
+        lock.load(pod_cidr="10.9.0.0/24").pods["unsaved"] = PodRecord(ip="10.9.0.98", veth="unsaved")
+    assert _pods(tmp_path) == {"a"}
+
+
+def test_a_write_by_another_process_is_read_not_the_state_this_one_saved(tmp_path):
+    _record(tmp_path, "mine")
+    worker = multiprocessing.get_context("spawn").Process(target=_record, args=(tmp_path, "theirs"))
+    worker.start()
+    worker.join(60)
+    assert worker.exitcode == 0
+    assert _pods(tmp_path) == {"mine", "theirs"}
+    assert set(json.loads((tmp_path / "pods.json").read_text())["pods"]) == {"mine", "theirs"}
