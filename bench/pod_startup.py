@@ -25,6 +25,11 @@ so a slow create never delays the next one; each pod is also timed to its
 first event with spec.nodeName set (scheduled), which splits the latency
 into the control plane's share and the node's. The 1-minute load average is
 printed beside the figures: the machine is shared, and a busy one moves them.
+For the real node, the CPU each part spent over a run (first create to last
+pod running), from /proc/<pid>/stat, is printed per pod started: the agent,
+its zygote and spare (its Skiff children), the control plane, etcd, and the
+whole machine from /proc/stat (the rest is the containers' own setup and
+this script), and the API requests a pod took (apiserver_request_total).
 Every pod is deleted after each run; the cluster is torn down at the end
 (`skiff down --purge`, or every process stopped by PID) and its temp dir removed.
 """
@@ -37,8 +42,10 @@ import secrets
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,6 +65,7 @@ class Run:
     scheduled: dict[str, float] = field(default_factory=dict)   # name -> first event with spec.nodeName
     running: dict[str, float] = field(default_factory=dict)     # name -> first event with all containers running
     failed: list[str] = field(default_factory=list)
+    cpu: tuple[dict[str, float], dict[str, float]] | None = None   # samples at the first create and when all ran
 
     def latencies(self) -> list[float]:
         return [self.running[n] - self.created[n] for n in self.running if n in self.created]
@@ -84,7 +92,7 @@ def all_running(p: types_pb2.Pod) -> bool:
 
 
 async def measure(client: ApiClient, *, count: int, rate: float, image: str, command: list[str],
-                  timeout: float) -> Run:
+                  timeout: float, sample: Callable[[], dict[str, float]] | None = None) -> Run:
     """Create `count` pods at `rate`/s; return when the watch saw all of them running (or at `timeout`)."""
     tag = secrets.token_hex(4)
     run = Run()
@@ -109,6 +117,7 @@ async def measure(client: ApiClient, *, count: int, rate: float, image: str, com
 
     watcher = asyncio.create_task(watch())
     creates: list[asyncio.Task] = []
+    cpu_before = sample() if sample else {}
     began = time.monotonic()
 
     async def create(p: types_pb2.Pod) -> None:
@@ -124,6 +133,8 @@ async def measure(client: ApiClient, *, count: int, rate: float, image: str, com
         created_in = time.monotonic() - began
         try:
             await asyncio.wait_for(everything.wait(), timeout)
+            if sample:
+                run.cpu = (cpu_before, sample())
         except TimeoutError:
             print(f"  only {len(run.running)}/{count} running after {timeout:g}s", flush=True)
         print(f"  {count} creates sent in {created_in:.1f}s ({count / created_in:.0f}/s); all running "
@@ -175,10 +186,62 @@ def report(label: str, run: Run, *, count: int, goal: float) -> None:
         print(f"{'':44} {len(run.failed)} pods ended instead of running, e.g. {run.failed[0]}", flush=True)
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process; 0 for one that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds the whole machine was busy (all but idle and iowait) since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / TICKS
+
+
+def api_requests(metrics_url: str) -> dict[str, float]:
+    """apiserver_request_total by 'VERB resource[/subresource]', from the control plane's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(metrics_url, timeout=10) as reply:
+        text = reply.read().decode()
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":
+            continue
+        for s in family.samples:
+            if s.name.endswith("_total"):
+                sub = s.labels.get("subresource", "")
+                key = f"api {s.labels['verb']} {s.labels['resource']}{'/' + sub if sub else ''}"
+                counts[key] = counts.get(key, 0.0) + s.value
+    return counts
+
+
+def cpu_sample(parts: dict[str, list[int]], metrics_url: str) -> dict[str, float]:
+    return {**{name: sum(cpu_seconds(pid) for pid in pids) for name, pids in parts.items()},
+            "machine": machine_busy_seconds(), **api_requests(metrics_url)}
+
+
+def report_cpu(before: dict[str, float], after: dict[str, float], *, pods: int) -> None:
+    per_pod = {name: (after[name] - before.get(name, 0.0)) / pods for name in after}
+    parts = ", ".join(f"{name} {1000 * v:.1f}" for name, v in per_pod.items()
+                      if name != "machine" and not name.startswith("api "))
+    print(f"{'':44} CPU a pod started, ms: {parts}; whole machine {1000 * per_pod['machine']:.1f} "
+          f"(goal 100 pods/s on {os.cpu_count()} cores: <= {1000 * (os.cpu_count() or 1) / 100:.0f})", flush=True)
+    calls = ", ".join(f"{name[4:]} {v:.2f}" for name, v in sorted(per_pod.items(), key=lambda kv: -kv[1])
+                      if name.startswith("api ") and v >= 0.05)
+    print(f"{'':44} API requests a pod started: {calls}", flush=True)
+
+
 def run_real(a: argparse.Namespace) -> None:
     if os.geteuid() != 0:
         raise SystemExit("the real-node runs need root (they run real containers); --only hollow skips them")
-    from bench.density import Cluster, free_port, teardown
+    from bench.density import Cluster, descendants, exe_id, free_port, teardown
     from skiff.config import resolve_credentials, resolve_server
     base = Path(tempfile.mkdtemp(prefix="skiff-bench-startup-"))
     cluster = Cluster(base=base, ports={k: free_port() for k in ("etcd", "peer", "api", "cpm", "agent", "agentm")},
@@ -194,14 +257,25 @@ def run_real(a: argparse.Namespace) -> None:
             raise SystemExit(f"skiff up failed:\n{up.stdout}{up.stderr}{cluster.log_tails()}")
         env = cluster.env()
 
+        agent = cluster.pid("agent")
+        metrics_url = f"http://127.0.0.1:{cluster.ports['cpm']}/metrics"
+        parts = {"agent": [agent], "zygote": [pid for pid in descendants(agent) if exe_id(pid) == exe_id(agent)],
+                 "control plane": [cluster.pid("controlplane")], "etcd": [cluster.pid("etcd")]}
+
         async def body() -> None:
             async with ApiClient(resolve_server(flag=None, env=env), credentials=resolve_credentials(env=env)) as c:
                 await measure(c, count=5, rate=5, image="busybox", command=["sleep", "86400"], timeout=120)  # warm
                 for rate in a.rates:
+                    # The last run's deleted pods are torn down on the node after the API forgot
+                    # them; that work is not this run's.
+                    await asyncio.sleep(a.settle)
                     print(f"real node: {a.real_pods} pods at {rate:g}/s ...", flush=True)
                     r = await measure(c, count=a.real_pods, rate=rate, image="busybox",
-                                      command=["sleep", "86400"], timeout=a.timeout)
+                                      command=["sleep", "86400"], timeout=a.timeout,
+                                      sample=lambda: cpu_sample(parts, metrics_url))
                     report(f"real node, {a.real_pods} pods at {rate:g}/s", r, count=a.real_pods, goal=REAL_GOAL)
+                    if r.cpu:
+                        report_cpu(*r.cpu, pods=a.real_pods)
         asyncio.run(body())
     finally:
         teardown(cluster)
@@ -228,6 +302,8 @@ def main() -> None:
     ap.add_argument("--max-pods", type=int, default=0, help="the real node's --max-pods (default: the agent's)")
     ap.add_argument("--run-dir-on-disk", action="store_true",
                     help="the real node's run dir on this machine's disk, not on a tmpfs as a Debian host's /run")
+    ap.add_argument("--settle", type=float, default=10,
+                    help="seconds to wait before each real-node run, for the last run's pods to be torn down")
     ap.add_argument("--hollow-nodes", type=int, default=100)
     ap.add_argument("--pods-per-node", type=int, default=30)
     ap.add_argument("--hollow-rate", type=float, default=20.0, help="creation rate on hollow nodes, pods/s")
