@@ -36,7 +36,7 @@ from google.protobuf.message import Message
 from controlplane.api import plugins, priority
 from controlplane.api.errors import Forbidden, Invalid
 from controlplane.api.informers import LoopbackInformers, NotReady
-from controlplane.store.cacher import Page, paginate, sorted_items
+from controlplane.store.cacher import Cacher, Page, paginate, sorted_items
 from controlplane.store.interface import AlreadyExists, Conflict, NotFound
 from proto.skiff.v1 import types_pb2
 from skiff.api import kinds, meta
@@ -159,6 +159,7 @@ class Registry:
                  hooks: Mapping[str, WriteHook] | None = None,
                  admission_plugins: Mapping[str, Sequence[AdmissionPlugin]] | None = None) -> None:
         self.store = store
+        self._cacher = store if isinstance(store, Cacher) else None
         self.admission = admission
         self.hooks: dict[str, WriteHook] = dict(hooks or {})  # kind name -> its WriteHook
         # The server's own informers over this registry (cached listers for admission), started on first use.
@@ -292,13 +293,23 @@ class Registry:
         """Assign a pod to a node (Kubernetes' pods/binding); 409 when it is bound or being deleted."""
         if not node_name:
             raise Invalid("node_name is required", field_path="target.name")
-        kind = kinds.kind_named("Pod")
-        pod = await self.store.get(kind, namespace or DEFAULT_NAMESPACE, name)
+        kind, namespace = kinds.kind_named("Pod"), namespace or DEFAULT_NAMESPACE
+        # From the watch cache's pod first (see _replace); what refuses that one is asked of the store's.
+        cached = self._cacher.peek(kind, namespace, name) if self._cacher is not None else None
+        if cached is not None:
+            try:
+                return await self._bind(cached, node_name, resource_version=resource_version)
+            except (Conflict, NotFound):
+                pass
+        return await self._bind(await self.store.get(kind, namespace, name), node_name,
+                                resource_version=resource_version)
+
+    async def _bind(self, pod: Message, node_name: str, *, resource_version: str) -> Message:
         if resource_version and resource_version != pod.metadata.resource_version:
-            raise Conflict(f"pod {name!r} was modified (resourceVersion {pod.metadata.resource_version}, "
-                           f"request had {resource_version})")
+            raise Conflict(f"pod {pod.metadata.name!r} was modified (resourceVersion "
+                           f"{pod.metadata.resource_version}, request had {resource_version})")
         try:
-            bound = kind.strategy.bind(pod, node_name)
+            bound = kinds.kind_of(pod).strategy.bind(pod, node_name)
         except ValueError as exc:
             raise Conflict(str(exc)) from None
         return await self.store.update(bound)
@@ -543,23 +554,39 @@ class Registry:
     async def _replace(self, incoming: Message, build: Callable[[Message], Awaitable[Message]]) -> Message:
         """Write build(existing) with CAS. With the caller's resourceVersion set,
         a stale one is a Conflict; without, a concurrent writer only means: read
-        and build again (last writer wins on what the caller sends)."""
+        and build again (last writer wins on what the caller sends).
+
+        The first attempt starts from the watch cache's object when it is the
+        version the caller names (or the caller names none), as Kubernetes'
+        GuaranteedUpdate does: no store read for the usual write. The write is a
+        CAS on that version, so a cache behind the store costs one Conflict and
+        an attempt from the store's object, never a lost write; whatever else
+        refuses the cache's version is asked again of the store's."""
         kind, ns, name = _key_of(incoming)
         rv = incoming.metadata.resource_version
+        guess = self._cacher.peek(kind, ns, name) if self._cacher is not None else None
+        if guess is not None and rv and guess.metadata.resource_version != rv:
+            guess = None
         for _ in range(_ATTEMPTS):
-            existing = await self.store.get(kind, ns, name)
+            from_cache = guess is not None
+            existing = guess if guess is not None else await self.store.get(kind, ns, name)
+            guess = None
             if rv and rv != existing.metadata.resource_version:
                 raise Conflict(f"{kind.name} {name!r} was modified (resourceVersion "
                                f"{existing.metadata.resource_version}, request had {rv}); read it again and retry")
-            updated = await build(existing)
-            updated.metadata.resource_version = existing.metadata.resource_version
             try:
+                updated = await build(existing)
+                updated.metadata.resource_version = existing.metadata.resource_version
                 return await self._hooked(existing, updated, lambda: self._write(updated))
             except Conflict:
-                if rv:
+                if rv:   # the caller's version (the cache's too, if it was used) is not the latest
+                    raise
+            except Exception:
+                # From the cache's object, any refusal (a check against a version the store has
+                # moved past, or an object it no longer has) is decided again on the store's.
+                if not from_cache:
                     raise
         raise Conflict(f"{kind.name} {name!r} kept changing; try again")
-
 
 def _key_of(obj: Message) -> tuple[kinds.Kind, str, str]:
     return kinds.kind_of(obj), obj.metadata.namespace, obj.metadata.name

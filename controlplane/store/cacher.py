@@ -343,6 +343,20 @@ class Cacher:
         copy.CopyFrom(obj)
         return copy
 
+    def peek(self, kind, namespace: str, name: str) -> Message | None:
+        """The cache's object now, a copy, if the kind's cache runs and has it; no waiting and no
+        store read. Only a guess: it may be behind the store (the registry's CAS writes start from
+        it, as Kubernetes' GuaranteedUpdate starts from the watch cache's object)."""
+        cache = self._caches.get(kind.resource)
+        if cache is None:
+            return None
+        obj = cache.objects.get(namespace if kind.namespaced else "", {}).get(name)
+        if obj is None:
+            return None
+        copy = type(obj)()
+        copy.CopyFrom(obj)
+        return copy
+
     async def list(self, kind, namespace: str = "") -> tuple[list[Message], int]:
         """A consistent list (Store protocol), from the cache."""
         page = await self.list_page(kind, namespace)

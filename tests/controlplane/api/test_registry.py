@@ -8,6 +8,7 @@ import pytest
 from controlplane.api.errors import Forbidden, Invalid
 from controlplane.api.registry import Registry
 from controlplane.store import Conflict, MemoryStore, NotFound
+from controlplane.store.cacher import Cacher
 from controlplane.testing import CountingStore
 from proto.skiff.v1 import types_pb2
 from skiff.api import kinds
@@ -180,3 +181,99 @@ def test_the_initial_namespaces_other_than_skiff_system_may_not_be_deleted():
                 await r.delete(NS, "", name)
             assert (await r.get(NS, "", name)).status.phase == "Active"
     run(body)
+
+
+def run_cached(body):
+    """body(registry, store, cacher): a registry over a watch cache over a CountingStore."""
+    async def main():
+        store = CountingStore()
+        cacher = Cacher(store)
+        registry = Registry(store=cacher)
+        try:
+            await registry.bootstrap()
+            return await body(registry, store, cacher)
+        finally:
+            await registry.close()
+            await cacher.close()
+    return asyncio.run(main())
+
+
+async def _cached_at(cacher: Cacher, obj) -> None:
+    """Until the watch cache has obj's version."""
+    kind = kinds.kind_of(obj)
+    await cacher.list(kind, obj.metadata.namespace)   # starts the kind's cache
+    for _ in range(500):
+        seen = cacher.peek(kind, obj.metadata.namespace, obj.metadata.name)
+        if seen is not None and seen.metadata.resource_version == obj.metadata.resource_version:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the cache never reached {obj.metadata.resource_version}")
+
+
+def _pod(name: str) -> types_pb2.Pod:
+    pod = types_pb2.Pod()
+    pod.metadata.name = name
+    pod.spec.containers.add(name="c", image="busybox")
+    return pod
+
+
+def test_a_status_write_starts_from_the_cache_and_reads_nothing_from_the_store():
+    async def body(r: Registry, store: CountingStore, cacher: Cacher):
+        created = await r.create(_pod("p"))
+        await _cached_at(cacher, created)
+        store.reset()
+        created.status.phase = "Running"
+        written = await r.update_status(created)                  # at the caller's version
+        unversioned = _pod("p")
+        unversioned.status.phase = "Succeeded"
+        await _cached_at(cacher, written)
+        last = await r.update_status(unversioned)                 # at none: the latest
+        assert store.reads("Pod", verb="get") == 0
+        assert (await store.get(POD, "default", "p")).status.phase == "Succeeded" == last.status.phase
+    run_cached(body)
+
+
+def test_a_cache_behind_the_store_costs_a_read_and_loses_no_write():
+    async def body(r: Registry, store: CountingStore, cacher: Cacher):
+        created = await r.create(_pod("p"))
+        await _cached_at(cacher, created)
+        stale = cacher.peek(POD, "default", "p")
+        relabelled = await r.get(POD, "default", "p")
+        relabelled.metadata.labels["tier"] = "web"
+        relabelled = await r.update(relabelled)
+        await _cached_at(cacher, relabelled)
+        # The cache as it would be had its watch not delivered the relabelling yet.
+        cacher.caches()["pods"].objects["default"]["p"] = stale
+        store.reset()
+        status = _pod("p")
+        status.status.phase = "Running"
+        written = await r.update_status(status)
+        assert store.reads("Pod", verb="get") == 1               # the CAS failed; the store's object was read
+        assert written.metadata.labels["tier"] == "web" and written.status.phase == "Running"
+        # A caller naming the store's version is not refused for the cache's older one.
+        cacher.caches()["pods"].objects["default"]["p"] = stale
+        written.status.phase = "Succeeded"
+        assert (await r.update_status(written)).status.phase == "Succeeded"
+        # A caller naming the cache's (stale) version is: someone wrote since.
+        stale.status.phase = "Failed"
+        cacher.caches()["pods"].objects["default"]["p"] = stale
+        with pytest.raises(Conflict):
+            await r.update_status(stale)
+    run_cached(body)
+
+
+def test_a_bind_starts_from_the_cache_and_a_stale_one_does_not_bind_twice():
+    async def body(r: Registry, store: CountingStore, cacher: Cacher):
+        first, second = await r.create(_pod("a")), await r.create(_pod("b"))
+        await _cached_at(cacher, first)
+        await _cached_at(cacher, second)
+        store.reset()
+        assert (await r.bind("default", "a", "node-1")).spec.node_name == "node-1"
+        assert store.reads("Pod", verb="get") == 0
+        unbound = cacher.peek(POD, "default", "b")
+        await _cached_at(cacher, await r.bind("default", "b", "node-1"))
+        cacher.caches()["pods"].objects["default"]["b"] = unbound   # a cache behind the store
+        with pytest.raises(Conflict, match='already assigned to node "node-1"'):
+            await r.bind("default", "b", "node-2")
+        assert (await store.get(POD, "default", "b")).spec.node_name == "node-1"
+    run_cached(body)
