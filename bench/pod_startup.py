@@ -187,6 +187,7 @@ def report(label: str, run: Run, *, count: int, goal: float) -> None:
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
+IDLE_SECONDS = 3.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -269,6 +270,12 @@ def run_real(a: argparse.Namespace) -> None:
                     # The last run's deleted pods are torn down on the node after the API forgot
                     # them; that work is not this run's.
                     await asyncio.sleep(a.settle)
+                    idle = cpu_sample(parts, metrics_url)
+                    await asyncio.sleep(IDLE_SECONDS)
+                    busy = {k: (v - idle[k]) / IDLE_SECONDS for k, v in cpu_sample(parts, metrics_url).items()
+                            if not k.startswith("api ")}
+                    print(f"real node idle before the run, CPU %: "
+                          f"{', '.join(f'{k} {100 * v:.1f}' for k, v in busy.items())}", flush=True)
                     print(f"real node: {a.real_pods} pods at {rate:g}/s ...", flush=True)
                     r = await measure(c, count=a.real_pods, rate=rate, image="busybox",
                                       command=["sleep", "86400"], timeout=a.timeout,
