@@ -29,7 +29,7 @@ Kernel objects, all named so a leak is visible:
 
 Ordering for crash safety (state first on the way in, last on the way out):
   attach: record the allocation -> create veth -> configure the pod -> rules
-  detach: delete veth -> rules without the pod -> drop the allocation
+  detach: delete veth (outside the lock) -> rules without the pod -> drop the allocation
 A failure inside attach undoes every step before re-raising.
 """
 from __future__ import annotations
@@ -205,12 +205,18 @@ class PodNetworkManager:
     def detach(self, pod_id: str) -> None:
         """Remove the pod's veth, rules and address. Idempotent."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Outside the lock: the kernel takes ~20 ms to unregister a veth (RCU grace periods),
+        # which under the lock held up every other pod's attach and detach on the node. The
+        # order stays veth first, record last (a crash between leaves a record cleanup_orphans drops).
+        veth = veth_name(pod_id)
+        links.delete_link(name=veth)
         with StateLock(self.state_dir) as lock:
             state = lock.load(pod_cidr=self.pod_cidr)
             record = state.pods.get(pod_id)
-            links.delete_link(name=record.veth if record else veth_name(pod_id))
             if record is None:
                 return
+            if record.veth != veth:   # recorded under another name (not by this version)
+                links.delete_link(name=record.veth)
             del state.pods[pod_id]
             # The pod was recorded, so the node network was set up: no need to
             # ask nft whether the table exists (a process spawn saved); and a pod

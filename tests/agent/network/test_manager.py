@@ -1,8 +1,10 @@
 """PodNetworkManager on the real kernel: namespaces, veths, a bridge, nftables."""
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
+import os
 import secrets
 import subprocess
 import socket
@@ -11,7 +13,7 @@ import sys
 import pytest
 
 from agent.network import HostPortInUse, NetworkError, PodNetworkManager, PortMapping, veth_name
-from agent.network import nftables
+from agent.network import links, nftables
 from tests.agent.network.netlab import TCP_CLIENT, leftovers, start_tcp_server
 
 pytestmark = pytest.mark.root
@@ -68,6 +70,31 @@ def test_a_pod_veth_is_up_on_the_bridge_in_hairpin_mode_with_the_mtu(net_factory
     assert host_end["linkinfo"]["info_slave_data"]["hairpin"] is True
     eth0 = next(link for link in ns.addresses() if link["ifname"] == "eth0")
     assert eth0["mtu"] == 1400
+
+
+def test_a_detach_deletes_the_veth_without_holding_the_state_lock(net, make_pod_netns, monkeypatch):
+    # The kernel takes ~20 ms to unregister a veth; under the lock every other pod's
+    # attach and detach on the node would wait for it.
+    ns = make_pod_netns()
+    pod_id = f"pod-{secrets.token_hex(4)}"
+    net.attach(pod_id=pod_id, netns_path=ns.path, ports=())
+    lock_held: list[bool] = []
+    delete_link = links.delete_link
+
+    def spy(*, name: str) -> bool:
+        fd = os.open(net.state_dir / "pods.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_held.append(False)
+        except BlockingIOError:
+            lock_held.append(True)
+        finally:
+            os.close(fd)
+        return delete_link(name=name)
+    monkeypatch.setattr(links, "delete_link", spy)
+    net.detach(pod_id)
+    assert lock_held == [False]
+    assert veth_name(pod_id) not in link_names() and net.allocations() == {}
 
 def test_two_pods_reach_each_other_by_ip(net, make_pod_netns, spawn_in_netns):
     a, b = make_pod_netns(), make_pod_netns()
