@@ -29,7 +29,8 @@ For the real node, the CPU each part spent over a run (first create to last
 pod running), from /proc/<pid>/stat, is printed per pod started: the agent,
 its zygote and spare (its Skiff children), the control plane, etcd, and the
 whole machine from /proc/stat (the rest is the containers' own setup and
-this script), and the API requests a pod took (apiserver_request_total).
+this script), the API requests a pod took (apiserver_request_total) and the
+control plane's etcd requests (etcd_request_duration_seconds_count).
 Every pod is deleted after each run; the cluster is torn down at the end
 (`skiff down --purge`, or every process stopped by PID) and its temp dir removed.
 """
@@ -206,20 +207,23 @@ def machine_busy_seconds() -> float:
 
 
 def api_requests(metrics_url: str) -> dict[str, float]:
-    """apiserver_request_total by 'VERB resource[/subresource]', from the control plane's /metrics."""
+    """From the control plane's /metrics: apiserver_request_total by 'api VERB resource[/subresource]'
+    and its etcd requests by 'etcd operation resource'."""
     from prometheus_client.parser import text_string_to_metric_families
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(metrics_url, timeout=10) as reply:
         text = reply.read().decode()
     counts: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name != "apiserver_request":
-            continue
         for s in family.samples:
-            if s.name.endswith("_total"):
+            if family.name == "apiserver_request" and s.name.endswith("_total"):
                 sub = s.labels.get("subresource", "")
                 key = f"api {s.labels['verb']} {s.labels['resource']}{'/' + sub if sub else ''}"
-                counts[key] = counts.get(key, 0.0) + s.value
+            elif family.name == "etcd_request_duration_seconds" and s.name.endswith("_count"):
+                key = f"etcd {s.labels['operation']} {s.labels['type']}"
+            else:
+                continue
+            counts[key] = counts.get(key, 0.0) + s.value
     return counts
 
 
@@ -231,12 +235,15 @@ def cpu_sample(parts: dict[str, list[int]], metrics_url: str) -> dict[str, float
 def report_cpu(before: dict[str, float], after: dict[str, float], *, pods: int) -> None:
     per_pod = {name: (after[name] - before.get(name, 0.0)) / pods for name in after}
     parts = ", ".join(f"{name} {1000 * v:.1f}" for name, v in per_pod.items()
-                      if name != "machine" and not name.startswith("api "))
+                      if name != "machine" and not name.startswith(("api ", "etcd ")))
     print(f"{'':44} CPU a pod started, ms: {parts}; whole machine {1000 * per_pod['machine']:.1f} "
           f"(goal 100 pods/s on {os.cpu_count()} cores: <= {1000 * (os.cpu_count() or 1) / 100:.0f})", flush=True)
     calls = ", ".join(f"{name[4:]} {v:.2f}" for name, v in sorted(per_pod.items(), key=lambda kv: -kv[1])
                       if name.startswith("api ") and v >= 0.05)
     print(f"{'':44} API requests a pod started: {calls}", flush=True)
+    calls = ", ".join(f"{name[5:]} {v:.2f}" for name, v in sorted(per_pod.items(), key=lambda kv: -kv[1])
+                      if name.startswith("etcd ") and v >= 0.05)
+    print(f"{'':44} the control plane's etcd requests a pod started: {calls}", flush=True)
 
 
 def run_real(a: argparse.Namespace) -> None:
@@ -273,7 +280,7 @@ def run_real(a: argparse.Namespace) -> None:
                     idle = cpu_sample(parts, metrics_url)
                     await asyncio.sleep(IDLE_SECONDS)
                     busy = {k: (v - idle[k]) / IDLE_SECONDS for k, v in cpu_sample(parts, metrics_url).items()
-                            if not k.startswith("api ")}
+                            if not k.startswith(("api ", "etcd "))}
                     print(f"real node idle before the run, CPU %: "
                           f"{', '.join(f'{k} {100 * v:.1f}' for k, v in busy.items())}", flush=True)
                     print(f"real node: {a.real_pods} pods at {rate:g}/s ...", flush=True)

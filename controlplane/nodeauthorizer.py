@@ -105,7 +105,17 @@ class NodeAuthorizer(ReadsLoopbackInformers):
         await self.informers.stop()
 
     async def _bound(self, node: str, namespace: str, name: str) -> bool:
+        """Whether the pod is bound to `node`: the cache's pod, else the store's (a pod just
+        bound may not be in the cache yet). A node writes its pods' status twice or more a
+        pod started; a store read for each was the control plane's most frequent etcd read."""
+        from controlplane.api.informers import NotReady
         from controlplane.store.interface import NotFound
+        try:
+            cached = (await self.informers.lister("Pod")).get_named(namespace or "default", name)
+        except NotReady:
+            cached = None
+        if cached is not None and cached.spec.node_name == node:
+            return True
         try:
             pod = await self.store.get(kinds.kind_named("Pod"), namespace or "default", name)
         except NotFound:

@@ -95,6 +95,12 @@ def test_a_decision_reads_the_pods_from_the_cache_not_the_store():
                                                          subresource="token", namespace="default",
                                                          name="default")) is True
             assert store.reads(verb="list") == 0
+            status = Attributes(verb="update", resource="pods", subresource="status", namespace="default",
+                                name="on-n1")
+            assert await authz.decide(N1, status) is True      # a node's status write: its own pod
+            assert store.reads() == 0
+            assert await authz.decide(N2, status) is False     # another node's: refused after a store read
+            assert store.reads("Pod", verb="get") == 1
         finally:
             await authz.stop()
     asyncio.run(asyncio.wait_for(go(), 30))
@@ -115,6 +121,8 @@ def test_a_pod_the_cache_has_not_seen_is_read_from_the_store_before_a_refusal():
             assert store.reads(verb="list") == 1
             assert await authz.decide(N2, Attributes(verb="get", resource="secrets", namespace="default",
                                                      name="db")) is False
+            assert await authz.decide(N1, Attributes(verb="update", resource="pods", subresource="status",
+                                                     namespace="default", name="on-n1")) is True
         finally:
             await authz.stop()
     asyncio.run(asyncio.wait_for(go(), 30))
