@@ -236,7 +236,7 @@ class Registry:
 
         async def build(existing: Message) -> Message:
             updated = kind.strategy.prepare_status_update(existing, incoming)
-            errors = kind.strategy.validate(updated)
+            errors = kind.strategy.validate_status(updated)
             if errors:
                 raise Invalid("; ".join(map(str, errors)), field_path=errors[0].path)
             return updated

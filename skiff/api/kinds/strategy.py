@@ -105,6 +105,12 @@ class Strategy:
         return (validate_metadata(obj) + owner_reference_errors(obj, namespaced=self.kind.namespaced)
                 + finalizer_errors(obj) + ([size] if size else []) + timestamp_errors(obj))
 
+    def validate_status(self, obj: Message) -> list[FieldError]:
+        """What a status write (`obj`: the stored object with the new status) must pass. The
+        whole object by default; a kind whose spec the status endpoint cannot change may skip it
+        (Kubernetes' status strategies validate the status and the metadata, not the spec)."""
+        return self.validate(obj)
+
     def required(self, obj: Message) -> list[FieldError]:
         """The structural must-haves (a subset of validate), which the manifest
         reader reports even beside a document's other errors."""

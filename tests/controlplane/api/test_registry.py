@@ -277,3 +277,21 @@ def test_a_bind_starts_from_the_cache_and_a_stale_one_does_not_bind_twice():
             await r.bind("default", "b", "node-2")
         assert (await store.get(POD, "default", "b")).spec.node_name == "node-1"
     run_cached(body)
+
+
+def test_a_status_write_checks_the_status_not_the_stored_spec():
+    async def body(r: Registry):
+        # A pod stored under an older rule (as a newer server may find it): its status still moves.
+        old = _pod("old")
+        old.metadata.namespace = "default"
+        old.spec.volumes.add(name="Not_A_DNS_Label")
+        await r.store.create(old)
+        status = _pod("old")
+        status.status.phase = "Running"
+        assert (await r.update_status(status)).status.phase == "Running"
+        # What a status write brings is still checked.
+        status.status.start_time.seconds = 2**62
+        with pytest.raises(Invalid) as refused:
+            await r.update_status(status)
+        assert refused.value.field_path == "status.startTime"
+    run(body)
