@@ -46,20 +46,21 @@ class StatusWriter:
 
     async def write(self, pod: types_pb2.Pod, rec: PodRecord) -> types_pb2.PodStatus | None:
         """Write the pod's status if it changed; returns it (None: the pod is gone)."""
-        status = self.status_of(pod, rec)
-        self.note_phase(rec.uid, status.phase, pod=pod, adopted=rec.adopted)
         written = self._written.get(rec.uid)
         if written is not None and int(pod.metadata.resource_version or 0) >= written[0]:
             # The cache has caught up with our write: what it kept (a whole Pod) is no longer needed.
             del self._written[rec.uid]
             written = None
-        if same_status(status, pod.status):
+        # The newest stored version: our own last write while the cache has not caught up with
+        # it. The status is computed on it, so what it carries over (startTime, the conditions'
+        # lastTransitionTime) is what is stored, not an older copy's: computed on the cache's
+        # older pod, a third write a pod started only moved those timestamps back and forth.
+        latest = written[2] if written is not None else pod
+        status = self.status_of(latest, rec)
+        self.note_phase(rec.uid, status.phase, pod=pod, adopted=rec.adopted)
+        if same_status(status, latest.status):
             return status
-        base = pod
-        if written is not None:   # newer than the cache (an entry goes once the cache has it)
-            if same_status(written[1], status):
-                return status  # our cache has not caught up with our own write yet
-            base = written[2]  # newer than the cache: saves a conflict
+        base = latest   # newer than the cache: saves a conflict
         for _ in range(CONFLICT_ATTEMPTS):
             obj = types_pb2.Pod()
             obj.CopyFrom(base)

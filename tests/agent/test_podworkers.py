@@ -14,6 +14,7 @@ from agent.clock import FakeClock
 from agent.podworkers import PodWorkers
 from agent.runtime.fake import FakeImages, FakeRuntime
 from agent.runtime.interface import State
+from proto.skiff.v1 import types_pb2
 from tests.agent.fakeapi import FakeApi, FakeClient
 
 
@@ -190,6 +191,42 @@ def test_status_is_written_only_when_it_changes(tmp_path):
         assert w.api.status_writes == writes
     run(scenario())
 
+
+class LaggingCache:
+    """The pod informer's view as of freeze(): the API's own writes after it are not seen."""
+
+    def __init__(self, api: FakeApi) -> None:
+        self.api, self.frozen = api, {}
+
+    def freeze(self) -> None:
+        self.frozen = {key: self.api.get(key) for key in self.api.pods}
+
+    def get(self, key):
+        pod = self.frozen.get(key)
+        return types_pb2.Pod.FromString(pod.SerializeToString()) if pod is not None else self.api.get(key)
+
+    def list(self):
+        return [self.get(key) for key in self.api.pods]
+
+
+def test_a_cache_behind_the_agents_own_writes_causes_no_write(tmp_path):
+    # The informer still shows the pod from before the agent's writes; a later sync must compute
+    # the status on the agent's last write (its startTime and transition times), not on that copy.
+    async def scenario():
+        w = World(tmp_path)
+        cache = LaggingCache(w.api)
+        w.workers.pods = cache
+        uid = w.api.add_pod("lagging").metadata.uid
+        cache.freeze()
+        await w.workers.reconcile(uid)
+        written = w.api.pod("lagging").status
+        writes = w.api.status_writes
+        assert written.phase == "Running" and written.start_time.seconds > 0
+        w.clock.advance(5)
+        await w.workers.reconcile(uid)
+        assert w.api.status_writes == writes
+        assert w.api.pod("lagging").status == written
+    run(scenario())
 
 def test_status_write_survives_a_conflicting_change(tmp_path):
     async def scenario():
