@@ -574,19 +574,25 @@ class Registry:
             if rv and rv != existing.metadata.resource_version:
                 raise Conflict(f"{kind.name} {name!r} was modified (resourceVersion "
                                f"{existing.metadata.resource_version}, request had {rv}); read it again and retry")
+            # From the cache's object, any refusal (a check against a version the store has moved
+            # past, or an object it no longer has) is decided again on the store's.
             try:
                 updated = await build(existing)
-                updated.metadata.resource_version = existing.metadata.resource_version
+            except Exception:
+                if from_cache:
+                    continue
+                raise
+            updated.metadata.resource_version = existing.metadata.resource_version
+            try:
                 return await self._hooked(existing, updated, lambda: self._write(updated))
             except Conflict:
                 if rv:   # the caller's version (the cache's too, if it was used) is not the latest
                     raise
             except Exception:
-                # From the cache's object, any refusal (a check against a version the store has
-                # moved past, or an object it no longer has) is decided again on the store's.
                 if not from_cache:
                     raise
         raise Conflict(f"{kind.name} {name!r} kept changing; try again")
+
 
 def _key_of(obj: Message) -> tuple[kinds.Kind, str, str]:
     return kinds.kind_of(obj), obj.metadata.namespace, obj.metadata.name
