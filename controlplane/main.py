@@ -324,6 +324,7 @@ async def run(config: Config, *, stop: asyncio.Event) -> None:
                       also_listen=_advertised(config), inflight=api.inflight) if config.rest_listen else None
     if security.tokens is not None:   # serviceaccounts/token, REST and gRPC (decision 35)
         api.service.tokens = security.tokens
+        security.tokens.cacher = api.cacher
         # Pods run as a ServiceAccount that exists, with its token mounted (controlplane/serviceaccounts/admission.py).
         from controlplane.serviceaccounts.admission import ServiceAccountAdmission
         api.service.registry.admission_plugins.setdefault("Pod", []).append(

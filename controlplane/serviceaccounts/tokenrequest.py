@@ -41,9 +41,13 @@ def _node_restriction(requester, bound_kind: str, bound) -> None:
 
 
 class TokenIssuer:
-    def __init__(self, *, signer: TokenSigner, store: Any, audiences: Iterable[str] = ()) -> None:
+    def __init__(self, *, signer: TokenSigner, store: Any, audiences: Iterable[str] = (),
+                 cacher: Any = None) -> None:
         self.signer, self.store = signer, store
         self.audiences = tuple(audiences) or (signer.issuer,)
+        # The API server's watch cache (controlplane/store/cacher.py), once it has one: a node asks
+        # for a token bound to each pod it starts, and that pod is in the cache.
+        self.cacher = cacher
 
     async def create(self, namespace: str, name: str,
                      request: serviceaccounts_pb2.TokenRequest) -> serviceaccounts_pb2.TokenRequest:
@@ -63,7 +67,7 @@ class TokenIssuer:
             if ref.kind not in _BOUND_KINDS:
                 raise Invalid(f'spec.boundObjectRef.kind: Unsupported value: "{ref.kind}": supported values: '
                               f'"Pod", "Secret"', field_path="spec.boundObjectRef.kind")
-            bound = await self.store.get(kinds.kind_named(ref.kind), namespace, ref.name)
+            bound = await self._bound_object(kinds.kind_named(ref.kind), namespace, ref)
             if ref.uid and ref.uid != bound.metadata.uid:
                 raise Conflict(f"the UID in the bound object reference ({ref.uid}) does not match the UID in "
                                f"record. The object might have been deleted and then recreated")
@@ -86,3 +90,15 @@ class TokenIssuer:
         out.status.token = token
         out.status.expiration_timestamp.FromSeconds(expires)
         return out
+
+    async def _bound_object(self, kind: Any, namespace: str, ref: Any) -> Any:
+        """The object the token is bound to: the watch cache's when it is that very object (the
+        reference names its uid) and, a pod, already bound to a node (the node a uid is bound
+        to never changes); else the store's. A token outliving its pod is refused when it is
+        used (controlplane/serviceaccounts/authenticator.py), so the cache decides nothing the
+        store would not."""
+        if self.cacher is not None and ref.uid:
+            cached = self.cacher.peek(kind, namespace, ref.name)
+            if cached is not None and cached.metadata.uid == ref.uid and (kind.name != "Pod" or cached.spec.node_name):
+                return cached
+        return await self.store.get(kind, namespace, ref.name)

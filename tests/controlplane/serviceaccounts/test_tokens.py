@@ -23,7 +23,7 @@ from controlplane.serviceaccounts.tokenrequest import TokenIssuer
 from controlplane.serviceaccounts.tokens import DEFAULT_ISSUER, TokenInvalid, TokenSigner
 from controlplane.api.errors import Invalid
 from controlplane.store import MemoryStore
-from controlplane.store.interface import NotFound
+from controlplane.store.interface import Conflict, NotFound
 from proto.skiff.v1 import serviceaccounts_pb2, types_pb2
 from skiff.api import kinds
 from skiff.api.kinds import serviceaccount
@@ -288,3 +288,34 @@ def test_a_node_gets_only_tokens_bound_to_its_own_pods():
         REQUESTER.set(Identity("admin", ("system:masters",)))
         assert (await issuer.create("default", "robot", bound("theirs"))).status.token
     asyncio.run(go())
+
+
+def test_a_token_bound_to_a_pod_the_cache_has_reads_no_pod_from_the_store():
+    from controlplane.store.cacher import Cacher
+    from controlplane.testing import CountingStore
+
+    async def go():
+        store = CountingStore()
+        cacher = Cacher(store)
+        issuer = TokenIssuer(signer=signer(Clock()), store=store, cacher=cacher)
+        try:
+            await store.create(serviceaccount.new("default", "default"))
+            pod = _pod("web")
+            pod.metadata.uid, pod.spec.node_name = "uid-1", "n1"
+            pod = await store.create(pod)
+            await cacher.list(kinds.kind_named("Pod"), "default")     # the cache has it
+            store.reset()
+
+            def bound_to(uid: str):
+                return _request(bound_object_ref=serviceaccounts_pb2.BoundObjectReference(
+                    kind="Pod", api_version="v1", name="web", uid=uid))
+            token = await issuer.create("default", "default", bound_to("uid-1"))
+            assert claims_of(token.status.token)["kubernetes.io"]["pod"] == {"name": "web", "uid": "uid-1"}
+            assert store.reads("Pod") == 0
+            # Another uid than the cache's (a pod of the same name made again): the store decides.
+            with pytest.raises(Conflict, match="does not match the UID in record"):
+                await issuer.create("default", "default", bound_to("uid-2"))
+            assert store.reads("Pod") == 1
+        finally:
+            await cacher.close()
+    asyncio.run(asyncio.wait_for(go(), 30))
