@@ -109,16 +109,14 @@ class Rtnl:
         # than the request.
         return _IFINDEX.unpack_from(replies[0], _HEADER.size + 4)[0] if replies else None
 
-    def set_link(self, *, index: int = 0, name: str = "", up: bool = True, mtu: int = 0, master: int = 0) -> None:
-        """Bring a link up (by index, or by name: the kernel finds it), optionally set its MTU and master."""
+    def set_link(self, *, index: int = 0, name: str = "", mtu: int = 0) -> None:
+        """Bring a link up (by index, or by name: the kernel finds it), optionally setting its MTU."""
         msg = ifinfmsg()
         msg["index"] = index
-        msg["flags"], msg["change"] = (IFF_UP if up else 0), IFF_UP
+        msg["flags"], msg["change"] = IFF_UP, IFF_UP
         attrs: list[tuple[str, Any]] = [] if index else [("IFLA_IFNAME", name)]
         if mtu:
             attrs.append(("IFLA_MTU", mtu))
-        if master:
-            attrs.append(("IFLA_MASTER", master))
         msg["attrs"] = attrs
         self.request(msg, msg_type=RTM_NEWLINK)
 
