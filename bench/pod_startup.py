@@ -51,6 +51,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agent.node import MAX_PODS  # noqa: E402
 from bench._cluster import hollow_cluster, percentile  # noqa: E402
 from proto.skiff.v1 import types_pb2  # noqa: E402
 from skiff.client import ApiClient, NotFound  # noqa: E402
@@ -58,6 +59,7 @@ from skiff.client import ApiClient, NotFound  # noqa: E402
 SLO_SECONDS = 5.0
 REAL_GOAL = 0.5
 HOLLOW_GOAL = 1.0
+WARM_PODS = 5    # run (and deleted) before the measured runs, so the image and the node are warm
 
 
 @dataclass
@@ -259,7 +261,9 @@ def run_real(a: argparse.Namespace) -> None:
             cluster.volatile_run_dir()   # a tmpfs, as a Debian host's /run
         print("bootstrapping busybox and starting a private cluster ...", flush=True)
         cluster.skiff("image", "--data-dir", str(cluster.data_dir), "bootstrap", "busybox")
-        up_args = cluster.up_args() + (["--max-pods", str(a.max_pods)] if a.max_pods else [])
+        # A run bigger than the node's default capacity would leave pods Pending (and wait out --timeout).
+        max_pods = a.max_pods or (a.real_pods + WARM_PODS if a.real_pods + WARM_PODS > MAX_PODS else 0)
+        up_args = cluster.up_args() + (["--max-pods", str(max_pods)] if max_pods else [])
         up = cluster.skiff(*up_args, check=False)
         if up.returncode != 0:
             raise SystemExit(f"skiff up failed:\n{up.stdout}{up.stderr}{cluster.log_tails()}")
@@ -272,7 +276,8 @@ def run_real(a: argparse.Namespace) -> None:
 
         async def body() -> None:
             async with ApiClient(resolve_server(flag=None, env=env), credentials=resolve_credentials(env=env)) as c:
-                await measure(c, count=5, rate=5, image="busybox", command=["sleep", "86400"], timeout=120)  # warm
+                await measure(c, count=WARM_PODS, rate=5, image="busybox", command=["sleep", "86400"],
+                              timeout=120)
                 for rate in a.rates:
                     # The last run's deleted pods are torn down on the node after the API forgot
                     # them; that work is not this run's.
@@ -313,7 +318,8 @@ def main() -> None:
     ap.add_argument("--real-pods", type=int, default=100)
     ap.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",") if x], default=[20.0, 50.0],
                     help="creation rates for the real node, pods/s (default 20,50)")
-    ap.add_argument("--max-pods", type=int, default=0, help="the real node's --max-pods (default: the agent's)")
+    ap.add_argument("--max-pods", type=int, default=0,
+                    help=f"the real node's --max-pods (default: the agent's, {MAX_PODS}, or room for --real-pods)")
     ap.add_argument("--run-dir-on-disk", action="store_true",
                     help="the real node's run dir on this machine's disk, not on a tmpfs as a Debian host's /run")
     ap.add_argument("--settle", type=float, default=10,
