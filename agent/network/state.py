@@ -5,11 +5,13 @@ node's pod CIDR are taken and which hostPort rules belong to which pod; the
 nftables rules are rendered from it, so they can always be rebuilt exactly.
 
 Crash safety:
-- The file is replaced atomically (write a temp file, fsync, rename), so a
-  reader sees the old or the new version, never half of one. The directory is
-  not fsynced: after a power loss the old version may come back, which is
-  harmless, since nothing it describes (veths, addresses in pod namespaces,
-  sysctls) outlives a reboot; every record is then an orphan or is rewired.
+- The file is replaced atomically (write a temp file, rename), so a reader
+  sees the old or the new version, never half of one. Nothing is fsynced
+  (CNI's host-local IPAM does not either): a crashed agent finds the file in
+  the page cache, and nothing the file describes (veths, addresses in pod
+  namespaces, hostPort rules, sysctls) outlives a reboot, after which every
+  record is an orphan. So a file that a power loss left unreadable, last
+  written before this boot, is an empty state; one written since is an error.
 - Callers hold `StateLock` (an exclusive flock on `<state_dir>/pods.lock`) from
   reading to writing, so two managers (threads or processes) never hand out
   the same address.
@@ -28,6 +30,7 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -35,6 +38,8 @@ from pathlib import Path
 from typing import Iterator
 
 from agent.network.types import NetworkError, PortMapping
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "pods.json"
 LOCK_FILE = "pods.lock"
@@ -158,6 +163,10 @@ def load_state(*, state_dir: Path, pod_cidr: str) -> NetworkState:
     except FileNotFoundError:
         return NetworkState(pod_cidr=pod_cidr)
     except (OSError, ValueError) as exc:
+        if isinstance(exc, ValueError) and _written_before_boot(path):
+            log.warning("pod network state %s, written before this boot, is unreadable (%s): starting empty "
+                        "(nothing it described outlives a reboot)", path, exc)
+            return NetworkState(pod_cidr=pod_cidr)
         raise NetworkError(f"cannot read pod network state {path}: {exc}") from exc
     if raw.get("version") != FORMAT_VERSION:
         raise NetworkError(f"pod network state {path} has version {raw.get('version')!r}, expected {FORMAT_VERSION}")
@@ -177,6 +186,15 @@ def load_state(*, state_dir: Path, pod_cidr: str) -> NetworkState:
                         forwarding_enabled_on=enabled_on)
 
 
+def _written_before_boot(path: Path) -> bool:
+    try:
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return path.stat().st_mtime < boot
+    except (OSError, StopIteration, ValueError):
+        return False
+
+
 def save_state(*, state_dir: Path, state: NetworkState) -> None:
     """Replace the state file atomically (call under StateLock)."""
     path = state_dir / STATE_FILE
@@ -194,8 +212,6 @@ def save_state(*, state_dir: Path, state: NetworkState) -> None:
     try:
         with open(tmp, "w") as f:
             f.write(json.dumps(doc, separators=(",", ":")))
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import multiprocessing
+import os
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,19 @@ def test_a_different_pod_cidr_with_live_allocations_is_an_error(tmp_path):
 def test_a_corrupt_state_file_is_reported_with_its_path(tmp_path):
     (tmp_path / "pods.json").write_text("{not json")
     with pytest.raises(NetworkError, match=str(tmp_path / "pods.json")):
+        load_state(state_dir=tmp_path, pod_cidr="10.9.0.0/24")
+
+
+def test_an_unreadable_state_file_from_before_this_boot_is_an_empty_state(tmp_path):
+    # The file is not fsynced: a power loss may leave it torn, and what it described
+    # (veths, addresses, hostPort rules) is gone with the reboot anyway.
+    path = tmp_path / "pods.json"
+    path.write_text("")
+    os.utime(path, (1_000_000, 1_000_000))   # 1970: before any boot of this machine
+    state = load_state(state_dir=tmp_path, pod_cidr="10.9.0.0/24")
+    assert state.pods == {} and state.pod_cidr == "10.9.0.0/24"
+    os.utime(path)                            # now: written since this boot, so a real error
+    with pytest.raises(NetworkError, match="cannot read pod network state"):
         load_state(state_dir=tmp_path, pod_cidr="10.9.0.0/24")
 
 
