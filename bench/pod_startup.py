@@ -138,10 +138,10 @@ async def measure(client: ApiClient, *, count: int, rate: float, image: str, com
             await asyncio.wait_for(everything.wait(), timeout)
             if sample:
                 run.cpu = (cpu_before, sample())
+            ran = f"all running {time.monotonic() - began:.1f}s after the first"
         except TimeoutError:
-            print(f"  only {len(run.running)}/{count} running after {timeout:g}s", flush=True)
-        print(f"  {count} creates sent in {created_in:.1f}s ({count / created_in:.0f}/s); all running "
-              f"{time.monotonic() - began:.1f}s after the first", flush=True)
+            ran = f"only {len(run.running)}/{count} running after {timeout:g}s"
+        print(f"  {count} creates sent in {created_in:.1f}s ({count / created_in:.0f}/s); {ran}", flush=True)
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
