@@ -311,12 +311,16 @@ def policy_controller(*, informers, node_name: str, table: str, bridge: str, **k
             if now - self._last < MIN_INTERVAL_SECONDS:
                 return MIN_INTERVAL_SECONDS - (now - self._last)   # coalesce a burst of changes
             self._last = now
-            pods = [pod_info(p) for p in self.pods.lister.list()]
-            local = {pod_info(p).ip for p in self.pods.lister.list() if p.spec.node_name == node_name} - {""}
-            namespaces = {n.metadata.name: {**n.metadata.labels, "kubernetes.io/metadata.name": n.metadata.name}
-                          for n in self.namespaces.lister.list()}
-            rules = plan(policies=self.policies.lister.list(), pods=[p for p in pods if p.ip],
-                         namespaces=namespaces, local_ips=local)
+            policies = self.policies.lister.list()
+            rules: list[PodRules] = []
+            if policies:   # none (the usual cluster): no pod is isolated, whatever the pods are
+                objects = self.pods.lister.list()
+                pods = [pod_info(p) for p in objects]
+                local = {info.ip for p, info in zip(objects, pods) if p.spec.node_name == node_name} - {""}
+                namespaces = {n.metadata.name: {**n.metadata.labels, "kubernetes.io/metadata.name": n.metadata.name}
+                              for n in self.namespaces.lister.list()}
+                rules = plan(policies=policies, pods=[p for p in pods if p.ip], namespaces=namespaces,
+                             local_ips=local)
             script = render_script(table=table, bridge=bridge, rules=rules)
             if script != self.written:
                 await asyncio.to_thread(run_nft, ["-f", "-"], script)
