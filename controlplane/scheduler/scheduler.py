@@ -30,11 +30,12 @@ from controlplane.metrics import Metrics
 from controlplane.scheduler import plugins, preemption
 from controlplane.scheduler.cycle import Decision, Profile
 from controlplane.scheduler.cycle import schedule as run_cycle
-from controlplane.scheduler.framework import (NodeInfo, Resources, Snapshot, pod_non_zero_requests, pod_priority,
-                                              pod_requests)
+from controlplane.scheduler.framework import (NodeInfo, Resources, Snapshot, has_affinity, pod_non_zero_requests,
+                                              pod_priority, pod_requests)
 from controlplane.scheduler.queue import SchedulingQueue
 from proto.skiff.v1 import types_pb2
 from skiff.api import kinds, meta
+from skiff.api.quantity import QuantityError
 from skiff.client import ApiClient, ApiError, Conflict, NotFound
 from skiff.controller import Controller, EventHandler, Key, SharedInformerFactory
 
@@ -44,6 +45,7 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 DEFAULT_PROFILE = Profile(filters=plugins.DEFAULT_FILTERS, scores=plugins.DEFAULT_SCORES)
 BACKOFF_FLUSH_SECONDS = 1.0
 UNSCHEDULABLE_FLUSH_SECONDS = 30.0
+_NOTHING = (Resources(), Resources())
 DISRUPTION_TARGET_MESSAGE = f"{SCHEDULER_NAME}: preempting to accommodate a higher priority pod"
 
 
@@ -96,6 +98,11 @@ class Scheduler(Controller):
         self._assumed: dict[Key, str] = {}              # pod -> node, until the informer shows the binding
         self._on_node: dict[str, dict[Key, types_pb2.Pod]] = {}   # the cache: pods counted per node
         self._infos: dict[str, NodeInfo] = {}           # built lazily, dropped when the node's pods change
+        # Per node, kept current pod by pod (Kubernetes' NodeInfo AddPod/RemovePod): the requests of
+        # its pods summed, and its pods with affinity terms, so a NodeInfo is built without a walk
+        # over the node's pods in Python (a node with hundreds of pods changes on every status write).
+        self._sums: dict[str, tuple[Resources, Resources]] = {}
+        self._with_terms: dict[str, dict[Key, types_pb2.Pod]] = {}
         self._where: dict[Key, str] = {}                # pod -> the node it is counted on in _on_node
         self._requests_memo: dict[Key, tuple[types_pb2.Pod, Resources, Resources]] = {}   # for _where's pods
         # The last snapshot's nodes, kept between cycles: only nodes changed since (_dirty) are rebuilt,
@@ -133,19 +140,40 @@ class Scheduler(Controller):
         if not _counts(pod):
             node = ""
         was = self._where.pop(key, None)
-        if was is not None and was != node:
-            self._on_node[was].pop(key, None)
-            self._invalidate(was)
+        if was is not None:
+            old = self._on_node[was].get(key)
+            if old is not None:
+                self._count(was, key, old, -1)
+            if was != node:
+                self._on_node[was].pop(key, None)
+                self._invalidate(was)
         if not node:
             self._requests_memo.pop(key, None)
         if node:
             self._on_node.setdefault(node, {})[key] = pod   # type: ignore[assignment]
             self._where[key] = node
+            self._count(node, key, pod, 1)   # type: ignore[arg-type]
             self._invalidate(node)
         if pod is not None and pod.status.nominated_node_name and wants_scheduling(pod):
             self._nominated[key] = pod
         else:
             self._nominated.pop(key, None)
+
+    def _count(self, node: str, key: Key, pod: types_pb2.Pod, sign: int) -> None:
+        """Add (sign 1) or take away (-1) a pod in its node's sums and affinity pods, as
+        NodeInfo.build counts it: requests that do not parse are not counted."""
+        if has_affinity(pod):
+            if sign > 0:
+                self._with_terms.setdefault(node, {})[key] = pod
+            else:
+                self._with_terms.get(node, {}).pop(key, None)
+        try:
+            want, want_non_zero = self._requests(pod)
+        except QuantityError:
+            return
+        requested, non_zero = self._sums.get(node, _NOTHING)
+        self._sums[node] = ((requested + want, non_zero + want_non_zero) if sign > 0 else
+                            (requested - want, non_zero - want_non_zero))
 
     def _pod_added(self, key: Key, pod: Message) -> None:
         self._pod_changed(key, None, pod)
@@ -236,7 +264,13 @@ class Scheduler(Controller):
             return None
         info = self._infos.get(name)
         if info is None or info.node is not node:
-            info = self._infos[name] = NodeInfo.build(node, self._on_node.get(name, {}).values(), self._requests)
+            requested, non_zero = self._sums.get(name, _NOTHING)
+            info = self._infos[name] = NodeInfo(node, tuple(self._on_node.get(name, {}).values()), requested,
+                                                non_zero)
+            # NodeInfo's own derivation of it, from the cache's (the same pods, in the node's order).
+            with_terms = self._with_terms.get(name)
+            info.__dict__["pods_with_affinity"] = tuple(
+                p for k, p in self._on_node[name].items() if k in with_terms) if with_terms else ()
         return info
 
     def _requests(self, pod: types_pb2.Pod) -> tuple[Resources, Resources]:
@@ -271,6 +305,8 @@ class Scheduler(Controller):
         self._infos.clear()
         self._where.clear()
         self._requests_memo.clear()
+        self._sums.clear()
+        self._with_terms.clear()
         self._dirty.clear()
         self._nominated.clear()
         self._node_order = None

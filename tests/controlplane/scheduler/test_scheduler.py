@@ -249,3 +249,50 @@ def test_a_bind_that_meets_a_conflict_is_tried_again():
         assert await eventually(bound, what="p bound after its first bind conflicted") == "node-1"
         assert conflicts == ["p"]
     with_scheduler(body)
+
+
+def test_the_cache_counts_a_node_as_building_it_from_its_pods_would():
+    """The scheduler keeps each node's summed requests and affinity pods pod by pod (adds, status
+    writes, moves, a bad quantity, affinity coming and going, finishing, deletes); the NodeInfo it
+    builds from them equals NodeInfo.build over the node's pods after every step."""
+    import random
+
+    from controlplane.scheduler.framework import NodeInfo
+
+    nodes = {name: node(name, "8Gi") for name in ("n1", "n2", "n3")}
+
+    class Nodes:
+        def get(self, key):
+            return nodes.get(key[1])
+
+    rng = random.Random(17)
+    sched = Scheduler(client=FakeApiClient(), factory=SharedInformerFactory(FakeApiClient()), metrics=Metrics())
+    sched.nodes = Nodes()
+    live: dict = {}
+    for step in range(600):
+        name = f"p{rng.randrange(40)}"
+        key = ("default", name)
+        if key in live and rng.random() < 0.15:
+            sched._pod_deleted(key, live.pop(key))
+        else:
+            p = pod(name, rng.choice(["64Mi", "128Mi", "1Gi", "lots"]))   # "lots": not a quantity
+            p.metadata.namespace = "default"
+            p.spec.node_name = rng.choice(["", "n1", "n2", "n3"])
+            if rng.random() < 0.3:
+                p.spec.containers[0].resources.requests["cpu"] = rng.choice(["100m", "1", "2"])
+            if rng.random() < 0.25:
+                p.spec.affinity.pod_anti_affinity.required_during_scheduling_ignored_during_execution.add(
+                    topology_key="kubernetes.io/hostname")
+            if rng.random() < 0.1:
+                p.status.phase = "Succeeded"
+            old = live.get(key)
+            live[key] = p
+            (sched._pod_added(key, p) if old is None else sched._pod_updated(key, old, p))
+        for n in nodes:
+            got = sched._node_info(n)
+            want = NodeInfo.build(nodes[n], sched._on_node.get(n, {}).values())
+            assert (got.pods, got.requested, got.non_zero_requested) == \
+                (want.pods, want.requested, want.non_zero_requested), f"step {step}, node {n}"
+            assert got.pods_with_affinity == want.pods_with_affinity, f"step {step}, node {n}"
+    counted = {k for k, p in live.items() if p.spec.node_name and p.status.phase != "Succeeded"}
+    assert counted == {k for pods in sched._on_node.values() for k in pods}
