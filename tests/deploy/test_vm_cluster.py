@@ -199,7 +199,7 @@ def test_three_vms_join_run_the_web_server_and_survive_a_power_off(lab):
 
     _progress("vm: waiting for the web server's two pods")
     placed = wait_for("two ready web-server pods", lambda: len(ready_pods()) == 2 and ready_pods(),
-                      timeout=480, interval=2)
+                      timeout=900, interval=2)
     assert len(set(placed.values())) == 2, placed
     # Under systemd's Delegate=yes the pods' cgroups are the agent unit's (agent/cgroupdelegation.py),
     # as the node's cAdvisor metrics name them.
@@ -221,7 +221,7 @@ def test_three_vms_join_run_the_web_server_and_survive_a_power_off(lab):
     def moved():
         now = ready_pods()
         return len(now) == 2 and victim not in now.values() and now
-    after = wait_for(f"the pod of {victim} running elsewhere", moved, timeout=300, interval=2)
+    after = wait_for(f"the pod of {victim} running elsewhere", moved, timeout=600, interval=2)
     assert set(after.values()) == {"node1", "node2", "node3"} - {victim}, after
     answer = wait_for("the NodePort after the move", lambda: lab.http(f"http://{SUBNET}.11:30500/"),
                       timeout=60, interval=2)
@@ -259,7 +259,7 @@ def _guestbook(lab: Lab, store: Path, skiff: list[str]) -> None:
     assert built.returncode == 0, built.stdout + built.stderr
     for image in ("debian-redis:bookworm", "guestbook-frontend:latest"):
         _progress(f"vm: pushing {image} into the cluster")
-        pushed = lab.skiff("image", "push", *data, image, timeout=900)
+        pushed = lab.skiff("image", "push", *data, image, timeout=1200)
         assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     manifests = lab.tmp / "guestbook.yaml"
     manifests.write_text(_guestbook_manifests())
@@ -267,7 +267,7 @@ def _guestbook(lab: Lab, store: Path, skiff: list[str]) -> None:
     assert applied.returncode == 0, applied.stdout + applied.stderr
     for deployment in ("redis-leader", "redis-follower", "frontend"):
         _progress(f"vm: waiting for deployment/{deployment}")
-        done = lab.skiff("rollout", "status", f"deployment/{deployment}", "--timeout", "600s", timeout=660)
+        done = lab.skiff("rollout", "status", f"deployment/{deployment}", "--timeout", "900s", timeout=960)
         assert done.returncode == 0, done.stdout + done.stderr + lab.skiff("get", "pods", "-o", "wide").stdout
     pods = lab.get("pods")["items"]
     frontends = sorted(p["spec"]["nodeName"] for p in pods if p["metadata"]["labels"].get("tier") == "frontend")
