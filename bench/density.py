@@ -41,7 +41,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,18 +49,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._cluster import free_port  # noqa: E402
+
 MiB = 1024 * 1024
 AGENT_GOAL_MIB = 60.0          # up to kubelet's 110 pods
 AGENT_GOAL_500_MIB = 100.0     # issue 17: 500 pods on one node
 RAMP_GOAL_500_S = 60.0         # issue 17: 500 pods Running within 60 s
 PER_POD_GOAL_MIB = 1.0
 PEERS = (("containerd shim (Go)", 11.0), ("conmon", 0.3))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._cluster import wait_until  # noqa: E402
+from bench._cluster import free_port, wait_until  # noqa: E402
 from proto.skiff.v1 import apps_pb2  # noqa: E402
 from skiff.api import meta  # noqa: E402
 from skiff.client import ApiClient  # noqa: E402
@@ -42,12 +41,6 @@ K8S_NOT_READY, K8S_TOLERATION = 40.0, 300.0
 POLL_SECONDS = 0.05   # the timings' resolution
 GOAL = 15.0
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spawn(args: list[str], log: Path) -> subprocess.Popen:

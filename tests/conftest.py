@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,18 +35,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from bench._cluster import free_port  # noqa: F401  (the tests' and benchmarks' one port picker)
+
 if TYPE_CHECKING:
     from skiff.pki import ClusterPki
 
 ROOT = Path(__file__).resolve().parents[1]
 ETCD = "/usr/bin/etcd"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop(proc: subprocess.Popen, *, grace: float = 10.0) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from agent.images.bootstrap import bootstrap_busybox
+from tests.conftest import free_port
 from agent.images.errors import DigestMismatch, ImageError
 from agent.images.registry import Credentials, RegistryClient, pull, push
 from agent.images.reference import parse_reference
@@ -35,12 +36,6 @@ REGISTRY = next((c for c in CANDIDATES if c and os.access(c, os.X_OK)), None)
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(REGISTRY is None, reason="apt-get install docker-registry")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Registry:
