@@ -102,7 +102,7 @@ class Scheduler(Controller):
         # its pods summed, and its pods with affinity terms, so a NodeInfo is built without a walk
         # over the node's pods in Python (a node with hundreds of pods changes on every status write).
         self._sums: dict[str, tuple[Resources, Resources]] = {}
-        self._with_terms: dict[str, dict[Key, types_pb2.Pod]] = {}
+        self._with_terms: dict[str, set[Key]] = {}   # node -> its pods with affinity terms
         self._where: dict[Key, str] = {}                # pod -> the node it is counted on in _on_node
         self._requests_memo: dict[Key, tuple[types_pb2.Pod, Resources, Resources]] = {}   # for _where's pods
         # The last snapshot's nodes, kept between cycles: only nodes changed since (_dirty) are rebuilt,
@@ -164,9 +164,9 @@ class Scheduler(Controller):
         NodeInfo.build counts it: requests that do not parse are not counted."""
         if has_affinity(pod):
             if sign > 0:
-                self._with_terms.setdefault(node, {})[key] = pod
+                self._with_terms.setdefault(node, set()).add(key)
             else:
-                self._with_terms.get(node, {}).pop(key, None)
+                self._with_terms.get(node, set()).discard(key)
         try:
             want, want_non_zero = self._requests(pod)
         except QuantityError:
