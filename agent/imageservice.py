@@ -5,6 +5,10 @@ context (`skiff build --cluster`) is built into it, by `skiff build` run as a pr
 own (its output streamed back a line at a time; a crash or a hang of a build is not the
 agent's; a client gone interrupts it, and it removes its containers as it ends).
 
+`skiff image push` names the image's layers first; the node answers which it has, and the
+archive comes without their blobs (docker push's "Layer already exists"): those are read from
+the store, verified as the archive's would be.
+
 The archive is spooled to the store's tmp dir (same filesystem, removed afterwards, also
 when the stream breaks), then agent.images.archive.load_archive verifies and loads it: a
 bad archive leaves nothing in the store.
@@ -29,6 +33,9 @@ from agent.images.store import ImageStore
 from proto.skiff.v1 import images_pb2, images_pb2_grpc
 
 
+MAX_LAYERS = 1000   # layers of an image a load asks about (docker's limit is 127 an image)
+
+
 class ImagesService(images_pb2_grpc.ImagesServicer):
     def __init__(self, *, store: ImageStore, node_name: str) -> None:
         self.store, self.node_name = store, node_name
@@ -36,6 +43,18 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
     def other_node(self, name: str) -> str | None:
         """The refusal of a stream the control plane meant for another node; None if it is ours."""
         return f"this agent is node {self.node_name}, not {name[:100]!r}" if name and name != self.node_name else None
+
+    def layers_present(self, layers) -> frozenset[str]:
+        """Of the layer digests a client named, those whose blob this store has (a name that
+        is no sha256 digest is no layer here; at most MAX_LAYERS are looked at)."""
+        present = set()
+        for digest in list(layers)[:MAX_LAYERS]:
+            try:
+                if self.store.has_blob(digest):
+                    present.add(digest)
+            except ImageError:
+                continue
+        return frozenset(present)
 
     async def Load(self, request_iterator, context) -> AsyncIterator[images_pb2.ImageLoadProgress]:
         first = await anext(aiter(request_iterator), None)
@@ -45,7 +64,9 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
         if (other := self.other_node(first.node_name)) is not None:
             await context.abort(grpc.StatusCode.NOT_FOUND, other)
             return
-        yield images_pb2.ImageLoadProgress(node_name=self.node_name)   # accepted: the archive may come
+        present = self.layers_present(first.layers)
+        # Accepted: the archive may come, without the blobs of the layers named here.
+        yield images_pb2.ImageLoadProgress(node_name=self.node_name, layers_present=sorted(present))
         fd, path = tempfile.mkstemp(dir=self.store.tmp, prefix="load-", suffix=".tar")
         received = 0
         try:
@@ -60,7 +81,7 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
                 return
             from agent.images.archive import load_archive
             try:
-                loaded = await asyncio.to_thread(load_archive, store=self.store, path=Path(path))
+                loaded = await asyncio.to_thread(load_archive, store=self.store, path=Path(path), present=present)
             except ImageError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"node {self.node_name}: {exc}")
                 return

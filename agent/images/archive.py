@@ -54,10 +54,12 @@ def _metered(f, *, progress: Progress | None, stage: str, total: int | None):
     return CountingFile(f, lambda n: progress.update(stage=stage, nbytes=n, total_bytes=total))
 
 
-def load_archive(*, store: ImageStore, path: Path,
-                 progress: Progress | None = None) -> list[tuple[str | None, str]]:
+def load_archive(*, store: ImageStore, path: Path, progress: Progress | None = None,
+                 present: frozenset[str] = frozenset()) -> list[tuple[str | None, str]]:
     """Load every image in the archive; returns (familiar ref or None, image id) pairs.
-    `progress` gets how far into the archive the load is."""
+    `progress` gets how far into the archive the load is. An OCI layout may leave out the
+    blob of a layer in `present` (the layers this store told the sender it has): it is read
+    from the store instead, and verified as if it had come in the archive."""
     try:
         raw = open(path, "rb")
     except OSError as exc:
@@ -71,7 +73,7 @@ def load_archive(*, store: ImageStore, path: Path,
     with raw, tar:
         names = {n.removeprefix("./") for n in tar.getnames()}
         if "index.json" in names and "oci-layout" in names:
-            return _load_oci(store=store, tar=tar)
+            return _load_oci(store=store, tar=tar, present=present)
         if "manifest.json" in names:
             return _load_docker(store=store, tar=tar)
         raise ImageError(f"{path}: neither an OCI layout (index.json + oci-layout) "
@@ -134,7 +136,27 @@ def _docker_tags(tar: tarfile.TarFile) -> dict[str, list[str]]:
     return {e["Config"].rsplit("/", 1)[-1].removesuffix(".json"): e.get("RepoTags") or [] for e in entries}
 
 
-def _load_oci(*, store: ImageStore, tar: tarfile.TarFile) -> list[tuple[str | None, str]]:
+def _layer_blob(tar: tarfile.TarFile, store: ImageStore, digest: str, present: frozenset[str]):
+    """The layer's blob: from the archive, else (a layer the sender was told this store has)
+    from the store."""
+    name = "blobs/" + digest.replace(":", "/")
+    try:
+        member = _member(tar, name)
+    except ImageError:
+        if digest not in present:
+            raise
+        try:
+            return open(store.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise ImageError(f"archive has no entry {name!r}, and the store no longer has {digest}") from None
+    f = tar.extractfile(member)
+    if f is None:
+        raise ImageError(f"blob {digest} is not a file")
+    return f
+
+
+def _load_oci(*, store: ImageStore, tar: tarfile.TarFile,
+              present: frozenset[str] = frozenset()) -> list[tuple[str | None, str]]:
     out: list[tuple[str | None, str]] = []
     docker_tags = _docker_tags(tar)
     index = json.loads(_read(tar, "index.json"))
@@ -149,13 +171,11 @@ def _load_oci(*, store: ImageStore, tar: tarfile.TarFile) -> list[tuple[str | No
         diff_ids = json.loads(config_bytes)["rootfs"]["diff_ids"]
         layers: list[Layer] = []
         for ldesc, diff_id in zip(manifest["layers"], diff_ids):
-            f = tar.extractfile(_member(tar, "blobs/" + ldesc["digest"].replace(":", "/")))
-            if f is None:
-                raise ImageError(f"blob {ldesc['digest']} is not a file")
-            layers.append(store.add_layer_from_tar(fileobj=f, expected_digest=ldesc["digest"],
-                                                   expected_diff_id=diff_id,
-                                                   media_type=ldesc["mediaType"],
-                                                   size=ldesc.get("size")))
+            with _layer_blob(tar, store, ldesc["digest"], present) as f:
+                layers.append(store.add_layer_from_tar(fileobj=f, expected_digest=ldesc["digest"],
+                                                       expected_diff_id=diff_id,
+                                                       media_type=ldesc["mediaType"],
+                                                       size=ldesc.get("size")))
         ref = annotations.get(CONTAINERD_NAME) or annotations.get(REF_ANNOTATION) or ""
         refs = []
         if ref and (":" in ref or "/" in ref or "@" in ref):
@@ -176,9 +196,10 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def save_archive(*, store: ImageStore, refs: tuple[str, ...], path: Path,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, leave_out: frozenset[str] = frozenset()) -> None:
     """Write the images as one tar (OCI layout + docker manifest.json); atomic.
-    `progress` gets the bytes written of about the total (the blobs' sizes)."""
+    `progress` gets the bytes written of about the total (the blobs' sizes). The layer blobs
+    in `leave_out` are not written (for a store that has them: `load_archive`'s `present`)."""
     index_entries, docker_entries, blobs = [], [], []
     for ref in refs:
         digest, manifest, _config = store.manifest(ref)
@@ -197,7 +218,8 @@ def save_archive(*, store: ImageStore, refs: tuple[str, ...], path: Path,
             "RepoTags": [parsed.familiar()] if full and not parsed.digest else [],
             "Layers": ["blobs/" + l["digest"].replace(":", "/") for l in manifest["layers"]],
         })
-        blobs += [digest, manifest["config"]["digest"]] + [l["digest"] for l in manifest["layers"]]
+        blobs += [digest, manifest["config"]["digest"]] + [l["digest"] for l in manifest["layers"]
+                                                           if l["digest"] not in leave_out]
     fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".skiff-save-")
     try:
         total = sum(store.blob_path(d).stat().st_size for d in set(blobs))

@@ -5,8 +5,8 @@ peers), which loads it into its store; the other nodes fetch it from there. The 
 a route to the API only, as for logs and exec (controlplane/api/proxy.py).
 
 `skiff build --cluster` sends a build context the same way (Build): the node builds it into its
-store. Each stream is accepted twice before the bytes flow: by this service (the node found) to
-the client, and by the node (its checks passed) to this service.
+store. The bytes flow once the node has accepted the stream (its checks passed): its first
+answer, relayed to the client, which for a load names the layers the node has already.
 
 Secure mode: the caller must be allowed `create` on `nodes/images` to load, `nodes/build` to
 build (the node's name; cluster-admin is); the agent accepts the stream only with the control
@@ -51,20 +51,18 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
         return candidates[0]
 
     async def Load(self, request_iterator, context) -> AsyncIterator[images_pb2.ImageLoadProgress]:
-        async for out in self._to_node("Load", request_iterator, context, images_pb2.ImageLoadProgress,
-                                       "image load: no archive was sent"):
+        async for out in self._to_node("Load", request_iterator, context, "image load: no archive was sent"):
             yield out
 
     async def Build(self, request_iterator, context) -> AsyncIterator[images_pb2.ImageBuildProgress]:
-        async for out in self._to_node("Build", request_iterator, context, images_pb2.ImageBuildProgress,
-                                       "image build: nothing was sent"):
+        async for out in self._to_node("Build", request_iterator, context, "image build: nothing was sent"):
             yield out
 
-    async def _to_node(self, method: str, request_iterator, context, progress: type,
-                       nothing: str) -> AsyncIterator:
+    async def _to_node(self, method: str, request_iterator, context, nothing: str) -> AsyncIterator:
         """The stream on to the Images service of the node the first message names (else
-        the first Ready one serving images): accepted (a `progress` with the node's name)
-        before the client sends its bytes, then relayed both ways as they come."""
+        the first Ready one serving images), relayed both ways as it comes: the node's
+        acceptance (a progress message with its name; for a load, the layers it has) reaches the
+        client before the client sends its bytes, a refusal instead of it."""
         requests = aiter(request_iterator)
         first = await anext(requests, None)
         if first is None:
@@ -77,14 +75,13 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
             return
         address = agent_address(node)
         stub = images_pb2_grpc.ImagesStub(self.proxy.channel(address))
-        yield progress(node_name=node.metadata.name)   # accepted: send the bytes
         first.node_name = node.metadata.name
 
         node_accepted = asyncio.Event()
 
         async def forward() -> AsyncIterator:
             yield first
-            # The rest once the node has accepted too: its refusal then arrives as its status,
+            # The rest once the node has accepted: its refusal then arrives as its status,
             # not lost to a write in flight (grpc/grpc#36066).
             await node_accepted.wait()
             async for chunk in requests:
@@ -93,9 +90,7 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
         call = getattr(stub, method)(forward())
         try:
             async for out in call:
-                if not node_accepted.is_set():   # the node's own acceptance: the client has had one
-                    node_accepted.set()
-                    continue
+                node_accepted.set()   # its first answer: the client may send its bytes
                 yield out
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bproto/skiff/v1/images.proto\x12\x08skiff.v1\"1\n\x0eImageLoadChunk\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"2\n\x0bLoadedImage\x12\x11\n\treference\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\"e\n\x11ImageLoadProgress\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12%\n\x06images\x18\x02 \x03(\x0b\x32\x15.skiff.v1.LoadedImage\x12\x16\n\x0e\x62ytes_received\x18\x03 \x01(\x03\"\xda\x01\n\x11ImageBuildOptions\x12\x0c\n\x04tags\x18\x01 \x03(\t\x12\x12\n\ndockerfile\x18\x02 \x01(\t\x12>\n\nbuild_args\x18\x03 \x03(\x0b\x32*.skiff.v1.ImageBuildOptions.BuildArgsEntry\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x10\n\x08no_cache\x18\x05 \x01(\x08\x12\x0f\n\x07network\x18\x06 \x01(\t\x1a\x30\n\x0e\x42uildArgsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"c\n\x0fImageBuildChunk\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.skiff.v1.ImageBuildOptions\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x0c\"G\n\x12ImageBuildProgress\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\t\x12\x10\n\x08image_id\x18\x03 \x01(\t2\x91\x01\n\x06Images\x12\x41\n\x04Load\x12\x18.skiff.v1.ImageLoadChunk\x1a\x1b.skiff.v1.ImageLoadProgress(\x01\x30\x01\x12\x44\n\x05\x42uild\x12\x19.skiff.v1.ImageBuildChunk\x1a\x1c.skiff.v1.ImageBuildProgress(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bproto/skiff/v1/images.proto\x12\x08skiff.v1\"A\n\x0eImageLoadChunk\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06layers\x18\x03 \x03(\t\"2\n\x0bLoadedImage\x12\x11\n\treference\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\"}\n\x11ImageLoadProgress\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12%\n\x06images\x18\x02 \x03(\x0b\x32\x15.skiff.v1.LoadedImage\x12\x16\n\x0e\x62ytes_received\x18\x03 \x01(\x03\x12\x16\n\x0elayers_present\x18\x04 \x03(\t\"\xda\x01\n\x11ImageBuildOptions\x12\x0c\n\x04tags\x18\x01 \x03(\t\x12\x12\n\ndockerfile\x18\x02 \x01(\t\x12>\n\nbuild_args\x18\x03 \x03(\x0b\x32*.skiff.v1.ImageBuildOptions.BuildArgsEntry\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x10\n\x08no_cache\x18\x05 \x01(\x08\x12\x0f\n\x07network\x18\x06 \x01(\t\x1a\x30\n\x0e\x42uildArgsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"c\n\x0fImageBuildChunk\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.skiff.v1.ImageBuildOptions\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x0c\"G\n\x12ImageBuildProgress\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\t\x12\x10\n\x08image_id\x18\x03 \x01(\t2\x91\x01\n\x06Images\x12\x41\n\x04Load\x12\x18.skiff.v1.ImageLoadChunk\x1a\x1b.skiff.v1.ImageLoadProgress(\x01\x30\x01\x12\x44\n\x05\x42uild\x12\x19.skiff.v1.ImageBuildChunk\x1a\x1c.skiff.v1.ImageBuildProgress(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,19 +34,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMAGEBUILDOPTIONS_BUILDARGSENTRY']._loaded_options = None
   _globals['_IMAGEBUILDOPTIONS_BUILDARGSENTRY']._serialized_options = b'8\001'
   _globals['_IMAGELOADCHUNK']._serialized_start=41
-  _globals['_IMAGELOADCHUNK']._serialized_end=90
-  _globals['_LOADEDIMAGE']._serialized_start=92
-  _globals['_LOADEDIMAGE']._serialized_end=142
-  _globals['_IMAGELOADPROGRESS']._serialized_start=144
-  _globals['_IMAGELOADPROGRESS']._serialized_end=245
-  _globals['_IMAGEBUILDOPTIONS']._serialized_start=248
-  _globals['_IMAGEBUILDOPTIONS']._serialized_end=466
-  _globals['_IMAGEBUILDOPTIONS_BUILDARGSENTRY']._serialized_start=418
-  _globals['_IMAGEBUILDOPTIONS_BUILDARGSENTRY']._serialized_end=466
-  _globals['_IMAGEBUILDCHUNK']._serialized_start=468
-  _globals['_IMAGEBUILDCHUNK']._serialized_end=567
-  _globals['_IMAGEBUILDPROGRESS']._serialized_start=569
-  _globals['_IMAGEBUILDPROGRESS']._serialized_end=640
-  _globals['_IMAGES']._serialized_start=643
-  _globals['_IMAGES']._serialized_end=788
+  _globals['_IMAGELOADCHUNK']._serialized_end=106
+  _globals['_LOADEDIMAGE']._serialized_start=108
+  _globals['_LOADEDIMAGE']._serialized_end=158
+  _globals['_IMAGELOADPROGRESS']._serialized_start=160
+  _globals['_IMAGELOADPROGRESS']._serialized_end=285
+  _globals['_IMAGEBUILDOPTIONS']._serialized_start=288
+  _globals['_IMAGEBUILDOPTIONS']._serialized_end=506
+  _globals['_IMAGEBUILDOPTIONS_BUILDARGSENTRY']._serialized_start=458
+  _globals['_IMAGEBUILDOPTIONS_BUILDARGSENTRY']._serialized_end=506
+  _globals['_IMAGEBUILDCHUNK']._serialized_start=508
+  _globals['_IMAGEBUILDCHUNK']._serialized_end=607
+  _globals['_IMAGEBUILDPROGRESS']._serialized_start=609
+  _globals['_IMAGEBUILDPROGRESS']._serialized_end=680
+  _globals['_IMAGES']._serialized_start=683
+  _globals['_IMAGES']._serialized_end=828
 # @@protoc_insertion_point(module_scope)

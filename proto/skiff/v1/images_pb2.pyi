@@ -7,12 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ImageLoadChunk(_message.Message):
-    __slots__ = ("node_name", "data")
+    __slots__ = ("node_name", "data", "layers")
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
     node_name: str
     data: bytes
-    def __init__(self, node_name: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_name: _Optional[str] = ..., data: _Optional[bytes] = ..., layers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LoadedImage(_message.Message):
     __slots__ = ("reference", "image_id")
@@ -23,14 +25,16 @@ class LoadedImage(_message.Message):
     def __init__(self, reference: _Optional[str] = ..., image_id: _Optional[str] = ...) -> None: ...
 
 class ImageLoadProgress(_message.Message):
-    __slots__ = ("node_name", "images", "bytes_received")
+    __slots__ = ("node_name", "images", "bytes_received", "layers_present")
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_PRESENT_FIELD_NUMBER: _ClassVar[int]
     node_name: str
     images: _containers.RepeatedCompositeFieldContainer[LoadedImage]
     bytes_received: int
-    def __init__(self, node_name: _Optional[str] = ..., images: _Optional[_Iterable[_Union[LoadedImage, _Mapping]]] = ..., bytes_received: _Optional[int] = ...) -> None: ...
+    layers_present: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_name: _Optional[str] = ..., images: _Optional[_Iterable[_Union[LoadedImage, _Mapping]]] = ..., bytes_received: _Optional[int] = ..., layers_present: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ImageBuildOptions(_message.Message):
     __slots__ = ("tags", "dockerfile", "build_args", "target", "no_cache", "network")

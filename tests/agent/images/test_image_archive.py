@@ -170,3 +170,72 @@ def test_oci_archive_with_bare_tag_takes_names_from_manifest_json(store, tmp_dir
             dst.addfile(m, io.BytesIO(data) if data is not None else None)
     fresh = ImageStore(root=tmp_dir / "fresh")
     assert load_archive(store=fresh, path=bare) == [("busybox:latest", store.resolve("busybox").id)]
+
+
+def _two_layer_image(store, tmp_dir) -> tuple[str, str]:
+    """busybox, and my-tool:v1 on it with one small layer: (busybox's layer digest, the new one's)."""
+    from agent.images.bootstrap import bootstrap_busybox
+    bootstrap_busybox(store=store)
+    src = tmp_dir / "tool"
+    (src / "usr/bin").mkdir(parents=True)
+    (src / "usr/bin/tool").write_text("#!/bin/sh\necho tool\n")
+    base = store.resolve("busybox")
+    _, manifest, config = store.manifest("busybox")
+    top = store.add_layer_from_dir(src=src)
+    base_layer = store.manifest("busybox")[1]["layers"][0]
+    from agent.images.store import Layer
+    layers = [Layer(digest=base_layer["digest"], diff_id=config["rootfs"]["diff_ids"][0],
+                    size=base_layer["size"], media_type=base_layer["mediaType"]), top]
+    store.commit_image(config={"config": {"Cmd": ["tool"]}}, layers=layers, ref="my-tool:v1")
+    assert base.id != store.resolve("my-tool:v1").id
+    return base_layer["digest"], top.digest
+
+
+def test_an_archive_leaves_out_the_layers_the_store_has_and_loads_them_from_there(store, tmp_dir):
+    """`skiff image push`'s archive for a node that has the base layer: only the new one in it;
+    the node's store fills the gap (also when the unpacked dir went and only the blob is left)."""
+    base, top = _two_layer_image(store, tmp_dir)
+    node = ImageStore(root=tmp_dir / "node")
+    save_archive(store=store, refs=("busybox",), path=tmp_dir / "busybox.tar")
+    load_archive(store=node, path=tmp_dir / "busybox.tar")   # the node has the base image
+    out = tmp_dir / "push.tar"
+    save_archive(store=store, refs=("my-tool:v1",), path=out, leave_out=frozenset({base}))
+    with tarfile.open(out) as tar:
+        blobs = {n.removeprefix("blobs/sha256/") for n in tar.getnames() if n.startswith("blobs/")}
+    assert top.removeprefix("sha256:") in blobs and base.removeprefix("sha256:") not in blobs
+    assert out.stat().st_size < 100_000 < store.blob_path(base).stat().st_size
+
+    with pytest.raises(ImageError, match=f"archive has no entry 'blobs/sha256/{base[7:]}'"):
+        load_archive(store=node, path=out)   # not named present: a hole is an error
+    assert "my-tool:v1" not in {f"{r.repository}:{r.tag}" for r in node.list()}
+
+    diff_id = store.manifest("busybox")[2]["rootfs"]["diff_ids"][0]
+    import shutil
+    shutil.rmtree(node.layer_dir(diff_id))   # the blob stays: the layer is unpacked from it again
+    loaded = load_archive(store=node, path=out, present=frozenset({base}))
+    assert loaded == [("my-tool:v1", store.resolve("my-tool:v1").id)]
+    image = node.resolve("my-tool:v1")
+    assert (image.lower_dirs[0] / "bin/busybox").exists()
+    assert (image.lower_dirs[1] / "usr/bin/tool").read_text() == "#!/bin/sh\necho tool\n"
+
+
+def test_a_layer_named_present_but_gone_from_the_store_is_an_error_that_names_it(store, tmp_dir):
+    base, _ = _two_layer_image(store, tmp_dir)
+    out = tmp_dir / "push.tar"
+    save_archive(store=store, refs=("my-tool:v1",), path=out, leave_out=frozenset({base}))
+    empty = ImageStore(root=tmp_dir / "empty")
+    with pytest.raises(ImageError, match=f"the store no longer has {base}"):
+        load_archive(store=empty, path=out, present=frozenset({base}))
+    assert empty.list() == []
+
+
+def test_the_node_names_only_the_layers_its_store_has_and_only_sha256_digests(store, tmp_dir):
+    """The agent's answer to a push's first message (agent/imageservice.py): a name that is no
+    sha256 digest is no layer (it never becomes a path), and a long list is cut."""
+    from agent.imageservice import MAX_LAYERS, ImagesService
+    base, top = _two_layer_image(store, tmp_dir)
+    service = ImagesService(store=store, node_name="node-1")
+    absent = "sha256:" + "0" * 64
+    asked = [base, absent, "../../../etc/passwd", "sha256:../../layers", "", base.upper(), top]
+    assert service.layers_present(asked) == {base, top}
+    assert service.layers_present([absent] * MAX_LAYERS + [base]) == frozenset()
