@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO, Callable, Sequence
 
 DEFAULT_DATA_DIR = Path("/var/lib/skiff")
 
@@ -222,10 +223,13 @@ def _has_registry_host(ref: str) -> bool:
 LOAD_CHUNK = 1 << 20
 
 
-def _into_cluster(args: argparse.Namespace, path: Path) -> list[tuple[str, str, str]]:
-    """Stream the archive at `path` to the cluster's Images service (decision 33):
-    (familiar ref or "", image id, node) of each image loaded."""
+def _into_cluster(args: argparse.Namespace, archive: Path | Callable[[frozenset[str]], Path],
+                  layers: Sequence[str] = ()) -> list[tuple[str, str, str]]:
+    """Stream an archive to the cluster's Images service (decision 33): (familiar ref or "",
+    image id, node) of each image loaded. `archive` is the archive's path, or makes it once
+    the node has accepted, leaving out the blobs of those of `layers` the node has."""
     import asyncio
+    import contextlib
 
     import grpc
 
@@ -237,22 +241,29 @@ def _into_cluster(args: argparse.Namespace, path: Path) -> list[tuple[str, str, 
     async def go(client) -> int:
         client.stub   # opens the channel (and its credentials)
         stub = images_pb2_grpc.ImagesStub(client._channel)
-        accepted = asyncio.Event()
+        ready: asyncio.Future[BinaryIO] = asyncio.get_running_loop().create_future()
 
         async def chunks():
-            yield images_pb2.ImageLoadChunk(node_name=args.node)   # alone: a refusal comes before the archive
-            await accepted.wait()
-            with open(path, "rb") as f:
-                while data := await asyncio.to_thread(f.read, LOAD_CHUNK):
-                    yield images_pb2.ImageLoadChunk(data=data)
-        try:
-            async for answer in stub.Load(chunks()):
-                if not accepted.is_set():
-                    accepted.set()
-                    continue
-                out.extend((i.reference, i.image_id, answer.node_name) for i in answer.images)
-        except grpc.aio.AioRpcError as exc:
-            raise client._error(exc) from None
+            # Alone: a refusal comes before the archive.
+            yield images_pb2.ImageLoadChunk(node_name=args.node, layers=layers)
+            f = await ready
+            while data := await asyncio.to_thread(f.read, LOAD_CHUNK):
+                yield images_pb2.ImageLoadChunk(data=data)
+
+        call = stub.Load(chunks())
+        with contextlib.ExitStack() as files:
+            try:
+                async for answer in call:
+                    if not ready.done():   # the node accepted: the archive, without the layers it has
+                        present = frozenset(answer.layers_present).intersection(layers)
+                        path = archive if isinstance(archive, Path) else await asyncio.to_thread(archive, present)
+                        ready.set_result(files.enter_context(open(path, "rb")))
+                        continue
+                    out.extend((i.reference, i.image_id, answer.node_name) for i in answer.images)
+            except grpc.aio.AioRpcError as exc:
+                raise client._error(exc) from None
+            finally:
+                call.cancel()   # an archive that could not be made or opened ends the stream
         return 0
     call_api(args, go)
     return out
@@ -351,11 +362,18 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
             from agent.images.archive import save_archive
             store = _store(args)
-            store.manifest(args.ref)   # not here: the store's own "no such image" error
+            _, manifest, _ = store.manifest(args.ref)   # not here: the store's own "no such image" error
+            layers = [layer["digest"] for layer in manifest["layers"]]
             with tempfile.TemporaryDirectory(prefix="skiff-push-") as tmp:
                 path = Path(tmp) / "image.tar"
-                save_archive(store=store, refs=(args.ref,), path=path)
-                loaded = _into_cluster(args, path)
+
+                def archive(present: frozenset[str]) -> Path:
+                    if not args.quiet:   # docker push's words, for the layers the node has
+                        for digest in (d for d in layers if d in present):
+                            print(f"{digest.removeprefix('sha256:')[:12]}: Layer already exists", file=sys.stderr)
+                    save_archive(store=store, refs=(args.ref,), path=path, leave_out=present)
+                    return path
+                loaded = _into_cluster(args, archive, layers)
             for ref, image_id, node in loaded:
                 print(f"{ref or image_id}: pushed into the cluster, node {node} (image {image_id})")
             return 0

@@ -19,6 +19,7 @@ import urllib.request
 
 import pytest
 
+from agent.images.store import ImageStore
 from tests.e2e.test_nodes import leftovers, wait_for
 
 pytestmark = [pytest.mark.etcd, pytest.mark.e2e, pytest.mark.slow, pytest.mark.root]
@@ -99,6 +100,9 @@ def test_an_image_built_on_node_1_runs_on_node_2(private_cluster, mode):
     pushed = c.skiff("image", "push", "--data-dir", str(client_store), "my-tool:v1")
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     assert pushed.stdout.startswith(f"my-tool:v1: pushed into the cluster, node {one} (image sha256:"), pushed.stdout
+    # Node 1 has busybox's layer already: it stays out of the archive, as docker push says.
+    layer = ImageStore(root=client_store / "images").manifest("my-tool:v1")[1]["layers"][0]["digest"]
+    assert pushed.stderr == f"{layer.removeprefix('sha256:')[:12]}: Layer already exists\n", pushed.stderr
     assert "my-tool:v1" in images(store_one) and "my-tool:v1" not in images(store_two)
     loaded = c.skiff("image", "load", "--cluster", "--node", two, "-i", str(archive))
     assert (loaded.returncode, loaded.stdout) == (0, f"Loaded image: busybox:latest (node {two})\n"), loaded.stderr
