@@ -88,8 +88,11 @@ async def anti_affinity_then_preemption(c: ApiClient) -> None:
     message = await eventually(lambda: pending_message(c, "web-3"), what="web-3 reported unschedulable")
     assert message == ("0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. preemption: "
                        "0/3 nodes are available: 3 No preemption victims found for incoming pod.")
-    events, _ = await c.list("Event", "default")
-    assert ("FailedScheduling", message) in [(e.reason, e.message) for e in events if e.involved_object.name == "web-3"]
+
+    async def failed_scheduling():   # events are recorded after the condition, as Kubernetes' recorder does
+        events, _ = await c.list("Event", "default")
+        return [e.message for e in events if e.involved_object.name == "web-3" and e.reason == "FailedScheduling"] or None
+    assert message in await eventually(failed_scheduling, what="web-3's FailedScheduling event")
     await c.delete("Pod", "web-3", grace_period_seconds=0)
 
     # A class above the web pods' 0: the urgent pod fits nowhere (1.5 of 2 CPUs taken on each node),
